@@ -1,0 +1,309 @@
+//! Configuration: embedded defaults, then each `--config FILE` in order, then `HARVEN_WATCHDOG__*`
+//! environment variables; decoded into [`raw`] types, then validated into the typed [`Config`].
+//!
+//! Loading never stops at the first problem it can get past: every layer is decoded on its own (so an
+//! unknown key or a wrong type is reported with the file or variable that holds it), and validation checks
+//! every key of the merged result. [`ConfigError`] lists them all; `check-config` prints that list.
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
+
+pub use validate::{
+    Config, DockerConfig, EmailTransport, EscalationConfig, LevelConfig, Locale, PrometheusConfig,
+    RedisConfig, RunbookConfig, ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig,
+    StoreConfig, SupabaseConfig, TlsMode,
+};
+
+/// The shipped defaults, compiled in from `config/default.toml`.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Environment variables `HARVEN_WATCHDOG__SECTION__KEY` override configuration keys.
+pub const ENV_PREFIX: &str = "HARVEN_WATCHDOG__";
+
+/// Keys that take a list; in the environment their items are separated by commas.
+const LIST_KEYS: &[&str] = &[
+    "docker.containers",
+    "escalation.l1.to",
+    "escalation.l2.to",
+    "escalation.l3.to",
+];
+
+/// The origin string that marks a value set by an environment variable, followed by its name.
+const ENV_ORIGIN: &str = "environment variable ";
+
+/// Where a configuration value came from; every [`Problem`] names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The embedded `config/default.toml`.
+    Defaults,
+    /// A file given with `--config`.
+    File(PathBuf),
+    /// One environment variable, by name.
+    Env(String),
+}
+
+impl Origin {
+    fn from_value_origin(origin: Option<&str>) -> Self {
+        match origin {
+            None => Self::Defaults,
+            Some(o) => match o.strip_prefix(ENV_ORIGIN) {
+                Some(var) => Self::Env(var.to_owned()),
+                None => Self::File(PathBuf::from(o)),
+            },
+        }
+    }
+
+    /// The directory a relative `*_file` path set here is read from: the config file's own directory,
+    /// else the working directory.
+    fn base_dir(&self) -> &Path {
+        match self {
+            Self::File(p) => p.parent().unwrap_or(Path::new("")),
+            Self::Defaults | Self::Env(_) => Path::new(""),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Defaults => f.write_str("embedded defaults"),
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Env(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+/// One thing wrong with the configuration: where, which key, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: Origin,
+    /// The dotted key (`smtp.tls`), or empty when the problem is with the layer as a whole.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading; never empty.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Loads the embedded defaults, `files` in order, then the process environment.
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        Self::load_with_env(files, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (tests pass their own).
+    pub fn load_with_env(
+        files: &[PathBuf],
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env = EnvLayer::new(env);
+        let mut layers: Vec<(Origin, Box<dyn Source + Send + Sync>)> = vec![(
+            Origin::Defaults,
+            Box::new(::config::File::from_str(DEFAULT_TOML, FileFormat::Toml)),
+        )];
+        for path in files {
+            layers.push((
+                Origin::File(path.clone()),
+                Box::new(::config::File::from(path.as_path()).format(FileFormat::Toml)),
+            ));
+        }
+
+        // Each layer alone (each variable alone): its unknown keys, wrong types and syntax errors,
+        // named with the file or variable that holds them.
+        let mut problems = Vec::new();
+        let singles = env.vars.iter().map(|(var, value)| {
+            let layer = EnvLayer {
+                vars: BTreeMap::from([(var.clone(), value.clone())]),
+            };
+            (
+                Origin::Env(var.clone()),
+                Box::new(layer) as Box<dyn Source + Send + Sync>,
+            )
+        });
+        for (origin, layer) in layers
+            .iter()
+            .map(|(o, l)| (o.clone(), l.clone_into_box()))
+            .chain(singles)
+        {
+            let decoded = ::config::Config::builder()
+                .add_source(vec![layer])
+                .build()
+                .and_then(|c| c.try_deserialize::<raw::RawConfig>());
+            if let Err(e) = decoded {
+                problems.push(layer_problem(origin, &e));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+
+        let mut builder = ::config::Config::builder();
+        for (_, layer) in layers {
+            builder = builder.add_source(vec![layer]);
+        }
+        let merged = builder.add_source(env).build().map_err(|e| ConfigError {
+            problems: vec![layer_problem(Origin::Defaults, &e)],
+        })?;
+        let raw: raw::RawConfig = merged.clone().try_deserialize().map_err(|e| ConfigError {
+            problems: vec![layer_problem(Origin::Defaults, &e)],
+        })?;
+        let origin_of = |key: &str| {
+            Origin::from_value_origin(
+                merged
+                    .get::<Value>(key)
+                    .ok()
+                    .as_ref()
+                    .and_then(Value::origin),
+            )
+        };
+        validate::validate(raw, &origin_of).map_err(|problems| ConfigError { problems })
+    }
+}
+
+/// A decode error of one layer, led by the layer's name (the config crate's own trailing
+/// "in <origin>" is dropped, since the layer is named already).
+fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
+    let mut message = e.to_string();
+    let suffix = match &origin {
+        Origin::Env(var) => format!(" in {ENV_ORIGIN}{var}"),
+        Origin::File(path) => format!(" in {}", path.display()),
+        Origin::Defaults => String::new(),
+    };
+    if !suffix.is_empty() {
+        if let Some(i) = message.find(&suffix) {
+            message.replace_range(i..i + suffix.len(), "");
+        }
+    }
+    Problem {
+        origin,
+        key: String::new(),
+        message,
+    }
+}
+
+/// The `HARVEN_WATCHDOG__*` variables as a configuration layer, each value tagged with its variable's
+/// name. Values stay strings (numbers are parsed when decoded, so a password of digits keeps its
+/// leading zeros); the list keys split on commas.
+#[derive(Debug, Clone)]
+struct EnvLayer {
+    vars: BTreeMap<String, String>,
+}
+
+impl EnvLayer {
+    fn new(env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+            .collect();
+        Self { vars }
+    }
+}
+
+/// The dotted key an environment variable sets: `HARVEN_WATCHDOG__SMTP__TLS` → `smtp.tls`.
+pub fn env_key(var: &str) -> Option<String> {
+    var.strip_prefix(ENV_PREFIX).map(|rest| {
+        rest.split("__")
+            .collect::<Vec<_>>()
+            .join(".")
+            .to_lowercase()
+    })
+}
+
+/// The environment variable that sets a dotted key: `smtp.tls` → `HARVEN_WATCHDOG__SMTP__TLS`.
+pub fn env_var(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+impl Source for EnvLayer {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, LayerError> {
+        let mut map = Map::new();
+        for (var, value) in &self.vars {
+            let Some(key) = env_key(var) else { continue };
+            let origin = format!("{ENV_ORIGIN}{var}");
+            let kind = if LIST_KEYS.contains(&key.as_str()) {
+                ValueKind::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::new(Some(&origin), s))
+                        .collect(),
+                )
+            } else {
+                ValueKind::String(value.clone())
+            };
+            map.insert(key, Value::new(Some(&origin), kind));
+        }
+        Ok(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_map_both_ways() {
+        assert_eq!(
+            env_key("HARVEN_WATCHDOG__SMTP__TLS").as_deref(),
+            Some("smtp.tls")
+        );
+        assert_eq!(
+            env_key("HARVEN_WATCHDOG__STATUS__OPENAI__URL").as_deref(),
+            Some("status.openai.url")
+        );
+        assert_eq!(env_key("OTHER__SMTP"), None);
+        assert_eq!(
+            env_var("escalation.l2.after"),
+            "HARVEN_WATCHDOG__ESCALATION__L2__AFTER"
+        );
+    }
+
+    #[test]
+    fn embedded_defaults_load_alone() {
+        let config = Config::load_with_env(&[], Vec::new()).expect("defaults are valid");
+        assert_eq!(config.server.listen.port(), 9464);
+        assert!(matches!(
+            config.smtp.transport,
+            EmailTransport::Files { .. }
+        ));
+    }
+}

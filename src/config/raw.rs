@@ -1,0 +1,130 @@
+//! The configuration as written: every section and key, values still as text.
+//!
+//! These types only describe the *shape* of a configuration layer. Keys that do not exist are rejected
+//! here (`deny_unknown_fields`), types are checked here, and nothing else: durations, URLs, addresses and
+//! modes stay strings so that [`super::validate`] can check all of them and report every problem at
+//! once, each with the layer that set it.
+//!
+//! Every struct is `#[serde(default)]` so that a single layer (one `--config` file, or the environment)
+//! can be decoded on its own to find the problems it introduces; the embedded defaults supply every key
+//! in the merged result.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole file, one field per `[section]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub store: RawStore,
+    pub runbook: RawRunbook,
+    pub prometheus: RawPrometheus,
+    /// statuspage.io pages by name (`[status.openai]`, `[status.supabase]`, and any a team adds).
+    pub status: BTreeMap<String, RawStatusPage>,
+    pub supabase: RawSupabase,
+    pub redis: RawRedis,
+    pub docker: RawDocker,
+    pub smtp: RawSmtp,
+    pub escalation: RawEscalation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: String,
+    pub public_url: String,
+    pub api_token: Option<String>,
+    pub api_token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStore {
+    pub path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRunbook {
+    pub path: Option<String>,
+    pub locale: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPrometheus {
+    pub url: String,
+    pub interval: String,
+    pub timeout: String,
+}
+
+/// A status page added by a user may leave out `interval` and `timeout`; validation fills them in.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawStatusPage {
+    pub url: String,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSupabase {
+    pub url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: String,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub interval: String,
+    pub timeout: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawDocker {
+    pub host: String,
+    pub interval: String,
+    pub timeout: String,
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Option<String>,
+    /// Wider than `u16` so that an out-of-range port is a validation problem with a clear message.
+    pub port: i64,
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub from: String,
+    pub timeout: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawEscalation {
+    pub l1: RawLevel,
+    pub l2: RawLevel,
+    pub l3: RawLevel,
+}
+
+/// One escalation level. `after` belongs to L2 and `critical_for` to L3; validation rejects the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLevel {
+    pub to: Vec<String>,
+    pub after: Option<String>,
+    pub critical_for: Option<String>,
+}
