@@ -1,2 +1,44 @@
+//! harven-watchdog: the Harven.AI operations runbook, run continuously.
+//!
+//! # Layout
+//!
+//! Read in this order:
+//!
+//! - [`config`]: embedded defaults, `--config` files and `HARVEN_WATCHDOG__*` variables, decoded and
+//!   validated into one typed [`Config`](config::Config), every problem named with its source and key.
+//! - [`secret`]: a string that cannot be printed by accident.
+//! - [`clock`]: wall-clock [`Timestamp`](clock::Timestamp)s from one [`Clock`](clock::Clock); tests move a
+//!   [`ManualClock`](clock::ManualClock).
+//! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
+//! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
+//! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
+//! - [`cli`]: the command line the binary parses.
+//! - [`logging`]: the tracing subscriber for the binary.
+//!
+//! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
+
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod secret;
+
+pub use daemon::{RunError, run};
+
+/// `url` with any password replaced by `***`, for log lines and error messages.
+pub fn redact_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// Installs rustls' ring provider for the process. reqwest is built without a default provider (one TLS
+/// stack, no aws-lc), so this must run before any HTTP or TLS client is built; calling it again is a no-op.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

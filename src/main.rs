@@ -1,1 +1,142 @@
-fn main() {}
+//! The `harven-watchdog` binary: parse the command line, load the configuration, hand over to the
+//! library. Everything a test needs to start the daemon lives in the library ([`harven_watchdog::run`]).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use harven_watchdog::cli::{Cli, Command};
+use harven_watchdog::clock::Clock;
+use harven_watchdog::config::{Config, EmailTransport};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    harven_watchdog::install_crypto_provider();
+    let command = cli.command.unwrap_or(Command::Run);
+    let result = match command {
+        Command::CheckConfig => return check_config(&cli.config),
+        Command::Healthcheck { url } => healthcheck(&cli.config, url),
+        Command::Run => {
+            harven_watchdog::logging::init(cli.log_format);
+            run(&cli.config)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("harven-watchdog: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
+    match Config::load(files) {
+        Ok(config) => {
+            let email = match &config.smtp.transport {
+                EmailTransport::Files { dir } => format!(".eml files under {}", dir.display()),
+                EmailTransport::Smtp(s) => format!("SMTP {}:{} ({:?})", s.host, s.port, s.tls),
+            };
+            let to = |l: &harven_watchdog::config::LevelConfig| {
+                l.to.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let e = &config.escalation;
+            println!("configuration OK");
+            println!("  listen: {}", config.server.listen);
+            println!("  emails: {email}");
+            println!("  L1 at open: {}", to(&e.l1));
+            println!(
+                "  L2 after {}: {}",
+                humantime::format_duration(e.l2_after),
+                to(&e.l2)
+            );
+            println!(
+                "  L3 critical for {}: {}",
+                humantime::format_duration(e.l3_critical_for),
+                to(&e.l3)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let config = Config::load(files)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on server.listen = {}", config.server.listen)
+            })?;
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        harven_watchdog::run(config, listener, Clock::system(), shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+    shutdown.cancel();
+}
+
+/// `GET /healthz` on the local daemon; success means it answered 200 within two seconds.
+fn healthcheck(files: &[std::path::PathBuf], url: Option<String>) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u,
+        None => {
+            let config = Config::load(files)?;
+            let mut addr = config.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}/healthz")
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "GET {url}: {}",
+            response.status()
+        );
+        Ok(())
+    })
+}

@@ -181,17 +181,35 @@ impl Config {
         let raw: raw::RawConfig = merged.clone().try_deserialize().map_err(|e| ConfigError {
             problems: vec![layer_problem(Origin::Defaults, &e)],
         })?;
-        let origin_of = |key: &str| {
-            Origin::from_value_origin(
-                merged
-                    .get::<Value>(key)
-                    .ok()
-                    .as_ref()
-                    .and_then(Value::origin),
-            )
+        // The config crate records a file's path in its own spelling; name it as the user gave it.
+        let canonical: Vec<_> = files
+            .iter()
+            .map(|f| (std::fs::canonicalize(f).ok(), f))
+            .collect();
+        let origin_of = |key: &str| match Origin::from_value_origin(origin_in(&merged.cache, key)) {
+            Origin::File(p) => {
+                let c = std::fs::canonicalize(&p).ok();
+                let given = canonical
+                    .iter()
+                    .find(|(cf, f)| *f == &p || (c.is_some() && *cf == c));
+                Origin::File(given.map_or(p, |(_, f)| (*f).clone()))
+            }
+            other => other,
         };
         validate::validate(raw, &origin_of).map_err(|problems| ConfigError { problems })
     }
+}
+
+/// The origin recorded on the merged value at a dotted `key`, if the key is set.
+fn origin_in<'a>(root: &'a Value, key: &str) -> Option<&'a str> {
+    let mut value = root;
+    for part in key.split('.') {
+        match &value.kind {
+            ValueKind::Table(table) => value = table.get(part)?,
+            _ => return None,
+        }
+    }
+    value.origin()
 }
 
 /// A decode error of one layer, led by the layer's name (the config crate's own trailing
@@ -203,10 +221,8 @@ fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
         Origin::File(path) => format!(" in {}", path.display()),
         Origin::Defaults => String::new(),
     };
-    if !suffix.is_empty() {
-        if let Some(i) = message.find(&suffix) {
-            message.replace_range(i..i + suffix.len(), "");
-        }
+    if let Some(i) = message.find(&suffix).filter(|_| !suffix.is_empty()) {
+        message.replace_range(i..i + suffix.len(), "");
     }
     Problem {
         origin,

@@ -178,6 +178,16 @@ impl Checker<'_> {
         });
     }
 
+    /// A problem with `key` caused by a value set at `because` (a missing companion key is blamed on
+    /// the layer that set the key needing it).
+    fn problem_because(&mut self, key: &str, because: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            origin: (self.origin_of)(because),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
     /// `Some` when `f` accepts the value; otherwise the problem is recorded under `key`.
     fn check<T>(&mut self, key: &str, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| self.problem(key, m)).ok()
@@ -202,14 +212,21 @@ impl Checker<'_> {
         let t = self.duration(&format!("{section}.timeout"), timeout);
         let (i, t) = (i?, t?);
         if t >= i {
-            self.problem(
-                &format!("{section}.timeout"),
-                format!(
+            // Blame the layer the user wrote: the timeout's, unless only the interval was changed.
+            let (tkey, ikey) = (format!("{section}.timeout"), format!("{section}.interval"));
+            let origin = match (self.origin_of)(&tkey) {
+                Origin::Defaults => (self.origin_of)(&ikey),
+                o => o,
+            };
+            self.problems.push(Problem {
+                origin,
+                key: tkey,
+                message: format!(
                     "timeout ({}) must be shorter than {section}.interval ({})",
                     humantime::format_duration(t),
                     humantime::format_duration(i)
                 ),
-            );
+            });
             return None;
         }
         Some((i, t))
@@ -404,8 +421,9 @@ pub(super) fn validate(
             let url = c.url("supabase.url", &text, HTTP);
             let key = match supa_key {
                 Some(None) => {
-                    c.problem(
+                    c.problem_because(
                         "supabase.api_key",
+                        "supabase.url",
                         "is required when supabase.url is set (or supabase.api_key_file)",
                     );
                     None
@@ -617,16 +635,27 @@ fn check_smtp(
             .ok_or_else(|| format!("{} is not a TCP port (1-65535)", raw.port)),
     );
     let timeout = c.duration("smtp.timeout", &raw.timeout);
+    let has_password_file = raw.password_file.is_some();
     let password = c.secret("smtp.password", raw.password, raw.password_file);
     let credentials = match (raw.username, password) {
         (Some(user), Some(Some(pass))) => Some(Some((user, pass))),
         (None, Some(Some(_))) => {
-            c.problem("smtp.username", "is required when smtp.password is set");
+            let set = if has_password_file {
+                "smtp.password_file"
+            } else {
+                "smtp.password"
+            };
+            c.problem_because(
+                "smtp.username",
+                set,
+                "is required when smtp.password is set",
+            );
             None
         }
         (Some(_), Some(None)) => {
-            c.problem(
+            c.problem_because(
                 "smtp.password",
+                "smtp.username",
                 "is required when smtp.username is set (or smtp.password_file)",
             );
             None

@@ -1,0 +1,45 @@
+//! The command line (clap): `harven-watchdog [--config FILE]... [COMMAND]`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Incident watchdog for the Harven.AI stack: watches Prometheus, the status pages, Supabase, Redis and
+/// the stack's containers, names the runbook's probable cause, and escalates L1 → L2 → L3 by email.
+#[derive(Debug, Parser)]
+#[command(name = "harven-watchdog", version, about)]
+pub struct Cli {
+    /// A configuration file layered over the embedded defaults; repeat to layer several, in order.
+    /// Environment variables `HARVEN_WATCHDOG__SECTION__KEY` are applied last.
+    #[arg(long = "config", short = 'c', value_name = "FILE", global = true)]
+    pub config: Vec<PathBuf>,
+
+    /// Log format on stderr. The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the merged configuration; exit 0, or 1 with every problem named.
+    CheckConfig,
+    /// Ask a running watchdog whether it is alive (`GET /healthz`); for container health checks.
+    Healthcheck {
+        /// The health URL; default: `/healthz` on the configured `server.listen`.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,356 @@
+//! Configuration: the shipped files load, every fixture under `tests/fixtures/config/invalid` is refused
+//! with the key it expects named, and the layers win in the documented order.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use harven_watchdog::config::{Config, ConfigError, EmailTransport, Origin, TlsMode};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn toml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn load(files: &[PathBuf], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load_with_env(
+        files,
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn shipped_default_and_every_example_are_valid() {
+    let mut files = vec![root().join("config/default.toml")];
+    files.extend(toml_files(&root().join("config/examples")));
+    files.extend(toml_files(&root().join("tests/fixtures/config/valid")));
+    for file in files {
+        if let Err(e) = Config::load_with_env(std::slice::from_ref(&file), no_env()) {
+            panic!("{} should be valid:\n{e}", file.display());
+        }
+    }
+}
+
+/// Each invalid fixture starts with `# expect: TEXT`: the problem must name the file and contain TEXT
+/// (a key such as `smtp.tls`, or the decoder's words for a key it does not know).
+#[test]
+fn every_invalid_fixture_is_refused_naming_its_key() {
+    for file in toml_files(&root().join("tests/fixtures/config/invalid")) {
+        let text = std::fs::read_to_string(&file).expect("fixture");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", file.display()));
+        let err = match Config::load_with_env(std::slice::from_ref(&file), no_env()) {
+            Ok(_) => panic!("{} was accepted", file.display()),
+            Err(e) => e,
+        };
+        let hit = err
+            .problems
+            .iter()
+            .find(|p| p.to_string().contains(expect))
+            .unwrap_or_else(|| {
+                panic!("{}: no problem mentions {expect:?}:\n{err}", file.display())
+            });
+        assert_eq!(
+            hit.origin,
+            Origin::File(file.clone()),
+            "{}: {hit}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn problems_in_environment_variables_name_the_variable() {
+    let cases = [
+        (
+            "HARVEN_WATCHDOG__SMTP__HOTS",
+            "smtp.example.com",
+            "unknown field `hots`",
+        ),
+        (
+            "HARVEN_WATCHDOG__PROMETEUS__URL",
+            "http://x:9090",
+            "unknown field `prometeus`",
+        ),
+        ("HARVEN_WATCHDOG__SMTP__PORT", "many", "smtp.port"),
+        ("HARVEN_WATCHDOG__SMTP__TLS", "starttl", "smtp.tls"),
+        (
+            "HARVEN_WATCHDOG__ESCALATION__L2__AFTER",
+            "half an hour",
+            "escalation.l2.after",
+        ),
+        (
+            "HARVEN_WATCHDOG__PROMETHEUS__URL",
+            "prometheus:9090",
+            "prometheus.url",
+        ),
+        (
+            "HARVEN_WATCHDOG__SMTP__PASSWORD_FILE",
+            "/nonexistent/harven/pw",
+            "smtp.password_file",
+        ),
+    ];
+    for (var, value, expect) in cases {
+        let err = load(&[], &[(var, value)])
+            .err()
+            .unwrap_or_else(|| panic!("{var}={value} was accepted"));
+        let hit = err
+            .problems
+            .iter()
+            .find(|p| p.to_string().contains(expect))
+            .unwrap_or_else(|| panic!("{var}={value}: no problem mentions {expect:?}:\n{err}"));
+        assert_eq!(hit.origin, Origin::Env(var.to_string()), "{hit}");
+        assert!(
+            hit.to_string().contains(var),
+            "the message names the variable: {hit}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("many.toml");
+    std::fs::write(
+        &file,
+        "[prometheus]\nurl = \"nope\"\n[smtp]\ntls = \"ssl\"\n[escalation.l2]\nafter = \"soon\"\n[runbook]\nlocale = \"de\"\n",
+    )
+    .expect("write");
+    let err = Config::load_with_env(&[file], no_env()).expect_err("four problems");
+    let text = err.to_string();
+    for key in [
+        "prometheus.url",
+        "smtp.tls",
+        "escalation.l2.after",
+        "runbook.locale",
+    ] {
+        assert!(text.contains(key), "{key} missing from:\n{text}");
+    }
+    assert_eq!(err.problems.len(), 4, "{text}");
+
+    // Two broken layers: both are named, each with its own problem.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "[smtp]\nbogus = 1\n").expect("write");
+    let err = load(
+        std::slice::from_ref(&other),
+        &[("HARVEN_WATCHDOG__REDIS__URLL", "redis://x")],
+    )
+    .expect_err("two layers");
+    assert_eq!(err.problems.len(), 2, "{err}");
+    assert_eq!(err.problems[0].origin, Origin::File(other));
+    assert_eq!(
+        err.problems[1].origin,
+        Origin::Env("HARVEN_WATCHDOG__REDIS__URLL".into())
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let missing = PathBuf::from("/nonexistent/harven/watchdog.toml");
+    let err =
+        Config::load_with_env(std::slice::from_ref(&missing), no_env()).expect_err("missing file");
+    assert_eq!(err.problems[0].origin, Origin::File(missing));
+    assert!(err.to_string().contains("not found"), "{err}");
+}
+
+#[test]
+fn layers_apply_in_order_defaults_files_then_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first.toml");
+    let second = dir.path().join("second.toml");
+    std::fs::write(
+        &first,
+        "[prometheus]\ninterval = \"20s\"\ntimeout = \"3s\"\n[redis]\ninterval = \"40s\"\n",
+    )
+    .expect("write");
+    std::fs::write(&second, "[prometheus]\ninterval = \"25s\"\n").expect("write");
+    let files = [first, second];
+
+    let config = load(&files, &[]).expect("valid");
+    assert_eq!(
+        config.prometheus.interval,
+        Duration::from_secs(25),
+        "the later file wins"
+    );
+    assert_eq!(
+        config.prometheus.timeout,
+        Duration::from_secs(3),
+        "untouched keys keep the earlier file's value"
+    );
+    assert_eq!(config.redis.interval, Duration::from_secs(40));
+    assert_eq!(
+        config.docker.interval,
+        Duration::from_secs(15),
+        "the embedded default"
+    );
+
+    let config = load(
+        &files,
+        &[
+            ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "45s"),
+            ("HARVEN_WATCHDOG__DOCKER__CONTAINERS", "api, worker"),
+            (
+                "HARVEN_WATCHDOG__ESCALATION__L2__TO",
+                "a@harven.ai,b@harven.ai",
+            ),
+            ("HARVEN_WATCHDOG__SMTP__PORT", "2525"),
+            ("UNRELATED__SMTP__PORT", "1"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(
+        config.prometheus.interval,
+        Duration::from_secs(45),
+        "the environment wins over files"
+    );
+    assert_eq!(config.docker.containers, ["api", "worker"]);
+    let l2: Vec<String> = config
+        .escalation
+        .l2
+        .to
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(l2, ["a@harven.ai", "b@harven.ai"]);
+}
+
+#[test]
+fn a_secret_file_wins_over_an_inline_value_and_keeps_its_exact_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("secrets")).expect("mkdir");
+    std::fs::write(dir.path().join("secrets/smtp"), "0042-from-file\n").expect("write");
+    let file = dir.path().join("watchdog.toml");
+    std::fs::write(
+        &file,
+        "[smtp]\nhost = \"smtp.example.com\"\ntls = \"tls\"\nusername = \"w\"\npassword = \"inline\"\n",
+    )
+    .expect("write");
+
+    let inline = load(std::slice::from_ref(&file), &[]).expect("valid");
+    assert_eq!(smtp_password(&inline), "inline");
+
+    // From the environment, with an absolute path.
+    let abs = dir.path().join("secrets/smtp");
+    let env = [(
+        "HARVEN_WATCHDOG__SMTP__PASSWORD_FILE",
+        abs.to_str().expect("utf-8"),
+    )];
+    let from_file = load(std::slice::from_ref(&file), &env).expect("valid");
+    assert_eq!(
+        smtp_password(&from_file),
+        "0042-from-file",
+        "file wins; leading zeros and all"
+    );
+
+    // In the file itself, relative to the file's directory.
+    std::fs::write(
+        &file,
+        "[smtp]\nhost = \"smtp.example.com\"\nusername = \"w\"\npassword = \"inline\"\npassword_file = \"secrets/smtp\"\n",
+    )
+    .expect("write");
+    let relative = load(std::slice::from_ref(&file), &[]).expect("valid");
+    assert_eq!(smtp_password(&relative), "0042-from-file");
+
+    // The secret never shows in the config's Debug output.
+    let debug = format!("{relative:?}");
+    assert!(
+        !debug.contains("0042-from-file") && !debug.contains("inline"),
+        "{debug}"
+    );
+}
+
+fn smtp_password(config: &Config) -> String {
+    match &config.smtp.transport {
+        EmailTransport::Smtp(s) => {
+            assert_eq!(s.host, "smtp.example.com");
+            let (_, pass) = s.credentials.as_ref().expect("credentials");
+            pass.expose().to_owned()
+        }
+        EmailTransport::Files { .. } => panic!("expected SMTP"),
+    }
+}
+
+#[test]
+fn without_an_smtp_host_emails_go_to_files_in_the_data_directory() {
+    let config = load(
+        &[],
+        &[("HARVEN_WATCHDOG__STORE__PATH", "/var/lib/hw/watchdog.db")],
+    )
+    .expect("valid");
+    match config.smtp.transport {
+        EmailTransport::Files { dir } => assert_eq!(dir, Path::new("/var/lib/hw/outbox")),
+        EmailTransport::Smtp(_) => panic!("no host configured"),
+    }
+    let config = load(&[], &[("HARVEN_WATCHDOG__SMTP__HOST", "mail.harven.ai")]).expect("valid");
+    match config.smtp.transport {
+        EmailTransport::Smtp(s) => {
+            assert_eq!(
+                (s.port, s.tls),
+                (587, TlsMode::Starttls),
+                "the embedded defaults"
+            );
+            assert!(s.credentials.is_none());
+        }
+        EmailTransport::Files { .. } => panic!("host configured"),
+    }
+}
+
+/// The `check-config` command: exit 0 on the shipped files, exit 1 listing every problem.
+#[test]
+fn check_config_command_exits_by_verdict() {
+    let bin = env!("CARGO_BIN_EXE_harven-watchdog");
+    let ok = Command::new(bin)
+        .args([
+            "--config",
+            "config/examples/production.toml",
+            "check-config",
+        ])
+        .current_dir(root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run check-config");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("SMTP smtp.example.com:587"));
+
+    let bad = Command::new(bin)
+        .args([
+            "--config",
+            "tests/fixtures/config/invalid/bad-tls-mode.toml",
+            "check-config",
+        ])
+        .current_dir(root())
+        .env("HARVEN_WATCHDOG__REDIS__URL", "http://wrong")
+        .output()
+        .expect("run check-config");
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("bad-tls-mode.toml: smtp.tls: unknown TLS mode \"starttl\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("environment variable HARVEN_WATCHDOG__REDIS__URL: redis.url"),
+        "{stderr}"
+    );
+}

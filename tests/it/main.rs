@@ -1,0 +1,3 @@
+//! The integration tests, one binary so the suites link once (see STYLE.md).
+
+mod config;
