@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn timestamps_print_as_rfc3339_utc() {
         let t = Timestamp::from_unix_millis(1_795_000_000_123);
-        assert_eq!(t.to_string(), "2026-11-18T08:26:40.123Z");
+        assert_eq!(t.to_string(), "2026-11-18T11:06:40.123Z");
         assert_eq!(
             (t + Duration::from_secs(1)).as_unix_millis(),
             1_795_000_001_123
