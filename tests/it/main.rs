@@ -1,3 +1,5 @@
 //! The integration tests, one binary so the suites link once (see STYLE.md).
 
 mod config;
+mod daemon;
+mod image;

@@ -1,0 +1,264 @@
+//! The daemon as a whole: in-process through `run(config, listener, clock, shutdown)`, and as the real
+//! binary the README starts.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use harven_watchdog::clock::{Clock, Timestamp};
+use harven_watchdog::config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
+struct InProcess {
+    base: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
+    data: tempfile::TempDir,
+}
+
+async fn start() -> InProcess {
+    harven_watchdog::install_crypto_provider();
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = data.path().join("watchdog.db");
+    let env = [(
+        "HARVEN_WATCHDOG__STORE__PATH".to_string(),
+        store.display().to_string(),
+    )];
+    let config = Config::load_with_env(&[], env).expect("config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (clock, _hand) = Clock::manual(Timestamp::from_unix_millis(1_795_000_000_000));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(harven_watchdog::run(
+        config,
+        listener,
+        clock,
+        shutdown.clone(),
+    ));
+    InProcess {
+        base,
+        shutdown,
+        task,
+        data,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn serves_health_readiness_and_openmetrics() {
+    let d = start().await;
+    let http = client();
+
+    let health = http
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+
+    let ready = http
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+
+    let metrics = http
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    let content_type = metrics.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = metrics.text().await.expect("body");
+    assert!(text.contains("harven_watchdog_build_info{"), "{text}");
+    assert!(
+        text.contains("harven_watchdog_process_resident_memory_bytes "),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
+    let missing = http
+        .get(format!("{}/nope", d.base))
+        .send()
+        .await
+        .expect("404");
+    assert_eq!(missing.status(), 404);
+
+    d.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), d.task).await;
+    stopped
+        .expect("stopped within 5 s of shutdown")
+        .expect("join")
+        .expect("clean stop");
+}
+
+#[tokio::test]
+async fn readiness_fails_when_the_data_directory_cannot_be_written() {
+    let d = start().await;
+    let http = client();
+    let ready = http
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+
+    // Replace the data directory by a plain file (root ignores permission bits, so chmod would not do).
+    let dir = d.data.path();
+    std::fs::remove_dir_all(dir).expect("remove data dir");
+    std::fs::write(dir, b"not a directory").expect("file in its place");
+    let ready = http
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.expect("body");
+    assert!(body.contains("not writable"), "{body}");
+    let health = http
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "still alive while not ready");
+
+    std::fs::remove_file(dir).expect("cleanup");
+    std::fs::create_dir(dir).expect("recreate for TempDir's drop");
+    d.shutdown.cancel();
+    d.task.await.expect("join").expect("clean stop");
+}
+
+/// The binary on its embedded defaults (only the port and data directory moved, so tests can run side
+/// by side): it serves, says where emails go, logs JSON when asked, and stops on SIGTERM.
+#[test]
+fn the_binary_runs_on_embedded_defaults_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .args(["--log-format", "json"])
+        .env(
+            "HARVEN_WATCHDOG__SERVER__LISTEN",
+            format!("127.0.0.1:{port}"),
+        )
+        .env(
+            "HARVEN_WATCHDOG__STORE__PATH",
+            data.path().join("watchdog.db"),
+        )
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains(".eml files")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!(
+                "no start-up line about the .eml outbox; got:\n{}",
+                lines.join("\n")
+            ),
+        }
+    }
+    let outbox_line = lines
+        .iter()
+        .find(|l| l.contains(".eml files"))
+        .expect("line");
+    let parsed: serde_json::Value = serde_json::from_str(outbox_line).expect("JSON log line");
+    assert_eq!(parsed["level"], "WARN");
+    let outbox = data.path().join("outbox");
+    assert_eq!(
+        parsed["outbox"],
+        outbox.display().to_string(),
+        "{outbox_line}"
+    );
+
+    let body = raw_http::blocking_get(port);
+    assert_eq!(body, "ok\n");
+
+    // SIGTERM: a clean exit, well within the 5 s the issue allows.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("wait") {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 5 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    reader.join().expect("reader");
+    lines.extend(rx.try_iter());
+    assert!(
+        lines.iter().any(|l| l.contains("SIGTERM")),
+        "{}",
+        lines.join("\n")
+    );
+}
+
+/// A tiny blocking GET of `/healthz`, retried until the daemon listens.
+mod raw_http {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    pub fn blocking_get(port: u16) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .expect("write");
+                let mut out = String::new();
+                s.read_to_string(&mut out).expect("read");
+                assert!(
+                    out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+                    "{out}"
+                );
+                return out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never listened on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
