@@ -24,6 +24,7 @@ pub mod daemon;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod secret;
 
 pub use daemon::{RunError, run};

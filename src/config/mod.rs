@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
 
 pub use validate::{
-    Config, DockerConfig, EmailTransport, EscalationConfig, LevelConfig, Locale, PrometheusConfig,
-    RedisConfig, RunbookConfig, ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig,
-    StoreConfig, SupabaseConfig, TlsMode,
+    Config, DockerConfig, EmailTransport, EscalationConfig, LevelConfig, Locale, LogPattern,
+    PrometheusConfig, Queries, RedisConfig, RunbookConfig, ServerConfig, SmtpConfig, SmtpServer,
+    StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -29,6 +29,8 @@ pub const ENV_PREFIX: &str = "HARVEN_WATCHDOG__";
 /// Keys that take a list; in the environment their items are separated by commas.
 const LIST_KEYS: &[&str] = &[
     "docker.containers",
+    "docker.env_vars",
+    "redis.key_patterns",
     "escalation.l1.to",
     "escalation.l2.to",
     "escalation.l3.to",

@@ -58,6 +58,19 @@ pub struct RawPrometheus {
     pub url: String,
     pub interval: String,
     pub timeout: String,
+    pub backend_job: String,
+    pub queries: RawQueries,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawQueries {
+    pub p95: String,
+    pub error_ratio: String,
+    pub auth_ratio_exact: String,
+    pub auth_ratio_grouped: String,
+    pub request_rate: String,
+    pub request_rate_baseline: String,
 }
 
 /// A status page added by a user may leave out `interval` and `timeout`; validation fills them in.
@@ -87,6 +100,9 @@ pub struct RawRedis {
     pub password_file: Option<String>,
     pub interval: String,
     pub timeout: String,
+    pub key_patterns: Vec<String>,
+    pub scan_count: i64,
+    pub scan_cap: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +112,12 @@ pub struct RawDocker {
     pub interval: String,
     pub timeout: String,
     pub containers: Vec<String>,
+    pub compose_project: Option<String>,
+    pub env_vars: Vec<String>,
+    pub deploy_window: String,
+    pub memory_growth_window: String,
+    pub log_lines_cap: i64,
+    pub log_patterns: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -76,6 +76,20 @@ pub struct PrometheusConfig {
     pub interval: Duration,
     /// Bound on every HTTP call to Prometheus; shorter than `interval`.
     pub timeout: Duration,
+    /// The backend's scrape job, for `up`.
+    pub backend_job: String,
+    pub queries: Queries,
+}
+
+/// The PromQL behind each Prometheus observation.
+#[derive(Debug, Clone)]
+pub struct Queries {
+    pub p95: String,
+    pub error_ratio: String,
+    pub auth_ratio_exact: String,
+    pub auth_ratio_grouped: String,
+    pub request_rate: String,
+    pub request_rate_baseline: String,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +116,12 @@ pub struct RedisConfig {
     pub password: Option<Secret>,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Patterns counted with SCAN (`rate_limit:*`, `ai:*`).
+    pub key_patterns: Vec<String>,
+    /// Keys examined per SCAN round trip.
+    pub scan_count: u32,
+    /// Keys examined per pattern per poll, at most: bounds the work one poll does on a large Redis.
+    pub scan_cap: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +131,25 @@ pub struct DockerConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub containers: Vec<String>,
+    /// Also watch every container labelled `com.docker.compose.project=<this>`.
+    pub compose_project: Option<String>,
+    /// Variables whose presence (never value) is reported.
+    pub env_vars: Vec<String>,
+    /// A start or image change this recent is a recent deploy.
+    pub deploy_window: Duration,
+    /// The window memory growth is measured over.
+    pub memory_growth_window: Duration,
+    /// Log lines read per container per poll, at most.
+    pub log_lines_cap: u32,
+    /// Named log-line patterns, counted per poll.
+    pub log_patterns: Vec<LogPattern>,
+}
+
+/// A named regular expression over log lines.
+#[derive(Debug, Clone)]
+pub struct LogPattern {
+    pub name: String,
+    pub regex: regex::Regex,
 }
 
 #[derive(Debug, Clone)]
@@ -338,33 +377,90 @@ pub(super) fn validate(
         problems: Vec::new(),
     };
 
+    let server = check_server(&mut c, raw.server);
+    let store = check_store(&mut c, &raw.store);
+    let runbook = check_runbook(&mut c, raw.runbook);
+    let prometheus = check_prometheus(&mut c, raw.prometheus);
+    let status_pages = check_status_pages(&mut c, &raw.status);
+    let supabase = check_supabase(&mut c, raw.supabase);
+    let redis = check_redis(&mut c, raw.redis);
+    let docker = check_docker(&mut c, raw.docker);
+    let smtp = check_smtp(&mut c, raw.smtp, store.as_ref());
+    let escalation = check_escalation(&mut c, &raw.escalation);
+
+    let problems = c.problems;
+    // Every `None` has recorded a problem; the `else` also catches problems with no `None`.
+    let (
+        Some(server),
+        Some(store),
+        Some(runbook),
+        Some(prometheus),
+        Some(supabase),
+        Some(redis),
+        Some(docker),
+        Some(smtp),
+        Some(escalation),
+        true,
+    ) = (
+        server,
+        store,
+        runbook,
+        prometheus,
+        supabase,
+        redis,
+        docker,
+        smtp,
+        escalation,
+        problems.is_empty(),
+    )
+    else {
+        return Err(problems);
+    };
+    Ok(Config {
+        server,
+        store,
+        runbook,
+        prometheus,
+        status_pages,
+        supabase,
+        redis,
+        docker,
+        smtp,
+        escalation,
+    })
+}
+
+fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<ServerConfig> {
     let listen = c.check(
         "server.listen",
-        raw.server.listen.parse::<SocketAddr>().map_err(|_| {
-            format!(
-                "{:?} is not a socket address like 0.0.0.0:9464",
-                raw.server.listen
-            )
-        }),
+        raw.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{:?} is not a socket address like 0.0.0.0:9464", raw.listen)),
     );
-    let public_url = c.url("server.public_url", &raw.server.public_url, HTTP);
-    let api_token = c.secret(
-        "server.api_token",
-        raw.server.api_token,
-        raw.server.api_token_file,
-    );
+    let public_url = c.url("server.public_url", &raw.public_url, HTTP);
+    let api_token = c.secret("server.api_token", raw.api_token, raw.api_token_file);
+    Some(ServerConfig {
+        listen: listen?,
+        public_url: public_url?,
+        api_token: api_token?,
+    })
+}
 
-    let store_path = if raw.store.path.trim().is_empty() {
+fn check_store(c: &mut Checker<'_>, raw: &super::raw::RawStore) -> Option<StoreConfig> {
+    if raw.path.trim().is_empty() {
         c.problem(
             "store.path",
             "must name the database file, like data/watchdog.db",
         );
-        None
-    } else {
-        Some(PathBuf::from(&raw.store.path))
-    };
+        return None;
+    }
+    Some(StoreConfig {
+        path: PathBuf::from(&raw.path),
+    })
+}
 
-    let runbook_path = raw.runbook.path.map(|p| {
+fn check_runbook(c: &mut Checker<'_>, raw: super::raw::RawRunbook) -> Option<RunbookConfig> {
+    let path = raw.path.map(|p| {
         let path = resolve((c.origin_of)("runbook.path").base_dir(), &p);
         if !path.is_file() {
             c.problem(
@@ -376,22 +472,69 @@ pub(super) fn validate(
     });
     let locale = c.check(
         "runbook.locale",
-        match raw.runbook.locale.as_str() {
+        match raw.locale.as_str() {
             "pt-BR" => Ok(Locale::PtBr),
             "en" => Ok(Locale::En),
             other => Err(format!("unknown locale {other:?}; expected pt-BR or en")),
         },
     );
+    Some(RunbookConfig {
+        path,
+        locale: locale?,
+    })
+}
 
-    let prom_url = c.url("prometheus.url", &raw.prometheus.url, HTTP);
-    let prom_times = c.interval_timeout(
-        "prometheus",
-        &raw.prometheus.interval,
-        &raw.prometheus.timeout,
-    );
+fn check_prometheus(
+    c: &mut Checker<'_>,
+    raw: super::raw::RawPrometheus,
+) -> Option<PrometheusConfig> {
+    let url = c.url("prometheus.url", &raw.url, HTTP);
+    let times = c.interval_timeout("prometheus", &raw.interval, &raw.timeout);
+    if raw.backend_job.trim().is_empty() {
+        c.problem(
+            "prometheus.backend_job",
+            "must name the backend's scrape job",
+        );
+    }
+    let q = raw.queries;
+    for (key, text) in [
+        ("p95", &q.p95),
+        ("error_ratio", &q.error_ratio),
+        ("auth_ratio_exact", &q.auth_ratio_exact),
+        ("auth_ratio_grouped", &q.auth_ratio_grouped),
+        ("request_rate", &q.request_rate),
+        ("request_rate_baseline", &q.request_rate_baseline),
+    ] {
+        if text.trim().is_empty() {
+            c.problem(
+                &format!("prometheus.queries.{key}"),
+                "must be a PromQL query",
+            );
+        }
+    }
+    let (interval, timeout) = times?;
+    Some(PrometheusConfig {
+        url: url?,
+        interval,
+        timeout,
+        backend_job: raw.backend_job,
+        queries: Queries {
+            p95: q.p95,
+            error_ratio: q.error_ratio,
+            auth_ratio_exact: q.auth_ratio_exact,
+            auth_ratio_grouped: q.auth_ratio_grouped,
+            request_rate: q.request_rate,
+            request_rate_baseline: q.request_rate_baseline,
+        },
+    })
+}
 
-    let mut status_pages = Vec::new();
-    for (name, page) in &raw.status {
+fn check_status_pages(
+    c: &mut Checker<'_>,
+    raw: &std::collections::BTreeMap<String, super::raw::RawStatusPage>,
+) -> Vec<StatusPageConfig> {
+    let mut pages = Vec::new();
+    for (name, page) in raw {
         let section = format!("status.{name}");
         let url = c.url(&format!("{section}.url"), &page.url, HTTP);
         let times = c.interval_timeout(
@@ -400,7 +543,7 @@ pub(super) fn validate(
             page.timeout.as_deref().unwrap_or("10s"),
         );
         if let (Some(url), Some((interval, timeout))) = (url, times) {
-            status_pages.push(StatusPageConfig {
+            pages.push(StatusPageConfig {
                 name: name.clone(),
                 url,
                 interval,
@@ -408,55 +551,82 @@ pub(super) fn validate(
             });
         }
     }
+    pages
+}
 
-    let supa_times = c.interval_timeout("supabase", &raw.supabase.interval, &raw.supabase.timeout);
-    let supa_key = c.secret(
-        "supabase.api_key",
-        raw.supabase.api_key,
-        raw.supabase.api_key_file,
-    );
-    let supabase = match raw.supabase.url {
-        None => None,
-        Some(text) => {
-            let url = c.url("supabase.url", &text, HTTP);
-            let key = match supa_key {
-                Some(None) => {
-                    c.problem_because(
-                        "supabase.api_key",
-                        "supabase.url",
-                        "is required when supabase.url is set (or supabase.api_key_file)",
-                    );
-                    None
-                }
-                Some(Some(k)) => Some(k),
-                None => None,
-            };
-            match (url, key, supa_times) {
-                (Some(url), Some(api_key), Some((interval, timeout))) => Some(SupabaseConfig {
-                    url,
-                    api_key,
-                    interval,
-                    timeout,
-                }),
-                _ => None,
-            }
+/// `Some(None)`: valid, and the probe is off (no `supabase.url`).
+fn check_supabase(
+    c: &mut Checker<'_>,
+    raw: super::raw::RawSupabase,
+) -> Option<Option<SupabaseConfig>> {
+    let times = c.interval_timeout("supabase", &raw.interval, &raw.timeout);
+    let key = c.secret("supabase.api_key", raw.api_key, raw.api_key_file);
+    let Some(text) = raw.url else {
+        return Some(None);
+    };
+    let url = c.url("supabase.url", &text, HTTP);
+    let api_key = match key? {
+        Some(k) => k,
+        None => {
+            c.problem_because(
+                "supabase.api_key",
+                "supabase.url",
+                "is required when supabase.url is set (or supabase.api_key_file)",
+            );
+            return None;
         }
     };
+    let (interval, timeout) = times?;
+    Some(Some(SupabaseConfig {
+        url: url?,
+        api_key,
+        interval,
+        timeout,
+    }))
+}
 
-    let redis_url = c.url(
+fn check_redis(c: &mut Checker<'_>, raw: super::raw::RawRedis) -> Option<RedisConfig> {
+    let url = c.url(
         "redis.url",
-        &raw.redis.url,
+        &raw.url,
         &["redis", "rediss", "redis+unix", "unix"],
     );
-    let redis_password = c.secret(
-        "redis.password",
-        raw.redis.password,
-        raw.redis.password_file,
+    let password = c.secret("redis.password", raw.password, raw.password_file);
+    let times = c.interval_timeout("redis", &raw.interval, &raw.timeout);
+    for p in &raw.key_patterns {
+        if p.trim().is_empty() {
+            c.problem("redis.key_patterns", "has an empty pattern");
+        }
+    }
+    let scan_count = c.check(
+        "redis.scan_count",
+        u32::try_from(raw.scan_count)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.scan_count)),
     );
-    let redis_times = c.interval_timeout("redis", &raw.redis.interval, &raw.redis.timeout);
+    let scan_cap = c.check(
+        "redis.scan_cap",
+        u64::try_from(raw.scan_cap)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.scan_cap)),
+    );
+    let (interval, timeout) = times?;
+    Some(RedisConfig {
+        url: url?,
+        password: password?,
+        interval,
+        timeout,
+        key_patterns: raw.key_patterns,
+        scan_count: scan_count?,
+        scan_cap: scan_cap?,
+    })
+}
 
-    let docker_host = c.check("docker.host", {
-        let h = &raw.docker.host;
+fn check_docker(c: &mut Checker<'_>, raw: super::raw::RawDocker) -> Option<DockerConfig> {
+    let host = c.check("docker.host", {
+        let h = &raw.host;
         if h.starts_with("unix:///") || h.starts_with("tcp://") || h.starts_with("http://") {
             Ok(h.clone())
         } else {
@@ -465,32 +635,78 @@ pub(super) fn validate(
             ))
         }
     });
-    let docker_times = c.interval_timeout("docker", &raw.docker.interval, &raw.docker.timeout);
+    let times = c.interval_timeout("docker", &raw.interval, &raw.timeout);
     let mut seen = std::collections::BTreeSet::new();
-    for name in &raw.docker.containers {
+    for name in &raw.containers {
         if name.trim().is_empty() {
             c.problem("docker.containers", "has an empty container name");
         } else if !seen.insert(name.as_str()) {
             c.problem("docker.containers", format!("names {name:?} twice"));
         }
     }
+    if raw
+        .compose_project
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        c.problem("docker.compose_project", "is empty; leave it unset instead");
+    }
+    if raw.env_vars.iter().any(|v| v.is_empty() || v.contains('=')) {
+        c.problem("docker.env_vars", "names must be non-empty and hold no `=`");
+    }
+    let deploy_window = c.duration("docker.deploy_window", &raw.deploy_window);
+    let growth_window = c.duration("docker.memory_growth_window", &raw.memory_growth_window);
+    let log_lines_cap = c.check(
+        "docker.log_lines_cap",
+        u32::try_from(raw.log_lines_cap)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.log_lines_cap)),
+    );
+    let mut log_patterns = Vec::new();
+    for (name, text) in &raw.log_patterns {
+        let key = format!("docker.log_patterns.{name}");
+        match regex::Regex::new(text) {
+            Ok(regex) => log_patterns.push(LogPattern {
+                name: name.clone(),
+                regex,
+            }),
+            Err(e) => c.problem(&key, format!("is not a regular expression: {e}")),
+        }
+    }
+    let (interval, timeout) = times?;
+    Some(DockerConfig {
+        host: host?,
+        interval,
+        timeout,
+        containers: raw.containers,
+        compose_project: raw.compose_project,
+        env_vars: raw.env_vars,
+        deploy_window: deploy_window?,
+        memory_growth_window: growth_window?,
+        log_lines_cap: log_lines_cap?,
+        log_patterns,
+    })
+}
 
-    let smtp = check_smtp(&mut c, raw.smtp, store_path.as_deref());
-
-    let l1 = c.mailboxes("escalation.l1.to", &raw.escalation.l1.to);
-    let l2 = c.mailboxes("escalation.l2.to", &raw.escalation.l2.to);
-    let l3 = c.mailboxes("escalation.l3.to", &raw.escalation.l3.to);
-    reject_level_keys(&mut c, "l1", &raw.escalation.l1, true, true);
-    reject_level_keys(&mut c, "l2", &raw.escalation.l2, false, true);
-    reject_level_keys(&mut c, "l3", &raw.escalation.l3, true, false);
-    let l2_after = match raw.escalation.l2.after.as_deref() {
+fn check_escalation(
+    c: &mut Checker<'_>,
+    raw: &super::raw::RawEscalation,
+) -> Option<EscalationConfig> {
+    let l1 = c.mailboxes("escalation.l1.to", &raw.l1.to);
+    let l2 = c.mailboxes("escalation.l2.to", &raw.l2.to);
+    let l3 = c.mailboxes("escalation.l3.to", &raw.l3.to);
+    reject_level_keys(c, "l1", &raw.l1, true, true);
+    reject_level_keys(c, "l2", &raw.l2, false, true);
+    reject_level_keys(c, "l3", &raw.l3, true, false);
+    let l2_after = match raw.l2.after.as_deref() {
         Some(text) => c.duration("escalation.l2.after", text),
         None => {
             c.problem("escalation.l2.after", "is required (the runbook says 30m)");
             None
         }
     };
-    let l3_critical_for = match raw.escalation.l3.critical_for.as_deref() {
+    let l3_critical_for = match raw.l3.critical_for.as_deref() {
         Some(text) => c.duration("escalation.l3.critical_for", text),
         None => {
             c.problem(
@@ -500,86 +716,12 @@ pub(super) fn validate(
             None
         }
     };
-
-    let problems = c.problems;
-    // Every `None` below has recorded a problem; the `let ... else` only runs when there is none.
-    let (
-        Some(listen),
-        Some(public_url),
-        Some(api_token),
-        Some(store_path),
-        Some(locale),
-        Some(prom_url),
-        Some((prom_interval, prom_timeout)),
-        Some(redis_url),
-        Some(redis_password),
-        Some((redis_interval, redis_timeout)),
-        Some(docker_host),
-        Some((docker_interval, docker_timeout)),
-        Some(smtp),
-        Some(l2_after),
-        Some(l3_critical_for),
-        true,
-    ) = (
-        listen,
-        public_url,
-        api_token,
-        store_path,
-        locale,
-        prom_url,
-        prom_times,
-        redis_url,
-        redis_password,
-        redis_times,
-        docker_host,
-        docker_times,
-        smtp,
-        l2_after,
-        l3_critical_for,
-        problems.is_empty(),
-    )
-    else {
-        return Err(problems);
-    };
-
-    Ok(Config {
-        server: ServerConfig {
-            listen,
-            public_url,
-            api_token,
-        },
-        store: StoreConfig { path: store_path },
-        runbook: RunbookConfig {
-            path: runbook_path,
-            locale,
-        },
-        prometheus: PrometheusConfig {
-            url: prom_url,
-            interval: prom_interval,
-            timeout: prom_timeout,
-        },
-        status_pages,
-        supabase,
-        redis: RedisConfig {
-            url: redis_url,
-            password: redis_password,
-            interval: redis_interval,
-            timeout: redis_timeout,
-        },
-        docker: DockerConfig {
-            host: docker_host,
-            interval: docker_interval,
-            timeout: docker_timeout,
-            containers: raw.docker.containers,
-        },
-        smtp,
-        escalation: EscalationConfig {
-            l1: LevelConfig { to: l1 },
-            l2: LevelConfig { to: l2 },
-            l3: LevelConfig { to: l3 },
-            l2_after,
-            l3_critical_for,
-        },
+    Some(EscalationConfig {
+        l1: LevelConfig { to: l1 },
+        l2: LevelConfig { to: l2 },
+        l3: LevelConfig { to: l3 },
+        l2_after: l2_after?,
+        l3_critical_for: l3_critical_for?,
     })
 }
 
@@ -608,7 +750,7 @@ fn reject_level_keys(
 fn check_smtp(
     c: &mut Checker<'_>,
     raw: super::raw::RawSmtp,
-    store_path: Option<&Path>,
+    store: Option<&StoreConfig>,
 ) -> Option<SmtpConfig> {
     let from = c.check(
         "smtp.from",
@@ -665,13 +807,7 @@ fn check_smtp(
     };
     let transport = match raw.host {
         None => Some(EmailTransport::Files {
-            dir: store_path.map(|p| {
-                StoreConfig {
-                    path: p.to_path_buf(),
-                }
-                .data_dir()
-                .join("outbox")
-            })?,
+            dir: store?.data_dir().join("outbox"),
         }),
         Some(host) if host.trim().is_empty() || host.contains(['/', ' ']) => {
             c.problem("smtp.host", format!("{host:?} is not a host name"));
