@@ -28,6 +28,12 @@ pub enum Command {
     Run,
     /// Validate the merged configuration; exit 0, or 1 with every problem named.
     CheckConfig,
+    /// Poll every source once now and print what each one says: the first command during an incident.
+    Diagnose {
+        /// Print JSON (the shape is documented in the README) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask a running watchdog whether it is alive (`GET /healthz`); for container health checks.
     Healthcheck {
         /// The health URL; default: `/healthz` on the configured `server.listen`.

@@ -11,6 +11,8 @@ use crate::clock::Clock;
 use crate::config::{Config, EmailTransport, TlsMode};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::observe::{Evidence, ProbeReport};
+use crate::probe::{self, ProbeMetrics};
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -25,6 +27,8 @@ pub enum RunError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("cannot start the probes: {0}")]
+    Probes(#[from] probe::BuildError),
 }
 
 impl RunError {
@@ -33,6 +37,7 @@ impl RunError {
         match self {
             Self::DataDir { .. } => "data_dir",
             Self::Serve(_) => "serve",
+            Self::Probes(_) => "probes",
         }
     }
 }
@@ -53,10 +58,23 @@ pub async fn run(
     })?;
     announce(&config, &clock, &listener);
 
-    let state = Arc::new(AppState {
-        metrics: Metrics::new(),
-        data_dir,
-    });
+    let mut metrics = Metrics::new();
+    let probe_metrics = ProbeMetrics::register(metrics.registry_mut());
+    let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in probe::build_all(&config)? {
+        tasks.spawn(probe::run(
+            p,
+            clock.clone(),
+            reports_tx.clone(),
+            probe_metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(reports_tx);
+    tasks.spawn(collect_evidence(reports_rx));
+
+    let state = Arc::new(AppState { metrics, data_dir });
     let app = http::router(state);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
@@ -67,8 +85,18 @@ pub async fn run(
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off"),
     }
+    tasks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Keeps the evidence table current with every probe report, until every probe has stopped.
+async fn collect_evidence(mut reports: tokio::sync::mpsc::Receiver<ProbeReport>) {
+    let mut evidence = Evidence::new();
+    while let Some(report) = reports.recv().await {
+        tracing::debug!(source = %report.source, ok = report.result.is_ok(), "probe report");
+        evidence.apply(report);
+    }
 }
 
 /// The start-up lines an operator looks for: where we listen and where emails go.

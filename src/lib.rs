@@ -21,10 +21,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod diagnose;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod probe;
 pub mod secret;
 
 pub use daemon::{RunError, run};

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::CheckConfig => return check_config(&cli.config),
         Command::Healthcheck { url } => healthcheck(&cli.config, url),
+        Command::Diagnose { json } => diagnose(&cli.config, json),
         Command::Run => {
             harven_watchdog::logging::init(cli.log_format);
             run(&cli.config)
@@ -105,6 +106,25 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     };
     tracing::info!(signal = name, "shutting down");
     shutdown.cancel();
+}
+
+/// One pass of every probe, printed.
+fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
+    let config = Config::load(files)?;
+    let mut probes = harven_watchdog::probe::build_all(&config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(harven_watchdog::diagnose::run(
+        &mut probes,
+        &Clock::system(),
+    ));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
 }
 
 /// `GET /healthz` on the local daemon; success means it answered 200 within two seconds.

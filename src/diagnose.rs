@@ -1,0 +1,198 @@
+//! `diagnose`: one pass of every probe now, printed for a person (a table) or a program (`--json`).
+//!
+//! The JSON shape is a public contract (documented in the README): `at`, `sources[]` and
+//! `observations[]`, with the field names below. New fields may be added; none is renamed or removed.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::clock::{Clock, Timestamp};
+use crate::observe::{Evidence, Failure, Labels, Outcome, ProbeReport, Value};
+use crate::probe::{self, AnyProbe};
+
+/// The whole `diagnose` answer.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// When the pass started (RFC 3339, UTC).
+    pub at: String,
+    pub sources: Vec<SourceLine>,
+    pub observations: Vec<ObservationLine>,
+}
+
+/// One source: whether it answered, how fast, and why not.
+#[derive(Debug, Serialize)]
+pub struct SourceLine {
+    pub source: String,
+    /// `ok` or `failing`.
+    pub state: &'static str,
+    pub took_seconds: f64,
+    pub failure: Option<Failure>,
+}
+
+/// One observation with its value and age.
+#[derive(Debug, Serialize)]
+pub struct ObservationLine {
+    /// The catalogue name, e.g. `prometheus.p95_seconds`.
+    pub key: &'static str,
+    pub labels: Labels,
+    /// `value`, `no_data` or `unknown`.
+    pub state: &'static str,
+    /// The value (number, boolean or text) when `state` is `value`, else null.
+    pub value: Option<Value>,
+    /// Why there is no value (no traffic, a refused query), else null.
+    pub detail: Option<String>,
+    pub observed_at: String,
+    pub age_seconds: f64,
+}
+
+/// Polls every probe once and builds the report.
+pub async fn run(probes: &mut [AnyProbe], clock: &Clock) -> Report {
+    let at = clock.now();
+    let reports = probe::poll_all(probes, clock).await;
+    build(at, clock.now(), reports)
+}
+
+/// The report for `reports`, ages measured at `now`. Pure, for tests.
+pub fn build(at: Timestamp, now: Timestamp, reports: Vec<ProbeReport>) -> Report {
+    let sources = reports
+        .iter()
+        .map(|r| SourceLine {
+            source: r.source.clone(),
+            state: if r.result.is_ok() { "ok" } else { "failing" },
+            took_seconds: r.took.as_secs_f64(),
+            failure: r.result.as_ref().err().cloned(),
+        })
+        .collect();
+    let mut evidence = Evidence::new();
+    for r in reports {
+        evidence.apply(r);
+    }
+    let observations = evidence
+        .entries()
+        .into_iter()
+        .map(|(key, outcome, observed)| {
+            let (state, value, detail) = match outcome {
+                Outcome::Value(v) => ("value", Some(v.clone()), None),
+                Outcome::NoData(why) => ("no_data", None, Some(why.clone())),
+                Outcome::Unknown(f) => ("unknown", None, Some(f.to_string())),
+            };
+            ObservationLine {
+                key: key.name,
+                labels: key.labels.clone(),
+                state,
+                value,
+                detail,
+                observed_at: observed.to_string(),
+                age_seconds: now.saturating_since(observed).as_secs_f64(),
+            }
+        })
+        .collect();
+    Report {
+        at: at.to_string(),
+        sources,
+        observations,
+    }
+}
+
+impl Report {
+    /// The report as a table for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "harven-watchdog diagnose at {}\n", self.at);
+        let _ = writeln!(out, "SOURCES");
+        for s in &self.sources {
+            let took = format!("{:.0} ms", s.took_seconds * 1000.0);
+            match &s.failure {
+                None => {
+                    let _ = writeln!(out, "  {:<18} ok        {took}", s.source);
+                }
+                Some(f) => {
+                    let _ = writeln!(out, "  {:<18} FAILING   {took}  {f}", s.source);
+                }
+            }
+        }
+        let _ = writeln!(out, "\nOBSERVATIONS");
+        let rows: Vec<(String, String)> = self
+            .observations
+            .iter()
+            .map(|o| {
+                let key = crate::observe::Key {
+                    name: o.key,
+                    labels: o.labels.clone(),
+                }
+                .to_string();
+                let value = match (&o.value, &o.detail) {
+                    (Some(v), _) => format!("{v}  ({:.1}s ago)", o.age_seconds),
+                    (None, Some(d)) if o.state == "no_data" => format!("no data: {d}"),
+                    (None, Some(d)) => format!("UNKNOWN: {d}"),
+                    (None, None) => o.state.to_owned(),
+                };
+                (key, value)
+            })
+            .collect();
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (key, value) in rows {
+            let _ = writeln!(out, "  {key:<width$}  {value}");
+        }
+        if self.observations.is_empty() {
+            let _ = writeln!(out, "  (none: no source answered)");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::observe::{FailureKind, Key, Observation};
+
+    #[test]
+    fn text_and_json_show_values_no_data_and_failures() {
+        let at = Timestamp::from_unix_millis(1_795_000_000_000);
+        let reports = vec![
+            ProbeReport {
+                source: "prometheus".into(),
+                at,
+                took: Duration::from_millis(12),
+                result: Ok(vec![
+                    Observation::number(
+                        Key::new("prometheus.p95_seconds").with("handler", "/api/chat"),
+                        4.25,
+                    ),
+                    Observation::number(Key::new("prometheus.error_ratio"), f64::NAN),
+                ]),
+            },
+            ProbeReport {
+                source: "redis".into(),
+                at,
+                took: Duration::from_millis(2),
+                result: Err(Failure::new(FailureKind::Connect, "connection refused")),
+            },
+        ];
+        let report = build(at, at + Duration::from_secs(2), reports);
+        let text = report.to_text();
+        assert!(
+            text.contains("prometheus.p95_seconds{handler=\"/api/chat\"}  4.25  (2.0s ago)"),
+            "{text}"
+        );
+        assert!(text.contains("prometheus.error_ratio"), "{text}");
+        assert!(text.contains("no data: NaN"), "{text}");
+        assert!(
+            text.contains("redis              FAILING   2 ms  connect: connection refused"),
+            "{text}"
+        );
+
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["sources"][1]["state"], "failing");
+        assert_eq!(json["sources"][1]["failure"]["kind"], "connect");
+        let p95 = &json["observations"][1];
+        assert_eq!(p95["key"], "prometheus.p95_seconds");
+        assert_eq!(p95["labels"]["handler"], "/api/chat");
+        assert_eq!(p95["value"], 4.25);
+        assert_eq!(p95["age_seconds"], 2.0);
+        assert_eq!(json["observations"][0]["state"], "no_data");
+    }
+}

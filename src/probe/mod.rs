@@ -1,0 +1,235 @@
+//! The probes: one task per source, each polling on its own interval with its own timeout, each turning
+//! whatever its peer does (answers, refuses, hangs, sends HTML or 20 MB) into a [`ProbeReport`].
+//!
+//! **A probe never returns an error to its caller.** [`Probe::poll`] yields observations or a
+//! [`Failure`]; [`poll_once`] adds the overall timeout, so even a probe that forgot one cannot hang the
+//! daemon. [`run`] is the loop the daemon spawns per probe; `diagnose` calls [`poll_once`] directly.
+
+pub mod prometheus;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, Timestamp};
+use crate::observe::{Failure, FailureKind, Observation, ProbeReport};
+
+/// One source the watchdog reads.
+pub trait Probe: Send + 'static {
+    /// The source name in reports and metrics (`prometheus`, `status.openai`, `redis`, …).
+    fn source(&self) -> &str;
+    /// Time between the starts of two polls (jitter is added by [`run`]).
+    fn interval(&self) -> Duration;
+    /// Bound on one whole poll; [`poll_once`] enforces it.
+    fn timeout(&self) -> Duration;
+    /// One poll at wall time `now`: what the source says, or why it could not be read.
+    fn poll(
+        &mut self,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Observation>, Failure>> + Send;
+}
+
+/// Polls `probe` once, bounded by its timeout, and measures it.
+pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
+    let at = clock.now();
+    let started = Instant::now();
+    let timeout = probe.timeout();
+    let result = match tokio::time::timeout(timeout, probe.poll(at)).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::new(
+            FailureKind::Timeout,
+            format!("no answer within {}", humantime::format_duration(timeout)),
+        )),
+    };
+    ProbeReport {
+        source: probe.source().to_owned(),
+        at,
+        took: started.elapsed(),
+        result,
+    }
+}
+
+/// Polls `probe` until `shutdown`, sending every report to `reports` and recording it in `metrics`.
+/// A failing source is logged when it starts and stops failing, not at every poll; every failure is
+/// counted. Ends early if the receiver is gone.
+pub async fn run<P: Probe>(
+    mut probe: P,
+    clock: Clock,
+    reports: mpsc::Sender<ProbeReport>,
+    metrics: ProbeMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        let report = tokio::select! {
+            r = poll_once(&mut probe, &clock) => r,
+            () = shutdown.cancelled() => return,
+        };
+        metrics.record(&report);
+        match (&report.result, failing) {
+            (Err(f), false) => {
+                tracing::warn!(probe = %report.source, reason = f.kind.label(), detail = %f.detail, "source unreachable");
+                failing = true;
+            }
+            (Ok(_), true) => {
+                tracing::info!(probe = %report.source, "source answers again");
+                failing = false;
+            }
+            _ => {}
+        }
+        if reports.send(report).await.is_err() {
+            return;
+        }
+        let wait = jittered(probe.interval());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// `interval` plus up to a tenth of it, so probes started together drift apart instead of hitting
+/// their peers in step.
+fn jittered(interval: Duration) -> Duration {
+    interval + interval.mul_f64(fastrand::f64() / 10.0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ProbeLabel {
+    probe: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabels {
+    probe: String,
+    reason: &'static str,
+}
+
+/// `harven_watchdog_probe_{up,duration_seconds,errors_total}`.
+#[derive(Debug, Clone)]
+pub struct ProbeMetrics {
+    up: Family<ProbeLabel, Gauge>,
+    duration: Family<ProbeLabel, Histogram, fn() -> Histogram>,
+    errors: Family<ErrorLabels, Counter>,
+}
+
+impl Default for ProbeMetrics {
+    fn default() -> Self {
+        Self {
+            up: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            errors: Family::default(),
+        }
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl ProbeMetrics {
+    /// Creates the families and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "probe_up",
+            "1 when the probe's latest poll read its source, 0 when it failed",
+            m.up.clone(),
+        );
+        registry.register_with_unit(
+            "probe_duration",
+            "Time one poll of the probe took",
+            Unit::Seconds,
+            m.duration.clone(),
+        );
+        registry.register(
+            "probe_errors",
+            "Failed polls, by probe and reason",
+            m.errors.clone(),
+        );
+        m
+    }
+
+    /// Records one report.
+    pub fn record(&self, report: &ProbeReport) {
+        let label = ProbeLabel {
+            probe: report.source.clone(),
+        };
+        self.duration
+            .get_or_create(&label)
+            .observe(report.took.as_secs_f64());
+        match &report.result {
+            Ok(_) => {
+                self.up.get_or_create(&label).set(1);
+            }
+            Err(f) => {
+                self.up.get_or_create(&label).set(0);
+                let labels = ErrorLabels {
+                    probe: report.source.clone(),
+                    reason: f.kind.label(),
+                };
+                self.errors.get_or_create(&labels).inc();
+            }
+        }
+    }
+}
+
+/// Every configured probe, as one type so the daemon and `diagnose` can hold them in a list.
+#[derive(Debug)]
+pub enum AnyProbe {
+    Prometheus(prometheus::PrometheusProbe),
+}
+
+/// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub(crate) String);
+
+/// The probes `config` asks for, in a stable order.
+pub fn build_all(config: &crate::config::Config) -> Result<Vec<AnyProbe>, BuildError> {
+    let probes = vec![AnyProbe::Prometheus(prometheus::PrometheusProbe::new(
+        config.prometheus.clone(),
+    )?)];
+    Ok(probes)
+}
+
+impl Probe for AnyProbe {
+    fn source(&self) -> &str {
+        match self {
+            Self::Prometheus(p) => p.source(),
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        match self {
+            Self::Prometheus(p) => p.interval(),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match self {
+            Self::Prometheus(p) => p.timeout(),
+        }
+    }
+
+    async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
+        match self {
+            Self::Prometheus(p) => p.poll(now).await,
+        }
+    }
+}
+
+/// Polls every probe once, concurrently; the reports in the probes' order.
+pub async fn poll_all(probes: &mut [AnyProbe], clock: &Clock) -> Vec<ProbeReport> {
+    futures_util::future::join_all(probes.iter_mut().map(|p| poll_once(p, clock))).await
+}
