@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod prometheus;
 
 use std::fmt;
 use std::future::Future;
