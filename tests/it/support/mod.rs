@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod prometheus;
+pub mod redis;
 
 use std::fmt;
 use std::future::Future;
