@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod prometheus;
 pub mod redis;
+pub mod smtp;
 
 use std::fmt;
 use std::future::Future;
