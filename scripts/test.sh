@@ -31,7 +31,9 @@ as_root() {
 # ---------------------------------------------------------------------------------------------
 # 1. Test peers (Debian packages)
 # ---------------------------------------------------------------------------------------------
-pkg_installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
+pkg_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
