@@ -12,7 +12,7 @@ RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --targe
 
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
-cp "target/$target/release/harven-watchdog" "$ctx/harven-watchdog"
+cp "${CARGO_TARGET_DIR:-target}/$target/release/harven-watchdog" "$ctx/harven-watchdog"
 cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
 mkdir "$ctx/data"
 # The legacy builder is what Debian's engine has; its deprecation notice is noise here.

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The project's test command. Run as root on a fresh Debian 12 machine (CI runs it through
+# .ci/run); on a machine that is already set up it only runs the checks.
+#
+#   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
+#      python3-aiosmtpd, docker.io, busybox-static, ca-certificates, iptables);
+#   2. starts dockerd when the Docker Engine does not answer;
+#   3. runs scripts/build-image.sh when it exists and is executable;
+#   4. runs cargo fmt --check, clippy (warnings are errors) and every test
+#      (extra arguments go to `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`).
+#
+# Prometheus, redis-server and the SMTP server are started by the tests themselves, each on an
+# ephemeral port, and stopped when the test ends.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $* (run this script as root)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. Test peers (Debian packages)
+# ---------------------------------------------------------------------------------------------
+pkg_installed() {
+    [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# aiosmtpd must be importable by Debian's own interpreter (not a pyenv python3 on PATH).
+if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }; then
+    missing+=(python3-aiosmtpd)
+fi
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    missing+=(docker.io)
+fi
+# The test image is FROM scratch with /bin/busybox copied in: it must be the static build.
+pkg_installed busybox-static || missing+=(busybox-static)
+pkg_installed ca-certificates || missing+=(ca-certificates)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+
+if ((${#missing[@]} > 0)); then
+    log "installing missing test peers: ${missing[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+else
+    log "test peers already installed"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 2. Docker Engine
+# ---------------------------------------------------------------------------------------------
+docker_answers() { timeout 10 docker version >/dev/null 2>&1; }
+
+# Starts dockerd with the given extra flags and waits up to 60 s; returns 1 if it died or
+# never answered.
+start_dockerd() {
+    local log_file=$1
+    shift
+    log "starting dockerd $* (log: $log_file)"
+    # setsid: keep dockerd running after this script (and its process group) ends.
+    as_root setsid dockerd "$@" >>"$log_file" 2>&1 </dev/null &
+    local pid=$!
+    for _ in $(seq 1 120); do
+        if docker_answers; then
+            log "dockerd is up"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "dockerd exited; last lines of $log_file:"
+            tail -n 30 "$log_file" >&2 || true
+            return 1
+        fi
+        sleep 0.5
+    done
+    log "dockerd did not answer within 60 s; last lines of $log_file:"
+    tail -n 30 "$log_file" >&2 || true
+    return 1
+}
+
+if docker_answers; then
+    log "Docker Engine answers"
+else
+    dockerd_log=${TMPDIR:-/tmp}/harven-watchdog-dockerd.log
+    if ! start_dockerd "$dockerd_log"; then
+        # Sandboxes without netfilter: the test containers use network mode "none", so a
+        # daemon without iptables/bridge set-up is enough for them.
+        log "retrying dockerd without iptables and the default bridge"
+        start_dockerd "$dockerd_log" --iptables=false --bridge=none ||
+            die "the Docker Engine could not be started (see $dockerd_log); the tests need it"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 3. Project image (written by the lead developer; optional)
+# ---------------------------------------------------------------------------------------------
+if [[ -x scripts/build-image.sh ]]; then
+    log "scripts/build-image.sh"
+    scripts/build-image.sh
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Checks and tests
+# ---------------------------------------------------------------------------------------------
+log "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+log "cargo test --all-targets $*"
+cargo test --all-targets "$@"

@@ -1,0 +1,200 @@
+//! Test support: real peers for the integration tests, and small shared helpers.
+//!
+//! Every peer is a real program (or, for the Harven backend, a real HTTP server in-process)
+//! started on an ephemeral port, owned by a handle that stops it and removes its files on
+//! `Drop`. Missing programs make the test **fail** with a message naming the package and
+//! `scripts/test.sh` (which installs everything); nothing is ever skipped.
+//!
+//! Not every helper is used by every test module, hence `dead_code` is allowed here.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod docker;
+pub mod prometheus;
+pub mod redis;
+pub mod smtp;
+
+use std::fmt;
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Child;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Default deadline for a peer to become ready (generous: a loaded 2-core machine running
+/// many tests in parallel can be slow to fork and start a process).
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Installs the process-wide rustls crypto provider (ring), once.
+///
+/// reqwest is built with `rustls-no-provider` in this project and panics when a client is
+/// built without a provider installed. Call this before building any reqwest (or
+/// prometheus-http-query) client; every peer helper calls it already. Safe to call many
+/// times and from many threads.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first: fine for tests.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// It binds `127.0.0.1:0`, reads the port and drops the listener, so another process may
+/// still grab the port before the caller uses it: callers that start a server on it should
+/// retry with a new port when the server reports the address in use.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port");
+    listener
+        .local_addr()
+        .expect("local_addr of an ephemeral listener")
+        .port()
+}
+
+/// The error of [`wait_until`] and [`wait_for_some`]: the condition did not hold in time.
+#[derive(Debug, Clone)]
+pub struct TimedOut {
+    /// How long the poller waited before giving up.
+    pub waited: Duration,
+    /// How many times the condition was evaluated.
+    pub attempts: u32,
+}
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "condition still false after {:.1?} ({} attempts)",
+            self.waited, self.attempts
+        )
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Polls the async `condition` every `poll_interval` until it returns `true`, or until
+/// `timeout` has passed (then `Err(TimedOut)`).
+///
+/// The condition is always evaluated at least once, and once more at the deadline, so a
+/// slow machine does not lose the last chance. Use it instead of fixed sleeps.
+pub async fn wait_until<F, Fut>(
+    timeout: Duration,
+    poll_interval: Duration,
+    mut condition: F,
+) -> Result<(), TimedOut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for_some(timeout, poll_interval, move || {
+        let fut = condition();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls the async `probe` every `poll_interval` until it returns `Some(value)` and returns
+/// that value, or `Err(TimedOut)` once `timeout` has passed.
+///
+/// Like [`wait_until`], but hands back what the probe found (a query result, a message…).
+pub async fn wait_for_some<T, F, Fut>(
+    timeout: Duration,
+    poll_interval: Duration,
+    mut probe: F,
+) -> Result<T, TimedOut>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(TimedOut {
+                waited: now - start,
+                attempts,
+            });
+        }
+        tokio::time::sleep(poll_interval.min(deadline - now)).await;
+    }
+}
+
+/// Panics with a clear message when the program `binary` (a name looked up on `PATH`, or an
+/// absolute path) is missing; `package` names the Debian package that provides it.
+///
+/// Tests against real peers must fail, not skip, when a peer is missing.
+pub fn require_program(binary: &str, package: &str) {
+    if find_program(binary).is_none() {
+        panic!(
+            "required test peer `{binary}` is not installed (Debian package `{package}`); \
+             run `bash scripts/test.sh` as root, which installs every test peer"
+        );
+    }
+}
+
+/// Finds `binary` on `PATH` (or checks an absolute/relative path), like `command -v`.
+pub fn find_program(binary: &str) -> Option<std::path::PathBuf> {
+    if binary.contains('/') {
+        let p = Path::new(binary);
+        return is_executable(p).then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Kills a child process (SIGKILL) and reaps it; ignores a child that already exited.
+pub fn kill_child(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Stops a child process gracefully: SIGTERM, then waits up to `grace` for it to exit, then
+/// SIGKILL. Always reaps the child.
+pub fn terminate_child(child: &mut Child, grace: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    // std only offers SIGKILL; SIGTERM goes through libc.
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
+    // SAFETY: kill(2) with a pid we own (our un-reaped child, so it cannot be recycled) and a
+    // valid signal number has no memory-safety preconditions.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
+    if sent {
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    kill_child(child);
+}
+
+/// Returns the last `max_bytes` of a log file (lossy UTF-8), for failure messages.
+pub fn log_tail(path: &Path, max_bytes: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let start = bytes.len().saturating_sub(max_bytes);
+            String::from_utf8_lossy(&bytes[start..]).into_owned()
+        }
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}

@@ -1,0 +1,327 @@
+//! A real Prometheus server (the `prometheus` binary from Debian's package) for tests.
+//!
+//! It scrapes the given targets every second under the job [`BACKEND_JOB`], keeps its TSDB in
+//! a temporary directory and listens on an ephemeral port of 127.0.0.1. Note that Prometheus
+//! answers `/-/ready` almost at once, but its first scrape happens about 5 s later (the scrape
+//! manager's reload throttle): the first non-empty `rate()` comes ~7 s after start, so always
+//! [`PrometheusServer::wait_for`] data instead of sleeping.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{STARTUP_TIMEOUT, TimedOut};
+
+/// The Prometheus job name given to the scrape targets.
+pub const BACKEND_JOB: &str = "harven-backend";
+
+/// How often Prometheus scrapes its targets (and evaluates rules).
+pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One sample of an instant-query result: its labels and value.
+///
+/// Values can be `NaN` (e.g. a quantile or ratio over a handler with no traffic) or infinite;
+/// compare with care.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSample {
+    /// The series labels (`__name__` included when Prometheus keeps it).
+    pub labels: HashMap<String, String>,
+    /// The sample value.
+    pub value: f64,
+}
+
+impl PromSample {
+    /// The value of label `name`, if present.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+}
+
+/// A running Prometheus process; killed (and its temp dir removed) on drop.
+pub struct PrometheusServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl PrometheusServer {
+    /// Starts Prometheus scraping `targets` (`host:port` each, e.g.
+    /// [`SimBackend::target`](super::backend::SimBackend::target)) every second, and waits
+    /// until it is ready. Panics with a clear message when `prometheus` is missing or does not
+    /// start.
+    pub async fn start<S: AsRef<str>>(targets: &[S]) -> PrometheusServer {
+        super::init();
+        super::require_program("prometheus", "prometheus");
+        let dir = tempfile::Builder::new()
+            .prefix("hwtest-prometheus-")
+            .tempdir()
+            .expect("create a temp dir for Prometheus");
+        let targets: Vec<String> = targets.iter().map(|t| t.as_ref().to_owned()).collect();
+        std::fs::write(dir.path().join("prometheus.yml"), config_yaml(&targets))
+            .expect("write prometheus.yml");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("build a reqwest client");
+
+        let mut server = PrometheusServer {
+            child: None,
+            port: 0,
+            dir,
+            http,
+        };
+        let mut last_error = String::new();
+        for _attempt in 0..5 {
+            server.port = super::free_port();
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                // Another process took the port between free_port() and the bind: retry.
+                Err(e) if e.contains("address already in use") => last_error = e,
+                Err(e) => panic!("Prometheus did not start: {e}"),
+            }
+        }
+        panic!("Prometheus did not start (ports kept clashing): {last_error}");
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port Prometheus listens on (kept across [`restart`](Self::restart)).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A prometheus-http-query client for this server (backed by a reqwest client with a 5 s
+    /// timeout).
+    pub fn client(&self) -> prometheus_http_query::Client {
+        prometheus_http_query::Client::from(self.http.clone(), &self.url())
+            .expect("a prometheus-http-query client for a valid URL")
+    }
+
+    /// Whether the process is running (it may have been stopped or killed by the test).
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Runs an instant PromQL query now. A scalar result is returned as one sample without
+    /// labels; a range (matrix) result is an error (use the client directly for those).
+    pub async fn query(&self, promql: &str) -> Result<Vec<PromSample>, String> {
+        let result = self
+            .client()
+            .query(promql)
+            .get()
+            .await
+            .map_err(|e| describe_error(&e))?;
+        match result.data() {
+            prometheus_http_query::response::Data::Vector(v) => Ok(v
+                .iter()
+                .map(|s| PromSample {
+                    labels: s.metric().clone(),
+                    value: s.sample().value(),
+                })
+                .collect()),
+            prometheus_http_query::response::Data::Scalar(s) => Ok(vec![PromSample {
+                labels: HashMap::new(),
+                value: s.value(),
+            }]),
+            prometheus_http_query::response::Data::Matrix(_) => {
+                Err(format!("query {promql:?} returned a range vector"))
+            }
+        }
+    }
+
+    /// Polls the instant query `promql` every 500 ms until `predicate` holds for its result,
+    /// and returns that result; panics (naming the query and the last result or error) when
+    /// `timeout` passes first. Remember that the first data arrives ~7 s after start.
+    pub async fn wait_for<P>(
+        &self,
+        promql: &str,
+        predicate: P,
+        timeout: Duration,
+    ) -> Vec<PromSample>
+    where
+        P: Fn(&[PromSample]) -> bool,
+    {
+        // A Mutex (not a RefCell) keeps the future Send, so callers may spawn it.
+        let last = std::sync::Mutex::new(String::from("<not queried>"));
+        let outcome = super::wait_for_some(timeout, Duration::from_millis(500), || {
+            let fut = self.query(promql);
+            let last = &last;
+            let predicate = &predicate;
+            async move {
+                match fut.await {
+                    Ok(samples) if predicate(&samples) => Some(samples),
+                    Ok(samples) => {
+                        *last.lock().unwrap() = format!("{samples:?}");
+                        None
+                    }
+                    Err(e) => {
+                        *last.lock().unwrap() = format!("error: {e}");
+                        None
+                    }
+                }
+            }
+        })
+        .await;
+        match outcome {
+            Ok(samples) => samples,
+            Err(TimedOut { waited, .. }) => panic!(
+                "Prometheus query {promql:?} did not satisfy the predicate within {waited:.1?}; \
+                 last result: {}\nPrometheus log tail:\n{}",
+                last.lock().unwrap(),
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// Kills the process at once (SIGKILL), keeping its data directory and port, as a crash
+    /// would. Queries then fail with a connection error until [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+    }
+
+    /// Stops the process gracefully (SIGTERM, SIGKILL after 10 s), keeping its data and port.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::terminate_child(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts Prometheus again on the same port with the same data (stopping it first if it
+    /// runs), and waits until it is ready. Panics if it cannot (e.g. the port was taken).
+    pub async fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait().await {
+            panic!("Prometheus did not restart on port {}: {e}", self.port);
+        }
+    }
+
+    /// The last 4 KiB of Prometheus's log (stdout and stderr), for failure messages.
+    pub fn log_tail(&self) -> String {
+        super::log_tail(&self.log_path(), 4096)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("prometheus.log")
+    }
+
+    /// Spawns the process on `self.port` and waits for `/-/ready`; on failure the process is
+    /// reaped and the error names the reason (with the log tail).
+    async fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the Prometheus log file: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
+        let dir = self.dir.path();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--storage.tsdb.retention.time=1h")
+            .arg("--web.enable-lifecycle")
+            .arg("--log.level=info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run `prometheus` ({e}); it is in the Debian package `prometheus`, \
+                     which `bash scripts/test.sh` installs"
+                )
+            })?;
+        self.child = Some(child);
+        let ready_url = format!("{}/-/ready", self.url());
+        let http = self.http.clone();
+        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(50), || {
+            let exit = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let request = http.get(&ready_url).send();
+            async move {
+                if let Some(status) = exit {
+                    return Some(Err(status));
+                }
+                match request.await {
+                    Ok(resp) if resp.status().is_success() => Some(Ok(())),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        let exited = match ready {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(status)) => Some(status),
+            Err(_) => None,
+        };
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+        let tail = self.log_tail();
+        Err(match exited {
+            Some(status) => format!(
+                "prometheus exited with {status} before it was ready on port {}; log tail:\n{tail}",
+                self.port
+            ),
+            None => format!(
+                "prometheus was not ready on port {} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}",
+                self.port
+            ),
+        })
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.kill();
+        // The TempDir field removes the directory after this.
+    }
+}
+
+fn config_yaml(targets: &[String]) -> String {
+    let list = targets
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let secs = SCRAPE_INTERVAL.as_secs();
+    format!(
+        "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\n  evaluation_interval: {secs}s\n\
+         scrape_configs:\n  - job_name: '{BACKEND_JOB}'\n    static_configs:\n      - targets: [{list}]\n"
+    )
+}
+
+/// Renders a prometheus-http-query error with its source chain (its Display alone is vague,
+/// e.g. "failed to send request to server").
+pub fn describe_error(e: &prometheus_http_query::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,201 @@
+//! A real `redis-server` (Debian's `redis-server` package) for tests.
+//!
+//! Started as `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no
+//! --enable-debug-command local` in a temporary directory (so `DEBUG SLEEP` works for
+//! response-timeout tests), on an ephemeral port. No persistence: a restart starts empty.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::STARTUP_TIMEOUT;
+
+/// A running redis-server; killed (and its temp dir removed) on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts redis-server on an ephemeral port and waits until it answers PING. Panics with a
+    /// clear message when `redis-server` is missing or does not start.
+    pub async fn start() -> RedisServer {
+        super::require_program("redis-server", "redis-server");
+        let dir = tempfile::Builder::new()
+            .prefix("hwtest-redis-")
+            .tempdir()
+            .expect("create a temp dir for redis");
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+        };
+        let mut last_error = String::new();
+        for _attempt in 0..5 {
+            server.port = super::free_port();
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                // Another process took the port between free_port() and the bind: retry.
+                Err(e) if e.contains("Address already in use") => last_error = e,
+                Err(e) => panic!("redis-server did not start: {e}"),
+            }
+        }
+        panic!("redis-server did not start (ports kept clashing): {last_error}");
+    }
+
+    /// The connection URL, e.g. `redis://127.0.0.1:40123/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The port redis listens on (kept across [`restart`](Self::restart)).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A `redis::Client` for this server.
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("a redis client for a valid URL")
+    }
+
+    /// A `ConnectionManager` (reconnects by itself after a restart) to this server.
+    pub async fn connection_manager(&self) -> redis::aio::ConnectionManager {
+        self.client()
+            .get_connection_manager()
+            .await
+            .unwrap_or_else(|e| panic!("connect a ConnectionManager to {}: {e}", self.url()))
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Kills redis at once (SIGKILL), as a crash would; the port stays reserved for
+    /// [`restart`](Self::restart).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+    }
+
+    /// Stops redis gracefully (SIGTERM, SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::terminate_child(&mut child, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts redis again on the same port (stopping it first if it runs) and waits for PING.
+    /// The data set starts empty (no persistence). Panics if the port was taken meanwhile.
+    pub async fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait().await {
+            panic!("redis-server did not restart on port {}: {e}", self.port);
+        }
+    }
+
+    /// The last 4 KiB of redis's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        super::log_tail(&self.log_path(), 4096)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the redis log file: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--enable-debug-command", "local"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run `redis-server` ({e}); it is in the Debian package `redis-server`, \
+                     which `bash scripts/test.sh` installs"
+                )
+            })?;
+        self.child = Some(child);
+        let port = self.port;
+        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
+            let exit = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            async move {
+                if let Some(status) = exit {
+                    return Some(Err(status));
+                }
+                raw_ping(port).await.then_some(Ok(()))
+            }
+        })
+        .await;
+        let exited = match ready {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(status)) => Some(status),
+            Err(_) => None,
+        };
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+        let tail = self.log_tail();
+        Err(match exited {
+            Some(status) => format!(
+                "redis-server exited with {status} before answering PING on port {port}; log tail:\n{tail}"
+            ),
+            None => format!(
+                "redis-server did not answer PING on port {port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
+            ),
+        })
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends an inline `PING` over a fresh TCP connection and checks for `+PONG` (no client
+/// library involved, so readiness does not depend on the code under test).
+async fn raw_ping(port: u16) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 64];
+        let n = stream.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"+PONG"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}

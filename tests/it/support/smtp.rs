@@ -1,0 +1,555 @@
+//! A real SMTP server for tests: Debian's `python3-aiosmtpd`, run as
+//! `/usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Mailbox DIR`.
+//!
+//! The `Mailbox` handler stores every message in a Maildir (`DIR/new/<unique>`), adding the
+//! `X-Peer`, `X-MailFrom` and `X-RcptTo` headers; [`SmtpServer::messages`] reads them back.
+//! Two traps, both handled here: the module exists only for Debian's own interpreter
+//! (`/usr/bin/python3`, not a pyenv `python3` on PATH), and `DIR` must not exist beforehand
+//! (Maildir only creates `cur/new/tmp` when it creates `DIR` itself).
+//!
+//! The server speaks plaintext SMTP without authentication.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::STARTUP_TIMEOUT;
+
+/// The interpreter that has Debian's aiosmtpd module.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// A running aiosmtpd server; killed (and its temp dir with the mail removed) on drop.
+pub struct SmtpServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    /// Starts the SMTP server on an ephemeral port of 127.0.0.1 and waits for its `220`
+    /// banner. Panics with a clear message when `/usr/bin/python3` or its aiosmtpd module is
+    /// missing, or when the server does not start.
+    pub async fn start() -> SmtpServer {
+        super::require_program(PYTHON, "python3-aiosmtpd");
+        let dir = tempfile::Builder::new()
+            .prefix("hwtest-smtp-")
+            .tempdir()
+            .expect("create a temp dir for the SMTP server");
+        let mut server = SmtpServer {
+            child: None,
+            port: 0,
+            dir,
+        };
+        let mut last_error = String::new();
+        for _attempt in 0..5 {
+            server.port = super::free_port();
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                // Another process took the port between free_port() and the bind: retry.
+                Err(e) if e.to_lowercase().contains("address already in use") => last_error = e,
+                Err(e) => panic!("the SMTP server did not start: {e}"),
+            }
+        }
+        panic!("the SMTP server did not start (ports kept clashing): {last_error}");
+    }
+
+    /// The host to connect to: `127.0.0.1`.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The port the server listens on (kept across [`restart`](Self::restart)).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// An `smtp://127.0.0.1:PORT` URL (plaintext, as lettre's `from_url` understands it).
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The Maildir the server writes into (it exists once the server has started).
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("maildir")
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stops the server (SIGTERM, SIGKILL after 5 s): connections are then refused. Mail
+    /// received so far stays readable.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::terminate_child(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// Starts the server again on the same port, with the same Maildir (stopping it first if
+    /// it runs), and waits for its banner. Panics if it cannot (e.g. the port was taken).
+    pub async fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn_and_wait().await {
+            panic!("the SMTP server did not restart on port {}: {e}", self.port);
+        }
+    }
+
+    /// Every message received so far, oldest first.
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        let new_dir = self.maildir().join("new");
+        let entries = match std::fs::read_dir(&new_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => panic!("cannot list {}: {e}", new_dir.display()),
+        };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let modified = std::fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (modified, p)
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, path)| {
+                // A file can vanish if a test removes mail concurrently; skip it.
+                let bytes = std::fs::read(&path).ok()?;
+                Some(ReceivedMail::parse(path, &bytes))
+            })
+            .collect()
+    }
+
+    /// Waits until at least `n` messages have arrived and returns all of them; panics (saying
+    /// how many arrived) when `timeout` passes first.
+    pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<ReceivedMail> {
+        let found = super::wait_for_some(timeout, Duration::from_millis(50), || {
+            let messages = self.messages();
+            async move { (messages.len() >= n).then_some(messages) }
+        })
+        .await;
+        match found {
+            Ok(messages) => messages,
+            Err(e) => panic!(
+                "expected at least {n} message(s) on the SMTP server, got {} ({e}); log tail:\n{}",
+                self.messages().len(),
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// Removes every received message (e.g. between phases of a test).
+    pub fn clear(&self) {
+        for sub in ["new", "cur"] {
+            if let Ok(entries) = std::fs::read_dir(self.maildir().join(sub)) {
+                for entry in entries.filter_map(Result::ok) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    /// The last 4 KiB of the server's output, for failure messages.
+    pub fn log_tail(&self) -> String {
+        super::log_tail(&self.log_path(), 4096)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("smtp.log")
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .map_err(|e| format!("cannot open the SMTP log file: {e}"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
+        let child = Command::new(PYTHON)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{}", self.port))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.maildir())
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run {PYTHON} ({e}); the SMTP test peer is Debian's `python3-aiosmtpd`, \
+                     which `bash scripts/test.sh` installs"
+                )
+            })?;
+        self.child = Some(child);
+        let port = self.port;
+        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
+            let exit = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            async move {
+                if let Some(status) = exit {
+                    return Some(Err(status));
+                }
+                banner(port).await.then_some(Ok(()))
+            }
+        })
+        .await;
+        let exited = match ready {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(status)) => Some(status),
+            Err(_) => None,
+        };
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+        let tail = self.log_tail();
+        let hint = if tail.contains("No module named aiosmtpd") {
+            "\nDebian's `python3-aiosmtpd` is not installed: run `bash scripts/test.sh` as root, \
+             which installs it"
+        } else {
+            ""
+        };
+        Err(match exited {
+            Some(status) => format!(
+                "aiosmtpd exited with {status} before its banner on port {port}; log tail:\n{tail}{hint}"
+            ),
+            None => format!(
+                "aiosmtpd sent no banner on port {port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
+            ),
+        })
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            super::kill_child(&mut child);
+        }
+    }
+}
+
+/// Connects, reads the greeting and says QUIT; true when the greeting starts with `220`.
+async fn banner(port: u16) -> bool {
+    let attempt = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).await.ok()?;
+        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
+        Some(line.starts_with("220"))
+    };
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// One message as the SMTP server stored it.
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    /// The Maildir file it was read from.
+    pub path: PathBuf,
+    /// The whole message as stored (headers added by the server included), lossy UTF-8.
+    pub raw: String,
+    /// The top-level headers in order, continuation lines unfolded, values trimmed and not
+    /// decoded (see [`decoded_header`](Self::decoded_header)).
+    pub headers: Vec<(String, String)>,
+    /// The top-level body as sent (not transfer-decoded; see [`text`](Self::text)).
+    pub body: String,
+    /// The envelope recipients (`RCPT TO`), from the server's `X-RcptTo` header.
+    pub rcpt_to: Vec<String>,
+    /// The envelope sender (`MAIL FROM`), from the server's `X-MailFrom` header.
+    pub mail_from: Option<String>,
+}
+
+impl ReceivedMail {
+    /// Parses a stored message.
+    pub fn parse(path: PathBuf, bytes: &[u8]) -> ReceivedMail {
+        let raw = String::from_utf8_lossy(bytes).into_owned();
+        let (headers, body) = split_entity(&raw);
+        let list = |name: &str| -> Vec<String> {
+            find_header(&headers, name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let rcpt_to = list("X-RcptTo");
+        let mail_from = find_header(&headers, "X-MailFrom").map(str::to_owned);
+        ReceivedMail {
+            path,
+            headers,
+            body: body.to_owned(),
+            raw,
+            rcpt_to,
+            mail_from,
+        }
+    }
+
+    /// The first header named `name` (case-insensitive), raw (RFC 2047 words not decoded).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find_header(&self.headers, name)
+    }
+
+    /// Every header named `name` (case-insensitive), in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first header named `name`, with RFC 2047 encoded words (`=?utf-8?b?...?=`, which
+    /// lettre uses for non-ASCII text such as "provável") decoded.
+    pub fn decoded_header(&self, name: &str) -> Option<String> {
+        self.header(name).map(decode_rfc2047)
+    }
+
+    /// The decoded `Subject`.
+    pub fn subject(&self) -> Option<String> {
+        self.decoded_header("Subject")
+    }
+
+    /// The leaf parts of the message (the message itself when it is not multipart), with
+    /// their bodies transfer-decoded (base64 / quoted-printable).
+    pub fn parts(&self) -> Vec<MailPart> {
+        let mut out = Vec::new();
+        collect_parts(&self.headers, &self.body, &mut out, 0);
+        out
+    }
+
+    /// The decoded text of the first `text/plain` part (or of a non-multipart message
+    /// without a content type).
+    pub fn text(&self) -> Option<String> {
+        self.parts()
+            .into_iter()
+            .find(|p| p.content_type.starts_with("text/plain"))
+            .map(|p| p.body)
+    }
+
+    /// The decoded text of the first `text/html` part.
+    pub fn html(&self) -> Option<String> {
+        self.parts()
+            .into_iter()
+            .find(|p| p.content_type.starts_with("text/html"))
+            .map(|p| p.body)
+    }
+}
+
+/// A leaf MIME part of a [`ReceivedMail`].
+#[derive(Debug, Clone)]
+pub struct MailPart {
+    /// The media type, lowercased, without parameters (`text/plain` when absent).
+    pub content_type: String,
+    /// The part's headers, unfolded.
+    pub headers: Vec<(String, String)>,
+    /// The body, transfer-decoded and read as UTF-8 (lossy).
+    pub body: String,
+}
+
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Splits an entity into unfolded headers and the body.
+fn split_entity(text: &str) -> (Vec<(String, String)>, &str) {
+    let (head, body) = match (text.find("\r\n\r\n"), text.find("\n\n")) {
+        (Some(a), Some(b)) if b < a => (&text[..b], &text[b + 2..]),
+        (Some(a), _) => (&text[..a], &text[a + 4..]),
+        (None, Some(b)) => (&text[..b], &text[b + 2..]),
+        (None, None) => (text, ""),
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    (headers, body)
+}
+
+/// The value of parameter `name` in a header such as `multipart/alternative; boundary="x"`.
+fn header_param(value: &str, name: &str) -> Option<String> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+fn collect_parts(headers: &[(String, String)], body: &str, out: &mut Vec<MailPart>, depth: usize) {
+    let content_type_header = find_header(headers, "Content-Type").unwrap_or("text/plain");
+    let media = content_type_header
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media.starts_with("multipart/")
+        && depth < 8
+        && let Some(boundary) = header_param(content_type_header, "boundary")
+    {
+        let delimiter = format!("--{boundary}");
+        for (i, chunk) in body.split(delimiter.as_str()).enumerate() {
+            // Chunk 0 is the preamble; a chunk starting with "--" follows the close.
+            if i == 0 || chunk.starts_with("--") {
+                continue;
+            }
+            let chunk = chunk
+                .strip_prefix("\r\n")
+                .or_else(|| chunk.strip_prefix('\n'))
+                .unwrap_or(chunk);
+            let (part_headers, part_body) = split_entity(chunk);
+            collect_parts(&part_headers, part_body, out, depth + 1);
+        }
+        return;
+    }
+    let encoding = find_header(headers, "Content-Transfer-Encoding")
+        .unwrap_or("7bit")
+        .to_ascii_lowercase();
+    let decoded = match encoding.as_str() {
+        "base64" => {
+            use base64::Engine as _;
+            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|_| body.to_owned())
+        }
+        "quoted-printable" => quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|_| body.to_owned()),
+        _ => body.to_owned(),
+    };
+    // Drop the line break that precedes the next boundary delimiter.
+    let decoded = decoded
+        .strip_suffix("\r\n")
+        .or_else(|| decoded.strip_suffix('\n'))
+        .map(str::to_owned)
+        .unwrap_or(decoded);
+    out.push(MailPart {
+        content_type: media,
+        headers: headers.to_vec(),
+        body: decoded,
+    });
+}
+
+/// Decodes RFC 2047 encoded words (`=?charset?B?...?=`, `=?charset?Q?...?=`) in a header value;
+/// whitespace between two adjacent encoded words is dropped, as the RFC says. Charsets other
+/// than UTF-8/ASCII are read as UTF-8 (lossy), which is all lettre produces.
+pub fn decode_rfc2047(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    let mut pending_space = String::new();
+    let mut last_was_word = false;
+    while !rest.is_empty() {
+        if let Some((decoded, consumed)) = encoded_word(rest) {
+            if !last_was_word {
+                out.push_str(&pending_space);
+            }
+            pending_space.clear();
+            out.push_str(&decoded);
+            rest = &rest[consumed..];
+            last_was_word = true;
+            continue;
+        }
+        let ch = rest.chars().next().expect("non-empty");
+        if ch.is_whitespace() {
+            pending_space.push(ch);
+        } else {
+            out.push_str(&pending_space);
+            pending_space.clear();
+            out.push(ch);
+            last_was_word = false;
+        }
+        rest = &rest[ch.len_utf8()..];
+    }
+    out.push_str(&pending_space);
+    out
+}
+
+/// Decodes one encoded word at the start of `s`: (text, bytes consumed).
+fn encoded_word(s: &str) -> Option<(String, usize)> {
+    let inner = s.strip_prefix("=?")?;
+    let (_charset, after_charset) = inner.split_once('?')?;
+    let (encoding, after_encoding) = after_charset.split_once('?')?;
+    let end = after_encoding.find("?=")?;
+    let text = &after_encoding[..end];
+    if text.contains(char::is_whitespace) {
+        return None;
+    }
+    let bytes = match encoding {
+        "B" | "b" => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .ok()?
+        }
+        "Q" | "q" => {
+            let underscores = text.replace('_', " ");
+            quoted_printable::decode(underscores, quoted_printable::ParseMode::Robust).ok()?
+        }
+        _ => return None,
+    };
+    let consumed = s.len() - after_encoding.len() + end + 2;
+    Some((String::from_utf8_lossy(&bytes).into_owned(), consumed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_encoded_words() {
+        assert_eq!(
+            decode_rfc2047("=?utf-8?b?cHJvdsOhdmVs?= =?utf-8?q?_Supabase?= down"),
+            "provável Supabase down"
+        );
+        assert_eq!(decode_rfc2047("plain  text"), "plain  text");
+    }
+
+    #[test]
+    fn parses_multipart_mail() {
+        let raw = "Subject: =?utf-8?b?w6k=?=\r\nX-RcptTo: a@x, b@y\r\n\
+                   Content-Type: multipart/alternative;\r\n boundary=\"B\"\r\n\r\n\
+                   --B\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                   Content-Transfer-Encoding: quoted-printable\r\n\r\nol=C3=A1\r\n\
+                   --B\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--B--\r\n";
+        let mail = ReceivedMail::parse(Path::new("m").to_path_buf(), raw.as_bytes());
+        assert_eq!(mail.subject().as_deref(), Some("é"));
+        assert_eq!(mail.rcpt_to, vec!["a@x", "b@y"]);
+        assert_eq!(mail.text().as_deref(), Some("olá"));
+        assert_eq!(mail.html().as_deref(), Some("<p>x</p>"));
+    }
+}
