@@ -5,6 +5,7 @@
 //! [`Failure`]; [`poll_once`] adds the overall timeout, so even a probe that forgot one cannot hang the
 //! daemon. [`run`] is the loop the daemon spawns per probe; `diagnose` calls [`poll_once`] directly.
 
+pub mod http;
 pub mod prometheus;
 
 use std::future::Future;

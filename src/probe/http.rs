@@ -1,0 +1,68 @@
+//! Helpers the HTTP probes share: a size-capped body read, and reqwest errors as [`Failure`]s.
+
+use crate::observe::{Failure, FailureKind};
+
+/// Reads at most `cap` bytes of the body; more is a failure, not a truncation.
+pub async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Failure> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large(cap));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > cap {
+                    return Err(too_large(cap));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(reqwest_failure(&e)),
+        }
+    }
+}
+
+fn too_large(cap: usize) -> Failure {
+    Failure::new(
+        FailureKind::TooLarge,
+        format!("answer larger than {} KiB", cap / 1024),
+    )
+}
+
+/// A reqwest error as a failure, its causes included (reqwest's own Display is terse). Request URLs are
+/// left out: ours carry no credentials, but a user's proxy URL might.
+pub fn reqwest_failure(e: &reqwest::Error) -> Failure {
+    let kind = if e.is_timeout() {
+        FailureKind::Timeout
+    } else if e.is_connect() {
+        FailureKind::Connect
+    } else if e.is_status() {
+        FailureKind::Status
+    } else if e.is_decode() || e.is_body() {
+        FailureKind::Malformed
+    } else {
+        FailureKind::Other
+    };
+    let mut text = error_chain(e);
+    if let Some(url) = e.url() {
+        text = text
+            .replace(&format!(" for url ({url})"), "")
+            .replace(url.as_str(), "<url>");
+    }
+    Failure::new(kind, text)
+}
+
+/// `e` and its sources, joined by `: `.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
