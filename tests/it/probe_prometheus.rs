@@ -66,10 +66,8 @@ async fn poll_until(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let report = poll_once(probe, &clock).await;
-        if let Ok(obs) = &report.result {
-            if ready(obs) {
-                return obs.clone();
-            }
+        if let Ok(obs) = report.result.as_ref().filter(|o| ready(o)) {
+            return obs.clone();
         }
         assert!(
             Instant::now() < deadline,
