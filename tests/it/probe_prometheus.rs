@@ -66,7 +66,7 @@ async fn poll_until(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let report = poll_once(probe, &clock).await;
-        if let Ok(obs) = report.result.as_ref().filter(|o| ready(o)) {
+        if let Some(obs) = report.result.as_ref().ok().filter(|o| ready(o)) {
             return obs.clone();
         }
         assert!(
