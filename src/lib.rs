@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod observe;
 pub mod probe;
+pub mod runbook;
 pub mod secret;
 
 pub use daemon::{RunError, run};

@@ -1,0 +1,296 @@
+//! The runbook as data: sections, their symptom rules, and their probable causes with evidence and
+//! actions, loaded from `config/runbook.toml` (embedded) or a user's file, and validated at load.
+//!
+//! A runbook refers to observations only by catalogue name ([`crate::observe::CATALOGUE`]); a name the
+//! probes do not produce, a label they do not set, an operator that does not fit the value's kind, a
+//! duplicate ID: each is a problem naming the file, the section and the key. Nothing here runs: the
+//! engine evaluates what this module describes.
+
+mod model;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::{
+    Cause, Condition, Link, Locale, Op, Operand, Rule, Runbook, Section, Severity, Text, Vendor,
+};
+
+use crate::observe::{self, Kind};
+
+/// The shipped runbook, compiled in from `config/runbook.toml`.
+pub const DEFAULT_RUNBOOK: &str = include_str!("../../config/runbook.toml");
+
+/// The section and cause IDs every runbook must keep (DESIGN.md §2): emails, the API and metrics use them.
+pub const REQUIRED_IDS: &[&str] = &[
+    "latency.openai_slow",
+    "latency.db_slow",
+    "latency.redis_saturated",
+    "latency.traffic_surge",
+    "errors.bad_deploy",
+    "errors.supabase_down",
+    "errors.openai_rate_limit",
+    "errors.memory_leak",
+    "auth.jwt_secret",
+    "auth.supabase_auth_down",
+    "auth.rate_limit",
+    "auth.token_expiry",
+    "openai_quota.quota_exceeded",
+    "database.too_many_connections",
+    "database.slow_query",
+    "database.supabase_down",
+    "database.rls_blocking",
+    "watchdog.blind",
+];
+
+/// One problem in a runbook file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookProblem {
+    /// The file, or `embedded runbook`.
+    pub file: String,
+    /// Where in it: `sections.latency.rules[0].when.obs`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for RunbookProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a runbook; never empty.
+#[derive(Debug, thiserror::Error)]
+pub struct RunbookError {
+    pub problems: Vec<RunbookProblem>,
+}
+
+impl fmt::Display for RunbookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(f, "invalid runbook ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Runbook {
+    /// The runbook the configuration names: the file at `path`, or the embedded one.
+    pub fn load(path: Option<&Path>) -> Result<Self, RunbookError> {
+        match path {
+            None => Self::parse(DEFAULT_RUNBOOK, "embedded runbook"),
+            Some(p) => {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(p).map_err(|e| RunbookError {
+                    problems: vec![RunbookProblem { file: name.clone(), key: String::new(), message: e.to_string() }],
+                })?;
+                Self::parse(&text, &name)
+            }
+        }
+    }
+
+    /// Decodes and validates runbook text; `file` names it in problems.
+    pub fn parse(text: &str, file: &str) -> Result<Self, RunbookError> {
+        let runbook: Runbook = toml::from_str(text).map_err(|e| {
+            let key = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
+            RunbookError {
+                problems: vec![RunbookProblem {
+                    file: file.to_owned(),
+                    key,
+                    message: e.message().to_owned(),
+                }],
+            }
+        })?;
+        let problems = validate(&runbook, file);
+        if problems.is_empty() { Ok(runbook) } else { Err(RunbookError { problems }) }
+    }
+
+    /// The embedded runbook, which the test suite proves valid.
+    pub fn embedded() -> Self {
+        Self::parse(DEFAULT_RUNBOOK, "embedded runbook").expect("the embedded runbook is valid (tested)")
+    }
+
+    /// The rule with this ID, and its section.
+    pub fn rule(&self, id: &str) -> Option<(&Section, &Rule)> {
+        self.sections.iter().find_map(|s| s.rules.iter().find(|r| r.id == id).map(|r| (s, r)))
+    }
+}
+
+/// `line L, column C` of a byte offset, for TOML syntax errors.
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
+}
+
+/// Every check a decoded runbook must pass, collecting all problems.
+fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |key: String, message: String| {
+        problems.push(RunbookProblem { file: file.to_owned(), key, message });
+    };
+    let mut ids = BTreeSet::new();
+    let mut section_ids = BTreeSet::new();
+    for (n, section) in rb.sections.iter().enumerate() {
+        let sid = section.id.as_str();
+        let base = format!("sections[{n}] ({sid})");
+        if !section_ids.insert(sid) {
+            problem(format!("{base}.id"), format!("duplicate section {sid:?}"));
+        }
+        if section.rules.is_empty() {
+            problem(format!("{base}.rules"), "a section needs at least one symptom rule".into());
+        }
+        for (i, rule) in section.rules.iter().enumerate() {
+            let key = format!("{base}.rules[{i}]");
+            check_id(&rule.id, sid, &key, &mut ids, &mut problem);
+            check_condition(&rule.when, &format!("{key}.when"), &mut problem);
+            if let Some(clear) = &rule.clear {
+                check_condition(clear, &format!("{key}.clear"), &mut problem);
+                if clear.obs != rule.when.obs || clear.labels != rule.when.labels {
+                    problem(
+                        format!("{key}.clear"),
+                        "must watch the same observation and labels as `when` (it is the same symptom's recovery)".into(),
+                    );
+                }
+            }
+            if rule.resolve_after.is_zero() {
+                problem(format!("{key}.resolve_after"), "must be longer than zero (it is the recovery hysteresis)".into());
+            }
+        }
+        for (i, cause) in section.causes.iter().enumerate() {
+            let key = format!("{base}.causes[{i}]");
+            check_id(&cause.id, sid, &key, &mut ids, &mut problem);
+            if cause.evidence.is_empty() {
+                problem(format!("{key}.evidence"), "a cause needs at least one evidence condition".into());
+            }
+            for (j, c) in cause.evidence.iter().enumerate() {
+                check_condition(c, &format!("{key}.evidence[{j}]"), &mut problem);
+            }
+            for (j, c) in cause.context.iter().enumerate() {
+                let ckey = format!("{key}.context[{j}]");
+                match c.obs.as_deref().and_then(observe::spec_of) {
+                    None => problem(format!("{ckey}.obs"), format!("unknown observation {:?}", c.obs.as_deref().unwrap_or(""))),
+                    Some(spec) => check_labels(c, spec, &ckey, &mut problem),
+                }
+            }
+            if let Some(v) = &cause.vendor {
+                if !rb.vendors.contains_key(v) {
+                    problem(format!("{key}.vendor"), format!("unknown vendor {v:?}; declare it under [vendors.{v}]"));
+                }
+            }
+        }
+    }
+    for id in REQUIRED_IDS {
+        if !ids.contains(*id) {
+            problem(String::new(), format!("the stable cause ID {id:?} is missing (emails and the API depend on it)"));
+        }
+    }
+    problems
+}
+
+fn check_id(
+    id: &str,
+    section: &str,
+    key: &str,
+    ids: &mut BTreeSet<String>,
+    problem: &mut impl FnMut(String, String),
+) {
+    if !id.starts_with(&format!("{section}.")) {
+        problem(format!("{key}.id"), format!("{id:?} must start with its section, \"{section}.\""));
+    }
+    if !ids.insert(id.to_owned()) {
+        problem(format!("{key}.id"), format!("duplicate ID {id:?}"));
+    }
+}
+
+fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, String)) {
+    match (&c.obs, &c.source_failing) {
+        (Some(_), Some(_)) | (None, None) => {
+            problem(key.to_owned(), "needs exactly one of `obs` (an observation) or `source_failing` (a source name)".into());
+        }
+        (None, Some(source)) => {
+            let known = observe::CATALOGUE.iter().any(|s| s.probe == source || source.starts_with("status."));
+            if !known {
+                problem(format!("{key}.source_failing"), format!("unknown source {source:?}"));
+            }
+        }
+        (Some(name), None) => match observe::spec_of(name) {
+            None => problem(format!("{key}.obs"), format!("unknown observation {name:?}")),
+            Some(spec) => {
+                check_labels(c, spec, key, problem);
+                let (Some(op), Some(value)) = (c.op, &c.value) else {
+                    problem(key.to_owned(), "an observation condition needs `op` and `value`".into());
+                    return;
+                };
+                if let Err(e) = op.fits(spec.kind, value) {
+                    problem(format!("{key}.value"), e);
+                }
+            }
+        },
+    }
+}
+
+fn check_labels(c: &Condition, spec: &observe::Spec, key: &str, problem: &mut impl FnMut(String, String)) {
+    for label in c.labels.keys() {
+        if !spec.labels.contains(&label.as_str()) {
+            problem(
+                format!("{key}.labels.{label}"),
+                format!("{} has no label {label:?} (it has: {})", spec.name, spec.labels.join(", ")),
+            );
+        }
+    }
+}
+
+impl Op {
+    /// Whether this operator can compare an observation of `kind` with `value`.
+    fn fits(self, kind: Kind, value: &Operand) -> Result<(), String> {
+        let ok = match (self, kind, value) {
+            (Op::Gt | Op::Ge | Op::Lt | Op::Le, Kind::Number, Operand::Number(_)) => true,
+            (Op::Eq | Op::Ne, Kind::Number, Operand::Number(_)) => true,
+            (Op::Eq | Op::Ne, Kind::Bool, Operand::Bool(_)) => true,
+            (Op::Eq | Op::Ne, Kind::Text, Operand::Text(_)) => true,
+            (Op::In | Op::NotIn, Kind::Text, Operand::List(_)) => true,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("operator {} does not fit a {kind:?} observation compared with {value}", self.symbol()))
+        }
+    }
+}
+
+/// A runbook path as given, for messages.
+pub fn describe(path: Option<&PathBuf>) -> String {
+    path.map_or_else(|| "embedded runbook".to_owned(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_runbook_is_valid_and_has_every_stable_id() {
+        let rb = Runbook::parse(DEFAULT_RUNBOOK, "embedded runbook").unwrap_or_else(|e| panic!("{e}"));
+        let sections: Vec<_> = rb.sections.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(sections, ["latency", "errors", "auth", "openai_quota", "database", "watchdog"]);
+        assert_eq!(rb.checklist.len(), 7);
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let text = DEFAULT_RUNBOOK.replacen("prometheus.p95_seconds\", op = \">\"", "prometheus.p99_seconds\", op = \">\"", 1);
+        let err = Runbook::parse(&text, "rb.toml").expect_err("unknown observation");
+        let p = &err.problems[0];
+        assert_eq!(p.file, "rb.toml");
+        assert_eq!(p.key, "sections[0] (latency).rules[0].when.obs", "{err}");
+        assert!(p.message.contains("prometheus.p99_seconds"), "{err}");
+    }
+}

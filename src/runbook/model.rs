@@ -1,0 +1,229 @@
+//! The runbook's types, as decoded from TOML (`deny_unknown_fields` everywhere: a typo is an error).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::config::Locale;
+use crate::observe::Labels;
+
+/// The whole runbook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    /// Suppliers by ID (`openai`, `supabase`): support contact and SLA, from the runbook's table.
+    #[serde(default)]
+    pub vendors: BTreeMap<String, Vendor>,
+    /// The runbook's incident checklist, shown in every email.
+    #[serde(default)]
+    pub checklist: Vec<Text>,
+    /// The sections, in the runbook's order.
+    pub sections: Vec<Section>,
+}
+
+/// Text in both languages of the product.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    #[serde(rename = "pt-BR")]
+    pub pt_br: String,
+    pub en: String,
+}
+
+impl Text {
+    /// The text in `locale`.
+    pub fn get(&self, locale: Locale) -> &str {
+        match locale {
+            Locale::PtBr => &self.pt_br,
+            Locale::En => &self.en,
+        }
+    }
+}
+
+/// A supplier of the stack.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vendor {
+    pub name: String,
+    pub support: String,
+    pub sla: String,
+    #[serde(default)]
+    pub status_page: Option<String>,
+}
+
+/// One runbook section: its symptoms and its probable causes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// A stable ID: `latency`, `errors`, `auth`, `openai_quota`, `database`, `watchdog`.
+    pub id: String,
+    pub title: Text,
+    /// Where it stands in the team's runbook (`§1`).
+    #[serde(default)]
+    pub runbook_ref: String,
+    /// Links worth opening for this section (dashboards, Sentry, status pages).
+    #[serde(default)]
+    pub links: Vec<Link>,
+    pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub causes: Vec<Cause>,
+}
+
+/// A named link.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub title: Text,
+    pub url: String,
+}
+
+/// How bad an incident is. `Critical` means downtime: it starts the L3 clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Major,
+    Critical,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Major => "major",
+            Self::Critical => "critical",
+        })
+    }
+}
+
+/// A symptom rule: fires per label set when `when` has held for `for`; clears when `clear` (or, without
+/// one, the negation of `when`) has held for `resolve_after`. Between the two thresholds nothing moves:
+/// that band is the hysteresis that keeps a value oscillating around a threshold from flapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// A stable ID under its section: `latency.p95_high`.
+    pub id: String,
+    pub summary: Text,
+    pub when: Condition,
+    #[serde(default)]
+    pub clear: Option<Condition>,
+    /// How long `when` must hold before the symptom fires.
+    #[serde(rename = "for", with = "humantime_serde")]
+    pub for_: Duration,
+    /// How long the recovery condition must hold before the symptom clears.
+    #[serde(with = "humantime_serde")]
+    pub resolve_after: Duration,
+    pub severity: Severity,
+}
+
+/// A probable cause of a section, with the evidence that points to it and what to do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cause {
+    /// A stable ID under its section: `latency.openai_slow`.
+    pub id: String,
+    pub title: Text,
+    /// The supplier involved, for its support contact and SLA.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Conditions that point to this cause; the more (by weight) hold, the higher it ranks.
+    pub evidence: Vec<Condition>,
+    /// Observations shown with the cause for context (the backend's image, its start time), whether
+    /// or not they hold anything.
+    #[serde(default)]
+    pub context: Vec<Condition>,
+    /// The runbook's actions, in both languages.
+    #[serde(default)]
+    pub actions: Vec<Text>,
+    /// The runbook's commands, quoted as the team wrote them. `{{ name }}` placeholders are filled
+    /// from the context (`{{ previous_image }}`).
+    #[serde(default)]
+    pub commands: Vec<String>,
+}
+
+/// A condition over one observation (`obs` with `op` and `value`, optionally narrowed by `labels`) or
+/// over a source (`source_failing`: true while that source cannot be read).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub obs: Option<String>,
+    /// Only instances whose labels include these.
+    #[serde(default)]
+    pub labels: Labels,
+    #[serde(default)]
+    pub op: Option<Op>,
+    #[serde(default)]
+    pub value: Option<Operand>,
+    #[serde(default)]
+    pub source_failing: Option<String>,
+    /// How much this evidence counts when ranking causes (default 1).
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// A name for this value in commands' placeholders (context conditions).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Op {
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "in")]
+    In,
+    #[serde(rename = "not_in")]
+    NotIn,
+}
+
+impl Op {
+    /// The operator as written in the runbook.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Gt => ">",
+            Self::Ge => ">=",
+            Self::Lt => "<",
+            Self::Le => "<=",
+            Self::Eq => "==",
+            Self::Ne => "!=",
+            Self::In => "in",
+            Self::NotIn => "not in",
+        }
+    }
+}
+
+/// The right-hand side of a condition.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Operand {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    List(Vec<String>),
+}
+
+impl fmt::Display for Operand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bool(b) => write!(f, "{b}"),
+            Self::Number(n) => write!(f, "{}", crate::observe::Value::Number(*n)),
+            Self::Text(t) => write!(f, "{t}"),
+            Self::List(l) => write!(f, "[{}]", l.join(", ")),
+        }
+    }
+}
