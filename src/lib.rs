@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod engine;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -72,7 +72,11 @@ pub struct RunbookError {
 impl fmt::Display for RunbookError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "invalid runbook ({n} problem{})", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "invalid runbook ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "\n  - {p}")?;
         }
@@ -88,7 +92,11 @@ impl Runbook {
             Some(p) => {
                 let name = p.display().to_string();
                 let text = std::fs::read_to_string(p).map_err(|e| RunbookError {
-                    problems: vec![RunbookProblem { file: name.clone(), key: String::new(), message: e.to_string() }],
+                    problems: vec![RunbookProblem {
+                        file: name.clone(),
+                        key: String::new(),
+                        message: e.to_string(),
+                    }],
                 })?;
                 Self::parse(&text, &name)
             }
@@ -108,17 +116,24 @@ impl Runbook {
             }
         })?;
         let problems = validate(&runbook, file);
-        if problems.is_empty() { Ok(runbook) } else { Err(RunbookError { problems }) }
+        if problems.is_empty() {
+            Ok(runbook)
+        } else {
+            Err(RunbookError { problems })
+        }
     }
 
     /// The embedded runbook, which the test suite proves valid.
     pub fn embedded() -> Self {
-        Self::parse(DEFAULT_RUNBOOK, "embedded runbook").expect("the embedded runbook is valid (tested)")
+        Self::parse(DEFAULT_RUNBOOK, "embedded runbook")
+            .expect("the embedded runbook is valid (tested)")
     }
 
     /// The rule with this ID, and its section.
     pub fn rule(&self, id: &str) -> Option<(&Section, &Rule)> {
-        self.sections.iter().find_map(|s| s.rules.iter().find(|r| r.id == id).map(|r| (s, r)))
+        self.sections
+            .iter()
+            .find_map(|s| s.rules.iter().find(|r| r.id == id).map(|r| (s, r)))
     }
 }
 
@@ -134,7 +149,11 @@ fn locate(text: &str, offset: usize) -> String {
 fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String| {
-        problems.push(RunbookProblem { file: file.to_owned(), key, message });
+        problems.push(RunbookProblem {
+            file: file.to_owned(),
+            key,
+            message,
+        });
     };
     let mut ids = BTreeSet::new();
     let mut section_ids = BTreeSet::new();
@@ -145,7 +164,10 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
             problem(format!("{base}.id"), format!("duplicate section {sid:?}"));
         }
         if section.rules.is_empty() {
-            problem(format!("{base}.rules"), "a section needs at least one symptom rule".into());
+            problem(
+                format!("{base}.rules"),
+                "a section needs at least one symptom rule".into(),
+            );
         }
         for (i, rule) in section.rules.iter().enumerate() {
             let key = format!("{base}.rules[{i}]");
@@ -161,14 +183,20 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
                 }
             }
             if rule.resolve_after.is_zero() {
-                problem(format!("{key}.resolve_after"), "must be longer than zero (it is the recovery hysteresis)".into());
+                problem(
+                    format!("{key}.resolve_after"),
+                    "must be longer than zero (it is the recovery hysteresis)".into(),
+                );
             }
         }
         for (i, cause) in section.causes.iter().enumerate() {
             let key = format!("{base}.causes[{i}]");
             check_id(&cause.id, sid, &key, &mut ids, &mut problem);
             if cause.evidence.is_empty() {
-                problem(format!("{key}.evidence"), "a cause needs at least one evidence condition".into());
+                problem(
+                    format!("{key}.evidence"),
+                    "a cause needs at least one evidence condition".into(),
+                );
             }
             for (j, c) in cause.evidence.iter().enumerate() {
                 check_condition(c, &format!("{key}.evidence[{j}]"), &mut problem);
@@ -176,20 +204,31 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
             for (j, c) in cause.context.iter().enumerate() {
                 let ckey = format!("{key}.context[{j}]");
                 match c.obs.as_deref().and_then(observe::spec_of) {
-                    None => problem(format!("{ckey}.obs"), format!("unknown observation {:?}", c.obs.as_deref().unwrap_or(""))),
+                    None => problem(
+                        format!("{ckey}.obs"),
+                        format!("unknown observation {:?}", c.obs.as_deref().unwrap_or("")),
+                    ),
                     Some(spec) => check_labels(c, spec, &ckey, &mut problem),
                 }
             }
-            if let Some(v) = &cause.vendor {
-                if !rb.vendors.contains_key(v) {
-                    problem(format!("{key}.vendor"), format!("unknown vendor {v:?}; declare it under [vendors.{v}]"));
-                }
+            if let Some(v) = cause
+                .vendor
+                .as_ref()
+                .filter(|v| !rb.vendors.contains_key(*v))
+            {
+                problem(
+                    format!("{key}.vendor"),
+                    format!("unknown vendor {v:?}; declare it under [vendors.{v}]"),
+                );
             }
         }
     }
     for id in REQUIRED_IDS {
         if !ids.contains(*id) {
-            problem(String::new(), format!("the stable cause ID {id:?} is missing (emails and the API depend on it)"));
+            problem(
+                String::new(),
+                format!("the stable cause ID {id:?} is missing (emails and the API depend on it)"),
+            );
         }
     }
     problems
@@ -203,7 +242,10 @@ fn check_id(
     problem: &mut impl FnMut(String, String),
 ) {
     if !id.starts_with(&format!("{section}.")) {
-        problem(format!("{key}.id"), format!("{id:?} must start with its section, \"{section}.\""));
+        problem(
+            format!("{key}.id"),
+            format!("{id:?} must start with its section, \"{section}.\""),
+        );
     }
     if !ids.insert(id.to_owned()) {
         problem(format!("{key}.id"), format!("duplicate ID {id:?}"));
@@ -213,20 +255,35 @@ fn check_id(
 fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, String)) {
     match (&c.obs, &c.source_failing) {
         (Some(_), Some(_)) | (None, None) => {
-            problem(key.to_owned(), "needs exactly one of `obs` (an observation) or `source_failing` (a source name)".into());
+            problem(
+                key.to_owned(),
+                "needs exactly one of `obs` (an observation) or `source_failing` (a source name)"
+                    .into(),
+            );
         }
         (None, Some(source)) => {
-            let known = observe::CATALOGUE.iter().any(|s| s.probe == source || source.starts_with("status."));
+            let known = observe::CATALOGUE
+                .iter()
+                .any(|s| s.probe == source || source.starts_with("status."));
             if !known {
-                problem(format!("{key}.source_failing"), format!("unknown source {source:?}"));
+                problem(
+                    format!("{key}.source_failing"),
+                    format!("unknown source {source:?}"),
+                );
             }
         }
         (Some(name), None) => match observe::spec_of(name) {
-            None => problem(format!("{key}.obs"), format!("unknown observation {name:?}")),
+            None => problem(
+                format!("{key}.obs"),
+                format!("unknown observation {name:?}"),
+            ),
             Some(spec) => {
                 check_labels(c, spec, key, problem);
                 let (Some(op), Some(value)) = (c.op, &c.value) else {
-                    problem(key.to_owned(), "an observation condition needs `op` and `value`".into());
+                    problem(
+                        key.to_owned(),
+                        "an observation condition needs `op` and `value`".into(),
+                    );
                     return;
                 };
                 if let Err(e) = op.fits(spec.kind, value) {
@@ -237,12 +294,21 @@ fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, St
     }
 }
 
-fn check_labels(c: &Condition, spec: &observe::Spec, key: &str, problem: &mut impl FnMut(String, String)) {
+fn check_labels(
+    c: &Condition,
+    spec: &observe::Spec,
+    key: &str,
+    problem: &mut impl FnMut(String, String),
+) {
     for label in c.labels.keys() {
         if !spec.labels.contains(&label.as_str()) {
             problem(
                 format!("{key}.labels.{label}"),
-                format!("{} has no label {label:?} (it has: {})", spec.name, spec.labels.join(", ")),
+                format!(
+                    "{} has no label {label:?} (it has: {})",
+                    spec.name,
+                    spec.labels.join(", ")
+                ),
             );
         }
     }
@@ -251,25 +317,33 @@ fn check_labels(c: &Condition, spec: &observe::Spec, key: &str, problem: &mut im
 impl Op {
     /// Whether this operator can compare an observation of `kind` with `value`.
     fn fits(self, kind: Kind, value: &Operand) -> Result<(), String> {
-        let ok = match (self, kind, value) {
-            (Op::Gt | Op::Ge | Op::Lt | Op::Le, Kind::Number, Operand::Number(_)) => true,
-            (Op::Eq | Op::Ne, Kind::Number, Operand::Number(_)) => true,
-            (Op::Eq | Op::Ne, Kind::Bool, Operand::Bool(_)) => true,
-            (Op::Eq | Op::Ne, Kind::Text, Operand::Text(_)) => true,
-            (Op::In | Op::NotIn, Kind::Text, Operand::List(_)) => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (self, kind, value),
+            (
+                Op::Gt | Op::Ge | Op::Lt | Op::Le | Op::Eq | Op::Ne,
+                Kind::Number,
+                Operand::Number(_)
+            ) | (Op::Eq | Op::Ne, Kind::Bool, Operand::Bool(_))
+                | (Op::Eq | Op::Ne, Kind::Text, Operand::Text(_))
+                | (Op::In | Op::NotIn, Kind::Text, Operand::List(_))
+        );
         if ok {
             Ok(())
         } else {
-            Err(format!("operator {} does not fit a {kind:?} observation compared with {value}", self.symbol()))
+            Err(format!(
+                "operator {} does not fit a {kind:?} observation compared with {value}",
+                self.symbol()
+            ))
         }
     }
 }
 
 /// A runbook path as given, for messages.
 pub fn describe(path: Option<&PathBuf>) -> String {
-    path.map_or_else(|| "embedded runbook".to_owned(), |p| p.display().to_string())
+    path.map_or_else(
+        || "embedded runbook".to_owned(),
+        |p| p.display().to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -278,15 +352,30 @@ mod tests {
 
     #[test]
     fn the_embedded_runbook_is_valid_and_has_every_stable_id() {
-        let rb = Runbook::parse(DEFAULT_RUNBOOK, "embedded runbook").unwrap_or_else(|e| panic!("{e}"));
+        let rb =
+            Runbook::parse(DEFAULT_RUNBOOK, "embedded runbook").unwrap_or_else(|e| panic!("{e}"));
         let sections: Vec<_> = rb.sections.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(sections, ["latency", "errors", "auth", "openai_quota", "database", "watchdog"]);
+        assert_eq!(
+            sections,
+            [
+                "latency",
+                "errors",
+                "auth",
+                "openai_quota",
+                "database",
+                "watchdog"
+            ]
+        );
         assert_eq!(rb.checklist.len(), 7);
     }
 
     #[test]
     fn problems_name_the_key() {
-        let text = DEFAULT_RUNBOOK.replacen("prometheus.p95_seconds\", op = \">\"", "prometheus.p99_seconds\", op = \">\"", 1);
+        let text = DEFAULT_RUNBOOK.replacen(
+            "prometheus.p95_seconds\", op = \">\"",
+            "prometheus.p99_seconds\", op = \">\"",
+            1,
+        );
         let err = Runbook::parse(&text, "rb.toml").expect_err("unknown observation");
         let p = &err.problems[0];
         assert_eq!(p.file, "rb.toml");

@@ -1,0 +1,136 @@
+//! Evaluating one runbook condition against the evidence table.
+
+use serde::Serialize;
+
+use crate::observe::{Evidence, Labels, Reading, Value};
+use crate::runbook::{Condition, Op, Operand};
+
+/// What one instance of a condition says now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Truth {
+    /// Observed, and the condition holds for this value.
+    Holds { value: Value },
+    /// Observed, and the condition does not hold.
+    Fails { value: Value },
+    /// The source answered without a value to compare (no traffic, no limit): neither holds nor fails.
+    NoData { why: String },
+    /// Not observable now (blind source, refused query, never seen).
+    Unknown { why: String },
+}
+
+/// The condition's truth for every instance it selects (one per label set; a source condition has one).
+pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
+    if let Some(source) = &c.source_failing {
+        let truth = match ev.sources().get(source) {
+            None => Truth::Unknown {
+                why: format!("{source} has not been polled"),
+            },
+            Some(s) => match &s.failure {
+                Some(f) => Truth::Holds {
+                    value: Value::Text(f.to_string()),
+                },
+                None => Truth::Fails {
+                    value: Value::Text("answering".into()),
+                },
+            },
+        };
+        return vec![(Labels::new(), truth)];
+    }
+    let Some(name) = c.obs.as_deref() else {
+        return Vec::new();
+    };
+    let selected: Vec<_> = ev
+        .instances(name)
+        .into_iter()
+        .filter(|(labels, _)| c.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .collect();
+    if selected.is_empty() {
+        let key = crate::observe::Key {
+            name: crate::observe::intern(name).unwrap_or("?"),
+            labels: c.labels.clone(),
+        };
+        return vec![(
+            c.labels.clone(),
+            Truth::Unknown {
+                why: format!("{key} has not been observed"),
+            },
+        )];
+    }
+    selected
+        .into_iter()
+        .map(|(labels, reading)| (labels.clone(), truth_of(c, &reading)))
+        .collect()
+}
+
+/// The truth of `c` for one reading.
+pub fn truth_of(c: &Condition, reading: &Reading<'_>) -> Truth {
+    match reading {
+        Reading::Unknown { why } => Truth::Unknown { why: why.clone() },
+        Reading::NoData { why, .. } => Truth::NoData {
+            why: (*why).to_owned(),
+        },
+        Reading::Value { value, .. } => {
+            let holds = compare(value, c.op, c.value.as_ref());
+            let value = (*value).clone();
+            if holds {
+                Truth::Holds { value }
+            } else {
+                Truth::Fails { value }
+            }
+        }
+    }
+}
+
+/// `value op operand`; a comparison that does not fit (validated away at load) is false.
+pub fn compare(value: &Value, op: Option<Op>, operand: Option<&Operand>) -> bool {
+    let (Some(op), Some(operand)) = (op, operand) else {
+        return false;
+    };
+    match (value, operand) {
+        (Value::Number(v), Operand::Number(x)) => match op {
+            Op::Gt => v > x,
+            Op::Ge => v >= x,
+            Op::Lt => v < x,
+            Op::Le => v <= x,
+            Op::Eq => (v - x).abs() < f64::EPSILON,
+            Op::Ne => (v - x).abs() >= f64::EPSILON,
+            Op::In | Op::NotIn => false,
+        },
+        (Value::Bool(v), Operand::Bool(x)) => match op {
+            Op::Eq => v == x,
+            Op::Ne => v != x,
+            _ => false,
+        },
+        (Value::Text(v), Operand::Text(x)) => match op {
+            Op::Eq => v == x,
+            Op::Ne => v != x,
+            _ => false,
+        },
+        (Value::Text(v), Operand::List(xs)) => match op {
+            Op::In => xs.iter().any(|x| x == v),
+            Op::NotIn => xs.iter().all(|x| x != v),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The condition as text: `status.indicator{page="openai"} in [minor, major]`, `source prometheus failing`.
+pub fn describe(c: &Condition) -> String {
+    if let Some(source) = &c.source_failing {
+        return format!("{source} unreachable");
+    }
+    let key = crate::observe::Key {
+        name: c
+            .obs
+            .as_deref()
+            .and_then(crate::observe::intern)
+            .unwrap_or("?"),
+        labels: c.labels.clone(),
+    };
+    match (c.op, &c.value) {
+        (Some(op), Some(v)) => format!("{key} {} {v}", op.symbol()),
+        _ => key.to_string(),
+    }
+}

@@ -1,0 +1,232 @@
+//! The correlator's second half: every cause of a section classified as likely, ruled out or unknown
+//! from the evidence, with the values that decided it, and ranked.
+
+use serde::Serialize;
+
+use super::condition::{self, Truth};
+use crate::observe::{Evidence, Key, Labels, Value};
+use crate::runbook::{Cause, Locale, Runbook, Section};
+
+/// A cause's standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseStatus {
+    /// Some of its evidence holds.
+    Likely,
+    /// Not all of its evidence can be observed now, and none of what can holds.
+    Unknown,
+    /// All of its evidence is observed, and none holds.
+    RuledOut,
+}
+
+impl CauseStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Likely => "likely",
+            Self::Unknown => "unknown",
+            Self::RuledOut => "ruled out",
+        }
+    }
+}
+
+/// One evidence condition of a cause, with what it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceLine {
+    /// The condition as text.
+    pub condition: String,
+    pub weight: f64,
+    /// `holds`, `fails`, `no_data` or `unknown`, over all the instances it selects.
+    pub truth: &'static str,
+    /// What was observed: `minor`, `status.indicator{page="openai"} = minor`, or why nothing was.
+    pub observed: String,
+}
+
+/// A context value shown with a cause.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextLine {
+    pub name: String,
+    pub key: String,
+    pub value: Option<Value>,
+}
+
+/// One cause, classified.
+#[derive(Debug, Clone, Serialize)]
+pub struct CauseResult {
+    pub id: String,
+    pub title: String,
+    pub status: CauseStatus,
+    /// The share of evidence weight that holds, 0 to 1.
+    pub score: f64,
+    pub evidence: Vec<EvidenceLine>,
+    pub context: Vec<ContextLine>,
+    /// `Supabase: support@supabase.com (SLA Enterprise)`, when the cause involves a supplier.
+    pub vendor: Option<String>,
+    pub actions: Vec<String>,
+    /// The runbook's commands with context placeholders filled in.
+    pub commands: Vec<String>,
+}
+
+/// A section's diagnosis: its causes, likely ones first by score, then unknown, then ruled out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub section: String,
+    pub causes: Vec<CauseResult>,
+}
+
+impl Diagnosis {
+    /// The top likely cause, if any.
+    pub fn top(&self) -> Option<&CauseResult> {
+        self.causes
+            .first()
+            .filter(|c| c.status == CauseStatus::Likely)
+    }
+}
+
+/// Classifies every cause of `section` against `ev`.
+pub fn diagnose(runbook: &Runbook, section: &Section, ev: &Evidence, locale: Locale) -> Diagnosis {
+    let mut causes: Vec<_> = section
+        .causes
+        .iter()
+        .map(|c| classify(runbook, c, ev, locale))
+        .collect();
+    // Stable: equal ranks keep the runbook's order.
+    causes.sort_by(|a, b| a.status.cmp(&b.status).then(b.score.total_cmp(&a.score)));
+    Diagnosis {
+        section: section.id.clone(),
+        causes,
+    }
+}
+
+fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> CauseResult {
+    let mut total = 0.0;
+    let mut held = 0.0;
+    let mut any_unknown = false;
+    let mut evidence = Vec::new();
+    for c in &cause.evidence {
+        total += c.weight;
+        let found = condition::instances(c, ev);
+        let holding: Vec<_> = found
+            .iter()
+            .filter(|(_, t)| matches!(t, Truth::Holds { .. }))
+            .collect();
+        let (truth, observed) = if !holding.is_empty() {
+            held += c.weight;
+            ("holds", values(c, &holding))
+        } else if let Some((_, Truth::Unknown { why })) = found
+            .iter()
+            .find(|(_, t)| matches!(t, Truth::Unknown { .. }))
+        {
+            any_unknown = true;
+            ("unknown", why.clone())
+        } else if found.iter().all(|(_, t)| matches!(t, Truth::NoData { .. })) {
+            let why = match found.first() {
+                Some((_, Truth::NoData { why })) => why.clone(),
+                _ => "no data".to_owned(),
+            };
+            ("no_data", why)
+        } else {
+            let all: Vec<_> = found.iter().collect();
+            ("fails", values(c, &all))
+        };
+        evidence.push(EvidenceLine {
+            condition: condition::describe(c),
+            weight: c.weight,
+            truth,
+            observed,
+        });
+    }
+    let status = if held > 0.0 {
+        CauseStatus::Likely
+    } else if any_unknown {
+        CauseStatus::Unknown
+    } else {
+        CauseStatus::RuledOut
+    };
+
+    let context: Vec<ContextLine> = cause
+        .context
+        .iter()
+        .map(|c| {
+            let found = condition::instances(c, ev);
+            let value = found.iter().find_map(|(_, t)| match t {
+                Truth::Holds { value } | Truth::Fails { value } => Some(value.clone()),
+                _ => None,
+            });
+            ContextLine {
+                name: c.name.clone().unwrap_or_else(|| condition::describe(c)),
+                key: condition::describe(c),
+                value,
+            }
+        })
+        .collect();
+    let commands = cause
+        .commands
+        .iter()
+        .map(|cmd| fill(cmd, &context))
+        .collect();
+    let vendor = cause
+        .vendor
+        .as_ref()
+        .and_then(|v| runbook.vendors.get(v))
+        .map(|v| format!("{}: {} (SLA {})", v.name, v.support, v.sla));
+    CauseResult {
+        id: cause.id.clone(),
+        title: cause.title.get(locale).to_owned(),
+        status,
+        score: if total > 0.0 { held / total } else { 0.0 },
+        evidence,
+        context,
+        vendor,
+        actions: cause
+            .actions
+            .iter()
+            .map(|a| a.get(locale).to_owned())
+            .collect(),
+        commands,
+    }
+}
+
+/// `value` alone for one unlabelled instance, else `key = value` per instance.
+fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)]) -> String {
+    let name = c
+        .obs
+        .as_deref()
+        .and_then(crate::observe::intern)
+        .unwrap_or("?");
+    let parts: Vec<String> = found
+        .iter()
+        .filter_map(|(labels, t)| match t {
+            Truth::Holds { value } | Truth::Fails { value } => Some((labels, value)),
+            _ => None,
+        })
+        .map(|(labels, value)| {
+            if found.len() == 1 || c.source_failing.is_some() {
+                value.to_string()
+            } else {
+                format!(
+                    "{} = {value}",
+                    Key {
+                        name,
+                        labels: labels.clone()
+                    }
+                )
+            }
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Fills `{{ name }}` placeholders from the context; an unobserved one reads `?`.
+fn fill(command: &str, context: &[ContextLine]) -> String {
+    let mut out = command.to_owned();
+    for c in context {
+        let value = c
+            .value
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        out = out
+            .replace(&format!("{{{{ {} }}}}", c.name), &value)
+            .replace(&format!("{{{{{}}}}}", c.name), &value);
+    }
+    out
+}

@@ -1,0 +1,322 @@
+//! The runbook engine: symptom rules with `for` and recovery hysteresis, and the correlator that
+//! turns firing symptoms into one incident candidate per section with a ranked diagnosis.
+//!
+//! **Invariant:** nothing here does I/O, reads a clock or fails. [`Engine::evaluate`] takes the
+//! evidence table and `now` and returns what changed and where everything stands; the daemon, the
+//! `diagnose` command and the offline `test` command all drive it the same way.
+//!
+//! A rule instance (one per label set the rule's condition selects) moves
+//! `inactive → pending → firing → recovering → inactive`: pending after `when` first holds, firing once
+//! it has held for `for`, recovering while the recovery condition holds, cleared once that has held
+//! for `resolve_after`. Between the firing and recovery thresholds it stays firing (hysteresis). When
+//! the reading is unknown (a blind source) or no data (no traffic), nothing moves: a blind Prometheus
+//! can neither fire nor clear a latency symptom.
+
+pub mod condition;
+pub mod diagnosis;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::clock::Timestamp;
+use crate::observe::{Evidence, Labels, Value};
+use crate::runbook::{Locale, Runbook, Severity};
+use condition::Truth;
+pub use diagnosis::{CauseResult, CauseStatus, Diagnosis};
+
+/// Where one rule instance stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Phase {
+    /// `when` holds since `since`, not yet for `for`.
+    Pending { since: Timestamp },
+    /// Fired at `fired_at`.
+    Firing { fired_at: Timestamp },
+    /// Fired at `fired_at`; the recovery condition holds since `clear_since`.
+    Recovering {
+        fired_at: Timestamp,
+        clear_since: Timestamp,
+    },
+}
+
+/// The state of a symptom as shown to people and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SymptomState {
+    /// Not holding.
+    Inactive,
+    /// Holding, for less than `for`.
+    Pending,
+    Firing,
+    /// Firing, and recovering for less than `resolve_after`.
+    Recovering,
+}
+
+/// One rule instance now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Symptom {
+    pub rule: String,
+    pub section: String,
+    pub labels: Labels,
+    pub summary: String,
+    pub severity: Severity,
+    pub state: SymptomState,
+    /// False when the reading is unknown or no data: the state is held, not re-evaluated.
+    pub observable: bool,
+    /// The latest value, when there is one.
+    pub value: Option<Value>,
+    /// Why there is no value.
+    pub note: Option<String>,
+    /// When it fired (firing and recovering).
+    pub fired_at: Option<Timestamp>,
+}
+
+/// A transition worth acting on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Fired {
+        rule: String,
+        section: String,
+        labels: Labels,
+        severity: Severity,
+        at: Timestamp,
+    },
+    Cleared {
+        rule: String,
+        section: String,
+        labels: Labels,
+        at: Timestamp,
+    },
+}
+
+/// One section now: whether it has an incident, how bad, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionState {
+    pub section: String,
+    pub title: String,
+    /// Some symptom of the section is firing or recovering.
+    pub active: bool,
+    /// The highest severity among its firing or recovering symptoms.
+    pub severity: Option<Severity>,
+    pub diagnosis: Diagnosis,
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub at: Timestamp,
+    /// Transitions at this evaluation, in rule order.
+    pub events: Vec<Event>,
+    /// Every rule instance that is not inactive, and every rule whose condition is unobservable.
+    pub symptoms: Vec<Symptom>,
+    /// Every section, in runbook order.
+    pub sections: Vec<SectionState>,
+}
+
+/// The engine: the runbook and the state of every rule instance.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    runbook: Arc<Runbook>,
+    locale: Locale,
+    /// Keyed by (section index, rule index, labels); inactive instances are removed, so the map holds
+    /// only what is pending, firing or recovering.
+    states: HashMap<(usize, usize, Labels), Phase>,
+}
+
+impl Engine {
+    pub fn new(runbook: Arc<Runbook>, locale: Locale) -> Self {
+        Self {
+            runbook,
+            locale,
+            states: HashMap::new(),
+        }
+    }
+
+    pub fn runbook(&self) -> &Runbook {
+        &self.runbook
+    }
+
+    /// Advances every rule to `now` over `ev` and reports where everything stands.
+    pub fn evaluate(&mut self, ev: &Evidence, now: Timestamp) -> Evaluation {
+        let runbook = Arc::clone(&self.runbook);
+        let mut events = Vec::new();
+        let mut symptoms = Vec::new();
+        let mut section_severity: Vec<Option<Severity>> = vec![None; runbook.sections.len()];
+        for (si, section) in runbook.sections.iter().enumerate() {
+            for (ri, rule) in section.rules.iter().enumerate() {
+                let whens = condition::instances(&rule.when, ev);
+                let mut seen = Vec::new();
+                for (labels, truth) in whens {
+                    let key = (si, ri, labels.clone());
+                    let (observable, value, note) = match &truth {
+                        Truth::Holds { value } | Truth::Fails { value } => {
+                            (true, Some(value.clone()), None)
+                        }
+                        Truth::NoData { why } | Truth::Unknown { why } => {
+                            (false, None, Some(why.clone()))
+                        }
+                    };
+                    let recovered = match (&rule.clear, &value) {
+                        (Some(clear), Some(v)) => {
+                            condition::compare(v, clear.op, clear.value.as_ref())
+                        }
+                        (None, Some(_)) => matches!(truth, Truth::Fails { .. }),
+                        (_, None) => false,
+                    };
+                    let holds = matches!(truth, Truth::Holds { .. });
+                    let before = self.states.get(&key).copied();
+                    let after = if observable {
+                        step(before, holds, recovered, now, rule)
+                    } else {
+                        before
+                    };
+                    let base = || (rule.id.clone(), section.id.clone(), labels.clone());
+                    match (before, after) {
+                        (Some(Phase::Pending { .. }) | None, Some(Phase::Firing { .. })) => {
+                            let (rule, section, labels) = base();
+                            events.push(Event::Fired {
+                                rule,
+                                section,
+                                labels,
+                                severity: rule_severity(&runbook, si, ri),
+                                at: now,
+                            });
+                        }
+                        (Some(Phase::Firing { .. } | Phase::Recovering { .. }), None) => {
+                            let (rule, section, labels) = base();
+                            events.push(Event::Cleared {
+                                rule,
+                                section,
+                                labels,
+                                at: now,
+                            });
+                        }
+                        _ => {}
+                    }
+                    match after {
+                        Some(p) => {
+                            self.states.insert(key, p);
+                        }
+                        None => {
+                            self.states.remove(&key);
+                        }
+                    }
+                    let state = match after {
+                        None => SymptomState::Inactive,
+                        Some(Phase::Pending { .. }) => SymptomState::Pending,
+                        Some(Phase::Firing { .. }) => SymptomState::Firing,
+                        Some(Phase::Recovering { .. }) => SymptomState::Recovering,
+                    };
+                    if matches!(state, SymptomState::Firing | SymptomState::Recovering) {
+                        section_severity[si] = section_severity[si].max(Some(rule.severity));
+                    }
+                    if state != SymptomState::Inactive || !observable {
+                        symptoms.push(Symptom {
+                            rule: rule.id.clone(),
+                            section: section.id.clone(),
+                            labels: labels.clone(),
+                            summary: rule.summary.get(self.locale).to_owned(),
+                            severity: rule.severity,
+                            state,
+                            observable,
+                            value,
+                            note,
+                            fired_at: match after {
+                                Some(
+                                    Phase::Firing { fired_at } | Phase::Recovering { fired_at, .. },
+                                ) => Some(fired_at),
+                                _ => None,
+                            },
+                        });
+                    }
+                    seen.push(labels);
+                }
+                // Instances no longer selected at all (a label set that vanished) are held as they are;
+                // they still count for their section's severity.
+                for ((s, r, labels), phase) in &self.states {
+                    let held = matches!(phase, Phase::Firing { .. } | Phase::Recovering { .. });
+                    if *s == si && *r == ri && held && !seen.contains(labels) {
+                        section_severity[si] = section_severity[si].max(Some(rule.severity));
+                    }
+                }
+            }
+        }
+        let sections = runbook
+            .sections
+            .iter()
+            .enumerate()
+            .map(|(si, section)| SectionState {
+                section: section.id.clone(),
+                title: section.title.get(self.locale).to_owned(),
+                active: section_severity[si].is_some(),
+                severity: section_severity[si],
+                diagnosis: diagnosis::diagnose(&runbook, section, ev, self.locale),
+            })
+            .collect();
+        Evaluation {
+            at: now,
+            events,
+            symptoms,
+            sections,
+        }
+    }
+}
+
+fn rule_severity(runbook: &Runbook, si: usize, ri: usize) -> Severity {
+    runbook.sections[si].rules[ri].severity
+}
+
+/// One observable step of a rule instance.
+fn step(
+    before: Option<Phase>,
+    holds: bool,
+    recovered: bool,
+    now: Timestamp,
+    rule: &crate::runbook::Rule,
+) -> Option<Phase> {
+    let fire_or_pend = |since: Timestamp| {
+        if now.saturating_since(since) >= rule.for_ {
+            Some(Phase::Firing { fired_at: now })
+        } else {
+            Some(Phase::Pending { since })
+        }
+    };
+    match before {
+        None if holds => fire_or_pend(now),
+        None => None,
+        Some(Phase::Pending { since }) if holds => fire_or_pend(since),
+        Some(Phase::Pending { .. }) => None,
+        Some(Phase::Firing { fired_at }) if recovered && !holds => {
+            if rule.resolve_after.is_zero() {
+                None
+            } else {
+                Some(Phase::Recovering {
+                    fired_at,
+                    clear_since: now,
+                })
+            }
+        }
+        Some(Phase::Firing { fired_at }) => Some(Phase::Firing { fired_at }),
+        Some(Phase::Recovering {
+            fired_at,
+            clear_since,
+        }) if recovered && !holds => {
+            if now.saturating_since(clear_since) >= rule.resolve_after {
+                None
+            } else {
+                Some(Phase::Recovering {
+                    fired_at,
+                    clear_since,
+                })
+            }
+        }
+        // Holding again, or back in the band between the thresholds: the recovery restarts later.
+        Some(Phase::Recovering { fired_at, .. }) => Some(Phase::Firing { fired_at }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

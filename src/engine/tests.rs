@@ -1,0 +1,310 @@
+//! Step-by-step scripts over the embedded runbook: feed evidence, move `now`, assert after every step.
+
+use std::time::Duration;
+
+use super::*;
+use crate::observe::{Failure, FailureKind, Key, Observation, ProbeReport};
+
+const T0: i64 = 1_795_000_000_000;
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix_millis(T0) + Duration::from_secs(secs)
+}
+
+fn engine() -> Engine {
+    Engine::new(Arc::new(Runbook::embedded()), Locale::En)
+}
+
+fn report(source: &str, secs: u64, obs: Vec<Observation>) -> ProbeReport {
+    ProbeReport {
+        source: source.into(),
+        at: at(secs),
+        took: Duration::ZERO,
+        result: Ok(obs),
+    }
+}
+
+fn down(source: &str, secs: u64) -> ProbeReport {
+    ProbeReport {
+        source: source.into(),
+        at: at(secs),
+        took: Duration::ZERO,
+        result: Err(Failure::new(FailureKind::Connect, "connection refused")),
+    }
+}
+
+fn p95(v: f64) -> Observation {
+    Observation::number(
+        Key::new("prometheus.p95_seconds").with("handler", "/api/chat"),
+        v,
+    )
+}
+
+fn state(e: &Evaluation, rule: &str) -> Option<SymptomState> {
+    e.symptoms.iter().find(|s| s.rule == rule).map(|s| s.state)
+}
+
+fn section<'a>(e: &'a Evaluation, id: &str) -> &'a SectionState {
+    e.sections
+        .iter()
+        .find(|s| s.section == id)
+        .expect("section")
+}
+
+fn fired(e: &Evaluation, rule: &str) -> usize {
+    e.events
+        .iter()
+        .filter(|ev| matches!(ev, Event::Fired { rule: r, .. } if r == rule))
+        .count()
+}
+
+fn cleared(e: &Evaluation, rule: &str) -> usize {
+    e.events
+        .iter()
+        .filter(|ev| matches!(ev, Event::Cleared { rule: r, .. } if r == rule))
+        .count()
+}
+
+#[test]
+fn p95_fires_after_for_and_clears_after_resolve_after() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    ev.apply(report("prometheus", 0, vec![p95(4.0)]));
+    let e = eng.evaluate(&ev, at(0));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Pending));
+    assert!(!section(&e, "latency").active);
+
+    let e = eng.evaluate(&ev, at(119));
+    assert_eq!(
+        state(&e, "latency.p95_high"),
+        Some(SymptomState::Pending),
+        "for is 2m"
+    );
+    let e = eng.evaluate(&ev, at(120));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Firing));
+    assert_eq!(fired(&e, "latency.p95_high"), 1);
+    assert!(section(&e, "latency").active);
+    assert_eq!(section(&e, "latency").severity, Some(Severity::Major));
+
+    ev.apply(report("prometheus", 130, vec![p95(1.0)]));
+    let e = eng.evaluate(&ev, at(130));
+    assert_eq!(
+        state(&e, "latency.p95_high"),
+        Some(SymptomState::Recovering)
+    );
+    let e = eng.evaluate(&ev, at(429));
+    assert_eq!(
+        state(&e, "latency.p95_high"),
+        Some(SymptomState::Recovering),
+        "resolve_after is 5m"
+    );
+    let e = eng.evaluate(&ev, at(430));
+    assert_eq!(state(&e, "latency.p95_high"), None, "cleared");
+    assert_eq!(cleared(&e, "latency.p95_high"), 1);
+    assert!(!section(&e, "latency").active);
+}
+
+#[test]
+fn a_p95_oscillating_around_3s_is_one_symptom_not_a_flapping_series() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    let (mut fires, mut clears) = (0, 0);
+    for i in 0..240u64 {
+        let v = if i < 10 {
+            4.0
+        } else if i % 2 == 0 {
+            3.2
+        } else {
+            2.7
+        };
+        ev.apply(report("prometheus", i * 15, vec![p95(v)]));
+        let e = eng.evaluate(&ev, at(i * 15));
+        fires += fired(&e, "latency.p95_high");
+        clears += cleared(&e, "latency.p95_high");
+        // A sustained breach (4 s for 2.5 min), then an hour of 3.2 / 2.7 around the 3 s threshold.
+        if i * 15 >= 120 {
+            assert!(
+                section(&e, "latency").active,
+                "one incident throughout, step {i}"
+            );
+        }
+    }
+    assert_eq!(
+        (fires, clears),
+        (1, 0),
+        "one symptom, never cleared while oscillating above 2.5 s"
+    );
+}
+
+#[test]
+fn no_traffic_never_fires_or_clears() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    ev.apply(report("prometheus", 0, vec![p95(f64::NAN)]));
+    for s in [0, 60, 120, 600] {
+        let e = eng.evaluate(&ev, at(s));
+        assert_eq!(
+            state(&e, "latency.p95_high"),
+            Some(SymptomState::Inactive),
+            "shown, not observable"
+        );
+        assert!(!section(&e, "latency").active);
+    }
+    // Firing, then the handler loses its traffic: it stays firing, it does not clear.
+    ev.apply(report("prometheus", 600, vec![p95(5.0)]));
+    eng.evaluate(&ev, at(600));
+    let e = eng.evaluate(&ev, at(720));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Firing));
+    ev.apply(report("prometheus", 730, vec![p95(f64::NAN)]));
+    for s in [730, 1100, 3600] {
+        let e = eng.evaluate(&ev, at(s));
+        assert_eq!(
+            state(&e, "latency.p95_high"),
+            Some(SymptomState::Firing),
+            "at {s}"
+        );
+        assert_eq!(cleared(&e, "latency.p95_high"), 0);
+        assert!(
+            !e.symptoms
+                .iter()
+                .find(|x| x.rule == "latency.p95_high")
+                .expect("shown")
+                .observable
+        );
+    }
+}
+
+#[test]
+fn a_prometheus_outage_blinds_its_rules_and_raises_watchdog_blind_without_clearing() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    ev.apply(report("prometheus", 0, vec![p95(4.0)]));
+    eng.evaluate(&ev, at(0));
+    let e = eng.evaluate(&ev, at(120));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Firing));
+
+    for s in (135..=600).step_by(15) {
+        ev.apply(down("prometheus", s));
+        let e = eng.evaluate(&ev, at(s));
+        assert_eq!(
+            cleared(&e, "latency.p95_high"),
+            0,
+            "no false recovery while blind (t={s})"
+        );
+        let sym = e
+            .symptoms
+            .iter()
+            .find(|x| x.rule == "latency.p95_high")
+            .expect("held");
+        assert_eq!(sym.state, SymptomState::Firing);
+        assert!(!sym.observable);
+        let blind = state(&e, "watchdog.prometheus_blind");
+        if s < 135 + 120 {
+            assert_eq!(blind, Some(SymptomState::Pending), "t={s}");
+        } else {
+            assert_eq!(blind, Some(SymptomState::Firing), "t={s}");
+            let d = &section(&e, "watchdog").diagnosis;
+            assert_eq!(d.top().map(|c| c.id.as_str()), Some("watchdog.blind"));
+        }
+    }
+    // Prometheus back, p95 fine: now the latency symptom may recover, and blind clears.
+    ev.apply(report("prometheus", 615, vec![p95(1.0)]));
+    let e = eng.evaluate(&ev, at(615));
+    assert_eq!(
+        state(&e, "latency.p95_high"),
+        Some(SymptomState::Recovering)
+    );
+    assert_eq!(
+        state(&e, "watchdog.prometheus_blind"),
+        Some(SymptomState::Recovering)
+    );
+}
+
+#[test]
+fn openai_degraded_and_redis_healthy_ranks_openai_slow_first_and_rules_out_redis() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    ev.apply(report(
+        "prometheus",
+        0,
+        vec![
+            p95(4.5),
+            Observation::number(Key::new("prometheus.request_rate_ratio"), 1.1),
+        ],
+    ));
+    ev.apply(report(
+        "status.openai",
+        0,
+        vec![Observation::text(
+            Key::new("status.indicator").with("page", "openai"),
+            "minor",
+        )],
+    ));
+    ev.apply(report(
+        "redis",
+        0,
+        vec![
+            Observation::number(Key::new("redis.memory_ratio"), 0.3),
+            Observation::number(Key::new("redis.ping_seconds"), 0.001),
+            Observation::number(Key::new("redis.evicted_keys"), 0.0),
+            Observation::number(Key::new("redis.rejected_connections"), 0.0),
+        ],
+    ));
+    let e = eng.evaluate(&ev, at(0));
+    let d = &section(&e, "latency").diagnosis;
+    let top = d.top().expect("a likely cause");
+    assert_eq!(top.id, "latency.openai_slow");
+    assert!(
+        top.vendor
+            .as_deref()
+            .is_some_and(|v| v.contains("help.openai.com")),
+        "{:?}",
+        top.vendor
+    );
+    let line = &top.evidence[0];
+    assert_eq!((line.truth, line.observed.as_str()), ("holds", "minor"));
+    let status = |id: &str| d.causes.iter().find(|c| c.id == id).expect("cause").status;
+    assert_eq!(status("latency.redis_saturated"), CauseStatus::RuledOut);
+    assert_eq!(status("latency.traffic_surge"), CauseStatus::RuledOut);
+    assert_eq!(
+        status("latency.db_slow"),
+        CauseStatus::Unknown,
+        "Supabase not observed"
+    );
+}
+
+#[test]
+fn bad_deploy_fills_the_rollback_with_the_images() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    let c = |name| Key::new(name).with("container", "harven-backend");
+    ev.apply(report(
+        "docker",
+        0,
+        vec![
+            Observation::boolean(c("docker.recent_deploy"), true),
+            Observation::text(c("docker.image"), "harven/backend:1.4.0"),
+            Observation::text(c("docker.previous_image"), "harven/backend:1.3.2"),
+            Observation::number(
+                Key::new("docker.log_matches")
+                    .with("container", "harven-backend")
+                    .with("pattern", "error"),
+                12.0,
+            ),
+        ],
+    ));
+    let e = eng.evaluate(&ev, at(0));
+    let top = section(&e, "errors")
+        .diagnosis
+        .top()
+        .cloned()
+        .expect("likely");
+    assert_eq!(top.id, "errors.bad_deploy");
+    assert!(
+        top.commands
+            .iter()
+            .any(|c| c.contains("harven/backend:1.4.0") && c.contains("harven/backend:1.3.2")),
+        "{:?}",
+        top.commands
+    );
+}
