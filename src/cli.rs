@@ -34,6 +34,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run offline runbook scenarios (timelines of observations with expectations) on simulated time.
+    Test {
+        /// Scenario files (TOML; the format is in the README).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Ask a running watchdog whether it is alive (`GET /healthz`); for container health checks.
     Healthcheck {
         /// The health URL; default: `/healthz` on the configured `server.listen`.

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod observe;
 pub mod probe;
 pub mod runbook;
+pub mod scenario;
 pub mod secret;
 
 pub use daemon::{RunError, run};

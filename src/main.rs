@@ -9,6 +9,7 @@ use clap::Parser;
 use harven_watchdog::cli::{Cli, Command};
 use harven_watchdog::clock::Clock;
 use harven_watchdog::config::{Config, EmailTransport};
+use harven_watchdog::runbook::Runbook;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => return check_config(&cli.config),
         Command::Healthcheck { url } => healthcheck(&cli.config, url),
         Command::Diagnose { json } => diagnose(&cli.config, json),
+        Command::Test { files } => return test_scenarios(&cli.config, &files),
         Command::Run => {
             harven_watchdog::logging::init(cli.log_format);
             run(&cli.config)
@@ -36,6 +38,13 @@ fn main() -> ExitCode {
 fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
     match Config::load(files) {
         Ok(config) => {
+            let runbook = match Runbook::load(config.runbook.path.as_deref()) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let email = match &config.smtp.transport {
                 EmailTransport::Files { dir } => format!(".eml files under {}", dir.display()),
                 EmailTransport::Smtp(s) => format!("SMTP {}:{} ({:?})", s.host, s.port, s.tls),
@@ -48,6 +57,21 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
             };
             let e = &config.escalation;
             println!("configuration OK");
+            println!(
+                "  runbook: {} ({} sections, {} rules, {} causes)",
+                harven_watchdog::runbook::describe(config.runbook.path.as_ref()),
+                runbook.sections.len(),
+                runbook
+                    .sections
+                    .iter()
+                    .map(|s| s.rules.len())
+                    .sum::<usize>(),
+                runbook
+                    .sections
+                    .iter()
+                    .map(|s| s.causes.len())
+                    .sum::<usize>(),
+            );
             println!("  listen: {}", config.server.listen);
             println!("  emails: {email}");
             println!("  L1 at open: {}", to(&e.l1));
@@ -106,6 +130,46 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     };
     tracing::info!(signal = name, "shutting down");
     shutdown.cancel();
+}
+
+/// Runs scenario files against the configured runbook; exit 1 if any fails or cannot run.
+fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]) -> ExitCode {
+    let runbook = match Config::load(files)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| Runbook::load(c.runbook.path.as_deref()).map_err(anyhow::Error::from))
+    {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for path in scenarios {
+        match harven_watchdog::scenario::run_file(path, &runbook) {
+            Ok(outcome) if outcome.failures.is_empty() => {
+                passed += 1;
+                println!("PASS {}  {}", path.display(), outcome.description);
+            }
+            Ok(outcome) => {
+                failed += 1;
+                println!("FAIL {}  {}", path.display(), outcome.description);
+                for f in outcome.failures {
+                    println!("     {f}");
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {e}");
+            }
+        }
+    }
+    println!("scenarios: {passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// One pass of every probe, printed.

@@ -7,3 +7,4 @@ mod daemon;
 mod image;
 mod peers;
 mod probe_prometheus;
+mod scenarios;

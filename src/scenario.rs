@@ -1,0 +1,510 @@
+//! Offline runbook tests (`harven-watchdog test FILE...`), like `promtool test rules`: a scenario file
+//! gives a timeline of observations and source outages, and expectations about symptoms, incidents
+//! and causes at given times. It runs on simulated time, through the same [`Engine`] as the daemon.
+//!
+//! ```toml
+//! description = "p95 above 3 s while OpenAI is degraded"
+//! tick = "15s"                  # evaluation interval (default 15s)
+//!
+//! [[step]]
+//! at = "0s"
+//! source = "prometheus"
+//! observe = [{ obs = "prometheus.p95_seconds", labels = { handler = "/api/chat" }, value = 4.2 }]
+//!
+//! [[step]]
+//! at = "5m"
+//! source = "redis"
+//! down = "connection refused"   # the source fails from here on (until a later step observes it)
+//!
+//! [[expect]]
+//! at = "2m"
+//! firing = ["latency.p95_high"]
+//! active = ["latency"]
+//! top = { latency = "latency.openai_slow" }          # "none": no likely cause
+//! causes = { "latency.redis_saturated" = "ruled_out" }  # likely | ruled_out | unknown
+//! fired = { "latency.p95_high" = 1 }                 # Fired events since the start
+//! ```
+//!
+//! A step merges its observations into what the source reported before (`clear = true` forgets that
+//! first); every source is reported again at every tick, as a real probe would.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clock::Timestamp;
+use crate::engine::{CauseStatus, Engine, Evaluation, Event, SymptomState};
+use crate::observe::{
+    self, Evidence, Failure, FailureKind, Key, Labels, Observation, Outcome, ProbeReport, Value,
+};
+use crate::runbook::{Locale, Runbook, Severity};
+
+/// Where simulated time starts (a fixed instant, so reports are reproducible).
+pub const START: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+
+/// A scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "default_tick", with = "humantime_serde")]
+    pub tick: Duration,
+    #[serde(default)]
+    pub step: Vec<Step>,
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+}
+
+fn default_tick() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// A change in what one source reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    pub source: String,
+    #[serde(default)]
+    pub observe: Vec<Obs>,
+    /// Forget what the source reported before this step.
+    #[serde(default)]
+    pub clear: bool,
+    /// The source fails from this step on, with this reason.
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+/// One observed value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Obs {
+    pub obs: String,
+    #[serde(default)]
+    pub labels: Labels,
+    pub value: ObsValue,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ObsValue {
+    Bool(bool),
+    Number(f64),
+    Text(String),
+}
+
+/// What must hold at one time.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    #[serde(with = "humantime_serde")]
+    pub at: Duration,
+    /// Rules with an instance firing (or recovering: still firing until it clears).
+    #[serde(default)]
+    pub firing: Vec<String>,
+    /// Rules with no instance firing or recovering.
+    #[serde(default)]
+    pub not_firing: Vec<String>,
+    /// Rules with an instance pending (holding, for less than `for`).
+    #[serde(default)]
+    pub pending: Vec<String>,
+    /// Rules with an instance that cannot be evaluated now (blind source or no data).
+    #[serde(default)]
+    pub unknown: Vec<String>,
+    /// Sections with an incident.
+    #[serde(default)]
+    pub active: Vec<String>,
+    /// Sections without one.
+    #[serde(default)]
+    pub inactive: Vec<String>,
+    #[serde(default)]
+    pub severity: BTreeMap<String, Severity>,
+    /// Cause ID → `likely`, `ruled_out` or `unknown`.
+    #[serde(default)]
+    pub causes: BTreeMap<String, String>,
+    /// Section → the top likely cause, or `none`.
+    #[serde(default)]
+    pub top: BTreeMap<String, String>,
+    /// Rule → Fired events since the start.
+    #[serde(default)]
+    pub fired: BTreeMap<String, usize>,
+    /// Rule → Cleared events since the start.
+    #[serde(default)]
+    pub cleared: BTreeMap<String, usize>,
+}
+
+/// The outcome of one scenario.
+#[derive(Debug)]
+pub struct ScenarioOutcome {
+    pub description: String,
+    /// Every expectation that did not hold, with its time; empty when the scenario passes.
+    pub failures: Vec<String>,
+}
+
+/// Why a scenario could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Reads, checks and runs one scenario file.
+pub fn run_file(path: &Path, runbook: &Arc<Runbook>) -> Result<ScenarioOutcome, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    run_text(&text, &file, runbook)
+}
+
+/// Checks and runs scenario text; `file` names it in errors.
+pub fn run_text(
+    text: &str,
+    file: &str,
+    runbook: &Arc<Runbook>,
+) -> Result<ScenarioOutcome, ScenarioError> {
+    let err = |message: String| ScenarioError {
+        file: file.to_owned(),
+        message,
+    };
+    let scenario: Scenario =
+        toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
+    check(&scenario, runbook).map_err(err)?;
+    Ok(run(&scenario, runbook))
+}
+
+/// Every name in the scenario must exist: observations in the catalogue, rules, sections and causes in
+/// the runbook.
+fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
+    if s.tick.is_zero() {
+        return Err("tick: must be longer than zero".into());
+    }
+    let rules: BTreeSet<&str> = rb
+        .sections
+        .iter()
+        .flat_map(|x| x.rules.iter().map(|r| r.id.as_str()))
+        .collect();
+    let causes: BTreeSet<&str> = rb
+        .sections
+        .iter()
+        .flat_map(|x| x.causes.iter().map(|c| c.id.as_str()))
+        .collect();
+    let sections: BTreeSet<&str> = rb.sections.iter().map(|x| x.id.as_str()).collect();
+    for (i, step) in s.step.iter().enumerate() {
+        for (j, o) in step.observe.iter().enumerate() {
+            if observe::spec_of(&o.obs).is_none() {
+                return Err(format!(
+                    "step[{i}].observe[{j}].obs: unknown observation {:?}",
+                    o.obs
+                ));
+            }
+        }
+        if step.down.is_some() && !step.observe.is_empty() {
+            return Err(format!(
+                "step[{i}]: a step either observes or takes the source down, not both"
+            ));
+        }
+    }
+    for (i, e) in s.expect.iter().enumerate() {
+        let known_rule = |what: &str, id: &String| {
+            if rules.contains(id.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("expect[{i}].{what}: unknown rule {id:?}"))
+            }
+        };
+        for id in e
+            .firing
+            .iter()
+            .chain(&e.not_firing)
+            .chain(&e.pending)
+            .chain(&e.unknown)
+        {
+            known_rule("firing/not_firing/pending/unknown", id)?;
+        }
+        for id in e.fired.keys().chain(e.cleared.keys()) {
+            known_rule("fired/cleared", id)?;
+        }
+        for id in e
+            .active
+            .iter()
+            .chain(&e.inactive)
+            .chain(e.severity.keys())
+            .chain(e.top.keys())
+        {
+            if !sections.contains(id.as_str()) {
+                return Err(format!("expect[{i}]: unknown section {id:?}"));
+            }
+        }
+        for (id, status) in &e.causes {
+            if !causes.contains(id.as_str()) {
+                return Err(format!("expect[{i}].causes: unknown cause {id:?}"));
+            }
+            if !matches!(status.as_str(), "likely" | "ruled_out" | "unknown") {
+                return Err(format!(
+                    "expect[{i}].causes.{id}: {status:?} is not likely, ruled_out or unknown"
+                ));
+            }
+        }
+        for (section, cause) in &e.top {
+            if cause != "none" && !causes.contains(cause.as_str()) {
+                return Err(format!(
+                    "expect[{i}].top.{section}: unknown cause {cause:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What each source reports at the current simulated time.
+#[derive(Default)]
+struct World {
+    sources: BTreeMap<String, Result<BTreeMap<Key, Outcome>, String>>,
+}
+
+impl World {
+    fn apply(&mut self, step: &Step) {
+        if let Some(reason) = &step.down {
+            self.sources
+                .insert(step.source.clone(), Err(reason.clone()));
+            return;
+        }
+        let entry = self
+            .sources
+            .entry(step.source.clone())
+            .or_insert_with(|| Ok(BTreeMap::new()));
+        if step.clear || entry.is_err() {
+            *entry = Ok(BTreeMap::new());
+        }
+        if let Ok(map) = entry {
+            for o in &step.observe {
+                let name = observe::intern(&o.obs).expect("checked");
+                let key = Key {
+                    name,
+                    labels: o.labels.clone(),
+                };
+                let outcome = match &o.value {
+                    ObsValue::Number(n) => Outcome::number(*n),
+                    ObsValue::Bool(b) => Outcome::Value(Value::Bool(*b)),
+                    ObsValue::Text(t) => Outcome::Value(Value::Text(t.clone())),
+                };
+                map.insert(key, outcome);
+            }
+        }
+    }
+
+    fn reports(&self, at: Timestamp) -> Vec<ProbeReport> {
+        self.sources
+            .iter()
+            .map(|(source, state)| ProbeReport {
+                source: source.clone(),
+                at,
+                took: Duration::ZERO,
+                result: match state {
+                    Ok(map) => Ok(map
+                        .iter()
+                        .map(|(k, o)| Observation::new(k.clone(), o.clone()))
+                        .collect()),
+                    Err(reason) => Err(Failure::new(FailureKind::Connect, reason.clone())),
+                },
+            })
+            .collect()
+    }
+}
+
+fn run(s: &Scenario, runbook: &Arc<Runbook>) -> ScenarioOutcome {
+    let end = s
+        .step
+        .iter()
+        .map(|x| x.at)
+        .chain(s.expect.iter().map(|x| x.at))
+        .max()
+        .unwrap_or_default();
+    let mut times: BTreeSet<Duration> = s
+        .step
+        .iter()
+        .map(|x| x.at)
+        .chain(s.expect.iter().map(|x| x.at))
+        .collect();
+    let mut t = Duration::ZERO;
+    while t <= end {
+        times.insert(t);
+        t += s.tick;
+    }
+    let mut engine = Engine::new(Arc::clone(runbook), Locale::En);
+    let mut world = World::default();
+    let mut evidence = Evidence::new();
+    let mut fired: BTreeMap<String, usize> = BTreeMap::new();
+    let mut cleared: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for t in times {
+        for step in s.step.iter().filter(|x| x.at == t) {
+            world.apply(step);
+        }
+        let now = START + t;
+        for r in world.reports(now) {
+            evidence.apply(r);
+        }
+        let eval = engine.evaluate(&evidence, now);
+        for e in &eval.events {
+            match e {
+                Event::Fired { rule, .. } => *fired.entry(rule.clone()).or_default() += 1,
+                Event::Cleared { rule, .. } => *cleared.entry(rule.clone()).or_default() += 1,
+            }
+        }
+        for e in s.expect.iter().filter(|x| x.at == t) {
+            check_expect(e, &eval, &fired, &cleared, &mut failures);
+        }
+    }
+    ScenarioOutcome {
+        description: s.description.clone(),
+        failures,
+    }
+}
+
+fn check_expect(
+    e: &Expect,
+    eval: &Evaluation,
+    fired: &BTreeMap<String, usize>,
+    cleared: &BTreeMap<String, usize>,
+    failures: &mut Vec<String>,
+) {
+    let at = humantime::format_duration(e.at);
+    let mut fail = |m: String| failures.push(format!("at {at}: {m}"));
+    let states = |rule: &str| -> Vec<SymptomState> {
+        eval.symptoms
+            .iter()
+            .filter(|s| s.rule == rule)
+            .map(|s| s.state)
+            .collect()
+    };
+    let firing = |rule: &str| {
+        states(rule)
+            .iter()
+            .any(|s| matches!(s, SymptomState::Firing | SymptomState::Recovering))
+    };
+    for r in &e.firing {
+        if !firing(r) {
+            fail(format!("{r} should be firing; it is {:?}", states(r)));
+        }
+    }
+    for r in &e.not_firing {
+        if firing(r) {
+            fail(format!("{r} should not be firing; it is {:?}", states(r)));
+        }
+    }
+    for r in &e.pending {
+        if !states(r).contains(&SymptomState::Pending) {
+            fail(format!("{r} should be pending; it is {:?}", states(r)));
+        }
+    }
+    for r in &e.unknown {
+        if !eval.symptoms.iter().any(|s| &s.rule == r && !s.observable) {
+            fail(format!(
+                "{r} should be unknown (not observable); it is {:?}",
+                states(r)
+            ));
+        }
+    }
+    let section = |id: &str| {
+        eval.sections
+            .iter()
+            .find(|s| s.section == id)
+            .expect("checked")
+    };
+    for id in &e.active {
+        if !section(id).active {
+            fail(format!("section {id} should have an incident"));
+        }
+    }
+    for id in &e.inactive {
+        if section(id).active {
+            fail(format!(
+                "section {id} should have no incident (severity {:?})",
+                section(id).severity
+            ));
+        }
+    }
+    for (id, sev) in &e.severity {
+        if section(id).severity != Some(*sev) {
+            fail(format!(
+                "section {id} should be {sev}; it is {:?}",
+                section(id).severity
+            ));
+        }
+    }
+    for (id, want) in &e.causes {
+        let got = eval
+            .sections
+            .iter()
+            .flat_map(|s| &s.diagnosis.causes)
+            .find(|c| &c.id == id)
+            .map(|c| c.status);
+        let want_status = match want.as_str() {
+            "likely" => CauseStatus::Likely,
+            "ruled_out" => CauseStatus::RuledOut,
+            _ => CauseStatus::Unknown,
+        };
+        if got != Some(want_status) {
+            let detail = eval
+                .sections
+                .iter()
+                .flat_map(|s| &s.diagnosis.causes)
+                .find(|c| &c.id == id)
+                .map(|c| {
+                    c.evidence
+                        .iter()
+                        .map(|l| format!("{} → {} ({})", l.condition, l.truth, l.observed))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default();
+            fail(format!(
+                "{id} should be {want}; it is {:?} [{detail}]",
+                got.map(CauseStatus::label)
+            ));
+        }
+    }
+    for (sid, want) in &e.top {
+        let top = section(sid)
+            .diagnosis
+            .top()
+            .map_or("none", |c| c.id.as_str());
+        if top != want {
+            let ranking: Vec<_> = section(sid)
+                .diagnosis
+                .causes
+                .iter()
+                .map(|c| format!("{} {} {:.2}", c.id, c.status.label(), c.score))
+                .collect();
+            fail(format!(
+                "top cause of {sid} should be {want}; it is {top} (ranking: {})",
+                ranking.join(", ")
+            ));
+        }
+    }
+    for (rule, n) in &e.fired {
+        let got = fired.get(rule).copied().unwrap_or(0);
+        if got != *n {
+            fail(format!(
+                "{rule} should have fired {n} time(s); it fired {got}"
+            ));
+        }
+    }
+    for (rule, n) in &e.cleared {
+        let got = cleared.get(rule).copied().unwrap_or(0);
+        if got != *n {
+            fail(format!(
+                "{rule} should have cleared {n} time(s); it cleared {got}"
+            ));
+        }
+    }
+}
