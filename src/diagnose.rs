@@ -7,9 +7,13 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::clock::{Clock, Timestamp};
+use crate::engine::{Diagnosis, Engine, SymptomState};
 use crate::observe::{Evidence, Failure, Labels, Outcome, ProbeReport, Value};
 use crate::probe::{self, AnyProbe};
+use crate::runbook::{Locale, Runbook, Severity};
 
 /// The whole `diagnose` answer.
 #[derive(Debug, Serialize)]
@@ -18,6 +22,36 @@ pub struct Report {
     pub at: String,
     pub sources: Vec<SourceLine>,
     pub observations: Vec<ObservationLine>,
+    /// Rules whose condition holds now (they fire once it has held for their `for`), and rules that
+    /// cannot be evaluated now.
+    pub symptoms: Vec<SymptomLine>,
+    /// The diagnosis of every section with a symptom holding now, in runbook order.
+    pub diagnoses: Vec<SectionLine>,
+}
+
+/// A rule that holds now, or cannot be evaluated.
+#[derive(Debug, Serialize)]
+pub struct SymptomLine {
+    pub rule: String,
+    pub section: String,
+    pub labels: Labels,
+    pub summary: String,
+    pub severity: Severity,
+    /// `holds` or `unknown`.
+    pub state: &'static str,
+    pub value: Option<Value>,
+    /// Why it cannot be evaluated.
+    pub note: Option<String>,
+}
+
+/// A section with a symptom holding now, and its ranked causes.
+#[derive(Debug, Serialize)]
+pub struct SectionLine {
+    pub section: String,
+    pub title: String,
+    /// The highest severity among its holding rules.
+    pub severity: Severity,
+    pub diagnosis: Diagnosis,
 }
 
 /// One source: whether it answered, how fast, and why not.
@@ -47,14 +81,25 @@ pub struct ObservationLine {
 }
 
 /// Polls every probe once and builds the report.
-pub async fn run(probes: &mut [AnyProbe], clock: &Clock) -> Report {
+pub async fn run(
+    probes: &mut [AnyProbe],
+    clock: &Clock,
+    runbook: Arc<Runbook>,
+    locale: Locale,
+) -> Report {
     let at = clock.now();
     let reports = probe::poll_all(probes, clock).await;
-    build(at, clock.now(), reports)
+    build(at, clock.now(), reports, runbook, locale)
 }
 
 /// The report for `reports`, ages measured at `now`. Pure, for tests.
-pub fn build(at: Timestamp, now: Timestamp, reports: Vec<ProbeReport>) -> Report {
+pub fn build(
+    at: Timestamp,
+    now: Timestamp,
+    reports: Vec<ProbeReport>,
+    runbook: Arc<Runbook>,
+    locale: Locale,
+) -> Report {
     let sources = reports
         .iter()
         .map(|r| SourceLine {
@@ -88,10 +133,46 @@ pub fn build(at: Timestamp, now: Timestamp, reports: Vec<ProbeReport>) -> Report
             }
         })
         .collect();
+    // One evaluation on a fresh engine: a rule holding now is pending (or firing when its `for` is 0).
+    let eval = Engine::new(runbook, locale).evaluate(&evidence, now);
+    let symptoms: Vec<SymptomLine> = eval
+        .symptoms
+        .iter()
+        .filter(|s| s.state != SymptomState::Inactive || !s.observable)
+        .map(|s| SymptomLine {
+            rule: s.rule.clone(),
+            section: s.section.clone(),
+            labels: s.labels.clone(),
+            summary: s.summary.clone(),
+            severity: s.severity,
+            state: if s.observable { "holds" } else { "unknown" },
+            value: s.value.clone(),
+            note: s.note.clone(),
+        })
+        .collect();
+    let diagnoses = eval
+        .sections
+        .into_iter()
+        .filter_map(|sec| {
+            let severity = symptoms
+                .iter()
+                .filter(|s| s.section == sec.section && s.state == "holds")
+                .map(|s| s.severity)
+                .max()?;
+            Some(SectionLine {
+                section: sec.section,
+                title: sec.title,
+                severity,
+                diagnosis: sec.diagnosis,
+            })
+        })
+        .collect();
     Report {
         at: at.to_string(),
         sources,
         observations,
+        symptoms,
+        diagnoses,
     }
 }
 
@@ -138,6 +219,70 @@ impl Report {
         if self.observations.is_empty() {
             let _ = writeln!(out, "  (none: no source answered)");
         }
+        let _ = writeln!(out, "\nSYMPTOMS");
+        for s in &self.symptoms {
+            let key = crate::observe::Key {
+                name: "",
+                labels: s.labels.clone(),
+            }
+            .to_string();
+            let what = match (&s.value, &s.note) {
+                (Some(v), _) => format!("= {v}"),
+                (None, Some(n)) => format!("cannot evaluate: {n}"),
+                (None, None) => String::new(),
+            };
+            let state = if s.state == "holds" {
+                "HOLDS  "
+            } else {
+                "UNKNOWN"
+            };
+            let _ = writeln!(
+                out,
+                "  {state} [{}] {}{key} {} {what}",
+                s.severity, s.rule, s.summary
+            );
+        }
+        if !self.symptoms.iter().any(|s| s.state == "holds") {
+            let _ = writeln!(out, "  (no symptom holds now)");
+        }
+        for d in &self.diagnoses {
+            let _ = writeln!(
+                out,
+                "\nDIAGNOSIS {} — {} [{}]",
+                d.section, d.title, d.severity
+            );
+            if d.diagnosis.top().is_none() {
+                let _ = writeln!(out, "  no likely cause: the evidence points nowhere yet");
+            }
+            for c in &d.diagnosis.causes {
+                let _ = writeln!(
+                    out,
+                    "  {:<9} {:<32} {}  (score {:.2})",
+                    c.status.label(),
+                    c.id,
+                    c.title,
+                    c.score
+                );
+                for e in &c.evidence {
+                    let _ = writeln!(
+                        out,
+                        "      {:<8} {}  → {}",
+                        e.truth, e.condition, e.observed
+                    );
+                }
+                if c.status == crate::engine::CauseStatus::Likely {
+                    for a in &c.actions {
+                        let _ = writeln!(out, "      action: {a}");
+                    }
+                    for cmd in &c.commands {
+                        let _ = writeln!(out, "      $ {cmd}");
+                    }
+                    if let Some(v) = &c.vendor {
+                        let _ = writeln!(out, "      vendor: {v}");
+                    }
+                }
+            }
+        }
         out
     }
 }
@@ -172,7 +317,14 @@ mod tests {
                 result: Err(Failure::new(FailureKind::Connect, "connection refused")),
             },
         ];
-        let report = build(at, at + Duration::from_secs(2), reports);
+        let runbook = Arc::new(Runbook::embedded());
+        let report = build(
+            at,
+            at + Duration::from_secs(2),
+            reports,
+            runbook,
+            Locale::En,
+        );
         let text = report.to_text();
         assert!(
             text.contains("prometheus.p95_seconds{handler=\"/api/chat\"}  4.25  (2.0s ago)"),
@@ -194,5 +346,20 @@ mod tests {
         assert_eq!(p95["value"], 4.25);
         assert_eq!(p95["age_seconds"], 2.0);
         assert_eq!(json["observations"][0]["state"], "no_data");
+
+        // p95 above 3 s holds now; the error rule cannot be evaluated (NaN); Redis rules are unknown.
+        assert!(
+            text.contains("HOLDS   [major] latency.p95_high{handler=\"/api/chat\"}"),
+            "{text}"
+        );
+        assert!(text.contains("DIAGNOSIS latency"), "{text}");
+        assert_eq!(json["diagnoses"][0]["section"], "latency");
+        assert!(
+            json["symptoms"]
+                .as_array()
+                .expect("list")
+                .iter()
+                .any(|s| s["rule"] == "errors.ratio_high" && s["state"] == "unknown")
+        );
     }
 }

@@ -179,9 +179,12 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let runbook = std::sync::Arc::new(Runbook::load(config.runbook.path.as_deref())?);
     let report = runtime.block_on(harven_watchdog::diagnose::run(
         &mut probes,
         &Clock::system(),
+        runbook,
+        config.runbook.locale,
     ));
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -50,12 +50,24 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
             name: crate::observe::intern(name).unwrap_or("?"),
             labels: c.labels.clone(),
         };
-        return vec![(
-            c.labels.clone(),
-            Truth::Unknown {
-                why: format!("{key} has not been observed"),
-            },
-        )];
+        // Say why: the source that produces it is failing, or it has simply not been seen.
+        let probe = crate::observe::spec_of(name).map_or("", |s| s.probe);
+        let failing = ev.sources().iter().find(|(source, state)| {
+            state.failure.is_some()
+                && (source.as_str() == probe || source.starts_with(&format!("{probe}.")))
+        });
+        let why = match failing {
+            Some((source, state)) => format!(
+                "{source} is unreachable ({})",
+                state
+                    .failure
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+            None => format!("{key} has not been observed"),
+        };
+        return vec![(c.labels.clone(), Truth::Unknown { why })];
     }
     selected
         .into_iter()
