@@ -34,7 +34,7 @@ fn too_large(cap: usize) -> Failure {
 pub fn reqwest_failure(e: &reqwest::Error) -> Failure {
     let kind = if e.is_timeout() {
         FailureKind::Timeout
-    } else if e.is_connect() {
+    } else if e.is_connect() || dropped_connection(e) {
         FailureKind::Connect
     } else if e.is_status() {
         FailureKind::Status
@@ -65,4 +65,28 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// A pooled connection the peer dropped (it died or restarted between two polls): reset, aborted,
+/// closed mid-answer. Reported like a refused connection: the peer is not there.
+fn dropped_connection(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        if s.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
