@@ -73,13 +73,12 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
     use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            ) {
-                return true;
-            }
+        let io_kind = s.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        if matches!(
+            io_kind,
+            Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+        ) {
+            return true;
         }
         if s.to_string()
             .contains("connection closed before message completed")
