@@ -9,10 +9,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, EmailTransport, TlsMode};
+use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::observe::{Evidence, ProbeReport};
 use crate::probe::{self, ProbeMetrics};
+use crate::runbook::{Runbook, RunbookError};
+use crate::watch::{self, EngineMetrics};
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -29,6 +31,8 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
     #[error("cannot start the probes: {0}")]
     Probes(#[from] probe::BuildError),
+    #[error("{0}")]
+    Runbook(#[from] RunbookError),
 }
 
 impl RunError {
@@ -38,6 +42,7 @@ impl RunError {
             Self::DataDir { .. } => "data_dir",
             Self::Serve(_) => "serve",
             Self::Probes(_) => "probes",
+            Self::Runbook(_) => "runbook",
         }
     }
 }
@@ -72,7 +77,16 @@ pub async fn run(
         ));
     }
     drop(reports_tx);
-    tasks.spawn(collect_evidence(reports_rx));
+    let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let engine = Engine::new(runbook, config.runbook.locale);
+    let engine_metrics = EngineMetrics::register(metrics.registry_mut());
+    tasks.spawn(watch::run(
+        engine,
+        reports_rx,
+        clock.clone(),
+        engine_metrics,
+        shutdown.clone(),
+    ));
 
     let state = Arc::new(AppState { metrics, data_dir });
     let app = http::router(state);
@@ -88,15 +102,6 @@ pub async fn run(
     tasks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Keeps the evidence table current with every probe report, until every probe has stopped.
-async fn collect_evidence(mut reports: tokio::sync::mpsc::Receiver<ProbeReport>) {
-    let mut evidence = Evidence::new();
-    while let Some(report) = reports.recv().await {
-        tracing::debug!(source = %report.source, ok = report.result.is_ok(), "probe report");
-        evidence.apply(report);
-    }
 }
 
 /// The start-up lines an operator looks for: where we listen and where emails go.

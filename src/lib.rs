@@ -9,11 +9,18 @@
 //! - [`secret`]: a string that cannot be printed by accident.
 //! - [`clock`]: wall-clock [`Timestamp`](clock::Timestamp)s from one [`Clock`](clock::Clock); tests move a
 //!   [`ManualClock`](clock::ManualClock).
+//! - [`observe`]: observations, the evidence table and the catalogue of observation names.
+//! - [`probe`]: one task per source (Prometheus, status pages, Supabase, Redis, Docker) turning
+//!   whatever the peer does into a report; never an error to the caller.
+//! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
+//! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
+//! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
+//! - [`diagnose`]: one pass of every probe and the engine, printed.
+//! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
-//! - [`cli`]: the command line the binary parses.
-//! - [`logging`]: the tracing subscriber for the binary.
+//! - [`cli`], [`logging`]: the command line and the tracing subscriber of the binary.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
@@ -31,6 +38,7 @@ pub mod probe;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod watch;
 
 pub use daemon::{RunError, run};
 

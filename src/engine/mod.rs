@@ -139,6 +139,24 @@ impl Engine {
         &self.runbook
     }
 
+    /// The earliest time at which a rule would move without new evidence: a pending rule reaching its
+    /// `for`, a recovering one its `resolve_after`. The shell sleeps until then (or the next report).
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.states
+            .iter()
+            .filter_map(|((si, ri, _), phase)| {
+                let rule = &self.runbook.sections[*si].rules[*ri];
+                match phase {
+                    Phase::Pending { since } => Some(*since + rule.for_),
+                    Phase::Recovering { clear_since, .. } => {
+                        Some(*clear_since + rule.resolve_after)
+                    }
+                    Phase::Firing { .. } => None,
+                }
+            })
+            .min()
+    }
+
     /// Advances every rule to `now` over `ev` and reports where everything stands.
     pub fn evaluate(&mut self, ev: &Evidence, now: Timestamp) -> Evaluation {
         let runbook = Arc::clone(&self.runbook);

@@ -12,25 +12,37 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
-struct InProcess {
-    base: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
-    data: tempfile::TempDir,
+pub struct InProcess {
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
+    pub data: tempfile::TempDir,
+    pub hand: harven_watchdog::clock::ManualClock,
 }
 
 async fn start() -> InProcess {
+    start_with(&[]).await
+}
+
+/// Starts the daemon with these `HARVEN_WATCHDOG__*` overrides, its data in a temp dir, on a manual
+/// clock that only the test moves.
+pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
     harven_watchdog::install_crypto_provider();
     let data = tempfile::tempdir().expect("tempdir");
     let store = data.path().join("watchdog.db");
-    let env = [(
+    let mut env = vec![(
         "HARVEN_WATCHDOG__STORE__PATH".to_string(),
         store.display().to_string(),
     )];
+    env.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     let config = Config::load_with_env(&[], env).expect("config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (clock, _hand) = Clock::manual(Timestamp::from_unix_millis(1_795_000_000_000));
+    let (clock, hand) = Clock::manual(Timestamp::from_unix_millis(1_795_000_000_000));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(harven_watchdog::run(
         config,
@@ -43,6 +55,7 @@ async fn start() -> InProcess {
         shutdown,
         task,
         data,
+        hand,
     }
 }
 
@@ -261,4 +274,70 @@ mod raw_http {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The whole chain in-process: a real Prometheus scraping the slow backend, the probe, the engine on
+/// the manual clock, and `/metrics` showing the latency symptom firing once 2 minutes of clock time
+/// have passed with p95 above 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
+    use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+    use crate::support::prometheus::PrometheusServer;
+
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let url = prom.url();
+    let p95 = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
+    let d = start_with(&[
+        ("HARVEN_WATCHDOG__PROMETHEUS__URL", &url),
+        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s"),
+        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms"),
+        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", p95),
+    ])
+    .await;
+    let http = client();
+    let firing = r#"harven_watchdog_symptoms_firing{section="latency",rule="latency.p95_high"}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let mut text = String::new();
+    // Both API handlers are slow in this scenario; /health is not.
+    while sample(&text, firing).is_none_or(|n| n < 2.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never fired; /metrics:\n{text}"
+        );
+        // 15 s of clock time per half second: the 2 min `for` passes within seconds once p95 is seen.
+        d.hand.advance(Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        text = http
+            .get(format!("{}/metrics", d.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+    }
+    assert!(
+        text.contains(r#"harven_watchdog_section_active{section="latency"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"harven_watchdog_probe_up{probe="prometheus"} 1"#),
+        "{text}"
+    );
+    let fired = r#"harven_watchdog_symptom_transitions_total{section="latency",rule="latency.p95_high",event="fired"}"#;
+    assert_eq!(
+        sample(&text, fired),
+        Some(2.0),
+        "one fired transition per slow handler: {text}"
+    );
+    d.shutdown.cancel();
+    d.task.await.expect("join").expect("clean stop");
+}
+
+/// The value of the series named exactly `series` (with its labels) in exposition text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
 }
