@@ -164,7 +164,11 @@ impl RedisProbe {
                         format!("PING answered {:?} instead of PONG", truncate(&other, 40)),
                     ));
                 }
-                Err(e) if !retried && (e.is_connection_dropped() || e.is_unrecoverable_error()) => {
+                Err(e)
+                    if !retried
+                        && !e.is_timeout()
+                        && (e.is_connection_dropped() || e.is_unrecoverable_error()) =>
+                {
                     retried = true;
                 }
                 Err(e) => return Err(self.failure("PING", &e)),
@@ -399,8 +403,11 @@ fn redis_failure(what: &str, e: &RedisError) -> Failure {
         FailureKind::Connect
     } else if matches!(
         e.kind(),
-        ::redis::ErrorKind::Server(_) | ::redis::ErrorKind::AuthenticationFailed
+        ::redis::ErrorKind::Server(_)
+            | ::redis::ErrorKind::Extension
+            | ::redis::ErrorKind::AuthenticationFailed
     ) {
+        // Redis answered with an error (NOAUTH, WRONGPASS, a refused command).
         FailureKind::Status
     } else if matches!(
         e.kind(),

@@ -6,3 +6,5 @@ mod config;
 mod daemon;
 mod image;
 mod peers;
+mod probe_http;
+mod probe_redis;
