@@ -1,6 +1,6 @@
 //! The Redis probe: PING latency, `INFO` memory/stats/clients, and key counts by pattern.
 //!
-//! One [`redis::aio::ConnectionManager`](::redis::aio::ConnectionManager) per probe, created on the
+//! One [`ConnectionManager`] per probe, created on the
 //! first poll (not at start-up, so a Redis that is down when the daemon starts is a failing source, not
 //! a start-up error) and kept afterwards: it reconnects by itself when Redis comes back. Its response
 //! and connection timeouts are the configured `timeout`, so a hanging Redis fails the command instead of

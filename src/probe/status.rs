@@ -15,7 +15,8 @@
 //!
 //! Known indicators are statuspage.io's documented `none`, `minor`, `major`, `critical`, plus
 //! `maintenance`, which live pages send during a scheduled maintenance although the API docs omit it.
-//! There is no *no data* outcome: a status page always has a status.
+//! There is no *no data* and no per-key *unknown* outcome: a status page always has a status, and
+//! its three readings come from one answer, so they stand or fall together.
 
 use std::time::{Duration, Instant};
 

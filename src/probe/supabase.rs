@@ -9,8 +9,9 @@
 //! guess. A timeout after connecting is an answer of sorts (Supabase accepted and hung) and counts as
 //! the symptom.
 //!
-//! Outcomes per endpoint: answered → `_ok` (2xx and its body read), `_status`, `_latency_seconds`
+//! Outcomes per endpoint: answered → `_ok` (2xx, and its body did not stall), `_status`, `_latency_seconds`
 //! values; no answer → `_ok = false`, `_status = 0`, `_latency_seconds` no data with the reason.
+//! No key is ever *unknown* while the source stands: a failing endpoint is itself the reading.
 //!
 //! The key is a [`Secret`](crate::secret::Secret): it is exposed once, in [`SupabaseProbe::new`], to
 //! build the two header values, which are marked sensitive (HTTP/2 never indexes them, `Debug` prints
@@ -27,8 +28,8 @@ use crate::clock::Timestamp;
 use crate::config::SupabaseConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 
-/// Largest body read from either endpoint; only the status matters, the body is read so the
-/// connection can be reused, and dropped.
+/// Most of a body read from either endpoint; only the status matters. The body is read (up to this)
+/// so the latency covers the whole answer and the connection can be reused, then dropped.
 pub const MAX_BODY: usize = 64 << 10;
 
 /// Extra time [`poll_once`](super::poll_once) allows beyond the requests' own timeout.
@@ -48,7 +49,7 @@ pub struct SupabaseProbe {
 impl std::fmt::Debug for SupabaseProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SupabaseProbe")
-            .field("url", &self.config.url.as_str())
+            .field("url", &crate::redact_url(&self.config.url))
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +88,8 @@ impl Endpoint {
 /// What one endpoint did.
 #[derive(Debug)]
 enum Answer {
-    /// An HTTP status came back; `ok` when it is 2xx and the body was read in time and in size.
+    /// An HTTP status came back; `ok` when it is 2xx and the body came in full (or up to the cap)
+    /// within the timeout.
     Status {
         code: u16,
         ok: bool,
@@ -147,10 +149,16 @@ impl SupabaseProbe {
             Err(e) => return Answer::Nothing(reqwest_failure(&e)),
         };
         let code = response.status();
-        let body = read_capped(response, MAX_BODY).await;
+        // The body is read (to time the whole answer) but not kept. A large one is fine: `/rest/v1/`
+        // is the OpenAPI description of the whole schema, and reading stops at the cap. A body that
+        // breaks off or stalls past the timeout is not a healthy answer.
+        let body_ok = match read_capped(response, MAX_BODY).await {
+            Ok(_) => true,
+            Err(f) => f.kind == FailureKind::TooLarge,
+        };
         Answer::Status {
             code: code.as_u16(),
-            ok: code.is_success() && body.is_ok(),
+            ok: code.is_success() && body_ok,
             latency: started.elapsed(),
         }
     }

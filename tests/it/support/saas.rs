@@ -197,6 +197,8 @@ async fn status_page(State(state): State<PageState>) -> Response {
 pub enum Health {
     /// Answers 200 with the endpoint's usual JSON.
     Ok,
+    /// Answers 200 with a 1 MiB JSON body (the OpenAPI description of a large schema).
+    OkLarge,
     /// Answers this status with a JSON error body.
     Status(u16),
     /// Accepts the request and never answers.
@@ -206,8 +208,11 @@ pub enum Health {
 /// One request the fake Supabase received, with its key headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeenRequest {
+    /// `/auth/v1/health` or `/rest/v1/`.
     pub path: String,
+    /// The `apikey` header, if sent.
     pub apikey: Option<String>,
+    /// The `Authorization` header, if sent.
     pub authorization: Option<String>,
 }
 
@@ -339,6 +344,10 @@ async fn endpoint(
     };
     match health {
         Health::Ok => (json, ok_body).into_response(),
+        Health::OkLarge => {
+            let padding = " ".repeat(1 << 20);
+            (json, format!("{{\"definitions\":{{}}{padding}}}")).into_response()
+        }
         Health::Status(code) => {
             let status = StatusCode::from_u16(code).expect("a valid HTTP status");
             let body = format!(
