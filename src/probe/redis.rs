@@ -1,10 +1,10 @@
 //! The Redis probe: PING latency, `INFO` memory/stats/clients, and key counts by pattern.
 //!
-//! One [`ConnectionManager`] per probe, created on the
-//! first poll (not at start-up, so a Redis that is down when the daemon starts is a failing source, not
-//! a start-up error) and kept afterwards: it reconnects by itself when Redis comes back. Its response
-//! and connection timeouts are the configured `timeout`, so a hanging Redis fails the command instead of
-//! the poll hanging (the redis crate's own default is 500 ms).
+//! One [`ConnectionManager`] per probe, created on the first poll (not at start-up, so a Redis that is
+//! down when the daemon starts is a failing source, not a start-up error) and kept afterwards: it
+//! reconnects by itself when Redis comes back. Its response and connection timeouts are the configured
+//! `timeout`, so a hanging Redis fails the command instead of the poll hanging (the redis crate's own
+//! default is 500 ms).
 //!
 //! Keys are counted with `SCAN cursor MATCH pattern COUNT scan_count`, never `KEYS` (the runbook's
 //! `redis-cli KEYS` blocks Redis for the whole key space). A pattern stops after `scan_cap` keys
