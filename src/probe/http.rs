@@ -89,3 +89,30 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
     }
     false
 }
+
+/// Upper bound of the shared client's connect timeout.
+const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The one reqwest client of the status-page and Supabase probes (building one loads the CA roots and
+/// costs tens of milliseconds). It has no overall timeout: each request sets its probe's own.
+///
+/// Its connect timeout is half the shortest of `timeouts` (at most 3 s), so a peer that cannot be
+/// connected to fails as `connect` before the request's timeout, told apart from a peer that accepted
+/// and hangs.
+pub fn shared_client(
+    timeouts: impl IntoIterator<Item = std::time::Duration>,
+) -> Result<reqwest::Client, super::BuildError> {
+    let connect = timeouts
+        .into_iter()
+        .map(|t| t / 2)
+        .min()
+        .unwrap_or(MAX_CONNECT_TIMEOUT)
+        .min(MAX_CONNECT_TIMEOUT);
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .user_agent(concat!("harven-watchdog/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| {
+            super::BuildError(format!("cannot build the HTTP client: {}", error_chain(&e)))
+        })
+}

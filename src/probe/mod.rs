@@ -7,6 +7,9 @@
 
 pub mod http;
 pub mod prometheus;
+pub mod redis;
+pub mod status;
+pub mod supabase;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -189,6 +192,9 @@ impl ProbeMetrics {
 #[derive(Debug)]
 pub enum AnyProbe {
     Prometheus(prometheus::PrometheusProbe),
+    Redis(redis::RedisProbe),
+    Status(status::StatusPageProbe),
+    Supabase(supabase::SupabaseProbe),
 }
 
 /// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
@@ -198,9 +204,30 @@ pub struct BuildError(pub(crate) String);
 
 /// The probes `config` asks for, in a stable order.
 pub fn build_all(config: &crate::config::Config) -> Result<Vec<AnyProbe>, BuildError> {
-    let probes = vec![AnyProbe::Prometheus(prometheus::PrometheusProbe::new(
+    let mut probes = vec![AnyProbe::Prometheus(prometheus::PrometheusProbe::new(
         config.prometheus.clone(),
     )?)];
+    // One HTTP client for the status pages and Supabase, built only when one of them is configured.
+    let timeouts = config.status_pages.iter().map(|p| p.timeout);
+    let timeouts = timeouts.chain(config.supabase.iter().map(|s| s.timeout));
+    if !config.status_pages.is_empty() || config.supabase.is_some() {
+        let client = http::shared_client(timeouts)?;
+        for page in &config.status_pages {
+            probes.push(AnyProbe::Status(status::StatusPageProbe::new(
+                page.clone(),
+                client.clone(),
+            )));
+        }
+        if let Some(s) = &config.supabase {
+            probes.push(AnyProbe::Supabase(supabase::SupabaseProbe::new(
+                s.clone(),
+                client,
+            )?));
+        }
+    }
+    probes.push(AnyProbe::Redis(redis::RedisProbe::new(
+        config.redis.clone(),
+    )?));
     Ok(probes)
 }
 
@@ -208,24 +235,36 @@ impl Probe for AnyProbe {
     fn source(&self) -> &str {
         match self {
             Self::Prometheus(p) => p.source(),
+            Self::Redis(p) => p.source(),
+            Self::Status(p) => p.source(),
+            Self::Supabase(p) => p.source(),
         }
     }
 
     fn interval(&self) -> Duration {
         match self {
             Self::Prometheus(p) => p.interval(),
+            Self::Redis(p) => p.interval(),
+            Self::Status(p) => p.interval(),
+            Self::Supabase(p) => p.interval(),
         }
     }
 
     fn timeout(&self) -> Duration {
         match self {
             Self::Prometheus(p) => p.timeout(),
+            Self::Redis(p) => p.timeout(),
+            Self::Status(p) => p.timeout(),
+            Self::Supabase(p) => p.timeout(),
         }
     }
 
     async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         match self {
             Self::Prometheus(p) => p.poll(now).await,
+            Self::Redis(p) => p.poll(now).await,
+            Self::Status(p) => p.poll(now).await,
+            Self::Supabase(p) => p.poll(now).await,
         }
     }
 }

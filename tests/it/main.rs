@@ -6,5 +6,7 @@ mod config;
 mod daemon;
 mod image;
 mod peers;
+mod probe_http;
 mod probe_prometheus;
+mod probe_redis;
 mod scenarios;

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod docker;
 pub mod prometheus;
 pub mod redis;
+pub mod saas;
 pub mod smtp;
 
 use std::fmt;

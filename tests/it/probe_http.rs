@@ -1,0 +1,421 @@
+//! The status-page and Supabase probes against fake peers speaking the real formats
+//! (`support::saas`): every indicator, every way a page can fail, Supabase's symptoms versus a blind
+//! source, and that the Supabase key leaks nowhere.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harven_watchdog::clock::Clock;
+use harven_watchdog::config::{StatusPageConfig, SupabaseConfig};
+use harven_watchdog::observe::{FailureKind, Key, Outcome, ProbeReport, Value};
+use harven_watchdog::probe::status::StatusPageProbe;
+use harven_watchdog::probe::supabase::SupabaseProbe;
+use harven_watchdog::probe::{self, Probe, ProbeMetrics, poll_once};
+use harven_watchdog::secret::Secret;
+
+use crate::support::saas::{FakeStatusPage, FakeSupabase, Health, PageScenario};
+use crate::support::{self, free_port};
+
+/// Request timeout of the probes under test: short, so hangs are cut off quickly.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a poll may take at most before the test calls it a hang: far above `TIMEOUT`, so a
+/// loaded machine never fails the test, and far below "forever".
+const HANG_BOUND: Duration = Duration::from_secs(30);
+
+fn client() -> reqwest::Client {
+    support::init();
+    probe::http::shared_client([TIMEOUT]).expect("the shared HTTP client")
+}
+
+fn page(name: &str, url: url::Url) -> StatusPageProbe {
+    StatusPageProbe::new(
+        StatusPageConfig {
+            name: name.to_owned(),
+            url,
+            interval: Duration::from_secs(60),
+            timeout: TIMEOUT,
+        },
+        client(),
+    )
+}
+
+fn supabase(url: url::Url, key: &str) -> SupabaseProbe {
+    SupabaseProbe::new(
+        SupabaseConfig {
+            url,
+            api_key: Secret::new(key),
+            interval: Duration::from_secs(30),
+            timeout: TIMEOUT,
+        },
+        client(),
+    )
+    .expect("the Supabase probe")
+}
+
+/// One poll, failing the test if it is not over within [`HANG_BOUND`].
+async fn poll<P: Probe>(probe: &mut P) -> ProbeReport {
+    tokio::time::timeout(HANG_BOUND, poll_once(probe, &Clock::system()))
+        .await
+        .unwrap_or_else(|_| panic!("a poll of {} was not cut off", probe.source()))
+}
+
+/// The outcome of `key` in a successful report.
+fn outcome<'a>(report: &'a ProbeReport, key: &Key) -> &'a Outcome {
+    let observations = report
+        .result
+        .as_ref()
+        .unwrap_or_else(|f| panic!("{} failed: {f}", report.source));
+    &observations
+        .iter()
+        .find(|o| &o.key == key)
+        .unwrap_or_else(|| panic!("no {key} in {observations:?}"))
+        .outcome
+}
+
+fn text(report: &ProbeReport, key: &Key) -> String {
+    match outcome(report, key) {
+        Outcome::Value(Value::Text(t)) => t.clone(),
+        other => panic!("{key}: expected text, got {other:?}"),
+    }
+}
+
+fn number(report: &ProbeReport, key: &Key) -> f64 {
+    match outcome(report, key) {
+        Outcome::Value(Value::Number(n)) => *n,
+        other => panic!("{key}: expected a number, got {other:?}"),
+    }
+}
+
+fn boolean(report: &ProbeReport, key: &Key) -> bool {
+    match outcome(report, key) {
+        Outcome::Value(Value::Bool(b)) => *b,
+        other => panic!("{key}: expected a boolean, got {other:?}"),
+    }
+}
+
+fn failure_kind(report: &ProbeReport) -> FailureKind {
+    match &report.result {
+        Err(f) => f.kind,
+        Ok(o) => panic!("{} should have failed, got {o:?}", report.source),
+    }
+}
+
+#[tokio::test]
+async fn status_page_reads_every_indicator_with_description_and_latency() {
+    let server = FakeStatusPage::start(PageScenario::indicator("none")).await;
+    let mut probe = page("openai", server.url());
+    assert_eq!(probe.source(), "status.openai");
+    let key = |name| Key::new(name).with("page", "openai");
+
+    for (indicator, description) in [
+        ("none", "All Systems Operational"),
+        ("minor", "Partially Degraded Service"),
+        ("major", "Partial System Outage"),
+        ("critical", "Major System Outage"),
+        ("maintenance", "Service Under Maintenance"),
+    ] {
+        server.set(PageScenario::indicator(indicator));
+        let report = poll(&mut probe).await;
+        assert_eq!(report.source, "status.openai");
+        assert_eq!(text(&report, &key("status.indicator")), indicator);
+        assert_eq!(text(&report, &key("status.description")), description);
+        assert!(number(&report, &key("status.latency_seconds")) >= 0.0);
+        assert_eq!(report.result.as_ref().unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn status_page_failures_have_their_kind_are_bounded_and_recover() {
+    let server = FakeStatusPage::start(PageScenario::indicator("none")).await;
+    let mut probe = page("supabase", server.url());
+    let unknown_word = PageScenario::Indicator {
+        indicator: "degraded".into(),
+        description: "Something".into(),
+    };
+    for (scenario, kind) in [
+        (PageScenario::Html502, FailureKind::Status),
+        (PageScenario::Html200, FailureKind::Malformed),
+        (PageScenario::Malformed, FailureKind::Malformed),
+        (unknown_word, FailureKind::Malformed),
+        (PageScenario::Huge, FailureKind::TooLarge),
+        (PageScenario::HugeChunked, FailureKind::TooLarge),
+        (PageScenario::Hang, FailureKind::Timeout),
+    ] {
+        server.set(scenario.clone());
+        let report = poll(&mut probe).await;
+        assert_eq!(failure_kind(&report), kind, "{scenario:?}: {report:?}");
+
+        // The same probe reads the page again as soon as it answers properly.
+        server.set(PageScenario::indicator("minor"));
+        let report = poll(&mut probe).await;
+        assert_eq!(
+            text(
+                &report,
+                &Key::new("status.indicator").with("page", "supabase")
+            ),
+            "minor",
+            "after {scenario:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn status_page_refusing_connections_is_a_connect_failure_until_it_listens() {
+    let port = free_port();
+    let url: url::Url = format!("http://127.0.0.1:{port}/api/v2/status.json")
+        .parse()
+        .unwrap();
+    let mut probe = page("openai", url);
+    let report = poll(&mut probe).await;
+    assert_eq!(failure_kind(&report), FailureKind::Connect, "{report:?}");
+
+    let server = FakeStatusPage::start_on(port, PageScenario::indicator("major")).await;
+    let report = poll(&mut probe).await;
+    assert_eq!(
+        text(
+            &report,
+            &Key::new("status.indicator").with("page", "openai")
+        ),
+        "major"
+    );
+    assert_eq!(server.hits(), 1);
+}
+
+const KEY: &str = "sb-test-key-7f3a9c";
+
+#[tokio::test]
+async fn supabase_healthy_project_and_the_key_in_both_headers() {
+    let server = FakeSupabase::start(KEY).await;
+    let mut probe = supabase(server.url(), KEY);
+    let report = poll(&mut probe).await;
+    assert_eq!(report.source, "supabase");
+    for endpoint in ["auth", "rest"] {
+        let k = |s: &str| Key::new(catalogue_name(format!("supabase.{endpoint}_{s}")));
+        assert!(boolean(&report, &k("ok")), "{endpoint}: {report:?}");
+        assert_eq!(number(&report, &k("status")), 200.0);
+        assert!(number(&report, &k("latency_seconds")) >= 0.0);
+    }
+
+    let seen = server.requests();
+    let mut paths: Vec<_> = seen.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/auth/v1/health", "/rest/v1/"]);
+    for r in &seen {
+        assert_eq!(r.apikey.as_deref(), Some(KEY), "{r:?}");
+        assert_eq!(
+            r.authorization.as_deref(),
+            Some(format!("Bearer {KEY}").as_str()),
+            "{r:?}"
+        );
+    }
+}
+
+/// Catalogue names are `&'static str`; a test builds a few from parts.
+fn catalogue_name(s: String) -> &'static str {
+    harven_watchdog::observe::intern(&s).unwrap_or_else(|| panic!("{s} is not in the catalogue"))
+}
+
+#[tokio::test]
+async fn supabase_failing_endpoints_are_symptoms_not_a_blind_source() {
+    let server = FakeSupabase::start(KEY).await;
+    let mut probe = supabase(server.url(), KEY);
+    let auth = |s: &str| Key::new(catalogue_name(format!("supabase.auth_{s}")));
+    let rest = |s: &str| Key::new(catalogue_name(format!("supabase.rest_{s}")));
+
+    // Auth failing, REST fine.
+    server.set_auth(Health::Status(503));
+    let report = poll(&mut probe).await;
+    assert!(!boolean(&report, &auth("ok")));
+    assert_eq!(number(&report, &auth("status")), 503.0);
+    assert!(number(&report, &auth("latency_seconds")) >= 0.0);
+    assert!(boolean(&report, &rest("ok")));
+    assert_eq!(number(&report, &rest("status")), 200.0);
+
+    // REST answering 500 and auth hanging: both symptoms, the source still answers.
+    server.set_rest(Health::Status(500));
+    server.set_auth(Health::Hang);
+    let report = poll(&mut probe).await;
+    assert!(!boolean(&report, &auth("ok")));
+    assert_eq!(number(&report, &auth("status")), 0.0, "no answer: status 0");
+    assert!(
+        matches!(outcome(&report, &auth("latency_seconds")), Outcome::NoData(why) if why.contains("timeout")),
+        "{report:?}"
+    );
+    assert!(!boolean(&report, &rest("ok")));
+    assert_eq!(number(&report, &rest("status")), 500.0);
+
+    // Both hanging: Supabase accepted and hung; still a symptom, not our network.
+    server.set_rest(Health::Hang);
+    let report = poll(&mut probe).await;
+    assert!(!boolean(&report, &auth("ok")));
+    assert!(!boolean(&report, &rest("ok")));
+
+    // A wrong key: Supabase answers 401 on both.
+    server.set_auth(Health::Ok);
+    server.set_rest(Health::Ok);
+    let mut wrong = supabase(server.url(), "not-the-key");
+    let report = poll(&mut wrong).await;
+    assert_eq!(number(&report, &auth("status")), 401.0);
+    assert_eq!(number(&report, &rest("status")), 401.0);
+
+    // And back to healthy; a large OpenAPI description from /rest/v1/ is healthy too.
+    server.set_rest(Health::OkLarge);
+    let report = poll(&mut probe).await;
+    assert!(boolean(&report, &auth("ok")));
+    assert!(boolean(&report, &rest("ok")), "{report:?}");
+    assert_eq!(number(&report, &rest("status")), 200.0);
+}
+
+#[tokio::test]
+async fn supabase_unreachable_on_both_endpoints_fails_the_source_then_recovers() {
+    let port = free_port();
+    let url: url::Url = format!("http://127.0.0.1:{port}").parse().unwrap();
+    let mut probe = supabase(url, KEY);
+    let report = poll(&mut probe).await;
+    assert_eq!(failure_kind(&report), FailureKind::Connect, "{report:?}");
+
+    let _server = FakeSupabase::start_on(port, KEY).await;
+    let report = poll(&mut probe).await;
+    assert!(boolean(&report, &Key::new("supabase.auth_ok")));
+    assert!(boolean(&report, &Key::new("supabase.rest_ok")));
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The key must not reach an observation, a failure, `diagnose` (text and JSON), the probe metrics,
+/// the probe's `Debug`, or any log line (everything at TRACE, on this thread, is captured), whether
+/// Supabase answers, fails, hangs, refuses the key or cannot be reached.
+#[tokio::test]
+async fn supabase_key_leaks_nowhere() {
+    const CANARY: &str = "sbp_CANARY_5e1f0c7d9a2b4e6f8a0c";
+    let logs = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = FakeSupabase::start(CANARY).await;
+    let mut probe = supabase(server.url(), CANARY);
+    let mut reports = Vec::new();
+    reports.push(poll(&mut probe).await);
+    server.set_auth(Health::Status(503));
+    server.set_rest(Health::Status(500));
+    reports.push(poll(&mut probe).await);
+    server.set_rest(Health::Hang);
+    reports.push(poll(&mut probe).await);
+    server.set_auth(Health::Ok);
+    server.set_rest(Health::Ok);
+    let mut wrong_key = supabase(server.url(), &format!("{CANARY}-wrong"));
+    reports.push(poll(&mut wrong_key).await);
+
+    // Unreachable, through the daemon's own loop (which logs the failure detail).
+    let dead: url::Url = format!("http://127.0.0.1:{}", free_port()).parse().unwrap();
+    let unreachable = supabase(dead, CANARY);
+    let probe_debug = format!("{unreachable:?} {probe:?}");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = ProbeMetrics::register(&mut registry);
+    let task = tokio::spawn(probe::run(
+        unreachable,
+        Clock::system(),
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let failed = tokio::time::timeout(HANG_BOUND, rx.recv())
+        .await
+        .expect("a report from the run loop")
+        .expect("the run loop reports");
+    shutdown.cancel();
+    task.await.expect("the run loop stops");
+    assert_eq!(failure_kind(&failed), FailureKind::Connect);
+    reports.push(failed);
+    for r in &reports {
+        metrics.record(r);
+    }
+
+    // Every case actually happened.
+    assert!(reports[0].result.is_ok());
+    assert_eq!(
+        number(&reports[1], &Key::new("supabase.auth_status")),
+        503.0
+    );
+    assert_eq!(number(&reports[2], &Key::new("supabase.rest_status")), 0.0);
+    assert_eq!(
+        number(&reports[3], &Key::new("supabase.rest_status")),
+        401.0
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.apikey.as_deref() == Some(CANARY)),
+        "the key was sent, so there was something to leak"
+    );
+
+    let mut haystacks = vec![("probe Debug", probe_debug)];
+    for (i, r) in reports.iter().enumerate() {
+        haystacks.push(("report Debug", format!("{i}: {r:?}")));
+        haystacks.push((
+            "report JSON",
+            serde_json::to_string(r).expect("a report serializes"),
+        ));
+        if let Err(f) = &r.result {
+            haystacks.push(("failure", f.to_string()));
+        }
+    }
+    let at = reports[0].at;
+    let diagnosis = harven_watchdog::diagnose::build(
+        at,
+        Clock::system().now(),
+        reports,
+        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
+        harven_watchdog::runbook::Locale::En,
+    );
+    haystacks.push(("diagnose text", diagnosis.to_text()));
+    haystacks.push((
+        "diagnose JSON",
+        serde_json::to_string(&diagnosis).expect("diagnose serializes"),
+    ));
+    let mut exposition = String::new();
+    prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encode");
+    assert!(exposition.contains("probe=\"supabase\""), "{exposition}");
+    haystacks.push(("metrics", exposition));
+    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        log_text.contains("source unreachable"),
+        "the run loop logged the failure: {log_text}"
+    );
+    haystacks.push(("logs", log_text));
+
+    for (what, text) in &haystacks {
+        assert!(
+            !text.contains(CANARY),
+            "the key leaked into the {what}: {text}"
+        );
+        // Not even its distinctive middle part (a truncated or re-encoded copy).
+        assert!(
+            !text.contains("CANARY_5e1f"),
+            "part of the key leaked into the {what}: {text}"
+        );
+    }
+}
