@@ -441,7 +441,7 @@ pub const CATALOGUE: &[Spec] = &[
         "status",
         Text,
         &["page"],
-        "none | minor | major | critical",
+        "none | minor | major | critical | maintenance",
     ),
     spec(
         "status.description",
