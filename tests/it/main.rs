@@ -4,6 +4,7 @@ mod support;
 
 mod config;
 mod daemon;
+mod diagnose;
 mod image;
 mod peers;
 mod probe_http;
