@@ -40,6 +40,11 @@ impl Timestamp {
         Duration::from_millis(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
     }
 
+    /// The timestamp of a `SystemTime` (millisecond resolution).
+    pub fn from_system_time(t: SystemTime) -> Self {
+        Self::from_system(t)
+    }
+
     fn from_system(t: SystemTime) -> Self {
         match t.duration_since(UNIX_EPOCH) {
             Ok(d) => Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod engine;
 pub mod http;
+pub mod incident;
 pub mod logging;
 pub mod metrics;
 pub mod observe;

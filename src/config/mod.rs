@@ -16,8 +16,8 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, LevelConfig, Locale, LogPattern,
-    PrometheusConfig, Queries, RedisConfig, RunbookConfig, ServerConfig, SmtpConfig, SmtpServer,
-    StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    MaintenanceWindow, PrometheusConfig, Queries, RedisConfig, RunbookConfig, ServerConfig,
+    SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -34,6 +34,7 @@ const LIST_KEYS: &[&str] = &[
     "escalation.l1.to",
     "escalation.l2.to",
     "escalation.l3.to",
+    "escalation.l1_only_sections",
 ];
 
 /// The origin string that marks a value set by an environment variable, followed by its name.

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub docker: RawDocker,
     pub smtp: RawSmtp,
     pub escalation: RawEscalation,
+    /// Maintenance windows known at start-up (more can be created through the API).
+    pub maintenance: Vec<RawWindow>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +142,23 @@ pub struct RawEscalation {
     pub l1: RawLevel,
     pub l2: RawLevel,
     pub l3: RawLevel,
+    pub reopen_within: String,
+    pub repeat_interval: String,
+    pub ack_timeout: String,
+    pub ack_stops_escalation: bool,
+    pub max_emails_per_hour: i64,
+    pub l1_only_sections: Vec<String>,
+    pub link_ttl: String,
+}
+
+/// A maintenance window: `sections` (empty: all) are muted and their escalation clocks paused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawWindow {
+    pub sections: Vec<String>,
+    pub starts: String,
+    pub ends: String,
+    pub reason: String,
 }
 
 /// One escalation level. `after` belongs to L2 and `critical_for` to L3; validation rejects the others.

@@ -30,6 +30,7 @@ pub struct Config {
     pub docker: DockerConfig,
     pub smtp: SmtpConfig,
     pub escalation: EscalationConfig,
+    pub maintenance: Vec<MaintenanceWindow>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +196,31 @@ pub struct EscalationConfig {
     pub l2_after: Duration,
     /// L3 is paged when an incident has been critical for longer than this.
     pub l3_critical_for: Duration,
+    /// A section firing again this soon after its incident resolved reopens that incident, clocks kept.
+    pub reopen_within: Duration,
+    /// The highest paged level is reminded this often while it has not acknowledged.
+    pub repeat_interval: Duration,
+    /// An acknowledgement silences that level's reminders for this long.
+    pub ack_timeout: Duration,
+    /// When true, an acknowledgement also stops escalation to the next level (the runbook says it
+    /// does not: L2 comes "após 30min sem resolução").
+    pub ack_stops_escalation: bool,
+    /// Emails per incident per rolling hour; past it, pages wait and go out as one digest.
+    pub max_emails_per_hour: u32,
+    /// Sections whose incidents page L1 only (the watchdog's own blindness by default).
+    pub l1_only_sections: Vec<String>,
+    /// How long the ack/resolve links in an email stay valid.
+    pub link_ttl: Duration,
+}
+
+/// A maintenance window from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    /// Empty: every section.
+    pub sections: Vec<String>,
+    pub starts: crate::clock::Timestamp,
+    pub ends: crate::clock::Timestamp,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +413,7 @@ pub(super) fn validate(
     let docker = check_docker(&mut c, raw.docker);
     let smtp = check_smtp(&mut c, raw.smtp, store.as_ref());
     let escalation = check_escalation(&mut c, &raw.escalation);
+    let maintenance = check_maintenance(&mut c, &raw.maintenance);
 
     let problems = c.problems;
     // Every `None` has recorded a problem; the `else` also catches problems with no `None`.
@@ -427,6 +454,7 @@ pub(super) fn validate(
         docker,
         smtp,
         escalation,
+        maintenance,
     })
 }
 
@@ -706,6 +734,17 @@ fn check_escalation(
             None
         }
     };
+    let reopen_within = c.duration("escalation.reopen_within", &raw.reopen_within);
+    let repeat_interval = c.duration("escalation.repeat_interval", &raw.repeat_interval);
+    let ack_timeout = c.duration("escalation.ack_timeout", &raw.ack_timeout);
+    let link_ttl = c.duration("escalation.link_ttl", &raw.link_ttl);
+    let max_emails = c.check(
+        "escalation.max_emails_per_hour",
+        u32::try_from(raw.max_emails_per_hour)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.max_emails_per_hour)),
+    );
     let l3_critical_for = match raw.l3.critical_for.as_deref() {
         Some(text) => c.duration("escalation.l3.critical_for", text),
         None => {
@@ -722,7 +761,46 @@ fn check_escalation(
         l3: LevelConfig { to: l3 },
         l2_after: l2_after?,
         l3_critical_for: l3_critical_for?,
+        reopen_within: reopen_within?,
+        repeat_interval: repeat_interval?,
+        ack_timeout: ack_timeout?,
+        ack_stops_escalation: raw.ack_stops_escalation,
+        max_emails_per_hour: max_emails?,
+        l1_only_sections: raw.l1_only_sections.clone(),
+        link_ttl: link_ttl?,
     })
+}
+
+fn check_maintenance(c: &mut Checker<'_>, raw: &[super::raw::RawWindow]) -> Vec<MaintenanceWindow> {
+    let mut out = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        let key = format!("maintenance[{i}]");
+        let parse = |c: &mut Checker<'_>, field: &str, text: &str| {
+            c.check(
+                &format!("{key}.{field}"),
+                humantime::parse_rfc3339_weak(text)
+                    .map(|t| crate::clock::Timestamp::from_system_time(t))
+                    .map_err(|e| {
+                        format!("{text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})")
+                    }),
+            )
+        };
+        let (Some(starts), Some(ends)) = (parse(c, "starts", &w.starts), parse(c, "ends", &w.ends))
+        else {
+            continue;
+        };
+        if ends <= starts {
+            c.problem(&format!("{key}.ends"), "must be after starts");
+            continue;
+        }
+        out.push(MaintenanceWindow {
+            sections: w.sections.clone(),
+            starts,
+            ends,
+            reason: w.reason.clone(),
+        });
+    }
+    out
 }
 
 /// `after` is only L2's and `critical_for` only L3's; naming them elsewhere is a mistake worth saying.
