@@ -207,9 +207,20 @@ impl Config {
 fn origin_in<'a>(root: &'a Value, key: &str) -> Option<&'a str> {
     let mut value = root;
     for part in key.split('.') {
+        // `name[3]`: a table entry, then an array element.
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
         match &value.kind {
-            ValueKind::Table(table) => value = table.get(part)?,
+            ValueKind::Table(table) => value = table.get(name)?,
             _ => return None,
+        }
+        if let Some(i) = index {
+            match &value.kind {
+                ValueKind::Array(items) => value = items.get(i)?,
+                _ => return None,
+            }
         }
     }
     value.origin()

@@ -779,7 +779,7 @@ fn check_maintenance(c: &mut Checker<'_>, raw: &[super::raw::RawWindow]) -> Vec<
             c.check(
                 &format!("{key}.{field}"),
                 humantime::parse_rfc3339_weak(text)
-                    .map(|t| crate::clock::Timestamp::from_system_time(t))
+                    .map(crate::clock::Timestamp::from_system_time)
                     .map_err(|e| {
                         format!("{text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})")
                     }),
