@@ -1,5 +1,10 @@
 //! Incidents and escalation: the runbook's §7 as a pure state machine over the engine's sections.
 
+pub mod book;
 pub mod model;
 
+pub use book::{ActionError, Book, Policy, StepOutcome, Window};
 pub use model::{Ack, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry};
+
+#[cfg(test)]
+mod tests;

@@ -131,6 +131,16 @@ pub struct Incident {
     pub timeline: Vec<TimelineEntry>,
     /// A note given with a manual resolve.
     pub resolve_note: Option<String>,
+    /// Set by a manual resolve: the incident does not reopen until its section has been clear once
+    /// (else a resolve while symptoms still fire would reopen it at the next evaluation).
+    #[serde(default)]
+    pub held_until_clear: bool,
+    /// The resolved emails have been queued (they wait while a maintenance window mutes the section).
+    #[serde(default)]
+    pub resolve_notified: bool,
+    /// Reopened, and the reopened emails are not queued yet (a maintenance window may hold them).
+    #[serde(default)]
+    pub reopen_pending: bool,
 }
 
 impl Incident {
