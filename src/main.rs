@@ -12,6 +12,23 @@ use harven_watchdog::config::{Config, EmailTransport};
 use harven_watchdog::runbook::Runbook;
 use tokio_util::sync::CancellationToken;
 
+/// `println!` that stops quietly when stdout is closed (`harven-watchdog diagnose | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same manners as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     harven_watchdog::install_crypto_provider();
@@ -56,8 +73,8 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
                     .join(", ")
             };
             let e = &config.escalation;
-            println!("configuration OK");
-            println!(
+            outln!("configuration OK");
+            outln!(
                 "  runbook: {} ({} sections, {} rules, {} causes)",
                 harven_watchdog::runbook::describe(config.runbook.path.as_ref()),
                 runbook.sections.len(),
@@ -72,15 +89,15 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
                     .map(|s| s.causes.len())
                     .sum::<usize>(),
             );
-            println!("  listen: {}", config.server.listen);
-            println!("  emails: {email}");
-            println!("  L1 at open: {}", to(&e.l1));
-            println!(
+            outln!("  listen: {}", config.server.listen);
+            outln!("  emails: {email}");
+            outln!("  L1 at open: {}", to(&e.l1));
+            outln!(
                 "  L2 after {}: {}",
                 humantime::format_duration(e.l2_after),
                 to(&e.l2)
             );
-            println!(
+            outln!(
                 "  L3 critical for {}: {}",
                 humantime::format_duration(e.l3_critical_for),
                 to(&e.l3)
@@ -149,22 +166,22 @@ fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]
         match harven_watchdog::scenario::run_file(path, &runbook) {
             Ok(outcome) if outcome.failures.is_empty() => {
                 passed += 1;
-                println!("PASS {}  {}", path.display(), outcome.description);
+                outln!("PASS {}  {}", path.display(), outcome.description);
             }
             Ok(outcome) => {
                 failed += 1;
-                println!("FAIL {}  {}", path.display(), outcome.description);
+                outln!("FAIL {}  {}", path.display(), outcome.description);
                 for f in outcome.failures {
-                    println!("     {f}");
+                    outln!("     {f}");
                 }
             }
             Err(e) => {
                 failed += 1;
-                println!("FAIL {e}");
+                outln!("FAIL {e}");
             }
         }
     }
-    println!("scenarios: {passed} passed, {failed} failed");
+    outln!("scenarios: {passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -187,9 +204,9 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
         config.runbook.locale,
     ));
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text());
+        out!("{}", report.to_text());
     }
     Ok(())
 }

@@ -26,7 +26,9 @@
 //! ```
 //!
 //! A step merges its observations into what the source reported before (`clear = true` forgets that
-//! first); every source is reported again at every tick, as a real probe would.
+//! first; a source coming back after `down` starts from nothing, as a real probe's first answer does);
+//! every source is reported again at every tick, as a real probe would. `value = nan` is *no data*, for
+//! any kind of observation. `fired` and `cleared` count per rule instance (one per label set).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -199,10 +201,28 @@ fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
     let sections: BTreeSet<&str> = rb.sections.iter().map(|x| x.id.as_str()).collect();
     for (i, step) in s.step.iter().enumerate() {
         for (j, o) in step.observe.iter().enumerate() {
-            if observe::spec_of(&o.obs).is_none() {
+            let key = format!("step[{i}].observe[{j}]");
+            let Some(spec) = observe::spec_of(&o.obs) else {
+                return Err(format!("{key}.obs: unknown observation {:?}", o.obs));
+            };
+            if let Some(label) = o.labels.keys().find(|l| !spec.labels.contains(&l.as_str())) {
                 return Err(format!(
-                    "step[{i}].observe[{j}].obs: unknown observation {:?}",
-                    o.obs
+                    "{key}.labels.{label}: {} has no label {label:?} (it has: {})",
+                    spec.name,
+                    spec.labels.join(", ")
+                ));
+            }
+            let fits = match (&o.value, spec.kind) {
+                (ObsValue::Number(n), _) if n.is_nan() => true, // nan: no data, for any kind
+                (ObsValue::Number(_), observe::Kind::Number)
+                | (ObsValue::Bool(_), observe::Kind::Bool)
+                | (ObsValue::Text(_), observe::Kind::Text) => true,
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "{key}.value: {} takes a {:?} value (or nan for no data)",
+                    spec.name, spec.kind
                 ));
             }
         }

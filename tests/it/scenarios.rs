@@ -69,6 +69,8 @@ fn the_test_command_passes_good_files_and_names_what_failed() {
             "test",
             "tests/fixtures/scenarios/wrong-expectation.toml",
             "tests/fixtures/scenarios/unknown-observation.toml",
+            "tests/fixtures/scenarios/wrong-label.toml",
+            "tests/fixtures/scenarios/wrong-kind.toml",
         ])
         .current_dir(root())
         .output()
@@ -83,7 +85,15 @@ fn the_test_command_passes_good_files_and_names_what_failed() {
         stdout.contains("unknown observation \"prometheus.p99_seconds\""),
         "{stdout}"
     );
-    assert!(stdout.contains("scenarios: 0 passed, 2 failed"), "{stdout}");
+    assert!(
+        stdout.contains("docker.running has no label \"containr\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("docker.running takes a Bool value"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("scenarios: 0 passed, 4 failed"), "{stdout}");
 }
 
 #[test]
