@@ -1172,3 +1172,482 @@ impl Probe for DockerProbe {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bollard::models::{ContainerConfig, ContainerState, EventActor};
+
+    use super::*;
+    use crate::observe::Value;
+
+    const S: Nanos = NANOS_PER_SEC;
+
+    fn config(env: &[(&str, &str)]) -> DockerConfig {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        crate::config::Config::load_with_env(&[], env)
+            .expect("config")
+            .docker
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix_millis(secs * 1000)
+    }
+
+    /// A running container `id`, started at `started` (Unix seconds), with Docker's restart count.
+    fn snap(id: &str, restart_count: i64, started: i64) -> Snapshot {
+        Snapshot {
+            id: id.to_owned(),
+            running: true,
+            health: "healthy",
+            exit_code: Some(0),
+            restart_count,
+            oom_killed: false,
+            started_at: Some(Nanos::from(started) * S),
+            created_at: Some(Nanos::from(1_000) * S),
+            image_id: "sha256:aaaa".to_owned(),
+            image_label: "app:1 (sha256:aaaa)".to_owned(),
+            memory_limit: None,
+            env_present: vec![true],
+        }
+    }
+
+    fn found(snap: Snapshot) -> Seen {
+        Seen::Found(Box::new(Found {
+            snap,
+            memory: None,
+            logs: None,
+        }))
+    }
+
+    fn value(out: &[Observation], name: &str) -> Outcome {
+        out.iter()
+            .find(|o| o.key.name == name)
+            .unwrap_or_else(|| panic!("{name} not observed in {out:?}"))
+            .outcome
+            .clone()
+    }
+
+    fn number(out: &[Observation], name: &str) -> f64 {
+        match value(out, name) {
+            Outcome::Value(Value::Number(n)) => n,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn boolean(out: &[Observation], name: &str) -> bool {
+        match value(out, name) {
+            Outcome::Value(Value::Bool(b)) => b,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// One poll of container `app` at `now` with `events` pending.
+    fn poll(
+        probe: &mut DockerProbe,
+        now: i64,
+        seen: Seen,
+        events: Vec<(&str, Pending)>,
+    ) -> Vec<Observation> {
+        let mut events: HashMap<String, Pending> = events
+            .into_iter()
+            .map(|(id, p)| (id.to_owned(), p))
+            .collect();
+        let mut out = Vec::new();
+        probe.apply(t(now), "app", true, seen, &mut events, &mut out);
+        out
+    }
+
+    fn starts(times: &[Nanos]) -> Pending {
+        Pending {
+            starts: times.to_vec(),
+            ..Pending::default()
+        }
+    }
+
+    #[test]
+    fn restarts_are_counted_once_whether_the_count_or_the_event_comes_first() {
+        let mut probe = DockerProbe::new(config(&[]));
+        // First sight: 0, even with a count and a late event of the run it sees.
+        let out = poll(&mut probe, 2_000, found(snap("c1", 4, 1_990)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        assert_eq!(number(&out, "docker.restart_count"), 4.0);
+        let late = starts(&[1_990 * S + 4_000_000]);
+        let out = poll(
+            &mut probe,
+            2_015,
+            found(snap("c1", 4, 1_990)),
+            vec![("c1", late)],
+        );
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            0.0,
+            "the seen run's own start"
+        );
+
+        // The policy counts the restart at `die`; the start (and its event) come after the backoff.
+        let out = poll(&mut probe, 2_030, found(snap("c1", 5, 1_990)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
+        let out = poll(
+            &mut probe,
+            2_045,
+            found(snap("c1", 5, 2_031)),
+            vec![("c1", starts(&[2_031 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 0.0, "not counted twice");
+
+        // A manual restart resets Docker's count to 0: the event counts it, and so does the reset.
+        let out = poll(
+            &mut probe,
+            2_060,
+            found(snap("c1", 0, 2_050)),
+            vec![("c1", starts(&[2_050 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
+
+        // Events lost (stream down): the count alone still shows policy restarts.
+        let out = poll(&mut probe, 2_075, found(snap("c1", 2, 2_070)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 2.0);
+        // ... and their events arriving later are not counted again.
+        let out = poll(
+            &mut probe,
+            2_090,
+            found(snap("c1", 2, 2_070)),
+            vec![("c1", starts(&[2_065 * S, 2_070 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        // Two manual restarts seen only as events.
+        let out = poll(
+            &mut probe,
+            2_105,
+            found(snap("c1", 0, 2_100)),
+            vec![("c1", starts(&[2_095 * S, 2_100 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 2.0);
+    }
+
+    #[test]
+    fn a_recreated_container_with_another_image_is_a_deploy_with_a_previous_image() {
+        let mut probe =
+            DockerProbe::new(config(&[("HARVEN_WATCHDOG__DOCKER__DEPLOY_WINDOW", "10m")]));
+        let mut old = snap("c1", 0, 1_000);
+        old.created_at = Some(1_000 * S);
+        let out = poll(&mut probe, 5_000, found(old), vec![]);
+        assert!(!boolean(&out, "docker.recent_deploy"), "started long ago");
+        assert!(matches!(
+            value(&out, "docker.previous_image"),
+            Outcome::NoData(_)
+        ));
+
+        let mut new = snap("c2", 1, 5_010);
+        new.image_id = "sha256:bbbb".into();
+        new.image_label = "app:2 (sha256:bbbb)".into();
+        new.created_at = Some(5_005 * S);
+        let out = poll(&mut probe, 5_015, found(new), vec![]);
+        assert_eq!(
+            value(&out, "docker.previous_image"),
+            Outcome::Value(Value::Text("app:1 (sha256:aaaa)".into()))
+        );
+        assert_eq!(
+            value(&out, "docker.image"),
+            Outcome::Value(Value::Text("app:2 (sha256:bbbb)".into()))
+        );
+        assert!(boolean(&out, "docker.recent_deploy"));
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            1.0,
+            "the new container's restarts all happened since the last poll"
+        );
+
+        // Ten minutes later neither the creation nor the image change is recent.
+        let mut same = snap("c2", 1, 5_010);
+        same.image_id = "sha256:bbbb".into();
+        same.created_at = Some(5_005 * S);
+        let out = poll(&mut probe, 5_700, found(same), vec![]);
+        assert!(!boolean(&out, "docker.recent_deploy"));
+        assert!(matches!(
+            value(&out, "docker.previous_image"),
+            Outcome::Value(_)
+        ));
+    }
+
+    #[test]
+    fn a_crash_loop_restart_is_not_a_deploy_but_a_manual_start_is() {
+        let window = Duration::from_secs(900);
+        let now = t(10_000);
+        let mut s = snap("c1", 3, 9_990);
+        assert!(!recent_deploy(&s, None, now, window), "restart policy");
+        s.restart_count = 0;
+        assert!(
+            recent_deploy(&s, None, now, window),
+            "started through the API"
+        );
+    }
+
+    #[test]
+    fn oom_events_count_after_first_sight_even_when_inspect_says_no() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let oom = || Pending {
+            ooms: 3,
+            ..Pending::default()
+        };
+        let out = poll(
+            &mut probe,
+            100,
+            found(snap("c1", 0, 90)),
+            vec![("c1", oom())],
+        );
+        assert!(
+            !boolean(&out, "docker.oom_killed"),
+            "first sight: state only"
+        );
+        let out = poll(
+            &mut probe,
+            115,
+            found(snap("c1", 0, 90)),
+            vec![("c1", oom())],
+        );
+        assert!(boolean(&out, "docker.oom_killed"));
+        let out = poll(&mut probe, 130, found(snap("c1", 0, 90)), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn a_missing_configured_container_is_only_not_present() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let out = poll(&mut probe, 100, Seen::Missing, vec![]);
+        assert_eq!(out.len(), 1);
+        assert!(!boolean(&out, "docker.present"));
+        let mut out = Vec::new();
+        probe.apply(
+            t(100),
+            "gone",
+            false,
+            Seen::Missing,
+            &mut HashMap::new(),
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "a compose container removed meanwhile is just gone"
+        );
+    }
+
+    fn line(stamp: &str, text: &str) -> String {
+        format!("{stamp} {text}\n")
+    }
+
+    #[test]
+    fn log_lines_at_or_before_the_cursor_are_not_counted_again() {
+        let cfg = config(&[]);
+        let names: Vec<_> = cfg.log_patterns.iter().map(|p| p.name.clone()).collect();
+        let cursor = parse_time("2026-11-24T21:00:05.5Z").expect("time");
+        let mut w = LogWindow {
+            counts: vec![0; names.len()],
+            newest: cursor,
+            lines: 0,
+            capped: false,
+        };
+        let chunk = [
+            line(
+                "2026-11-24T21:00:05.1Z",
+                "ERROR openai 429 counted last poll",
+            ),
+            line(
+                "2026-11-24T21:00:05.5Z",
+                "ERROR openai 429 the cursor's own line",
+            ),
+            line(
+                "2026-11-24T21:00:05.500000001Z",
+                "ERROR calling OpenAI: 429 Too Many Requests",
+            ),
+            line("2026-11-24T21:00:06Z", "INFO all good"),
+            "no timestamp at all\n".to_owned(),
+        ]
+        .concat();
+        w.take(chunk.as_bytes(), cursor, &cfg.log_patterns);
+        let count = |p: &str| w.counts[names.iter().position(|n| n == p).expect(p)];
+        assert_eq!(w.lines, 2);
+        assert_eq!((count("error"), count("openai"), count("429")), (1, 1, 1));
+        assert_eq!(count("supabase"), 0);
+        assert_eq!(w.newest, parse_time("2026-11-24T21:00:06Z").expect("time"));
+    }
+
+    #[test]
+    fn docker_times_parse_with_any_precision_and_never_is_none() {
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01.000000002Z"),
+            Some(1_000_000_002)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("garbage"), None);
+    }
+
+    #[test]
+    fn memory_growth_needs_a_tenth_of_the_window_and_restarts_with_the_run() {
+        let window = Duration::from_secs(1000);
+        let mut m = MemoryTrend::default();
+        let run = Some(1);
+        assert!(matches!(
+            m.observe(run, t(0), 100.0, window),
+            Outcome::NoData(_)
+        ));
+        assert!(matches!(
+            m.observe(run, t(50), 150.0, window),
+            Outcome::NoData(_)
+        ));
+        // 100 s after the first sample: +3600 bytes over 100 s = 129600 bytes per hour.
+        assert_eq!(
+            m.observe(run, t(100), 3_700.0, window),
+            Outcome::number(129_600.0)
+        );
+        assert!(m.samples.len() <= MEMORY_SAMPLES as usize + 1);
+        // A new run starts over.
+        assert!(matches!(
+            m.observe(Some(2), t(110), 10.0, window),
+            Outcome::NoData(_)
+        ));
+        // Samples older than the window are forgotten; the ring stays bounded.
+        for i in 0..10_000 {
+            let _ = m.observe(Some(2), t(110 + i * 7), 10.0 + i as f64, window);
+        }
+        assert!(
+            m.samples.len() <= MEMORY_SAMPLES as usize + 1,
+            "{}",
+            m.samples.len()
+        );
+        let oldest = m.samples.front().expect("samples").0;
+        assert!(t(110 + 9_999 * 7).saturating_since(oldest) <= window);
+    }
+
+    fn event(action: &str, name: &str, project: Option<&str>, time_nano: i64) -> EventMessage {
+        let mut attributes = HashMap::from([("name".to_owned(), name.to_owned())]);
+        if let Some(p) = project {
+            attributes.insert(COMPOSE_PROJECT_LABEL.to_owned(), p.to_owned());
+        }
+        EventMessage {
+            action: Some(action.to_owned()),
+            actor: Some(EventActor {
+                id: Some(format!("id-{name}")),
+                attributes: Some(attributes),
+            }),
+            time_nano: Some(time_nano),
+            ..EventMessage::default()
+        }
+    }
+
+    #[test]
+    fn events_of_watched_containers_are_recorded_and_replays_skipped() {
+        let inbox = Mutex::new(Inbox::default());
+        let watch = Watch {
+            names: HashSet::from(["app".to_owned()]),
+            project: Some("harven".to_owned()),
+        };
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("start", "app", None, 10),
+            None
+        ));
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("oom", "worker", Some("harven"), 11),
+            None
+        ));
+        assert!(!record(
+            &inbox,
+            &watch,
+            &event("start", "other", Some("x"), 12),
+            None
+        ));
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("health_status: unhealthy", "app", None, 13),
+            None
+        ));
+        // A re-subscription from the newest event skips what it replays up to there.
+        assert!(!record(
+            &inbox,
+            &watch,
+            &event("start", "app", None, 13),
+            Some(13)
+        ));
+        let i = lock(&inbox);
+        assert_eq!(i.pending["id-app"].starts, vec![10]);
+        assert_eq!(i.pending["id-worker"].ooms, 1);
+        assert!(!i.pending.contains_key("id-other"));
+        assert_eq!(i.newest, Some(13));
+    }
+
+    #[test]
+    fn subscriptions_resume_at_the_newest_event_or_the_latest_poll() {
+        let mut inbox = Inbox::default();
+        assert_eq!(resume_point(&inbox), (None, None));
+        inbox.horizon = Some(Timestamp::from_unix_millis(1_795_000_000_250));
+        assert_eq!(
+            resume_point(&inbox),
+            (Some("1795000000.250000000".to_owned()), None)
+        );
+        inbox.newest = Some(1_795_000_001_000_000_007);
+        assert_eq!(
+            resume_point(&inbox),
+            (
+                Some("1795000001.000000007".to_owned()),
+                Some(1_795_000_001_000_000_007)
+            )
+        );
+    }
+
+    #[test]
+    fn env_presence_keeps_no_value_and_an_empty_value_is_missing() {
+        let inspect = ContainerInspectResponse {
+            id: Some("c1".into()),
+            state: Some(ContainerState::default()),
+            config: Some(ContainerConfig {
+                env: Some(vec![
+                    "JWT_SECRET=s3cr3t-value".into(),
+                    "EMPTY=".into(),
+                    "JWT_SECRET_FILE=/run/x".into(),
+                ]),
+                ..ContainerConfig::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        let vars = ["JWT_SECRET", "EMPTY", "JWT"].map(String::from);
+        let s = Snapshot::of(inspect, &vars);
+        assert_eq!(s.env_present, vec![true, false, false]);
+        let mut probe = DockerProbe::new(config(&[(
+            "HARVEN_WATCHDOG__DOCKER__ENV_VARS",
+            "JWT_SECRET,EMPTY,JWT",
+        )]));
+        let out = poll(&mut probe, 100, found(s), vec![]);
+        let text = format!("{out:?} {}", serde_json::to_string(&out).expect("json"));
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn engine_errors_never_quote_a_payload() {
+        let e = EngineError::JsonDataError {
+            message: "\"Env\":[\"JWT_SECRET=s3cr3t\"".into(),
+            column: 42,
+        };
+        let f = engine_failure(&e);
+        assert_eq!(f.kind, FailureKind::Malformed);
+        assert!(!f.detail.contains("s3cr3t"), "{}", f.detail);
+        let f = engine_failure(&EngineError::SocketNotFoundError("/x.sock".into()));
+        assert_eq!(f.kind, FailureKind::Connect);
+    }
+
+    #[test]
+    fn image_labels_name_the_image_and_its_short_id() {
+        assert_eq!(
+            short_image_id("sha256:0123456789abcdef").as_deref(),
+            Some("sha256:0123456789ab")
+        );
+        assert_eq!(short_image_id(""), None);
+    }
+}
