@@ -55,7 +55,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as EngineError;
-use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, EventMessage, HealthStatusEnum,
+};
 use bollard::query_parameters::{
     EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     LogsOptionsBuilder, StatsOptionsBuilder,
@@ -147,8 +149,9 @@ struct Tracked {
     count_restarts: u64,
     /// Docker's restart count at the previous poll.
     restart_count: i64,
-    /// `start` events of this ID after `start_floor`, counted since this ID was first seen.
-    event_restarts: u64,
+    /// `start` events of this ID after `start_floor`, counted since this ID was first seen; it starts
+    /// at -1 when the ID was first seen restarting (that start is in Docker's count already).
+    event_restarts: i64,
     /// Start events at or before this engine time belong to the run first seen (see
     /// [`SAME_RUN_SLACK`]).
     start_floor: Nanos,
@@ -351,8 +354,10 @@ impl DockerProbe {
         let mut oom_event = false;
         if let Some(p) = pending.filter(|_| !first_sight) {
             let floor = t.start_floor;
-            t.event_restarts += p.starts.iter().filter(|s| **s > floor).count() as u64;
-            t.event_restarts += p.extra_starts;
+            let new = p.starts.iter().filter(|s| **s > floor).count() as u64 + p.extra_starts;
+            t.event_restarts = t
+                .event_restarts
+                .saturating_add(i64::try_from(new).unwrap_or(i64::MAX));
             oom_event = p.ooms > 0;
         }
         if snap.restart_count >= t.restart_count {
@@ -362,7 +367,9 @@ impl DockerProbe {
             t.count_restarts += 1 + u64::try_from(snap.restart_count).unwrap_or(0);
         }
         t.restart_count = snap.restart_count;
-        let total = t.count_restarts.max(t.event_restarts);
+        let total = t
+            .count_restarts
+            .max(u64::try_from(t.event_restarts).unwrap_or(0));
         let restarts = if first_sight {
             0
         } else {
@@ -537,7 +544,7 @@ impl Tracked {
             id: snap.id.clone(),
             count_restarts: 0,
             restart_count: snap.restart_count,
-            event_restarts: 0,
+            event_restarts: if snap.restarting { -1 } else { 0 },
             start_floor: snap.started_at.unwrap_or(0) + SAME_RUN_SLACK,
             reported_restarts: 0,
             image_id,
@@ -648,7 +655,10 @@ struct Found {
 /// environment value, is dropped right away.
 struct Snapshot {
     id: String,
+    /// Running and not restarting or paused (Docker reports `Running` during a restart backoff).
     running: bool,
+    /// Between a restart-policy decision (already in `restart_count`) and the start it leads to.
+    restarting: bool,
     health: &'static str,
     exit_code: Option<i64>,
     restart_count: i64,
@@ -697,9 +707,18 @@ impl Snapshot {
             Some(HealthStatusEnum::STARTING) => "starting",
             Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) | None => "none",
         };
+        let restarting = state.restarting.unwrap_or(false);
+        let running = match state.status {
+            Some(ContainerStateStatusEnum::RUNNING) => true,
+            Some(ContainerStateStatusEnum::EMPTY) | None => {
+                state.running.unwrap_or(false) && !restarting && !state.paused.unwrap_or(false)
+            }
+            Some(_) => false,
+        };
         Self {
             id: inspect.id.unwrap_or_default(),
-            running: state.running.unwrap_or(false),
+            running,
+            restarting,
             health,
             exit_code: state.exit_code,
             restart_count: inspect.restart_count.unwrap_or(0),
@@ -1200,6 +1219,7 @@ mod tests {
         Snapshot {
             id: id.to_owned(),
             running: true,
+            restarting: false,
             health: "healthy",
             exit_code: Some(0),
             restart_count,
@@ -1325,6 +1345,35 @@ mod tests {
             vec![("c1", starts(&[2_095 * S, 2_100 * S]))],
         );
         assert_eq!(number(&out, "docker.restarts"), 2.0);
+    }
+
+    #[test]
+    fn first_seen_mid_restart_the_pending_start_is_not_counted_twice() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let mut backoff = snap("c1", 1, 100);
+        backoff.running = false;
+        backoff.restarting = true;
+        let out = poll(&mut probe, 102, found(backoff), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        assert!(!boolean(&out, "docker.running"));
+        let out = poll(
+            &mut probe,
+            104,
+            found(snap("c1", 1, 103)),
+            vec![("c1", starts(&[103 * S]))],
+        );
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            0.0,
+            "its start was in the count"
+        );
+        let out = poll(
+            &mut probe,
+            110,
+            found(snap("c1", 2, 108)),
+            vec![("c1", starts(&[108 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
     }
 
     #[test]
