@@ -6,3 +6,4 @@ mod config;
 mod daemon;
 mod image;
 mod peers;
+mod probe_docker;
