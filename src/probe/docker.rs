@@ -15,6 +15,10 @@
 //!   `OOMKilled=false`, and a manual restart resets Docker's restart count to 0. The task records `oom`
 //!   and `start` events per container ID; the next poll counts them into `docker.oom_killed` and
 //!   `docker.restarts`.
+//! - **Engine 20.10's `OOMKilled` flag loses a race** with the exit now and then (a run killed for
+//!   memory exits 137 with `OOMKilled=false`); its `oom` events do not. An exited container whose last
+//!   run had an `oom` event is reported OOM-killed, and a container first seen exited has the `oom`
+//!   events of its last run looked up (a bounded `since`/`until` query of the Engine's event buffer).
 //! - **Bad news arrives early.** Each event of a watched container notifies [`Probe::wake`], so the
 //!   runner polls within about a second instead of waiting for the interval.
 //!
@@ -157,6 +161,9 @@ struct Tracked {
     start_floor: Nanos,
     /// `max(count_restarts, event_restarts)` at the previous poll: what was already reported.
     reported_restarts: u64,
+    /// Engine time of the newest `oom` event of this ID: the last run was OOM-killed when it is at or
+    /// after that run's start.
+    last_oom: Option<Nanos>,
     image_id: String,
     image_label: String,
     /// The last image change seen: the image before it, and when it was seen (watchdog clock).
@@ -187,6 +194,8 @@ struct Pending {
     extra_starts: u64,
     /// `oom` events (the kernel killed a process of the container for memory).
     ooms: u64,
+    /// Engine time of the newest of them.
+    last_oom: Option<Nanos>,
 }
 
 /// Which containers' events matter: the configured names and the compose project.
@@ -331,7 +340,12 @@ impl DockerProbe {
             }
             Seen::Found(found) => *found,
         };
-        let Found { snap, memory, logs } = found;
+        let Found {
+            snap,
+            memory,
+            logs,
+            run_oom,
+        } = found;
         let pending = events.remove(&snap.id);
         let now_ns = nanos_of(now);
         let previous = self.tracked.remove(name);
@@ -352,6 +366,7 @@ impl DockerProbe {
             None => Tracked::first(&snap, now_ns, None),
         };
         let mut oom_event = false;
+        t.last_oom = t.last_oom.max(run_oom);
         if let Some(p) = pending.filter(|_| !first_sight) {
             let floor = t.start_floor;
             let new = p.starts.iter().filter(|s| **s > floor).count() as u64 + p.extra_starts;
@@ -359,7 +374,10 @@ impl DockerProbe {
                 .event_restarts
                 .saturating_add(i64::try_from(new).unwrap_or(i64::MAX));
             oom_event = p.ooms > 0;
+            t.last_oom = t.last_oom.max(p.last_oom);
         }
+        let last_run_oom =
+            !snap.running && matches!((t.last_oom, snap.started_at), (Some(o), Some(s)) if o >= s);
         if snap.restart_count >= t.restart_count {
             t.count_restarts += u64::try_from(snap.restart_count - t.restart_count).unwrap_or(0);
         } else {
@@ -397,7 +415,7 @@ impl DockerProbe {
         out.push(Observation::number(key("docker.restarts"), restarts as f64));
         out.push(Observation::boolean(
             key("docker.oom_killed"),
-            snap.oom_killed || oom_event,
+            snap.oom_killed || oom_event || last_run_oom,
         ));
         out.push(match (snap.running, snap.started_at) {
             (true, Some(s)) => Observation::number(
@@ -547,6 +565,7 @@ impl Tracked {
             event_restarts: if snap.restarting { -1 } else { 0 },
             start_floor: snap.started_at.unwrap_or(0) + SAME_RUN_SLACK,
             reported_restarts: 0,
+            last_oom: None,
             image_id,
             image_label,
             image_change,
@@ -649,6 +668,8 @@ struct Found {
     memory: Option<Result<Option<u64>, Failure>>,
     /// `None` on first sight (counting starts now).
     logs: Option<Result<LogWindow, Failure>>,
+    /// For a container ID first seen not running: the newest `oom` event of its last run.
+    run_oom: Option<Nanos>,
 }
 
 /// The parts of an inspect answer the probe uses. Built so that the answer, which holds every
@@ -743,10 +764,12 @@ fn short_image_id(id: &str) -> Option<String> {
 async fn look(
     docker: &Docker,
     name: &str,
-    log_cursor: Option<Nanos>,
+    known: Option<(&str, Nanos)>,
+    now: Timestamp,
     config: &DockerConfig,
     limit: Duration,
 ) -> Seen {
+    let (known_id, log_cursor) = known.unzip();
     let inspect = docker.inspect_container(name, None::<InspectContainerOptions>);
     let snap = match tokio::time::timeout(limit, inspect).await {
         Err(_) => return Seen::Failed(timeout_failure("inspect", limit)),
@@ -769,8 +792,84 @@ async fn look(
             None => None,
         }
     };
-    let (memory, logs) = futures_util::future::join(memory, logs).await;
-    Seen::Found(Box::new(Found { snap, memory, logs }))
+    let run_oom = async {
+        match snap.started_at {
+            Some(start)
+                if known_id != Some(snap.id.as_str()) && !snap.running && !snap.oom_killed =>
+            {
+                last_run_oom(docker, &snap.id, start, now, limit).await
+            }
+            _ => None,
+        }
+    };
+    let (memory, logs, run_oom) = futures_util::future::join3(memory, logs, run_oom).await;
+    Seen::Found(Box::new(Found {
+        snap,
+        memory,
+        logs,
+        run_oom,
+    }))
+}
+
+/// The newest `oom` event of container `id` from `since` (engine time) to `until`, from the Engine's
+/// event buffer; `None` when there is none or the question fails (then only the state's flag counts).
+async fn last_run_oom(
+    docker: &Docker,
+    id: &str,
+    since: Nanos,
+    until: Timestamp,
+    limit: Duration,
+) -> Option<Nanos> {
+    let filters = HashMap::from([
+        ("type", vec!["container"]),
+        ("container", vec![id]),
+        ("event", vec!["oom"]),
+    ]);
+    // An `until` in the Engine's past makes it answer from its buffer and close the stream at once.
+    let options = EventsOptionsBuilder::new()
+        .filters(&filters)
+        .since(&engine_time(since))
+        .until(&engine_time(nanos_of(until)))
+        .build();
+    let read = async {
+        let mut newest = None;
+        let mut stream = pin!(docker.events(Some(options)));
+        while let Some(item) = stream.next().await {
+            newest = newest.max(event_time(&item.map_err(|e| engine_failure(&e))?));
+        }
+        Ok::<_, Failure>(newest)
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(newest)) => newest,
+        Ok(Err(f)) => {
+            tracing::debug!(container = id, detail = %f, "cannot look up the last run's OOM events");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                container = id,
+                "looking up the last run's OOM events timed out"
+            );
+            None
+        }
+    }
+}
+
+/// An engine time as the events API takes it: `secs.nanos`.
+fn engine_time(ns: Nanos) -> String {
+    format!(
+        "{}.{:09}",
+        ns.div_euclid(NANOS_PER_SEC),
+        ns.rem_euclid(NANOS_PER_SEC)
+    )
+}
+
+/// When the Engine logged `event`, in Unix nanoseconds.
+fn event_time(event: &EventMessage) -> Option<Nanos> {
+    event
+        .time_nano
+        .map(Nanos::from)
+        .or_else(|| event.time.map(|s| Nanos::from(s) * NANOS_PER_SEC))
 }
 
 /// Memory in use as `docker stats` shows it: usage minus the inactive page cache. One-shot stats
@@ -1060,13 +1159,7 @@ fn resume_point(inbox: &Inbox) -> (Option<String>, Option<i64>) {
         (Some(n), Some(h)) => Some(n.max(h)),
         (n, h) => n.or(h),
     };
-    let since = from.map(|ns| {
-        format!(
-            "{}.{:09}",
-            ns.div_euclid(1_000_000_000),
-            ns.rem_euclid(1_000_000_000)
-        )
-    });
+    let since = from.map(|ns| engine_time(Nanos::from(ns)));
     let skip = inbox.newest.filter(|n| Some(*n) == from);
     (since, skip)
 }
@@ -1087,9 +1180,7 @@ fn record(
     if !watch.covers(attributes) {
         return false;
     }
-    let time = event
-        .time_nano
-        .or_else(|| event.time.map(|s| s.saturating_mul(1_000_000_000)));
+    let time = event_time(event).and_then(|t| i64::try_from(t).ok());
     if let (Some(t), Some(skip)) = (time, skip_upto)
         && t <= skip
     {
@@ -1111,7 +1202,10 @@ fn record(
             }
             _ => pending.extra_starts += 1,
         },
-        "oom" => pending.ooms += 1,
+        "oom" => {
+            pending.ooms += 1;
+            pending.last_oom = pending.last_oom.max(time.map(Nanos::from));
+        }
         _ => {}
     }
     true
@@ -1166,8 +1260,8 @@ impl Probe for DockerProbe {
             let config = &self.config;
             let tracked = &self.tracked;
             join_all(names.iter().map(|(name, _)| {
-                let cursor = tracked.get(name).map(|t| t.log_cursor);
-                look(&docker, name, cursor, config, limit)
+                let known = tracked.get(name).map(|t| (t.id.as_str(), t.log_cursor));
+                look(&docker, name, known, now, config, limit)
             }))
             .await
         };
@@ -1238,6 +1332,7 @@ mod tests {
             snap,
             memory: None,
             logs: None,
+            run_oom: None,
         }))
     }
 
@@ -1460,6 +1555,48 @@ mod tests {
         assert!(boolean(&out, "docker.oom_killed"));
         let out = poll(&mut probe, 130, found(snap("c1", 0, 90)), vec![]);
         assert!(!boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn an_exited_run_with_an_oom_event_stays_oom_killed_until_the_next_run() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let out = poll(&mut probe, 100, found(snap("c1", 0, 90)), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+        // Killed for memory, but the Engine's flag lost its race: exit 137, OOMKilled=false.
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        dead.exit_code = Some(137);
+        let oom = Pending {
+            ooms: 1,
+            last_oom: Some(101 * S),
+            ..Pending::default()
+        };
+        let out = poll(&mut probe, 115, found(dead), vec![("c1", oom)]);
+        assert!(boolean(&out, "docker.oom_killed"));
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        let out = poll(&mut probe, 130, found(dead), vec![]);
+        assert!(boolean(&out, "docker.oom_killed"), "still the last run");
+        // Started again (by hand): the new run was not killed.
+        let mut again = snap("c1", 0, 140);
+        again.running = false;
+        let out = poll(&mut probe, 145, found(again), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn a_container_first_seen_exited_counts_the_oom_events_of_its_last_run() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        let seen = Seen::Found(Box::new(Found {
+            snap: dead,
+            memory: None,
+            logs: None,
+            run_oom: Some(91 * S),
+        }));
+        let out = poll(&mut probe, 100, seen, vec![]);
+        assert!(boolean(&out, "docker.oom_killed"));
     }
 
     #[test]
