@@ -67,7 +67,6 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, StatsOptionsBuilder,
 };
 use futures_util::StreamExt;
-use futures_util::future::join_all;
 use tokio::sync::Notify;
 
 use super::Probe;
@@ -90,6 +89,10 @@ const MEMORY_SAMPLES: u32 = 32;
 /// Docker logs the event a few milliseconds after it records `StartedAt`. Restarts this quick are
 /// still counted by the restart count when the restart policy made them.
 const SAME_RUN_SLACK: Nanos = 1_000_000_000;
+
+/// Containers inspected at the same time: a cycle over a typical stack is one round, and a large
+/// compose project cannot open hundreds of Engine connections at once.
+const MAX_CONCURRENT_CONTAINERS: usize = 32;
 
 /// Containers with pending events kept between two polls, at most (events of more are dropped; the
 /// reconcile poll still sees their state).
@@ -116,8 +119,9 @@ pub struct DockerProbe {
     /// What the previous polls saw, by container name; containers gone from the watch list are
     /// dropped at the end of each poll, so this is bounded by the watched containers.
     tracked: HashMap<String, Tracked>,
-    /// Events recorded by the background task, taken by each poll (after its inspections, so an event
-    /// about a change the inspection already shows is at worst counted by the next poll's dedup).
+    /// Events recorded by the background task, taken by each poll after its inspections. An event can
+    /// land on either side of that take; the restart accounting (a cumulative maximum, and a floor at
+    /// the start of the first run seen) counts it once either way.
     inbox: Arc<Mutex<Inbox>>,
     /// Notified on every event of a watched container: the runner polls early.
     wake: Arc<Notify>,
@@ -172,6 +176,8 @@ struct Tracked {
     /// Engine time of the newest log line counted (or of the first sight): lines stamped at or
     /// before it were counted already.
     log_cursor: Nanos,
+    /// The previous poll read as many log lines as it may: logged when this starts and stops.
+    log_capped: bool,
 }
 
 /// Events from the background task, by container ID, waiting for the next poll.
@@ -231,10 +237,11 @@ impl DockerProbe {
         }
     }
 
-    /// Bound on each Engine call. A poll makes at most three in sequence (reachability, inspect,
-    /// then stats and logs together), so one slow container cannot eat the whole poll's budget.
+    /// Bound on each Engine call. A poll makes at most four in sequence (connect, list, inspect,
+    /// then stats, logs and an OOM lookup together), so one slow container cannot eat the whole
+    /// poll's budget.
     fn call_limit(&self) -> Duration {
-        (self.config.timeout / 3).max(Duration::from_millis(100))
+        (self.config.timeout / 4).max(Duration::from_millis(100))
     }
 
     /// Starts the event task unless it runs.
@@ -522,13 +529,16 @@ impl DockerProbe {
                 }
             }
             Some(Ok(window)) => {
-                if window.capped {
+                if window.capped && !t.log_capped {
                     tracing::warn!(
                         container = name,
                         lines = window.lines,
                         "more new log lines than the probe reads per poll; counts are a lower bound"
                     );
+                } else if !window.capped && t.log_capped {
+                    tracing::info!(container = name, "log lines fit the per-poll cap again");
                 }
+                t.log_capped = window.capped;
                 t.log_cursor = t.log_cursor.max(window.newest);
                 for (p, n) in self.config.log_patterns.iter().zip(window.counts) {
                     out.push(Observation::number(pattern_key(&p.name), n as f64));
@@ -571,6 +581,7 @@ impl Tracked {
             image_change,
             memory: MemoryTrend::default(),
             log_cursor,
+            log_capped: false,
         }
     }
 }
@@ -712,15 +723,13 @@ impl Snapshot {
         drop(env);
         let image_id = inspect.image.unwrap_or_default();
         let short_id = short_image_id(&image_id);
-        let image_label = match config.image.filter(|i| !i.is_empty()) {
-            Some(name) if image_id.is_empty() || name == image_id || image_id.ends_with(&name) => {
-                short_id.unwrap_or(name)
-            }
-            Some(name) => match short_id {
-                Some(id) => format!("{name} ({id})"),
-                None => name,
-            },
-            None => short_id.unwrap_or_else(|| "unknown".to_owned()),
+        let image_label = match (config.image.filter(|i| !i.is_empty()), short_id) {
+            // Created from an image ID (full or short): the ID alone says it.
+            (Some(name), Some(id)) if names_image_id(&name, &image_id) => id,
+            (Some(name), Some(id)) => format!("{name} ({id})"),
+            (Some(name), None) => name,
+            (None, Some(id)) => id,
+            (None, None) => "unknown".to_owned(),
         };
         let health = match state.health.and_then(|h| h.status) {
             Some(HealthStatusEnum::HEALTHY) => "healthy",
@@ -752,6 +761,13 @@ impl Snapshot {
             env_present,
         }
     }
+}
+
+/// True when the image reference `name` is the image ID `id` itself, or a prefix of its hex.
+fn names_image_id(name: &str, id: &str) -> bool {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    let name = name.strip_prefix("sha256:").unwrap_or(name);
+    name.len() >= 12 && hex.starts_with(name)
 }
 
 /// `sha256:0123456789ab` from a full image ID.
@@ -1259,11 +1275,19 @@ impl Probe for DockerProbe {
         let seen = {
             let config = &self.config;
             let tracked = &self.tracked;
-            join_all(names.iter().map(|(name, _)| {
-                let known = tracked.get(name).map(|t| (t.id.as_str(), t.log_cursor));
-                look(&docker, name, known, now, config, limit)
-            }))
-            .await
+            // Built into a Vec first: a closure inside the stream would make the poll's future
+            // fail the `Send` check (a higher-ranked lifetime rustc cannot prove).
+            let looks: Vec<_> = names
+                .iter()
+                .map(|(name, _)| {
+                    let known = tracked.get(name).map(|t| (t.id.as_str(), t.log_cursor));
+                    look(&docker, name, known, now, config, limit)
+                })
+                .collect();
+            futures_util::stream::iter(looks)
+                .buffered(MAX_CONCURRENT_CONTAINERS)
+                .collect::<Vec<_>>()
+                .await
         };
         // An Engine that stopped answering mid-poll fails the source, not each container.
         if let Some(Seen::Failed(f)) = seen
@@ -1835,5 +1859,25 @@ mod tests {
             Some("sha256:0123456789ab")
         );
         assert_eq!(short_image_id(""), None);
+        let id = "sha256:0123456789abcdef0123";
+        assert!(names_image_id("0123456789ab", id));
+        assert!(names_image_id(id, id));
+        assert!(!names_image_id("harven/backend:1.4", id));
+        let label = |image: &str| {
+            let inspect = ContainerInspectResponse {
+                image: Some(id.into()),
+                config: Some(ContainerConfig {
+                    image: Some(image.into()),
+                    ..ContainerConfig::default()
+                }),
+                ..ContainerInspectResponse::default()
+            };
+            Snapshot::of(inspect, &[]).image_label
+        };
+        assert_eq!(
+            label("harven/backend:1.4"),
+            "harven/backend:1.4 (sha256:0123456789ab)"
+        );
+        assert_eq!(label("0123456789abcdef"), "sha256:0123456789ab");
     }
 }
