@@ -39,7 +39,7 @@
 //! the second of the newest line it counted and drops every line stamped at or before that line, so the
 //! boundary second is neither lost nor counted twice; at most `log_lines_cap` lines (`tail`) and
 //! [`MAX_LOG_BYTES`] are read per container and poll. A container seen for the first time is counted
-//! from that poll on, not over its whole history.
+//! from that poll on, not over its whole history (its counts are no data until the next poll).
 //!
 //! # What is never read, kept or logged
 //!
@@ -522,10 +522,14 @@ impl DockerProbe {
     ) {
         let pattern_key = |p: &str| key("docker.log_matches").with("pattern", p);
         match logs {
-            // First sight: nothing counted yet; counting starts at this poll.
+            // First sight: nothing counted yet (no data, not 0: a one-shot `diagnose` must not read as
+            // "no errors in the logs"); counting starts at this poll.
             None => {
                 for p in &self.config.log_patterns {
-                    out.push(Observation::number(pattern_key(&p.name), 0.0));
+                    out.push(no_data(
+                        pattern_key(&p.name),
+                        "first look at this container: counting starts now",
+                    ));
                 }
             }
             Some(Ok(window)) => {
