@@ -5,6 +5,7 @@
 //! [`Failure`]; [`poll_once`] adds the overall timeout, so even a probe that forgot one cannot hang the
 //! daemon. [`run`] is the loop the daemon spawns per probe; `diagnose` calls [`poll_once`] directly.
 
+pub mod docker;
 pub mod http;
 pub mod prometheus;
 pub mod redis;
@@ -12,6 +13,7 @@ pub mod status;
 pub mod supabase;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,7 +22,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Timestamp};
@@ -34,6 +36,11 @@ pub trait Probe: Send + 'static {
     fn interval(&self) -> Duration;
     /// Bound on one whole poll; [`poll_once`] enforces it.
     fn timeout(&self) -> Duration;
+    /// A signal to poll before the interval is over (the Docker probe's Engine events); [`run`] waits
+    /// at least [`MIN_POLL_GAP`] between two polls anyway. `None`: the probe only polls on its interval.
+    fn wake(&self) -> Option<Arc<Notify>> {
+        None
+    }
     /// One poll at wall time `now`: what the source says, or why it could not be read.
     fn poll(
         &mut self,
@@ -61,9 +68,13 @@ pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
     }
 }
 
+/// The shortest time between the starts of two polls of one probe, however often it is woken.
+pub const MIN_POLL_GAP: Duration = Duration::from_secs(1);
+
 /// Polls `probe` until `shutdown`, sending every report to `reports` and recording it in `metrics`.
-/// A failing source is logged when it starts and stops failing, not at every poll; every failure is
-/// counted. Ends early if the receiver is gone.
+/// Polls every interval, or sooner when the probe's [`Probe::wake`] fires (not within
+/// [`MIN_POLL_GAP`] of the previous poll). A failing source is logged when it starts and stops
+/// failing, not at every poll; every failure is counted. Ends early if the receiver is gone.
 pub async fn run<P: Probe>(
     mut probe: P,
     clock: Clock,
@@ -72,7 +83,9 @@ pub async fn run<P: Probe>(
     shutdown: CancellationToken,
 ) {
     let mut failing = false;
+    let wake = probe.wake();
     loop {
+        let started = tokio::time::Instant::now();
         let report = tokio::select! {
             r = poll_once(&mut probe, &clock) => r,
             () = shutdown.cancelled() => return,
@@ -95,8 +108,20 @@ pub async fn run<P: Probe>(
         let wait = jittered(probe.interval());
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = woken(wake.as_deref(), started + MIN_POLL_GAP) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Resolves when `wake` is notified, but not before `not_before`; never without a `wake`.
+async fn woken(wake: Option<&Notify>, not_before: tokio::time::Instant) {
+    match wake {
+        Some(wake) => {
+            wake.notified().await;
+            tokio::time::sleep_until(not_before).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -195,6 +220,7 @@ pub enum AnyProbe {
     Redis(redis::RedisProbe),
     Status(status::StatusPageProbe),
     Supabase(supabase::SupabaseProbe),
+    Docker(docker::DockerProbe),
 }
 
 /// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
@@ -228,6 +254,9 @@ pub fn build_all(config: &crate::config::Config) -> Result<Vec<AnyProbe>, BuildE
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
+    probes.push(AnyProbe::Docker(docker::DockerProbe::new(
+        config.docker.clone(),
+    )));
     Ok(probes)
 }
 
@@ -238,6 +267,7 @@ impl Probe for AnyProbe {
             Self::Redis(p) => p.source(),
             Self::Status(p) => p.source(),
             Self::Supabase(p) => p.source(),
+            Self::Docker(p) => p.source(),
         }
     }
 
@@ -247,6 +277,7 @@ impl Probe for AnyProbe {
             Self::Redis(p) => p.interval(),
             Self::Status(p) => p.interval(),
             Self::Supabase(p) => p.interval(),
+            Self::Docker(p) => p.interval(),
         }
     }
 
@@ -256,6 +287,17 @@ impl Probe for AnyProbe {
             Self::Redis(p) => p.timeout(),
             Self::Status(p) => p.timeout(),
             Self::Supabase(p) => p.timeout(),
+            Self::Docker(p) => p.timeout(),
+        }
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        match self {
+            Self::Prometheus(p) => p.wake(),
+            Self::Redis(p) => p.wake(),
+            Self::Status(p) => p.wake(),
+            Self::Supabase(p) => p.wake(),
+            Self::Docker(p) => p.wake(),
         }
     }
 
@@ -265,6 +307,7 @@ impl Probe for AnyProbe {
             Self::Redis(p) => p.poll(now).await,
             Self::Status(p) => p.poll(now).await,
             Self::Supabase(p) => p.poll(now).await,
+            Self::Docker(p) => p.poll(now).await,
         }
     }
 }

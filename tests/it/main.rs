@@ -7,6 +7,7 @@ mod daemon;
 mod diagnose;
 mod image;
 mod peers;
+mod probe_docker;
 mod probe_http;
 mod probe_prometheus;
 mod probe_redis;

@@ -1,0 +1,1887 @@
+//! The Docker probe: the watched containers' state, memory, deploys, secrets' presence and log lines,
+//! read from the Docker Engine API (bollard, over the unix socket or TCP).
+//!
+//! # Events plus a reconcile poll
+//!
+//! Every poll is a full reconcile and the source of truth: the watched containers are the configured
+//! names plus, with `compose_project`, every container labelled `com.docker.compose.project=<it>`; each
+//! is inspected (concurrently, each call under its own timeout) and read for memory (one-shot stats)
+//! and new log lines. Beside the polls, a background task owned by the probe follows the Engine's
+//! event stream (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for two
+//! things the polls alone would get wrong:
+//!
+//! - **Nothing between two polls is lost.** Inspect shows only the current run: an OOM kill of a
+//!   worker process (the container lives on) or of a run the restart policy already replaced leaves
+//!   `OOMKilled=false`, and a manual restart resets Docker's restart count to 0. The task records `oom`
+//!   and `start` events per container ID; the next poll counts them into `docker.oom_killed` and
+//!   `docker.restarts`.
+//! - **Engine 20.10's `OOMKilled` flag loses a race** with the exit now and then (a run killed for
+//!   memory exits 137 with `OOMKilled=false`); its `oom` events do not. An exited container whose last
+//!   run had an `oom` event is reported OOM-killed, and a container first seen exited has the `oom`
+//!   events of its last run looked up (a bounded `since`/`until` query of the Engine's event buffer).
+//! - **Bad news arrives early.** Each event of a watched container notifies [`Probe::wake`], so the
+//!   runner polls within about a second instead of waiting for the interval.
+//!
+//! The task subscribes lazily (on the first poll) and again after the stream breaks (the Engine
+//! restarted, the socket went away), with a doubling backoff, resuming `since` the newest event it had
+//! or the latest poll, whichever is later; events in a gap the Engine no longer replays are only
+//! missed by the event path, never by the reconcile.
+//!
+//! Restarts are counted without double counting: Docker's restart count grows when the restart policy
+//! decides to restart (at `die`), the `start` event comes after the backoff, and both can land on
+//! either side of a poll. The probe keeps two cumulative counts per container ID since it first saw
+//! it, restart-count increases and `start` events after the run it first saw, and reports the growth
+//! of their maximum.
+//!
+//! # Log lines, each counted once
+//!
+//! The logs endpoint filters by `since` in whole seconds. The probe asks with `timestamps=true` from
+//! the second of the newest line it counted and drops every line stamped at or before that line, so the
+//! boundary second is neither lost nor counted twice; at most `log_lines_cap` lines (`tail`) and
+//! [`MAX_LOG_BYTES`] are read per container and poll. A container seen for the first time is counted
+//! from that poll on, not over its whole history (its counts are no data until the next poll).
+//!
+//! # What is never read, kept or logged
+//!
+//! The values of environment variables: only whether `KEY=` with a non-empty value is in the
+//! container's `Config.Env` is kept, and an inspect answer (which holds every value) is never logged or
+//! put in an error. Log lines are matched and dropped, never stored or logged. Failure details use the
+//! probe's own words and the Engine's status, never a body the Engine could have echoed (a JSON error
+//! of bollard can quote the payload).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as EngineError;
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, EventMessage, HealthStatusEnum,
+};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, StatsOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use super::Probe;
+use super::http::error_chain;
+use crate::clock::Timestamp;
+use crate::config::DockerConfig;
+use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
+
+/// The label Docker Compose puts on every container of a project.
+pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+
+/// Most bytes of log output read per container per poll (on top of `log_lines_cap`): a container
+/// logging megabyte lines cannot flood the watchdog's memory. The rest is read by the next poll.
+pub const MAX_LOG_BYTES: usize = 8 << 20;
+
+/// Memory samples kept per container for the growth rate (a ring over `memory_growth_window`).
+const MEMORY_SAMPLES: u32 = 32;
+
+/// A `start` event this close after the run the probe saw is that run's own start, not a restart:
+/// Docker logs the event a few milliseconds after it records `StartedAt`. Restarts this quick are
+/// still counted by the restart count when the restart policy made them.
+const SAME_RUN_SLACK: Nanos = 1_000_000_000;
+
+/// Containers inspected at the same time: a cycle over a typical stack is one round, and a large
+/// compose project cannot open hundreds of Engine connections at once.
+const MAX_CONCURRENT_CONTAINERS: usize = 32;
+
+/// Containers with pending events kept between two polls, at most (events of more are dropped; the
+/// reconcile poll still sees their state).
+const MAX_PENDING_CONTAINERS: usize = 1024;
+
+/// `start` event times kept per container between two polls; more are counted without their time.
+const MAX_PENDING_STARTS: usize = 256;
+
+/// Backoff of the event subscription after a failure, doubling up to the maximum.
+const EVENTS_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const EVENTS_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+const NANOS_PER_SEC: Nanos = 1_000_000_000;
+
+/// Engine wall-clock times (inspect's `StartedAt`, log-line stamps, events) as Unix nanoseconds.
+type Nanos = i128;
+
+/// Polls the Docker Engine for the watched containers.
+pub struct DockerProbe {
+    config: DockerConfig,
+    /// The Engine client: `None` until a poll connects, and again after the Engine could not be
+    /// reached, so the next poll connects afresh (the socket may have been recreated).
+    docker: Option<Docker>,
+    /// What the previous polls saw, by container name; containers gone from the watch list are
+    /// dropped at the end of each poll, so this is bounded by the watched containers.
+    tracked: HashMap<String, Tracked>,
+    /// Events recorded by the background task, taken by each poll after its inspections. An event can
+    /// land on either side of that take; the restart accounting (a cumulative maximum, and a floor at
+    /// the start of the first run seen) counts it once either way.
+    inbox: Arc<Mutex<Inbox>>,
+    /// Notified on every event of a watched container: the runner polls early.
+    wake: Arc<Notify>,
+    /// The event task, spawned by the first poll and aborted when the probe is dropped.
+    events: Option<tokio::task::AbortHandle>,
+}
+
+impl fmt::Debug for DockerProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerProbe")
+            .field("host", &self.config.host)
+            .field("containers", &self.config.containers)
+            .field("compose_project", &self.config.compose_project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for DockerProbe {
+    fn drop(&mut self) {
+        if let Some(task) = self.events.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What the probe remembers about one watched container between polls.
+#[derive(Debug)]
+struct Tracked {
+    /// The container ID; a new ID under the same name is a recreated container (a deploy).
+    id: String,
+    /// Restarts counted from Docker's restart count since this ID was first seen (a manual start
+    /// resets Docker's count to 0; that start counts as one restart).
+    count_restarts: u64,
+    /// Docker's restart count at the previous poll.
+    restart_count: i64,
+    /// `start` events of this ID after `start_floor`, counted since this ID was first seen; it starts
+    /// at -1 when the ID was first seen restarting (that start is in Docker's count already).
+    event_restarts: i64,
+    /// Start events at or before this engine time belong to the run first seen (see
+    /// [`SAME_RUN_SLACK`]).
+    start_floor: Nanos,
+    /// `max(count_restarts, event_restarts)` at the previous poll: what was already reported.
+    reported_restarts: u64,
+    /// Engine time of the newest `oom` event of this ID: the last run was OOM-killed when it is at or
+    /// after that run's start.
+    last_oom: Option<Nanos>,
+    image_id: String,
+    image_label: String,
+    /// The last image change seen: the image before it, and when it was seen (watchdog clock).
+    image_change: Option<(String, Timestamp)>,
+    memory: MemoryTrend,
+    /// Engine time of the newest log line counted (or of the first sight): lines stamped at or
+    /// before it were counted already.
+    log_cursor: Nanos,
+    /// The previous poll read as many log lines as it may: logged when this starts and stops.
+    log_capped: bool,
+}
+
+/// Events from the background task, by container ID, waiting for the next poll.
+#[derive(Debug, Default)]
+struct Inbox {
+    pending: HashMap<String, Pending>,
+    /// Engine time of the newest event recorded: a re-subscription resumes there.
+    newest: Option<i64>,
+    /// Start of the latest poll (watchdog clock): a subscription made after it replays the events
+    /// since then, so the gap between a poll and a (re)subscription loses nothing.
+    horizon: Option<Timestamp>,
+}
+
+/// One container's events since the previous poll.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Engine times of `start` events (at most [`MAX_PENDING_STARTS`]).
+    starts: Vec<Nanos>,
+    /// `start` events beyond the cap, counted without their time.
+    extra_starts: u64,
+    /// `oom` events (the kernel killed a process of the container for memory).
+    ooms: u64,
+    /// Engine time of the newest of them.
+    last_oom: Option<Nanos>,
+}
+
+/// Which containers' events matter: the configured names and the compose project.
+#[derive(Debug, Clone)]
+struct Watch {
+    names: HashSet<String>,
+    project: Option<String>,
+}
+
+impl Watch {
+    fn covers(&self, attributes: &HashMap<String, String>) -> bool {
+        attributes
+            .get("name")
+            .is_some_and(|n| self.names.contains(n))
+            || self
+                .project
+                .as_ref()
+                .is_some_and(|p| attributes.get(COMPOSE_PROJECT_LABEL) == Some(p))
+    }
+}
+
+impl DockerProbe {
+    /// A probe for `config`. Nothing is contacted yet: the first poll connects, so an absent Engine is
+    /// a failing source, never a start-up error.
+    pub fn new(config: DockerConfig) -> Self {
+        Self {
+            config,
+            docker: None,
+            tracked: HashMap::new(),
+            inbox: Arc::default(),
+            wake: Arc::new(Notify::new()),
+            events: None,
+        }
+    }
+
+    /// Bound on each Engine call. A poll makes at most four in sequence (connect, list, inspect,
+    /// then stats, logs and an OOM lookup together), so one slow container cannot eat the whole
+    /// poll's budget.
+    fn call_limit(&self) -> Duration {
+        (self.config.timeout / 4).max(Duration::from_millis(100))
+    }
+
+    /// Starts the event task unless it runs.
+    fn ensure_events_task(&mut self) {
+        if self.events.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let watch = Watch {
+            names: self.config.containers.iter().cloned().collect(),
+            project: self.config.compose_project.clone(),
+        };
+        let task = tokio::spawn(follow_events(
+            self.config.host.clone(),
+            self.config.timeout,
+            watch,
+            Arc::clone(&self.inbox),
+            Arc::clone(&self.wake),
+        ));
+        self.events = Some(task.abort_handle());
+    }
+
+    /// The connected client, connecting first when needed (which also proves the Engine answers).
+    async fn client(&mut self) -> Result<(Docker, bool), Failure> {
+        if let Some(d) = &self.docker {
+            return Ok((d.clone(), false));
+        }
+        let docker = connect(&self.config.host, self.config.timeout)?;
+        let docker = engine_call(self.call_limit(), "version", docker.negotiate_version()).await?;
+        tracing::debug!(host = %self.config.host, "connected to the Docker Engine");
+        self.docker = Some(docker.clone());
+        Ok((docker, true))
+    }
+
+    /// The containers to inspect: `(name, configured)`, configured names first.
+    async fn watched(
+        &self,
+        docker: &Docker,
+        connected: bool,
+    ) -> Result<Vec<(String, bool)>, Failure> {
+        let mut names: Vec<(String, bool)> = self
+            .config
+            .containers
+            .iter()
+            .map(|n| (n.clone(), true))
+            .collect();
+        let Some(project) = &self.config.compose_project else {
+            if !connected {
+                engine_call(self.call_limit(), "ping", docker.ping()).await?;
+            }
+            return Ok(names);
+        };
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{COMPOSE_PROJECT_LABEL}={project}")],
+        )]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = engine_call(
+            self.call_limit(),
+            "list",
+            docker.list_containers(Some(options)),
+        )
+        .await?;
+        let configured: HashSet<String> = self.config.containers.iter().cloned().collect();
+        let mut extra: Vec<String> = listed
+            .iter()
+            .filter_map(|c| c.names.as_ref()?.first())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .filter(|n| !n.is_empty() && !configured.contains(n))
+            .collect();
+        extra.sort();
+        extra.dedup();
+        names.extend(extra.into_iter().map(|n| (n, false)));
+        Ok(names)
+    }
+
+    /// Folds one container's inspection into the state and its observations into `out`.
+    fn apply(
+        &mut self,
+        now: Timestamp,
+        name: &str,
+        configured: bool,
+        seen: Seen,
+        events: &mut HashMap<String, Pending>,
+        out: &mut Vec<Observation>,
+    ) {
+        let key = |n: &'static str| Key::new(n).with("container", name);
+        let found = match seen {
+            Seen::Missing => {
+                // A configured container that does not exist is news; a compose container removed
+                // between the list and the inspection is simply gone.
+                if configured {
+                    out.push(Observation::boolean(key("docker.present"), false));
+                }
+                self.tracked.remove(name);
+                return;
+            }
+            Seen::Failed(f) => {
+                out.push(Observation::new(key("docker.present"), Outcome::Unknown(f)));
+                return;
+            }
+            Seen::Found(found) => *found,
+        };
+        let Found {
+            snap,
+            memory,
+            logs,
+            run_oom,
+        } = found;
+        let pending = events.remove(&snap.id);
+        let now_ns = nanos_of(now);
+        let previous = self.tracked.remove(name);
+
+        // Restarts, image changes and the log cursor, against what the previous poll saw.
+        let first_sight = previous.is_none();
+        let mut t = match previous {
+            Some(p) if p.id == snap.id => p,
+            Some(p) => {
+                // Recreated under the same name: its restarts all happened since the last poll.
+                let count = u64::try_from(snap.restart_count).unwrap_or(0);
+                Tracked {
+                    count_restarts: count,
+                    reported_restarts: 0,
+                    ..Tracked::first(&snap, p.log_cursor, Some(&p))
+                }
+            }
+            None => Tracked::first(&snap, now_ns, None),
+        };
+        let mut oom_event = false;
+        t.last_oom = t.last_oom.max(run_oom);
+        if let Some(p) = pending.filter(|_| !first_sight) {
+            let floor = t.start_floor;
+            let new = p.starts.iter().filter(|s| **s > floor).count() as u64 + p.extra_starts;
+            t.event_restarts = t
+                .event_restarts
+                .saturating_add(i64::try_from(new).unwrap_or(i64::MAX));
+            oom_event = p.ooms > 0;
+            t.last_oom = t.last_oom.max(p.last_oom);
+        }
+        let last_run_oom =
+            !snap.running && matches!((t.last_oom, snap.started_at), (Some(o), Some(s)) if o >= s);
+        if snap.restart_count >= t.restart_count {
+            t.count_restarts += u64::try_from(snap.restart_count - t.restart_count).unwrap_or(0);
+        } else {
+            // Docker resets its count on a manual start: that start, then the new count.
+            t.count_restarts += 1 + u64::try_from(snap.restart_count).unwrap_or(0);
+        }
+        t.restart_count = snap.restart_count;
+        let total = t
+            .count_restarts
+            .max(u64::try_from(t.event_restarts).unwrap_or(0));
+        let restarts = if first_sight {
+            0
+        } else {
+            total.saturating_sub(t.reported_restarts)
+        };
+        t.reported_restarts = total;
+
+        if t.image_id != snap.image_id {
+            t.image_change = Some((t.image_label.clone(), now));
+            t.image_id.clone_from(&snap.image_id);
+        }
+        t.image_label.clone_from(&snap.image_label);
+
+        out.push(Observation::boolean(key("docker.present"), true));
+        out.push(Observation::boolean(key("docker.running"), snap.running));
+        out.push(Observation::text(key("docker.health"), snap.health));
+        out.push(match snap.exit_code {
+            Some(c) => Observation::number(key("docker.exit_code"), c as f64),
+            None => no_data(key("docker.exit_code"), "the Engine reports no exit code"),
+        });
+        out.push(Observation::number(
+            key("docker.restart_count"),
+            snap.restart_count as f64,
+        ));
+        out.push(Observation::number(key("docker.restarts"), restarts as f64));
+        out.push(Observation::boolean(
+            key("docker.oom_killed"),
+            snap.oom_killed || oom_event || last_run_oom,
+        ));
+        out.push(match (snap.running, snap.started_at) {
+            (true, Some(s)) => Observation::number(
+                key("docker.uptime_seconds"),
+                ((now_ns - s).max(0) as f64) / NANOS_PER_SEC as f64,
+            ),
+            (true, None) => no_data(key("docker.uptime_seconds"), "no start time reported"),
+            (false, _) => no_data(key("docker.uptime_seconds"), "not running"),
+        });
+        out.push(Observation::text(key("docker.image"), &snap.image_label));
+        out.push(match &t.image_change {
+            Some((before, _)) => Observation::text(key("docker.previous_image"), before),
+            None => no_data(key("docker.previous_image"), "no image change seen"),
+        });
+        out.push(Observation::boolean(
+            key("docker.recent_deploy"),
+            recent_deploy(
+                &snap,
+                t.image_change.as_ref(),
+                now,
+                self.config.deploy_window,
+            ),
+        ));
+        self.memory_observations(now, &snap, memory, &mut t.memory, &key, out);
+        for (var, present) in self.config.env_vars.iter().zip(&snap.env_present) {
+            out.push(Observation::boolean(
+                key("docker.env_present").with("var", var.as_str()),
+                *present,
+            ));
+        }
+        self.log_observations(name, logs, &mut t, &key, out);
+        self.tracked.insert(name.to_owned(), t);
+    }
+
+    fn memory_observations(
+        &self,
+        now: Timestamp,
+        snap: &Snapshot,
+        memory: Option<Result<Option<u64>, Failure>>,
+        trend: &mut MemoryTrend,
+        key: &dyn Fn(&'static str) -> Key,
+        out: &mut Vec<Observation>,
+    ) {
+        let limit = snap.memory_limit.filter(|l| *l > 0);
+        out.push(match limit {
+            Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
+            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
+        });
+        let used = match memory {
+            None | Some(Ok(None)) => {
+                trend.reset(None);
+                let why = if snap.running {
+                    "the Engine reports no memory usage"
+                } else {
+                    "not running"
+                };
+                for n in [
+                    "docker.memory_bytes",
+                    "docker.memory_ratio",
+                    "docker.memory_growth_bytes_per_hour",
+                ] {
+                    out.push(no_data(key(n), why));
+                }
+                return;
+            }
+            Some(Err(f)) => {
+                for n in [
+                    "docker.memory_bytes",
+                    "docker.memory_ratio",
+                    "docker.memory_growth_bytes_per_hour",
+                ] {
+                    out.push(Observation::new(key(n), Outcome::Unknown(f.clone())));
+                }
+                return;
+            }
+            Some(Ok(Some(used))) => used as f64,
+        };
+        out.push(Observation::number(key("docker.memory_bytes"), used));
+        out.push(match limit {
+            Some(l) => Observation::number(key("docker.memory_ratio"), used / l as f64),
+            None => no_data(key("docker.memory_ratio"), "no memory limit"),
+        });
+        let growth = trend.observe(snap.started_at, now, used, self.config.memory_growth_window);
+        out.push(Observation::new(
+            key("docker.memory_growth_bytes_per_hour"),
+            growth,
+        ));
+    }
+
+    fn log_observations(
+        &self,
+        name: &str,
+        logs: Option<Result<LogWindow, Failure>>,
+        t: &mut Tracked,
+        key: &dyn Fn(&'static str) -> Key,
+        out: &mut Vec<Observation>,
+    ) {
+        let pattern_key = |p: &str| key("docker.log_matches").with("pattern", p);
+        match logs {
+            // First sight: nothing counted yet (no data, not 0: a one-shot `diagnose` must not read as
+            // "no errors in the logs"); counting starts at this poll.
+            None => {
+                for p in &self.config.log_patterns {
+                    out.push(no_data(
+                        pattern_key(&p.name),
+                        "first look at this container: counting starts now",
+                    ));
+                }
+            }
+            Some(Ok(window)) => {
+                if window.capped && !t.log_capped {
+                    tracing::warn!(
+                        container = name,
+                        lines = window.lines,
+                        "more new log lines than the probe reads per poll; counts are a lower bound"
+                    );
+                } else if !window.capped && t.log_capped {
+                    tracing::info!(container = name, "log lines fit the per-poll cap again");
+                }
+                t.log_capped = window.capped;
+                t.log_cursor = t.log_cursor.max(window.newest);
+                for (p, n) in self.config.log_patterns.iter().zip(window.counts) {
+                    out.push(Observation::number(pattern_key(&p.name), n as f64));
+                }
+            }
+            Some(Err(f)) => {
+                for p in &self.config.log_patterns {
+                    out.push(Observation::new(
+                        pattern_key(&p.name),
+                        Outcome::Unknown(f.clone()),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Tracked {
+    /// The state of a container ID seen for the first time; `previous` carries the image history of
+    /// the name (a recreated container).
+    fn first(snap: &Snapshot, log_cursor: Nanos, previous: Option<&Tracked>) -> Self {
+        let (image_id, image_label, image_change) = match previous {
+            Some(p) => (
+                p.image_id.clone(),
+                p.image_label.clone(),
+                p.image_change.clone(),
+            ),
+            None => (snap.image_id.clone(), snap.image_label.clone(), None),
+        };
+        Self {
+            id: snap.id.clone(),
+            count_restarts: 0,
+            restart_count: snap.restart_count,
+            event_restarts: if snap.restarting { -1 } else { 0 },
+            start_floor: snap.started_at.unwrap_or(0) + SAME_RUN_SLACK,
+            reported_restarts: 0,
+            last_oom: None,
+            image_id,
+            image_label,
+            image_change,
+            memory: MemoryTrend::default(),
+            log_cursor,
+            log_capped: false,
+        }
+    }
+}
+
+/// Started within the deploy window by a person or a deployment (Docker's restart count is 0 after
+/// a start through the API, so a restart-policy restart of a crash loop is not a deploy), created
+/// within it, or running another image than before, changed within it.
+fn recent_deploy(
+    snap: &Snapshot,
+    image_change: Option<&(String, Timestamp)>,
+    now: Timestamp,
+    window: Duration,
+) -> bool {
+    let now_ns = nanos_of(now);
+    let window_ns = Nanos::try_from(window.as_nanos()).unwrap_or(Nanos::MAX);
+    let within = |t: Option<Nanos>| t.is_some_and(|t| now_ns - t <= window_ns);
+    (snap.restart_count == 0 && within(snap.started_at))
+        || within(snap.created_at)
+        || image_change.is_some_and(|(_, at)| now.saturating_since(*at) <= window)
+}
+
+fn no_data(key: Key, why: &str) -> Observation {
+    Observation::new(key, Outcome::NoData(why.to_owned()))
+}
+
+/// A ring of `(time, bytes)` samples of the current run, for a growth rate over the window.
+#[derive(Debug, Default)]
+struct MemoryTrend {
+    /// The run (engine `StartedAt`) the samples belong to: a restart starts a new trend.
+    run: Option<Nanos>,
+    samples: VecDeque<(Timestamp, f64)>,
+}
+
+impl MemoryTrend {
+    fn reset(&mut self, run: Option<Nanos>) {
+        self.run = run;
+        self.samples.clear();
+    }
+
+    /// Records `bytes` at `now` and returns the growth rate per hour: from the oldest sample still in
+    /// the window to now. No data until that sample is a tenth of the window old (a rate over a few
+    /// seconds, extrapolated to an hour, is noise). Samples are taken at most every 1/32 of the
+    /// window, so the ring stays small.
+    fn observe(
+        &mut self,
+        run: Option<Nanos>,
+        now: Timestamp,
+        bytes: f64,
+        window: Duration,
+    ) -> Outcome {
+        if self.run != run {
+            self.reset(run);
+        }
+        let horizon = now - window;
+        while self.samples.front().is_some_and(|(t, _)| *t < horizon) {
+            self.samples.pop_front();
+        }
+        let outcome = match self.samples.front() {
+            Some((t, b)) if now.saturating_since(*t) >= window / 10 && now > *t => {
+                let hours = now.saturating_since(*t).as_secs_f64() / 3600.0;
+                Outcome::number((bytes - b) / hours)
+            }
+            _ => Outcome::NoData(format!(
+                "needs samples over a tenth of the {} window",
+                humantime::format_duration(window)
+            )),
+        };
+        let step = window / MEMORY_SAMPLES;
+        if self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_since(*t) >= step)
+        {
+            if self.samples.len() > MEMORY_SAMPLES as usize {
+                self.samples.pop_front();
+            }
+            self.samples.push_back((now, bytes));
+        }
+        outcome
+    }
+}
+
+/// What one inspection found.
+enum Seen {
+    /// The Engine has no container by that name.
+    Missing,
+    /// The inspection failed (timeout, Engine error).
+    Failed(Failure),
+    Found(Box<Found>),
+}
+
+struct Found {
+    snap: Snapshot,
+    /// `None` when not asked (not running); `Ok(None)` when the Engine had no usage figure.
+    memory: Option<Result<Option<u64>, Failure>>,
+    /// `None` on first sight (counting starts now).
+    logs: Option<Result<LogWindow, Failure>>,
+    /// For a container ID first seen not running: the newest `oom` event of its last run.
+    run_oom: Option<Nanos>,
+}
+
+/// The parts of an inspect answer the probe uses. Built so that the answer, which holds every
+/// environment value, is dropped right away.
+struct Snapshot {
+    id: String,
+    /// Running and not restarting or paused (Docker reports `Running` during a restart backoff).
+    running: bool,
+    /// Between a restart-policy decision (already in `restart_count`) and the start it leads to.
+    restarting: bool,
+    health: &'static str,
+    exit_code: Option<i64>,
+    restart_count: i64,
+    oom_killed: bool,
+    started_at: Option<Nanos>,
+    created_at: Option<Nanos>,
+    image_id: String,
+    /// The image as configured and its short ID: `harven/backend:1.4 (sha256:0123456789ab)`.
+    image_label: String,
+    memory_limit: Option<i64>,
+    /// Presence of each configured variable, in `env_vars` order.
+    env_present: Vec<bool>,
+}
+
+impl Snapshot {
+    fn of(inspect: ContainerInspectResponse, env_vars: &[String]) -> Self {
+        let state = inspect.state.unwrap_or_default();
+        let config = inspect.config.unwrap_or_default();
+        let env = config.env.unwrap_or_default();
+        // Only `KEY=` with a non-empty value counts; the value itself is never copied.
+        let env_present = env_vars
+            .iter()
+            .map(|var| {
+                env.iter().any(|e| {
+                    e.split_once('=')
+                        .is_some_and(|(k, v)| k == var && !v.is_empty())
+                })
+            })
+            .collect();
+        drop(env);
+        let image_id = inspect.image.unwrap_or_default();
+        let short_id = short_image_id(&image_id);
+        let image_label = match (config.image.filter(|i| !i.is_empty()), short_id) {
+            // Created from an image ID (full or short): the ID alone says it.
+            (Some(name), Some(id)) if names_image_id(&name, &image_id) => id,
+            (Some(name), Some(id)) => format!("{name} ({id})"),
+            (Some(name), None) => name,
+            (None, Some(id)) => id,
+            (None, None) => "unknown".to_owned(),
+        };
+        let health = match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => "healthy",
+            Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+            Some(HealthStatusEnum::STARTING) => "starting",
+            Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) | None => "none",
+        };
+        let restarting = state.restarting.unwrap_or(false);
+        let running = match state.status {
+            Some(ContainerStateStatusEnum::RUNNING) => true,
+            Some(ContainerStateStatusEnum::EMPTY) | None => {
+                state.running.unwrap_or(false) && !restarting && !state.paused.unwrap_or(false)
+            }
+            Some(_) => false,
+        };
+        Self {
+            id: inspect.id.unwrap_or_default(),
+            running,
+            restarting,
+            health,
+            exit_code: state.exit_code,
+            restart_count: inspect.restart_count.unwrap_or(0),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            started_at: state.started_at.as_deref().and_then(parse_time),
+            created_at: inspect.created.as_deref().and_then(parse_time),
+            image_id,
+            image_label,
+            memory_limit: inspect.host_config.and_then(|h| h.memory),
+            env_present,
+        }
+    }
+}
+
+/// True when the image reference `name` is the image ID `id` itself, or a prefix of its hex.
+fn names_image_id(name: &str, id: &str) -> bool {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    let name = name.strip_prefix("sha256:").unwrap_or(name);
+    name.len() >= 12 && hex.starts_with(name)
+}
+
+/// `sha256:0123456789ab` from a full image ID.
+fn short_image_id(id: &str) -> Option<String> {
+    let (algo, hex) = id.split_once(':').unwrap_or(("sha256", id));
+    (!hex.is_empty()).then(|| format!("{algo}:{}", &hex[..hex.len().min(12)]))
+}
+
+/// Inspects one container and reads its memory and new log lines.
+async fn look(
+    docker: &Docker,
+    name: &str,
+    known: Option<(&str, Nanos)>,
+    now: Timestamp,
+    config: &DockerConfig,
+    limit: Duration,
+) -> Seen {
+    let (known_id, log_cursor) = known.unzip();
+    let inspect = docker.inspect_container(name, None::<InspectContainerOptions>);
+    let snap = match tokio::time::timeout(limit, inspect).await {
+        Err(_) => return Seen::Failed(timeout_failure("inspect", limit)),
+        Ok(Err(EngineError::DockerResponseServerError {
+            status_code: 404, ..
+        })) => return Seen::Missing,
+        Ok(Err(e)) => return Seen::Failed(engine_failure(&e)),
+        Ok(Ok(i)) => Snapshot::of(i, &config.env_vars),
+    };
+    let memory = async {
+        if snap.running {
+            Some(memory_in_use(docker, &snap.id, limit).await)
+        } else {
+            None
+        }
+    };
+    let logs = async {
+        match log_cursor {
+            Some(cursor) => Some(read_logs(docker, &snap.id, cursor, config, limit).await),
+            None => None,
+        }
+    };
+    let run_oom = async {
+        match snap.started_at {
+            Some(start)
+                if known_id != Some(snap.id.as_str()) && !snap.running && !snap.oom_killed =>
+            {
+                last_run_oom(docker, &snap.id, start, now, limit).await
+            }
+            _ => None,
+        }
+    };
+    let (memory, logs, run_oom) = futures_util::future::join3(memory, logs, run_oom).await;
+    Seen::Found(Box::new(Found {
+        snap,
+        memory,
+        logs,
+        run_oom,
+    }))
+}
+
+/// The newest `oom` event of container `id` from `since` (engine time) to `until`, from the Engine's
+/// event buffer; `None` when there is none or the question fails (then only the state's flag counts).
+async fn last_run_oom(
+    docker: &Docker,
+    id: &str,
+    since: Nanos,
+    until: Timestamp,
+    limit: Duration,
+) -> Option<Nanos> {
+    let filters = HashMap::from([
+        ("type", vec!["container"]),
+        ("container", vec![id]),
+        ("event", vec!["oom"]),
+    ]);
+    // An `until` in the Engine's past makes it answer from its buffer and close the stream at once.
+    let options = EventsOptionsBuilder::new()
+        .filters(&filters)
+        .since(&engine_time(since))
+        .until(&engine_time(nanos_of(until)))
+        .build();
+    let read = async {
+        let mut newest = None;
+        let mut stream = pin!(docker.events(Some(options)));
+        while let Some(item) = stream.next().await {
+            newest = newest.max(event_time(&item.map_err(|e| engine_failure(&e))?));
+        }
+        Ok::<_, Failure>(newest)
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(Ok(newest)) => newest,
+        Ok(Err(f)) => {
+            tracing::debug!(container = id, detail = %f, "cannot look up the last run's OOM events");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                container = id,
+                "looking up the last run's OOM events timed out"
+            );
+            None
+        }
+    }
+}
+
+/// An engine time as the events API takes it: `secs.nanos`.
+fn engine_time(ns: Nanos) -> String {
+    format!(
+        "{}.{:09}",
+        ns.div_euclid(NANOS_PER_SEC),
+        ns.rem_euclid(NANOS_PER_SEC)
+    )
+}
+
+/// When the Engine logged `event`, in Unix nanoseconds.
+fn event_time(event: &EventMessage) -> Option<Nanos> {
+    event
+        .time_nano
+        .map(Nanos::from)
+        .or_else(|| event.time.map(|s| Nanos::from(s) * NANOS_PER_SEC))
+}
+
+/// Memory in use as `docker stats` shows it: usage minus the inactive page cache. One-shot stats
+/// (API 1.41+) answer at once instead of waiting for a second CPU sample.
+async fn memory_in_use(docker: &Docker, id: &str, limit: Duration) -> Result<Option<u64>, Failure> {
+    let options = StatsOptionsBuilder::new()
+        .stream(false)
+        .one_shot(true)
+        .build();
+    let read = async {
+        let mut stream = pin!(docker.stats(id, Some(options)));
+        stream.next().await
+    };
+    let stats = match tokio::time::timeout(limit, read).await {
+        Err(_) => return Err(timeout_failure("stats", limit)),
+        Ok(None) => return Err(Failure::new(FailureKind::Malformed, "stats: empty answer")),
+        Ok(Some(Err(e))) => return Err(engine_failure(&e)),
+        Ok(Some(Ok(s))) => s,
+    };
+    let Some(m) = stats.memory_stats else {
+        return Ok(None);
+    };
+    let Some(usage) = m.usage else {
+        return Ok(None);
+    };
+    // cgroup v1 names it total_inactive_file, v2 inactive_file.
+    let inactive = m
+        .stats
+        .as_ref()
+        .and_then(|s| {
+            s.get("total_inactive_file")
+                .or_else(|| s.get("inactive_file"))
+        })
+        .copied()
+        .unwrap_or(0);
+    Ok(Some(usage.saturating_sub(inactive)))
+}
+
+/// The log lines of one poll, counted per pattern.
+#[derive(Debug)]
+struct LogWindow {
+    /// Matching lines per pattern, in `log_patterns` order.
+    counts: Vec<u64>,
+    /// Engine time of the newest line counted (the cursor when none was).
+    newest: Nanos,
+    /// New lines read.
+    lines: u64,
+    /// The read stopped at `log_lines_cap` or [`MAX_LOG_BYTES`]: older new lines were not counted.
+    capped: bool,
+}
+
+impl LogWindow {
+    /// Counts the lines of one chunk stamped after `cursor`. Each line is `<RFC 3339 time> <text>`.
+    fn take(&mut self, chunk: &[u8], cursor: Nanos, patterns: &[crate::config::LogPattern]) {
+        for line in chunk.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let Some(space) = line.iter().position(|b| *b == b' ') else {
+                continue;
+            };
+            let Some(stamp) = std::str::from_utf8(&line[..space])
+                .ok()
+                .and_then(parse_time)
+            else {
+                continue;
+            };
+            if stamp <= cursor {
+                continue;
+            }
+            self.lines += 1;
+            self.newest = self.newest.max(stamp);
+            let text = String::from_utf8_lossy(&line[space + 1..]);
+            for (count, p) in self.counts.iter_mut().zip(patterns) {
+                if p.regex.is_match(&text) {
+                    *count += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the lines logged after `cursor` (stdout and stderr), at most `log_lines_cap` of them.
+async fn read_logs(
+    docker: &Docker,
+    id: &str,
+    cursor: Nanos,
+    config: &DockerConfig,
+    limit: Duration,
+) -> Result<LogWindow, Failure> {
+    // `since` is whole seconds and inclusive: the cursor's own second is asked again and its lines
+    // up to the cursor are dropped by `take`.
+    let since = i32::try_from(cursor.div_euclid(NANOS_PER_SEC))
+        .unwrap_or(i32::MAX)
+        .max(1);
+    let cap = config.log_lines_cap;
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .since(since)
+        .tail(&cap.to_string())
+        .build();
+    let read = async {
+        let mut window = LogWindow {
+            counts: vec![0; config.log_patterns.len()],
+            newest: cursor,
+            lines: 0,
+            capped: false,
+        };
+        let mut stream = pin!(docker.logs(id, Some(options)));
+        let mut bytes = 0usize;
+        let mut received = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let message = match chunk.map_err(|e| engine_failure(&e))? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => message,
+                LogOutput::StdIn { .. } => continue,
+            };
+            bytes += message.len();
+            received += 1;
+            window.take(&message, cursor, &config.log_patterns);
+            if bytes >= MAX_LOG_BYTES {
+                window.capped = true;
+                break;
+            }
+        }
+        // Every line returned is at or after `since`; a full tail may have cut older new lines.
+        if received >= u64::from(cap) && window.lines >= u64::from(cap) {
+            window.capped = true;
+        }
+        Ok(window)
+    };
+    match tokio::time::timeout(limit, read).await {
+        Ok(r) => r,
+        Err(_) => Err(timeout_failure("logs", limit)),
+    }
+}
+
+/// A client for `host` (no request is made). The unix transport checks that the socket exists.
+fn connect(host: &str, timeout: Duration) -> Result<Docker, Failure> {
+    let secs = timeout.as_secs().max(1);
+    let docker = if host.starts_with("unix://") {
+        Docker::connect_with_unix(host, secs, bollard::API_DEFAULT_VERSION)
+    } else {
+        Docker::connect_with_http(host, secs, bollard::API_DEFAULT_VERSION)
+    };
+    docker.map_err(|e| engine_failure(&e))
+}
+
+/// Runs one Engine call under `limit`.
+async fn engine_call<T>(
+    limit: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            let f = engine_failure(&e);
+            Err(Failure::new(f.kind, format!("{what}: {}", f.detail)))
+        }
+        Err(_) => Err(timeout_failure(what, limit)),
+    }
+}
+
+fn timeout_failure(what: &str, limit: Duration) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        format!(
+            "{what}: no answer from the Docker Engine within {}",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
+/// A bollard error as a failure. Bodies are never quoted: a JSON error can hold part of an inspect
+/// answer, and so environment values.
+fn engine_failure(e: &EngineError) -> Failure {
+    use FailureKind::{Connect, Malformed, Other, Status, Timeout};
+    match e {
+        EngineError::SocketNotFoundError(path) => {
+            Failure::new(Connect, format!("no Docker socket at {path}"))
+        }
+        EngineError::HyperLegacyError { .. }
+        | EngineError::HyperResponseError { .. }
+        | EngineError::IOError { .. } => Failure::new(Connect, error_chain(e)),
+        EngineError::RequestTimeoutError => {
+            Failure::new(Timeout, "no answer from the Docker Engine")
+        }
+        EngineError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let message: String = message.chars().take(200).collect();
+            Failure::new(Status, format!("HTTP {status_code}: {message}"))
+        }
+        EngineError::JsonDataError { column, .. } => Failure::new(
+            Malformed,
+            format!("not a Docker Engine answer (invalid JSON near column {column})"),
+        ),
+        EngineError::JsonSerdeError { .. }
+        | EngineError::StrParseError { .. }
+        | EngineError::APIVersionParseError {} => {
+            Failure::new(Malformed, "not a Docker Engine answer")
+        }
+        EngineError::DockerStreamError { .. } => Failure::new(
+            Status,
+            "the Docker Engine broke off the stream with an error",
+        ),
+        other => Failure::new(Other, other.to_string()),
+    }
+}
+
+/// An RFC 3339 UTC time (Docker's, with up to nanoseconds) as Unix nanoseconds; `None` for Docker's
+/// "never" (`0001-01-01T00:00:00Z`) and anything unparsable.
+fn parse_time(s: &str) -> Option<Nanos> {
+    let t = humantime::parse_rfc3339(s).ok()?;
+    let since_epoch = t.duration_since(UNIX_EPOCH).ok()?;
+    Nanos::try_from(since_epoch.as_nanos())
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+fn nanos_of(t: Timestamp) -> Nanos {
+    Nanos::from(t.as_unix_millis()) * 1_000_000
+}
+
+/// Follows the Engine's events until aborted, recording those of watched containers into `inbox`
+/// and waking the runner. Re-subscribes after any failure with a doubling backoff.
+async fn follow_events(
+    host: String,
+    timeout: Duration,
+    watch: Watch,
+    inbox: Arc<Mutex<Inbox>>,
+    wake: Arc<Notify>,
+) {
+    let filters = HashMap::from([
+        ("type", vec!["container"]),
+        (
+            "event",
+            vec!["start", "die", "oom", "restart", "health_status"],
+        ),
+    ]);
+    let mut backoff = EVENTS_BACKOFF_MIN;
+    loop {
+        let (since, skip_upto) = resume_point(&lock(&inbox));
+        let subscribed = Instant::now();
+        match connect(&host, timeout) {
+            Err(f) => tracing::debug!(detail = %f, "Docker events: cannot connect"),
+            Ok(docker) => {
+                let mut options = EventsOptionsBuilder::new().filters(&filters);
+                if let Some(since) = &since {
+                    options = options.since(since);
+                }
+                let mut stream = pin!(docker.events(Some(options.build())));
+                tracing::debug!(since = ?since, "Docker events: subscribed");
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(event) => {
+                            if record(&inbox, &watch, &event, skip_upto) {
+                                wake.notify_one();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(detail = %engine_failure(&e), "Docker events: stream broke");
+                            break;
+                        }
+                    }
+                }
+                tracing::debug!("Docker events: stream ended; subscribing again");
+            }
+        }
+        if subscribed.elapsed() >= EVENTS_BACKOFF_MAX {
+            backoff = EVENTS_BACKOFF_MIN;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(EVENTS_BACKOFF_MAX);
+    }
+}
+
+/// Where a subscription starts (`secs.nanos`, as the Engine accepts), and the engine time up to
+/// which replayed events were recorded already (the Engine's `since` is inclusive).
+fn resume_point(inbox: &Inbox) -> (Option<String>, Option<i64>) {
+    let horizon = inbox
+        .horizon
+        .map(|t| i64::try_from(nanos_of(t)).unwrap_or(i64::MAX));
+    let from = match (inbox.newest, horizon) {
+        (Some(n), Some(h)) => Some(n.max(h)),
+        (n, h) => n.or(h),
+    };
+    let since = from.map(|ns| engine_time(Nanos::from(ns)));
+    let skip = inbox.newest.filter(|n| Some(*n) == from);
+    (since, skip)
+}
+
+/// Records one event if it concerns a watched container; true when the runner should poll early.
+fn record(
+    inbox: &Mutex<Inbox>,
+    watch: &Watch,
+    event: &EventMessage,
+    skip_upto: Option<i64>,
+) -> bool {
+    let Some(actor) = &event.actor else {
+        return false;
+    };
+    let (Some(id), Some(attributes)) = (&actor.id, &actor.attributes) else {
+        return false;
+    };
+    if !watch.covers(attributes) {
+        return false;
+    }
+    let time = event_time(event).and_then(|t| i64::try_from(t).ok());
+    if let (Some(t), Some(skip)) = (time, skip_upto)
+        && t <= skip
+    {
+        return false;
+    }
+    let action = event.action.as_deref().unwrap_or_default();
+    let mut inbox = lock(inbox);
+    if let Some(t) = time {
+        inbox.newest = Some(inbox.newest.map_or(t, |n| n.max(t)));
+    }
+    if !inbox.pending.contains_key(id) && inbox.pending.len() >= MAX_PENDING_CONTAINERS {
+        return true;
+    }
+    let pending = inbox.pending.entry(id.clone()).or_default();
+    match action {
+        "start" => match time {
+            Some(t) if pending.starts.len() < MAX_PENDING_STARTS => {
+                pending.starts.push(Nanos::from(t));
+            }
+            _ => pending.extra_starts += 1,
+        },
+        "oom" => {
+            pending.ooms += 1;
+            pending.last_oom = pending.last_oom.max(time.map(Nanos::from));
+        }
+        _ => {}
+    }
+    true
+}
+
+/// Locks the inbox; a panic while it was held cannot leave it inconsistent (every update is one
+/// assignment), so a poisoned lock is used as is.
+fn lock(inbox: &Mutex<Inbox>) -> MutexGuard<'_, Inbox> {
+    inbox
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Probe for DockerProbe {
+    fn source(&self) -> &str {
+        "docker"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    fn timeout(&self) -> Duration {
+        // The calls of a poll are bounded by `call_limit` each (at most three in sequence); the margin
+        // covers folding the answers.
+        self.config.timeout + Duration::from_millis(500)
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.wake))
+    }
+
+    async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
+        lock(&self.inbox).horizon = Some(now);
+        self.ensure_events_task();
+        let (docker, connected) = match self.client().await {
+            Ok(c) => c,
+            Err(f) => {
+                self.docker = None;
+                return Err(f);
+            }
+        };
+        let names = match self.watched(&docker, connected).await {
+            Ok(n) => n,
+            Err(f) => {
+                self.docker = None;
+                return Err(f);
+            }
+        };
+        let limit = self.call_limit();
+        let seen = {
+            let config = &self.config;
+            let tracked = &self.tracked;
+            // Built into a Vec first: a closure inside the stream would make the poll's future
+            // fail the `Send` check (a higher-ranked lifetime rustc cannot prove).
+            let looks: Vec<_> = names
+                .iter()
+                .map(|(name, _)| {
+                    let known = tracked.get(name).map(|t| (t.id.as_str(), t.log_cursor));
+                    look(&docker, name, known, now, config, limit)
+                })
+                .collect();
+            futures_util::stream::iter(looks)
+                .buffered(MAX_CONCURRENT_CONTAINERS)
+                .collect::<Vec<_>>()
+                .await
+        };
+        // An Engine that stopped answering mid-poll fails the source, not each container.
+        if let Some(Seen::Failed(f)) = seen
+            .iter()
+            .find(|s| matches!(s, Seen::Failed(f) if f.kind == FailureKind::Connect))
+        {
+            let f = f.clone();
+            self.docker = None;
+            return Err(f);
+        }
+        let mut events = std::mem::take(&mut lock(&self.inbox).pending);
+        let mut out = Vec::new();
+        for ((name, configured), seen) in names.iter().zip(seen) {
+            self.apply(now, name, *configured, seen, &mut events, &mut out);
+        }
+        let watched: HashSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        self.tracked
+            .retain(|name, _| watched.contains(name.as_str()));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use bollard::models::{ContainerConfig, ContainerState, EventActor};
+
+    use super::*;
+    use crate::observe::Value;
+
+    const S: Nanos = NANOS_PER_SEC;
+
+    fn config(env: &[(&str, &str)]) -> DockerConfig {
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        crate::config::Config::load_with_env(&[], env)
+            .expect("config")
+            .docker
+    }
+
+    fn t(secs: i64) -> Timestamp {
+        Timestamp::from_unix_millis(secs * 1000)
+    }
+
+    /// A running container `id`, started at `started` (Unix seconds), with Docker's restart count.
+    fn snap(id: &str, restart_count: i64, started: i64) -> Snapshot {
+        Snapshot {
+            id: id.to_owned(),
+            running: true,
+            restarting: false,
+            health: "healthy",
+            exit_code: Some(0),
+            restart_count,
+            oom_killed: false,
+            started_at: Some(Nanos::from(started) * S),
+            created_at: Some(Nanos::from(1_000) * S),
+            image_id: "sha256:aaaa".to_owned(),
+            image_label: "app:1 (sha256:aaaa)".to_owned(),
+            memory_limit: None,
+            env_present: vec![true],
+        }
+    }
+
+    fn found(snap: Snapshot) -> Seen {
+        Seen::Found(Box::new(Found {
+            snap,
+            memory: None,
+            logs: None,
+            run_oom: None,
+        }))
+    }
+
+    fn value(out: &[Observation], name: &str) -> Outcome {
+        out.iter()
+            .find(|o| o.key.name == name)
+            .unwrap_or_else(|| panic!("{name} not observed in {out:?}"))
+            .outcome
+            .clone()
+    }
+
+    fn number(out: &[Observation], name: &str) -> f64 {
+        match value(out, name) {
+            Outcome::Value(Value::Number(n)) => n,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn boolean(out: &[Observation], name: &str) -> bool {
+        match value(out, name) {
+            Outcome::Value(Value::Bool(b)) => b,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    /// One poll of container `app` at `now` with `events` pending.
+    fn poll(
+        probe: &mut DockerProbe,
+        now: i64,
+        seen: Seen,
+        events: Vec<(&str, Pending)>,
+    ) -> Vec<Observation> {
+        let mut events: HashMap<String, Pending> = events
+            .into_iter()
+            .map(|(id, p)| (id.to_owned(), p))
+            .collect();
+        let mut out = Vec::new();
+        probe.apply(t(now), "app", true, seen, &mut events, &mut out);
+        out
+    }
+
+    fn starts(times: &[Nanos]) -> Pending {
+        Pending {
+            starts: times.to_vec(),
+            ..Pending::default()
+        }
+    }
+
+    #[test]
+    fn restarts_are_counted_once_whether_the_count_or_the_event_comes_first() {
+        let mut probe = DockerProbe::new(config(&[]));
+        // First sight: 0, even with a count and a late event of the run it sees.
+        let out = poll(&mut probe, 2_000, found(snap("c1", 4, 1_990)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        assert_eq!(number(&out, "docker.restart_count"), 4.0);
+        let late = starts(&[1_990 * S + 4_000_000]);
+        let out = poll(
+            &mut probe,
+            2_015,
+            found(snap("c1", 4, 1_990)),
+            vec![("c1", late)],
+        );
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            0.0,
+            "the seen run's own start"
+        );
+
+        // The policy counts the restart at `die`; the start (and its event) come after the backoff.
+        let out = poll(&mut probe, 2_030, found(snap("c1", 5, 1_990)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
+        let out = poll(
+            &mut probe,
+            2_045,
+            found(snap("c1", 5, 2_031)),
+            vec![("c1", starts(&[2_031 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 0.0, "not counted twice");
+
+        // A manual restart resets Docker's count to 0: the event counts it, and so does the reset.
+        let out = poll(
+            &mut probe,
+            2_060,
+            found(snap("c1", 0, 2_050)),
+            vec![("c1", starts(&[2_050 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
+
+        // Events lost (stream down): the count alone still shows policy restarts.
+        let out = poll(&mut probe, 2_075, found(snap("c1", 2, 2_070)), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 2.0);
+        // ... and their events arriving later are not counted again.
+        let out = poll(
+            &mut probe,
+            2_090,
+            found(snap("c1", 2, 2_070)),
+            vec![("c1", starts(&[2_065 * S, 2_070 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        // Two manual restarts seen only as events.
+        let out = poll(
+            &mut probe,
+            2_105,
+            found(snap("c1", 0, 2_100)),
+            vec![("c1", starts(&[2_095 * S, 2_100 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 2.0);
+    }
+
+    #[test]
+    fn first_seen_mid_restart_the_pending_start_is_not_counted_twice() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let mut backoff = snap("c1", 1, 100);
+        backoff.running = false;
+        backoff.restarting = true;
+        let out = poll(&mut probe, 102, found(backoff), vec![]);
+        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        assert!(!boolean(&out, "docker.running"));
+        let out = poll(
+            &mut probe,
+            104,
+            found(snap("c1", 1, 103)),
+            vec![("c1", starts(&[103 * S]))],
+        );
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            0.0,
+            "its start was in the count"
+        );
+        let out = poll(
+            &mut probe,
+            110,
+            found(snap("c1", 2, 108)),
+            vec![("c1", starts(&[108 * S]))],
+        );
+        assert_eq!(number(&out, "docker.restarts"), 1.0);
+    }
+
+    #[test]
+    fn a_recreated_container_with_another_image_is_a_deploy_with_a_previous_image() {
+        let mut probe =
+            DockerProbe::new(config(&[("HARVEN_WATCHDOG__DOCKER__DEPLOY_WINDOW", "10m")]));
+        let mut old = snap("c1", 0, 1_000);
+        old.created_at = Some(1_000 * S);
+        let out = poll(&mut probe, 5_000, found(old), vec![]);
+        assert!(!boolean(&out, "docker.recent_deploy"), "started long ago");
+        assert!(matches!(
+            value(&out, "docker.previous_image"),
+            Outcome::NoData(_)
+        ));
+
+        let mut new = snap("c2", 1, 5_010);
+        new.image_id = "sha256:bbbb".into();
+        new.image_label = "app:2 (sha256:bbbb)".into();
+        new.created_at = Some(5_005 * S);
+        let out = poll(&mut probe, 5_015, found(new), vec![]);
+        assert_eq!(
+            value(&out, "docker.previous_image"),
+            Outcome::Value(Value::Text("app:1 (sha256:aaaa)".into()))
+        );
+        assert_eq!(
+            value(&out, "docker.image"),
+            Outcome::Value(Value::Text("app:2 (sha256:bbbb)".into()))
+        );
+        assert!(boolean(&out, "docker.recent_deploy"));
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            1.0,
+            "the new container's restarts all happened since the last poll"
+        );
+
+        // Ten minutes later neither the creation nor the image change is recent.
+        let mut same = snap("c2", 1, 5_010);
+        same.image_id = "sha256:bbbb".into();
+        same.created_at = Some(5_005 * S);
+        let out = poll(&mut probe, 5_700, found(same), vec![]);
+        assert!(!boolean(&out, "docker.recent_deploy"));
+        assert!(matches!(
+            value(&out, "docker.previous_image"),
+            Outcome::Value(_)
+        ));
+    }
+
+    #[test]
+    fn a_crash_loop_restart_is_not_a_deploy_but_a_manual_start_is() {
+        let window = Duration::from_secs(900);
+        let now = t(10_000);
+        let mut s = snap("c1", 3, 9_990);
+        assert!(!recent_deploy(&s, None, now, window), "restart policy");
+        s.restart_count = 0;
+        assert!(
+            recent_deploy(&s, None, now, window),
+            "started through the API"
+        );
+    }
+
+    #[test]
+    fn oom_events_count_after_first_sight_even_when_inspect_says_no() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let oom = || Pending {
+            ooms: 3,
+            ..Pending::default()
+        };
+        let out = poll(
+            &mut probe,
+            100,
+            found(snap("c1", 0, 90)),
+            vec![("c1", oom())],
+        );
+        assert!(
+            !boolean(&out, "docker.oom_killed"),
+            "first sight: state only"
+        );
+        let out = poll(
+            &mut probe,
+            115,
+            found(snap("c1", 0, 90)),
+            vec![("c1", oom())],
+        );
+        assert!(boolean(&out, "docker.oom_killed"));
+        let out = poll(&mut probe, 130, found(snap("c1", 0, 90)), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn an_exited_run_with_an_oom_event_stays_oom_killed_until_the_next_run() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let out = poll(&mut probe, 100, found(snap("c1", 0, 90)), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+        // Killed for memory, but the Engine's flag lost its race: exit 137, OOMKilled=false.
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        dead.exit_code = Some(137);
+        let oom = Pending {
+            ooms: 1,
+            last_oom: Some(101 * S),
+            ..Pending::default()
+        };
+        let out = poll(&mut probe, 115, found(dead), vec![("c1", oom)]);
+        assert!(boolean(&out, "docker.oom_killed"));
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        let out = poll(&mut probe, 130, found(dead), vec![]);
+        assert!(boolean(&out, "docker.oom_killed"), "still the last run");
+        // Started again (by hand): the new run was not killed.
+        let mut again = snap("c1", 0, 140);
+        again.running = false;
+        let out = poll(&mut probe, 145, found(again), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn a_container_first_seen_exited_counts_the_oom_events_of_its_last_run() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let mut dead = snap("c1", 0, 90);
+        dead.running = false;
+        let seen = Seen::Found(Box::new(Found {
+            snap: dead,
+            memory: None,
+            logs: None,
+            run_oom: Some(91 * S),
+        }));
+        let out = poll(&mut probe, 100, seen, vec![]);
+        assert!(boolean(&out, "docker.oom_killed"));
+    }
+
+    #[test]
+    fn a_missing_configured_container_is_only_not_present() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let out = poll(&mut probe, 100, Seen::Missing, vec![]);
+        assert_eq!(out.len(), 1);
+        assert!(!boolean(&out, "docker.present"));
+        let mut out = Vec::new();
+        probe.apply(
+            t(100),
+            "gone",
+            false,
+            Seen::Missing,
+            &mut HashMap::new(),
+            &mut out,
+        );
+        assert!(
+            out.is_empty(),
+            "a compose container removed meanwhile is just gone"
+        );
+    }
+
+    fn line(stamp: &str, text: &str) -> String {
+        format!("{stamp} {text}\n")
+    }
+
+    #[test]
+    fn log_lines_at_or_before_the_cursor_are_not_counted_again() {
+        let cfg = config(&[]);
+        let names: Vec<_> = cfg.log_patterns.iter().map(|p| p.name.clone()).collect();
+        let cursor = parse_time("2026-11-24T21:00:05.5Z").expect("time");
+        let mut w = LogWindow {
+            counts: vec![0; names.len()],
+            newest: cursor,
+            lines: 0,
+            capped: false,
+        };
+        let chunk = [
+            line(
+                "2026-11-24T21:00:05.1Z",
+                "ERROR openai 429 counted last poll",
+            ),
+            line(
+                "2026-11-24T21:00:05.5Z",
+                "ERROR openai 429 the cursor's own line",
+            ),
+            line(
+                "2026-11-24T21:00:05.500000001Z",
+                "ERROR calling OpenAI: 429 Too Many Requests",
+            ),
+            line("2026-11-24T21:00:06Z", "INFO all good"),
+            "no timestamp at all\n".to_owned(),
+        ]
+        .concat();
+        w.take(chunk.as_bytes(), cursor, &cfg.log_patterns);
+        let count = |p: &str| w.counts[names.iter().position(|n| n == p).expect(p)];
+        assert_eq!(w.lines, 2);
+        assert_eq!((count("error"), count("openai"), count("429")), (1, 1, 1));
+        assert_eq!(count("supabase"), 0);
+        assert_eq!(w.newest, parse_time("2026-11-24T21:00:06Z").expect("time"));
+    }
+
+    #[test]
+    fn docker_times_parse_with_any_precision_and_never_is_none() {
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01.000000002Z"),
+            Some(1_000_000_002)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("garbage"), None);
+    }
+
+    #[test]
+    fn memory_growth_needs_a_tenth_of_the_window_and_restarts_with_the_run() {
+        let window = Duration::from_secs(1000);
+        let mut m = MemoryTrend::default();
+        let run = Some(1);
+        assert!(matches!(
+            m.observe(run, t(0), 100.0, window),
+            Outcome::NoData(_)
+        ));
+        assert!(matches!(
+            m.observe(run, t(50), 150.0, window),
+            Outcome::NoData(_)
+        ));
+        // 100 s after the first sample: +3600 bytes over 100 s = 129600 bytes per hour.
+        assert_eq!(
+            m.observe(run, t(100), 3_700.0, window),
+            Outcome::number(129_600.0)
+        );
+        assert!(m.samples.len() <= MEMORY_SAMPLES as usize + 1);
+        // A new run starts over.
+        assert!(matches!(
+            m.observe(Some(2), t(110), 10.0, window),
+            Outcome::NoData(_)
+        ));
+        // Samples older than the window are forgotten; the ring stays bounded.
+        for i in 0..10_000 {
+            let _ = m.observe(Some(2), t(110 + i * 7), 10.0 + i as f64, window);
+        }
+        assert!(
+            m.samples.len() <= MEMORY_SAMPLES as usize + 1,
+            "{}",
+            m.samples.len()
+        );
+        let oldest = m.samples.front().expect("samples").0;
+        assert!(t(110 + 9_999 * 7).saturating_since(oldest) <= window);
+    }
+
+    fn event(action: &str, name: &str, project: Option<&str>, time_nano: i64) -> EventMessage {
+        let mut attributes = HashMap::from([("name".to_owned(), name.to_owned())]);
+        if let Some(p) = project {
+            attributes.insert(COMPOSE_PROJECT_LABEL.to_owned(), p.to_owned());
+        }
+        EventMessage {
+            action: Some(action.to_owned()),
+            actor: Some(EventActor {
+                id: Some(format!("id-{name}")),
+                attributes: Some(attributes),
+            }),
+            time_nano: Some(time_nano),
+            ..EventMessage::default()
+        }
+    }
+
+    #[test]
+    fn events_of_watched_containers_are_recorded_and_replays_skipped() {
+        let inbox = Mutex::new(Inbox::default());
+        let watch = Watch {
+            names: HashSet::from(["app".to_owned()]),
+            project: Some("harven".to_owned()),
+        };
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("start", "app", None, 10),
+            None
+        ));
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("oom", "worker", Some("harven"), 11),
+            None
+        ));
+        assert!(!record(
+            &inbox,
+            &watch,
+            &event("start", "other", Some("x"), 12),
+            None
+        ));
+        assert!(record(
+            &inbox,
+            &watch,
+            &event("health_status: unhealthy", "app", None, 13),
+            None
+        ));
+        // A re-subscription from the newest event skips what it replays up to there.
+        assert!(!record(
+            &inbox,
+            &watch,
+            &event("start", "app", None, 13),
+            Some(13)
+        ));
+        let i = lock(&inbox);
+        assert_eq!(i.pending["id-app"].starts, vec![10]);
+        assert_eq!(i.pending["id-worker"].ooms, 1);
+        assert!(!i.pending.contains_key("id-other"));
+        assert_eq!(i.newest, Some(13));
+    }
+
+    #[test]
+    fn subscriptions_resume_at_the_newest_event_or_the_latest_poll() {
+        let mut inbox = Inbox::default();
+        assert_eq!(resume_point(&inbox), (None, None));
+        inbox.horizon = Some(Timestamp::from_unix_millis(1_795_000_000_250));
+        assert_eq!(
+            resume_point(&inbox),
+            (Some("1795000000.250000000".to_owned()), None)
+        );
+        inbox.newest = Some(1_795_000_001_000_000_007);
+        assert_eq!(
+            resume_point(&inbox),
+            (
+                Some("1795000001.000000007".to_owned()),
+                Some(1_795_000_001_000_000_007)
+            )
+        );
+    }
+
+    #[test]
+    fn env_presence_keeps_no_value_and_an_empty_value_is_missing() {
+        let inspect = ContainerInspectResponse {
+            id: Some("c1".into()),
+            state: Some(ContainerState::default()),
+            config: Some(ContainerConfig {
+                env: Some(vec![
+                    "JWT_SECRET=s3cr3t-value".into(),
+                    "EMPTY=".into(),
+                    "JWT_SECRET_FILE=/run/x".into(),
+                ]),
+                ..ContainerConfig::default()
+            }),
+            ..ContainerInspectResponse::default()
+        };
+        let vars = ["JWT_SECRET", "EMPTY", "JWT"].map(String::from);
+        let s = Snapshot::of(inspect, &vars);
+        assert_eq!(s.env_present, vec![true, false, false]);
+        let mut probe = DockerProbe::new(config(&[(
+            "HARVEN_WATCHDOG__DOCKER__ENV_VARS",
+            "JWT_SECRET,EMPTY,JWT",
+        )]));
+        let out = poll(&mut probe, 100, found(s), vec![]);
+        let text = format!("{out:?} {}", serde_json::to_string(&out).expect("json"));
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
+
+    #[test]
+    fn engine_errors_never_quote_a_payload() {
+        let e = EngineError::JsonDataError {
+            message: "\"Env\":[\"JWT_SECRET=s3cr3t\"".into(),
+            column: 42,
+        };
+        let f = engine_failure(&e);
+        assert_eq!(f.kind, FailureKind::Malformed);
+        assert!(!f.detail.contains("s3cr3t"), "{}", f.detail);
+        let f = engine_failure(&EngineError::SocketNotFoundError("/x.sock".into()));
+        assert_eq!(f.kind, FailureKind::Connect);
+    }
+
+    #[test]
+    fn image_labels_name_the_image_and_its_short_id() {
+        assert_eq!(
+            short_image_id("sha256:0123456789abcdef").as_deref(),
+            Some("sha256:0123456789ab")
+        );
+        assert_eq!(short_image_id(""), None);
+        let id = "sha256:0123456789abcdef0123";
+        assert!(names_image_id("0123456789ab", id));
+        assert!(names_image_id(id, id));
+        assert!(!names_image_id("harven/backend:1.4", id));
+        let label = |image: &str| {
+            let inspect = ContainerInspectResponse {
+                image: Some(id.into()),
+                config: Some(ContainerConfig {
+                    image: Some(image.into()),
+                    ..ContainerConfig::default()
+                }),
+                ..ContainerInspectResponse::default()
+            };
+            Snapshot::of(inspect, &[]).image_label
+        };
+        assert_eq!(
+            label("harven/backend:1.4"),
+            "harven/backend:1.4 (sha256:0123456789ab)"
+        );
+        assert_eq!(label("0123456789abcdef"), "sha256:0123456789ab");
+    }
+}
