@@ -341,3 +341,91 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
 }
+
+/// Sources die under a running daemon: it keeps serving, reports them down, and picks them up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_stays_up_while_its_sources_die_and_recovers_with_them() {
+    use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+    use crate::support::prometheus::PrometheusServer;
+    use crate::support::redis::RedisServer;
+
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Normal).await;
+    let mut prom = PrometheusServer::start(&[backend.target()]).await;
+    let mut redis = RedisServer::start().await;
+    let (prom_url, redis_url) = (prom.url(), redis.url());
+    let d = start_with(&[
+        ("HARVEN_WATCHDOG__PROMETHEUS__URL", &prom_url),
+        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s"),
+        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms"),
+        ("HARVEN_WATCHDOG__REDIS__URL", &redis_url),
+        ("HARVEN_WATCHDOG__REDIS__INTERVAL", "1s"),
+        ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
+    ])
+    .await;
+    let http = client();
+    let metrics = || async {
+        http.get(format!("{}/metrics", d.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body")
+    };
+    let up = |text: &str, probe: &str| {
+        sample(
+            text,
+            &format!("harven_watchdog_probe_up{{probe=\"{probe}\"}}"),
+        )
+    };
+    let wait = |probe: &'static str, want: f64| {
+        let metrics = &metrics;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let text = metrics().await;
+                if up(&text, probe) == Some(want) {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{probe} never reached up={want}:\n{text}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait("prometheus", 1.0).await;
+    wait("redis", 1.0).await;
+
+    prom.kill();
+    redis.kill();
+    wait("prometheus", 0.0).await;
+    wait("redis", 0.0).await;
+    let health = http
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(
+        health.status(),
+        200,
+        "the daemon is up while its sources are down"
+    );
+    let text = metrics().await;
+    assert!(
+        sample(
+            &text,
+            r#"harven_watchdog_probe_errors_total{probe="redis",reason="connect"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+
+    prom.restart().await;
+    redis.restart().await;
+    wait("prometheus", 1.0).await;
+    wait("redis", 1.0).await;
+    d.shutdown.cancel();
+    d.task.await.expect("join").expect("clean stop");
+}
