@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::condition::{self, Truth};
 use crate::observe::{Evidence, Key, Labels, Value};
-use crate::runbook::{Cause, Locale, Runbook, Section};
+use crate::runbook::{Cause, Locale, Role, Runbook, Section};
 
 /// A cause's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -35,6 +35,8 @@ pub struct EvidenceLine {
     /// The condition as text.
     pub condition: String,
     pub weight: f64,
+    /// `evidence`, `supporting` or `against`.
+    pub role: Role,
     /// `holds`, `fails`, `no_data` or `unknown`, over all the instances it selects.
     pub truth: &'static str,
     /// What was observed: `minor`, `status.indicator{page="openai"} = minor`, or why nothing was.
@@ -100,23 +102,35 @@ pub fn diagnose(runbook: &Runbook, section: &Section, ev: &Evidence, locale: Loc
 fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> CauseResult {
     let mut total = 0.0;
     let mut held = 0.0;
+    let mut primary_held = false;
+    let mut contradicted = false;
     let mut any_unknown = false;
     let mut evidence = Vec::new();
     for c in &cause.evidence {
-        total += c.weight;
+        if c.role != Role::Against {
+            total += c.weight;
+        }
         let found = condition::instances(c, ev);
         let holding: Vec<_> = found
             .iter()
             .filter(|(_, t)| matches!(t, Truth::Holds { .. }))
             .collect();
         let (truth, observed) = if !holding.is_empty() {
-            held += c.weight;
+            match c.role {
+                Role::Evidence => {
+                    held += c.weight;
+                    primary_held = true;
+                }
+                Role::Supporting => held += c.weight,
+                Role::Against => contradicted = true,
+            }
             ("holds", values(c, &holding))
         } else if let Some((_, Truth::Unknown { why })) = found
             .iter()
             .find(|(_, t)| matches!(t, Truth::Unknown { .. }))
         {
-            any_unknown = true;
+            // An unknown supporting or contradicting line does not make the cause unknown.
+            any_unknown |= c.role == Role::Evidence;
             ("unknown", why.clone())
         } else if found.iter().all(|(_, t)| matches!(t, Truth::NoData { .. })) {
             let why = match found.first() {
@@ -131,11 +145,14 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
         evidence.push(EvidenceLine {
             condition: condition::describe(c),
             weight: c.weight,
+            role: c.role,
             truth,
             observed,
         });
     }
-    let status = if held > 0.0 {
+    let status = if contradicted {
+        CauseStatus::RuledOut
+    } else if primary_held {
         CauseStatus::Likely
     } else if any_unknown {
         CauseStatus::Unknown

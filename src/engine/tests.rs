@@ -308,3 +308,82 @@ fn bad_deploy_fills_the_rollback_with_the_images() {
         top.commands
     );
 }
+
+#[test]
+fn supporting_evidence_alone_makes_nothing_likely_and_against_rules_out() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    let c = |name| Key::new(name).with("container", "harven-backend");
+    // A healthy stack: the secret is set and Supabase Auth answers, no JWT errors in the logs.
+    ev.apply(report(
+        "docker",
+        0,
+        vec![
+            Observation::boolean(c("docker.env_present").with("var", "JWT_SECRET"), true),
+            Observation::number(c("docker.log_matches").with("pattern", "jwt"), 0.0),
+        ],
+    ));
+    ev.apply(report(
+        "supabase",
+        0,
+        vec![Observation::boolean(Key::new("supabase.auth_ok"), true)],
+    ));
+    let e = eng.evaluate(&ev, at(0));
+    let auth = &section(&e, "auth").diagnosis;
+    let expiry = auth
+        .causes
+        .iter()
+        .find(|x| x.id == "auth.token_expiry")
+        .expect("cause");
+    assert_eq!(
+        expiry.status,
+        CauseStatus::RuledOut,
+        "supporting lines hold, but no evidence does"
+    );
+    assert!(expiry.score > 0.0);
+
+    // JWT errors with the secret set: now expired tokens are likely, with the supporting weight.
+    ev.apply(report(
+        "docker",
+        15,
+        vec![
+            Observation::boolean(c("docker.env_present").with("var", "JWT_SECRET"), true),
+            Observation::number(c("docker.log_matches").with("pattern", "jwt"), 7.0),
+        ],
+    ));
+    let e = eng.evaluate(&ev, at(15));
+    let auth = &section(&e, "auth").diagnosis;
+    assert_eq!(auth.top().map(|x| x.id.as_str()), Some("auth.token_expiry"));
+
+    // An `against` line rules a cause out whatever holds: a runbook whose traffic surge is ruled out
+    // while the backend's target is down (its rate cannot be trusted then).
+    let text = crate::runbook::DEFAULT_RUNBOOK.replacen(
+        r#"{ obs = "prometheus.request_rate_ratio", op = ">", value = 3.0, weight = 3 },"#,
+        r#"{ obs = "prometheus.request_rate_ratio", op = ">", value = 3.0, weight = 3 },
+  { obs = "prometheus.backend_up", op = "==", value = false, role = "against" },"#,
+        1,
+    );
+    let rb = Arc::new(Runbook::parse(&text, "test").expect("valid"));
+    let mut eng = Engine::new(rb, Locale::En);
+    let mut ev = Evidence::new();
+    let up = |b| {
+        Observation::boolean(
+            Key::new("prometheus.backend_up").with("instance", "backend:8000"),
+            b,
+        )
+    };
+    let ratio = Observation::number(Key::new("prometheus.request_rate_ratio"), 6.0);
+    ev.apply(report("prometheus", 0, vec![ratio.clone(), up(true)]));
+    let surge = |e: &Evaluation| {
+        section(e, "latency")
+            .diagnosis
+            .causes
+            .iter()
+            .find(|c| c.id == "latency.traffic_surge")
+            .expect("cause")
+            .status
+    };
+    assert_eq!(surge(&eng.evaluate(&ev, at(0))), CauseStatus::Likely);
+    ev.apply(report("prometheus", 15, vec![ratio, up(false)]));
+    assert_eq!(surge(&eng.evaluate(&ev, at(15))), CauseStatus::RuledOut);
+}

@@ -13,7 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use model::{
-    Cause, Condition, Link, Locale, Op, Operand, Rule, Runbook, Section, Severity, Text, Vendor,
+    Cause, Condition, Link, Locale, Op, Operand, Role, Rule, Runbook, Section, Severity, Text,
+    Vendor,
 };
 
 use crate::observe::{self, Kind};

@@ -161,9 +161,27 @@ pub struct Condition {
     /// How much this evidence counts when ranking causes (default 1).
     #[serde(default = "one")]
     pub weight: f64,
+    /// What this condition does for a cause (evidence conditions only).
+    #[serde(default)]
+    pub role: Role,
     /// A name for this value in commands' placeholders (context conditions).
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// The part a condition plays in a cause's evidence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Points to the cause: when it holds, the cause is likely.
+    #[default]
+    Evidence,
+    /// Adds weight when it holds, but does not make the cause likely on its own (it tells causes
+    /// apart: "the secret is set" favours expired tokens over a missing secret).
+    Supporting,
+    /// Rules the cause out when it holds, whatever else does ("OpenAI reports an outage" rules out
+    /// our own quota).
+    Against,
 }
 
 fn one() -> f64 {
