@@ -17,6 +17,8 @@
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
+//! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
+//!   maintenance windows, long-lived secrets.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
@@ -39,6 +41,7 @@ pub mod probe;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod store;
 pub mod watch;
 
 pub use daemon::{RunError, run};

@@ -11,3 +11,4 @@ mod probe_http;
 mod probe_prometheus;
 mod probe_redis;
 mod scenarios;
+mod store;
