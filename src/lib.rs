@@ -19,6 +19,8 @@
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
 //!   maintenance windows, long-lived secrets.
+//! - [`notify`]: the sender: durably queued emails out through SMTP (or `.eml` files), retried with
+//!   backoff, at most once per key, over-budget ones as one digest.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
@@ -36,6 +38,7 @@ pub mod http;
 pub mod incident;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod observe;
 pub mod probe;
 pub mod runbook;
