@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod diagnose;
 mod image;
+mod notify;
 mod peers;
 mod probe_http;
 mod probe_prometheus;
