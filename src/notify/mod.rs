@@ -422,7 +422,7 @@ pub async fn run<T: Transport>(
             Ok(Round::Idle(next)) => next,
             Ok(Round::Stop) => return,
             Err(e) => {
-                tracing::error!(error = %e, reason = e.metric_label(), retry_in = ?STORE_RETRY, "email sender cannot use the store");
+                tracing::error!(error = %e, reason = e.metric_label(), retry_in = ?STORE_RETRY, "email sender round failed");
                 tokio::select! {
                     () = tokio::time::sleep(STORE_RETRY) => continue,
                     () = shutdown.cancelled() => return,
@@ -440,6 +440,27 @@ pub async fn run<T: Transport>(
             () = sleep => {}
             () = wake.notified() => {}
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Why a round of the sender stopped early; the loop logs it and tries again after [`STORE_RETRY`].
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the digest of {incident}: {detail}")]
+    Digest { incident: String, detail: String },
+    #[error("the runtime is shutting down")]
+    Cancelled,
+}
+
+impl RoundError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.metric_label(),
+            Self::Digest { .. } => "digest",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -466,21 +487,22 @@ struct Sender<T> {
 }
 
 /// Runs `f` on the blocking pool with the store.
-async fn blocking<T, F>(store: &Arc<Store>, f: F) -> Result<T, StoreError>
+async fn blocking<T, E, F>(store: &Arc<Store>, f: F) -> Result<T, RoundError>
 where
     T: Send + 'static,
-    F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    E: Into<RoundError> + Send + 'static,
+    F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
 {
     let store = Arc::clone(store);
     match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(r) => r,
+        Ok(r) => r.map_err(Into::into),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Corrupt(format!("store task cancelled: {e}"))),
+        Err(_) => Err(RoundError::Cancelled),
     }
 }
 
 impl<T: Transport> Sender<T> {
-    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Round, StoreError> {
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Round, RoundError> {
         self.record_unrecorded().await?;
         self.release_digests().await?;
 
@@ -499,7 +521,7 @@ impl<T: Transport> Sender<T> {
         let metrics = self.metrics.clone();
         blocking(&self.store, move |s| {
             metrics.set_depth(s);
-            Ok(())
+            Ok::<_, StoreError>(())
         })
         .await?;
         if full {
@@ -514,7 +536,7 @@ impl<T: Transport> Sender<T> {
                 .into_iter()
                 .map(|slot| slot.at)
                 .min();
-            Ok(retry.into_iter().chain(digest).min())
+            Ok::<_, StoreError>(retry.into_iter().chain(digest).min())
         })
         .await?;
         Ok(Round::Idle(next))
@@ -556,7 +578,7 @@ impl<T: Transport> Sender<T> {
         &mut self,
         entry: &OutboxEntry,
         result: Result<(), SendError>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RoundError> {
         let now = self.clock.now();
         let attempt = entry.attempts + 1;
         let key = entry.key.clone();
@@ -597,7 +619,7 @@ impl<T: Transport> Sender<T> {
     }
 
     /// Marks sent what the server accepted while the store was failing.
-    async fn record_unrecorded(&mut self) -> Result<(), StoreError> {
+    async fn record_unrecorded(&mut self) -> Result<(), RoundError> {
         while let Some((key, at)) = self.unrecorded.last().cloned() {
             blocking(&self.store, move |s| s.mark_sent(&key, at)).await?;
             self.unrecorded.pop();
@@ -606,7 +628,7 @@ impl<T: Transport> Sender<T> {
     }
 
     /// Replaces the held emails of every incident whose budget has room by one digest each.
-    async fn release_digests(&self) -> Result<(), StoreError> {
+    async fn release_digests(&self) -> Result<(), RoundError> {
         let now = self.clock.now();
         let budget = self.config.max_emails_per_hour;
         let slots = blocking(&self.store, move |s| s.digest_slots(now, budget)).await?;
@@ -620,9 +642,13 @@ impl<T: Transport> Sender<T> {
                     return Ok(None);
                 }
                 let key = s.next_digest_key(&incident)?;
-                let digest =
-                    digest::build(&key, &held, &from, now, locale).map_err(StoreError::Corrupt)?;
-                Ok(s.release_held(&digest, now)?.then_some((key, held.len())))
+                let digest = digest::build(&key, &held, &from, now, locale).map_err(|detail| {
+                    RoundError::Digest {
+                        incident: incident.clone(),
+                        detail,
+                    }
+                })?;
+                Ok::<_, RoundError>(s.release_held(&digest, now)?.then_some((key, held.len())))
             })
             .await?;
             if let Some((key, n)) = released {

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE status = 'pending';
     CREATE INDEX outbox_by_incident ON outbox (incident, created_at);
+    CREATE INDEX outbox_held ON outbox (incident) WHERE status = 'held';
 
     CREATE TABLE windows (
         id         INTEGER PRIMARY KEY AUTOINCREMENT,
