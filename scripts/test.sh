@@ -3,7 +3,7 @@
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
-#      python3-aiosmtpd, docker.io, busybox-static, ca-certificates, iptables);
+#      python3-aiosmtpd, docker.io, busybox-static, ca-certificates, iptables, openssl);
 #   2. starts dockerd when the Docker Engine does not answer;
 #   3. runs scripts/build-image.sh when it exists and is executable;
 #   4. runs cargo fmt --check, clippy (warnings are errors) and every test
@@ -49,6 +49,8 @@ fi
 pkg_installed busybox-static || missing+=(busybox-static)
 pkg_installed ca-certificates || missing+=(ca-certificates)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+# The SMTP TLS tests make a test CA and a server certificate with the openssl command.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]} > 0)); then
     log "installing missing test peers: ${missing[*]}"

@@ -17,6 +17,10 @@
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
+//! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
+//!   maintenance windows, long-lived secrets.
+//! - [`notify`]: the sender: durably queued emails out through SMTP (or `.eml` files), retried with
+//!   backoff, at most once per key, over-budget ones as one digest.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
@@ -34,11 +38,13 @@ pub mod http;
 pub mod incident;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod observe;
 pub mod probe;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod store;
 pub mod watch;
 
 pub use daemon::{RunError, run};

@@ -134,6 +134,8 @@ pub struct RawSmtp {
     pub password_file: Option<String>,
     pub from: String,
     pub timeout: String,
+    /// An extra root CA (PEM) trusted for the SMTP server, for a private relay with its own CA.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

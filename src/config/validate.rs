@@ -176,6 +176,9 @@ pub struct SmtpServer {
     /// Username and password, when the server wants a login.
     pub credentials: Option<(String, Secret)>,
     pub timeout: Duration,
+    /// An extra root CA (PEM file) trusted besides the system's, for a private relay. Checked at
+    /// load to be a readable file holding at least one certificate.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the SMTP connection is protected. There is no opportunistic mode: a configured TLS mode that the
@@ -883,6 +886,39 @@ fn check_smtp(
         (None, Some(None)) => Some(None),
         (_, None) => None,
     };
+    let ca_file = match raw.ca_file {
+        None => Some(None),
+        Some(text) => {
+            let path = resolve((c.origin_of)("smtp.ca_file").base_dir(), &text);
+            match std::fs::read_to_string(&path) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
+                    if tls == Some(TlsMode::None) {
+                        c.problem(
+                            "smtp.ca_file",
+                            "is only used with smtp.tls = \"starttls\" or \"tls\"",
+                        );
+                        None
+                    } else {
+                        Some(Some(path))
+                    }
+                }
+                Ok(_) => {
+                    c.problem(
+                        "smtp.ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.problem(
+                        "smtp.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    };
     let transport = match raw.host {
         None => Some(EmailTransport::Files {
             dir: store?.data_dir().join("outbox"),
@@ -897,6 +933,7 @@ fn check_smtp(
             tls: tls?,
             credentials: credentials?,
             timeout: timeout?,
+            ca_file: ca_file?,
         })),
     };
     Some(SmtpConfig {

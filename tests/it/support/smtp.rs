@@ -7,7 +7,14 @@
 //! (`/usr/bin/python3`, not a pyenv `python3` on PATH), and `DIR` must not exist beforehand
 //! (Maildir only creates `cur/new/tmp` when it creates `DIR` itself).
 //!
-//! The server speaks plaintext SMTP without authentication.
+//! The server speaks plaintext SMTP without authentication by default;
+//! [`SmtpServer::start_with`] adds STARTTLS (`--tlscert/--tlskey`) or implicit TLS
+//! (`--smtpscert/--smtpskey`) with a certificate from [`TestCa`], a CA and a leaf certificate
+//! for `localhost`/`127.0.0.1` made with the `openssl` command.
+//!
+//! [`ScriptedSmtp`] is a tiny in-process SMTP responder for what aiosmtpd will not do on
+//! request: refuse a recipient with a 5xx, or refuse a login (echoing the credentials back, as
+//! a careless server might).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,11 +28,24 @@ use super::STARTUP_TIMEOUT;
 /// The interpreter that has Debian's aiosmtpd module.
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// How the test SMTP server protects connections.
+#[derive(Debug, Clone, Default)]
+pub enum SmtpTls {
+    /// Plaintext only (STARTTLS is not offered).
+    #[default]
+    None,
+    /// STARTTLS offered (and required before mail) with this certificate chain and key.
+    Starttls { cert: PathBuf, key: PathBuf },
+    /// Implicit TLS (SMTPS) from the first byte.
+    Implicit { cert: PathBuf, key: PathBuf },
+}
+
 /// A running aiosmtpd server; killed (and its temp dir with the mail removed) on drop.
 pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    tls: SmtpTls,
 }
 
 impl SmtpServer {
@@ -33,6 +53,12 @@ impl SmtpServer {
     /// banner. Panics with a clear message when `/usr/bin/python3` or its aiosmtpd module is
     /// missing, or when the server does not start.
     pub async fn start() -> SmtpServer {
+        Self::start_with(SmtpTls::None).await
+    }
+
+    /// Like [`start`](Self::start), with STARTTLS or implicit TLS. For implicit TLS, readiness
+    /// is the port accepting connections (the banner comes only after a TLS handshake).
+    pub async fn start_with(tls: SmtpTls) -> SmtpServer {
         super::require_program(PYTHON, "python3-aiosmtpd");
         let dir = tempfile::Builder::new()
             .prefix("hwtest-smtp-")
@@ -42,6 +68,7 @@ impl SmtpServer {
             child: None,
             port: 0,
             dir,
+            tls,
         };
         let mut last_error = String::new();
         for _attempt in 0..5 {
@@ -178,9 +205,24 @@ impl SmtpServer {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
-        let child = Command::new(PYTHON)
+        let mut command = Command::new(PYTHON);
+        command
             .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("127.0.0.1:{}", self.port));
+        match &self.tls {
+            SmtpTls::None => {}
+            SmtpTls::Starttls { cert, key } => {
+                command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+            }
+            SmtpTls::Implicit { cert, key } => {
+                command
+                    .arg("--smtpscert")
+                    .arg(cert)
+                    .arg("--smtpskey")
+                    .arg(key);
+            }
+        }
+        let child = command
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(self.maildir())
             .env("PYTHONUNBUFFERED", "1")
@@ -196,6 +238,7 @@ impl SmtpServer {
             })?;
         self.child = Some(child);
         let port = self.port;
+        let implicit = matches!(self.tls, SmtpTls::Implicit { .. });
         let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
             let exit = self
                 .child
@@ -205,7 +248,12 @@ impl SmtpServer {
                 if let Some(status) = exit {
                     return Some(Err(status));
                 }
-                banner(port).await.then_some(Ok(()))
+                let up = if implicit {
+                    accepts(port).await
+                } else {
+                    banner(port).await
+                };
+                up.then_some(Ok(()))
             }
         })
         .await;
@@ -243,6 +291,17 @@ impl Drop for SmtpServer {
     }
 }
 
+/// True when the port accepts a TCP connection (for an implicit-TLS server, whose greeting
+/// only comes after a handshake).
+async fn accepts(port: u16) -> bool {
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok())
+}
+
 /// Connects, reads the greeting and says QUIT; true when the greeting starts with `220`.
 async fn banner(port: u16) -> bool {
     let attempt = async {
@@ -260,6 +319,280 @@ async fn banner(port: u16) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+/// A test certificate authority and a leaf certificate it signed for `localhost` and
+/// `127.0.0.1`, made with the `openssl` command in a temp dir (removed on drop). A single
+/// self-signed certificate would not do: rustls refuses a CA certificate used as the server's
+/// own (`CaUsedAsEndEntity`).
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Generates the CA and the leaf (P-256 keys, valid for two days).
+    pub fn generate() -> TestCa {
+        super::require_program("openssl", "openssl");
+        let dir = tempfile::Builder::new()
+            .prefix("hwtest-ca-")
+            .tempdir()
+            .expect("create a temp dir for the test CA");
+        let ca = TestCa { dir };
+        std::fs::write(
+            ca.path("leaf.ext"),
+            "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\n\
+             subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("write the leaf extensions");
+        ca.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=harven test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        ca.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        ca.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        ca
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The CA certificate (PEM): what a client must trust.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// The server's certificate (PEM), signed by the CA.
+    pub fn leaf_pem(&self) -> PathBuf {
+        self.path("leaf.pem")
+    }
+
+    /// The server's private key (PEM).
+    pub fn leaf_key(&self) -> PathBuf {
+        self.path("leaf.key")
+    }
+
+    /// STARTTLS with the leaf certificate, for [`SmtpServer::start_with`].
+    pub fn starttls(&self) -> SmtpTls {
+        SmtpTls::Starttls {
+            cert: self.leaf_pem(),
+            key: self.leaf_key(),
+        }
+    }
+
+    /// Implicit TLS with the leaf certificate, for [`SmtpServer::start_with`].
+    pub fn implicit(&self) -> SmtpTls {
+        SmtpTls::Implicit {
+            cert: self.leaf_pem(),
+            key: self.leaf_key(),
+        }
+    }
+}
+
+/// What a [`ScriptedSmtp`] answers where it does not simply say `250`.
+#[derive(Debug, Clone, Default)]
+pub struct Script {
+    /// The reply to every `RCPT TO` (e.g. `550 5.1.1 no such user`); `None`: `250`.
+    pub rcpt_reply: Option<String>,
+    /// Advertise `AUTH PLAIN LOGIN` and answer every `AUTH` with this reply, followed by the
+    /// command line it got and its base64 argument decoded — a careless server echoing the
+    /// credentials, so tests can prove the client never repeats them.
+    pub auth_reply: Option<String>,
+}
+
+/// A tiny SMTP responder on 127.0.0.1 (in-process, plaintext) that follows a [`Script`] and
+/// records every command line it receives. Stops on drop.
+pub struct ScriptedSmtp {
+    port: u16,
+    commands: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ScriptedSmtp {
+    pub async fn start(script: Script) -> ScriptedSmtp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the scripted SMTP responder");
+        let port = listener.local_addr().expect("local addr").port();
+        let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = commands.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(scripted_session(stream, script.clone(), log.clone()));
+            }
+        });
+        ScriptedSmtp {
+            port,
+            commands,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every command line received so far (DATA contents excluded).
+    pub fn commands(&self) -> Vec<String> {
+        self.commands.lock().expect("commands lock").clone()
+    }
+
+    /// How many received command lines start with `verb` (case-insensitive), e.g. `RCPT`.
+    pub fn count(&self, verb: &str) -> usize {
+        self.commands()
+            .iter()
+            .filter(|c| {
+                c.get(..verb.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(verb))
+            })
+            .count()
+    }
+}
+
+impl Drop for ScriptedSmtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn scripted_session(
+    stream: tokio::net::TcpStream,
+    script: Script,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    if write.write_all(b"220 scripted ESMTP\r\n").await.is_err() {
+        return;
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let command = line.trim_end().to_owned();
+        log.lock().expect("commands lock").push(command.clone());
+        let verb = command
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "EHLO" => {
+                if script.auth_reply.is_some() {
+                    "250-scripted\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME".to_owned()
+                } else {
+                    "250-scripted\r\n250 8BITMIME".to_owned()
+                }
+            }
+            "AUTH" => {
+                use base64::Engine as _;
+                let arg = command.split_whitespace().nth(2).unwrap_or("");
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(arg)
+                    .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                    .unwrap_or_default();
+                let base = script
+                    .auth_reply
+                    .clone()
+                    .unwrap_or_else(|| "502 5.5.1 no AUTH here".to_owned());
+                format!("{base} (you sent {command} = {decoded})")
+            }
+            "RCPT" => script
+                .rcpt_reply
+                .clone()
+                .unwrap_or_else(|| "250 2.1.5 ok".to_owned()),
+            "DATA" => {
+                if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                    return;
+                }
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line.trim_end() == "." => break,
+                        Ok(_) => {}
+                    }
+                }
+                "250 2.0.0 queued".to_owned()
+            }
+            "QUIT" => {
+                let _ = write.write_all(b"221 bye\r\n").await;
+                return;
+            }
+            _ => "250 ok".to_owned(),
+        };
+        if write
+            .write_all(format!("{reply}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// One message as the SMTP server stored it.

@@ -1,0 +1,660 @@
+//! The sender: emails go out only after they are durably recorded, at most once per key, retried
+//! until the server takes them.
+//!
+//! # The pipeline's end
+//!
+//! The escalation policy produces pages; the pipeline renders them and calls [`enqueue`], which commits
+//! the incidents and the emails in one store transaction ([`Store::commit`]) and wakes the sender. The
+//! sender ([`run`]) never sees a page that is not on disk, and nothing else sends email.
+//!
+//! # Exactly once per key, at least once across a crash
+//!
+//! Each email is keyed by its page key (`<incident>/<level>/<event>/<n>`), `UNIQUE` in the store's
+//! outbox, which is also the sent ledger: a key already there is never queued again, so neither the
+//! engine asking twice nor a restart repeats a page. The sender marks a row `sent` right after the
+//! server's `250`. A crash between that `250` and the mark is the one window left: after the restart
+//! that one message is sent again (at-least-once for it, never lost). The stored bytes are resent
+//! unchanged, with the same `Message-ID`, so mail clients thread the duplicate onto the original.
+//!
+//! # Retries and failures
+//!
+//! A retryable failure (4xx, timeout, refused or dropped connection) keeps the row `pending` with
+//! `next_attempt_at` pushed back by [`Backoff`] (2 s doubling to 5 min, with jitter) and `attempts`
+//! counted. A permanent failure (5xx, TLS or configuration) marks it `failed`; it is logged at error
+//! level and counted in `harven_watchdog_emails_total{result="failed"}`. All retry state lives in the
+//! store: the sender holds nothing per email between rounds, so memory does not grow however long the
+//! SMTP server is down, and a restart resumes the schedule where it was.
+//!
+//! # Budget and digest
+//!
+//! [`Store::commit`] holds an incident's emails beyond `max_emails_per_hour` (never a `resolved`).
+//! When the incident's rolling hour frees up, the sender replaces all its held emails by one digest
+//! (key `<incident>/digest/<n>`) listing each one's subject and first lines, threaded with the
+//! incident; the held rows become `digested`.
+//!
+//! # Timing
+//!
+//! The sender is a deadline loop: it sends what is due, then sleeps until the earliest of the next
+//! retry and the next digest slot (both read from the store, on the daemon's [`Clock`], which tests
+//! move by hand), or until [`enqueue`] wakes it, or until shutdown.
+
+mod digest;
+mod file;
+mod smtp;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lettre::message::Mailbox;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, Timestamp};
+use crate::config::{Config, EmailTransport, Locale, SmtpConfig};
+use crate::incident::Incident;
+use crate::store::{CommitOutcome, NewEmail, OutboxEntry, Store, StoreError};
+
+pub use digest::{Summary, summarize};
+pub use file::FileTransport;
+pub use smtp::SmtpTransport;
+
+/// Emails taken from the store per round; a full batch makes the sender go round again at once.
+pub const BATCH: usize = 32;
+
+/// How long an in-flight send may finish after shutdown is asked for; past it the email stays
+/// pending and goes out after the restart.
+pub const SEND_GRACE: Duration = Duration::from_secs(5);
+
+/// Wait after a store failure (disk full, database locked) before the sender tries again.
+pub const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// Why a send failed, and whether trying again later can help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct SendError {
+    pub kind: SendErrorKind,
+    /// True: keep the email pending and try again after a backoff. False: mark it failed.
+    pub retryable: bool,
+    /// What happened, for the log and the outbox row. Never holds the SMTP password (transports
+    /// scrub it, whatever the server echoes).
+    pub detail: String,
+}
+
+/// The kinds of send failure, each with its retry decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SendErrorKind {
+    /// A 4xx reply: the server asks to try later.
+    Transient,
+    /// No answer in time.
+    Timeout,
+    /// Refused, reset or dropped connection; the server is down or restarting.
+    Connection,
+    /// A local write failed (the `.eml` directory).
+    Io,
+    /// A 5xx reply (a refused recipient, a rejected message or login) or an address that cannot be
+    /// sent to.
+    Permanent,
+    /// TLS failed: untrusted certificate, STARTTLS not offered, implicit TLS on a plaintext port.
+    Tls,
+    /// The client cannot proceed with this configuration (no common AUTH mechanism, …).
+    Config,
+}
+
+impl SendErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::Timeout => "timeout",
+            Self::Connection => "connection",
+            Self::Io => "io",
+            Self::Permanent => "permanent",
+            Self::Tls => "tls",
+            Self::Config => "config",
+        }
+    }
+
+    /// Whether a later attempt can succeed without anyone changing anything.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Transient | Self::Timeout | Self::Connection | Self::Io
+        )
+    }
+}
+
+impl std::fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl SendError {
+    /// An error of `kind`; `retryable` follows from the kind.
+    pub fn new(kind: SendErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            retryable: kind.retryable(),
+            detail: detail.into(),
+        }
+    }
+
+    /// A short, stable label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        self.kind.as_str()
+    }
+}
+
+/// Why a transport could not be built from the configuration (an unreadable CA file, a TLS set-up
+/// failure). The daemon reports it at start-up.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub(crate) String);
+
+/// Where emails go. Implementations say whether a failure is worth retrying; they never retry
+/// themselves (the sender does, with the schedule in the store).
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `message` (the complete RFC 5322 bytes, unchanged) from envelope sender `from` to the
+    /// envelope recipients `to`. `key` names the email (the file transport's file name).
+    fn send(
+        &self,
+        key: &str,
+        from: &str,
+        to: &[String],
+        message: &[u8],
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// The transport the configuration asks for.
+#[derive(Debug)]
+pub enum AnyTransport {
+    Smtp(SmtpTransport),
+    Files(FileTransport),
+}
+
+impl AnyTransport {
+    /// SMTP when `[smtp] host` is set, else `.eml` files under the data directory.
+    pub fn from_config(smtp: &SmtpConfig) -> Result<Self, BuildError> {
+        Ok(match &smtp.transport {
+            EmailTransport::Smtp(server) => Self::Smtp(SmtpTransport::new(server)?),
+            EmailTransport::Files { dir } => Self::Files(FileTransport::new(dir)),
+        })
+    }
+}
+
+impl Transport for AnyTransport {
+    async fn send(
+        &self,
+        key: &str,
+        from: &str,
+        to: &[String],
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        match self {
+            Self::Smtp(t) => t.send(from, to, message).await,
+            Self::Files(t) => t.send(key, message).await,
+        }
+    }
+}
+
+impl Transport for SmtpTransport {
+    async fn send(
+        &self,
+        _key: &str,
+        from: &str,
+        to: &[String],
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        SmtpTransport::send(self, from, to, message).await
+    }
+}
+
+impl Transport for FileTransport {
+    async fn send(
+        &self,
+        key: &str,
+        _from: &str,
+        _to: &[String],
+        message: &[u8],
+    ) -> Result<(), SendError> {
+        FileTransport::send(self, key, message).await
+    }
+}
+
+/// When a failed email is tried again: `first` after the first failure, doubling, at most `max`,
+/// each delay shortened by up to a fifth at random so that retries after an outage spread out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(2),
+            max: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` failed attempts (1 = the first failure), before jitter.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.first.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    /// [`delay`](Self::delay) less up to 20% at random: within `[0.8 × delay, delay]`.
+    pub fn jittered(&self, failures: u32) -> Duration {
+        self.delay(failures).mul_f64(1.0 - fastrand::f64() * 0.2)
+    }
+}
+
+/// What the sender needs besides the store, the transport and the clock.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// The envelope sender of every email, and the `From` of digests.
+    pub from: Mailbox,
+    /// The per-incident hourly budget (`escalation.max_emails_per_hour`): when held emails may go out
+    /// as a digest. `None`: held emails (from an earlier run with a budget) go out at once.
+    pub max_emails_per_hour: Option<u32>,
+    pub backoff: Backoff,
+    /// The language of digests.
+    pub locale: Locale,
+}
+
+impl SenderConfig {
+    pub fn new(from: Mailbox) -> Self {
+        Self {
+            from,
+            max_emails_per_hour: None,
+            backoff: Backoff::default(),
+            locale: Locale::PtBr,
+        }
+    }
+
+    /// From `smtp.from`, `escalation.max_emails_per_hour` and `runbook.locale`.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            from: config.smtp.from.clone(),
+            max_emails_per_hour: Some(config.escalation.max_emails_per_hour),
+            backoff: Backoff::default(),
+            locale: config.runbook.locale,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EmailLabels {
+    level: String,
+    event: String,
+    result: &'static str,
+}
+
+/// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_outbox_depth` and
+/// `harven_watchdog_email_send_duration_seconds`.
+#[derive(Debug, Clone)]
+pub struct NotifyMetrics {
+    emails: Family<EmailLabels, Counter>,
+    depth: Gauge,
+    duration: Histogram,
+}
+
+impl Default for NotifyMetrics {
+    fn default() -> Self {
+        Self {
+            emails: Family::default(),
+            depth: Gauge::default(),
+            duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        }
+    }
+}
+
+impl NotifyMetrics {
+    /// Creates the families and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "emails",
+            "Emails by level, event and result (sent, retry, failed, held)",
+            m.emails.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Emails waiting in the outbox: pending and held",
+            m.depth.clone(),
+        );
+        registry.register_with_unit(
+            "email_send_duration",
+            "Time one send attempt took, successful or not",
+            Unit::Seconds,
+            m.duration.clone(),
+        );
+        m
+    }
+
+    fn count(&self, level: &str, event: &str, result: &'static str) {
+        self.emails
+            .get_or_create(&EmailLabels {
+                level: level.to_owned(),
+                event: event.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    fn set_depth(&self, store: &Store) {
+        match store.outbox_depth() {
+            Ok(d) => {
+                self.depth.set(i64::try_from(d.total()).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reason = e.metric_label(), "cannot read the outbox depth")
+            }
+        }
+    }
+}
+
+/// The pipeline's one call: records `incidents` and queues `emails` in one transaction (see
+/// [`Store::commit`]), counts the held ones, and wakes the sender. Synchronous, like the store: call
+/// it from `spawn_blocking`.
+///
+/// `wake` is the sender's [`Notify`]; `notify_one` keeps a permit when the sender is busy, so a wake
+/// between its query and its sleep is not lost.
+pub fn enqueue(
+    store: &Store,
+    incidents: &[Incident],
+    emails: &[NewEmail],
+    budget: Option<u32>,
+    now: Timestamp,
+    metrics: &NotifyMetrics,
+    wake: &Notify,
+) -> Result<CommitOutcome, StoreError> {
+    let outcome = store.commit(incidents, emails, budget, now)?;
+    for email in emails.iter().filter(|e| outcome.held.contains(&e.key)) {
+        metrics.count(email.level.as_str(), email.event.as_str(), "held");
+        tracing::info!(key = %email.key, "email held: the incident is over its hourly email budget");
+    }
+    for key in &outcome.duplicates {
+        tracing::debug!(key = %key, "email already in the ledger; not queued again");
+    }
+    metrics.set_depth(store);
+    if !outcome.queued.is_empty() || !outcome.held.is_empty() {
+        wake.notify_one();
+    }
+    Ok(outcome)
+}
+
+/// Sends due emails until `shutdown`: see the module documentation. `wake` is notified by
+/// [`enqueue`]; `clock` is the daemon's wall clock.
+pub async fn run<T: Transport>(
+    store: Arc<Store>,
+    transport: T,
+    config: SenderConfig,
+    clock: Clock,
+    wake: Arc<Notify>,
+    metrics: NotifyMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut sender = Sender {
+        store,
+        transport,
+        envelope_from: config.from.email.to_string(),
+        config,
+        clock,
+        metrics,
+        unrecorded: Vec::new(),
+    };
+    tracing::debug!("email sender started");
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let next = match sender.round(&shutdown).await {
+            Ok(Round::Again) => continue,
+            Ok(Round::Idle(next)) => next,
+            Ok(Round::Stop) => return,
+            Err(e) => {
+                tracing::error!(error = %e, reason = e.metric_label(), retry_in = ?STORE_RETRY, "email sender round failed");
+                tokio::select! {
+                    () = tokio::time::sleep(STORE_RETRY) => continue,
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        };
+        let clock = sender.clock.clone();
+        let sleep = async move {
+            match next {
+                Some(at) => clock.sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            () = wake.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Why a round of the sender stopped early; the loop logs it and tries again after [`STORE_RETRY`].
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build the digest of {incident}: {detail}")]
+    Digest { incident: String, detail: String },
+    #[error("the runtime is shutting down")]
+    Cancelled,
+}
+
+impl RoundError {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Store(e) => e.metric_label(),
+            Self::Digest { .. } => "digest",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+enum Round {
+    /// A full batch went out: there may be more due now.
+    Again,
+    /// Nothing more is due; sleep until this time (`None`: until woken).
+    Idle(Option<Timestamp>),
+    /// Shutdown was asked for mid-round.
+    Stop,
+}
+
+struct Sender<T> {
+    store: Arc<Store>,
+    transport: T,
+    config: SenderConfig,
+    envelope_from: String,
+    clock: Clock,
+    metrics: NotifyMetrics,
+    /// Keys the server accepted but whose `mark_sent` failed (the store was failing): recorded
+    /// before anything else is sent, so they are not sent twice. At most one batch long.
+    unrecorded: Vec<(String, Timestamp)>,
+}
+
+/// Runs `f` on the blocking pool with the store.
+async fn blocking<T, E, F>(store: &Arc<Store>, f: F) -> Result<T, RoundError>
+where
+    T: Send + 'static,
+    E: Into<RoundError> + Send + 'static,
+    F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    match tokio::task::spawn_blocking(move || f(&store)).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(RoundError::Cancelled),
+    }
+}
+
+impl<T: Transport> Sender<T> {
+    async fn round(&mut self, shutdown: &CancellationToken) -> Result<Round, RoundError> {
+        self.record_unrecorded().await?;
+        self.release_digests().await?;
+
+        let now = self.clock.now();
+        let due = blocking(&self.store, move |s| s.due(now, BATCH)).await?;
+        let full = due.len() == BATCH;
+        for entry in due {
+            if shutdown.is_cancelled() {
+                return Ok(Round::Stop);
+            }
+            let Some(result) = self.attempt(&entry, shutdown).await else {
+                return Ok(Round::Stop);
+            };
+            self.record(&entry, result).await?;
+        }
+        let metrics = self.metrics.clone();
+        blocking(&self.store, move |s| {
+            metrics.set_depth(s);
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        if full {
+            return Ok(Round::Again);
+        }
+        let budget = self.config.max_emails_per_hour;
+        let now = self.clock.now();
+        let next = blocking(&self.store, move |s| {
+            let retry = s.next_due()?;
+            let digest = s
+                .digest_slots(now, budget)?
+                .into_iter()
+                .map(|slot| slot.at)
+                .min();
+            Ok::<_, StoreError>(retry.into_iter().chain(digest).min())
+        })
+        .await?;
+        Ok(Round::Idle(next))
+    }
+
+    /// One send, bounded at shutdown by [`SEND_GRACE`]. `None`: abandoned at shutdown (the email stays
+    /// pending and goes out after the restart).
+    async fn attempt(
+        &self,
+        entry: &OutboxEntry,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), SendError>> {
+        let started = Instant::now();
+        let send = self.transport.send(
+            &entry.key,
+            &self.envelope_from,
+            &entry.recipients,
+            &entry.message,
+        );
+        tokio::pin!(send);
+        let result = tokio::select! {
+            r = &mut send => r,
+            () = shutdown.cancelled() => match tokio::time::timeout(SEND_GRACE, &mut send).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(key = %entry.key, "shutdown: abandoned an unfinished send; the email stays pending");
+                    return None;
+                }
+            },
+        };
+        self.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        Some(result)
+    }
+
+    /// Writes the result of one attempt to the store, logs it and counts it.
+    async fn record(
+        &mut self,
+        entry: &OutboxEntry,
+        result: Result<(), SendError>,
+    ) -> Result<(), RoundError> {
+        let now = self.clock.now();
+        let attempt = entry.attempts + 1;
+        let key = entry.key.clone();
+        match result {
+            Ok(()) => {
+                let k = key.clone();
+                if let Err(e) = blocking(&self.store, move |s| s.mark_sent(&k, now)).await {
+                    self.unrecorded.push((key, now));
+                    return Err(e);
+                }
+                self.metrics.count(&entry.level, &entry.event, "sent");
+                tracing::info!(key = %entry.key, level = %entry.level, event = %entry.event, attempt, "email sent");
+            }
+            Err(e) if e.retryable => {
+                let wait = self.config.backoff.jittered(attempt);
+                let next = now + wait;
+                let detail = e.to_string();
+                blocking(&self.store, move |s| s.mark_retry(&key, next, &detail)).await?;
+                self.metrics.count(&entry.level, &entry.event, "retry");
+                tracing::warn!(
+                    key = %entry.key, level = %entry.level, event = %entry.event, attempt,
+                    reason = e.metric_label(), error = %e.detail, next_attempt = %next,
+                    "email not sent; will retry"
+                );
+            }
+            Err(e) => {
+                let detail = e.to_string();
+                blocking(&self.store, move |s| s.mark_failed(&key, now, &detail)).await?;
+                self.metrics.count(&entry.level, &entry.event, "failed");
+                tracing::error!(
+                    key = %entry.key, level = %entry.level, event = %entry.event, attempt,
+                    reason = e.metric_label(), error = %e.detail,
+                    "email refused for good; it will not be retried"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks sent what the server accepted while the store was failing.
+    async fn record_unrecorded(&mut self) -> Result<(), RoundError> {
+        while let Some((key, at)) = self.unrecorded.last().cloned() {
+            blocking(&self.store, move |s| s.mark_sent(&key, at)).await?;
+            self.unrecorded.pop();
+        }
+        Ok(())
+    }
+
+    /// Replaces the held emails of every incident whose budget has room by one digest each.
+    async fn release_digests(&self) -> Result<(), RoundError> {
+        let now = self.clock.now();
+        let budget = self.config.max_emails_per_hour;
+        let slots = blocking(&self.store, move |s| s.digest_slots(now, budget)).await?;
+        for slot in slots.into_iter().filter(|s| s.at <= now) {
+            let from = self.config.from.clone();
+            let locale = self.config.locale;
+            let incident = slot.incident.clone();
+            let released = blocking(&self.store, move |s| {
+                let held = s.held_for(&incident)?;
+                if held.is_empty() {
+                    return Ok(None);
+                }
+                let key = s.next_digest_key(&incident)?;
+                let digest = digest::build(&key, &held, &from, now, locale).map_err(|detail| {
+                    RoundError::Digest {
+                        incident: incident.clone(),
+                        detail,
+                    }
+                })?;
+                Ok::<_, RoundError>(s.release_held(&digest, now)?.then_some((key, held.len())))
+            })
+            .await?;
+            if let Some((key, n)) = released {
+                tracing::info!(incident = %slot.incident, digest = %key, held = n, "held emails go out as one digest");
+            }
+        }
+        Ok(())
+    }
+}

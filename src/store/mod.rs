@@ -1,0 +1,367 @@
+//! The durable store: one embedded SQLite file holding incidents, the email outbox (which is also the
+//! sent ledger), maintenance windows created at run time, and a few long-lived secrets.
+//!
+//! # Durability
+//!
+//! The file runs in WAL mode with `synchronous = FULL`: a transaction that returned `Ok` survives a
+//! crash of the process *and* a power cut. `NORMAL` would only keep it across a process crash (the last
+//! commits may roll back on power loss), and a rolled-back `mark_sent` means a repeated page while a
+//! rolled-back outbox row means a lost one. The watchdog writes a handful of transactions a minute, so
+//! the extra fsync per commit costs nothing that matters. `busy_timeout` is set so that a second
+//! process looking at the file (an operator with `sqlite3`, a backup) makes writers wait instead of
+//! failing.
+//!
+//! # Pages: durably recorded before sent, delivered once per key
+//!
+//! [`Store::commit`] writes the incidents and their new emails in **one transaction**: either the
+//! incident state that produced a page and the page itself are both on disk, or neither is. Each email
+//! carries its page key (`<incident>/<level>/<event>/<n>`), which is `UNIQUE` in the outbox; a key that
+//! is already there (pending, sent, failed, held) is never queued again, however often the engine or a
+//! restart asks. That is the dedup against the ledger. Only then does the sender (`crate::notify`) read
+//! due rows and send them.
+//!
+//! The one window left is between the SMTP server's `250` for a message and [`Store::mark_sent`]: a
+//! crash there resends that one message after the restart (at-least-once for it). Its bytes, including
+//! its `Message-ID`, are stored whole and resent unchanged, so mail clients show the duplicate as the
+//! same message.
+//!
+//! # Concurrency
+//!
+//! The API is synchronous (SQLite is); async callers use `tokio::task::spawn_blocking`. A [`Store`] is
+//! `Send + Sync` — one connection behind a mutex — and cheap to share in an `Arc`. Every method is one
+//! transaction, so callers never see half a commit.
+
+mod outbox;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::clock::Timestamp;
+use crate::config::MaintenanceWindow;
+use crate::incident::{Incident, IncidentState};
+
+pub use outbox::{
+    CommitOutcome, DigestSlot, EmailStatus, NewDigest, NewEmail, OutboxDepth, OutboxEntry,
+};
+
+/// How long a writer waits for a lock held by another connection before it gives up with `Busy`.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the store directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store {path} has schema version {found}, newer than this watchdog knows ({known}); \
+         run the newer watchdog or restore a backup"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("the store is busy (locked by another connection for more than {BUSY_TIMEOUT:?})")]
+    Busy(#[source] rusqlite::Error),
+    #[error("store query failed: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    #[error("cannot encode or decode stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the store holds an unexpected value: {0}")]
+    Corrupt(String),
+    #[error("the system random source failed")]
+    Random,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Self::Busy(e)
+            }
+            _ => Self::Sqlite(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// A short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::CreateDir { .. } => "create_dir",
+            Self::Open { .. } => "open",
+            Self::SchemaTooNew { .. } => "schema_too_new",
+            Self::Busy(_) => "busy",
+            Self::Sqlite(_) => "sqlite",
+            Self::Json(_) => "json",
+            Self::Corrupt(_) => "corrupt",
+            Self::Random => "random",
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store: one SQLite connection behind a mutex. Share it in an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+/// A maintenance window created at run time (through the API), with who made it and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWindow {
+    pub id: i64,
+    pub window: MaintenanceWindow,
+    pub created_by: String,
+    pub created_at: Timestamp,
+}
+
+impl Store {
+    /// Opens (creating it and its directory when missing) the store at `path`, sets WAL,
+    /// `synchronous = FULL` and the busy timeout, and brings the schema up to date.
+    ///
+    /// A new file is made readable by its owner only: it holds the ack-link signing key.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let existed = path.exists();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            // SQLite gives the -wal and -shm files the database file's permissions.
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "{} cannot use WAL mode (journal_mode is {mode})",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        schema::migrate(&mut conn, &path)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the file (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<u32> {
+        let conn = self.lock();
+        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// The connection. A panic while it was held leaves nothing half-done (an open transaction rolls
+    /// back when dropped), so a poisoned lock is simply taken over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` in one `IMMEDIATE` transaction (the write lock is taken at the start, so two writers
+    /// never deadlock upgrading a read lock) and commits when it returns `Ok`.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Incidents
+    // ---------------------------------------------------------------------------------------------
+
+    /// Inserts or replaces each incident (by ID), in one transaction.
+    pub fn save_incidents(&self, incidents: &[Incident]) -> Result<()> {
+        self.write(|tx| upsert_incidents(tx, incidents))
+    }
+
+    /// The incident with this ID.
+    pub fn incident(&self, id: &str) -> Result<Option<Incident>> {
+        let conn = self.lock();
+        let data: Option<String> = conn
+            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        data.map(|d| Ok(serde_json::from_str(&d)?)).transpose()
+    }
+
+    /// The newest incident (latest `opened_at`) of each section, sorted by section: what the
+    /// escalation state machine resumes from after a restart (an open one keeps escalating, a
+    /// recently resolved one can reopen).
+    pub fn latest_per_section(&self) -> Result<Vec<Incident>> {
+        self.incidents_query(
+            "SELECT data FROM incidents AS i WHERE i.id = (
+                 SELECT j.id FROM incidents AS j WHERE j.section = i.section
+                 ORDER BY j.opened_at DESC, j.id DESC LIMIT 1)
+             ORDER BY i.section",
+            [],
+        )
+    }
+
+    /// Up to `limit` incidents, newest first (by `opened_at`).
+    pub fn recent_incidents(&self, limit: usize) -> Result<Vec<Incident>> {
+        self.incidents_query(
+            "SELECT data FROM incidents ORDER BY opened_at DESC, id DESC LIMIT ?1",
+            [i64::try_from(limit).unwrap_or(i64::MAX)],
+        )
+    }
+
+    fn incidents_query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Incident>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for data in rows {
+            out.push(serde_json::from_str(&data?)?);
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Maintenance windows created at run time
+    // ---------------------------------------------------------------------------------------------
+
+    /// Records a window made through the API by `created_by` at `now`; returns its ID.
+    pub fn add_window(
+        &self,
+        window: &MaintenanceWindow,
+        created_by: &str,
+        now: Timestamp,
+    ) -> Result<i64> {
+        let sections = serde_json::to_string(&window.sections)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO windows (sections, starts, ends, reason, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    sections,
+                    window.starts.as_unix_millis(),
+                    window.ends.as_unix_millis(),
+                    window.reason,
+                    created_by,
+                    now.as_unix_millis()
+                ],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// Every window created at run time, oldest first.
+    pub fn windows(&self) -> Result<Vec<StoredWindow>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT id, sections, starts, ends, reason, created_by, created_at
+             FROM windows ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, sections, starts, ends, reason, created_by, created_at) = row?;
+            out.push(StoredWindow {
+                id,
+                window: MaintenanceWindow {
+                    sections: serde_json::from_str(&sections)?,
+                    starts: Timestamp::from_unix_millis(starts),
+                    ends: Timestamp::from_unix_millis(ends),
+                    reason,
+                },
+                created_by,
+                created_at: Timestamp::from_unix_millis(created_at),
+            });
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // Long-lived secrets
+    // ---------------------------------------------------------------------------------------------
+
+    /// The 32 random bytes stored under `name`, created on first use and kept from then on (e.g. the
+    /// HMAC key that signs ack links, so links in emails sent before a restart still work after it).
+    pub fn get_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
+        use ring::rand::SecureRandom;
+        let mut fresh = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut fresh)
+            .map_err(|_| StoreError::Random)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                params![name, fresh.as_slice()],
+            )?;
+            Ok(tx.query_row("SELECT value FROM kv WHERE name = ?1", [name], |r| r.get(0))?)
+        })
+    }
+}
+
+fn state_text(state: IncidentState) -> &'static str {
+    match state {
+        IncidentState::Open => "open",
+        IncidentState::Resolved => "resolved",
+    }
+}
+
+pub(crate) fn upsert_incidents(tx: &Transaction<'_>, incidents: &[Incident]) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO incidents (id, section, state, opened_at, resolved_at, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET section = excluded.section, state = excluded.state,
+             opened_at = excluded.opened_at, resolved_at = excluded.resolved_at, data = excluded.data",
+    )?;
+    for i in incidents {
+        stmt.execute(params![
+            i.id,
+            i.section,
+            state_text(i.state),
+            i.opened_at.as_unix_millis(),
+            i.resolved_at.map(Timestamp::as_unix_millis),
+            serde_json::to_string(i)?,
+        ])?;
+    }
+    Ok(())
+}

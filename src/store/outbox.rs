@@ -1,0 +1,514 @@
+//! The outbox, which is also the sent ledger: one row per email key, kept after it is sent so the key
+//! is never queued again.
+//!
+//! Row life: `pending` → `sent` | `failed` (permanent refusal), retried in place while `pending`;
+//! `held` (over the per-incident hourly budget) → `digested` (carried by one digest email, itself a
+//! `pending` row keyed `<incident>/digest/<n>`).
+
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::{Result, Store, StoreError, upsert_incidents};
+use crate::clock::Timestamp;
+use crate::incident::{Incident, Level, Page, PageEvent};
+
+/// The budget counts the emails created in this rolling window before `now`.
+pub const BUDGET_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// Longest `last_error` kept per row: enough for any SMTP reply, bounded however a peer misbehaves.
+const MAX_ERROR_CHARS: usize = 2000;
+
+/// One email the pipeline wants sent: the rendered message and its envelope, keyed by its page key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEmail {
+    /// The page key `<incident>/<level>/<event>/<n>`: unique for ever in the ledger.
+    pub key: String,
+    pub incident: String,
+    pub level: Level,
+    pub event: PageEvent,
+    /// Envelope recipients (`RCPT TO`), plain addresses.
+    pub recipients: Vec<String>,
+    /// The whole RFC 5322 message, headers and body, exactly as it will be sent (and resent).
+    pub message: Vec<u8>,
+}
+
+impl NewEmail {
+    /// The email of `page`, addressed to `recipients`, with its rendered `message`.
+    pub fn for_page(page: &Page, recipients: Vec<String>, message: Vec<u8>) -> Self {
+        Self {
+            key: page.key.clone(),
+            incident: page.incident.clone(),
+            level: page.level,
+            event: page.event,
+            recipients,
+            message,
+        }
+    }
+}
+
+/// Where an outbox row is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EmailStatus {
+    /// Waiting for its `next_attempt_at`; the sender picks it up then.
+    Pending,
+    /// Accepted by the SMTP server (or written as a file).
+    Sent,
+    /// Refused for good (a 5xx, a TLS/configuration failure); never retried.
+    Failed,
+    /// Over the incident's hourly budget; waits to go out inside a digest.
+    Held,
+    /// Was held and went out inside the digest named by [`OutboxEntry::digest`].
+    Digested,
+}
+
+impl EmailStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Held => "held",
+            Self::Digested => "digested",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "sent" => Self::Sent,
+            "failed" => Self::Failed,
+            "held" => Self::Held,
+            "digested" => Self::Digested,
+            other => return Err(StoreError::Corrupt(format!("outbox status {other:?}"))),
+        })
+    }
+}
+
+/// One outbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub key: String,
+    pub incident: String,
+    /// `L1`, `L2` or `L3` (for a digest: the highest level it carries).
+    pub level: String,
+    /// A page event (`opened`, …, `resolved`) or `digest`.
+    pub event: String,
+    pub recipients: Vec<String>,
+    pub message: Vec<u8>,
+    pub created_at: Timestamp,
+    pub status: EmailStatus,
+    /// Send attempts so far, the successful one included.
+    pub attempts: u32,
+    /// While pending: the earliest time the sender tries it (again).
+    pub next_attempt_at: Option<Timestamp>,
+    /// The latest failure (redacted by the transport), kept after a success for the record.
+    pub last_error: Option<String>,
+    pub sent_at: Option<Timestamp>,
+    pub failed_at: Option<Timestamp>,
+    /// For a digested row: the key of the digest email that carried it.
+    pub digest: Option<String>,
+}
+
+/// What [`Store::commit`] did with each email key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// Stored `pending`, due now.
+    pub queued: Vec<String>,
+    /// Stored `held`: over the incident's hourly budget; it goes out in a digest.
+    pub held: Vec<String>,
+    /// Already in the ledger (pending, sent, failed, held or digested): not stored again.
+    pub duplicates: Vec<String>,
+}
+
+/// Pending and held rows: the `harven_watchdog_outbox_depth` gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    pub held: u64,
+}
+
+impl OutboxDepth {
+    pub fn total(self) -> u64 {
+        self.pending + self.held
+    }
+}
+
+/// An incident with held emails, and when its budget lets a digest out (`at <= now`: now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSlot {
+    pub incident: String,
+    pub at: Timestamp,
+}
+
+/// The digest that replaces an incident's held emails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDigest {
+    /// From [`Store::next_digest_key`]: `<incident>/digest/<n>`.
+    pub key: String,
+    pub incident: String,
+    /// The highest level among the held emails.
+    pub level: Level,
+    pub recipients: Vec<String>,
+    pub message: Vec<u8>,
+    /// The keys of the held rows it carries.
+    pub replaces: Vec<String>,
+}
+
+const COLUMNS: &str = "key, incident, level, event, recipients, message, created_at, status, \
+                       attempts, next_attempt_at, last_error, sent_at, failed_at, digest";
+
+/// A row as SQLite returns it, before the JSON and the status are decoded.
+struct RawEntry {
+    key: String,
+    incident: String,
+    level: String,
+    event: String,
+    recipients: String,
+    message: Vec<u8>,
+    created_at: i64,
+    status: String,
+    attempts: u32,
+    next_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    sent_at: Option<i64>,
+    failed_at: Option<i64>,
+    digest: Option<String>,
+}
+
+fn raw_entry(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
+    Ok(RawEntry {
+        key: r.get(0)?,
+        incident: r.get(1)?,
+        level: r.get(2)?,
+        event: r.get(3)?,
+        recipients: r.get(4)?,
+        message: r.get(5)?,
+        created_at: r.get(6)?,
+        status: r.get(7)?,
+        attempts: r.get(8)?,
+        next_attempt_at: r.get(9)?,
+        last_error: r.get(10)?,
+        sent_at: r.get(11)?,
+        failed_at: r.get(12)?,
+        digest: r.get(13)?,
+    })
+}
+
+impl RawEntry {
+    fn decode(self) -> Result<OutboxEntry> {
+        let ts = Timestamp::from_unix_millis;
+        Ok(OutboxEntry {
+            recipients: serde_json::from_str(&self.recipients)?,
+            status: EmailStatus::parse(&self.status)?,
+            key: self.key,
+            incident: self.incident,
+            level: self.level,
+            event: self.event,
+            message: self.message,
+            created_at: ts(self.created_at),
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at.map(ts),
+            last_error: self.last_error,
+            sent_at: self.sent_at.map(ts),
+            failed_at: self.failed_at.map(ts),
+            digest: self.digest,
+        })
+    }
+}
+
+fn truncate(error: &str) -> String {
+    match error.char_indices().nth(MAX_ERROR_CHARS) {
+        Some((i, _)) => format!("{}…", &error[..i]),
+        None => error.to_owned(),
+    }
+}
+
+/// Emails of `incident` that count against its budget at `now`: pending or sent, created in the
+/// rolling hour before `now`. Held rows do not count (they have not gone out); a digest does, once.
+fn budget_used(tx: &Transaction<'_>, incident: &str, now: Timestamp) -> Result<u32> {
+    Ok(tx.query_row(
+        "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND status IN ('pending', 'sent')
+         AND created_at > ?2",
+        params![incident, (now - BUDGET_WINDOW).as_unix_millis()],
+        |r| r.get(0),
+    )?)
+}
+
+fn has_held(tx: &Transaction<'_>, incident: &str) -> Result<bool> {
+    Ok(tx
+        .query_row(
+            "SELECT 1 FROM outbox WHERE incident = ?1 AND status = 'held' LIMIT 1",
+            [incident],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+impl Store {
+    /// Records `incidents` and queues `emails` in **one transaction**, so a page is on disk exactly
+    /// when the incident state that produced it is.
+    ///
+    /// An email whose key is already in the outbox (whatever its status) is not stored again: it is
+    /// reported in [`CommitOutcome::duplicates`]. With a `budget`, an email of an incident that already
+    /// has `budget` emails created in the rolling hour before `now` (pending or sent), or that already
+    /// has held emails (so the digest keeps their order), is stored `held` instead of `pending`;
+    /// `resolved` emails are never held: the all-clear always goes out at once.
+    pub fn commit(
+        &self,
+        incidents: &[Incident],
+        emails: &[NewEmail],
+        budget: Option<u32>,
+        now: Timestamp,
+    ) -> Result<CommitOutcome> {
+        self.write(|tx| {
+            upsert_incidents(tx, incidents)?;
+            let mut outcome = CommitOutcome::default();
+            for email in emails {
+                let exists = tx
+                    .query_row("SELECT 1 FROM outbox WHERE key = ?1", [&email.key], |_| {
+                        Ok(())
+                    })
+                    .optional()?
+                    .is_some();
+                if exists {
+                    outcome.duplicates.push(email.key.clone());
+                    continue;
+                }
+                let held = match budget {
+                    Some(budget) if email.event != PageEvent::Resolved => {
+                        has_held(tx, &email.incident)?
+                            || budget_used(tx, &email.incident, now)? >= budget
+                    }
+                    _ => false,
+                };
+                let (status, next) = if held {
+                    (EmailStatus::Held, None)
+                } else {
+                    (EmailStatus::Pending, Some(now.as_unix_millis()))
+                };
+                tx.execute(
+                    "INSERT INTO outbox (key, incident, level, event, recipients, message,
+                         created_at, status, next_attempt_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        email.key,
+                        email.incident,
+                        email.level.as_str(),
+                        email.event.as_str(),
+                        serde_json::to_string(&email.recipients)?,
+                        email.message,
+                        now.as_unix_millis(),
+                        status.as_str(),
+                        next,
+                    ],
+                )?;
+                if held {
+                    outcome.held.push(email.key.clone());
+                } else {
+                    outcome.queued.push(email.key.clone());
+                }
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// Up to `limit` pending emails whose `next_attempt_at` has come, oldest (first created) first.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxEntry>> {
+        self.entries(
+            &format!(
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
+                 ORDER BY seq LIMIT ?2"
+            ),
+            params![
+                now.as_unix_millis(),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+        )
+    }
+
+    /// Records that `key` was accepted by the server at `now`. False when `key` was not pending.
+    pub fn mark_sent(&self, key: &str, now: Timestamp) -> Result<bool> {
+        self.update_pending(
+            "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
+                 next_attempt_at = NULL
+             WHERE key = ?1 AND status = 'pending'",
+            params![key, now.as_unix_millis()],
+        )
+    }
+
+    /// Records a failed attempt that will be retried at `next_at`. False when `key` was not pending.
+    pub fn mark_retry(&self, key: &str, next_at: Timestamp, error: &str) -> Result<bool> {
+        self.update_pending(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+             WHERE key = ?1 AND status = 'pending'",
+            params![key, next_at.as_unix_millis(), truncate(error)],
+        )
+    }
+
+    /// Records a permanent failure at `now`: the email is never tried again. False when `key` was not
+    /// pending.
+    pub fn mark_failed(&self, key: &str, now: Timestamp, error: &str) -> Result<bool> {
+        self.update_pending(
+            "UPDATE outbox SET status = 'failed', failed_at = ?2, attempts = attempts + 1,
+                 next_attempt_at = NULL, last_error = ?3
+             WHERE key = ?1 AND status = 'pending'",
+            params![key, now.as_unix_millis(), truncate(error)],
+        )
+    }
+
+    fn update_pending(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
+        self.write(|tx| Ok(tx.execute(sql, params)? == 1))
+    }
+
+    /// The earliest `next_attempt_at` of the pending emails: when the sender next has work.
+    pub fn next_due(&self) -> Result<Option<Timestamp>> {
+        let conn = self.lock();
+        let at: Option<i64> = conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(at.map(Timestamp::from_unix_millis))
+    }
+
+    /// How many emails are pending and held.
+    pub fn outbox_depth(&self) -> Result<OutboxDepth> {
+        let conn = self.lock();
+        Ok(conn.query_row(
+            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'held'), 0)
+             FROM outbox WHERE status IN ('pending', 'held')",
+            [],
+            |r| {
+                Ok(OutboxDepth {
+                    pending: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    held: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                })
+            },
+        )?)
+    }
+
+    /// The row of `key`.
+    pub fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>> {
+        let mut rows = self.entries(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE key = ?1"),
+            [key],
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// Every row of `incident`, in creation order (the incident's email history).
+    pub fn outbox_for(&self, incident: &str) -> Result<Vec<OutboxEntry>> {
+        self.entries(
+            &format!("SELECT {COLUMNS} FROM outbox WHERE incident = ?1 ORDER BY seq"),
+            [incident],
+        )
+    }
+
+    /// The held emails of `incident`, in creation order.
+    pub fn held_for(&self, incident: &str) -> Result<Vec<OutboxEntry>> {
+        self.entries(
+            &format!(
+                "SELECT {COLUMNS} FROM outbox WHERE incident = ?1 AND status = 'held' ORDER BY seq"
+            ),
+            [incident],
+        )
+    }
+
+    /// Every incident with held emails and when `budget` lets its digest out: `now` when fewer than
+    /// `budget` of its emails were created in the hour before `now` (or there is no budget), else
+    /// when the oldest of the newest `budget` ones leaves the window.
+    pub fn digest_slots(&self, now: Timestamp, budget: Option<u32>) -> Result<Vec<DigestSlot>> {
+        let conn = self.lock();
+        let incidents: Vec<String> = conn
+            .prepare(
+                "SELECT DISTINCT incident FROM outbox WHERE status = 'held' ORDER BY incident",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut slots = Vec::with_capacity(incidents.len());
+        for incident in incidents {
+            let at = match budget {
+                None => now,
+                Some(budget) => {
+                    let oldest_of_newest: Option<i64> = conn
+                        .query_row(
+                            "SELECT created_at FROM outbox WHERE incident = ?1
+                             AND status IN ('pending', 'sent') AND created_at > ?2
+                             ORDER BY created_at DESC LIMIT 1 OFFSET ?3",
+                            params![
+                                incident,
+                                (now - BUDGET_WINDOW).as_unix_millis(),
+                                i64::from(budget.max(1) - 1)
+                            ],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    oldest_of_newest.map_or(now, |c| Timestamp::from_unix_millis(c) + BUDGET_WINDOW)
+                }
+            };
+            slots.push(DigestSlot { incident, at });
+        }
+        Ok(slots)
+    }
+
+    /// The key for the next digest of `incident`: `<incident>/digest/<n>`, `n` counting from 1.
+    pub fn next_digest_key(&self, incident: &str) -> Result<String> {
+        let conn = self.lock();
+        let n: u32 = conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND event = 'digest'",
+            [incident],
+            |r| r.get(0),
+        )?;
+        Ok(format!("{incident}/digest/{}", n + 1))
+    }
+
+    /// In one transaction: queues `digest` (pending, due at `now`) and marks each row it replaces
+    /// `digested`. Returns false, changing nothing, when one of those rows is no longer held or the
+    /// digest key is taken (the caller builds a fresh digest from [`Store::held_for`]).
+    pub fn release_held(&self, digest: &NewDigest, now: Timestamp) -> Result<bool> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for key in &digest.replaces {
+            let changed = tx.execute(
+                "UPDATE outbox SET status = 'digested', digest = ?2
+                 WHERE key = ?1 AND status = 'held' AND incident = ?3",
+                params![key, digest.key, digest.incident],
+            )?;
+            if changed != 1 {
+                return Ok(false); // dropping `tx` rolls back
+            }
+        }
+        let inserted = tx.execute(
+            "INSERT INTO outbox (key, incident, level, event, recipients, message, created_at,
+                 status, next_attempt_at)
+             VALUES (?1, ?2, ?3, 'digest', ?4, ?5, ?6, 'pending', ?6)
+             ON CONFLICT (key) DO NOTHING",
+            params![
+                digest.key,
+                digest.incident,
+                digest.level.as_str(),
+                serde_json::to_string(&digest.recipients)?,
+                digest.message,
+                now.as_unix_millis(),
+            ],
+        )?;
+        if inserted != 1 {
+            return Ok(false);
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    fn entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxEntry>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, raw_entry)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.decode()?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,479 @@
+//! The store on a real file: migrations, the one-transaction commit and its dedup, the budget,
+//! what survives a reopen and a crash, windows and secrets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use harven_watchdog::clock::Timestamp;
+use harven_watchdog::config::MaintenanceWindow;
+use harven_watchdog::incident::{Incident, IncidentState, Level, Page, PageEvent};
+use harven_watchdog::runbook::Severity;
+use harven_watchdog::store::{
+    CommitOutcome, DigestSlot, EmailStatus, NewDigest, NewEmail, OutboxDepth, Store, StoreError,
+};
+
+pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+const MIN: Duration = Duration::from_secs(60);
+
+/// An open major incident of `section`, opened at `at`.
+pub fn incident(section: &str, at: Timestamp) -> Incident {
+    Incident {
+        id: Incident::make_id(section, at),
+        section: section.to_owned(),
+        severity: Severity::Major,
+        state: IncidentState::Open,
+        opened_at: at,
+        critical_since: None,
+        resolved_at: None,
+        reopened: 0,
+        paged: BTreeMap::new(),
+        last_page: BTreeMap::new(),
+        reminders: 0,
+        acks: BTreeMap::new(),
+        symptoms: BTreeMap::from([("error_ratio".to_owned(), "12.4% > 5%".to_owned())]),
+        cause: "errors.supabase_down".to_owned(),
+        timeline: Vec::new(),
+        resolve_note: None,
+    }
+}
+
+/// The email of page (`level`, `event`, `n`) of `inc`, with a small plain message.
+pub fn email(inc: &Incident, level: Level, event: PageEvent, n: u32) -> NewEmail {
+    let page = Page::new(inc, level, event, n, inc.opened_at);
+    let message = format!(
+        "From: watchdog@harven.ai\r\nTo: devops@harven.ai\r\nSubject: [Harven][{level}] {} {event} {n}\r\n\
+         Message-ID: <{}@harven.ai>\r\n\r\n{event} {n}\r\n",
+        inc.id,
+        page.key.replace('/', ".")
+    );
+    NewEmail::for_page(
+        &page,
+        vec!["devops@harven.ai".to_owned()],
+        message.into_bytes(),
+    )
+}
+
+fn open(path: &Path) -> Store {
+    Store::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+fn status(store: &Store, key: &str) -> EmailStatus {
+    store
+        .outbox_entry(key)
+        .expect("read the outbox")
+        .unwrap_or_else(|| panic!("{key} is not in the outbox"))
+        .status
+}
+
+#[test]
+fn a_fresh_file_gets_the_schema_and_a_reopen_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/watchdog.db");
+    let store = open(&path);
+    assert_eq!(store.schema_version().unwrap(), 1);
+    assert!(path.is_file(), "the file and its directories are created");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the store holds the ack-link key: owner only");
+    }
+    let inc = incident("errors", T0);
+    store.save_incidents(std::slice::from_ref(&inc)).unwrap();
+    drop(store);
+
+    // The settings are on the file (WAL) or on the connection (checked through a second one).
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(raw);
+
+    let store = open(&path);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        1,
+        "reopening migrates nothing"
+    );
+    assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
+}
+
+#[test]
+fn a_file_from_a_newer_watchdog_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("watchdog.db");
+    drop(open(&path));
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.pragma_update(None, "user_version", 99).unwrap();
+    drop(raw);
+    let err = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.metric_label(), "schema_too_new");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn commit_stores_incidents_and_emails_and_never_queues_a_key_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("w.db"));
+    let mut inc = incident("errors", T0);
+    let opened = email(&inc, Level::L1, PageEvent::Opened, 0);
+
+    let out = store
+        .commit(
+            std::slice::from_ref(&inc),
+            &[opened.clone(), opened.clone()],
+            None,
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        out,
+        CommitOutcome {
+            queued: vec![opened.key.clone()],
+            held: vec![],
+            duplicates: vec![opened.key.clone()],
+        },
+        "the same key twice in one commit is stored once"
+    );
+    assert_eq!(store.incident(&inc.id).unwrap().as_ref(), Some(&inc));
+
+    // The engine asks again (e.g. after a restart): nothing new, whatever the row's status.
+    inc.note(T0 + MIN, "note", "again");
+    let out = store
+        .commit(
+            std::slice::from_ref(&inc),
+            std::slice::from_ref(&opened),
+            None,
+            T0 + MIN,
+        )
+        .unwrap();
+    assert_eq!(out.duplicates, vec![opened.key.clone()]);
+    assert!(out.queued.is_empty());
+    assert_eq!(
+        store.incident(&inc.id).unwrap().unwrap().timeline.len(),
+        1,
+        "the incident is still upserted"
+    );
+    assert!(store.mark_sent(&opened.key, T0 + MIN).unwrap());
+    let out = store
+        .commit(&[], std::slice::from_ref(&opened), None, T0 + 2 * MIN)
+        .unwrap();
+    assert_eq!(
+        out.duplicates,
+        vec![opened.key.clone()],
+        "sent keys stay in the ledger"
+    );
+    assert_eq!(store.outbox_for(&inc.id).unwrap().len(), 1);
+    let row = store.outbox_entry(&opened.key).unwrap().unwrap();
+    assert_eq!(row.status, EmailStatus::Sent);
+    assert_eq!(row.message, opened.message, "the bytes are stored whole");
+    assert_eq!(row.recipients, opened.recipients);
+    assert_eq!((row.level.as_str(), row.event.as_str()), ("L1", "opened"));
+}
+
+#[test]
+fn over_budget_emails_are_held_and_resolved_never_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("w.db"));
+    let inc = incident("latency", T0);
+    let other = incident("errors", T0);
+    let budget = Some(2);
+    let e1 = email(&inc, Level::L1, PageEvent::Opened, 0);
+    let e2 = email(&inc, Level::L1, PageEvent::Reminder, 1);
+    let e3 = email(&inc, Level::L1, PageEvent::Reminder, 2);
+    store
+        .commit(&[], std::slice::from_ref(&e1), budget, T0)
+        .unwrap();
+    let out = store
+        .commit(&[], &[e2.clone(), e3.clone()], budget, T0 + 10 * MIN)
+        .unwrap();
+    assert_eq!(out.queued, vec![e2.key.clone()]);
+    assert_eq!(out.held, vec![e3.key.clone()]);
+    assert_eq!(status(&store, &e3.key), EmailStatus::Held);
+
+    // Once an incident has held emails, later ones join them (the digest keeps their order),
+    // but the all-clear always goes out at once; other incidents have their own budget.
+    let e4 = email(&inc, Level::L2, PageEvent::Escalated, 0);
+    let resolved = email(&inc, Level::L1, PageEvent::Resolved, 0);
+    let elsewhere = email(&other, Level::L1, PageEvent::Opened, 0);
+    let out = store
+        .commit(
+            &[],
+            &[e4.clone(), resolved.clone(), elsewhere.clone()],
+            budget,
+            T0 + 20 * MIN,
+        )
+        .unwrap();
+    assert_eq!(out.held, vec![e4.key.clone()]);
+    assert_eq!(
+        out.queued,
+        vec![resolved.key.clone(), elsewhere.key.clone()]
+    );
+    assert_eq!(
+        store.outbox_depth().unwrap(),
+        OutboxDepth {
+            pending: 4,
+            held: 2
+        }
+    );
+
+    // The rolling hour: 3 counted emails (T0, T0+10m, T0+20m); with a budget of 2 the digest
+    // may go when the second newest (T0+10m) leaves the window.
+    let slots = store.digest_slots(T0 + 30 * MIN, budget).unwrap();
+    assert_eq!(
+        slots,
+        vec![DigestSlot {
+            incident: inc.id.clone(),
+            at: T0 + 70 * MIN
+        }]
+    );
+    let slots = store.digest_slots(T0 + 70 * MIN, budget).unwrap();
+    assert_eq!(slots[0].at, T0 + 70 * MIN, "free at the slot itself");
+    assert_eq!(
+        store.digest_slots(T0, None).unwrap()[0].at,
+        T0,
+        "no budget: at once"
+    );
+    assert_eq!(
+        store
+            .held_for(&inc.id)
+            .unwrap()
+            .iter()
+            .map(|e| e.key.clone())
+            .collect::<Vec<_>>(),
+        vec![e3.key.clone(), e4.key.clone()]
+    );
+}
+
+#[test]
+fn held_emails_are_replaced_by_one_digest_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("w.db"));
+    let inc = incident("latency", T0);
+    let emails: Vec<NewEmail> = (0..3)
+        .map(|n| email(&inc, Level::L1, PageEvent::Reminder, n))
+        .collect();
+    let out = store.commit(&[], &emails, Some(1), T0).unwrap();
+    assert_eq!(out.held.len(), 2);
+    let key = store.next_digest_key(&inc.id).unwrap();
+    assert_eq!(key, format!("{}/digest/1", inc.id));
+    let digest = NewDigest {
+        key: key.clone(),
+        incident: inc.id.clone(),
+        level: Level::L1,
+        recipients: vec!["devops@harven.ai".to_owned()],
+        message: b"Subject: digest\r\n\r\nboth\r\n".to_vec(),
+        replaces: out.held.clone(),
+    };
+    let now = T0 + 61 * MIN;
+    assert!(store.release_held(&digest, now).unwrap());
+    for k in &out.held {
+        let row = store.outbox_entry(k).unwrap().unwrap();
+        assert_eq!(row.status, EmailStatus::Digested);
+        assert_eq!(row.digest.as_deref(), Some(key.as_str()));
+    }
+    let row = store.outbox_entry(&key).unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.event.as_str()),
+        (EmailStatus::Pending, "digest")
+    );
+    assert_eq!(row.next_attempt_at, Some(now));
+    assert!(store.held_for(&inc.id).unwrap().is_empty());
+    assert!(store.digest_slots(now, Some(1)).unwrap().is_empty());
+    assert!(
+        !store.release_held(&digest, now).unwrap(),
+        "rows no longer held: nothing changes"
+    );
+    assert_eq!(
+        store.next_digest_key(&inc.id).unwrap(),
+        format!("{}/digest/2", inc.id)
+    );
+    // A digested key is in the ledger like any other.
+    let again = store.commit(&[], &emails[1..], Some(1), now).unwrap();
+    assert_eq!(again.duplicates.len(), 2);
+}
+
+#[test]
+fn the_sender_bookkeeping_counts_attempts_and_schedules_retries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("w.db"));
+    let inc = incident("errors", T0);
+    let a = email(&inc, Level::L1, PageEvent::Opened, 0);
+    let b = email(&inc, Level::L2, PageEvent::Escalated, 0);
+    store
+        .commit(&[], &[a.clone(), b.clone()], None, T0)
+        .unwrap();
+    let due: Vec<String> = store
+        .due(T0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(due, vec![a.key.clone(), b.key.clone()], "oldest first");
+    assert!(
+        store.due(T0 - MIN, 10).unwrap().is_empty(),
+        "not before it was created"
+    );
+    assert_eq!(store.due(T0, 1).unwrap().len(), 1, "the limit holds");
+
+    assert!(
+        store
+            .mark_retry(&a.key, T0 + 2 * MIN, "connection refused")
+            .unwrap()
+    );
+    assert_eq!(store.next_due().unwrap(), Some(T0), "b is still due now");
+    assert!(store.mark_failed(&b.key, T0, "550 no such user").unwrap());
+    assert_eq!(store.next_due().unwrap(), Some(T0 + 2 * MIN));
+    assert!(store.due(T0 + MIN, 10).unwrap().is_empty());
+    let row = store.outbox_entry(&a.key).unwrap().unwrap();
+    assert_eq!(row.attempts, 1);
+    assert_eq!(row.last_error.as_deref(), Some("connection refused"));
+    let row = store.outbox_entry(&b.key).unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (EmailStatus::Failed, 1));
+    assert_eq!(row.failed_at, Some(T0));
+    assert!(
+        !store.mark_sent(&b.key, T0).unwrap(),
+        "a failed email is never sent"
+    );
+
+    assert!(store.mark_sent(&a.key, T0 + 2 * MIN).unwrap());
+    let row = store.outbox_entry(&a.key).unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (EmailStatus::Sent, 2));
+    assert_eq!(row.sent_at, Some(T0 + 2 * MIN));
+    assert_eq!(store.next_due().unwrap(), None);
+    assert_eq!(store.outbox_depth().unwrap().total(), 0);
+
+    let long = "x".repeat(10_000);
+    let c = email(&inc, Level::L1, PageEvent::Reminder, 1);
+    store
+        .commit(&[], std::slice::from_ref(&c), None, T0)
+        .unwrap();
+    store.mark_retry(&c.key, T0, &long).unwrap();
+    let kept = store
+        .outbox_entry(&c.key)
+        .unwrap()
+        .unwrap()
+        .last_error
+        .unwrap();
+    assert!(kept.chars().count() <= 2001, "errors are bounded per row");
+}
+
+#[test]
+fn the_latest_incident_of_each_section_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = open(&path);
+    let mut old = incident("latency", T0);
+    old.state = IncidentState::Resolved;
+    old.resolved_at = Some(T0 + 10 * MIN);
+    let newer = incident("latency", T0 + 60 * MIN);
+    let errors = incident("errors", T0 + 5 * MIN);
+    store
+        .save_incidents(&[newer.clone(), old.clone(), errors.clone()])
+        .unwrap();
+    drop(store);
+
+    let store = open(&path);
+    assert_eq!(
+        store.latest_per_section().unwrap(),
+        vec![errors.clone(), newer.clone()]
+    );
+    assert_eq!(
+        store.recent_incidents(2).unwrap(),
+        vec![newer.clone(), errors.clone()]
+    );
+    assert_eq!(store.recent_incidents(10).unwrap().len(), 3);
+    assert_eq!(store.incident(&old.id).unwrap(), Some(old));
+    assert_eq!(store.incident("nope").unwrap(), None);
+}
+
+#[test]
+fn an_email_not_marked_sent_is_still_due_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = open(&path);
+    let inc = incident("database", T0);
+    let e = email(&inc, Level::L1, PageEvent::Opened, 0);
+    store
+        .commit(
+            std::slice::from_ref(&inc),
+            std::slice::from_ref(&e),
+            None,
+            T0,
+        )
+        .unwrap();
+    // A crash: the connection is never closed (no checkpoint, the WAL left as it is).
+    std::mem::forget(store);
+
+    let store = open(&path);
+    let due = store.due(T0 + MIN, 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].key, e.key);
+    assert_eq!(due[0].attempts, 0);
+    assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
+}
+
+#[test]
+fn maintenance_windows_and_secrets_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = open(&path);
+    let w = MaintenanceWindow {
+        sections: vec!["database".to_owned()],
+        starts: T0,
+        ends: T0 + 60 * MIN,
+        reason: "Supabase upgrade".to_owned(),
+    };
+    let id = store.add_window(&w, "api:devops", T0 - MIN).unwrap();
+    let key = store.get_or_create_secret("ack_hmac").unwrap();
+    assert_eq!(key.len(), 32);
+    assert_ne!(key, vec![0u8; 32]);
+    assert_eq!(store.get_or_create_secret("ack_hmac").unwrap(), key);
+    assert_ne!(store.get_or_create_secret("other").unwrap(), key);
+    drop(store);
+
+    let store = open(&path);
+    let windows = store.windows().unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0].id, id);
+    assert_eq!(windows[0].window, w);
+    assert_eq!(windows[0].created_by, "api:devops");
+    assert_eq!(windows[0].created_at, T0 - MIN);
+    assert_eq!(
+        store.get_or_create_secret("ack_hmac").unwrap(),
+        key,
+        "the same key after a restart: links already sent keep working"
+    );
+}
+
+#[test]
+fn the_store_is_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir.path().join("w.db")));
+    let inc = incident("auth", T0);
+    let handles: Vec<_> = (0..4)
+        .map(|n| {
+            let store = store.clone();
+            let e = email(&inc, Level::L1, PageEvent::Reminder, n % 2);
+            std::thread::spawn(move || store.commit(&[], &[e], None, T0).unwrap())
+        })
+        .collect();
+    let outcomes: Vec<CommitOutcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let queued: usize = outcomes.iter().map(|o| o.queued.len()).sum();
+    let dups: usize = outcomes.iter().map(|o| o.duplicates.len()).sum();
+    assert_eq!((queued, dups), (2, 2), "two keys, each queued exactly once");
+}
