@@ -17,6 +17,8 @@
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
+//! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
+//!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
@@ -29,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod email;
 pub mod engine;
 pub mod http;
 pub mod incident;
