@@ -11,7 +11,8 @@
 //! - `templates/`: the minijinja templates, compiled in. Only `*.html` templates are auto-escaped,
 //!   so every HTML template is named `*.html` (see ../shared/crates-notes.md).
 //! - [`token`]: HMAC-signed, expiring tokens binding incident, action and level.
-//! - [`links`]: the signed ack/resolve URLs.
+//! - [`links`]: the `GET/POST /act/{token}` routes behind the links: GET only shows a confirmation
+//!   page (mail scanners fetch every link), POST acts through the [`links::Actions`] seam.
 //!
 //! **Invariant:** rendering is pure: no store, no clock (`now` comes in), no network. The notification
 //! pipeline decides what to send and records it before sending; this module only says what it looks
@@ -117,6 +118,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("email.txt", include_str!("templates/email.txt")),
     ("email.html", include_str!("templates/email.html")),
     ("postmortem.txt", include_str!("templates/postmortem.txt")),
+    ("act.html", include_str!("templates/act.html")),
+    ("act_result.html", include_str!("templates/act_result.html")),
 ];
 
 /// The template environment shared by emails and the ack/resolve pages: strict about undefined

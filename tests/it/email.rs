@@ -5,15 +5,17 @@
 //! and names `errors.supabase_down` likely. Each email of the incident's life (L1 opened, L2
 //! escalated, reminder, reopened, resolved) is rendered in pt-BR and English, then read back the way
 //! a mail client would: parsed from its RFC 5322 bytes, parts transfer-decoded, headers RFC 2047-
-//! decoded. One email also goes through the real SMTP server.
+//! decoded. One email also goes through the real SMTP server, and the `/act/{token}` routes are
+//! exercised over HTTP with a recording `Actions`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harven_watchdog::clock::Timestamp;
+use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
+use harven_watchdog::email::links::{self, ActionError, Actions};
 use harven_watchdog::email::token::{self, Action, Claims, TokenError};
 use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
 use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
@@ -959,6 +961,377 @@ async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
     assert!(text_of(&got).contains("[ ] Identificar sintomas"));
 }
 
+// ------------------------------------------------------------------------------------------------
+// The /act/{token} routes
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Ack(String, Level, String),
+    Resolve(String, String, String),
+}
+
+/// An `Actions` over a map of incidents that records every call that changes something.
+#[derive(Default)]
+struct Recorder {
+    incidents: Mutex<BTreeMap<String, Incident>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+impl Actions for Recorder {
+    fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError> {
+        Ok(self.incidents.lock().expect("lock").get(id).cloned())
+    }
+
+    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), ActionError> {
+        let mut map = self.incidents.lock().expect("lock");
+        let inc = map
+            .get_mut(incident)
+            .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        inc.acks.insert(
+            level,
+            Ack {
+                by: by.into(),
+                at: at(0),
+            },
+        );
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::Ack(incident.into(), level, by.into()));
+        Ok(())
+    }
+
+    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), ActionError> {
+        let mut map = self.incidents.lock().expect("lock");
+        let inc = map
+            .get_mut(incident)
+            .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        if inc.state == IncidentState::Resolved {
+            return Err(ActionError::AlreadyResolved(incident.into()));
+        }
+        inc.state = IncidentState::Resolved;
+        self.calls.lock().expect("lock").push(Call::Resolve(
+            incident.into(),
+            by.into(),
+            note.into(),
+        ));
+        Ok(())
+    }
+}
+
+struct ActServer {
+    base: String,
+    recorder: Arc<Recorder>,
+    hand: harven_watchdog::clock::ManualClock,
+    incident: String,
+    http: reqwest::Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl ActServer {
+    async fn start(locale: Locale) -> Self {
+        crate::support::init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let recorder = Arc::new(Recorder::default());
+        let inc = incident(PageEvent::Opened, Level::L1);
+        let id = inc.id.clone();
+        recorder
+            .incidents
+            .lock()
+            .expect("lock")
+            .insert(id.clone(), inc);
+        let (clock, hand) = Clock::manual(at(min(3)));
+        let router = links::routes(
+            Arc::clone(&recorder) as Arc<dyn Actions>,
+            Arc::from(KEY),
+            clock,
+            Url::parse(&base).expect("url"),
+            locale,
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        Self {
+            base,
+            recorder,
+            hand,
+            incident: id,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            _task: task,
+        }
+    }
+
+    fn url_for(&self, claims: &Claims, key: &[u8]) -> String {
+        links::act_url(
+            &Url::parse(&self.base).expect("url"),
+            &token::sign(key, claims),
+        )
+    }
+
+    fn claims(&self, action: Action) -> Claims {
+        Claims::new(
+            self.incident.clone(),
+            action,
+            Level::L1,
+            at(min(2)),
+            Duration::from_secs(3600),
+        )
+    }
+
+    async fn get(&self, url: &str) -> (u16, String) {
+        let r = self.http.get(url).send().await.expect("GET");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)], origin: Option<&str>) -> (u16, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.expect("POST");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn get_shows_a_confirmation_and_changes_nothing() {
+    let s = ActServer::start(Locale::PtBr).await;
+    for action in [Action::Ack, Action::Resolve] {
+        let url = s.url_for(&s.claims(action), KEY);
+        let resp = s.http.get(&url).send().await.expect("GET");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "no-store",
+            "a page behind a secret URL is not cached"
+        );
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+        let page = resp.text().await.expect("body");
+        assert!(page.contains(&s.incident), "{page}");
+        assert!(page.contains("<form method=\"post\">"), "{page}");
+        assert!(page.contains("Nada muda até você confirmar"));
+        assert!(page.contains(&format!(
+            "<input type=\"hidden\" name=\"incident\" value=\"{}\">",
+            s.incident
+        )));
+        match action {
+            Action::Ack => assert!(page.contains("Confirmar reconhecimento")),
+            Action::Resolve => {
+                assert!(page.contains("Confirmar resolução"));
+                assert!(page.contains("name=\"note\""), "resolve asks for a note");
+            }
+        }
+        // A mail scanner fetching the link twice more changes nothing either.
+        s.get(&url).await;
+        s.get(&url).await;
+    }
+    assert_eq!(s.recorder.calls(), vec![], "GET never acts");
+}
+
+#[tokio::test]
+async fn post_with_a_valid_token_acts_once_and_shows_the_result() {
+    let s = ActServer::start(Locale::En).await;
+    let ack = s.url_for(&s.claims(Action::Ack), KEY);
+    let (status, page) = s
+        .post(
+            &ack,
+            &[
+                ("incident", &s.incident),
+                ("action", "ack"),
+                ("by", "Ana Souza"),
+            ],
+            Some(&s.base),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Acknowledged by Ana Souza as L1 at 2026-11-18 11:09:40 UTC."),
+        "{page}"
+    );
+    assert_eq!(
+        s.recorder.calls(),
+        vec![Call::Ack(s.incident.clone(), Level::L1, "Ana Souza".into())]
+    );
+
+    let resolve = s.url_for(&s.claims(Action::Resolve), KEY);
+    let (status, page) = s
+        .post(
+            &resolve,
+            &[
+                ("incident", &s.incident),
+                ("action", "resolve"),
+                ("by", ""),
+                ("note", "Supabase recovered; <b>nothing</b> to roll back"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "no Origin (curl): the token alone authorises");
+    assert!(page.contains("Resolved by L1 via email link"), "{page}");
+    assert_eq!(
+        s.recorder.calls()[1],
+        Call::Resolve(
+            s.incident.clone(),
+            "L1 via email link".into(),
+            "Supabase recovered; <b>nothing</b> to roll back".into()
+        )
+    );
+
+    let (status, body) = s.post(&resolve, &[("incident", &s.incident)], None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already resolved"));
+    assert_eq!(s.recorder.calls().len(), 2);
+
+    // The confirmation page of a resolved incident offers no form.
+    let (status, page) = s.get(&ack).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<form"), "{page}");
+    assert!(page.contains("already resolved"));
+}
+
+#[tokio::test]
+async fn forged_expired_and_mismatched_tokens_are_refused_and_change_nothing() {
+    let s = ActServer::start(Locale::En).await;
+    let good = s.claims(Action::Ack);
+    let form = [
+        ("incident", s.incident.as_str()),
+        ("action", "ack"),
+        ("by", "mallory"),
+    ];
+
+    // Another key (forged, or another watchdog's link).
+    let forged = s.url_for(&good, b"another key, also 32 bytes long!");
+    // The claims altered after signing: L1's token turned into a resolve.
+    let signed = token::sign(KEY, &good);
+    let (_, tag) = signed.split_once('.').expect("two parts");
+    use base64::Engine as _;
+    let altered = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("v1\nresolve\nL1\n{}\n{}", good.expires, s.incident));
+    let tampered = links::act_url(
+        &Url::parse(&s.base).expect("url"),
+        &format!("{altered}.{tag}"),
+    );
+    let malformed = format!("{}/act/not-a-token", s.base);
+    let truncated = format!("{}/act/{}", s.base, &signed[..signed.len() - 10]);
+
+    for (what, url, why) in [
+        ("forged", &forged, "not issued by this watchdog"),
+        ("tampered", &tampered, "not issued by this watchdog"),
+        ("malformed", &malformed, "damaged or incomplete"),
+        ("truncated", &truncated, "damaged or incomplete"),
+    ] {
+        let (status, body) = s.get(url).await;
+        assert_eq!(status, 403, "GET {what}: {body}");
+        assert!(body.contains(why), "GET {what}: {body}");
+        let (status, body) = s.post(url, &form, Some(&s.base)).await;
+        assert_eq!(status, 403, "POST {what}: {body}");
+        assert!(body.contains("Nothing was changed"), "{body}");
+    }
+
+    // Expired: an hour and a second after it was issued.
+    let url = s.url_for(&good, KEY);
+    s.hand.set(at(min(2) + 3601));
+    let (status, body) = s.post(&url, &form, Some(&s.base)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("expired at 2026-11-18 12:08:40 UTC"),
+        "{body}"
+    );
+    let (status, _) = s.get(&url).await;
+    assert_eq!(status, 403);
+    s.hand.set(at(min(3)));
+
+    // A valid token for another incident than the form names.
+    let other = Claims::new(
+        "latency-20261118T110640Z",
+        Action::Ack,
+        Level::L1,
+        at(min(2)),
+        Duration::from_secs(3600),
+    );
+    let (status, body) = s.post(&s.url_for(&other, KEY), &form, Some(&s.base)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another incident"), "{body}");
+    // … and for the other action than the form names.
+    let (status, _) = s
+        .post(
+            &s.url_for(&s.claims(Action::Resolve), KEY),
+            &form,
+            Some(&s.base),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // A valid token for an incident that does not exist.
+    let (status, body) = s.get(&s.url_for(&other, KEY)).await;
+    assert_eq!(status, 404, "{body}");
+
+    assert_eq!(s.recorder.calls(), vec![], "nothing was recorded");
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let s = ActServer::start(Locale::PtBr).await;
+    let url = s.url_for(&s.claims(Action::Ack), KEY);
+    let form = [("incident", s.incident.as_str()), ("action", "ack")];
+    for origin in ["https://evil.example", "null"] {
+        let (status, body) = s.post(&url, &form, Some(origin)).await;
+        assert_eq!(status, 403, "{origin}: {body}");
+        assert!(body.contains("Nada foi alterado"), "{body}");
+    }
+    let r = s
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("referer", "https://evil.example/page")
+        .body(format!("incident={}&action=ack", s.incident))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403, "a foreign Referer without Origin");
+    assert_eq!(s.recorder.calls(), vec![]);
+
+    let (status, _) = s.post(&url, &form, Some(&s.base)).await;
+    assert_eq!(status, 200, "the watchdog's own origin is accepted");
+    assert_eq!(s.recorder.calls().len(), 1);
+}
+
 #[test]
 fn tokens_round_trip_and_each_refusal_has_its_error() {
     let now = at(0);
@@ -995,4 +1368,14 @@ fn tokens_round_trip_and_each_refusal_has_its_error() {
             "{bad:?}"
         );
     }
+    assert_eq!(
+        links::authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
+        Err(TokenError::WrongIncident),
+        "the API's check: a token for another incident"
+    );
+    assert_eq!(
+        links::authorize(KEY, &t, &claims.incident, Action::Ack, now),
+        Err(TokenError::WrongAction)
+    );
+    assert!(links::authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
 }
