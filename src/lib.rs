@@ -21,6 +21,8 @@
 //!   maintenance windows, long-lived secrets.
 //! - [`notify`]: the sender: durably queued emails out through SMTP (or `.eml` files), retried with
 //!   backoff, at most once per key, over-budget ones as one digest.
+//! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
+//!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
@@ -33,6 +35,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod email;
 pub mod engine;
 pub mod http;
 pub mod incident;

@@ -5,6 +5,7 @@ mod support;
 mod config;
 mod daemon;
 mod diagnose;
+mod email;
 mod image;
 mod notify;
 mod peers;

@@ -1,0 +1,605 @@
+//! The ack/resolve links of the emails: `GET /act/{token}` shows a confirmation page and changes
+//! nothing (mail scanners and link previews fetch every link on delivery); `POST /act/{token}` acts.
+//!
+//! The token in the path is the authority: signed by this watchdog, bound to the incident, the action
+//! and the level, and expiring ([`super::token`]). A forged, altered or expired token is refused with
+//! 403 before anything is read or changed. The POST also carries the incident and action the page
+//! showed, and they must be the token's, so a form is never applied to what its page did not name.
+//! Cross-site form posts are refused by `Origin` (or, without one, `Referer`) when the browser sends
+//! it: they must come from the watchdog's own `public_url`.
+//!
+//! What acting means (recording the ack on the timeline, resolving, the store) is behind the
+//! [`Actions`] seam, so these routes know nothing of the store or the daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Form;
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minijinja::Environment;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::token::{self, Action, Claims, TokenError};
+use super::view::{human_duration, human_time};
+use crate::clock::{Clock, Timestamp};
+use crate::incident::{Incident, IncidentState, Level};
+use crate::runbook::Locale;
+
+/// The signed links of one email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionLinks {
+    pub ack_url: String,
+    pub resolve_url: String,
+    /// When both stop working (the configured `link_ttl` after the email).
+    pub expires_at: Timestamp,
+}
+
+impl ActionLinks {
+    /// Signs the ack and resolve links of `incident` for `level`, valid for `ttl` from `now`.
+    pub fn sign(
+        key: &[u8],
+        public_url: &Url,
+        incident: &str,
+        level: Level,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Self {
+        let ack = Claims::new(incident, Action::Ack, level, now, ttl);
+        let resolve = Claims::new(incident, Action::Resolve, level, now, ttl);
+        Self {
+            ack_url: act_url(public_url, &token::sign(key, &ack)),
+            resolve_url: act_url(public_url, &token::sign(key, &resolve)),
+            expires_at: ack.expires_at(),
+        }
+    }
+}
+
+/// `{public_url}/act/{token}`.
+pub fn act_url(public_url: &Url, token: &str) -> String {
+    super::public_link(public_url, &format!("act/{token}"))
+}
+
+/// Why an action could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("no incident {0}")]
+    UnknownIncident(String),
+    #[error("incident {0} is already resolved")]
+    AlreadyResolved(String),
+    /// The store could not be read or written; worth trying again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What the links do, implemented over the store by the daemon. Calls are synchronous and may block
+/// briefly (an SQLite write); the routes run them on the blocking pool.
+pub trait Actions: Send + Sync {
+    /// The incident, for the confirmation page; `Ok(None)` when there is none with this ID.
+    fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError>;
+    /// Records an acknowledgement by `by` for `level` (the level the email went to).
+    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), ActionError>;
+    /// Resolves the incident by hand, with `note` on its timeline.
+    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), ActionError>;
+}
+
+struct ActState {
+    actions: Arc<dyn Actions>,
+    key: Arc<[u8]>,
+    clock: Clock,
+    public_url: Url,
+    locale: Locale,
+    env: Environment<'static>,
+}
+
+/// Longest accepted `by`, in characters: a name, not a story.
+const MAX_BY: usize = 100;
+/// Longest accepted resolve note, in characters.
+const MAX_NOTE: usize = 2000;
+
+/// The `/act/{token}` routes. `key` is the link key the emails were signed with; `public_url` is the
+/// origin form posts must come from; `locale` is the language of the pages.
+pub fn routes(
+    actions: Arc<dyn Actions>,
+    key: Arc<[u8]>,
+    clock: Clock,
+    public_url: Url,
+    locale: Locale,
+) -> Router {
+    let state = Arc::new(ActState {
+        actions,
+        key,
+        clock,
+        public_url,
+        locale,
+        env: super::environment(),
+    });
+    Router::new()
+        .route("/act/{token}", get(confirm_page).post(act))
+        // A name and a note: anything larger is not a person filling the form.
+        .layer(DefaultBodyLimit::max(16 * 1024))
+        .with_state(state)
+}
+
+/// The fields of the confirmation form.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ActForm {
+    /// The incident the page showed: must be the token's.
+    incident: String,
+    /// The action the page showed: must be the token's.
+    action: String,
+    by: String,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct PageView {
+    t: std::collections::BTreeMap<&'static str, &'static str>,
+    action: &'static str,
+    level: &'static str,
+    incident: Option<IncidentBrief>,
+    /// The form is shown only when the action can still be taken.
+    can_act: bool,
+    expires_at: String,
+    incident_url: String,
+    /// The result page: what happened.
+    message: String,
+}
+
+#[derive(Serialize)]
+struct IncidentBrief {
+    id: String,
+    section: String,
+    severity: String,
+    state: &'static str,
+    opened_at: String,
+    open_for: String,
+    acks: Vec<String>,
+}
+
+/// `GET /act/{token}`: the confirmation page. Reads, never writes.
+async fn confirm_page(State(st): State<Arc<ActState>>, Path(token): Path<String>) -> Response {
+    let now = st.clock.now();
+    let claims = match token::verify(&st.key, &token, now) {
+        Ok(c) => c,
+        Err(e) => return refused(&st, &e, "GET"),
+    };
+    let incident = match lookup(&st, &claims.incident).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return not_found(&st, &claims.incident),
+        Err(e) => return action_failed(&st, &e),
+    };
+    let can_act = incident.state == IncidentState::Open;
+    let view = page_view(&st, &claims, Some(&incident), now, can_act, String::new());
+    html(&st, "act.html", &view, StatusCode::OK)
+}
+
+/// `POST /act/{token}`: checks the origin, the token and the form, then acts once.
+async fn act(
+    State(st): State<Arc<ActState>>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<ActForm>, FormRejection>,
+) -> Response {
+    if let Some(origin) = foreign_origin(&headers, &st.public_url) {
+        tracing::warn!(%origin, "refused a cross-site ack/resolve post");
+        let msg = match st.locale {
+            Locale::PtBr => format!(
+                "Recusado: o formulário veio de {origin}, não de {}. Nada foi alterado.\n",
+                st.public_url.origin().ascii_serialization()
+            ),
+            Locale::En => format!(
+                "Refused: the form came from {origin}, not from {}. Nothing was changed.\n",
+                st.public_url.origin().ascii_serialization()
+            ),
+        };
+        return plain(StatusCode::FORBIDDEN, msg);
+    }
+    let now = st.clock.now();
+    let claims = match token::verify(&st.key, &token, now) {
+        Ok(c) => c,
+        Err(e) => return refused(&st, &e, "POST"),
+    };
+    let Ok(Form(form)) = form else {
+        return plain(StatusCode::BAD_REQUEST, "bad form\n".to_owned());
+    };
+    // The form names what its page showed; a form without `action` (curl) means the token's.
+    let form_action = match form.action.trim() {
+        "" => Some(claims.action),
+        a => Action::parse(a),
+    };
+    let checked = form_action
+        .ok_or(TokenError::WrongAction)
+        .and_then(|a| claims.authorize(form.incident.trim(), a));
+    if let Err(e) = checked {
+        return refused(&st, &e, "POST");
+    }
+    let by = clean(&form.by, MAX_BY, false);
+    let by = if by.is_empty() {
+        format!("{} via email link", claims.level)
+    } else {
+        by
+    };
+    let note = clean(&form.note, MAX_NOTE, true);
+
+    let actions = Arc::clone(&st.actions);
+    let (incident, level, action) = (claims.incident.clone(), claims.level, claims.action);
+    let who = by.clone();
+    let result = tokio::task::spawn_blocking(move || match action {
+        Action::Ack => actions.ack(&incident, level, &who),
+        Action::Resolve => actions.resolve(&incident, &who, &note),
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ActionError::Unavailable(format!(
+            "the action panicked: {e}"
+        )))
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                incident = %claims.incident,
+                action = %claims.action,
+                level = %claims.level,
+                by = %by,
+                "acted through an email link"
+            );
+            let at = human_time(now);
+            let message = match (claims.action, st.locale) {
+                (Action::Ack, Locale::PtBr) => {
+                    format!("Reconhecido por {by} como {} em {at}.", claims.level)
+                }
+                (Action::Ack, Locale::En) => {
+                    format!("Acknowledged by {by} as {} at {at}.", claims.level)
+                }
+                (Action::Resolve, Locale::PtBr) => format!("Resolvido por {by} em {at}."),
+                (Action::Resolve, Locale::En) => format!("Resolved by {by} at {at}."),
+            };
+            let view = page_view(&st, &claims, None, now, false, message);
+            html(&st, "act_result.html", &view, StatusCode::OK)
+        }
+        Err(ActionError::UnknownIncident(id)) => not_found(&st, &id),
+        Err(e) => action_failed(&st, &e),
+    }
+}
+
+async fn lookup(st: &ActState, id: &str) -> Result<Option<Incident>, ActionError> {
+    let actions = Arc::clone(&st.actions);
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || actions.incident(&id))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ActionError::Unavailable(format!(
+                "the lookup panicked: {e}"
+            )))
+        })
+}
+
+fn page_view(
+    st: &ActState,
+    claims: &Claims,
+    incident: Option<&Incident>,
+    now: Timestamp,
+    can_act: bool,
+    message: String,
+) -> PageView {
+    let t = page_labels(st.locale);
+    PageView {
+        action: claims.action.as_str(),
+        level: claims.level.as_str(),
+        incident: incident.map(|i| IncidentBrief {
+            id: i.id.clone(),
+            section: i.section.clone(),
+            severity: i.severity.to_string(),
+            state: match i.state {
+                IncidentState::Open => t["state_open"],
+                IncidentState::Resolved => t["state_resolved"],
+            },
+            opened_at: human_time(i.opened_at),
+            open_for: human_duration(i.resolved_at.unwrap_or(now).saturating_since(i.opened_at)),
+            acks: i
+                .acks
+                .iter()
+                .map(|(level, a)| format!("{level}: {} ({})", a.by, human_time(a.at)))
+                .collect(),
+        }),
+        can_act,
+        expires_at: human_time(claims.expires_at()),
+        incident_url: super::public_link(&st.public_url, &format!("incidents/{}", claims.incident)),
+        message,
+        t,
+    }
+}
+
+/// The page, with the headers a page reached through a secret URL needs: not cached, not framed
+/// (a framed confirm button is a clickjacking target), not indexed, and no `Referer` carrying the
+/// token to wherever a link on it leads.
+fn html<S: Serialize>(st: &ActState, name: &'static str, view: &S, status: StatusCode) -> Response {
+    match super::render_template(&st.env, name, view) {
+        Ok(body) => {
+            let mut resp = (status, body).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            secure_headers(h);
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the ack/resolve page");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n".to_owned(),
+            )
+        }
+    }
+}
+
+fn secure_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex"),
+    );
+}
+
+fn plain(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    secure_headers(h);
+    resp
+}
+
+/// 403 with a plain message saying why, and that nothing changed.
+fn refused(st: &ActState, e: &TokenError, method: &str) -> Response {
+    tracing::warn!(reason = e.label(), method, "refused an ack/resolve link");
+    let en = st.locale == Locale::En;
+    let why = match e {
+        TokenError::Malformed if en => {
+            "this link is damaged or incomplete (was it cut by the mail client?)".to_owned()
+        }
+        TokenError::Malformed => {
+            "este link está danificado ou incompleto (o cliente de email o cortou?)".to_owned()
+        }
+        TokenError::BadSignature if en => "this link was not issued by this watchdog".to_owned(),
+        TokenError::BadSignature => "este link não foi emitido por este watchdog".to_owned(),
+        TokenError::Expired { expired_at } if en => format!(
+            "this link expired at {}; use the status page",
+            human_time(*expired_at)
+        ),
+        TokenError::Expired { expired_at } => format!(
+            "este link expirou em {}; use a página de status",
+            human_time(*expired_at)
+        ),
+        TokenError::WrongIncident | TokenError::WrongAction if en => {
+            "this link is for another incident or action than the form names".to_owned()
+        }
+        TokenError::WrongIncident | TokenError::WrongAction => {
+            "este link é de outro incidente ou ação que não os do formulário".to_owned()
+        }
+    };
+    let msg = if en {
+        format!("Refused: {why}. Nothing was changed.\n")
+    } else {
+        format!("Recusado: {why}. Nada foi alterado.\n")
+    };
+    plain(StatusCode::FORBIDDEN, msg)
+}
+
+fn not_found(st: &ActState, id: &str) -> Response {
+    let msg = match st.locale {
+        Locale::PtBr => format!("Incidente {id} não encontrado. Nada foi alterado.\n"),
+        Locale::En => format!("No incident {id}. Nothing was changed.\n"),
+    };
+    plain(StatusCode::NOT_FOUND, msg)
+}
+
+fn action_failed(st: &ActState, e: &ActionError) -> Response {
+    let en = st.locale == Locale::En;
+    match e {
+        ActionError::UnknownIncident(id) => not_found(st, id),
+        ActionError::AlreadyResolved(id) => plain(
+            StatusCode::CONFLICT,
+            if en {
+                format!("Incident {id} is already resolved. Nothing was changed.\n")
+            } else {
+                format!("O incidente {id} já está resolvido. Nada foi alterado.\n")
+            },
+        ),
+        ActionError::Unavailable(why) => {
+            tracing::error!(error = %why, "ack/resolve through an email link failed");
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                if en {
+                    "The watchdog could not record this now; try again in a moment.\n".to_owned()
+                } else {
+                    "O watchdog não conseguiu registrar agora; tente de novo em instantes.\n"
+                        .to_owned()
+                },
+            )
+        }
+    }
+}
+
+/// The origin of a cross-site request, if this is one: `Origin` when the browser sent it (`null`
+/// included), else the origin of `Referer`; `None` when the request names no origin or names ours.
+fn foreign_origin(headers: &HeaderMap, public_url: &Url) -> Option<String> {
+    let ours = public_url.origin();
+    let named = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))?;
+    let text = String::from_utf8_lossy(named.as_bytes()).into_owned();
+    match Url::parse(&text) {
+        Ok(u) if u.origin() == ours => None,
+        Ok(u) => Some(u.origin().ascii_serialization()),
+        Err(_) => Some(text),
+    }
+}
+
+/// Trimmed, control characters dropped (newlines kept in notes), at most `max` characters.
+fn clean(s: &str, max: usize, multiline: bool) -> String {
+    s.trim()
+        .chars()
+        .filter(|c| !c.is_control() || (multiline && *c == '\n'))
+        .take(max)
+        .collect()
+}
+
+fn page_labels(locale: Locale) -> std::collections::BTreeMap<&'static str, &'static str> {
+    let table: &[(&str, &str)] = match locale {
+        Locale::PtBr => &[
+            ("lang", "pt-BR"),
+            ("title_ack", "Reconhecer o incidente"),
+            ("title_resolve", "Resolver o incidente"),
+            (
+                "explain_ack",
+                "Reconhecer diz à equipe que você está cuidando do incidente e silencia os lembretes do seu nível. O escalonamento continua se o incidente não for resolvido.",
+            ),
+            (
+                "explain_resolve",
+                "Resolver encerra o incidente agora, mesmo que os sintomas ainda não tenham normalizado. Se a seção voltar a disparar logo, o incidente reabre.",
+            ),
+            ("nothing_yet", "Nada muda até você confirmar abaixo."),
+            ("incident", "Incidente"),
+            ("section", "Seção"),
+            ("severity", "Severidade"),
+            ("state", "Estado"),
+            ("state_open", "aberto"),
+            ("state_resolved", "resolvido"),
+            ("opened_at", "Aberto em"),
+            ("open_for", "Duração"),
+            ("acks", "Reconhecimentos"),
+            ("level", "Nível"),
+            ("by", "Seu nome"),
+            ("note", "O que foi feito (vai para a linha do tempo)"),
+            ("confirm_ack", "Confirmar reconhecimento"),
+            ("confirm_resolve", "Confirmar resolução"),
+            (
+                "not_open",
+                "Este incidente já está resolvido; não há nada a fazer.",
+            ),
+            ("expires", "Este link vale até"),
+            ("incident_page", "Ver o incidente no watchdog"),
+            ("done", "Feito"),
+        ],
+        Locale::En => &[
+            ("lang", "en"),
+            ("title_ack", "Acknowledge the incident"),
+            ("title_resolve", "Resolve the incident"),
+            (
+                "explain_ack",
+                "Acknowledging tells the team you are on it and silences your level's reminders. Escalation continues while the incident stays unresolved.",
+            ),
+            (
+                "explain_resolve",
+                "Resolving closes the incident now, even if its symptoms have not cleared yet. If the section fires again soon, the incident reopens.",
+            ),
+            ("nothing_yet", "Nothing changes until you confirm below."),
+            ("incident", "Incident"),
+            ("section", "Section"),
+            ("severity", "Severity"),
+            ("state", "State"),
+            ("state_open", "open"),
+            ("state_resolved", "resolved"),
+            ("opened_at", "Opened at"),
+            ("open_for", "Duration"),
+            ("acks", "Acknowledgements"),
+            ("level", "Level"),
+            ("by", "Your name"),
+            ("note", "What was done (goes on the timeline)"),
+            ("confirm_ack", "Confirm acknowledgement"),
+            ("confirm_resolve", "Confirm resolution"),
+            (
+                "not_open",
+                "This incident is already resolved; there is nothing to do.",
+            ),
+            ("expires", "This link is valid until"),
+            ("incident_page", "See the incident on the watchdog"),
+            ("done", "Done"),
+        ],
+    };
+    table.iter().copied().collect()
+}
+
+/// The claims of a link, for a JSON API that accepts email tokens: verifies `token` and checks it
+/// allows `action` on `incident` (a valid token for another incident is refused).
+pub fn authorize(
+    key: &[u8],
+    token: &str,
+    incident: &str,
+    action: Action,
+    now: Timestamp,
+) -> Result<Claims, TokenError> {
+    let claims = token::verify(key, token, now)?;
+    claims.authorize(incident, action)?;
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_page_locales_have_the_same_labels() {
+        let pt: Vec<_> = page_labels(Locale::PtBr).into_keys().collect();
+        let en: Vec<_> = page_labels(Locale::En).into_keys().collect();
+        assert_eq!(pt, en);
+    }
+
+    #[test]
+    fn foreign_origins_are_named_and_ours_pass() {
+        let ours = Url::parse("https://watch.example.com:8443/prefix/").expect("url");
+        let mut h = HeaderMap::new();
+        assert_eq!(foreign_origin(&h, &ours), None, "no origin named: allowed");
+        h.insert(
+            header::REFERER,
+            HeaderValue::from_static("https://watch.example.com:8443/act/x"),
+        );
+        assert_eq!(foreign_origin(&h, &ours), None);
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(
+            foreign_origin(&h, &ours).as_deref(),
+            Some("https://evil.example"),
+            "Origin wins over Referer"
+        );
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert_eq!(foreign_origin(&h, &ours).as_deref(), Some("null"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://watch.example.com:8443"),
+        );
+        assert!(foreign_origin(&h, &ours).is_some(), "scheme counts");
+    }
+
+    #[test]
+    fn names_and_notes_are_cleaned() {
+        assert_eq!(clean("  Ana\r\n\u{7}  ", MAX_BY, false), "Ana");
+        assert_eq!(clean("a\nb", 10, true), "a\nb");
+        assert_eq!(clean(&"x".repeat(500), MAX_BY, false).len(), MAX_BY);
+    }
+}

@@ -1,0 +1,1381 @@
+//! Emails and their ack/resolve links, over a diagnosis the real engine produced.
+//!
+//! The scene: the Supabase REST API fails, its status page says `major`, the backend logs Supabase
+//! errors and 12.4% of requests answer 5xx. The engine (the embedded runbook) fires `errors.ratio_high`
+//! and names `errors.supabase_down` likely. Each email of the incident's life (L1 opened, L2
+//! escalated, reminder, reopened, resolved) is rendered in pt-BR and English, then read back the way
+//! a mail client would: parsed from its RFC 5322 bytes, parts transfer-decoded, headers RFC 2047-
+//! decoded. One email also goes through the real SMTP server, and the `/act/{token}` routes are
+//! exercised over HTTP with a recording `Actions`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use harven_watchdog::clock::{Clock, Timestamp};
+use harven_watchdog::config::Config;
+use harven_watchdog::email::links::{self, ActionError, Actions};
+use harven_watchdog::email::token::{self, Action, Claims, TokenError};
+use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
+use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
+use harven_watchdog::incident::{
+    Ack, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
+};
+use harven_watchdog::observe::{Evidence, Key, Observation, ProbeReport};
+use harven_watchdog::runbook::{Locale, Runbook, Severity};
+use lettre::message::Mailbox;
+use url::Url;
+
+use crate::support::smtp::{ReceivedMail, SmtpServer};
+
+/// 2026-11-18 11:06:40 UTC.
+const T0: i64 = 1_795_000_000_000;
+const KEY: &[u8] = b"test link key, 32 bytes long!!!!";
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_unix_millis(T0) + Duration::from_secs(secs)
+}
+
+fn min(m: u64) -> u64 {
+    m * 60
+}
+
+fn report(source: &str, secs: u64, obs: Vec<Observation>) -> ProbeReport {
+    ProbeReport {
+        source: source.into(),
+        at: at(secs),
+        took: Duration::from_millis(5),
+        result: Ok(obs),
+    }
+}
+
+fn backend(name: &'static str) -> Key {
+    Key::new(name).with("container", "harven-backend")
+}
+
+fn log(pattern: &str) -> Key {
+    backend("docker.log_matches").with("pattern", pattern)
+}
+
+/// Every source of the stack at `secs`, healthy except for what `outage` breaks: Supabase REST down,
+/// its status page `major`, Supabase errors in the logs, and `error_ratio` of requests failing.
+fn evidence_at(ev: &mut Evidence, secs: u64, outage: bool, error_ratio: f64) {
+    ev.apply(report(
+        "prometheus",
+        secs,
+        vec![
+            Observation::number(
+                Key::new("prometheus.p95_seconds").with("handler", "/api/chat"),
+                0.8,
+            ),
+            Observation::number(Key::new("prometheus.error_ratio"), error_ratio),
+            Observation::number(Key::new("prometheus.auth_failure_ratio"), 0.01),
+            Observation::boolean(Key::new("prometheus.auth_exact"), true),
+            Observation::number(Key::new("prometheus.request_rate"), 40.0),
+            Observation::number(Key::new("prometheus.request_rate_baseline"), 36.0),
+            Observation::number(Key::new("prometheus.request_rate_ratio"), 1.11),
+            Observation::boolean(
+                Key::new("prometheus.backend_up").with("instance", "backend:8000"),
+                true,
+            ),
+        ],
+    ));
+    ev.apply(report(
+        "supabase",
+        secs,
+        vec![
+            Observation::boolean(Key::new("supabase.rest_ok"), !outage),
+            Observation::number(
+                Key::new("supabase.rest_status"),
+                if outage { 503.0 } else { 200.0 },
+            ),
+            Observation::number(Key::new("supabase.rest_latency_seconds"), 0.12),
+            Observation::boolean(Key::new("supabase.auth_ok"), true),
+            Observation::number(Key::new("supabase.auth_status"), 200.0),
+            Observation::number(Key::new("supabase.auth_latency_seconds"), 0.08),
+        ],
+    ));
+    for (page, indicator) in [
+        ("supabase", if outage { "major" } else { "none" }),
+        ("openai", "none"),
+    ] {
+        ev.apply(report(
+            &format!("status.{page}"),
+            secs,
+            vec![Observation::text(
+                Key::new("status.indicator").with("page", page),
+                indicator,
+            )],
+        ));
+    }
+    ev.apply(report(
+        "redis",
+        secs,
+        vec![
+            Observation::number(Key::new("redis.ping_seconds"), 0.0008),
+            Observation::number(Key::new("redis.memory_ratio"), 0.21),
+            Observation::number(Key::new("redis.used_memory_bytes"), 14_000_000.0),
+            Observation::number(Key::new("redis.maxmemory_bytes"), 67_108_864.0),
+            Observation::number(Key::new("redis.evicted_keys"), 0.0),
+            Observation::number(Key::new("redis.rejected_connections"), 0.0),
+            Observation::number(
+                Key::new("redis.keys").with("pattern", "rate_limit:*"),
+                120.0,
+            ),
+        ],
+    ));
+    let supabase_lines = if outage { 37.0 } else { 0.0 };
+    ev.apply(report(
+        "docker",
+        secs,
+        vec![
+            Observation::boolean(backend("docker.running"), true),
+            Observation::text(backend("docker.health"), "healthy"),
+            Observation::boolean(backend("docker.recent_deploy"), false),
+            Observation::boolean(backend("docker.oom_killed"), false),
+            Observation::number(backend("docker.memory_ratio"), 0.4),
+            Observation::number(backend("docker.memory_growth_bytes_per_hour"), 1_000_000.0),
+            Observation::number(backend("docker.restarts"), 0.0),
+            Observation::number(backend("docker.memory_bytes"), 429_496_729.0),
+            Observation::number(backend("docker.memory_limit_bytes"), 1_073_741_824.0),
+            Observation::text(backend("docker.image"), "harven/backend:1.42"),
+            Observation::text(backend("docker.previous_image"), "harven/backend:1.41"),
+            Observation::number(backend("docker.uptime_seconds"), 86_400.0),
+            Observation::boolean(
+                backend("docker.env_present").with("var", "JWT_SECRET"),
+                true,
+            ),
+            Observation::number(log("error"), if outage { 40.0 } else { 0.0 }),
+            Observation::number(log("supabase"), supabase_lines),
+            Observation::number(log("openai"), 0.0),
+            Observation::number(log("429"), 0.0),
+            Observation::number(log("jwt"), 0.0),
+            Observation::number(log("too_many_connections"), 0.0),
+            Observation::number(log("permission_denied"), 0.0),
+        ],
+    ));
+}
+
+/// The engine's view of the `errors` section at the end of a script.
+struct Scene {
+    runbook: Arc<Runbook>,
+    eval: Evaluation,
+}
+
+impl Scene {
+    fn section(&self) -> &SectionState {
+        self.eval
+            .sections
+            .iter()
+            .find(|s| s.section == "errors")
+            .expect("errors section")
+    }
+
+    fn symptoms(&self) -> Vec<Symptom> {
+        self.eval
+            .symptoms
+            .iter()
+            .filter(|s| s.section == "errors")
+            .cloned()
+            .collect()
+    }
+}
+
+/// The outage from t=0, evaluated until `until` (firing from 2 min on).
+fn outage(locale: Locale, error_ratio: f64, until: u64) -> Scene {
+    let runbook = Arc::new(Runbook::embedded());
+    let mut engine = Engine::new(Arc::clone(&runbook), locale);
+    let mut ev = Evidence::new();
+    let mut eval = None;
+    for secs in (0..=until).step_by(60) {
+        evidence_at(&mut ev, secs, true, error_ratio);
+        eval = Some(engine.evaluate(&ev, at(secs)));
+    }
+    Scene {
+        runbook,
+        eval: eval.expect("evaluated"),
+    }
+}
+
+/// The outage, then recovery from `recover_at` until every symptom has cleared (resolve_after 5 min).
+fn recovered(locale: Locale, recover_at: u64) -> (Scene, Timestamp) {
+    let runbook = Arc::new(Runbook::embedded());
+    let mut engine = Engine::new(Arc::clone(&runbook), locale);
+    let mut ev = Evidence::new();
+    let mut secs = 0;
+    let mut cleared_at = None;
+    let mut eval = None;
+    while cleared_at.is_none() {
+        let broken = secs < recover_at;
+        evidence_at(&mut ev, secs, broken, if broken { 0.124 } else { 0.004 });
+        let e = engine.evaluate(&ev, at(secs));
+        if !broken && !e.sections.iter().any(|s| s.section == "errors" && s.active) {
+            cleared_at = Some(at(secs));
+        }
+        eval = Some(e);
+        secs += 60;
+        assert!(secs < recover_at + min(30), "the section never cleared");
+    }
+    (
+        Scene {
+            runbook,
+            eval: eval.expect("evaluated"),
+        },
+        cleared_at.expect("cleared"),
+    )
+}
+
+fn mailbox(s: &str) -> Mailbox {
+    s.parse().expect("mailbox")
+}
+
+/// The incident as the store would hold it after `event` to `level`.
+fn incident(event: PageEvent, level: Level) -> Incident {
+    let opened = at(min(2));
+    let mut i = Incident {
+        id: Incident::make_id("errors", opened),
+        section: "errors".into(),
+        severity: Severity::Major,
+        state: IncidentState::Open,
+        opened_at: opened,
+        critical_since: None,
+        resolved_at: None,
+        reopened: 0,
+        paged: BTreeMap::from([(Level::L1, opened)]),
+        last_page: BTreeMap::from([(Level::L1, opened)]),
+        reminders: 0,
+        acks: BTreeMap::new(),
+        symptoms: BTreeMap::from([("errors.ratio_high".into(), "Error rate 12.4% > 5%".into())]),
+        cause: "errors.supabase_down".into(),
+        timeline: vec![
+            TimelineEntry {
+                at: opened,
+                kind: "opened".into(),
+                text: "errors.ratio_high fired: prometheus.error_ratio = 0.124".into(),
+            },
+            TimelineEntry {
+                at: opened,
+                kind: "paged".into(),
+                text: "L1 paged (devops@harven.ai)".into(),
+            },
+        ],
+        resolve_note: None,
+    };
+    let ack = |i: &mut Incident, secs: u64| {
+        i.acks.insert(
+            Level::L1,
+            Ack {
+                by: "Ana Souza".into(),
+                at: at(secs),
+            },
+        );
+        i.note(at(secs), "acknowledged", "L1 acknowledged by Ana Souza");
+    };
+    match (event, level) {
+        (PageEvent::Opened, _) => {}
+        (PageEvent::Reminder, _) => {
+            i.reminders = 1;
+            i.last_page.insert(Level::L1, at(min(17)));
+        }
+        (PageEvent::Escalated, _) => {
+            ack(&mut i, min(9));
+            i.paged.insert(Level::L2, at(min(32)));
+            i.last_page.insert(Level::L2, at(min(32)));
+            i.note(
+                at(min(32)),
+                "paged",
+                "L2 paged (techlead@harven.ai): unresolved after 30 min",
+            );
+        }
+        (PageEvent::Reopened, _) => {
+            ack(&mut i, min(9));
+            i.reopened = 1;
+            i.note(at(min(20)), "resolved", "all symptoms clear for 5 min");
+            i.note(at(min(31)), "reopened", "errors.ratio_high fired again");
+        }
+        (PageEvent::Resolved, _) => {
+            ack(&mut i, min(9));
+            i.paged.insert(Level::L2, at(min(32)));
+            i.last_page.insert(Level::L2, at(min(32)));
+            i.note(
+                at(min(32)),
+                "paged",
+                "L2 paged (techlead@harven.ai): unresolved after 30 min",
+            );
+            i.note(
+                at(min(30)),
+                "note",
+                "Supabase confirmed an incident on their side",
+            );
+        }
+    }
+    i
+}
+
+fn public_url() -> Url {
+    Url::parse("https://watchdog.harven.ai").expect("url")
+}
+
+fn recipients(level: Level) -> Vec<Mailbox> {
+    vec![mailbox(match level {
+        Level::L1 => "DevOps de Plantão <devops@harven.ai>",
+        Level::L2 => "techlead@harven.ai",
+        Level::L3 => "cto@harven.ai",
+    })]
+}
+
+/// Renders one email of the incident for `level` and `event` in `locale`.
+fn render_event(locale: Locale, level: Level, event: PageEvent) -> (RenderedEmail, Incident) {
+    let from = mailbox("Harven Watchdog <watchdog@harven.ai>");
+    let to = recipients(level);
+    let (scene, now, inc) = match event {
+        PageEvent::Resolved => {
+            let (scene, cleared) = recovered(locale, min(40));
+            let mut inc = incident(event, level);
+            inc.state = IncidentState::Resolved;
+            inc.resolved_at = Some(cleared);
+            inc.resolve_note = None;
+            inc.note(cleared, "resolved", "every symptom clear for 5 min");
+            (scene, cleared, inc)
+        }
+        PageEvent::Reminder => (
+            outage(locale, 0.124, min(17)),
+            at(min(17)),
+            incident(event, level),
+        ),
+        PageEvent::Escalated => (
+            outage(locale, 0.124, min(32)),
+            at(min(32)),
+            incident(event, level),
+        ),
+        PageEvent::Reopened => (
+            outage(locale, 0.124, min(33)),
+            at(min(33)),
+            incident(event, level),
+        ),
+        PageEvent::Opened => (
+            outage(locale, 0.124, min(2)),
+            at(min(2)),
+            incident(event, level),
+        ),
+    };
+    let n = match event {
+        PageEvent::Reminder => 1,
+        PageEvent::Reopened => inc.reopened,
+        _ => 0,
+    };
+    let page = Page::new(&inc, level, event, n, now);
+    let links = (event != PageEvent::Resolved).then(|| {
+        ActionLinks::sign(
+            KEY,
+            &public_url(),
+            &inc.id,
+            level,
+            now,
+            Duration::from_secs(24 * 3600),
+        )
+    });
+    let section = scene.section().clone();
+    let symptoms = scene.symptoms();
+    let input = EmailInput {
+        incident: &inc,
+        page: &page,
+        section: &section,
+        symptoms: &symptoms,
+        runbook: &scene.runbook,
+        recipients: &to,
+        from: &from,
+        public_url: &public_url(),
+        locale,
+        links: links.as_ref(),
+        now,
+    };
+    let email = Renderer::new().render(&input).expect("render");
+    (email, inc)
+}
+
+/// The email read back from its bytes, as a mail client sees it.
+fn parse(email: &RenderedEmail) -> ReceivedMail {
+    ReceivedMail::parse(PathBuf::from("rendered.eml"), &email.formatted())
+}
+
+/// The decoded text part, with the CRLF line ends of the wire turned back into `\n`.
+fn text_of(mail: &ReceivedMail) -> String {
+    mail.text()
+        .expect("a text/plain part")
+        .replace("\r\n", "\n")
+}
+
+/// The decoded HTML part, line ends as rendered.
+fn html_of(mail: &ReceivedMail) -> String {
+    mail.html().expect("a text/html part").replace("\r\n", "\n")
+}
+
+/// Whether two bodies are the same text, ignoring line-end style and the final line break.
+fn same_body(sent: &str, rendered: &str) -> bool {
+    sent.replace("\r\n", "\n").trim_end() == rendered.trim_end()
+}
+
+/// HTML entities back to characters, to compare text that the HTML part escapes.
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+const EVENTS: [(Level, PageEvent); 5] = [
+    (Level::L1, PageEvent::Opened),
+    (Level::L2, PageEvent::Escalated),
+    (Level::L1, PageEvent::Reminder),
+    (Level::L1, PageEvent::Reopened),
+    (Level::L1, PageEvent::Resolved),
+];
+
+#[test]
+fn the_engine_names_supabase_down_for_this_scene() {
+    let scene = outage(Locale::PtBr, 0.124, min(2));
+    let top = scene.section().diagnosis.top().expect("a likely cause");
+    assert_eq!(top.id, "errors.supabase_down");
+    assert!(scene.section().active);
+}
+
+#[test]
+fn subjects_follow_the_design_in_both_locales() {
+    let cases = [
+        (
+            Locale::PtBr,
+            Level::L1,
+            PageEvent::Opened,
+            "[Harven][L1][major] Error rate 12.4% > 5% — provável: Supabase down",
+        ),
+        (
+            Locale::En,
+            Level::L1,
+            PageEvent::Opened,
+            "[Harven][L1][major] Error rate 12.4% above 5% — likely: Supabase down",
+        ),
+        (
+            Locale::PtBr,
+            Level::L2,
+            PageEvent::Escalated,
+            "[Harven][L2][major] Error rate 12.4% > 5% — provável: Supabase down",
+        ),
+        (
+            Locale::PtBr,
+            Level::L1,
+            PageEvent::Resolved,
+            "[Harven][L1][resolved] Error rate > 5% — resolvido em 43 min",
+        ),
+        (
+            Locale::En,
+            Level::L1,
+            PageEvent::Resolved,
+            "[Harven][L1][resolved] Error rate above 5% — resolved in 43 min",
+        ),
+    ];
+    for (locale, level, event, want) in cases {
+        let (email, _) = render_event(locale, level, event);
+        assert_eq!(email.subject, want, "{locale:?} {level} {event}");
+        let mail = parse(&email);
+        assert_eq!(
+            mail.subject().as_deref(),
+            Some(want),
+            "the subject survives RFC 2047 encoding"
+        );
+    }
+}
+
+#[test]
+fn a_section_without_a_likely_cause_says_so() {
+    // Only the error ratio is wrong: nothing in the runbook's evidence for `errors` holds.
+    let runbook = Arc::new(Runbook::embedded());
+    for (locale, want) in [
+        (Locale::PtBr, "— causa provável: desconhecida"),
+        (Locale::En, "— likely cause: unknown"),
+    ] {
+        let mut engine = Engine::new(Arc::clone(&runbook), locale);
+        let mut ev = Evidence::new();
+        let mut eval = None;
+        for secs in [0, 60, 120] {
+            evidence_at(&mut ev, secs, false, 0.124);
+            eval = Some(engine.evaluate(&ev, at(secs)));
+        }
+        let scene = Scene {
+            runbook: Arc::clone(&runbook),
+            eval: eval.expect("eval"),
+        };
+        assert!(scene.section().diagnosis.top().is_none());
+        let mut inc = incident(PageEvent::Opened, Level::L1);
+        inc.cause = "unknown".into();
+        let page = Page::new(&inc, Level::L1, PageEvent::Opened, 0, at(120));
+        let (section, symptoms, to) = (
+            scene.section().clone(),
+            scene.symptoms(),
+            recipients(Level::L1),
+        );
+        let email = Renderer::new()
+            .render(&EmailInput {
+                incident: &inc,
+                page: &page,
+                section: &section,
+                symptoms: &symptoms,
+                runbook: &runbook,
+                recipients: &to,
+                from: &mailbox("watchdog@harven.ai"),
+                public_url: &public_url(),
+                locale,
+                links: None,
+                now: at(120),
+            })
+            .expect("render");
+        assert!(email.subject.ends_with(want), "{}", email.subject);
+        let mail = parse(&email);
+        assert_eq!(mail.header("X-Harven-Cause"), Some("unknown"));
+        let text = text_of(&mail);
+        let no_likely = match locale {
+            Locale::PtBr => "Nenhuma causa provável",
+            Locale::En => "No likely cause",
+        };
+        assert!(text.contains(no_likely), "{text}");
+    }
+}
+
+#[test]
+fn every_email_carries_the_headers_and_threads_with_its_incident() {
+    for locale in [Locale::PtBr, Locale::En] {
+        let mut ids = Vec::new();
+        for (level, event) in EVENTS {
+            let (email, inc) = render_event(locale, level, event);
+            let mail = parse(&email);
+            let ctx = format!("{locale:?} {level} {event}");
+            assert_eq!(
+                mail.header("X-Harven-Incident"),
+                Some(inc.id.as_str()),
+                "{ctx}"
+            );
+            assert_eq!(mail.header("X-Harven-Section"), Some("errors"), "{ctx}");
+            assert_eq!(mail.header("X-Harven-Level"), Some(level.as_str()), "{ctx}");
+            assert_eq!(mail.header("X-Harven-Event"), Some(event.as_str()), "{ctx}");
+            assert_eq!(
+                mail.header("X-Harven-Cause"),
+                Some("errors.supabase_down"),
+                "{ctx}: the resolved email keeps the cause the incident recorded"
+            );
+            assert_eq!(mail.header("Auto-Submitted"), Some("auto-generated"));
+            let root = format!("<{}@harven-watchdog>", inc.id);
+            assert_eq!(mail.header("In-Reply-To"), Some(root.as_str()), "{ctx}");
+            assert_eq!(mail.header("References"), Some(root.as_str()), "{ctx}");
+            let n = match event {
+                PageEvent::Reminder | PageEvent::Reopened => 1,
+                _ => 0,
+            };
+            let want_id = format!("<{}.{level}.{event}.{n}@harven-watchdog>", inc.id);
+            assert_eq!(mail.header("Message-ID"), Some(want_id.as_str()), "{ctx}");
+            assert_eq!(email.message_id, want_id);
+            ids.push(want_id);
+            let to = mail.decoded_header("To").expect("To");
+            let want_to = match level {
+                Level::L1 => "devops@harven.ai",
+                Level::L2 => "techlead@harven.ai",
+                Level::L3 => "cto@harven.ai",
+            };
+            assert!(to.contains(want_to), "{ctx}: {to}");
+            assert!(
+                mail.decoded_header("From")
+                    .expect("From")
+                    .contains("watchdog@harven.ai")
+            );
+            assert!(mail.header("Date").is_some());
+            let parts = mail.parts();
+            assert_eq!(
+                parts
+                    .iter()
+                    .map(|p| p.content_type.as_str())
+                    .collect::<Vec<_>>(),
+                ["text/plain", "text/html"],
+                "{ctx}"
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), EVENTS.len(), "one Message-ID per page");
+    }
+}
+
+#[test]
+fn rendering_the_same_page_twice_gives_the_same_message_id() {
+    let (a, _) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
+    let (b, _) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
+    assert_eq!(a.message_id, b.message_id);
+    assert_eq!(a.text, b.text, "rendering is deterministic");
+    assert_eq!(a.html, b.html);
+}
+
+#[test]
+fn the_html_part_holds_the_diagnosis_table_and_the_commands_verbatim() {
+    for locale in [Locale::PtBr, Locale::En] {
+        let (email, inc) = render_event(locale, Level::L2, PageEvent::Escalated);
+        let mail = parse(&email);
+        let raw_html_part = mail
+            .parts()
+            .into_iter()
+            .find(|p| p.content_type == "text/html")
+            .expect("html part");
+        let cte = raw_html_part
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("Content-Transfer-Encoding"))
+            .map(|(_, v)| v.to_ascii_lowercase());
+        assert!(
+            matches!(cte.as_deref(), Some("quoted-printable" | "base64")),
+            "{cte:?}"
+        );
+        let html = html_of(&mail);
+        assert!(
+            same_body(&html, &email.html),
+            "what is sent decodes to what was rendered"
+        );
+
+        assert!(html.contains("<table class=\"diagnosis\""), "{html}");
+        for id in [
+            "errors.supabase_down",
+            "errors.bad_deploy",
+            "errors.openai_rate_limit",
+            "errors.memory_leak",
+        ] {
+            assert!(
+                html.contains(id),
+                "every cause of the section is listed: {id}"
+            );
+        }
+        let (likely, ruled_out, holds) = match locale {
+            Locale::PtBr => ("provável", "descartada", "verdadeira"),
+            Locale::En => ("likely", "ruled out", "holds"),
+        };
+        assert!(html.contains(likely) && html.contains(ruled_out) && html.contains(holds));
+        let plain = unescape(&html);
+        assert!(
+            plain.contains("supabase.rest_ok == false"),
+            "evidence conditions are shown"
+        );
+        assert!(plain.contains("status.indicator{page=\"supabase\"} in [major, critical]"));
+        let command = "curl -s https://status.supabase.com/api/v2/status.json | jq '.status'";
+        assert!(
+            plain.contains(&format!("<code>{command}</code>")),
+            "the command, verbatim and monospace"
+        );
+        assert!(html.contains("<pre"), "commands are in a <pre> block");
+        assert!(plain.contains("Supabase: support@supabase.com (SLA Enterprise)"));
+        assert!(plain.contains("https://sentry.io/organizations/harven/issues/"));
+        assert!(plain.contains("https://grafana.harven.eximiaventures.com.br"));
+        assert!(plain.contains(&format!("https://watchdog.harven.ai/incidents/{}", inc.id)));
+        assert!(
+            html.contains("href=\"https://watchdog.harven.ai/act/"),
+            "ack/resolve links, their URLs not entity-mangled"
+        );
+        assert!(plain.contains("12.4%"), "the symptom's value");
+        assert!(plain.contains("Ana Souza"), "who acknowledged L1");
+        assert!(
+            !html.contains("<script"),
+            "nothing executable in the HTML part"
+        );
+    }
+}
+
+#[test]
+fn the_text_part_holds_symptoms_actions_links_history_and_the_checklist() {
+    let (email, inc) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
+    let mail = parse(&email);
+    let text = text_of(&mail);
+    assert!(
+        same_body(&text, &email.text),
+        "what is sent decodes to what was rendered"
+    );
+    for want in [
+        "Escalado para L2: continua sem resolução 30 min após a abertura",
+        "Error rate > 5%",
+        "valor: 12.4%; limite: > 5%; normaliza com: < 3%",
+        "prometheus.error_ratio (condição: prometheus.error_ratio > 0.05)",
+        "[provável] Supabase down (errors.supabase_down)",
+        "supabase.rest_ok == false: verdadeira (observado: false)",
+        "[descartada] Memory leak (errors.memory_leak)",
+        "Verificar status.supabase.com",
+        "      curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
+        "Fornecedor: Supabase: support@supabase.com (SLA Enterprise)",
+        "Sentry: https://sentry.io/organizations/harven/issues/",
+        "Este incidente no watchdog: https://watchdog.harven.ai/incidents/",
+        "Reconhecer (ack) como L2: https://watchdog.harven.ai/act/",
+        "Resolver: https://watchdog.harven.ai/act/",
+        "- L1: acionado em 2026-11-18 11:08:40 UTC; reconhecido por Ana Souza em 2026-11-18 11:15:40 UTC",
+        "- L2: acionado em 2026-11-18 11:38:40 UTC; não reconhecido",
+        "- L3: não acionado",
+        "== Checklist de incidente ==",
+        "[ ] Identificar sintomas",
+        "[ ] Verificar dashboards (Grafana, Sentry)",
+        "[ ] Criar action items",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(text.contains(&inc.id));
+    assert!(
+        !text.contains("&#x"),
+        "the text part is not HTML-escaped:\n{text}"
+    );
+
+    let (email, _) = render_event(Locale::En, Level::L1, PageEvent::Opened);
+    let text = text_of(&parse(&email));
+    for want in [
+        "Incident opened at 2026-11-18 11:08:40 UTC: High error rate (major); paging L1.",
+        "value: 12.4%; threshold: > 5%; clears at: < 3%",
+        "[likely] Supabase down (errors.supabase_down)",
+        "Check status.supabase.com",
+        "== Incident checklist ==",
+        "[ ] Identify the symptoms",
+        "Acknowledge as L1: https://watchdog.harven.ai/act/",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn reminders_and_reopenings_say_what_they_are() {
+    let (email, _) = render_event(Locale::PtBr, Level::L1, PageEvent::Reminder);
+    let text = text_of(&parse(&email));
+    assert!(
+        text.starts_with("Lembrete: aberto há 15 min e L1 ainda não reconheceu."),
+        "{text}"
+    );
+    assert!(text.contains("Lembretes enviados: 1"));
+    let (email, _) = render_event(Locale::En, Level::L1, PageEvent::Reopened);
+    let text = text_of(&parse(&email));
+    assert!(text.starts_with("Reopened (time 1)"), "{text}");
+    assert!(text.contains("Reopened: 1"));
+    assert!(
+        text.contains("reopened: errors.ratio_high fired again"),
+        "the timeline"
+    );
+}
+
+#[test]
+fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
+    let (email, inc) = render_event(Locale::PtBr, Level::L1, PageEvent::Resolved);
+    let mail = parse(&email);
+    let text = text_of(&mail);
+    let html = unescape(&html_of(&mail));
+    assert!(
+        text.starts_with("Resolvido em 2026-11-18 11:51:40 UTC após 43 min"),
+        "{text}"
+    );
+    assert!(text.contains("Duração: 43 min"));
+    assert!(
+        !text.contains("/act/"),
+        "no ack/resolve links once resolved"
+    );
+    assert!(
+        !text.contains("O que fazer"),
+        "no runbook actions once resolved (the draft lists them)"
+    );
+    for want in [
+        "== Linha do tempo ==",
+        "opened: errors.ratio_high fired: prometheus.error_ratio = 0.124",
+        "acknowledged: L1 acknowledged by Ana Souza",
+        "resolved: every symptom clear for 5 min",
+        "== Rascunho de post-mortem (copie e complete) ==",
+        "Post-mortem: Error Rate Alto",
+        "- Início: 2026-11-18 11:08:40 UTC",
+        "- Fim: 2026-11-18 11:51:40 UTC",
+        "- Error rate > 5% (errors.ratio_high): Error rate 12.4% > 5%",
+        "Causa provável\n- Supabase down (errors.supabase_down)",
+        "Quem reconheceu\n- L1: Ana Souza em 2026-11-18 11:15:40 UTC",
+        "Escalonamentos\n- L1 acionado em 2026-11-18 11:08:40 UTC\n- L2 acionado em 2026-11-18 11:38:40 UTC",
+        "Ações tomadas\n",
+        "Supabase confirmed an incident on their side",
+        "- Verificar status.supabase.com",
+        "Causa raiz\n- (completar)",
+        "Action items\n- [ ] (completar)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(
+        html.contains("<pre class=\"postmortem\""),
+        "the HTML part carries the draft too"
+    );
+    assert!(html.contains("- L1: Ana Souza em 2026-11-18 11:15:40 UTC"));
+    assert_eq!(mail.header("X-Harven-Incident"), Some(inc.id.as_str()));
+
+    let (email, _) = render_event(Locale::En, Level::L1, PageEvent::Resolved);
+    let text = text_of(&parse(&email));
+    for want in [
+        "Resolved at 2026-11-18 11:51:40 UTC after 43 min",
+        "== Postmortem draft (copy and complete) ==",
+        "Probable cause\n- Supabase down (errors.supabase_down)",
+        "Acknowledged by\n- L1: Ana Souza at",
+        "Root cause\n- (to complete)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn no_secret_of_the_configuration_reaches_an_email() {
+    let secrets = [
+        ("HARVEN_WATCHDOG__SMTP__HOST", "smtp.example.com", None),
+        ("HARVEN_WATCHDOG__SMTP__USERNAME", "watchdog", None),
+        (
+            "HARVEN_WATCHDOG__SMTP__PASSWORD",
+            "smtp-pass-9f2c1e",
+            Some("smtp-pass-9f2c1e"),
+        ),
+        (
+            "HARVEN_WATCHDOG__SERVER__API_TOKEN",
+            "api-token-77ab31",
+            Some("api-token-77ab31"),
+        ),
+        (
+            "HARVEN_WATCHDOG__SERVER__PUBLIC_URL",
+            "https://ops:url-pass-5d1e@watchdog.harven.ai/",
+            Some("url-pass-5d1e"),
+        ),
+        (
+            "HARVEN_WATCHDOG__SUPABASE__URL",
+            "https://abc.supabase.co",
+            None,
+        ),
+        (
+            "HARVEN_WATCHDOG__SUPABASE__API_KEY",
+            "sb-key-0c4f9a",
+            Some("sb-key-0c4f9a"),
+        ),
+        (
+            "HARVEN_WATCHDOG__REDIS__PASSWORD",
+            "redis-pass-31be",
+            Some("redis-pass-31be"),
+        ),
+    ];
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut env: Vec<(String, String)> = secrets
+        .iter()
+        .map(|(k, v, _)| (k.to_string(), v.to_string()))
+        .collect();
+    env.push((
+        "HARVEN_WATCHDOG__STORE__PATH".into(),
+        data.path().join("w.db").display().to_string(),
+    ));
+    let config = Config::load_with_env(&[], env).expect("config");
+
+    let scene = outage(config.runbook.locale, 0.124, min(32));
+    let inc = incident(PageEvent::Escalated, Level::L2);
+    let page = Page::new(&inc, Level::L2, PageEvent::Escalated, 0, at(min(32)));
+    let links = ActionLinks::sign(
+        KEY,
+        &config.server.public_url,
+        &inc.id,
+        Level::L2,
+        at(min(32)),
+        config.escalation.link_ttl,
+    );
+    let (section, symptoms) = (scene.section().clone(), scene.symptoms());
+    let email = Renderer::new()
+        .render(&EmailInput {
+            incident: &inc,
+            page: &page,
+            section: &section,
+            symptoms: &symptoms,
+            runbook: &scene.runbook,
+            recipients: &config.escalation.l2.to,
+            from: &config.smtp.from,
+            public_url: &config.server.public_url,
+            locale: config.runbook.locale,
+            links: Some(&links),
+            now: at(min(32)),
+        })
+        .expect("render");
+    let mail = parse(&email);
+    let everything = format!(
+        "{}\n{}\n{}\n{}\n{:?}",
+        String::from_utf8_lossy(&email.formatted()),
+        email.text,
+        email.html,
+        links.ack_url,
+        mail.headers
+    );
+    for (var, _, secret) in secrets {
+        if let Some(secret) = secret {
+            assert!(!everything.contains(secret), "{var} leaked into the email");
+        }
+    }
+    assert!(
+        email.text.contains("https://watchdog.harven.ai/incidents/"),
+        "links drop the URL's user-info but keep working"
+    );
+}
+
+#[tokio::test]
+async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let server = SmtpServer::start().await;
+    let (email, inc) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host())
+        .port(server.port())
+        .timeout(Some(Duration::from_secs(10)))
+        .build();
+    mailer
+        .send_raw(email.message.envelope(), &email.formatted())
+        .await
+        .expect("the SMTP server accepts the email");
+    let got = server
+        .wait_for_messages(1, Duration::from_secs(30))
+        .await
+        .remove(0);
+
+    assert_eq!(got.rcpt_to, vec!["techlead@harven.ai"]);
+    assert_eq!(got.subject().as_deref(), Some(email.subject.as_str()));
+    assert!(email.subject.contains("provável: Supabase down"));
+    for (name, want) in [
+        ("X-Harven-Incident", inc.id.as_str()),
+        ("X-Harven-Section", "errors"),
+        ("X-Harven-Level", "L2"),
+        ("X-Harven-Event", "escalated"),
+        ("X-Harven-Cause", "errors.supabase_down"),
+        ("Message-ID", email.message_id.as_str()),
+    ] {
+        assert_eq!(got.header(name), Some(want), "{name}");
+    }
+    let root = format!("<{}@harven-watchdog>", inc.id);
+    assert_eq!(got.header("In-Reply-To"), Some(root.as_str()));
+    assert_eq!(got.header("References"), Some(root.as_str()));
+    assert!(
+        same_body(&text_of(&got), &email.text),
+        "the text part arrives intact"
+    );
+    assert!(
+        same_body(&html_of(&got), &email.html),
+        "the HTML part arrives intact"
+    );
+    assert!(text_of(&got).contains("[ ] Identificar sintomas"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// The /act/{token} routes
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Ack(String, Level, String),
+    Resolve(String, String, String),
+}
+
+/// An `Actions` over a map of incidents that records every call that changes something.
+#[derive(Default)]
+struct Recorder {
+    incidents: Mutex<BTreeMap<String, Incident>>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+impl Actions for Recorder {
+    fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError> {
+        Ok(self.incidents.lock().expect("lock").get(id).cloned())
+    }
+
+    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), ActionError> {
+        let mut map = self.incidents.lock().expect("lock");
+        let inc = map
+            .get_mut(incident)
+            .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        inc.acks.insert(
+            level,
+            Ack {
+                by: by.into(),
+                at: at(0),
+            },
+        );
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(Call::Ack(incident.into(), level, by.into()));
+        Ok(())
+    }
+
+    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), ActionError> {
+        let mut map = self.incidents.lock().expect("lock");
+        let inc = map
+            .get_mut(incident)
+            .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        if inc.state == IncidentState::Resolved {
+            return Err(ActionError::AlreadyResolved(incident.into()));
+        }
+        inc.state = IncidentState::Resolved;
+        self.calls.lock().expect("lock").push(Call::Resolve(
+            incident.into(),
+            by.into(),
+            note.into(),
+        ));
+        Ok(())
+    }
+}
+
+struct ActServer {
+    base: String,
+    recorder: Arc<Recorder>,
+    hand: harven_watchdog::clock::ManualClock,
+    incident: String,
+    http: reqwest::Client,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl ActServer {
+    async fn start(locale: Locale) -> Self {
+        crate::support::init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let recorder = Arc::new(Recorder::default());
+        let inc = incident(PageEvent::Opened, Level::L1);
+        let id = inc.id.clone();
+        recorder
+            .incidents
+            .lock()
+            .expect("lock")
+            .insert(id.clone(), inc);
+        let (clock, hand) = Clock::manual(at(min(3)));
+        let router = links::routes(
+            Arc::clone(&recorder) as Arc<dyn Actions>,
+            Arc::from(KEY),
+            clock,
+            Url::parse(&base).expect("url"),
+            locale,
+        );
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        Self {
+            base,
+            recorder,
+            hand,
+            incident: id,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            _task: task,
+        }
+    }
+
+    fn url_for(&self, claims: &Claims, key: &[u8]) -> String {
+        links::act_url(
+            &Url::parse(&self.base).expect("url"),
+            &token::sign(key, claims),
+        )
+    }
+
+    fn claims(&self, action: Action) -> Claims {
+        Claims::new(
+            self.incident.clone(),
+            action,
+            Level::L1,
+            at(min(2)),
+            Duration::from_secs(3600),
+        )
+    }
+
+    async fn get(&self, url: &str) -> (u16, String) {
+        let r = self.http.get(url).send().await.expect("GET");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)], origin: Option<&str>) -> (u16, String) {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let r = req.send().await.expect("POST");
+        (r.status().as_u16(), r.text().await.expect("body"))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn get_shows_a_confirmation_and_changes_nothing() {
+    let s = ActServer::start(Locale::PtBr).await;
+    for action in [Action::Ack, Action::Resolve] {
+        let url = s.url_for(&s.claims(action), KEY);
+        let resp = s.http.get(&url).send().await.expect("GET");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["cache-control"],
+            "no-store",
+            "a page behind a secret URL is not cached"
+        );
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+        let page = resp.text().await.expect("body");
+        assert!(page.contains(&s.incident), "{page}");
+        assert!(page.contains("<form method=\"post\">"), "{page}");
+        assert!(page.contains("Nada muda até você confirmar"));
+        assert!(page.contains(&format!(
+            "<input type=\"hidden\" name=\"incident\" value=\"{}\">",
+            s.incident
+        )));
+        match action {
+            Action::Ack => assert!(page.contains("Confirmar reconhecimento")),
+            Action::Resolve => {
+                assert!(page.contains("Confirmar resolução"));
+                assert!(page.contains("name=\"note\""), "resolve asks for a note");
+            }
+        }
+        // A mail scanner fetching the link twice more changes nothing either.
+        s.get(&url).await;
+        s.get(&url).await;
+    }
+    assert_eq!(s.recorder.calls(), vec![], "GET never acts");
+}
+
+#[tokio::test]
+async fn post_with_a_valid_token_acts_once_and_shows_the_result() {
+    let s = ActServer::start(Locale::En).await;
+    let ack = s.url_for(&s.claims(Action::Ack), KEY);
+    let (status, page) = s
+        .post(
+            &ack,
+            &[
+                ("incident", &s.incident),
+                ("action", "ack"),
+                ("by", "Ana Souza"),
+            ],
+            Some(&s.base),
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Acknowledged by Ana Souza as L1 at 2026-11-18 11:09:40 UTC."),
+        "{page}"
+    );
+    assert_eq!(
+        s.recorder.calls(),
+        vec![Call::Ack(s.incident.clone(), Level::L1, "Ana Souza".into())]
+    );
+
+    let resolve = s.url_for(&s.claims(Action::Resolve), KEY);
+    let (status, page) = s
+        .post(
+            &resolve,
+            &[
+                ("incident", &s.incident),
+                ("action", "resolve"),
+                ("by", ""),
+                ("note", "Supabase recovered; <b>nothing</b> to roll back"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "no Origin (curl): the token alone authorises");
+    assert!(page.contains("Resolved by L1 via email link"), "{page}");
+    assert_eq!(
+        s.recorder.calls()[1],
+        Call::Resolve(
+            s.incident.clone(),
+            "L1 via email link".into(),
+            "Supabase recovered; <b>nothing</b> to roll back".into()
+        )
+    );
+
+    let (status, body) = s.post(&resolve, &[("incident", &s.incident)], None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already resolved"));
+    assert_eq!(s.recorder.calls().len(), 2);
+
+    // The confirmation page of a resolved incident offers no form.
+    let (status, page) = s.get(&ack).await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("<form"), "{page}");
+    assert!(page.contains("already resolved"));
+}
+
+#[tokio::test]
+async fn forged_expired_and_mismatched_tokens_are_refused_and_change_nothing() {
+    let s = ActServer::start(Locale::En).await;
+    let good = s.claims(Action::Ack);
+    let form = [
+        ("incident", s.incident.as_str()),
+        ("action", "ack"),
+        ("by", "mallory"),
+    ];
+
+    // Another key (forged, or another watchdog's link).
+    let forged = s.url_for(&good, b"another key, also 32 bytes long!");
+    // The claims altered after signing: L1's token turned into a resolve.
+    let signed = token::sign(KEY, &good);
+    let (_, tag) = signed.split_once('.').expect("two parts");
+    use base64::Engine as _;
+    let altered = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("v1\nresolve\nL1\n{}\n{}", good.expires, s.incident));
+    let tampered = links::act_url(
+        &Url::parse(&s.base).expect("url"),
+        &format!("{altered}.{tag}"),
+    );
+    let malformed = format!("{}/act/not-a-token", s.base);
+    let truncated = format!("{}/act/{}", s.base, &signed[..signed.len() - 10]);
+
+    for (what, url, why) in [
+        ("forged", &forged, "not issued by this watchdog"),
+        ("tampered", &tampered, "not issued by this watchdog"),
+        ("malformed", &malformed, "damaged or incomplete"),
+        ("truncated", &truncated, "damaged or incomplete"),
+    ] {
+        let (status, body) = s.get(url).await;
+        assert_eq!(status, 403, "GET {what}: {body}");
+        assert!(body.contains(why), "GET {what}: {body}");
+        let (status, body) = s.post(url, &form, Some(&s.base)).await;
+        assert_eq!(status, 403, "POST {what}: {body}");
+        assert!(body.contains("Nothing was changed"), "{body}");
+    }
+
+    // Expired: an hour and a second after it was issued.
+    let url = s.url_for(&good, KEY);
+    s.hand.set(at(min(2) + 3601));
+    let (status, body) = s.post(&url, &form, Some(&s.base)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("expired at 2026-11-18 12:08:40 UTC"),
+        "{body}"
+    );
+    let (status, _) = s.get(&url).await;
+    assert_eq!(status, 403);
+    s.hand.set(at(min(3)));
+
+    // A valid token for another incident than the form names.
+    let other = Claims::new(
+        "latency-20261118T110640Z",
+        Action::Ack,
+        Level::L1,
+        at(min(2)),
+        Duration::from_secs(3600),
+    );
+    let (status, body) = s.post(&s.url_for(&other, KEY), &form, Some(&s.base)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("another incident"), "{body}");
+    // … and for the other action than the form names.
+    let (status, _) = s
+        .post(
+            &s.url_for(&s.claims(Action::Resolve), KEY),
+            &form,
+            Some(&s.base),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // A valid token for an incident that does not exist.
+    let (status, body) = s.get(&s.url_for(&other, KEY)).await;
+    assert_eq!(status, 404, "{body}");
+
+    assert_eq!(s.recorder.calls(), vec![], "nothing was recorded");
+}
+
+#[tokio::test]
+async fn cross_site_posts_are_refused() {
+    let s = ActServer::start(Locale::PtBr).await;
+    let url = s.url_for(&s.claims(Action::Ack), KEY);
+    let form = [("incident", s.incident.as_str()), ("action", "ack")];
+    for origin in ["https://evil.example", "null"] {
+        let (status, body) = s.post(&url, &form, Some(origin)).await;
+        assert_eq!(status, 403, "{origin}: {body}");
+        assert!(body.contains("Nada foi alterado"), "{body}");
+    }
+    let r = s
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("referer", "https://evil.example/page")
+        .body(format!("incident={}&action=ack", s.incident))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 403, "a foreign Referer without Origin");
+    assert_eq!(s.recorder.calls(), vec![]);
+
+    let (status, _) = s.post(&url, &form, Some(&s.base)).await;
+    assert_eq!(status, 200, "the watchdog's own origin is accepted");
+    assert_eq!(s.recorder.calls().len(), 1);
+}
+
+#[test]
+fn tokens_round_trip_and_each_refusal_has_its_error() {
+    let now = at(0);
+    let claims = Claims::new(
+        "errors-20261118T110640Z",
+        Action::Resolve,
+        Level::L3,
+        now,
+        Duration::from_secs(600),
+    );
+    let t = token::sign(KEY, &claims);
+    assert_eq!(token::verify(KEY, &t, now), Ok(claims.clone()));
+    assert_eq!(
+        token::verify(b"other key", &t, now),
+        Err(TokenError::BadSignature)
+    );
+    let mut flipped = t.clone().into_bytes();
+    flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+    assert_eq!(
+        token::verify(KEY, &String::from_utf8(flipped).expect("ascii"), now),
+        Err(TokenError::BadSignature),
+        "a changed claim"
+    );
+    assert_eq!(
+        token::verify(KEY, &t, now + Duration::from_secs(600)),
+        Err(TokenError::Expired {
+            expired_at: now + Duration::from_secs(600)
+        })
+    );
+    for bad in ["", ".", "abc", "abc.def", "!!!.???", &t.replace('.', "")] {
+        assert_eq!(
+            token::verify(KEY, bad, now),
+            Err(TokenError::Malformed),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        links::authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
+        Err(TokenError::WrongIncident),
+        "the API's check: a token for another incident"
+    );
+    assert_eq!(
+        links::authorize(KEY, &t, &claims.incident, Action::Ack, now),
+        Err(TokenError::WrongAction)
+    );
+    assert!(links::authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
+}
