@@ -12,9 +12,13 @@ use crate::config::{Config, EmailTransport, TlsMode};
 use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
+use crate::pager::{Pager, PagerConfig, PagerHandle};
 use crate::probe::{self, ProbeMetrics};
 use crate::runbook::{Runbook, RunbookError};
+use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
+use tokio::sync::Notify;
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -33,6 +37,12 @@ pub enum RunError {
     Probes(#[from] probe::BuildError),
     #[error("{0}")]
     Runbook(#[from] RunbookError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot start the email sender: {0}")]
+    Transport(#[from] crate::notify::BuildError),
+    #[error("cannot load the incidents: {0}")]
+    Pager(#[from] crate::pager::PagerError),
 }
 
 impl RunError {
@@ -43,6 +53,9 @@ impl RunError {
             Self::Serve(_) => "serve",
             Self::Probes(_) => "probes",
             Self::Runbook(_) => "runbook",
+            Self::Store(_) => "store",
+            Self::Transport(_) => "transport",
+            Self::Pager(_) => "pager",
         }
     }
 }
@@ -78,18 +91,56 @@ pub async fn run(
     }
     drop(reports_tx);
     let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
-    let engine = Engine::new(runbook, config.runbook.locale);
+    let engine = Engine::new(Arc::clone(&runbook), config.runbook.locale);
     let engine_metrics = EngineMetrics::register(metrics.registry_mut());
+
+    // The store, then the sender, then the pager that feeds it: a page is on disk before any email.
+    let store = Arc::new(Store::open(&config.store.path)?);
+    let wake_sender = Arc::new(Notify::new());
+    let notify_metrics = NotifyMetrics::register(metrics.registry_mut());
+    let transport = AnyTransport::from_config(&config.smtp)?;
+    // The sender gets its own token, cancelled after the other tasks stopped, so a send in flight
+    // finishes (the pages it carries are already durable either way).
+    let sender_stop = CancellationToken::new();
+    let sender = tokio::spawn(notify::run(
+        Arc::clone(&store),
+        transport,
+        SenderConfig::from_config(&config),
+        clock.clone(),
+        Arc::clone(&wake_sender),
+        notify_metrics.clone(),
+        sender_stop.clone(),
+    ));
+    let pager = Pager::open(
+        Arc::clone(&store),
+        PagerConfig::from_config(&config),
+        runbook,
+        wake_sender,
+        notify_metrics,
+    )?;
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+    let act_routes = crate::email::links::routes(
+        Arc::new(PagerHandle {
+            store: Arc::clone(&store),
+            commands: commands_tx,
+        }),
+        pager.link_key(),
+        clock.clone(),
+        config.server.public_url.clone(),
+        config.runbook.locale,
+    );
     tasks.spawn(watch::run(
         engine,
         reports_rx,
+        pager,
+        commands_rx,
         clock.clone(),
         engine_metrics,
         shutdown.clone(),
     ));
 
     let state = Arc::new(AppState { metrics, data_dir });
-    let app = http::router(state);
+    let app = http::router(state).merge(act_routes);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
@@ -100,6 +151,8 @@ pub async fn run(
         } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off"),
     }
     tasks.shutdown().await;
+    sender_stop.cancel();
+    let _ = sender.await;
     tracing::info!("stopped");
     Ok(())
 }

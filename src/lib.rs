@@ -15,6 +15,8 @@
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
 //! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
+//! - [`pager`]: the shell of the incident book: steps it after each evaluation, renders the due
+//!   pages and records them with the incidents in one store transaction, then wakes the sender.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
@@ -43,6 +45,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod observe;
+pub mod pager;
 pub mod probe;
 pub mod runbook;
 pub mod scenario;

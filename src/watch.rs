@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::engine::{Engine, Evaluation, Event, SymptomState};
 use crate::observe::{Evidence, ProbeReport};
+use crate::pager::{Command, Pager};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RuleLabels {
@@ -105,17 +106,29 @@ impl EngineMetrics {
     }
 }
 
-/// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled.
+/// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled; each
+/// evaluation goes to the pager, which also gets the ack and resolve commands.
 pub async fn run(
     mut engine: Engine,
     mut reports: mpsc::Receiver<ProbeReport>,
+    mut pager: Pager,
+    mut commands: mpsc::Receiver<Command>,
     clock: Clock,
     metrics: EngineMetrics,
     shutdown: CancellationToken,
 ) {
     let mut evidence = Evidence::new();
+    if let Some(saved) = pager.saved_engine_state() {
+        engine.restore(saved);
+    }
+    let mut saved = engine.snapshot();
     loop {
-        let deadline = engine.next_deadline();
+        let now = clock.now();
+        let deadline = [engine.next_deadline(), pager.next_deadline(now)]
+            .into_iter()
+            .flatten()
+            .min();
+        let mut evaluate = true;
         tokio::select! {
             report = reports.recv() => match report {
                 Some(r) => evidence.apply(r),
@@ -127,9 +140,18 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {}
+            Some(cmd) = commands.recv() => {
+                let now = clock.now();
+                pager = off_thread(pager, move |p| p.command(cmd, now)).await;
+                evaluate = false;
+            }
             () = shutdown.cancelled() => return,
         }
-        let eval = engine.evaluate(&evidence, clock.now());
+        if !evaluate {
+            continue;
+        }
+        let now = clock.now();
+        let eval = engine.evaluate(&evidence, now);
         for e in &eval.events {
             match e {
                 Event::Fired {
@@ -146,5 +168,24 @@ pub async fn run(
             }
         }
         metrics.record(&engine, &eval);
+        let state = engine.snapshot();
+        let changed = (state != saved).then(|| state.clone());
+        saved = state;
+        pager = off_thread(pager, move |p| {
+            if let Err(e) = p.on_evaluation(eval, changed.as_ref(), now) {
+                tracing::error!(error = %e, "could not record the incidents and pages; retrying at the next evaluation");
+            }
+        })
+        .await;
     }
+}
+
+/// Runs `f` on the pager on the blocking pool (it writes to SQLite) and hands the pager back.
+async fn off_thread(mut pager: Pager, f: impl FnOnce(&mut Pager) + Send + 'static) -> Pager {
+    tokio::task::spawn_blocking(move || {
+        f(&mut pager);
+        pager
+    })
+    .await
+    .expect("the pager does not panic")
 }

@@ -220,33 +220,16 @@ impl Renderer {
         let text = render_template(&self.env, "email.txt", &v)?;
         let html = render_template(&self.env, "email.html", &v)?;
 
-        let root = thread_root(&input.incident.id);
         let message_id = message_id(&input.page.key);
-        let mut builder = Message::builder()
-            .from(input.from.clone())
-            .subject(v.subject.clone())
-            .date(UNIX_EPOCH + Duration::from_millis(input.now.as_unix_millis().max(0) as u64))
-            .message_id(Some(message_id.clone()))
-            .in_reply_to(root.clone())
-            .references(root);
-        for to in input.recipients {
-            builder = builder.to(to.clone());
-        }
-        let headers = [
-            ("X-Harven-Incident", input.incident.id.clone()),
-            ("X-Harven-Section", input.incident.section.clone()),
-            ("X-Harven-Level", input.page.level.as_str().to_owned()),
-            ("X-Harven-Event", input.page.event.as_str().to_owned()),
-            ("X-Harven-Cause", v.cause_id.clone()),
-            // RFC 3834: out-of-office responders and the like must not answer a page.
-            ("Auto-Submitted", "auto-generated".to_owned()),
-        ];
-        for (name, value) in headers {
-            builder = builder.raw_header(HeaderValue::new(
-                HeaderName::new_from_ascii_str(name),
-                value,
-            ));
-        }
+        let builder = envelope(
+            input.incident,
+            input.page,
+            input.recipients,
+            input.from,
+            &v.subject,
+            &v.cause_id,
+            input.now,
+        );
         let message = builder.multipart(
             MultiPart::alternative()
                 .singlepart(
@@ -267,6 +250,105 @@ impl Renderer {
             html,
             message,
         })
+    }
+}
+
+/// The headers every email of a page carries: addresses, subject, date, its stable `Message-ID`, the
+/// incident's thread, and the `X-Harven-*` headers of DESIGN.md §4.
+fn envelope(
+    incident: &Incident,
+    page: &Page,
+    recipients: &[Mailbox],
+    from: &Mailbox,
+    subject: &str,
+    cause: &str,
+    now: Timestamp,
+) -> lettre::message::MessageBuilder {
+    let root = thread_root(&incident.id);
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .date(UNIX_EPOCH + Duration::from_millis(now.as_unix_millis().max(0) as u64))
+        .message_id(Some(message_id(&page.key)))
+        .in_reply_to(root.clone())
+        .references(root);
+    for to in recipients {
+        builder = builder.to(to.clone());
+    }
+    let headers = [
+        ("X-Harven-Incident", incident.id.clone()),
+        ("X-Harven-Section", incident.section.clone()),
+        ("X-Harven-Level", page.level.as_str().to_owned()),
+        ("X-Harven-Event", page.event.as_str().to_owned()),
+        ("X-Harven-Cause", cause.to_owned()),
+        // RFC 3834: out-of-office responders and the like must not answer a page.
+        ("Auto-Submitted", "auto-generated".to_owned()),
+    ];
+    for (name, value) in headers {
+        builder = builder.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(name),
+            value,
+        ));
+    }
+    builder
+}
+
+/// The email of a page when the full one cannot be rendered (a template bug, or no evaluation of its
+/// section at hand): plain text, the same headers and thread, the incident's essentials. A page is
+/// never dropped for want of a pretty email.
+pub fn fallback(
+    incident: &Incident,
+    page: &Page,
+    recipients: &[Mailbox],
+    from: &Mailbox,
+    now: Timestamp,
+) -> Vec<u8> {
+    let subject = format!(
+        "[Harven][{}][{}] {} — {}",
+        page.level,
+        if page.event == crate::incident::PageEvent::Resolved {
+            "resolved".to_owned()
+        } else {
+            incident.severity.to_string()
+        },
+        incident.id,
+        page.event
+    );
+    let symptoms: Vec<String> = incident
+        .symptoms
+        .iter()
+        .map(|(rule, summary)| format!("- {rule}: {summary}"))
+        .collect();
+    let body = format!(
+        "Incident {} ({}), {}, opened {}.\nProbable cause: {}\nSymptoms:\n{}\n\n(The full email could not be rendered; see the watchdog's status page.)\n",
+        incident.id,
+        incident.section,
+        incident.severity,
+        incident.opened_at,
+        incident.cause,
+        symptoms.join("\n"),
+    );
+    match envelope(
+        incident,
+        page,
+        recipients,
+        from,
+        &subject,
+        &incident.cause,
+        now,
+    )
+    .header(ContentType::TEXT_PLAIN)
+    .body(body.clone())
+    {
+        Ok(message) => message.formatted(),
+        Err(e) => {
+            tracing::error!(key = %page.key, error = %e, "even the fallback email could not be built");
+            format!(
+                "Subject: {subject}\r\nX-Harven-Incident: {}\r\n\r\n{body}",
+                incident.id
+            )
+            .into_bytes()
+        }
     }
 }
 

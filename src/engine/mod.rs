@@ -18,7 +18,7 @@ pub mod diagnosis;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::observe::{Evidence, Labels, Value};
@@ -27,7 +27,7 @@ use condition::Truth;
 pub use diagnosis::{CauseResult, CauseStatus, Diagnosis};
 
 /// Where one rule instance stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 enum Phase {
     /// `when` holds since `since`, not yet for `for`.
@@ -116,6 +116,20 @@ pub struct Evaluation {
     pub sections: Vec<SectionState>,
 }
 
+/// The engine's rule states, as persisted across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineState {
+    states: Vec<SavedPhase>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedPhase {
+    rule: String,
+    labels: Labels,
+    #[serde(flatten)]
+    phase: Phase,
+}
+
 /// The engine: the runbook and the state of every rule instance.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -137,6 +151,42 @@ impl Engine {
 
     pub fn runbook(&self) -> &Runbook {
         &self.runbook
+    }
+
+    /// Every rule instance that is not inactive, by rule ID: what must survive a restart, or the first
+    /// evaluation after it would find every symptom inactive and resolve every incident.
+    pub fn snapshot(&self) -> EngineState {
+        let mut states: Vec<SavedPhase> = self
+            .states
+            .iter()
+            .map(|((si, ri, labels), phase)| SavedPhase {
+                rule: self.runbook.sections[*si].rules[*ri].id.clone(),
+                labels: labels.clone(),
+                phase: *phase,
+            })
+            .collect();
+        states.sort_by(|a, b| (&a.rule, &a.labels).cmp(&(&b.rule, &b.labels)));
+        EngineState { states }
+    }
+
+    /// Restores a snapshot; rules the runbook no longer has are dropped.
+    pub fn restore(&mut self, state: EngineState) {
+        for s in state.states {
+            let found = self
+                .runbook
+                .sections
+                .iter()
+                .enumerate()
+                .find_map(|(si, sec)| {
+                    sec.rules
+                        .iter()
+                        .position(|r| r.id == s.rule)
+                        .map(|ri| (si, ri))
+                });
+            if let Some((si, ri)) = found {
+                self.states.insert((si, ri, s.labels), s.phase);
+            }
+        }
     }
 
     /// The earliest time at which a rule would move without new evidence: a pending rule reaching its

@@ -413,6 +413,16 @@ pub async fn run<T: Transport>(
         unrecorded: Vec::new(),
     };
     tracing::debug!("email sender started");
+    match sender.store.retry_pending_now(sender.clock.now()) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            emails = n,
+            "retrying the emails left pending by the previous run"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reschedule the pending emails; they keep their backoff")
+        }
+    }
     loop {
         if shutdown.is_cancelled() {
             return;

@@ -321,6 +321,28 @@ impl Store {
     // Long-lived secrets
     // ---------------------------------------------------------------------------------------------
 
+    /// Stores `value` under `name`, replacing what was there (the engine's rule states).
+    pub fn put_value(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The value stored under `name`, if any.
+    pub fn value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE name = ?1")?;
+        let mut rows = stmt.query([name])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    }
+
     /// The 32 random bytes stored under `name`, created on first use and kept from then on (e.g. the
     /// HMAC key that signs ack links, so links in emails sent before a restart still work after it).
     pub fn get_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {

@@ -362,6 +362,17 @@ impl Store {
         self.write(|tx| Ok(tx.execute(sql, params)? == 1))
     }
 
+    /// Makes every pending email due at `now`: a new sender (after a restart, often one that fixed the
+    /// SMTP settings) tries the backlog at once instead of waiting out the old backoff.
+    pub fn retry_pending_now(&self, now: Timestamp) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE outbox SET next_attempt_at = ?1 WHERE status = 'pending' AND next_attempt_at > ?1",
+                [now.as_unix_millis()],
+            )?)
+        })
+    }
+
     /// The earliest `next_attempt_at` of the pending emails: when the sender next has work.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
         let conn = self.lock();

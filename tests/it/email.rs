@@ -261,6 +261,9 @@ fn incident(event: PageEvent, level: Level) -> Incident {
             },
         ],
         resolve_note: None,
+        held_until_clear: false,
+        resolve_notified: false,
+        reopen_pending: false,
     };
     let ack = |i: &mut Incident, secs: u64| {
         i.acks.insert(

@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod diagnose;
 mod email;
+mod escalation;
 mod image;
 mod notify;
 mod peers;

@@ -35,6 +35,9 @@ pub fn incident(section: &str, at: Timestamp) -> Incident {
         cause: "errors.supabase_down".to_owned(),
         timeline: Vec::new(),
         resolve_note: None,
+        held_until_clear: false,
+        resolve_notified: false,
+        reopen_pending: false,
     }
 }
 

@@ -1,0 +1,414 @@
+//! The shell of the incident book: after each engine evaluation (and at each book deadline) it steps
+//! the [`Book`], renders the due pages, and records the changed incidents and the emails in the store
+//! **in one transaction** before waking the sender. Acks and resolves from the links and the API come
+//! here too, so one task owns the book.
+//!
+//! Restart safety: the book is rebuilt from the store's newest incident per section; a page whose
+//! email is already in the outbox (by key) is never queued again, and one that was decided but not
+//! committed before a crash is decided again, with the same key, after the restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use tokio::sync::{Notify, mpsc, oneshot};
+use url::Url;
+
+use crate::clock::Timestamp;
+use crate::config::Config;
+use crate::email::links::{ActionError as LinkError, ActionLinks, Actions};
+use crate::email::{EmailInput, Renderer};
+use crate::engine::{EngineState, Evaluation};
+use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
+use crate::notify::{self, NotifyMetrics};
+use crate::runbook::{Locale, Runbook};
+use crate::store::{NewEmail, Store, StoreError};
+
+/// The name of the ack-link signing key in the store.
+pub const LINK_KEY: &str = "link-key";
+
+/// The name of the engine's saved rule states in the store.
+pub const ENGINE_STATE: &str = "engine-state";
+
+/// What the pager needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct PagerConfig {
+    pub policy: Policy,
+    pub to: [Vec<Mailbox>; 3],
+    pub from: Mailbox,
+    pub public_url: Url,
+    pub locale: Locale,
+    pub link_ttl: Duration,
+    pub budget: u32,
+    /// Windows from the configuration; the store holds those created through the API.
+    pub windows: Vec<Window>,
+}
+
+impl PagerConfig {
+    pub fn from_config(c: &Config) -> Self {
+        let e = &c.escalation;
+        Self {
+            policy: Policy::from_config(e),
+            to: [e.l1.to.clone(), e.l2.to.clone(), e.l3.to.clone()],
+            from: c.smtp.from.clone(),
+            public_url: c.server.public_url.clone(),
+            locale: c.runbook.locale,
+            link_ttl: e.link_ttl,
+            budget: e.max_emails_per_hour,
+            windows: c
+                .maintenance
+                .iter()
+                .map(|w| Window {
+                    sections: w.sections.clone(),
+                    starts: w.starts,
+                    ends: w.ends,
+                })
+                .collect(),
+        }
+    }
+
+    fn recipients(&self, level: Level) -> &[Mailbox] {
+        &self.to[match level {
+            Level::L1 => 0,
+            Level::L2 => 1,
+            Level::L3 => 2,
+        }]
+    }
+}
+
+/// Why a step could not be recorded. The step is retried at the next evaluation: nothing was
+/// committed, so nothing is lost.
+#[derive(Debug, thiserror::Error)]
+pub enum PagerError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The book, the store, and what it takes to render emails.
+pub struct Pager {
+    book: Book,
+    store: Arc<Store>,
+    config: PagerConfig,
+    runbook: Arc<Runbook>,
+    renderer: Renderer,
+    key: Arc<[u8]>,
+    sender: Arc<Notify>,
+    metrics: NotifyMetrics,
+    /// The latest evaluation: a page due at a deadline, or after an ack or resolve, is rendered with
+    /// the diagnosis as it stood then.
+    last: Option<Evaluation>,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pager {
+    /// Rebuilds the book from `store` and loads (or creates) the link key.
+    pub fn open(
+        store: Arc<Store>,
+        config: PagerConfig,
+        runbook: Arc<Runbook>,
+        sender: Arc<Notify>,
+        metrics: NotifyMetrics,
+    ) -> Result<Self, PagerError> {
+        let book = Book::new(store.latest_per_section()?);
+        let key: Arc<[u8]> = store.get_or_create_secret(LINK_KEY)?.into();
+        Ok(Self {
+            book,
+            store,
+            config,
+            runbook,
+            renderer: Renderer::new(),
+            key,
+            sender,
+            metrics,
+            last: None,
+        })
+    }
+
+    /// The key the ack/resolve links are signed with.
+    pub fn link_key(&self) -> Arc<[u8]> {
+        Arc::clone(&self.key)
+    }
+
+    pub fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// Steps the book over `eval` at `now` and records the outcome. `engine` is the engine's rule
+    /// states when they changed: saved first, so a restart resumes the symptoms that opened incidents
+    /// instead of seeing them inactive and resolving everything.
+    pub fn on_evaluation(
+        &mut self,
+        eval: Evaluation,
+        engine: Option<&EngineState>,
+        now: Timestamp,
+    ) -> Result<(), PagerError> {
+        if let Some(state) = engine {
+            let json = serde_json::to_vec(state).expect("engine state serializes");
+            self.store.put_value(ENGINE_STATE, &json)?;
+        }
+        self.last = Some(eval);
+        self.step(now)
+    }
+
+    /// The engine's rule states saved by the previous run, if any (unreadable ones are dropped).
+    pub fn saved_engine_state(&self) -> Option<EngineState> {
+        let bytes = self.store.value(ENGINE_STATE).ok()??;
+        serde_json::from_slice(&bytes)
+            .inspect_err(|e| tracing::warn!(error = %e, "ignoring unreadable saved rule states"))
+            .ok()
+    }
+
+    /// Steps the book over the latest evaluation (a deadline came due).
+    pub fn step(&mut self, now: Timestamp) -> Result<(), PagerError> {
+        let Some(eval) = self.last.as_ref() else {
+            return Ok(());
+        };
+        let windows = self.windows()?;
+        // Step a copy: if the store refuses the commit, the book stays as the store has it, and the
+        // same pages are decided again at the next step.
+        let mut book = self.book.clone();
+        let out = book.step(
+            &eval.sections,
+            &eval.symptoms,
+            now,
+            &self.config.policy,
+            &windows,
+        );
+        if out.changed.is_empty() && out.pages.is_empty() {
+            return Ok(());
+        }
+        let emails: Vec<NewEmail> = out
+            .pages
+            .iter()
+            .map(|p| self.email(&book, eval, p, now))
+            .collect();
+        let incidents: Vec<Incident> = out
+            .changed
+            .iter()
+            .filter_map(|id| book.get(id).cloned())
+            .collect();
+        let budget = Some(self.config.budget);
+        notify::enqueue(
+            &self.store,
+            &incidents,
+            &emails,
+            budget,
+            now,
+            &self.metrics,
+            &self.sender,
+        )?;
+        self.book = book;
+        for p in &out.pages {
+            tracing::info!(incident = %p.incident, level = %p.level, event = %p.event, key = %p.key, "page recorded");
+        }
+        Ok(())
+    }
+
+    /// Windows in force: the configuration's and those created through the API.
+    fn windows(&self) -> Result<Vec<Window>, PagerError> {
+        let mut windows = self.config.windows.clone();
+        windows.extend(self.store.windows()?.into_iter().map(|w| Window {
+            sections: w.window.sections,
+            starts: w.window.starts,
+            ends: w.window.ends,
+        }));
+        Ok(windows)
+    }
+
+    /// Renders the email of `page`. A rendering failure (a template bug) must not lose the page: it
+    /// falls back to a plain message with the same headers and the incident's essentials.
+    fn email(&self, book: &Book, eval: &Evaluation, page: &Page, now: Timestamp) -> NewEmail {
+        let recipients = self.config.recipients(page.level);
+        let envelope: Vec<String> = recipients.iter().map(|m| m.email.to_string()).collect();
+        let incident = book
+            .get(&page.incident)
+            .expect("a page names an incident of the book");
+        let links = (page.event != PageEvent::Resolved).then(|| {
+            ActionLinks::sign(
+                &self.key,
+                &self.config.public_url,
+                &incident.id,
+                page.level,
+                now,
+                self.config.link_ttl,
+            )
+        });
+        let rendered = eval
+            .sections
+            .iter()
+            .find(|s| s.section == incident.section)
+            .map(|section| {
+                self.renderer.render(&EmailInput {
+                    incident,
+                    page,
+                    section,
+                    symptoms: &eval.symptoms,
+                    runbook: &self.runbook,
+                    recipients,
+                    from: &self.config.from,
+                    public_url: &self.config.public_url,
+                    locale: self.config.locale,
+                    links: links.as_ref(),
+                    now,
+                })
+            });
+        let message = match rendered {
+            Some(Ok(r)) => r.formatted(),
+            Some(Err(e)) => {
+                tracing::error!(key = %page.key, error = %e, "email rendering failed; sending the plain fallback");
+                crate::email::fallback(incident, page, recipients, &self.config.from, now)
+            }
+            None => crate::email::fallback(incident, page, recipients, &self.config.from, now),
+        };
+        NewEmail::for_page(page, envelope, message)
+    }
+
+    /// Acknowledges, records on the timeline and saves.
+    pub fn ack(
+        &mut self,
+        id: &str,
+        level: Option<Level>,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Level, LinkError> {
+        let mut book = self.book.clone();
+        let level = book.ack(id, level, by, now).map_err(link_error)?;
+        let incident = book.get(id).cloned().expect("acked");
+        self.store
+            .save_incidents(&[incident])
+            .map_err(|e| LinkError::Unavailable(e.to_string()))?;
+        self.book = book;
+        Ok(level)
+    }
+
+    /// Resolves by hand and queues the resolved emails at once.
+    pub fn resolve(
+        &mut self,
+        id: &str,
+        by: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<(), LinkError> {
+        let mut book = self.book.clone();
+        book.resolve(id, by, note, now).map_err(link_error)?;
+        let incident = book.get(id).cloned().expect("resolved");
+        self.store
+            .save_incidents(&[incident])
+            .map_err(|e| LinkError::Unavailable(e.to_string()))?;
+        self.book = book;
+        self.step(now)
+            .map_err(|e| LinkError::Unavailable(e.to_string()))
+    }
+
+    /// Carries out a command from the routes and answers it.
+    pub fn command(&mut self, cmd: Command, now: Timestamp) {
+        match cmd {
+            Command::Ack {
+                id,
+                level,
+                by,
+                reply,
+            } => {
+                let _ = reply.send(self.ack(&id, level, &by, now));
+            }
+            Command::Resolve {
+                id,
+                by,
+                note,
+                reply,
+            } => {
+                let _ = reply.send(self.resolve(&id, &by, &note, now));
+            }
+        }
+    }
+
+    /// When the book next needs a step without new evidence.
+    pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
+        let windows = self
+            .windows()
+            .unwrap_or_else(|_| self.config.windows.clone());
+        self.book.next_deadline(now, &self.config.policy, &windows)
+    }
+}
+
+fn link_error(e: ActionError) -> LinkError {
+    match e {
+        ActionError::NotFound(id) => LinkError::UnknownIncident(id),
+        ActionError::AlreadyResolved(id) => LinkError::AlreadyResolved(id),
+    }
+}
+
+/// A request to the task that owns the pager.
+#[derive(Debug)]
+pub enum Command {
+    Ack {
+        id: String,
+        level: Option<Level>,
+        by: String,
+        reply: oneshot::Sender<Result<Level, LinkError>>,
+    },
+    Resolve {
+        id: String,
+        by: String,
+        note: String,
+        reply: oneshot::Sender<Result<(), LinkError>>,
+    },
+}
+
+/// The handle the HTTP routes act through: reads go to the store, changes to the pager's task.
+#[derive(Debug, Clone)]
+pub struct PagerHandle {
+    pub store: Arc<Store>,
+    pub commands: mpsc::Sender<Command>,
+}
+
+impl PagerHandle {
+    fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
+    ) -> Result<T, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .blocking_send(make(tx))
+            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?;
+        rx.blocking_recv()
+            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?
+    }
+}
+
+/// Called on the blocking pool by the link routes.
+impl Actions for PagerHandle {
+    fn incident(&self, id: &str) -> Result<Option<Incident>, LinkError> {
+        self.store
+            .incident(id)
+            .map_err(|e| LinkError::Unavailable(e.to_string()))
+    }
+
+    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), LinkError> {
+        let (id, by) = (incident.to_owned(), by.to_owned());
+        self.ask(|reply| Command::Ack {
+            id,
+            level: Some(level),
+            by,
+            reply,
+        })
+        .map(|_| ())
+    }
+
+    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), LinkError> {
+        let (id, by, note) = (incident.to_owned(), by.to_owned(), note.to_owned());
+        self.ask(|reply| Command::Resolve {
+            id,
+            by,
+            note,
+            reply,
+        })
+    }
+}

@@ -1,0 +1,430 @@
+//! Incidents and escalation end to end: a real Prometheus scraping the simulated backend, the daemon
+//! (in-process on a manual clock, or the real binary), and the real SMTP server whose received mail
+//! the assertions read. Time rules move with the manual clock, never by sleeping.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
+use harven_watchdog::config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+use crate::support::prometheus::PrometheusServer;
+use crate::support::smtp::{ReceivedMail, SmtpServer};
+
+const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
+const T0: i64 = 1_795_000_000_000;
+
+/// The overrides that point a daemon at the test peers, with fast probes and distinct recipients.
+fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
+    [
+        (
+            "HARVEN_WATCHDOG__STORE__PATH",
+            data.join("watchdog.db").display().to_string(),
+        ),
+        ("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.to_owned()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s".into()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms".into()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", P95.into()),
+        ("HARVEN_WATCHDOG__SMTP__HOST", "127.0.0.1".into()),
+        ("HARVEN_WATCHDOG__SMTP__PORT", smtp_port.to_string()),
+        ("HARVEN_WATCHDOG__SMTP__TLS", "none".into()),
+        (
+            "HARVEN_WATCHDOG__ESCALATION__L1__TO",
+            "oncall@test.harven".into(),
+        ),
+        (
+            "HARVEN_WATCHDOG__ESCALATION__L2__TO",
+            "lead@test.harven".into(),
+        ),
+        (
+            "HARVEN_WATCHDOG__ESCALATION__L3__TO",
+            "cto@test.harven".into(),
+        ),
+        // No reminders in these scripts: every email is one the test expects.
+        ("HARVEN_WATCHDOG__ESCALATION__REPEAT_INTERVAL", "24h".into()),
+        ("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en".into()),
+        (
+            "HARVEN_WATCHDOG__DOCKER__HOST",
+            "unix:///nonexistent/docker.sock".into(),
+        ),
+        ("HARVEN_WATCHDOG__REDIS__URL", "redis://127.0.0.1:1".into()),
+        (
+            "HARVEN_WATCHDOG__STATUS__OPENAI__URL",
+            "http://127.0.0.1:1/api/v2/status.json".into(),
+        ),
+        (
+            "HARVEN_WATCHDOG__STATUS__SUPABASE__URL",
+            "http://127.0.0.1:1/api/v2/status.json".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A daemon in-process on a manual clock starting at `start`.
+struct Daemon {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
+    hand: ManualClock,
+}
+
+async fn start(env: Vec<(String, String)>, start: Timestamp) -> Daemon {
+    harven_watchdog::install_crypto_provider();
+    let config = Config::load_with_env(&[], env).expect("config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (clock, hand) = Clock::manual(start);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(harven_watchdog::run(
+        config,
+        listener,
+        clock,
+        shutdown.clone(),
+    ));
+    Daemon {
+        shutdown,
+        task,
+        hand,
+    }
+}
+
+impl Daemon {
+    async fn stop(self) -> ManualClock {
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("clean stop");
+        self.hand
+    }
+}
+
+/// An email of the latency incident (the watchdog's own blindness to the peers these tests leave
+/// out is an incident too, with its own emails).
+fn is(mail: &ReceivedMail, level: &str, event: &str) -> bool {
+    mail.header("X-Harven-Section") == Some("latency")
+        && mail.header("X-Harven-Level") == Some(level)
+        && mail.header("X-Harven-Event") == Some(event)
+}
+
+fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
+    smtp.messages()
+        .iter()
+        .filter(|m| is(m, level, event))
+        .count()
+}
+
+/// Moves the clock `step` at a time (a real pause between steps lets probes report) until `done`
+/// holds for the received mail; panics after 120 s of real time.
+async fn advance_until(
+    hand: &ManualClock,
+    step: Duration,
+    smtp: &SmtpServer,
+    what: &str,
+    done: impl Fn(&[ReceivedMail]) -> bool,
+) -> Vec<ReceivedMail> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mail = smtp.messages();
+        if done(&mail) {
+            return mail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; mail so far: {:#?}",
+            summary(&mail)
+        );
+        hand.advance(step);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn summary(mail: &[ReceivedMail]) -> Vec<String> {
+    mail.iter()
+        .map(|m| m.subject().unwrap_or_default())
+        .collect()
+}
+
+/// The time an incident opened, from its ID (`latency-20261118T110640Z`).
+fn opened_at(incident: &str) -> Timestamp {
+    let stamp = incident.rsplit('-').next().expect("id");
+    let rfc = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &stamp[0..4],
+        &stamp[4..6],
+        &stamp[6..8],
+        &stamp[9..11],
+        &stamp[11..13],
+        &stamp[13..15]
+    );
+    Timestamp::from_system_time(humantime::parse_rfc3339(&rfc).expect("rfc3339"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = start(
+        env(&prom.url(), smtp.port(), data.path()),
+        Timestamp::from_unix_millis(T0),
+    )
+    .await;
+
+    let mail = advance_until(
+        &d.hand,
+        Duration::from_secs(15),
+        &smtp,
+        "the L1 email",
+        |m| m.iter().any(|x| is(x, "L1", "opened")),
+    )
+    .await;
+    let l1 = mail.iter().find(|m| is(m, "L1", "opened")).expect("L1");
+    assert_eq!(l1.header("X-Harven-Section"), Some("latency"));
+    let incident = l1
+        .header("X-Harven-Incident")
+        .expect("incident header")
+        .to_owned();
+    assert!(incident.starts_with("latency-"), "{incident}");
+    assert!(l1.header("X-Harven-Cause").is_some());
+    assert!(
+        l1.rcpt_to.iter().any(|r| r.contains("oncall@test.harven")),
+        "{:?}",
+        l1.rcpt_to
+    );
+    let subject = l1.subject().expect("subject");
+    assert!(subject.starts_with("[Harven][L1][major]"), "{subject}");
+    let text = l1.text().expect("text part");
+    assert!(
+        text.contains("latency.p95_high") || text.contains("p95 above 3 seconds"),
+        "{text}"
+    );
+    assert!(
+        text.contains("latency.openai_slow"),
+        "the diagnosis lists the section's causes:\n{text}"
+    );
+    let root = l1.header("References").expect("threaded").to_owned();
+
+    // L2 exactly when 30 minutes have passed since the incident opened, not before.
+    let open = opened_at(&incident);
+    let now = d.hand.now();
+    d.hand
+        .advance((open + Duration::from_secs(30 * 60 - 1)).saturating_since(now));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count(&smtp, "L2", "escalated"), 0, "no L2 at 29:59");
+    let mail = advance_until(
+        &d.hand,
+        Duration::from_secs(1),
+        &smtp,
+        "the L2 email",
+        |m| m.iter().any(|x| is(x, "L2", "escalated")),
+    )
+    .await;
+    let l2 = mail.iter().find(|m| is(m, "L2", "escalated")).expect("L2");
+    assert!(
+        d.hand.now().saturating_since(open) < Duration::from_secs(30 * 60 + 15),
+        "L2 within a tick of 30:00"
+    );
+    assert_eq!(l2.header("X-Harven-Incident"), Some(incident.as_str()));
+    assert_eq!(
+        l2.header("References"),
+        Some(root.as_str()),
+        "one thread per incident"
+    );
+    assert!(l2.rcpt_to.iter().any(|r| r.contains("lead@test.harven")));
+
+    // Back to normal: after resolve_after, one resolved email to each level paged.
+    backend.set_scenario(Scenario::Normal);
+    advance_until(
+        &d.hand,
+        Duration::from_secs(15),
+        &smtp,
+        "the resolved emails",
+        |m| {
+            m.iter()
+                .filter(|x| is(x, "L1", "resolved") || is(x, "L2", "resolved"))
+                .count()
+                == 2
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            count(&smtp, "L1", "resolved"),
+            count(&smtp, "L2", "resolved")
+        ),
+        (1, 1)
+    );
+    assert_eq!(
+        count(&smtp, "L3", "escalated"),
+        0,
+        "a major incident never reaches L3"
+    );
+    assert_eq!(count(&smtp, "L1", "opened"), 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_escalation_neither_repeats_l1_nor_forgets_the_l2_clock() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = env(&prom.url(), smtp.port(), data.path());
+
+    let d = start(env.clone(), Timestamp::from_unix_millis(T0)).await;
+    let mail = advance_until(
+        &d.hand,
+        Duration::from_secs(15),
+        &smtp,
+        "the L1 email",
+        |m| m.iter().any(|x| is(x, "L1", "opened")),
+    )
+    .await;
+    let incident = mail
+        .iter()
+        .find(|m| is(m, "L1", "opened"))
+        .and_then(|m| m.header("X-Harven-Incident"))
+        .expect("id")
+        .to_owned();
+    let open = opened_at(&incident);
+    d.hand.advance(Duration::from_secs(10 * 60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // First a clean stop, then a crash (the task dropped mid-flight, as kill -9 would leave the store).
+    let hand = d.stop().await;
+    let d = start(env.clone(), hand.now()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.task.abort();
+    let _ = d.task.await;
+    let d = start(env, d.hand.now()).await;
+
+    // Nearly 30 minutes after the original open: no L2 yet, and L1 was never re-sent.
+    let now = d.hand.now();
+    d.hand
+        .advance((open + Duration::from_secs(30 * 60 - 1)).saturating_since(now));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&smtp, "L1", "opened"),
+        1,
+        "no L1 re-sent after the restarts"
+    );
+    assert_eq!(count(&smtp, "L2", "escalated"), 0);
+    let mail = advance_until(
+        &d.hand,
+        Duration::from_secs(1),
+        &smtp,
+        "L2 after the restart",
+        |m| m.iter().any(|x| is(x, "L2", "escalated")),
+    )
+    .await;
+    assert!(
+        d.hand.now().saturating_since(open) < Duration::from_secs(30 * 60 + 15),
+        "L2 at 30 min from the original open"
+    );
+    let l2 = mail.iter().find(|m| is(m, "L2", "escalated")).expect("L2");
+    assert_eq!(
+        l2.header("X-Harven-Incident"),
+        Some(incident.as_str()),
+        "the same incident"
+    );
+    d.stop().await;
+}
+
+/// The real binary, killed with SIGKILL while its L1 page waits in the outbox for an SMTP server that
+/// is down: after the restart the page is delivered once, and no second L1 is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let mut smtp = SmtpServer::start().await;
+    smtp.stop();
+    let data = tempfile::tempdir().expect("tempdir");
+    // A runbook whose latency rule fires after 1 s, so real time suffices.
+    let runbook = data.path().join("runbook.toml");
+    let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
+        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"2m\"",
+        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"1s\"",
+        1,
+    );
+    assert_ne!(
+        text,
+        harven_watchdog::runbook::DEFAULT_RUNBOOK,
+        "the rule was found"
+    );
+    std::fs::write(&runbook, text).expect("runbook");
+    let mut env = env(&prom.url(), smtp.port(), data.path());
+    env.push((
+        "HARVEN_WATCHDOG__RUNBOOK__PATH".into(),
+        runbook.display().to_string(),
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    env.push((
+        "HARVEN_WATCHDOG__SERVER__LISTEN".into(),
+        format!("127.0.0.1:{port}"),
+    ));
+
+    let spawn = |env: &[(String, String)]| -> Child {
+        Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+            .envs(env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut child = spawn(&env);
+    // Wait until the L1 page is in the outbox (the sender keeps retrying: SMTP is down).
+    let store = data.path().join("watchdog.db");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let queued = harven_watchdog::store::Store::open(&store)
+            .ok()
+            .and_then(|s| s.outbox_depth().ok())
+            .is_some_and(|d| d.pending >= 1);
+        if queued {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the L1 page never reached the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    smtp.restart().await;
+    let mut child = spawn(&env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&smtp, "L1", "opened") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the L1 page never arrived: {:?}",
+            summary(&smtp.messages())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mail = smtp.messages();
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    assert_eq!(
+        count(&smtp, "L1", "opened"),
+        1,
+        "delivered once: {:?}",
+        summary(&mail)
+    );
+    assert_eq!(
+        count(&smtp, "L1", "resolved"),
+        0,
+        "the restart did not resolve the incident: {:?}",
+        summary(&mail)
+    );
+}
