@@ -68,15 +68,19 @@ fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
 
 /// A daemon in-process on a manual clock starting at `start`.
 struct Daemon {
+    base: String,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
     hand: ManualClock,
 }
 
-async fn start(env: Vec<(String, String)>, start: Timestamp) -> Daemon {
+async fn start(mut env: Vec<(String, String)>, start: Timestamp) -> Daemon {
     harven_watchdog::install_crypto_provider();
-    let config = Config::load_with_env(&[], env).expect("config");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    // Email links point at this daemon.
+    env.push(("HARVEN_WATCHDOG__SERVER__PUBLIC_URL".into(), base.clone()));
+    let config = Config::load_with_env(&[], env).expect("config");
     let (clock, hand) = Clock::manual(start);
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(harven_watchdog::run(
@@ -86,6 +90,7 @@ async fn start(env: Vec<(String, String)>, start: Timestamp) -> Daemon {
         shutdown.clone(),
     ));
     Daemon {
+        base,
         shutdown,
         task,
         hand,
@@ -206,6 +211,66 @@ async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
         "the diagnosis lists the section's causes:\n{text}"
     );
     let root = l1.header("References").expect("threaded").to_owned();
+
+    // The ack link of the email: GET shows a confirmation and changes nothing; POST acknowledges,
+    // and the acknowledgement is on the incident's timeline in the store.
+    let ack = text
+        .split_whitespace()
+        .find(|w| w.starts_with(&d.base) && w.contains("/act/"))
+        .unwrap_or_else(|| panic!("no ack link in:\n{text}"))
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let page = http.get(&ack).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.expect("body").contains(&incident));
+    let store =
+        harven_watchdog::store::Store::open(data.path().join("watchdog.db")).expect("store");
+    let acks = |store: &harven_watchdog::store::Store| {
+        store
+            .incident(&incident)
+            .expect("read")
+            .expect("incident")
+            .acks
+    };
+    assert!(acks(&store).is_empty(), "a GET changes nothing");
+    let posted = http
+        .post(&ack)
+        .form(&[
+            ("incident", incident.as_str()),
+            ("action", "ack"),
+            ("by", "Ana (on call)"),
+            ("note", ""),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        posted.status(),
+        200,
+        "{}",
+        posted.text().await.unwrap_or_default()
+    );
+    let acked = acks(&store);
+    assert_eq!(
+        acked
+            .get(&harven_watchdog::incident::Level::L1)
+            .map(|a| a.by.as_str()),
+        Some("Ana (on call)")
+    );
+    let timeline = store
+        .incident(&incident)
+        .expect("read")
+        .expect("incident")
+        .timeline;
+    assert!(
+        timeline
+            .iter()
+            .any(|t| t.kind == "acknowledged" && t.text.contains("Ana (on call)")),
+        "{timeline:?}"
+    );
 
     // L2 exactly when 30 minutes have passed since the incident opened, not before.
     let open = opened_at(&incident);
