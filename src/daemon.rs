@@ -111,6 +111,7 @@ pub async fn run(
         notify_metrics.clone(),
         sender_stop.clone(),
     ));
+    let sections: Vec<String> = runbook.sections.iter().map(|s| s.id.clone()).collect();
     let pager = Pager::open(
         Arc::clone(&store),
         PagerConfig::from_config(&config),
@@ -119,11 +120,18 @@ pub async fn run(
         notify_metrics,
     )?;
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+    let handle = PagerHandle {
+        store: Arc::clone(&store),
+        commands: commands_tx,
+    };
+    let api_routes = crate::api::routes(
+        handle.clone(),
+        config.server.api_token.clone(),
+        clock.clone(),
+        sections,
+    );
     let act_routes = crate::email::links::routes(
-        Arc::new(PagerHandle {
-            store: Arc::clone(&store),
-            commands: commands_tx,
-        }),
+        Arc::new(handle),
         pager.link_key(),
         clock.clone(),
         config.server.public_url.clone(),
@@ -140,7 +148,7 @@ pub async fn run(
     ));
 
     let state = Arc::new(AppState { metrics, data_dir });
-    let app = http::router(state).merge(act_routes);
+    let app = http::router(state).merge(act_routes).merge(api_routes);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {

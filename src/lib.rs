@@ -27,11 +27,13 @@
 //!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
+//! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
 //! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
 //! - [`cli`], [`logging`]: the command line and the tracing subscriber of the binary.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,0 +1,715 @@
+//! The JSON API (DESIGN.md §5): incidents read from the store, acks and resolves sent to the pager's
+//! task, and maintenance windows created at run time.
+//!
+//! | route | auth | answer |
+//! |---|---|---|
+//! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
+//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` (404 when unknown) |
+//! | `POST /api/incidents/{id}/ack` | token | `{"by", "level"?}` → the updated incident |
+//! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
+//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |
+//! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
+//!
+//! Every POST needs `Authorization: Bearer <server.api_token>`. Without a configured token the
+//! mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
+//! token 403. The check runs before the body is read, so a refused request changes nothing. The
+//! token is compared through HMAC tags under a per-process random key ([`ring::hmac::verify`]), which
+//! takes the same time whatever the presented value and its length, and it is never logged or echoed.
+//!
+//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved), 413 (body
+//! over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::clock::{Clock, Timestamp};
+use crate::config::MaintenanceWindow;
+use crate::email::links::ActionError;
+use crate::incident::{Incident, IncidentState, Level};
+use crate::pager::{Command, PagerHandle};
+use crate::runbook::Severity;
+use crate::secret::Secret;
+use crate::store::StoredWindow;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 * 1024;
+/// Incidents listed when `?limit=` is absent.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Most incidents one list returns.
+pub const MAX_LIMIT: usize = 500;
+/// Longest accepted `by`, in characters: a name, not a story.
+const MAX_BY: usize = 100;
+/// Longest accepted resolve note or window reason, in characters.
+const MAX_NOTE: usize = 2000;
+
+/// The answer when no token is configured.
+const NO_TOKEN: &str = "the API token is not configured (server.api_token_file)";
+
+struct ApiState {
+    handle: PagerHandle,
+    /// The HMAC tag of the configured token; `None` closes the mutating API.
+    token: Option<hmac::Tag>,
+    key: hmac::Key,
+    clock: Clock,
+    /// The runbook's section IDs, which a maintenance window may name.
+    sections: Vec<String>,
+}
+
+/// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
+/// section IDs (what a maintenance window may cover).
+pub fn routes(
+    handle: PagerHandle,
+    token: Option<Secret>,
+    clock: Clock,
+    sections: Vec<String>,
+) -> Router {
+    let rng = ring::rand::SystemRandom::new();
+    // The key only makes the comparison length-independent; a fixed one would do as well.
+    let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"harven-watchdog api token"));
+    let token = token.map(|t| hmac::sign(&key, t.expose().as_bytes()));
+    let state = Arc::new(ApiState {
+        handle,
+        token,
+        key,
+        clock,
+        sections,
+    });
+    Router::new()
+        .route("/api/incidents", get(list_incidents))
+        .route("/api/incidents/{id}", get(incident_detail))
+        .route("/api/incidents/{id}/ack", post(ack))
+        .route("/api/incidents/{id}/resolve", post(resolve))
+        .route("/api/maintenance", get(list_windows).post(create_window))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+// -------------------------------------------------------------------------------------------------
+// Errors
+// -------------------------------------------------------------------------------------------------
+
+/// An error answer: `{"error": message}` with `status`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unavailable(message: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %message, "API request failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unavailable: {message}"),
+        )
+    }
+
+    fn not_found(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("no incident {id}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        if self.status == StatusCode::UNAUTHORIZED {
+            (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad_request(r.body_text())
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Auth
+// -------------------------------------------------------------------------------------------------
+
+/// Proof that the request carried the configured token. Extracted before the body, so a refused
+/// request is answered before anything is parsed or changed.
+struct Authorized;
+
+impl FromRequestParts<Arc<ApiState>> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        let refuse = |status: StatusCode, why: &str, message: &str| {
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
+            ApiError::new(status, message)
+        };
+        let Some(expected) = &st.token else {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "no token configured",
+                NO_TOKEN,
+            ));
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+        let Some(presented) = presented else {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "no bearer token",
+                "this request needs `Authorization: Bearer <token>`",
+            ));
+        };
+        if hmac::verify(&st.key, presented.as_bytes(), expected.as_ref()).is_err() {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "wrong token",
+                "the API token is not valid",
+            ));
+        }
+        Ok(Self)
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Views
+// -------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct AckView {
+    by: String,
+    at: String,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryView {
+    at: String,
+    kind: String,
+    text: String,
+}
+
+/// An incident as the API shows it. Times are RFC 3339 UTC strings.
+#[derive(Debug, Serialize)]
+struct IncidentView {
+    id: String,
+    section: String,
+    severity: Severity,
+    state: IncidentState,
+    opened_at: String,
+    resolved_at: Option<String>,
+    critical_since: Option<String>,
+    /// The highest level paged so far.
+    level: Option<Level>,
+    /// When each level was first paged.
+    paged: BTreeMap<Level, String>,
+    /// The top likely cause at the latest evaluation (`unknown` when none is likely).
+    cause: String,
+    acks: BTreeMap<Level, AckView>,
+    /// Rule ID → its latest summary.
+    symptoms: BTreeMap<String, String>,
+    reopened: u32,
+    resolve_note: Option<String>,
+    /// Detail only: the incident's history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<Vec<EntryView>>,
+    /// Detail only, and always `null` for now: the live diagnosis (causes with their status and
+    /// evidence) is not persisted with the incident; `cause` is its top cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnosis: Option<serde_json::Value>,
+}
+
+impl IncidentView {
+    fn summary(i: Incident) -> Self {
+        Self {
+            level: i.highest_paged(),
+            id: i.id,
+            section: i.section,
+            severity: i.severity,
+            state: i.state,
+            opened_at: i.opened_at.to_string(),
+            resolved_at: i.resolved_at.map(|t| t.to_string()),
+            critical_since: i.critical_since.map(|t| t.to_string()),
+            paged: i
+                .paged
+                .into_iter()
+                .map(|(l, t)| (l, t.to_string()))
+                .collect(),
+            cause: i.cause,
+            acks: i
+                .acks
+                .into_iter()
+                .map(|(l, a)| {
+                    (
+                        l,
+                        AckView {
+                            by: a.by,
+                            at: a.at.to_string(),
+                        },
+                    )
+                })
+                .collect(),
+            symptoms: i.symptoms,
+            reopened: i.reopened,
+            resolve_note: i.resolve_note,
+            timeline: None,
+            diagnosis: None,
+        }
+    }
+
+    fn detail(i: Incident) -> Self {
+        let timeline = i
+            .timeline
+            .iter()
+            .map(|e| EntryView {
+                at: e.at.to_string(),
+                kind: e.kind.clone(),
+                text: e.text.clone(),
+            })
+            .collect();
+        Self {
+            timeline: Some(timeline),
+            diagnosis: Some(serde_json::Value::Null),
+            ..Self::summary(i)
+        }
+    }
+
+    fn into_response(self, status: StatusCode) -> Response {
+        (status, Json(self)).into_response()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct WindowView {
+    id: i64,
+    /// Empty: every section.
+    sections: Vec<String>,
+    starts: String,
+    ends: String,
+    reason: String,
+    created_by: String,
+    created_at: String,
+}
+
+impl From<StoredWindow> for WindowView {
+    fn from(w: StoredWindow) -> Self {
+        Self {
+            id: w.id,
+            sections: w.window.sections,
+            starts: w.window.starts.to_string(),
+            ends: w.window.ends.to_string(),
+            reason: w.window.reason,
+            created_by: w.created_by,
+            created_at: w.created_at.to_string(),
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Incidents
+// -------------------------------------------------------------------------------------------------
+
+/// Runs a store read or write on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::unavailable(format!("store: {e}"))),
+        Err(e) => Err(ApiError::unavailable(format!("store task: {e}"))),
+    }
+}
+
+async fn load(st: &ApiState, id: &str) -> Result<Option<Incident>, ApiError> {
+    let store = Arc::clone(&st.handle.store);
+    let id = id.to_owned();
+    blocking(move || store.incident(&id)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/incidents`: newest first.
+async fn list_incidents(
+    State(st): State<Arc<ApiState>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let store = Arc::clone(&st.handle.store);
+    let incidents = blocking(move || store.recent_incidents(limit)).await?;
+    let views: Vec<IncidentView> = incidents.into_iter().map(IncidentView::summary).collect();
+    Ok(Json(serde_json::json!({ "incidents": views })).into_response())
+}
+
+/// `GET /api/incidents/{id}`: the incident with its timeline.
+async fn incident_detail(
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match load(&st, &id).await? {
+        Some(i) => Ok(IncidentView::detail(i).into_response(StatusCode::OK)),
+        None => Err(ApiError::not_found(&id)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    by: String,
+    #[serde(default)]
+    level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    by: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `by`: required, trimmed, at most [`MAX_BY`] characters, no control characters.
+fn check_by(by: &str) -> Result<String, ApiError> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(ApiError::bad_request("`by` is required: who is acting"));
+    }
+    if by.chars().count() > MAX_BY {
+        return Err(ApiError::bad_request(format!(
+            "`by` is longer than {MAX_BY} characters"
+        )));
+    }
+    if by.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("`by` holds control characters"));
+    }
+    Ok(by.to_owned())
+}
+
+fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.chars().count() > MAX_NOTE {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` is longer than {MAX_NOTE} characters"
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Sends a command to the pager's task and waits for its answer.
+async fn ask<T>(
+    st: &ApiState,
+    make: impl FnOnce(oneshot::Sender<Result<T, ActionError>>) -> Command,
+) -> Result<T, ActionError> {
+    let gone = || ActionError::Unavailable("the watchdog is shutting down".into());
+    let (tx, rx) = oneshot::channel();
+    st.handle
+        .commands
+        .send(make(tx))
+        .await
+        .map_err(|_| gone())?;
+    rx.await.map_err(|_| gone())?
+}
+
+/// Turns the pager's answer into the updated incident or an error answer.
+async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Response {
+    let answer = match result {
+        Ok(_) => match load(st, id).await {
+            Ok(Some(i)) => return IncidentView::detail(i).into_response(StatusCode::OK),
+            Ok(None) => ApiError::not_found(id),
+            Err(e) => e,
+        },
+        Err(ActionError::AlreadyResolved(_)) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("incident {id} is already resolved"),
+        ),
+        // The pager holds each section's newest incident; an older one in the store is over.
+        Err(ActionError::UnknownIncident(_)) => match load(st, id).await {
+            Ok(Some(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("incident {id} is already resolved"),
+            ),
+            Ok(None) => ApiError::not_found(id),
+            Err(e) => e,
+        },
+        Err(ActionError::Unavailable(why)) => ApiError::unavailable(why),
+    };
+    answer.into_response()
+}
+
+/// `POST /api/incidents/{id}/ack`.
+async fn ack(
+    _auth: Authorized,
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Result<Json<AckBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let by = check_by(&body.by)?;
+    let level =
+        match body.level.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(l) => Some(Level::parse(l).ok_or_else(|| {
+                ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))
+            })?),
+        };
+    let result = ask(&st, |reply| Command::Ack {
+        id: id.clone(),
+        level,
+        by: by.clone(),
+        reply,
+    })
+    .await;
+    if let Ok(level) = &result {
+        tracing::info!(incident = %id, %level, by = %by, "acknowledged through the API");
+    }
+    Ok(acted(&st, &id, result).await)
+}
+
+/// `POST /api/incidents/{id}/resolve`.
+async fn resolve(
+    _auth: Authorized,
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Result<Json<ResolveBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let by = check_by(&body.by)?;
+    let note = check_text("note", &body.note)?;
+    let result = ask(&st, |reply| Command::Resolve {
+        id: id.clone(),
+        by: by.clone(),
+        note,
+        reply,
+    })
+    .await;
+    if result.is_ok() {
+        tracing::info!(incident = %id, by = %by, "resolved through the API");
+    }
+    Ok(acted(&st, &id, result).await)
+}
+
+// -------------------------------------------------------------------------------------------------
+// Maintenance windows
+// -------------------------------------------------------------------------------------------------
+
+/// `GET /api/maintenance`: the windows created through the API, oldest first (those of the
+/// configuration are in the configuration).
+async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let store = Arc::clone(&st.handle.store);
+    let windows = blocking(move || store.windows()).await?;
+    let views: Vec<WindowView> = windows.into_iter().map(WindowView::from).collect();
+    Ok(Json(serde_json::json!({ "windows": views })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowBody {
+    /// Empty: every section.
+    #[serde(default)]
+    sections: Vec<String>,
+    /// RFC 3339; absent: now.
+    #[serde(default)]
+    starts: Option<String>,
+    /// RFC 3339; or give `duration`.
+    #[serde(default)]
+    ends: Option<String>,
+    /// A humane duration (`2h`, `30m`) from `starts`.
+    #[serde(default)]
+    duration: Option<String>,
+    reason: String,
+    by: String,
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    humantime::parse_rfc3339_weak(text.trim())
+        .map(Timestamp::from_system_time)
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})"
+            ))
+        })
+}
+
+/// Checks a window request at `now` against the runbook's `sections`.
+fn check_window(
+    body: WindowBody,
+    now: Timestamp,
+    sections: &[String],
+) -> Result<(MaintenanceWindow, String), ApiError> {
+    let by = check_by(&body.by)?;
+    let reason = check_text("reason", &body.reason)?;
+    if reason.is_empty() {
+        return Err(ApiError::bad_request(
+            "`reason` is required: why the section is muted",
+        ));
+    }
+    if let Some(unknown) = body.sections.iter().find(|s| !sections.contains(s)) {
+        return Err(ApiError::bad_request(format!(
+            "unknown section {unknown:?} (known: {})",
+            sections.join(", ")
+        )));
+    }
+    let starts = match body.starts.as_deref() {
+        Some(s) => parse_time("starts", s)?,
+        None => now,
+    };
+    let ends = match (body.ends.as_deref(), body.duration.as_deref()) {
+        (Some(e), None) => parse_time("ends", e)?,
+        (None, Some(d)) => {
+            let d = humantime::parse_duration(d.trim()).map_err(|e| {
+                ApiError::bad_request(format!("`duration`: {d:?} is not a duration like 2h ({e})"))
+            })?;
+            starts + d
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give either `ends` or `duration`, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("`ends` or `duration` is required")),
+    };
+    if ends <= starts {
+        return Err(ApiError::bad_request("`ends` must be after `starts`"));
+    }
+    if ends <= now {
+        return Err(ApiError::bad_request("the window is already over"));
+    }
+    let mut covered = body.sections;
+    covered.dedup();
+    Ok((
+        MaintenanceWindow {
+            sections: covered,
+            starts,
+            ends,
+            reason,
+        },
+        by,
+    ))
+}
+
+/// `POST /api/maintenance`: 201 with the stored window.
+async fn create_window(
+    _auth: Authorized,
+    State(st): State<Arc<ApiState>>,
+    body: Result<Json<WindowBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let now = st.clock.now();
+    let (window, by) = check_window(body, now, &st.sections)?;
+    let store = Arc::clone(&st.handle.store);
+    let (w, who) = (window.clone(), by.clone());
+    let id = blocking(move || store.add_window(&w, &who, now)).await?;
+    tracing::info!(
+        id,
+        sections = ?window.sections,
+        starts = %window.starts,
+        ends = %window.ends,
+        by = %by,
+        "maintenance window created through the API"
+    );
+    let view = WindowView::from(StoredWindow {
+        id,
+        window,
+        created_by: by,
+        created_at: now,
+    });
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: serde_json::Value) -> WindowBody {
+        serde_json::from_value(json).expect("body")
+    }
+
+    const NOW: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+
+    fn sections() -> Vec<String> {
+        vec!["latency".into(), "errors".into()]
+    }
+
+    #[test]
+    fn a_window_with_a_duration_starts_now() {
+        let (w, by) = check_window(
+            body(serde_json::json!({"sections": ["latency"], "duration": "2h", "reason": "deploy", "by": " Ana "})),
+            NOW,
+            &sections(),
+        )
+        .expect("valid");
+        assert_eq!(by, "Ana");
+        assert_eq!(w.starts, NOW);
+        assert_eq!(w.ends, NOW + std::time::Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn bad_windows_are_refused() {
+        for bad in [
+            serde_json::json!({"sections": ["nope"], "duration": "1h", "reason": "r", "by": "a"}),
+            serde_json::json!({"sections": [], "duration": "1h", "reason": "r", "by": ""}),
+            serde_json::json!({"sections": [], "duration": "1h", "reason": "", "by": "a"}),
+            serde_json::json!({"sections": [], "reason": "r", "by": "a"}),
+            serde_json::json!({"sections": [], "duration": "1h", "ends": "2030-01-01T00:00:00Z", "reason": "r", "by": "a"}),
+            serde_json::json!({"sections": [], "starts": "2030-01-01T02:00:00Z", "ends": "2030-01-01T01:00:00Z", "reason": "r", "by": "a"}),
+            serde_json::json!({"sections": [], "ends": "yesterday", "reason": "r", "by": "a"}),
+            serde_json::json!({"sections": [], "ends": "2020-01-01T00:00:00Z", "reason": "r", "by": "a"}),
+        ] {
+            let err = check_window(body(bad.clone()), NOW, &sections()).expect_err("refused");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
+    #[test]
+    fn by_is_a_short_name() {
+        assert!(check_by("Ana").is_ok());
+        assert!(check_by("  ").is_err());
+        assert!(check_by(&"x".repeat(101)).is_err());
+        assert!(check_by("a\nb").is_err());
+    }
+}

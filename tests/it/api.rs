@@ -1,0 +1,504 @@
+//! The JSON API against a real incident: a real Prometheus scraping the slow simulated backend, the
+//! daemon in-process on a manual clock (emails go to `.eml` files: no SMTP here), and plain HTTP
+//! requests to `/api/*`. First a daemon without an API token (the mutating API is closed), then one
+//! on the same store with a token.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
+use harven_watchdog::config::Config;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+use crate::support::prometheus::PrometheusServer;
+
+const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
+const T0: i64 = 1_795_000_000_000;
+const TOKEN: &str = "api-token-7f3c9e1b5d2a4c6e8f0a";
+
+/// Overrides pointing the daemon at the test Prometheus, with the other sources out of reach.
+fn env(prom: &str, data: &Path, token: Option<&str>) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        (
+            "HARVEN_WATCHDOG__STORE__PATH",
+            data.join("watchdog.db").display().to_string(),
+        ),
+        ("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.to_owned()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s".into()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms".into()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", P95.into()),
+        ("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en".into()),
+        (
+            "HARVEN_WATCHDOG__DOCKER__HOST",
+            "unix:///nonexistent/docker.sock".into(),
+        ),
+        ("HARVEN_WATCHDOG__REDIS__URL", "redis://127.0.0.1:1".into()),
+        (
+            "HARVEN_WATCHDOG__STATUS__OPENAI__URL",
+            "http://127.0.0.1:1/api/v2/status.json".into(),
+        ),
+        (
+            "HARVEN_WATCHDOG__STATUS__SUPABASE__URL",
+            "http://127.0.0.1:1/api/v2/status.json".into(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(t) = token {
+        env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), t.to_owned()));
+    }
+    env
+}
+
+struct Daemon {
+    base: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
+    hand: ManualClock,
+}
+
+async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
+    harven_watchdog::install_crypto_provider();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = Config::load_with_env(&[], env).expect("config");
+    let (clock, hand) = Clock::manual(at);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(harven_watchdog::run(
+        config,
+        listener,
+        clock,
+        shutdown.clone(),
+    ));
+    Daemon {
+        base,
+        shutdown,
+        task,
+        hand,
+    }
+}
+
+impl Daemon {
+    async fn stop(self) -> Timestamp {
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("clean stop");
+        self.hand.now()
+    }
+}
+
+/// Every response seen, headers and body, to check the token never shows up in one.
+#[derive(Default)]
+struct Seen(Vec<String>);
+
+/// A request's status, `WWW-Authenticate` header and JSON body.
+struct Answer {
+    status: StatusCode,
+    www_authenticate: Option<String>,
+    json: Value,
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    seen: std::sync::Mutex<Seen>,
+}
+
+impl Api {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+            seen: Default::default(),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = format!("{:?}", resp.headers());
+        let www_authenticate = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+        let text = resp.text().await.expect("body");
+        self.seen.lock().expect("lock").0.push(headers);
+        self.seen.lock().expect("lock").0.push(text.clone());
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {status}: {text}"));
+        Answer {
+            status,
+            www_authenticate,
+            json,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// A POST with `auth` as the whole `Authorization` header (none when `None`).
+    async fn post(&self, path: &str, auth: Option<&str>, body: &Value) -> Answer {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(a) = auth {
+            req = req.header("Authorization", a);
+        }
+        self.send(req).await
+    }
+
+    fn never_showed_the_token(&self) {
+        let seen = self.seen.lock().expect("lock");
+        assert!(!seen.0.is_empty());
+        for text in &seen.0 {
+            assert!(!text.contains(TOKEN), "the token leaked: {text}");
+        }
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Moves the clock 15 s at a time until the API lists an open latency incident; returns it.
+async fn wait_for_latency_incident(d: &Daemon, api: &Api) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let list = api.get("/api/incidents").await;
+        assert_eq!(list.status, 200, "{}", list.json);
+        let found = list.json["incidents"]
+            .as_array()
+            .expect("incidents array")
+            .iter()
+            .find(|i| i["section"] == "latency" && i["state"] == "open" && !i["level"].is_null())
+            .cloned();
+        if let Some(i) = found {
+            return i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no latency incident; list: {}",
+            list.json
+        );
+        d.hand.advance(Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn is_rfc3339(v: &Value) -> bool {
+    v.as_str()
+        .is_some_and(|s| humantime::parse_rfc3339(s).is_ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let data = tempfile::tempdir().expect("tempdir");
+
+    // ---- A daemon without a token: reads work, every change is refused with 403. ----
+    let d = start(
+        env(&prom.url(), data.path(), None),
+        Timestamp::from_unix_millis(T0),
+    )
+    .await;
+    let api = Api::new(&d.base);
+    let listed = wait_for_latency_incident(&d, &api).await;
+    let id = listed["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("latency-"), "{id}");
+
+    // The list's shape.
+    for key in [
+        "id",
+        "section",
+        "severity",
+        "state",
+        "opened_at",
+        "resolved_at",
+        "level",
+        "cause",
+        "acks",
+        "symptoms",
+        "reopened",
+    ] {
+        assert!(listed.get(key).is_some(), "no {key} in {listed}");
+    }
+    assert_eq!(listed["severity"], "major");
+    assert_eq!(listed["level"], "L1");
+    assert!(is_rfc3339(&listed["opened_at"]), "{listed}");
+    assert!(listed["resolved_at"].is_null());
+    assert!(listed["cause"].is_string());
+    assert_eq!(listed["acks"], json!({}));
+    assert!(
+        listed["symptoms"].get("latency.p95_high").is_some(),
+        "{listed}"
+    );
+    assert_eq!(listed["reopened"], 0);
+    assert!(listed.get("timeline").is_none(), "the list has no timeline");
+    let limited = api.get("/api/incidents?limit=1").await;
+    assert_eq!(limited.json["incidents"].as_array().map(Vec::len), Some(1));
+    let bad_limit = api.get("/api/incidents?limit=many").await;
+    assert_eq!(bad_limit.status, 400);
+    assert!(bad_limit.json["error"].is_string());
+
+    // The detail's shape.
+    let detail = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(detail.status, 200);
+    let timeline = detail.json["timeline"]
+        .as_array()
+        .expect("timeline")
+        .clone();
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["kind"] == "opened" && is_rfc3339(&e["at"]) && e["text"].is_string()),
+        "{timeline:?}"
+    );
+    assert!(detail.json["diagnosis"].is_null());
+    assert_eq!(detail.json["id"], id.as_str());
+    let missing = api.get("/api/incidents/latency-19700101T000000Z").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.json["error"].is_string());
+
+    // Closed: 403 with the reason, whatever the header says.
+    let ack_path = format!("/api/incidents/{id}/ack");
+    let resolve_path = format!("/api/incidents/{id}/resolve");
+    for auth in [None, Some(bearer(TOKEN))] {
+        let r = api
+            .post(&ack_path, auth.as_deref(), &json!({"by": "Eve"}))
+            .await;
+        assert_eq!(r.status, 403, "{}", r.json);
+        assert_eq!(
+            r.json["error"],
+            "the API token is not configured (server.api_token_file)"
+        );
+    }
+    let r = api
+        .post(&resolve_path, None, &json!({"by": "Eve", "note": "x"}))
+        .await;
+    assert_eq!(r.status, 403);
+    let window = json!({"sections": ["errors"], "duration": "2h", "reason": "deploy", "by": "Eve"});
+    let r = api
+        .post("/api/maintenance", Some(&bearer(TOKEN)), &window)
+        .await;
+    assert_eq!(r.status, 403);
+    let unchanged = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(unchanged.json["acks"], json!({}));
+    assert_eq!(unchanged.json["state"], "open");
+    assert!(
+        !unchanged.json["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|e| e.to_string().contains("Eve")),
+        "{}",
+        unchanged.json
+    );
+    assert_eq!(
+        api.get("/api/maintenance").await.json,
+        json!({"windows": []})
+    );
+    api.never_showed_the_token();
+    let now = d.stop().await;
+
+    // ---- The same store, now with a token. ----
+    let d = start(env(&prom.url(), data.path(), Some(TOKEN)), now).await;
+    let api = Api::new(&d.base);
+    let before = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(before.status, 200);
+    assert_eq!(before.json["state"], "open");
+    let before_timeline = before.json["timeline"].as_array().expect("tl").len();
+
+    // Refused: no header (401 and a Bearer challenge), another scheme (401), a wrong token (403).
+    let refused = [
+        (None, 401),
+        (Some(format!("Basic {TOKEN}")), 401),
+        (Some(bearer("wrong-token")), 403),
+        (Some(bearer(&format!("{TOKEN}x"))), 403),
+    ];
+    for (auth, want) in &refused {
+        for (path, body) in [
+            (ack_path.as_str(), json!({"by": "Mallory"})),
+            (
+                resolve_path.as_str(),
+                json!({"by": "Mallory", "note": "bye"}),
+            ),
+            ("/api/maintenance", window.clone()),
+        ] {
+            let r = api.post(path, auth.as_deref(), &body).await;
+            assert_eq!(r.status.as_u16(), *want, "{path} {auth:?}: {}", r.json);
+            assert!(r.json["error"].is_string());
+            if *want == 401 {
+                assert_eq!(r.www_authenticate.as_deref(), Some("Bearer"));
+            }
+        }
+    }
+    let after = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(
+        after.json["state"], "open",
+        "a refused request changes nothing"
+    );
+    assert_eq!(after.json["acks"], json!({}));
+    assert_eq!(
+        after.json["timeline"].as_array().expect("tl").len(),
+        before_timeline,
+        "{}",
+        after.json
+    );
+    assert_eq!(
+        api.get("/api/maintenance").await.json,
+        json!({"windows": []})
+    );
+
+    // Bad input with the token: 400, nothing changed.
+    let auth = bearer(TOKEN);
+    for body in [
+        json!({}),
+        json!({"by": ""}),
+        json!({"by": "x".repeat(101)}),
+        json!({"by": "Ana", "level": "L9"}),
+        json!({"by": "Ana", "extra": 1}),
+    ] {
+        let r = api.post(&ack_path, Some(&auth), &body).await;
+        assert_eq!(r.status, 400, "{body}: {}", r.json);
+        assert!(r.json["error"].is_string());
+    }
+    let not_json = api
+        .send(
+            api.http
+                .post(format!("{}{ack_path}", api.base))
+                .header("Authorization", &auth)
+                .header("Content-Type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    assert_eq!(not_json.status, 400);
+    let too_long_note = api
+        .post(
+            &resolve_path,
+            Some(&auth),
+            &json!({"by": "Ana", "note": "n".repeat(2001)}),
+        )
+        .await;
+    assert_eq!(too_long_note.status, 400);
+    let unknown = api
+        .post(
+            "/api/incidents/latency-19700101T000000Z/ack",
+            Some(&auth),
+            &json!({"by": "Ana"}),
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        api.get(&format!("/api/incidents/{id}")).await.json["acks"],
+        json!({})
+    );
+
+    // Ack: 200 with the updated incident, recorded on the timeline.
+    let acked = api
+        .post(&ack_path, Some(&auth), &json!({"by": "Ana (API)"}))
+        .await;
+    assert_eq!(acked.status, 200, "{}", acked.json);
+    assert_eq!(acked.json["acks"]["L1"]["by"], "Ana (API)");
+    assert!(is_rfc3339(&acked.json["acks"]["L1"]["at"]));
+    let detail = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(detail.json["acks"]["L1"]["by"], "Ana (API)");
+    assert!(
+        detail.json["timeline"]
+            .as_array()
+            .expect("tl")
+            .iter()
+            .any(|e| e["kind"] == "acknowledged"
+                && e["text"].as_str().is_some_and(|t| t.contains("Ana (API)"))),
+        "{}",
+        detail.json
+    );
+
+    // Maintenance: invalid input is 400 and stores nothing; a valid window is 201 and listed.
+    for bad in [
+        json!({"sections": ["nope"], "duration": "2h", "reason": "deploy", "by": "Ana"}),
+        json!({"sections": ["errors"], "starts": "2030-01-01T02:00:00Z", "ends": "2030-01-01T01:00:00Z", "reason": "deploy", "by": "Ana"}),
+        json!({"sections": ["errors"], "duration": "soon", "reason": "deploy", "by": "Ana"}),
+        json!({"sections": ["errors"], "reason": "deploy", "by": "Ana"}),
+        json!({"sections": ["errors"], "duration": "2h", "reason": "deploy"}),
+    ] {
+        let r = api.post("/api/maintenance", Some(&auth), &bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.json);
+        assert!(r.json["error"].is_string());
+    }
+    assert_eq!(
+        api.get("/api/maintenance").await.json,
+        json!({"windows": []})
+    );
+    let created = api.post("/api/maintenance", Some(&auth), &window).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let w = &created.json;
+    assert_eq!(w["sections"], json!(["errors"]));
+    assert_eq!(w["reason"], "deploy");
+    assert_eq!(w["created_by"], "Eve");
+    assert!(w["id"].is_i64());
+    let (starts, ends) = (
+        humantime::parse_rfc3339(w["starts"].as_str().expect("starts")).expect("rfc3339"),
+        humantime::parse_rfc3339(w["ends"].as_str().expect("ends")).expect("rfc3339"),
+    );
+    assert_eq!(
+        ends.duration_since(starts).expect("ends after starts"),
+        Duration::from_secs(2 * 3600)
+    );
+    assert!(is_rfc3339(&w["created_at"]));
+    let listed = api.get("/api/maintenance").await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.json["windows"], json!([created.json]));
+
+    // Resolve: 200, resolved with the note; a second resolve or ack is 409.
+    let resolved = api
+        .post(
+            &resolve_path,
+            Some(&auth),
+            &json!({"by": "Ana (API)", "note": "restarted the backend"}),
+        )
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.json);
+    assert_eq!(resolved.json["state"], "resolved");
+    assert!(is_rfc3339(&resolved.json["resolved_at"]));
+    assert_eq!(resolved.json["resolve_note"], "restarted the backend");
+    assert!(
+        resolved.json["timeline"]
+            .as_array()
+            .expect("tl")
+            .iter()
+            .any(|e| e["kind"] == "resolved"
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("restarted the backend"))),
+        "{}",
+        resolved.json
+    );
+    let again = api
+        .post(&resolve_path, Some(&auth), &json!({"by": "Ana"}))
+        .await;
+    assert_eq!(again.status, 409, "{}", again.json);
+    let late_ack = api
+        .post(&ack_path, Some(&auth), &json!({"by": "Ana"}))
+        .await;
+    assert_eq!(late_ack.status, 409, "{}", late_ack.json);
+    let listed = api.get("/api/incidents").await;
+    let entry = listed.json["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .cloned()
+        .expect("still listed");
+    assert_eq!(entry["state"], "resolved");
+
+    api.never_showed_the_token();
+    d.stop().await;
+}
