@@ -37,21 +37,35 @@ impl Summary {
     }
 }
 
-/// Reads a stored message back for the digest. Never fails: what cannot be read is left out.
+/// Reads a stored message back for the digest (with `mail-parser`: MIME, transfer encodings and
+/// RFC 2047 words). Never fails: what cannot be read is left out.
 pub fn summarize(message: &[u8], max_lines: usize) -> Summary {
-    let text = String::from_utf8_lossy(message);
-    let (headers, body) = split_entity(&text);
-    let subject = find(&headers, "Subject")
-        .map(decode_words)
+    let Some(parsed) = mail_parser::MessageParser::default().parse(message) else {
+        return Summary::default();
+    };
+    let subject = parsed.subject().unwrap_or_default().to_owned();
+    let first_lines = parsed
+        .body_text(0)
+        .map(|text| {
+            text.lines()
+                .map(str::trim_end)
+                .filter(|l| !l.trim().is_empty())
+                .take(max_lines)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
-    let plain = plain_text(&headers, body, 0).unwrap_or_default();
-    let first_lines = plain
-        .lines()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .take(max_lines)
-        .map(str::to_owned)
-        .collect();
+    // The headers the digest carries over, raw (IDs and ASCII values need no decoding).
+    let headers = [
+        "In-Reply-To",
+        "References",
+        "Message-ID",
+        "X-Harven-Section",
+        "X-Harven-Cause",
+    ]
+    .into_iter()
+    .filter_map(|name| Some((name.to_owned(), parsed.header_raw(name)?.trim().to_owned())))
+    .collect();
     Summary {
         subject,
         first_lines,
@@ -203,156 +217,6 @@ fn message_id(key: &str, from: &Mailbox) -> String {
     format!("<{local}@{}>", from.email.domain())
 }
 
-// -------------------------------------------------------------------------------------------------
-// A small reader for the messages lettre writes: headers, multipart, quoted-printable, base64, RFC 2047.
-// -------------------------------------------------------------------------------------------------
-
-fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
-/// Unfolded headers and the body of an entity.
-fn split_entity(text: &str) -> (Vec<(String, String)>, &str) {
-    let (head, body) = match (text.find("\r\n\r\n"), text.find("\n\n")) {
-        (Some(a), Some(b)) if b < a => (&text[..b], &text[b + 2..]),
-        (Some(a), _) => (&text[..a], &text[a + 4..]),
-        (None, Some(b)) => (&text[..b], &text[b + 2..]),
-        (None, None) => (text, ""),
-    };
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in head.lines() {
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = headers.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-    (headers, body)
-}
-
-fn param(value: &str, name: &str) -> Option<String> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().trim_matches('"').to_owned())
-    })
-}
-
-/// The decoded text of the first `text/plain` part (depth-first), or of a non-multipart text body.
-fn plain_text(headers: &[(String, String)], body: &str, depth: usize) -> Option<String> {
-    let content_type = find(headers, "Content-Type").unwrap_or("text/plain");
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if media.starts_with("multipart/") {
-        let boundary = param(content_type, "boundary")?;
-        if depth >= 4 {
-            return None;
-        }
-        let delimiter = format!("--{boundary}");
-        return body
-            .split(delimiter.as_str())
-            .skip(1)
-            .filter(|chunk| !chunk.starts_with("--"))
-            .find_map(|chunk| {
-                let chunk = chunk
-                    .strip_prefix("\r\n")
-                    .or_else(|| chunk.strip_prefix('\n'))
-                    .unwrap_or(chunk);
-                let (h, b) = split_entity(chunk);
-                plain_text(&h, b, depth + 1)
-            });
-    }
-    if media != "text/plain" {
-        return None;
-    }
-    let encoding = find(headers, "Content-Transfer-Encoding")
-        .unwrap_or("7bit")
-        .to_ascii_lowercase();
-    Some(match encoding.as_str() {
-        "base64" => {
-            use base64::Engine as _;
-            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        }
-        "quoted-printable" => quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default(),
-        _ => body.to_owned(),
-    })
-}
-
-/// Decodes RFC 2047 encoded words (`=?utf-8?b?...?=`, `=?utf-8?q?...?=`); whitespace between two
-/// encoded words is dropped, as the RFC says.
-fn decode_words(value: &str) -> String {
-    let mut out = String::new();
-    let mut pending_space = String::new();
-    let mut last_was_word = false;
-    let mut rest = value;
-    while let Some(ch) = rest.chars().next() {
-        if let Some((decoded, used)) = encoded_word(rest) {
-            if !last_was_word {
-                out.push_str(&pending_space);
-            }
-            pending_space.clear();
-            out.push_str(&decoded);
-            rest = &rest[used..];
-            last_was_word = true;
-            continue;
-        }
-        if ch.is_whitespace() {
-            pending_space.push(ch);
-        } else {
-            out.push_str(&pending_space);
-            pending_space.clear();
-            out.push(ch);
-            last_was_word = false;
-        }
-        rest = &rest[ch.len_utf8()..];
-    }
-    out.push_str(&pending_space);
-    out
-}
-
-fn encoded_word(s: &str) -> Option<(String, usize)> {
-    let inner = s.strip_prefix("=?")?;
-    let (_charset, after_charset) = inner.split_once('?')?;
-    let (encoding, after_encoding) = after_charset.split_once('?')?;
-    let end = after_encoding.find("?=")?;
-    let text = &after_encoding[..end];
-    if text.contains(char::is_whitespace) {
-        return None;
-    }
-    let bytes = match encoding {
-        "B" | "b" => {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .ok()?
-        }
-        "Q" | "q" => {
-            quoted_printable::decode(text.replace('_', " "), quoted_printable::ParseMode::Robust)
-                .ok()?
-        }
-        _ => return None,
-    };
-    let used = s.len() - after_encoding.len() + end + 2;
-    Some((String::from_utf8_lossy(&bytes).into_owned(), used))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,13 +269,5 @@ mod tests {
             ]
         );
         assert_eq!(s.header("References"), Some("<root@harven.ai>"));
-    }
-
-    #[test]
-    fn decodes_encoded_words() {
-        assert_eq!(
-            decode_words("=?utf-8?b?cHJvdsOhdmVs?= =?utf-8?q?_Supabase?= down"),
-            "provável Supabase down"
-        );
     }
 }
