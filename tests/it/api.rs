@@ -6,12 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
-use harven_watchdog::config::Config;
+use harven_watchdog::clock::Timestamp;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
@@ -55,40 +52,10 @@ fn env(prom: &str, data: &Path, token: Option<&str>) -> Vec<(String, String)> {
     env
 }
 
-struct Daemon {
-    base: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
-    hand: ManualClock,
-}
+use crate::support::daemon::TestDaemon as Daemon;
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
-    harven_watchdog::install_crypto_provider();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = Config::load_with_env(&[], env).expect("config");
-    let (clock, hand) = Clock::manual(at);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(harven_watchdog::run(
-        config,
-        listener,
-        clock,
-        shutdown.clone(),
-    ));
-    Daemon {
-        base,
-        shutdown,
-        task,
-        hand,
-    }
-}
-
-impl Daemon {
-    async fn stop(self) -> Timestamp {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("clean stop");
-        self.hand.now()
-    }
+    Daemon::start(env, at).await
 }
 
 /// Every response seen, headers and body, to check the token never shows up in one.
@@ -309,7 +276,7 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
     let now = d.stop().await;
 
     // ---- The same store, now with a token. ----
-    let d = start(env(&prom.url(), data.path(), Some(TOKEN)), now).await;
+    let d = start(env(&prom.url(), data.path(), Some(TOKEN)), now.now()).await;
     let api = Api::new(&d.base);
     let before = api.get(&format!("/api/incidents/{id}")).await;
     assert_eq!(before.status, 200);

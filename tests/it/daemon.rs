@@ -6,10 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use harven_watchdog::clock::{Clock, Timestamp};
-use harven_watchdog::config::Config;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::daemon::{T0, TestDaemon};
 
 /// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
 pub struct InProcess {
@@ -27,7 +26,6 @@ async fn start() -> InProcess {
 /// Starts the daemon with these `HARVEN_WATCHDOG__*` overrides, its data in a temp dir, on a manual
 /// clock that only the test moves.
 pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
-    harven_watchdog::install_crypto_provider();
     let data = tempfile::tempdir().expect("tempdir");
     let store = data.path().join("watchdog.db");
     let mut env = vec![(
@@ -39,17 +37,12 @@ pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    let config = Config::load_with_env(&[], env).expect("config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (clock, hand) = Clock::manual(Timestamp::from_unix_millis(1_795_000_000_000));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(harven_watchdog::run(
-        config,
-        listener,
-        clock,
-        shutdown.clone(),
-    ));
+    let TestDaemon {
+        base,
+        shutdown,
+        task,
+        hand,
+    } = TestDaemon::start(env, T0).await;
     InProcess {
         base,
         shutdown,

@@ -6,17 +6,13 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
-use harven_watchdog::config::Config;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use harven_watchdog::clock::{ManualClock, Timestamp};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
 
 const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
-const T0: i64 = 1_795_000_000_000;
 
 /// The overrides that point a daemon at the test peers, with fast probes and distinct recipients.
 fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
@@ -66,43 +62,10 @@ fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
     .collect()
 }
 
-/// A daemon in-process on a manual clock starting at `start`.
-struct Daemon {
-    base: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
-    hand: ManualClock,
-}
+use crate::support::daemon::{T0, TestDaemon as Daemon};
 
-async fn start(mut env: Vec<(String, String)>, start: Timestamp) -> Daemon {
-    harven_watchdog::install_crypto_provider();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    // Email links point at this daemon.
-    env.push(("HARVEN_WATCHDOG__SERVER__PUBLIC_URL".into(), base.clone()));
-    let config = Config::load_with_env(&[], env).expect("config");
-    let (clock, hand) = Clock::manual(start);
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(harven_watchdog::run(
-        config,
-        listener,
-        clock,
-        shutdown.clone(),
-    ));
-    Daemon {
-        base,
-        shutdown,
-        task,
-        hand,
-    }
-}
-
-impl Daemon {
-    async fn stop(self) -> ManualClock {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("clean stop");
-        self.hand
-    }
+async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
+    Daemon::start(env, at).await
 }
 
 /// An email of the latency incident (the watchdog's own blindness to the peers these tests leave
@@ -172,11 +135,7 @@ async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
     let prom = PrometheusServer::start(&[backend.target()]).await;
     let smtp = SmtpServer::start().await;
     let data = tempfile::tempdir().expect("tempdir");
-    let d = start(
-        env(&prom.url(), smtp.port(), data.path()),
-        Timestamp::from_unix_millis(T0),
-    )
-    .await;
+    let d = start(env(&prom.url(), smtp.port(), data.path()), T0).await;
 
     let mail = advance_until(
         &d.hand,
@@ -339,7 +298,7 @@ async fn a_restart_mid_escalation_neither_repeats_l1_nor_forgets_the_l2_clock() 
     let data = tempfile::tempdir().expect("tempdir");
     let env = env(&prom.url(), smtp.port(), data.path());
 
-    let d = start(env.clone(), Timestamp::from_unix_millis(T0)).await;
+    let d = start(env.clone(), T0).await;
     let mail = advance_until(
         &d.hand,
         Duration::from_secs(15),

@@ -1,0 +1,60 @@
+//! The daemon in-process, as the tests start it: `harven_watchdog::run` on `127.0.0.1:0` with a manual
+//! clock that only the test moves.
+
+use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
+use harven_watchdog::config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Where the tests' manual clocks start.
+pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+
+/// A running in-process daemon.
+pub struct TestDaemon {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
+    /// Moves the daemon's clock.
+    pub hand: ManualClock,
+}
+
+impl TestDaemon {
+    /// Starts a daemon configured by the embedded defaults and `env` (`HARVEN_WATCHDOG__*` pairs), its
+    /// clock at `at`. Unless `env` sets it, `server.public_url` is this daemon, so email links work.
+    pub async fn start(mut env: Vec<(String, String)>, at: Timestamp) -> Self {
+        super::init();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        if !env
+            .iter()
+            .any(|(k, _)| k == "HARVEN_WATCHDOG__SERVER__PUBLIC_URL")
+        {
+            env.push(("HARVEN_WATCHDOG__SERVER__PUBLIC_URL".into(), base.clone()));
+        }
+        let config = Config::load_with_env(&[], env).expect("test config");
+        let (clock, hand) = Clock::manual(at);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(harven_watchdog::run(
+            config,
+            listener,
+            clock,
+            shutdown.clone(),
+        ));
+        Self {
+            base,
+            shutdown,
+            task,
+            hand,
+        }
+    }
+
+    /// Stops it cleanly (panicking if it does not stop cleanly) and returns its clock.
+    pub async fn stop(self) -> ManualClock {
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("clean stop");
+        self.hand
+    }
+}
