@@ -151,11 +151,17 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 /// Runs scenario files against the configured runbook; exit 1 if any fails or cannot run.
 fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]) -> ExitCode {
-    let runbook = match Config::load(files)
+    let loaded = Config::load(files)
         .map_err(anyhow::Error::from)
-        .and_then(|c| Runbook::load(c.runbook.path.as_deref()).map_err(anyhow::Error::from))
-    {
-        Ok(r) => std::sync::Arc::new(r),
+        .and_then(|c| {
+            let runbook = Runbook::load(c.runbook.path.as_deref())?;
+            Ok((
+                std::sync::Arc::new(runbook),
+                harven_watchdog::incident::Policy::from_config(&c.escalation),
+            ))
+        });
+    let (runbook, policy) = match loaded {
+        Ok(both) => both,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -163,7 +169,7 @@ fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]
     };
     let (mut passed, mut failed) = (0, 0);
     for path in scenarios {
-        match harven_watchdog::scenario::run_file(path, &runbook) {
+        match harven_watchdog::scenario::run_file(path, &runbook, &policy) {
             Ok(outcome) if outcome.failures.is_empty() => {
                 passed += 1;
                 outln!("PASS {}  {}", path.display(), outcome.description);

@@ -23,6 +23,7 @@
 //! top = { latency = "latency.openai_slow" }          # "none": no likely cause
 //! causes = { "latency.redis_saturated" = "ruled_out" }  # likely | ruled_out | unknown
 //! fired = { "latency.p95_high" = 1 }                 # Fired events since the start
+//! pages = { latency = ["L1:opened"] }                 # every page so far, under the configured policy
 //! ```
 //!
 //! A step merges its observations into what the source reported before (`clear = true` forgets that
@@ -39,6 +40,7 @@ use serde::Deserialize;
 
 use crate::clock::Timestamp;
 use crate::engine::{CauseStatus, Engine, Evaluation, Event, SymptomState};
+use crate::incident::{Book, Policy};
 use crate::observe::{
     self, Evidence, Failure, FailureKind, Key, Labels, Observation, Outcome, ProbeReport, Value,
 };
@@ -138,6 +140,10 @@ pub struct Expect {
     /// Rule → Cleared events since the start.
     #[serde(default)]
     pub cleared: BTreeMap<String, usize>,
+    /// Section → every page of its incidents since the start, in order, as `level:event`
+    /// (`["L1:opened", "L2:escalated"]`), under the configured escalation policy.
+    #[serde(default)]
+    pub pages: BTreeMap<String, Vec<String>>,
 }
 
 /// The outcome of one scenario.
@@ -156,14 +162,18 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-/// Reads, checks and runs one scenario file.
-pub fn run_file(path: &Path, runbook: &Arc<Runbook>) -> Result<ScenarioOutcome, ScenarioError> {
+/// Reads, checks and runs one scenario file; pages follow `policy` (the configured escalation).
+pub fn run_file(
+    path: &Path,
+    runbook: &Arc<Runbook>,
+    policy: &Policy,
+) -> Result<ScenarioOutcome, ScenarioError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: file.clone(),
         message: e.to_string(),
     })?;
-    run_text(&text, &file, runbook)
+    run_text(&text, &file, runbook, policy)
 }
 
 /// Checks and runs scenario text; `file` names it in errors.
@@ -171,6 +181,7 @@ pub fn run_text(
     text: &str,
     file: &str,
     runbook: &Arc<Runbook>,
+    policy: &Policy,
 ) -> Result<ScenarioOutcome, ScenarioError> {
     let err = |message: String| ScenarioError {
         file: file.to_owned(),
@@ -179,7 +190,7 @@ pub fn run_text(
     let scenario: Scenario =
         toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_owned()))?;
     check(&scenario, runbook).map_err(err)?;
-    Ok(run(&scenario, runbook))
+    Ok(run(&scenario, runbook, policy))
 }
 
 /// Every name in the scenario must exist: observations in the catalogue, rules, sections and causes in
@@ -251,6 +262,25 @@ fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
         }
         for id in e.fired.keys().chain(e.cleared.keys()) {
             known_rule("fired/cleared", id)?;
+        }
+        for (section, list) in &e.pages {
+            if !sections.contains(section.as_str()) {
+                return Err(format!("expect[{i}].pages: unknown section {section:?}"));
+            }
+            for p in list {
+                let ok = p.split_once(':').is_some_and(|(l, ev)| {
+                    matches!(l, "L1" | "L2" | "L3")
+                        && matches!(
+                            ev,
+                            "opened" | "escalated" | "reminder" | "reopened" | "resolved"
+                        )
+                });
+                if !ok {
+                    return Err(format!(
+                        "expect[{i}].pages.{section}: {p:?} is not level:event (L2:escalated)"
+                    ));
+                }
+            }
         }
         for id in e
             .active
@@ -340,7 +370,7 @@ impl World {
     }
 }
 
-fn run(s: &Scenario, runbook: &Arc<Runbook>) -> ScenarioOutcome {
+fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome {
     let end = s
         .step
         .iter()
@@ -364,6 +394,8 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>) -> ScenarioOutcome {
     let mut evidence = Evidence::new();
     let mut fired: BTreeMap<String, usize> = BTreeMap::new();
     let mut cleared: BTreeMap<String, usize> = BTreeMap::new();
+    let mut book = Book::default();
+    let mut pages: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut failures = Vec::new();
     for t in times {
         for step in s.step.iter().filter(|x| x.at == t) {
@@ -380,8 +412,29 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>) -> ScenarioOutcome {
                 Event::Cleared { rule, .. } => *cleared.entry(rule.clone()).or_default() += 1,
             }
         }
+        for p in book
+            .step(&eval.sections, &eval.symptoms, now, policy, &[])
+            .pages
+        {
+            let section = book
+                .get(&p.incident)
+                .map_or_else(|| "?".to_owned(), |i| i.section.clone());
+            pages
+                .entry(section)
+                .or_default()
+                .push(format!("{}:{}", p.level, p.event));
+        }
         for e in s.expect.iter().filter(|x| x.at == t) {
             check_expect(e, &eval, &fired, &cleared, &mut failures);
+            for (section, want) in &e.pages {
+                let got = pages.get(section).cloned().unwrap_or_default();
+                if &got != want {
+                    let at = humantime::format_duration(e.at);
+                    failures.push(format!(
+                        "at {at}: pages of {section} should be {want:?}; they are {got:?}"
+                    ));
+                }
+            }
         }
     }
     ScenarioOutcome {

@@ -25,11 +25,13 @@ fn scenario_files() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_scenario_passes() {
     let runbook = Arc::new(Runbook::embedded());
+    let config = harven_watchdog::config::Config::load_with_env(&[], Vec::new()).expect("defaults");
+    let policy = harven_watchdog::incident::Policy::from_config(&config.escalation);
     let files = scenario_files();
     assert!(files.len() >= 2, "scenarios missing: {files:?}");
     let mut report = Vec::new();
     for file in &files {
-        match scenario::run_file(file, &runbook) {
+        match scenario::run_file(file, &runbook, &policy) {
             Ok(o) if o.failures.is_empty() => {}
             Ok(o) => report.push(format!(
                 "{}:\n  {}",
