@@ -112,6 +112,15 @@ pub async fn run(
         sender_stop.clone(),
     ));
     let sections: Vec<String> = runbook.sections.iter().map(|s| s.id.clone()).collect();
+    let web_routes = crate::web::routes(crate::web::WebConfig {
+        store: Arc::clone(&store),
+        runbook: Arc::clone(&runbook),
+        clock: clock.clone(),
+        locale: config.runbook.locale,
+        public_url: config.server.public_url.clone(),
+        windows: config.maintenance.clone(),
+        api_open: config.server.api_token.is_some(),
+    });
     let pager = Pager::open(
         Arc::clone(&store),
         PagerConfig::from_config(&config),
@@ -148,7 +157,10 @@ pub async fn run(
     ));
 
     let state = Arc::new(AppState { metrics, data_dir });
-    let app = http::router(state).merge(act_routes).merge(api_routes);
+    let app = http::router(state)
+        .merge(act_routes)
+        .merge(api_routes)
+        .merge(web_routes);
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {

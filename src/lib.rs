@@ -54,6 +54,7 @@ pub mod scenario;
 pub mod secret;
 pub mod store;
 pub mod watch;
+pub mod web;
 
 pub use daemon::{RunError, run};
 

@@ -22,6 +22,8 @@ pub mod links;
 pub mod token;
 mod view;
 
+pub(crate) use view::{human_duration, human_time};
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use lettre::Message;

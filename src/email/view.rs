@@ -888,7 +888,7 @@ fn same_site(a: &str, b: &str) -> bool {
 }
 
 /// `2026-11-18 11:06:40 UTC`: to the second, so the timeline orders visibly.
-pub(super) fn human_time(t: Timestamp) -> String {
+pub(crate) fn human_time(t: Timestamp) -> String {
     let s = t.to_string(); // 2026-11-18T11:06:40.123Z
     match s.get(..19) {
         Some(head) => format!("{} UTC", head.replace('T', " ")),
@@ -897,7 +897,7 @@ pub(super) fn human_time(t: Timestamp) -> String {
 }
 
 /// `42 min`, `1 h 5 min`, `2 d 3 h`, `45 s`.
-pub(super) fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
     let (days, hours, mins) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     match (days, hours, mins) {

@@ -17,3 +17,4 @@ mod probe_prometheus;
 mod probe_redis;
 mod scenarios;
 mod store;
+mod web;
