@@ -206,6 +206,7 @@ impl Pager {
         )?;
         self.book = book;
         for p in &out.pages {
+            self.metrics.page(p.level, p.event);
             tracing::info!(incident = %p.incident, level = %p.level, event = %p.event, key = %p.key, "page recorded");
         }
         Ok(())

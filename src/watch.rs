@@ -5,17 +5,21 @@
 //! This is the shell of the pure [`Engine`]: the only place that reads the clock for it, and the
 //! place that turns its transitions into log lines and metrics.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{Engine, Evaluation, Event, SymptomState};
-use crate::observe::{Evidence, ProbeReport};
+use crate::incident::{Book, IncidentState, Level};
+use crate::observe::{Evidence, ProbeReport, Reading, Value};
 use crate::pager::{Command, Pager};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -36,17 +40,78 @@ struct SectionLabels {
     section: String,
 }
 
-/// `harven_watchdog_symptoms_firing`, `_symptom_transitions_total`, `_section_active`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OpenLabels {
+    section: String,
+    severity: &'static str,
+}
+
+/// Labels of an observation gauge: the observation's own labels (`handler`), or none.
+type ObsLabels = Vec<(String, String)>;
+
+/// A float gauge family.
+type FloatGauges = Family<ObsLabels, Gauge<f64, AtomicU64>>;
+
+/// The observations exported as gauges: (catalogue name, metric name without prefix and unit, unit,
+/// help). Only numbers worth a graph; the rest stays in `diagnose` and the API.
+const OBSERVATIONS: &[(&str, &str, Option<Unit>, &str)] = &[
+    (
+        "prometheus.p95_seconds",
+        "observation_p95",
+        Some(Unit::Seconds),
+        "p95 request latency per handler, as the watchdog last read it from Prometheus",
+    ),
+    (
+        "prometheus.error_ratio",
+        "observation_error_ratio",
+        None,
+        "Share of the backend's requests answered 5xx, as the watchdog last read it",
+    ),
+    (
+        "prometheus.auth_failure_ratio",
+        "observation_auth_failure_ratio",
+        None,
+        "Share of the backend's requests answered 401/403, as the watchdog last read it",
+    ),
+    (
+        "prometheus.request_rate",
+        "observation_request_rate",
+        None,
+        "The backend's requests per second, as the watchdog last read it",
+    ),
+    (
+        "redis.memory_ratio",
+        "observation_redis_memory_ratio",
+        None,
+        "Redis used memory over maxmemory, as the watchdog last read it",
+    ),
+    (
+        "redis.ping_seconds",
+        "observation_redis_ping",
+        Some(Unit::Seconds),
+        "Redis PING round trip, as the watchdog last read it",
+    ),
+];
+
+/// `harven_watchdog_symptoms_firing`, `_symptom_transitions_total`, `_section_active`,
+/// `_incidents_open`, `_incident_level` and the `_observation_*` gauges.
 #[derive(Debug, Clone, Default)]
 pub struct EngineMetrics {
     firing: Family<RuleLabels, Gauge>,
     transitions: Family<TransitionLabels, Counter>,
     active: Family<SectionLabels, Gauge>,
+    open: Family<OpenLabels, Gauge>,
+    level: Family<SectionLabels, Gauge>,
+    /// One family per entry of [`OBSERVATIONS`], in its order.
+    observations: Vec<FloatGauges>,
+    /// The label sets each observation family shows now, so a set that disappears from the evidence
+    /// (or stops being a finite number) is removed instead of showing its last value for ever.
+    shown: BTreeSet<(usize, ObsLabels)>,
 }
 
 impl EngineMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+        let mut m = Self::default();
         registry.register(
             "symptoms_firing",
             "Instances (label sets) of each rule that are firing or recovering",
@@ -62,7 +127,82 @@ impl EngineMetrics {
             "1 when a runbook section has a firing symptom (an incident), else 0",
             m.active.clone(),
         );
+        registry.register(
+            "incidents_open",
+            "Open incidents by section and severity",
+            m.open.clone(),
+        );
+        registry.register(
+            "incident_level",
+            "Highest escalation level paged (1, 2, 3) of the section's open incident; 0 when none",
+            m.level.clone(),
+        );
+        for (_, name, unit, help) in OBSERVATIONS {
+            let family = FloatGauges::default();
+            match unit {
+                Some(u) => registry.register_with_unit(*name, *help, u.clone(), family.clone()),
+                None => registry.register(*name, *help, family.clone()),
+            }
+            m.observations.push(family);
+        }
         m
+    }
+
+    /// Sets the observation gauges from `evidence`: finite numbers only; a label set that is gone, or
+    /// reads as unknown or no data, is removed (a gap in the graph, not a stale flat line).
+    fn record_observations(&mut self, evidence: &Evidence) {
+        let mut now_shown = BTreeSet::new();
+        for (i, (name, ..)) in OBSERVATIONS.iter().enumerate() {
+            let Some(family) = self.observations.get(i) else {
+                continue;
+            };
+            for (labels, reading) in evidence.instances(name) {
+                if let Reading::Value {
+                    value: Value::Number(n),
+                    ..
+                } = reading
+                    && n.is_finite()
+                {
+                    let labels: ObsLabels =
+                        labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    family.get_or_create(&labels).set(*n);
+                    now_shown.insert((i, labels));
+                }
+            }
+        }
+        for (i, labels) in self.shown.difference(&now_shown) {
+            self.observations[*i].remove(labels);
+        }
+        self.shown = now_shown;
+    }
+
+    /// Sets the incident gauges from the book: every section and severity has a series (0 when no
+    /// incident is open), so a dashboard shows zeros rather than no data.
+    fn record_book(&self, sections: &[String], book: &Book) {
+        for section in sections {
+            let open = book
+                .incidents()
+                .find(|i| &i.section == section && i.state == IncidentState::Open);
+            for severity in ["major", "critical"] {
+                let n = open.is_some_and(|i| i.severity.to_string() == severity);
+                self.open
+                    .get_or_create(&OpenLabels {
+                        section: section.clone(),
+                        severity,
+                    })
+                    .set(i64::from(n));
+            }
+            let level = open.and_then(|i| i.highest_paged()).map_or(0, |l| match l {
+                Level::L1 => 1,
+                Level::L2 => 2,
+                Level::L3 => 3,
+            });
+            self.level
+                .get_or_create(&SectionLabels {
+                    section: section.clone(),
+                })
+                .set(level);
+        }
     }
 
     fn record(&self, engine: &Engine, eval: &Evaluation) {
@@ -114,9 +254,16 @@ pub async fn run(
     mut pager: Pager,
     mut commands: mpsc::Receiver<Command>,
     clock: Clock,
-    metrics: EngineMetrics,
+    mut metrics: EngineMetrics,
     shutdown: CancellationToken,
 ) {
+    let sections: Vec<String> = engine
+        .runbook()
+        .sections
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    metrics.record_book(&sections, pager.book());
     let mut evidence = Evidence::new();
     if let Some(saved) = pager.saved_engine_state() {
         engine.restore(saved);
@@ -143,6 +290,7 @@ pub async fn run(
             Some(cmd) = commands.recv() => {
                 let now = clock.now();
                 pager = off_thread(pager, move |p| p.command(cmd, now)).await;
+                metrics.record_book(&sections, pager.book());
                 evaluate = false;
             }
             () = shutdown.cancelled() => return,
@@ -168,6 +316,7 @@ pub async fn run(
             }
         }
         metrics.record(&engine, &eval);
+        metrics.record_observations(&evidence);
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
         saved = state;
@@ -177,6 +326,7 @@ pub async fn run(
             }
         })
         .await;
+        metrics.record_book(&sections, pager.book());
     }
 }
 

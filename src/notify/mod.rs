@@ -58,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, EmailTransport, Locale, SmtpConfig};
-use crate::incident::Incident;
+use crate::incident::{Incident, Level, PageEvent};
 use crate::store::{CommitOutcome, NewEmail, OutboxEntry, Store, StoreError};
 
 pub use digest::{Summary, summarize};
@@ -298,11 +298,18 @@ struct EmailLabels {
     result: &'static str,
 }
 
-/// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_outbox_depth` and
-/// `harven_watchdog_email_send_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PageLabels {
+    level: &'static str,
+    event: &'static str,
+}
+
+/// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_pages_total{level,event}`,
+/// `harven_watchdog_outbox_depth` and `harven_watchdog_email_send_duration_seconds`.
 #[derive(Debug, Clone)]
 pub struct NotifyMetrics {
     emails: Family<EmailLabels, Counter>,
+    pages: Family<PageLabels, Counter>,
     depth: Gauge,
     duration: Histogram,
 }
@@ -311,6 +318,7 @@ impl Default for NotifyMetrics {
     fn default() -> Self {
         Self {
             emails: Family::default(),
+            pages: Family::default(),
             depth: Gauge::default(),
             duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         }
@@ -327,6 +335,11 @@ impl NotifyMetrics {
             m.emails.clone(),
         );
         registry.register(
+            "pages",
+            "Pages the escalation decided and recorded, by level and event (one email each)",
+            m.pages.clone(),
+        );
+        registry.register(
             "outbox_depth",
             "Emails waiting in the outbox: pending and held",
             m.depth.clone(),
@@ -338,6 +351,16 @@ impl NotifyMetrics {
             m.duration.clone(),
         );
         m
+    }
+
+    /// Counts one page recorded by the pager.
+    pub fn page(&self, level: Level, event: PageEvent) {
+        self.pages
+            .get_or_create(&PageLabels {
+                level: level.as_str(),
+                event: event.as_str(),
+            })
+            .inc();
     }
 
     fn count(&self, level: &str, event: &str, result: &'static str) {

@@ -9,6 +9,7 @@ mod diagnose;
 mod email;
 mod escalation;
 mod image;
+mod monitoring;
 mod notify;
 mod peers;
 mod probe_docker;
