@@ -195,7 +195,7 @@ impl Pager {
             .filter_map(|id| book.get(id).cloned())
             .collect();
         let budget = Some(self.config.budget);
-        notify::enqueue(
+        let outcome = notify::enqueue(
             &self.store,
             &incidents,
             &emails,
@@ -206,6 +206,11 @@ impl Pager {
         )?;
         self.book = book;
         for p in &out.pages {
+            // A page decided again after a restart finds its key in the ledger: not a new page.
+            if outcome.duplicates.contains(&p.key) {
+                tracing::debug!(key = %p.key, "page already recorded before the restart");
+                continue;
+            }
             self.metrics.page(p.level, p.event);
             tracing::info!(incident = %p.incident, level = %p.level, event = %p.event, key = %p.key, "page recorded");
         }
