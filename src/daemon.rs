@@ -43,6 +43,8 @@ pub enum RunError {
     Transport(#[from] crate::notify::BuildError),
     #[error("cannot load the incidents: {0}")]
     Pager(#[from] crate::pager::PagerError),
+    #[error("cannot build the heartbeat client: {0}")]
+    Heartbeat(String),
 }
 
 impl RunError {
@@ -56,6 +58,7 @@ impl RunError {
             Self::Store(_) => "store",
             Self::Transport(_) => "transport",
             Self::Pager(_) => "pager",
+            Self::Heartbeat(_) => "heartbeat",
         }
     }
 }
@@ -155,6 +158,19 @@ pub async fn run(
         engine_metrics,
         shutdown.clone(),
     ));
+
+    if let Some(hb) = config.heartbeat.clone() {
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| RunError::Heartbeat(crate::probe::http::error_chain(&e)))?;
+        let hb_metrics = crate::heartbeat::HeartbeatMetrics::register(metrics.registry_mut());
+        tasks.spawn(crate::heartbeat::run(
+            hb,
+            client,
+            hb_metrics,
+            shutdown.clone(),
+        ));
+    }
 
     let state = Arc::new(AppState { metrics, data_dir });
     let app = http::router(state)

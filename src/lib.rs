@@ -25,6 +25,7 @@
 //!   backoff, at most once per key, over-budget ones as one digest.
 //! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
 //!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
+//! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
@@ -41,6 +42,7 @@ pub mod daemon;
 pub mod diagnose;
 pub mod email;
 pub mod engine;
+pub mod heartbeat;
 pub mod http;
 pub mod incident;
 pub mod logging;

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
 
 pub use validate::{
-    Config, DockerConfig, EmailTransport, EscalationConfig, LevelConfig, Locale, LogPattern,
-    MaintenanceWindow, PrometheusConfig, Queries, RedisConfig, RunbookConfig, ServerConfig,
-    SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
+    LogPattern, MaintenanceWindow, PrometheusConfig, Queries, RedisConfig, RunbookConfig,
+    ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.

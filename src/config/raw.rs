@@ -30,6 +30,17 @@ pub struct RawConfig {
     pub escalation: RawEscalation,
     /// Maintenance windows known at start-up (more can be created through the API).
     pub maintenance: Vec<RawWindow>,
+    pub heartbeat: RawHeartbeat,
+}
+
+/// The outbound heartbeat (dead man's switch).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHeartbeat {
+    pub url: Option<String>,
+    pub url_file: Option<String>,
+    pub interval: String,
+    pub timeout: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -31,6 +31,17 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub escalation: EscalationConfig,
     pub maintenance: Vec<MaintenanceWindow>,
+    /// `None`: no heartbeat.
+    pub heartbeat: Option<HeartbeatConfig>,
+}
+
+/// A URL pinged every `interval` so that someone learns when the watchdog dies (healthchecks.io
+/// style). The URL usually embeds its own secret, so it is kept as a [`Secret`].
+#[derive(Debug, Clone)]
+pub struct HeartbeatConfig {
+    pub url: Secret,
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +428,7 @@ pub(super) fn validate(
     let smtp = check_smtp(&mut c, raw.smtp, store.as_ref());
     let escalation = check_escalation(&mut c, &raw.escalation);
     let maintenance = check_maintenance(&mut c, &raw.maintenance);
+    let heartbeat = check_heartbeat(&mut c, raw.heartbeat);
 
     let problems = c.problems;
     // Every `None` has recorded a problem; the `else` also catches problems with no `None`.
@@ -430,6 +442,7 @@ pub(super) fn validate(
         Some(docker),
         Some(smtp),
         Some(escalation),
+        Some(heartbeat),
         true,
     ) = (
         server,
@@ -441,6 +454,7 @@ pub(super) fn validate(
         docker,
         smtp,
         escalation,
+        heartbeat,
         problems.is_empty(),
     )
     else {
@@ -458,6 +472,7 @@ pub(super) fn validate(
         smtp,
         escalation,
         maintenance,
+        heartbeat,
     })
 }
 
@@ -772,6 +787,30 @@ fn check_escalation(
         l1_only_sections: raw.l1_only_sections.clone(),
         link_ttl: link_ttl?,
     })
+}
+
+/// `Some(None)`: valid, no heartbeat configured.
+fn check_heartbeat(
+    c: &mut Checker<'_>,
+    raw: super::raw::RawHeartbeat,
+) -> Option<Option<HeartbeatConfig>> {
+    let times = c.interval_timeout("heartbeat", &raw.interval, &raw.timeout);
+    let url = c.secret("heartbeat.url", raw.url, raw.url_file)?;
+    let Some(url) = url else { return Some(None) };
+    // Checked without echoing the URL: it usually holds the check's secret.
+    if parse_url(url.expose(), HTTP).is_err() {
+        c.problem(
+            "heartbeat.url",
+            "is not an http(s) URL (the value is not shown: it may hold a secret)",
+        );
+        return None;
+    }
+    let (interval, timeout) = times?;
+    Some(Some(HeartbeatConfig {
+        url,
+        interval,
+        timeout,
+    }))
 }
 
 fn check_maintenance(c: &mut Checker<'_>, raw: &[super::raw::RawWindow]) -> Vec<MaintenanceWindow> {

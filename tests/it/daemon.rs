@@ -422,3 +422,94 @@ async fn the_daemon_stays_up_while_its_sources_die_and_recovers_with_them() {
     d.shutdown.cancel();
     d.task.await.expect("join").expect("clean stop");
 }
+
+/// The heartbeat pings its URL every interval, counts the pings, and never shows the URL's secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_pings_its_url_and_keeps_the_url_secret() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let hits = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/ping/{check}",
+        axum::routing::get({
+            let hits = Arc::clone(&hits);
+            move |axum::extract::Path(check): axum::extract::Path<String>| {
+                let hits = Arc::clone(&hits);
+                async move {
+                    assert_eq!(check, "s3cr3t-check-uuid");
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    "OK"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/ping/s3cr3t-check-uuid",
+        listener.local_addr().expect("addr")
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let d = start_with(&[
+        ("HARVEN_WATCHDOG__HEARTBEAT__URL", &url),
+        ("HARVEN_WATCHDOG__HEARTBEAT__INTERVAL", "1s"),
+        ("HARVEN_WATCHDOG__HEARTBEAT__TIMEOUT", "500ms"),
+    ])
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while hits.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the heartbeat never pinged twice"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = client()
+        .get(format!("{}/metrics", d.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        sample(&text, r#"harven_watchdog_heartbeats_total{result="ok"}"#).is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t"),
+        "the heartbeat URL's secret is not in /metrics"
+    );
+
+    // The server goes away: failures are counted, the daemon stays up.
+    server.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = client()
+            .get(format!("{}/metrics", d.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        if sample(
+            &text,
+            r#"harven_watchdog_heartbeats_total{result="failed"}"#,
+        )
+        .is_some_and(|n| n >= 1.0)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failures were never counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.shutdown.cancel();
+    d.task.await.expect("join").expect("clean stop");
+}
