@@ -66,3 +66,85 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     )
         .into_response()
 }
+
+/// What a server-rendered page is, for its security headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageKind {
+    /// Reached through a secret link and posting a form to itself: never cached, so the token does
+    /// not linger in a cache.
+    Action,
+    /// A read-only status page: no forms at all.
+    Status,
+}
+
+/// A rendered template as an HTML response with the page's security headers; a template error is a
+/// logged 500, never a panic.
+pub(crate) fn html_page<S: serde::Serialize>(
+    env: &minijinja::Environment<'static>,
+    name: &'static str,
+    view: &S,
+    status: StatusCode,
+    kind: PageKind,
+) -> Response {
+    match crate::email::render_template(env, name, view) {
+        Ok(body) => with_headers(
+            (status, body).into_response(),
+            "text/html; charset=utf-8",
+            kind,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, template = name, "rendering a page");
+            text_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n".to_owned(),
+                kind,
+            )
+        }
+    }
+}
+
+/// A plain-text answer with the page's security headers.
+pub(crate) fn text_page(status: StatusCode, body: String, kind: PageKind) -> Response {
+    with_headers(
+        (status, body).into_response(),
+        "text/plain; charset=utf-8",
+        kind,
+    )
+}
+
+/// Not framed (a framed button is a clickjacking target), not indexed, no `Referer` carrying a token
+/// to wherever a link leads, no scripts; forms only to the page itself, and only on action pages.
+fn with_headers(mut resp: Response, content_type: &'static str, kind: PageKind) -> Response {
+    use axum::http::HeaderValue;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let (cache, csp) = match kind {
+        PageKind::Action => (
+            "no-store",
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        PageKind::Status => (
+            "no-cache",
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::HeaderName::from_static("x-robots-tag"),
+        HeaderValue::from_static("noindex"),
+    );
+    resp
+}

@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use minijinja::Environment;
 use serde::Serialize;
@@ -28,6 +28,7 @@ use url::Url;
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::{human_duration, human_time, public_link};
+use crate::http::{PageKind, html_page, text_page};
 use crate::incident::{Incident, IncidentState};
 use crate::runbook::{Locale, Runbook, Severity};
 use crate::store::Store;
@@ -277,9 +278,10 @@ async fn read<T: Send + 'static>(
 ) -> Result<T, Response> {
     let failed = |e: String| {
         tracing::warn!(error = %e, "status page: the store could not be read");
-        text(
+        text_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "The incident store could not be read now; try again in a moment.\n".to_owned(),
+            PageKind::Status,
         )
     };
     match tokio::task::spawn_blocking(f).await {
@@ -353,7 +355,13 @@ async fn index(State(st): State<Arc<WebState>>) -> Response {
         resolved,
         windows,
     };
-    html(&st, "web_index.html", &page, StatusCode::OK)
+    html_page(
+        &st.env,
+        "web_index.html",
+        &page,
+        StatusCode::OK,
+        PageKind::Status,
+    )
 }
 
 /// `GET /incidents/{id}`.
@@ -374,7 +382,13 @@ async fn incident_page(State(st): State<Arc<WebState>>, Path(id): Path<String>) 
                 incident: st.detail(&i, now, &t),
                 api_open: st.api_open,
             };
-            html(&st, "web_incident.html", &page, StatusCode::OK)
+            html_page(
+                &st.env,
+                "web_incident.html",
+                &page,
+                StatusCode::OK,
+                PageKind::Status,
+            )
         }
         None => {
             let page = NotFoundPage {
@@ -382,7 +396,13 @@ async fn incident_page(State(st): State<Arc<WebState>>, Path(id): Path<String>) 
                 now: human_time(now),
                 id,
             };
-            html(&st, "web_not_found.html", &page, StatusCode::NOT_FOUND)
+            html_page(
+                &st.env,
+                "web_not_found.html",
+                &page,
+                StatusCode::NOT_FOUND,
+                PageKind::Status,
+            )
         }
     }
 }
@@ -390,63 +410,6 @@ async fn incident_page(State(st): State<Arc<WebState>>, Path(id): Path<String>) 
 // -------------------------------------------------------------------------------------------------
 // Responses
 // -------------------------------------------------------------------------------------------------
-
-fn html<S: Serialize>(st: &WebState, name: &'static str, view: &S, status: StatusCode) -> Response {
-    match crate::email::render_template(&st.env, name, view) {
-        Ok(body) => {
-            let mut resp = (status, body).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            secure_headers(h);
-            resp
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "rendering a status page");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error\n".to_owned(),
-            )
-        }
-    }
-}
-
-fn text(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    secure_headers(h);
-    resp
-}
-
-/// Not framed, no script, no form target, no `Referer` leaving the watchdog, always fresh.
-fn secure_headers(h: &mut HeaderMap) {
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::HeaderName::from_static("x-robots-tag"),
-        HeaderValue::from_static("noindex"),
-    );
-}
 
 fn labels(locale: Locale) -> BTreeMap<&'static str, &'static str> {
     let table: &[(&str, &str)] = match locale {

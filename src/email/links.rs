@@ -18,8 +18,8 @@ use axum::Form;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
 use minijinja::Environment;
 use serde::{Deserialize, Serialize};
@@ -28,8 +28,13 @@ use url::Url;
 use super::token::{self, Action, Claims, TokenError};
 use super::view::{human_duration, human_time};
 use crate::clock::{Clock, Timestamp};
+use crate::http::{PageKind, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
 use crate::runbook::Locale;
+
+fn plain_text(status: StatusCode, body: String) -> Response {
+    text_page(status, body, PageKind::Action)
+}
 
 /// The signed links of one email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +182,7 @@ async fn confirm_page(State(st): State<Arc<ActState>>, Path(token): Path<String>
     };
     let can_act = incident.state == IncidentState::Open;
     let view = page_view(&st, &claims, Some(&incident), now, can_act, String::new());
-    html(&st, "act.html", &view, StatusCode::OK)
+    html_page(&st.env, "act.html", &view, StatusCode::OK, PageKind::Action)
 }
 
 /// `POST /act/{token}`: checks the origin, the token and the form, then acts once.
@@ -199,7 +204,7 @@ async fn act(
                 st.public_url.origin().ascii_serialization()
             ),
         };
-        return plain(StatusCode::FORBIDDEN, msg);
+        return plain_text(StatusCode::FORBIDDEN, msg);
     }
     let now = st.clock.now();
     let claims = match token::verify(&st.key, &token, now) {
@@ -207,7 +212,7 @@ async fn act(
         Err(e) => return refused(&st, &e, "POST"),
     };
     let Ok(Form(form)) = form else {
-        return plain(StatusCode::BAD_REQUEST, "bad form\n".to_owned());
+        return plain_text(StatusCode::BAD_REQUEST, "bad form\n".to_owned());
     };
     // The form names what its page showed; a form without `action` (curl) means the token's.
     let form_action = match form.action.trim() {
@@ -262,7 +267,13 @@ async fn act(
                 (Action::Resolve, Locale::En) => format!("Resolved by {by} at {at}."),
             };
             let view = page_view(&st, &claims, None, now, false, message);
-            html(&st, "act_result.html", &view, StatusCode::OK)
+            html_page(
+                &st.env,
+                "act_result.html",
+                &view,
+                StatusCode::OK,
+                PageKind::Action,
+            )
         }
         Err(ActionError::UnknownIncident(id)) => not_found(&st, &id),
         Err(e) => action_failed(&st, &e),
@@ -317,61 +328,6 @@ fn page_view(
     }
 }
 
-/// The page, with the headers a page reached through a secret URL needs: not cached, not framed
-/// (a framed confirm button is a clickjacking target), not indexed, and no `Referer` carrying the
-/// token to wherever a link on it leads.
-fn html<S: Serialize>(st: &ActState, name: &'static str, view: &S, status: StatusCode) -> Response {
-    match super::render_template(&st.env, name, view) {
-        Ok(body) => {
-            let mut resp = (status, body).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            secure_headers(h);
-            resp
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "rendering the ack/resolve page");
-            plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error\n".to_owned(),
-            )
-        }
-    }
-}
-
-fn secure_headers(h: &mut HeaderMap) {
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        header::HeaderName::from_static("x-robots-tag"),
-        HeaderValue::from_static("noindex"),
-    );
-}
-
-fn plain(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    secure_headers(h);
-    resp
-}
-
 /// 403 with a plain message saying why, and that nothing changed.
 fn refused(st: &ActState, e: &TokenError, method: &str) -> Response {
     tracing::warn!(reason = e.label(), method, "refused an ack/resolve link");
@@ -405,7 +361,7 @@ fn refused(st: &ActState, e: &TokenError, method: &str) -> Response {
     } else {
         format!("Recusado: {why}. Nada foi alterado.\n")
     };
-    plain(StatusCode::FORBIDDEN, msg)
+    plain_text(StatusCode::FORBIDDEN, msg)
 }
 
 fn not_found(st: &ActState, id: &str) -> Response {
@@ -413,14 +369,14 @@ fn not_found(st: &ActState, id: &str) -> Response {
         Locale::PtBr => format!("Incidente {id} não encontrado. Nada foi alterado.\n"),
         Locale::En => format!("No incident {id}. Nothing was changed.\n"),
     };
-    plain(StatusCode::NOT_FOUND, msg)
+    plain_text(StatusCode::NOT_FOUND, msg)
 }
 
 fn action_failed(st: &ActState, e: &ActionError) -> Response {
     let en = st.locale == Locale::En;
     match e {
         ActionError::UnknownIncident(id) => not_found(st, id),
-        ActionError::AlreadyResolved(id) => plain(
+        ActionError::AlreadyResolved(id) => plain_text(
             StatusCode::CONFLICT,
             if en {
                 format!("Incident {id} is already resolved. Nothing was changed.\n")
@@ -430,7 +386,7 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
         ),
         ActionError::Unavailable(why) => {
             tracing::error!(error = %why, "ack/resolve through an email link failed");
-            plain(
+            plain_text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 if en {
                     "The watchdog could not record this now; try again in a moment.\n".to_owned()
@@ -560,6 +516,7 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn both_page_locales_have_the_same_labels() {
