@@ -289,7 +289,7 @@ pub async fn run(
             } => {}
             Some(cmd) = commands.recv() => {
                 let now = clock.now();
-                pager = off_thread(pager, move |p| p.command(cmd, now)).await;
+                (pager, ()) = off_thread(pager, move |p| p.command(cmd, now)).await;
                 metrics.record_book(&sections, pager.book());
                 evaluate = false;
             }
@@ -319,22 +319,32 @@ pub async fn run(
         metrics.record_observations(&evidence);
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
-        saved = state;
-        pager = off_thread(pager, move |p| {
-            if let Err(e) = p.on_evaluation(eval, changed.as_ref(), now) {
+        let recorded;
+        (pager, recorded) = off_thread(pager, move |p| match p.on_evaluation(eval, changed.as_ref(), now) {
+            Ok(()) => true,
+            Err(e) => {
                 tracing::error!(error = %e, "could not record the incidents and pages; retrying at the next evaluation");
+                false
             }
         })
         .await;
+        // Only what reached the store counts as saved: after a failed write the next evaluation
+        // saves the rule states again.
+        if recorded {
+            saved = state;
+        }
         metrics.record_book(&sections, pager.book());
     }
 }
 
 /// Runs `f` on the pager on the blocking pool (it writes to SQLite) and hands the pager back.
-async fn off_thread(mut pager: Pager, f: impl FnOnce(&mut Pager) + Send + 'static) -> Pager {
+async fn off_thread<R: Send + 'static>(
+    mut pager: Pager,
+    f: impl FnOnce(&mut Pager) -> R + Send + 'static,
+) -> (Pager, R) {
     tokio::task::spawn_blocking(move || {
-        f(&mut pager);
-        pager
+        let r = f(&mut pager);
+        (pager, r)
     })
     .await
     .expect("the pager does not panic")
