@@ -65,6 +65,8 @@ struct ApiState {
     clock: Clock,
     /// The runbook's section IDs, which a maintenance window may name.
     sections: Vec<String>,
+    /// The windows of the configuration (`[[maintenance]]`), listed with the stored ones.
+    configured: Vec<MaintenanceWindow>,
 }
 
 /// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
@@ -74,6 +76,7 @@ pub fn routes(
     token: Option<Secret>,
     clock: Clock,
     sections: Vec<String>,
+    configured: Vec<MaintenanceWindow>,
 ) -> Router {
     let rng = ring::rand::SystemRandom::new();
     // The key only makes the comparison length-independent; a fixed one would do as well.
@@ -86,6 +89,7 @@ pub fn routes(
         key,
         clock,
         sections,
+        configured,
     });
     Router::new()
         .route("/api/incidents", get(list_incidents))
@@ -322,7 +326,10 @@ impl IncidentView {
 
 #[derive(Debug, Serialize)]
 struct WindowView {
-    id: i64,
+    /// The store's ID; null for a window of the configuration.
+    id: Option<i64>,
+    /// `config` or `api`.
+    source: &'static str,
     /// Empty: every section.
     sections: Vec<String>,
     starts: String,
@@ -335,7 +342,8 @@ struct WindowView {
 impl From<StoredWindow> for WindowView {
     fn from(w: StoredWindow) -> Self {
         Self {
-            id: w.id,
+            id: Some(w.id),
+            source: "api",
             sections: w.window.sections,
             starts: w.window.starts.to_string(),
             ends: w.window.ends.to_string(),
@@ -541,9 +549,27 @@ async fn resolve(
 /// configuration are in the configuration).
 async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let store = Arc::clone(&st.handle.store);
-    let windows = blocking(move || store.windows()).await?;
-    let views: Vec<WindowView> = windows.into_iter().map(WindowView::from).collect();
+    let stored = blocking(move || store.windows()).await?;
+    let views = window_views(&st.configured, stored);
     Ok(Json(serde_json::json!({ "windows": views })).into_response())
+}
+
+/// Every window: the configuration's first (they have no ID), then those created through the API.
+fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> Vec<WindowView> {
+    configured
+        .iter()
+        .map(|w| WindowView {
+            id: None,
+            source: "config",
+            sections: w.sections.clone(),
+            starts: w.starts.to_string(),
+            ends: w.ends.to_string(),
+            reason: w.reason.clone(),
+            created_by: "configuration".to_owned(),
+            created_at: String::new(),
+        })
+        .chain(stored.into_iter().map(WindowView::from))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -664,6 +690,37 @@ async fn create_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_list_has_the_configured_windows_and_the_stored_ones() {
+        let t = |s: u64| {
+            Timestamp::from_unix_millis(1_795_000_000_000) + std::time::Duration::from_secs(s)
+        };
+        let configured = vec![MaintenanceWindow {
+            sections: vec!["database".into()],
+            starts: t(0),
+            ends: t(3600),
+            reason: "Supabase upgrade".into(),
+        }];
+        let stored = vec![StoredWindow {
+            id: 7,
+            window: MaintenanceWindow {
+                sections: vec![],
+                starts: t(60),
+                ends: t(120),
+                reason: "deploy".into(),
+            },
+            created_by: "Ana".into(),
+            created_at: t(30),
+        }];
+        let json = serde_json::to_value(window_views(&configured, stored)).expect("json");
+        assert_eq!(json[0]["source"], "config");
+        assert_eq!(json[0]["id"], serde_json::Value::Null);
+        assert_eq!(json[0]["sections"][0], "database");
+        assert_eq!(json[1]["source"], "api");
+        assert_eq!(json[1]["id"], 7);
+        assert_eq!(json[1]["created_by"], "Ana");
+    }
 
     fn body(json: serde_json::Value) -> WindowBody {
         serde_json::from_value(json).expect("body")

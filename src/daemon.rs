@@ -141,6 +141,7 @@ pub async fn run(
         config.server.api_token.clone(),
         clock.clone(),
         sections,
+        config.maintenance.clone(),
     );
     let act_routes = crate::email::links::routes(
         Arc::new(handle),
