@@ -13,46 +13,20 @@ use serde_json::{Value, json};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 
-const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
 const T0: i64 = 1_795_000_000_000;
 const TOKEN: &str = "api-token-7f3c9e1b5d2a4c6e8f0a";
 
-/// Overrides pointing the daemon at the test Prometheus, with the other sources out of reach.
+/// The test Prometheus, the other sources out of reach, English, and the API token if given.
 fn env(prom: &str, data: &Path, token: Option<&str>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        (
-            "HARVEN_WATCHDOG__STORE__PATH",
-            data.join("watchdog.db").display().to_string(),
-        ),
-        ("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.to_owned()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", P95.into()),
-        ("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en".into()),
-        (
-            "HARVEN_WATCHDOG__DOCKER__HOST",
-            "unix:///nonexistent/docker.sock".into(),
-        ),
-        ("HARVEN_WATCHDOG__REDIS__URL", "redis://127.0.0.1:1".into()),
-        (
-            "HARVEN_WATCHDOG__STATUS__OPENAI__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-        (
-            "HARVEN_WATCHDOG__STATUS__SUPABASE__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = prometheus_env(prom, data);
+    env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), "en".into()));
     if let Some(t) = token {
         env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), t.to_owned()));
     }
     env
 }
 
-use crate::support::daemon::TestDaemon as Daemon;
+use crate::support::daemon::{TestDaemon as Daemon, prometheus_env};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await

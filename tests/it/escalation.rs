@@ -12,57 +12,28 @@ use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
 
-const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
-
-/// The overrides that point a daemon at the test peers, with fast probes and distinct recipients.
+/// The test Prometheus and SMTP server, distinct recipients per level, and no reminders (every email
+/// in these scripts is one the test expects).
 fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
-    [
-        (
-            "HARVEN_WATCHDOG__STORE__PATH",
-            data.join("watchdog.db").display().to_string(),
-        ),
-        ("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.to_owned()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", P95.into()),
-        ("HARVEN_WATCHDOG__SMTP__HOST", "127.0.0.1".into()),
-        ("HARVEN_WATCHDOG__SMTP__PORT", smtp_port.to_string()),
-        ("HARVEN_WATCHDOG__SMTP__TLS", "none".into()),
-        (
-            "HARVEN_WATCHDOG__ESCALATION__L1__TO",
-            "oncall@test.harven".into(),
-        ),
-        (
-            "HARVEN_WATCHDOG__ESCALATION__L2__TO",
-            "lead@test.harven".into(),
-        ),
-        (
-            "HARVEN_WATCHDOG__ESCALATION__L3__TO",
-            "cto@test.harven".into(),
-        ),
-        // No reminders in these scripts: every email is one the test expects.
-        ("HARVEN_WATCHDOG__ESCALATION__REPEAT_INTERVAL", "24h".into()),
-        ("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en".into()),
-        (
-            "HARVEN_WATCHDOG__DOCKER__HOST",
-            "unix:///nonexistent/docker.sock".into(),
-        ),
-        ("HARVEN_WATCHDOG__REDIS__URL", "redis://127.0.0.1:1".into()),
-        (
-            "HARVEN_WATCHDOG__STATUS__OPENAI__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-        (
-            "HARVEN_WATCHDOG__STATUS__SUPABASE__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    let mut env = prometheus_env(prom, data);
+    env.extend(
+        [
+            ("SMTP__HOST", "127.0.0.1".to_owned()),
+            ("SMTP__PORT", smtp_port.to_string()),
+            ("SMTP__TLS", "none".into()),
+            ("ESCALATION__L1__TO", "oncall@test.harven".into()),
+            ("ESCALATION__L2__TO", "lead@test.harven".into()),
+            ("ESCALATION__L3__TO", "cto@test.harven".into()),
+            ("ESCALATION__REPEAT_INTERVAL", "24h".into()),
+            ("RUNBOOK__LOCALE", "en".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
+    );
+    env
 }
 
-use crate::support::daemon::{T0, TestDaemon as Daemon};
+use crate::support::daemon::{T0, TestDaemon as Daemon, prometheus_env};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await

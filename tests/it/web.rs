@@ -9,41 +9,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
-use crate::support::daemon::{T0, TestDaemon as Daemon};
+use crate::support::daemon::{T0, TestDaemon as Daemon, prometheus_env};
 use crate::support::prometheus::PrometheusServer;
 
-const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
 const TOKEN: &str = "web-token-3b9d1f7a5c2e4a6b8d0f";
 
-/// Overrides pointing the daemon at the test Prometheus, with the other sources out of reach.
+/// The test Prometheus, the other sources out of reach, the API token, and a locale if given.
 fn env(prom: &str, data: &Path, locale: Option<&str>) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        (
-            "HARVEN_WATCHDOG__STORE__PATH",
-            data.join("watchdog.db").display().to_string(),
-        ),
-        ("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.to_owned()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms".into()),
-        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", P95.into()),
-        (
-            "HARVEN_WATCHDOG__DOCKER__HOST",
-            "unix:///nonexistent/docker.sock".into(),
-        ),
-        ("HARVEN_WATCHDOG__REDIS__URL", "redis://127.0.0.1:1".into()),
-        (
-            "HARVEN_WATCHDOG__STATUS__OPENAI__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-        (
-            "HARVEN_WATCHDOG__STATUS__SUPABASE__URL",
-            "http://127.0.0.1:1/api/v2/status.json".into(),
-        ),
-        ("HARVEN_WATCHDOG__SERVER__API_TOKEN", TOKEN.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = prometheus_env(prom, data);
+    env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
     if let Some(l) = locale {
         env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), l.to_owned()));
     }

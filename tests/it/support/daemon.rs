@@ -9,6 +9,33 @@ use tokio_util::sync::CancellationToken;
 /// Where the tests' manual clocks start.
 pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
 
+/// The p95 query over a window a test fills in seconds.
+pub const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
+
+/// Overrides for a daemon that watches the test Prometheus at `prom` (polled every second, p95 over
+/// 30 s) with its store in `data`, and whose other sources are out of reach (so it is blind to them,
+/// which is an incident of its own: tests filter by section).
+pub fn prometheus_env(prom: &str, data: &std::path::Path) -> Vec<(String, String)> {
+    let unreachable_status = "http://127.0.0.1:1/api/v2/status.json";
+    [
+        (
+            "STORE__PATH",
+            data.join("watchdog.db").display().to_string(),
+        ),
+        ("PROMETHEUS__URL", prom.to_owned()),
+        ("PROMETHEUS__INTERVAL", "1s".into()),
+        ("PROMETHEUS__TIMEOUT", "900ms".into()),
+        ("PROMETHEUS__QUERIES__P95", P95.into()),
+        ("DOCKER__HOST", "unix:///nonexistent/docker.sock".into()),
+        ("REDIS__URL", "redis://127.0.0.1:1".into()),
+        ("STATUS__OPENAI__URL", unreachable_status.into()),
+        ("STATUS__SUPABASE__URL", unreachable_status.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v))
+    .collect()
+}
+
 /// A running in-process daemon.
 pub struct TestDaemon {
     /// `http://127.0.0.1:<port>`.
