@@ -97,6 +97,10 @@ pub struct Pager {
     /// The latest evaluation: a page due at a deadline, or after an ack or resolve, is rendered with
     /// the diagnosis as it stood then.
     last: Option<Evaluation>,
+    /// The windows in force at the latest step (configured and stored). The watch loop asks for the
+    /// next deadline on its own thread, so that must not read the store; a window created through the
+    /// API counts from the next step (at most one probe interval later).
+    windows: Vec<Window>,
 }
 
 impl std::fmt::Debug for Pager {
@@ -118,7 +122,7 @@ impl Pager {
     ) -> Result<Self, PagerError> {
         let book = Book::new(store.latest_per_section()?);
         let key: Arc<[u8]> = store.get_or_create_secret(LINK_KEY)?.into();
-        Ok(Self {
+        let mut pager = Self {
             book,
             store,
             config,
@@ -128,7 +132,10 @@ impl Pager {
             sender,
             metrics,
             last: None,
-        })
+            windows: Vec::new(),
+        };
+        pager.windows = pager.windows()?;
+        Ok(pager)
     }
 
     /// The key the ack/resolve links are signed with.
@@ -171,6 +178,7 @@ impl Pager {
             return Ok(());
         };
         let windows = self.windows()?;
+        self.windows.clone_from(&windows);
         // Step a copy: if the store refuses the commit, the book stays as the store has it, and the
         // same pages are decided again at the next step.
         let mut book = self.book.clone();
@@ -337,10 +345,8 @@ impl Pager {
 
     /// When the book next needs a step without new evidence.
     pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
-        let windows = self
-            .windows()
-            .unwrap_or_else(|_| self.config.windows.clone());
-        self.book.next_deadline(now, &self.config.policy, &windows)
+        self.book
+            .next_deadline(now, &self.config.policy, &self.windows)
     }
 }
 
