@@ -1,37 +1,23 @@
 //! The runnable image (`scripts/build-image.sh`, which the test command runs first) starts as a
 //! container on the real Docker Engine, answers `/healthz`, and Docker's own HEALTHCHECK calls it healthy.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "harven-watchdog:local";
+use crate::support::docker::{LOCAL_IMAGE as IMAGE, cli as docker, require_local_image};
 
-fn docker(args: &[&str]) -> std::process::Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run the docker CLI ({e}); scripts/test.sh installs docker.io")
-        })
-}
-
-/// Removes the container however the test ends.
+/// Removes the container, and the anonymous volume of its `/data`, however the test ends.
 struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.0]);
+        let _ = docker(&["rm", "--force", "--volumes", &self.0]);
     }
 }
 
 #[test]
 fn the_local_image_runs_and_answers_healthz() {
+    require_local_image();
     let inspect = docker(&["image", "inspect", IMAGE, "--format", "{{.Config.User}}"]);
-    assert!(
-        inspect.status.success(),
-        "image {IMAGE} is missing: run scripts/build-image.sh (scripts/test.sh does): {}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
     assert_eq!(
         String::from_utf8_lossy(&inspect.stdout).trim(),
         "65532:65532",

@@ -7,15 +7,18 @@
 //! carries a fingerprint label, so a process that finds it up to date does not rebuild it.
 //!
 //! Every container is named `hwtest-<pid>-<n>[-hint]`, labelled [`TEST_LABEL`]`=1` and
-//! force-removed when its [`TestContainer`] is dropped. Containers left behind by a test
-//! process that died (its pid label no longer alive) are removed before the first container of
-//! a new process starts.
+//! force-removed when its [`TestContainer`] is dropped; a [`TestNetwork`] (a user-defined bridge,
+//! for containers that talk to each other and to peers on the host) likewise. Containers,
+//! networks and volumes left behind by a test process that died (their [`PID_LABEL`] no longer
+//! alive) are removed before the first container or network of a new process starts.
 //!
 //! An unreachable engine makes the test fail (never skip) with a message that points at
 //! `scripts/test.sh`, which installs `docker.io` and starts `dockerd`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,17 +28,22 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, HealthConfig, HealthStatusEnum, HostConfig,
-    RestartPolicy, RestartPolicyNameEnum,
+    NetworkCreateRequest, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    RestartContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
 /// The local test image (never pulled; built by [`ensure_test_image`]).
 pub const TEST_IMAGE: &str = "harven-watchdog-test/busybox:latest";
+
+/// The project's runnable image, built by `scripts/build-image.sh` (which the test command runs
+/// first); never built by the tests.
+pub const LOCAL_IMAGE: &str = "harven-watchdog:local";
 
 /// Label set to `1` on every test container (and on the image).
 pub const TEST_LABEL: &str = "harven-watchdog-test";
@@ -83,16 +91,36 @@ pub async fn connect() -> Docker {
     docker
 }
 
+/// Runs the `docker` CLI with `args` and returns its output; panics when the CLI is missing.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run the docker CLI ({e}); scripts/test.sh installs docker.io")
+        })
+}
+
+/// Panics, pointing at `scripts/build-image.sh`, when [`LOCAL_IMAGE`] is not on the Engine.
+pub fn require_local_image() {
+    let inspect = cli(&["image", "inspect", LOCAL_IMAGE, "--format", "{{.Id}}"]);
+    assert!(
+        inspect.status.success(),
+        "image {LOCAL_IMAGE} is missing: run scripts/build-image.sh (scripts/test.sh does): {}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+}
+
 static IMAGE: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
 
 /// Builds [`TEST_IMAGE`] if it is missing or outdated (once per test process; concurrent calls
-/// wait for the first), and removes containers left by dead test processes. Panics when the
-/// image cannot be built.
+/// wait for the first), and removes containers, networks and volumes left by dead test
+/// processes. Panics when the image cannot be built.
 pub async fn ensure_test_image() {
     let result = IMAGE
         .get_or_init(|| async {
             let docker = connect().await;
-            remove_stale_containers(&docker).await;
+            remove_stale(&docker).await;
             build_image_if_needed(&docker).await
         })
         .await;
@@ -202,6 +230,53 @@ fn elf_is_dynamic(elf: &[u8]) -> bool {
     })
 }
 
+/// True when `labels` carry the [`PID_LABEL`] of a test process that is gone (not this one).
+fn left_by_dead_process(labels: Option<&HashMap<String, String>>) -> bool {
+    let Some(pid) = labels.and_then(|l| l.get(PID_LABEL)) else {
+        return false;
+    };
+    *pid != std::process::id().to_string()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes test containers, then the networks and volumes they used, whose creating process is
+/// gone (a test run that was killed).
+async fn remove_stale(docker: &Docker) {
+    remove_stale_containers(docker).await;
+    let filters = HashMap::from([("label", vec![TEST_LABEL.to_owned()])]);
+    if let Ok(networks) = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+    {
+        for n in networks {
+            if left_by_dead_process(n.labels.as_ref())
+                && let Some(id) = n.id
+            {
+                let _ = docker.remove_network(&id).await;
+            }
+        }
+    }
+    if let Ok(volumes) = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+    {
+        for v in volumes.volumes.unwrap_or_default() {
+            if left_by_dead_process(Some(&v.labels)) {
+                let _ = docker
+                    .remove_volume(
+                        &v.name,
+                        Some(RemoveVolumeOptionsBuilder::new().force(true).build()),
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
 /// Removes test containers whose creating process is gone (a test run that was killed).
 async fn remove_stale_containers(docker: &Docker) {
     let filters = HashMap::from([("label", vec![TEST_LABEL.to_owned()])]);
@@ -216,25 +291,12 @@ async fn remove_stale_containers(docker: &Docker) {
     else {
         return;
     };
-    let me = std::process::id().to_string();
     for c in containers {
-        let pid = c.labels.as_ref().and_then(|l| l.get(PID_LABEL)).cloned();
-        let Some(pid) = pid else { continue };
-        if pid == me || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !left_by_dead_process(c.labels.as_ref()) {
             continue;
         }
         if let Some(id) = c.id {
-            let _ = docker
-                .remove_container(
-                    &id,
-                    Some(
-                        RemoveContainerOptionsBuilder::new()
-                            .force(true)
-                            .v(true)
-                            .build(),
-                    ),
-                )
-                .await;
+            let _ = force_remove(docker, &id).await;
         }
     }
 }
@@ -264,7 +326,8 @@ pub struct ContainerOptions {
     /// Extra labels (the test labels are always added).
     pub labels: HashMap<String, String>,
     /// Docker network mode; `none` when `None` (test containers need no network, and this
-    /// keeps them independent of the bridge/iptables set-up). Use `host` or `bridge` if needed.
+    /// keeps them independent of the bridge/iptables set-up). Use `host`, `bridge` or a
+    /// [`TestNetwork`]'s name if needed.
     pub network_mode: Option<String>,
 }
 
@@ -317,7 +380,7 @@ impl ContainerOptions {
         self
     }
 
-    /// Sets the network mode (`none` by default).
+    /// Sets the network mode (`none` by default), or the name of a network to join.
     pub fn network_mode(mut self, mode: &str) -> Self {
         self.network_mode = Some(mode.to_owned());
         self
@@ -640,44 +703,132 @@ impl TestContainer {
 
 impl Drop for TestContainer {
     fn drop(&mut self) {
-        // Drop cannot await, and the test's runtime may be single-threaded (or shutting down),
-        // so remove the container from a helper thread with its own runtime and client.
         let id = self.id.clone();
-        let name = self.name.clone();
-        let handle = std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => return Err(format!("cannot build a runtime: {e}")),
-            };
-            runtime.block_on(async move {
-                let docker = Docker::connect_with_socket_defaults().map_err(|e| e.to_string())?;
-                let removal = docker.remove_container(
-                    &id,
-                    Some(
-                        RemoveContainerOptionsBuilder::new()
-                            .force(true)
-                            .v(true)
-                            .build(),
-                    ),
-                );
-                match tokio::time::timeout(Duration::from_secs(60), removal).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    })) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("timed out".to_owned()),
-                }
+        remove_on_drop(
+            &format!("test container {}", self.name),
+            move |docker| async move { force_remove(&docker, &id).await },
+        );
+    }
+}
+
+/// Removes a container, running or not, with its anonymous volumes.
+async fn force_remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    docker
+        .remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await
+}
+
+/// Runs `remove` with a fresh client on a helper thread with its own runtime, and waits for it
+/// (at most 60 s): `Drop` cannot await, and the test's runtime may be single-threaded or shutting
+/// down. A thing already gone (404) is fine; any other failure is a warning on stderr.
+fn remove_on_drop<F, Fut>(what: &str, remove: F)
+where
+    F: FnOnce(Docker) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), bollard::errors::Error>>,
+{
+    let handle = std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return Err(format!("cannot build a runtime: {e}")),
+        };
+        runtime.block_on(async move {
+            let docker = Docker::connect_with_socket_defaults().map_err(|e| e.to_string())?;
+            match tokio::time::timeout(Duration::from_secs(60), remove(docker)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                })) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            }
+        })
+    });
+    match handle.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: could not remove {what}: {e}"),
+        Err(_) => eprintln!("warning: removing {what} panicked"),
+    }
+}
+
+/// A user-defined bridge network on the real Engine, labelled like the test containers and
+/// removed on drop (drop its containers first: the Engine refuses to remove a network in use).
+/// Containers on it resolve each other by name and reach the host at [`gateway`](Self::gateway),
+/// where a test binds its host-side peers.
+pub struct TestNetwork {
+    name: String,
+    gateway: IpAddr,
+}
+
+impl TestNetwork {
+    /// Creates the network `hwtest-<pid>-<n>-<hint>`. Panics with the engine's message when it
+    /// cannot, or when the network has no IPv4 gateway.
+    pub async fn create(hint: &str) -> TestNetwork {
+        ensure_test_image().await;
+        let docker = connect().await;
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("hwtest-{}-{n}-{hint}", std::process::id());
+        let labels = HashMap::from([
+            (TEST_LABEL.to_owned(), "1".to_owned()),
+            (PID_LABEL.to_owned(), std::process::id().to_string()),
+        ]);
+        docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("bridge".to_owned()),
+                labels: Some(labels),
+                ..Default::default()
             })
-        });
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("warning: could not remove test container {name}: {e}"),
-            Err(_) => eprintln!("warning: removing test container {name} panicked"),
-        }
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test network {name}: {e}"));
+        // From here on, Drop removes the network even if inspecting it fails.
+        let mut network = TestNetwork {
+            name,
+            gateway: std::net::Ipv4Addr::UNSPECIFIED.into(),
+        };
+        let inspect = docker
+            .inspect_network(&network.name, None::<InspectNetworkOptions>)
+            .await
+            .unwrap_or_else(|e| panic!("cannot inspect test network {}: {e}", network.name));
+        network.gateway = inspect
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.gateway?.parse::<IpAddr>().ok())
+            .find(IpAddr::is_ipv4)
+            .unwrap_or_else(|| panic!("test network {} has no IPv4 gateway", network.name));
+        network
+    }
+
+    /// The network's name (also what [`ContainerOptions::network_mode`] takes to join it).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host's address on this network: containers on it reach host peers bound here.
+    pub fn gateway(&self) -> IpAddr {
+        self.gateway
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        remove_on_drop(
+            &format!("test network {}", self.name),
+            move |docker| async move { docker.remove_network(&name).await },
+        );
     }
 }

@@ -48,7 +48,13 @@ pub fn init() {
 /// still grab the port before the caller uses it: callers that start a server on it should
 /// retry with a new port when the server reports the address in use.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for a free port");
+    free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// Like [`free_port`], on the address `ip` (e.g. a Docker network's gateway).
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
+    let listener =
+        TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("bind {ip}:0 for a free port: {e}"));
     listener
         .local_addr()
         .expect("local_addr of an ephemeral listener")

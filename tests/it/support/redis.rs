@@ -3,8 +3,12 @@
 //! Started as `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no
 //! --enable-debug-command local` in a temporary directory (so `DEBUG SLEEP` works for
 //! response-timeout tests), on an ephemeral port. No persistence: a restart starts empty.
+//! [`RedisServer::start_on`] binds another address instead (a Docker network's gateway, so that
+//! network's containers reach it), with `--protected-mode no`: without a password, protected mode
+//! refuses every client that is not on loopback.
 
 use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,6 +20,7 @@ use super::STARTUP_TIMEOUT;
 /// A running redis-server; killed (and its temp dir removed) on drop.
 pub struct RedisServer {
     child: Option<Child>,
+    bind: IpAddr,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -24,6 +29,11 @@ impl RedisServer {
     /// Starts redis-server on an ephemeral port and waits until it answers PING. Panics with a
     /// clear message when `redis-server` is missing or does not start.
     pub async fn start() -> RedisServer {
+        Self::start_on(Ipv4Addr::LOCALHOST.into()).await
+    }
+
+    /// Like [`start`](Self::start), listening on `bind` instead of 127.0.0.1.
+    pub async fn start_on(bind: IpAddr) -> RedisServer {
         super::require_program("redis-server", "redis-server");
         let dir = tempfile::Builder::new()
             .prefix("hwtest-redis-")
@@ -31,12 +41,13 @@ impl RedisServer {
             .expect("create a temp dir for redis");
         let mut server = RedisServer {
             child: None,
+            bind,
             port: 0,
             dir,
         };
         let mut last_error = String::new();
         for _attempt in 0..5 {
-            server.port = super::free_port();
+            server.port = super::free_port_on(bind);
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 // Another process took the port between free_port() and the bind: retry.
@@ -49,7 +60,7 @@ impl RedisServer {
 
     /// The connection URL, e.g. `redis://127.0.0.1:40123/`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        format!("redis://{}:{}/", self.bind, self.port)
     }
 
     /// The port redis listens on (kept across [`restart`](Self::restart)).
@@ -122,7 +133,11 @@ impl RedisServer {
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
+            .args(["--bind", &self.bind.to_string()])
+            .args([
+                "--protected-mode",
+                if self.bind.is_loopback() { "yes" } else { "no" },
+            ])
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--enable-debug-command", "local"])
@@ -141,7 +156,7 @@ impl RedisServer {
                 )
             })?;
         self.child = Some(child);
-        let port = self.port;
+        let addr = (self.bind, self.port);
         let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
             let exit = self
                 .child
@@ -151,7 +166,7 @@ impl RedisServer {
                 if let Some(status) = exit {
                     return Some(Err(status));
                 }
-                raw_ping(port).await.then_some(Ok(()))
+                raw_ping(addr).await.then_some(Ok(()))
             }
         })
         .await;
@@ -164,12 +179,13 @@ impl RedisServer {
             super::kill_child(&mut child);
         }
         let tail = self.log_tail();
+        let (host, port) = addr;
         Err(match exited {
             Some(status) => format!(
-                "redis-server exited with {status} before answering PING on port {port}; log tail:\n{tail}"
+                "redis-server exited with {status} before answering PING on {host}:{port}; log tail:\n{tail}"
             ),
             None => format!(
-                "redis-server did not answer PING on port {port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
+                "redis-server did not answer PING on {host}:{port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
             ),
         })
     }
@@ -183,11 +199,9 @@ impl Drop for RedisServer {
 
 /// Sends an inline `PING` over a fresh TCP connection and checks for `+PONG` (no client
 /// library involved, so readiness does not depend on the code under test).
-async fn raw_ping(port: u16) -> bool {
+async fn raw_ping(addr: (IpAddr, u16)) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         stream.write_all(b"PING\r\n").await.ok()?;
         let mut buf = [0u8; 64];
         let n = stream.read(&mut buf).await.ok()?;

@@ -7,16 +7,20 @@
 //! (`/usr/bin/python3`, not a pyenv `python3` on PATH), and `DIR` must not exist beforehand
 //! (Maildir only creates `cur/new/tmp` when it creates `DIR` itself).
 //!
-//! The server speaks plaintext SMTP without authentication by default;
+//! The server speaks plaintext SMTP without authentication on 127.0.0.1 by default;
 //! [`SmtpServer::start_with`] adds STARTTLS (`--tlscert/--tlskey`) or implicit TLS
 //! (`--smtpscert/--smtpskey`) with a certificate from [`TestCa`], a CA and a leaf certificate
-//! for `localhost`/`127.0.0.1` made with the `openssl` command.
+//! for `localhost`/`127.0.0.1` made with the `openssl` command. [`SmtpServer::start_opts`] also
+//! binds another address (a Docker network's gateway, for containers) and can require a login:
+//! the aiosmtpd command line has no authenticator, so that mode runs [`LOGIN_SERVER`], the same
+//! `Mailbox` handler behind aiosmtpd's `Controller` with one accepted user.
 //!
 //! [`ScriptedSmtp`] is a tiny in-process SMTP responder for what aiosmtpd will not do on
 //! request: refuse a recipient with a 5xx, or refuse a login (echoing the credentials back, as
 //! a careless server might).
 
 use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -40,12 +44,57 @@ pub enum SmtpTls {
     Implicit { cert: PathBuf, key: PathBuf },
 }
 
+/// The aiosmtpd server that requires `AUTH` (PLAIN or LOGIN, over plaintext) as one user:
+/// `python3 -c LOGIN_SERVER HOST PORT MAILDIR USER PASSWORD`. Mail without a login is refused
+/// (`530`), so a message in the Maildir proves the client sent that password. It runs until
+/// SIGTERM.
+pub const LOGIN_SERVER: &str = r#"
+import signal, sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+host, port, maildir, user, password = sys.argv[1:6]
+def check(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
+    return AuthResult(success=ok)
+controller = Controller(Mailbox(maildir), hostname=host, port=int(port), authenticator=check,
+                        auth_required=True, auth_require_tls=False)
+controller.start()
+print(f"listening on {host}:{port}, login required", flush=True)
+signal.signal(signal.SIGTERM, lambda *_: (controller.stop(), sys.exit(0)))
+threading.Event().wait()
+"#;
+
+/// How a test SMTP server listens and whom it accepts.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// TLS (none by default). Must be [`SmtpTls::None`] with a `login`.
+    pub tls: SmtpTls,
+    /// The address to listen on: 127.0.0.1 by default; a Docker network's gateway to be
+    /// reachable from that network's containers.
+    pub bind: IpAddr,
+    /// `(user, password)`: require this login before accepting mail ([`LOGIN_SERVER`]).
+    pub login: Option<(String, String)>,
+}
+
+impl Default for SmtpOptions {
+    fn default() -> Self {
+        SmtpOptions {
+            tls: SmtpTls::None,
+            bind: Ipv4Addr::LOCALHOST.into(),
+            login: None,
+        }
+    }
+}
+
 /// A running aiosmtpd server; killed (and its temp dir with the mail removed) on drop.
 pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
-    tls: SmtpTls,
+    opts: SmtpOptions,
+    /// `opts.bind` as text, for [`host`](Self::host).
+    host: String,
 }
 
 impl SmtpServer {
@@ -59,7 +108,21 @@ impl SmtpServer {
     /// Like [`start`](Self::start), with STARTTLS or implicit TLS. For implicit TLS, readiness
     /// is the port accepting connections (the banner comes only after a TLS handshake).
     pub async fn start_with(tls: SmtpTls) -> SmtpServer {
+        Self::start_opts(SmtpOptions {
+            tls,
+            ..SmtpOptions::default()
+        })
+        .await
+    }
+
+    /// Like [`start`](Self::start), on `opts.bind`, with `opts.tls`, requiring `opts.login` when
+    /// set. Panics when a login is combined with TLS (not needed so far, so not built).
+    pub async fn start_opts(opts: SmtpOptions) -> SmtpServer {
         super::require_program(PYTHON, "python3-aiosmtpd");
+        assert!(
+            opts.login.is_none() || matches!(opts.tls, SmtpTls::None),
+            "the test SMTP server requires a login over plaintext only"
+        );
         let dir = tempfile::Builder::new()
             .prefix("hwtest-smtp-")
             .tempdir()
@@ -68,11 +131,12 @@ impl SmtpServer {
             child: None,
             port: 0,
             dir,
-            tls,
+            host: opts.bind.to_string(),
+            opts,
         };
         let mut last_error = String::new();
         for _attempt in 0..5 {
-            server.port = super::free_port();
+            server.port = super::free_port_on(server.opts.bind);
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 // Another process took the port between free_port() and the bind: retry.
@@ -83,9 +147,10 @@ impl SmtpServer {
         panic!("the SMTP server did not start (ports kept clashing): {last_error}");
     }
 
-    /// The host to connect to: `127.0.0.1`.
-    pub fn host(&self) -> &'static str {
-        "127.0.0.1"
+    /// The host to connect to: the address it listens on (`127.0.0.1` unless
+    /// [`SmtpOptions::bind`] said otherwise).
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The port the server listens on (kept across [`restart`](Self::restart)).
@@ -93,9 +158,9 @@ impl SmtpServer {
         self.port
     }
 
-    /// An `smtp://127.0.0.1:PORT` URL (plaintext, as lettre's `from_url` understands it).
+    /// An `smtp://HOST:PORT` URL (plaintext, as lettre's `from_url` understands it).
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        format!("smtp://{}:{}", self.host, self.port)
     }
 
     /// The Maildir the server writes into (it exists once the server has started).
@@ -206,10 +271,19 @@ impl SmtpServer {
             .try_clone()
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let mut command = Command::new(PYTHON);
-        command
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{}", self.port));
-        match &self.tls {
+        if let Some((user, password)) = &self.opts.login {
+            command
+                .args(["-c", LOGIN_SERVER])
+                .arg(&self.host)
+                .arg(self.port.to_string())
+                .arg(self.maildir())
+                .args([user, password]);
+        } else {
+            command
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("{}:{}", self.host, self.port));
+        }
+        match &self.opts.tls {
             SmtpTls::None => {}
             SmtpTls::Starttls { cert, key } => {
                 command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
@@ -222,9 +296,12 @@ impl SmtpServer {
                     .arg(key);
             }
         }
+        if self.opts.login.is_none() {
+            command
+                .args(["-c", "aiosmtpd.handlers.Mailbox"])
+                .arg(self.maildir());
+        }
         let child = command
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(self.maildir())
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())
             .stdout(log)
@@ -237,8 +314,8 @@ impl SmtpServer {
                 )
             })?;
         self.child = Some(child);
-        let port = self.port;
-        let implicit = matches!(self.tls, SmtpTls::Implicit { .. });
+        let addr = (self.opts.bind, self.port);
+        let implicit = matches!(self.opts.tls, SmtpTls::Implicit { .. });
         let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
             let exit = self
                 .child
@@ -249,9 +326,9 @@ impl SmtpServer {
                     return Some(Err(status));
                 }
                 let up = if implicit {
-                    accepts(port).await
+                    accepts(addr).await
                 } else {
-                    banner(port).await
+                    banner(addr).await
                 };
                 up.then_some(Ok(()))
             }
@@ -266,6 +343,7 @@ impl SmtpServer {
             super::kill_child(&mut child);
         }
         let tail = self.log_tail();
+        let (host, port) = addr;
         let hint = if tail.contains("No module named aiosmtpd") {
             "\nDebian's `python3-aiosmtpd` is not installed: run `bash scripts/test.sh` as root, \
              which installs it"
@@ -274,10 +352,10 @@ impl SmtpServer {
         };
         Err(match exited {
             Some(status) => format!(
-                "aiosmtpd exited with {status} before its banner on port {port}; log tail:\n{tail}{hint}"
+                "aiosmtpd exited with {status} before its banner on {host}:{port}; log tail:\n{tail}{hint}"
             ),
             None => format!(
-                "aiosmtpd sent no banner on port {port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
+                "aiosmtpd sent no banner on {host}:{port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
             ),
         })
     }
@@ -293,21 +371,16 @@ impl Drop for SmtpServer {
 
 /// True when the port accepts a TCP connection (for an implicit-TLS server, whose greeting
 /// only comes after a handshake).
-async fn accepts(port: u16) -> bool {
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok())
+async fn accepts(addr: (IpAddr, u16)) -> bool {
+    tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 /// Connects, reads the greeting and says QUIT; true when the greeting starts with `220`.
-async fn banner(port: u16) -> bool {
+async fn banner(addr: (IpAddr, u16)) -> bool {
     let attempt = async {
-        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()?;
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         reader.read_line(&mut line).await.ok()?;
