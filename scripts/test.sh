@@ -3,7 +3,8 @@
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
-#      python3-aiosmtpd, docker.io, busybox-static, ca-certificates, iptables, openssl);
+#      python3-aiosmtpd, docker.io, docker-compose, busybox-static, ca-certificates, iptables,
+#      openssl);
 #   2. starts dockerd when the Docker Engine does not answer;
 #   3. runs scripts/build-image.sh when it exists and is executable;
 #   4. runs cargo fmt --check, clippy (warnings are errors) and every test
@@ -45,6 +46,8 @@ fi
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     missing+=(docker.io)
 fi
+# The deployment test runs deploy/compose.yaml with Debian's Compose (v1.29).
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # The test image is FROM scratch with /bin/busybox copied in: it must be the static build.
 pkg_installed busybox-static || missing+=(busybox-static)
 pkg_installed ca-certificates || missing+=(ca-certificates)

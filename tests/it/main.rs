@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod config;
 mod daemon;
+mod deploy;
 mod diagnose;
 mod email;
 mod escalation;
