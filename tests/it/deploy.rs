@@ -375,6 +375,26 @@ async fn compose_deployment_pages_when_the_backend_turns_unhealthy() {
         .await
         .expect("GET /healthz on the published port");
     assert_eq!(healthz.status(), 200);
+    // On the stack's network the service name answers, as the Prometheus scrape job
+    // (deploy/prometheus/harven-watchdog.yml) expects. busybox `nc` (its `wget` crashes in this
+    // image) ends at its stdin's end, so the request is written by `-e`'s program, which then
+    // copies the answer to stderr.
+    let scrape = backend
+        .exec(&[
+            "nc",
+            SERVICE,
+            "9464",
+            "-e",
+            "/bin/sh",
+            "-c",
+            "printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n'; cat >&2",
+        ])
+        .await;
+    let head = scrape.output.lines().next().unwrap_or_default();
+    assert!(
+        head.contains(" 200 ") && scrape.output.ends_with("\r\n\r\nok\n"),
+        "{SERVICE}:9464 from the stack's network: {scrape:?}"
+    );
 
     backend.set_healthy(false).await;
     backend
