@@ -74,8 +74,8 @@ impl RunError {
 /// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
 /// cancellation.
 ///
-/// The process-long parts ([`Shared`]: store, metrics, the HTTP server) are built once; the parts a
-/// configuration decides ([`Generation`]: probes, engine and pager, sender, heartbeat, routes) are
+/// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
+/// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
 /// replaced whole by a reload.
 pub async fn run(
     config: Config,
@@ -133,14 +133,24 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             served = &mut server => {
                 generation.stop().await;
-                return Err(RunError::Serve(served.map_or_else(
-                    |e| std::io::Error::other(e.to_string()),
-                    |r| r.err().unwrap_or_else(|| std::io::Error::other("the HTTP server stopped")),
-                )));
+                let error = match served {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
+                    Err(e) => std::io::Error::other(e.to_string()),
+                };
+                return Err(RunError::Serve(error));
             }
             Some(request) = requests.recv() => {
+                let reloaded = reload_config(generation, &source, &shared, &routes_tx, request.trigger).await;
                 let outcome;
-                (generation, outcome) = reload_config(generation, &source, &shared, &routes_tx, request.trigger).await?;
+                (generation, outcome) = match reloaded {
+                    Ok(both) => both,
+                    Err(e) => {
+                        // Neither configuration can run: stop serving too, as a failed start would.
+                        server.abort();
+                        return Err(e);
+                    }
+                };
                 shared.reload_metrics.record(&outcome, clock.now());
                 let _ = request.reply.send(outcome);
             }
@@ -186,6 +196,7 @@ struct Prepared {
     heartbeat: Option<(HeartbeatConfig, reqwest::Client)>,
 }
 
+/// Builds `config`'s probes, runbook, email transport and heartbeat client; starts nothing.
 fn prepare(config: Config) -> Result<Prepared, RunError> {
     let probes = probe::build_all(&config)?;
     let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
@@ -377,7 +388,10 @@ async fn reload_config(
     let restart_required = crate::reload::keep_restart_only(&running.config, &mut config);
     let prepared = match prepare(config) {
         Ok(p) => p,
-        Err(RunError::Runbook(e)) => return Ok((running, refused(vec![e.to_string()]))),
+        Err(RunError::Runbook(e)) => {
+            let problems = e.problems.iter().map(ToString::to_string).collect();
+            return Ok((running, refused(problems)));
+        }
         Err(e) => {
             tracing::error!(%trigger, error = %e, reason = e.metric_label(), "configuration reload failed: the running configuration is kept");
             let reason = e.to_string();

@@ -18,7 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Timestamp;
-use crate::config::{Config, ConfigSource};
+use crate::config::{Config, ConfigSource, EmailTransport};
 
 /// Keys that a running daemon cannot change: the listening socket is bound and the store is open.
 /// A reload that changes one reports it and keeps the running value until the next restart.
@@ -130,6 +130,10 @@ pub(crate) fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'sta
     }
     if new.store.path != running.store.path {
         new.store.path.clone_from(&running.store.path);
+        // The `.eml` outbox lives in the data directory: it stays with the running store.
+        if let EmailTransport::Files { dir } = &mut new.smtp.transport {
+            *dir = running.store.outbox_dir();
+        }
         changed.push("store.path");
     }
     changed
@@ -223,6 +227,11 @@ mod tests {
         );
         assert_eq!(new.server.listen, running.server.listen);
         assert_eq!(new.store.path, running.store.path);
+        assert!(
+            matches!(&new.smtp.transport, EmailTransport::Files { dir } if *dir == running.store.outbox_dir()),
+            "the .eml outbox stays with the running store: {:?}",
+            new.smtp.transport
+        );
         assert!(keep_restart_only(&running, &mut new).is_empty());
     }
 

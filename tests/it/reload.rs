@@ -192,6 +192,28 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
         still_old.json
     );
 
+    // A valid file naming a broken runbook is refused too, with the runbook's problems.
+    let runbook = data.path().join("runbook.toml");
+    std::fs::write(&runbook, "[[section]]\nid = \"latency\"\nbogus = true\n").expect("runbook");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\napi_token = \"{NEW_TOKEN}\"\n[runbook]\npath = \"{}\"\n",
+            runbook.display()
+        ),
+    )
+    .expect("rewrite");
+    let refused = reload(&api, Some(OLD_TOKEN)).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    assert!(
+        refused.json["problems"].as_array().is_some_and(|ps| ps
+            .iter()
+            .any(|p| p.as_str().is_some_and(|p| p.contains("runbook.toml")))),
+        "{}",
+        refused.json
+    );
+    assert_eq!(reload_figures(&d.base).await, (Some(0.0), None, Some(2.0)));
+
     // Valid again, with a listen address that only a restart can change.
     std::fs::write(
         &file,
@@ -212,7 +234,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     );
     assert_eq!(
         reload_figures(&d.base).await,
-        (Some(1.0), Some(1.0), Some(1.0))
+        (Some(1.0), Some(1.0), Some(2.0))
     );
     let old_now = reload(&api, Some(OLD_TOKEN)).await;
     assert_eq!(
