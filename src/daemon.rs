@@ -127,9 +127,11 @@ pub async fn run(
             .into_future(),
     );
 
-    // One request at a time: concurrent reloads serialize here.
+    // One request at a time: concurrent reloads serialize here. Biased, shutdown first: once it is
+    // cancelled the server finishes too, and that is a clean stop, not a server failure.
     loop {
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => break,
             served = &mut server => {
                 generation.stop().await;
