@@ -20,7 +20,7 @@ use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
 use crate::pager::{Pager, PagerConfig, PagerHandle};
-use crate::probe::{self, ProbeMetrics};
+use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::store::{Store, StoreError};
@@ -225,6 +225,8 @@ fn prepare(config: Config) -> Result<Prepared, RunError> {
 /// durable state (incidents, outbox, rule states) is in the store, which both share.
 struct Generation {
     config: Config,
+    /// The probes' source names, so that a reload can drop the series of those it removes.
+    sources: Vec<String>,
     /// Stops the probes, the watch loop and the heartbeat (a child of the process's shutdown).
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -256,6 +258,7 @@ impl Generation {
             shared.notify_metrics.clone(),
         )?;
 
+        let sources = probes.iter().map(|p| p.source().to_owned()).collect();
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
         let mut tasks = JoinSet::new();
         for p in probes {
@@ -306,6 +309,7 @@ impl Generation {
         }
         let generation = Self {
             config,
+            sources,
             stop,
             tasks,
             sender_stop,
@@ -404,10 +408,17 @@ async fn reload_config(
     // The old generation stops before the new one reads the store, so the new pager sees every
     // incident and page the old one committed.
     let previous = running.config.clone();
+    let previous_sources = running.sources.clone();
     running.stop().await;
     match Generation::start(prepared, shared) {
         Ok((generation, new_routes)) => {
             routes.send_modify(|r| *r = new_routes);
+            for gone in previous_sources
+                .iter()
+                .filter(|s| !generation.sources.contains(s))
+            {
+                shared.probe_metrics.forget(gone);
+            }
             for key in &restart_required {
                 tracing::warn!(%trigger, key, "this key changed but takes effect only at the next restart; its running value is kept");
             }

@@ -253,6 +253,41 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     d.stop().await;
 }
 
+/// A probe that the reloaded configuration no longer has leaves `/metrics`: its last `probe_up`
+/// (0 here, which would keep an alert firing) does not stay behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_removed_by_a_reload_leaves_the_metrics() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = data.path().join("watchdog.toml");
+    let token = format!("[server]\napi_token = \"{OLD_TOKEN}\"\n");
+    let supabase = "[supabase]\nurl = \"http://127.0.0.1:1\"\napi_key = \"k\"\n";
+    std::fs::write(&file, format!("{token}{supabase}")).expect("config");
+    let d = start_unwatched(&file, data.path()).await;
+    let series = r#"harven_watchdog_probe_up{probe="supabase"}"#;
+    let redis = r#"harven_watchdog_probe_up{probe="redis"}"#;
+    let polled = wait_until(RELOAD_DEADLINE, Duration::from_millis(100), || async {
+        let text = metrics(&d.base).await;
+        sample(&text, series) == Some(0.0) && sample(&text, redis).is_some()
+    })
+    .await;
+    assert!(
+        polled.is_ok(),
+        "the supabase and redis probes never reported"
+    );
+
+    std::fs::write(&file, &token).expect("rewrite");
+    let api = Api::new(&d.base);
+    let applied = reload(&api, Some(OLD_TOKEN)).await;
+    assert_eq!(applied.status, 200, "{}", applied.json);
+    let text = metrics(&d.base).await;
+    assert_eq!(sample(&text, series), None, "{text}");
+    assert!(
+        sample(&text, redis).is_some(),
+        "the probes that stay keep their series: {text}"
+    );
+    d.stop().await;
+}
+
 /// Without a configured token the reload route is closed, like the rest of the mutating API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_api_token_the_reload_route_is_closed() {
