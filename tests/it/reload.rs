@@ -134,6 +134,64 @@ async fn a_valid_reload_keeps_the_incident_and_the_next_page_follows_the_new_con
     d.stop().await;
 }
 
+/// Pages waiting in the outbox for a dead SMTP server are not lost by a reload: the reloaded
+/// transport (another server) delivers each, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_waiting_for_a_dead_smtp_server_go_out_through_the_reloaded_one() {
+    let mut dead = SmtpServer::start().await;
+    dead.stop();
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = data.path().join("watchdog.toml");
+    std::fs::write(&file, format!("[smtp]\nport = {}\n", dead.port())).expect("config");
+    // The SMTP port comes from the file alone (the environment would override it). Every source is
+    // out of reach: the watchdog's own blindness is the incident that pages.
+    let mut env = crate::escalation::env("http://127.0.0.1:1", dead.port(), data.path());
+    env.retain(|(k, _)| k != "HARVEN_WATCHDOG__SMTP__PORT");
+    env.push((
+        "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
+        OLD_TOKEN.into(),
+    ));
+    let d = TestDaemon::start_with_files(std::slice::from_ref(&file), env, T0).await;
+
+    // The clock moves until pages wait in the outbox (the sender cannot deliver them).
+    let store =
+        harven_watchdog::store::Store::open(data.path().join("watchdog.db")).expect("store");
+    let pending = || store.outbox_depth().expect("outbox depth").pending;
+    let queued = wait_until(Duration::from_secs(120), Duration::from_millis(250), || {
+        d.hand.advance(Duration::from_secs(15));
+        std::future::ready(pending() >= 1)
+    })
+    .await;
+    assert!(queued.is_ok(), "no page reached the outbox");
+    let waiting = usize::try_from(pending()).expect("a small number");
+    assert!(smtp.messages().is_empty());
+
+    std::fs::write(&file, format!("[smtp]\nport = {}\n", smtp.port())).expect("rewrite");
+    let answer = reload(&Api::new(&d.base), Some(OLD_TOKEN)).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let delivered = wait_until(RELOAD_DEADLINE, Duration::from_millis(100), || {
+        std::future::ready(smtp.messages().len() >= waiting && pending() == 0)
+    })
+    .await;
+    let mail = smtp.messages();
+    assert!(
+        delivered.is_ok(),
+        "the {waiting} waiting pages did not go out through the reloaded server: {:?}, {} pending",
+        summary(&mail),
+        pending()
+    );
+    let ids: std::collections::BTreeSet<_> =
+        mail.iter().filter_map(|m| m.header("Message-ID")).collect();
+    assert_eq!(
+        ids.len(),
+        mail.len(),
+        "each page once: {:?}",
+        summary(&mail)
+    );
+    d.stop().await;
+}
+
 /// An invalid file is refused with its key named, and the old configuration (here its API token)
 /// keeps running; a valid one then applies, a changed `server.listen` is reported and kept. The
 /// route wants the token throughout: without one 401, with a wrong one 403, and neither reloads.
