@@ -302,6 +302,13 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     );
     let new_now = reload(&api, Some(NEW_TOKEN)).await;
     assert_eq!(new_now.status, 200, "{}", new_now.json);
+    // Two at once: both are carried out, one after the other.
+    let (a, b) = tokio::join!(reload(&api, Some(NEW_TOKEN)), reload(&api, Some(NEW_TOKEN)));
+    assert!(a.status == 200 && b.status == 200, "{} {}", a.json, b.json);
+    assert_eq!(
+        reload_figures(&d.base).await,
+        (Some(1.0), Some(4.0), Some(2.0))
+    );
     let health = reqwest::get(format!("{}/healthz", d.base))
         .await
         .expect("healthz");
