@@ -377,31 +377,46 @@ async fn reload_config(
     trigger: Trigger,
 ) -> Result<(Generation, Outcome), RunError> {
     tracing::info!(%trigger, "reloading the configuration");
-    let refused = |problems: Vec<String>| {
-        for p in &problems {
-            tracing::error!(%trigger, problem = %p, "configuration problem");
+    // Files, secrets, the runbook, CA bundles: read on the blocking pool, not on the async threads.
+    let (source, running_config) = (source.clone(), running.config.clone());
+    let invalid = |problems: Vec<String>| Outcome::Invalid { problems };
+    let built = tokio::task::spawn_blocking(move || {
+        let mut config = source
+            .load()
+            .map_err(|e| invalid(e.problems.iter().map(ToString::to_string).collect()))?;
+        let restart_required = crate::reload::keep_restart_only(&running_config, &mut config);
+        match prepare(config) {
+            Ok(p) => Ok((p, restart_required)),
+            Err(RunError::Runbook(e)) => Err(invalid(
+                e.problems.iter().map(ToString::to_string).collect(),
+            )),
+            Err(e) => Err(Outcome::Failed {
+                reason: e.to_string(),
+            }),
         }
-        tracing::error!(%trigger, problems = problems.len(), "configuration reload refused: the running configuration is kept");
-        Outcome::Invalid { problems }
-    };
-    let mut config = match source.load() {
-        Ok(c) => c,
-        Err(e) => {
-            let problems = e.problems.iter().map(ToString::to_string).collect();
-            return Ok((running, refused(problems)));
-        }
-    };
-    let restart_required = crate::reload::keep_restart_only(&running.config, &mut config);
-    let prepared = match prepare(config) {
-        Ok(p) => p,
-        Err(RunError::Runbook(e)) => {
-            let problems = e.problems.iter().map(ToString::to_string).collect();
-            return Ok((running, refused(problems)));
-        }
-        Err(e) => {
-            tracing::error!(%trigger, error = %e, reason = e.metric_label(), "configuration reload failed: the running configuration is kept");
-            let reason = e.to_string();
-            return Ok((running, Outcome::Failed { reason }));
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Outcome::Failed {
+            reason: format!("the reload task failed: {e}"),
+        })
+    });
+    let (prepared, restart_required) = match built {
+        Ok(both) => both,
+        Err(refusal) => {
+            match &refusal {
+                Outcome::Invalid { problems } => {
+                    for p in problems {
+                        tracing::error!(%trigger, problem = %p, "configuration problem");
+                    }
+                    tracing::error!(%trigger, problems = problems.len(), "configuration reload refused: the running configuration is kept");
+                }
+                Outcome::Failed { reason } => {
+                    tracing::error!(%trigger, error = %reason, "configuration reload failed: the running configuration is kept");
+                }
+                Outcome::Applied { .. } | Outcome::Unavailable => {}
+            }
+            return Ok((running, refusal));
         }
     };
 
