@@ -171,7 +171,7 @@ impl ReloadMetrics {
         );
         registry.register(
             "config_reloads",
-            "Configuration reloads, by result (applied | invalid | failed | unavailable)",
+            "Configuration reloads, by result (applied | invalid | failed)",
             m.reloads.clone(),
         );
         m
