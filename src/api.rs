@@ -9,6 +9,7 @@
 //! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
 //! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
+//! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
 //! Every POST needs `Authorization: Bearer <server.api_token>`. Without a configured token the
 //! mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
@@ -39,6 +40,7 @@ use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
 use crate::incident::{Incident, IncidentState, Level};
 use crate::pager::{Command, PagerHandle};
+use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
 use crate::secret::Secret;
 use crate::store::StoredWindow;
@@ -67,16 +69,19 @@ struct ApiState {
     sections: Vec<String>,
     /// The windows of the configuration (`[[maintenance]]`), listed with the stored ones.
     configured: Vec<MaintenanceWindow>,
+    /// Asks the daemon to reload its configuration.
+    reloader: Reloader,
 }
 
 /// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
-/// section IDs (what a maintenance window may cover).
+/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`.
 pub fn routes(
     handle: PagerHandle,
     token: Option<Secret>,
     clock: Clock,
     sections: Vec<String>,
     configured: Vec<MaintenanceWindow>,
+    reloader: Reloader,
 ) -> Router {
     let rng = ring::rand::SystemRandom::new();
     // The key only makes the comparison length-independent; a fixed one would do as well.
@@ -90,6 +95,7 @@ pub fn routes(
         clock,
         sections,
         configured,
+        reloader,
     });
     Router::new()
         .route("/api/incidents", get(list_incidents))
@@ -97,6 +103,7 @@ pub fn routes(
         .route("/api/incidents/{id}/ack", post(ack))
         .route("/api/incidents/{id}/resolve", post(resolve))
         .route("/api/maintenance", get(list_windows).post(create_window))
+        .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -685,6 +692,36 @@ async fn create_window(
         created_at: now,
     });
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// `POST /-/reload`: reloads the configuration (after any reload under way) and says what happened.
+/// An invalid configuration is 422 with every problem; the running one is kept.
+async fn reload(_auth: Authorized, State(st): State<Arc<ApiState>>) -> Response {
+    match st.reloader.reload(Trigger::Api).await {
+        Outcome::Applied { restart_required } => Json(serde_json::json!({
+            "status": "applied",
+            "restart_required": restart_required,
+        }))
+        .into_response(),
+        Outcome::Invalid { problems } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({
+                "error": "invalid configuration; the running configuration is kept",
+                "problems": problems,
+            })),
+        )
+            .into_response(),
+        Outcome::Failed { reason } => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the configuration could not start ({reason}); the running configuration is kept"
+            ),
+        )
+        .into_response(),
+        Outcome::Unavailable => {
+            ApiError::unavailable("the watchdog is shutting down").into_response()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,24 +1,30 @@
-//! [`run`]: the daemon, as one function a test can start in-process.
+//! [`run`]: the daemon, as one function a test can start in-process, and its reload.
 
+use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use crate::clock::Clock;
-use crate::config::{Config, EmailTransport, TlsMode};
+use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
+use crate::heartbeat::HeartbeatMetrics;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
 use crate::pager::{Pager, PagerConfig, PagerHandle};
-use crate::probe::{self, ProbeMetrics};
+use crate::probe::{self, Probe, ProbeMetrics};
+use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
-use tokio::sync::Notify;
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -64,10 +70,16 @@ impl RunError {
 }
 
 /// Runs the watchdog until `shutdown` is cancelled: serves HTTP on `listener` with `config`, reading
-/// wall time from `clock`. Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
+/// wall time from `clock`, and reloads its configuration from `reload`'s source when asked (see
+/// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
 /// cancellation.
+///
+/// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
+/// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
+/// replaced whole by a reload.
 pub async fn run(
     config: Config,
+    reload: Reload,
     listener: TcpListener,
     clock: Clock,
     shutdown: CancellationToken,
@@ -78,120 +90,365 @@ pub async fn run(
         source,
     })?;
     announce(&config, &clock, &listener);
+    let Reload {
+        source,
+        handle,
+        mut requests,
+    } = reload;
 
+    let prepared = prepare(config)?;
     let mut metrics = Metrics::new();
-    let probe_metrics = ProbeMetrics::register(metrics.registry_mut());
-    let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
-    let mut tasks = tokio::task::JoinSet::new();
-    for p in probe::build_all(&config)? {
-        tasks.spawn(probe::run(
-            p,
-            clock.clone(),
-            reports_tx.clone(),
-            probe_metrics.clone(),
-            shutdown.clone(),
-        ));
-    }
-    drop(reports_tx);
-    let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
-    let engine = Engine::new(Arc::clone(&runbook), config.runbook.locale);
-    let engine_metrics = EngineMetrics::register(metrics.registry_mut());
-
-    // The store, then the sender, then the pager that feeds it: a page is on disk before any email.
-    let store = Arc::new(Store::open(&config.store.path)?);
-    let wake_sender = Arc::new(Notify::new());
-    let notify_metrics = NotifyMetrics::register(metrics.registry_mut());
-    let transport = AnyTransport::from_config(&config.smtp)?;
-    // The sender gets its own token, cancelled after the other tasks stopped, so a send in flight
-    // finishes (the pages it carries are already durable either way).
-    let sender_stop = CancellationToken::new();
-    let sender = tokio::spawn(notify::run(
-        Arc::clone(&store),
-        transport,
-        SenderConfig::from_config(&config),
-        clock.clone(),
-        Arc::clone(&wake_sender),
-        notify_metrics.clone(),
-        sender_stop.clone(),
-    ));
-    let sections: Vec<String> = runbook.sections.iter().map(|s| s.id.clone()).collect();
-    let web_routes = crate::web::routes(crate::web::WebConfig {
-        store: Arc::clone(&store),
-        runbook: Arc::clone(&runbook),
+    let shared = Shared {
+        probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
+        engine_metrics: EngineMetrics::register(metrics.registry_mut()),
+        notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
+        heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
+        reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
+        store: Arc::new(Store::open(&prepared.config.store.path)?),
+        wake_sender: Arc::new(Notify::new()),
+        reloader: handle,
         clock: clock.clone(),
-        locale: config.runbook.locale,
-        public_url: config.server.public_url.clone(),
-        windows: config.maintenance.clone(),
-        api_open: config.server.api_token.is_some(),
-    });
-    let pager = Pager::open(
-        Arc::clone(&store),
-        PagerConfig::from_config(&config),
-        runbook,
-        wake_sender,
-        notify_metrics,
-    )?;
-    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
-    let handle = PagerHandle {
-        store: Arc::clone(&store),
-        commands: commands_tx,
+        shutdown: shutdown.clone(),
     };
-    let api_routes = crate::api::routes(
-        handle.clone(),
-        config.server.api_token.clone(),
-        clock.clone(),
-        sections,
-        config.maintenance.clone(),
-    );
-    let act_routes = crate::email::links::routes(
-        Arc::new(handle),
-        pager.link_key(),
-        clock.clone(),
-        config.server.public_url.clone(),
-        config.runbook.locale,
-    );
-    tasks.spawn(watch::run(
-        engine,
-        reports_rx,
-        pager,
-        commands_rx,
-        clock.clone(),
-        engine_metrics,
-        shutdown.clone(),
-    ));
+    let (mut generation, routes) = Generation::start(prepared, &shared)?;
+    shared.reload_metrics.started(clock.now());
 
-    if let Some(hb) = config.heartbeat.clone() {
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|e| RunError::Heartbeat(crate::probe::http::error_chain(&e)))?;
-        let hb_metrics = crate::heartbeat::HeartbeatMetrics::register(metrics.registry_mut());
-        tasks.spawn(crate::heartbeat::run(
-            hb,
-            client,
-            hb_metrics,
-            shutdown.clone(),
-        ));
-    }
+    // Health and metrics stay outside the swapped routes: a reload never interrupts them. Every
+    // other request goes to the current generation's routes, read at the request's arrival.
+    let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
+    let current = tower::service_fn(move |request: axum::extract::Request| {
+        let routes = routes_rx.borrow().clone();
+        routes.oneshot(request)
+    });
+    let app = http::router(Arc::new(AppState { metrics, data_dir })).fallback_service(current);
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
 
-    let state = Arc::new(AppState { metrics, data_dir });
-    let app = http::router(state)
-        .merge(act_routes)
-        .merge(api_routes)
-        .merge(web_routes);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        result = server => result.map_err(RunError::Serve)?,
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off"),
+    // One request at a time: concurrent reloads serialize here. Biased, shutdown first: once it is
+    // cancelled the server finishes too, and that is a clean stop, not a server failure.
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            served = &mut server => {
+                generation.stop().await;
+                let error = match served {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
+                    Err(e) => std::io::Error::other(e.to_string()),
+                };
+                return Err(RunError::Serve(error));
+            }
+            Some(request) = requests.recv() => {
+                let reloaded = reload_config(generation, &source, &shared, &routes_tx, request.trigger).await;
+                let outcome;
+                (generation, outcome) = match reloaded {
+                    Ok(both) => both,
+                    Err(e) => {
+                        // Neither configuration can run: stop serving too, as a failed start would.
+                        server.abort();
+                        return Err(e);
+                    }
+                };
+                shared.reload_metrics.record(&outcome, clock.now());
+                let _ = request.reply.send(outcome);
+            }
+        }
     }
-    tasks.shutdown().await;
-    sender_stop.cancel();
-    let _ = sender.await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(Ok(served)) => served.map_err(RunError::Serve)?,
+        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
+        Err(_) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off");
+            server.abort();
+        }
+    }
+    generation.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
+/// registry must not see a family twice, and counters must not restart at zero).
+struct Shared {
+    store: Arc<Store>,
+    wake_sender: Arc<Notify>,
+    clock: Clock,
+    /// The process's shutdown; each generation's tasks stop on a child of it.
+    shutdown: CancellationToken,
+    /// For the `POST /-/reload` route of each generation.
+    reloader: Reloader,
+    probe_metrics: ProbeMetrics,
+    engine_metrics: EngineMetrics,
+    notify_metrics: NotifyMetrics,
+    heartbeat_metrics: HeartbeatMetrics,
+    reload_metrics: ReloadMetrics,
+}
+
+/// The parts of a configuration that can fail to build, built before anything running is touched: a
+/// reload that fails here leaves the running generation as it was.
+struct Prepared {
+    config: Config,
+    probes: Vec<probe::AnyProbe>,
+    runbook: Arc<Runbook>,
+    transport: AnyTransport,
+    heartbeat: Option<(HeartbeatConfig, reqwest::Client)>,
+}
+
+/// Builds `config`'s probes, runbook, email transport and heartbeat client; starts nothing.
+fn prepare(config: Config) -> Result<Prepared, RunError> {
+    let probes = probe::build_all(&config)?;
+    let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let transport = AnyTransport::from_config(&config.smtp)?;
+    let heartbeat = match config.heartbeat.clone() {
+        Some(hb) => {
+            let client = reqwest::Client::builder()
+                .build()
+                .map_err(|e| RunError::Heartbeat(crate::probe::http::error_chain(&e)))?;
+            Some((hb, client))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        config,
+        probes,
+        runbook,
+        transport,
+        heartbeat,
+    })
+}
+
+/// The tasks one configuration runs. A reload stops one generation and starts the next; the
+/// durable state (incidents, outbox, rule states) is in the store, which both share.
+struct Generation {
+    config: Config,
+    /// The probes' source names, so that a reload can drop the series of those it removes.
+    sources: Vec<String>,
+    /// Stops the probes, the watch loop and the heartbeat (a child of the process's shutdown).
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    /// Cancelled only after the other tasks stopped, so a send in flight finishes and the pager's
+    /// last commit is picked up by the next sender (the pages it carries are durable either way).
+    sender_stop: CancellationToken,
+    sender: JoinHandle<()>,
+}
+
+impl Generation {
+    /// Starts the tasks of `p` and builds its routes.
+    fn start(p: Prepared, shared: &Shared) -> Result<(Self, Router), RunError> {
+        let Prepared {
+            config,
+            probes,
+            runbook,
+            transport,
+            heartbeat,
+        } = p;
+        let stop = shared.shutdown.child_token();
+        let clock = &shared.clock;
+        let store = &shared.store;
+        // The pager first: it is the one fallible step, and nothing is spawned before it.
+        let pager = Pager::open(
+            Arc::clone(store),
+            PagerConfig::from_config(&config),
+            Arc::clone(&runbook),
+            Arc::clone(&shared.wake_sender),
+            shared.notify_metrics.clone(),
+        )?;
+
+        let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
+        let mut tasks = JoinSet::new();
+        for p in probes {
+            tasks.spawn(probe::run(
+                p,
+                clock.clone(),
+                reports_tx.clone(),
+                shared.probe_metrics.clone(),
+                stop.clone(),
+            ));
+        }
+        drop(reports_tx);
+
+        // The sender before the pager's loop: a page is on disk before any email.
+        let sender_stop = CancellationToken::new();
+        let sender = tokio::spawn(notify::run(
+            Arc::clone(store),
+            transport,
+            SenderConfig::from_config(&config),
+            clock.clone(),
+            Arc::clone(&shared.wake_sender),
+            shared.notify_metrics.clone(),
+            sender_stop.clone(),
+        ));
+
+        let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
+        let handle = PagerHandle {
+            store: Arc::clone(store),
+            commands: commands_tx,
+        };
+        let routes = Self::routes(&config, shared, &runbook, handle, pager.link_key());
+        tasks.spawn(watch::run(
+            Engine::new(runbook, config.runbook.locale),
+            reports_rx,
+            pager,
+            commands_rx,
+            clock.clone(),
+            shared.engine_metrics.clone(),
+            stop.clone(),
+        ));
+        if let Some((hb, client)) = heartbeat {
+            tasks.spawn(crate::heartbeat::run(
+                hb,
+                client,
+                shared.heartbeat_metrics.clone(),
+                stop.clone(),
+            ));
+        }
+        let generation = Self {
+            config,
+            sources,
+            stop,
+            tasks,
+            sender_stop,
+            sender,
+        };
+        Ok((generation, routes))
+    }
+
+    /// The routes whose behaviour the configuration decides: the email links, the API (and
+    /// `/-/reload`, behind the API token) and the status pages.
+    fn routes(
+        config: &Config,
+        shared: &Shared,
+        runbook: &Arc<Runbook>,
+        handle: PagerHandle,
+        link_key: Arc<[u8]>,
+    ) -> Router {
+        let clock = &shared.clock;
+        let web_routes = crate::web::routes(crate::web::WebConfig {
+            store: Arc::clone(&shared.store),
+            runbook: Arc::clone(runbook),
+            clock: clock.clone(),
+            locale: config.runbook.locale,
+            public_url: config.server.public_url.clone(),
+            windows: config.maintenance.clone(),
+            api_open: config.server.api_token.is_some(),
+        });
+        let api_routes = crate::api::routes(
+            handle.clone(),
+            config.server.api_token.clone(),
+            clock.clone(),
+            runbook.sections.iter().map(|s| s.id.clone()).collect(),
+            config.maintenance.clone(),
+            shared.reloader.clone(),
+        );
+        let act_routes = crate::email::links::routes(
+            Arc::new(handle),
+            link_key,
+            clock.clone(),
+            config.server.public_url.clone(),
+            config.runbook.locale,
+        );
+        act_routes.merge(api_routes).merge(web_routes)
+    }
+
+    /// Stops the tasks and waits for them: each ends at its next await point (the watch loop after
+    /// the store write it may be in), then the sender after its send in flight.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.sender_stop.cancel();
+        let _ = self.sender.await;
+    }
+}
+
+/// Reads the configuration again and, when it is valid and its parts build, replaces `running` by a
+/// generation of it and publishes its routes. Otherwise `running` keeps running untouched, and every
+/// problem is logged. Errs only when neither the new nor the running configuration can start again
+/// (the store stopped answering), which ends the daemon as it would at start-up.
+async fn reload_config(
+    running: Generation,
+    source: &ConfigSource,
+    shared: &Shared,
+    routes: &tokio::sync::watch::Sender<Router>,
+    trigger: Trigger,
+) -> Result<(Generation, Outcome), RunError> {
+    tracing::info!(%trigger, "reloading the configuration");
+    // Files, secrets, the runbook, CA bundles: read on the blocking pool, not on the async threads.
+    let (source, running_config) = (source.clone(), running.config.clone());
+    let invalid = |problems: Vec<String>| Outcome::Invalid { problems };
+    let built = tokio::task::spawn_blocking(move || {
+        let mut config = source
+            .load()
+            .map_err(|e| invalid(e.problems.iter().map(ToString::to_string).collect()))?;
+        let restart_required = crate::reload::keep_restart_only(&running_config, &mut config);
+        match prepare(config) {
+            Ok(p) => Ok((p, restart_required)),
+            Err(RunError::Runbook(e)) => Err(invalid(
+                e.problems.iter().map(ToString::to_string).collect(),
+            )),
+            Err(e) => Err(Outcome::Failed {
+                reason: e.to_string(),
+            }),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(Outcome::Failed {
+            reason: format!("the reload task failed: {e}"),
+        })
+    });
+    let (prepared, restart_required) = match built {
+        Ok(both) => both,
+        Err(refusal) => {
+            match &refusal {
+                Outcome::Invalid { problems } => {
+                    for p in problems {
+                        tracing::error!(%trigger, problem = %p, "configuration problem");
+                    }
+                    tracing::error!(%trigger, problems = problems.len(), "configuration reload refused: the running configuration is kept");
+                }
+                Outcome::Failed { reason } => {
+                    tracing::error!(%trigger, error = %reason, "configuration reload failed: the running configuration is kept");
+                }
+                Outcome::Applied { .. } | Outcome::Unavailable => {}
+            }
+            return Ok((running, refusal));
+        }
+    };
+
+    // The old generation stops before the new one reads the store, so the new pager sees every
+    // incident and page the old one committed.
+    let previous = running.config.clone();
+    let previous_sources = running.sources.clone();
+    running.stop().await;
+    match Generation::start(prepared, shared) {
+        Ok((generation, new_routes)) => {
+            routes.send_modify(|r| *r = new_routes);
+            for gone in previous_sources
+                .iter()
+                .filter(|s| !generation.sources.contains(s))
+            {
+                shared.probe_metrics.forget(gone);
+            }
+            for key in &restart_required {
+                tracing::warn!(%trigger, key, "this key changed but takes effect only at the next restart; its running value is kept");
+            }
+            announce_email(&generation.config);
+            tracing::info!(%trigger, "configuration reloaded");
+            Ok((generation, Outcome::Applied { restart_required }))
+        }
+        Err(e) => {
+            tracing::error!(%trigger, error = %e, "the new configuration could not start; starting the previous one again");
+            let (generation, old_routes) = Generation::start(prepare(previous)?, shared)?;
+            routes.send_modify(|r| *r = old_routes);
+            let reason = e.to_string();
+            Ok((generation, Outcome::Failed { reason }))
+        }
+    }
 }
 
 /// The start-up lines an operator looks for: where we listen and where emails go.
@@ -206,6 +463,11 @@ fn announce(config: &Config, clock: &Clock, listener: &TcpListener) {
         now = %clock.now(),
         "harven-watchdog started"
     );
+    announce_email(config);
+}
+
+/// Where emails go: logged at start and after each reload.
+fn announce_email(config: &Config) {
     match &config.smtp.transport {
         EmailTransport::Files { dir } => tracing::warn!(
             outbox = %dir.display(),

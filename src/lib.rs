@@ -29,7 +29,10 @@
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
-//! - [`daemon`]: [`run`], which wires the pieces and serves until shut down.
+//! - [`reload`]: hot configuration reload: the handle SIGHUP and `POST /-/reload` use, its outcome
+//!   and metrics.
+//! - [`daemon`]: [`run`], which wires the pieces, serves until shut down, and swaps in a reloaded
+//!   configuration.
 //! - [`cli`], [`logging`]: the command line and the tracing subscriber of the binary.
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
@@ -51,6 +54,7 @@ pub mod notify;
 pub mod observe;
 pub mod pager;
 pub mod probe;
+pub mod reload;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
@@ -59,6 +63,7 @@ pub mod watch;
 pub mod web;
 
 pub use daemon::{RunError, run};
+pub use reload::{Reload, Reloader};
 
 /// `url` with any password replaced by `***`, for log lines and error messages.
 pub fn redact_url(url: &url::Url) -> String {

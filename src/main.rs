@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::Parser;
 use harven_watchdog::cli::{Cli, Command};
 use harven_watchdog::clock::Clock;
-use harven_watchdog::config::{Config, EmailTransport};
+use harven_watchdog::config::{Config, ConfigSource, EmailTransport};
+use harven_watchdog::reload::{Reload, Reloader, Trigger};
 use harven_watchdog::runbook::Runbook;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// `println!` that stops quietly when stdout is closed (`harven-watchdog diagnose | head`) instead of
@@ -112,7 +114,8 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
 }
 
 fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
-    let config = Config::load(files)?;
+    let source = ConfigSource::process(files.to_vec());
+    let config = source.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -126,14 +129,24 @@ fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
             })?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        harven_watchdog::run(config, listener, Clock::system(), shutdown).await?;
+        let reload = Reload::new(source);
+        // Installed before the daemon serves: SIGHUP's default action would end the process.
+        let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(reload_on_sighup(hangup, reload.handle()));
+        harven_watchdog::run(config, reload, listener, Clock::system(), shutdown).await?;
         Ok(())
     })
 }
 
+/// Reloads the configuration at each SIGHUP; the daemon logs what the reload did.
+async fn reload_on_sighup(mut hangup: Signal, reloader: Reloader) {
+    while hangup.recv().await.is_some() {
+        reloader.reload(Trigger::Signal).await;
+    }
+}
+
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.
 async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

@@ -176,6 +176,14 @@ impl EngineMetrics {
         self.shown = now_shown;
     }
 
+    /// Removes every observation series.
+    fn clear_observations(&mut self) {
+        for family in &self.observations {
+            family.clear();
+        }
+        self.shown.clear();
+    }
+
     /// Sets the incident gauges from the book: every section and severity has a series (0 when no
     /// incident is open), so a dashboard shows zeros rather than no data.
     fn record_book(&self, sections: &[String], book: &Book) {
@@ -264,6 +272,9 @@ pub async fn run(
         .map(|s| s.id.clone())
         .collect();
     metrics.record_book(&sections, pager.book());
+    // The evidence starts empty (after a reload too, when the families still show the previous
+    // loop's readings): so do the observation gauges.
+    metrics.clear_observations();
     let mut evidence = Evidence::new();
     if let Some(saved) = pager.saved_engine_state() {
         engine.restore(saved);

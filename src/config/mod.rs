@@ -122,6 +122,38 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// Where the configuration comes from: the `--config` files and the environment. The daemon keeps
+/// one so that a reload reads the same files and variables again (and the `*_file` secrets with them).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    files: Vec<PathBuf>,
+    /// `None`: the process environment as it is at each load; `Some`: these pairs (tests).
+    env: Option<Vec<(String, String)>>,
+}
+
+impl ConfigSource {
+    /// `files` in order, then the process environment.
+    pub fn process(files: Vec<PathBuf>) -> Self {
+        Self { files, env: None }
+    }
+
+    /// `files` in order, then `env` instead of the process environment.
+    pub fn with_env(files: Vec<PathBuf>, env: Vec<(String, String)>) -> Self {
+        Self {
+            files,
+            env: Some(env),
+        }
+    }
+
+    /// Loads and validates the configuration as it is now.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        match &self.env {
+            None => Config::load(&self.files),
+            Some(env) => Config::load_with_env(&self.files, env.iter().cloned()),
+        }
+    }
+}
+
 impl Config {
     /// Loads the embedded defaults, `files` in order, then the process environment.
     pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {

@@ -66,6 +66,11 @@ impl StoreConfig {
             _ => PathBuf::from("."),
         }
     }
+
+    /// Where emails are written as `.eml` files when no `[smtp] host` is set.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir().join("outbox")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -960,7 +965,7 @@ fn check_smtp(
     };
     let transport = match raw.host {
         None => Some(EmailTransport::Files {
-            dir: store?.data_dir().join("outbox"),
+            dir: store?.outbox_dir(),
         }),
         Some(host) if host.trim().is_empty() || host.contains(['/', ' ']) => {
             c.problem("smtp.host", format!("{host:?} is not a host name"));

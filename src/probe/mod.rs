@@ -189,6 +189,16 @@ impl ProbeMetrics {
         m
     }
 
+    /// Drops the `up` and `duration` series of a probe that a reloaded configuration no longer has,
+    /// so its last `up` (maybe 0, alerting) does not stay for ever. Its error counters stay.
+    pub fn forget(&self, source: &str) {
+        let label = ProbeLabel {
+            probe: source.to_owned(),
+        };
+        self.up.remove(&label);
+        self.duration.remove(&label);
+    }
+
     /// Records one report.
     pub fn record(&self, report: &ProbeReport) {
         let label = ProbeLabel {

@@ -37,20 +37,20 @@ async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
 struct Seen(Vec<String>);
 
 /// A request's status, `WWW-Authenticate` header and JSON body.
-struct Answer {
-    status: StatusCode,
-    www_authenticate: Option<String>,
-    json: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) www_authenticate: Option<String>,
+    pub(crate) json: Value,
 }
 
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     seen: std::sync::Mutex<Seen>,
 }
 
 impl Api {
-    fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -81,13 +81,13 @@ impl Api {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
     }
 
     /// A POST with `auth` as the whole `Authorization` header (none when `None`).
-    async fn post(&self, path: &str, auth: Option<&str>, body: &Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, auth: Option<&str>, body: &Value) -> Answer {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         if let Some(a) = auth {
             req = req.header("Authorization", a);
@@ -95,16 +95,17 @@ impl Api {
         self.send(req).await
     }
 
-    fn never_showed_the_token(&self) {
+    /// Panics if any response so far (headers or body) contained `token`.
+    pub(crate) fn never_showed(&self, token: &str) {
         let seen = self.seen.lock().expect("lock");
         assert!(!seen.0.is_empty());
         for text in &seen.0 {
-            assert!(!text.contains(TOKEN), "the token leaked: {text}");
+            assert!(!text.contains(token), "the token leaked: {text}");
         }
     }
 }
 
-fn bearer(token: &str) -> String {
+pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
@@ -246,7 +247,7 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
         api.get("/api/maintenance").await.json,
         json!({"windows": []})
     );
-    api.never_showed_the_token();
+    api.never_showed(TOKEN);
     let now = d.stop().await;
 
     // ---- The same store, now with a token. ----
@@ -440,6 +441,6 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
         .expect("still listed");
     assert_eq!(entry["state"], "resolved");
 
-    api.never_showed_the_token();
+    api.never_showed(TOKEN);
     d.stop().await;
 }

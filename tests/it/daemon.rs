@@ -329,7 +329,7 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
 }
 
 /// The value of the series named exactly `series` (with its labels) in exposition text.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())

@@ -14,7 +14,7 @@ use crate::support::smtp::{ReceivedMail, SmtpServer};
 
 /// The test Prometheus and SMTP server, distinct recipients per level, and no reminders (every email
 /// in these scripts is one the test expects).
-fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
+pub(crate) fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
     let mut env = prometheus_env(prom, data);
     env.extend(
         [
@@ -41,13 +41,13 @@ async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
 
 /// An email of the latency incident (the watchdog's own blindness to the peers these tests leave
 /// out is an incident too, with its own emails).
-fn is(mail: &ReceivedMail, level: &str, event: &str) -> bool {
+pub(crate) fn is(mail: &ReceivedMail, level: &str, event: &str) -> bool {
     mail.header("X-Harven-Section") == Some("latency")
         && mail.header("X-Harven-Level") == Some(level)
         && mail.header("X-Harven-Event") == Some(event)
 }
 
-fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
+pub(crate) fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
     smtp.messages()
         .iter()
         .filter(|m| is(m, level, event))
@@ -56,7 +56,7 @@ fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
 
 /// Moves the clock `step` at a time (a real pause between steps lets probes report) until `done`
 /// holds for the received mail; panics after 120 s of real time.
-async fn advance_until(
+pub(crate) async fn advance_until(
     hand: &ManualClock,
     step: Duration,
     smtp: &SmtpServer,
@@ -79,14 +79,27 @@ async fn advance_until(
     }
 }
 
-fn summary(mail: &[ReceivedMail]) -> Vec<String> {
+/// Moves the clock until the latency incident's L1 email arrives; returns the incident's ID.
+pub(crate) async fn l1_incident(hand: &ManualClock, smtp: &SmtpServer) -> String {
+    let mail = advance_until(hand, Duration::from_secs(15), smtp, "the L1 email", |m| {
+        m.iter().any(|x| is(x, "L1", "opened"))
+    })
+    .await;
+    mail.iter()
+        .find(|m| is(m, "L1", "opened"))
+        .and_then(|m| m.header("X-Harven-Incident"))
+        .expect("the L1 email names its incident")
+        .to_owned()
+}
+
+pub(crate) fn summary(mail: &[ReceivedMail]) -> Vec<String> {
     mail.iter()
         .map(|m| m.subject().unwrap_or_default())
         .collect()
 }
 
 /// The time an incident opened, from its ID (`latency-20261118T110640Z`).
-fn opened_at(incident: &str) -> Timestamp {
+pub(crate) fn opened_at(incident: &str) -> Timestamp {
     let stamp = incident.rsplit('-').next().expect("id");
     let rfc = format!(
         "{}-{}-{}T{}:{}:{}Z",
@@ -270,20 +283,7 @@ async fn a_restart_mid_escalation_neither_repeats_l1_nor_forgets_the_l2_clock() 
     let env = env(&prom.url(), smtp.port(), data.path());
 
     let d = start(env.clone(), T0).await;
-    let mail = advance_until(
-        &d.hand,
-        Duration::from_secs(15),
-        &smtp,
-        "the L1 email",
-        |m| m.iter().any(|x| is(x, "L1", "opened")),
-    )
-    .await;
-    let incident = mail
-        .iter()
-        .find(|m| is(m, "L1", "opened"))
-        .and_then(|m| m.header("X-Harven-Incident"))
-        .expect("id")
-        .to_owned();
+    let incident = l1_incident(&d.hand, &smtp).await;
     let open = opened_at(&incident);
     d.hand.advance(Duration::from_secs(10 * 60));
     tokio::time::sleep(Duration::from_millis(500)).await;

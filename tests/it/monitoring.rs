@@ -256,6 +256,7 @@ async fn the_dashboard_and_the_rules_reference_only_exported_series() {
         "harven_watchdog_probe_up",
         "harven_watchdog_outbox_depth",
         "harven_watchdog_emails_total",
+        "harven_watchdog_config_last_reload_successful",
     ] {
         assert!(rules.contains(name), "no alert rule reads {name}");
     }
@@ -287,6 +288,7 @@ fn promtool_accepts_the_rules_and_the_scrape_job() {
         "harven_watchdog_probe_up == 0",
         "harven_watchdog_outbox_depth > 0",
         r#"increase(harven_watchdog_emails_total{result="failed"}[15m]) > 0"#,
+        "harven_watchdog_config_last_reload_successful == 0",
     ] {
         assert!(rules.contains(expr), "no rule `{expr}` in {RULES}");
     }

@@ -1,8 +1,9 @@
 //! The daemon in-process, as the tests start it: `harven_watchdog::run` on `127.0.0.1:0` with a manual
 //! clock that only the test moves.
 
+use harven_watchdog::Reload;
 use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
-use harven_watchdog::config::Config;
+use harven_watchdog::config::ConfigSource;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +50,17 @@ pub struct TestDaemon {
 impl TestDaemon {
     /// Starts a daemon configured by the embedded defaults and `env` (`HARVEN_WATCHDOG__*` pairs), its
     /// clock at `at`. Unless `env` sets it, `server.public_url` is this daemon, so email links work.
-    pub async fn start(mut env: Vec<(String, String)>, at: Timestamp) -> Self {
+    pub async fn start(env: Vec<(String, String)>, at: Timestamp) -> Self {
+        Self::start_with_files(&[], env, at).await
+    }
+
+    /// As [`TestDaemon::start`], with `files` layered as `--config` files under `env`. A reload
+    /// (`POST /-/reload`) reads them and `env` again.
+    pub async fn start_with_files(
+        files: &[std::path::PathBuf],
+        mut env: Vec<(String, String)>,
+        at: Timestamp,
+    ) -> Self {
         super::init();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -61,11 +72,13 @@ impl TestDaemon {
         {
             env.push(("HARVEN_WATCHDOG__SERVER__PUBLIC_URL".into(), base.clone()));
         }
-        let config = Config::load_with_env(&[], env).expect("test config");
+        let source = ConfigSource::with_env(files.to_vec(), env);
+        let config = source.load().expect("test config");
         let (clock, hand) = Clock::manual(at);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(harven_watchdog::run(
             config,
+            Reload::new(source),
             listener,
             clock,
             shutdown.clone(),

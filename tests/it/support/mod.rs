@@ -173,18 +173,22 @@ pub fn kill_child(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Sends `signal` (`libc::SIGTERM`, `libc::SIGHUP`, …) to a child that has not been reaped; true when
+/// it was delivered. std only offers SIGKILL; the others go through libc.
+pub fn send_signal(child: &Child, signal: libc::c_int) -> bool {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
+    // SAFETY: kill(2) with a pid we own (our un-reaped child, so it cannot be recycled) and a
+    // valid signal number has no memory-safety preconditions.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
 /// Stops a child process gracefully: SIGTERM, then waits up to `grace` for it to exit, then
 /// SIGKILL. Always reaps the child.
 pub fn terminate_child(child: &mut Child, grace: Duration) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
-    // std only offers SIGKILL; SIGTERM goes through libc.
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits in pid_t");
-    // SAFETY: kill(2) with a pid we own (our un-reaped child, so it cannot be recycled) and a
-    // valid signal number has no memory-safety preconditions.
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
-    if sent {
+    if send_signal(child, libc::SIGTERM) {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
