@@ -115,19 +115,10 @@ pub async fn run(
         sender_stop.clone(),
     ));
     let sections: Vec<String> = runbook.sections.iter().map(|s| s.id.clone()).collect();
-    let web_routes = crate::web::routes(crate::web::WebConfig {
-        store: Arc::clone(&store),
-        runbook: Arc::clone(&runbook),
-        clock: clock.clone(),
-        locale: config.runbook.locale,
-        public_url: config.server.public_url.clone(),
-        windows: config.maintenance.clone(),
-        api_open: config.server.api_token.is_some(),
-    });
     let pager = Pager::open(
         Arc::clone(&store),
         PagerConfig::from_config(&config),
-        runbook,
+        Arc::clone(&runbook),
         wake_sender,
         notify_metrics,
     )?;
@@ -143,6 +134,16 @@ pub async fn run(
         sections,
         config.maintenance.clone(),
     );
+    let web_routes = crate::web::routes(crate::web::WebConfig {
+        handle: handle.clone(),
+        runbook,
+        clock: clock.clone(),
+        locale: config.runbook.locale,
+        public_url: config.server.public_url.clone(),
+        windows: config.maintenance.clone(),
+        api_token: config.server.api_token.clone(),
+        link_key: pager.link_key(),
+    });
     let act_routes = crate::email::links::routes(
         Arc::new(handle),
         pager.link_key(),

@@ -381,7 +381,12 @@ pub struct PagerHandle {
     pub commands: mpsc::Sender<Command>,
 }
 
+fn shutting_down() -> LinkError {
+    LinkError::Unavailable("the watchdog is shutting down".into())
+}
+
 impl PagerHandle {
+    /// Sends a command to the pager's task and waits for its answer, from a blocking thread.
     fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
@@ -389,9 +394,22 @@ impl PagerHandle {
         let (tx, rx) = oneshot::channel();
         self.commands
             .blocking_send(make(tx))
-            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?;
-        rx.blocking_recv()
-            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?
+            .map_err(|_| shutting_down())?;
+        rx.blocking_recv().map_err(|_| shutting_down())?
+    }
+
+    /// Sends a command to the pager's task and waits for its answer, from async code (the API and
+    /// the pages' forms).
+    pub async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
+    ) -> Result<T, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
     }
 }
 
