@@ -150,29 +150,37 @@ fn with_headers(mut resp: Response, content_type: &'static str, kind: PageKind) 
     resp
 }
 
-/// The origin of a cross-site request, if this is one, for the checks on form posts: a browser's
-/// `Sec-Fetch-Site` of `cross-site` or `same-site` (a sibling host is not us either), else `Origin`
-/// when sent (`null` included), else the origin of `Referer`. `None` when the request names no origin
-/// (a script such as curl) or names `public_url`'s.
+/// The origin of a cross-site request, if this is one, for the checks on form posts.
+///
+/// A browser's `Sec-Fetch-Site` decides when sent (pages cannot set it): `same-origin` is ours,
+/// `none` (typed, bookmarked) is ours unless `Origin` names another, `cross-site` and `same-site` (a
+/// sibling host is not us either) are not. It must decide: our pages send `Referrer-Policy:
+/// no-referrer`, under which a browser posts our own forms with `Origin: null`. Without it (an older
+/// browser), `Origin` when sent (`null` included), else the origin of `Referer`, must be
+/// `public_url`'s. `None` when the request names no origin at all (a script such as curl) or ours.
 pub(crate) fn cross_site(headers: &HeaderMap, public_url: &Url) -> Option<String> {
     let ours = public_url.origin();
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
     let named = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let foreign = named.and_then(|text| match Url::parse(&text) {
-        Ok(u) if u.origin() == ours => None,
-        Ok(u) => Some(u.origin().ascii_serialization()),
-        Err(_) => Some(text),
-    });
+    let foreign = || {
+        named.clone().and_then(|text| match Url::parse(&text) {
+            Ok(u) if u.origin() == ours => None,
+            Ok(u) => Some(u.origin().ascii_serialization()),
+            Err(_) => Some(text),
+        })
+    };
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
     match fetch_site.as_deref() {
+        Some("same-origin") => None,
+        Some("none") => foreign().filter(|o| o != "null"),
         Some(site @ ("cross-site" | "same-site")) => {
-            Some(foreign.unwrap_or_else(|| format!("a {site} page")))
+            Some(foreign().unwrap_or_else(|| format!("a {site} page")))
         }
-        _ => foreign,
+        _ => foreign(),
     }
 }
 
@@ -213,8 +221,18 @@ mod tests {
     fn sec_fetch_site_names_cross_site_posts_without_an_origin() {
         let ours = Url::parse("http://127.0.0.1:9464/").expect("url");
         let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(
+            cross_site(&h, &ours).is_some(),
+            "null, and nothing else said"
+        );
         h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert_eq!(cross_site(&h, &ours), None);
+        assert_eq!(
+            cross_site(&h, &ours),
+            None,
+            "our own form under Referrer-Policy: no-referrer"
+        );
+        h.remove(header::ORIGIN);
         h.insert("sec-fetch-site", HeaderValue::from_static("none"));
         assert_eq!(cross_site(&h, &ours), None, "typed or bookmarked");
         h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
