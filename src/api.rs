@@ -37,7 +37,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
-use crate::pager::{Command, PagerHandle};
+use crate::pager::PagerHandle;
 use crate::runbook::Severity;
 use crate::secret::Secret;
 use crate::store::StoredWindow;
@@ -481,6 +481,16 @@ pub(crate) fn check_by(by: &str) -> Result<String, ApiError> {
     Ok(by.to_owned())
 }
 
+/// An optional level: blank or absent is `None` (the highest paged).
+pub(crate) fn parse_level(level: Option<&str>) -> Result<Option<Level>, ApiError> {
+    match level.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(l) => Level::parse(l)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))),
+    }
+}
+
 pub(crate) fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.chars().count() > MAX_NOTE {
@@ -526,25 +536,8 @@ async fn ack(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let by = check_by(&body.by)?;
-    let level =
-        match body.level.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(l) => Some(Level::parse(l).ok_or_else(|| {
-                ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))
-            })?),
-        };
-    let result = st
-        .handle
-        .request(|reply| Command::Ack {
-            id: id.clone(),
-            level,
-            by: by.clone(),
-            reply,
-        })
-        .await;
-    if let Ok(level) = &result {
-        tracing::info!(incident = %id, %level, by = %by, "acknowledged through the API");
-    }
+    let level = parse_level(body.level.as_deref())?;
+    let result = st.handle.request_ack(&id, level, &by, "api").await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -558,18 +551,7 @@ async fn resolve(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let note = check_text("note", &body.note)?;
-    let result = st
-        .handle
-        .request(|reply| Command::Resolve {
-            id: id.clone(),
-            by: by.clone(),
-            note,
-            reply,
-        })
-        .await;
-    if result.is_ok() {
-        tracing::info!(incident = %id, by = %by, "resolved through the API");
-    }
+    let result = st.handle.request_resolve(&id, &by, note, "api").await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -690,6 +672,30 @@ pub(crate) fn check_window(
     ))
 }
 
+/// Stores a checked window made by `by` at `now` (on the blocking pool) and logs it; `via` names the
+/// route. Returns its ID.
+pub(crate) async fn add_window(
+    handle: &PagerHandle,
+    window: &MaintenanceWindow,
+    by: &str,
+    now: Timestamp,
+    via: &str,
+) -> Result<i64, ApiError> {
+    let store = Arc::clone(&handle.store);
+    let (w, who) = (window.clone(), by.to_owned());
+    let id = blocking(move || store.add_window(&w, &who, now)).await?;
+    tracing::info!(
+        id,
+        sections = ?window.sections,
+        starts = %window.starts,
+        ends = %window.ends,
+        by = %by,
+        via,
+        "maintenance window created"
+    );
+    Ok(id)
+}
+
 /// `POST /api/maintenance`: 201 with the stored window.
 async fn create_window(
     _auth: Authorized,
@@ -699,17 +705,7 @@ async fn create_window(
     let Json(body) = body?;
     let now = st.clock.now();
     let (window, by) = check_window(body, now, &st.sections)?;
-    let store = Arc::clone(&st.handle.store);
-    let (w, who) = (window.clone(), by.clone());
-    let id = blocking(move || store.add_window(&w, &who, now)).await?;
-    tracing::info!(
-        id,
-        sections = ?window.sections,
-        starts = %window.starts,
-        ends = %window.ends,
-        by = %by,
-        "maintenance window created through the API"
-    );
+    let id = add_window(&st.handle, &window, &by, now, "api").await?;
     let view = WindowView::from(StoredWindow {
         id,
         window,

@@ -43,8 +43,8 @@ use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
 use crate::http::{PageKind, cross_site, html_page, text_page};
-use crate::incident::{DiagnosisSnapshot, Incident, IncidentState, Level};
-use crate::pager::{Command, PagerHandle};
+use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
+use crate::pager::PagerHandle;
 use crate::runbook::{Locale, Runbook, Severity};
 use crate::secret::Secret;
 use crate::store::Store;
@@ -432,38 +432,68 @@ impl WebState {
     }
 
     /// Refuses a form: logs why, and answers a page that says it and that nothing changed.
-    fn refuse(&self, status: StatusCode, reason: &'static str, detail: String) -> Response {
-        tracing::warn!(reason, detail = %detail, "refused a form on the status pages");
+    fn refuse(&self, r: Refusal) -> Response {
+        tracing::warn!(reason = r.reason, detail = %r.detail, "refused a form on the status pages");
         let t = labels(self.locale);
-        let message = format!("{} {}", t[reason], t["nothing_changed"]);
-        let message = if detail.is_empty() {
+        let message = format!("{} {}", t[r.reason], t["nothing_changed"]);
+        let message = if r.detail.is_empty() {
             message
         } else {
-            format!("{message} ({detail})")
+            format!("{message} ({})", r.detail)
         };
-        self.message(status, "refused", message, None)
+        self.message(r.status, "refused", message, None)
     }
 
     /// The checks every mutating form passes before anything is read or changed: a same-origin
     /// request, a valid session, and that session's CSRF token in the `csrf` field.
-    fn authorize(&self, headers: &HeaderMap, form: &FormData) -> Result<Session, Response> {
+    fn authorize(&self, headers: &HeaderMap, form: &FormData) -> Result<Session, Refusal> {
         if let Some(origin) = cross_site(headers, &self.public_url) {
-            return Err(self.refuse(StatusCode::FORBIDDEN, "refused_cross_site", origin));
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_cross_site",
+                origin,
+            ));
         }
         let Some(sessions) = &self.sessions else {
-            return Err(self.refuse(StatusCode::FORBIDDEN, "refused_no_token", String::new()));
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_no_token",
+                String::new(),
+            ));
         };
         let Some(session) = sessions.verify(headers, self.clock.now()) else {
-            return Err(self.refuse(
+            return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "refused_signed_out",
                 String::new(),
             ));
         };
         if !sessions.check_csrf(&session, form.get("csrf")) {
-            return Err(self.refuse(StatusCode::FORBIDDEN, "refused_csrf", String::new()));
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_csrf",
+                String::new(),
+            ));
         }
         Ok(session)
+    }
+}
+
+/// Why a form is refused: the answer's status, the label that says why, and a detail (the foreign
+/// origin).
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    detail: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, detail: String) -> Self {
+        Self {
+            status,
+            reason,
+            detail,
+        }
     }
 }
 
@@ -696,13 +726,9 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
     }
 }
 
-/// Who acts: the form's `by`, checked like the API's.
-fn checked_by(st: &WebState, form: &FormData) -> Result<String, Response> {
-    api::check_by(form.get("by")).map_err(|e| bad_input(st, e))
-}
-
-fn bad_input(st: &WebState, e: api::ApiError) -> Response {
-    tracing::warn!(error = %e.message, "refused a form on the status pages: bad input");
+/// A form that was not carried out (bad input, a store failure): a page saying why.
+fn not_done(st: &WebState, e: api::ApiError) -> Response {
+    tracing::warn!(error = %e.message, "a form on the status pages was not carried out");
     let t = labels(st.locale);
     st.message(
         e.status,
@@ -721,36 +747,15 @@ async fn ack(
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return refused;
+        return st.refuse(refused);
     }
-    let by = match checked_by(&st, &form) {
-        Ok(by) => by,
-        Err(resp) => return resp,
+    let checked = api::check_by(form.get("by"))
+        .and_then(|by| Ok((by, api::parse_level(Some(form.get("level")))?)));
+    let (by, level) = match checked {
+        Ok(v) => v,
+        Err(e) => return not_done(&st, e),
     };
-    let level = match form.optional("level") {
-        None => None,
-        Some(l) => match Level::parse(&l) {
-            Some(level) => Some(level),
-            None => {
-                return bad_input(
-                    &st,
-                    api::ApiError::new(StatusCode::BAD_REQUEST, format!("unknown level {l:?}")),
-                );
-            }
-        },
-    };
-    let result = st
-        .handle
-        .request(|reply| Command::Ack {
-            id: id.clone(),
-            level,
-            by: by.clone(),
-            reply,
-        })
-        .await;
-    if let Ok(level) = &result {
-        tracing::info!(incident = %id, %level, by = %by, "acknowledged on the status page");
-    }
+    let result = st.handle.request_ack(&id, level, &by, "status page").await;
     acted(&st, &id, result)
 }
 
@@ -763,29 +768,18 @@ async fn resolve(
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return refused;
+        return st.refuse(refused);
     }
-    let checked = checked_by(&st, &form).and_then(|by| {
-        api::check_text("note", form.get("note"))
-            .map(|note| (by, note))
-            .map_err(|e| bad_input(&st, e))
-    });
+    let checked = api::check_by(form.get("by"))
+        .and_then(|by| Ok((by, api::check_text("note", form.get("note"))?)));
     let (by, note) = match checked {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return not_done(&st, e),
     };
     let result = st
         .handle
-        .request(|reply| Command::Resolve {
-            id: id.clone(),
-            by: by.clone(),
-            note,
-            reply,
-        })
+        .request_resolve(&id, &by, note, "status page")
         .await;
-    if result.is_ok() {
-        tracing::info!(incident = %id, by = %by, "resolved on the status page");
-    }
     acted(&st, &id, result)
 }
 
@@ -825,7 +819,7 @@ async fn create_window(
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return refused;
+        return st.refuse(refused);
     }
     let now = st.clock.now();
     let request = WindowBody {
@@ -839,22 +833,11 @@ async fn create_window(
     let sections: Vec<String> = st.runbook.sections.iter().map(|s| s.id.clone()).collect();
     let (window, by) = match api::check_window(request, now, &sections) {
         Ok(v) => v,
-        Err(e) => return bad_input(&st, e),
+        Err(e) => return not_done(&st, e),
     };
-    let store = st.store();
-    let (w, who) = (window.clone(), by.clone());
-    let id = match blocking(move || store.add_window(&w, &who, now)).await {
-        Ok(id) => id,
-        Err(resp) => return resp,
-    };
-    tracing::info!(
-        id,
-        sections = ?window.sections,
-        starts = %window.starts,
-        ends = %window.ends,
-        by = %by,
-        "maintenance window created on the status page"
-    );
+    if let Err(e) = api::add_window(&st.handle, &window, &by, now, "status page").await {
+        return not_done(&st, e);
+    }
     see_other("/maintenance", None)
 }
 
@@ -886,14 +869,15 @@ async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Res
 /// token anyway).
 async fn signin(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = FormData::parse(&body);
+    let refuse = |reason, detail| st.refuse(Refusal::new(StatusCode::FORBIDDEN, reason, detail));
     if let Some(origin) = cross_site(&headers, &st.public_url) {
-        return st.refuse(StatusCode::FORBIDDEN, "refused_cross_site", origin);
+        return refuse("refused_cross_site", origin);
     }
     let Some(sessions) = &st.sessions else {
-        return st.refuse(StatusCode::FORBIDDEN, "refused_no_token", String::new());
+        return refuse("refused_no_token", String::new());
     };
     if st.token.check(form.get("token").trim()).is_err() {
-        return st.refuse(StatusCode::FORBIDDEN, "refused_wrong_token", String::new());
+        return refuse("refused_wrong_token", String::new());
     }
     let Some((_, cookie)) = sessions.issue(st.clock.now()) else {
         let t = labels(st.locale);
@@ -912,7 +896,7 @@ async fn signin(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes
 async fn signout(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return refused;
+        return st.refuse(refused);
     }
     let cookie = st.sessions.as_ref().map(Sessions::clear_cookie);
     see_other("/", cookie)
