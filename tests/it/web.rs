@@ -294,6 +294,9 @@ struct Answer {
     body: String,
 }
 
+/// A form's fields, in order.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
 /// How a form post presents itself.
 #[derive(Clone, Copy, Default)]
 struct Sent<'a> {
@@ -484,7 +487,7 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
         cookie,
         ..Sent::default()
     };
-    let refusals: Vec<(&str, &[(&str, &str)], Sent<'_>, u16)> = vec![
+    let refusals: Vec<(&str, Fields<'_>, Sent<'_>, u16)> = vec![
         ("no session", good, Sent::default(), 401),
         (
             "a forged session",
