@@ -4,7 +4,7 @@
 //! | route | auth | answer |
 //! |---|---|---|
 //! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
-//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` (404 when unknown) |
+//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
 //! | `POST /api/incidents/{id}/ack` | token | `{"by", "level"?}` → the updated incident |
 //! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
 //! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |

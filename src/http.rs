@@ -71,10 +71,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// What a server-rendered page is, for its security headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PageKind {
-    /// Reached through a secret link and posting a form to itself: never cached, so the token does
-    /// not linger in a cache.
+    /// A page with forms posting to the watchdog itself: reached through a secret link, or signed
+    /// in (it carries the session's CSRF token). Never cached, so no token lingers in a cache.
     Action,
-    /// A read-only status page: no forms at all.
+    /// A page without forms (an anonymous status page).
     Status,
 }
 

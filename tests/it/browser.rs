@@ -6,12 +6,13 @@
 //! text part, opens it in Chromium, sees the confirmation page (which changes nothing), clicks the
 //! confirm button, and finds the incident acknowledged, with its diagnosis table, on
 //! `/incidents/{id}`. A screenshot of that page is written to `<target dir>/browser/incident.png`
-//! and its path printed.
+//! and its path printed. Then it signs in with the API token and resolves through the page's own
+//! form, as the browser really sends it (cookie, CSRF field, origin headers).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fantoccini::Locator;
+use fantoccini::{Client, Locator};
 use serde_json::Value;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
@@ -19,6 +20,8 @@ use crate::support::chromium::ChromeDriver;
 use crate::support::daemon::{T0, TestDaemon as Daemon, paging_env};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
+
+const TOKEN: &str = "browser-token-5e1c9a7f3b2d4e6a";
 
 /// The L1 `opened` email of the latency incident (the watchdog's blindness to the peers this test
 /// leaves out pages too).
@@ -41,6 +44,46 @@ fn screenshot_path() -> PathBuf {
     target.join("browser").join("incident.png")
 }
 
+/// Types `text` into the field `css`, as a person would.
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+}
+
+/// Clicks the element `css`.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
+/// Opens `url`.
+async fn open(browser: &Client, url: &str) {
+    browser
+        .goto(url)
+        .await
+        .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+}
+
+/// Waits (at most 30 s) for the element `locator` of the page a click loads.
+async fn wait_for(browser: &Client, locator: Locator<'_>) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {locator:?}: {e}"))
+}
+
 async fn incident_json(base: &str, id: &str) -> Value {
     reqwest::get(format!("{base}/api/incidents/{id}"))
         .await
@@ -58,7 +101,9 @@ async fn the_ack_link_of_a_real_email_acknowledges_in_headless_chromium() {
     let prom = PrometheusServer::start(&[backend.target()]).await;
     let smtp = SmtpServer::start().await;
     let data = tempfile::tempdir().expect("tempdir");
-    let d = Daemon::start(paging_env(&prom.url(), smtp.port(), data.path()), T0).await;
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
+    let d = Daemon::start(env, T0).await;
 
     let mail = advance_until(
         &d.hand,
@@ -85,7 +130,7 @@ async fn the_ack_link_of_a_real_email_acknowledges_in_headless_chromium() {
     let browser = driver.browser(430, 1600).await;
 
     // The confirmation page: it names the incident and changes nothing until confirmed.
-    browser.goto(&ack_link).await.expect("open the ack link");
+    open(&browser, &ack_link).await;
     let h1 = browser.find(Locator::Css("h1")).await.expect("h1");
     assert_eq!(
         h1.text().await.expect("text"),
@@ -105,26 +150,9 @@ async fn the_ack_link_of_a_real_email_acknowledges_in_headless_chromium() {
     );
 
     // Confirm, as a person would: type a name, click the button.
-    browser
-        .find(Locator::Css("input[name=by]"))
-        .await
-        .expect("name field")
-        .send_keys("Ana (Chromium)")
-        .await
-        .expect("type the name");
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("confirm button")
-        .click()
-        .await
-        .expect("click");
-    let result = browser
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("p.result"))
-        .await
-        .expect("the result page");
+    type_into(&browser, "input[name=by]", "Ana (Chromium)").await;
+    click(&browser, "button[type=submit]").await;
+    let result = wait_for(&browser, Locator::Css("p.result")).await;
     let said = result.text().await.expect("text");
     assert!(
         said.starts_with("Acknowledged by Ana (Chromium) as L1"),
@@ -132,10 +160,8 @@ async fn the_ack_link_of_a_real_email_acknowledges_in_headless_chromium() {
     );
 
     // The incident page: acknowledged, with the diagnosis table.
-    browser
-        .goto(&format!("{}/incidents/{id}", d.base))
-        .await
-        .expect("open the incident page");
+    let incident_page = format!("{}/incidents/{id}", d.base);
+    open(&browser, &incident_page).await;
     let page = browser.source().await.expect("source");
     assert!(page.contains("L1: Ana (Chromium)"), "{page}");
     assert!(!page.contains("Nobody has acknowledged yet."), "{page}");
@@ -174,6 +200,31 @@ async fn the_ack_link_of_a_real_email_acknowledges_in_headless_chromium() {
     let written = std::fs::read(&path).expect("read it back");
     assert_eq!(written, png);
     println!("screenshot of the incident page: {}", path.display());
+
+    // Signed in with the API token, the page's own resolve form works in the browser too (the
+    // session cookie, the CSRF field and the same-origin check as a browser really sends them).
+    open(&browser, &format!("{}/signin", d.base)).await;
+    type_into(&browser, "input[name=token]", TOKEN).await;
+    click(&browser, "form#signin button[type=submit]").await;
+    wait_for(&browser, Locator::Css("form.inline input[name=csrf]")).await;
+    open(&browser, &incident_page).await;
+    type_into(&browser, "form#resolve input[name=by]", "Bob (Chromium)").await;
+    type_into(
+        &browser,
+        "form#resolve textarea[name=note]",
+        "rolled back <v1.3.2>",
+    )
+    .await;
+    click(&browser, "form#resolve button[type=submit]").await;
+    let note = wait_for(
+        &browser,
+        Locator::XPath("//th[text()='Resolve note']/following-sibling::td"),
+    )
+    .await;
+    assert_eq!(note.text().await.expect("text"), "rolled back <v1.3.2>");
+    let detail = incident_json(&d.base, &id).await;
+    assert_eq!(detail["state"], "resolved", "{detail}");
+    assert_eq!(detail["resolve_note"], "rolled back <v1.3.2>", "{detail}");
 
     browser.close().await.expect("close the browser");
     drop(driver);
