@@ -7,11 +7,11 @@
 //! | `POST /incidents/{id}/ack`, `/resolve` | signed in: acknowledge (`by`, `level`?) or resolve (`by`, `note`) through the pager's task, then back to the page |
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
-//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token ([`session`]) |
+//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token (`web/session.rs`) |
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
 //! token itself), or whoever holds a signed email link (`/act/{token}`, [`crate::email::links`]).
-//! Every mutating form is checked, before anything is read or changed, for: a same-origin request
+//! Every mutating form is checked, before any other field is looked at, for: a same-origin request
 //! ([`crate::http::cross_site`] against `server.public_url`), a valid session, and the session's
 //! CSRF token in the hidden `csrf` field. A refusal is a page saying why, and nothing changes.
 //!
