@@ -143,6 +143,7 @@ pub async fn run(
         windows: config.maintenance.clone(),
         api_token: config.server.api_token.clone(),
         link_key: pager.link_key(),
+        metrics: crate::web::FormMetrics::register(metrics.registry_mut()),
     });
     let act_routes = crate::email::links::routes(
         Arc::new(handle),

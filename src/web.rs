@@ -34,6 +34,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use minijinja::Environment;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use url::Url;
 
@@ -76,6 +80,34 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
 ];
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// `harven_watchdog_form_refusals_total{reason}`: form posts on the pages that changed nothing
+/// (reason: cross_site, no_token, signed_out, csrf, wrong_token, bad_input).
+#[derive(Debug, Clone, Default)]
+pub struct FormMetrics {
+    refusals: Family<ReasonLabel, Counter>,
+}
+
+impl FormMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "form_refusals",
+            "Form posts on the status pages refused or not carried out, by reason",
+            m.refusals.clone(),
+        );
+        m
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
 struct WebState {
     handle: PagerHandle,
     runbook: Arc<Runbook>,
@@ -88,6 +120,7 @@ struct WebState {
     token: ApiToken,
     /// `None` when no API token is configured: nobody can sign in.
     sessions: Option<Sessions>,
+    metrics: FormMetrics,
     env: Environment<'static>,
 }
 
@@ -104,6 +137,7 @@ pub struct WebConfig {
     pub api_token: Option<Secret>,
     /// The store's link key, from which the session key is derived.
     pub link_key: Arc<[u8]>,
+    pub metrics: FormMetrics,
 }
 
 /// The email module's environment with the pages' templates.
@@ -129,6 +163,7 @@ pub fn routes(config: WebConfig) -> Router {
         locale: config.locale,
         public_url: config.public_url,
         windows: config.windows,
+        metrics: config.metrics,
         env,
     });
     Router::new()
@@ -434,6 +469,8 @@ impl WebState {
     /// Refuses a form: logs why, and answers a page that says it and that nothing changed.
     fn refuse(&self, r: Refusal) -> Response {
         tracing::warn!(reason = r.reason, detail = %r.detail, "refused a form on the status pages");
+        self.metrics
+            .refused(r.reason.strip_prefix("refused_").unwrap_or(r.reason));
         let t = labels(self.locale);
         let message = format!("{} {}", t[r.reason], t["nothing_changed"]);
         let message = if r.detail.is_empty() {
@@ -729,6 +766,9 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
 /// A form that was not carried out (bad input, a store failure): a page saying why.
 fn not_done(st: &WebState, e: api::ApiError) -> Response {
     tracing::warn!(error = %e.message, "a form on the status pages was not carried out");
+    if e.status.is_client_error() {
+        st.metrics.refused("bad_input");
+    }
     let t = labels(st.locale);
     st.message(
         e.status,

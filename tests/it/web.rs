@@ -621,6 +621,22 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     let again = f.post(&ack, good, with(Some(&cookie))).await;
     assert_eq!(again.status, 409, "{}", again.body);
 
+    // Every refusal was counted, by reason.
+    let metrics = f.get("/metrics", None).await.body;
+    for (reason, n) in [
+        ("signed_out", 6),
+        ("csrf", 6),
+        ("cross_site", 7),
+        ("wrong_token", 1),
+        ("bad_input", 1),
+    ] {
+        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+
     // Signing out clears the cookie.
     let out = f
         .post("/signout", &[("csrf", &csrf)], with(Some(&cookie)))
