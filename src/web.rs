@@ -46,6 +46,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
+use crate::engine::CauseStatus;
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
 use crate::pager::PagerHandle;
@@ -232,7 +233,7 @@ struct CauseRow {
     id: String,
     title: String,
     /// `likely`, `unknown` or `ruled_out`: the CSS class.
-    status: String,
+    status: &'static str,
     /// The status in the page's language.
     status_label: &'static str,
     /// The share of evidence weight that holds, as a percentage.
@@ -541,17 +542,14 @@ fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels) -> DiagnosisView {
             .causes
             .iter()
             .map(|c| {
-                let status = serde_json::to_value(c.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
+                let (status, status_label) = match c.status {
+                    CauseStatus::Likely => ("likely", t["likely"]),
+                    CauseStatus::Unknown => ("unknown", t["status_unknown"]),
+                    CauseStatus::RuledOut => ("ruled_out", t["ruled_out"]),
+                };
                 CauseRow {
-                    status_label: match status.as_str() {
-                        "likely" => t["likely"],
-                        "ruled_out" => t["ruled_out"],
-                        _ => t["status_unknown"],
-                    },
                     status,
+                    status_label,
                     id: c.id.clone(),
                     title: c.title.clone(),
                     score: format!("{:.0}%", c.score * 100.0),
