@@ -4,14 +4,14 @@
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
 #      python3-aiosmtpd, docker.io, docker-compose, busybox-static, ca-certificates, iptables,
-#      openssl);
+#      openssl, chromium, chromium-driver);
 #   2. starts dockerd when the Docker Engine does not answer;
 #   3. runs scripts/build-image.sh when it exists and is executable;
 #   4. runs cargo fmt --check, clippy (warnings are errors) and every test
 #      (extra arguments go to `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`).
 #
-# Prometheus, redis-server and the SMTP server are started by the tests themselves, each on an
-# ephemeral port, and stopped when the test ends.
+# Prometheus, redis-server, the SMTP server and chromedriver are started by the tests themselves,
+# each on an ephemeral port, and stopped when the test ends.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -54,6 +54,9 @@ pkg_installed ca-certificates || missing+=(ca-certificates)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # The SMTP TLS tests make a test CA and a server certificate with the openssl command.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The browser test drives headless Chromium through chromedriver (tests/it/browser.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if ((${#missing[@]} > 0)); then
     log "installing missing test peers: ${missing[*]}"

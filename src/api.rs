@@ -4,7 +4,7 @@
 //! | route | auth | answer |
 //! |---|---|---|
 //! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
-//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` (404 when unknown) |
+//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
 //! | `POST /api/incidents/{id}/ack` | token | `{"by", "level"?}` → the updated incident |
 //! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
 //! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |
@@ -33,13 +33,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
-use crate::incident::{Incident, IncidentState, Level};
-use crate::pager::{Command, PagerHandle};
+use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
+use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
 use crate::secret::Secret;
@@ -59,11 +58,50 @@ const MAX_NOTE: usize = 2000;
 /// The answer when no token is configured.
 const NO_TOKEN: &str = "the API token is not configured (server.api_token_file)";
 
+/// The configured API token, kept only as an HMAC tag under a per-process random key: checking a
+/// presented value compares tags ([`ring::hmac::verify`]), which takes the same time whatever the
+/// value and its length. Shared by the API's bearer check and the pages' sign-in form.
+pub(crate) struct ApiToken {
+    /// `None`: no token configured, the mutating routes are closed.
+    tag: Option<hmac::Tag>,
+    key: hmac::Key,
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenRefusal {
+    /// No token is configured: nothing can be authorised.
+    NotConfigured,
+    /// Not the configured token.
+    Wrong,
+}
+
+impl ApiToken {
+    pub(crate) fn new(token: Option<&Secret>) -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        // The key only makes the comparison length-independent; a fixed one would do as well.
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"harven-watchdog api token"));
+        let tag = token.map(|t| hmac::sign(&key, t.expose().as_bytes()));
+        Self { tag, key }
+    }
+
+    /// Whether a token is configured.
+    pub(crate) fn configured(&self) -> bool {
+        self.tag.is_some()
+    }
+
+    /// Checks `presented` against the configured token.
+    pub(crate) fn check(&self, presented: &str) -> Result<(), TokenRefusal> {
+        let expected = self.tag.as_ref().ok_or(TokenRefusal::NotConfigured)?;
+        hmac::verify(&self.key, presented.as_bytes(), expected.as_ref())
+            .map_err(|_| TokenRefusal::Wrong)
+    }
+}
+
 struct ApiState {
     handle: PagerHandle,
-    /// The HMAC tag of the configured token; `None` closes the mutating API.
-    token: Option<hmac::Tag>,
-    key: hmac::Key,
+    token: ApiToken,
     clock: Clock,
     /// The runbook's section IDs, which a maintenance window may name.
     sections: Vec<String>,
@@ -83,15 +121,9 @@ pub fn routes(
     configured: Vec<MaintenanceWindow>,
     reloader: Reloader,
 ) -> Router {
-    let rng = ring::rand::SystemRandom::new();
-    // The key only makes the comparison length-independent; a fixed one would do as well.
-    let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-        .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"harven-watchdog api token"));
-    let token = token.map(|t| hmac::sign(&key, t.expose().as_bytes()));
     let state = Arc::new(ApiState {
         handle,
-        token,
-        key,
+        token: ApiToken::new(token.as_ref()),
         clock,
         sections,
         configured,
@@ -114,13 +146,13 @@ pub fn routes(
 
 /// An error answer: `{"error": message}` with `status`.
 #[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -191,13 +223,13 @@ impl FromRequestParts<Arc<ApiState>> for Authorized {
             tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
             ApiError::new(status, message)
         };
-        let Some(expected) = &st.token else {
+        if !st.token.configured() {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "no token configured",
                 NO_TOKEN,
             ));
-        };
+        }
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -213,7 +245,7 @@ impl FromRequestParts<Arc<ApiState>> for Authorized {
                 "this request needs `Authorization: Bearer <token>`",
             ));
         };
-        if hmac::verify(&st.key, presented.as_bytes(), expected.as_ref()).is_err() {
+        if st.token.check(presented).is_err() {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "wrong token",
@@ -265,10 +297,18 @@ struct IncidentView {
     /// Detail only: the incident's history.
     #[serde(skip_serializing_if = "Option::is_none")]
     timeline: Option<Vec<EntryView>>,
-    /// Detail only, and always `null` for now: the live diagnosis (causes with their status and
-    /// evidence) is not persisted with the incident; `cause` is its top cause.
+    /// Detail only: the ranked diagnosis at the latest evaluation while open (`null` for an incident
+    /// stored before diagnoses were kept).
     #[serde(skip_serializing_if = "Option::is_none")]
-    diagnosis: Option<serde_json::Value>,
+    diagnosis: Option<Option<DiagnosisView>>,
+}
+
+/// A kept diagnosis as the API shows it: every cause with its status, score and evidence lines.
+#[derive(Debug, Serialize)]
+struct DiagnosisView {
+    /// The evaluation it comes from.
+    at: String,
+    causes: Vec<CauseSnapshot>,
 }
 
 impl IncidentView {
@@ -320,8 +360,11 @@ impl IncidentView {
             })
             .collect();
         Self {
+            diagnosis: Some(i.diagnosis.clone().map(|d| DiagnosisView {
+                at: d.at.to_string(),
+                causes: d.causes,
+            })),
             timeline: Some(timeline),
-            diagnosis: Some(serde_json::Value::Null),
             ..Self::summary(i)
         }
     }
@@ -429,7 +472,7 @@ struct ResolveBody {
 }
 
 /// `by`: required, trimmed, at most [`MAX_BY`] characters, no control characters.
-fn check_by(by: &str) -> Result<String, ApiError> {
+pub(crate) fn check_by(by: &str) -> Result<String, ApiError> {
     let by = by.trim();
     if by.is_empty() {
         return Err(ApiError::bad_request("`by` is required: who is acting"));
@@ -445,7 +488,17 @@ fn check_by(by: &str) -> Result<String, ApiError> {
     Ok(by.to_owned())
 }
 
-fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
+/// An optional level: blank or absent is `None` (the highest paged).
+pub(crate) fn parse_level(level: Option<&str>) -> Result<Option<Level>, ApiError> {
+    match level.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(l) => Level::parse(l)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))),
+    }
+}
+
+pub(crate) fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.chars().count() > MAX_NOTE {
         return Err(ApiError::bad_request(format!(
@@ -453,21 +506,6 @@ fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(text.to_owned())
-}
-
-/// Sends a command to the pager's task and waits for its answer.
-async fn ask<T>(
-    st: &ApiState,
-    make: impl FnOnce(oneshot::Sender<Result<T, ActionError>>) -> Command,
-) -> Result<T, ActionError> {
-    let gone = || ActionError::Unavailable("the watchdog is shutting down".into());
-    let (tx, rx) = oneshot::channel();
-    st.handle
-        .commands
-        .send(make(tx))
-        .await
-        .map_err(|_| gone())?;
-    rx.await.map_err(|_| gone())?
 }
 
 /// Turns the pager's answer into the updated incident or an error answer.
@@ -505,23 +543,8 @@ async fn ack(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let by = check_by(&body.by)?;
-    let level =
-        match body.level.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(l) => Some(Level::parse(l).ok_or_else(|| {
-                ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))
-            })?),
-        };
-    let result = ask(&st, |reply| Command::Ack {
-        id: id.clone(),
-        level,
-        by: by.clone(),
-        reply,
-    })
-    .await;
-    if let Ok(level) = &result {
-        tracing::info!(incident = %id, %level, by = %by, "acknowledged through the API");
-    }
+    let level = parse_level(body.level.as_deref())?;
+    let result = st.handle.request_ack(&id, level, &by, "api").await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -535,16 +558,7 @@ async fn resolve(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let note = check_text("note", &body.note)?;
-    let result = ask(&st, |reply| Command::Resolve {
-        id: id.clone(),
-        by: by.clone(),
-        note,
-        reply,
-    })
-    .await;
-    if result.is_ok() {
-        tracing::info!(incident = %id, by = %by, "resolved through the API");
-    }
+    let result = st.handle.request_resolve(&id, &by, note, "api").await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -581,21 +595,21 @@ fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> 
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WindowBody {
+pub(crate) struct WindowBody {
     /// Empty: every section.
     #[serde(default)]
-    sections: Vec<String>,
+    pub(crate) sections: Vec<String>,
     /// RFC 3339; absent: now.
     #[serde(default)]
-    starts: Option<String>,
+    pub(crate) starts: Option<String>,
     /// RFC 3339; or give `duration`.
     #[serde(default)]
-    ends: Option<String>,
+    pub(crate) ends: Option<String>,
     /// A humane duration (`2h`, `30m`) from `starts`.
     #[serde(default)]
-    duration: Option<String>,
-    reason: String,
-    by: String,
+    pub(crate) duration: Option<String>,
+    pub(crate) reason: String,
+    pub(crate) by: String,
 }
 
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
@@ -609,7 +623,7 @@ fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
 }
 
 /// Checks a window request at `now` against the runbook's `sections`.
-fn check_window(
+pub(crate) fn check_window(
     body: WindowBody,
     now: Timestamp,
     sections: &[String],
@@ -665,6 +679,30 @@ fn check_window(
     ))
 }
 
+/// Stores a checked window made by `by` at `now` (on the blocking pool) and logs it; `via` names the
+/// route. Returns its ID.
+pub(crate) async fn add_window(
+    handle: &PagerHandle,
+    window: &MaintenanceWindow,
+    by: &str,
+    now: Timestamp,
+    via: &str,
+) -> Result<i64, ApiError> {
+    let store = Arc::clone(&handle.store);
+    let (w, who) = (window.clone(), by.to_owned());
+    let id = blocking(move || store.add_window(&w, &who, now)).await?;
+    tracing::info!(
+        id,
+        sections = ?window.sections,
+        starts = %window.starts,
+        ends = %window.ends,
+        by = %by,
+        via,
+        "maintenance window created"
+    );
+    Ok(id)
+}
+
 /// `POST /api/maintenance`: 201 with the stored window.
 async fn create_window(
     _auth: Authorized,
@@ -674,17 +712,7 @@ async fn create_window(
     let Json(body) = body?;
     let now = st.clock.now();
     let (window, by) = check_window(body, now, &st.sections)?;
-    let store = Arc::clone(&st.handle.store);
-    let (w, who) = (window.clone(), by.clone());
-    let id = blocking(move || store.add_window(&w, &who, now)).await?;
-    tracing::info!(
-        id,
-        sections = ?window.sections,
-        starts = %window.starts,
-        ends = %window.ends,
-        by = %by,
-        "maintenance window created through the API"
-    );
+    let id = add_window(&st.handle, &window, &by, now, "api").await?;
     let view = WindowView::from(StoredWindow {
         id,
         window,

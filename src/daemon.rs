@@ -25,6 +25,7 @@ use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
+use crate::web::FormMetrics;
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -104,6 +105,7 @@ pub async fn run(
         notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
         heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
         reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
+        form_metrics: FormMetrics::register(metrics.registry_mut()),
         store: Arc::new(Store::open(&prepared.config.store.path)?),
         wake_sender: Arc::new(Notify::new()),
         reloader: handle,
@@ -186,6 +188,7 @@ struct Shared {
     notify_metrics: NotifyMetrics,
     heartbeat_metrics: HeartbeatMetrics,
     reload_metrics: ReloadMetrics,
+    form_metrics: FormMetrics,
 }
 
 /// The parts of a configuration that can fail to build, built before anything running is touched: a
@@ -329,13 +332,15 @@ impl Generation {
     ) -> Router {
         let clock = &shared.clock;
         let web_routes = crate::web::routes(crate::web::WebConfig {
-            store: Arc::clone(&shared.store),
+            handle: handle.clone(),
             runbook: Arc::clone(runbook),
             clock: clock.clone(),
             locale: config.runbook.locale,
             public_url: config.server.public_url.clone(),
             windows: config.maintenance.clone(),
-            api_open: config.server.api_token.is_some(),
+            api_token: config.server.api_token.clone(),
+            link_key: Arc::clone(&link_key),
+            metrics: shared.form_metrics.clone(),
         });
         let api_routes = crate::api::routes(
             handle.clone(),

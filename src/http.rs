@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use url::Url;
 
 use crate::metrics::{CONTENT_TYPE, Metrics};
 
@@ -70,10 +71,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 /// What a server-rendered page is, for its security headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PageKind {
-    /// Reached through a secret link and posting a form to itself: never cached, so the token does
-    /// not linger in a cache.
+    /// A page with forms posting to the watchdog itself: reached through a secret link, or signed
+    /// in (it carries the session's CSRF token). Never cached, so no token lingers in a cache.
     Action,
-    /// A read-only status page: no forms at all.
+    /// A page without forms (an anonymous status page).
     Status,
 }
 
@@ -147,4 +148,103 @@ fn with_headers(mut resp: Response, content_type: &'static str, kind: PageKind) 
         HeaderValue::from_static("noindex"),
     );
     resp
+}
+
+/// The origin of a cross-site request, if this is one, for the checks on form posts.
+///
+/// A browser's `Sec-Fetch-Site` decides when sent (pages cannot set it): `same-origin` is ours,
+/// `none` (typed, bookmarked) is ours unless `Origin` names another, `cross-site` and `same-site` (a
+/// sibling host is not us either) are not. It must decide: our pages send `Referrer-Policy:
+/// no-referrer`, under which a browser posts our own forms with `Origin: null`. Without it (an older
+/// browser), `Origin` when sent (`null` included), else the origin of `Referer`, must be
+/// `public_url`'s. `None` when the request names no origin at all (a script such as curl) or ours.
+pub(crate) fn cross_site(headers: &HeaderMap, public_url: &Url) -> Option<String> {
+    let ours = public_url.origin();
+    let named = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let foreign = || {
+        named.clone().and_then(|text| match Url::parse(&text) {
+            Ok(u) if u.origin() == ours => None,
+            Ok(u) => Some(u.origin().ascii_serialization()),
+            Err(_) => Some(text),
+        })
+    };
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase());
+    match fetch_site.as_deref() {
+        Some("same-origin") => None,
+        Some("none") => foreign().filter(|o| o != "null"),
+        Some(site @ ("cross-site" | "same-site")) => {
+            Some(foreign().unwrap_or_else(|| format!("a {site} page")))
+        }
+        _ => foreign(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn foreign_origins_are_named_and_ours_pass() {
+        let ours = Url::parse("https://watch.example.com:8443/prefix/").expect("url");
+        let mut h = HeaderMap::new();
+        assert_eq!(cross_site(&h, &ours), None, "no origin named: allowed");
+        h.insert(
+            header::REFERER,
+            HeaderValue::from_static("https://watch.example.com:8443/act/x"),
+        );
+        assert_eq!(cross_site(&h, &ours), None);
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert_eq!(
+            cross_site(&h, &ours).as_deref(),
+            Some("https://evil.example"),
+            "Origin wins over Referer"
+        );
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert_eq!(cross_site(&h, &ours).as_deref(), Some("null"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://watch.example.com:8443"),
+        );
+        assert!(cross_site(&h, &ours).is_some(), "scheme counts");
+    }
+
+    #[test]
+    fn sec_fetch_site_names_cross_site_posts_without_an_origin() {
+        let ours = Url::parse("http://127.0.0.1:9464/").expect("url");
+        let mut h = HeaderMap::new();
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(
+            cross_site(&h, &ours).is_some(),
+            "null, and nothing else said"
+        );
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert_eq!(
+            cross_site(&h, &ours),
+            None,
+            "our own form under Referrer-Policy: no-referrer"
+        );
+        h.remove(header::ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("none"));
+        assert_eq!(cross_site(&h, &ours), None, "typed or bookmarked");
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert_eq!(cross_site(&h, &ours).as_deref(), Some("a cross-site page"));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-site"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:9999"),
+        );
+        assert_eq!(
+            cross_site(&h, &ours).as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
+    }
 }

@@ -381,7 +381,12 @@ pub struct PagerHandle {
     pub commands: mpsc::Sender<Command>,
 }
 
+fn shutting_down() -> LinkError {
+    LinkError::Unavailable("the watchdog is shutting down".into())
+}
+
 impl PagerHandle {
+    /// Sends a command to the pager's task and waits for its answer, from a blocking thread.
     fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
@@ -389,9 +394,67 @@ impl PagerHandle {
         let (tx, rx) = oneshot::channel();
         self.commands
             .blocking_send(make(tx))
-            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?;
-        rx.blocking_recv()
-            .map_err(|_| LinkError::Unavailable("the watchdog is shutting down".into()))?
+            .map_err(|_| shutting_down())?;
+        rx.blocking_recv().map_err(|_| shutting_down())?
+    }
+
+    /// Acknowledges `id` for `level` (default: the highest paged) by `by` through the pager's task,
+    /// from async code (the API and the pages' forms); `via` names the route in the log line.
+    pub async fn request_ack(
+        &self,
+        id: &str,
+        level: Option<Level>,
+        by: &str,
+        via: &str,
+    ) -> Result<Level, LinkError> {
+        let result = self
+            .request(|reply| Command::Ack {
+                id: id.to_owned(),
+                level,
+                by: by.to_owned(),
+                reply,
+            })
+            .await;
+        if let Ok(level) = &result {
+            tracing::info!(incident = %id, %level, by = %by, via, "acknowledged");
+        }
+        result
+    }
+
+    /// Resolves `id` by hand through the pager's task, from async code; `via` as for
+    /// [`request_ack`](Self::request_ack).
+    pub async fn request_resolve(
+        &self,
+        id: &str,
+        by: &str,
+        note: String,
+        via: &str,
+    ) -> Result<(), LinkError> {
+        let result = self
+            .request(|reply| Command::Resolve {
+                id: id.to_owned(),
+                by: by.to_owned(),
+                note,
+                reply,
+            })
+            .await;
+        if result.is_ok() {
+            tracing::info!(incident = %id, by = %by, via, "resolved");
+        }
+        result
+    }
+
+    /// Sends a command to the pager's task and waits for its answer, from async code.
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
+    ) -> Result<T, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
     }
 }
 

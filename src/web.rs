@@ -1,42 +1,66 @@
-//! The status pages (DESIGN.md §5): server-rendered HTML for a browser at 3 a.m., read-only.
+//! The status pages (DESIGN.md §5): server-rendered HTML for a browser at 3 a.m., with forms to act.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /` | open incidents (worst first), the last [`RECENT`] resolved ones, active maintenance windows |
-//! | `GET /incidents/{id}` | one incident: acks, levels paged, symptoms, cause, timeline (404 page when unknown) |
+//! | `GET /incidents/{id}` | one incident: diagnosis table, acks, levels paged, symptoms, timeline (404 page when unknown); signed in and open: the ack and resolve forms |
+//! | `POST /incidents/{id}/ack`, `/resolve` | signed in: acknowledge (`by`, `level`?) or resolve (`by`, `note`) through the pager's task, then back to the page |
+//! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
+//! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
+//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token (`web/session.rs`) |
 //!
-//! The pages read the store and the runbook and change nothing. Acknowledging and resolving stay
-//! with the signed email links (`/act/{token}`) and the token-protected JSON API, which the incident
-//! page explains; there is no unauthenticated form here. Templates are `*.html`, so minijinja escapes
-//! every value (names and notes typed by people included). No script runs: the CSP forbids it.
+//! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
+//! token itself), or whoever holds a signed email link (`/act/{token}`, [`crate::email::links`]).
+//! Every mutating form is checked, before any other field is looked at, for: a same-origin request
+//! ([`crate::http::cross_site`] against `server.public_url`), a valid session, and the session's
+//! CSRF token in the hidden `csrf` field. A refusal is a page saying why, and nothing changes.
 //!
-//! Nothing secret is among the inputs: incidents, the runbook, the maintenance windows and the public
-//! URL (without any user-info).
+//! Templates are `*.html`, so minijinja escapes every value (names and notes typed by people
+//! included). No script runs: the CSP forbids it. Pages for a signed-in browser carry its CSRF token,
+//! so they are never cached; anonymous pages have no form at all.
+//!
+//! Nothing secret reaches a page: incidents, the runbook, the maintenance windows, the public URL and
+//! the session's CSRF token (which is worthless without its cookie).
+
+mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use minijinja::Environment;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use url::Url;
 
+use crate::api::{self, ApiToken, WindowBody};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
+use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
-use crate::http::{PageKind, html_page, text_page};
-use crate::incident::{Incident, IncidentState};
+use crate::engine::CauseStatus;
+use crate::http::{PageKind, cross_site, html_page, text_page};
+use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
+use crate::pager::PagerHandle;
 use crate::runbook::{Locale, Runbook, Severity};
+use crate::secret::Secret;
 use crate::store::Store;
+use session::{Session, Sessions};
 
 /// Resolved incidents listed on `/`.
 pub const RECENT: usize = 20;
 /// Incidents read to find the recent resolved ones.
 const SCAN: usize = 200;
+/// Largest accepted form body: a name, a note and a few fields.
+const MAX_FORM: usize = 16 * 1024;
 
 /// The page templates, compiled in. `.html`: auto-escaped.
 const TEMPLATES: &[(&str, &str)] = &[
@@ -47,62 +71,119 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("web/templates/incident.html"),
     ),
     (
-        "web_not_found.html",
-        include_str!("web/templates/not_found.html"),
+        "web_maintenance.html",
+        include_str!("web/templates/maintenance.html"),
+    ),
+    ("web_signin.html", include_str!("web/templates/signin.html")),
+    (
+        "web_refused.html",
+        include_str!("web/templates/refused.html"),
     ),
 ];
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// `harven_watchdog_form_refusals_total{reason}`: form posts on the pages that changed nothing
+/// (reason: cross_site, no_token, signed_out, csrf, wrong_token, bad_input).
+#[derive(Debug, Clone, Default)]
+pub struct FormMetrics {
+    refusals: Family<ReasonLabel, Counter>,
+}
+
+impl FormMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "form_refusals",
+            "Form posts on the status pages refused or not carried out, by reason",
+            m.refusals.clone(),
+        );
+        m
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.refusals.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
 struct WebState {
-    store: Arc<Store>,
+    handle: PagerHandle,
     runbook: Arc<Runbook>,
     clock: Clock,
     locale: Locale,
     public_url: Url,
     /// The windows of the configuration (those created at run time are in the store).
     windows: Vec<MaintenanceWindow>,
-    /// Whether the API's mutating routes are open (a token is configured); the token itself never
-    /// comes here.
-    api_open: bool,
+    /// The sign-in check; the token itself is kept only as a tag.
+    token: ApiToken,
+    /// `None` when no API token is configured: nobody can sign in.
+    sessions: Option<Sessions>,
+    metrics: FormMetrics,
     env: Environment<'static>,
 }
 
 /// Everything the pages are made of.
 pub struct WebConfig {
-    pub store: Arc<Store>,
+    /// The store to read, and the pager's task that acks and resolves.
+    pub handle: PagerHandle,
     pub runbook: Arc<Runbook>,
     pub clock: Clock,
     pub locale: Locale,
     pub public_url: Url,
     pub windows: Vec<MaintenanceWindow>,
-    pub api_open: bool,
+    /// `server.api_token`: what signing in takes.
+    pub api_token: Option<Secret>,
+    /// The store's link key, from which the session key is derived.
+    pub link_key: Arc<[u8]>,
+    pub metrics: FormMetrics,
 }
 
-/// The `/` and `/incidents/{id}` routes.
-pub fn routes(config: WebConfig) -> Router {
+/// The email module's environment with the pages' templates.
+fn environment() -> Environment<'static> {
     let mut env = crate::email::environment();
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .expect("the status page templates parse");
     }
+    env
+}
+
+/// The pages' routes.
+pub fn routes(config: WebConfig) -> Router {
+    let env = environment();
+    let secure = config.public_url.scheme() == "https";
     let state = Arc::new(WebState {
-        store: config.store,
+        sessions: Sessions::new(&config.link_key, config.api_token.as_ref(), secure),
+        token: ApiToken::new(config.api_token.as_ref()),
+        handle: config.handle,
         runbook: config.runbook,
         clock: config.clock,
         locale: config.locale,
         public_url: config.public_url,
         windows: config.windows,
-        api_open: config.api_open,
+        metrics: config.metrics,
         env,
     });
     Router::new()
         .route("/", get(index))
         .route("/incidents/{id}", get(incident_page))
+        .route("/incidents/{id}/ack", post(ack))
+        .route("/incidents/{id}/resolve", post(resolve))
+        .route("/maintenance", get(maintenance_page).post(create_window))
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signout", post(signout))
+        .layer(DefaultBodyLimit::max(MAX_FORM))
         .with_state(state)
 }
 
 // -------------------------------------------------------------------------------------------------
 // Views
 // -------------------------------------------------------------------------------------------------
+
+type Labels = BTreeMap<&'static str, &'static str>;
 
 /// One incident as a row of `/` and the head of its page.
 #[derive(Debug, Serialize)]
@@ -135,8 +216,30 @@ struct Detail {
     symptoms: Vec<(String, String)>,
     resolve_note: Option<String>,
     timeline: Vec<(String, String, String)>,
+    diagnosis: Option<DiagnosisView>,
     ack_curl: String,
     resolve_curl: String,
+}
+
+/// The diagnosis table.
+#[derive(Debug, Serialize)]
+struct DiagnosisView {
+    at: String,
+    causes: Vec<CauseRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct CauseRow {
+    id: String,
+    title: String,
+    /// `likely`, `unknown` or `ruled_out`: the CSS class.
+    status: &'static str,
+    /// The status in the page's language.
+    status_label: &'static str,
+    /// The share of evidence weight that holds, as a percentage.
+    score: String,
+    /// Truth, condition, what was observed.
+    evidence: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,12 +249,20 @@ struct WindowRow {
     ends: String,
     reason: String,
     by: Option<String>,
+    active: bool,
+}
+
+/// What every page's layout shows of the session: signed in, with the CSRF token of its forms.
+#[derive(Debug, Serialize)]
+struct SessionView {
+    csrf: String,
 }
 
 #[derive(Serialize)]
 struct IndexPage<'a> {
-    t: &'a BTreeMap<&'static str, &'static str>,
+    t: &'a Labels,
     now: String,
+    session: Option<SessionView>,
     open: Vec<Row>,
     resolved: Vec<Row>,
     windows: Vec<WindowRow>,
@@ -159,17 +270,34 @@ struct IndexPage<'a> {
 
 #[derive(Serialize)]
 struct IncidentPage<'a> {
-    t: &'a BTreeMap<&'static str, &'static str>,
+    t: &'a Labels,
     now: String,
+    session: Option<SessionView>,
     incident: Detail,
     api_open: bool,
+    levels: Vec<String>,
 }
 
 #[derive(Serialize)]
-struct NotFoundPage<'a> {
-    t: &'a BTreeMap<&'static str, &'static str>,
+struct MaintenancePage<'a> {
+    t: &'a Labels,
     now: String,
-    id: String,
+    session: Option<SessionView>,
+    windows: Vec<WindowRow>,
+    /// Section ID and title, for the form's check boxes.
+    sections: Vec<(String, String)>,
+    api_open: bool,
+}
+
+/// A page with a title and a message: not found, sign-in, refusals and failures.
+#[derive(Serialize)]
+struct MessagePage<'a> {
+    t: &'a Labels,
+    now: String,
+    session: Option<SessionView>,
+    title: &'a str,
+    message: String,
+    api_open: bool,
 }
 
 impl WebState {
@@ -182,7 +310,7 @@ impl WebState {
     }
 
     /// The cause's title in the page's language, with its ID; `unknown` said so.
-    fn cause(&self, id: &str, t: &BTreeMap<&'static str, &'static str>) -> String {
+    fn cause(&self, id: &str, t: &Labels) -> String {
         if id.is_empty() || id == "unknown" {
             return t["cause_unknown"].to_owned();
         }
@@ -197,7 +325,7 @@ impl WebState {
             )
     }
 
-    fn row(&self, i: &Incident, now: Timestamp, t: &BTreeMap<&'static str, &'static str>) -> Row {
+    fn row(&self, i: &Incident, now: Timestamp, t: &Labels) -> Row {
         let open = i.state == IncidentState::Open;
         Row {
             url: format!("/incidents/{}", i.id),
@@ -223,12 +351,7 @@ impl WebState {
         }
     }
 
-    fn detail(
-        &self,
-        i: &Incident,
-        now: Timestamp,
-        t: &BTreeMap<&'static str, &'static str>,
-    ) -> Detail {
+    fn detail(&self, i: &Incident, now: Timestamp, t: &Labels) -> Detail {
         let api = |action: &str, body: &str| {
             format!(
                 "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{body}' {}",
@@ -262,22 +385,255 @@ impl WebState {
                 .iter()
                 .map(|e| (human_time(e.at), e.kind.clone(), e.text.clone()))
                 .collect(),
+            diagnosis: i.diagnosis.as_ref().map(|d| diagnosis_view(d, t)),
             ack_curl: api("ack", r#"{"by": "NAME"}"#),
             resolve_curl: api("resolve", r#"{"by": "NAME", "note": "..."}"#),
         }
     }
+
+    fn window_row(
+        &self,
+        w: &MaintenanceWindow,
+        by: Option<String>,
+        now: Timestamp,
+        t: &Labels,
+    ) -> WindowRow {
+        WindowRow {
+            sections: if w.sections.is_empty() {
+                t["all_sections"].to_owned()
+            } else {
+                w.sections.join(", ")
+            },
+            starts: human_time(w.starts),
+            ends: human_time(w.ends),
+            reason: w.reason.clone(),
+            by,
+            active: w.starts <= now && now < w.ends,
+        }
+    }
+
+    /// The configured and the stored windows that pass `keep`, configured first.
+    fn window_rows(
+        &self,
+        stored: &[crate::store::StoredWindow],
+        now: Timestamp,
+        t: &Labels,
+        keep: impl Fn(&MaintenanceWindow) -> bool,
+    ) -> Vec<WindowRow> {
+        self.windows
+            .iter()
+            .filter(|w| keep(w))
+            .map(|w| self.window_row(w, None, now, t))
+            .chain(
+                stored
+                    .iter()
+                    .filter(|s| keep(&s.window))
+                    .map(|s| self.window_row(&s.window, Some(s.created_by.clone()), now, t)),
+            )
+            .collect()
+    }
+
+    /// The request's session, if signed in.
+    fn session(&self, headers: &HeaderMap, now: Timestamp) -> Option<(&Sessions, Session)> {
+        let sessions = self.sessions.as_ref()?;
+        sessions.verify(headers, now).map(|s| (sessions, s))
+    }
+
+    /// The layout's view of the request's session.
+    fn session_view(&self, headers: &HeaderMap, now: Timestamp) -> Option<SessionView> {
+        self.session(headers, now).map(|(sessions, s)| SessionView {
+            csrf: sessions.csrf(&s),
+        })
+    }
+
+    /// A page with a title and a message, in the page's kind for `session`.
+    fn message(
+        &self,
+        status: StatusCode,
+        title_key: &'static str,
+        message: String,
+        session: Option<SessionView>,
+    ) -> Response {
+        let t = labels(self.locale);
+        let kind = page_kind(session.as_ref());
+        let page = MessagePage {
+            t: &t,
+            now: human_time(self.clock.now()),
+            session,
+            title: t[title_key],
+            message,
+            api_open: self.token.configured(),
+        };
+        html_page(&self.env, "web_refused.html", &page, status, kind)
+    }
+
+    /// Refuses a form: logs why, and answers a page that says it and that nothing changed.
+    fn refuse(&self, r: Refusal) -> Response {
+        tracing::warn!(reason = r.reason, detail = %r.detail, "refused a form on the status pages");
+        self.metrics
+            .refused(r.reason.strip_prefix("refused_").unwrap_or(r.reason));
+        let t = labels(self.locale);
+        let message = format!("{} {}", t[r.reason], t["nothing_changed"]);
+        let message = if r.detail.is_empty() {
+            message
+        } else {
+            format!("{message} ({})", r.detail)
+        };
+        self.message(r.status, "refused", message, None)
+    }
+
+    /// The checks every mutating form passes before anything is read or changed: a same-origin
+    /// request, a valid session, and that session's CSRF token in the `csrf` field.
+    fn authorize(&self, headers: &HeaderMap, form: &FormData) -> Result<Session, Refusal> {
+        if let Some(origin) = cross_site(headers, &self.public_url) {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_cross_site",
+                origin,
+            ));
+        }
+        let Some(sessions) = &self.sessions else {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_no_token",
+                String::new(),
+            ));
+        };
+        let Some(session) = sessions.verify(headers, self.clock.now()) else {
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "refused_signed_out",
+                String::new(),
+            ));
+        };
+        if !sessions.check_csrf(&session, form.get("csrf")) {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "refused_csrf",
+                String::new(),
+            ));
+        }
+        Ok(session)
+    }
+}
+
+/// Why a form is refused: the answer's status, the label that says why, and a detail (the foreign
+/// origin).
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    detail: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, detail: String) -> Self {
+        Self {
+            status,
+            reason,
+            detail,
+        }
+    }
+}
+
+fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels) -> DiagnosisView {
+    DiagnosisView {
+        at: human_time(d.at),
+        causes: d
+            .causes
+            .iter()
+            .map(|c| {
+                let (status, status_label) = match c.status {
+                    CauseStatus::Likely => ("likely", t["likely"]),
+                    CauseStatus::Unknown => ("unknown", t["status_unknown"]),
+                    CauseStatus::RuledOut => ("ruled_out", t["ruled_out"]),
+                };
+                CauseRow {
+                    status,
+                    status_label,
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                    score: format!("{:.0}%", c.score * 100.0),
+                    evidence: c
+                        .evidence
+                        .iter()
+                        .map(|e| (e.truth.clone(), e.condition.clone(), e.observed.clone()))
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Signed-in pages carry a CSRF token and forms: never cached, forms to ourselves. Anonymous pages
+/// have no form.
+fn page_kind(session: Option<&SessionView>) -> PageKind {
+    if session.is_some() {
+        PageKind::Action
+    } else {
+        PageKind::Status
+    }
+}
+
+/// A form body (`application/x-www-form-urlencoded`), with repeated fields (the sections of a
+/// window) kept.
+struct FormData(Vec<(String, String)>);
+
+impl FormData {
+    fn parse(body: &[u8]) -> Self {
+        Self(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`; empty when absent.
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The value of `name`, `None` when absent or blank.
+    fn optional(&self, name: &str) -> Option<String> {
+        Some(self.get(name).trim().to_owned()).filter(|v| !v.is_empty())
+    }
+}
+
+/// `303 See Other` to `to` (after a form: a reload does not post again), with `cookie` set if given.
+fn see_other(to: &str, cookie: Option<String>) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::SET_COOKIE, c);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 // -------------------------------------------------------------------------------------------------
 // Handlers
 // -------------------------------------------------------------------------------------------------
 
-/// Runs a store read on the blocking pool; `Err` is the 503 page.
-async fn read<T: Send + 'static>(
+/// Runs a store read or write on the blocking pool; `Err` is the 503 page.
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
 ) -> Result<T, Response> {
     let failed = |e: String| {
-        tracing::warn!(error = %e, "status page: the store could not be read");
+        tracing::warn!(error = %e, "status page: the store could not be read or written");
         text_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "The incident store could not be read now; try again in a moment.\n".to_owned(),
@@ -291,11 +647,17 @@ async fn read<T: Send + 'static>(
     }
 }
 
+impl WebState {
+    fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.handle.store)
+    }
+}
+
 /// `GET /`.
-async fn index(State(st): State<Arc<WebState>>) -> Response {
+async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
-    let store = Arc::clone(&st.store);
-    let loaded = read(move || {
+    let store = st.store();
+    let loaded = blocking(move || {
         let latest = store.latest_per_section()?;
         let recent = store.recent_incidents(SCAN)?;
         let windows = store.windows()?;
@@ -324,94 +686,265 @@ async fn index(State(st): State<Arc<WebState>>) -> Response {
         .take(RECENT)
         .map(|i| st.row(i, now, &t))
         .collect();
-    let active = |w: &MaintenanceWindow| w.starts <= now && now < w.ends;
-    let window_row = |w: &MaintenanceWindow, by: Option<String>| WindowRow {
-        sections: if w.sections.is_empty() {
-            t["all_sections"].to_owned()
-        } else {
-            w.sections.join(", ")
-        },
-        starts: human_time(w.starts),
-        ends: human_time(w.ends),
-        reason: w.reason.clone(),
-        by,
-    };
-    let windows = st
-        .windows
-        .iter()
-        .filter(|w| active(w))
-        .map(|w| window_row(w, None))
-        .chain(
-            stored
-                .iter()
-                .filter(|s| active(&s.window))
-                .map(|s| window_row(&s.window, Some(s.created_by.clone()))),
-        )
-        .collect();
+    let windows = st.window_rows(&stored, now, &t, |w| w.starts <= now && now < w.ends);
+    let session = st.session_view(&headers, now);
+    let kind = page_kind(session.as_ref());
     let page = IndexPage {
         t: &t,
         now: human_time(now),
+        session,
         open: open.into_iter().map(|i| st.row(i, now, &t)).collect(),
         resolved,
         windows,
     };
-    html_page(
-        &st.env,
-        "web_index.html",
-        &page,
-        StatusCode::OK,
-        PageKind::Status,
-    )
+    html_page(&st.env, "web_index.html", &page, StatusCode::OK, kind)
 }
 
 /// `GET /incidents/{id}`.
-async fn incident_page(State(st): State<Arc<WebState>>, Path(id): Path<String>) -> Response {
+async fn incident_page(
+    State(st): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let now = st.clock.now();
-    let store = Arc::clone(&st.store);
+    let store = st.store();
     let key = id.clone();
-    let incident = match read(move || store.incident(&key)).await {
+    let incident = match blocking(move || store.incident(&key)).await {
         Ok(i) => i,
         Err(resp) => return resp,
     };
     let t = labels(st.locale);
+    let session = st.session_view(&headers, now);
     match incident {
         Some(i) => {
+            let kind = page_kind(session.as_ref());
             let page = IncidentPage {
                 t: &t,
                 now: human_time(now),
+                session,
                 incident: st.detail(&i, now, &t),
-                api_open: st.api_open,
+                api_open: st.token.configured(),
+                levels: i.paged.keys().map(ToString::to_string).collect(),
             };
-            html_page(
-                &st.env,
-                "web_incident.html",
-                &page,
-                StatusCode::OK,
-                PageKind::Status,
-            )
+            html_page(&st.env, "web_incident.html", &page, StatusCode::OK, kind)
         }
-        None => {
-            let page = NotFoundPage {
-                t: &t,
-                now: human_time(now),
-                id,
-            };
-            html_page(
-                &st.env,
-                "web_not_found.html",
-                &page,
-                StatusCode::NOT_FOUND,
-                PageKind::Status,
+        None => st.message(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{} {id}.", t["not_found_text"]),
+            session,
+        ),
+    }
+}
+
+/// Turns the pager's answer to a form into the way back to the incident, or a page saying why not.
+fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response {
+    let t = labels(st.locale);
+    match result {
+        Ok(_) => see_other(&format!("/incidents/{id}"), None),
+        // The pager holds each section's newest incident: an older one is over.
+        Err(ActionError::AlreadyResolved(_) | ActionError::UnknownIncident(_)) => st.message(
+            StatusCode::CONFLICT,
+            "not_acted",
+            format!("{} {}", t["not_open"], t["nothing_changed"]),
+            None,
+        ),
+        Err(ActionError::Unavailable(why)) => {
+            tracing::warn!(error = %why, "a form on the status pages could not be carried out");
+            st.message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_acted",
+                t["unavailable"].to_owned(),
+                None,
             )
         }
     }
+}
+
+/// A form that was not carried out (bad input, a store failure): a page saying why.
+fn not_done(st: &WebState, e: api::ApiError) -> Response {
+    tracing::warn!(error = %e.message, "a form on the status pages was not carried out");
+    if e.status.is_client_error() {
+        st.metrics.refused("bad_input");
+    }
+    let t = labels(st.locale);
+    st.message(
+        e.status,
+        "not_acted",
+        format!("{} {}", e.message, t["nothing_changed"]),
+        None,
+    )
+}
+
+/// `POST /incidents/{id}/ack`: `csrf`, `by`, `level` (blank: the highest level paged).
+async fn ack(
+    State(st): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(refused) = st.authorize(&headers, &form) {
+        return st.refuse(refused);
+    }
+    let checked = api::check_by(form.get("by"))
+        .and_then(|by| Ok((by, api::parse_level(Some(form.get("level")))?)));
+    let (by, level) = match checked {
+        Ok(v) => v,
+        Err(e) => return not_done(&st, e),
+    };
+    let result = st.handle.request_ack(&id, level, &by, "status page").await;
+    acted(&st, &id, result)
+}
+
+/// `POST /incidents/{id}/resolve`: `csrf`, `by`, `note`.
+async fn resolve(
+    State(st): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(refused) = st.authorize(&headers, &form) {
+        return st.refuse(refused);
+    }
+    let checked = api::check_by(form.get("by"))
+        .and_then(|by| Ok((by, api::check_text("note", form.get("note"))?)));
+    let (by, note) = match checked {
+        Ok(v) => v,
+        Err(e) => return not_done(&st, e),
+    };
+    let result = st
+        .handle
+        .request_resolve(&id, &by, note, "status page")
+        .await;
+    acted(&st, &id, result)
+}
+
+/// `GET /maintenance`: the windows not over yet, and the form to add one when signed in.
+async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let now = st.clock.now();
+    let store = st.store();
+    let stored = match blocking(move || store.windows()).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let t = labels(st.locale);
+    let session = st.session_view(&headers, now);
+    let kind = page_kind(session.as_ref());
+    let page = MaintenancePage {
+        t: &t,
+        now: human_time(now),
+        session,
+        windows: st.window_rows(&stored, now, &t, |w| now < w.ends),
+        sections: st
+            .runbook
+            .sections
+            .iter()
+            .map(|s| (s.id.clone(), s.title.get(st.locale).to_owned()))
+            .collect(),
+        api_open: st.token.configured(),
+    };
+    html_page(&st.env, "web_maintenance.html", &page, StatusCode::OK, kind)
+}
+
+/// `POST /maintenance`: `csrf`, `sections` (repeated; none: every section), `starts`?, `duration` or
+/// `ends`, `reason`, `by`; checked like the API's windows.
+async fn create_window(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(refused) = st.authorize(&headers, &form) {
+        return st.refuse(refused);
+    }
+    let now = st.clock.now();
+    let request = WindowBody {
+        sections: form.all("sections"),
+        starts: form.optional("starts"),
+        ends: form.optional("ends"),
+        duration: form.optional("duration"),
+        reason: form.get("reason").to_owned(),
+        by: form.get("by").to_owned(),
+    };
+    let sections: Vec<String> = st.runbook.sections.iter().map(|s| s.id.clone()).collect();
+    let (window, by) = match api::check_window(request, now, &sections) {
+        Ok(v) => v,
+        Err(e) => return not_done(&st, e),
+    };
+    if let Err(e) = api::add_window(&st.handle, &window, &by, now, "status page").await {
+        return not_done(&st, e);
+    }
+    see_other("/maintenance", None)
+}
+
+/// `GET /signin`.
+async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+    let now = st.clock.now();
+    let t = labels(st.locale);
+    let session = st.session_view(&headers, now);
+    let page = MessagePage {
+        t: &t,
+        now: human_time(now),
+        session,
+        title: t["signin"],
+        message: String::new(),
+        api_open: st.token.configured(),
+    };
+    // The sign-in form posts to us whether signed in or not.
+    html_page(
+        &st.env,
+        "web_signin.html",
+        &page,
+        StatusCode::OK,
+        PageKind::Action,
+    )
+}
+
+/// `POST /signin`: `token` is the API token; a session cookie on success. There is no session yet
+/// to hold a CSRF token, so the same-origin check stands alone here (a forged sign-in would need the
+/// token anyway).
+async fn signin(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = FormData::parse(&body);
+    let refuse = |reason, detail| st.refuse(Refusal::new(StatusCode::FORBIDDEN, reason, detail));
+    if let Some(origin) = cross_site(&headers, &st.public_url) {
+        return refuse("refused_cross_site", origin);
+    }
+    let Some(sessions) = &st.sessions else {
+        return refuse("refused_no_token", String::new());
+    };
+    if st.token.check(form.get("token").trim()).is_err() {
+        return refuse("refused_wrong_token", String::new());
+    }
+    let Some((_, cookie)) = sessions.issue(st.clock.now()) else {
+        let t = labels(st.locale);
+        return st.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_acted",
+            t["unavailable"].to_owned(),
+            None,
+        );
+    };
+    tracing::info!("signed in on the status pages");
+    see_other("/", Some(cookie))
+}
+
+/// `POST /signout`: `csrf`; clears the cookie.
+async fn signout(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(refused) = st.authorize(&headers, &form) {
+        return st.refuse(refused);
+    }
+    let cookie = st.sessions.as_ref().map(Sessions::clear_cookie);
+    see_other("/", cookie)
 }
 
 // -------------------------------------------------------------------------------------------------
 // Responses
 // -------------------------------------------------------------------------------------------------
 
-fn labels(locale: Locale) -> BTreeMap<&'static str, &'static str> {
+fn labels(locale: Locale) -> Labels {
     let table: &[(&str, &str)] = match locale {
         Locale::PtBr => &[
             ("lang", "pt-BR"),
@@ -470,6 +1003,78 @@ fn labels(locale: Locale) -> BTreeMap<&'static str, &'static str> {
             ("back", "Todos os incidentes"),
             ("not_found", "Incidente não encontrado"),
             ("not_found_text", "Não há incidente com o ID"),
+            ("maintenance", "Manutenção"),
+            ("signin", "Entrar"),
+            ("signout", "Sair"),
+            ("signed_in", "Conectado com o token da API"),
+            ("token", "Token da API (server.api_token_file)"),
+            (
+                "signin_text",
+                "Entrar com o token da API permite reconhecer e resolver incidentes e criar janelas de manutenção por estas páginas durante 12 horas. O token não fica guardado no navegador.",
+            ),
+            ("refused", "Recusado"),
+            ("not_acted", "Não foi feito"),
+            ("nothing_changed", "Nada foi alterado."),
+            (
+                "refused_cross_site",
+                "Recusado: o formulário veio de outro site.",
+            ),
+            (
+                "refused_no_token",
+                "Recusado: nenhum token de API está configurado (server.api_token_file), então ninguém age por estas páginas; use os links do email.",
+            ),
+            (
+                "refused_signed_out",
+                "Recusado: você não entrou (ou a sessão expirou); entre com o token da API.",
+            ),
+            (
+                "refused_csrf",
+                "Recusado: o formulário não traz o código desta sessão; recarregue a página e tente de novo.",
+            ),
+            (
+                "refused_wrong_token",
+                "Recusado: este não é o token da API.",
+            ),
+            ("not_open", "Este incidente não está mais aberto."),
+            (
+                "unavailable",
+                "O watchdog não conseguiu registrar agora; tente de novo em instantes.",
+            ),
+            ("diagnosis", "Diagnóstico"),
+            ("diagnosis_at", "avaliado em"),
+            (
+                "no_diagnosis",
+                "Nenhum diagnóstico foi guardado com este incidente.",
+            ),
+            ("status", "Situação"),
+            ("score", "Peso"),
+            ("evidence", "Evidências"),
+            ("likely", "provável"),
+            ("ruled_out", "descartada"),
+            ("status_unknown", "desconhecida"),
+            ("your_name", "Seu nome"),
+            ("note", "O que foi feito (vai para a linha do tempo)"),
+            ("ack_button", "Reconhecer"),
+            ("resolve_button", "Resolver"),
+            ("level_highest", "o mais alto acionado"),
+            (
+                "act_signin",
+                "Entre com o token da API para reconhecer ou resolver por aqui.",
+            ),
+            ("windows_all", "Janelas de manutenção"),
+            ("no_windows_upcoming", "Nenhuma janela ativa ou futura."),
+            ("active", "ativa"),
+            ("upcoming", "futura"),
+            ("new_window", "Nova janela de manutenção"),
+            ("sections_hint", "Nenhuma marcada: todas as seções."),
+            ("starts_field", "Início (UTC, RFC 3339; vazio: agora)"),
+            ("duration_field", "Duração (ex.: 2h)"),
+            ("ends_field", "Ou fim (UTC, RFC 3339)"),
+            ("create", "Criar"),
+            (
+                "window_signin",
+                "Entre com o token da API para criar uma janela por aqui.",
+            ),
         ],
         Locale::En => &[
             ("lang", "en"),
@@ -528,6 +1133,72 @@ fn labels(locale: Locale) -> BTreeMap<&'static str, &'static str> {
             ("back", "All incidents"),
             ("not_found", "Incident not found"),
             ("not_found_text", "There is no incident with the ID"),
+            ("maintenance", "Maintenance"),
+            ("signin", "Sign in"),
+            ("signout", "Sign out"),
+            ("signed_in", "Signed in with the API token"),
+            ("token", "API token (server.api_token_file)"),
+            (
+                "signin_text",
+                "Signing in with the API token lets you acknowledge and resolve incidents and create maintenance windows on these pages for 12 hours. The token is not kept in the browser.",
+            ),
+            ("refused", "Refused"),
+            ("not_acted", "Not done"),
+            ("nothing_changed", "Nothing was changed."),
+            (
+                "refused_cross_site",
+                "Refused: the form came from another site.",
+            ),
+            (
+                "refused_no_token",
+                "Refused: no API token is configured (server.api_token_file), so nobody acts through these pages; use the email links.",
+            ),
+            (
+                "refused_signed_out",
+                "Refused: you are not signed in (or the session expired); sign in with the API token.",
+            ),
+            (
+                "refused_csrf",
+                "Refused: the form does not carry this session's code; reload the page and try again.",
+            ),
+            ("refused_wrong_token", "Refused: that is not the API token."),
+            ("not_open", "This incident is not open any more."),
+            (
+                "unavailable",
+                "The watchdog could not record this now; try again in a moment.",
+            ),
+            ("diagnosis", "Diagnosis"),
+            ("diagnosis_at", "as evaluated at"),
+            ("no_diagnosis", "No diagnosis was kept with this incident."),
+            ("status", "Status"),
+            ("score", "Score"),
+            ("evidence", "Evidence"),
+            ("likely", "likely"),
+            ("ruled_out", "ruled out"),
+            ("status_unknown", "unknown"),
+            ("your_name", "Your name"),
+            ("note", "What was done (goes on the timeline)"),
+            ("ack_button", "Acknowledge"),
+            ("resolve_button", "Resolve"),
+            ("level_highest", "the highest paged"),
+            (
+                "act_signin",
+                "Sign in with the API token to acknowledge or resolve here.",
+            ),
+            ("windows_all", "Maintenance windows"),
+            ("no_windows_upcoming", "No active or upcoming window."),
+            ("active", "active"),
+            ("upcoming", "upcoming"),
+            ("new_window", "New maintenance window"),
+            ("sections_hint", "None checked: every section."),
+            ("starts_field", "Starts (UTC, RFC 3339; blank: now)"),
+            ("duration_field", "Duration (e.g. 2h)"),
+            ("ends_field", "Or ends (UTC, RFC 3339)"),
+            ("create", "Create"),
+            (
+                "window_signin",
+                "Sign in with the API token to create a window here.",
+            ),
         ],
     };
     table.iter().copied().collect()
@@ -536,6 +1207,14 @@ fn labels(locale: Locale) -> BTreeMap<&'static str, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_template_parses() {
+        let env = environment();
+        for (name, _) in TEMPLATES {
+            env.get_template(name).expect("parses");
+        }
+    }
 
     #[test]
     fn both_locales_have_the_same_labels() {

@@ -5,8 +5,9 @@
 //! and the level, and expiring ([`super::token`]). A forged, altered or expired token is refused with
 //! 403 before anything is read or changed. The POST also carries the incident and action the page
 //! showed, and they must be the token's, so a form is never applied to what its page did not name.
-//! Cross-site form posts are refused by `Origin` (or, without one, `Referer`) when the browser sends
-//! it: they must come from the watchdog's own `public_url`.
+//! Cross-site form posts are refused ([`crate::http::cross_site`]: `Sec-Fetch-Site`, `Origin` or,
+//! without one, `Referer`, when the browser sends them): they must come from the watchdog's own
+//! `public_url`.
 //!
 //! What acting means (recording the ack on the timeline, resolving, the store) is behind the
 //! [`Actions`] seam, so these routes know nothing of the store or the daemon.
@@ -18,7 +19,7 @@ use axum::Form;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use minijinja::Environment;
@@ -28,7 +29,7 @@ use url::Url;
 use super::token::{self, Action, Claims, TokenError};
 use super::view::{human_duration, human_time};
 use crate::clock::{Clock, Timestamp};
-use crate::http::{PageKind, html_page, text_page};
+use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
 use crate::runbook::Locale;
 
@@ -192,7 +193,7 @@ async fn act(
     headers: HeaderMap,
     form: Result<Form<ActForm>, FormRejection>,
 ) -> Response {
-    if let Some(origin) = foreign_origin(&headers, &st.public_url) {
+    if let Some(origin) = cross_site(&headers, &st.public_url) {
         tracing::warn!(%origin, "refused a cross-site ack/resolve post");
         let msg = match st.locale {
             Locale::PtBr => format!(
@@ -399,21 +400,6 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
     }
 }
 
-/// The origin of a cross-site request, if this is one: `Origin` when the browser sent it (`null`
-/// included), else the origin of `Referer`; `None` when the request names no origin or names ours.
-fn foreign_origin(headers: &HeaderMap, public_url: &Url) -> Option<String> {
-    let ours = public_url.origin();
-    let named = headers
-        .get(header::ORIGIN)
-        .or_else(|| headers.get(header::REFERER))?;
-    let text = String::from_utf8_lossy(named.as_bytes()).into_owned();
-    match Url::parse(&text) {
-        Ok(u) if u.origin() == ours => None,
-        Ok(u) => Some(u.origin().ascii_serialization()),
-        Err(_) => Some(text),
-    }
-}
-
 /// Trimmed, control characters dropped (newlines kept in notes), at most `max` characters.
 fn clean(s: &str, max: usize, multiline: bool) -> String {
     s.trim()
@@ -516,41 +502,12 @@ pub fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn both_page_locales_have_the_same_labels() {
         let pt: Vec<_> = page_labels(Locale::PtBr).into_keys().collect();
         let en: Vec<_> = page_labels(Locale::En).into_keys().collect();
         assert_eq!(pt, en);
-    }
-
-    #[test]
-    fn foreign_origins_are_named_and_ours_pass() {
-        let ours = Url::parse("https://watch.example.com:8443/prefix/").expect("url");
-        let mut h = HeaderMap::new();
-        assert_eq!(foreign_origin(&h, &ours), None, "no origin named: allowed");
-        h.insert(
-            header::REFERER,
-            HeaderValue::from_static("https://watch.example.com:8443/act/x"),
-        );
-        assert_eq!(foreign_origin(&h, &ours), None);
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert_eq!(
-            foreign_origin(&h, &ours).as_deref(),
-            Some("https://evil.example"),
-            "Origin wins over Referer"
-        );
-        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert_eq!(foreign_origin(&h, &ours).as_deref(), Some("null"));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://watch.example.com:8443"),
-        );
-        assert!(foreign_origin(&h, &ours).is_some(), "scheme counts");
     }
 
     #[test]

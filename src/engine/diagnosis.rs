@@ -1,14 +1,14 @@
 //! The correlator's second half: every cause of a section classified as likely, ruled out or unknown
 //! from the evidence, with the values that decided it, and ranked.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::condition::{self, Truth};
 use crate::observe::{Evidence, Key, Labels, Value};
 use crate::runbook::{Cause, Locale, Role, Runbook, Section};
 
 /// A cause's standing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseStatus {
     /// Some of its evidence holds.

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::model::{Ack, Incident, IncidentState, Level, Page, PageEvent};
+use super::model::{Ack, DiagnosisSnapshot, Incident, IncidentState, Level, Page, PageEvent};
 use crate::clock::Timestamp;
 use crate::config::EscalationConfig;
 use crate::engine::{SectionState, Symptom, SymptomState};
@@ -220,6 +220,7 @@ impl Book {
                     held_until_clear: false,
                     resolve_notified: false,
                     reopen_pending: false,
+                    diagnosis: None,
                 };
                 self.by_section.insert(section.to_owned(), incident);
                 let i = self.by_section.get_mut(section).expect("just inserted");
@@ -261,6 +262,10 @@ impl Book {
             incident.note(now, "cause", format!("probable cause: {cause}"));
             incident.cause = cause;
         }
+        incident.diagnosis = Some(DiagnosisSnapshot::refreshed(
+            incident.diagnosis.as_ref(),
+            DiagnosisSnapshot::new(&state.diagnosis, now),
+        ));
         (fresh || *incident != before).then(|| incident.id.clone())
     }
 

@@ -4,7 +4,10 @@ pub mod book;
 pub mod model;
 
 pub use book::{ActionError, Book, Policy, StepOutcome, Window};
-pub use model::{Ack, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry};
+pub use model::{
+    Ack, CauseSnapshot, DiagnosisSnapshot, EvidenceSnapshot, Incident, IncidentState, Level, Page,
+    PageEvent, TimelineEntry,
+};
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::runbook::Severity;
+use crate::engine::{CauseStatus, Diagnosis};
+use crate::runbook::{Role, Severity};
 
 /// An escalation level of the runbook's §7.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -141,6 +142,10 @@ pub struct Incident {
     /// Reopened, and the reopened emails are not queued yet (a maintenance window may hold them).
     #[serde(default)]
     pub reopen_pending: bool,
+    /// The section's ranked diagnosis as it stood at the latest evaluation while the incident was
+    /// open (kept as it was when it resolved); `None` for incidents stored before it was kept.
+    #[serde(default)]
+    pub diagnosis: Option<DiagnosisSnapshot>,
 }
 
 impl Incident {
@@ -165,6 +170,112 @@ impl Incident {
             kind: kind.to_owned(),
             text: text.into(),
         });
+    }
+}
+
+/// Causes kept in a [`DiagnosisSnapshot`] (the runbook's sections have a handful).
+pub const MAX_CAUSES: usize = 16;
+/// Evidence lines kept per cause.
+pub const MAX_LINES: usize = 16;
+/// Characters kept of a condition or an observed value (a label set can be long).
+pub const MAX_TEXT: usize = 300;
+/// How often a diagnosis whose findings did not change is saved again for its newer values: each
+/// save is a durable SQLite write, and the values drift at every evaluation.
+pub const DIAGNOSIS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A section's ranked diagnosis as the incident keeps it: every cause with its status, score and
+/// evidence lines, bounded by [`MAX_CAUSES`], [`MAX_LINES`] and [`MAX_TEXT`]. The runbook's actions and
+/// commands are not copied: they are the runbook's, not the incident's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiagnosisSnapshot {
+    /// The evaluation it comes from.
+    pub at: Timestamp,
+    /// Likely causes first by score, then unknown, then ruled out (the engine's order).
+    pub causes: Vec<CauseSnapshot>,
+}
+
+/// One cause of a [`DiagnosisSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CauseSnapshot {
+    pub id: String,
+    pub title: String,
+    pub status: CauseStatus,
+    /// The share of evidence weight that holds, 0 to 1.
+    pub score: f64,
+    pub evidence: Vec<EvidenceSnapshot>,
+}
+
+/// One evidence line of a [`CauseSnapshot`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceSnapshot {
+    pub condition: String,
+    pub weight: f64,
+    pub role: Role,
+    /// `holds`, `fails`, `no_data` or `unknown`.
+    pub truth: String,
+    pub observed: String,
+}
+
+impl DiagnosisSnapshot {
+    /// The bounded copy of `d`, evaluated at `at`.
+    pub fn new(d: &Diagnosis, at: Timestamp) -> Self {
+        let text = |s: &str| s.chars().take(MAX_TEXT).collect::<String>();
+        Self {
+            at,
+            causes: d
+                .causes
+                .iter()
+                .take(MAX_CAUSES)
+                .map(|c| CauseSnapshot {
+                    id: c.id.clone(),
+                    title: text(&c.title),
+                    status: c.status,
+                    score: c.score,
+                    evidence: c
+                        .evidence
+                        .iter()
+                        .take(MAX_LINES)
+                        .map(|e| EvidenceSnapshot {
+                            condition: text(&e.condition),
+                            weight: e.weight,
+                            role: e.role,
+                            truth: e.truth.to_owned(),
+                            observed: text(&e.observed),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `other` finds the same: the same causes in the same order with the same statuses and
+    /// the same truth on every line (observed values and scores aside).
+    pub fn same_findings(&self, other: &Self) -> bool {
+        self.causes.len() == other.causes.len()
+            && self.causes.iter().zip(&other.causes).all(|(a, b)| {
+                a.id == b.id
+                    && a.status == b.status
+                    && a.evidence.len() == b.evidence.len()
+                    && a.evidence
+                        .iter()
+                        .zip(&b.evidence)
+                        .all(|(x, y)| x.truth == y.truth)
+            })
+    }
+
+    /// What an incident should keep when the latest evaluation found `fresh`: `fresh` when the
+    /// findings changed or the kept one is [`DIAGNOSIS_REFRESH`] old, else the kept one (so an
+    /// unchanged diagnosis costs no write at every evaluation).
+    pub fn refreshed(kept: Option<&Self>, fresh: Self) -> Self {
+        match kept {
+            Some(k)
+                if k.same_findings(&fresh)
+                    && fresh.at.saturating_since(k.at) < DIAGNOSIS_REFRESH =>
+            {
+                k.clone()
+            }
+            _ => fresh,
+        }
     }
 }
 
@@ -196,6 +307,43 @@ impl Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(at: u64, status: CauseStatus, truth: &str, observed: &str) -> DiagnosisSnapshot {
+        DiagnosisSnapshot {
+            at: Timestamp::from_unix_millis(1_795_000_000_000) + std::time::Duration::from_secs(at),
+            causes: vec![CauseSnapshot {
+                id: "latency.openai_slow".into(),
+                title: "OpenAI lento".into(),
+                status,
+                score: 1.0,
+                evidence: vec![EvidenceSnapshot {
+                    condition: "status.indicator in [minor, major]".into(),
+                    weight: 1.0,
+                    role: Role::Evidence,
+                    truth: truth.into(),
+                    observed: observed.into(),
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_diagnosis_is_kept_until_its_findings_change_or_it_is_a_minute_old() {
+        let kept = snapshot(0, CauseStatus::Likely, "holds", "minor");
+        let same = snapshot(30, CauseStatus::Likely, "holds", "major");
+        assert_eq!(DiagnosisSnapshot::refreshed(Some(&kept), same), kept);
+        let later = snapshot(60, CauseStatus::Likely, "holds", "major");
+        assert_eq!(
+            DiagnosisSnapshot::refreshed(Some(&kept), later.clone()),
+            later
+        );
+        let changed = snapshot(15, CauseStatus::RuledOut, "fails", "none");
+        assert_eq!(
+            DiagnosisSnapshot::refreshed(Some(&kept), changed.clone()),
+            changed
+        );
+        assert_eq!(DiagnosisSnapshot::refreshed(None, kept.clone()), kept);
+    }
 
     #[test]
     fn ids_are_section_and_opening_time() {

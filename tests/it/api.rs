@@ -203,7 +203,29 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
             .any(|e| e["kind"] == "opened" && is_rfc3339(&e["at"]) && e["text"].is_string()),
         "{timeline:?}"
     );
-    assert!(detail.json["diagnosis"].is_null());
+    // The diagnosis kept with the incident: every cause of the section, ranked, with evidence.
+    let diagnosis = &detail.json["diagnosis"];
+    assert!(is_rfc3339(&diagnosis["at"]), "{diagnosis}");
+    let causes = diagnosis["causes"].as_array().expect("causes");
+    assert!(!causes.is_empty(), "{diagnosis}");
+    for c in causes {
+        assert!(
+            c["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("latency.")),
+            "{c}"
+        );
+        assert!(
+            ["likely", "unknown", "ruled_out"].contains(&c["status"].as_str().unwrap_or("")),
+            "{c}"
+        );
+        assert!(c["score"].is_number(), "{c}");
+        for e in c["evidence"].as_array().expect("evidence") {
+            for field in ["condition", "truth", "observed", "role"] {
+                assert!(e[field].is_string(), "{field}: {e}");
+            }
+        }
+    }
     assert_eq!(detail.json["id"], id.as_str());
     let missing = api.get("/api/incidents/latency-19700101T000000Z").await;
     assert_eq!(missing.status, 404);

@@ -264,6 +264,7 @@ fn incident(event: PageEvent, level: Level) -> Incident {
         held_until_clear: false,
         resolve_notified: false,
         reopen_pending: false,
+        diagnosis: None,
     };
     let ack = |i: &mut Incident, secs: u64| {
         i.acks.insert(

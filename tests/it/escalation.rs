@@ -2,38 +2,16 @@
 //! (in-process on a manual clock, or the real binary), and the real SMTP server whose received mail
 //! the assertions read. Time rules move with the manual clock, never by sleeping.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use harven_watchdog::clock::{ManualClock, Timestamp};
+use harven_watchdog::clock::Timestamp;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
-use crate::support::smtp::{ReceivedMail, SmtpServer};
+use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
 
-/// The test Prometheus and SMTP server, distinct recipients per level, and no reminders (every email
-/// in these scripts is one the test expects).
-pub(crate) fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
-    let mut env = prometheus_env(prom, data);
-    env.extend(
-        [
-            ("SMTP__HOST", "127.0.0.1".to_owned()),
-            ("SMTP__PORT", smtp_port.to_string()),
-            ("SMTP__TLS", "none".into()),
-            ("ESCALATION__L1__TO", "oncall@test.harven".into()),
-            ("ESCALATION__L2__TO", "lead@test.harven".into()),
-            ("ESCALATION__L3__TO", "cto@test.harven".into()),
-            ("ESCALATION__REPEAT_INTERVAL", "24h".into()),
-            ("RUNBOOK__LOCALE", "en".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
-    );
-    env
-}
-
-use crate::support::daemon::{T0, TestDaemon as Daemon, prometheus_env};
+use crate::support::daemon::{T0, TestDaemon as Daemon, paging_env as env};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -54,33 +32,11 @@ pub(crate) fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
         .count()
 }
 
-/// Moves the clock `step` at a time (a real pause between steps lets probes report) until `done`
-/// holds for the received mail; panics after 120 s of real time.
-pub(crate) async fn advance_until(
-    hand: &ManualClock,
-    step: Duration,
-    smtp: &SmtpServer,
-    what: &str,
-    done: impl Fn(&[ReceivedMail]) -> bool,
-) -> Vec<ReceivedMail> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let mail = smtp.messages();
-        if done(&mail) {
-            return mail;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: never happened; mail so far: {:#?}",
-            summary(&mail)
-        );
-        hand.advance(step);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Moves the clock until the latency incident's L1 email arrives; returns the incident's ID.
-pub(crate) async fn l1_incident(hand: &ManualClock, smtp: &SmtpServer) -> String {
+pub(crate) async fn l1_incident(
+    hand: &harven_watchdog::clock::ManualClock,
+    smtp: &SmtpServer,
+) -> String {
     let mail = advance_until(hand, Duration::from_secs(15), smtp, "the L1 email", |m| {
         m.iter().any(|x| is(x, "L1", "opened"))
     })
@@ -90,12 +46,6 @@ pub(crate) async fn l1_incident(hand: &ManualClock, smtp: &SmtpServer) -> String
         .and_then(|m| m.header("X-Harven-Incident"))
         .expect("the L1 email names its incident")
         .to_owned()
-}
-
-pub(crate) fn summary(mail: &[ReceivedMail]) -> Vec<String> {
-    mail.iter()
-        .map(|m| m.subject().unwrap_or_default())
-        .collect()
 }
 
 /// The time an incident opened, from its ID (`latency-20261118T110640Z`).

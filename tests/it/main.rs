@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod browser;
 mod config;
 mod daemon;
 mod deploy;

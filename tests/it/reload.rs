@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 use crate::api::{Answer, Api, bearer};
 use crate::daemon::sample;
-use crate::escalation::{advance_until, count, is, l1_incident, opened_at, summary};
+use crate::escalation::{count, is, l1_incident, opened_at};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{T0, TestDaemon, prometheus_env};
 use crate::support::prometheus::PrometheusServer;
-use crate::support::smtp::SmtpServer;
+use crate::support::smtp::{SmtpServer, advance_until, summary};
 use crate::support::{send_signal, terminate_child, wait_for_some, wait_until};
 
 const OLD_TOKEN: &str = "reload-old-token-5b8d1f3a9c";
@@ -78,7 +78,7 @@ async fn a_valid_reload_keeps_the_incident_and_the_next_page_follows_the_new_con
     let file = data.path().join("watchdog.toml");
     std::fs::write(&file, "[escalation.l2]\nto = [\"lead@test.harven\"]\n").expect("config");
     // The L2 recipients come from the file alone (the environment would override it).
-    let mut env = crate::escalation::env(&prom.url(), smtp.port(), data.path());
+    let mut env = crate::support::daemon::paging_env(&prom.url(), smtp.port(), data.path());
     env.retain(|(k, _)| k != "HARVEN_WATCHDOG__ESCALATION__L2__TO");
     env.push((
         "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
@@ -146,7 +146,8 @@ async fn pages_waiting_for_a_dead_smtp_server_go_out_through_the_reloaded_one() 
     std::fs::write(&file, format!("[smtp]\nport = {}\n", dead.port())).expect("config");
     // The SMTP port comes from the file alone (the environment would override it). Every source is
     // out of reach: the watchdog's own blindness is the incident that pages.
-    let mut env = crate::escalation::env("http://127.0.0.1:1", dead.port(), data.path());
+    let mut env =
+        crate::support::daemon::paging_env("http://127.0.0.1:1", dead.port(), data.path());
     env.retain(|(k, _)| k != "HARVEN_WATCHDOG__SMTP__PORT");
     env.push((
         "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),

@@ -38,6 +38,7 @@ pub fn incident(section: &str, at: Timestamp) -> Incident {
         held_until_clear: false,
         resolve_notified: false,
         reopen_pending: false,
+        diagnosis: None,
     }
 }
 

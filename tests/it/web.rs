@@ -277,3 +277,398 @@ async fn the_status_pages_show_a_real_incident_escaped_and_without_the_token() {
     b.never_showed_the_token();
     d.stop().await;
 }
+
+/// A browser-like client that does not follow redirects, so the tests see each answer's status and
+/// `Set-Cookie`.
+struct Forms {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// An answer to a form: status, `Location`, `Set-Cookie`, `Cache-Control`, body.
+struct Answer {
+    status: StatusCode,
+    location: String,
+    set_cookie: String,
+    cache: String,
+    body: String,
+}
+
+/// A form's fields, in order.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+/// How a form post presents itself.
+#[derive(Clone, Copy, Default)]
+struct Sent<'a> {
+    cookie: Option<&'a str>,
+    origin: Option<&'a str>,
+    fetch_site: Option<&'a str>,
+}
+
+impl Forms {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_owned(),
+        }
+    }
+
+    async fn answer(resp: reqwest::Response) -> Answer {
+        let h = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (location, set_cookie, cache) = (h("location"), h("set-cookie"), h("cache-control"));
+        Answer {
+            status: resp.status(),
+            location,
+            set_cookie,
+            cache,
+            body: resp.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)], sent: Sent<'_>) -> Answer {
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        for (name, value) in [
+            ("cookie", sent.cookie),
+            ("origin", sent.origin),
+            ("sec-fetch-site", sent.fetch_site),
+        ] {
+            if let Some(v) = value {
+                req = req.header(name, v);
+            }
+        }
+        Self::answer(req.send().await.expect("request")).await
+    }
+}
+
+/// The value of the first hidden `csrf` field of a page.
+fn csrf_of(page: &str) -> String {
+    let (_, rest) = page
+        .split_once("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf field: {page}"));
+    rest.split('"').next().expect("value").to_owned()
+}
+
+/// The windows created through the API or the pages.
+async fn stored_windows(b: &mut Browser) -> Vec<Value> {
+    let list = b.json("/api/maintenance").await;
+    list["windows"]
+        .as_array()
+        .expect("windows")
+        .iter()
+        .filter(|w| w["source"] == "api")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(env(&prom.url(), data.path(), Some("en")), T0).await;
+    let mut b = Browser::new(&d.base);
+    let id = wait_for_latency_incident(&d, &mut b).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let f = Forms::new(&d.base);
+
+    // The diagnosis is kept with the incident: the API has every cause, the page the table.
+    let detail = b.json(&format!("/api/incidents/{id}")).await;
+    let causes = detail["diagnosis"]["causes"].as_array().expect("causes");
+    assert!(causes.len() >= 2, "{detail}");
+    for c in causes {
+        assert!(
+            ["likely", "unknown", "ruled_out"].contains(&c["status"].as_str().expect("status")),
+            "{c}"
+        );
+        assert!(
+            !c["evidence"].as_array().expect("evidence").is_empty(),
+            "{c}"
+        );
+    }
+    let anonymous = f.get(&format!("/incidents/{id}"), None).await;
+    assert!(
+        anonymous.body.contains("id=\"diagnosis\""),
+        "{}",
+        anonymous.body
+    );
+    assert!(
+        anonymous
+            .body
+            .contains(causes[0]["id"].as_str().expect("id")),
+        "{}",
+        anonymous.body
+    );
+    assert!(!anonymous.body.contains("<form"), "{}", anonymous.body);
+    assert!(anonymous.body.contains("href=\"/signin\""));
+
+    // Signing in: the wrong token, or a post from another site, gets no session.
+    let signin = f.get("/signin", None).await;
+    assert_eq!(signin.status, 200);
+    assert!(signin.body.contains("name=\"token\""), "{}", signin.body);
+    let wrong = f
+        .post("/signin", &[("token", "not-the-token")], Sent::default())
+        .await;
+    assert_eq!(wrong.status, 403, "{}", wrong.body);
+    assert!(wrong.set_cookie.is_empty());
+    assert!(
+        wrong.body.contains("that is not the API token"),
+        "{}",
+        wrong.body
+    );
+    let foreign = f
+        .post(
+            "/signin",
+            &[("token", TOKEN)],
+            Sent {
+                origin: Some("http://evil.example"),
+                ..Sent::default()
+            },
+        )
+        .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.body);
+    assert!(foreign.set_cookie.is_empty());
+    let signed = f
+        .post("/signin", &[("token", TOKEN)], Sent::default())
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.location, "/");
+    for attr in ["hw_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(signed.set_cookie.contains(attr), "{}", signed.set_cookie);
+    }
+    assert!(!signed.set_cookie.contains("Secure"), "http public URL");
+    assert!(!signed.set_cookie.contains(TOKEN));
+    let cookie = signed
+        .set_cookie
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+
+    // Signed in, the incident page has the forms and is never cached.
+    let page = f.get(&format!("/incidents/{id}"), Some(&cookie)).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.cache, "no-store");
+    assert!(page.body.contains("id=\"ack\""), "{}", page.body);
+    assert!(page.body.contains("id=\"resolve\""), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    assert!(!page.body.contains(TOKEN));
+
+    // Every refused form changes nothing.
+    let ack = format!("/incidents/{id}/ack");
+    let good: &[(&str, &str)] = &[("csrf", &csrf), ("by", "Ana")];
+    let with = |cookie| Sent {
+        cookie,
+        ..Sent::default()
+    };
+    let refusals: Vec<(&str, Fields<'_>, Sent<'_>, u16)> = vec![
+        ("no session", good, Sent::default(), 401),
+        (
+            "a forged session",
+            good,
+            with(Some("hw_session=9999999999.abc.def")),
+            401,
+        ),
+        ("no CSRF token", &[("by", "Ana")], with(Some(&cookie)), 403),
+        (
+            "a wrong CSRF token",
+            &[
+                ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                ("by", "Ana"),
+            ],
+            with(Some(&cookie)),
+            403,
+        ),
+        (
+            "a foreign Origin",
+            good,
+            Sent {
+                cookie: Some(&cookie),
+                origin: Some("http://evil.example"),
+                fetch_site: None,
+            },
+            403,
+        ),
+        (
+            "a cross-site fetch",
+            good,
+            Sent {
+                cookie: Some(&cookie),
+                origin: None,
+                fetch_site: Some("cross-site"),
+            },
+            403,
+        ),
+    ];
+    for (what, fields, sent, status) in &refusals {
+        let a = f.post(&ack, fields, *sent).await;
+        assert_eq!(a.status, *status, "{what}: {}", a.body);
+        assert!(
+            a.body.contains("Nothing was changed."),
+            "{what}: {}",
+            a.body
+        );
+        let w = f
+            .post(
+                "/maintenance",
+                &[fields, &[("duration", "1h"), ("reason", "deploy")][..]].concat(),
+                *sent,
+            )
+            .await;
+        assert_eq!(w.status, *status, "{what}: {}", w.body);
+        let r = f
+            .post(&format!("/incidents/{id}/resolve"), fields, *sent)
+            .await;
+        assert_eq!(r.status, *status, "{what}: {}", r.body);
+    }
+    let unchanged = b.json(&format!("/api/incidents/{id}")).await;
+    assert_eq!(unchanged["acks"], json!({}), "{unchanged}");
+    assert_eq!(unchanged["state"], "open");
+    assert!(stored_windows(&mut b).await.is_empty());
+
+    // Accepted: the ack, a window over two sections, the resolve with its note.
+    let a = f.post(&ack, good, with(Some(&cookie))).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.location, format!("/incidents/{id}"));
+    let acked = b.json(&format!("/api/incidents/{id}")).await;
+    assert_eq!(acked["acks"]["L1"]["by"], "Ana", "{acked}");
+
+    let w = f
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf),
+                ("sections", "latency"),
+                ("sections", "errors"),
+                ("duration", "2h"),
+                ("reason", "Supabase <upgrade>"),
+                ("by", "Ana"),
+            ],
+            with(Some(&cookie)),
+        )
+        .await;
+    assert_eq!(w.status, 303, "{}", w.body);
+    assert_eq!(w.location, "/maintenance");
+    let windows = stored_windows(&mut b).await;
+    assert_eq!(windows.len(), 1, "{windows:?}");
+    assert_eq!(windows[0]["sections"], json!(["latency", "errors"]));
+    assert_eq!(windows[0]["created_by"], "Ana");
+    let listed = f.get("/maintenance", Some(&cookie)).await;
+    assert!(
+        listed.body.contains("Supabase &lt;upgrade&gt;"),
+        "{}",
+        listed.body
+    );
+    assert!(listed.body.contains("id=\"new-window\""));
+    let bad = f
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf),
+                ("sections", "nope"),
+                ("duration", "1h"),
+                ("reason", "r"),
+                ("by", "Ana"),
+            ],
+            with(Some(&cookie)),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("unknown section"), "{}", bad.body);
+    assert_eq!(stored_windows(&mut b).await.len(), 1);
+
+    let r = f
+        .post(
+            &format!("/incidents/{id}/resolve"),
+            &[("csrf", &csrf), ("by", "Bob"), ("note", "rolled back")],
+            with(Some(&cookie)),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let resolved = b.json(&format!("/api/incidents/{id}")).await;
+    assert_eq!(resolved["state"], "resolved", "{resolved}");
+    assert_eq!(resolved["resolve_note"], "rolled back");
+    assert!(
+        resolved["diagnosis"]["causes"].is_array(),
+        "kept after resolving"
+    );
+    let again = f.post(&ack, good, with(Some(&cookie))).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    // Every refusal was counted, by reason.
+    let metrics = f.get("/metrics", None).await.body;
+    for (reason, n) in [
+        ("signed_out", 6),
+        ("csrf", 6),
+        ("cross_site", 7),
+        ("wrong_token", 1),
+        ("bad_input", 1),
+    ] {
+        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+
+    // Signing out clears the cookie.
+    let out = f
+        .post("/signout", &[("csrf", &csrf)], with(Some(&cookie)))
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert!(out.set_cookie.contains("Max-Age=0"), "{}", out.set_cookie);
+    let hand = d.stop().await;
+
+    // Without a configured token nobody signs in, and an old session is worth nothing.
+    let mut no_token = prometheus_env(&prom.url(), data.path());
+    no_token.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), "en".into()));
+    let d = Daemon::start(no_token, hand.now()).await;
+    let f = Forms::new(&d.base);
+    let s = f
+        .post("/signin", &[("token", TOKEN)], Sent::default())
+        .await;
+    assert_eq!(s.status, 403, "{}", s.body);
+    assert!(s.body.contains("no API token is configured"), "{}", s.body);
+    let w = f
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf),
+                ("duration", "1h"),
+                ("reason", "r"),
+                ("by", "Ana"),
+            ],
+            with(Some(&cookie)),
+        )
+        .await;
+    assert_eq!(w.status, 403, "{}", w.body);
+    let mut b = Browser::new(&d.base);
+    assert_eq!(stored_windows(&mut b).await.len(), 1);
+    d.stop().await;
+}

@@ -37,6 +37,27 @@ pub fn prometheus_env(prom: &str, data: &std::path::Path) -> Vec<(String, String
     .collect()
 }
 
+/// [`prometheus_env`] and the test SMTP server at `smtp_port` (plaintext): English emails, distinct
+/// recipients per level, and no reminders (every email in the scripts using it is one they expect).
+pub fn paging_env(prom: &str, smtp_port: u16, data: &std::path::Path) -> Vec<(String, String)> {
+    let mut env = prometheus_env(prom, data);
+    env.extend(
+        [
+            ("SMTP__HOST", "127.0.0.1".to_owned()),
+            ("SMTP__PORT", smtp_port.to_string()),
+            ("SMTP__TLS", "none".into()),
+            ("ESCALATION__L1__TO", "oncall@test.harven".into()),
+            ("ESCALATION__L2__TO", "lead@test.harven".into()),
+            ("ESCALATION__L3__TO", "cto@test.harven".into()),
+            ("ESCALATION__REPEAT_INTERVAL", "24h".into()),
+            ("RUNBOOK__LOCALE", "en".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
+    );
+    env
+}
+
 /// A running in-process daemon.
 pub struct TestDaemon {
     /// `http://127.0.0.1:<port>`.

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod chromium;
 pub mod daemon;
 pub mod docker;
 pub mod prometheus;

@@ -23,7 +23,9 @@ use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use harven_watchdog::clock::ManualClock;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -666,6 +668,38 @@ async fn scripted_session(
             return;
         }
     }
+}
+
+/// Moves the clock `step` at a time (a real pause between steps lets probes report) until `done`
+/// holds for the received mail; panics after 120 s of real time.
+pub async fn advance_until(
+    hand: &ManualClock,
+    step: Duration,
+    smtp: &SmtpServer,
+    what: &str,
+    done: impl Fn(&[ReceivedMail]) -> bool,
+) -> Vec<ReceivedMail> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mail = smtp.messages();
+        if done(&mail) {
+            return mail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; mail so far: {:#?}",
+            summary(&mail)
+        );
+        hand.advance(step);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The subjects of `mail`, for failure messages.
+pub fn summary(mail: &[ReceivedMail]) -> Vec<String> {
+    mail.iter()
+        .map(|m| m.subject().unwrap_or_default())
+        .collect()
 }
 
 /// One message as the SMTP server stored it.
