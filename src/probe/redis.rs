@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{IntoConnectionInfo, RedisError};
 
-use super::{BuildError, Probe};
+use super::{BuildError, Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::RedisConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
@@ -418,11 +418,6 @@ fn redis_failure(what: &str, e: &RedisError) -> Failure {
         FailureKind::Other
     };
     Failure::new(kind, format!("{what}: {}", super::http::error_chain(e)))
-}
-
-/// The first `max` characters of an untrusted string.
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
 
 /// A short description of a client-side redis error, for build errors.
