@@ -1316,6 +1316,7 @@ impl Probe for DockerProbe {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use std::collections::HashMap;
 
     use bollard::models::{ContainerConfig, ContainerState, EventActor};
@@ -1883,5 +1884,66 @@ mod tests {
             "harven/backend:1.4 (sha256:0123456789ab)"
         );
         assert_eq!(label("0123456789abcdef"), "sha256:0123456789ab");
+    }
+
+    /// Real `docker logs --timestamps` lines of the backend, the base of near-valid chunks.
+    const REAL_LOG: &str = "2026-11-24T21:00:05.123456789Z INFO:     172.18.0.1:51234 - \"GET /health HTTP/1.1\" 200 OK\n2026-11-24T21:00:06.5Z ERROR calling OpenAI: 429 Too Many Requests\n2026-11-24T21:00:07Z sqlalchemy.exc.OperationalError: FATAL: too many connections for role \"postgres\"\n";
+
+    /// Counting a chunk after `cursor`: never more lines than the chunk has, never more matches than
+    /// lines, and the newest time never moves back.
+    fn window_is_sound(chunk: &[u8], cursor: Nanos) -> Result<(), TestCaseError> {
+        // The default patterns, compiled once (compiling them per case is most of a case's time).
+        static CONFIG: std::sync::LazyLock<DockerConfig> = std::sync::LazyLock::new(|| config(&[]));
+        let cfg = &*CONFIG;
+        let mut w = LogWindow {
+            counts: vec![0; cfg.log_patterns.len()],
+            newest: cursor,
+            lines: 0,
+            capped: false,
+        };
+        w.take(chunk, cursor, &cfg.log_patterns);
+        let segments = chunk
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        prop_assert!(w.lines <= segments as u64);
+        prop_assert!(w.counts.iter().all(|c| *c <= w.lines), "{:?}", w);
+        prop_assert!(w.newest >= cursor);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_text_is_a_time_or_none(text in crate::mutate::garbage()) {
+            if let Some(n) = parse_time(&text) {
+                prop_assert!(n > 0);
+            }
+        }
+
+        #[test]
+        fn prop_engine_times_round_trip(nanos in 1..253_402_300_799_999_999_999 as Nanos) {
+            let secs = u64::try_from(nanos.div_euclid(NANOS_PER_SEC)).expect("positive");
+            let sub = u32::try_from(nanos.rem_euclid(NANOS_PER_SEC)).expect("below a second");
+            let text = humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::new(secs, sub)).to_string();
+            prop_assert_eq!(parse_time(&text), Some(nanos));
+        }
+
+        #[test]
+        fn prop_any_log_chunk_is_counted_within_bounds(
+            chunk in prop::collection::vec(any::<u8>(), 0..400),
+            cursor in any::<Nanos>(),
+        ) {
+            window_is_sound(&chunk, cursor)?;
+        }
+
+        #[test]
+        fn prop_near_valid_log_chunks_are_counted_within_bounds(
+            chunk in crate::mutate::near(REAL_LOG),
+            cursor in prop_oneof![Just(0), Just(1_795_000_000_000_000_000), any::<Nanos>()],
+        ) {
+            window_is_sound(&chunk, cursor)?;
+        }
     }
 }
