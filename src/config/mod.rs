@@ -308,6 +308,8 @@ impl Source for EnvLayer {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -335,5 +337,95 @@ mod tests {
             config.smtp.transport,
             EmailTransport::Files { .. }
         ));
+    }
+
+    /// Real configuration files: the defaults, the shipped examples and the valid fixtures.
+    const REAL: &[&str] = &[
+        DEFAULT_TOML,
+        include_str!("../../config/examples/production.toml"),
+        include_str!("../../config/examples/fast-local.toml"),
+        include_str!("../../tests/fixtures/config/valid/maintenance-window.toml"),
+        include_str!("../../tests/fixtures/config/valid/smtps-and-extra-status-page.toml"),
+        include_str!("../../tests/fixtures/config/valid/tighter-escalation.toml"),
+    ];
+
+    /// Every leaf key of the defaults, dotted (`smtp.tls`), and the secret keys they leave unset.
+    fn keys() -> Vec<String> {
+        fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in table {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(t) => walk(&key, t, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            "",
+            &DEFAULT_TOML.parse().expect("defaults are TOML"),
+            &mut out,
+        );
+        out.extend(
+            [
+                "smtp.host",
+                "smtp.username",
+                "smtp.password",
+                "server.api_token",
+                "supabase.url",
+                "supabase.api_key",
+                "runbook.path",
+                "heartbeat.url",
+            ]
+            .map(str::to_owned),
+        );
+        out
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(64))]
+
+        /// A `--config` file of any text is loaded or refused, and every problem names the file or a
+        /// key (never an anonymous "invalid configuration").
+        #[test]
+        fn prop_any_file_is_loaded_or_refused_by_name(
+            text in prop_oneof![crate::mutate::near_any(REAL), crate::mutate::garbage()],
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("layer.toml");
+            std::fs::write(&path, &text).expect("write");
+            if let Err(e) = Config::load_with_env(std::slice::from_ref(&path), Vec::new()) {
+                prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    prop_assert!(!p.message.is_empty(), "{e}");
+                    prop_assert!(p.origin == Origin::File(path.clone()) || !p.key.is_empty(), "{e}");
+                }
+            }
+        }
+
+        /// Any value in any `HARVEN_WATCHDOG__*` variable is taken or refused naming that variable or
+        /// its key.
+        #[test]
+        fn prop_any_env_value_is_taken_or_refused_by_name(
+            key in prop::sample::select(keys()),
+            value in prop_oneof![
+                crate::mutate::garbage(),
+                prop::sample::select(vec!["", "0", "-1", "1e999", "18446744073709551616", "nan", "0s",
+                    "99999999999999999999h", "true", "[1]", "a,b,,c", "http://", "redis://:@", "\u{0}"])
+                    .prop_map(str::to_owned),
+            ],
+        ) {
+            let var = env_var(&key);
+            if let Err(e) = Config::load_with_env(&[], [(var.clone(), value)]) {
+                prop_assert!(
+                    e.problems.iter().any(|p| p.origin == Origin::Env(var.clone()) || p.key == key),
+                    "{e}"
+                );
+            }
+        }
     }
 }

@@ -980,3 +980,28 @@ fn check_smtp(
         from: from?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_duration_text_is_a_duration_or_refused_quoting_it(text in crate::mutate::garbage()) {
+            if let Err(message) = parse_duration(&text) {
+                prop_assert!(message.contains(&format!("{text:?}")), "{message}");
+            }
+        }
+
+        #[test]
+        fn prop_durations_round_trip(secs in 1..100_000_000u64, nanos in 0..1_000_000_000u32) {
+            let d = Duration::new(secs, nanos);
+            let text = humantime::format_duration(d).to_string();
+            prop_assert_eq!(parse_duration(&text), Ok(d));
+        }
+    }
+}
