@@ -12,6 +12,11 @@
 //! (`--smtpscert/--smtpskey`) with a certificate from [`TestCa`], a CA and a leaf certificate
 //! for `localhost`/`127.0.0.1` made with the `openssl` command.
 //!
+//! [`SmtpServer::start_with_login`] also requires a login (`AUTH PLAIN`/`LOGIN`, offered only
+//! after STARTTLS, as aiosmtpd does): the same CLI, started through a few lines of Python that give
+//! aiosmtpd's `SMTP` class an authenticator, which logs every attempt (mechanism and result, never
+//! the credentials) to the server's log, read back with [`SmtpServer::logins`].
+//!
 //! [`ScriptedSmtp`] is a tiny in-process SMTP responder for what aiosmtpd will not do on
 //! request: refuse a recipient with a 5xx, or refuse a login (echoing the credentials back, as
 //! a careless server might).
@@ -40,12 +45,31 @@ pub enum SmtpTls {
     Implicit { cert: PathBuf, key: PathBuf },
 }
 
+/// aiosmtpd's own command line, with an authenticator that accepts one username and password (read
+/// from the environment, so they are not on the command line) and `auth_required`.
+const LOGIN_LAUNCHER: &str = r#"
+import functools, os, sys
+import aiosmtpd.main
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+user = os.environb[b"HWTEST_SMTP_USER"]
+password = os.environb[b"HWTEST_SMTP_PASSWORD"]
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user and data.password == password
+    print("AUTH", mechanism, "accepted" if ok else "refused", flush=True)
+    return AuthResult(success=ok, handled=False)
+aiosmtpd.main.SMTP = functools.partial(SMTP, authenticator=authenticate, auth_required=True)
+sys.argv[0] = "aiosmtpd"
+aiosmtpd.main.main(sys.argv[1:])
+"#;
+
 /// A running aiosmtpd server; killed (and its temp dir with the mail removed) on drop.
 pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
     tls: SmtpTls,
+    /// The username and password a client must log in with, if any.
+    login: Option<(String, String)>,
 }
 
 impl SmtpServer {
@@ -59,6 +83,16 @@ impl SmtpServer {
     /// Like [`start`](Self::start), with STARTTLS or implicit TLS. For implicit TLS, readiness
     /// is the port accepting connections (the banner comes only after a TLS handshake).
     pub async fn start_with(tls: SmtpTls) -> SmtpServer {
+        Self::start_inner(tls, None).await
+    }
+
+    /// Like [`start_with`](Self::start_with), and every message needs a login as `user` with
+    /// `password` first. aiosmtpd offers `AUTH` only over TLS, so `tls` should not be `None`.
+    pub async fn start_with_login(tls: SmtpTls, user: &str, password: &str) -> SmtpServer {
+        Self::start_inner(tls, Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_inner(tls: SmtpTls, login: Option<(String, String)>) -> SmtpServer {
         super::require_program(PYTHON, "python3-aiosmtpd");
         let dir = tempfile::Builder::new()
             .prefix("hwtest-smtp-")
@@ -69,6 +103,7 @@ impl SmtpServer {
             port: 0,
             dir,
             tls,
+            login,
         };
         let mut last_error = String::new();
         for _attempt in 0..5 {
@@ -187,6 +222,17 @@ impl SmtpServer {
         }
     }
 
+    /// The login attempts of a server started with [`start_with_login`](Self::start_with_login),
+    /// oldest first, as `"<MECHANISM> accepted"` or `"<MECHANISM> refused"`.
+    pub fn logins(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("AUTH "))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The last 4 KiB of the server's output, for failure messages.
     pub fn log_tail(&self) -> String {
         super::log_tail(&self.log_path(), 4096)
@@ -206,8 +252,15 @@ impl SmtpServer {
             .try_clone()
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let mut command = Command::new(PYTHON);
+        match &self.login {
+            None => command.args(["-m", "aiosmtpd"]),
+            Some((user, password)) => command
+                .args(["-c", LOGIN_LAUNCHER])
+                .env("HWTEST_SMTP_USER", user)
+                .env("HWTEST_SMTP_PASSWORD", password),
+        };
         command
-            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .args(["-n", "-l"])
             .arg(format!("127.0.0.1:{}", self.port));
         match &self.tls {
             SmtpTls::None => {}
