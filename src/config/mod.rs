@@ -375,9 +375,13 @@ mod tests {
                 "smtp.host",
                 "smtp.username",
                 "smtp.password",
+                "smtp.password_file",
                 "server.api_token",
+                "server.api_token_file",
                 "supabase.url",
                 "supabase.api_key",
+                "supabase.api_key_file",
+                "redis.password",
                 "runbook.path",
                 "heartbeat.url",
             ]
@@ -386,8 +390,38 @@ mod tests {
         out
     }
 
+    /// A mark no configuration holds by chance: found in an error or a `Debug` output, it leaked.
+    const MARK: &str = "s3cr3t-M4RK";
+
     proptest! {
         #![proptest_config(crate::mutate::cases(64))]
+
+        /// A secret, valid or not and whatever else is set, is never quoted by a refusal, nor shown by
+        /// a loaded configuration's `Debug`.
+        #[test]
+        fn prop_no_secret_value_is_quoted(
+            (key, value) in prop_oneof![
+                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
+                    "redis.password"])
+                    .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("{MARK}{g}")))),
+                crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://:{MARK}@{g}"))),
+                crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://u:{MARK}{g}@localhost"))),
+                crate::mutate::garbage().prop_map(|g| ("heartbeat.url", format!("https://hc.example/{MARK}{g}"))),
+                crate::mutate::garbage().prop_map(|g| ("heartbeat.url", format!("{g}{MARK}"))),
+            ],
+            also in prop::sample::select(vec![None, Some(("smtp.username", "u")), Some(("smtp.host", "")),
+                Some(("supabase.url", "http://127.0.0.1:1")), Some(("redis.url", "http://x"))]),
+        ) {
+            let mut env = vec![(env_var(key), value)];
+            env.extend(also.map(|(k, v)| (env_var(k), v.to_owned())));
+            match Config::load_with_env(&[], env) {
+                Ok(config) => {
+                    let shown = format!("{config:?}");
+                    prop_assert!(!shown.contains(MARK), "{}", shown);
+                }
+                Err(e) => prop_assert!(!e.to_string().contains(MARK), "{}", e),
+            }
+        }
 
         /// A `--config` file of any text is loaded or refused, and every problem names the file or a
         /// key (never an anonymous "invalid configuration").

@@ -44,7 +44,7 @@ pub struct PrometheusProbe {
 impl std::fmt::Debug for PrometheusProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusProbe")
-            .field("url", &self.config.url.as_str())
+            .field("url", &crate::redact_url(&self.config.url))
             .finish_non_exhaustive()
     }
 }
