@@ -34,8 +34,13 @@ const JWT_SECRET: &str = "jwt-secret-H6jK8lZ1xCgH";
 /// How long any one step of the path may take on a loaded machine.
 const STEP: Duration = Duration::from_secs(120);
 
-/// Every form in which a secret could slip out: as is, and base64 (standard and URL-safe) of it and
-/// of the SMTP `AUTH PLAIN` blob.
+/// Every form in which a secret could slip out: as is, and inside any base64 or base64url text (the
+/// SMTP `AUTH PLAIN` blob, a basic-auth header, an encoded token).
+///
+/// Base64 turns 3 bytes into 4 characters, so a secret inside a longer encoded string reads one of
+/// three ways, by its offset modulo 3. For each, the needle is the encoding of the secret behind that
+/// many filler bytes, without its first group (which holds filler) and its last (which holds whatever
+/// follows the secret): characters that depend on the secret's bytes alone.
 fn needles() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (name, secret) in [
@@ -45,20 +50,21 @@ fn needles() -> Vec<(String, String)> {
         ("JWT_SECRET", JWT_SECRET),
     ] {
         out.push((name.to_owned(), secret.to_owned()));
-        for (form, encoded) in [
-            ("base64", STANDARD.encode(secret)),
-            ("base64url", URL_SAFE_NO_PAD.encode(secret)),
-        ] {
-            // A secret base64-encoded at another offset shares no prefix with this; its middle
-            // (from a 3-byte boundary) is what any encoding of a string holding it contains.
-            out.push((
-                format!("{name} ({form})"),
-                encoded[..encoded.len() - 4].to_owned(),
-            ));
+        for offset in 0..3 {
+            let bytes = [&b"\0\0"[..offset], secret.as_bytes()].concat();
+            for (form, encoded) in [
+                ("base64", STANDARD.encode(&bytes)),
+                ("base64url", URL_SAFE_NO_PAD.encode(&bytes)),
+            ] {
+                let from = if offset == 0 { 0 } else { 4 };
+                let to = encoded.trim_end_matches('=').len() / 4 * 4;
+                out.push((
+                    format!("{name} ({form} at offset {offset})"),
+                    encoded[from..to].to_owned(),
+                ));
+            }
         }
     }
-    let plain = format!("\0{SMTP_USER}\0{SMTP_PASSWORD}");
-    out.push(("SMTP AUTH PLAIN".into(), STANDARD.encode(&plain)));
     out
 }
 
@@ -169,6 +175,12 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     let prom = PrometheusServer::start(&[backend.target()]).await;
     let ca = TestCa::generate();
     let smtp = SmtpServer::start_with_login(ca.starttls(), SMTP_USER, SMTP_PASSWORD).await;
+    // The needles find the AUTH PLAIN blob this login sends (base64 of "\0user\0password").
+    let plain = STANDARD.encode(format!("\0{SMTP_USER}\0{SMTP_PASSWORD}"));
+    assert!(
+        needles().iter().any(|(_, n)| plain.contains(n.as_str())),
+        "{plain}"
+    );
     let supabase = FakeSupabase::start(SUPABASE_KEY).await;
     let openai = FakeStatusPage::start(PageScenario::indicator("minor")).await;
     let supabase_status = FakeStatusPage::start(PageScenario::indicator("none")).await;
