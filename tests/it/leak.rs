@@ -132,18 +132,35 @@ fn daemon_env(
     env
 }
 
-/// The real binary with `env` and `args`, logging everything (`trace`) into `log`.
-fn spawn(env: &[(String, String)], args: &[&str], log: &Path) -> Child {
+/// The daemon's process, stopped when dropped (so a failing assertion leaves no daemon running).
+struct Daemon(Child);
+
+impl Daemon {
+    /// Stops it with SIGTERM (SIGKILL after 10 s), so its log is complete.
+    fn stop(&mut self) {
+        terminate_child(&mut self.0, Duration::from_secs(10));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The real binary running `harven-watchdog run` with `env`, logging everything (`trace`) into `log`.
+fn spawn(env: &[(String, String)], log: &Path) -> Daemon {
     let out = std::fs::File::create(log).expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
-        .args(args)
+    let child = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .arg("run")
         .envs(env.iter().cloned())
         .env("RUST_LOG", "trace")
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log file"))
         .stderr(out)
         .spawn()
-        .expect("spawn harven-watchdog")
+        .expect("spawn harven-watchdog");
+    Daemon(child)
 }
 
 fn latency_mail<'a>(mail: &'a [ReceivedMail], event: &str) -> Option<&'a ReceivedMail> {
@@ -212,7 +229,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         port,
     );
     let daemon_log = logs.path().join("daemon.log");
-    let mut daemon = spawn(&env, &["run"], &daemon_log);
+    let mut daemon = spawn(&env, &daemon_log);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -379,7 +396,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     assert_clean("the diagnose log", &String::from_utf8_lossy(&out.stderr));
 
     // The daemon's own log, read after a clean stop (everything it wrote is in it).
-    terminate_child(&mut daemon, Duration::from_secs(10));
+    daemon.stop();
     let log = std::fs::read_to_string(&daemon_log).expect("daemon log");
     assert!(
         log.contains("TRACE") && log.contains(&incident),
