@@ -229,7 +229,7 @@ fn origin_in<'a>(root: &'a Value, key: &str) -> Option<&'a str> {
 /// A decode error of one layer, led by the layer's name (the config crate's own trailing
 /// "in <origin>" is dropped, since the layer is named already).
 fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
-    let mut message = e.to_string();
+    let mut message = without_source_lines(&e.to_string());
     let suffix = match &origin {
         Origin::Env(var) => format!(" in {ENV_ORIGIN}{var}"),
         Origin::File(path) => format!(" in {}", path.display()),
@@ -243,6 +243,24 @@ fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
         key: String::new(),
         message,
     }
+}
+
+/// A TOML syntax error without the source line it quotes (and its `^^^` marker): that line may hold a
+/// secret (`password = s3cr3t`, unquoted). The line and column stay in the message.
+fn without_source_lines(message: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with('|')
+            || line.starts_with('^')
+            || line
+                .split_once(" |")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .filter(|l| !quoted(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The `HARVEN_WATCHDOG__*` variables as a configuration layer, each value tagged with its variable's
@@ -390,6 +408,18 @@ mod tests {
         out
     }
 
+    #[test]
+    fn a_syntax_error_names_its_line_without_quoting_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("layer.toml");
+        std::fs::write(&path, "[smtp]\npassword = s3cr3t-M4RK\n").expect("write");
+        let e = Config::load_with_env(std::slice::from_ref(&path), Vec::new()).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("line 2, column 12"), "{shown}");
+        assert!(shown.contains("string values must be quoted"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
     /// A mark no configuration holds by chance: found in an error or a `Debug` output, it leaked.
     const MARK: &str = "s3cr3t-M4RK";
 
@@ -404,6 +434,8 @@ mod tests {
                 prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
                     "redis.password"])
                     .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("{MARK}{g}")))),
+                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key"])
+                    .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("\"{MARK}{g}")))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://:{MARK}@{g}"))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://u:{MARK}{g}@localhost"))),
                 crate::mutate::garbage().prop_map(|g| ("heartbeat.url", format!("https://hc.example/{MARK}{g}"))),
@@ -411,10 +443,20 @@ mod tests {
             ],
             also in prop::sample::select(vec![None, Some(("smtp.username", "u")), Some(("smtp.host", "")),
                 Some(("supabase.url", "http://127.0.0.1:1")), Some(("redis.url", "http://x"))]),
+            in_file in any::<bool>(),
         ) {
-            let mut env = vec![(env_var(key), value)];
+            // In a file the value is written bare: quoted, unquoted or half-quoted, as typed.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("layer.toml");
+            let (section, name) = key.rsplit_once('.').expect("a dotted key");
+            std::fs::write(&path, format!("[{section}]\n{name} = {value}\n")).expect("write");
+            let files = if in_file { vec![path] } else { Vec::new() };
+            let mut env = Vec::new();
+            if !in_file {
+                env.push((env_var(key), value));
+            }
             env.extend(also.map(|(k, v)| (env_var(k), v.to_owned())));
-            match Config::load_with_env(&[], env) {
+            match Config::load_with_env(&files, env) {
                 Ok(config) => {
                     let shown = format!("{config:?}");
                     prop_assert!(!shown.contains(MARK), "{}", shown);
