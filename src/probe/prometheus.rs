@@ -127,8 +127,9 @@ enum Answer {
     SourceDown(Failure),
 }
 
-/// What one JSON answer of the query API says: its samples, a refusal of `promql`, or that the body
-/// is not the API's answer at all. The body is untrusted: peer text is quoted only in part.
+/// What one JSON answer of the query API says: its samples, a refusal of `promql` (with Prometheus'
+/// own message), or that the body is not the API's answer at all (quoting the decode error only in
+/// part: it can hold the body's text).
 fn interpret(promql: &str, status: reqwest::StatusCode, body: &[u8]) -> Answer {
     match serde_json::from_slice::<ApiAnswer>(body) {
         Ok(ApiAnswer::Success { data }) => Answer::Samples(samples(&data)),
