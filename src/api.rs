@@ -754,6 +754,8 @@ async fn reload(_auth: Authorized, State(st): State<Arc<ApiState>>) -> Response 
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -833,5 +835,36 @@ mod tests {
         assert!(check_by("  ").is_err());
         assert!(check_by(&"x".repeat(101)).is_err());
         assert!(check_by("a\nb").is_err());
+    }
+
+    /// A maintenance window as an operator posts it, the base of the near-valid bodies.
+    const REAL_WINDOW: &str = r#"{"sections": ["errors", "database"], "starts": "2026-11-24T22:00:00Z", "duration": "2h", "reason": "Supabase upgrade", "by": "Ana (on call)"}"#;
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        /// Any body of `POST /api/maintenance` is a window that ends after it starts and after now,
+        /// or a 400 that says what is wrong.
+        #[test]
+        fn prop_any_window_body_is_a_window_or_a_bad_request(
+            body in prop_oneof![
+                crate::mutate::near(REAL_WINDOW),
+                crate::mutate::garbage().prop_map(String::into_bytes),
+            ],
+            now in any::<i64>(),
+        ) {
+            let Ok(body) = serde_json::from_slice::<WindowBody>(&body) else {
+                return Ok(());
+            };
+            let sections = ["errors", "database"].map(str::to_owned);
+            let now = Timestamp::from_unix_millis(now);
+            match check_window(body, now, &sections) {
+                Ok((w, _)) => prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}"),
+                Err(e) => {
+                    prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
     }
 }

@@ -50,6 +50,8 @@ pub mod http;
 pub mod incident;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod mutate;
 pub mod notify;
 pub mod observe;
 pub mod pager;

@@ -49,6 +49,10 @@ use crate::runbook::{Locale, Runbook, Severity};
 /// Where simulated time starts (a fixed instant, so reports are reproducible).
 pub const START: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
 
+/// Most evaluations one scenario may ask for: a timeline of hours at a tick of seconds is a few
+/// thousand; a mistyped `at` (`3000h` for `30m`) is refused instead of running for minutes.
+pub const MAX_TICKS: u128 = 100_000;
+
 /// A scenario file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +202,13 @@ pub fn run_text(
 fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
     if s.tick.is_zero() {
         return Err("tick: must be longer than zero".into());
+    }
+    let ticks = end_of(s).as_nanos() / s.tick.as_nanos();
+    if ticks > MAX_TICKS {
+        return Err(format!(
+            "the timeline runs {ticks} ticks of {}; at most {MAX_TICKS} (a longer tick or a shorter timeline)",
+            humantime::format_duration(s.tick)
+        ));
     }
     let rules: BTreeSet<&str> = rb
         .sections
@@ -370,14 +381,18 @@ impl World {
     }
 }
 
-fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome {
-    let end = s
-        .step
+/// The time of the scenario's last step or expectation.
+fn end_of(s: &Scenario) -> Duration {
+    s.step
         .iter()
         .map(|x| x.at)
         .chain(s.expect.iter().map(|x| x.at))
         .max()
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome {
+    let end = end_of(s);
     let mut times: BTreeSet<Duration> = s
         .step
         .iter()
@@ -387,7 +402,10 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome
     let mut t = Duration::ZERO;
     while t <= end {
         times.insert(t);
-        t += s.tick;
+        match t.checked_add(s.tick) {
+            Some(next) => t = next,
+            None => break,
+        }
     }
     let mut engine = Engine::new(Arc::clone(runbook), Locale::En);
     let mut world = World::default();
@@ -579,5 +597,70 @@ fn check_expect(
                 "{rule} should have cleared {n} time(s); it cleared {got}"
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The shipped scenarios, the bases of the near-valid inputs.
+    const REAL: &[&str] = &[
+        include_str!("../tests/scenarios/escalation.timeline.toml"),
+        include_str!("../tests/scenarios/escalation.flapping_reopen.toml"),
+        include_str!("../tests/scenarios/latency.openai_slow.toml"),
+        include_str!("../tests/scenarios/errors.memory_leak.toml"),
+        include_str!("../tests/scenarios/watchdog.blind.toml"),
+        include_str!("../tests/scenarios/no_traffic_nan.toml"),
+        include_str!("../tests/scenarios/redis_outage.toml"),
+    ];
+
+    /// The embedded runbook, loaded once.
+    fn runbook() -> Arc<Runbook> {
+        static RUNBOOK: std::sync::LazyLock<Arc<Runbook>> =
+            std::sync::LazyLock::new(|| Arc::new(Runbook::embedded()));
+        Arc::clone(&RUNBOOK)
+    }
+
+    /// The default escalation policy.
+    fn policy() -> Policy {
+        let config = crate::config::Config::load_with_env(&[], Vec::new()).expect("defaults");
+        Policy::from_config(&config.escalation)
+    }
+
+    fn fuzz(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = run_text(text, "fuzz.toml", &runbook(), &policy()) {
+            prop_assert_eq!(&e.file, "fuzz.toml");
+            prop_assert!(!e.message.is_empty());
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(64))]
+
+        /// Any scenario text is run or refused with the file named, and runs end.
+        #[test]
+        fn prop_any_scenario_is_run_or_refused(
+            text in prop_oneof![crate::mutate::near_any(REAL), crate::mutate::garbage()],
+        ) {
+            fuzz(&text)?;
+        }
+    }
+
+    #[test]
+    fn a_timeline_of_too_many_ticks_is_refused_and_the_longest_does_not_overflow() {
+        for text in [
+            "tick = \"1ns\"\n[[expect]]\nat = \"1h\"\n",
+            "[[expect]]\nat = \"584542046090y\"\n",
+        ] {
+            let e = run_text(text, "long.toml", &runbook(), &policy()).expect_err("too long");
+            assert!(e.message.contains("ticks"), "{e}");
+        }
+        let huge = "tick = \"584542046090y\"\n[[expect]]\nat = \"584542046090y\"\n";
+        let outcome = run_text(huge, "huge.toml", &runbook(), &policy()).expect("one tick");
+        assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     }
 }

@@ -261,7 +261,7 @@ fn origin_in<'a>(root: &'a Value, key: &str) -> Option<&'a str> {
 /// A decode error of one layer, led by the layer's name (the config crate's own trailing
 /// "in <origin>" is dropped, since the layer is named already).
 fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
-    let mut message = e.to_string();
+    let mut message = without_source_lines(&e.to_string());
     let suffix = match &origin {
         Origin::Env(var) => format!(" in {ENV_ORIGIN}{var}"),
         Origin::File(path) => format!(" in {}", path.display()),
@@ -275,6 +275,24 @@ fn layer_problem(origin: Origin, e: &LayerError) -> Problem {
         key: String::new(),
         message,
     }
+}
+
+/// A TOML syntax error without the source line it quotes (and its `^^^` marker): that line may hold a
+/// secret (`password = s3cr3t`, unquoted). The line and column stay in the message.
+fn without_source_lines(message: &str) -> String {
+    let quoted = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with('|')
+            || line.starts_with('^')
+            || line
+                .split_once(" |")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    message
+        .lines()
+        .filter(|l| !quoted(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The `HARVEN_WATCHDOG__*` variables as a configuration layer, each value tagged with its variable's
@@ -340,6 +358,8 @@ impl Source for EnvLayer {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -367,5 +387,153 @@ mod tests {
             config.smtp.transport,
             EmailTransport::Files { .. }
         ));
+    }
+
+    /// Real configuration files: the defaults, the shipped examples and the valid fixtures.
+    const REAL: &[&str] = &[
+        DEFAULT_TOML,
+        include_str!("../../config/examples/production.toml"),
+        include_str!("../../config/examples/fast-local.toml"),
+        include_str!("../../tests/fixtures/config/valid/maintenance-window.toml"),
+        include_str!("../../tests/fixtures/config/valid/smtps-and-extra-status-page.toml"),
+        include_str!("../../tests/fixtures/config/valid/tighter-escalation.toml"),
+    ];
+
+    /// Every leaf key of the defaults, dotted (`smtp.tls`), and the secret keys they leave unset.
+    fn keys() -> Vec<String> {
+        fn walk(prefix: &str, table: &toml::Table, out: &mut Vec<String>) {
+            for (k, v) in table {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match v {
+                    toml::Value::Table(t) => walk(&key, t, out),
+                    _ => out.push(key),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            "",
+            &DEFAULT_TOML.parse().expect("defaults are TOML"),
+            &mut out,
+        );
+        out.extend(
+            [
+                "smtp.host",
+                "smtp.username",
+                "smtp.password",
+                "smtp.password_file",
+                "server.api_token",
+                "server.api_token_file",
+                "supabase.url",
+                "supabase.api_key",
+                "supabase.api_key_file",
+                "redis.password",
+                "runbook.path",
+                "heartbeat.url",
+            ]
+            .map(str::to_owned),
+        );
+        out
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_without_quoting_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("layer.toml");
+        std::fs::write(&path, "[smtp]\npassword = s3cr3t-M4RK\n").expect("write");
+        let e = Config::load_with_env(std::slice::from_ref(&path), Vec::new()).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains("line 2, column 12"), "{shown}");
+        assert!(shown.contains("string values must be quoted"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    /// A mark no configuration holds by chance: found in an error or a `Debug` output, it leaked.
+    const MARK: &str = "s3cr3t-M4RK";
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(64))]
+
+        /// A secret, valid or not and whatever else is set, is never quoted by a refusal, nor shown by
+        /// a loaded configuration's `Debug`.
+        #[test]
+        fn prop_no_secret_value_is_quoted(
+            (key, value) in prop_oneof![
+                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
+                    "redis.password"])
+                    .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("{MARK}{g}")))),
+                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key"])
+                    .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("\"{MARK}{g}")))),
+                crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://:{MARK}@{g}"))),
+                crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://u:{MARK}{g}@localhost"))),
+                crate::mutate::garbage().prop_map(|g| ("heartbeat.url", format!("https://hc.example/{MARK}{g}"))),
+                crate::mutate::garbage().prop_map(|g| ("heartbeat.url", format!("{g}{MARK}"))),
+            ],
+            also in prop::sample::select(vec![None, Some(("smtp.username", "u")), Some(("smtp.host", "")),
+                Some(("supabase.url", "http://127.0.0.1:1")), Some(("redis.url", "http://x"))]),
+            in_file in any::<bool>(),
+        ) {
+            // In a file the value is written bare: quoted, unquoted or half-quoted, as typed.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("layer.toml");
+            let (section, name) = key.rsplit_once('.').expect("a dotted key");
+            std::fs::write(&path, format!("[{section}]\n{name} = {value}\n")).expect("write");
+            let files = if in_file { vec![path] } else { Vec::new() };
+            let mut env = Vec::new();
+            if !in_file {
+                env.push((env_var(key), value));
+            }
+            env.extend(also.map(|(k, v)| (env_var(k), v.to_owned())));
+            match Config::load_with_env(&files, env) {
+                Ok(config) => {
+                    let shown = format!("{config:?}");
+                    prop_assert!(!shown.contains(MARK), "{}", shown);
+                }
+                Err(e) => prop_assert!(!e.to_string().contains(MARK), "{}", e),
+            }
+        }
+
+        /// A `--config` file of any text is loaded or refused, and every problem names the file or a
+        /// key (never an anonymous "invalid configuration").
+        #[test]
+        fn prop_any_file_is_loaded_or_refused_by_name(
+            text in prop_oneof![crate::mutate::near_any(REAL), crate::mutate::garbage()],
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("layer.toml");
+            std::fs::write(&path, &text).expect("write");
+            if let Err(e) = Config::load_with_env(std::slice::from_ref(&path), Vec::new()) {
+                prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    prop_assert!(!p.message.is_empty(), "{e}");
+                    prop_assert!(p.origin == Origin::File(path.clone()) || !p.key.is_empty(), "{e}");
+                }
+            }
+        }
+
+        /// Any value in any `HARVEN_WATCHDOG__*` variable is taken or refused naming that variable or
+        /// its key.
+        #[test]
+        fn prop_any_env_value_is_taken_or_refused_by_name(
+            key in prop::sample::select(keys()),
+            value in prop_oneof![
+                crate::mutate::garbage(),
+                prop::sample::select(vec!["", "0", "-1", "1e999", "18446744073709551616", "nan", "0s",
+                    "99999999999999999999h", "true", "[1]", "a,b,,c", "http://", "redis://:@", "\u{0}"])
+                    .prop_map(str::to_owned),
+            ],
+        ) {
+            let var = env_var(&key);
+            if let Err(e) = Config::load_with_env(&[], [(var.clone(), value)]) {
+                prop_assert!(
+                    e.problems.iter().any(|p| p.origin == Origin::Env(var.clone()) || p.key == key),
+                    "{e}"
+                );
+            }
+        }
     }
 }

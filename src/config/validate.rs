@@ -126,7 +126,8 @@ pub struct SupabaseConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// `Debug` shows the URL with its password replaced (see [`crate::redact_url`]).
+#[derive(Clone)]
 pub struct RedisConfig {
     /// May carry a password; never log it whole (see [`crate::redact_url`]).
     pub url: Url,
@@ -139,6 +140,20 @@ pub struct RedisConfig {
     pub scan_count: u32,
     /// Keys examined per pattern per poll, at most: bounds the work one poll does on a large Redis.
     pub scan_cap: u64,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::redact_url(&self.url))
+            .field("password", &self.password)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("key_patterns", &self.key_patterns)
+            .field("scan_count", &self.scan_count)
+            .field("scan_cap", &self.scan_cap)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -395,19 +410,31 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A URL, quoted in problems without its user information: a mistyped URL (`redis://:pw@`, a password
+/// with an unescaped `/`) is not parsed, so everything before its last `@` is hidden.
 fn parse_url(text: &str, schemes: &[&str]) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let shown = without_userinfo(text);
+    let url = Url::parse(text).map_err(|e| format!("{shown:?} is not a URL: {e}"))?;
     if !schemes.contains(&url.scheme()) {
         return Err(format!(
-            "{text:?} has scheme {:?}; expected {}",
+            "{shown:?} has scheme {:?}; expected {}",
             url.scheme(),
             schemes.join(" or ")
         ));
     }
     if url.scheme() != "unix" && url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     Ok(url)
+}
+
+/// `text` with everything between its scheme and its last `@` replaced by `***`.
+fn without_userinfo(text: &str) -> String {
+    let Some(at) = text.rfind('@') else {
+        return text.to_owned();
+    };
+    let start = text.find("://").map_or(0, |i| i + 3).min(at);
+    format!("{}***{}", &text[..start], &text[at..])
 }
 
 const HTTP: &[&str] = &["http", "https"];
@@ -984,4 +1011,39 @@ fn check_smtp(
         transport: transport?,
         from: from?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_url_is_quoted_without_its_user_information() {
+        let e = parse_url("redis://:s3cr3t@", &["redis"]).unwrap_err();
+        assert_eq!(e, "\"redis://***@\" is not a URL: empty host");
+        let e = parse_url("http://u:pa/ss@host", &["redis"]).unwrap_err();
+        assert!(e.starts_with("\"http://***@host\""), "{e}");
+        assert_eq!(without_userinfo("http://host:9090/x"), "http://host:9090/x");
+        assert_eq!(without_userinfo("u:pw@host"), "***@host");
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_duration_text_is_a_duration_or_refused_quoting_it(text in crate::mutate::garbage()) {
+            if let Err(message) = parse_duration(&text) {
+                prop_assert!(message.contains(&format!("{text:?}")), "{message}");
+            }
+        }
+
+        #[test]
+        fn prop_durations_round_trip(secs in 1..100_000_000u64, nanos in 0..1_000_000_000u32) {
+            let d = Duration::new(secs, nanos);
+            let text = humantime::format_duration(d).to_string();
+            prop_assert_eq!(parse_duration(&text), Ok(d));
+        }
+    }
 }

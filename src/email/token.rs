@@ -230,6 +230,8 @@ pub fn generate_key() -> Result<[u8; KEY_LEN], ring::error::Unspecified> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use std::time::Duration;
 
     use super::*;
@@ -305,5 +307,49 @@ mod tests {
         let a = generate_key().expect("random");
         let b = generate_key().expect("random");
         assert_ne!(a, b);
+    }
+
+    fn action() -> impl Strategy<Value = Action> {
+        prop::sample::select(vec![Action::Ack, Action::Resolve])
+    }
+
+    fn level() -> impl Strategy<Value = Level> {
+        prop::sample::select(vec![Level::L1, Level::L2, Level::L3])
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_no_text_but_a_signed_token_verifies(token in crate::mutate::garbage()) {
+            let e = verify(KEY, &token, NOW).expect_err("unsigned");
+            prop_assert!(matches!(e, TokenError::Malformed | TokenError::BadSignature), "{e:?}");
+        }
+
+        #[test]
+        fn prop_an_edited_token_never_verifies(edited in crate::mutate::near_text(&sign(KEY, &claims()))) {
+            if edited != sign(KEY, &claims()) {
+                let e = verify(KEY, &edited, NOW).expect_err("edited");
+                prop_assert!(matches!(e, TokenError::Malformed | TokenError::BadSignature), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn prop_claims_round_trip(
+            incident in ".{1,80}",
+            action in action(),
+            level in level(),
+            expires in (NOW.as_unix_millis() / 1000 + 1)..i64::MAX,
+        ) {
+            let claims = Claims { incident, action, level, expires };
+            prop_assert_eq!(verify(KEY, &sign(KEY, &claims), NOW), Ok(claims));
+        }
+
+        #[test]
+        fn prop_action_words_are_parsed_or_none(word in crate::mutate::garbage()) {
+            if let Some(a) = Action::parse(&word) {
+                prop_assert_eq!(a.as_str(), word);
+            }
+        }
     }
 }

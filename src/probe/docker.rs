@@ -69,8 +69,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use super::Probe;
 use super::http::error_chain;
+use super::{Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::DockerConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
@@ -385,12 +385,14 @@ impl DockerProbe {
         }
         let last_run_oom =
             !snap.running && matches!((t.last_oom, snap.started_at), (Some(o), Some(s)) if o >= s);
-        if snap.restart_count >= t.restart_count {
-            t.count_restarts += u64::try_from(snap.restart_count - t.restart_count).unwrap_or(0);
+        // Saturating: the counts are the Engine's, and a corrupt one must not overflow.
+        let counted = if snap.restart_count >= t.restart_count {
+            u64::try_from(snap.restart_count.saturating_sub(t.restart_count)).unwrap_or(0)
         } else {
             // Docker resets its count on a manual start: that start, then the new count.
-            t.count_restarts += 1 + u64::try_from(snap.restart_count).unwrap_or(0);
-        }
+            1 + u64::try_from(snap.restart_count).unwrap_or(0)
+        };
+        t.count_restarts = t.count_restarts.saturating_add(counted);
         t.restart_count = snap.restart_count;
         let total = t
             .count_restarts
@@ -777,7 +779,8 @@ fn names_image_id(name: &str, id: &str) -> bool {
 /// `sha256:0123456789ab` from a full image ID.
 fn short_image_id(id: &str) -> Option<String> {
     let (algo, hex) = id.split_once(':').unwrap_or(("sha256", id));
-    (!hex.is_empty()).then(|| format!("{algo}:{}", &hex[..hex.len().min(12)]))
+    // By characters: the ID is the Engine's text, and a byte slice could split a character.
+    (!hex.is_empty()).then(|| format!("{algo}:{}", truncate(hex, 12)))
 }
 
 /// Inspects one container and reads its memory and new log lines.
@@ -1319,6 +1322,7 @@ mod tests {
     use std::collections::HashMap;
 
     use bollard::models::{ContainerConfig, ContainerState, EventActor};
+    use proptest::prelude::*;
 
     use super::*;
     use crate::observe::Value;
@@ -1883,5 +1887,164 @@ mod tests {
             "harven/backend:1.4 (sha256:0123456789ab)"
         );
         assert_eq!(label("0123456789abcdef"), "sha256:0123456789ab");
+    }
+
+    /// The default configuration, loaded once: compiling its log patterns per case would be most of
+    /// a property's time.
+    fn default_config() -> DockerConfig {
+        static CONFIG: std::sync::LazyLock<DockerConfig> = std::sync::LazyLock::new(|| config(&[]));
+        CONFIG.clone()
+    }
+
+    /// Real `docker logs --timestamps` lines of the backend, the base of near-valid chunks.
+    const REAL_LOG: &str = "2026-11-24T21:00:05.123456789Z INFO:     172.18.0.1:51234 - \"GET /health HTTP/1.1\" 200 OK\n2026-11-24T21:00:06.5Z ERROR calling OpenAI: 429 Too Many Requests\n2026-11-24T21:00:07Z sqlalchemy.exc.OperationalError: FATAL: too many connections for role \"postgres\"\n";
+
+    /// Counting a chunk after `cursor`: never more lines than the chunk has, never more matches than
+    /// lines, and the newest time never moves back.
+    fn window_is_sound(chunk: &[u8], cursor: Nanos) -> Result<(), TestCaseError> {
+        let cfg = default_config();
+        let mut w = LogWindow {
+            counts: vec![0; cfg.log_patterns.len()],
+            newest: cursor,
+            lines: 0,
+            capped: false,
+        };
+        w.take(chunk, cursor, &cfg.log_patterns);
+        let segments = chunk
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        prop_assert!(w.lines <= segments as u64);
+        prop_assert!(w.counts.iter().all(|c| *c <= w.lines), "{:?}", w);
+        prop_assert!(w.newest >= cursor);
+        Ok(())
+    }
+
+    #[test]
+    fn an_image_id_that_is_not_hex_is_cut_between_characters() {
+        assert_eq!(
+            short_image_id("sha256:aé😀aé😀aé😀aé😀").as_deref(),
+            Some("sha256:aé😀aé😀aé😀aé😀")
+        );
+        assert_eq!(
+            short_image_id("sha256:0123456789abcdef").as_deref(),
+            Some("sha256:0123456789ab")
+        );
+    }
+
+    #[test]
+    fn a_corrupt_restart_count_does_not_overflow() {
+        let mut probe = DockerProbe::new(default_config());
+        poll(
+            &mut probe,
+            2_000,
+            found(snap("c1", -587_284_364_793_339_017, 1_990)),
+            vec![],
+        );
+        let out = poll(
+            &mut probe,
+            2_015,
+            found(snap("c1", i64::MAX, 1_990)),
+            vec![],
+        );
+        assert_eq!(number(&out, "docker.restarts"), i64::MAX as f64);
+    }
+
+    /// A real `docker inspect` answer (the backend, abridged), the base of near-valid answers.
+    const REAL_INSPECT: &str = r#"{"Id":"4f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b","Created":"2026-11-24T20:00:00.123456789Z","State":{"Status":"running","Running":true,"Paused":false,"Restarting":false,"OOMKilled":false,"Dead":false,"Pid":1234,"ExitCode":0,"Error":"","StartedAt":"2026-11-24T20:00:01.5Z","FinishedAt":"0001-01-01T00:00:00Z","Health":{"Status":"healthy","FailingStreak":0,"Log":[]}},"Image":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","Name":"/harven-backend","RestartCount":3,"HostConfig":{"Memory":536870912},"Config":{"Image":"harven/backend:1.4","Env":["JWT_SECRET=x","PATH=/bin"]}}"#;
+
+    /// Polls of one container seeing `answers` in turn (an answer that is not an inspection reads as
+    /// the container missing), using `memory` bytes: every number observed is finite.
+    fn inspections_are_sound(answers: &[Vec<u8>], memory: u64) -> Result<(), TestCaseError> {
+        let cfg = default_config();
+        let env_vars = cfg.env_vars.clone();
+        let mut probe = DockerProbe::new(cfg);
+        for (i, body) in answers.iter().enumerate() {
+            let seen = match serde_json::from_slice::<ContainerInspectResponse>(body) {
+                Ok(inspect) => Seen::Found(Box::new(Found {
+                    snap: Snapshot::of(inspect, &env_vars),
+                    memory: Some(Ok(Some(memory))),
+                    logs: None,
+                    run_oom: None,
+                })),
+                Err(_) => Seen::Missing,
+            };
+            let now = 1_795_000_000 + 15 * i64::try_from(i).expect("few polls");
+            for o in poll(&mut probe, now, seen, vec![]) {
+                if let Outcome::Value(Value::Number(n)) = o.outcome {
+                    prop_assert!(n.is_finite(), "{o:?}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_near_valid_inspections_are_observed(
+            answers in prop::collection::vec(crate::mutate::near(REAL_INSPECT), 1..4),
+            memory in any::<u64>(),
+        ) {
+            inspections_are_sound(&answers, memory)?;
+        }
+
+        #[test]
+        fn prop_any_restart_counts_and_ids_are_observed(
+            polls in prop::collection::vec(
+                (prop::sample::select(vec!["c1", "c2", "aé😀", ""]), any::<i64>(), any::<i64>()),
+                1..5,
+            ),
+        ) {
+            let answers: Vec<Vec<u8>> = polls
+                .iter()
+                .map(|(id, count, started)| {
+                    serde_json::json!({
+                        "Id": id,
+                        "Image": format!("sha256:{id}{id}{id}{id}"),
+                        "RestartCount": count,
+                        "State": {"Status": "running", "StartedAt": humantime::format_rfc3339(
+                            UNIX_EPOCH + Duration::from_secs(started.unsigned_abs() % 253_402_300_799))
+                            .to_string()},
+                        "Config": {"Image": id},
+                    })
+                    .to_string()
+                    .into_bytes()
+                })
+                .collect();
+            inspections_are_sound(&answers, 1 << 20)?;
+        }
+
+        #[test]
+        fn prop_any_text_is_a_time_or_none(text in crate::mutate::garbage()) {
+            if let Some(n) = parse_time(&text) {
+                prop_assert!(n > 0);
+            }
+        }
+
+        #[test]
+        fn prop_engine_times_round_trip(nanos in 1..253_402_300_799_999_999_999 as Nanos) {
+            let secs = u64::try_from(nanos.div_euclid(NANOS_PER_SEC)).expect("positive");
+            let sub = u32::try_from(nanos.rem_euclid(NANOS_PER_SEC)).expect("below a second");
+            let text = humantime::format_rfc3339_nanos(UNIX_EPOCH + Duration::new(secs, sub)).to_string();
+            prop_assert_eq!(parse_time(&text), Some(nanos));
+        }
+
+        #[test]
+        fn prop_any_log_chunk_is_counted_within_bounds(
+            chunk in prop::collection::vec(any::<u8>(), 0..400),
+            cursor in any::<Nanos>(),
+        ) {
+            window_is_sound(&chunk, cursor)?;
+        }
+
+        #[test]
+        fn prop_near_valid_log_chunks_are_counted_within_bounds(
+            chunk in crate::mutate::near(REAL_LOG),
+            cursor in prop_oneof![Just(0), Just(1_795_000_000_000_000_000), any::<Nanos>()],
+        ) {
+            window_is_sound(&chunk, cursor)?;
+        }
     }
 }

@@ -326,3 +326,8 @@ impl Probe for AnyProbe {
 pub async fn poll_all(probes: &mut [AnyProbe], clock: &Clock) -> Vec<ProbeReport> {
     futures_util::future::join_all(probes.iter_mut().map(|p| poll_once(p, clock))).await
 }
+
+/// The first `max` characters of an untrusted string (a peer's words quoted in a failure or a value).
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}

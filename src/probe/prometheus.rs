@@ -18,7 +18,7 @@ use prometheus_http_query::response::{Data, PromqlResult};
 use serde::Deserialize;
 
 use super::http::{error_chain, read_capped, reqwest_failure};
-use super::{BuildError, Probe};
+use super::{BuildError, Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::PrometheusConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Value};
@@ -29,6 +29,9 @@ pub const MAX_BODY: usize = 4 << 20;
 
 /// At most this many series of one query become observations (the rest are dropped and logged once).
 pub const MAX_SERIES: usize = 500;
+
+/// Longest decode error quoted in a failure, in characters.
+const MAX_ERROR: usize = 200;
 
 /// Polls the configured Prometheus.
 pub struct PrometheusProbe {
@@ -41,7 +44,7 @@ pub struct PrometheusProbe {
 impl std::fmt::Debug for PrometheusProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PrometheusProbe")
-            .field("url", &self.config.url.as_str())
+            .field("url", &crate::redact_url(&self.config.url))
             .finish_non_exhaustive()
     }
 }
@@ -87,24 +90,9 @@ impl PrometheusProbe {
                 ),
             ));
         }
-        let body = match read_capped(response, MAX_BODY).await {
-            Ok(b) => b,
-            Err(f) => return Answer::SourceDown(f),
-        };
-        match serde_json::from_slice::<ApiAnswer>(&body) {
-            Ok(ApiAnswer::Success { data }) => Answer::Samples(samples(&data)),
-            Ok(ApiAnswer::Error(e)) if e.is_bad_data() => Answer::Refused(Failure::new(
-                FailureKind::Query,
-                format!("{promql}: {}", e.message()),
-            )),
-            Ok(ApiAnswer::Error(e)) => Answer::Refused(Failure::new(
-                FailureKind::Status,
-                format!("{promql}: {} ({:?})", e.message(), e.error_type()),
-            )),
-            Err(e) => Answer::SourceDown(Failure::new(
-                FailureKind::Malformed,
-                format!("HTTP {status}: not a Prometheus answer: {e}"),
-            )),
+        match read_capped(response, MAX_BODY).await {
+            Ok(body) => interpret(promql, status, &body),
+            Err(f) => Answer::SourceDown(f),
         }
     }
 
@@ -137,6 +125,31 @@ enum Answer {
     Refused(Failure),
     /// Prometheus could not be read at all.
     SourceDown(Failure),
+}
+
+/// What one JSON answer of the query API says: its samples, a refusal of `promql` (with Prometheus'
+/// own message), or that the body is not the API's answer at all (quoting the decode error only in
+/// part: it can hold the body's text).
+fn interpret(promql: &str, status: reqwest::StatusCode, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<ApiAnswer>(body) {
+        Ok(ApiAnswer::Success { data }) => Answer::Samples(samples(&data)),
+        Ok(ApiAnswer::Error(e)) if e.is_bad_data() => Answer::Refused(Failure::new(
+            FailureKind::Query,
+            format!("{promql}: {}", e.message()),
+        )),
+        Ok(ApiAnswer::Error(e)) => Answer::Refused(Failure::new(
+            FailureKind::Status,
+            format!("{promql}: {} ({:?})", e.message(), e.error_type()),
+        )),
+        // serde quotes a wrong value whole; the detail goes to logs and pages, so it is cut short.
+        Err(e) => Answer::SourceDown(Failure::new(
+            FailureKind::Malformed,
+            format!(
+                "HTTP {status}: not a Prometheus answer: {}",
+                truncate(&e.to_string(), MAX_ERROR)
+            ),
+        )),
+    }
 }
 
 fn samples(result: &PromqlResult) -> Vec<(Vec<(String, String)>, f64)> {
@@ -365,4 +378,106 @@ fn rate_ratio(rate: &Outcome, baseline: &Outcome) -> Observation {
         (Outcome::NoData(w), _) | (_, Outcome::NoData(w)) => Outcome::NoData(w.clone()),
     };
     Observation::new(key, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A real answer of `/api/v1/query` (a p95 per handler), the base of the near-valid inputs.
+    const REAL: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"handler":"/api/chat"},"value":[1795000000.123,"4.2"]},{"metric":{"handler":"/health"},"value":[1795000000.123,"NaN"]}]}}"#;
+
+    /// Sample values as Prometheus writes them, and as nothing should.
+    fn value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<f64>().prop_map(|v| v.to_string()),
+            prop::sample::select(vec![
+                "NaN", "+Inf", "-Inf", "1e400", "-1e400", "1e-400", "", "x", "0x10", "1_0"
+            ])
+            .prop_map(str::to_owned),
+            "[0-9eE+.-]{1,12}",
+        ]
+    }
+
+    /// Every observation the probe would make of `answer` as each kind of query: numbers are finite
+    /// (NaN and infinities are no data), and failures are short.
+    fn observations_are_sound(body: &[u8]) -> Result<(), TestCaseError> {
+        let status = reqwest::StatusCode::OK;
+        let answer = || interpret("q", status, body);
+        if let Answer::SourceDown(f) | Answer::Refused(f) = answer() {
+            prop_assert!(!f.detail.is_empty());
+            if f.kind == FailureKind::Malformed {
+                prop_assert!(f.detail.chars().count() <= 300, "{}", f.detail);
+            }
+        }
+        let mut out = Vec::new();
+        per_series(
+            &mut out,
+            "prometheus.p95_seconds",
+            "handler",
+            answer(),
+            "empty",
+        );
+        out.push(single("prometheus.error_ratio", answer(), "empty"));
+        auth(&mut out, answer(), answer());
+        let rate = single("prometheus.request_rate", answer(), "empty");
+        let baseline = single("prometheus.request_rate_baseline", answer(), "empty");
+        out.push(rate_ratio(&rate.outcome, &baseline.outcome));
+        for o in &out {
+            if let Outcome::Value(Value::Number(n)) = o.outcome {
+                prop_assert!(n.is_finite(), "{o:?}");
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_body_is_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..400)) {
+            observations_are_sound(&body)?;
+        }
+
+        #[test]
+        fn prop_near_valid_answers_are_read_or_refused(body in crate::mutate::near(REAL)) {
+            observations_are_sound(&body)?;
+        }
+
+        #[test]
+        fn prop_any_sample_value_is_a_number_or_no_data(
+            values in prop::collection::vec(value_text(), 0..4),
+            scalar in value_text(),
+        ) {
+            let result: Vec<_> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| serde_json::json!({"metric": {"handler": format!("/h{i}")}, "value": [1795000000.5, v]}))
+                .collect();
+            let vector = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}});
+            observations_are_sound(vector.to_string().as_bytes())?;
+            let scalar = serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [1795000000.5, scalar]}});
+            observations_are_sound(scalar.to_string().as_bytes())?;
+        }
+
+        #[test]
+        fn prop_finite_values_round_trip(values in prop::collection::vec(any::<f64>(), 1..5)) {
+            let result: Vec<_> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| serde_json::json!({"metric": {"handler": format!("/h{i}")}, "value": [1795000000.5, v.to_string()]}))
+                .collect();
+            let body = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}});
+            let Answer::Samples(samples) = interpret("q", reqwest::StatusCode::OK, body.to_string().as_bytes()) else {
+                panic!("a valid answer");
+            };
+            let got: Vec<f64> = samples.iter().map(|(_, v)| *v).collect();
+            prop_assert_eq!(got.len(), values.len());
+            for (g, v) in got.iter().zip(&values) {
+                prop_assert!(g == v || (g.is_nan() && v.is_nan()), "{g} != {v}");
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{IntoConnectionInfo, RedisError};
 
-use super::{BuildError, Probe};
+use super::{BuildError, Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::RedisConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
@@ -420,11 +420,6 @@ fn redis_failure(what: &str, e: &RedisError) -> Failure {
     Failure::new(kind, format!("{what}: {}", super::http::error_chain(e)))
 }
 
-/// The first `max` characters of an untrusted string.
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 /// A short description of a client-side redis error, for build errors.
 trait KindText {
     fn kind_text(&self) -> String;
@@ -439,6 +434,8 @@ impl KindText for RedisError {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -514,5 +511,68 @@ mod tests {
         assert!(!text.contains("hunter22"), "{text}");
         assert!(!text.contains("s3cr3t-pass"), "{text}");
         assert!(text.contains("127.0.0.1:6379"), "{text}");
+    }
+
+    /// Real `INFO server|memory|stats|clients` text (Redis 7, abridged), the base of near-valid inputs.
+    const REAL: &str = "# Server\r\nredis_version:7.0.15\r\nrun_id:8d1c3bd9bd4f8d3b4f4fbd3fd3d5c0c5a3d4e0f1\r\nuptime_in_seconds:86400\r\n\r\n# Memory\r\nused_memory:1048576\r\nused_memory_human:1.00M\r\nmaxmemory:4194304\r\nmaxmemory_policy:allkeys-lru\r\n\r\n# Stats\r\nevicted_keys:12\r\nrejected_connections:0\r\n\r\n# Clients\r\nconnected_clients:7\r\n";
+
+    fn probe() -> RedisProbe {
+        RedisProbe::new(RedisConfig {
+            url: "redis://127.0.0.1:6379/".parse().expect("url"),
+            password: None,
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(2),
+            key_patterns: vec![],
+            scan_count: 1000,
+            scan_cap: 100_000,
+        })
+        .expect("probe")
+    }
+
+    /// Two polls reading `first` then `second`: every memory and counter observation is made, and its
+    /// number is finite and not negative.
+    fn polls_are_sound(first: &str, second: &str) -> Result<(), TestCaseError> {
+        let mut probe = probe();
+        for text in [first, second] {
+            let info: HashMap<_, _> = parse_info(text).into_iter().collect();
+            let mut out = Vec::new();
+            memory(&info, &mut out);
+            probe.counter_increases(&info, &mut out);
+            prop_assert_eq!(out.len(), 5);
+            for o in &out {
+                if let Outcome::Value(crate::observe::Value::Number(n)) = o.outcome {
+                    prop_assert!(n.is_finite() && n >= 0.0, "{:?}", o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_info_text_gives_every_observation(
+            first in crate::mutate::garbage(),
+            second in crate::mutate::garbage(),
+        ) {
+            polls_are_sound(&first, &second)?;
+        }
+
+        #[test]
+        fn prop_near_valid_info_gives_every_observation(
+            first in crate::mutate::near_text(REAL),
+            second in crate::mutate::near_text(REAL),
+        ) {
+            polls_are_sound(&first, &second)?;
+        }
+
+        #[test]
+        fn prop_fields_round_trip(fields in prop::collection::btree_map("[a-z_]{1,20}", "[ -~]{0,30}", 0..10)) {
+            let text: String = fields.iter().map(|(k, v)| format!("{k}:{v}\r\n")).collect();
+            let parsed = parse_info(&format!("# Stats\r\n{text}"));
+            let expected: Vec<_> = fields.into_iter().map(|(k, v)| (k, v.trim_end().to_owned())).collect();
+            prop_assert_eq!(parsed, expected);
+        }
     }
 }

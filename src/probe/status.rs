@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::Probe;
 use super::http::{read_capped, reqwest_failure};
+use super::{Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::StatusPageConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation};
@@ -140,6 +140,9 @@ struct Parsed {
     description: String,
 }
 
+/// Longest decode error quoted in a failure, in characters.
+const MAX_ERROR: usize = 200;
+
 /// Parses a statuspage.io answer, refusing anything that is not one.
 fn parse(body: &[u8]) -> Result<Parsed, Failure> {
     let answer: StatusJson = serde_json::from_slice(body).map_err(|e| {
@@ -152,7 +155,11 @@ fn parse(body: &[u8]) -> Result<Parsed, Failure> {
         } else {
             "not statuspage.io status JSON"
         };
-        Failure::new(FailureKind::Malformed, format!("{what}: {e}"))
+        // serde quotes a wrong value whole; the detail goes to logs and pages, so it is cut short.
+        Failure::new(
+            FailureKind::Malformed,
+            format!("{what}: {}", truncate(&e.to_string(), MAX_ERROR)),
+        )
     })?;
     let word = answer.status.indicator.trim().to_ascii_lowercase();
     let indicator = INDICATORS
@@ -174,13 +181,10 @@ fn parse(body: &[u8]) -> Result<Parsed, Failure> {
     })
 }
 
-/// The first `max` characters of an untrusted string.
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -211,5 +215,58 @@ mod tests {
         let word = parse(br#"{"status":{"indicator":"on fire","description":"x"}}"#).unwrap_err();
         assert_eq!(word.kind, FailureKind::Malformed);
         assert!(word.detail.contains("\"on fire\""), "{}", word.detail);
+    }
+
+    /// A real statuspage.io answer (OpenAI's page, abridged), the base of the near-valid inputs.
+    const REAL: &str = r#"{"page":{"id":"01JMBBQGKC3ST1HSJ3KGA1NA4V","name":"OpenAI","url":"https://status.openai.com","time_zone":"Etc/UTC","updated_at":"2026-11-24T10:00:00.123Z"},"status":{"indicator":"minor","description":"Partially Degraded Service"}}"#;
+
+    /// A refusal is a short, malformed-kind failure: the detail goes to logs, the status page and
+    /// emails, so an answer's own text is quoted only in part.
+    fn refused_well(body: &[u8]) -> Result<(), TestCaseError> {
+        if let Err(f) = parse(body) {
+            prop_assert_eq!(f.kind, FailureKind::Malformed);
+            prop_assert!(!f.detail.is_empty());
+            prop_assert!(
+                f.detail.chars().count() <= 300,
+                "{} chars: {}",
+                f.detail.chars().count(),
+                f.detail
+            );
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        #[test]
+        fn prop_any_bytes_are_parsed_or_refused(body in prop::collection::vec(any::<u8>(), 0..400)) {
+            refused_well(&body)?;
+        }
+
+        #[test]
+        fn prop_near_valid_answers_are_parsed_or_refused(body in crate::mutate::near(REAL)) {
+            refused_well(&body)?;
+        }
+
+        #[test]
+        fn prop_every_indicator_and_description_round_trip(
+            indicator in prop::sample::select(&INDICATORS[..]),
+            description in any::<String>(),
+        ) {
+            let body = serde_json::json!({
+                "page": {"id": "x", "name": "Supabase"},
+                "status": {"indicator": indicator.to_uppercase(), "description": description},
+            });
+            let parsed = parse(body.to_string().as_bytes()).expect("a valid answer");
+            prop_assert_eq!(parsed, Parsed { indicator, description });
+        }
+    }
+
+    #[test]
+    fn a_long_wrong_value_is_not_quoted_whole() {
+        let body = format!(r#"{{"status":"{}"}}"#, "A".repeat(10_000));
+        let f = parse(body.as_bytes()).unwrap_err();
+        assert!(f.detail.len() < 300, "{}", f.detail);
     }
 }

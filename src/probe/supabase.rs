@@ -224,3 +224,37 @@ fn observe(out: &mut Vec<Observation>, endpoint: Endpoint, answer: Answer) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::observe::Value;
+
+    proptest! {
+        #![proptest_config(crate::mutate::cases(256))]
+
+        /// The probe reads no body, only the status and the time: any answer of either endpoint is its
+        /// three observations, with the status as given and a finite latency.
+        #[test]
+        fn prop_any_answer_is_three_observations(
+            code in any::<u16>(),
+            ok in any::<bool>(),
+            nanos in any::<u64>(),
+            auth in any::<bool>(),
+        ) {
+            let endpoint = if auth { Endpoint::Auth } else { Endpoint::Rest };
+            let mut out = Vec::new();
+            let latency = Duration::from_nanos(nanos);
+            observe(&mut out, endpoint, Answer::Status { code, ok, latency });
+            prop_assert_eq!(out.len(), 3);
+            prop_assert_eq!(&out[0].outcome, &Outcome::Value(Value::Bool(ok)));
+            prop_assert_eq!(&out[1].outcome, &Outcome::Value(Value::Number(f64::from(code))));
+            prop_assert_eq!(
+                &out[2].outcome,
+                &Outcome::Value(Value::Number(latency.as_secs_f64()))
+            );
+        }
+    }
+}

@@ -349,6 +349,8 @@ pub fn describe(path: Option<&PathBuf>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -382,5 +384,29 @@ mod tests {
         assert_eq!(p.file, "rb.toml");
         assert_eq!(p.key, "sections[0] (latency).rules[0].when.obs", "{err}");
         assert!(p.message.contains("prometheus.p99_seconds"), "{err}");
+    }
+
+    proptest! {
+        // Most edits of a large file break its syntax (about 4 in 5): enough cases that a few dozen reach
+        // validation.
+        #![proptest_config(crate::mutate::cases(128))]
+
+        /// Any runbook text is loaded or refused, every problem naming the file and saying what.
+        #[test]
+        fn prop_any_runbook_is_loaded_or_refused_by_name(
+            text in prop_oneof![
+                crate::mutate::near_text(DEFAULT_RUNBOOK),
+                crate::mutate::near_text(include_str!("../../tests/fixtures/runbook/invalid.toml")),
+                crate::mutate::garbage(),
+            ],
+        ) {
+            if let Err(e) = Runbook::parse(&text, "fuzz.toml") {
+                prop_assert!(!e.problems.is_empty());
+                for p in &e.problems {
+                    prop_assert_eq!(&p.file, "fuzz.toml");
+                    prop_assert!(!p.message.is_empty(), "{}", e);
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
 
-use crate::support::daemon::{T0, TestDaemon as Daemon, paging_env as env};
+use crate::support::daemon::{T0, TestDaemon as Daemon, fast_latency_runbook, paging_env as env};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -288,18 +288,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
     smtp.stop();
     let data = tempfile::tempdir().expect("tempdir");
     // A runbook whose latency rule fires after 1 s, so real time suffices.
-    let runbook = data.path().join("runbook.toml");
-    let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"2m\"",
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"1s\"",
-        1,
-    );
-    assert_ne!(
-        text,
-        harven_watchdog::runbook::DEFAULT_RUNBOOK,
-        "the rule was found"
-    );
-    std::fs::write(&runbook, text).expect("runbook");
+    let runbook = fast_latency_runbook(data.path());
     let mut env = env(&prom.url(), smtp.port(), data.path());
     env.push((
         "HARVEN_WATCHDOG__RUNBOOK__PATH".into(),

@@ -11,6 +11,7 @@ mod diagnose;
 mod email;
 mod escalation;
 mod image;
+mod leak;
 mod monitoring;
 mod notify;
 mod peers;

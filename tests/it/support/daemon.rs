@@ -58,6 +58,22 @@ pub fn paging_env(prom: &str, smtp_port: u16, data: &std::path::Path) -> Vec<(St
     env
 }
 
+/// Writes into `dir` a copy of the shipped runbook whose p95 rule fires after 1 s instead of 2 min,
+/// so the real binary (on the system clock) opens a latency incident in real time, and returns its
+/// path (for `HARVEN_WATCHDOG__RUNBOOK__PATH`).
+pub fn fast_latency_runbook(dir: &std::path::Path) -> std::path::PathBuf {
+    let shipped = harven_watchdog::runbook::DEFAULT_RUNBOOK;
+    let text = shipped.replacen(
+        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"2m\"",
+        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"1s\"",
+        1,
+    );
+    assert_ne!(text, shipped, "the p95 rule was found");
+    let path = dir.join("runbook.toml");
+    std::fs::write(&path, text).expect("write the runbook");
+    path
+}
+
 /// A running in-process daemon.
 pub struct TestDaemon {
     /// `http://127.0.0.1:<port>`.

@@ -11,9 +11,11 @@
 //! [`SmtpServer::start_with`] adds STARTTLS (`--tlscert/--tlskey`) or implicit TLS
 //! (`--smtpscert/--smtpskey`) with a certificate from [`TestCa`], a CA and a leaf certificate
 //! for `localhost`/`127.0.0.1` made with the `openssl` command. [`SmtpServer::start_opts`] also
-//! binds another address (a Docker network's gateway, for containers) and can require a login:
-//! the aiosmtpd command line has no authenticator, so that mode runs [`LOGIN_SERVER`], the same
-//! `Mailbox` handler behind aiosmtpd's `Controller` with one accepted user.
+//! binds another address (a Docker network's gateway, for containers) and can require a login
+//! (`AUTH PLAIN`/`LOGIN`; [`SmtpServer::start_with_login`] over TLS): the aiosmtpd command line
+//! has no authenticator, so that mode starts it through [`LOGIN_LAUNCHER`], a few lines of Python
+//! that give aiosmtpd's `SMTP` class one, logging every attempt (mechanism and result, never the
+//! credentials) to the server's log, read back with [`SmtpServer::logins`].
 //!
 //! [`ScriptedSmtp`] is a tiny in-process SMTP responder for what aiosmtpd will not do on
 //! request: refuse a recipient with a 5xx, or refuse a login (echoing the credentials back, as
@@ -46,36 +48,39 @@ pub enum SmtpTls {
     Implicit { cert: PathBuf, key: PathBuf },
 }
 
-/// The aiosmtpd server that requires `AUTH` (PLAIN or LOGIN, over plaintext) as one user:
-/// `python3 -c LOGIN_SERVER HOST PORT MAILDIR USER PASSWORD`. Mail without a login is refused
-/// (`530`), so a message in the Maildir proves the client sent that password. It runs until
-/// SIGTERM.
-pub const LOGIN_SERVER: &str = r#"
-import signal, sys, threading
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Mailbox
-from aiosmtpd.smtp import AuthResult, LoginPassword
-host, port, maildir, user, password = sys.argv[1:6]
-def check(server, session, envelope, mechanism, data):
-    ok = isinstance(data, LoginPassword) and data.login.decode() == user and data.password.decode() == password
-    return AuthResult(success=ok)
-controller = Controller(Mailbox(maildir), hostname=host, port=int(port), authenticator=check,
-                        auth_required=True, auth_require_tls=False)
-controller.start()
-print(f"listening on {host}:{port}, login required", flush=True)
-signal.signal(signal.SIGTERM, lambda *_: (controller.stop(), sys.exit(0)))
-threading.Event().wait()
+/// aiosmtpd's own command line with an authenticator that accepts one username and password (read
+/// from the environment, so they are not on the command line) and `auth_required`: mail without a
+/// login is refused (`530`), so a message in the Maildir proves the client sent that password.
+/// Every attempt is printed as `AUTH <mechanism> accepted|refused` (never the credentials), read
+/// back by [`SmtpServer::logins`]. `HWTEST_SMTP_REQUIRE_TLS=0` also offers `AUTH` before TLS (for a
+/// server without TLS); otherwise it is offered only after STARTTLS, as aiosmtpd does.
+const LOGIN_LAUNCHER: &str = r#"
+import functools, os, sys
+import aiosmtpd.main
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+user = os.environb[b"HWTEST_SMTP_USER"]
+password = os.environb[b"HWTEST_SMTP_PASSWORD"]
+require_tls = os.environ.get("HWTEST_SMTP_REQUIRE_TLS") != "0"
+def authenticate(server, session, envelope, mechanism, data):
+    ok = isinstance(data, LoginPassword) and data.login == user and data.password == password
+    print("AUTH", mechanism, "accepted" if ok else "refused", flush=True)
+    return AuthResult(success=ok, handled=False)
+aiosmtpd.main.SMTP = functools.partial(SMTP, authenticator=authenticate, auth_required=True,
+                                       auth_require_tls=require_tls)
+sys.argv[0] = "aiosmtpd"
+aiosmtpd.main.main(sys.argv[1:])
 "#;
 
 /// How a test SMTP server listens and whom it accepts.
 #[derive(Debug, Clone)]
 pub struct SmtpOptions {
-    /// TLS (none by default). Must be [`SmtpTls::None`] with a `login`.
+    /// TLS (none by default).
     pub tls: SmtpTls,
     /// The address to listen on: 127.0.0.1 by default; a Docker network's gateway to be
     /// reachable from that network's containers.
     pub bind: IpAddr,
-    /// `(user, password)`: require this login before accepting mail ([`LOGIN_SERVER`]).
+    /// `(user, password)`: require this login before accepting mail ([`LOGIN_LAUNCHER`]); over
+    /// TLS when `tls` has some, else over plaintext.
     pub login: Option<(String, String)>,
 }
 
@@ -117,14 +122,21 @@ impl SmtpServer {
         .await
     }
 
+    /// Like [`start_with`](Self::start_with), and every message needs a login as `user` with
+    /// `password` first. aiosmtpd offers `AUTH` only over TLS, so `tls` should not be `None`.
+    pub async fn start_with_login(tls: SmtpTls, user: &str, password: &str) -> SmtpServer {
+        Self::start_opts(SmtpOptions {
+            tls,
+            login: Some((user.to_owned(), password.to_owned())),
+            ..SmtpOptions::default()
+        })
+        .await
+    }
+
     /// Like [`start`](Self::start), on `opts.bind`, with `opts.tls`, requiring `opts.login` when
-    /// set. Panics when a login is combined with TLS (not needed so far, so not built).
+    /// set.
     pub async fn start_opts(opts: SmtpOptions) -> SmtpServer {
         super::require_program(PYTHON, "python3-aiosmtpd");
-        assert!(
-            opts.login.is_none() || matches!(opts.tls, SmtpTls::None),
-            "the test SMTP server requires a login over plaintext only"
-        );
         let dir = tempfile::Builder::new()
             .prefix("hwtest-smtp-")
             .tempdir()
@@ -254,6 +266,17 @@ impl SmtpServer {
         }
     }
 
+    /// The login attempts of a server started with [`start_with_login`](Self::start_with_login),
+    /// oldest first, as `"<MECHANISM> accepted"` or `"<MECHANISM> refused"`.
+    pub fn logins(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("AUTH "))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The last 4 KiB of the server's output, for failure messages.
     pub fn log_tail(&self) -> String {
         super::log_tail(&self.log_path(), 4096)
@@ -273,18 +296,24 @@ impl SmtpServer {
             .try_clone()
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let mut command = Command::new(PYTHON);
-        if let Some((user, password)) = &self.opts.login {
-            command
-                .args(["-c", LOGIN_SERVER])
-                .arg(&self.host)
-                .arg(self.port.to_string())
-                .arg(self.maildir())
-                .args([user, password]);
-        } else {
-            command
-                .args(["-m", "aiosmtpd", "-n", "-l"])
-                .arg(format!("{}:{}", self.host, self.port));
-        }
+        match &self.opts.login {
+            None => command.args(["-m", "aiosmtpd"]),
+            Some((user, password)) => command
+                .args(["-c", LOGIN_LAUNCHER])
+                .env("HWTEST_SMTP_USER", user)
+                .env("HWTEST_SMTP_PASSWORD", password)
+                .env(
+                    "HWTEST_SMTP_REQUIRE_TLS",
+                    if matches!(self.opts.tls, SmtpTls::None) {
+                        "0"
+                    } else {
+                        "1"
+                    },
+                ),
+        };
+        command
+            .args(["-n", "-l"])
+            .arg(format!("{}:{}", self.host, self.port));
         match &self.opts.tls {
             SmtpTls::None => {}
             SmtpTls::Starttls { cert, key } => {
@@ -298,12 +327,9 @@ impl SmtpServer {
                     .arg(key);
             }
         }
-        if self.opts.login.is_none() {
-            command
-                .args(["-c", "aiosmtpd.handlers.Mailbox"])
-                .arg(self.maildir());
-        }
         let child = command
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.maildir())
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())
             .stdout(log)
