@@ -114,6 +114,12 @@ pub async fn run(
         notify_metrics.clone(),
         sender_stop.clone(),
     ));
+    tasks.spawn(crate::store::retention::run(
+        Arc::clone(&store),
+        config.store.retention,
+        clock.clone(),
+        shutdown.clone(),
+    ));
     let sections: Vec<String> = runbook.sections.iter().map(|s| s.id.clone()).collect();
     let web_routes = crate::web::routes(crate::web::WebConfig {
         store: Arc::clone(&store),
