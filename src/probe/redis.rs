@@ -282,8 +282,21 @@ impl Probe for RedisProbe {
     async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut con = self.connection().await?;
-        let ping = self.ping(&mut con).await?;
-        let info = self.info(&mut con).await?;
+        let read: Result<_, Failure> =
+            async { Ok((self.ping(&mut con).await?, self.info(&mut con).await?)) }.await;
+        let (ping, info) = match read {
+            Ok(read) => read,
+            Err(f) => {
+                // The manager reconnects only after errors it sees as a dropped connection: after a
+                // reply it could not parse (a proxy or a non-Redis server answering garbage) it would
+                // return the same error for ever. Start afresh at the next poll; a refusal (`Status`,
+                // such as NOAUTH) is Redis answering, and a new connection would not change it.
+                if f.kind != FailureKind::Status {
+                    self.manager = None;
+                }
+                return Err(f);
+            }
+        };
 
         let mut out = vec![Observation::number(
             Key::new("redis.ping_seconds"),
