@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod chaos;
 mod config;
 mod daemon;
 mod diagnose;

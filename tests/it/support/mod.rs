@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod daemon;
 pub mod docker;
+pub mod fault;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;
