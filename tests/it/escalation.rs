@@ -2,8 +2,6 @@
 //! (in-process on a manual clock, or the real binary), and the real SMTP server whose received mail
 //! the assertions read. Time rules move with the manual clock, never by sleeping.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::{ManualClock, Timestamp};
@@ -12,28 +10,9 @@ use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer};
 
-/// The test Prometheus and SMTP server, distinct recipients per level, and no reminders (every email
-/// in these scripts is one the test expects).
-fn env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
-    let mut env = prometheus_env(prom, data);
-    env.extend(
-        [
-            ("SMTP__HOST", "127.0.0.1".to_owned()),
-            ("SMTP__PORT", smtp_port.to_string()),
-            ("SMTP__TLS", "none".into()),
-            ("ESCALATION__L1__TO", "oncall@test.harven".into()),
-            ("ESCALATION__L2__TO", "lead@test.harven".into()),
-            ("ESCALATION__L3__TO", "cto@test.harven".into()),
-            ("ESCALATION__REPEAT_INTERVAL", "24h".into()),
-            ("RUNBOOK__LOCALE", "en".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
-    );
-    env
-}
-
-use crate::support::daemon::{T0, TestDaemon as Daemon, prometheus_env};
+use crate::support::daemon::{
+    T0, TestDaemon as Daemon, escalation_env as env, quick_runbook, spawn_binary,
+};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -338,18 +317,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
     smtp.stop();
     let data = tempfile::tempdir().expect("tempdir");
     // A runbook whose latency rule fires after 1 s, so real time suffices.
-    let runbook = data.path().join("runbook.toml");
-    let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"2m\"",
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"1s\"",
-        1,
-    );
-    assert_ne!(
-        text,
-        harven_watchdog::runbook::DEFAULT_RUNBOOK,
-        "the rule was found"
-    );
-    std::fs::write(&runbook, text).expect("runbook");
+    let runbook = quick_runbook(data.path(), "5m");
     let mut env = env(&prom.url(), smtp.port(), data.path());
     env.push((
         "HARVEN_WATCHDOG__RUNBOOK__PATH".into(),
@@ -365,16 +333,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         format!("127.0.0.1:{port}"),
     ));
 
-    let spawn = |env: &[(String, String)]| -> Child {
-        Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
-            .envs(env.iter().cloned())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
-    };
-    let mut child = spawn(&env);
+    let mut child = spawn_binary(&env);
     // Wait until the L1 page is in the outbox (the sender keeps retrying: SMTP is down).
     let store = data.path().join("watchdog.db");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -396,7 +355,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
     child.wait().expect("reaped");
 
     smtp.restart().await;
-    let mut child = spawn(&env);
+    let mut child = spawn_binary(&env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count(&smtp, "L1", "opened") == 0 {
         assert!(

@@ -17,6 +17,7 @@ mod probe_docker;
 mod probe_http;
 mod probe_prometheus;
 mod probe_redis;
+mod restart;
 mod scenarios;
 mod store;
 mod web;
