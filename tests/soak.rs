@@ -23,6 +23,7 @@ use harven_watchdog::store::{EmailStatus, Store};
 
 use support::daemon::{T0, TestDaemon, prometheus_env, sample};
 use support::fault::{Endpoint, Fault, FaultProxy};
+use support::ledger::rows;
 use support::prometheus::PrometheusServer;
 use support::redis::RedisServer;
 use support::smtp::{Script, ScriptedSmtp};
@@ -121,16 +122,6 @@ fn rss() -> usize {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .expect("VmRSS")
         * 1024
-}
-
-/// Every outbox row.
-fn rows(store: &Store) -> Vec<harven_watchdog::store::OutboxEntry> {
-    store
-        .recent_incidents(100_000)
-        .expect("incidents")
-        .iter()
-        .flat_map(|i| store.outbox_for(&i.id).expect("outbox"))
-        .collect()
 }
 
 /// Polls `/metrics` until `done` holds.

@@ -10,15 +10,15 @@
 //! the incident accumulates pages across faults). Time rules move on the manual clock; every wait is a
 //! poll with a deadline, paced by the daemon's own probe counters, never a fixed sleep.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use harven_watchdog::store::{EmailStatus, OutboxEntry, Store};
+use harven_watchdog::store::{EmailStatus, Store};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{T0, TestDaemon, prometheus_env, sample};
 use crate::support::fault::{Endpoint, Fault, FaultProxy};
+use crate::support::ledger::{assert_delivered_exactly_once, drained, rows as ledger};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::redis::RedisServer;
 use crate::support::saas::{FakeStatusPage, FakeSupabase, PageScenario};
@@ -328,21 +328,6 @@ fn relevant(text: &str) -> String {
         .join("\n")
 }
 
-/// Every row of the ledger, of every incident.
-fn ledger(store: &Store) -> Vec<OutboxEntry> {
-    store
-        .recent_incidents(10_000)
-        .expect("incidents")
-        .iter()
-        .flat_map(|i| store.outbox_for(&i.id).expect("outbox"))
-        .collect()
-}
-
-/// True when no email is pending or held.
-fn drained(store: &Store) -> bool {
-    store.outbox_depth().expect("depth").total() == 0
-}
-
 /// One peer through every fault; see the module doc for what is asserted.
 async fn chaos(peer: Peer) {
     let started = Instant::now();
@@ -459,27 +444,8 @@ async fn chaos(peer: Peer) {
         "no false resolved email: {:?}",
         latency_mail(&mail)
     );
-    // Every email of the ledger reached the server exactly once, and nothing else did.
-    let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    for m in &mail {
-        *received
-            .entry(m.header("Message-ID").expect("Message-ID").to_owned())
-            .or_default() += 1;
-    }
+    assert_delivered_exactly_once(&rig.store(), &mail, "after the chaos");
     let rows = ledger(&rig.store());
-    for row in &rows {
-        assert_eq!(
-            row.status,
-            EmailStatus::Sent,
-            "{}: {:?}",
-            row.key,
-            row.last_error
-        );
-        let stored = ReceivedMail::parse(PathBuf::new(), &row.message);
-        let id = stored.header("Message-ID").expect("stored Message-ID");
-        assert_eq!(received.get(id), Some(&1), "{} delivered once", row.key);
-    }
-    assert_eq!(received.len(), rows.len(), "no email outside the ledger");
     assert!(
         rows.iter()
             .filter(|r| r.incident.starts_with("latency-"))

@@ -14,8 +14,6 @@
 //! is sent again, same bytes and `Message-ID`) lasts about a millisecond of each send; a kill landing
 //! there would show as a duplicate here, with the seed to replay it.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use harven_watchdog::store::{EmailStatus, Store};
@@ -23,8 +21,9 @@ use harven_watchdog::store::{EmailStatus, Store};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{escalation_env, quick_runbook, spawn_binary};
 use crate::support::kill_child;
+use crate::support::ledger::{assert_delivered_exactly_once, drained, rows};
 use crate::support::prometheus::PrometheusServer;
-use crate::support::smtp::{ReceivedMail, SmtpServer};
+use crate::support::smtp::SmtpServer;
 
 /// Kills per run unless `HARVEN_TEST_KILLS` says otherwise.
 const DEFAULT_KILLS: u32 = 5;
@@ -46,53 +45,11 @@ fn env_number(name: &str) -> Option<u64> {
 
 /// The latency rows of the ledger, as `level/event`, with their status.
 fn latency_rows(store: &Store) -> Vec<(String, EmailStatus)> {
-    store
-        .recent_incidents(1000)
-        .expect("incidents")
-        .iter()
-        .filter(|i| i.section == "latency")
-        .flat_map(|i| store.outbox_for(&i.id).expect("outbox"))
+    rows(store)
+        .into_iter()
+        .filter(|r| r.incident.starts_with("latency-"))
         .map(|r| (format!("{}/{}", r.level, r.event), r.status))
         .collect()
-}
-
-/// Every row of the ledger is sent and was received exactly once (by `Message-ID`), and the server
-/// received nothing outside the ledger.
-fn assert_exactly_once(store: &Store, mail: &[ReceivedMail], when: &str) {
-    let mut received: BTreeMap<&str, usize> = BTreeMap::new();
-    for m in mail {
-        *received
-            .entry(m.header("Message-ID").expect("Message-ID"))
-            .or_default() += 1;
-    }
-    let rows: Vec<_> = store
-        .recent_incidents(1000)
-        .expect("incidents")
-        .iter()
-        .flat_map(|i| store.outbox_for(&i.id).expect("outbox"))
-        .collect();
-    for row in &rows {
-        assert_eq!(
-            row.status,
-            EmailStatus::Sent,
-            "{when}: {} {:?}",
-            row.key,
-            row.last_error
-        );
-        let stored = ReceivedMail::parse(PathBuf::new(), &row.message);
-        let id = stored.header("Message-ID").expect("stored Message-ID");
-        assert_eq!(
-            received.get(id).copied(),
-            Some(1),
-            "{when}: {} must be delivered exactly once",
-            row.key
-        );
-    }
-    assert_eq!(
-        received.len(),
-        rows.len(),
-        "{when}: mail outside the ledger"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +76,6 @@ async fn kill_9_at_random_points_of_an_incident_delivers_every_page_exactly_once
         .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
     );
     let store = Store::open(data.path().join("watchdog.db")).expect("store");
-    let drained = |store: &Store| store.outbox_depth().expect("depth").total() == 0;
     // The script's one input: the backend recovers once L2 is in the ledger.
     let steer = |store: &Store| {
         if latency_rows(store).iter().any(|(p, _)| p == "L2/escalated") {
@@ -144,7 +100,7 @@ async fn kill_9_at_random_points_of_an_incident_delivers_every_page_exactly_once
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_exactly_once(&store, &smtp.messages(), &format!("after kill {round}"));
+        assert_delivered_exactly_once(&store, &smtp.messages(), &format!("after kill {round}"));
         steer(&store);
     }
 
@@ -164,7 +120,7 @@ async fn kill_9_at_random_points_of_an_incident_delivers_every_page_exactly_once
     }
     let mail = smtp.messages();
     kill_child(&mut child);
-    assert_exactly_once(&store, &mail, "at the end");
+    assert_delivered_exactly_once(&store, &mail, "at the end");
     let mut pages: Vec<String> = latency_rows(&store).into_iter().map(|r| r.0).collect();
     pages.sort();
     let mut want: Vec<String> = SCRIPT.iter().map(|p| (*p).to_owned()).collect();
