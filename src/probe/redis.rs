@@ -2,7 +2,9 @@
 //!
 //! One [`ConnectionManager`] per probe, created on the first poll (not at start-up, so a Redis that is
 //! down when the daemon starts is a failing source, not a start-up error) and kept afterwards: it
-//! reconnects by itself when Redis comes back. Its response and connection timeouts are the configured
+//! reconnects by itself when Redis comes back. After a failed PING or INFO (but a refusal such as
+//! `NOAUTH`) it is dropped and the next poll makes a new one: after a reply it cannot parse, the
+//! manager would otherwise repeat that error for ever. Its response and connection timeouts are the configured
 //! `timeout`, so a hanging Redis fails the command instead of the poll hanging (the redis crate's own
 //! default is 500 ms).
 //!
