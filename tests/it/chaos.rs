@@ -95,14 +95,9 @@ fn breaks(fault: Fault) -> bool {
     }
 }
 
-/// The real peer behind the proxy, kept alive for the test.
-#[allow(dead_code)]
-enum Behind {
-    Nothing,
-    Redis(RedisServer),
-    Status(FakeStatusPage),
-    Supabase(FakeSupabase),
-}
+/// The real peer behind the proxy when the rig has no other handle on it, kept alive (it stops on
+/// drop) for the test.
+type Behind = Option<Box<dyn std::any::Any + Send>>;
 
 /// Everything one chaos test runs: the slow backend scraped by a real Prometheus (the latency
 /// incident), the real SMTP server, the peer under test behind its proxy, and the daemon.
@@ -129,7 +124,7 @@ impl Rig {
             Peer::Prometheus => {
                 let proxy = FaultProxy::tcp(tcp(prom.port())).await;
                 let url = format!("http://127.0.0.1:{}", proxy.port());
-                (Behind::Nothing, proxy, vec![("PROMETHEUS__URL", url)])
+                (None, proxy, vec![("PROMETHEUS__URL", url)])
             }
             Peer::Redis => {
                 let redis = RedisServer::start().await;
@@ -140,7 +135,7 @@ impl Rig {
                     ("REDIS__INTERVAL", "1s".into()),
                     ("REDIS__TIMEOUT", timeout.clone()),
                 ];
-                (Behind::Redis(redis), proxy, o)
+                (Some(Box::new(redis)), proxy, o)
             }
             Peer::Docker => {
                 let socket = data.path().join("docker.sock");
@@ -151,7 +146,7 @@ impl Rig {
                     ("DOCKER__INTERVAL", "1s".into()),
                     ("DOCKER__TIMEOUT", timeout.clone()),
                 ];
-                (Behind::Nothing, proxy, o)
+                (None, proxy, o)
             }
             Peer::Smtp => {
                 let proxy = FaultProxy::tcp(tcp(smtp.port())).await;
@@ -159,7 +154,7 @@ impl Rig {
                     ("SMTP__PORT", proxy.port().to_string()),
                     ("SMTP__TIMEOUT", timeout.clone()),
                 ];
-                (Behind::Nothing, proxy, o)
+                (None, proxy, o)
             }
             Peer::StatusPage => {
                 let page = FakeStatusPage::start(PageScenario::indicator("none")).await;
@@ -170,7 +165,7 @@ impl Rig {
                     ("STATUS__OPENAI__INTERVAL", "1s".into()),
                     ("STATUS__OPENAI__TIMEOUT", timeout.clone()),
                 ];
-                (Behind::Status(page), proxy, o)
+                (Some(Box::new(page)), proxy, o)
             }
             Peer::Supabase => {
                 let key = "chaos-anon-key";
@@ -186,7 +181,7 @@ impl Rig {
                     ("SUPABASE__INTERVAL", "1s".into()),
                     ("SUPABASE__TIMEOUT", timeout.clone()),
                 ];
-                (Behind::Supabase(supabase), proxy, o)
+                (Some(Box::new(supabase)), proxy, o)
             }
         };
         overrides.extend([
