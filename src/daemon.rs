@@ -286,6 +286,13 @@ impl Generation {
             shared.notify_metrics.clone(),
             sender_stop.clone(),
         ));
+        // Retention follows the configuration (`store.retention`); a new generation prunes at once.
+        tasks.spawn(crate::store::retention::run(
+            Arc::clone(store),
+            config.store.retention,
+            clock.clone(),
+            stop.clone(),
+        ));
 
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         let handle = PagerHandle {

@@ -56,6 +56,7 @@ pub struct RawServer {
 #[serde(default, deny_unknown_fields)]
 pub struct RawStore {
     pub path: String,
+    pub retention: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

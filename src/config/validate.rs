@@ -56,6 +56,10 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub path: PathBuf,
+    /// How long resolved incidents, their emails and ended run-time windows are kept, and how long an
+    /// undelivered email is retried. Longer than `escalation.reopen_within`, so nothing pruned can
+    /// reopen and ask for its page keys again (see `store::retention`).
+    pub retention: Duration,
 }
 
 impl StoreConfig {
@@ -461,6 +465,19 @@ pub(super) fn validate(
     let escalation = check_escalation(&mut c, &raw.escalation);
     let maintenance = check_maintenance(&mut c, &raw.maintenance);
     let heartbeat = check_heartbeat(&mut c, raw.heartbeat);
+    if let (Some(store), Some(escalation)) = (&store, &escalation)
+        && store.retention <= escalation.reopen_within
+    {
+        c.problem(
+            "store.retention",
+            format!(
+                "({}) must be longer than escalation.reopen_within ({}): an incident that can still \
+                 reopen must keep its sent-email ledger",
+                humantime::format_duration(store.retention),
+                humantime::format_duration(escalation.reopen_within)
+            ),
+        );
+    }
 
     let problems = c.problems;
     // Every `None` has recorded a problem; the `else` also catches problems with no `None`.
@@ -525,6 +542,7 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
 }
 
 fn check_store(c: &mut Checker<'_>, raw: &super::raw::RawStore) -> Option<StoreConfig> {
+    let retention = c.duration("store.retention", &raw.retention);
     if raw.path.trim().is_empty() {
         c.problem(
             "store.path",
@@ -534,6 +552,7 @@ fn check_store(c: &mut Checker<'_>, raw: &super::raw::RawStore) -> Option<StoreC
     }
     Some(StoreConfig {
         path: PathBuf::from(&raw.path),
+        retention: retention?,
     })
 }
 

@@ -148,6 +148,9 @@ pub struct Incident {
     pub diagnosis: Option<DiagnosisSnapshot>,
 }
 
+/// The most entries an incident's timeline keeps (see [`Incident::note`]).
+pub const MAX_TIMELINE: usize = 200;
+
 impl Incident {
     /// The ID for an incident of `section` opened at `at`.
     pub fn make_id(section: &str, at: Timestamp) -> String {
@@ -164,7 +167,13 @@ impl Incident {
         self.paged.keys().max().copied()
     }
 
+    /// Appends to the timeline. Past [`MAX_TIMELINE`] entries the oldest after the first (the
+    /// opening) is dropped, so an incident that flaps for weeks without resolving stays bounded in
+    /// memory, in the store and on its page.
     pub fn note(&mut self, at: Timestamp, kind: &str, text: impl Into<String>) {
+        if self.timeline.len() >= MAX_TIMELINE {
+            self.timeline.remove(1);
+        }
         self.timeline.push(TimelineEntry {
             at,
             kind: kind.to_owned(),

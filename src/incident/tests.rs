@@ -381,3 +381,23 @@ fn a_book_rebuilt_from_its_incidents_decides_the_same() {
         "L2 still at 30 min from the original open"
     );
 }
+
+#[test]
+fn an_incident_flapping_for_days_keeps_a_bounded_timeline_and_its_opening() {
+    let mut b = Book::default();
+    step(&mut b, 0, MAJOR);
+    // Clear and fire again every 10 minutes (within reopen_within) for three days.
+    for n in 1..(3 * 24 * 6) {
+        let severity = if n % 2 == 1 { None } else { MAJOR };
+        step(&mut b, n * 10 * MIN, severity);
+    }
+    let inc = b.incidents().next().expect("incident");
+    assert!(inc.reopened > 100, "it kept reopening: {}", inc.reopened);
+    assert_eq!(inc.timeline.len(), crate::incident::model::MAX_TIMELINE);
+    assert_eq!(inc.timeline[0].kind, "opened", "the opening is kept");
+    let last = inc.timeline.last().expect("entry");
+    assert!(
+        last.at >= at(3 * 24 * 60 * MIN - 20 * MIN),
+        "the newest are kept: {last:?}"
+    );
+}

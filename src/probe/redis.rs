@@ -2,7 +2,9 @@
 //!
 //! One [`ConnectionManager`] per probe, created on the first poll (not at start-up, so a Redis that is
 //! down when the daemon starts is a failing source, not a start-up error) and kept afterwards: it
-//! reconnects by itself when Redis comes back. Its response and connection timeouts are the configured
+//! reconnects by itself when Redis comes back. After a failed PING or INFO (but a refusal such as
+//! `NOAUTH`) it is dropped and the next poll makes a new one: after a reply it cannot parse, the
+//! manager would otherwise repeat that error for ever. Its response and connection timeouts are the configured
 //! `timeout`, so a hanging Redis fails the command instead of the poll hanging (the redis crate's own
 //! default is 500 ms).
 //!
@@ -282,8 +284,21 @@ impl Probe for RedisProbe {
     async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut con = self.connection().await?;
-        let ping = self.ping(&mut con).await?;
-        let info = self.info(&mut con).await?;
+        let read: Result<_, Failure> =
+            async { Ok((self.ping(&mut con).await?, self.info(&mut con).await?)) }.await;
+        let (ping, info) = match read {
+            Ok(read) => read,
+            Err(f) => {
+                // The manager reconnects only after errors it sees as a dropped connection: after a
+                // reply it could not parse (a proxy or a non-Redis server answering garbage) it would
+                // return the same error for ever. Start afresh at the next poll; a refusal (`Status`,
+                // such as NOAUTH) is Redis answering, and a new connection would not change it.
+                if f.kind != FailureKind::Status {
+                    self.manager = None;
+                }
+                return Err(f);
+            }
+        };
 
         let mut out = vec![Observation::number(
             Key::new("redis.ping_seconds"),

@@ -32,6 +32,7 @@
 //! transaction, so callers never see half a commit.
 
 mod outbox;
+pub mod retention;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,7 @@ use crate::incident::{Incident, IncidentState};
 pub use outbox::{
     CommitOutcome, DigestSlot, EmailStatus, NewDigest, NewEmail, OutboxDepth, OutboxEntry,
 };
+pub use retention::Pruned;
 
 /// How long a writer waits for a lock held by another connection before it gives up with `Busy`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::support::daemon::{T0, TestDaemon};
+use crate::support::daemon::{T0, TestDaemon, sample};
 
 /// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
 pub struct InProcess {
@@ -42,6 +42,7 @@ pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
         shutdown,
         task,
         hand,
+        ..
     } = TestDaemon::start(env, T0).await;
     InProcess {
         base,
@@ -326,13 +327,6 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
     );
     d.shutdown.cancel();
     d.task.await.expect("join").expect("clean stop");
-}
-
-/// The value of the series named exactly `series` (with its labels) in exposition text.
-pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Sources die under a running daemon: it keeps serving, reports them down, and picks them up again.

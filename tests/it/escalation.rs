@@ -2,7 +2,6 @@
 //! (in-process on a manual clock, or the real binary), and the real SMTP server whose received mail
 //! the assertions read. Time rules move with the manual clock, never by sleeping.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::Timestamp;
@@ -11,7 +10,9 @@ use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
 
-use crate::support::daemon::{T0, TestDaemon as Daemon, fast_latency_runbook, paging_env as env};
+use crate::support::daemon::{
+    T0, TestDaemon as Daemon, paging_env as env, quick_runbook, spawn_binary,
+};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -288,7 +289,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
     smtp.stop();
     let data = tempfile::tempdir().expect("tempdir");
     // A runbook whose latency rule fires after 1 s, so real time suffices.
-    let runbook = fast_latency_runbook(data.path());
+    let runbook = quick_runbook(data.path(), "5m");
     let mut env = env(&prom.url(), smtp.port(), data.path());
     env.push((
         "HARVEN_WATCHDOG__RUNBOOK__PATH".into(),
@@ -304,16 +305,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         format!("127.0.0.1:{port}"),
     ));
 
-    let spawn = |env: &[(String, String)]| -> Child {
-        Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
-            .envs(env.iter().cloned())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn")
-    };
-    let mut child = spawn(&env);
+    let mut child = spawn_binary(&env);
     // Wait until the L1 page is in the outbox (the sender keeps retrying: SMTP is down).
     let store = data.path().join("watchdog.db");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -335,7 +327,7 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
     child.wait().expect("reaped");
 
     smtp.restart().await;
-    let mut child = spawn(&env);
+    let mut child = spawn_binary(&env);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count(&smtp, "L1", "opened") == 0 {
         assert!(

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
-use crate::support::daemon::{fast_latency_runbook, prometheus_env};
+use crate::support::daemon::{prometheus_env, quick_runbook};
 use crate::support::docker::{ContainerOptions, TestContainer};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::saas::{FakeStatusPage, FakeSupabase, PageScenario};
@@ -98,7 +98,7 @@ fn daemon_env(
     port: u16,
 ) -> Vec<(String, String)> {
     let mut env = prometheus_env(&prom.url(), data);
-    let runbook = fast_latency_runbook(data);
+    let runbook = quick_runbook(data, "5m");
     env.extend(
         [
             ("SERVER__LISTEN", format!("127.0.0.1:{port}")),

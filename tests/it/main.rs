@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod browser;
+mod chaos;
 mod config;
 mod daemon;
 mod deploy;
@@ -20,6 +21,7 @@ mod probe_http;
 mod probe_prometheus;
 mod probe_redis;
 mod reload;
+mod restart;
 mod scenarios;
 mod store;
 mod web;

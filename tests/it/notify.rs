@@ -254,9 +254,7 @@ fn by_message_id(mails: &[ReceivedMail]) -> BTreeMap<String, usize> {
 }
 
 fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
+    crate::support::daemon::sample(text, series)
         .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
 }
 

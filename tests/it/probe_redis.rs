@@ -373,3 +373,31 @@ async fn the_password_is_used_and_never_shown() {
         assert!(!text.contains(PASSWORD), "the password leaked: {text}");
     }
 }
+
+/// One garbage reply (a proxy or a non-Redis server on the port) fails that poll as malformed; the
+/// same probe reads Redis again once it answers properly (the connection manager alone would repeat
+/// the parse error for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_garbage_reply_the_same_probe_reads_redis_again() {
+    use crate::support::fault::{Endpoint, Fault, FaultProxy};
+    let server = RedisServer::start().await;
+    let proxy = FaultProxy::tcp(Endpoint::Tcp(([127, 0, 0, 1], server.port()).into())).await;
+    let url = format!("redis://127.0.0.1:{}", proxy.port());
+    let mut probe = RedisProbe::new(config(&url, &["ai:*"], 1000, 100_000)).expect("probe");
+    let report = poll(&mut probe).await;
+    assert!(report.result.is_ok(), "{report:?}");
+
+    proxy.set(Fault::Garbage);
+    let report = poll(&mut probe).await;
+    match &report.result {
+        Err(f) => assert!(
+            matches!(f.kind, FailureKind::Malformed | FailureKind::Connect),
+            "{f}"
+        ),
+        Ok(o) => panic!("garbage was read as Redis: {o:?}"),
+    }
+
+    proxy.set(Fault::None);
+    let report = poll(&mut probe).await;
+    assert!(report.result.is_ok(), "Redis is back: {report:?}");
+}

@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::api::{Answer, Api, bearer};
-use crate::daemon::sample;
+
 use crate::escalation::{count, is, l1_incident, opened_at};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
-use crate::support::daemon::{T0, TestDaemon, prometheus_env};
+use crate::support::daemon::{T0, TestDaemon, prometheus_env, sample};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{SmtpServer, advance_until, summary};
 use crate::support::{send_signal, terminate_child, wait_for_some, wait_until};

@@ -481,3 +481,93 @@ fn the_store_is_shared_across_threads() {
     let dups: usize = outcomes.iter().map(|o| o.duplicates.len()).sum();
     assert_eq!((queued, dups), (2, 2), "two keys, each queued exactly once");
 }
+
+/// `inc` resolved at `at`.
+fn resolved(mut inc: Incident, at: Timestamp) -> Incident {
+    inc.state = IncidentState::Resolved;
+    inc.resolved_at = Some(at);
+    inc
+}
+
+/// Retention forgets an incident resolved before the cutoff with all its (final) emails, keeps one
+/// resolved after it and an open one with its old sent email (it can still page), gives up an email
+/// pending since before the cutoff, drops ended windows, and does nothing the second time.
+#[test]
+fn prune_forgets_only_what_can_never_be_paged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("watchdog.db"));
+    let retention = Duration::from_secs(24 * 60 * 60);
+    let old = incident("latency", T0);
+    let recent = incident("errors", T0);
+    let open_one = incident("redis", T0);
+    let old_keys = [
+        email(&old, Level::L1, PageEvent::Opened, 0),
+        email(&old, Level::L1, PageEvent::Resolved, 0),
+    ];
+    let open_sent = email(&open_one, Level::L1, PageEvent::Opened, 0);
+    let open_pending = email(&open_one, Level::L2, PageEvent::Escalated, 0);
+    let mut all = old_keys.to_vec();
+    all.extend([
+        email(&recent, Level::L1, PageEvent::Opened, 0),
+        open_sent.clone(),
+        open_pending.clone(),
+    ]);
+    store
+        .commit(
+            &[old.clone(), recent.clone(), open_one.clone()],
+            &all,
+            None,
+            T0,
+        )
+        .unwrap();
+    for e in &all {
+        if e.key != open_pending.key {
+            assert!(store.mark_sent(&e.key, T0 + MIN).unwrap());
+        }
+    }
+    store
+        .save_incidents(&[
+            resolved(old.clone(), T0 + 10 * MIN),
+            resolved(recent.clone(), T0 + 23 * 60 * MIN),
+        ])
+        .unwrap();
+    let window = MaintenanceWindow {
+        sections: vec![],
+        starts: T0,
+        ends: T0 + 5 * MIN,
+        reason: "upgrade".into(),
+    };
+    store.add_window(&window, "ana", T0).unwrap();
+
+    let now = T0 + 10 * MIN + retention + MIN;
+    let pruned = store.prune(now, retention).unwrap();
+    assert_eq!(
+        (
+            pruned.expired,
+            pruned.emails,
+            pruned.incidents,
+            pruned.windows
+        ),
+        (1, 2, 1, 1),
+        "{pruned:?}"
+    );
+    assert!(store.incident(&old.id).unwrap().is_none());
+    for e in &old_keys {
+        assert!(store.outbox_entry(&e.key).unwrap().is_none(), "{}", e.key);
+    }
+    assert!(store.incident(&recent.id).unwrap().is_some());
+    assert!(store.incident(&open_one.id).unwrap().is_some());
+    assert_eq!(status(&store, &open_sent.key), EmailStatus::Sent);
+    let expired = store.outbox_entry(&open_pending.key).unwrap().unwrap();
+    assert_eq!(expired.status, EmailStatus::Failed);
+    assert!(
+        expired
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("retention")),
+        "{expired:?}"
+    );
+    assert_eq!(store.outbox_depth().unwrap(), OutboxDepth::default());
+    assert!(store.windows().unwrap().is_empty());
+    assert!(store.prune(now, retention).unwrap().is_empty());
+}

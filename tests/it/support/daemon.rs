@@ -1,6 +1,9 @@
 //! The daemon in-process, as the tests start it: `harven_watchdog::run` on `127.0.0.1:0` with a manual
 //! clock that only the test moves.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
 use harven_watchdog::Reload;
 use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
 use harven_watchdog::config::ConfigSource;
@@ -16,7 +19,7 @@ pub const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_s
 /// Overrides for a daemon that watches the test Prometheus at `prom` (polled every second, p95 over
 /// 30 s) with its store in `data`, and whose other sources are out of reach (so it is blind to them,
 /// which is an incident of its own: tests filter by section).
-pub fn prometheus_env(prom: &str, data: &std::path::Path) -> Vec<(String, String)> {
+pub fn prometheus_env(prom: &str, data: &Path) -> Vec<(String, String)> {
     let unreachable_status = "http://127.0.0.1:1/api/v2/status.json";
     [
         (
@@ -37,9 +40,17 @@ pub fn prometheus_env(prom: &str, data: &std::path::Path) -> Vec<(String, String
     .collect()
 }
 
-/// [`prometheus_env`] and the test SMTP server at `smtp_port` (plaintext): English emails, distinct
-/// recipients per level, and no reminders (every email in the scripts using it is one they expect).
-pub fn paging_env(prom: &str, smtp_port: u16, data: &std::path::Path) -> Vec<(String, String)> {
+/// The value of the series named exactly `series` (with its labels) in exposition text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// [`prometheus_env`] plus the test SMTP server on `smtp_port` (plaintext), distinct recipients per
+/// level (`oncall@`, `lead@`, `cto@test.harven`), English emails, and no reminders (every email in
+/// these scripts is one the test expects).
+pub fn paging_env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, String)> {
     let mut env = prometheus_env(prom, data);
     env.extend(
         [
@@ -58,20 +69,34 @@ pub fn paging_env(prom: &str, smtp_port: u16, data: &std::path::Path) -> Vec<(St
     env
 }
 
-/// Writes into `dir` a copy of the shipped runbook whose p95 rule fires after 1 s instead of 2 min,
-/// so the real binary (on the system clock) opens a latency incident in real time, and returns its
-/// path (for `HARVEN_WATCHDOG__RUNBOOK__PATH`).
-pub fn fast_latency_runbook(dir: &std::path::Path) -> std::path::PathBuf {
-    let shipped = harven_watchdog::runbook::DEFAULT_RUNBOOK;
-    let text = shipped.replacen(
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"2m\"",
-        "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\nfor = \"1s\"",
+/// Writes `dir/runbook.toml`: the shipped runbook with the latency rule firing after 1 s and clearing
+/// after `resolve_after`, for tests of the real binary, which runs on real time.
+pub fn quick_runbook(dir: &Path, resolve_after: &str) -> PathBuf {
+    let rule = "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\n";
+    let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
+        &format!("{rule}for = \"2m\"\nresolve_after = \"5m\""),
+        &format!("{rule}for = \"1s\"\nresolve_after = \"{resolve_after}\""),
         1,
     );
-    assert_ne!(text, shipped, "the p95 rule was found");
+    assert_ne!(
+        text,
+        harven_watchdog::runbook::DEFAULT_RUNBOOK,
+        "the latency rule was found"
+    );
     let path = dir.join("runbook.toml");
     std::fs::write(&path, text).expect("write the runbook");
     path
+}
+
+/// Starts the real binary with `env` (warnings only, output discarded).
+pub fn spawn_binary(env: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the watchdog binary")
 }
 
 /// A running in-process daemon.
@@ -82,6 +107,8 @@ pub struct TestDaemon {
     pub task: tokio::task::JoinHandle<Result<(), harven_watchdog::RunError>>,
     /// Moves the daemon's clock.
     pub hand: ManualClock,
+    /// The client of [`TestDaemon::get`] (one, so its connection is reused).
+    http: reqwest::Client,
 }
 
 impl TestDaemon {
@@ -125,7 +152,29 @@ impl TestDaemon {
             shutdown,
             task,
             hand,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .expect("client"),
         }
+    }
+
+    /// The body of `GET /metrics`; panics when the daemon does not answer (it must always serve).
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await
+    }
+
+    /// The body of a `GET` of `path`; panics unless the daemon answers 200 within 10 s.
+    pub async fn get(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(response.status(), 200, "GET {url}");
+        response.text().await.expect("body")
     }
 
     /// Stops it cleanly (panicking if it does not stop cleanly) and returns its clock.

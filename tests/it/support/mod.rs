@@ -12,6 +12,8 @@ pub mod backend;
 pub mod chromium;
 pub mod daemon;
 pub mod docker;
+pub mod fault;
+pub mod ledger;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;

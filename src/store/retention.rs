@@ -1,0 +1,120 @@
+//! Retention: what the store may forget after `[store] retention`, and the task that forgets it.
+//!
+//! The outbox is also the sent ledger, so a row may only go once its key can never be asked for again.
+//! A page key names its incident (`<incident>/…`), and an incident's pages can only be asked for while
+//! it is open or may still reopen. Validation makes `retention` longer than `escalation.reopen_within`,
+//! so an incident resolved more than `retention` ago can never reopen, and nothing can produce its keys
+//! again: its final rows (`sent`, `failed`, `digested`) and then the incident itself are deleted. A new
+//! incident of the same section gets a new ID (the time it opened), hence new keys.
+//!
+//! A row still `pending` or `held` after `retention` is a page the SMTP server never took in all that
+//! time: it is marked `failed` (logged, so an operator sees it) rather than retried for ever, so an
+//! outage of any length leaves the store bounded. Run-time maintenance windows that ended more than
+//! `retention` ago go too.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio_util::sync::CancellationToken;
+
+use super::{Result, Store};
+use crate::clock::{Clock, Timestamp};
+
+/// How often the retention task runs (on the daemon's clock); it also runs once at start-up.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// What one [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Pending or held emails older than the retention, given up (marked `failed`).
+    pub expired: usize,
+    /// Outbox rows deleted (every one final, of an incident resolved before the cutoff).
+    pub emails: usize,
+    /// Resolved incidents deleted.
+    pub incidents: usize,
+    /// Run-time maintenance windows deleted.
+    pub windows: usize,
+}
+
+impl Pruned {
+    /// True when nothing changed.
+    pub fn is_empty(self) -> bool {
+        self == Self::default()
+    }
+}
+
+impl Store {
+    /// Forgets what is older than `retention` at `now`, in one transaction (see the module doc for what
+    /// may go and why a pruned key can never be queued again).
+    pub fn prune(&self, now: Timestamp, retention: Duration) -> Result<Pruned> {
+        let cutoff = (now - retention).as_unix_millis();
+        let reason = format!(
+            "not delivered within the store retention ({})",
+            humantime::format_duration(retention)
+        );
+        self.write(|tx| {
+            let expired = tx.execute(
+                "UPDATE outbox SET status = 'failed', failed_at = ?1, next_attempt_at = NULL,
+                     last_error = ?3
+                 WHERE status IN ('pending', 'held') AND created_at < ?2",
+                params![now.as_unix_millis(), cutoff, reason],
+            )?;
+            let emails = tx.execute(
+                "DELETE FROM outbox WHERE status IN ('sent', 'failed', 'digested') AND incident IN (
+                     SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?1)",
+                [cutoff],
+            )?;
+            let incidents = tx.execute(
+                "DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < ?1
+                     AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident = incidents.id)",
+                [cutoff],
+            )?;
+            let windows = tx.execute("DELETE FROM windows WHERE ends < ?1", [cutoff])?;
+            Ok(Pruned {
+                expired,
+                emails,
+                incidents,
+                windows,
+            })
+        })
+    }
+}
+
+/// Prunes `store` at start-up and then every [`PRUNE_EVERY`] of `clock` time, until `shutdown`. A
+/// failure is logged and tried again at the next round: nothing depends on pruning being prompt.
+pub async fn run(
+    store: Arc<Store>,
+    retention: Duration,
+    clock: Clock,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = clock.now();
+        let task_store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || task_store.prune(now, retention)).await {
+            Ok(Ok(p)) if p.is_empty() => {}
+            Ok(Ok(p)) => {
+                if p.expired > 0 {
+                    tracing::error!(
+                        emails = p.expired,
+                        retention = %humantime::format_duration(retention),
+                        "emails never delivered within the store retention were given up"
+                    );
+                }
+                tracing::info!(
+                    emails = p.emails,
+                    incidents = p.incidents,
+                    windows = p.windows,
+                    "store pruned"
+                );
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "store pruning failed; retried later"),
+            Err(e) => tracing::warn!(error = %e, "store pruning task failed; retried later"),
+        }
+        tokio::select! {
+            () = clock.sleep_until(now + PRUNE_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
