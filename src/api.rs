@@ -5,9 +5,9 @@
 //! |---|---|---|
 //! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
 //! | `GET /api/incidents/{id}` | none | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
-//! | `POST /api/incidents/{id}/ack` | token | `{"by", "level"?}` → the updated incident |
-//! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
-//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |
+//! | `POST /api/incidents/{id}/ack` | token or link | `{"by", "level"?}` → the updated incident |
+//! | `POST /api/incidents/{id}/resolve` | token or link | `{"by", "note"?}` → the updated incident |
+//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (the configuration's, then those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
@@ -17,10 +17,18 @@
 //! token is compared through HMAC tags under a per-process random key ([`ring::hmac::verify`]), which
 //! takes the same time whatever the presented value and its length, and it is never logged or echoed.
 //!
+//! "Link" routes also take, in the same header, the token of an email's ack or resolve link (the part
+//! after `/act/`, [`crate::email::token`]): it authorises exactly the incident and the action it was
+//! signed for, until it expires, and an ack made with it acknowledges for the level the email went to.
+//! A value that is not the API token is tried as a link token; a link token for another incident or
+//! action, an expired or an altered one is 403. Link tokens work whether or not an API token is
+//! configured (the `/act/` page takes them anyway); they never open maintenance windows or reload.
+//!
 //! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved), 413 (body
 //! over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Json;
@@ -37,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
+use crate::email::token::{self, Action, Claims, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
@@ -109,10 +118,13 @@ struct ApiState {
     configured: Vec<MaintenanceWindow>,
     /// Asks the daemon to reload its configuration.
     reloader: Reloader,
+    /// The key the email links are signed with: their tokens may ack or resolve their incident.
+    link_key: Arc<[u8]>,
 }
 
 /// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
-/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`.
+/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`;
+/// `link_key` verifies the email links' tokens.
 pub fn routes(
     handle: PagerHandle,
     token: Option<Secret>,
@@ -120,6 +132,7 @@ pub fn routes(
     sections: Vec<String>,
     configured: Vec<MaintenanceWindow>,
     reloader: Reloader,
+    link_key: Arc<[u8]>,
 ) -> Router {
     let state = Arc::new(ApiState {
         handle,
@@ -128,6 +141,7 @@ pub fn routes(
         sections,
         configured,
         reloader,
+        link_key,
     });
     Router::new()
         .route("/api/incidents", get(list_incidents))
@@ -208,6 +222,53 @@ impl From<QueryRejection> for ApiError {
 // Auth
 // -------------------------------------------------------------------------------------------------
 
+/// The value of `Authorization: Bearer <value>`, if the request has one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+}
+
+/// Logs a refused request (never the presented value) and makes its answer.
+fn refuse(parts: &Parts, status: StatusCode, why: &str, message: &str) -> ApiError {
+    tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
+    ApiError::new(status, message)
+}
+
+/// Checks `presented` against the API token: `Ok` when it is the token, else the refusal to answer.
+fn check_api_token(parts: &Parts, st: &ApiState, presented: Option<&str>) -> Result<(), ApiError> {
+    if !st.token.configured() {
+        return Err(refuse(
+            parts,
+            StatusCode::FORBIDDEN,
+            "no token configured",
+            NO_TOKEN,
+        ));
+    }
+    let Some(presented) = presented else {
+        return Err(refuse(
+            parts,
+            StatusCode::UNAUTHORIZED,
+            "no bearer token",
+            "this request needs `Authorization: Bearer <token>`",
+        ));
+    };
+    if st.token.check(presented).is_err() {
+        return Err(refuse(
+            parts,
+            StatusCode::FORBIDDEN,
+            "wrong token",
+            "the API token is not valid",
+        ));
+    }
+    Ok(())
+}
+
 /// Proof that the request carried the configured token. Extracted before the body, so a refused
 /// request is answered before anything is parsed or changed.
 struct Authorized;
@@ -219,40 +280,89 @@ impl FromRequestParts<Arc<ApiState>> for Authorized {
         parts: &mut Parts,
         st: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
-        let refuse = |status: StatusCode, why: &str, message: &str| {
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
-            ApiError::new(status, message)
-        };
-        if !st.token.configured() {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "no token configured",
-                NO_TOKEN,
-            ));
-        }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        let Some(presented) = presented else {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "no bearer token",
-                "this request needs `Authorization: Bearer <token>`",
-            ));
-        };
-        if st.token.check(presented).is_err() {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "wrong token",
-                "the API token is not valid",
-            ));
-        }
+        check_api_token(parts, st, bearer(parts))?;
         Ok(Self)
+    }
+}
+
+/// What an incident route does, for [`MayAct`].
+trait RouteAction: Send + Sync {
+    const ACTION: Action;
+}
+
+/// `POST /api/incidents/{id}/ack`.
+struct AckRoute;
+
+impl RouteAction for AckRoute {
+    const ACTION: Action = Action::Ack;
+}
+
+/// `POST /api/incidents/{id}/resolve`.
+struct ResolveRoute;
+
+impl RouteAction for ResolveRoute {
+    const ACTION: Action = Action::Resolve;
+}
+
+/// Proof that the request may take `R`'s action on the incident of its path: it carried the API
+/// token, or an email link token signed for exactly that incident and action and not expired.
+/// Extracted before the body, like [`Authorized`].
+struct MayAct<R> {
+    /// `None`: the API token (any incident, any level). `Some`: an email link token's claims, whose
+    /// level an ack is for.
+    link: Option<Claims>,
+    route: PhantomData<R>,
+}
+
+impl<R> MayAct<R> {
+    fn new(link: Option<Claims>) -> Self {
+        Self {
+            link,
+            route: PhantomData,
+        }
+    }
+
+    /// The `via` of the pager's log line.
+    fn via(&self) -> &'static str {
+        if self.link.is_some() {
+            "api (email link token)"
+        } else {
+            "api"
+        }
+    }
+}
+
+impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        // Owned: reading the path below borrows `parts` mutably.
+        let presented = bearer(parts).map(str::to_owned);
+        let presented = presented.as_deref();
+        if presented.is_some_and(|p| st.token.check(p).is_ok()) {
+            return Ok(Self::new(None));
+        }
+        if let Some(p) = presented {
+            let Path(id) = Path::<String>::from_request_parts(parts, st)
+                .await
+                .map_err(|r| ApiError::bad_request(r.body_text()))?;
+            let checked = token::verify(&st.link_key, p, st.clock.now())
+                .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
+            match checked {
+                Ok(claims) => return Ok(Self::new(Some(claims))),
+                // Not shaped like a link token: refused as a wrong API token below.
+                Err(TokenError::Malformed) => {}
+                Err(e) => {
+                    let message = format!("the email link token is refused: {e}");
+                    return Err(refuse(parts, StatusCode::FORBIDDEN, e.label(), &message));
+                }
+            }
+        }
+        check_api_token(parts, st, presented)?;
+        Ok(Self::new(None))
     }
 }
 
@@ -534,9 +644,10 @@ async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Re
     answer.into_response()
 }
 
-/// `POST /api/incidents/{id}/ack`.
+/// `POST /api/incidents/{id}/ack`. With a link token the ack is for the token's level; a body naming
+/// another level is refused (403).
 async fn ack(
-    _auth: Authorized,
+    auth: MayAct<AckRoute>,
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
     body: Result<Json<AckBody>, JsonRejection>,
@@ -544,13 +655,24 @@ async fn ack(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let level = parse_level(body.level.as_deref())?;
-    let result = st.handle.request_ack(&id, level, &by, "api").await;
+    let level = match (&auth.link, level) {
+        (None, level) => level,
+        (Some(claims), Some(l)) if l != claims.level => {
+            tracing::warn!(incident = %id, token_level = %claims.level, asked = %l, "API ack refused: the link token is for another level");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this email link token acknowledges for {}", claims.level),
+            ));
+        }
+        (Some(claims), _) => Some(claims.level),
+    };
+    let result = st.handle.request_ack(&id, level, &by, auth.via()).await;
     Ok(acted(&st, &id, result).await)
 }
 
 /// `POST /api/incidents/{id}/resolve`.
 async fn resolve(
-    _auth: Authorized,
+    auth: MayAct<ResolveRoute>,
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
     body: Result<Json<ResolveBody>, JsonRejection>,
@@ -558,7 +680,7 @@ async fn resolve(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let note = check_text("note", &body.note)?;
-    let result = st.handle.request_resolve(&id, &by, note, "api").await;
+    let result = st.handle.request_resolve(&id, &by, note, auth.via()).await;
     Ok(acted(&st, &id, result).await)
 }
 

@@ -352,6 +352,7 @@ impl Generation {
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
             shared.reloader.clone(),
+            Arc::clone(&link_key),
         );
         let act_routes = crate::email::links::routes(
             Arc::new(handle),

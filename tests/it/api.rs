@@ -1,17 +1,21 @@
 //! The JSON API against a real incident: a real Prometheus scraping the slow simulated backend, the
-//! daemon in-process on a manual clock (emails go to `.eml` files: no SMTP here), and plain HTTP
-//! requests to `/api/*`. First a daemon without an API token (the mutating API is closed), then one
-//! on the same store with a token.
+//! daemon in-process on a manual clock, and plain HTTP requests to `/api/*`. First a daemon without
+//! an API token (the mutating API is closed), then one on the same store with a token (emails go to
+//! `.eml` files there). The email-link-token test pages over the real SMTP server.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::Timestamp;
-use reqwest::StatusCode;
+use harven_watchdog::incident::Level;
+use harven_watchdog::store::Store;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::escalation::{is, l1_incident};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
+use crate::support::smtp::SmtpServer;
 
 const T0: i64 = 1_795_000_000_000;
 const TOKEN: &str = "api-token-7f3c9e1b5d2a4c6e8f0a";
@@ -26,7 +30,7 @@ fn env(prom: &str, data: &Path, token: Option<&str>) -> Vec<(String, String)> {
     env
 }
 
-use crate::support::daemon::{TestDaemon as Daemon, prometheus_env};
+use crate::support::daemon::{TestDaemon as Daemon, paging_env, prometheus_env};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -109,8 +113,15 @@ pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// Moves the clock 15 s at a time until the API lists an open latency incident; returns it.
+/// Moves the clock 15 s at a time until the API lists an open latency incident that has paged;
+/// returns it.
 async fn wait_for_latency_incident(d: &Daemon, api: &Api) -> Value {
+    wait_for_open_latency(d, api, |i| !i["level"].is_null()).await
+}
+
+/// Moves the clock 15 s at a time until the API lists an open latency incident for which `ready`
+/// holds; returns it.
+async fn wait_for_open_latency(d: &Daemon, api: &Api, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let list = api.get("/api/incidents").await;
@@ -119,7 +130,7 @@ async fn wait_for_latency_incident(d: &Daemon, api: &Api) -> Value {
             .as_array()
             .expect("incidents array")
             .iter()
-            .find(|i| i["section"] == "latency" && i["state"] == "open" && !i["level"].is_null())
+            .find(|i| i["section"] == "latency" && i["state"] == "open" && ready(i))
             .cloned();
         if let Some(i) = found {
             return i;
@@ -463,6 +474,180 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
         .expect("still listed");
     assert_eq!(entry["state"], "resolved");
 
+    api.never_showed(TOKEN);
+    d.stop().await;
+}
+
+/// The token of the email link on the line of `text` that starts with `label` (`Acknowledge as L1:`,
+/// `Resolve:`): the part of the URL after `/act/`.
+fn link_token(text: &str, label: &str) -> String {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|url| url.split_once("/act/"))
+        .map(|(_, token)| token.to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} link in:\n{text}"))
+}
+
+/// The tokens of an email's ack and resolve links also work on `/api/incidents/{id}/ack|resolve`
+/// (as `Authorization: Bearer`), for exactly that incident and action: the same token on another
+/// incident or the other action, an altered one, one past its expiry, one asking for another level,
+/// and any link token on the maintenance and reload routes are refused and change nothing. The
+/// tokens come from the email the real SMTP server received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_link_tokens_act_on_their_incident_through_the_api() {
+    use harven_watchdog::email::token::{self, Action, Claims};
+
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
+    let d = start(env, Timestamp::from_unix_millis(T0)).await;
+    let api = Api::new(&d.base);
+
+    let id = l1_incident(&d.hand, &smtp).await;
+    let mail = smtp.messages();
+    let email = mail
+        .iter()
+        .find(|m| is(m, "L1", "opened"))
+        .expect("the L1 email");
+    let text = email.text().expect("text part");
+    let ack_token = link_token(&text, "Acknowledge as L1:");
+    let resolve_token = link_token(&text, "Resolve:");
+    let ack_path = format!("/api/incidents/{id}/ack");
+    let resolve_path = format!("/api/incidents/{id}/resolve");
+    let before = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(before.json["state"], "open", "{}", before.json);
+    let before_timeline = before.json["timeline"].as_array().expect("tl").len();
+
+    // A link token signed by this watchdog's own key, but expired an hour ago: authentic, too late.
+    let store = Store::open(data.path().join("watchdog.db")).expect("store");
+    let key = store
+        .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
+        .expect("the link key");
+    let now = d.hand.now();
+    let expired = token::sign(
+        &key,
+        &Claims::new(
+            &id,
+            Action::Resolve,
+            Level::L1,
+            now - Duration::from_secs(7200),
+            Duration::from_secs(3600),
+        ),
+    );
+    let mut altered = ack_token.clone().into_bytes();
+    // The payload's first character: `v1\n…` encodes as `djE…`; any other letter breaks the tag.
+    altered[0] = if altered[0] == b'd' { b'e' } else { b'd' };
+    let altered = String::from_utf8(altered).expect("ascii");
+    let other = "latency-19700101T000000Z";
+    let window = json!({"sections": ["latency"], "duration": "1h", "reason": "r", "by": "Mallory"});
+    let refused: Vec<(&str, String, Method, String, Value)> = vec![
+        (
+            "the resolve token on ack",
+            resolve_token.clone(),
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the ack token on resolve",
+            ack_token.clone(),
+            Method::POST,
+            resolve_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the ack token on another incident",
+            ack_token.clone(),
+            Method::POST,
+            format!("/api/incidents/{other}/ack"),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "an altered token",
+            altered,
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "an expired token",
+            expired,
+            Method::POST,
+            resolve_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the L1 ack token asking for L2",
+            ack_token.clone(),
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory", "level": "L2"}),
+        ),
+        (
+            "a link token creating a window",
+            ack_token.clone(),
+            Method::POST,
+            "/api/maintenance".to_owned(),
+            window,
+        ),
+        (
+            "a link token reloading",
+            ack_token.clone(),
+            Method::POST,
+            "/-/reload".to_owned(),
+            json!({}),
+        ),
+    ];
+    for (what, token, method, path, body) in &refused {
+        let r = api
+            .send(
+                api.http
+                    .request(method.clone(), format!("{}{path}", api.base))
+                    .header("Authorization", bearer(token))
+                    .json(body),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{what}: {}", r.json);
+        assert!(r.json["error"].is_string(), "{what}: {}", r.json);
+    }
+    let after = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(after.json["state"], "open", "{}", after.json);
+    assert_eq!(after.json["acks"], json!({}));
+    assert_eq!(
+        after.json["timeline"].as_array().expect("tl").len(),
+        before_timeline,
+        "a refused request changes nothing: {}",
+        after.json
+    );
+    assert_eq!(
+        api.get("/api/maintenance").await.json,
+        json!({"windows": []})
+    );
+
+    // The ack token acks its incident for its level; the resolve token resolves it.
+    let acked = api
+        .post(
+            &ack_path,
+            Some(&bearer(&ack_token)),
+            &json!({"by": "Ana (link)"}),
+        )
+        .await;
+    assert_eq!(acked.status, 200, "{}", acked.json);
+    assert_eq!(acked.json["acks"]["L1"]["by"], "Ana (link)");
+    let resolved = api
+        .post(
+            &resolve_path,
+            Some(&bearer(&resolve_token)),
+            &json!({"by": "Ana (link)", "note": "restarted"}),
+        )
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.json);
+    assert_eq!(resolved.json["state"], "resolved");
+    assert_eq!(resolved.json["resolve_note"], "restarted");
     api.never_showed(TOKEN);
     d.stop().await;
 }
