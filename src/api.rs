@@ -9,11 +9,12 @@
 //! | `POST /api/incidents/{id}/resolve` | token or link | `{"by", "note"?}` → the updated incident |
 //! | `GET /api/maintenance` | none | `{"windows": [window…]}` (the configuration's, then those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
+//! | `DELETE /api/maintenance/{id}?by=NAME` | token | the window, ended now (409 for a window of the configuration or one already over) |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
-//! Every POST needs `Authorization: Bearer <server.api_token>`. Without a configured token the
+//! Every POST and DELETE needs `Authorization: Bearer <server.api_token>`. Without a configured token the
 //! mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
-//! token 403. The check runs before the body is read, so a refused request changes nothing. The
+//! token 403. The check runs before the body (or the query) is read, so a refused request changes nothing. The
 //! token is compared through HMAC tags under a per-process random key ([`ring::hmac::verify`]), which
 //! takes the same time whatever the presented value and its length, and it is never logged or echoed.
 //!
@@ -24,7 +25,7 @@
 //! action, an expired or an altered one is 403. Link tokens work whether or not an API token is
 //! configured (the `/act/` page takes them anyway); they never open maintenance windows or reload.
 //!
-//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved), 413 (body
+//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved or over), 413 (body
 //! over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
 
 use std::collections::BTreeMap;
@@ -38,7 +39,7 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
 use crate::secret::Secret;
-use crate::store::StoredWindow;
+use crate::store::{EndWindow, StoredWindow};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -149,6 +150,7 @@ pub fn routes(
         .route("/api/incidents/{id}/ack", post(ack))
         .route("/api/incidents/{id}/resolve", post(resolve))
         .route("/api/maintenance", get(list_windows).post(create_window))
+        .route("/api/maintenance/{id}", delete(end_window_now))
         .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -484,10 +486,25 @@ impl IncidentView {
     }
 }
 
+/// A window's ID in the API: the store's number for one created at run time, `"config-N"` for the
+/// Nth `[[maintenance]]` of the configuration (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub(crate) enum WindowId {
+    Stored(i64),
+    Config(String),
+}
+
+impl WindowId {
+    /// The ID of the `index`th (0-based) window of the configuration.
+    fn config(index: usize) -> Self {
+        Self::Config(format!("config-{}", index + 1))
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct WindowView {
-    /// The store's ID; null for a window of the configuration.
-    id: Option<i64>,
+    id: WindowId,
     /// `config` or `api`.
     source: &'static str,
     /// Empty: every section.
@@ -497,12 +514,17 @@ struct WindowView {
     reason: String,
     created_by: String,
     created_at: String,
+    /// Set for a window ended early (`ends` is then when): who ended it and its planned end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    planned_ends: Option<String>,
 }
 
 impl From<StoredWindow> for WindowView {
     fn from(w: StoredWindow) -> Self {
         Self {
-            id: Some(w.id),
+            id: WindowId::Stored(w.id),
             source: "api",
             sections: w.window.sections,
             starts: w.window.starts.to_string(),
@@ -510,6 +532,8 @@ impl From<StoredWindow> for WindowView {
             reason: w.window.reason,
             created_by: w.created_by,
             created_at: w.created_at.to_string(),
+            ended_by: w.ended.as_ref().map(|e| e.by.clone()),
+            planned_ends: w.ended.map(|e| e.planned_ends.to_string()),
         }
     }
 }
@@ -688,8 +712,8 @@ async fn resolve(
 // Maintenance windows
 // -------------------------------------------------------------------------------------------------
 
-/// `GET /api/maintenance`: the windows created through the API, oldest first (those of the
-/// configuration are in the configuration).
+/// `GET /api/maintenance`: the configuration's windows, then those created through the API, oldest
+/// first (ended ones included: the list is their history).
 async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let store = Arc::clone(&st.handle.store);
     let stored = blocking(move || store.windows()).await?;
@@ -701,8 +725,9 @@ async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiEr
 fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> Vec<WindowView> {
     configured
         .iter()
-        .map(|w| WindowView {
-            id: None,
+        .enumerate()
+        .map(|(i, w)| WindowView {
+            id: WindowId::config(i),
             source: "config",
             sections: w.sections.clone(),
             starts: w.starts.to_string(),
@@ -710,6 +735,8 @@ fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> 
             reason: w.reason.clone(),
             created_by: "configuration".to_owned(),
             created_at: String::new(),
+            ended_by: None,
+            planned_ends: None,
         })
         .chain(stored.into_iter().map(WindowView::from))
         .collect()
@@ -840,8 +867,75 @@ async fn create_window(
         window,
         created_by: by,
         created_at: now,
+        ended: None,
     });
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Ends window `id` (as the API names it, [`WindowId`]) at `now`, by `by`, and logs it; `via` names
+/// the route. `configured` are the configuration's windows, which only the configuration can end
+/// (409). The pager sees the change at its next step, as it sees a new window.
+pub(crate) async fn end_window(
+    handle: &PagerHandle,
+    configured: &[MaintenanceWindow],
+    id: &str,
+    by: &str,
+    now: Timestamp,
+    via: &str,
+) -> Result<StoredWindow, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no maintenance window {id}"));
+    let Ok(stored_id) = id.parse::<i64>() else {
+        let configured_index = id
+            .strip_prefix("config-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=configured.len()).contains(n));
+        return Err(match configured_index {
+            Some(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "maintenance window {id} comes from the configuration file ([[maintenance]]): \
+                     remove it there and reload to end it"
+                ),
+            ),
+            None => not_found(),
+        });
+    };
+    let store = Arc::clone(&handle.store);
+    let who = by.to_owned();
+    match blocking(move || store.end_window(stored_id, &who, now)).await? {
+        EndWindow::Ended(w) => {
+            tracing::info!(id = stored_id, sections = ?w.window.sections, by = %by, via, "maintenance window ended early");
+            Ok(w)
+        }
+        EndWindow::AlreadyOver(w) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "maintenance window {id} is already over (it ended at {})",
+                w.window.ends
+            ),
+        )),
+        EndWindow::NotFound => Err(not_found()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndQuery {
+    by: String,
+}
+
+/// `DELETE /api/maintenance/{id}?by=NAME`: ends a window created at run time now; 200 with the
+/// window as it stands (its row is kept, with who ended it).
+async fn end_window_now(
+    _auth: Authorized,
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    query: Result<Query<EndQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let by = check_by(&query.by)?;
+    let ended = end_window(&st.handle, &st.configured, &id, &by, st.clock.now(), "api").await?;
+    Ok(Json(WindowView::from(ended)).into_response())
 }
 
 /// `POST /-/reload`: reloads the configuration (after any reload under way) and says what happened.
@@ -899,10 +993,11 @@ mod tests {
             },
             created_by: "Ana".into(),
             created_at: t(30),
+            ended: None,
         }];
         let json = serde_json::to_value(window_views(&configured, stored)).expect("json");
         assert_eq!(json[0]["source"], "config");
-        assert_eq!(json[0]["id"], serde_json::Value::Null);
+        assert_eq!(json[0]["id"], "config-1");
         assert_eq!(json[0]["sections"][0], "database");
         assert_eq!(json[1]["source"], "api");
         assert_eq!(json[1]["id"], 7);
