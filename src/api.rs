@@ -12,11 +12,12 @@
 //! | `DELETE /api/maintenance/{id}?by=NAME` | token | the window, ended now (409 for a window of the configuration or one already over) |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
-//! Every POST and DELETE needs `Authorization: Bearer <server.api_token>`. Without a configured token the
-//! mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
-//! token 403. The check runs before the body (or the query) is read, so a refused request changes nothing. The
-//! token is compared through HMAC tags under a per-process random key ([`ring::hmac::verify`]), which
-//! takes the same time whatever the presented value and its length, and it is never logged or echoed.
+//! Every POST and DELETE needs `Authorization: Bearer <server.api_token>`. Without a configured token
+//! the mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
+//! token 403. The check runs before the body (or the query) is read, so a refused request changes
+//! nothing. The token is compared through HMAC tags under a per-process random key
+//! ([`ring::hmac::verify`]), which takes the same time whatever the presented value and its length,
+//! and it is never logged or echoed.
 //!
 //! "Link" routes also take, in the same header, the token of an email's ack or resolve link (the part
 //! after `/act/`, [`crate::email::token`]): it authorises exactly the incident and the action it was
@@ -25,8 +26,8 @@
 //! action, an expired or an altered one is 403. Link tokens work whether or not an API token is
 //! configured (the `/act/` page takes them anyway); they never open maintenance windows or reload.
 //!
-//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved or over), 413 (body
-//! over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
+//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved or over), 413
+//! (body over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -490,7 +491,7 @@ impl IncidentView {
 /// Nth `[[maintenance]]` of the configuration (1-based).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
-pub(crate) enum WindowId {
+enum WindowId {
     Stored(i64),
     Config(String),
 }

@@ -884,7 +884,8 @@ async fn create_window(
     see_other("/maintenance", None)
 }
 
-/// `POST /maintenance/{id}/end`: `csrf`, `by`; ends the window now, like `DELETE /api/maintenance/{id}`.
+/// `POST /maintenance/{id}/end`: `csrf`, `by`; ends the window now, like
+/// `DELETE /api/maintenance/{id}`.
 async fn end_window(
     State(st): State<Arc<WebState>>,
     Path(id): Path<String>,
