@@ -5,22 +5,32 @@
 //! |---|---|---|
 //! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
 //! | `GET /api/incidents/{id}` | none | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
-//! | `POST /api/incidents/{id}/ack` | token | `{"by", "level"?}` → the updated incident |
-//! | `POST /api/incidents/{id}/resolve` | token | `{"by", "note"?}` → the updated incident |
-//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (those created through the API) |
+//! | `POST /api/incidents/{id}/ack` | token or link | `{"by", "level"?}` → the updated incident |
+//! | `POST /api/incidents/{id}/resolve` | token or link | `{"by", "note"?}` → the updated incident |
+//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (the configuration's, then those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
+//! | `DELETE /api/maintenance/{id}?by=NAME` | token | the window, ended now (409 for a window of the configuration or one already over) |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
-//! Every POST needs `Authorization: Bearer <server.api_token>`. Without a configured token the
-//! mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
-//! token 403. The check runs before the body is read, so a refused request changes nothing. The
-//! token is compared through HMAC tags under a per-process random key ([`ring::hmac::verify`]), which
-//! takes the same time whatever the presented value and its length, and it is never logged or echoed.
+//! Every POST and DELETE needs `Authorization: Bearer <server.api_token>`. Without a configured token
+//! the mutating API is closed (403); a missing header is 401 with `WWW-Authenticate: Bearer`, a wrong
+//! token 403. The check runs before the body (or the query) is read, so a refused request changes
+//! nothing. The token is compared through HMAC tags under a per-process random key
+//! ([`ring::hmac::verify`]), which takes the same time whatever the presented value and its length,
+//! and it is never logged or echoed.
 //!
-//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved), 413 (body
-//! over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
+//! "Link" routes also take, in the same header, the token of an email's ack or resolve link (the part
+//! after `/act/`, [`crate::email::token`]): it authorises exactly the incident and the action it was
+//! signed for, until it expires, and an ack made with it acknowledges for the level the email went to.
+//! A value that is not the API token is tried as a link token; a link token for another incident or
+//! action, an expired or an altered one is 403. Link tokens work whether or not an API token is
+//! configured (the `/act/` page takes them anyway); they never open maintenance windows or reload.
+//!
+//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved or over), 413
+//! (body over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
 
 use std::collections::BTreeMap;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Json;
@@ -30,19 +40,20 @@ use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::email::links::ActionError;
+use crate::email::token::{self, Action, Claims, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
 use crate::secret::Secret;
-use crate::store::StoredWindow;
+use crate::store::{EndWindow, StoredWindow};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -109,10 +120,13 @@ struct ApiState {
     configured: Vec<MaintenanceWindow>,
     /// Asks the daemon to reload its configuration.
     reloader: Reloader,
+    /// The key the email links are signed with: their tokens may ack or resolve their incident.
+    link_key: Arc<[u8]>,
 }
 
 /// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
-/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`.
+/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`;
+/// `link_key` verifies the email links' tokens.
 pub fn routes(
     handle: PagerHandle,
     token: Option<Secret>,
@@ -120,6 +134,7 @@ pub fn routes(
     sections: Vec<String>,
     configured: Vec<MaintenanceWindow>,
     reloader: Reloader,
+    link_key: Arc<[u8]>,
 ) -> Router {
     let state = Arc::new(ApiState {
         handle,
@@ -128,6 +143,7 @@ pub fn routes(
         sections,
         configured,
         reloader,
+        link_key,
     });
     Router::new()
         .route("/api/incidents", get(list_incidents))
@@ -135,6 +151,7 @@ pub fn routes(
         .route("/api/incidents/{id}/ack", post(ack))
         .route("/api/incidents/{id}/resolve", post(resolve))
         .route("/api/maintenance", get(list_windows).post(create_window))
+        .route("/api/maintenance/{id}", delete(end_window_now))
         .route("/-/reload", post(reload))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -208,6 +225,53 @@ impl From<QueryRejection> for ApiError {
 // Auth
 // -------------------------------------------------------------------------------------------------
 
+/// The value of `Authorization: Bearer <value>`, if the request has one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+}
+
+/// Logs a refused request (never the presented value) and makes its answer.
+fn refuse(parts: &Parts, status: StatusCode, why: &str, message: &str) -> ApiError {
+    tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
+    ApiError::new(status, message)
+}
+
+/// Checks `presented` against the API token: `Ok` when it is the token, else the refusal to answer.
+fn check_api_token(parts: &Parts, st: &ApiState, presented: Option<&str>) -> Result<(), ApiError> {
+    if !st.token.configured() {
+        return Err(refuse(
+            parts,
+            StatusCode::FORBIDDEN,
+            "no token configured",
+            NO_TOKEN,
+        ));
+    }
+    let Some(presented) = presented else {
+        return Err(refuse(
+            parts,
+            StatusCode::UNAUTHORIZED,
+            "no bearer token",
+            "this request needs `Authorization: Bearer <token>`",
+        ));
+    };
+    if st.token.check(presented).is_err() {
+        return Err(refuse(
+            parts,
+            StatusCode::FORBIDDEN,
+            "wrong token",
+            "the API token is not valid",
+        ));
+    }
+    Ok(())
+}
+
 /// Proof that the request carried the configured token. Extracted before the body, so a refused
 /// request is answered before anything is parsed or changed.
 struct Authorized;
@@ -219,40 +283,89 @@ impl FromRequestParts<Arc<ApiState>> for Authorized {
         parts: &mut Parts,
         st: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
-        let refuse = |status: StatusCode, why: &str, message: &str| {
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
-            ApiError::new(status, message)
-        };
-        if !st.token.configured() {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "no token configured",
-                NO_TOKEN,
-            ));
-        }
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-        let Some(presented) = presented else {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "no bearer token",
-                "this request needs `Authorization: Bearer <token>`",
-            ));
-        };
-        if st.token.check(presented).is_err() {
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "wrong token",
-                "the API token is not valid",
-            ));
-        }
+        check_api_token(parts, st, bearer(parts))?;
         Ok(Self)
+    }
+}
+
+/// What an incident route does, for [`MayAct`].
+trait RouteAction: Send + Sync {
+    const ACTION: Action;
+}
+
+/// `POST /api/incidents/{id}/ack`.
+struct AckRoute;
+
+impl RouteAction for AckRoute {
+    const ACTION: Action = Action::Ack;
+}
+
+/// `POST /api/incidents/{id}/resolve`.
+struct ResolveRoute;
+
+impl RouteAction for ResolveRoute {
+    const ACTION: Action = Action::Resolve;
+}
+
+/// Proof that the request may take `R`'s action on the incident of its path: it carried the API
+/// token, or an email link token signed for exactly that incident and action and not expired.
+/// Extracted before the body, like [`Authorized`].
+struct MayAct<R> {
+    /// `None`: the API token (any incident, any level). `Some`: an email link token's claims, whose
+    /// level an ack is for.
+    link: Option<Claims>,
+    route: PhantomData<R>,
+}
+
+impl<R> MayAct<R> {
+    fn new(link: Option<Claims>) -> Self {
+        Self {
+            link,
+            route: PhantomData,
+        }
+    }
+
+    /// The `via` of the pager's log line.
+    fn via(&self) -> &'static str {
+        if self.link.is_some() {
+            "api (email link token)"
+        } else {
+            "api"
+        }
+    }
+}
+
+impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        // Owned: reading the path below borrows `parts` mutably.
+        let presented = bearer(parts).map(str::to_owned);
+        let presented = presented.as_deref();
+        if presented.is_some_and(|p| st.token.check(p).is_ok()) {
+            return Ok(Self::new(None));
+        }
+        if let Some(p) = presented {
+            let Path(id) = Path::<String>::from_request_parts(parts, st)
+                .await
+                .map_err(|r| ApiError::bad_request(r.body_text()))?;
+            let checked = token::verify(&st.link_key, p, st.clock.now())
+                .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
+            match checked {
+                Ok(claims) => return Ok(Self::new(Some(claims))),
+                // Not shaped like a link token: refused as a wrong API token below.
+                Err(TokenError::Malformed) => {}
+                Err(e) => {
+                    let message = format!("the email link token is refused: {e}");
+                    return Err(refuse(parts, StatusCode::FORBIDDEN, e.label(), &message));
+                }
+            }
+        }
+        check_api_token(parts, st, presented)?;
+        Ok(Self::new(None))
     }
 }
 
@@ -374,10 +487,25 @@ impl IncidentView {
     }
 }
 
+/// A window's ID in the API: the store's number for one created at run time, `"config-N"` for the
+/// Nth `[[maintenance]]` of the configuration (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+enum WindowId {
+    Stored(i64),
+    Config(String),
+}
+
+impl WindowId {
+    /// The ID of the `index`th (0-based) window of the configuration.
+    fn config(index: usize) -> Self {
+        Self::Config(format!("config-{}", index + 1))
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct WindowView {
-    /// The store's ID; null for a window of the configuration.
-    id: Option<i64>,
+    id: WindowId,
     /// `config` or `api`.
     source: &'static str,
     /// Empty: every section.
@@ -387,12 +515,17 @@ struct WindowView {
     reason: String,
     created_by: String,
     created_at: String,
+    /// Set for a window ended early (`ends` is then when): who ended it and its planned end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    planned_ends: Option<String>,
 }
 
 impl From<StoredWindow> for WindowView {
     fn from(w: StoredWindow) -> Self {
         Self {
-            id: Some(w.id),
+            id: WindowId::Stored(w.id),
             source: "api",
             sections: w.window.sections,
             starts: w.window.starts.to_string(),
@@ -400,6 +533,8 @@ impl From<StoredWindow> for WindowView {
             reason: w.window.reason,
             created_by: w.created_by,
             created_at: w.created_at.to_string(),
+            ended_by: w.ended.as_ref().map(|e| e.by.clone()),
+            planned_ends: w.ended.map(|e| e.planned_ends.to_string()),
         }
     }
 }
@@ -534,9 +669,10 @@ async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Re
     answer.into_response()
 }
 
-/// `POST /api/incidents/{id}/ack`.
+/// `POST /api/incidents/{id}/ack`. With a link token the ack is for the token's level; a body naming
+/// another level is refused (403).
 async fn ack(
-    _auth: Authorized,
+    auth: MayAct<AckRoute>,
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
     body: Result<Json<AckBody>, JsonRejection>,
@@ -544,13 +680,24 @@ async fn ack(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let level = parse_level(body.level.as_deref())?;
-    let result = st.handle.request_ack(&id, level, &by, "api").await;
+    let level = match (&auth.link, level) {
+        (None, level) => level,
+        (Some(claims), Some(l)) if l != claims.level => {
+            tracing::warn!(incident = %id, token_level = %claims.level, asked = %l, "API ack refused: the link token is for another level");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("this email link token acknowledges for {}", claims.level),
+            ));
+        }
+        (Some(claims), _) => Some(claims.level),
+    };
+    let result = st.handle.request_ack(&id, level, &by, auth.via()).await;
     Ok(acted(&st, &id, result).await)
 }
 
 /// `POST /api/incidents/{id}/resolve`.
 async fn resolve(
-    _auth: Authorized,
+    auth: MayAct<ResolveRoute>,
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
     body: Result<Json<ResolveBody>, JsonRejection>,
@@ -558,7 +705,7 @@ async fn resolve(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let note = check_text("note", &body.note)?;
-    let result = st.handle.request_resolve(&id, &by, note, "api").await;
+    let result = st.handle.request_resolve(&id, &by, note, auth.via()).await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -566,8 +713,8 @@ async fn resolve(
 // Maintenance windows
 // -------------------------------------------------------------------------------------------------
 
-/// `GET /api/maintenance`: the windows created through the API, oldest first (those of the
-/// configuration are in the configuration).
+/// `GET /api/maintenance`: the configuration's windows, then those created through the API, oldest
+/// first (ended ones included: the list is their history).
 async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let store = Arc::clone(&st.handle.store);
     let stored = blocking(move || store.windows()).await?;
@@ -579,8 +726,9 @@ async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiEr
 fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> Vec<WindowView> {
     configured
         .iter()
-        .map(|w| WindowView {
-            id: None,
+        .enumerate()
+        .map(|(i, w)| WindowView {
+            id: WindowId::config(i),
             source: "config",
             sections: w.sections.clone(),
             starts: w.starts.to_string(),
@@ -588,6 +736,8 @@ fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> 
             reason: w.reason.clone(),
             created_by: "configuration".to_owned(),
             created_at: String::new(),
+            ended_by: None,
+            planned_ends: None,
         })
         .chain(stored.into_iter().map(WindowView::from))
         .collect()
@@ -718,8 +868,75 @@ async fn create_window(
         window,
         created_by: by,
         created_at: now,
+        ended: None,
     });
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Ends window `id` (as the API names it, [`WindowId`]) at `now`, by `by`, and logs it; `via` names
+/// the route. `configured` are the configuration's windows, which only the configuration can end
+/// (409). The pager sees the change at its next step, as it sees a new window.
+pub(crate) async fn end_window(
+    handle: &PagerHandle,
+    configured: &[MaintenanceWindow],
+    id: &str,
+    by: &str,
+    now: Timestamp,
+    via: &str,
+) -> Result<StoredWindow, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no maintenance window {id}"));
+    let Ok(stored_id) = id.parse::<i64>() else {
+        let configured_index = id
+            .strip_prefix("config-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| (1..=configured.len()).contains(n));
+        return Err(match configured_index {
+            Some(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "maintenance window {id} comes from the configuration file ([[maintenance]]): \
+                     remove it there and reload to end it"
+                ),
+            ),
+            None => not_found(),
+        });
+    };
+    let store = Arc::clone(&handle.store);
+    let who = by.to_owned();
+    match blocking(move || store.end_window(stored_id, &who, now)).await? {
+        EndWindow::Ended(w) => {
+            tracing::info!(id = stored_id, sections = ?w.window.sections, by = %by, via, "maintenance window ended early");
+            Ok(w)
+        }
+        EndWindow::AlreadyOver(w) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "maintenance window {id} is already over (it ended at {})",
+                w.window.ends
+            ),
+        )),
+        EndWindow::NotFound => Err(not_found()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndQuery {
+    by: String,
+}
+
+/// `DELETE /api/maintenance/{id}?by=NAME`: ends a window created at run time now; 200 with the
+/// window as it stands (its row is kept, with who ended it).
+async fn end_window_now(
+    _auth: Authorized,
+    State(st): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    query: Result<Query<EndQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let by = check_by(&query.by)?;
+    let ended = end_window(&st.handle, &st.configured, &id, &by, st.clock.now(), "api").await?;
+    Ok(Json(WindowView::from(ended)).into_response())
 }
 
 /// `POST /-/reload`: reloads the configuration (after any reload under way) and says what happened.
@@ -779,10 +996,11 @@ mod tests {
             },
             created_by: "Ana".into(),
             created_at: t(30),
+            ended: None,
         }];
         let json = serde_json::to_value(window_views(&configured, stored)).expect("json");
         assert_eq!(json[0]["source"], "config");
-        assert_eq!(json[0]["id"], serde_json::Value::Null);
+        assert_eq!(json[0]["id"], "config-1");
         assert_eq!(json[0]["sections"][0], "database");
         assert_eq!(json[1]["source"], "api");
         assert_eq!(json[1]["id"], 7);

@@ -230,6 +230,8 @@ struct Generation {
     config: Config,
     /// The probes' source names, so that a reload can drop the series of those it removes.
     sources: Vec<String>,
+    /// The runbook, so that a reload can drop the series of the sections and rules it removes.
+    runbook: Arc<Runbook>,
     /// Stops the probes, the watch loop and the heartbeat (a child of the process's shutdown).
     stop: CancellationToken,
     tasks: JoinSet<()>,
@@ -301,7 +303,7 @@ impl Generation {
         };
         let routes = Self::routes(&config, shared, &runbook, handle, pager.link_key());
         tasks.spawn(watch::run(
-            Engine::new(runbook, config.runbook.locale),
+            Engine::new(Arc::clone(&runbook), config.runbook.locale),
             reports_rx,
             pager,
             commands_rx,
@@ -320,6 +322,7 @@ impl Generation {
         let generation = Self {
             config,
             sources,
+            runbook,
             stop,
             tasks,
             sender_stop,
@@ -356,6 +359,7 @@ impl Generation {
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
             shared.reloader.clone(),
+            Arc::clone(&link_key),
         );
         let act_routes = crate::email::links::routes(
             Arc::new(handle),
@@ -436,6 +440,7 @@ async fn reload_config(
     // incident and page the old one committed.
     let previous = running.config.clone();
     let previous_sources = running.sources.clone();
+    let previous_runbook = Arc::clone(&running.runbook);
     running.stop().await;
     match Generation::start(prepared, shared) {
         Ok((generation, new_routes)) => {
@@ -446,6 +451,9 @@ async fn reload_config(
             {
                 shared.probe_metrics.forget(gone);
             }
+            shared
+                .engine_metrics
+                .forget_removed(&previous_runbook, &generation.runbook);
             for key in &restart_required {
                 tracing::warn!(%trigger, key, "this key changed but takes effect only at the next restart; its running value is kept");
             }

@@ -21,6 +21,7 @@ use crate::engine::{Engine, Evaluation, Event, SymptomState};
 use crate::incident::{Book, IncidentState, Level};
 use crate::observe::{Evidence, ProbeReport, Reading, Value};
 use crate::pager::{Command, Pager};
+use crate::runbook::Runbook;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RuleLabels {
@@ -92,6 +93,9 @@ const OBSERVATIONS: &[(&str, &str, Option<Unit>, &str)] = &[
         "Redis PING round trip, as the watchdog last read it",
     ),
 ];
+
+/// The `severity` labels of `incidents_open`: every section has a series for each.
+const SEVERITIES: [&str; 2] = ["major", "critical"];
 
 /// `harven_watchdog_symptoms_firing`, `_symptom_transitions_total`, `_section_active`,
 /// `_incidents_open`, `_incident_level` and the `_observation_*` gauges.
@@ -184,6 +188,41 @@ impl EngineMetrics {
         self.shown.clear();
     }
 
+    /// Drops the series of the sections and rules that `before` had and `after` no longer has, so a
+    /// reload that removes them does not leave their last values (a firing symptom, an open
+    /// incident) on `/metrics` until the next restart. The transition counters stay, as the probes'
+    /// error counters do ([`crate::probe::ProbeMetrics::forget`]); what stays is set again by the
+    /// new generation's loop.
+    pub fn forget_removed(&self, before: &Runbook, after: &Runbook) {
+        let kept = |section: &str| after.sections.iter().find(|s| s.id == section);
+        for section in &before.sections {
+            let now = kept(&section.id);
+            for rule in &section.rules {
+                if now.is_some_and(|s| s.rules.iter().any(|r| r.id == rule.id)) {
+                    continue;
+                }
+                self.firing.remove(&RuleLabels {
+                    section: section.id.clone(),
+                    rule: rule.id.clone(),
+                });
+            }
+            if now.is_some() {
+                continue;
+            }
+            let labels = SectionLabels {
+                section: section.id.clone(),
+            };
+            self.active.remove(&labels);
+            self.level.remove(&labels);
+            for severity in SEVERITIES {
+                self.open.remove(&OpenLabels {
+                    section: section.id.clone(),
+                    severity,
+                });
+            }
+        }
+    }
+
     /// Sets the incident gauges from the book: every section and severity has a series (0 when no
     /// incident is open), so a dashboard shows zeros rather than no data.
     fn record_book(&self, sections: &[String], book: &Book) {
@@ -191,7 +230,7 @@ impl EngineMetrics {
             let open = book
                 .incidents()
                 .find(|i| &i.section == section && i.state == IncidentState::Open);
-            for severity in ["major", "critical"] {
+            for severity in SEVERITIES {
                 let n = open.is_some_and(|i| i.severity.to_string() == severity);
                 self.open
                     .get_or_create(&OpenLabels {

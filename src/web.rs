@@ -7,6 +7,7 @@
 //! | `POST /incidents/{id}/ack`, `/resolve` | signed in: acknowledge (`by`, `level`?) or resolve (`by`, `note`) through the pager's task, then back to the page |
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
+//! | `POST /maintenance/{id}/end` | signed in: ends a window created at run time now (`by`); the configuration's cannot be |
 //! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token (`web/session.rs`) |
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
@@ -173,6 +174,7 @@ pub fn routes(config: WebConfig) -> Router {
         .route("/incidents/{id}/ack", post(ack))
         .route("/incidents/{id}/resolve", post(resolve))
         .route("/maintenance", get(maintenance_page).post(create_window))
+        .route("/maintenance/{id}/end", post(end_window))
         .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
         .layer(DefaultBodyLimit::max(MAX_FORM))
@@ -250,6 +252,9 @@ struct WindowRow {
     reason: String,
     by: Option<String>,
     active: bool,
+    /// The store's ID of a window created at run time, which the "end now" form names; `None` for
+    /// the configuration's windows, which only the configuration can end.
+    end_id: Option<i64>,
 }
 
 /// What every page's layout shows of the session: signed in, with the CSRF token of its forms.
@@ -395,6 +400,7 @@ impl WebState {
         &self,
         w: &MaintenanceWindow,
         by: Option<String>,
+        end_id: Option<i64>,
         now: Timestamp,
         t: &Labels,
     ) -> WindowRow {
@@ -409,6 +415,7 @@ impl WebState {
             reason: w.reason.clone(),
             by,
             active: w.starts <= now && now < w.ends,
+            end_id,
         }
     }
 
@@ -423,13 +430,11 @@ impl WebState {
         self.windows
             .iter()
             .filter(|w| keep(w))
-            .map(|w| self.window_row(w, None, now, t))
-            .chain(
-                stored
-                    .iter()
-                    .filter(|s| keep(&s.window))
-                    .map(|s| self.window_row(&s.window, Some(s.created_by.clone()), now, t)),
-            )
+            .map(|w| self.window_row(w, None, None, now, t))
+            .chain(stored.iter().filter(|s| keep(&s.window)).map(|s| {
+                let by = Some(s.created_by.clone());
+                self.window_row(&s.window, by, Some(s.id), now, t)
+            }))
             .collect()
     }
 
@@ -879,6 +884,29 @@ async fn create_window(
     see_other("/maintenance", None)
 }
 
+/// `POST /maintenance/{id}/end`: `csrf`, `by`; ends the window now, like
+/// `DELETE /api/maintenance/{id}`.
+async fn end_window(
+    State(st): State<Arc<WebState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = FormData::parse(&body);
+    if let Err(refused) = st.authorize(&headers, &form) {
+        return st.refuse(refused);
+    }
+    let by = match api::check_by(form.get("by")) {
+        Ok(by) => by,
+        Err(e) => return not_done(&st, e),
+    };
+    let now = st.clock.now();
+    if let Err(e) = api::end_window(&st.handle, &st.windows, &id, &by, now, "status page").await {
+        return not_done(&st, e);
+    }
+    see_other("/maintenance", None)
+}
+
 /// `GET /signin`.
 async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
@@ -1071,6 +1099,7 @@ fn labels(locale: Locale) -> Labels {
             ("duration_field", "Duração (ex.: 2h)"),
             ("ends_field", "Ou fim (UTC, RFC 3339)"),
             ("create", "Criar"),
+            ("end_now", "Encerrar agora"),
             (
                 "window_signin",
                 "Entre com o token da API para criar uma janela por aqui.",
@@ -1195,6 +1224,7 @@ fn labels(locale: Locale) -> Labels {
             ("duration_field", "Duration (e.g. 2h)"),
             ("ends_field", "Or ends (UTC, RFC 3339)"),
             ("create", "Create"),
+            ("end_now", "End now"),
             (
                 "window_signin",
                 "Sign in with the API token to create a window here.",

@@ -127,9 +127,32 @@ pub struct Store {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWindow {
     pub id: i64,
+    /// The window in force: for one ended early, `ends` is when it was ended.
     pub window: MaintenanceWindow,
     pub created_by: String,
     pub created_at: Timestamp,
+    /// Set when the window was ended before its planned end ([`Store::end_window`]).
+    pub ended: Option<WindowEnd>,
+}
+
+/// How a window was ended early: the row keeps it, so the history says what was planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowEnd {
+    pub at: Timestamp,
+    pub by: String,
+    /// The end it was created with.
+    pub planned_ends: Timestamp,
+}
+
+/// What [`Store::end_window`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndWindow {
+    /// Ended now; the window as it stands.
+    Ended(StoredWindow),
+    /// It was already over (ended, early or as planned): nothing changed.
+    AlreadyOver(StoredWindow),
+    /// No window has this ID.
+    NotFound,
 }
 
 impl Store {
@@ -286,37 +309,51 @@ impl Store {
     /// Every window created at run time, oldest first.
     pub fn windows(&self) -> Result<Vec<StoredWindow>> {
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT id, sections, starts, ends, reason, created_by, created_at
-             FROM windows ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-            ))
-        })?;
+        let mut stmt =
+            conn.prepare(&format!("SELECT {WINDOW_COLUMNS} FROM windows ORDER BY id"))?;
+        let rows = stmt.query_map([], WindowRow::read)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, sections, starts, ends, reason, created_by, created_at) = row?;
-            out.push(StoredWindow {
-                id,
-                window: MaintenanceWindow {
-                    sections: serde_json::from_str(&sections)?,
-                    starts: Timestamp::from_unix_millis(starts),
-                    ends: Timestamp::from_unix_millis(ends),
-                    reason,
-                },
-                created_by,
-                created_at: Timestamp::from_unix_millis(created_at),
-            });
+            out.push(row?.into_window()?);
         }
         Ok(out)
+    }
+
+    /// Ends window `id` at `now`, by `by`: from `now` on it mutes nothing and pauses no clock. The row
+    /// stays, with who ended it and when. A window that has not started yet is thereby cancelled.
+    pub fn end_window(&self, id: i64, by: &str, now: Timestamp) -> Result<EndWindow> {
+        self.write(|tx| {
+            let row = tx
+                .query_row(
+                    &format!("SELECT {WINDOW_COLUMNS} FROM windows WHERE id = ?1"),
+                    [id],
+                    WindowRow::read,
+                )
+                .optional()?;
+            let Some(row) = row else {
+                return Ok(EndWindow::NotFound);
+            };
+            let stored = row.into_window()?;
+            if stored.window.ends <= now {
+                return Ok(EndWindow::AlreadyOver(stored));
+            }
+            tx.execute(
+                "UPDATE windows SET ended_at = ?2, ended_by = ?3 WHERE id = ?1",
+                params![id, now.as_unix_millis(), by],
+            )?;
+            Ok(EndWindow::Ended(StoredWindow {
+                ended: Some(WindowEnd {
+                    at: now,
+                    by: by.to_owned(),
+                    planned_ends: stored.window.ends,
+                }),
+                window: MaintenanceWindow {
+                    ends: now,
+                    ..stored.window
+                },
+                ..stored
+            }))
+        })
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -367,6 +404,63 @@ fn state_text(state: IncidentState) -> &'static str {
     match state {
         IncidentState::Open => "open",
         IncidentState::Resolved => "resolved",
+    }
+}
+
+/// The columns [`WindowRow::read`] reads, in its order.
+const WINDOW_COLUMNS: &str =
+    "id, sections, starts, ends, reason, created_by, created_at, ended_at, ended_by";
+
+/// One row of `windows` as stored.
+struct WindowRow {
+    id: i64,
+    sections: String,
+    starts: i64,
+    ends: i64,
+    reason: String,
+    created_by: String,
+    created_at: i64,
+    ended_at: Option<i64>,
+    ended_by: Option<String>,
+}
+
+impl WindowRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: r.get(0)?,
+            sections: r.get(1)?,
+            starts: r.get(2)?,
+            ends: r.get(3)?,
+            reason: r.get(4)?,
+            created_by: r.get(5)?,
+            created_at: r.get(6)?,
+            ended_at: r.get(7)?,
+            ended_by: r.get(8)?,
+        })
+    }
+
+    /// The window in force: one ended early ends at `ended_at`.
+    fn into_window(self) -> Result<StoredWindow> {
+        let planned_ends = Timestamp::from_unix_millis(self.ends);
+        let ended = self.ended_at.map(|at| WindowEnd {
+            at: Timestamp::from_unix_millis(at),
+            by: self.ended_by.unwrap_or_default(),
+            planned_ends,
+        });
+        Ok(StoredWindow {
+            id: self.id,
+            window: MaintenanceWindow {
+                sections: serde_json::from_str(&self.sections)?,
+                starts: Timestamp::from_unix_millis(self.starts),
+                ends: ended
+                    .as_ref()
+                    .map_or(planned_ends, |e| e.at.min(planned_ends)),
+                reason: self.reason,
+            },
+            created_by: self.created_by,
+            created_at: Timestamp::from_unix_millis(self.created_at),
+            ended,
+        })
     }
 }
 

@@ -70,7 +70,10 @@ impl Store {
                      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident = incidents.id)",
                 [cutoff],
             )?;
-            let windows = tx.execute("DELETE FROM windows WHERE ends < ?1", [cutoff])?;
+            let windows = tx.execute(
+                "DELETE FROM windows WHERE MIN(ends, COALESCE(ended_at, ends)) < ?1",
+                [cutoff],
+            )?;
             Ok(Pruned {
                 expired,
                 emails,

@@ -59,6 +59,11 @@ const MIGRATIONS: &[&str] = &[
         value BLOB NOT NULL
     );
     "#,
+    // 2: a run-time window ended early keeps its row: who ended it and when (`ends` stays as planned).
+    r#"
+    ALTER TABLE windows ADD COLUMN ended_at INTEGER;
+    ALTER TABLE windows ADD COLUMN ended_by TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,17 +1,21 @@
 //! The JSON API against a real incident: a real Prometheus scraping the slow simulated backend, the
-//! daemon in-process on a manual clock (emails go to `.eml` files: no SMTP here), and plain HTTP
-//! requests to `/api/*`. First a daemon without an API token (the mutating API is closed), then one
-//! on the same store with a token.
+//! daemon in-process on a manual clock, and plain HTTP requests to `/api/*`. First a daemon without
+//! an API token (the mutating API is closed), then one on the same store with a token (emails go to
+//! `.eml` files there). The email-link-token and maintenance tests page over the real SMTP server.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::Timestamp;
-use reqwest::StatusCode;
+use harven_watchdog::incident::Level;
+use harven_watchdog::store::Store;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::escalation::{is, l1_incident};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
+use crate::support::smtp::{SmtpServer, advance_until};
 
 const T0: i64 = 1_795_000_000_000;
 const TOKEN: &str = "api-token-7f3c9e1b5d2a4c6e8f0a";
@@ -26,7 +30,9 @@ fn env(prom: &str, data: &Path, token: Option<&str>) -> Vec<(String, String)> {
     env
 }
 
-use crate::support::daemon::{TestDaemon as Daemon, prometheus_env};
+use crate::support::daemon::{
+    TestDaemon as Daemon, configured_window_file, paging_env, prometheus_env,
+};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -109,8 +115,15 @@ pub(crate) fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-/// Moves the clock 15 s at a time until the API lists an open latency incident; returns it.
+/// Moves the clock 15 s at a time until the API lists an open latency incident that has paged;
+/// returns it.
 async fn wait_for_latency_incident(d: &Daemon, api: &Api) -> Value {
+    wait_for_open_latency(d, api, |i| !i["level"].is_null()).await
+}
+
+/// Moves the clock 15 s at a time until the API lists an open latency incident for which `ready`
+/// holds; returns it.
+async fn wait_for_open_latency(d: &Daemon, api: &Api, ready: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let list = api.get("/api/incidents").await;
@@ -119,7 +132,7 @@ async fn wait_for_latency_incident(d: &Daemon, api: &Api) -> Value {
             .as_array()
             .expect("incidents array")
             .iter()
-            .find(|i| i["section"] == "latency" && i["state"] == "open" && !i["level"].is_null())
+            .find(|i| i["section"] == "latency" && i["state"] == "open" && ready(i))
             .cloned();
         if let Some(i) = found {
             return i;
@@ -463,6 +476,321 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
         .expect("still listed");
     assert_eq!(entry["state"], "resolved");
 
+    api.never_showed(TOKEN);
+    d.stop().await;
+}
+
+/// The token of the email link on the line of `text` that starts with `label` (`Acknowledge as L1:`,
+/// `Resolve:`): the part of the URL after `/act/`.
+fn link_token(text: &str, label: &str) -> String {
+    text.lines()
+        .find(|l| l.trim_start().starts_with(label))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|url| url.split_once("/act/"))
+        .map(|(_, token)| token.to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} link in:\n{text}"))
+}
+
+/// The tokens of an email's ack and resolve links also work on `/api/incidents/{id}/ack|resolve`
+/// (as `Authorization: Bearer`), for exactly that incident and action: the same token on another
+/// incident or the other action, an altered one, one past its expiry, one asking for another level,
+/// and any link token on the maintenance and reload routes are refused and change nothing. The
+/// tokens come from the email the real SMTP server received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_link_tokens_act_on_their_incident_through_the_api() {
+    use harven_watchdog::email::token::{self, Action, Claims};
+
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
+    let d = start(env, Timestamp::from_unix_millis(T0)).await;
+    let api = Api::new(&d.base);
+
+    let id = l1_incident(&d.hand, &smtp).await;
+    let mail = smtp.messages();
+    let email = mail
+        .iter()
+        .find(|m| is(m, "L1", "opened"))
+        .expect("the L1 email");
+    let text = email.text().expect("text part");
+    let ack_token = link_token(&text, "Acknowledge as L1:");
+    let resolve_token = link_token(&text, "Resolve:");
+    let ack_path = format!("/api/incidents/{id}/ack");
+    let resolve_path = format!("/api/incidents/{id}/resolve");
+    let before = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(before.json["state"], "open", "{}", before.json);
+    let before_timeline = before.json["timeline"].as_array().expect("tl").len();
+
+    // A link token signed by this watchdog's own key, but expired an hour ago: authentic, too late.
+    let store = Store::open(data.path().join("watchdog.db")).expect("store");
+    let key = store
+        .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
+        .expect("the link key");
+    let now = d.hand.now();
+    let expired = token::sign(
+        &key,
+        &Claims::new(
+            &id,
+            Action::Resolve,
+            Level::L1,
+            now - Duration::from_secs(7200),
+            Duration::from_secs(3600),
+        ),
+    );
+    let mut altered = ack_token.clone().into_bytes();
+    // The payload's first character: `v1\n…` encodes as `djE…`; any other letter breaks the tag.
+    altered[0] = if altered[0] == b'd' { b'e' } else { b'd' };
+    let altered = String::from_utf8(altered).expect("ascii");
+    let other = "latency-19700101T000000Z";
+    let window = json!({"sections": ["latency"], "duration": "1h", "reason": "r", "by": "Mallory"});
+    let refused: Vec<(&str, String, Method, String, Value)> = vec![
+        (
+            "the resolve token on ack",
+            resolve_token.clone(),
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the ack token on resolve",
+            ack_token.clone(),
+            Method::POST,
+            resolve_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the ack token on another incident",
+            ack_token.clone(),
+            Method::POST,
+            format!("/api/incidents/{other}/ack"),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "an altered token",
+            altered,
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "an expired token",
+            expired,
+            Method::POST,
+            resolve_path.clone(),
+            json!({"by": "Mallory"}),
+        ),
+        (
+            "the L1 ack token asking for L2",
+            ack_token.clone(),
+            Method::POST,
+            ack_path.clone(),
+            json!({"by": "Mallory", "level": "L2"}),
+        ),
+        (
+            "a link token creating a window",
+            ack_token.clone(),
+            Method::POST,
+            "/api/maintenance".to_owned(),
+            window,
+        ),
+        (
+            "a link token reloading",
+            ack_token.clone(),
+            Method::POST,
+            "/-/reload".to_owned(),
+            json!({}),
+        ),
+    ];
+    for (what, token, method, path, body) in &refused {
+        let r = api
+            .send(
+                api.http
+                    .request(method.clone(), format!("{}{path}", api.base))
+                    .header("Authorization", bearer(token))
+                    .json(body),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{what}: {}", r.json);
+        assert!(r.json["error"].is_string(), "{what}: {}", r.json);
+    }
+    let after = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(after.json["state"], "open", "{}", after.json);
+    assert_eq!(after.json["acks"], json!({}));
+    assert_eq!(
+        after.json["timeline"].as_array().expect("tl").len(),
+        before_timeline,
+        "a refused request changes nothing: {}",
+        after.json
+    );
+    assert_eq!(
+        api.get("/api/maintenance").await.json,
+        json!({"windows": []})
+    );
+
+    // The ack token acks its incident for its level; the resolve token resolves it.
+    let acked = api
+        .post(
+            &ack_path,
+            Some(&bearer(&ack_token)),
+            &json!({"by": "Ana (link)"}),
+        )
+        .await;
+    assert_eq!(acked.status, 200, "{}", acked.json);
+    assert_eq!(acked.json["acks"]["L1"]["by"], "Ana (link)");
+    let resolved = api
+        .post(
+            &resolve_path,
+            Some(&bearer(&resolve_token)),
+            &json!({"by": "Ana (link)", "note": "restarted"}),
+        )
+        .await;
+    assert_eq!(resolved.status, 200, "{}", resolved.json);
+    assert_eq!(resolved.json["state"], "resolved");
+    assert_eq!(resolved.json["resolve_note"], "restarted");
+    api.never_showed(TOKEN);
+    d.stop().await;
+}
+
+/// `DELETE /api/maintenance/{id}?by=…` with `auth` as the whole `Authorization` header.
+async fn end_window(api: &Api, id: &str, query: &str, auth: Option<&str>) -> Answer {
+    let mut req = api
+        .http
+        .delete(format!("{}/api/maintenance/{id}{query}", api.base));
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    api.send(req).await
+}
+
+/// A time of the API as a [`Timestamp`].
+fn timestamp(v: &Value) -> Timestamp {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    Timestamp::from_system_time(humantime::parse_rfc3339(text).expect("rfc3339"))
+}
+
+/// A window created through the API mutes the latency incident (recorded, not paged); ending it
+/// early (`DELETE /api/maintenance/{id}`, API token only) lets the L1 page out at the pager's next
+/// step, long before the window's planned end, and the L2 clock resumes: L2 comes 30 minutes after
+/// the opening plus only the time the window really lasted. Refused deletions change nothing; a
+/// window of the configuration cannot be deleted (409), nor one already over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_ended_early_unmutes_its_section_and_resumes_its_clocks() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = configured_window_file(data.path());
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
+    let d = Daemon::start_with_files(&[file], env, Timestamp::from_unix_millis(T0)).await;
+    let api = Api::new(&d.base);
+    let auth = bearer(TOKEN);
+
+    let window =
+        json!({"sections": ["latency"], "duration": "4h", "reason": "deploy", "by": "Ana"});
+    let created = api.post("/api/maintenance", Some(&auth), &window).await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let wid = created.json["id"].as_i64().expect("a stored window's ID");
+    let planned_ends = timestamp(&created.json["ends"]);
+
+    // The incident opens under the window: recorded, nothing paged.
+    let incident = wait_for_open_latency(&d, &api, |_| true).await;
+    let id = incident["id"].as_str().expect("id").to_owned();
+    assert_eq!(incident["paged"], json!({}), "muted: {incident}");
+    assert!(incident["level"].is_null(), "{incident}");
+    let opened = timestamp(&incident["opened_at"]);
+
+    // Refused: no token, a wrong one; bad or unknown IDs; the configuration's window.
+    let stored = |json: &Value| json["windows"][1].clone();
+    let listed = api.get("/api/maintenance").await.json;
+    assert_eq!(listed["windows"][0]["id"], "config-1", "{listed}");
+    assert_eq!(listed["windows"][0]["source"], "config");
+    let untouched = stored(&listed);
+    let path = wid.to_string();
+    for (auth, want) in [
+        (None, 401),
+        (Some(bearer("wrong-token")), 403),
+        (Some(format!("Basic {TOKEN}")), 401),
+    ] {
+        let r = end_window(&api, &path, "?by=Mallory", auth.as_deref()).await;
+        assert_eq!(r.status.as_u16(), want, "{auth:?}: {}", r.json);
+        assert!(r.json["error"].is_string());
+    }
+    for (id, query, want) in [
+        (path.as_str(), "", 400),
+        (path.as_str(), "?by=", 400),
+        ("999", "?by=Bob", 404),
+        ("config-9", "?by=Bob", 404),
+        ("nope", "?by=Bob", 404),
+        ("config-1", "?by=Bob", 409),
+    ] {
+        let r = end_window(&api, id, query, Some(&auth)).await;
+        assert_eq!(r.status.as_u16(), want, "{id}{query}: {}", r.json);
+        assert!(r.json["error"].is_string(), "{}", r.json);
+    }
+    let config_refusal = end_window(&api, "config-1", "?by=Bob", Some(&auth)).await;
+    assert!(
+        config_refusal.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("configuration")),
+        "{}",
+        config_refusal.json
+    );
+    assert_eq!(stored(&api.get("/api/maintenance").await.json), untouched);
+    let still = api.get(&format!("/api/incidents/{id}")).await;
+    assert_eq!(still.json["paged"], json!({}), "{}", still.json);
+
+    // Ended now: the row stays, with who ended it and what was planned.
+    let ended_at = d.hand.now();
+    let ended = end_window(&api, &path, "?by=Bob", Some(&auth)).await;
+    assert_eq!(ended.status, 200, "{}", ended.json);
+    assert_eq!(ended.json["id"], wid);
+    assert_eq!(timestamp(&ended.json["ends"]), ended_at);
+    assert_eq!(timestamp(&ended.json["planned_ends"]), planned_ends);
+    assert_eq!(ended.json["ended_by"], "Bob");
+    assert_eq!(ended.json["created_by"], "Ana");
+    assert_eq!(
+        stored(&api.get("/api/maintenance").await.json),
+        ended.json,
+        "listed as ended"
+    );
+    let again = end_window(&api, &path, "?by=Bob", Some(&auth)).await;
+    assert_eq!(again.status, 409, "{}", again.json);
+
+    // The muted L1 page goes out at the pager's next step, not at the planned end.
+    advance_until(
+        &d.hand,
+        Duration::from_secs(15),
+        &smtp,
+        "the L1 email after the window ended",
+        |m| m.iter().any(|x| is(x, "L1", "opened")),
+    )
+    .await;
+    assert!(d.hand.now() < planned_ends);
+
+    // The L2 clock was paused from the opening to the early end only.
+    let due = opened + Duration::from_secs(30 * 60) + ended_at.saturating_since(opened);
+    assert!(due < planned_ends);
+    let now = d.hand.now();
+    d.hand
+        .advance((due - Duration::from_secs(1)).saturating_since(now));
+    advance_until(
+        &d.hand,
+        Duration::from_secs(1),
+        &smtp,
+        "the L2 email",
+        |m| m.iter().any(|x| is(x, "L2", "escalated")),
+    )
+    .await;
+    let paged = api.get(&format!("/api/incidents/{id}")).await;
+    let l2_at = timestamp(&paged.json["paged"]["L2"]);
+    assert!(
+        due <= l2_at && l2_at < due + Duration::from_secs(15),
+        "L2 at {l2_at}, due at {due}"
+    );
     api.never_showed(TOKEN);
     d.stop().await;
 }

@@ -354,6 +354,85 @@ async fn a_probe_removed_by_a_reload_leaves_the_metrics() {
     d.stop().await;
 }
 
+/// The shipped runbook, and the shipped runbook with an extra section (`ai_quota`, a copy of
+/// `openai_quota`) but without the `errors.ratio_critical` rule. (The shipped sections hold stable
+/// cause IDs and cannot be removed; a section of the user's own can.)
+fn runbooks() -> (String, String) {
+    let shipped = include_str!("../../config/runbook.toml");
+    let (_, rest) = shipped
+        .split_once("[[sections]]\nid = \"openai_quota\"")
+        .expect("the openai_quota section");
+    let (section, _) = rest
+        .split_once("[[sections]]\nid = \"database\"")
+        .expect("the database section");
+    let extra = format!(
+        "{shipped}\n[[sections]]\nid = \"ai_quota\"{}",
+        section.replace("openai_quota.", "ai_quota.")
+    );
+    let (head, rest) = shipped
+        .split_once("[[sections.rules]]\nid = \"errors.ratio_critical\"")
+        .expect("the errors.ratio_critical rule");
+    let (_, tail) = rest
+        .split_once("[[sections.")
+        .expect("what follows the rule");
+    (extra, format!("{head}[[sections.{tail}"))
+}
+
+/// A section or a rule that a reloaded runbook no longer has leaves `/metrics`: its `section_active`,
+/// `incidents_open`, `incident_level` and `symptoms_firing` series do not keep their last values,
+/// while those of the sections and rules that stay are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sections_and_rules_removed_by_a_reload_leave_the_metrics() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = data.path().join("watchdog.toml");
+    let runbook = data.path().join("runbook.toml");
+    let (extra, trimmed) = runbooks();
+    std::fs::write(&runbook, extra).expect("runbook");
+    let config = format!(
+        "[server]\napi_token = \"{OLD_TOKEN}\"\n[runbook]\npath = \"{}\"\n",
+        runbook.display()
+    );
+    std::fs::write(&file, config).expect("config");
+    let d = start_unwatched(&file, data.path()).await;
+    let gone = [
+        r#"harven_watchdog_section_active{section="ai_quota"}"#,
+        r#"harven_watchdog_incidents_open{section="ai_quota",severity="major"}"#,
+        r#"harven_watchdog_incidents_open{section="ai_quota",severity="critical"}"#,
+        r#"harven_watchdog_incident_level{section="ai_quota"}"#,
+        r#"harven_watchdog_symptoms_firing{section="ai_quota",rule="ai_quota.http_429"}"#,
+        r#"harven_watchdog_symptoms_firing{section="errors",rule="errors.ratio_critical"}"#,
+    ];
+    let kept = [
+        r#"harven_watchdog_section_active{section="errors"}"#,
+        r#"harven_watchdog_incidents_open{section="errors",severity="major"}"#,
+        r#"harven_watchdog_incident_level{section="database"}"#,
+        r#"harven_watchdog_symptoms_firing{section="errors",rule="errors.ratio_high"}"#,
+    ];
+    let evaluated = wait_until(RELOAD_DEADLINE, Duration::from_millis(100), || async {
+        let text = metrics(&d.base).await;
+        gone.iter().chain(&kept).all(|s| sample(&text, s).is_some())
+    })
+    .await;
+    assert!(
+        evaluated.is_ok(),
+        "the engine never evaluated: {}",
+        metrics(&d.base).await
+    );
+
+    std::fs::write(&runbook, trimmed).expect("runbook");
+    let api = Api::new(&d.base);
+    let applied = reload(&api, Some(OLD_TOKEN)).await;
+    assert_eq!(applied.status, 200, "{}", applied.json);
+    let text = metrics(&d.base).await;
+    for series in gone {
+        assert_eq!(sample(&text, series), None, "{series} stayed:\n{text}");
+    }
+    for series in kept {
+        assert!(sample(&text, series).is_some(), "{series} went:\n{text}");
+    }
+    d.stop().await;
+}
+
 /// Without a configured token the reload route is closed, like the rest of the mutating API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_api_token_the_reload_route_is_closed() {

@@ -10,7 +10,8 @@ use harven_watchdog::config::MaintenanceWindow;
 use harven_watchdog::incident::{Incident, IncidentState, Level, Page, PageEvent};
 use harven_watchdog::runbook::Severity;
 use harven_watchdog::store::{
-    CommitOutcome, DigestSlot, EmailStatus, NewDigest, NewEmail, OutboxDepth, Store, StoreError,
+    CommitOutcome, DigestSlot, EmailStatus, EndWindow, NewDigest, NewEmail, OutboxDepth, Store,
+    StoreError, WindowEnd,
 };
 
 pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
@@ -75,7 +76,7 @@ fn a_fresh_file_gets_the_schema_and_a_reopen_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/data/watchdog.db");
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     assert!(path.is_file(), "the file and its directories are created");
     {
         use std::os::unix::fs::PermissionsExt;
@@ -97,7 +98,7 @@ fn a_fresh_file_gets_the_schema_and_a_reopen_keeps_it() {
     let store = open(&path);
     assert_eq!(
         store.schema_version().unwrap(),
-        1,
+        2,
         "reopening migrates nothing"
     );
     assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
@@ -117,7 +118,7 @@ fn a_file_from_a_newer_watchdog_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -463,6 +464,93 @@ fn maintenance_windows_and_secrets_are_kept() {
 }
 
 #[test]
+fn a_window_ended_early_keeps_its_row_with_who_ended_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let store = open(&path);
+    let planned = MaintenanceWindow {
+        sections: vec!["latency".to_owned()],
+        starts: T0,
+        ends: T0 + 120 * MIN,
+        reason: "deploy".to_owned(),
+    };
+    let id = store.add_window(&planned, "Ana", T0).unwrap();
+    assert_eq!(
+        store.end_window(id + 1, "Bob", T0).unwrap(),
+        EndWindow::NotFound
+    );
+
+    let EndWindow::Ended(ended) = store.end_window(id, "Bob", T0 + 30 * MIN).unwrap() else {
+        panic!("not ended");
+    };
+    let end = WindowEnd {
+        at: T0 + 30 * MIN,
+        by: "Bob".to_owned(),
+        planned_ends: T0 + 120 * MIN,
+    };
+    assert_eq!(ended.window.ends, T0 + 30 * MIN, "in force until now");
+    assert_eq!(ended.ended, Some(end.clone()));
+    assert_eq!(store.windows().unwrap(), vec![ended.clone()]);
+    assert_eq!(
+        store.end_window(id, "Carla", T0 + 31 * MIN).unwrap(),
+        EndWindow::AlreadyOver(ended.clone()),
+        "ending it again changes nothing"
+    );
+    drop(store);
+    assert_eq!(open(&path).windows().unwrap(), vec![ended]);
+
+    // A window already over as planned is not ended again; one not started yet is cancelled.
+    let store = open(&path);
+    let past = store.add_window(&planned, "Ana", T0).unwrap();
+    assert!(matches!(
+        store.end_window(past, "Bob", T0 + 120 * MIN).unwrap(),
+        EndWindow::AlreadyOver(w) if w.ended.is_none()
+    ));
+    let later = MaintenanceWindow {
+        starts: T0 + 60 * MIN,
+        ..planned
+    };
+    let future = store.add_window(&later, "Ana", T0).unwrap();
+    let EndWindow::Ended(cancelled) = store.end_window(future, "Bob", T0).unwrap() else {
+        panic!("not ended");
+    };
+    assert!(
+        cancelled.window.ends < cancelled.window.starts,
+        "covers nothing"
+    );
+}
+
+#[test]
+fn a_version_1_file_is_migrated_and_keeps_its_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    {
+        // The `windows` table as version 1 made it, with a row.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "CREATE TABLE windows (
+                id INTEGER PRIMARY KEY AUTOINCREMENT, sections TEXT NOT NULL,
+                starts INTEGER NOT NULL, ends INTEGER NOT NULL, reason TEXT NOT NULL,
+                created_by TEXT NOT NULL, created_at INTEGER NOT NULL);
+             INSERT INTO windows (sections, starts, ends, reason, created_by, created_at)
+                VALUES ('[\"errors\"]', 1795000000000, 1795003600000, 'deploy', 'Ana', 1795000000000);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = open(&path);
+    assert_eq!(store.schema_version().unwrap(), 2);
+    let windows = store.windows().unwrap();
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0].window.ends, T0 + 60 * MIN);
+    assert_eq!(windows[0].ended, None);
+    assert!(matches!(
+        store.end_window(windows[0].id, "Bob", T0).unwrap(),
+        EndWindow::Ended(_)
+    ));
+}
+
+#[test]
 fn the_store_is_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
@@ -538,6 +626,17 @@ fn prune_forgets_only_what_can_never_be_paged_again() {
         reason: "upgrade".into(),
     };
     store.add_window(&window, "ana", T0).unwrap();
+    // Planned for a year, ended early at once: it goes by when it really ended.
+    let long = MaintenanceWindow {
+        ends: T0 + 365 * 24 * 60 * MIN,
+        reason: "migration".into(),
+        ..window.clone()
+    };
+    let long_id = store.add_window(&long, "ana", T0).unwrap();
+    assert!(matches!(
+        store.end_window(long_id, "bob", T0 + MIN).unwrap(),
+        EndWindow::Ended(_)
+    ));
 
     let now = T0 + 10 * MIN + retention + MIN;
     let pruned = store.prune(now, retention).unwrap();
@@ -548,7 +647,7 @@ fn prune_forgets_only_what_can_never_be_paged_again() {
             pruned.incidents,
             pruned.windows
         ),
-        (1, 2, 1, 1),
+        (1, 2, 1, 2),
         "{pruned:?}"
     );
     assert!(store.incident(&old.id).unwrap().is_none());

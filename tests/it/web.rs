@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
-use crate::support::daemon::{T0, TestDaemon as Daemon, prometheus_env};
+use crate::support::daemon::{T0, TestDaemon as Daemon, configured_window_file, prometheus_env};
 use crate::support::prometheus::PrometheusServer;
 
 const TOKEN: &str = "web-token-3b9d1f7a5c2e4a6b8d0f";
@@ -385,6 +385,58 @@ async fn stored_windows(b: &mut Browser) -> Vec<Value> {
         .collect()
 }
 
+/// The ways a signed-in form post is refused, each with its status: no session, a forged one, no or a
+/// wrong CSRF token, a foreign `Origin`, a cross-site fetch. `good` is the accepted form (the session's
+/// CSRF token, `by` = Ana); `cookie` the session.
+fn refusals<'a>(
+    good: Fields<'a>,
+    cookie: &'a str,
+) -> Vec<(&'static str, Fields<'a>, Sent<'a>, u16)> {
+    let with = |cookie| Sent {
+        cookie,
+        ..Sent::default()
+    };
+    vec![
+        ("no session", good, Sent::default(), 401),
+        (
+            "a forged session",
+            good,
+            with(Some("hw_session=9999999999.abc.def")),
+            401,
+        ),
+        ("no CSRF token", &[("by", "Ana")], with(Some(cookie)), 403),
+        (
+            "a wrong CSRF token",
+            &[
+                ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                ("by", "Ana"),
+            ],
+            with(Some(cookie)),
+            403,
+        ),
+        (
+            "a foreign Origin",
+            good,
+            Sent {
+                cookie: Some(cookie),
+                origin: Some("http://evil.example"),
+                fetch_site: None,
+            },
+            403,
+        ),
+        (
+            "a cross-site fetch",
+            good,
+            Sent {
+                cookie: Some(cookie),
+                origin: None,
+                fetch_site: Some("cross-site"),
+            },
+            403,
+        ),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() {
     let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
@@ -487,45 +539,7 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
         cookie,
         ..Sent::default()
     };
-    let refusals: Vec<(&str, Fields<'_>, Sent<'_>, u16)> = vec![
-        ("no session", good, Sent::default(), 401),
-        (
-            "a forged session",
-            good,
-            with(Some("hw_session=9999999999.abc.def")),
-            401,
-        ),
-        ("no CSRF token", &[("by", "Ana")], with(Some(&cookie)), 403),
-        (
-            "a wrong CSRF token",
-            &[
-                ("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-                ("by", "Ana"),
-            ],
-            with(Some(&cookie)),
-            403,
-        ),
-        (
-            "a foreign Origin",
-            good,
-            Sent {
-                cookie: Some(&cookie),
-                origin: Some("http://evil.example"),
-                fetch_site: None,
-            },
-            403,
-        ),
-        (
-            "a cross-site fetch",
-            good,
-            Sent {
-                cookie: Some(&cookie),
-                origin: None,
-                fetch_site: Some("cross-site"),
-            },
-            403,
-        ),
-    ];
+    let refusals = refusals(good, &cookie);
     for (what, fields, sent, status) in &refusals {
         let a = f.post(&ack, fields, *sent).await;
         assert_eq!(a.status, *status, "{what}: {}", a.body);
@@ -670,5 +684,127 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     assert_eq!(w.status, 403, "{}", w.body);
     let mut b = Browser::new(&d.base);
     assert_eq!(stored_windows(&mut b).await.len(), 1);
+    d.stop().await;
+}
+
+/// The "end now" form of `/maintenance`: shown signed in, for the windows created at run time only
+/// (the configuration's cannot be ended there: 409); refused without a session, without or with a
+/// wrong CSRF token, or from another site, and then nothing changes; accepted, the window is over,
+/// leaves the page, and the API lists it with who ended it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let file = configured_window_file(data.path());
+    let d = Daemon::start_with_files(
+        &[file],
+        env("http://127.0.0.1:1", data.path(), Some("en")),
+        T0,
+    )
+    .await;
+    let f = Forms::new(&d.base);
+    let mut b = Browser::new(&d.base);
+    let signed = f
+        .post("/signin", &[("token", TOKEN)], Sent::default())
+        .await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let cookie = signed
+        .set_cookie
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let with = |cookie| Sent {
+        cookie,
+        ..Sent::default()
+    };
+    let page = f.get("/maintenance", Some(&cookie)).await;
+    assert!(page.body.contains("Supabase upgrade"), "{}", page.body);
+    assert!(
+        !page.body.contains("end-window"),
+        "no form for the configuration's window: {}",
+        page.body
+    );
+    let csrf = csrf_of(&page.body);
+    let created = f
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf),
+                ("sections", "latency"),
+                ("duration", "2h"),
+                ("reason", "deploy"),
+                ("by", "Ana"),
+            ],
+            with(Some(&cookie)),
+        )
+        .await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let id = stored_windows(&mut b).await[0]["id"].as_i64().expect("id");
+    let end = format!("/maintenance/{id}/end");
+    let page = f.get("/maintenance", Some(&cookie)).await;
+    assert!(
+        page.body.contains(&format!("action=\"{end}\"")),
+        "{}",
+        page.body
+    );
+    assert_eq!(page.body.matches("end-window").count(), 1, "{}", page.body);
+    let anonymous = f.get("/maintenance", None).await;
+    assert!(!anonymous.body.contains("<form"), "{}", anonymous.body);
+
+    let good: &[(&str, &str)] = &[("csrf", &csrf), ("by", "Ana")];
+    let refusals = refusals(good, &cookie);
+    for (what, fields, sent, status) in &refusals {
+        let r = f.post(&end, fields, *sent).await;
+        assert_eq!(r.status, *status, "{what}: {}", r.body);
+        assert!(
+            r.body.contains("Nothing was changed."),
+            "{what}: {}",
+            r.body
+        );
+    }
+    let nameless = f
+        .post(&end, &[("csrf", &csrf), ("by", " ")], with(Some(&cookie)))
+        .await;
+    assert_eq!(nameless.status, 400, "{}", nameless.body);
+    let configured = f
+        .post("/maintenance/config-1/end", good, with(Some(&cookie)))
+        .await;
+    assert_eq!(configured.status, 409, "{}", configured.body);
+    assert!(
+        configured.body.contains("configuration"),
+        "{}",
+        configured.body
+    );
+    let unchanged = stored_windows(&mut b).await;
+    assert!(unchanged[0].get("ended_by").is_none(), "{unchanged:?}");
+
+    let ended = f.post(&end, good, with(Some(&cookie))).await;
+    assert_eq!(ended.status, 303, "{}", ended.body);
+    assert_eq!(ended.location, "/maintenance");
+    let windows = stored_windows(&mut b).await;
+    assert_eq!(windows[0]["ended_by"], "Ana", "{windows:?}");
+    assert_eq!(
+        windows[0]["ends"].as_str(),
+        Some(d.hand.now().to_string().as_str()),
+        "{windows:?}"
+    );
+    let page = f.get("/maintenance", Some(&cookie)).await;
+    assert!(!page.body.contains(&end), "over: {}", page.body);
+    assert!(!page.body.contains("deploy"), "{}", page.body);
+
+    let metrics = f.get("/metrics", None).await.body;
+    for (reason, n) in [
+        ("signed_out", 2),
+        ("csrf", 2),
+        ("cross_site", 2),
+        ("bad_input", 2),
+    ] {
+        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+    b.never_showed_the_token();
     d.stop().await;
 }

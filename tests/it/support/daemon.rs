@@ -99,6 +99,19 @@ pub fn spawn_binary(env: &[(String, String)]) -> Child {
         .expect("spawn the watchdog binary")
 }
 
+/// Writes `watchdog.toml` in `dir` with one `[[maintenance]]` window (the `errors` section, in 2030,
+/// `Supabase upgrade`): the window of the configuration that `GET /api/maintenance` lists as
+/// `config-1`. Returns its path.
+pub fn configured_window_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let file = dir.join("watchdog.toml");
+    std::fs::write(
+        &file,
+        "[[maintenance]]\nsections = [\"errors\"]\nstarts = \"2030-01-01T00:00:00Z\"\nends = \"2030-01-01T02:00:00Z\"\nreason = \"Supabase upgrade\"\n",
+    )
+    .expect("config");
+    file
+}
+
 /// A running in-process daemon.
 pub struct TestDaemon {
     /// `http://127.0.0.1:<port>`.
