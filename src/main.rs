@@ -113,7 +113,21 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
+/// One malloc arena for the daemon. glibc's default (up to 8 per core) gives every thread that allocates
+/// under contention a heap of its own, kept resident while the daemon idles; one arena is plenty for a
+/// process this quiet (measured by `scripts/bench.sh` watching 50 containers: anonymous memory 7.5 MiB
+/// with the default, 5.6 MiB with one arena).
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a parameter of the allocator; it is called before the runtime starts
+    // any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let source = ConfigSource::process(files.to_vec());
     let config = source.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

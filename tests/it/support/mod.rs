@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod redis;
 pub mod saas;
 pub mod smtp;
+pub mod stack;
 
 use std::fmt;
 use std::future::Future;
