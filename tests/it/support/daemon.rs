@@ -91,8 +91,9 @@ pub fn quick_runbook(dir: &Path, resolve_after: &str) -> PathBuf {
 /// Starts the real binary with `env` (warnings only, output discarded).
 pub fn spawn_binary(env: &[(String, String)]) -> Child {
     // `option_env!`: the benches and examples that include this module by `#[path]` have no binary.
-    let bin = option_env!("CARGO_BIN_EXE_harven-watchdog")
-        .expect("the watchdog binary is built only for the integration tests");
+    let Some(bin) = option_env!("CARGO_BIN_EXE_harven-watchdog") else {
+        panic!("the watchdog binary is built only for the integration tests");
+    };
     Command::new(bin)
         .envs(env.iter().cloned())
         .env("RUST_LOG", "warn")
