@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fault;
 pub mod ledger;
+pub mod process;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;
