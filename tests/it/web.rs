@@ -363,6 +363,19 @@ impl Forms {
         }
         Self::answer(req.send().await.expect("request")).await
     }
+
+    /// Asserts that `/metrics` counts exactly `n` form refusals for each `(reason, n)` of
+    /// `expected`.
+    async fn assert_refusals_counted(&self, expected: &[(&str, u64)]) {
+        let metrics = self.get("/metrics", None).await.body;
+        for (reason, n) in expected {
+            let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line:?} in:\n{metrics}"
+            );
+        }
+    }
 }
 
 /// The value of the first hidden `csrf` field of a page.
@@ -636,20 +649,14 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     assert_eq!(again.status, 409, "{}", again.body);
 
     // Every refusal was counted, by reason.
-    let metrics = f.get("/metrics", None).await.body;
-    for (reason, n) in [
+    f.assert_refusals_counted(&[
         ("signed_out", 6),
         ("csrf", 6),
         ("cross_site", 7),
         ("wrong_token", 1),
         ("bad_input", 1),
-    ] {
-        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in:\n{metrics}"
-        );
-    }
+    ])
+    .await;
 
     // Signing out clears the cookie.
     let out = f
@@ -792,19 +799,13 @@ async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
     assert!(!page.body.contains(&end), "over: {}", page.body);
     assert!(!page.body.contains("deploy"), "{}", page.body);
 
-    let metrics = f.get("/metrics", None).await.body;
-    for (reason, n) in [
+    f.assert_refusals_counted(&[
         ("signed_out", 2),
         ("csrf", 2),
         ("cross_site", 2),
         ("bad_input", 2),
-    ] {
-        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in:\n{metrics}"
-        );
-    }
+    ])
+    .await;
     b.never_showed_the_token();
     d.stop().await;
 }
