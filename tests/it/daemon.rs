@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::{T0, TestDaemon, sample};
+use crate::support::http_client;
 
 /// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
 pub struct InProcess {
@@ -53,13 +54,6 @@ pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
 /// `GET base + path` with `http`, whatever the status; panics when the daemon does not answer.
 async fn get(http: &reqwest::Client, base: &str, path: &str) -> reqwest::Response {
     let url = format!("{base}{path}");
@@ -72,7 +66,7 @@ async fn get(http: &reqwest::Client, base: &str, path: &str) -> reqwest::Respons
 #[tokio::test]
 async fn serves_health_readiness_and_openmetrics() {
     let d = start().await;
-    let http = client();
+    let http = http_client();
 
     let health = get(&http, &d.base, "/healthz").await;
     assert_eq!(health.status(), 200);
@@ -112,7 +106,7 @@ async fn serves_health_readiness_and_openmetrics() {
 #[tokio::test]
 async fn readiness_fails_when_the_data_directory_cannot_be_written() {
     let d = start().await;
-    let http = client();
+    let http = http_client();
     let ready = get(&http, &d.base, "/readyz").await;
     assert_eq!(ready.status(), 200);
 
@@ -270,7 +264,7 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
         ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", p95),
     ])
     .await;
-    let http = client();
+    let http = http_client();
     let firing = r#"harven_watchdog_symptoms_firing{section="latency",rule="latency.p95_high"}"#;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let mut text = String::new();
@@ -327,7 +321,7 @@ async fn the_daemon_stays_up_while_its_sources_die_and_recovers_with_them() {
         ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
     ])
     .await;
-    let http = client();
+    let http = http_client();
     let metrics = || async {
         get(&http, &d.base, "/metrics")
             .await
@@ -433,7 +427,7 @@ async fn the_heartbeat_pings_its_url_and_keeps_the_url_secret() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = client()
+    let text = http_client()
         .get(format!("{}/metrics", d.base))
         .send()
         .await
@@ -454,7 +448,7 @@ async fn the_heartbeat_pings_its_url_and_keeps_the_url_secret() {
     server.abort();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let text = client()
+        let text = http_client()
             .get(format!("{}/metrics", d.base))
             .send()
             .await

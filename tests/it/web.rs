@@ -41,10 +41,7 @@ struct Browser {
 impl Browser {
     fn new(base: &str) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            http: crate::support::http_client(),
             base: base.to_owned(),
             seen: Vec::new(),
         }

@@ -46,6 +46,16 @@ pub fn init() {
     });
 }
 
+/// The HTTP client the tests talk to a daemon with: a 10 s timeout, so a daemon that stops
+/// answering fails the test instead of hanging it. Installs the crypto provider ([`init`]) first.
+pub fn http_client() -> reqwest::Client {
+    init();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("build a reqwest client")
+}
+
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// It binds `127.0.0.1:0`, reads the port and drops the listener, so another process may
