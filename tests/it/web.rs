@@ -291,6 +291,19 @@ struct Answer {
     body: String,
 }
 
+impl Answer {
+    /// Asserts that the form was refused with `status` and its page says nothing changed; `what`
+    /// names the refusal in the failure message.
+    fn assert_refused(&self, what: &str, status: u16) {
+        assert_eq!(self.status, status, "{what}: {}", self.body);
+        assert!(
+            self.body.contains("Nothing was changed."),
+            "{what}: {}",
+            self.body
+        );
+    }
+}
+
 /// A form's fields, in order.
 type Fields<'a> = &'a [(&'a str, &'a str)];
 
@@ -552,12 +565,7 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     let refusals = refusals(good, &cookie);
     for (what, fields, sent, status) in &refusals {
         let a = f.post(&ack, fields, *sent).await;
-        assert_eq!(a.status, *status, "{what}: {}", a.body);
-        assert!(
-            a.body.contains("Nothing was changed."),
-            "{what}: {}",
-            a.body
-        );
+        a.assert_refused(what, *status);
         let w = f
             .post(
                 "/maintenance",
@@ -759,12 +767,7 @@ async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
     let refusals = refusals(good, &cookie);
     for (what, fields, sent, status) in &refusals {
         let r = f.post(&end, fields, *sent).await;
-        assert_eq!(r.status, *status, "{what}: {}", r.body);
-        assert!(
-            r.body.contains("Nothing was changed."),
-            "{what}: {}",
-            r.body
-        );
+        r.assert_refused(what, *status);
     }
     let nameless = f
         .post(&end, &[("csrf", &csrf), ("by", " ")], with(Some(&cookie)))
