@@ -247,6 +247,21 @@ fn smtp_to(server: &SmtpServer) -> SmtpTransport {
     SmtpTransport::new(&smtp_config(server.port(), TlsMode::None)).expect("transport")
 }
 
+/// Sends a throwaway one-line email to `devops@harven.ai` through `transport`, for the tests that
+/// expect it refused, and returns the error; panics with `why` it should have failed when it goes
+/// through.
+async fn refused_send(transport: &SmtpTransport, why: &str) -> notify::SendError {
+    transport
+        .send(
+            "k",
+            FROM,
+            &["devops@harven.ai".to_owned()],
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .expect_err(why)
+}
+
 /// Asserts that `mails` are `n` distinct emails, each arrived exactly once (by Message-ID).
 fn assert_each_once(mails: &[ReceivedMail], n: usize) {
     let mut seen = BTreeMap::<&str, usize>::new();
@@ -458,15 +473,7 @@ async fn required_tls_against_a_plaintext_server_sends_nothing() {
         (server.port(), TlsMode::Tls),
     ] {
         let transport = SmtpTransport::new(&smtp_config(port, mode)).unwrap();
-        let err = transport
-            .send(
-                "k",
-                FROM,
-                &["devops@harven.ai".to_owned()],
-                b"Subject: x\r\n\r\nx\r\n",
-            )
-            .await
-            .expect_err("a plaintext server cannot do TLS");
+        let err = refused_send(&transport, "a plaintext server cannot do TLS").await;
         assert_eq!(err.metric_label(), "tls", "{mode:?}: {err}");
         assert!(
             !err.retryable,
@@ -512,15 +519,7 @@ async fn starttls_and_implicit_tls_deliver_with_a_private_ca() {
 
         // Without the CA the certificate is not trusted: a clear, non-retried TLS failure.
         let untrusted = SmtpTransport::new(&smtp_config(server.port(), mode)).unwrap();
-        let err = untrusted
-            .send(
-                "k",
-                FROM,
-                &["devops@harven.ai".to_owned()],
-                b"Subject: x\r\n\r\nx\r\n",
-            )
-            .await
-            .expect_err("an unknown CA");
+        let err = refused_send(&untrusted, "an unknown CA").await;
         assert_eq!(err.metric_label(), "tls", "{mode:?}: {err}");
         assert!(err.detail.contains("UnknownIssuer"), "{mode:?}: {err}");
         assert!(server.messages().is_empty());
@@ -771,15 +770,7 @@ async fn the_smtp_password_never_reaches_an_error_a_log_line_or_a_metric() {
     config.credentials = Some(("watchdog".to_owned(), Secret::new(password)));
 
     let transport = SmtpTransport::new(&config).unwrap();
-    let err = transport
-        .send(
-            "k",
-            FROM,
-            &["devops@harven.ai".to_owned()],
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .expect_err("the login is refused");
+    let err = refused_send(&transport, "the login is refused").await;
     assert_eq!(err.metric_label(), "permanent");
     assert!(
         err.detail.contains("535") && err.detail.contains("***"),
