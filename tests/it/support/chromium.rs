@@ -8,7 +8,6 @@
 //! runs in a process group of its own, which the Chromium processes it starts inherit; dropping the
 //! driver kills that group, so a failing test leaves no browser behind.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -55,7 +54,7 @@ impl ChromeDriver {
         let mut process =
             PeerProcess::new_group_leader("chromedriver", dir.path().join("chromedriver.log"));
         let mut command = Command::new("chromedriver");
-        command.arg(format!("--port={port}")).process_group(0);
+        command.arg(format!("--port={port}"));
         let status = format!("http://127.0.0.1:{port}/status");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -31,8 +32,9 @@ pub struct PeerProcess {
     log: PathBuf,
     /// The running process; `None` before the first spawn and once stopped.
     child: Option<Child>,
-    /// Kill the child's whole process group (the child leads it) rather than the child alone: for a
-    /// peer that starts processes of its own (chromedriver starts Chromium), so none outlives it.
+    /// Spawn the child as the leader of a new process group and kill that whole group rather than
+    /// the child alone: for a peer that starts processes of its own (chromedriver starts
+    /// Chromium), so none outlives it.
     group: bool,
 }
 
@@ -47,8 +49,8 @@ impl PeerProcess {
         }
     }
 
-    /// Like [`new`](Self::new), for a peer spawned as the leader of its own process group (the
-    /// caller sets `process_group(0)` on its command): stopping it kills the whole group.
+    /// Like [`new`](Self::new), for a peer that starts processes of its own: it is spawned as the
+    /// leader of a new process group, which its children inherit, and killing it kills the group.
     pub fn new_group_leader(name: &'static str, log: PathBuf) -> Self {
         let mut process = Self::new(name, log);
         process.group = true;
@@ -106,6 +108,9 @@ impl PeerProcess {
         let log_err = log
             .try_clone()
             .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
+        if self.group {
+            command.process_group(0);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(log)
@@ -182,10 +187,9 @@ impl Drop for PeerProcess {
 }
 
 /// Starts a peer on a fresh port of `ip` (from [`free_port_on`](super::free_port_on)) with
-/// `start` (which records the port it is given). [`free_port`](super::free_port) cannot reserve its port, so when
-/// `start` fails because the address is in use (another process took the port meanwhile) it tries
-/// again on a new one, up to five times. Panics naming `name` on any other error, or when every
-/// port clashed.
+/// `start`, which records the port it is given. That port cannot be reserved, so when `start` fails
+/// because the address is in use (another process took the port meanwhile) this tries again on a
+/// new one, up to five times. Panics naming `name` on any other error, or when every port clashed.
 pub async fn start_on_free_port<S>(name: &str, ip: IpAddr, mut start: S)
 where
     S: AsyncFnMut(u16) -> Result<(), String>,
