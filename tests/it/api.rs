@@ -58,10 +58,7 @@ pub(crate) struct Api {
 impl Api {
     pub(crate) fn new(base: &str) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            http: crate::support::http_client(),
             base: base.to_owned(),
             seen: Default::default(),
         }

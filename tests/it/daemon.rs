@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::daemon::{T0, TestDaemon, sample};
+use crate::support::http_client;
 
 /// A daemon started in-process on `127.0.0.1:0` with its data directory in a temp dir.
 pub struct InProcess {
@@ -53,37 +54,27 @@ pub async fn start_with(overrides: &[(&str, &str)]) -> InProcess {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
+/// `GET base + path` with `http`, whatever the status; panics when the daemon does not answer.
+async fn get(http: &reqwest::Client, base: &str, path: &str) -> reqwest::Response {
+    let url = format!("{base}{path}");
+    http.get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 #[tokio::test]
 async fn serves_health_readiness_and_openmetrics() {
     let d = start().await;
-    let http = client();
+    let http = http_client();
 
-    let health = http
-        .get(format!("{}/healthz", d.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = get(&http, &d.base, "/healthz").await;
     assert_eq!(health.status(), 200);
 
-    let ready = http
-        .get(format!("{}/readyz", d.base))
-        .send()
-        .await
-        .expect("readyz");
+    let ready = get(&http, &d.base, "/readyz").await;
     assert_eq!(ready.status(), 200);
 
-    let metrics = http
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .expect("metrics");
+    let metrics = get(&http, &d.base, "/metrics").await;
     assert_eq!(metrics.status(), 200);
     let content_type = metrics.headers()["content-type"]
         .to_str()
@@ -101,11 +92,7 @@ async fn serves_health_readiness_and_openmetrics() {
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
-    let missing = http
-        .get(format!("{}/nope", d.base))
-        .send()
-        .await
-        .expect("404");
+    let missing = get(&http, &d.base, "/nope").await;
     assert_eq!(missing.status(), 404);
 
     d.shutdown.cancel();
@@ -119,31 +106,19 @@ async fn serves_health_readiness_and_openmetrics() {
 #[tokio::test]
 async fn readiness_fails_when_the_data_directory_cannot_be_written() {
     let d = start().await;
-    let http = client();
-    let ready = http
-        .get(format!("{}/readyz", d.base))
-        .send()
-        .await
-        .expect("readyz");
+    let http = http_client();
+    let ready = get(&http, &d.base, "/readyz").await;
     assert_eq!(ready.status(), 200);
 
     // Replace the data directory by a plain file (root ignores permission bits, so chmod would not do).
     let dir = d.data.path();
     std::fs::remove_dir_all(dir).expect("remove data dir");
     std::fs::write(dir, b"not a directory").expect("file in its place");
-    let ready = http
-        .get(format!("{}/readyz", d.base))
-        .send()
-        .await
-        .expect("readyz");
+    let ready = get(&http, &d.base, "/readyz").await;
     assert_eq!(ready.status(), 503);
     let body = ready.text().await.expect("body");
     assert!(body.contains("not writable"), "{body}");
-    let health = http
-        .get(format!("{}/healthz", d.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = get(&http, &d.base, "/healthz").await;
     assert_eq!(health.status(), 200, "still alive while not ready");
 
     std::fs::remove_file(dir).expect("cleanup");
@@ -289,7 +264,7 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
         ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", p95),
     ])
     .await;
-    let http = client();
+    let http = http_client();
     let firing = r#"harven_watchdog_symptoms_firing{section="latency",rule="latency.p95_high"}"#;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let mut text = String::new();
@@ -302,11 +277,8 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
         // 15 s of clock time per half second: the 2 min `for` passes within seconds once p95 is seen.
         d.hand.advance(Duration::from_secs(15));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        text = http
-            .get(format!("{}/metrics", d.base))
-            .send()
+        text = get(&http, &d.base, "/metrics")
             .await
-            .expect("metrics")
             .text()
             .await
             .expect("body");
@@ -349,12 +321,10 @@ async fn the_daemon_stays_up_while_its_sources_die_and_recovers_with_them() {
         ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
     ])
     .await;
-    let http = client();
+    let http = http_client();
     let metrics = || async {
-        http.get(format!("{}/metrics", d.base))
-            .send()
+        get(&http, &d.base, "/metrics")
             .await
-            .expect("metrics")
             .text()
             .await
             .expect("body")
@@ -389,11 +359,7 @@ async fn the_daemon_stays_up_while_its_sources_die_and_recovers_with_them() {
     redis.kill();
     wait("prometheus", 0.0).await;
     wait("redis", 0.0).await;
-    let health = http
-        .get(format!("{}/healthz", d.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = get(&http, &d.base, "/healthz").await;
     assert_eq!(
         health.status(),
         200,
@@ -461,7 +427,7 @@ async fn the_heartbeat_pings_its_url_and_keeps_the_url_secret() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = client()
+    let text = http_client()
         .get(format!("{}/metrics", d.base))
         .send()
         .await
@@ -482,7 +448,7 @@ async fn the_heartbeat_pings_its_url_and_keeps_the_url_secret() {
     server.abort();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let text = client()
+        let text = http_client()
             .get(format!("{}/metrics", d.base))
             .send()
             .await

@@ -113,10 +113,7 @@ async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
         .find(|w| w.starts_with(&d.base) && w.contains("/act/"))
         .unwrap_or_else(|| panic!("no ack link in:\n{text}"))
         .to_owned();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let http = crate::support::http_client();
     let page = http.get(&ack).send().await.expect("GET");
     assert_eq!(page.status(), 200);
     assert!(page.text().await.expect("body").contains(&incident));

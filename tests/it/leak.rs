@@ -230,10 +230,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     );
     let daemon_log = logs.path().join("daemon.log");
     let mut daemon = spawn(&env, &daemon_log);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let http = crate::support::http_client();
 
     // The incident opens and its L1 email goes out through the login.
     let opened = wait_for_some(STEP, Duration::from_millis(300), || {

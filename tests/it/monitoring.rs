@@ -78,10 +78,7 @@ impl Watched {
             ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
         ])
         .await;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client");
+        let http = crate::support::http_client();
         Self {
             _backend: backend,
             _prom: prom,

@@ -162,6 +162,12 @@ impl Rig {
         self.store.outbox_entry(key).unwrap().expect("row")
     }
 
+    /// Waits (real time, bounded) until every row of `keys` is sent.
+    async fn wait_sent(&self, keys: &[&str]) {
+        self.wait_rows("sent", keys, |r| r.status == EmailStatus::Sent)
+            .await;
+    }
+
     /// Waits (real time, bounded) until every row of `keys` satisfies `ok`.
     async fn wait_rows(&self, what: &str, keys: &[&str], ok: impl Fn(&OutboxEntry) -> bool) {
         let found = crate::support::wait_until(PEER, Duration::from_millis(20), || {
@@ -241,16 +247,32 @@ fn smtp_to(server: &SmtpServer) -> SmtpTransport {
     SmtpTransport::new(&smtp_config(server.port(), TlsMode::None)).expect("transport")
 }
 
-/// Message-ID → how many times it arrived.
-fn by_message_id(mails: &[ReceivedMail]) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
+/// Sends a throwaway one-line email to `devops@harven.ai` through `transport`, for the tests that
+/// expect it refused, and returns the error; panics with `why` it should have failed when it goes
+/// through.
+async fn refused_send(transport: &SmtpTransport, why: &str) -> notify::SendError {
+    transport
+        .send(
+            "k",
+            FROM,
+            &["devops@harven.ai".to_owned()],
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .expect_err(why)
+}
+
+/// Asserts that `mails` are `n` distinct emails, each arrived exactly once (by Message-ID).
+fn assert_each_once(mails: &[ReceivedMail], n: usize) {
+    let mut seen = BTreeMap::<&str, usize>::new();
     for m in mails {
         let id = m
             .header("Message-ID")
             .expect("every email has a Message-ID");
-        *seen.entry(id.to_owned()).or_insert(0) += 1;
+        *seen.entry(id).or_insert(0) += 1;
     }
-    seen
+    assert_eq!(seen.len(), n, "{seen:?}\n{mails:#?}");
+    assert!(seen.values().all(|c| *c == 1), "{seen:?}\n{mails:#?}");
 }
 
 fn sample(text: &str, series: &str) -> f64 {
@@ -286,10 +308,7 @@ async fn a_queued_email_is_delivered_once_and_marked_sent() {
     assert_eq!(out.queued, vec![opened.key.clone()]);
 
     let mails = server.wait_for_messages(1, PEER).await;
-    rig.wait_rows("marked sent", &[&opened.key], |r| {
-        r.status == EmailStatus::Sent
-    })
-    .await;
+    rig.wait_sent(&[&opened.key]).await;
     let row = rig.entry(&opened.key);
     assert_eq!((row.attempts, row.sent_at), (1, Some(T0)));
     let mail = &mails[0];
@@ -306,15 +325,8 @@ async fn a_queued_email_is_delivered_once_and_marked_sent() {
     let out = rig.enqueue(&[opened.clone(), reminder.clone()]);
     assert_eq!(out.duplicates, vec![opened.key.clone()]);
     let mails = server.wait_for_messages(2, PEER).await;
-    rig.wait_rows("marked sent", &[&reminder.key], |r| {
-        r.status == EmailStatus::Sent
-    })
-    .await;
-    assert_eq!(mails.len(), 2);
-    assert!(
-        by_message_id(&mails).values().all(|n| *n == 1),
-        "{mails:#?}"
-    );
+    rig.wait_sent(&[&reminder.key]).await;
+    assert_each_once(&mails, 2);
 
     rig.wait_depth(0.0).await;
     rig.wait_sample(
@@ -394,12 +406,9 @@ async fn while_smtp_is_down_emails_wait_with_growing_backoff_and_then_arrive_onc
     server.restart().await;
     rig.hand.advance(Backoff::default().delay(4));
     rig.wait_rows("attempt 5", &keys, |r| r.attempts >= 5).await;
-    let mails = server.wait_for_messages(3, PEER).await;
-    rig.wait_rows("sent", &keys, |r| r.status == EmailStatus::Sent)
-        .await;
-    let ids = by_message_id(&server.messages());
-    assert_eq!(ids.len(), 3, "{mails:#?}");
-    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    server.wait_for_messages(3, PEER).await;
+    rig.wait_sent(&keys).await;
+    assert_each_once(&server.messages(), 3);
     rig.stop().await;
 }
 
@@ -464,15 +473,7 @@ async fn required_tls_against_a_plaintext_server_sends_nothing() {
         (server.port(), TlsMode::Tls),
     ] {
         let transport = SmtpTransport::new(&smtp_config(port, mode)).unwrap();
-        let err = transport
-            .send(
-                "k",
-                FROM,
-                &["devops@harven.ai".to_owned()],
-                b"Subject: x\r\n\r\nx\r\n",
-            )
-            .await
-            .expect_err("a plaintext server cannot do TLS");
+        let err = refused_send(&transport, "a plaintext server cannot do TLS").await;
         assert_eq!(err.metric_label(), "tls", "{mode:?}: {err}");
         assert!(
             !err.retryable,
@@ -518,15 +519,7 @@ async fn starttls_and_implicit_tls_deliver_with_a_private_ca() {
 
         // Without the CA the certificate is not trusted: a clear, non-retried TLS failure.
         let untrusted = SmtpTransport::new(&smtp_config(server.port(), mode)).unwrap();
-        let err = untrusted
-            .send(
-                "k",
-                FROM,
-                &["devops@harven.ai".to_owned()],
-                b"Subject: x\r\n\r\nx\r\n",
-            )
-            .await
-            .expect_err("an unknown CA");
+        let err = refused_send(&untrusted, "an unknown CA").await;
         assert_eq!(err.metric_label(), "tls", "{mode:?}: {err}");
         assert!(err.detail.contains("UnknownIssuer"), "{mode:?}: {err}");
         assert!(server.messages().is_empty());
@@ -539,8 +532,7 @@ async fn starttls_and_implicit_tls_deliver_with_a_private_ca() {
         let e = l1(&inc, PageEvent::Opened, 0);
         rig.enqueue(std::slice::from_ref(&e));
         let mails = server.wait_for_messages(1, PEER).await;
-        rig.wait_rows("sent", &[&e.key], |r| r.status == EmailStatus::Sent)
-            .await;
+        rig.wait_sent(&[&e.key]).await;
         assert_eq!(mails.len(), 1, "{mode:?}");
         assert_eq!(mails[0].header("X-Harven-Incident"), Some(inc.id.as_str()));
         rig.stop().await;
@@ -560,8 +552,7 @@ async fn without_smtp_each_key_becomes_one_eml_file_written_whole() {
     ];
     rig.enqueue(&emails);
     let keys: Vec<&str> = emails.iter().map(|e| e.key.as_str()).collect();
-    rig.wait_rows("sent", &keys, |r| r.status == EmailStatus::Sent)
-        .await;
+    rig.wait_sent(&keys).await;
 
     // Sent again (as after a crash before mark_sent): the same file, replaced whole.
     files
@@ -610,8 +601,7 @@ async fn a_restart_mid_way_delivers_every_email_exactly_once() {
     let first = l1(&inc, PageEvent::Opened, 0);
     rig.enqueue(std::slice::from_ref(&first));
     server.wait_for_messages(1, PEER).await;
-    rig.wait_rows("sent", &[&first.key], |r| r.status == EmailStatus::Sent)
-        .await;
+    rig.wait_sent(&[&first.key]).await;
 
     server.stop();
     let later = [
@@ -644,11 +634,8 @@ async fn a_restart_mid_way_delivers_every_email_exactly_once() {
     let again = rig2.enqueue(&[first.clone(), later[0].clone(), later[1].clone()]);
     assert_eq!(again.duplicates.len(), 3);
     server.wait_for_messages(3, PEER).await;
-    rig2.wait_rows("sent", &keys, |r| r.status == EmailStatus::Sent)
-        .await;
-    let ids = by_message_id(&server.messages());
-    assert_eq!(ids.len(), 3, "{ids:?}");
-    assert!(ids.values().all(|n| *n == 1), "{ids:?}");
+    rig2.wait_sent(&keys).await;
+    assert_each_once(&server.messages(), 3);
     rig2.stop().await;
 }
 
@@ -671,8 +658,7 @@ async fn held_emails_go_out_as_one_digest_threaded_with_the_incident() {
     assert_eq!(out.queued, vec![opened.key.clone()]);
     assert_eq!(out.held, vec![r1.key.clone(), r2.key.clone()]);
     server.wait_for_messages(1, PEER).await;
-    rig.wait_rows("sent", &[&opened.key], |r| r.status == EmailStatus::Sent)
-        .await;
+    rig.wait_sent(&[&opened.key]).await;
     rig.wait_depth(2.0).await;
     let text = rig.metrics_text();
     assert_eq!(
@@ -689,8 +675,7 @@ async fn held_emails_go_out_as_one_digest_threaded_with_the_incident() {
     let other = l1(&incident("errors", T0), PageEvent::Opened, 0);
     rig.enqueue(std::slice::from_ref(&other));
     server.wait_for_messages(2, PEER).await;
-    rig.wait_rows("sent", &[&other.key], |r| r.status == EmailStatus::Sent)
-        .await;
+    rig.wait_sent(&[&other.key]).await;
     assert_eq!(rig.store.held_for(&inc.id).unwrap().len(), 2);
 
     // At the hour one digest carries both.
@@ -701,10 +686,7 @@ async fn held_emails_go_out_as_one_digest_threaded_with_the_incident() {
     })
     .await;
     let digest_key = format!("{}/digest/1", inc.id);
-    rig.wait_rows("digest sent", &[&digest_key], |r| {
-        r.status == EmailStatus::Sent
-    })
-    .await;
+    rig.wait_sent(&[&digest_key]).await;
     assert_eq!(mails.len(), 3);
     let digest = &mails[2];
     assert_eq!(digest.header("X-Harven-Event"), Some("digest"));
@@ -788,15 +770,7 @@ async fn the_smtp_password_never_reaches_an_error_a_log_line_or_a_metric() {
     config.credentials = Some(("watchdog".to_owned(), Secret::new(password)));
 
     let transport = SmtpTransport::new(&config).unwrap();
-    let err = transport
-        .send(
-            "k",
-            FROM,
-            &["devops@harven.ai".to_owned()],
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .expect_err("the login is refused");
+    let err = refused_send(&transport, "the login is refused").await;
     assert_eq!(err.metric_label(), "permanent");
     assert!(
         err.detail.contains("535") && err.detail.contains("***"),

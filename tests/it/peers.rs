@@ -2,6 +2,8 @@
 //! against the real program it wraps.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::process::Command;
 use std::time::Duration;
 
 use bollard::models::{HealthStatusEnum, RestartPolicyNameEnum};
@@ -13,6 +15,7 @@ use redis::AsyncCommands;
 
 use crate::support::backend::{Fault, Scenario, SimBackend, StatusStyle};
 use crate::support::docker::{ContainerOptions, TestContainer};
+use crate::support::process::{PeerProcess, start_on_free_port};
 use crate::support::prometheus::{PromSample, PrometheusServer};
 use crate::support::redis::RedisServer;
 use crate::support::smtp::SmtpServer;
@@ -580,4 +583,79 @@ async fn smtp_server_receives_mail_sent_with_lettre() {
     assert_eq!(mails.len(), 2);
     assert_eq!(mails[1].subject().as_deref(), Some("after restart"));
     assert_eq!(mails[1].rcpt_to, vec!["cto@harven.ai".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_process_that_dies_while_starting_is_reported_with_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut process = PeerProcess::new("sh", dir.path().join("sh.log"));
+    let err = process
+        .spawn_and_wait(
+            Command::new("sh").args(["-c", "echo boom >&2; exit 3"]),
+            "dash",
+            "never",
+            Duration::from_millis(10),
+            || async { false },
+        )
+        .await
+        .expect_err("the process exits before it is ready");
+    // "exited", not "was not ready": the exit was noticed, not the startup deadline.
+    assert!(err.contains("sh exited with exit status: 3"), "{err}");
+    assert!(err.contains("boom"), "the log tail: {err}");
+    assert!(!process.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_process_is_ready_then_stopped_and_its_log_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut process = PeerProcess::new("sh", dir.path().join("sh.log"));
+    let log = process.log_path().to_owned();
+    process
+        .spawn_and_wait(
+            Command::new("sh").args(["-c", "echo up; exec sleep 600"]),
+            "dash",
+            "`up` in its log",
+            Duration::from_millis(10),
+            || {
+                let up = support::log_tail(&log, 64).contains("up");
+                async move { up }
+            },
+        )
+        .await
+        .expect("ready once it has written `up`");
+    assert!(process.is_running());
+    process.terminate(Duration::from_secs(10));
+    assert!(!process.is_running());
+    assert!(process.log_tail().contains("up"), "{}", process.log_tail());
+}
+
+#[tokio::test]
+async fn a_port_clash_is_retried_on_a_new_port_and_other_errors_are_not() {
+    let mut ports = Vec::new();
+    start_on_free_port("a peer", Ipv4Addr::LOCALHOST.into(), async |port| {
+        ports.push(port);
+        if ports.len() == 1 {
+            Err("bind: Address already in use".to_owned())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert_eq!(ports.len(), 2, "{ports:?}");
+
+    let other = tokio::spawn(start_on_free_port(
+        "a peer",
+        Ipv4Addr::LOCALHOST.into(),
+        async |_| Err("permission denied".to_owned()),
+    ))
+    .await
+    .expect_err("a start that fails for another reason panics at once");
+    let message = other.into_panic();
+    let message = message
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert!(
+        message.contains("a peer did not start: permission denied"),
+        "{message}"
+    );
 }

@@ -41,10 +41,7 @@ struct Browser {
 impl Browser {
     fn new(base: &str) -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            http: crate::support::http_client(),
             base: base.to_owned(),
             seen: Vec::new(),
         }
@@ -294,6 +291,19 @@ struct Answer {
     body: String,
 }
 
+impl Answer {
+    /// Asserts that the form was refused with `status` and its page says nothing changed; `what`
+    /// names the refusal in the failure message.
+    fn assert_refused(&self, what: &str, status: u16) {
+        assert_eq!(self.status, status, "{what}: {}", self.body);
+        assert!(
+            self.body.contains("Nothing was changed."),
+            "{what}: {}",
+            self.body
+        );
+    }
+}
+
 /// A form's fields, in order.
 type Fields<'a> = &'a [(&'a str, &'a str)];
 
@@ -362,6 +372,19 @@ impl Forms {
             }
         }
         Self::answer(req.send().await.expect("request")).await
+    }
+
+    /// Asserts that `/metrics` counts exactly `n` form refusals for each `(reason, n)` of
+    /// `expected`.
+    async fn assert_refusals_counted(&self, expected: &[(&str, u64)]) {
+        let metrics = self.get("/metrics", None).await.body;
+        for (reason, n) in expected {
+            let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line:?} in:\n{metrics}"
+            );
+        }
     }
 }
 
@@ -542,12 +565,7 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     let refusals = refusals(good, &cookie);
     for (what, fields, sent, status) in &refusals {
         let a = f.post(&ack, fields, *sent).await;
-        assert_eq!(a.status, *status, "{what}: {}", a.body);
-        assert!(
-            a.body.contains("Nothing was changed."),
-            "{what}: {}",
-            a.body
-        );
+        a.assert_refused(what, *status);
         let w = f
             .post(
                 "/maintenance",
@@ -636,20 +654,14 @@ async fn forms_act_only_signed_in_with_the_session_csrf_token_from_our_origin() 
     assert_eq!(again.status, 409, "{}", again.body);
 
     // Every refusal was counted, by reason.
-    let metrics = f.get("/metrics", None).await.body;
-    for (reason, n) in [
+    f.assert_refusals_counted(&[
         ("signed_out", 6),
         ("csrf", 6),
         ("cross_site", 7),
         ("wrong_token", 1),
         ("bad_input", 1),
-    ] {
-        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in:\n{metrics}"
-        );
-    }
+    ])
+    .await;
 
     // Signing out clears the cookie.
     let out = f
@@ -755,12 +767,7 @@ async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
     let refusals = refusals(good, &cookie);
     for (what, fields, sent, status) in &refusals {
         let r = f.post(&end, fields, *sent).await;
-        assert_eq!(r.status, *status, "{what}: {}", r.body);
-        assert!(
-            r.body.contains("Nothing was changed."),
-            "{what}: {}",
-            r.body
-        );
+        r.assert_refused(what, *status);
     }
     let nameless = f
         .post(&end, &[("csrf", &csrf), ("by", " ")], with(Some(&cookie)))
@@ -792,19 +799,13 @@ async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
     assert!(!page.body.contains(&end), "over: {}", page.body);
     assert!(!page.body.contains("deploy"), "{}", page.body);
 
-    let metrics = f.get("/metrics", None).await.body;
-    for (reason, n) in [
+    f.assert_refusals_counted(&[
         ("signed_out", 2),
         ("csrf", 2),
         ("cross_site", 2),
         ("bad_input", 2),
-    ] {
-        let line = format!("harven_watchdog_form_refusals_total{{reason=\"{reason}\"}} {n}");
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "no {line:?} in:\n{metrics}"
-        );
-    }
+    ])
+    .await;
     b.never_showed_the_token();
     d.stop().await;
 }

@@ -8,13 +8,11 @@
 //! runs in a process group of its own, which the Chromium processes it starts inherit; dropping the
 //! driver kills that group, so a failing test leaves no browser behind.
 
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use super::STARTUP_TIMEOUT;
+use super::process::PeerProcess;
 
 /// Chromium's flags: headless, no sandbox (tests run as root), no GPU, and none of the background
 /// traffic (updates, sync, QUIC probes, first-run pages) that an offline machine would stall on.
@@ -32,7 +30,9 @@ pub const CHROMIUM_FLAGS: &[&str] = &[
 
 /// A running `chromedriver`; killed (and its temp dir removed) on drop.
 pub struct ChromeDriver {
-    child: Option<Child>,
+    /// The leader of the group Chromium joins; declared before `dir`, so the group is killed
+    /// before its directory goes.
+    process: PeerProcess,
     port: u16,
     chromium: PathBuf,
     dir: tempfile::TempDir,
@@ -51,34 +51,16 @@ impl ChromeDriver {
             .tempdir()
             .expect("create a temp dir for chromedriver");
         let port = super::free_port();
-        let log_path = dir.path().join("chromedriver.log");
-        let log = File::create(&log_path).expect("create the chromedriver log");
-        let log_err = log.try_clone().expect("clone the log handle");
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run chromedriver ({e}); it is Debian's `chromium-driver`, which \
-                     `bash scripts/test.sh` installs"
-                )
-            });
-        let mut driver = ChromeDriver {
-            child: Some(child),
-            port,
-            chromium,
-            dir,
-        };
-        let status = format!("{}/status", driver.url());
+        let mut process =
+            PeerProcess::new_group_leader("chromedriver", dir.path().join("chromedriver.log"));
+        let mut command = Command::new("chromedriver");
+        command.arg(format!("--port={port}"));
+        let status = format!("http://127.0.0.1:{port}/status");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("client");
-        let ready = super::wait_until(STARTUP_TIMEOUT, Duration::from_millis(100), || {
+        let ready = || {
             let req = http.get(&status).send();
             async move {
                 match req.await {
@@ -89,14 +71,26 @@ impl ChromeDriver {
                     Err(_) => false,
                 }
             }
-        })
-        .await;
-        if let Err(e) = ready {
-            let tail = super::log_tail(&log_path, 4096);
-            driver.stop();
-            panic!("chromedriver on port {port} was not ready ({e}); log tail:\n{tail}");
+        };
+        let what = format!("\"ready\": true from {status}");
+        if let Err(e) = process
+            .spawn_and_wait(
+                &mut command,
+                "chromium-driver",
+                &what,
+                Duration::from_millis(100),
+                ready,
+            )
+            .await
+        {
+            panic!("chromedriver did not start: {e}");
         }
-        driver
+        ChromeDriver {
+            process,
+            port,
+            chromium,
+            dir,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, the WebDriver endpoint.
@@ -132,26 +126,8 @@ impl ChromeDriver {
             .unwrap_or_else(|e| {
                 panic!(
                     "chromedriver could not start Chromium ({e}); log tail:\n{}",
-                    super::log_tail(&self.dir.path().join("chromedriver.log"), 4096)
+                    self.process.log_tail()
                 )
             })
-    }
-
-    /// Kills `chromedriver` and the browsers it started (its process group), and reaps it.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-                // SAFETY: kill(2) on the process group of our un-reaped child (its ID is the group's,
-                // and cannot be recycled before the reap below) has no memory-safety preconditions.
-                unsafe { libc::kill(-pgid, libc::SIGKILL) };
-            }
-            super::kill_child(&mut child);
-        }
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        self.stop();
     }
 }

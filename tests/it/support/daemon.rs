@@ -169,10 +169,7 @@ impl TestDaemon {
             shutdown,
             task,
             hand,
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            http: super::http_client(),
         }
     }
 

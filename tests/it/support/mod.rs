@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod docker;
 pub mod fault;
 pub mod ledger;
+pub mod process;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;
@@ -44,6 +45,16 @@ pub fn init() {
         // Err means another provider was installed first: fine for tests.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// The HTTP client the tests talk to a daemon with: a 10 s timeout, so a daemon that stops
+/// answering fails the test instead of hanging it. Installs the crypto provider ([`init`]) first.
+pub fn http_client() -> reqwest::Client {
+    init();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("build a reqwest client")
 }
 
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -7,12 +7,12 @@
 //! [`PrometheusServer::wait_for`] data instead of sleeping.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::Ipv4Addr;
+use std::process::Command;
 use std::time::Duration;
 
-use super::{STARTUP_TIMEOUT, TimedOut};
+use super::TimedOut;
+use super::process::{PeerProcess, start_on_free_port};
 
 /// The Prometheus job name given to the scrape targets.
 pub const BACKEND_JOB: &str = "harven-backend";
@@ -41,7 +41,8 @@ impl PromSample {
 
 /// A running Prometheus process; killed (and its temp dir removed) on drop.
 pub struct PrometheusServer {
-    child: Option<Child>,
+    /// Declared before `dir`, so the process is killed before its directory goes.
+    process: PeerProcess,
     port: u16,
     dir: tempfile::TempDir,
     http: reqwest::Client,
@@ -69,22 +70,17 @@ impl PrometheusServer {
             .expect("build a reqwest client");
 
         let mut server = PrometheusServer {
-            child: None,
+            process: PeerProcess::new("prometheus", dir.path().join("prometheus.log")),
             port: 0,
             dir,
             http,
         };
-        let mut last_error = String::new();
-        for _attempt in 0..5 {
-            server.port = super::free_port();
-            match server.spawn_and_wait().await {
-                Ok(()) => return server,
-                // Another process took the port between free_port() and the bind: retry.
-                Err(e) if e.contains("address already in use") => last_error = e,
-                Err(e) => panic!("Prometheus did not start: {e}"),
-            }
-        }
-        panic!("Prometheus did not start (ports kept clashing): {last_error}");
+        start_on_free_port("Prometheus", Ipv4Addr::LOCALHOST.into(), async |port| {
+            server.port = port;
+            server.spawn_and_wait().await
+        })
+        .await;
+        server
     }
 
     /// The base URL, e.g. `http://127.0.0.1:40123`.
@@ -106,12 +102,8 @@ impl PrometheusServer {
 
     /// Whether the process is running (it may have been stopped or killed by the test).
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
-
     /// Runs an instant PromQL query now. A scalar result is returned as one sample without
     /// labels; a range (matrix) result is an error (use the client directly for those).
     pub async fn query(&self, promql: &str) -> Result<Vec<PromSample>, String> {
@@ -186,16 +178,12 @@ impl PrometheusServer {
     /// Kills the process at once (SIGKILL), keeping its data directory and port, as a crash
     /// would. Queries then fail with a connection error until [`restart`](Self::restart).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
+        self.process.kill();
     }
 
     /// Stops the process gracefully (SIGTERM, SIGKILL after 10 s), keeping its data and port.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::terminate_child(&mut child, Duration::from_secs(10));
-        }
+        self.process.terminate(Duration::from_secs(10));
     }
 
     /// Starts Prometheus again on the same port with the same data (stopping it first if it
@@ -209,26 +197,15 @@ impl PrometheusServer {
 
     /// The last 4 KiB of Prometheus's log (stdout and stderr), for failure messages.
     pub fn log_tail(&self) -> String {
-        super::log_tail(&self.log_path(), 4096)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("prometheus.log")
+        self.process.log_tail()
     }
 
     /// Spawns the process on `self.port` and waits for `/-/ready`; on failure the process is
     /// reaped and the error names the reason (with the log tail).
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("cannot open the Prometheus log file: {e}"))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let dir = self.dir.path();
-        let child = Command::new("prometheus")
+        let mut command = Command::new("prometheus");
+        command
             .arg(format!(
                 "--config.file={}",
                 dir.join("prometheus.yml").display()
@@ -240,63 +217,22 @@ impl PrometheusServer {
             .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
             .arg("--storage.tsdb.retention.time=1h")
             .arg("--web.enable-lifecycle")
-            .arg("--log.level=info")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run `prometheus` ({e}); it is in the Debian package `prometheus`, \
-                     which `bash scripts/test.sh` installs"
-                )
-            })?;
-        self.child = Some(child);
+            .arg("--log.level=info");
         let ready_url = format!("{}/-/ready", self.url());
-        let http = self.http.clone();
-        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(50), || {
-            let exit = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            let request = http.get(&ready_url).send();
-            async move {
-                if let Some(status) = exit {
-                    return Some(Err(status));
-                }
-                match request.await {
-                    Ok(resp) if resp.status().is_success() => Some(Ok(())),
-                    _ => None,
-                }
-            }
-        })
-        .await;
-        let exited = match ready {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(status)) => Some(status),
-            Err(_) => None,
-        };
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
-        let tail = self.log_tail();
-        Err(match exited {
-            Some(status) => format!(
-                "prometheus exited with {status} before it was ready on port {}; log tail:\n{tail}",
-                self.port
-            ),
-            None => format!(
-                "prometheus was not ready on port {} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}",
-                self.port
-            ),
-        })
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        self.kill();
-        // The TempDir field removes the directory after this.
+        let what = format!("a 200 from {ready_url}");
+        let http = &self.http;
+        self.process
+            .spawn_and_wait(
+                &mut command,
+                "prometheus",
+                &what,
+                Duration::from_millis(50),
+                || {
+                    let request = http.get(&ready_url).send();
+                    async move { request.await.is_ok_and(|resp| resp.status().is_success()) }
+                },
+            )
+            .await
     }
 }
 

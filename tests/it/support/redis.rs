@@ -7,19 +7,18 @@
 //! network's containers reach it), with `--protected-mode no`: without a password, protected mode
 //! refuses every client that is not on loopback.
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::STARTUP_TIMEOUT;
+use super::process::{PeerProcess, start_on_free_port};
 
 /// A running redis-server; killed (and its temp dir removed) on drop.
 pub struct RedisServer {
-    child: Option<Child>,
+    /// Declared before `dir`, so the process is killed before its directory goes.
+    process: PeerProcess,
     bind: IpAddr,
     port: u16,
     dir: tempfile::TempDir,
@@ -40,22 +39,17 @@ impl RedisServer {
             .tempdir()
             .expect("create a temp dir for redis");
         let mut server = RedisServer {
-            child: None,
+            process: PeerProcess::new("redis-server", dir.path().join("redis.log")),
             bind,
             port: 0,
             dir,
         };
-        let mut last_error = String::new();
-        for _attempt in 0..5 {
-            server.port = super::free_port_on(bind);
-            match server.spawn_and_wait().await {
-                Ok(()) => return server,
-                // Another process took the port between free_port() and the bind: retry.
-                Err(e) if e.contains("Address already in use") => last_error = e,
-                Err(e) => panic!("redis-server did not start: {e}"),
-            }
-        }
-        panic!("redis-server did not start (ports kept clashing): {last_error}");
+        start_on_free_port("redis-server", bind, async |port| {
+            server.port = port;
+            server.spawn_and_wait().await
+        })
+        .await;
+        server
     }
 
     /// The connection URL, e.g. `redis://127.0.0.1:40123/`.
@@ -83,25 +77,18 @@ impl RedisServer {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Kills redis at once (SIGKILL), as a crash would; the port stays reserved for
     /// [`restart`](Self::restart).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
+        self.process.kill();
     }
 
     /// Stops redis gracefully (SIGTERM, SIGKILL after 10 s).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::terminate_child(&mut child, Duration::from_secs(10));
-        }
+        self.process.terminate(Duration::from_secs(10));
     }
 
     /// Starts redis again on the same port (stopping it first if it runs) and waits for PING.
@@ -115,23 +102,14 @@ impl RedisServer {
 
     /// The last 4 KiB of redis's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        super::log_tail(&self.log_path(), 4096)
+        self.process.log_tail()
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("redis.log")
-    }
-
+    /// Spawns redis-server on `self.bind:self.port` and waits until it answers PING; on failure
+    /// the process is reaped and the error says why (with the log tail).
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("cannot open the redis log file: {e}"))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", &self.bind.to_string()])
             .args([
@@ -144,56 +122,18 @@ impl RedisServer {
             .args(["--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run `redis-server` ({e}); it is in the Debian package `redis-server`, \
-                     which `bash scripts/test.sh` installs"
-                )
-            })?;
-        self.child = Some(child);
+            .current_dir(self.dir.path());
         let addr = (self.bind, self.port);
-        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
-            let exit = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            async move {
-                if let Some(status) = exit {
-                    return Some(Err(status));
-                }
-                raw_ping(addr).await.then_some(Ok(()))
-            }
-        })
-        .await;
-        let exited = match ready {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(status)) => Some(status),
-            Err(_) => None,
-        };
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
-        let tail = self.log_tail();
-        let (host, port) = addr;
-        Err(match exited {
-            Some(status) => format!(
-                "redis-server exited with {status} before answering PING on {host}:{port}; log tail:\n{tail}"
-            ),
-            None => format!(
-                "redis-server did not answer PING on {host}:{port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
-            ),
-        })
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
+        let what = format!("+PONG to PING on {}:{}", self.bind, self.port);
+        self.process
+            .spawn_and_wait(
+                &mut command,
+                "redis-server",
+                &what,
+                Duration::from_millis(25),
+                || raw_ping(addr),
+            )
+            .await
     }
 }
 

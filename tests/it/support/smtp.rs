@@ -21,17 +21,16 @@
 //! request: refuse a recipient with a 5xx, or refuse a login (echoing the credentials back, as
 //! a careless server might).
 
-use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::ManualClock;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::STARTUP_TIMEOUT;
+use super::process::{PeerProcess, start_on_free_port};
 
 /// The interpreter that has Debian's aiosmtpd module.
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -96,7 +95,8 @@ impl Default for SmtpOptions {
 
 /// A running aiosmtpd server; killed (and its temp dir with the mail removed) on drop.
 pub struct SmtpServer {
-    child: Option<Child>,
+    /// Declared before `dir`, so the process is killed before its directory goes.
+    process: PeerProcess,
     port: u16,
     dir: tempfile::TempDir,
     opts: SmtpOptions,
@@ -142,23 +142,18 @@ impl SmtpServer {
             .tempdir()
             .expect("create a temp dir for the SMTP server");
         let mut server = SmtpServer {
-            child: None,
+            process: PeerProcess::new("aiosmtpd", dir.path().join("smtp.log")),
             port: 0,
             dir,
             host: opts.bind.to_string(),
             opts,
         };
-        let mut last_error = String::new();
-        for _attempt in 0..5 {
-            server.port = super::free_port_on(server.opts.bind);
-            match server.spawn_and_wait().await {
-                Ok(()) => return server,
-                // Another process took the port between free_port() and the bind: retry.
-                Err(e) if e.to_lowercase().contains("address already in use") => last_error = e,
-                Err(e) => panic!("the SMTP server did not start: {e}"),
-            }
-        }
-        panic!("the SMTP server did not start (ports kept clashing): {last_error}");
+        start_on_free_port("the SMTP server", server.opts.bind, async |port| {
+            server.port = port;
+            server.spawn_and_wait().await
+        })
+        .await;
+        server
     }
 
     /// The host to connect to: the address it listens on (`127.0.0.1` unless
@@ -184,18 +179,13 @@ impl SmtpServer {
 
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
-        match &mut self.child {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// Stops the server (SIGTERM, SIGKILL after 5 s): connections are then refused. Mail
     /// received so far stays readable.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::terminate_child(&mut child, Duration::from_secs(5));
-        }
+        self.process.terminate(Duration::from_secs(5));
     }
 
     /// Starts the server again on the same port, with the same Maildir (stopping it first if
@@ -269,7 +259,7 @@ impl SmtpServer {
     /// The login attempts of a server started with [`start_with_login`](Self::start_with_login),
     /// oldest first, as `"<MECHANISM> accepted"` or `"<MECHANISM> refused"`.
     pub fn logins(&self) -> Vec<String> {
-        std::fs::read_to_string(self.log_path())
+        std::fs::read_to_string(self.process.log_path())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| l.strip_prefix("AUTH "))
@@ -279,22 +269,13 @@ impl SmtpServer {
 
     /// The last 4 KiB of the server's output, for failure messages.
     pub fn log_tail(&self) -> String {
-        super::log_tail(&self.log_path(), 4096)
+        self.process.log_tail()
     }
 
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("smtp.log")
-    }
-
+    /// Spawns aiosmtpd on `self.host:self.port` and waits for its banner (for implicit TLS, for
+    /// the port to accept); on failure the process is reaped and the error says why (with the log
+    /// tail, and a hint when Debian's module is missing).
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .map_err(|e| format!("cannot open the SMTP log file: {e}"))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot clone the log file handle: {e}"))?;
         let mut command = Command::new(PYTHON);
         match &self.opts.login {
             None => command.args(["-m", "aiosmtpd"]),
@@ -327,73 +308,43 @@ impl SmtpServer {
                     .arg(key);
             }
         }
-        let child = command
+        command
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(self.maildir())
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "cannot run {PYTHON} ({e}); the SMTP test peer is Debian's `python3-aiosmtpd`, \
-                     which `bash scripts/test.sh` installs"
-                )
-            })?;
-        self.child = Some(child);
+            .env("PYTHONUNBUFFERED", "1");
         let addr = (self.opts.bind, self.port);
         let implicit = matches!(self.opts.tls, SmtpTls::Implicit { .. });
-        let ready = super::wait_for_some(STARTUP_TIMEOUT, Duration::from_millis(25), || {
-            let exit = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            async move {
-                if let Some(status) = exit {
-                    return Some(Err(status));
-                }
-                let up = if implicit {
-                    accepts(addr).await
-                } else {
-                    banner(addr).await
-                };
-                up.then_some(Ok(()))
-            }
-        })
-        .await;
-        let exited = match ready {
-            Ok(Ok(())) => return Ok(()),
-            Ok(Err(status)) => Some(status),
-            Err(_) => None,
-        };
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
-        let tail = self.log_tail();
-        let (host, port) = addr;
-        let hint = if tail.contains("No module named aiosmtpd") {
-            "\nDebian's `python3-aiosmtpd` is not installed: run `bash scripts/test.sh` as root, \
-             which installs it"
+        let what = if implicit {
+            format!("a connection on {}:{}", self.host, self.port)
         } else {
-            ""
+            format!("a 220 banner on {}:{}", self.host, self.port)
         };
-        Err(match exited {
-            Some(status) => format!(
-                "aiosmtpd exited with {status} before its banner on {host}:{port}; log tail:\n{tail}{hint}"
-            ),
-            None => format!(
-                "aiosmtpd sent no banner on {host}:{port} within {STARTUP_TIMEOUT:?}; log tail:\n{tail}"
-            ),
-        })
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            super::kill_child(&mut child);
-        }
+        let ready = || async move {
+            if implicit {
+                accepts(addr).await
+            } else {
+                banner(addr).await
+            }
+        };
+        self.process
+            .spawn_and_wait(
+                &mut command,
+                "python3-aiosmtpd",
+                &what,
+                Duration::from_millis(25),
+                ready,
+            )
+            .await
+            .map_err(|e| {
+                if e.contains("No module named aiosmtpd") {
+                    format!(
+                        "{e}\nDebian's `python3-aiosmtpd` is not installed: run \
+                         `bash scripts/test.sh` as root, which installs it"
+                    )
+                } else {
+                    e
+                }
+            })
     }
 }
 
