@@ -676,7 +676,11 @@ async fn engine_events_make_the_runner_poll_before_its_interval() {
 fn the_docker_probe_is_built_with_the_others_and_can_wake_the_runner() {
     crate::support::init();
     let config = Config::load_with_env(&[], Vec::<(String, String)>::new()).expect("defaults");
-    let probes = probe::build_all(&config).expect("probes");
+    let probes = probe::build_all(
+        &config,
+        &harven_watchdog::runbook::Runbook::embedded().wanted(),
+    )
+    .expect("probes");
     let docker = probes
         .iter()
         .find(|p| p.source() == "docker")
