@@ -3,12 +3,34 @@
 //!
 //! # Events plus a reconcile poll
 //!
-//! Every poll is a full reconcile and the source of truth: the watched containers are the configured
-//! names plus, with `compose_project`, every container labelled `com.docker.compose.project=<it>`; each
-//! is inspected (concurrently, each call under its own timeout) and read for memory (one-shot stats)
-//! and new log lines. Beside the polls, a background task owned by the probe follows the Engine's
-//! event stream (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for two
-//! things the polls alone would get wrong:
+//! The polls are the source of truth. The watched containers are the configured names plus, with
+//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, found with one list
+//! call per poll, which also gives each one's ID, state and status text (health, exit code, uptime).
+//! A container is inspected again (concurrently, each call under its own timeout) only when:
+//!
+//! - it is first seen, or its list entry changed: another ID (recreated), another state, another
+//!   status text once its duration is cut out (health, exit code), or a shorter uptime (it restarted
+//!   since, even if no event said so);
+//! - an event named it since its last inspection (a restart that changed nothing in the list);
+//! - its last inspection failed;
+//! - or the reconcile is at it: each poll also inspects the least recently inspected others,
+//!   `max(n / 20, 4)` of them, so every container is inspected at least every 20 polls (5 min at
+//!   15 s) and a typical stack at every poll.
+//!
+//! Between inspections its last one stands (uptime and `recent_deploy` move with the clock). What an
+//! inspection alone shows, Docker's restart count and `OOMKilled`, is seen at the next poll when an
+//! event or the list tells of the change; with the event stream down, a restart that left the list
+//! as it was (a quick restart of a young container) waits for the reconcile.
+//!
+//! Memory (one-shot stats) and new log lines are read at every poll, but only of the containers
+//! whose memory or log counts the runbook's conditions read ([`Wanted`], from the runbook at build
+//! time); the others' `docker.memory_bytes`, `memory_ratio`, `memory_growth_bytes_per_hour` and
+//! `log_matches` are not observed. Every Engine request is counted by call
+//! (`harven_watchdog_docker_api_requests_total`).
+//!
+//! Beside the polls, a background task owned by the probe follows the Engine's event stream
+//! (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for things the polls
+//! alone would get wrong:
 //!
 //! - **Nothing between two polls is lost.** Inspect shows only the current run: an OOM kill of a
 //!   worker process (the container lives on) or of a run the restart policy already replaced leaves
@@ -20,7 +42,9 @@
 //!   run had an `oom` event is reported OOM-killed, and a container first seen exited has the `oom`
 //!   events of its last run looked up (a bounded `since`/`until` query of the Engine's event buffer).
 //! - **Bad news arrives early.** Each event of a watched container notifies [`Probe::wake`], so the
-//!   runner polls within about a second instead of waiting for the interval.
+//!   runner polls within about a second instead of waiting for the interval, and that poll inspects
+//!   the container the event named. Events that arrive for a container after the poll listed it and
+//!   chose not to inspect it wait in the inbox for the next poll, which does.
 //!
 //! The task subscribes lazily (on the first poll) and again after the stream breaks (the Engine
 //! restarted, the socket went away), with a doubling backoff, resuming `since` the newest event it had
@@ -650,8 +674,14 @@ impl DockerProbe {
                 self.config.deploy_window,
             ),
         ));
-        let memory_wanted = self.wants_memory(name);
-        self.memory_observations(now, &snap, memory_wanted, memory, &mut t.memory, &key, out);
+        out.push(match snap.limit() {
+            Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
+            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
+        });
+        // Its stats were read only if the runbook reads its memory usage.
+        if self.wants_memory(name) {
+            self.memory_observations(now, &snap, memory, &mut t.memory, &key, out);
+        }
         for (var, present) in self.config.env_vars.iter().zip(&snap.env_present) {
             out.push(Observation::boolean(
                 key("docker.env_present").with("var", var.as_str()),
@@ -665,25 +695,16 @@ impl DockerProbe {
         self.tracked.insert(name.to_owned(), t);
     }
 
+    /// The memory usage observations of a container whose memory the runbook reads.
     fn memory_observations(
         &self,
         now: Timestamp,
         snap: &Snapshot,
-        wanted: bool,
         memory: Option<Result<Option<u64>, Failure>>,
         trend: &mut MemoryTrend,
         key: &dyn Fn(&'static str) -> Key,
         out: &mut Vec<Observation>,
     ) {
-        let limit = snap.memory_limit.filter(|l| *l > 0);
-        out.push(match limit {
-            Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
-            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
-        });
-        if !wanted {
-            // Nothing reads it: its stats were not asked for.
-            return;
-        }
         let used = match memory {
             None | Some(Ok(None)) => {
                 trend.reset(None);
@@ -714,7 +735,7 @@ impl DockerProbe {
             Some(Ok(Some(used))) => used as f64,
         };
         out.push(Observation::number(key("docker.memory_bytes"), used));
-        out.push(match limit {
+        out.push(match snap.limit() {
             Some(l) => Observation::number(key("docker.memory_ratio"), used / l as f64),
             None => no_data(key("docker.memory_ratio"), "no memory limit"),
         });
@@ -927,6 +948,11 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// The memory limit, if the container has one (Docker reports 0 for none).
+    fn limit(&self) -> Option<i64> {
+        self.memory_limit.filter(|l| *l > 0)
+    }
+
     fn of(inspect: ContainerInspectResponse, env_vars: &[String]) -> Self {
         let state = inspect.state.unwrap_or_default();
         let config = inspect.config.unwrap_or_default();
@@ -1509,7 +1535,7 @@ impl Probe for DockerProbe {
     }
 
     fn timeout(&self) -> Duration {
-        // The calls of a poll are bounded by `call_limit` each (at most three in sequence); the margin
+        // The calls of a poll are bounded by `call_limit` each (at most four in sequence); the margin
         // covers folding the answers.
         self.config.timeout + Duration::from_millis(500)
     }
