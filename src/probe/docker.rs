@@ -249,7 +249,8 @@ struct Tracked {
     log_capped: bool,
     /// The latest inspection, reused by the polls that do not inspect again.
     snap: Snapshot,
-    /// What the list endpoint said at the latest inspection: a change asks for another.
+    /// What the list endpoint said at the latest inspection (its uptime: at the previous poll): a
+    /// change asks for another inspection.
     listed: Listed,
     /// The poll of the latest inspection (the reconcile inspects the oldest first).
     inspected: u64,
@@ -1633,12 +1634,15 @@ impl Probe for DockerProbe {
                 if failed {
                     // Inspected again at the next poll.
                     t.inspected = 0;
-                } else if found
-                    && *inspected
-                    && let Some(l) = &w.listed
-                {
-                    t.listed = l.clone();
-                    t.inspected = self.polls;
+                } else if let Some(l) = &w.listed {
+                    if found && *inspected {
+                        t.listed = l.clone();
+                        t.inspected = self.polls;
+                    } else {
+                        // The uptime is compared with the previous poll's, the rest with the
+                        // latest inspection's.
+                        t.listed.up_for = l.up_for;
+                    }
                 }
             }
         }
