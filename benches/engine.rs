@@ -165,7 +165,7 @@ fn probe_cycle(c: &mut Criterion) {
     let config = Config::load_with_env(&[], stack.env()).expect("the bench configuration");
     let clock = Clock::system();
     let mut probes = rt
-        .block_on(async { probe::build_all(&config) })
+        .block_on(async { probe::build_all(&config, &Runbook::embedded().wanted()) })
         .expect("probes");
     // Every source must answer, or the bench would time failures instead of a cycle.
     let reports = rt.block_on(probe::poll_all(&mut probes, &clock));

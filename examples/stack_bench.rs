@@ -594,6 +594,12 @@ async fn containers(bin: &Path, count: usize, window: Duration) {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let (sum0, count0, failed0) = docker_polls(&daemon.metrics().await);
+    // The start-up polls include the first, which inspects every container.
+    eprintln!(
+        "Docker polls during start-up: {count0} (mean {:.3} s, {} failed)",
+        sum0 / count0,
+        failed0 as u64
+    );
     let (c0, t0) = (cpu_ticks(pid), Instant::now());
     tokio::time::sleep(window).await;
     let (c1, elapsed) = (cpu_ticks(pid), t0.elapsed());

@@ -203,8 +203,8 @@ struct Prepared {
 
 /// Builds `config`'s probes, runbook, email transport and heartbeat client; starts nothing.
 fn prepare(config: Config) -> Result<Prepared, RunError> {
-    let probes = probe::build_all(&config)?;
     let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let probes = probe::build_all(&config, &runbook.wanted())?;
     let transport = AnyTransport::from_config(&config.smtp)?;
     let heartbeat = match config.heartbeat.clone() {
         Some(hb) => {
@@ -266,7 +266,8 @@ impl Generation {
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
         let mut tasks = JoinSet::new();
-        for p in probes {
+        for mut p in probes {
+            shared.probe_metrics.attach(&mut p);
             tasks.spawn(probe::run(
                 p,
                 clock.clone(),

@@ -225,11 +225,11 @@ fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]
 /// One pass of every probe, printed.
 fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
     let config = Config::load(files)?;
-    let mut probes = harven_watchdog::probe::build_all(&config)?;
+    let runbook = std::sync::Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let mut probes = harven_watchdog::probe::build_all(&config, &runbook.wanted())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let runbook = std::sync::Arc::new(Runbook::load(config.runbook.path.as_deref())?);
     let report = runtime.block_on(harven_watchdog::diagnose::run(
         &mut probes,
         &Clock::system(),

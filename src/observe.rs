@@ -703,6 +703,45 @@ pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
 
+/// The observations a reader (the runbook) can use: catalogue names, each with the label sets its
+/// conditions narrow it to. A probe asks it before reading something costly per instance (the Docker
+/// probe's memory stats and logs of each container), so a value nothing reads is not fetched.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    /// Every observation is wanted (no reader known: tests, one-off tools).
+    everything: bool,
+    /// By catalogue name, the label sets of the conditions over it.
+    by_name: HashMap<String, Vec<Labels>>,
+}
+
+impl Wanted {
+    /// Every observation of every instance.
+    pub fn everything() -> Self {
+        Self {
+            everything: true,
+            by_name: HashMap::new(),
+        }
+    }
+
+    /// Records that a condition reads `name` narrowed to `labels`.
+    pub fn add(&mut self, name: &str, labels: &Labels) {
+        self.by_name
+            .entry(name.to_owned())
+            .or_default()
+            .push(labels.clone());
+    }
+
+    /// True when some condition over `name` can read an instance whose label `label` is `value`: a
+    /// condition that does not narrow `label` reads every instance.
+    pub fn wants(&self, name: &str, label: &str, value: &str) -> bool {
+        self.everything
+            || self
+                .by_name
+                .get(name)
+                .is_some_and(|sets| sets.iter().any(|l| l.get(label).is_none_or(|v| v == value)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,34 @@
 //!
 //! # Events plus a reconcile poll
 //!
-//! Every poll is a full reconcile and the source of truth: the watched containers are the configured
-//! names plus, with `compose_project`, every container labelled `com.docker.compose.project=<it>`; each
-//! is inspected (concurrently, each call under its own timeout) and read for memory (one-shot stats)
-//! and new log lines. Beside the polls, a background task owned by the probe follows the Engine's
-//! event stream (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for two
-//! things the polls alone would get wrong:
+//! The polls are the source of truth. The watched containers are the configured names plus, with
+//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, found with one list
+//! call per poll, which also gives each one's ID, state and status text (health, exit code, uptime).
+//! A container is inspected again (concurrently, each call under its own timeout) only when:
+//!
+//! - it is first seen, or its list entry changed: another ID (recreated), another state, another
+//!   status text once its duration is cut out (health, exit code), or a shorter uptime (it restarted
+//!   since, even if no event said so);
+//! - an event named it since its last inspection (a restart that changed nothing in the list);
+//! - its last inspection failed;
+//! - or the reconcile is at it: each poll also inspects the least recently inspected others,
+//!   `max(n / 20, 4)` of them, so every container is inspected at least every 20 polls (5 min at
+//!   15 s) and a typical stack at every poll.
+//!
+//! Between inspections its last one stands (uptime and `recent_deploy` move with the clock). What an
+//! inspection alone shows, Docker's restart count and `OOMKilled`, is seen at the next poll when an
+//! event or the list tells of the change; with the event stream down, a restart that left the list
+//! as it was (a quick restart of a young container) waits for the reconcile.
+//!
+//! Memory (one-shot stats) and new log lines are read at every poll, but only of the containers
+//! whose memory or log counts the runbook's conditions read ([`Wanted`], from the runbook at build
+//! time); the others' `docker.memory_bytes`, `memory_ratio`, `memory_growth_bytes_per_hour` and
+//! `log_matches` are not observed. Every Engine request is counted by call
+//! (`harven_watchdog_docker_api_requests_total`).
+//!
+//! Beside the polls, a background task owned by the probe follows the Engine's event stream
+//! (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for things the polls
+//! alone would get wrong:
 //!
 //! - **Nothing between two polls is lost.** Inspect shows only the current run: an OOM kill of a
 //!   worker process (the container lives on) or of a run the restart policy already replaced leaves
@@ -20,7 +42,9 @@
 //!   run had an `oom` event is reported OOM-killed, and a container first seen exited has the `oom`
 //!   events of its last run looked up (a bounded `since`/`until` query of the Engine's event buffer).
 //! - **Bad news arrives early.** Each event of a watched container notifies [`Probe::wake`], so the
-//!   runner polls within about a second instead of waiting for the interval.
+//!   runner polls within about a second instead of waiting for the interval, and that poll inspects
+//!   the container the event named. Events that arrive for a container after the poll listed it and
+//!   chose not to inspect it wait in the inbox for the next poll, which does.
 //!
 //! The task subscribes lazily (on the first poll) and again after the stream breaks (the Engine
 //! restarted, the socket went away), with a doubling backoff, resuming `since` the newest event it had
@@ -67,13 +91,16 @@ use bollard::query_parameters::{
     LogsOptionsBuilder, StatsOptionsBuilder,
 };
 use futures_util::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 
 use super::http::error_chain;
 use super::{Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::DockerConfig;
-use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
+use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Wanted};
 
 /// The label Docker Compose puts on every container of a project.
 pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -93,6 +120,14 @@ const SAME_RUN_SLACK: Nanos = 1_000_000_000;
 /// Containers inspected at the same time: a cycle over a typical stack is one round, and a large
 /// compose project cannot open hundreds of Engine connections at once.
 const MAX_CONCURRENT_CONTAINERS: usize = 32;
+
+/// A container is inspected again at least every this many polls even when nothing about it changed
+/// (the reconcile), a share of the containers per poll so that the cost is spread out.
+const RECONCILE_POLLS: usize = 20;
+
+/// Containers re-inspected per poll at least, however few are watched: a typical stack is inspected
+/// whole at every poll, as cheap as a smaller share.
+const RECONCILE_MIN: usize = 4;
 
 /// Containers with pending events kept between two polls, at most (events of more are dropped; the
 /// reconcile poll still sees their state).
@@ -127,6 +162,40 @@ pub struct DockerProbe {
     wake: Arc<Notify>,
     /// The event task, spawned by the first poll and aborted when the probe is dropped.
     events: Option<tokio::task::AbortHandle>,
+    /// What the runbook reads: memory stats and logs are read only for containers it looks at.
+    wanted: Wanted,
+    /// Requests made to the Engine, by call.
+    requests: EngineRequests,
+    /// Polls made: the clock of the reconcile (each container's `inspected`).
+    polls: u64,
+}
+
+/// The label of [`EngineRequests`]: which Engine endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallLabel {
+    call: &'static str,
+}
+
+/// Requests to the Docker Engine by call (`version`, `list`, `inspect`, `stats`, `logs`, `events`):
+/// the `harven_watchdog_docker_api_requests_total` counter, what watching costs the Engine. Clones
+/// share their counts.
+#[derive(Debug, Clone, Default)]
+pub struct EngineRequests(Family<CallLabel, Counter>);
+
+impl EngineRequests {
+    /// The counter family, to register.
+    pub fn family(&self) -> Family<CallLabel, Counter> {
+        self.0.clone()
+    }
+
+    fn count(&self, call: &'static str) {
+        self.0.get_or_create(&CallLabel { call }).inc();
+    }
+
+    /// Requests made so far for `call`.
+    pub fn get(&self, call: &'static str) -> u64 {
+        self.0.get_or_create(&CallLabel { call }).get()
+    }
 }
 
 impl fmt::Debug for DockerProbe {
@@ -178,6 +247,82 @@ struct Tracked {
     log_cursor: Nanos,
     /// The previous poll read as many log lines as it may: logged when this starts and stops.
     log_capped: bool,
+    /// The latest inspection, reused by the polls that do not inspect again.
+    snap: Snapshot,
+    /// What the list endpoint said at the latest inspection (its uptime: at the previous poll): a
+    /// change asks for another inspection.
+    listed: Listed,
+    /// The poll of the latest inspection (the reconcile inspects the oldest first).
+    inspected: u64,
+}
+
+/// What the list endpoint says of a container, cheaply, for all of them in one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Listed {
+    id: String,
+    /// `running`, `exited`, `restarting`, `paused`, …
+    state: String,
+    /// The status text with its duration cut out (`Up _ (healthy)`, `Exited (137) _ ago`): health and
+    /// exit code, the parts that do not move with time.
+    status: String,
+    /// Running for at least this many seconds (from `Up 5 minutes`): less than the previous poll saw
+    /// is a restart, even one no event told of.
+    up_for: Option<u64>,
+}
+
+impl Listed {
+    /// True when this entry may say something an inspection made at `before` does not.
+    fn changed_since(&self, before: &Listed) -> bool {
+        self.id != before.id
+            || self.state != before.state
+            || self.status != before.status
+            || matches!((self.up_for, before.up_for), (Some(now), Some(then)) if now < then)
+    }
+}
+
+/// Splits a list entry's status text (`Up 5 minutes (healthy)`, `Exited (137) 2 hours ago`) into the
+/// part that does not move with time, the duration replaced by `_`, and that duration in seconds.
+/// Docker writes it with `units.HumanDuration`, whose buckets this maps to increasing numbers, so a
+/// shorter text duration is a shorter real one. Text it does not recognise is kept whole.
+fn split_status(status: &str) -> (String, Option<u64>) {
+    let words: Vec<&str> = status.split(' ').collect();
+    for i in 0..words.len() {
+        let (len, secs) = match words[i..] {
+            ["Less", "than", "a", "second", ..] => (4, 0),
+            ["About", "a", "minute", ..] => (3, 60),
+            ["About", "an", "hour", ..] => (3, 3600),
+            [n, unit, ..] => match (n.parse::<u64>(), unit_seconds(unit)) {
+                (Ok(n), Some(u)) => (2, n.saturating_mul(u)),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let stable = [&words[..i], &["_"], &words[i + len..]].concat().join(" ");
+        return (stable, Some(secs));
+    }
+    (status.to_owned(), None)
+}
+
+fn unit_seconds(unit: &str) -> Option<u64> {
+    Some(match unit.strip_suffix('s').unwrap_or(unit) {
+        "second" => 1,
+        "minute" => 60,
+        "hour" => 3_600,
+        "day" => 86_400,
+        "week" => 604_800,
+        "month" => 2_592_000,
+        "year" => 31_536_000,
+        _ => return None,
+    })
+}
+
+/// One watched container this poll: a configured name, or a container of the compose project.
+#[derive(Debug)]
+struct Watched {
+    name: String,
+    configured: bool,
+    /// `None`: the Engine has no container by that name.
+    listed: Option<Listed>,
 }
 
 /// Events from the background task, by container ID, waiting for the next poll.
@@ -234,7 +379,45 @@ impl DockerProbe {
             inbox: Arc::default(),
             wake: Arc::new(Notify::new()),
             events: None,
+            wanted: Wanted::everything(),
+            requests: EngineRequests::default(),
+            polls: 0,
         }
+    }
+
+    /// A probe for `config` that reads memory stats and logs only of the containers `wanted` names
+    /// (the runbook's conditions); [`new`](Self::new) reads them for every container.
+    pub fn with_wanted(config: DockerConfig, wanted: Wanted) -> Self {
+        let mut probe = Self::new(config);
+        probe.wanted = wanted;
+        probe
+    }
+
+    /// Counts this probe's Engine requests in `requests` (the registered family) from now on.
+    pub fn count_requests_in(&mut self, requests: EngineRequests) {
+        self.requests = requests;
+    }
+
+    /// The Engine requests this probe made, by call.
+    pub fn requests(&self) -> &EngineRequests {
+        &self.requests
+    }
+
+    /// Whether the runbook reads `container`'s memory usage (stats are read only then).
+    fn wants_memory(&self, container: &str) -> bool {
+        [
+            "docker.memory_bytes",
+            "docker.memory_ratio",
+            "docker.memory_growth_bytes_per_hour",
+        ]
+        .iter()
+        .any(|n| self.wanted.wants(n, "container", container))
+    }
+
+    /// Whether the runbook reads `container`'s log counts (logs are read only then).
+    fn wants_logs(&self, container: &str) -> bool {
+        self.wanted
+            .wants("docker.log_matches", "container", container)
     }
 
     /// Bound on each Engine call. A poll makes at most four in sequence (connect, list, inspect,
@@ -259,65 +442,109 @@ impl DockerProbe {
             watch,
             Arc::clone(&self.inbox),
             Arc::clone(&self.wake),
+            self.requests.clone(),
         ));
         self.events = Some(task.abort_handle());
     }
 
     /// The connected client, connecting first when needed (which also proves the Engine answers).
-    async fn client(&mut self) -> Result<(Docker, bool), Failure> {
+    async fn client(&mut self) -> Result<Docker, Failure> {
         if let Some(d) = &self.docker {
-            return Ok((d.clone(), false));
+            return Ok(d.clone());
         }
         let docker = connect(&self.config.host, self.config.timeout)?;
+        self.requests.count("version");
         let docker = engine_call(self.call_limit(), "version", docker.negotiate_version()).await?;
         tracing::debug!(host = %self.config.host, "connected to the Docker Engine");
         self.docker = Some(docker.clone());
-        Ok((docker, true))
+        Ok(docker)
     }
 
-    /// The containers to inspect: `(name, configured)`, configured names first.
-    async fn watched(
-        &self,
-        docker: &Docker,
-        connected: bool,
-    ) -> Result<Vec<(String, bool)>, Failure> {
-        let mut names: Vec<(String, bool)> = self
-            .config
-            .containers
-            .iter()
-            .map(|n| (n.clone(), true))
-            .collect();
-        let Some(project) = &self.config.compose_project else {
-            if !connected {
-                engine_call(self.call_limit(), "ping", docker.ping()).await?;
-            }
-            return Ok(names);
-        };
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{COMPOSE_PROJECT_LABEL}={project}")],
-        )]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
+    /// The watched containers, from one list call: every configured name (in order), then the
+    /// compose project's other containers by name. The list is not filtered by the Engine: its name
+    /// filter is a regular expression per name, and a label filter cannot be or-ed with names.
+    async fn list(&self, docker: &Docker) -> Result<Vec<Watched>, Failure> {
+        let options = ListContainersOptionsBuilder::new().all(true).build();
+        self.requests.count("list");
         let listed = engine_call(
             self.call_limit(),
             "list",
             docker.list_containers(Some(options)),
         )
         .await?;
-        let configured: HashSet<String> = self.config.containers.iter().cloned().collect();
-        let mut extra: Vec<String> = listed
-            .iter()
-            .filter_map(|c| c.names.as_ref()?.first())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .filter(|n| !n.is_empty() && !configured.contains(n))
-            .collect();
+        let configured: HashSet<&str> = self.config.containers.iter().map(String::as_str).collect();
+        let mut by_name: HashMap<&str, Listed> = HashMap::new();
+        let mut extra: Vec<String> = Vec::new();
+        for c in &listed {
+            let names = c.names.iter().flatten().map(|n| n.trim_start_matches('/'));
+            let ours = names.clone().find(|n| configured.contains(n));
+            let in_project = self.config.compose_project.as_ref().is_some_and(|p| {
+                c.labels.as_ref().and_then(|l| l.get(COMPOSE_PROJECT_LABEL)) == Some(p)
+            });
+            let name = match (ours, in_project) {
+                (Some(n), _) => n,
+                (None, true) => match names.clone().next().filter(|n| !n.is_empty()) {
+                    Some(n) => {
+                        extra.push(n.to_owned());
+                        n
+                    }
+                    None => continue,
+                },
+                (None, false) => continue,
+            };
+            let (status, up_for) = split_status(c.status.as_deref().unwrap_or_default());
+            let state = c.state.map(|s| s.to_string()).unwrap_or_default();
+            let up_for = up_for.filter(|_| status.starts_with("Up "));
+            by_name.insert(
+                name,
+                Listed {
+                    id: c.id.clone().unwrap_or_default(),
+                    state,
+                    status,
+                    up_for,
+                },
+            );
+        }
         extra.sort();
         extra.dedup();
-        names.extend(extra.into_iter().map(|n| (n, false)));
-        Ok(names)
+        let configured = self.config.containers.iter().map(|n| (n, true));
+        let extra = extra.iter().map(|n| (n, false));
+        Ok(configured
+            .chain(extra)
+            .map(|(name, configured)| Watched {
+                name: name.clone(),
+                configured,
+                listed: by_name.get(name.as_str()).cloned(),
+            })
+            .collect())
+    }
+
+    /// Which containers this poll inspects: those first seen, changed in the list, named by an event
+    /// since their inspection, or whose inspection failed; then, for the reconcile, the least
+    /// recently inspected others, `max(n / RECONCILE_POLLS, RECONCILE_MIN)` of them.
+    fn to_inspect(&self, watched: &[Watched], events: &HashSet<String>) -> Vec<bool> {
+        let mut inspect: Vec<bool> = watched
+            .iter()
+            .map(|w| match (&w.listed, self.tracked.get(&w.name)) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(l), Some(t)) => {
+                    l.changed_since(&t.listed) || events.contains(&l.id) || t.inspected == 0
+                }
+            })
+            .collect();
+        let budget = watched.len().div_ceil(RECONCILE_POLLS).max(RECONCILE_MIN);
+        let mut rest: Vec<(u64, usize)> = watched
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| !inspect[*i] && w.listed.is_some())
+            .filter_map(|(i, w)| Some((self.tracked.get(&w.name)?.inspected, i)))
+            .collect();
+        rest.sort_unstable();
+        for (_, i) in rest.into_iter().take(budget) {
+            inspect[i] = true;
+        }
+        inspect
     }
 
     /// Folds one container's inspection into the state and its observations into `out`.
@@ -448,17 +675,28 @@ impl DockerProbe {
                 self.config.deploy_window,
             ),
         ));
-        self.memory_observations(now, &snap, memory, &mut t.memory, &key, out);
+        out.push(match snap.limit() {
+            Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
+            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
+        });
+        // Its stats were read only if the runbook reads its memory usage.
+        if self.wants_memory(name) {
+            self.memory_observations(now, &snap, memory, &mut t.memory, &key, out);
+        }
         for (var, present) in self.config.env_vars.iter().zip(&snap.env_present) {
             out.push(Observation::boolean(
                 key("docker.env_present").with("var", var.as_str()),
                 *present,
             ));
         }
-        self.log_observations(name, logs, &mut t, &key, out);
+        if self.wants_logs(name) {
+            self.log_observations(name, logs, &mut t, &key, out);
+        }
+        t.snap = snap;
         self.tracked.insert(name.to_owned(), t);
     }
 
+    /// The memory usage observations of a container whose memory the runbook reads.
     fn memory_observations(
         &self,
         now: Timestamp,
@@ -468,11 +706,6 @@ impl DockerProbe {
         key: &dyn Fn(&'static str) -> Key,
         out: &mut Vec<Observation>,
     ) {
-        let limit = snap.memory_limit.filter(|l| *l > 0);
-        out.push(match limit {
-            Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
-            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
-        });
         let used = match memory {
             None | Some(Ok(None)) => {
                 trend.reset(None);
@@ -503,7 +736,7 @@ impl DockerProbe {
             Some(Ok(Some(used))) => used as f64,
         };
         out.push(Observation::number(key("docker.memory_bytes"), used));
-        out.push(match limit {
+        out.push(match snap.limit() {
             Some(l) => Observation::number(key("docker.memory_ratio"), used / l as f64),
             None => no_data(key("docker.memory_ratio"), "no memory limit"),
         });
@@ -588,6 +821,9 @@ impl Tracked {
             memory: MemoryTrend::default(),
             log_cursor,
             log_capped: false,
+            snap: snap.clone(),
+            listed: Listed::default(),
+            inspected: 0,
         }
     }
 }
@@ -691,6 +927,7 @@ struct Found {
 
 /// The parts of an inspect answer the probe uses. Built so that the answer, which holds every
 /// environment value, is dropped right away.
+#[derive(Debug, Clone)]
 struct Snapshot {
     id: String,
     /// Running and not restarting or paused (Docker reports `Running` during a restart backoff).
@@ -712,6 +949,11 @@ struct Snapshot {
 }
 
 impl Snapshot {
+    /// The memory limit, if the container has one (Docker reports 0 for none).
+    fn limit(&self) -> Option<i64> {
+        self.memory_limit.filter(|l| *l > 0)
+    }
+
     fn of(inspect: ContainerInspectResponse, env_vars: &[String]) -> Self {
         let state = inspect.state.unwrap_or_default();
         let config = inspect.config.unwrap_or_default();
@@ -783,44 +1025,74 @@ fn short_image_id(id: &str) -> Option<String> {
     (!hex.is_empty()).then(|| format!("{algo}:{}", truncate(hex, 12)))
 }
 
-/// Inspects one container and reads its memory and new log lines.
+/// What one poll reads of one container besides its state.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    /// Memory stats (when running): the runbook reads its memory usage.
+    memory: bool,
+    /// New log lines (after the first sight): the runbook reads its log counts.
+    logs: bool,
+}
+
+/// One container this poll: inspects it unless `cached` holds an inspection still good (or the list
+/// had no such container), then reads what `reads` asks for.
+#[allow(clippy::too_many_arguments)]
 async fn look(
     docker: &Docker,
     name: &str,
+    listed: bool,
+    cached: Option<Snapshot>,
     known: Option<(&str, Nanos)>,
+    reads: Reads,
     now: Timestamp,
     config: &DockerConfig,
     limit: Duration,
+    requests: &EngineRequests,
 ) -> Seen {
+    if !listed {
+        return Seen::Missing;
+    }
     let (known_id, log_cursor) = known.unzip();
-    let inspect = docker.inspect_container(name, None::<InspectContainerOptions>);
-    let snap = match tokio::time::timeout(limit, inspect).await {
-        Err(_) => return Seen::Failed(timeout_failure("inspect", limit)),
-        Ok(Err(EngineError::DockerResponseServerError {
-            status_code: 404, ..
-        })) => return Seen::Missing,
-        Ok(Err(e)) => return Seen::Failed(engine_failure(&e)),
-        Ok(Ok(i)) => Snapshot::of(i, &config.env_vars),
+    let inspected = cached.is_none();
+    let snap = match cached {
+        Some(snap) => snap,
+        None => {
+            requests.count("inspect");
+            let inspect = docker.inspect_container(name, None::<InspectContainerOptions>);
+            match tokio::time::timeout(limit, inspect).await {
+                Err(_) => return Seen::Failed(timeout_failure("inspect", limit)),
+                Ok(Err(EngineError::DockerResponseServerError {
+                    status_code: 404, ..
+                })) => return Seen::Missing,
+                Ok(Err(e)) => return Seen::Failed(engine_failure(&e)),
+                Ok(Ok(i)) => Snapshot::of(i, &config.env_vars),
+            }
+        }
     };
     let memory = async {
-        if snap.running {
-            Some(memory_in_use(docker, &snap.id, limit).await)
+        if snap.running && reads.memory {
+            Some(memory_in_use(docker, &snap.id, limit, requests).await)
         } else {
             None
         }
     };
     let logs = async {
-        match log_cursor {
-            Some(cursor) => Some(read_logs(docker, &snap.id, cursor, config, limit).await),
+        match log_cursor.filter(|_| reads.logs) {
+            Some(cursor) => {
+                Some(read_logs(docker, &snap.id, cursor, config, limit, requests).await)
+            }
             None => None,
         }
     };
     let run_oom = async {
         match snap.started_at {
             Some(start)
-                if known_id != Some(snap.id.as_str()) && !snap.running && !snap.oom_killed =>
+                if inspected
+                    && known_id != Some(snap.id.as_str())
+                    && !snap.running
+                    && !snap.oom_killed =>
             {
-                last_run_oom(docker, &snap.id, start, now, limit).await
+                last_run_oom(docker, &snap.id, start, now, limit, requests).await
             }
             _ => None,
         }
@@ -842,6 +1114,7 @@ async fn last_run_oom(
     since: Nanos,
     until: Timestamp,
     limit: Duration,
+    requests: &EngineRequests,
 ) -> Option<Nanos> {
     let filters = HashMap::from([
         ("type", vec!["container"]),
@@ -854,6 +1127,7 @@ async fn last_run_oom(
         .since(&engine_time(since))
         .until(&engine_time(nanos_of(until)))
         .build();
+    requests.count("events");
     let read = async {
         let mut newest = None;
         let mut stream = pin!(docker.events(Some(options)));
@@ -897,7 +1171,13 @@ fn event_time(event: &EventMessage) -> Option<Nanos> {
 
 /// Memory in use as `docker stats` shows it: usage minus the inactive page cache. One-shot stats
 /// (API 1.41+) answer at once instead of waiting for a second CPU sample.
-async fn memory_in_use(docker: &Docker, id: &str, limit: Duration) -> Result<Option<u64>, Failure> {
+async fn memory_in_use(
+    docker: &Docker,
+    id: &str,
+    limit: Duration,
+    requests: &EngineRequests,
+) -> Result<Option<u64>, Failure> {
+    requests.count("stats");
     let options = StatsOptionsBuilder::new()
         .stream(false)
         .one_shot(true)
@@ -979,7 +1259,9 @@ async fn read_logs(
     cursor: Nanos,
     config: &DockerConfig,
     limit: Duration,
+    requests: &EngineRequests,
 ) -> Result<LogWindow, Failure> {
+    requests.count("logs");
     // `since` is whole seconds and inclusive: the cursor's own second is asked again and its lines
     // up to the cursor are dropped by `take`.
     let since = i32::try_from(cursor.div_euclid(NANOS_PER_SEC))
@@ -1127,6 +1409,7 @@ async fn follow_events(
     watch: Watch,
     inbox: Arc<Mutex<Inbox>>,
     wake: Arc<Notify>,
+    requests: EngineRequests,
 ) {
     let filters = HashMap::from([
         ("type", vec!["container"]),
@@ -1146,6 +1429,7 @@ async fn follow_events(
                 if let Some(since) = &since {
                     options = options.since(since);
                 }
+                requests.count("events");
                 let mut stream = pin!(docker.events(Some(options.build())));
                 tracing::debug!(since = ?since, "Docker events: subscribed");
                 while let Some(item) = stream.next().await {
@@ -1252,7 +1536,7 @@ impl Probe for DockerProbe {
     }
 
     fn timeout(&self) -> Duration {
-        // The calls of a poll are bounded by `call_limit` each (at most three in sequence); the margin
+        // The calls of a poll are bounded by `call_limit` each (at most four in sequence); the margin
         // covers folding the answers.
         self.config.timeout + Duration::from_millis(500)
     }
@@ -1264,31 +1548,53 @@ impl Probe for DockerProbe {
     async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         lock(&self.inbox).horizon = Some(now);
         self.ensure_events_task();
-        let (docker, connected) = match self.client().await {
+        let docker = match self.client().await {
             Ok(c) => c,
             Err(f) => {
                 self.docker = None;
                 return Err(f);
             }
         };
-        let names = match self.watched(&docker, connected).await {
-            Ok(n) => n,
+        self.polls += 1;
+        let watched = match self.list(&docker).await {
+            Ok(w) => w,
             Err(f) => {
                 self.docker = None;
                 return Err(f);
             }
         };
+        let named: HashSet<String> = lock(&self.inbox).pending.keys().cloned().collect();
+        let inspect = self.to_inspect(&watched, &named);
         let limit = self.call_limit();
         let seen = {
             let config = &self.config;
             let tracked = &self.tracked;
+            let requests = &self.requests;
             // Built into a Vec first: a closure inside the stream would make the poll's future
             // fail the `Send` check (a higher-ranked lifetime rustc cannot prove).
-            let looks: Vec<_> = names
+            let looks: Vec<_> = watched
                 .iter()
-                .map(|(name, _)| {
-                    let known = tracked.get(name).map(|t| (t.id.as_str(), t.log_cursor));
-                    look(&docker, name, known, now, config, limit)
+                .zip(&inspect)
+                .map(|(w, inspect)| {
+                    let t = tracked.get(&w.name);
+                    let known = t.map(|t| (t.id.as_str(), t.log_cursor));
+                    let cached = t.filter(|_| !*inspect).map(|t| t.snap.clone());
+                    let reads = Reads {
+                        memory: self.wants_memory(&w.name),
+                        logs: self.wants_logs(&w.name),
+                    };
+                    look(
+                        &docker,
+                        &w.name,
+                        w.listed.is_some(),
+                        cached,
+                        known,
+                        reads,
+                        now,
+                        config,
+                        limit,
+                        requests,
+                    )
                 })
                 .collect();
             futures_util::stream::iter(looks)
@@ -1305,14 +1611,43 @@ impl Probe for DockerProbe {
             self.docker = None;
             return Err(f);
         }
-        let mut events = std::mem::take(&mut lock(&self.inbox).pending);
+        let mut events = {
+            let mut inbox = lock(&self.inbox);
+            let mut all = std::mem::take(&mut inbox.pending);
+            // Events of a container this poll did not inspect came after the list: they wait for
+            // the next poll (the runner was woken for it), which inspects it.
+            for (w, inspected) in watched.iter().zip(&inspect) {
+                if let (Some(l), false) = (&w.listed, inspected)
+                    && let Some(p) = all.remove(&l.id)
+                {
+                    inbox.pending.insert(l.id.clone(), p);
+                }
+            }
+            all
+        };
         let mut out = Vec::new();
-        for ((name, configured), seen) in names.iter().zip(seen) {
-            self.apply(now, name, *configured, seen, &mut events, &mut out);
+        for ((w, inspected), seen) in watched.iter().zip(&inspect).zip(seen) {
+            let found = matches!(seen, Seen::Found(_));
+            let failed = matches!(seen, Seen::Failed(_));
+            self.apply(now, &w.name, w.configured, seen, &mut events, &mut out);
+            if let Some(t) = self.tracked.get_mut(&w.name) {
+                if failed {
+                    // Inspected again at the next poll.
+                    t.inspected = 0;
+                } else if let Some(l) = &w.listed {
+                    if found && *inspected {
+                        t.listed = l.clone();
+                        t.inspected = self.polls;
+                    } else {
+                        // The uptime is compared with the previous poll's, the rest with the
+                        // latest inspection's.
+                        t.listed.up_for = l.up_for;
+                    }
+                }
+            }
         }
-        let watched: HashSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
-        self.tracked
-            .retain(|name, _| watched.contains(name.as_str()));
+        let names: HashSet<&str> = watched.iter().map(|w| w.name.as_str()).collect();
+        self.tracked.retain(|name, _| names.contains(name.as_str()));
         Ok(out)
     }
 }
@@ -1690,6 +2025,178 @@ mod tests {
         assert_eq!((count("error"), count("openai"), count("429")), (1, 1, 1));
         assert_eq!(count("supabase"), 0);
         assert_eq!(w.newest, parse_time("2026-11-24T21:00:06Z").expect("time"));
+    }
+
+    #[test]
+    fn list_statuses_keep_what_does_not_move_with_time() {
+        let cases = [
+            ("Up 5 minutes (healthy)", "Up _ (healthy)", Some(300)),
+            ("Up Less than a second", "Up _", Some(0)),
+            (
+                "Up About an hour (health: starting)",
+                "Up _ (health: starting)",
+                Some(3_600),
+            ),
+            (
+                "Exited (137) 2 hours ago",
+                "Exited (137) _ ago",
+                Some(7_200),
+            ),
+            (
+                "Restarting (1) 1 second ago",
+                "Restarting (1) _ ago",
+                Some(1),
+            ),
+            ("Created", "Created", None),
+            ("", "", None),
+        ];
+        for (text, stable, secs) in cases {
+            assert_eq!(split_status(text), (stable.to_owned(), secs), "{text}");
+        }
+        // Docker's buckets map to increasing numbers: a later text never reads as shorter.
+        let ladder = [
+            "Less than a second",
+            "59 seconds",
+            "About a minute",
+            "59 minutes",
+            "About an hour",
+            "47 hours",
+            "2 days",
+            "13 days",
+            "2 weeks",
+            "8 weeks",
+            "2 months",
+            "23 months",
+            "2 years",
+        ];
+        let secs: Vec<u64> = ladder
+            .iter()
+            .map(|d| split_status(&format!("Up {d}")).1.expect(d))
+            .collect();
+        assert!(secs.windows(2).all(|w| w[0] < w[1]), "{secs:?}");
+    }
+
+    #[test]
+    fn a_list_entry_changed_when_its_state_health_or_run_did() {
+        let listed = |id: &str, status: &str| {
+            let (status, up_for) = split_status(status);
+            Listed {
+                id: id.to_owned(),
+                state: "running".to_owned(),
+                status,
+                up_for,
+            }
+        };
+        let before = listed("c1", "Up 5 minutes (healthy)");
+        assert!(!listed("c1", "Up 6 minutes (healthy)").changed_since(&before));
+        assert!(listed("c1", "Up 6 minutes (unhealthy)").changed_since(&before));
+        assert!(
+            listed("c1", "Up 3 seconds (healthy)").changed_since(&before),
+            "restarted"
+        );
+        assert!(
+            listed("c2", "Up 6 minutes (healthy)").changed_since(&before),
+            "recreated"
+        );
+        let mut exited = listed("c1", "Exited (1) 2 seconds ago");
+        exited.state = "exited".to_owned();
+        assert!(exited.changed_since(&before));
+    }
+
+    #[test]
+    fn the_reconcile_inspects_changed_containers_and_a_bounded_share_of_the_rest() {
+        let mut probe = DockerProbe::new(config(&[]));
+        let listed = Listed {
+            id: "c".to_owned(),
+            state: "running".to_owned(),
+            status: "Up _".to_owned(),
+            up_for: Some(600),
+        };
+        let watched: Vec<Watched> = (0..100)
+            .map(|i| Watched {
+                name: format!("app{i}"),
+                configured: true,
+                listed: Some(Listed {
+                    id: format!("c{i}"),
+                    ..listed.clone()
+                }),
+            })
+            .collect();
+        // First sight: every container.
+        assert!(
+            probe
+                .to_inspect(&watched, &HashSet::new())
+                .iter()
+                .all(|i| *i)
+        );
+        for (n, w) in watched.iter().enumerate() {
+            let mut t = Tracked::first(&snap(&format!("c{n}"), 0, 100), 0, None);
+            t.listed = w.listed.clone().expect("listed");
+            // app0 was inspected longest ago, app99 most recently.
+            t.inspected = 1 + n as u64;
+            probe.tracked.insert(w.name.clone(), t);
+        }
+        let chosen = |inspect: Vec<bool>| -> Vec<usize> {
+            inspect
+                .iter()
+                .enumerate()
+                .filter_map(|(i, b)| b.then_some(i))
+                .collect()
+        };
+        assert_eq!(
+            chosen(probe.to_inspect(&watched, &HashSet::new())),
+            (0..5).collect::<Vec<_>>(),
+            "the oldest twentieth"
+        );
+        // An event, a health change and a failed inspection each add their container.
+        let mut changed = watched;
+        changed[50].listed.as_mut().expect("listed").status = "Up _ (unhealthy)".to_owned();
+        probe.tracked.get_mut("app70").expect("tracked").inspected = 0;
+        let events = HashSet::from(["c60".to_owned()]);
+        assert_eq!(
+            chosen(probe.to_inspect(&changed, &events)),
+            vec![0, 1, 2, 3, 4, 50, 60, 70]
+        );
+        // A container the list does not have is not inspected (it is reported missing).
+        changed[0].listed = None;
+        assert!(!probe.to_inspect(&changed, &events)[0]);
+    }
+
+    #[test]
+    fn memory_and_logs_are_observed_only_for_containers_the_runbook_reads() {
+        let runbook = crate::runbook::Runbook::embedded();
+        let mut probe = DockerProbe::with_wanted(config(&[]), runbook.wanted());
+        assert!(probe.wants_memory("harven-backend") && probe.wants_logs("harven-backend"));
+        assert!(!probe.wants_memory("harven-redis") && !probe.wants_logs("harven-redis"));
+        let mut out = Vec::new();
+        let mut events = HashMap::new();
+        for name in ["harven-backend", "harven-redis"] {
+            let seen = Seen::Found(Box::new(Found {
+                snap: snap(name, 0, 100),
+                memory: Some(Ok(Some(1 << 20))),
+                logs: None,
+                run_oom: None,
+            }));
+            probe.apply(t(200), name, true, seen, &mut events, &mut out);
+        }
+        let of = |container: &str, name: &str| {
+            out.iter()
+                .filter(|o| {
+                    o.key.name == name
+                        && o.key.labels.get("container").map(String::as_str) == Some(container)
+                })
+                .count()
+        };
+        assert_eq!(of("harven-backend", "docker.memory_bytes"), 1);
+        assert!(of("harven-backend", "docker.log_matches") > 0);
+        assert_eq!(of("harven-redis", "docker.memory_bytes"), 0);
+        assert_eq!(of("harven-redis", "docker.log_matches"), 0);
+        assert_eq!(
+            of("harven-redis", "docker.running"),
+            1,
+            "its state still is"
+        );
+        assert_eq!(of("harven-redis", "docker.memory_limit_bytes"), 1);
     }
 
     #[test]

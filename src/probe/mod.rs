@@ -142,12 +142,15 @@ struct ErrorLabels {
     reason: &'static str,
 }
 
-/// `harven_watchdog_probe_{up,duration_seconds,errors_total}`.
+/// `harven_watchdog_probe_{up,duration_seconds,errors_total}` and
+/// `harven_watchdog_docker_api_requests_total`.
 #[derive(Debug, Clone)]
 pub struct ProbeMetrics {
     up: Family<ProbeLabel, Gauge>,
     duration: Family<ProbeLabel, Histogram, fn() -> Histogram>,
     errors: Family<ErrorLabels, Counter>,
+    /// The Docker probe's Engine requests, shared by every generation's probe.
+    docker_requests: docker::EngineRequests,
 }
 
 impl Default for ProbeMetrics {
@@ -156,6 +159,7 @@ impl Default for ProbeMetrics {
             up: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             errors: Family::default(),
+            docker_requests: docker::EngineRequests::default(),
         }
     }
 }
@@ -186,7 +190,19 @@ impl ProbeMetrics {
             "Failed polls, by probe and reason",
             m.errors.clone(),
         );
+        registry.register(
+            "docker_api_requests",
+            "Requests the Docker probe made to the Docker Engine, by call",
+            m.docker_requests.family(),
+        );
         m
+    }
+
+    /// Has `probe` count its source's requests in these metrics (the Docker probe's Engine calls).
+    pub fn attach(&self, probe: &mut AnyProbe) {
+        if let AnyProbe::Docker(p) = probe {
+            p.count_requests_in(self.docker_requests.clone());
+        }
     }
 
     /// Drops the `up` and `duration` series of a probe that a reloaded configuration no longer has,
@@ -239,7 +255,13 @@ pub enum AnyProbe {
 pub struct BuildError(pub(crate) String);
 
 /// The probes `config` asks for, in a stable order.
-pub fn build_all(config: &crate::config::Config) -> Result<Vec<AnyProbe>, BuildError> {
+///
+/// `wanted` is what the runbook reads: a probe may leave out what it does not name (the Docker probe
+/// reads memory stats and logs only of the containers the runbook looks at).
+pub fn build_all(
+    config: &crate::config::Config,
+    wanted: &crate::observe::Wanted,
+) -> Result<Vec<AnyProbe>, BuildError> {
     let mut probes = vec![AnyProbe::Prometheus(prometheus::PrometheusProbe::new(
         config.prometheus.clone(),
     )?)];
@@ -264,8 +286,9 @@ pub fn build_all(config: &crate::config::Config) -> Result<Vec<AnyProbe>, BuildE
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
-    probes.push(AnyProbe::Docker(docker::DockerProbe::new(
+    probes.push(AnyProbe::Docker(docker::DockerProbe::with_wanted(
         config.docker.clone(),
+        wanted.clone(),
     )));
     Ok(probes)
 }

@@ -130,6 +130,28 @@ impl Runbook {
             .expect("the embedded runbook is valid (tested)")
     }
 
+    /// The observations the rules and causes read (with the labels they narrow them to), so that
+    /// probes fetch nothing the runbook cannot use.
+    pub fn wanted(&self) -> observe::Wanted {
+        let mut wanted = observe::Wanted::default();
+        for section in &self.sections {
+            let rules = section
+                .rules
+                .iter()
+                .flat_map(|r| std::iter::once(&r.when).chain(&r.clear));
+            let causes = section
+                .causes
+                .iter()
+                .flat_map(|c| c.evidence.iter().chain(&c.context));
+            for c in rules.chain(causes) {
+                if let Some(obs) = &c.obs {
+                    wanted.add(obs, &c.labels);
+                }
+            }
+        }
+        wanted
+    }
+
     /// The rule with this ID, and its section.
     pub fn rule(&self, id: &str) -> Option<(&Section, &Rule)> {
         self.sections

@@ -19,6 +19,7 @@ const EXERCISED: &[&str] = &[
     "harven_watchdog_build_info",
     "harven_watchdog_probe_up",
     "harven_watchdog_probe_duration_seconds_bucket",
+    "harven_watchdog_docker_api_requests_total",
     "harven_watchdog_incidents_open",
     "harven_watchdog_incident_level",
     "harven_watchdog_pages_total",

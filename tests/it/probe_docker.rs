@@ -676,11 +676,130 @@ async fn engine_events_make_the_runner_poll_before_its_interval() {
 fn the_docker_probe_is_built_with_the_others_and_can_wake_the_runner() {
     crate::support::init();
     let config = Config::load_with_env(&[], Vec::<(String, String)>::new()).expect("defaults");
-    let probes = probe::build_all(&config).expect("probes");
+    let probes = probe::build_all(
+        &config,
+        &harven_watchdog::runbook::Runbook::embedded().wanted(),
+    )
+    .expect("probes");
     let docker = probes
         .iter()
         .find(|p| p.source() == "docker")
         .expect("a docker probe");
     assert!(docker.wake().is_some());
     assert_eq!(docker.interval(), Duration::from_secs(15));
+}
+
+/// Engine requests of `call` counted by `probe` so far.
+fn requests(probe: &DockerProbe, call: &'static str) -> u64 {
+    probe.requests().get(call)
+}
+
+/// Watching many containers costs one list call per poll plus a bounded share of inspections; memory
+/// stats and logs are read only of containers the runbook reads (none of these); a health flip and
+/// a restart by the restart policy are still seen, through a fresh inspection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_containers_cost_a_list_and_a_bounded_share_of_inspections_per_poll() {
+    let idle = crate::support::stack::start_containers(10).await;
+    let health = TestContainer::start(
+        ContainerOptions::new()
+            .name_hint("scale-health")
+            .health_cmd("test -f /tmp/healthy"),
+    )
+    .await;
+    // Exits 3 when told to (a file), then the restart policy starts it again (which removes it).
+    let crash = TestContainer::start(
+        ContainerOptions::new()
+            .name_hint("scale-crash")
+            .cmd(&[
+                "/bin/sh",
+                "-c",
+                "rm -f /tmp/die; while [ ! -f /tmp/die ]; do sleep 0.2; done; exit 3",
+            ])
+            .restart_policy(RestartPolicyNameEnum::ON_FAILURE, 5),
+    )
+    .await;
+    let mut names: Vec<&str> = idle.iter().map(TestContainer::name).collect();
+    names.extend([health.name(), crash.name()]);
+    let env = vec![(
+        "HARVEN_WATCHDOG__DOCKER__CONTAINERS".to_owned(),
+        names.join(","),
+    )];
+    let config = Config::load_with_env(&[], env).expect("test configuration");
+    let wanted = harven_watchdog::runbook::Runbook::embedded().wanted();
+    let mut probe = DockerProbe::with_wanted(config.docker, wanted);
+
+    poll_until(
+        &mut probe,
+        "healthy",
+        |_| {},
+        |o| text(o, "docker.health", health.name()) == Some("healthy"),
+    )
+    .await;
+    // Steady polls: nothing changes, so at most the reconcile's share (4 of 12) is inspected again,
+    // plus the health container if its checks' events name it.
+    for _ in 0..5 {
+        let (lists, inspects) = (requests(&probe, "list"), requests(&probe, "inspect"));
+        let out = poll(&mut probe).await;
+        assert_eq!(
+            requests(&probe, "list") - lists,
+            1,
+            "one list call per poll"
+        );
+        let inspected = requests(&probe, "inspect") - inspects;
+        assert!(
+            inspected <= 5,
+            "{inspected} inspections in a steady poll of 12"
+        );
+        for name in &names {
+            assert_eq!(boolean(&out, "docker.running", name), Some(true), "{name}");
+            assert_eq!(number(&out, "docker.restarts", name), Some(0.0), "{name}");
+            assert_eq!(
+                boolean(&out, "docker.env_present", name),
+                Some(name.contains("stack")),
+                "{name}: JWT_SECRET presence is kept between inspections"
+            );
+            assert!(
+                outcome(&out, "docker.memory_bytes", name, &[]).is_none(),
+                "{name}: the runbook reads no memory of it"
+            );
+        }
+    }
+    assert_eq!(requests(&probe, "stats"), 0, "no memory the runbook reads");
+    assert_eq!(requests(&probe, "logs"), 0, "no logs the runbook reads");
+
+    let inspects = requests(&probe, "inspect");
+    health.set_healthy(false).await;
+    poll_until(
+        &mut probe,
+        "unhealthy",
+        |_| {},
+        |o| text(o, "docker.health", health.name()) == Some("unhealthy"),
+    )
+    .await;
+    assert!(requests(&probe, "inspect") > inspects);
+
+    let exec = crash.exec(&["touch", "/tmp/die"]).await;
+    assert_eq!(exec.exit_code, Some(0), "{}", exec.output);
+    let counted = Cell::new(0.0);
+    let out = poll_until(
+        &mut probe,
+        "the restart counted, with Docker's restart count",
+        |o| {
+            let n = number(o, "docker.restarts", crash.name()).expect("restarts");
+            counted.set(counted.get() + n);
+        },
+        |o| {
+            number(o, "docker.restart_count", crash.name()) == Some(1.0)
+                && boolean(o, "docker.running", crash.name()) == Some(true)
+        },
+    )
+    .await;
+    assert_eq!(number(&out, "docker.exit_code", crash.name()), Some(0.0));
+    for _ in 0..3 {
+        tokio::time::sleep(POLL_EVERY).await;
+        let out = poll(&mut probe).await;
+        counted
+            .set(counted.get() + number(&out, "docker.restarts", crash.name()).expect("restarts"));
+    }
+    assert_eq!(counted.get(), 1.0, "the restart counted exactly once");
 }
