@@ -816,8 +816,13 @@ pub(crate) fn check_window(
     if ends <= now {
         return Err(ApiError::bad_request("the window is already over"));
     }
-    let mut covered = body.sections;
-    covered.dedup();
+    // Each section once, in the order given (`dedup` alone drops only adjacent repeats).
+    let mut covered: Vec<String> = Vec::with_capacity(body.sections.len());
+    for section in body.sections {
+        if !covered.contains(&section) {
+            covered.push(section);
+        }
+    }
     Ok((
         MaintenanceWindow {
             sections: covered,
@@ -1028,6 +1033,17 @@ mod tests {
         assert_eq!(by, "Ana");
         assert_eq!(w.starts, NOW);
         assert_eq!(w.ends, NOW + std::time::Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn a_section_named_twice_is_covered_once() {
+        let (w, _) = check_window(
+            body(serde_json::json!({"sections": ["errors", "latency", "errors"], "duration": "1h", "reason": "r", "by": "a"})),
+            NOW,
+            &sections(),
+        )
+        .expect("valid");
+        assert_eq!(w.sections, ["errors", "latency"]);
     }
 
     #[test]
