@@ -38,6 +38,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use harven_watchdog::config::Config;
+use harven_watchdog::probe::prometheus::equivalent_promql;
 use harven_watchdog::runbook::Runbook;
 use support::backend::{Scenario, SimBackend, StatusStyle};
 use support::prometheus::PrometheusServer;
@@ -194,8 +195,8 @@ struct Case {
     rule: &'static str,
     /// The rule's threshold on the query's value (the query selects by `max`).
     threshold: f64,
-    /// Which of the configured queries the rule reads.
-    query: fn(&harven_watchdog::config::Queries) -> &str,
+    /// The probe's reading the rule compares (`probe::prometheus::equivalent_promql`).
+    reading: &'static str,
 }
 
 const CASES: [Case; 2] = [
@@ -205,7 +206,7 @@ const CASES: [Case; 2] = [
         section: "latency",
         rule: "latency.p95_high",
         threshold: 3.0,
-        query: |q| &q.p95,
+        reading: "p95",
     },
     Case {
         name: "errors",
@@ -213,7 +214,7 @@ const CASES: [Case; 2] = [
         section: "errors",
         rule: "errors.ratio_high",
         threshold: 0.05,
-        query: |q| &q.error_ratio,
+        reading: "error_ratio",
     },
 ];
 
@@ -239,8 +240,10 @@ fn tight_runbook() -> String {
 }
 
 fn setups(case: Case, tight_runbook: &Path) -> (Setup, Setup) {
-    let defaults = Config::load_with_env(&[], Vec::new()).expect("the embedded defaults");
-    let query = (case.query)(&defaults.prometheus.queries).to_owned();
+    let promql = |env: &[(String, String)]| {
+        let config = Config::load_with_env(&[], env.to_vec()).expect("the configuration");
+        equivalent_promql(&config.prometheus, case.reading).expect("a known reading")
+    };
     let rule_for = Runbook::embedded()
         .sections
         .iter()
@@ -248,31 +251,26 @@ fn setups(case: Case, tight_runbook: &Path) -> (Setup, Setup) {
         .find(|r| r.id == case.rule)
         .map(|r| r.for_)
         .expect("the rule is in the shipped runbook");
-    let tight_query = |q: &str| q.replace("[5m]", "[30s]");
     let default = Setup {
         name: "default",
         env: Vec::new(),
-        query: query.clone(),
+        query: promql(&[]),
         for_: rule_for,
     };
-    let q = &defaults.prometheus.queries;
+    let env: Vec<(String, String)> = [
+        ("PROMETHEUS__INTERVAL", "1s".to_owned()),
+        ("PROMETHEUS__TIMEOUT", "900ms".to_owned()),
+        ("PROMETHEUS__WINDOW", "30s".to_owned()),
+        ("RUNBOOK__PATH", tight_runbook.display().to_string()),
+        ("ESCALATION__REOPEN_WITHIN", "1s".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v))
+    .collect();
     let tight = Setup {
         name: "tight",
-        env: [
-            ("PROMETHEUS__INTERVAL", "1s".to_owned()),
-            ("PROMETHEUS__TIMEOUT", "900ms".to_owned()),
-            ("PROMETHEUS__QUERIES__P95", tight_query(&q.p95)),
-            (
-                "PROMETHEUS__QUERIES__ERROR_RATIO",
-                tight_query(&q.error_ratio),
-            ),
-            ("RUNBOOK__PATH", tight_runbook.display().to_string()),
-            ("ESCALATION__REOPEN_WITHIN", "1s".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v))
-        .collect(),
-        query: tight_query(&query),
+        query: promql(&env),
+        env,
         for_: Duration::ZERO,
     };
     (default, tight)

@@ -74,7 +74,8 @@ pub struct ObservationLine {
     pub state: &'static str,
     /// The value (number, boolean or text) when `state` is `value`, else null.
     pub value: Option<Value>,
-    /// Why there is no value (no traffic, a refused query), else null.
+    /// Why there is no value (no traffic, a refused query); with a value, how the probe read it
+    /// (which histogram, which formula), or null.
     pub detail: Option<String>,
     pub observed_at: String,
     pub age_seconds: f64,
@@ -116,9 +117,9 @@ pub fn build(
     let observations = evidence
         .entries()
         .into_iter()
-        .map(|(key, outcome, observed)| {
+        .map(|(key, outcome, note, observed)| {
             let (state, value, detail) = match outcome {
-                Outcome::Value(v) => ("value", Some(v.clone()), None),
+                Outcome::Value(v) => ("value", Some(v.clone()), note.map(str::to_owned)),
                 Outcome::NoData(why) => ("no_data", None, Some(why.clone())),
                 Outcome::Unknown(f) => ("unknown", None, Some(f.to_string())),
             };
@@ -204,7 +205,8 @@ impl Report {
                 }
                 .to_string();
                 let value = match (&o.value, &o.detail) {
-                    (Some(v), _) => format!("{v}  ({:.1}s ago)", o.age_seconds),
+                    (Some(v), Some(d)) => format!("{v}  ({:.1}s ago; {d})", o.age_seconds),
+                    (Some(v), None) => format!("{v}  ({:.1}s ago)", o.age_seconds),
                     (None, Some(d)) if o.state == "no_data" => format!("no data: {d}"),
                     (None, Some(d)) => format!("UNKNOWN: {d}"),
                     (None, None) => o.state.to_owned(),
@@ -227,7 +229,8 @@ impl Report {
             }
             .to_string();
             let what = match (&s.value, &s.note) {
-                (Some(v), _) => format!("= {v}"),
+                (Some(v), Some(n)) => format!("= {v} ({n})"),
+                (Some(v), None) => format!("= {v}"),
                 (None, Some(n)) => format!("cannot evaluate: {n}"),
                 (None, None) => String::new(),
             };

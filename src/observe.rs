@@ -122,11 +122,27 @@ impl Outcome {
 pub struct Observation {
     pub key: Key,
     pub outcome: Outcome,
+    /// How the value was read, when that matters to whoever weighs it (`from the high-resolution
+    /// histogram, all handlers`, `no 5xx series yet: 0`). Shown beside the value in evidence lines,
+    /// symptoms and `diagnose`; it must not change what the value means.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Observation {
     pub fn new(key: Key, outcome: Outcome) -> Self {
-        Self { key, outcome }
+        Self {
+            key,
+            outcome,
+            note: None,
+        }
+    }
+
+    /// The same observation, with how it was read.
+    #[must_use]
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 
     pub fn number(key: Key, n: f64) -> Self {
@@ -240,6 +256,7 @@ pub struct SourceState {
 struct Entry {
     source: String,
     outcome: Outcome,
+    note: Option<String>,
     at: Timestamp,
 }
 
@@ -270,6 +287,7 @@ impl Evidence {
                 let entry = Entry {
                     source: report.source.clone(),
                     outcome: o.outcome,
+                    note: o.note,
                     at: report.at,
                 };
                 self.entries.insert(o.key, entry);
@@ -293,6 +311,11 @@ impl Evidence {
             },
             Some(e) => self.reading(e),
         }
+    }
+
+    /// How the latest value of `key` was read, when its probe said.
+    pub fn note(&self, key: &Key) -> Option<&str> {
+        self.entries.get(key).and_then(|e| e.note.as_deref())
     }
 
     fn reading<'a>(&'a self, e: &'a Entry) -> Reading<'a> {
@@ -321,11 +344,12 @@ impl Evidence {
     }
 
     /// Every key with its latest outcome and time, sorted by key (for `diagnose` and the API).
-    pub fn entries(&self) -> Vec<(&Key, &Outcome, Timestamp)> {
+    /// With each: its outcome, how it was read (the probe's note) and when.
+    pub fn entries(&self) -> Vec<(&Key, &Outcome, Option<&str>, Timestamp)> {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .map(|(k, e)| (k, &e.outcome, e.at))
+            .map(|(k, e)| (k, &e.outcome, e.note.as_deref(), e.at))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
@@ -383,8 +407,29 @@ pub const CATALOGUE: &[Spec] = &[
         "prometheus.p95_seconds",
         "prometheus",
         Number,
+        &["handler", "histogram"],
+        "p95 request latency per handler (`*`: all handlers), from the histogram named",
+    ),
+    spec(
+        "prometheus.slow_share",
+        "prometheus",
+        Number,
+        &["handler", "histogram"],
+        "share of requests slower than the runbook's latency threshold (exact from the bucket at the threshold when there is one)",
+    ),
+    spec(
+        "prometheus.handler_slow_share",
+        "prometheus",
+        Number,
         &["handler"],
-        "p95 request latency per handler",
+        "share of a handler's requests slower than the per-handler histogram's highest bucket (names the slow handlers when the p95 is read over all handlers)",
+    ),
+    spec(
+        "prometheus.blind_spot",
+        "prometheus",
+        Text,
+        &["obs", "reason"],
+        "why an observation the runbook's rules read cannot show what they look for, with the fix",
     ),
     spec(
         "prometheus.error_ratio",
@@ -712,6 +757,9 @@ pub struct Wanted {
     everything: bool,
     /// By catalogue name, the label sets of the conditions over it.
     by_name: HashMap<String, Vec<Labels>>,
+    /// By catalogue name, the numbers its rules fire above (`p95 > 3`): a probe that reads a
+    /// histogram checks that its buckets can tell them.
+    thresholds: HashMap<String, Vec<f64>>,
 }
 
 impl Wanted {
@@ -720,6 +768,7 @@ impl Wanted {
         Self {
             everything: true,
             by_name: HashMap::new(),
+            thresholds: HashMap::new(),
         }
     }
 
@@ -729,6 +778,20 @@ impl Wanted {
             .entry(name.to_owned())
             .or_default()
             .push(labels.clone());
+    }
+
+    /// Records that a rule fires when `name` rises above `value`.
+    pub fn add_threshold(&mut self, name: &str, value: f64) {
+        let list = self.thresholds.entry(name.to_owned()).or_default();
+        if !list.contains(&value) {
+            list.push(value);
+            list.sort_by(f64::total_cmp);
+        }
+    }
+
+    /// The numbers rules fire above on `name`, ascending (empty when no rule compares it so).
+    pub fn thresholds(&self, name: &str) -> &[f64] {
+        self.thresholds.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// True when some condition over `name` can read an instance whose label `label` is `value`: a

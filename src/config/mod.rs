@@ -16,8 +16,8 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
-    LogPattern, MaintenanceWindow, PrometheusConfig, Queries, RedisConfig, RunbookConfig,
-    ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    LogPattern, MaintenanceWindow, PrometheusConfig, RedisConfig, RunbookConfig, ServerConfig,
+    SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -31,6 +31,7 @@ const LIST_KEYS: &[&str] = &[
     "docker.containers",
     "docker.env_vars",
     "redis.key_patterns",
+    "prometheus.exclude_handlers",
     "escalation.l1.to",
     "escalation.l2.to",
     "escalation.l3.to",

@@ -73,18 +73,13 @@ pub struct RawPrometheus {
     pub interval: String,
     pub timeout: String,
     pub backend_job: String,
-    pub queries: RawQueries,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RawQueries {
-    pub p95: String,
-    pub error_ratio: String,
-    pub auth_ratio_exact: String,
-    pub auth_ratio_grouped: String,
-    pub request_rate: String,
-    pub request_rate_baseline: String,
+    pub window: String,
+    pub baseline_window: String,
+    pub requests_metric: String,
+    pub latency_histogram: String,
+    pub latency_highr_histogram: String,
+    pub exclude_handlers: Vec<String>,
+    pub auth_handlers: String,
 }
 
 /// A status page added by a user may leave out `interval` and `timeout`; validation fills them in.
@@ -179,7 +174,41 @@ pub struct RawWindow {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawLevel {
+    /// A list of addresses, or one string holding one address or several separated by commas (as
+    /// Alertmanager's `to` takes them).
+    #[serde(deserialize_with = "one_or_many")]
     pub to: Vec<String>,
     pub after: Option<String>,
     pub critical_for: Option<String>,
+}
+
+/// A list of strings, or one string of comma-separated items (`"a@x, b@x"`): a single address is the
+/// natural way to write one recipient (Alertmanager's `to` takes it so), and the environment's list
+/// variables read the same way.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an address, addresses separated by commas, or a list of addresses")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Visitor)
 }

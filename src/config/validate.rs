@@ -99,18 +99,22 @@ pub struct PrometheusConfig {
     pub timeout: Duration,
     /// The backend's scrape job, for `up`.
     pub backend_job: String,
-    pub queries: Queries,
-}
-
-/// The PromQL behind each Prometheus observation.
-#[derive(Debug, Clone)]
-pub struct Queries {
-    pub p95: String,
-    pub error_ratio: String,
-    pub auth_ratio_exact: String,
-    pub auth_ratio_grouped: String,
-    pub request_rate: String,
-    pub request_rate_baseline: String,
+    /// The range of every `rate()` the probe asks for (the runbook's `[5m]`).
+    pub window: Duration,
+    /// The range of the usual request rate, read just before `window` (`[1h] offset 5m`).
+    pub baseline_window: Duration,
+    /// The backend's request counter (`http_requests_total{handler,method,status}`).
+    pub requests_metric: String,
+    /// The per-handler latency histogram (`http_request_duration_seconds{handler,method}`).
+    pub latency_histogram: String,
+    /// The label-less, fine-bucketed latency histogram (`http_request_duration_highr_seconds`).
+    pub latency_highr_histogram: String,
+    /// Handlers that are not traffic (the scrape endpoint, health checks): left out of every ratio,
+    /// rate and percentile that has a `handler` label.
+    pub exclude_handlers: Vec<String>,
+    /// The handlers whose 4xx count as authentication failures when status codes are grouped
+    /// (`4xx` cannot tell 401/403 from 404/422).
+    pub auth_handlers: regex::Regex,
 }
 
 #[derive(Debug, Clone)]
@@ -593,37 +597,59 @@ fn check_prometheus(
             "must name the backend's scrape job",
         );
     }
-    let q = raw.queries;
-    for (key, text) in [
-        ("p95", &q.p95),
-        ("error_ratio", &q.error_ratio),
-        ("auth_ratio_exact", &q.auth_ratio_exact),
-        ("auth_ratio_grouped", &q.auth_ratio_grouped),
-        ("request_rate", &q.request_rate),
-        ("request_rate_baseline", &q.request_rate_baseline),
+    let window = c.duration("prometheus.window", &raw.window);
+    let baseline_window = c.duration("prometheus.baseline_window", &raw.baseline_window);
+    for (key, name) in [
+        ("requests_metric", &raw.requests_metric),
+        ("latency_histogram", &raw.latency_histogram),
+        ("latency_highr_histogram", &raw.latency_highr_histogram),
     ] {
-        if text.trim().is_empty() {
+        if !is_metric_name(name) {
             c.problem(
-                &format!("prometheus.queries.{key}"),
-                "must be a PromQL query",
+                &format!("prometheus.{key}"),
+                format!("{name:?} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
             );
         }
     }
+    for (i, handler) in raw.exclude_handlers.iter().enumerate() {
+        if handler.trim().is_empty() {
+            c.problem(
+                "prometheus.exclude_handlers",
+                format!(
+                    "entry {} is empty; name a handler such as \"/metrics\"",
+                    i + 1
+                ),
+            );
+        }
+    }
+    let auth_handlers = c.check(
+        "prometheus.auth_handlers",
+        regex::Regex::new(&raw.auth_handlers)
+            .map_err(|e| format!("is not a regular expression: {e}")),
+    );
     let (interval, timeout) = times?;
     Some(PrometheusConfig {
         url: url?,
         interval,
         timeout,
         backend_job: raw.backend_job,
-        queries: Queries {
-            p95: q.p95,
-            error_ratio: q.error_ratio,
-            auth_ratio_exact: q.auth_ratio_exact,
-            auth_ratio_grouped: q.auth_ratio_grouped,
-            request_rate: q.request_rate,
-            request_rate_baseline: q.request_rate_baseline,
-        },
+        window: window?,
+        baseline_window: baseline_window?,
+        requests_metric: raw.requests_metric,
+        latency_histogram: raw.latency_histogram,
+        latency_highr_histogram: raw.latency_highr_histogram,
+        exclude_handlers: raw.exclude_handlers,
+        auth_handlers: auth_handlers?,
     })
+}
+
+/// A valid Prometheus metric name.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn check_status_pages(

@@ -124,7 +124,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
                 Role::Supporting => held += c.weight,
                 Role::Against => contradicted = true,
             }
-            ("holds", values(c, &holding))
+            ("holds", values(c, &holding, ev))
         } else if let Some((_, Truth::Unknown { why })) = found
             .iter()
             .find(|(_, t)| matches!(t, Truth::Unknown { .. }))
@@ -140,7 +140,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
             ("no_data", why)
         } else {
             let all: Vec<_> = found.iter().collect();
-            ("fails", values(c, &all))
+            ("fails", values(c, &all, ev))
         };
         evidence.push(EvidenceLine {
             condition: condition::describe(c),
@@ -204,7 +204,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
 }
 
 /// `value` alone for one unlabelled instance, else `key = value` per instance.
-fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)]) -> String {
+fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)], ev: &Evidence) -> String {
     let name = c
         .obs
         .as_deref()
@@ -217,16 +217,15 @@ fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)]) -> String {
             _ => None,
         })
         .map(|(labels, value)| {
+            let key = Key {
+                name,
+                labels: labels.clone(),
+            };
+            let note = ev.note(&key).map(|n| format!(" ({n})")).unwrap_or_default();
             if found.len() == 1 || c.source_failing.is_some() {
-                value.to_string()
+                format!("{value}{note}")
             } else {
-                format!(
-                    "{} = {value}",
-                    Key {
-                        name,
-                        labels: labels.clone()
-                    }
-                )
+                format!("{key} = {value}{note}")
             }
         })
         .collect();

@@ -67,7 +67,7 @@ pub struct Symptom {
     pub observable: bool,
     /// The latest value, when there is one.
     pub value: Option<Value>,
-    /// Why there is no value.
+    /// Why there is no value; with a value, how the probe read it (which histogram, which formula).
     pub note: Option<String>,
     /// When it fired (firing and recovering).
     pub fired_at: Option<Timestamp>,
@@ -221,7 +221,14 @@ impl Engine {
                     let key = (si, ri, labels.clone());
                     let (observable, value, note) = match &truth {
                         Truth::Holds { value } | Truth::Fails { value } => {
-                            (true, Some(value.clone()), None)
+                            let note = rule.when.obs.as_deref().and_then(|name| {
+                                let key = crate::observe::Key {
+                                    name: crate::observe::intern(name)?,
+                                    labels: labels.clone(),
+                                };
+                                ev.note(&key).map(str::to_owned)
+                            });
+                            (true, Some(value.clone()), note)
                         }
                         Truth::NoData { why } | Truth::Unknown { why } => {
                             (false, None, Some(why.clone()))

@@ -262,9 +262,12 @@ pub fn build_all(
     config: &crate::config::Config,
     wanted: &crate::observe::Wanted,
 ) -> Result<Vec<AnyProbe>, BuildError> {
-    let mut probes = vec![AnyProbe::Prometheus(prometheus::PrometheusProbe::new(
-        config.prometheus.clone(),
-    )?)];
+    let mut probes = vec![AnyProbe::Prometheus(
+        prometheus::PrometheusProbe::with_thresholds(
+            config.prometheus.clone(),
+            wanted.thresholds("prometheus.p95_seconds"),
+        )?,
+    )];
     // One HTTP client for the status pages and Supabase, built only when one of them is configured.
     let timeouts = config.status_pages.iter().map(|p| p.timeout);
     let timeouts = timeouts.chain(config.supabase.iter().map(|s| s.timeout));

@@ -1,15 +1,40 @@
-//! The Prometheus probe: the runbook's queries against the backend's own metrics.
+//! The Prometheus probe: the runbook's evidence from the backend's own metrics, as the real
+//! prometheus-fastapi-instrumentator exports them.
 //!
 //! Requests go through `prometheus-http-query` over our own reqwest client (with timeouts; the crate's
 //! default client has none), and answers are read with a size cap before they are parsed, so a proxy's
 //! error page or a runaway query cannot flood memory.
 //!
+//! # Five queries, the formulas here
+//!
+//! Each poll asks, concurrently, for raw rates grouped as finely as the formulas need, and computes the
+//! runbook's readings itself (see [`queries`]):
+//!
+//! - the per-handler latency histogram's buckets, `sum by (handler, le) (rate(…_bucket[5m]))`;
+//! - the label-less high-resolution histogram's buckets, `sum by (le) (rate(…_bucket[5m]))`;
+//! - the requests by handler and status, `sum by (handler, status) (rate(http_requests_total[5m]))`;
+//! - the usual request rate, `sum(rate(http_requests_total[1h] offset 5m))`;
+//! - `up`, for the backend's scrape job (and the jobs there are, to name them when it is missing).
+//!
+//! Every query with a `handler` label leaves out `exclude_handlers` (the scrape endpoint and health
+//! checks are not traffic). The buckets come with the answer, so the probe sees the histogram layout
+//! the backend really has: the library's default per-handler buckets stop at 1 s, and a quantile over
+//! them can never exceed 1 s. The p95 is read from the per-handler histogram when one of its finite
+//! buckets lies above the runbook's threshold, else from the high-resolution one (all handlers; the
+//! slow handlers are named from the per-handler histogram's share of requests over its top bucket);
+//! the share of requests slower than the threshold is exact from the bucket at the threshold when
+//! there is one. The quantile is Prometheus' own `histogram_quantile` algorithm. A reading that cannot
+//! show what its rule looks for is reported as a `prometheus.blind_spot`, with the fix.
+//!
+//! Ratios are zero, not no data, when the backend has traffic but no 5xx (or 401/403) series yet:
+//! the instrumentation creates a series at its first request. With status codes grouped (`4xx`), the
+//! auth ratio counts the 4xx of the handlers matching `auth_handlers`, and says so.
+//!
 //! Outcomes, kept apart: Prometheus unreachable, or answering something that is not its API → the
-//! source fails (rules over it become unknown); one query refused (bad PromQL) → that query's keys are
-//! unknown, logged once with the query named, and the source stays up; an empty result or a NaN → no
-//! data (a handler without traffic never fires and never clears anything).
+//! source fails (rules over it become unknown); one query refused → that query's keys are unknown,
+//! logged once with the query named, and the source stays up; no traffic in the window → no data.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -23,21 +48,30 @@ use crate::clock::Timestamp;
 use crate::config::PrometheusConfig;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Value};
 
-/// Largest answer read from Prometheus. A p95 per handler is a few KiB; this leaves room for large
-/// handler sets while bounding memory.
+/// Largest answer read from Prometheus. Buckets by handler are a few KiB per handler; this leaves room
+/// for large handler sets while bounding memory.
 pub const MAX_BODY: usize = 4 << 20;
 
-/// At most this many series of one query become observations (the rest are dropped and logged once).
+/// At most this many series of one observation are kept (the rest are dropped and logged).
 pub const MAX_SERIES: usize = 500;
 
 /// Longest decode error quoted in a failure, in characters.
 const MAX_ERROR: usize = 200;
 
+/// The quantile the runbook's latency symptom reads.
+const QUANTILE: f64 = 0.95;
+
+/// The threshold assumed when no rule compares the p95 with a number (the runbook's 3 s).
+const DEFAULT_THRESHOLD: f64 = 3.0;
+
 /// Polls the configured Prometheus.
 pub struct PrometheusProbe {
     config: PrometheusConfig,
     client: prometheus_http_query::Client,
-    /// Queries whose refusal has been logged already (logged once, counted every time).
+    queries: Queries,
+    /// The p95 thresholds the runbook's rules fire above, ascending (never empty).
+    thresholds: Vec<f64>,
+    /// Refusals already logged (logged once, counted every time).
     reported: HashSet<String>,
 }
 
@@ -49,8 +83,119 @@ impl std::fmt::Debug for PrometheusProbe {
     }
 }
 
+/// The PromQL a poll sends, built from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queries {
+    /// The per-handler histogram's bucket rates by handler and `le`.
+    pub lowr: String,
+    /// The label-less histogram's bucket rates by `le`.
+    pub highr: String,
+    /// Request rates by handler and status.
+    pub requests: String,
+    /// The usual request rate, just before the window.
+    pub baseline: String,
+    /// Every target's `up`.
+    pub up: String,
+}
+
+/// The queries for `config`.
+pub fn queries(config: &PrometheusConfig) -> Queries {
+    let w = promql_duration(config.window);
+    let filter = handler_filter(&config.exclude_handlers);
+    let sel = |metric: &str| {
+        if filter.is_empty() {
+            metric.to_owned()
+        } else {
+            format!("{metric}{{{filter}}}")
+        }
+    };
+    Queries {
+        lowr: format!(
+            "sum by (handler, le) (rate({}[{w}]))",
+            sel(&format!("{}_bucket", config.latency_histogram))
+        ),
+        highr: format!(
+            "sum by (le) (rate({}_bucket[{w}]))",
+            config.latency_highr_histogram
+        ),
+        requests: format!(
+            "sum by (handler, status) (rate({}[{w}]))",
+            sel(&config.requests_metric)
+        ),
+        baseline: format!(
+            "sum(rate({}[{}] offset {w}))",
+            sel(&config.requests_metric),
+            promql_duration(config.baseline_window)
+        ),
+        up: "up".to_owned(),
+    }
+}
+
+/// The single PromQL expressions equivalent to the probe's readings, for people and benchmarks
+/// (`p95` per handler, `error_ratio`): what to paste into Prometheus to see what the probe sees.
+pub fn equivalent_promql(config: &PrometheusConfig, reading: &str) -> Option<String> {
+    let w = promql_duration(config.window);
+    let filter = handler_filter(&config.exclude_handlers);
+    let with = |extra: &str| match (filter.is_empty(), extra.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("{{{extra}}}"),
+        (false, true) => format!("{{{filter}}}"),
+        (false, false) => format!("{{{extra}, {filter}}}"),
+    };
+    let req = &config.requests_metric;
+    Some(match reading {
+        "p95" => format!(
+            "histogram_quantile({QUANTILE}, sum by (le, handler) (rate({}_bucket{}[{w}])))",
+            config.latency_histogram,
+            with("")
+        ),
+        "p95_highr" => format!(
+            "histogram_quantile({QUANTILE}, sum by (le) (rate({}_bucket[{w}])))",
+            config.latency_highr_histogram
+        ),
+        "error_ratio" => format!(
+            "(sum(rate({req}{}[{w}])) or vector(0)) / sum(rate({req}{}[{w}]))",
+            with(r#"status=~"5..""#),
+            with("")
+        ),
+        _ => return None,
+    })
+}
+
+/// `handler!~"…"` leaving out `handlers` exactly, or nothing when there are none.
+fn handler_filter(handlers: &[String]) -> String {
+    if handlers.is_empty() {
+        return String::new();
+    }
+    let alternatives: Vec<String> = handlers.iter().map(|h| regex::escape(h)).collect();
+    let regex = alternatives.join("|");
+    format!(
+        "handler!~\"{}\"",
+        regex.replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+/// A duration as PromQL writes one: whole seconds (`300s`), milliseconds below a second.
+fn promql_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 impl PrometheusProbe {
+    /// A probe checking the runbook's default latency threshold.
     pub fn new(config: PrometheusConfig) -> Result<Self, BuildError> {
+        Self::with_thresholds(config, &[])
+    }
+
+    /// A probe whose latency readings must be able to show p95 above each of `thresholds` (seconds;
+    /// the runbook's rules over `prometheus.p95_seconds`).
+    pub fn with_thresholds(
+        config: PrometheusConfig,
+        thresholds: &[f64],
+    ) -> Result<Self, BuildError> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(2)))
@@ -63,11 +208,28 @@ impl PrometheusProbe {
             })?;
         let client = prometheus_http_query::Client::from(http, config.url.as_str())
             .map_err(|e| BuildError(format!("prometheus.url: {e}")))?;
+        let mut thresholds: Vec<f64> = thresholds
+            .iter()
+            .copied()
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .collect();
+        if thresholds.is_empty() {
+            thresholds.push(DEFAULT_THRESHOLD);
+        }
+        thresholds.sort_by(f64::total_cmp);
+        thresholds.dedup();
         Ok(Self {
+            queries: queries(&config),
             config,
             client,
+            thresholds,
             reported: HashSet::new(),
         })
+    }
+
+    /// The queries each poll sends.
+    pub fn queries(&self) -> &Queries {
+        &self.queries
     }
 
     /// Runs one instant query: its samples, or why not.
@@ -96,14 +258,10 @@ impl PrometheusProbe {
         }
     }
 
-    /// Logs a refused query the first time it is refused.
-    fn note_refusal(&mut self, name: &str, failure: &Failure) {
-        if self.reported.insert(failure.detail.clone()) {
-            tracing::error!(
-                query = name,
-                detail = %failure.detail,
-                "Prometheus refused a runbook query; fix prometheus.queries.{name} (its rules stay unknown)"
-            );
+    /// Logs something wrong with the backend's metrics or a query the first time it is seen.
+    fn note_once(&mut self, what: &str, detail: &str) {
+        if self.reported.insert(detail.to_owned()) {
+            tracing::error!(what, detail, "Prometheus evidence is incomplete");
         }
     }
 }
@@ -120,7 +278,7 @@ enum ApiAnswer {
 #[derive(Debug)]
 enum Answer {
     /// The samples, labels and value, in Prometheus' order.
-    Samples(Vec<(Vec<(String, String)>, f64)>),
+    Samples(Vec<Sample>),
     /// Prometheus answered but refused this query.
     Refused(Failure),
     /// Prometheus could not be read at all.
@@ -152,7 +310,7 @@ fn interpret(promql: &str, status: reqwest::StatusCode, body: &[u8]) -> Answer {
     }
 }
 
-fn samples(result: &PromqlResult) -> Vec<(Vec<(String, String)>, f64)> {
+fn samples(result: &PromqlResult) -> Vec<Sample> {
     match result.data() {
         Data::Vector(v) => v
             .iter()
@@ -197,89 +355,46 @@ impl Probe for PrometheusProbe {
     }
 
     async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
-        let q = &self.config.queries;
-        let up = format!(
-            "up{{job=\"{}\"}}",
-            self.config.backend_job.replace('"', "\\\"")
-        );
-        let texts = [
-            &q.p95,
-            &q.error_ratio,
-            &q.auth_ratio_exact,
-            &q.auth_ratio_grouped,
-            &q.request_rate,
-            &q.request_rate_baseline,
-            &up,
-        ];
+        let q = &self.queries;
+        let texts = [&q.lowr, &q.highr, &q.requests, &q.baseline, &q.up];
         let answers = join_all(texts.iter().map(|t| self.query(t))).await;
         if let Some(Answer::SourceDown(f)) =
             answers.iter().find(|a| matches!(a, Answer::SourceDown(_)))
         {
             return Err(f.clone());
         }
-        let names = [
-            "p95",
-            "error_ratio",
-            "auth_ratio_exact",
-            "auth_ratio_grouped",
-            "request_rate",
-            "request_rate_baseline",
-            "backend_up",
-        ];
-        for (name, answer) in names.iter().zip(&answers) {
+        for answer in &answers {
             if let Answer::Refused(f) = answer {
-                self.note_refusal(name, f);
+                let detail = format!("Prometheus refused a query: {}", f.detail);
+                self.note_once("query", &detail);
             }
         }
-        let [p95, errors, auth_exact, auth_grouped, rate, baseline, up] =
-            <[Answer; 7]>::try_from(answers).expect("seven queries, seven answers");
-
+        let [lowr, highr, requests, baseline, up] =
+            <[Answer; 5]>::try_from(answers).expect("five queries, five answers");
         let mut out = Vec::new();
-        per_series(
-            &mut out,
-            "prometheus.p95_seconds",
-            "handler",
-            p95,
-            "no handler has traffic in the window",
-        );
-        out.push(single(
-            "prometheus.error_ratio",
-            errors,
-            "no requests in the window",
-        ));
-        auth(&mut out, auth_exact, auth_grouped);
-        let rate_obs = single("prometheus.request_rate", rate, "no requests in the window");
-        let base_obs = single(
-            "prometheus.request_rate_baseline",
-            baseline,
-            "no baseline yet (the window before now is empty)",
-        );
-        out.push(rate_ratio(&rate_obs.outcome, &base_obs.outcome));
-        out.push(rate_obs);
-        out.push(base_obs);
-        match up {
-            Answer::Samples(s) if s.is_empty() => out.push(Observation::new(
-                Key::new("prometheus.backend_up").with("instance", "*"),
-                Outcome::NoData(format!(
-                    "Prometheus has no target for job {:?}",
-                    self.config.backend_job
-                )),
-            )),
-            Answer::Samples(s) => {
-                for (labels, v) in s.into_iter().take(MAX_SERIES) {
-                    let instance = label(&labels, "instance").unwrap_or("?").to_owned();
-                    let key = Key::new("prometheus.backend_up").with("instance", instance);
-                    out.push(Observation::boolean(key, v >= 1.0));
-                }
+        latency(&mut out, &self.config, &self.thresholds, lowr, highr);
+        let total = ratios(&mut out, &self.config, requests);
+        rates(&mut out, total, baseline);
+        backend_up(&mut out, &self.config.backend_job, up);
+        for o in &out {
+            if let (
+                Key {
+                    name: "prometheus.blind_spot",
+                    ..
+                },
+                Outcome::Value(Value::Text(t)),
+            ) = (&o.key, &o.outcome)
+            {
+                let detail = t.clone();
+                self.note_once("blind spot", &detail);
             }
-            Answer::Refused(f) | Answer::SourceDown(f) => out.push(Observation::new(
-                Key::new("prometheus.backend_up").with("instance", "*"),
-                Outcome::Unknown(f),
-            )),
         }
         Ok(out)
     }
 }
+
+/// A sample's labels and value.
+type Sample = (Vec<(String, String)>, f64);
 
 fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
     labels
@@ -288,78 +403,608 @@ fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// One observation per series, told apart by `by` (a query that lost the label gives `*`).
-fn per_series(
-    out: &mut Vec<Observation>,
-    name: &'static str,
-    by: &str,
-    answer: Answer,
-    empty: &str,
-) {
-    match answer {
-        Answer::Samples(s) if s.is_empty() => {
-            out.push(Observation::new(
-                Key::new(name).with(by, "*"),
-                Outcome::NoData(empty.to_owned()),
-            ));
-        }
-        Answer::Samples(s) => {
-            if s.len() > MAX_SERIES {
-                tracing::warn!(
-                    observation = name,
-                    series = s.len(),
-                    kept = MAX_SERIES,
-                    "too many series; the rest are ignored"
-                );
+/// `3 s`, `0.5 s`, `1 s`.
+fn secs(v: f64) -> String {
+    format!("{} s", Value::Number(v))
+}
+
+/// `12%`, `0.5%`.
+fn percent(v: f64) -> String {
+    format!("{}%", Value::Number((v * 1000.0).round() / 10.0))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Histograms
+// ------------------------------------------------------------------------------------------------
+
+/// One histogram's cumulative bucket rates, ascending by upper bound, `+Inf` last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(Vec<(f64, f64)>);
+
+impl Buckets {
+    /// Buckets from `(le, cumulative)` pairs in any order: equal bounds merged (Prometheus'
+    /// `coalesceBuckets`), counts made monotonic (its `ensureMonotonic`: rates of counters reset at
+    /// different moments can dip).
+    pub fn new(mut pairs: Vec<(f64, f64)>) -> Self {
+        pairs.retain(|(le, c)| !le.is_nan() && c.is_finite());
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut merged: Vec<(f64, f64)> = Vec::with_capacity(pairs.len());
+        for (le, c) in pairs {
+            match merged.last_mut() {
+                Some(last) if last.0 == le => last.1 += c,
+                _ => merged.push((le, c)),
             }
-            for (labels, v) in s.into_iter().take(MAX_SERIES) {
-                let value = label(&labels, by).unwrap_or("*").to_owned();
-                out.push(Observation::number(Key::new(name).with(by, value), v));
-            }
         }
-        Answer::Refused(f) | Answer::SourceDown(f) => {
-            out.push(Observation::new(
-                Key::new(name).with(by, "*"),
-                Outcome::Unknown(f),
-            ));
+        let mut max = f64::NEG_INFINITY;
+        for b in &mut merged {
+            max = max.max(b.1);
+            b.1 = max;
         }
+        Self(merged)
+    }
+
+    /// The finite upper bounds.
+    pub fn bounds(&self) -> Vec<f64> {
+        self.0
+            .iter()
+            .map(|b| b.0)
+            .filter(|le| le.is_finite())
+            .collect()
+    }
+
+    /// The highest finite upper bound.
+    pub fn top(&self) -> Option<f64> {
+        self.bounds().last().copied()
+    }
+
+    /// Requests per second in the window (the `+Inf` bucket), when the histogram is whole.
+    pub fn total(&self) -> Option<f64> {
+        self.0.last().filter(|b| b.0 == f64::INFINITY).map(|b| b.1)
+    }
+
+    /// True when a quantile over these buckets can exceed `t`: some finite bound lies above it.
+    pub fn can_exceed(&self, t: f64) -> bool {
+        self.top().is_some_and(|top| top > t)
+    }
+
+    /// The `q` quantile exactly as Prometheus' `histogram_quantile` computes it over classic
+    /// buckets (linear interpolation within the bucket; the highest finite bound when the rank falls
+    /// in `+Inf`); NaN when there is nothing to rank.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let b = &self.0;
+        if q.is_nan() {
+            return f64::NAN;
+        }
+        if q < 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        if q > 1.0 {
+            return f64::INFINITY;
+        }
+        if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
+            return f64::NAN;
+        }
+        let observations = b[b.len() - 1].1;
+        if observations == 0.0 {
+            return f64::NAN;
+        }
+        let mut rank = q * observations;
+        let i = b.partition_point(|x| x.1 < rank);
+        if i == b.len() - 1 {
+            return b[b.len() - 2].0;
+        }
+        if i == 0 && b[0].0 <= 0.0 {
+            return b[0].0;
+        }
+        let (mut start, end, mut count) = (0.0, b[i].0, b[i].1);
+        if i > 0 {
+            start = b[i - 1].0;
+            count -= b[i - 1].1;
+            rank -= b[i - 1].1;
+        }
+        start + (end - start) * (rank / count)
+    }
+
+    /// The share of requests slower than `t`, and whether it is exact (a bucket bound at `t`) or
+    /// interpolated linearly inside the bucket holding `t` (the same assumption as the quantile).
+    /// `None` without traffic, or when `t` is beyond the highest finite bound.
+    pub fn share_above(&self, t: f64) -> Option<(f64, Exactness)> {
+        let total = self.total().filter(|t| *t > 0.0)?;
+        if let Some(b) = self
+            .0
+            .iter()
+            .find(|b| (b.0 - t).abs() <= 1e-9 * t.abs().max(1.0))
+        {
+            return Some(((1.0 - b.1 / total).clamp(0.0, 1.0), Exactness::Exact(b.0)));
+        }
+        let i = self.0.iter().position(|b| b.0 > t)?;
+        if self.0[i].0 == f64::INFINITY {
+            return None;
+        }
+        let (lo, below) = if i == 0 { (0.0, 0.0) } else { self.0[i - 1] };
+        let (hi, upto) = self.0[i];
+        let at = below + (upto - below) * (t - lo) / (hi - lo);
+        Some((
+            (1.0 - at / total).clamp(0.0, 1.0),
+            Exactness::Interpolated(lo, hi),
+        ))
     }
 }
 
-/// The first sample of a query that sums to one series.
-fn single(name: &'static str, answer: Answer, empty: &str) -> Observation {
-    let outcome = match answer {
+/// How a share above a threshold was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exactness {
+    /// From the bucket whose bound is the threshold.
+    Exact(f64),
+    /// Interpolated between these two bounds.
+    Interpolated(f64, f64),
+}
+
+/// Bucket samples grouped by the `by` label (`*` when the query has none): `le` values are parsed as
+/// numbers (`1`, `1.0` and `1e+00` are one bound; `+Inf` is infinity); unparsable ones are skipped.
+fn group_buckets(samples: &[Sample], by: Option<&str>) -> BTreeMap<String, Buckets> {
+    let mut pairs: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (labels, v) in samples {
+        let Some(le) = label(labels, "le").and_then(parse_le) else {
+            continue;
+        };
+        let who = by.and_then(|b| label(labels, b)).unwrap_or("*").to_owned();
+        pairs.entry(who).or_default().push((le, *v));
+    }
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, Buckets::new(v)))
+        .collect()
+}
+
+fn parse_le(text: &str) -> Option<f64> {
+    match text.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        t => t.parse::<f64>().ok().filter(|v| !v.is_nan()),
+    }
+}
+
+/// Every finite bound seen across the groups.
+fn all_bounds(groups: &BTreeMap<String, Buckets>) -> Vec<f64> {
+    let mut bounds: Vec<f64> = groups.values().flat_map(Buckets::bounds).collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    bounds
+}
+
+/// The bounds as a person reads them: `0.1, 0.5, 1`.
+fn bounds_text(bounds: &[f64]) -> String {
+    bounds
+        .iter()
+        .map(|b| Value::Number(*b).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a histogram's answer was.
+enum Layout {
+    /// Its buckets, by handler (or `*`).
+    Found(BTreeMap<String, Buckets>),
+    /// Prometheus has no series of it.
+    Missing,
+    /// Its query failed.
+    Failed(Failure),
+}
+
+fn layout(answer: Answer, by: Option<&str>) -> Layout {
+    match answer {
+        Answer::Samples(s) => {
+            let groups = group_buckets(&s, by);
+            if groups.is_empty() {
+                Layout::Missing
+            } else {
+                Layout::Found(groups)
+            }
+        }
+        Answer::Refused(f) | Answer::SourceDown(f) => Layout::Failed(f),
+    }
+}
+
+/// The instrumentator call that gives the per-handler histogram buckets able to tell `threshold`.
+fn bucket_fix(threshold: f64) -> String {
+    let mut buckets = vec![
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        threshold,
+        threshold * 2.0,
+        threshold * 5.0,
+    ];
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    format!(
+        "Instrumentator().instrument(app, latency_lowr_buckets=({})).expose(app) in the backend \
+         (prometheus-fastapi-instrumentator; buckets that include {} and go above it)",
+        bounds_text(&buckets),
+        secs(threshold)
+    )
+}
+
+/// The latency readings: p95 and the share of slow requests, from the histogram able to show the
+/// thresholds, with the slow handlers named when it is the label-less one; blind spots otherwise.
+fn latency(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    thresholds: &[f64],
+    lowr: Answer,
+    highr: Answer,
+) {
+    let (lowr_name, highr_name) = (&config.latency_histogram, &config.latency_highr_histogram);
+    let top_threshold = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let low_threshold = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let lowr = layout(lowr, Some("handler"));
+    let highr = layout(highr, None);
+    let p95 = "prometheus.p95_seconds";
+    let can = |l: &Layout| match l {
+        Layout::Found(g) => all_bounds(g).last().is_some_and(|top| *top > top_threshold),
+        _ => false,
+    };
+    let describe = |name: &str, l: &Layout| match l {
+        Layout::Found(g) => format!("{name} has buckets {}", bounds_text(&all_bounds(g))),
+        Layout::Missing => format!("Prometheus has no {name} series"),
+        Layout::Failed(f) => format!("{name} could not be read ({f})"),
+    };
+    if let (Layout::Failed(f), _) | (_, Layout::Failed(f)) = (&lowr, &highr) {
+        // A refused query: nothing can be said about the layout, so no blind spot either.
+        for name in [p95, "prometheus.slow_share"] {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::Unknown(f.clone()),
+            ));
+        }
+        return;
+    }
+    if can(&lowr) {
+        let Layout::Found(groups) = lowr else {
+            unreachable!("can() holds only for found histograms")
+        };
+        per_handler(out, lowr_name, &groups, low_threshold, config);
+        return;
+    }
+    if can(&highr) {
+        let Layout::Found(all) = highr else {
+            unreachable!("can() holds only for found histograms")
+        };
+        let buckets = all.into_values().next().unwrap_or_default();
+        let mut why = match &lowr {
+            Layout::Found(g) => format!(
+                "all handlers, from {highr_name}: {lowr_name} has buckets up to {} only, below the {} threshold",
+                secs(all_bounds(g).last().copied().unwrap_or(0.0)),
+                secs(top_threshold)
+            ),
+            _ => format!("all handlers, from {highr_name}: Prometheus has no {lowr_name} series"),
+        };
+        if !config.exclude_handlers.is_empty() {
+            why.push_str(&format!(
+                "; {highr_name} has no handler label, so {} cannot be left out",
+                config.exclude_handlers.join(", ")
+            ));
+        }
+        let slow = if let Layout::Found(g) = &lowr {
+            slow_handlers(out, g)
+        } else {
+            Vec::new()
+        };
+        if !slow.is_empty() {
+            why.push_str(&format!(
+                "; slow handlers ({lowr_name}, share of requests above its top bucket): {}",
+                slow.join(", ")
+            ));
+        }
+        let key = |name| {
+            Key::new(name)
+                .with("handler", "*")
+                .with("histogram", highr_name.as_str())
+        };
+        out.push(Observation::number(key(p95), buckets.quantile(QUANTILE)).with_note(why.clone()));
+        out.push(slow_share(
+            key("prometheus.slow_share"),
+            &buckets,
+            low_threshold,
+        ));
+        return;
+    }
+    // Neither histogram can show the threshold: a blind spot, and what can be read is still read.
+    let detail = format!(
+        "p95 > {} cannot be seen: {}; {}. Fix: {}",
+        secs(top_threshold),
+        describe(lowr_name, &lowr),
+        describe(highr_name, &highr),
+        bucket_fix(top_threshold)
+    );
+    let reason = match (&lowr, &highr) {
+        (Layout::Missing, Layout::Missing) => "no_series",
+        _ => "buckets",
+    };
+    out.push(Observation::text(
+        Key::new("prometheus.blind_spot")
+            .with("obs", p95)
+            .with("reason", reason),
+        detail,
+    ));
+    match (lowr, highr) {
+        (Layout::Found(groups), _) => per_handler(out, lowr_name, &groups, low_threshold, config),
+        (_, Layout::Found(all)) => {
+            let buckets = all.into_values().next().unwrap_or_default();
+            let key = Key::new(p95)
+                .with("handler", "*")
+                .with("histogram", highr_name.as_str());
+            out.push(Observation::number(key, buckets.quantile(QUANTILE)));
+        }
+        _ => out.push(Observation::new(
+            Key::new(p95).with("handler", "*").with("histogram", "*"),
+            Outcome::NoData(format!(
+                "Prometheus has neither {lowr_name} nor {highr_name} series"
+            )),
+        )),
+    }
+}
+
+/// p95 and slow share per handler from the per-handler histogram.
+fn per_handler(
+    out: &mut Vec<Observation>,
+    name: &str,
+    groups: &BTreeMap<String, Buckets>,
+    threshold: f64,
+    config: &PrometheusConfig,
+) {
+    if groups.len() > MAX_SERIES {
+        tracing::warn!(
+            handlers = groups.len(),
+            kept = MAX_SERIES,
+            "too many handlers; the rest are ignored"
+        );
+    }
+    let excluded = if config.exclude_handlers.is_empty() {
+        String::new()
+    } else {
+        format!(", without {}", config.exclude_handlers.join(", "))
+    };
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let key = |n| {
+            Key::new(n)
+                .with("handler", handler.as_str())
+                .with("histogram", name)
+        };
+        let note = format!("per handler, from {name}{excluded}");
+        out.push(
+            Observation::number(key("prometheus.p95_seconds"), buckets.quantile(QUANTILE))
+                .with_note(note),
+        );
+        out.push(slow_share(key("prometheus.slow_share"), buckets, threshold));
+    }
+}
+
+/// The share of requests slower than `threshold`, saying how it was read.
+fn slow_share(key: Key, buckets: &Buckets, threshold: f64) -> Observation {
+    match buckets.share_above(threshold) {
+        Some((share, Exactness::Exact(bound))) => {
+            Observation::number(key, share).with_note(format!(
+                "exact: requests above the le=\"{}\" bucket, over all requests",
+                Value::Number(bound)
+            ))
+        }
+        Some((share, Exactness::Interpolated(lo, hi))) => Observation::number(key, share)
+            .with_note(format!(
+                "estimated: no bucket at {}, interpolated between {} and {}",
+                secs(threshold),
+                secs(lo),
+                secs(hi)
+            )),
+        None if buckets.total().is_some_and(|t| t > 0.0) => Observation::new(
+            key,
+            Outcome::NoData(format!(
+                "the buckets stop at {}, below {}",
+                secs(buckets.top().unwrap_or(0.0)),
+                secs(threshold)
+            )),
+        ),
+        None => Observation::new(key, Outcome::NoData("no requests in the window".into())),
+    }
+}
+
+/// Each handler's share of requests above the per-handler histogram's top bucket (it can say no
+/// more), as observations; returns the handlers where it is above 5 %, slowest first, as text.
+fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>) -> Vec<String> {
+    let mut slow = Vec::new();
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let Some(top) = buckets.top() else { continue };
+        let key = Key::new("prometheus.handler_slow_share").with("handler", handler.as_str());
+        match buckets.share_above(top) {
+            Some((share, _)) => {
+                out.push(
+                    Observation::number(key, share)
+                        .with_note(format!("share of its requests above {}", secs(top))),
+                );
+                if share > 1.0 - QUANTILE {
+                    slow.push((
+                        share,
+                        format!("{handler} {} above {}", percent(share), secs(top)),
+                    ));
+                }
+            }
+            None => out.push(Observation::new(
+                key,
+                Outcome::NoData("no requests in the window".into()),
+            )),
+        }
+    }
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slow.into_iter().take(5).map(|(_, t)| t).collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Ratios and rates
+// ------------------------------------------------------------------------------------------------
+
+/// The error and auth ratios from the requests by handler and status; returns the total rate (for
+/// the request rate), or the outcome standing in for it.
+fn ratios(out: &mut Vec<Observation>, config: &PrometheusConfig, requests: Answer) -> Outcome {
+    let error = Key::new("prometheus.error_ratio");
+    let auth = Key::new("prometheus.auth_failure_ratio");
+    let exact = Key::new("prometheus.auth_exact");
+    let samples = match requests {
+        Answer::Samples(s) => s,
+        Answer::Refused(f) | Answer::SourceDown(f) => {
+            for k in [error, auth, exact] {
+                out.push(Observation::new(k, Outcome::Unknown(f.clone())));
+            }
+            return Outcome::Unknown(f);
+        }
+    };
+    let metric = &config.requests_metric;
+    if samples.is_empty() {
+        let why = format!(
+            "Prometheus has no {metric} series: the backend's requests are not there (is it scraped? is it instrumented?)"
+        );
+        out.push(Observation::text(
+            Key::new("prometheus.blind_spot")
+                .with("obs", "prometheus.*")
+                .with("reason", "no_series"),
+            format!(
+                "{why}. Fix: instrument the backend (Instrumentator().instrument(app).expose(app)) and add it to Prometheus' scrape_configs as job {:?}, or set prometheus.requests_metric",
+                config.backend_job
+            ),
+        ));
+        for k in [error, auth, exact] {
+            out.push(Observation::new(k, Outcome::NoData(why.clone())));
+        }
+        return Outcome::NoData(why);
+    }
+    let rate = |pred: &dyn Fn(&str, &str) -> bool| -> (f64, bool) {
+        let mut sum = 0.0;
+        let mut any = false;
+        for (labels, v) in &samples {
+            let status = label(labels, "status").unwrap_or("");
+            let handler = label(labels, "handler").unwrap_or("");
+            if pred(handler, status) && v.is_finite() {
+                sum += v;
+                any = true;
+            }
+        }
+        (sum, any)
+    };
+    let (total, _) = rate(&|_, _| true);
+    if total <= 0.0 {
+        let why = "no requests in the window".to_owned();
+        for k in [error, auth, exact] {
+            out.push(Observation::new(k, Outcome::NoData(why.clone())));
+        }
+        return Outcome::NoData(why);
+    }
+    let (errors, any_5xx) = rate(&|_, s| s.starts_with('5'));
+    let mut e = Observation::number(error, errors / total);
+    if !any_5xx {
+        e = e.with_note(format!(
+            "no 5xx series yet: 0 of {} requests/s",
+            Value::Number(total)
+        ));
+    }
+    out.push(e);
+
+    let is_exact = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
+    let grouped = samples
+        .iter()
+        .any(|(l, _)| label(l, "status").is_some_and(|s| s.ends_with("xx")));
+    let exact_codes = samples
+        .iter()
+        .any(|(l, _)| label(l, "status").is_some_and(is_exact));
+    if exact_codes || !grouped {
+        let (failures, any) = rate(&|_, s| s == "401" || s == "403");
+        let mut o = Observation::number(auth, failures / total);
+        if !any {
+            o = o.with_note("no 401/403 series yet: 0");
+        }
+        out.push(o);
+        out.push(Observation::boolean(exact, true));
+    } else {
+        let re = &config.auth_handlers;
+        let (_, any_auth_handler) = rate(&|h, _| re.is_match(h));
+        let fix = "for exact codes: Instrumentator(should_group_status_codes=False)";
+        let o = if any_auth_handler {
+            let (failures, _) = rate(&|h, s| s == "4xx" && re.is_match(h));
+            let handlers: BTreeSet<&str> = samples
+                .iter()
+                .filter_map(|(l, _)| label(l, "handler"))
+                .filter(|h| re.is_match(h))
+                .collect();
+            Observation::number(auth, failures / total).with_note(format!(
+                "status codes are grouped, so 401/403 cannot be told from 404/422: counted the 4xx of {} over all requests; {fix}",
+                handlers.into_iter().take(5).collect::<Vec<_>>().join(", ")
+            ))
+        } else {
+            let (failures, _) = rate(&|_, s| s == "4xx");
+            Observation::number(auth, failures / total).with_note(format!(
+                "status codes are grouped and no handler matches prometheus.auth_handlers: counted every 4xx (404 and 422 included); {fix}"
+            ))
+        };
+        out.push(o);
+        out.push(Observation::boolean(exact, false));
+    }
+    Outcome::number(total)
+}
+
+/// The request rate, its baseline and their ratio.
+fn rates(out: &mut Vec<Observation>, total: Outcome, baseline: Answer) {
+    let rate_obs = Observation::new(Key::new("prometheus.request_rate"), total);
+    let base_outcome = match baseline {
         Answer::Samples(s) => match s.first() {
             Some((_, v)) => Outcome::number(*v),
-            None => Outcome::NoData(empty.to_owned()),
+            None => Outcome::NoData("no baseline yet (the window before now is empty)".into()),
         },
         Answer::Refused(f) | Answer::SourceDown(f) => Outcome::Unknown(f),
     };
-    Observation::new(Key::new(name), outcome)
+    let base_obs = Observation::new(Key::new("prometheus.request_rate_baseline"), base_outcome);
+    out.push(rate_ratio(&rate_obs.outcome, &base_obs.outcome));
+    out.push(rate_obs);
+    out.push(base_obs);
 }
 
-/// The 401/403 ratio: exact codes when those series exist, else the 4xx group, and which it was.
-fn auth(out: &mut Vec<Observation>, exact: Answer, grouped: Answer) {
-    let ratio = Key::new("prometheus.auth_failure_ratio");
-    let flag = Key::new("prometheus.auth_exact");
-    match (exact, grouped) {
-        (Answer::Samples(e), _) if !e.is_empty() => {
-            out.push(Observation::number(ratio, e[0].1));
-            out.push(Observation::boolean(flag, true));
+/// `up` of the backend's job; a missing job is a blind spot naming the jobs Prometheus has.
+fn backend_up(out: &mut Vec<Observation>, job: &str, up: Answer) {
+    let star = || Key::new("prometheus.backend_up").with("instance", "*");
+    match up {
+        Answer::Samples(s) => {
+            let mine: Vec<_> = s
+                .iter()
+                .filter(|(l, _)| label(l, "job") == Some(job))
+                .take(MAX_SERIES)
+                .collect();
+            if mine.is_empty() {
+                let jobs: BTreeSet<&str> = s.iter().filter_map(|(l, _)| label(l, "job")).collect();
+                let jobs = if jobs.is_empty() {
+                    "none".to_owned()
+                } else {
+                    jobs.into_iter().take(10).collect::<Vec<_>>().join(", ")
+                };
+                out.push(Observation::new(
+                    star(),
+                    Outcome::NoData(format!("Prometheus has no target for job {job:?}")),
+                ));
+                out.push(Observation::text(
+                    Key::new("prometheus.blind_spot")
+                        .with("obs", "prometheus.backend_up")
+                        .with("reason", "no_job"),
+                    format!(
+                        "Prometheus has no target for job {job:?} (its jobs: {jobs}), so a backend Prometheus cannot scrape goes unseen. Fix: set prometheus.backend_job to the backend's job, or add a scrape job {job:?} for it"
+                    ),
+                ));
+            }
+            for (labels, v) in mine {
+                let instance = label(labels, "instance").unwrap_or("?").to_owned();
+                let key = Key::new("prometheus.backend_up").with("instance", instance);
+                out.push(Observation::boolean(key, *v >= 1.0));
+            }
         }
-        (_, Answer::Samples(g)) if !g.is_empty() => {
-            out.push(Observation::number(ratio, g[0].1));
-            out.push(Observation::boolean(flag, false));
-        }
-        (Answer::Samples(_), Answer::Samples(_)) => {
-            let why = "no 401, 403 or 4xx series in the window".to_owned();
-            out.push(Observation::new(ratio, Outcome::NoData(why.clone())));
-            out.push(Observation::new(flag, Outcome::NoData(why)));
-        }
-        (Answer::Refused(f) | Answer::SourceDown(f), _)
-        | (_, Answer::Refused(f) | Answer::SourceDown(f)) => {
-            out.push(Observation::new(ratio, Outcome::Unknown(f.clone())));
-            out.push(Observation::new(flag, Outcome::Unknown(f)));
+        Answer::Refused(f) | Answer::SourceDown(f) => {
+            out.push(Observation::new(star(), Outcome::Unknown(f)));
         }
     }
 }
@@ -381,103 +1026,4 @@ fn rate_ratio(rate: &Outcome, baseline: &Outcome) -> Observation {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// A real answer of `/api/v1/query` (a p95 per handler), the base of the near-valid inputs.
-    const REAL: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"handler":"/api/chat"},"value":[1795000000.123,"4.2"]},{"metric":{"handler":"/health"},"value":[1795000000.123,"NaN"]}]}}"#;
-
-    /// Sample values as Prometheus writes them, and as nothing should.
-    fn value_text() -> impl Strategy<Value = String> {
-        prop_oneof![
-            any::<f64>().prop_map(|v| v.to_string()),
-            prop::sample::select(vec![
-                "NaN", "+Inf", "-Inf", "1e400", "-1e400", "1e-400", "", "x", "0x10", "1_0"
-            ])
-            .prop_map(str::to_owned),
-            "[0-9eE+.-]{1,12}",
-        ]
-    }
-
-    /// Every observation the probe would make of `answer` as each kind of query: numbers are finite
-    /// (NaN and infinities are no data), and failures are short.
-    fn observations_are_sound(body: &[u8]) -> Result<(), TestCaseError> {
-        let status = reqwest::StatusCode::OK;
-        let answer = || interpret("q", status, body);
-        if let Answer::SourceDown(f) | Answer::Refused(f) = answer() {
-            prop_assert!(!f.detail.is_empty());
-            if f.kind == FailureKind::Malformed {
-                prop_assert!(f.detail.chars().count() <= 300, "{}", f.detail);
-            }
-        }
-        let mut out = Vec::new();
-        per_series(
-            &mut out,
-            "prometheus.p95_seconds",
-            "handler",
-            answer(),
-            "empty",
-        );
-        out.push(single("prometheus.error_ratio", answer(), "empty"));
-        auth(&mut out, answer(), answer());
-        let rate = single("prometheus.request_rate", answer(), "empty");
-        let baseline = single("prometheus.request_rate_baseline", answer(), "empty");
-        out.push(rate_ratio(&rate.outcome, &baseline.outcome));
-        for o in &out {
-            if let Outcome::Value(Value::Number(n)) = o.outcome {
-                prop_assert!(n.is_finite(), "{o:?}");
-            }
-        }
-        Ok(())
-    }
-
-    proptest! {
-        #![proptest_config(crate::mutate::cases(256))]
-
-        #[test]
-        fn prop_any_body_is_read_or_refused(body in prop::collection::vec(any::<u8>(), 0..400)) {
-            observations_are_sound(&body)?;
-        }
-
-        #[test]
-        fn prop_near_valid_answers_are_read_or_refused(body in crate::mutate::near(REAL)) {
-            observations_are_sound(&body)?;
-        }
-
-        #[test]
-        fn prop_any_sample_value_is_a_number_or_no_data(
-            values in prop::collection::vec(value_text(), 0..4),
-            scalar in value_text(),
-        ) {
-            let result: Vec<_> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| serde_json::json!({"metric": {"handler": format!("/h{i}")}, "value": [1795000000.5, v]}))
-                .collect();
-            let vector = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}});
-            observations_are_sound(vector.to_string().as_bytes())?;
-            let scalar = serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [1795000000.5, scalar]}});
-            observations_are_sound(scalar.to_string().as_bytes())?;
-        }
-
-        #[test]
-        fn prop_finite_values_round_trip(values in prop::collection::vec(any::<f64>(), 1..5)) {
-            let result: Vec<_> = values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| serde_json::json!({"metric": {"handler": format!("/h{i}")}, "value": [1795000000.5, v.to_string()]}))
-                .collect();
-            let body = serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}});
-            let Answer::Samples(samples) = interpret("q", reqwest::StatusCode::OK, body.to_string().as_bytes()) else {
-                panic!("a valid answer");
-            };
-            let got: Vec<f64> = samples.iter().map(|(_, v)| *v).collect();
-            prop_assert_eq!(got.len(), values.len());
-            for (g, v) in got.iter().zip(&values) {
-                prop_assert!(g == v || (g.is_nan() && v.is_nan()), "{g} != {v}");
-            }
-        }
-    }
-}
+mod tests;

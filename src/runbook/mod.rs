@@ -148,6 +148,14 @@ impl Runbook {
                     wanted.add(obs, &c.labels);
                 }
             }
+            for rule in &section.rules {
+                let when = &rule.when;
+                if let (Some(obs), Some(Op::Gt | Op::Ge), Some(Operand::Number(v))) =
+                    (&when.obs, when.op, &when.value)
+                {
+                    wanted.add_threshold(obs, *v);
+                }
+            }
         }
         wanted
     }

@@ -1,6 +1,7 @@
 //! The Prometheus probe against a real Prometheus scraping the simulated backend: the runbook's
-//! queries in every scenario and both status-label styles, no data kept apart from values, and every
-//! fault of the peer turned into a failure within the timeout.
+//! readings in every scenario and both status-label styles, blind spots named when the backend's
+//! metrics are not where the configuration says, and every fault of the peer turned into a failure
+//! within the timeout. `fastapi.rs` runs the same readings against the real instrumentation library.
 
 use std::time::{Duration, Instant};
 
@@ -14,42 +15,24 @@ use crate::support;
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 
-/// The default runbook queries over windows a test can fill in seconds.
-const SHORT_QUERIES: &[(&str, &str)] = &[
-    (
-        "P95",
-        "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))",
-    ),
-    (
-        "ERROR_RATIO",
-        r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))"#,
-    ),
-    (
-        "AUTH_RATIO_EXACT",
-        r#"sum(rate(http_requests_total{status=~"401|403"}[30s])) / sum(rate(http_requests_total[30s]))"#,
-    ),
-    (
-        "AUTH_RATIO_GROUPED",
-        r#"sum(rate(http_requests_total{status="4xx"}[30s])) / sum(rate(http_requests_total[30s]))"#,
-    ),
-    ("REQUEST_RATE", "sum(rate(http_requests_total[5s]))"),
-    (
-        "REQUEST_RATE_BASELINE",
-        "sum(rate(http_requests_total[10s] offset 10s))",
-    ),
-];
-
+/// The probe on the shipped defaults but for windows a test can fill in seconds; `overrides` are
+/// more `[prometheus]` keys (`("WINDOW", "10s")`).
 fn probe(url: &str, overrides: &[(&str, &str)]) -> PrometheusProbe {
     support::init();
     let mut env: Vec<(String, String)> = vec![
         ("HARVEN_WATCHDOG__PROMETHEUS__URL".into(), url.into()),
         ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL".into(), "5s".into()),
         ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT".into(), "2s".into()),
+        ("HARVEN_WATCHDOG__PROMETHEUS__WINDOW".into(), "30s".into()),
+        (
+            "HARVEN_WATCHDOG__PROMETHEUS__BASELINE_WINDOW".into(),
+            "10s".into(),
+        ),
     ];
-    for (name, query) in SHORT_QUERIES.iter().chain(overrides) {
+    for (name, value) in overrides {
         env.push((
-            format!("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__{name}"),
-            (*query).into(),
+            format!("HARVEN_WATCHDOG__PROMETHEUS__{name}"),
+            (*value).into(),
         ));
     }
     let config = Config::load_with_env(&[], env).expect("config");
@@ -113,11 +96,29 @@ async fn slow_backend_shows_p95_above_3s_per_handler() {
         number(o, "prometheus.p95_seconds", Some(("handler", "/api/chat"))).is_some_and(|v| v > 3.0)
     })
     .await;
-    let health =
-        number(&obs, "prometheus.p95_seconds", Some(("handler", "/health"))).expect("/health p95");
+    let chat = obs
+        .iter()
+        .find(|o| {
+            o.key.name == "prometheus.p95_seconds"
+                && o.key.labels.get("handler").map(String::as_str) == Some("/api/chat")
+        })
+        .expect("the chat p95");
+    assert_eq!(
+        chat.key.labels["histogram"], "http_request_duration_seconds",
+        "the simulator's buckets go above 3 s: the per-handler histogram is used"
+    );
     assert!(
-        health < 3.0,
-        "/health stays fast in the slow scenario: {health}"
+        find(&obs, "prometheus.p95_seconds", Some(("handler", "/health"))).is_none(),
+        "health checks are not traffic: {obs:#?}"
+    );
+    assert!(
+        number(
+            &obs,
+            "prometheus.slow_share",
+            Some(("handler", "/api/chat"))
+        )
+        .is_some_and(|s| s > 0.05),
+        "{obs:#?}"
     );
     let up: Vec<_> = obs
         .iter()
@@ -167,8 +168,8 @@ async fn auth_failures_use_exact_codes_when_present_and_the_4xx_group_otherwise(
 async fn a_surge_is_seen_against_its_baseline() {
     let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Normal).await;
     let prom = PrometheusServer::start(&[backend.target()]).await;
-    let mut p = probe(&prom.url(), &[]);
-    // Normal traffic until the baseline window (10 s, ending 10 s ago) is filled.
+    let mut p = probe(&prom.url(), &[("WINDOW", "5s")]);
+    // Normal traffic until the baseline window (10 s, ending 5 s ago) is filled.
     let obs = poll_until(&mut p, "a baseline", |o| {
         number(o, "prometheus.request_rate_ratio", None).is_some_and(|r| r < 2.0)
     })
@@ -186,53 +187,55 @@ async fn a_surge_is_seen_against_its_baseline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nan_empty_results_and_refused_queries_are_not_values() {
+async fn metrics_and_a_job_that_are_not_there_are_blind_spots_not_values() {
     let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Normal).await;
     let prom = PrometheusServer::start(&[backend.target()]).await;
     let mut p = probe(
         &prom.url(),
         &[
-            ("ERROR_RATIO", "vector(0) / vector(0)"),
-            (
-                "P95",
-                "histogram_quantile(0.95, sum(rate(no_such_metric_bucket[30s])) by (le, handler))",
-            ),
-            (
-                "REQUEST_RATE",
-                "sum(rate(http_requests_total[30s]) by (handler",
-            ),
+            ("REQUESTS_METRIC", "harven_no_such_requests_total"),
+            ("LATENCY_HISTOGRAM", "harven_no_such_seconds"),
+            ("LATENCY_HIGHR_HISTOGRAM", "harven_no_such_highr_seconds"),
+            ("BACKEND_JOB", "api"),
         ],
     );
-    let obs = poll_until(&mut p, "the backend's up", |o| {
-        boolean(o, "prometheus.backend_up").is_some()
+    let obs = poll_until(&mut p, "the scrape job's up", |o| {
+        o.iter().any(|o| {
+            o.key.name == "prometheus.blind_spot"
+                && o.key.labels.get("obs").map(String::as_str) == Some("prometheus.backend_up")
+        })
     })
     .await;
-    assert!(
-        matches!(find(&obs, "prometheus.error_ratio", None), Some(Outcome::NoData(why)) if why.contains("NaN")),
-        "NaN is no data: {obs:#?}"
-    );
-    assert!(
-        matches!(
-            find(&obs, "prometheus.p95_seconds", None),
-            Some(Outcome::NoData(_))
-        ),
-        "an empty result is no data: {obs:#?}"
-    );
-    match find(&obs, "prometheus.request_rate", None) {
-        Some(Outcome::Unknown(f)) => {
-            assert_eq!(f.kind, FailureKind::Query);
-            assert!(
-                f.detail
-                    .contains("sum(rate(http_requests_total[30s]) by (handler"),
-                "names the query: {f}"
-            );
+    let blind = |obs_label: &str| -> String {
+        match obs.iter().find(|o| {
+            o.key.name == "prometheus.blind_spot"
+                && o.key.labels.get("obs").map(String::as_str) == Some(obs_label)
+        }) {
+            Some(Observation {
+                outcome: Outcome::Value(Value::Text(t)),
+                ..
+            }) => t.clone(),
+            other => panic!("no blind spot for {obs_label}: {other:?} in {obs:#?}"),
         }
-        other => panic!("a refused query is unknown, not a value: {other:?}"),
+    };
+    let job = blind("prometheus.backend_up");
+    assert!(job.contains("\"api\""), "{job}");
+    assert!(
+        job.contains(support::prometheus::BACKEND_JOB),
+        "names the jobs there are: {job}"
+    );
+    assert!(blind("prometheus.*").contains("harven_no_such_requests_total"));
+    assert!(blind("prometheus.p95_seconds").contains("Fix: Instrumentator()"));
+    for name in [
+        "prometheus.error_ratio",
+        "prometheus.p95_seconds",
+        "prometheus.backend_up",
+    ] {
+        assert!(
+            matches!(find(&obs, name, None), Some(Outcome::NoData(_))),
+            "{name} is no data, not a value: {obs:#?}"
+        );
     }
-    assert!(matches!(
-        find(&obs, "prometheus.request_rate_ratio", None),
-        Some(Outcome::Unknown(_))
-    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
