@@ -79,7 +79,6 @@ pub struct RawPrometheus {
     pub latency_histogram: String,
     pub latency_highr_histogram: String,
     pub exclude_handlers: Vec<String>,
-    pub auth_handlers: String,
 }
 
 /// A status page added by a user may leave out `interval` and `timeout`; validation fills them in.

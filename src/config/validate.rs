@@ -112,9 +112,6 @@ pub struct PrometheusConfig {
     /// Handlers that are not traffic (the scrape endpoint, health checks): left out of every ratio,
     /// rate and percentile that has a `handler` label.
     pub exclude_handlers: Vec<String>,
-    /// The handlers whose 4xx count as authentication failures when status codes are grouped
-    /// (`4xx` cannot tell 401/403 from 404/422).
-    pub auth_handlers: regex::Regex,
 }
 
 #[derive(Debug, Clone)]
@@ -622,11 +619,6 @@ fn check_prometheus(
             );
         }
     }
-    let auth_handlers = c.check(
-        "prometheus.auth_handlers",
-        regex::Regex::new(&raw.auth_handlers)
-            .map_err(|e| format!("is not a regular expression: {e}")),
-    );
     let (interval, timeout) = times?;
     Some(PrometheusConfig {
         url: url?,
@@ -639,7 +631,6 @@ fn check_prometheus(
         latency_histogram: raw.latency_histogram,
         latency_highr_histogram: raw.latency_highr_histogram,
         exclude_handlers: raw.exclude_handlers,
-        auth_handlers: auth_handlers?,
     })
 }
 

@@ -13,7 +13,7 @@
 //! - the per-handler latency histogram's buckets, `sum by (handler, le) (rate(…_bucket[5m]))`;
 //! - the label-less high-resolution histogram's buckets, `sum by (le) (rate(…_bucket[5m]))`;
 //! - the requests by handler and status, `sum by (handler, status) (rate(http_requests_total[5m]))`;
-//! - the usual request rate, `sum(rate(http_requests_total[1h] offset 5m))`;
+//! - the usual requests by handler and status, `sum by (handler, status) (rate(…[1h] offset 5m))`;
 //! - `up`, for the backend's scrape job (and the jobs there are, to name them when it is missing).
 //!
 //! Every query with a `handler` label leaves out `exclude_handlers` (the scrape endpoint and health
@@ -28,7 +28,9 @@
 //!
 //! Ratios are zero, not no data, when the backend has traffic but no 5xx (or 401/403) series yet:
 //! the instrumentation creates a series at its first request. With status codes grouped (`4xx`), the
-//! auth ratio counts the 4xx of the handlers matching `auth_handlers`, and says so.
+//! auth ratio counts each handler's 4xx above its usual share (a wave of 401s on login, or on every
+//! handler when the JWT secret is wrong, stands out; a steady trickle of 404/422 does not), leaves out
+//! untemplated paths (handler `none`, where scanners' 404s land), and says so.
 //!
 //! Outcomes, kept apart: Prometheus unreachable, or answering something that is not its API → the
 //! source fails (rules over it become unknown); one query refused → that query's keys are unknown,
@@ -92,7 +94,7 @@ pub struct Queries {
     pub highr: String,
     /// Request rates by handler and status.
     pub requests: String,
-    /// The usual request rate, just before the window.
+    /// The usual request rates by handler and status, just before the window.
     pub baseline: String,
     /// Every target's `up`.
     pub up: String,
@@ -123,7 +125,7 @@ pub fn queries(config: &PrometheusConfig) -> Queries {
             sel(&config.requests_metric)
         ),
         baseline: format!(
-            "sum(rate({}[{}] offset {w}))",
+            "sum by (handler, status) (rate({}[{}] offset {w}))",
             sel(&config.requests_metric),
             promql_duration(config.baseline_window)
         ),
@@ -373,8 +375,9 @@ impl Probe for PrometheusProbe {
             <[Answer; 5]>::try_from(answers).expect("five queries, five answers");
         let mut out = Vec::new();
         latency(&mut out, &self.config, &self.thresholds, lowr, highr);
-        let total = ratios(&mut out, &self.config, requests);
-        rates(&mut out, total, baseline);
+        let baseline = Traffic::of(baseline);
+        let total = ratios(&mut out, &self.config, requests, &baseline);
+        rates(&mut out, total, &baseline);
         backend_up(&mut out, &self.config.backend_job, up);
         for o in &out {
             if let (
@@ -846,7 +849,12 @@ fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>)
 
 /// The error and auth ratios from the requests by handler and status; returns the total rate (for
 /// the request rate), or the outcome standing in for it.
-fn ratios(out: &mut Vec<Observation>, config: &PrometheusConfig, requests: Answer) -> Outcome {
+fn ratios(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    requests: Answer,
+    baseline: &Traffic,
+) -> Outcome {
     let error = Key::new("prometheus.error_ratio");
     let auth = Key::new("prometheus.auth_failure_ratio");
     let exact = Key::new("prometheus.auth_exact");
@@ -925,41 +933,95 @@ fn ratios(out: &mut Vec<Observation>, config: &PrometheusConfig, requests: Answe
         out.push(o);
         out.push(Observation::boolean(exact, true));
     } else {
-        let re = &config.auth_handlers;
-        let (_, any_auth_handler) = rate(&|h, _| re.is_match(h));
-        let fix = "for exact codes: Instrumentator(should_group_status_codes=False)";
-        let o = if any_auth_handler {
-            let (failures, _) = rate(&|h, s| s == "4xx" && re.is_match(h));
-            let handlers: BTreeSet<&str> = samples
-                .iter()
-                .filter_map(|(l, _)| label(l, "handler"))
-                .filter(|h| re.is_match(h))
-                .collect();
-            Observation::number(auth, failures / total).with_note(format!(
-                "status codes are grouped, so 401/403 cannot be told from 404/422: counted the 4xx of {} over all requests; {fix}",
-                handlers.into_iter().take(5).collect::<Vec<_>>().join(", ")
-            ))
-        } else {
-            let (failures, _) = rate(&|_, s| s == "4xx");
-            Observation::number(auth, failures / total).with_note(format!(
-                "status codes are grouped and no handler matches prometheus.auth_handlers: counted every 4xx (404 and 422 included); {fix}"
-            ))
-        };
-        out.push(o);
+        let (failures, notes) = excess_4xx(&samples, baseline);
+        let mut note = "status codes are grouped, so 401/403 cannot be told from 404/422: counted each handler's 4xx above its usual share, over all requests".to_owned();
+        if !notes.is_empty() {
+            note.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        note.push_str("; for exact codes: Instrumentator(should_group_status_codes=False)");
+        out.push(Observation::number(auth, failures / total).with_note(note));
         out.push(Observation::boolean(exact, false));
     }
     Outcome::number(total)
 }
 
+/// The usual traffic: request rates by handler and status over the baseline window.
+enum Traffic {
+    Rates(Vec<Sample>),
+    Failed(Failure),
+}
+
+impl Traffic {
+    fn of(answer: Answer) -> Self {
+        match answer {
+            Answer::Samples(s) => Self::Rates(s),
+            Answer::Refused(f) | Answer::SourceDown(f) => Self::Failed(f),
+        }
+    }
+
+    /// The usual share of 4xx of `handler`, when it had traffic.
+    fn usual_4xx_share(&self, handler: &str) -> Option<f64> {
+        let Self::Rates(s) = self else { return None };
+        let (mut total, mut four) = (0.0, 0.0);
+        for (labels, v) in s {
+            if label(labels, "handler") != Some(handler) || !v.is_finite() {
+                continue;
+            }
+            total += v;
+            if label(labels, "status").is_some_and(|st| st.starts_with('4')) {
+                four += v;
+            }
+        }
+        (total > 0.0).then(|| four / total)
+    }
+}
+
+/// Requests per second of 4xx above each handler's usual 4xx share (untemplated paths, handler
+/// `none`, left out), and notes on handlers without a baseline.
+fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
+    let mut by_handler: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (labels, v) in samples {
+        let handler = label(labels, "handler").unwrap_or("");
+        if handler == "none" || !v.is_finite() {
+            continue;
+        }
+        let entry = by_handler.entry(handler).or_default();
+        entry.0 += v;
+        if label(labels, "status").is_some_and(|s| s.starts_with('4')) {
+            entry.1 += v;
+        }
+    }
+    let mut excess = 0.0;
+    let mut unknown = Vec::new();
+    for (handler, (total, four)) in by_handler {
+        let usual = baseline.usual_4xx_share(handler).unwrap_or_else(|| {
+            if four > 0.0 {
+                unknown.push(handler);
+            }
+            0.0
+        });
+        excess += (four - usual * total).max(0.0);
+    }
+    let notes = if unknown.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "no usual share yet for {}: all its 4xx counted",
+            unknown.into_iter().take(5).collect::<Vec<_>>().join(", ")
+        )]
+    };
+    (excess, notes)
+}
+
 /// The request rate, its baseline and their ratio.
-fn rates(out: &mut Vec<Observation>, total: Outcome, baseline: Answer) {
+fn rates(out: &mut Vec<Observation>, total: Outcome, baseline: &Traffic) {
     let rate_obs = Observation::new(Key::new("prometheus.request_rate"), total);
     let base_outcome = match baseline {
-        Answer::Samples(s) => match s.first() {
-            Some((_, v)) => Outcome::number(*v),
-            None => Outcome::NoData("no baseline yet (the window before now is empty)".into()),
-        },
-        Answer::Refused(f) | Answer::SourceDown(f) => Outcome::Unknown(f),
+        Traffic::Rates(s) if s.is_empty() => {
+            Outcome::NoData("no baseline yet (the window before now is empty)".into())
+        }
+        Traffic::Rates(s) => Outcome::number(s.iter().map(|(_, v)| v).sum::<f64>()),
+        Traffic::Failed(f) => Outcome::Unknown(f.clone()),
     };
     let base_obs = Observation::new(Key::new("prometheus.request_rate_baseline"), base_outcome);
     out.push(rate_ratio(&rate_obs.outcome, &base_obs.outcome));

@@ -354,3 +354,31 @@ fn check_config_command_exits_by_verdict() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_recipient_may_be_one_address_or_a_comma_separated_string() {
+    let config = load(
+        &[root().join("tests/fixtures/config/valid/single-recipients.toml")],
+        &[("HARVEN_WATCHDOG__ESCALATION__L3__TO", "cto@harven.ai")],
+    )
+    .expect("valid");
+    let emails = |to: &[lettre::message::Mailbox]| -> Vec<String> {
+        to.iter().map(|m| m.email.to_string()).collect()
+    };
+    assert_eq!(emails(&config.escalation.l1.to), ["devops@harven.ai"]);
+    assert_eq!(
+        emails(&config.escalation.l2.to),
+        ["techlead@harven.ai", "oncall-lead@harven.ai"]
+    );
+    assert_eq!(emails(&config.escalation.l3.to), ["cto@harven.ai"]);
+    assert_eq!(
+        config.prometheus.exclude_handlers,
+        ["/metrics", "/internal/ping"]
+    );
+    // A number is still refused, naming the key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("w.toml");
+    std::fs::write(&file, "[escalation.l1]\nto = 7\n").expect("write");
+    let err = load(&[file], &[]).expect_err("a number is not an address");
+    assert!(err.to_string().contains("escalation.l1.to"), "{err}");
+}

@@ -256,12 +256,11 @@ async fn a_slow_backend_fires_the_latency_symptom_once_its_for_has_passed() {
     let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
     let prom = PrometheusServer::start(&[backend.target()]).await;
     let url = prom.url();
-    let p95 = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
     let d = start_with(&[
         ("HARVEN_WATCHDOG__PROMETHEUS__URL", &url),
         ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s"),
         ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms"),
-        ("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", p95),
+        ("HARVEN_WATCHDOG__PROMETHEUS__WINDOW", "30s"),
     ])
     .await;
     let http = http_client();

@@ -33,7 +33,7 @@ async fn slow_backend_with_openai_degraded_names_openai_slow_first() {
                 data.path().join("watchdog.db"),
             )
             .env("HARVEN_WATCHDOG__PROMETHEUS__URL", prom.url())
-            .env("HARVEN_WATCHDOG__PROMETHEUS__QUERIES__P95", p95)
+            .env("HARVEN_WATCHDOG__PROMETHEUS__WINDOW", "30s")
             .env("HARVEN_WATCHDOG__REDIS__URL", redis.url())
             .env(
                 "HARVEN_WATCHDOG__STATUS__OPENAI__URL",

@@ -63,17 +63,10 @@ impl Watched {
             .await
             .expect("CONFIG SET maxmemory");
         let (prom_url, redis_url) = (prom.url(), redis.url());
-        // This backend answers no 4xx at all: count that as a ratio of 0 rather than no data, so the
-        // auth failure gauge has a value too.
-        let auth = r#"(sum(rate(http_requests_total{status="4xx"}[5m])) or vector(0)) / sum(rate(http_requests_total[5m]))"#;
         let daemon = start_with(&[
             ("HARVEN_WATCHDOG__PROMETHEUS__URL", &prom_url),
             ("HARVEN_WATCHDOG__PROMETHEUS__INTERVAL", "1s"),
             ("HARVEN_WATCHDOG__PROMETHEUS__TIMEOUT", "900ms"),
-            (
-                "HARVEN_WATCHDOG__PROMETHEUS__QUERIES__AUTH_RATIO_GROUPED",
-                auth,
-            ),
             ("HARVEN_WATCHDOG__REDIS__URL", &redis_url),
             ("HARVEN_WATCHDOG__REDIS__INTERVAL", "1s"),
             ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),

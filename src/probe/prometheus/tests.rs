@@ -267,7 +267,7 @@ fn an_error_ratio_without_5xx_series_is_zero_and_says_so() {
         sample(&[("handler", "/api/chat"), ("status", "2xx")], 4.0),
         sample(&[("handler", "/api/courses"), ("status", "2xx")], 6.0),
     ];
-    let total = ratios(&mut out, &c, Answer::Samples(reqs));
+    let total = ratios(&mut out, &c, Answer::Samples(reqs), &no_baseline());
     assert_eq!(total, Outcome::number(10.0));
     let e = find(&out, "prometheus.error_ratio", &[]);
     assert_eq!(number(e), 0.0);
@@ -278,40 +278,52 @@ fn an_error_ratio_without_5xx_series_is_zero_and_says_so() {
     // No traffic at all stays no data.
     let mut out = Vec::new();
     let idle = vec![sample(&[("handler", "/api/chat"), ("status", "2xx")], 0.0)];
-    ratios(&mut out, &c, Answer::Samples(idle));
+    ratios(&mut out, &c, Answer::Samples(idle), &no_baseline());
     assert!(matches!(
         find(&out, "prometheus.error_ratio", &[]).outcome,
         Outcome::NoData(_)
     ));
 }
 
+fn no_baseline() -> Traffic {
+    Traffic::Rates(Vec::new())
+}
+
 #[test]
-fn grouped_status_codes_scope_the_auth_ratio_to_the_auth_handlers() {
+fn grouped_status_codes_count_the_4xx_above_each_handlers_usual_share() {
     let c = config();
-    let reqs = vec![
-        sample(&[("handler", "/api/auth/login"), ("status", "4xx")], 3.0),
-        sample(&[("handler", "/api/auth/login"), ("status", "2xx")], 1.0),
-        sample(&[("handler", "/api/courses"), ("status", "4xx")], 2.0),
+    // Usually: login refuses 10 % (wrong passwords), courses answers 20 % 404, scanners hit `none`.
+    let usual = Traffic::Rates(vec![
+        sample(&[("handler", "/api/auth/login"), ("status", "4xx")], 0.1),
+        sample(&[("handler", "/api/auth/login"), ("status", "2xx")], 0.9),
+        sample(&[("handler", "/api/courses"), ("status", "4xx")], 1.0),
         sample(&[("handler", "/api/courses"), ("status", "2xx")], 4.0),
-        sample(&[("handler", "/api/chat"), ("status", "5xx")], 2.5),
-        sample(&[("handler", "/api/chat"), ("status", "2xx")], 7.5),
+    ]);
+    // Now: login refuses 90 %; courses as usual; a scan of untemplated paths; chat new (no baseline).
+    let reqs = vec![
+        sample(&[("handler", "/api/auth/login"), ("status", "4xx")], 3.6),
+        sample(&[("handler", "/api/auth/login"), ("status", "2xx")], 0.4),
+        sample(&[("handler", "/api/courses"), ("status", "4xx")], 1.0),
+        sample(&[("handler", "/api/courses"), ("status", "2xx")], 4.0),
+        sample(&[("handler", "none"), ("status", "4xx")], 5.0),
+        sample(&[("handler", "/api/chat"), ("status", "5xx")], 1.0),
+        sample(&[("handler", "/api/chat"), ("status", "4xx")], 0.5),
+        sample(&[("handler", "/api/chat"), ("status", "2xx")], 3.5),
     ];
     let mut out = Vec::new();
-    ratios(&mut out, &c, Answer::Samples(reqs));
+    ratios(&mut out, &c, Answer::Samples(reqs), &usual);
     let auth = find(&out, "prometheus.auth_failure_ratio", &[]);
-    assert!(
-        (number(auth) - 3.0 / 20.0).abs() < 1e-12,
-        "the 404s of /api/courses are not counted"
-    );
+    // (3.6 - 0.1 * 4) + (1 - 0.2 * 5) + 0.5 (chat: no usual share) over 19 requests/s (the scan counts as traffic).
+    assert!((number(auth) - 3.7 / 19.0).abs() < 1e-12, "{auth:?}");
     let note = auth.note.as_deref().unwrap();
     assert!(note.contains("cannot be told from 404/422"), "{note}");
-    assert!(note.contains("/api/auth/login"), "{note}");
+    assert!(note.contains("no usual share yet for /api/chat"), "{note}");
     assert!(note.contains("should_group_status_codes=False"), "{note}");
     assert_eq!(
         find(&out, "prometheus.auth_exact", &[]).outcome,
         Outcome::Value(Value::Bool(false))
     );
-    assert!((number(find(&out, "prometheus.error_ratio", &[])) - 0.125).abs() < 1e-12);
+    assert!((number(find(&out, "prometheus.error_ratio", &[])) - 1.0 / 19.0).abs() < 1e-12);
 }
 
 #[test]
@@ -324,7 +336,7 @@ fn exact_status_codes_count_401_and_403() {
         sample(&[("handler", "/api/chat"), ("status", "200")], 4.0),
     ];
     let mut out = Vec::new();
-    ratios(&mut out, &c, Answer::Samples(reqs));
+    ratios(&mut out, &c, Answer::Samples(reqs), &no_baseline());
     assert!((number(find(&out, "prometheus.auth_failure_ratio", &[])) - 0.4).abs() < 1e-12);
     assert_eq!(
         find(&out, "prometheus.auth_exact", &[]).outcome,
@@ -352,7 +364,12 @@ fn a_missing_job_and_missing_series_are_blind_spots() {
     assert!(text.contains("prometheus.backend_job"), "{text}");
 
     let mut out = Vec::new();
-    ratios(&mut out, &config(), Answer::Samples(Vec::new()));
+    ratios(
+        &mut out,
+        &config(),
+        Answer::Samples(Vec::new()),
+        &no_baseline(),
+    );
     find(
         &out,
         "prometheus.blind_spot",
@@ -409,8 +426,9 @@ fn observations_are_sound(body: &[u8]) -> Result<(), TestCaseError> {
     let c = config();
     let mut out = Vec::new();
     latency(&mut out, &c, &[3.0], answer(), answer());
-    let total = ratios(&mut out, &c, answer());
-    rates(&mut out, total, answer());
+    let baseline = Traffic::of(answer());
+    let total = ratios(&mut out, &c, answer(), &baseline);
+    rates(&mut out, total, &baseline);
     backend_up(&mut out, "harven-backend", answer());
     for o in &out {
         if let Outcome::Value(Value::Number(n)) = o.outcome {

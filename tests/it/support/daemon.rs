@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 /// Where the tests' manual clocks start.
 pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
 
-/// The p95 query over a window a test fills in seconds.
-pub const P95: &str = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
+/// The rate window of the Prometheus readings, one a test fills in seconds.
+pub const WINDOW: &str = "30s";
 
-/// Overrides for a daemon that watches the test Prometheus at `prom` (polled every second, p95 over
-/// 30 s) with its store in `data`, and whose other sources are out of reach (so it is blind to them,
+/// Overrides for a daemon that watches the test Prometheus at `prom` (polled every second, rates
+/// over 30 s) with its store in `data`, and whose other sources are out of reach (so it is blind to them,
 /// which is an incident of its own: tests filter by section).
 pub fn prometheus_env(prom: &str, data: &Path) -> Vec<(String, String)> {
     let unreachable_status = "http://127.0.0.1:1/api/v2/status.json";
@@ -29,7 +29,7 @@ pub fn prometheus_env(prom: &str, data: &Path) -> Vec<(String, String)> {
         ("PROMETHEUS__URL", prom.to_owned()),
         ("PROMETHEUS__INTERVAL", "1s".into()),
         ("PROMETHEUS__TIMEOUT", "900ms".into()),
-        ("PROMETHEUS__QUERIES__P95", P95.into()),
+        ("PROMETHEUS__WINDOW", WINDOW.into()),
         ("DOCKER__HOST", "unix:///nonexistent/docker.sock".into()),
         ("REDIS__URL", "redis://127.0.0.1:1".into()),
         ("STATUS__OPENAI__URL", unreachable_status.into()),

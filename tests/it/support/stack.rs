@@ -56,12 +56,12 @@ impl TestStack {
     }
 
     /// `HARVEN_WATCHDOG__*` pairs pointing every probe at this stack, on the default intervals (the
-    /// p95 query over 30 s, as [`P95`](super::daemon::P95)).
+    /// rates over 30 s, as [`WINDOW`](super::daemon::WINDOW)).
     pub fn env(&self) -> Vec<(String, String)> {
         let names: Vec<&str> = self.containers.iter().map(TestContainer::name).collect();
         [
             ("PROMETHEUS__URL", self.prometheus.url()),
-            ("PROMETHEUS__QUERIES__P95", super::daemon::P95.to_owned()),
+            ("PROMETHEUS__WINDOW", super::daemon::WINDOW.to_owned()),
             ("REDIS__URL", self.redis.url()),
             ("STATUS__OPENAI__URL", self.openai.url().to_string()),
             (
