@@ -3,15 +3,16 @@
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
-#      python3-aiosmtpd, docker.io, docker-compose, busybox-static, ca-certificates, iptables,
-#      openssl, chromium, chromium-driver);
+#      python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
+#      iptables, openssl, chromium, chromium-driver), and the real FastAPI test backend's Python
+#      virtual environment (<target dir>/backend-venv, from PyPI: tests/fixtures/backend/requirements.txt);
 #   2. starts dockerd when the Docker Engine does not answer;
 #   3. runs scripts/build-image.sh when it exists and is executable;
 #   4. runs cargo fmt --check, clippy (warnings are errors) and every test
 #      (extra arguments go to `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`).
 #
-# Prometheus, redis-server, the SMTP server and chromedriver are started by the tests themselves,
-# each on an ephemeral port, and stopped when the test ends.
+# Prometheus, redis-server, the SMTP server, chromedriver and the FastAPI backend (uvicorn) are
+# started by the tests themselves, each on an ephemeral port, and stopped when the test ends.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ as_root() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 1. Test peers (Debian packages)
+# 1. Test peers (Debian packages, then the FastAPI backend's virtual environment)
 # ---------------------------------------------------------------------------------------------
 pkg_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
@@ -51,6 +52,8 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # The test image is FROM scratch with /bin/busybox copied in: it must be the static build.
 pkg_installed busybox-static || missing+=(busybox-static)
 pkg_installed ca-certificates || missing+=(ca-certificates)
+# The FastAPI backend's virtual environment is made with Debian's interpreter (see below).
+pkg_installed python3-venv || missing+=(python3-venv)
 command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 # The SMTP TLS tests make a test CA and a server certificate with the openssl command.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -66,6 +69,33 @@ if ((${#missing[@]} > 0)); then
 else
     log "test peers already installed"
 fi
+
+# The real FastAPI test backend (tests/fixtures/backend/app.py, started by tests/it/support/fastapi.rs)
+# runs in a virtual environment under the Cargo target dir, made with Debian's /usr/bin/python3 (the
+# one interpreter a fresh Debian 12 has, unlike a pyenv `python3` on PATH that may change under the
+# venv), and rebuilt from scratch only when the requirements or that interpreter's version change
+# (the stamp file holds both). `--only-binary :all:`: wheels only, nothing is compiled here.
+backend_requirements=tests/fixtures/backend/requirements.txt
+backend_target_dir=${CARGO_TARGET_DIR:-target}
+[[ $backend_target_dir == /* ]] || backend_target_dir=$PWD/$backend_target_dir
+backend_venv=$backend_target_dir/backend-venv
+backend_stamp=$backend_venv/requirements.stamp
+backend_want="$(sha256sum "$backend_requirements" | cut -d' ' -f1) $(/usr/bin/python3 -c 'import sys; print(sys.version.split()[0])')"
+if [[ -x $backend_venv/bin/python && -f $backend_stamp && $(<"$backend_stamp") == "$backend_want" ]]; then
+    log "FastAPI backend venv up to date ($backend_venv)"
+else
+    log "creating the FastAPI backend venv $backend_venv (pip install -r $backend_requirements)"
+    rm -rf "$backend_venv"
+    mkdir -p "$backend_target_dir"
+    /usr/bin/python3 -m venv "$backend_venv"
+    "$backend_venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        --only-binary :all: -r "$backend_requirements" ||
+        die "pip could not install $backend_requirements into $backend_venv (PyPI must be reachable)"
+    printf '%s\n' "$backend_want" >"$backend_stamp"
+    log "FastAPI backend venv ready: $("$backend_venv/bin/python" -m pip freeze --quiet | tr '\n' ' ')"
+fi
+# tests/it/support/fastapi.rs runs the backend with this interpreter.
+export HARVEN_TEST_BACKEND_PYTHON=$backend_venv/bin/python
 
 # ---------------------------------------------------------------------------------------------
 # 2. Docker Engine

@@ -11,6 +11,7 @@ mod deploy;
 mod diagnose;
 mod email;
 mod escalation;
+mod fastapi;
 mod image;
 mod leak;
 mod monitoring;

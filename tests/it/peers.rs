@@ -15,6 +15,9 @@ use redis::AsyncCommands;
 
 use crate::support::backend::{Fault, Scenario, SimBackend, StatusStyle};
 use crate::support::docker::{ContainerOptions, TestContainer};
+use crate::support::fastapi::{
+    self, APP, FastApiBackend, Handler, Load, LoadSpec, Profile, backend_python,
+};
 use crate::support::process::{PeerProcess, start_on_free_port};
 use crate::support::prometheus::{PromSample, PrometheusServer};
 use crate::support::redis::RedisServer;
@@ -657,5 +660,143 @@ async fn a_port_clash_is_retried_on_a_new_port_and_other_errors_are_not() {
     assert!(
         message.contains("a peer did not start: permission denied"),
         "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastapi_backend_control_api_load_report_and_stop() {
+    let backend = FastApiBackend::start(Profile::Tuned).await;
+
+    // Refusals name what is wrong, and change nothing.
+    for (body, words) in [
+        (
+            serde_json::json!({"scenario": "meltdown"}),
+            "unknown scenario",
+        ),
+        (
+            serde_json::json!({"scenario": "errors", "delay_s": [1, 2]}),
+            "unknown parameters ['delay_s']",
+        ),
+        (
+            serde_json::json!({"scenario": "slow", "handlers": ["/api/nope"]}),
+            "unknown handlers",
+        ),
+        (
+            serde_json::json!({"scenario": "errors", "error_ratio": 2}),
+            "error_ratio must be a number from 0 to 1",
+        ),
+    ] {
+        let error = backend.control(body).await.expect_err("refused");
+        assert!(error.starts_with("422") && error.contains(words), "{error}");
+    }
+    assert_eq!(backend.state().await["scenario"], "normal");
+
+    // Exactly every second courses request answers 503; health is untouched.
+    let state = backend
+        .set_scenario(&fastapi::Scenario::Errors {
+            handlers: vec![Handler::Courses],
+            ratio: 0.5,
+            status: 503,
+        })
+        .await;
+    assert_eq!(state["scenario"], "errors");
+    assert_eq!(state["error_status"], 503);
+    assert_eq!(state["profile"], "tuned");
+    let mut spec = LoadSpec::new(40.0, &[(Handler::Courses, 3), (Handler::Health, 1)]);
+    spec.cap = Duration::from_secs(1);
+    let report = Load::start(&backend, spec).finish().await;
+    assert_eq!(report.total_failed(), 0, "{report:?}");
+    assert_eq!(report.total_answered(), report.sent, "{report:?}");
+    let courses = report.answered(Handler::Courses);
+    let health = report.answered(Handler::Health);
+    assert!(courses >= 6, "{report:?}");
+    assert!(courses.abs_diff(3 * health) <= 3, "a 3:1 mix: {report:?}");
+    assert_eq!(
+        report.count(Handler::Courses, 503),
+        courses / 2,
+        "{report:?}"
+    );
+    assert_eq!(report.count(Handler::Health, 200), health);
+
+    // The app's own counts and the exposition (exact codes in the tuned profile) agree.
+    let state = backend.state().await;
+    assert_eq!(
+        state["served"]["/api/courses"]["503"].as_u64(),
+        Some(courses / 2),
+        "{state}"
+    );
+    let metrics = backend.metrics().await;
+    assert_eq!(
+        metrics.sum(
+            "http_requests_total",
+            &[("handler", "/api/courses"), ("status", "503")]
+        ),
+        (courses / 2) as f64
+    );
+    assert!(backend.log_tail().contains("/api/courses: answering 503"));
+
+    // Surge: every request also waits per request in flight, so concurrent requests queue up
+    // (courses take 0.5 s here, so the four overlap on any machine).
+    let state = backend
+        .control(serde_json::json!({
+            "scenario": "surge",
+            "per_inflight_s": 0.3,
+            "latency_s": {"/api/courses": [0.5, 0.5]},
+        }))
+        .await
+        .expect("surge with a fixed courses latency");
+    assert_eq!(state["per_inflight_s"], 0.3);
+    assert_eq!(state["latency_s"]["/api/courses"][0], 0.5);
+    let http = support::http_client();
+    let timed = (0..4).map(|_| {
+        let request = http.get(format!("{}/api/courses", backend.url())).send();
+        async move {
+            let started = std::time::Instant::now();
+            let status = request.await.expect("GET /api/courses").status();
+            (status, started.elapsed())
+        }
+    });
+    let answers = futures_util::future::join_all(timed).await;
+    assert!(answers.iter().all(|(status, _)| status.is_success()));
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(
+        slowest >= Duration::from_millis(800),
+        "a request that found another in flight waited 0.3 s more than 0.5 s: {answers:?}"
+    );
+
+    // Stopped on drop: the port no longer answers.
+    let url = backend.url();
+    drop(backend);
+    assert!(http.get(format!("{url}/_control")).send().await.is_err());
+}
+
+#[tokio::test]
+async fn fastapi_backend_reports_a_taken_port_as_address_in_use() {
+    let python = backend_python();
+    assert!(
+        python.is_file(),
+        "{} is missing: run `bash scripts/test.sh`",
+        python.display()
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let port = taken.local_addr().expect("its address").port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut process = PeerProcess::new("uvicorn", dir.path().join("app.log"));
+    let mut command = Command::new(&python);
+    command.arg(APP).args(["--port", &port.to_string()]);
+    let error = process
+        .spawn_and_wait(
+            &mut command,
+            "python3-venv",
+            "never ready",
+            Duration::from_millis(50),
+            || async { false },
+        )
+        .await
+        .expect_err("the port is taken");
+    // What start_on_free_port looks for to retry on another port.
+    assert!(
+        error.to_lowercase().contains("address already in use"),
+        "{error}"
     );
 }

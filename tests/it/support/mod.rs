@@ -1,7 +1,8 @@
 //! Test support: real peers for the integration tests, and small shared helpers.
 //!
-//! Every peer is a real program (or, for the Harven backend, a real HTTP server in-process)
-//! started on an ephemeral port, owned by a handle that stops it and removes its files on
+//! Every peer is a real program (the Harven backend is a real FastAPI app under uvicorn in
+//! [`fastapi`]; [`backend`] is an in-process simulation kept for evidence a real app cannot produce
+//! on demand) started on an ephemeral port, owned by a handle that stops it and removes its files on
 //! `Drop`. Missing programs make the test **fail** with a message naming the package and
 //! `scripts/test.sh` (which installs everything); nothing is ever skipped.
 //!
@@ -12,6 +13,7 @@ pub mod backend;
 pub mod chromium;
 pub mod daemon;
 pub mod docker;
+pub mod fastapi;
 pub mod fault;
 pub mod ledger;
 pub mod process;
