@@ -18,6 +18,7 @@ mod monitoring;
 mod notify;
 mod peers;
 mod probe_docker;
+mod probe_fastapi;
 mod probe_http;
 mod probe_prometheus;
 mod probe_redis;
