@@ -27,6 +27,8 @@ pub struct Report {
     pub symptoms: Vec<SymptomLine>,
     /// The diagnosis of every section with a symptom holding now, in runbook order.
     pub diagnoses: Vec<SectionLine>,
+    /// Rules that cannot fire on what the probes see, each with why and the fix.
+    pub blind_spots: Vec<crate::doctor::BlindSpot>,
 }
 
 /// A rule that holds now, or cannot be evaluated.
@@ -135,6 +137,7 @@ pub fn build(
         })
         .collect();
     // One evaluation on a fresh engine: a rule holding now is pending (or firing when its `for` is 0).
+    let blind_spots = crate::doctor::blind_spots(&runbook, &evidence);
     let eval = Engine::new(runbook, locale).evaluate(&evidence, now);
     let symptoms: Vec<SymptomLine> = eval
         .symptoms
@@ -174,6 +177,7 @@ pub fn build(
         observations,
         symptoms,
         diagnoses,
+        blind_spots,
     }
 }
 
@@ -247,6 +251,13 @@ impl Report {
         }
         if !self.symptoms.iter().any(|s| s.state == "holds") {
             let _ = writeln!(out, "  (no symptom holds now)");
+        }
+        let _ = writeln!(out, "\nBLIND SPOTS");
+        for b in &self.blind_spots {
+            let _ = writeln!(out, "  {} cannot fire ({}): {}", b.rule, b.reason, b.detail);
+        }
+        if self.blind_spots.is_empty() {
+            let _ = writeln!(out, "  (none: every rule can fire on what the probes see)");
         }
         for d in &self.diagnoses {
             let _ = writeln!(

@@ -14,6 +14,7 @@
 //!   whatever the peer does into a report; never an error to the caller.
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
 //! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
+//! - [`doctor`]: blind spots: the rules that cannot fire on what the probes see, with the fix.
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
 //! - [`pager`]: the shell of the incident book: steps it after each evaluation, renders the due
 //!   pages and records them with the incidents in one store transaction, then wakes the sender.
@@ -43,6 +44,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod doctor;
 pub mod email;
 pub mod engine;
 pub mod heartbeat;

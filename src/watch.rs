@@ -29,6 +29,12 @@ struct RuleLabels {
     rule: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, EncodeLabelSet)]
+struct BlindLabels {
+    rule: String,
+    reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct TransitionLabels {
     section: String,
@@ -106,6 +112,10 @@ pub struct EngineMetrics {
     active: Family<SectionLabels, Gauge>,
     open: Family<OpenLabels, Gauge>,
     level: Family<SectionLabels, Gauge>,
+    /// 1 per rule that cannot fire, by why (`crate::doctor`).
+    blind: Family<BlindLabels, Gauge>,
+    /// The blind spots shown now, so one that is fixed is removed (and logged) once.
+    blind_shown: BTreeSet<BlindLabels>,
     /// One family per entry of [`OBSERVATIONS`], in its order.
     observations: Vec<FloatGauges>,
     /// The label sets each observation family shows now, so a set that disappears from the evidence
@@ -140,6 +150,11 @@ impl EngineMetrics {
             "incident_level",
             "Highest escalation level paged (1, 2, 3) of the section's open incident; 0 when none",
             m.level.clone(),
+        );
+        registry.register(
+            "rule_blind",
+            "1 for each runbook rule that cannot fire on what the watchdog sees (a blind spot), by reason; diagnose prints the fix",
+            m.blind.clone(),
         );
         for (_, name, unit, help) in OBSERVATIONS {
             let family = FloatGauges::default();
@@ -178,6 +193,29 @@ impl EngineMetrics {
             self.observations[*i].remove(labels);
         }
         self.shown = now_shown;
+    }
+
+    /// Sets `rule_blind` to the blind spots of `runbook` in `evidence`, logging each one once when
+    /// it appears (with its fix) and once when it is gone.
+    fn record_blind_spots(&mut self, runbook: &Runbook, evidence: &Evidence) {
+        let spots = crate::doctor::blind_spots(runbook, evidence);
+        let mut now_shown = BTreeSet::new();
+        for spot in &spots {
+            let labels = BlindLabels {
+                rule: spot.rule.clone(),
+                reason: spot.reason.clone(),
+            };
+            if !self.blind_shown.contains(&labels) {
+                tracing::error!(rule = %spot.rule, reason = %spot.reason, detail = %spot.detail, "blind spot: this rule cannot fire");
+            }
+            self.blind.get_or_create(&labels).set(1);
+            now_shown.insert(labels);
+        }
+        for gone in self.blind_shown.difference(&now_shown) {
+            tracing::info!(rule = %gone.rule, reason = %gone.reason, "blind spot fixed: the rule can fire again");
+            self.blind.remove(gone);
+        }
+        self.blind_shown = now_shown;
     }
 
     /// Removes every observation series.
@@ -367,6 +405,7 @@ pub async fn run(
         }
         metrics.record(&engine, &eval);
         metrics.record_observations(&evidence);
+        metrics.record_blind_spots(engine.runbook(), &evidence);
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
         let recorded;

@@ -379,6 +379,7 @@ impl Probe for PrometheusProbe {
         let total = ratios(&mut out, &self.config, requests, &baseline);
         rates(&mut out, total, &baseline);
         backend_up(&mut out, &self.config.backend_job, up);
+        let mut blind = false;
         for o in &out {
             if let (
                 Key {
@@ -388,9 +389,19 @@ impl Probe for PrometheusProbe {
                 Outcome::Value(Value::Text(t)),
             ) = (&o.key, &o.outcome)
             {
+                blind = true;
                 let detail = t.clone();
                 self.note_once("blind spot", &detail);
             }
+        }
+        if !blind {
+            // Said outright, so the rule over blind spots reads "none" rather than "not observed".
+            out.push(Observation::text(
+                Key::new("prometheus.blind_spot")
+                    .with("obs", "*")
+                    .with("reason", "none"),
+                "",
+            ));
         }
         Ok(out)
     }

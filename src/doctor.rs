@@ -1,0 +1,203 @@
+//! Blind spots: the runbook's rules that cannot fire on what the watchdog can see, each with why and
+//! the fix.
+//!
+//! The probes report what they find wrong with their peer as observations (the Prometheus probe's
+//! `prometheus.blind_spot{obs, reason}`, whose text carries the fix; the Docker probe's
+//! `docker.role_containers{role}` at 0); this module maps them onto the rules that read those
+//! observations. It is pure, like the engine: the watch loop exports the result on `/metrics`
+//! (`harven_watchdog_rule_blind{rule,reason}`) and logs each blind spot once, `diagnose` prints it,
+//! and the shipped runbook's `watchdog.rule_blind` rule opens the watchdog section's incident (L1
+//! only) on the same observations, so the email and the status page say it with the fix.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::observe::{Evidence, Reading, Value};
+use crate::runbook::{Condition, Runbook};
+
+/// One rule that cannot fire, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct BlindSpot {
+    /// The rule's ID (`latency.p95_high`).
+    pub rule: String,
+    /// A stable word for metrics: `buckets`, `no_series`, `no_job`, `no_container`.
+    pub reason: String,
+    /// What is missing and the fix, in the probe's words.
+    pub detail: String,
+}
+
+/// Every rule of `runbook` that the blind spots in `ev` make unable to fire, sorted by rule.
+pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
+    // What the probes said: by observation name (or `prometheus.*`), the reason and detail.
+    let mut by_obs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (labels, reading) in ev.instances("prometheus.blind_spot") {
+        if let (
+            Some(obs),
+            Reading::Value {
+                value: Value::Text(detail),
+                ..
+            },
+        ) = (labels.get("obs"), reading)
+            && !detail.is_empty()
+        {
+            let reason = labels.get("reason").cloned().unwrap_or_default();
+            by_obs
+                .entry(obs.clone())
+                .or_default()
+                .push((reason, detail.clone()));
+        }
+    }
+    let mut empty_roles: BTreeMap<String, String> = BTreeMap::new();
+    for (labels, reading) in ev.instances("docker.role_containers") {
+        if let (
+            Some(role),
+            Reading::Value {
+                value: Value::Number(n),
+                ..
+            },
+        ) = (labels.get("role"), reading)
+            && *n == 0.0
+        {
+            let detail = ev
+                .note(&crate::observe::Key {
+                    name: "docker.role_containers",
+                    labels: labels.clone(),
+                })
+                .map_or_else(
+                    || format!("no container matches role {role:?}. Fix: map it in [docker.roles.{role}] (names, patterns or compose_service)"),
+                    str::to_owned,
+                );
+            empty_roles.insert(role.clone(), detail);
+        }
+    }
+    let mut out = Vec::new();
+    for section in &runbook.sections {
+        for rule in &section.rules {
+            let conditions = std::iter::once(&rule.when).chain(&rule.clear);
+            for c in conditions {
+                for (reason, detail) in causes_of(c, &by_obs, &empty_roles) {
+                    let spot = BlindSpot {
+                        rule: rule.id.clone(),
+                        reason,
+                        detail,
+                    };
+                    if !out.contains(&spot) {
+                        out.push(spot);
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The blind spots that keep `c` from seeing anything.
+fn causes_of(
+    c: &Condition,
+    by_obs: &BTreeMap<String, Vec<(String, String)>>,
+    empty_roles: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let Some(obs) = c.obs.as_deref() else {
+        return Vec::new();
+    };
+    // The rules about blind spots themselves read these.
+    if obs == "prometheus.blind_spot" || obs == "docker.role_containers" {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    if let Some(list) = by_obs.get(obs) {
+        found.extend(list.iter().cloned());
+    }
+    if obs.starts_with("prometheus.")
+        && obs != "prometheus.backend_up"
+        && let Some(list) = by_obs.get("prometheus.*")
+    {
+        found.extend(list.iter().cloned());
+    }
+    if obs.starts_with("docker.")
+        && let Some(detail) = c.labels.get("role").and_then(|r| empty_roles.get(r))
+    {
+        found.push(("no_container".to_owned(), detail.clone()));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::observe::{Key, Observation, ProbeReport};
+
+    fn evidence(observations: Vec<Observation>) -> Evidence {
+        let mut ev = Evidence::new();
+        ev.apply(ProbeReport {
+            source: "prometheus".into(),
+            at: Timestamp::from_unix_millis(1_790_000_000_000),
+            took: Duration::from_millis(1),
+            result: Ok(observations),
+        });
+        ev
+    }
+
+    #[test]
+    fn a_blind_spot_names_every_rule_reading_its_observation() {
+        let runbook = Runbook::embedded();
+        let ev = evidence(vec![
+            Observation::text(
+                Key::new("prometheus.blind_spot")
+                    .with("obs", "prometheus.p95_seconds")
+                    .with("reason", "buckets"),
+                "p95 > 3 s cannot be seen. Fix: …",
+            ),
+            Observation::text(
+                Key::new("prometheus.blind_spot")
+                    .with("obs", "prometheus.backend_up")
+                    .with("reason", "no_job"),
+                "no job",
+            ),
+        ]);
+        let spots = blind_spots(&runbook, &ev);
+        let rules: Vec<(&str, &str)> = spots
+            .iter()
+            .map(|s| (s.rule.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                ("errors.backend_target_down", "no_job"),
+                ("latency.p95_high", "buckets")
+            ]
+        );
+        assert!(spots[1].detail.contains("Fix"));
+    }
+
+    #[test]
+    fn missing_series_blind_every_prometheus_rule_but_up_and_no_blind_spot_blinds_nothing() {
+        let runbook = Runbook::embedded();
+        let ev = evidence(vec![Observation::text(
+            Key::new("prometheus.blind_spot")
+                .with("obs", "prometheus.*")
+                .with("reason", "no_series"),
+            "no http_requests_total series",
+        )]);
+        let rules: Vec<String> = blind_spots(&runbook, &ev)
+            .into_iter()
+            .map(|s| s.rule)
+            .collect();
+        for rule in ["latency.p95_high", "errors.ratio_high", "auth.mass_401_403"] {
+            assert!(rules.iter().any(|r| r == rule), "{rule} in {rules:?}");
+        }
+        assert!(!rules.iter().any(|r| r == "errors.backend_target_down"));
+        let none = evidence(vec![Observation::text(
+            Key::new("prometheus.blind_spot")
+                .with("obs", "*")
+                .with("reason", "none"),
+            "",
+        )]);
+        assert!(blind_spots(&runbook, &none).is_empty());
+    }
+}
