@@ -186,8 +186,9 @@ impl Incident {
 pub const MAX_CAUSES: usize = 16;
 /// Evidence lines kept per cause.
 pub const MAX_LINES: usize = 16;
-/// Characters kept of a condition or an observed value (a label set can be long).
-pub const MAX_TEXT: usize = 300;
+/// Characters kept of a condition or an observed value (a label set can be long, and a blind spot's
+/// observed value carries its fix: two of them, the instrumentator call included, fit).
+pub const MAX_TEXT: usize = 1200;
 /// How often a diagnosis whose findings did not change is saved again for its newer values: each
 /// save is a durable SQLite write, and the values drift at every evaluation.
 pub const DIAGNOSIS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);

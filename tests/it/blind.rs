@@ -1,0 +1,132 @@
+//! Blind spots end to end: beside the real FastAPI app (the library's default instrumentation, whose
+//! per-handler histogram stops at 1 s) with the daemon told of a high-resolution histogram the
+//! backend does not export and of a scrape job Prometheus does not have, the rules that cannot fire
+//! are reported with their fixes on `/metrics`, in `diagnose`, on the status page and in one L1
+//! email of the watchdog section.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::daemon::{T0, TestDaemon, paging_env};
+use crate::support::fastapi::{FastApiBackend, Handler, Load, LoadSpec, Profile};
+use crate::support::prometheus::PrometheusServer;
+use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
+
+/// The overrides that make the watchdog blind: a high-resolution histogram name the backend does
+/// not export, and a job Prometheus does not scrape.
+const BLINDING: [(&str, &str); 2] = [
+    (
+        "HARVEN_WATCHDOG__PROMETHEUS__LATENCY_HIGHR_HISTOGRAM",
+        "harven_request_duration_highr_seconds",
+    ),
+    ("HARVEN_WATCHDOG__PROMETHEUS__BACKEND_JOB", "api"),
+];
+
+fn watchdog_l1(m: &ReceivedMail) -> bool {
+    m.header("X-Harven-Section") == Some("watchdog")
+        && m.header("X-Harven-Level") == Some("L1")
+        && m.header("X-Harven-Event") == Some("opened")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
+    let backend = FastApiBackend::start(Profile::Default).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let load = Load::start(
+        &backend,
+        LoadSpec::new(5.0, &[(Handler::Chat, 3), (Handler::Courses, 1)]),
+    );
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    env.extend(
+        BLINDING
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let d = TestDaemon::start(env.clone(), T0).await;
+
+    // /metrics: one series per blind rule, with why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let buckets = r#"harven_watchdog_rule_blind{rule="latency.p95_high",reason="buckets"} 1"#;
+    let no_job =
+        r#"harven_watchdog_rule_blind{rule="errors.backend_target_down",reason="no_job"} 1"#;
+    loop {
+        let text = d.metrics().await;
+        if text.contains(buckets) && text.contains(no_job) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no blind spots on /metrics:\n{}",
+            text.lines()
+                .filter(|l| l.contains("rule_blind") || l.contains("probe_up"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // One L1 email of the watchdog section, carrying each fix.
+    let mail = advance_until(
+        &d.hand,
+        Duration::from_secs(15),
+        &smtp,
+        "the watchdog's L1 email",
+        |m| m.iter().any(watchdog_l1),
+    )
+    .await;
+    let email = mail.iter().find(|m| watchdog_l1(m)).expect("the email");
+    let text = email.text().expect("a text part");
+    for fix in [
+        "latency_lowr_buckets=(",
+        "prometheus.backend_job",
+        "http_request_duration_seconds has buckets 0.1, 0.5, 1",
+    ] {
+        assert!(text.contains(fix), "the email says {fix:?}:\n{text}");
+    }
+    let incident = email
+        .header("X-Harven-Incident")
+        .expect("incident")
+        .to_owned();
+    // Time passes: no second email of that incident to L1 (reminders are a day apart here).
+    d.hand.advance(Duration::from_secs(20 * 60));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let l1: Vec<_> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.header("X-Harven-Incident") == Some(incident.as_str()))
+        .collect();
+    assert_eq!(
+        l1.len(),
+        1,
+        "one email: {:?}",
+        l1.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
+
+    // The status page: the open watchdog incident, and its page with the fix.
+    let index = d.get("/").await;
+    assert!(index.contains(&incident), "the index lists {incident}");
+    let page = d.get(&format!("/incidents/{incident}")).await;
+    assert!(page.contains("latency_lowr_buckets=("), "{page}");
+    assert!(page.contains("watchdog.rule_blind"), "{page}");
+
+    // diagnose, the on-demand check, with the same configuration.
+    let out = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .arg("diagnose")
+        .envs(env.iter().cloned())
+        .output()
+        .expect("run diagnose");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("BLIND SPOTS"), "{stdout}");
+    assert!(
+        stdout.contains("latency.p95_high cannot fire (buckets)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("errors.backend_target_down cannot fire (no_job)"),
+        "{stdout}"
+    );
+    load.stop().await;
+    d.stop().await;
+}
