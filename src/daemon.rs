@@ -302,14 +302,26 @@ impl Generation {
             store: Arc::clone(store),
             commands: commands_tx,
         };
-        let routes = Self::routes(&config, shared, &runbook, handle, pager.link_key());
+        // The blind spots the watch loop finds, for the status page.
+        let (blind_tx, blind_rx) = tokio::sync::watch::channel(Vec::new());
+        let routes = Self::routes(
+            &config,
+            shared,
+            &runbook,
+            handle,
+            pager.link_key(),
+            blind_rx,
+        );
         tasks.spawn(watch::run(
             Engine::new(Arc::clone(&runbook), config.runbook.locale),
             reports_rx,
             pager,
             commands_rx,
             clock.clone(),
-            shared.engine_metrics.clone(),
+            watch::Published {
+                metrics: shared.engine_metrics.clone(),
+                blind_spots: blind_tx,
+            },
             stop.clone(),
         ));
         if let Some((hb, client)) = heartbeat {
@@ -340,6 +352,7 @@ impl Generation {
         runbook: &Arc<Runbook>,
         handle: PagerHandle,
         link_key: Arc<[u8]>,
+        blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
     ) -> Router {
         let clock = &shared.clock;
         let web_routes = crate::web::routes(crate::web::WebConfig {
@@ -352,6 +365,7 @@ impl Generation {
             api_token: config.server.api_token.clone(),
             link_key: Arc::clone(&link_key),
             metrics: shared.form_metrics.clone(),
+            blind_spots,
         });
         let api_routes = crate::api::routes(
             handle.clone(),

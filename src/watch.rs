@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
+use crate::doctor::BlindSpot;
 use crate::engine::{Engine, Evaluation, Event, SymptomState};
 use crate::incident::{Book, IncidentState, Level};
 use crate::observe::{Evidence, ProbeReport, Reading, Value};
@@ -196,8 +197,8 @@ impl EngineMetrics {
     }
 
     /// Sets `rule_blind` to the blind spots of `runbook` in `evidence`, logging each one once when
-    /// it appears (with its fix) and once when it is gone.
-    fn record_blind_spots(&mut self, runbook: &Runbook, evidence: &Evidence) {
+    /// it appears (with its fix) and once when it is gone; returns them.
+    fn record_blind_spots(&mut self, runbook: &Runbook, evidence: &Evidence) -> Vec<BlindSpot> {
         let spots = crate::doctor::blind_spots(runbook, evidence);
         let mut now_shown = BTreeSet::new();
         for spot in &spots {
@@ -216,6 +217,7 @@ impl EngineMetrics {
             self.blind.remove(gone);
         }
         self.blind_shown = now_shown;
+        spots
     }
 
     /// Removes every observation series.
@@ -331,6 +333,13 @@ impl EngineMetrics {
     }
 }
 
+/// What the loop publishes besides the pages: its metrics, and the blind spots for the status page.
+pub struct Published {
+    pub metrics: EngineMetrics,
+    /// The rules that cannot fire now, replaced when they change.
+    pub blind_spots: tokio::sync::watch::Sender<Vec<BlindSpot>>,
+}
+
 /// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled; each
 /// evaluation goes to the pager, which also gets the ack and resolve commands.
 pub async fn run(
@@ -339,9 +348,13 @@ pub async fn run(
     mut pager: Pager,
     mut commands: mpsc::Receiver<Command>,
     clock: Clock,
-    mut metrics: EngineMetrics,
+    published: Published,
     shutdown: CancellationToken,
 ) {
+    let Published {
+        mut metrics,
+        blind_spots: blind,
+    } = published;
     let sections: Vec<String> = engine
         .runbook()
         .sections
@@ -405,7 +418,12 @@ pub async fn run(
         }
         metrics.record(&engine, &eval);
         metrics.record_observations(&evidence);
-        metrics.record_blind_spots(engine.runbook(), &evidence);
+        let spots = metrics.record_blind_spots(engine.runbook(), &evidence);
+        blind.send_if_modified(|shown| {
+            let changed = *shown != spots;
+            *shown = spots;
+            changed
+        });
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
         let recorded;

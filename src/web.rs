@@ -45,6 +45,7 @@ use url::Url;
 use crate::api::{self, ApiToken, WindowBody};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
+use crate::doctor::BlindSpot;
 use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
 use crate::engine::CauseStatus;
@@ -123,6 +124,8 @@ struct WebState {
     /// `None` when no API token is configured: nobody can sign in.
     sessions: Option<Sessions>,
     metrics: FormMetrics,
+    /// The rules that cannot fire now, as the watch loop last found them.
+    blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
     env: Environment<'static>,
 }
 
@@ -140,6 +143,8 @@ pub struct WebConfig {
     /// The store's link key, from which the session key is derived.
     pub link_key: Arc<[u8]>,
     pub metrics: FormMetrics,
+    /// The blind spots the watch loop finds (`crate::doctor`).
+    pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
 }
 
 /// The email module's environment with the pages' templates.
@@ -166,6 +171,7 @@ pub fn routes(config: WebConfig) -> Router {
         public_url: config.public_url,
         windows: config.windows,
         metrics: config.metrics,
+        blind_spots: config.blind_spots,
         env,
     });
     Router::new()
@@ -271,6 +277,7 @@ struct IndexPage<'a> {
     open: Vec<Row>,
     resolved: Vec<Row>,
     windows: Vec<WindowRow>,
+    blind_spots: Vec<BlindSpot>,
 }
 
 #[derive(Serialize)]
@@ -694,7 +701,9 @@ async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response 
     let windows = st.window_rows(&stored, now, &t, |w| w.starts <= now && now < w.ends);
     let session = st.session_view(&headers, now);
     let kind = page_kind(session.as_ref());
+    let blind_spots = st.blind_spots.borrow().clone();
     let page = IndexPage {
+        blind_spots,
         t: &t,
         now: human_time(now),
         session,
@@ -979,6 +988,11 @@ fn labels(locale: Locale) -> Labels {
             ("title", "Status do watchdog"),
             ("updated", "Atualizado em"),
             ("open_incidents", "Incidentes abertos"),
+            (
+                "blind_spots",
+                "Pontos cegos: regras que não conseguem disparar",
+            ),
+            ("blind_fix", "Correção"),
             ("no_open", "Nenhum incidente aberto."),
             ("recent", "Resolvidos recentemente"),
             ("no_recent", "Nenhum incidente resolvido ainda."),
@@ -1110,6 +1124,8 @@ fn labels(locale: Locale) -> Labels {
             ("title", "Watchdog status"),
             ("updated", "Updated at"),
             ("open_incidents", "Open incidents"),
+            ("blind_spots", "Blind spots: rules that cannot fire"),
+            ("blind_fix", "Fix"),
             ("no_open", "No open incident."),
             ("recent", "Recently resolved"),
             ("no_recent", "No resolved incident yet."),
