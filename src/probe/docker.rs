@@ -4,8 +4,10 @@
 //! # Events plus a reconcile poll
 //!
 //! The polls are the source of truth. The watched containers are the configured names plus, with
-//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, found with one list
-//! call per poll, which also gives each one's ID, state and status text (health, exit code, uptime).
+//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, plus every
+//! container of a role (`[docker.roles]`: by name, name pattern or Compose service label; see
+//! `docker/roles.rs`), found with one list call per poll, which also gives each one's ID, state,
+//! status text (health, exit code, uptime), names and labels (so its roles).
 //! A container is inspected again (concurrently, each call under its own timeout) only when:
 //!
 //! - it is first seen, or its list entry changed: another ID (recreated), another state, another
@@ -23,10 +25,11 @@
 //! as it was (a quick restart of a young container) waits for the reconcile.
 //!
 //! Memory (one-shot stats) and new log lines are read at every poll, but only of the containers
-//! whose memory or log counts the runbook's conditions read ([`Wanted`], from the runbook at build
-//! time); the others' `docker.memory_bytes`, `memory_ratio`, `memory_growth_bytes_per_hour` and
-//! `log_matches` are not observed. Every Engine request is counted by call
-//! (`harven_watchdog_docker_api_requests_total`).
+//! whose memory or log counts the runbook's conditions read, by name or through a role they belong
+//! to ([`Wanted`], from the runbook at build time); the others' `docker.memory_bytes`,
+//! `memory_ratio`, `memory_growth_bytes_per_hour` and `log_matches` are not observed. Each role's
+//! observations are folded from its containers' at the end of the poll (`roles::observe`). Every
+//! Engine request is counted by call (`harven_watchdog_docker_api_requests_total`).
 //!
 //! Beside the polls, a background task owned by the probe follows the Engine's event stream
 //! (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for things the polls

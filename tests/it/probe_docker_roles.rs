@@ -182,7 +182,8 @@ async fn compose_v1_v2_and_scaled_replicas_are_the_backend_with_the_defaults() {
             .cmd(&[
                 "/bin/sh",
                 "-c",
-                "trap 'exit 0' TERM; rm -f /tmp/die; while [ ! -f /tmp/die ]; do sleep 0.2; done; exit 3",
+                "trap 'exit 0' TERM; rm -f /tmp/die; \
+                 while [ ! -f /tmp/die ]; do sleep 0.2; done; exit 3",
             ])
             .restart_policy(RestartPolicyNameEnum::ON_FAILURE, 5),
     )
@@ -443,7 +444,10 @@ async fn each_cause_is_named(replicas: u32) {
         |o| backend(o, "docker.recent_deploy") == boolean(false),
     )
     .await;
-    let line = r#"HTTP Request: POST https://api.openai.com/v1/chat/completions "HTTP/1.1 429 Too Many Requests""#;
+    let line = concat!(
+        "HTTP Request: POST https://api.openai.com/v1/chat/completions ",
+        r#""HTTP/1.1 429 Too Many Requests""#
+    );
     let logged = container(last)
         .exec(&[
             "/bin/sh",

@@ -15,7 +15,8 @@
 //! | `restarts`, `restart_count`, `log_matches{pattern}` | summed |
 //! | `memory_ratio`, `memory_growth_bytes_per_hour`, `memory_bytes`, `exit_code` | the highest |
 //! | `uptime_seconds`, `memory_limit_bytes` | the lowest (the youngest replica, the tightest limit) |
-//! | `image`, `previous_image` | the most recently deployed replica's image; the role's image before it changed |
+//! | `image` | the most recently deployed replica's |
+//! | `previous_image` | the role's image before it last changed (a replica's, until one is seen) |
 //!
 //! A replica that could not be read leaves a sum or an extreme unknown, but a decisive value stands
 //! (one replica not running, OOM-killed or unhealthy settles it); replicas with no data (a first log
@@ -42,6 +43,10 @@ const MAX_LISTED: usize = 20;
 
 /// A replica using at least this share of its memory limit is notable in `docker.replicas`.
 const NOTABLE_MEMORY_RATIO: f64 = 0.8;
+
+/// The label besides `role` that tells a role's instances of one observation apart (`pattern` of
+/// `docker.log_matches`, `var` of `docker.env_present`), if any.
+type Extra<'a> = Option<(&'static str, &'a str)>;
 
 /// True when a container with these `names` and `labels` (a list entry's, or an event's attributes,
 /// which carry the same labels) belongs to `role`.
@@ -94,7 +99,7 @@ pub(super) struct Member<'a> {
 impl Member<'_> {
     /// Its outcome of `name` (with the extra label, `pattern` or `var`, when given). A key it lacks
     /// is unknown with its inspection's failure (only `docker.present` is observed then).
-    fn outcome(&self, name: &str, extra: Option<(&str, &str)>) -> Outcome {
+    fn outcome(&self, name: &str, extra: Extra<'_>) -> Outcome {
         let found = self.observations.iter().find(|o| {
             o.key.name == name
                 && extra.is_none_or(|(k, v)| o.key.labels.get(k).map(String::as_str) == Some(v))
@@ -120,14 +125,14 @@ impl Member<'_> {
             || matches!(self.present(), Some(Outcome::Value(Value::Bool(false))))
     }
 
-    fn value(&self, name: &str, extra: Option<(&str, &str)>) -> Option<Value> {
+    fn value(&self, name: &str, extra: Extra<'_>) -> Option<Value> {
         match self.outcome(name, extra) {
             Outcome::Value(v) => Some(v),
             _ => None,
         }
     }
 
-    fn number(&self, name: &str, extra: Option<(&str, &str)>) -> Option<f64> {
+    fn number(&self, name: &str, extra: Extra<'_>) -> Option<f64> {
         match self.value(name, extra) {
             Some(Value::Number(n)) => Some(n),
             _ => None,
@@ -176,7 +181,7 @@ pub(super) fn observe(
     out: &mut Vec<Observation>,
 ) {
     let members: Vec<&Member<'_>> = members.iter().filter(|m| !m.gone()).collect();
-    let key = |n: &'static str, extra: Option<(&str, &str)>| {
+    let key = |n: &'static str, extra: Extra<'_>| {
         let k = Key::new(n).with("role", role.name.as_str());
         match extra {
             Some((label, value)) => k.with(label, value),
@@ -194,7 +199,7 @@ pub(super) fn observe(
             role.name,
             describe(role)
         );
-        let deploys = [
+        let texts = [
             "docker.image",
             "docker.previous_image",
             "docker.recent_deploy",
@@ -204,7 +209,7 @@ pub(super) fn observe(
         let all = folds
             .iter()
             .map(|(n, extra, _)| (*n, *extra))
-            .chain(deploys.map(|n| (n, None)));
+            .chain(texts.map(|n| (n, None)));
         for (n, extra) in all {
             out.push(no_data(key(n, extra), &why));
         }
@@ -227,7 +232,7 @@ pub(super) fn observe(
 }
 
 /// The observations folded by [`fold`], with their extra label and how they fold.
-fn folds<'a>(facts: &Facts<'a>) -> Vec<(&'static str, Option<(&'static str, &'a str)>, Fold)> {
+fn folds<'a>(facts: &Facts<'a>) -> Vec<(&'static str, Extra<'a>, Fold)> {
     let mut folds = vec![
         ("docker.running", None, Fold::Every),
         ("docker.health", None, Fold::Worst),
@@ -330,7 +335,7 @@ fn deploys(
     members: &[&Member<'_>],
     facts: &Facts<'_>,
     state: &mut RoleState,
-    key: &dyn Fn(&'static str, Option<(&str, &str)>) -> Key,
+    key: &dyn Fn(&'static str, Extra<'_>) -> Key,
     out: &mut Vec<Observation>,
 ) -> Option<String> {
     // `max_by_key` keeps the last of equals: reversed, the first by name wins a tie.
