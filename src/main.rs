@@ -92,6 +92,9 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
                     .sum::<usize>(),
             );
             outln!("  listen: {}", config.server.listen);
+            for role in &config.docker.roles {
+                outln!("  docker role {}: {}", role.name, role.describe());
+            }
             outln!("  emails: {email}");
             outln!("  L1 at open: {}", to(&e.l1));
             outln!(

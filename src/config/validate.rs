@@ -202,6 +202,27 @@ pub struct RoleConfig {
     pub compose_project: Option<String>,
 }
 
+impl RoleConfig {
+    /// What the role looks for, as `check-config` and a role's no-data reason say it:
+    /// `names harven-backend; compose service backend`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.names.is_empty() {
+            parts.push(format!("names {}", self.names.join(", ")));
+        }
+        if !self.patterns.is_empty() {
+            let texts: Vec<&str> = self.patterns.iter().map(|p| p.text.as_str()).collect();
+            parts.push(format!("patterns {}", texts.join(", ")));
+        }
+        match (&self.compose_service, &self.compose_project) {
+            (Some(s), Some(p)) => parts.push(format!("compose service {s} of project {p}")),
+            (Some(s), None) => parts.push(format!("compose service {s}")),
+            (None, _) => {}
+        }
+        parts.join("; ")
+    }
+}
+
 /// A regular expression over a whole container name: `text` as written, `regex` anchored at both
 /// ends (`harven-backend-\d+` does not match `harven-backend-12-old`).
 #[derive(Debug, Clone)]

@@ -332,7 +332,14 @@ fn check_config_command_exits_by_verdict() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("SMTP smtp.example.com:587"));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("SMTP smtp.example.com:587"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "docker role backend: names harven-backend; compose service backend of project harven"
+        ),
+        "what each role means: {stdout}"
+    );
 
     let bad = Command::new(bin)
         .args([

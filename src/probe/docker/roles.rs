@@ -67,25 +67,6 @@ pub(super) fn matches<'a>(
         })
 }
 
-/// What `role` looks for, for the no-data reason of a role that matches nothing:
-/// `names harven-backend; compose service backend`.
-pub(super) fn describe(role: &RoleConfig) -> String {
-    let mut parts = Vec::new();
-    if !role.names.is_empty() {
-        parts.push(format!("names {}", role.names.join(", ")));
-    }
-    if !role.patterns.is_empty() {
-        let texts: Vec<&str> = role.patterns.iter().map(|p| p.text.as_str()).collect();
-        parts.push(format!("patterns {}", texts.join(", ")));
-    }
-    match (&role.compose_service, &role.compose_project) {
-        (Some(s), Some(p)) => parts.push(format!("compose service {s} of project {p}")),
-        (Some(s), None) => parts.push(format!("compose service {s}")),
-        (None, _) => {}
-    }
-    parts.join("; ")
-}
-
 /// One container of a role this poll.
 pub(super) struct Member<'a> {
     pub name: &'a str,
@@ -197,7 +178,7 @@ pub(super) fn observe(
         let why = format!(
             "no container matches role {} ({})",
             role.name,
-            describe(role)
+            role.describe()
         );
         let texts = [
             "docker.image",
