@@ -849,13 +849,21 @@ fn check_roles(
     let mut roles = Vec::new();
     for (name, role) in raw {
         let key = format!("docker.roles.{name}");
+        // A table records no origin: a problem with the role as a whole is blamed on the layer that
+        // set one of its keys.
+        let because = ["names", "patterns", "compose_service", "compose_project"]
+            .map(|k| format!("{key}.{k}"))
+            .into_iter()
+            .find(|k| (c.origin_of)(k) != Origin::Defaults)
+            .unwrap_or_else(|| key.clone());
         let spelled = !name.is_empty()
             && name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !spelled {
-            c.problem(
+            c.problem_because(
                 &key,
+                &because,
                 format!(
                     "{name:?} is not a role name: use lowercase letters, digits, `_` and `-` (as the \
                      runbook's `role` label and an environment variable spell it)"
@@ -893,12 +901,6 @@ fn check_roles(
             );
         }
         if role.names.is_empty() && role.patterns.is_empty() && compose_service.is_none() {
-            // Blamed on the layer that emptied it (a table itself records no origin).
-            let because = ["names", "patterns", "compose_service", "compose_project"]
-                .map(|k| format!("{key}.{k}"))
-                .into_iter()
-                .find(|k| (c.origin_of)(k) != Origin::Defaults)
-                .unwrap_or_else(|| key.clone());
             c.problem_because(
                 &key,
                 &because,
