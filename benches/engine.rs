@@ -3,7 +3,7 @@
 //! - `evaluate/10k_series_500_containers`: [`Engine::evaluate`] with the shipped runbook over an
 //!   evidence table as large as a big deployment makes it: 10 000 Prometheus series (p95 per handler,
 //!   a few of them above the 3 s threshold so rules are pending and firing) and every observation the
-//!   Docker probe reports for 500 containers (with `harven-backend` among them, as the runbook reads it).
+//!   Docker probe reports for 500 containers and the `backend` and `redis` roles the runbook reads.
 //! - `probe_cycle/test_stack`: one pass of every probe ([`probe::poll_all`]) against the integration
 //!   tests' real peers: Prometheus scraping the simulated backend, Redis, three containers on the Docker
 //!   Engine, and the local status pages and Supabase. It needs what `scripts/test.sh` installs and
@@ -90,18 +90,25 @@ fn prometheus_report(at: Timestamp) -> ProbeReport {
     report("prometheus", at, obs)
 }
 
-/// The Docker probe's report for [`CONTAINERS`] healthy containers, `harven-backend` first.
+/// The Docker probe's report for [`CONTAINERS`] healthy containers, `harven-backend` first, and for
+/// the `backend` and `redis` roles over them (the ones the runbook reads).
 fn docker_report(at: Timestamp) -> ProbeReport {
     let mut obs = Vec::new();
-    for i in 0..CONTAINERS {
+    let roles = ["backend", "redis"].map(|r| ("role", r.to_owned()));
+    let containers = (0..CONTAINERS).map(|i| {
         let name = match i {
             0 => "harven-backend".to_owned(),
             1 => "harven-redis".to_owned(),
             _ => format!("svc-{i}"),
         };
-        let key = |n: &'static str| Key::new(n).with("container", name.clone());
+        ("container", name)
+    });
+    for (label, name) in roles.into_iter().chain(containers) {
+        let key = |n: &'static str| Key::new(n).with(label, name.clone());
+        if label == "container" {
+            obs.push(Observation::boolean(key("docker.present"), true));
+        }
         obs.extend([
-            Observation::boolean(key("docker.present"), true),
             Observation::boolean(key("docker.running"), true),
             Observation::text(key("docker.health"), "healthy"),
             Observation::number(key("docker.exit_code"), 0.0),

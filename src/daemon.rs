@@ -203,7 +203,7 @@ struct Prepared {
 
 /// Builds `config`'s probes, runbook, email transport and heartbeat client; starts nothing.
 fn prepare(config: Config) -> Result<Prepared, RunError> {
-    let runbook = Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let runbook = Arc::new(Runbook::load_for(&config)?);
     let probes = probe::build_all(&config, &runbook.wanted())?;
     let transport = AnyTransport::from_config(&config.smtp)?;
     let heartbeat = match config.heartbeat.clone() {

@@ -137,7 +137,7 @@ pub fn build(
         })
         .collect();
     // One evaluation on a fresh engine: a rule holding now is pending (or firing when its `for` is 0).
-    let blind_spots = crate::doctor::blind_spots(&runbook, &evidence);
+    let blind_spots = crate::doctor::apply(&runbook, &mut evidence, now);
     let eval = Engine::new(runbook, locale).evaluate(&evidence, now);
     let symptoms: Vec<SymptomLine> = eval
         .symptoms

@@ -4,16 +4,21 @@
 //! The probes report what they find wrong with their peer as observations (the Prometheus probe's
 //! `prometheus.blind_spot{obs, reason}`, whose text carries the fix; the Docker probe's
 //! `docker.role_containers{role}` at 0); this module maps them onto the rules that read those
-//! observations. It is pure, like the engine: the watch loop exports the result on `/metrics`
-//! (`harven_watchdog_rule_blind{rule,reason}`) and logs each blind spot once, `diagnose` prints it,
-//! and the shipped runbook's `watchdog.rule_blind` rule opens the watchdog section's incident (L1
-//! only) on the same observations, so the email and the status page say it with the fix.
+//! observations. It is pure, like the engine. Before each evaluation [`apply`] records the result in
+//! the evidence as the `doctor` source's `doctor.rule_blind{rule, reason}` observations (the text
+//! is the detail with the fix), so the shipped runbook's `watchdog.rule_blind` rule opens the
+//! watchdog section's incident (L1 only) and its email and status page say it with the fix; the
+//! watch loop exports the result on `/metrics` (`harven_watchdog_rule_blind{rule,reason}`) and logs
+//! each blind spot once, and `diagnose` prints it.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::observe::{Evidence, Reading, Value};
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::observe::{Evidence, Key, Observation, ProbeReport, Reading, Value};
 use crate::runbook::{Condition, Runbook};
 
 /// One rule that cannot fire, and why.
@@ -25,6 +30,42 @@ pub struct BlindSpot {
     pub reason: String,
     /// What is missing and the fix, in the probe's words.
     pub detail: String,
+}
+
+/// The source name of the blind-spot observations.
+pub const SOURCE: &str = "doctor";
+
+/// Finds the blind spots of `runbook` in `ev` and records them in `ev` as the [`SOURCE`]'s
+/// `doctor.rule_blind` observations at `now` (one `rule="*"` instance with an empty text when
+/// there is none, so the rule reading them is observable rather than "not observed"); returns them.
+pub fn apply(runbook: &Runbook, ev: &mut Evidence, now: Timestamp) -> Vec<BlindSpot> {
+    let spots = blind_spots(runbook, ev);
+    let mut observations: Vec<Observation> = spots
+        .iter()
+        .map(|s| {
+            Observation::text(
+                Key::new("doctor.rule_blind")
+                    .with("rule", s.rule.as_str())
+                    .with("reason", s.reason.as_str()),
+                s.detail.as_str(),
+            )
+        })
+        .collect();
+    if observations.is_empty() {
+        observations.push(Observation::text(
+            Key::new("doctor.rule_blind")
+                .with("rule", "*")
+                .with("reason", "none"),
+            "",
+        ));
+    }
+    ev.apply(ProbeReport {
+        source: SOURCE.to_owned(),
+        at: now,
+        took: Duration::ZERO,
+        result: Ok(observations),
+    });
+    spots
 }
 
 /// Every rule of `runbook` that the blind spots in `ev` make unable to fire, sorted by rule.
@@ -103,7 +144,10 @@ fn causes_of(
         return Vec::new();
     };
     // The rules about blind spots themselves read these.
-    if obs == "prometheus.blind_spot" || obs == "docker.role_containers" {
+    if matches!(
+        obs,
+        "prometheus.blind_spot" | "docker.role_containers" | "doctor.rule_blind"
+    ) {
         return Vec::new();
     }
     let mut found = Vec::new();
@@ -129,8 +173,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clock::Timestamp;
-    use crate::observe::{Key, Observation, ProbeReport};
 
     fn evidence(observations: Vec<Observation>) -> Evidence {
         let mut ev = Evidence::new();
@@ -192,12 +234,56 @@ mod tests {
             assert!(rules.iter().any(|r| r == rule), "{rule} in {rules:?}");
         }
         assert!(!rules.iter().any(|r| r == "errors.backend_target_down"));
-        let none = evidence(vec![Observation::text(
-            Key::new("prometheus.blind_spot")
-                .with("obs", "*")
-                .with("reason", "none"),
-            "",
+        let mut none = evidence(vec![Observation::number(
+            Key::new("prometheus.error_ratio"),
+            0.0,
         )]);
-        assert!(blind_spots(&runbook, &none).is_empty());
+        let now = Timestamp::from_unix_millis(1_790_000_000_000);
+        assert!(apply(&runbook, &mut none, now).is_empty());
+        let said = none.instances("doctor.rule_blind");
+        assert_eq!(
+            said.len(),
+            1,
+            "the rule over blind spots has a value to read"
+        );
+        assert!(matches!(&said[0].1, Reading::Value { value: Value::Text(t), .. } if t.is_empty()));
+    }
+
+    #[test]
+    fn a_role_matching_no_container_blinds_the_rules_on_that_role() {
+        let runbook = Runbook::embedded();
+        let mut ev = Evidence::new();
+        ev.apply(ProbeReport {
+            source: "docker".into(),
+            at: Timestamp::from_unix_millis(1_790_000_000_000),
+            took: Duration::from_millis(1),
+            result: Ok(vec![
+                Observation::number(
+                    Key::new("docker.role_containers").with("role", "backend"),
+                    0.0,
+                ),
+                Observation::number(
+                    Key::new("docker.role_containers").with("role", "redis"),
+                    1.0,
+                ),
+            ]),
+        });
+        let spots = apply(
+            &runbook,
+            &mut ev,
+            Timestamp::from_unix_millis(1_790_000_000_000),
+        );
+        let rules: Vec<&str> = spots.iter().map(|s| s.rule.as_str()).collect();
+        assert!(rules.contains(&"errors.backend_down"), "{rules:?}");
+        assert!(rules.contains(&"openai_quota.http_429"), "{rules:?}");
+        assert!(
+            spots.iter().all(|s| s.reason == "no_container"),
+            "{spots:?}"
+        );
+        assert!(
+            spots[0].detail.contains("docker.roles.backend"),
+            "{spots:?}"
+        );
+        assert_eq!(ev.instances("doctor.rule_blind").len(), spots.len());
     }
 }

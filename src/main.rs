@@ -57,7 +57,7 @@ fn main() -> ExitCode {
 fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
     match Config::load(files) {
         Ok(config) => {
-            let runbook = match Runbook::load(config.runbook.path.as_deref()) {
+            let runbook = match Runbook::load_for(&config) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{e}");
@@ -92,6 +92,9 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
                     .sum::<usize>(),
             );
             outln!("  listen: {}", config.server.listen);
+            for role in &config.docker.roles {
+                outln!("  docker role {}: {}", role.name, role.describe());
+            }
             outln!("  emails: {email}");
             outln!("  L1 at open: {}", to(&e.l1));
             outln!(
@@ -225,7 +228,7 @@ fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]
 /// One pass of every probe, printed.
 fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
     let config = Config::load(files)?;
-    let runbook = std::sync::Arc::new(Runbook::load(config.runbook.path.as_deref())?);
+    let runbook = std::sync::Arc::new(Runbook::load_for(&config)?);
     let mut probes = harven_watchdog::probe::build_all(&config, &runbook.wanted())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

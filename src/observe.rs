@@ -425,6 +425,13 @@ pub const CATALOGUE: &[Spec] = &[
         "share of a handler's requests slower than the per-handler histogram's highest bucket (names the slow handlers when the p95 is read over all handlers)",
     ),
     spec(
+        "doctor.rule_blind",
+        "doctor",
+        Text,
+        &["rule", "reason"],
+        "a runbook rule that cannot fire on what the probes see, with why and the fix (empty: none)",
+    ),
+    spec(
         "prometheus.blind_spot",
         "prometheus",
         Text,
@@ -616,7 +623,7 @@ pub const CATALOGUE: &[Spec] = &[
         &["pattern"],
         "true when the key count stopped at the scan cap",
     ),
-    // Docker Engine, per watched container
+    // Docker Engine, per watched container (`container`) and per role over its replicas (`role`)
     spec(
         "docker.present",
         "docker",
@@ -628,113 +635,134 @@ pub const CATALOGUE: &[Spec] = &[
         "docker.running",
         "docker",
         Bool,
-        &["container"],
-        "the container is running",
+        &["container", "role"],
+        "the container is running (a role: every replica is)",
     ),
     spec(
         "docker.health",
         "docker",
         Text,
-        &["container"],
-        "healthy | unhealthy | starting | none",
+        &["container", "role"],
+        "healthy | unhealthy | starting | none (a role: its worst replica's)",
     ),
     spec(
         "docker.exit_code",
         "docker",
         Number,
-        &["container"],
-        "exit code of the last run",
+        &["container", "role"],
+        "exit code of the last run (a role: the highest)",
     ),
     spec(
         "docker.restart_count",
         "docker",
         Number,
-        &["container"],
-        "Docker's restart count",
+        &["container", "role"],
+        "Docker's restart count (a role: summed)",
     ),
     spec(
         "docker.restarts",
         "docker",
         Number,
-        &["container"],
-        "restarts since the previous poll",
+        &["container", "role"],
+        "restarts since the previous poll (a role: summed)",
     ),
     spec(
         "docker.oom_killed",
         "docker",
         Bool,
-        &["container"],
-        "the last run was killed for memory",
+        &["container", "role"],
+        "the last run was killed for memory (a role: any replica's)",
     ),
     spec(
         "docker.uptime_seconds",
         "docker",
         Number,
-        &["container"],
-        "time since the container started",
+        &["container", "role"],
+        "time since the container started (a role: its youngest replica's)",
     ),
     spec(
         "docker.image",
         "docker",
         Text,
-        &["container"],
-        "the image the container runs",
+        &["container", "role"],
+        "the image the container runs (a role: its most recently deployed replica's)",
     ),
     spec(
         "docker.previous_image",
         "docker",
         Text,
-        &["container"],
+        &["container", "role"],
         "the image it ran before the last change seen",
     ),
     spec(
         "docker.recent_deploy",
         "docker",
         Bool,
-        &["container"],
-        "started or changed image within the deploy window",
+        &["container", "role"],
+        "started or changed image within the deploy window (a role: any replica, or its image)",
     ),
     spec(
         "docker.memory_bytes",
         "docker",
         Number,
-        &["container"],
-        "memory in use",
+        &["container", "role"],
+        "memory in use (a role: the most of any replica)",
     ),
     spec(
         "docker.memory_limit_bytes",
         "docker",
         Number,
-        &["container"],
-        "memory limit (no data when unlimited)",
+        &["container", "role"],
+        "memory limit, no data when unlimited (a role: the tightest)",
     ),
     spec(
         "docker.memory_ratio",
         "docker",
         Number,
-        &["container"],
-        "memory in use / limit",
+        &["container", "role"],
+        "memory in use / limit (a role: the highest)",
     ),
     spec(
         "docker.memory_growth_bytes_per_hour",
         "docker",
         Number,
-        &["container"],
-        "memory growth rate over the growth window",
+        &["container", "role"],
+        "memory growth rate over the growth window (a role: the fastest)",
     ),
     spec(
         "docker.env_present",
         "docker",
         Bool,
-        &["container", "var"],
-        "the variable is set in the container (never its value)",
+        &["container", "role", "var"],
+        "the variable is set in the container, never its value (a role: in every replica)",
     ),
     spec(
         "docker.log_matches",
         "docker",
         Number,
-        &["container", "pattern"],
-        "log lines matching the pattern since the previous poll",
+        &["container", "role", "pattern"],
+        "log lines matching the pattern since the previous poll (a role: summed)",
+    ),
+    spec(
+        "docker.role_containers",
+        "docker",
+        Number,
+        &["role"],
+        "containers the role matches now (0: the role's other observations have no data)",
+    ),
+    spec(
+        "docker.replicas",
+        "docker",
+        Text,
+        &["role"],
+        "the role's containers, the notable ones first with what is notable about each",
+    ),
+    spec(
+        "docker.worst_replica",
+        "docker",
+        Text,
+        &["role"],
+        "the role's container to look at first (the worst, else the first by name)",
     ),
 ];
 
@@ -747,6 +775,10 @@ pub fn spec_of(name: &str) -> Option<&'static Spec> {
 pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
+
+/// Labels that say what an observation is about: an instance carries at most one of them (a Docker
+/// observation is about one `container`, or about a `role` over its replicas).
+pub const SUBJECT_LABELS: &[&str] = &["container", "role"];
 
 /// The observations a reader (the runbook) can use: catalogue names, each with the label sets its
 /// conditions narrow it to. A probe asks it before reading something costly per instance (the Docker
@@ -794,14 +826,19 @@ impl Wanted {
         self.thresholds.get(name).map_or(&[], Vec::as_slice)
     }
 
-    /// True when some condition over `name` can read an instance whose label `label` is `value`: a
-    /// condition that does not narrow `label` reads every instance.
+    /// True when some condition over `name` can read the instance about `label = value` (`label`
+    /// one of [`SUBJECT_LABELS`]): one that narrows `label` to `value`, or narrows no subject at all
+    /// (it reads every instance). A condition on a `role` does not read a `container` instance.
     pub fn wants(&self, name: &str, label: &str, value: &str) -> bool {
+        let reads = |l: &Labels| match l.get(label) {
+            Some(v) => v == value,
+            None => !SUBJECT_LABELS.iter().any(|s| l.contains_key(*s)),
+        };
         self.everything
             || self
                 .by_name
                 .get(name)
-                .is_some_and(|sets| sets.iter().any(|l| l.get(label).is_none_or(|v| v == value)))
+                .is_some_and(|sets| sets.iter().any(reads))
     }
 }
 
@@ -903,6 +940,35 @@ mod tests {
         );
         assert_eq!(Value::Number(0.053_12).to_string(), "0.0531");
         assert_eq!(Value::Number(5000.0).to_string(), "5000");
+    }
+
+    #[test]
+    fn a_condition_reads_the_instances_of_its_subject_only() {
+        let labels = |pairs: &[(&str, &str)]| -> Labels {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let mut w = Wanted::default();
+        w.add(
+            "docker.log_matches",
+            &labels(&[("role", "backend"), ("pattern", "error")]),
+        );
+        w.add("docker.memory_ratio", &labels(&[("container", "db")]));
+        w.add("docker.running", &labels(&[]));
+        assert!(w.wants("docker.log_matches", "role", "backend"));
+        assert!(!w.wants("docker.log_matches", "role", "redis"));
+        assert!(
+            !w.wants("docker.log_matches", "container", "backend"),
+            "a role condition reads no container instance"
+        );
+        assert!(w.wants("docker.memory_ratio", "container", "db"));
+        assert!(!w.wants("docker.memory_ratio", "role", "db"));
+        assert!(
+            w.wants("docker.running", "container", "x") && w.wants("docker.running", "role", "y")
+        );
+        assert!(!w.wants("docker.memory_bytes", "role", "backend"));
     }
 
     #[test]

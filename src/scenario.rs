@@ -423,6 +423,7 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome
         for r in world.reports(now) {
             evidence.apply(r);
         }
+        crate::doctor::apply(engine.runbook(), &mut evidence, now);
         let eval = engine.evaluate(&evidence, now);
         for e in &eval.events {
             match e {

@@ -196,12 +196,11 @@ impl EngineMetrics {
         self.shown = now_shown;
     }
 
-    /// Sets `rule_blind` to the blind spots of `runbook` in `evidence`, logging each one once when
-    /// it appears (with its fix) and once when it is gone; returns them.
-    fn record_blind_spots(&mut self, runbook: &Runbook, evidence: &Evidence) -> Vec<BlindSpot> {
-        let spots = crate::doctor::blind_spots(runbook, evidence);
+    /// Sets `rule_blind` to `spots`, logging each one once when it appears (with its fix) and once
+    /// when it is gone.
+    fn record_blind_spots(&mut self, spots: &[BlindSpot]) {
         let mut now_shown = BTreeSet::new();
-        for spot in &spots {
+        for spot in spots {
             let labels = BlindLabels {
                 rule: spot.rule.clone(),
                 reason: spot.reason.clone(),
@@ -217,7 +216,6 @@ impl EngineMetrics {
             self.blind.remove(gone);
         }
         self.blind_shown = now_shown;
-        spots
     }
 
     /// Removes every observation series.
@@ -400,6 +398,7 @@ pub async fn run(
             continue;
         }
         let now = clock.now();
+        let spots = crate::doctor::apply(engine.runbook(), &mut evidence, now);
         let eval = engine.evaluate(&evidence, now);
         for e in &eval.events {
             match e {
@@ -418,7 +417,7 @@ pub async fn run(
         }
         metrics.record(&engine, &eval);
         metrics.record_observations(&evidence);
-        let spots = metrics.record_blind_spots(engine.runbook(), &evidence);
+        metrics.record_blind_spots(&spots);
         blind.send_if_modified(|shown| {
             let changed = *shown != spots;
             *shown = spots;

@@ -16,8 +16,9 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
-    LogPattern, MaintenanceWindow, PrometheusConfig, RedisConfig, RunbookConfig, ServerConfig,
-    SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
+    RunbookConfig, ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig,
+    SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -26,10 +27,13 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// Environment variables `HARVEN_WATCHDOG__SECTION__KEY` override configuration keys.
 pub const ENV_PREFIX: &str = "HARVEN_WATCHDOG__";
 
-/// Keys that take a list; in the environment their items are separated by commas.
+/// Keys that take a list; in the environment their items are separated by commas. A `*` stands for
+/// any one level (a role's name).
 const LIST_KEYS: &[&str] = &[
     "docker.containers",
     "docker.env_vars",
+    "docker.roles.*.names",
+    "docker.roles.*.patterns",
     "redis.key_patterns",
     "prometheus.exclude_handlers",
     "escalation.l1.to",
@@ -329,6 +333,20 @@ pub fn env_var(key: &str) -> String {
     format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
 
+/// True when the dotted `key` takes a list (one of [`LIST_KEYS`], `*` matching any one level).
+fn is_list_key(key: &str) -> bool {
+    LIST_KEYS.iter().any(|pattern| {
+        let (mut want, mut have) = (pattern.split('.'), key.split('.'));
+        loop {
+            match (want.next(), have.next()) {
+                (None, None) => return true,
+                (Some(w), Some(h)) if w == "*" || w == h => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 impl Source for EnvLayer {
     fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
         Box::new(self.clone())
@@ -339,7 +357,7 @@ impl Source for EnvLayer {
         for (var, value) in &self.vars {
             let Some(key) = env_key(var) else { continue };
             let origin = format!("{ENV_ORIGIN}{var}");
-            let kind = if LIST_KEYS.contains(&key.as_str()) {
+            let kind = if is_list_key(&key) {
                 ValueKind::Array(
                     value
                         .split(',')
@@ -381,6 +399,16 @@ mod tests {
     }
 
     #[test]
+    fn list_keys_match_any_role() {
+        assert!(is_list_key("docker.containers"));
+        assert!(is_list_key("docker.roles.backend.names"));
+        assert!(is_list_key("docker.roles.worker.patterns"));
+        assert!(!is_list_key("docker.roles.backend.compose_service"));
+        assert!(!is_list_key("docker.roles.names"));
+        assert!(!is_list_key("docker.roles.a.b.names"));
+    }
+
+    #[test]
     fn embedded_defaults_load_alone() {
         let config = Config::load_with_env(&[], Vec::new()).expect("defaults are valid");
         assert_eq!(config.server.listen.port(), 9464);
@@ -398,6 +426,7 @@ mod tests {
         include_str!("../../tests/fixtures/config/valid/maintenance-window.toml"),
         include_str!("../../tests/fixtures/config/valid/smtps-and-extra-status-page.toml"),
         include_str!("../../tests/fixtures/config/valid/tighter-escalation.toml"),
+        include_str!("../../tests/fixtures/config/valid/compose-roles.toml"),
     ];
 
     /// Every leaf key of the defaults, dotted (`smtp.tls`), and the secret keys they leave unset.

@@ -126,6 +126,19 @@ pub struct RawDocker {
     pub memory_growth_window: String,
     pub log_lines_cap: i64,
     pub log_patterns: BTreeMap<String, String>,
+    /// The runbook's container roles (`backend`, `redis`), by name: which containers each means.
+    pub roles: BTreeMap<String, RawRole>,
+}
+
+/// One role: a container belongs to it when any of these matches. An empty `compose_service` or
+/// `compose_project` is unset (so a layer can turn off what an earlier one set).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRole {
+    pub names: Vec<String>,
+    pub patterns: Vec<String>,
+    pub compose_service: Option<String>,
+    pub compose_project: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -180,6 +180,56 @@ pub struct DockerConfig {
     pub log_lines_cap: u32,
     /// Named log-line patterns, counted per poll.
     pub log_patterns: Vec<LogPattern>,
+    /// The runbook's container roles, sorted by name: what `role = "backend"` in a condition means.
+    pub roles: Vec<RoleConfig>,
+}
+
+/// One container role of the runbook (`backend`, `redis`) and the containers it means, matched on
+/// the Engine's list answer alone (names and labels): a container belongs to the role when its name
+/// is one of `names`, matches one of `patterns`, or it carries the Compose label
+/// `com.docker.compose.service=<compose_service>` (of `compose_project`, when that is set). Compose
+/// v1 (`proj_backend_1`) and v2 (`proj-backend-1`) names and scaled replicas all carry the label.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// The role as the runbook's `role` label spells it.
+    pub name: String,
+    /// Exact container names.
+    pub names: Vec<String>,
+    /// Regular expressions over the whole container name.
+    pub patterns: Vec<NamePattern>,
+    /// The Compose service; `None`: no Compose match.
+    pub compose_service: Option<String>,
+    /// Only containers of this Compose project; `None`: any project.
+    pub compose_project: Option<String>,
+}
+
+impl RoleConfig {
+    /// What the role looks for, as `check-config` and a role's no-data reason say it:
+    /// `names harven-backend; compose service backend`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.names.is_empty() {
+            parts.push(format!("names {}", self.names.join(", ")));
+        }
+        if !self.patterns.is_empty() {
+            let texts: Vec<&str> = self.patterns.iter().map(|p| p.text.as_str()).collect();
+            parts.push(format!("patterns {}", texts.join(", ")));
+        }
+        match (&self.compose_service, &self.compose_project) {
+            (Some(s), Some(p)) => parts.push(format!("compose service {s} of project {p}")),
+            (Some(s), None) => parts.push(format!("compose service {s}")),
+            (None, _) => {}
+        }
+        parts.join("; ")
+    }
+}
+
+/// A regular expression over a whole container name: `text` as written, `regex` anchored at both
+/// ends (`harven-backend-\d+` does not match `harven-backend-12-old`).
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    pub text: String,
+    pub regex: regex::Regex,
 }
 
 /// A named regular expression over log lines.
@@ -788,6 +838,7 @@ fn check_docker(c: &mut Checker<'_>, raw: super::raw::RawDocker) -> Option<Docke
             Err(e) => c.problem(&key, format!("is not a regular expression: {e}")),
         }
     }
+    let roles = check_roles(c, raw.roles);
     let (interval, timeout) = times?;
     Some(DockerConfig {
         host: host?,
@@ -800,7 +851,88 @@ fn check_docker(c: &mut Checker<'_>, raw: super::raw::RawDocker) -> Option<Docke
         memory_growth_window: growth_window?,
         log_lines_cap: log_lines_cap?,
         log_patterns,
+        roles: roles?,
     })
+}
+
+/// `docker.roles.*`: each role's names, patterns and Compose service. `None` when any is wrong.
+fn check_roles(
+    c: &mut Checker<'_>,
+    raw: std::collections::BTreeMap<String, super::raw::RawRole>,
+) -> Option<Vec<RoleConfig>> {
+    let before = c.problems.len();
+    // An empty string unsets a key an earlier layer set (the embedded defaults' `compose_service`).
+    let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let mut roles = Vec::new();
+    for (name, role) in raw {
+        let key = format!("docker.roles.{name}");
+        // A table records no origin: a problem with the role as a whole is blamed on the layer that
+        // set one of its keys.
+        let because = ["names", "patterns", "compose_service", "compose_project"]
+            .map(|k| format!("{key}.{k}"))
+            .into_iter()
+            .find(|k| (c.origin_of)(k) != Origin::Defaults)
+            .unwrap_or_else(|| key.clone());
+        let spelled = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !spelled {
+            c.problem_because(
+                &key,
+                &because,
+                format!(
+                    "{name:?} is not a role name: use lowercase letters, digits, `_` and `-` (as the \
+                     runbook's `role` label and an environment variable spell it)"
+                ),
+            );
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &role.names {
+            if n.trim().is_empty() {
+                c.problem(&format!("{key}.names"), "has an empty container name");
+            } else if !seen.insert(n.as_str()) {
+                c.problem(&format!("{key}.names"), format!("names {n:?} twice"));
+            }
+        }
+        let mut patterns = Vec::new();
+        for text in &role.patterns {
+            match regex::Regex::new(&format!("^(?:{text})$")) {
+                Ok(regex) => patterns.push(NamePattern {
+                    text: text.clone(),
+                    regex,
+                }),
+                Err(e) => c.problem(
+                    &format!("{key}.patterns"),
+                    format!("{text:?} is not a regular expression: {e}"),
+                ),
+            }
+        }
+        let compose_service = set(role.compose_service);
+        let compose_project = set(role.compose_project);
+        if compose_project.is_some() && compose_service.is_none() {
+            c.problem(
+                &format!("{key}.compose_project"),
+                "narrows a Compose service: set compose_service too",
+            );
+        }
+        if role.names.is_empty() && role.patterns.is_empty() && compose_service.is_none() {
+            c.problem_because(
+                &key,
+                &because,
+                "matches no container: give names, patterns or compose_service",
+            );
+        }
+        roles.push(RoleConfig {
+            name,
+            names: role.names,
+            patterns,
+            compose_service,
+            compose_project,
+        });
+    }
+    (c.problems.len() == before).then_some(roles)
 }
 
 fn check_escalation(

@@ -277,7 +277,7 @@ fn openai_degraded_and_redis_healthy_ranks_openai_slow_first_and_rules_out_redis
 fn bad_deploy_fills_the_rollback_with_the_images() {
     let mut eng = engine();
     let mut ev = Evidence::new();
-    let c = |name| Key::new(name).with("container", "harven-backend");
+    let c = |name| Key::new(name).with("role", "backend");
     ev.apply(report(
         "docker",
         0,
@@ -287,7 +287,7 @@ fn bad_deploy_fills_the_rollback_with_the_images() {
             Observation::text(c("docker.previous_image"), "harven/backend:1.3.2"),
             Observation::number(
                 Key::new("docker.log_matches")
-                    .with("container", "harven-backend")
+                    .with("role", "backend")
                     .with("pattern", "error"),
                 12.0,
             ),
@@ -313,7 +313,7 @@ fn bad_deploy_fills_the_rollback_with_the_images() {
 fn supporting_evidence_alone_makes_nothing_likely_and_against_rules_out() {
     let mut eng = engine();
     let mut ev = Evidence::new();
-    let c = |name| Key::new(name).with("container", "harven-backend");
+    let c = |name| Key::new(name).with("role", "backend");
     // A healthy stack: the secret is set and Supabase Auth answers, no JWT errors in the logs.
     ev.apply(report(
         "docker",

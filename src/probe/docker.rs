@@ -4,8 +4,10 @@
 //! # Events plus a reconcile poll
 //!
 //! The polls are the source of truth. The watched containers are the configured names plus, with
-//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, found with one list
-//! call per poll, which also gives each one's ID, state and status text (health, exit code, uptime).
+//! `compose_project`, every container labelled `com.docker.compose.project=<it>`, plus every
+//! container of a role (`[docker.roles]`: by name, name pattern or Compose service label; see
+//! `docker/roles.rs`), found with one list call per poll, which also gives each one's ID, state,
+//! status text (health, exit code, uptime), names and labels (so its roles).
 //! A container is inspected again (concurrently, each call under its own timeout) only when:
 //!
 //! - it is first seen, or its list entry changed: another ID (recreated), another state, another
@@ -23,10 +25,11 @@
 //! as it was (a quick restart of a young container) waits for the reconcile.
 //!
 //! Memory (one-shot stats) and new log lines are read at every poll, but only of the containers
-//! whose memory or log counts the runbook's conditions read ([`Wanted`], from the runbook at build
-//! time); the others' `docker.memory_bytes`, `memory_ratio`, `memory_growth_bytes_per_hour` and
-//! `log_matches` are not observed. Every Engine request is counted by call
-//! (`harven_watchdog_docker_api_requests_total`).
+//! whose memory or log counts the runbook's conditions read, by name or through a role they belong
+//! to ([`Wanted`], from the runbook at build time); the others' `docker.memory_bytes`,
+//! `memory_ratio`, `memory_growth_bytes_per_hour` and `log_matches` are not observed. Each role's
+//! observations are folded from its containers' at the end of the poll (`roles::observe`). Every
+//! Engine request is counted by call (`harven_watchdog_docker_api_requests_total`).
 //!
 //! Beside the polls, a background task owned by the probe follows the Engine's event stream
 //! (`start`, `die`, `oom`, `restart`, `health_status`, filtered server-side) for things the polls
@@ -99,11 +102,16 @@ use tokio::sync::Notify;
 use super::http::error_chain;
 use super::{Probe, truncate};
 use crate::clock::Timestamp;
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, RoleConfig};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Wanted};
+
+mod roles;
 
 /// The label Docker Compose puts on every container of a project.
 pub const COMPOSE_PROJECT_LABEL: &str = "com.docker.compose.project";
+
+/// The label Docker Compose (v1 and v2) puts on every container of a service, replicas included.
+pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 
 /// Most bytes of log output read per container per poll (on top of `log_lines_cap`): a container
 /// logging megabyte lines cannot flood the watchdog's memory. The rest is read by the next poll.
@@ -145,6 +153,13 @@ const NANOS_PER_SEC: Nanos = 1_000_000_000;
 /// Engine wall-clock times (inspect's `StartedAt`, log-line stamps, events) as Unix nanoseconds.
 type Nanos = i128;
 
+/// The observations of memory usage, read from the stats endpoint (only where the runbook reads one).
+const MEMORY_OBSERVATIONS: [&str; 3] = [
+    "docker.memory_bytes",
+    "docker.memory_ratio",
+    "docker.memory_growth_bytes_per_hour",
+];
+
 /// Polls the Docker Engine for the watched containers.
 pub struct DockerProbe {
     config: DockerConfig,
@@ -168,6 +183,8 @@ pub struct DockerProbe {
     requests: EngineRequests,
     /// Polls made: the clock of the reconcile (each container's `inspected`).
     polls: u64,
+    /// What the previous polls saw of each role (its image), by role name: bounded by the roles.
+    role_state: HashMap<String, roles::RoleState>,
 }
 
 /// The label of [`EngineRequests`]: which Engine endpoint.
@@ -204,6 +221,15 @@ impl fmt::Debug for DockerProbe {
             .field("host", &self.config.host)
             .field("containers", &self.config.containers)
             .field("compose_project", &self.config.compose_project)
+            .field(
+                "roles",
+                &self
+                    .config
+                    .roles
+                    .iter()
+                    .map(|r| &r.name)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -316,13 +342,16 @@ fn unit_seconds(unit: &str) -> Option<u64> {
     })
 }
 
-/// One watched container this poll: a configured name, or a container of the compose project.
+/// One watched container this poll: a configured name, a container of the compose project, or a
+/// container of a role.
 #[derive(Debug)]
 struct Watched {
     name: String,
     configured: bool,
     /// `None`: the Engine has no container by that name.
     listed: Option<Listed>,
+    /// The roles it belongs to (indices into `config.roles`), from its list entry.
+    roles: Vec<usize>,
 }
 
 /// Events from the background task, by container ID, waiting for the next poll.
@@ -349,22 +378,27 @@ struct Pending {
     last_oom: Option<Nanos>,
 }
 
-/// Which containers' events matter: the configured names and the compose project.
+/// Which containers' events matter: the configured names, the compose project and the roles'
+/// containers (an event's attributes carry the container's name and labels).
 #[derive(Debug, Clone)]
 struct Watch {
     names: HashSet<String>,
     project: Option<String>,
+    roles: Vec<RoleConfig>,
 }
 
 impl Watch {
     fn covers(&self, attributes: &HashMap<String, String>) -> bool {
-        attributes
-            .get("name")
-            .is_some_and(|n| self.names.contains(n))
+        let name = attributes.get("name").map(String::as_str);
+        name.is_some_and(|n| self.names.contains(n))
             || self
                 .project
                 .as_ref()
                 .is_some_and(|p| attributes.get(COMPOSE_PROJECT_LABEL) == Some(p))
+            || self
+                .roles
+                .iter()
+                .any(|r| roles::matches(r, name.into_iter(), Some(attributes)))
     }
 }
 
@@ -382,6 +416,7 @@ impl DockerProbe {
             wanted: Wanted::everything(),
             requests: EngineRequests::default(),
             polls: 0,
+            role_state: HashMap::new(),
         }
     }
 
@@ -403,21 +438,31 @@ impl DockerProbe {
         &self.requests
     }
 
-    /// Whether the runbook reads `container`'s memory usage (stats are read only then).
-    fn wants_memory(&self, container: &str) -> bool {
-        [
-            "docker.memory_bytes",
-            "docker.memory_ratio",
-            "docker.memory_growth_bytes_per_hour",
-        ]
-        .iter()
-        .any(|n| self.wanted.wants(n, "container", container))
+    /// What this poll reads of a watched container: its memory stats and logs when the runbook
+    /// reads them of the container itself or of a role it belongs to (a role's counts and worst
+    /// ratio are its replicas').
+    fn reads(&self, w: &Watched) -> Reads {
+        let wants = |name: &str| {
+            self.wanted.wants(name, "container", &w.name)
+                || w.roles
+                    .iter()
+                    .any(|r| self.wanted.wants(name, "role", &self.config.roles[*r].name))
+        };
+        Reads {
+            memory: MEMORY_OBSERVATIONS.iter().any(|n| wants(n)),
+            logs: wants("docker.log_matches"),
+        }
     }
 
-    /// Whether the runbook reads `container`'s log counts (logs are read only then).
-    fn wants_logs(&self, container: &str) -> bool {
-        self.wanted
-            .wants("docker.log_matches", "container", container)
+    /// What the runbook reads of role `r` (its replicas are read for it).
+    fn role_reads(&self, r: usize) -> Reads {
+        let role = &self.config.roles[r].name;
+        Reads {
+            memory: MEMORY_OBSERVATIONS
+                .iter()
+                .any(|n| self.wanted.wants(n, "role", role)),
+            logs: self.wanted.wants("docker.log_matches", "role", role),
+        }
     }
 
     /// Bound on each Engine call. A poll makes at most four in sequence (connect, list, inspect,
@@ -435,6 +480,7 @@ impl DockerProbe {
         let watch = Watch {
             names: self.config.containers.iter().cloned().collect(),
             project: self.config.compose_project.clone(),
+            roles: self.config.roles.clone(),
         };
         let task = tokio::spawn(follow_events(
             self.config.host.clone(),
@@ -461,8 +507,10 @@ impl DockerProbe {
     }
 
     /// The watched containers, from one list call: every configured name (in order), then the
-    /// compose project's other containers by name. The list is not filtered by the Engine: its name
-    /// filter is a regular expression per name, and a label filter cannot be or-ed with names.
+    /// compose project's and the roles' other containers by name, each with the roles it belongs to
+    /// (matched on the entry's names and labels: no call per container). The list is not filtered
+    /// by the Engine: its name filter is a regular expression per name, and a label filter cannot be
+    /// or-ed with names.
     async fn list(&self, docker: &Docker) -> Result<Vec<Watched>, Failure> {
         let options = ListContainersOptionsBuilder::new().all(true).build();
         self.requests.count("list");
@@ -473,15 +521,22 @@ impl DockerProbe {
         )
         .await?;
         let configured: HashSet<&str> = self.config.containers.iter().map(String::as_str).collect();
-        let mut by_name: HashMap<&str, Listed> = HashMap::new();
+        let mut by_name: HashMap<&str, (Listed, Vec<usize>)> = HashMap::new();
         let mut extra: Vec<String> = Vec::new();
         for c in &listed {
             let names = c.names.iter().flatten().map(|n| n.trim_start_matches('/'));
             let ours = names.clone().find(|n| configured.contains(n));
-            let in_project = self.config.compose_project.as_ref().is_some_and(|p| {
-                c.labels.as_ref().and_then(|l| l.get(COMPOSE_PROJECT_LABEL)) == Some(p)
-            });
-            let name = match (ours, in_project) {
+            let labels = c.labels.as_ref();
+            let in_project = self
+                .config
+                .compose_project
+                .as_ref()
+                .is_some_and(|p| labels.and_then(|l| l.get(COMPOSE_PROJECT_LABEL)) == Some(p));
+            let roles: Vec<usize> = (self.config.roles.iter().enumerate())
+                .filter(|(_, r)| roles::matches(r, names.clone(), labels))
+                .map(|(i, _)| i)
+                .collect();
+            let name = match (ours, in_project || !roles.is_empty()) {
                 (Some(n), _) => n,
                 (None, true) => match names.clone().next().filter(|n| !n.is_empty()) {
                     Some(n) => {
@@ -495,15 +550,13 @@ impl DockerProbe {
             let (status, up_for) = split_status(c.status.as_deref().unwrap_or_default());
             let state = c.state.map(|s| s.to_string()).unwrap_or_default();
             let up_for = up_for.filter(|_| status.starts_with("Up "));
-            by_name.insert(
-                name,
-                Listed {
-                    id: c.id.clone().unwrap_or_default(),
-                    state,
-                    status,
-                    up_for,
-                },
-            );
+            let listed = Listed {
+                id: c.id.clone().unwrap_or_default(),
+                state,
+                status,
+                up_for,
+            };
+            by_name.insert(name, (listed, roles));
         }
         extra.sort();
         extra.dedup();
@@ -511,10 +564,14 @@ impl DockerProbe {
         let extra = extra.iter().map(|n| (n, false));
         Ok(configured
             .chain(extra)
-            .map(|(name, configured)| Watched {
-                name: name.clone(),
-                configured,
-                listed: by_name.get(name.as_str()).cloned(),
+            .map(|(name, configured)| {
+                let (listed, roles) = by_name.remove(name.as_str()).unzip();
+                Watched {
+                    name: name.clone(),
+                    configured,
+                    listed,
+                    roles: roles.unwrap_or_default(),
+                }
             })
             .collect())
     }
@@ -551,12 +608,13 @@ impl DockerProbe {
     fn apply(
         &mut self,
         now: Timestamp,
-        name: &str,
-        configured: bool,
+        w: &Watched,
         seen: Seen,
         events: &mut HashMap<String, Pending>,
         out: &mut Vec<Observation>,
     ) {
+        let (name, configured) = (w.name.as_str(), w.configured);
+        let reads = self.reads(w);
         let key = |n: &'static str| Key::new(n).with("container", name);
         let found = match seen {
             Seen::Missing => {
@@ -680,7 +738,7 @@ impl DockerProbe {
             None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
         });
         // Its stats were read only if the runbook reads its memory usage.
-        if self.wants_memory(name) {
+        if reads.memory {
             self.memory_observations(now, &snap, memory, &mut t.memory, &key, out);
         }
         for (var, present) in self.config.env_vars.iter().zip(&snap.env_present) {
@@ -689,7 +747,7 @@ impl DockerProbe {
                 *present,
             ));
         }
-        if self.wants_logs(name) {
+        if reads.logs {
             self.log_observations(name, logs, &mut t, &key, out);
         }
         t.snap = snap;
@@ -714,21 +772,13 @@ impl DockerProbe {
                 } else {
                     "not running"
                 };
-                for n in [
-                    "docker.memory_bytes",
-                    "docker.memory_ratio",
-                    "docker.memory_growth_bytes_per_hour",
-                ] {
+                for n in MEMORY_OBSERVATIONS {
                     out.push(no_data(key(n), why));
                 }
                 return;
             }
             Some(Err(f)) => {
-                for n in [
-                    "docker.memory_bytes",
-                    "docker.memory_ratio",
-                    "docker.memory_growth_bytes_per_hour",
-                ] {
+                for n in MEMORY_OBSERVATIONS {
                     out.push(Observation::new(key(n), Outcome::Unknown(f.clone())));
                 }
                 return;
@@ -796,6 +846,12 @@ impl DockerProbe {
 }
 
 impl Tracked {
+    /// Engine time of the container's latest deploy seen: its creation, or a change of its image.
+    fn deployed_at(&self) -> Option<Nanos> {
+        let changed = self.image_change.as_ref().map(|(_, at)| nanos_of(*at));
+        self.snap.created_at.max(changed)
+    }
+
     /// The state of a container ID seen for the first time; `previous` carries the image history of
     /// the name (a recreated container).
     fn first(snap: &Snapshot, log_cursor: Nanos, previous: Option<&Tracked>) -> Self {
@@ -1579,10 +1635,7 @@ impl Probe for DockerProbe {
                     let t = tracked.get(&w.name);
                     let known = t.map(|t| (t.id.as_str(), t.log_cursor));
                     let cached = t.filter(|_| !*inspect).map(|t| t.snap.clone());
-                    let reads = Reads {
-                        memory: self.wants_memory(&w.name),
-                        logs: self.wants_logs(&w.name),
-                    };
+                    let reads = self.reads(w);
                     look(
                         &docker,
                         &w.name,
@@ -1626,10 +1679,14 @@ impl Probe for DockerProbe {
             all
         };
         let mut out = Vec::new();
+        // Where each container's observations are in `out`, for its roles' aggregates.
+        let mut spans = Vec::with_capacity(watched.len());
         for ((w, inspected), seen) in watched.iter().zip(&inspect).zip(seen) {
             let found = matches!(seen, Seen::Found(_));
             let failed = matches!(seen, Seen::Failed(_));
-            self.apply(now, &w.name, w.configured, seen, &mut events, &mut out);
+            let start = out.len();
+            self.apply(now, w, seen, &mut events, &mut out);
+            spans.push(start..out.len());
             if let Some(t) = self.tracked.get_mut(&w.name) {
                 if failed {
                     // Inspected again at the next poll.
@@ -1648,7 +1705,46 @@ impl Probe for DockerProbe {
         }
         let names: HashSet<&str> = watched.iter().map(|w| w.name.as_str()).collect();
         self.tracked.retain(|name, _| names.contains(name.as_str()));
+        let by_role = self.role_observations(now, &watched, &spans, &out);
+        out.extend(by_role);
         Ok(out)
+    }
+}
+
+impl DockerProbe {
+    /// Every role's observations this poll, aggregated over the containers that belong to it
+    /// (`spans[i]`: where `watched[i]`'s observations are in `out`).
+    fn role_observations(
+        &mut self,
+        now: Timestamp,
+        watched: &[Watched],
+        spans: &[std::ops::Range<usize>],
+        out: &[Observation],
+    ) -> Vec<Observation> {
+        let mut by_role = Vec::new();
+        for r in 0..self.config.roles.len() {
+            let reads = self.role_reads(r);
+            let mut members: Vec<roles::Member<'_>> = watched
+                .iter()
+                .zip(spans)
+                .filter(|(w, _)| w.roles.contains(&r))
+                .map(|(w, span)| roles::Member {
+                    name: &w.name,
+                    observations: &out[span.clone()],
+                    deployed_at: self.tracked.get(&w.name).and_then(Tracked::deployed_at),
+                })
+                .collect();
+            members.sort_by(|a, b| a.name.cmp(b.name));
+            let role = &self.config.roles[r];
+            let state = self.role_state.entry(role.name.clone()).or_default();
+            let facts = roles::Facts {
+                config: &self.config,
+                reads,
+                now,
+            };
+            roles::observe(role, &members, &facts, state, &mut by_role);
+        }
+        by_role
     }
 }
 
@@ -1737,8 +1833,18 @@ mod tests {
             .map(|(id, p)| (id.to_owned(), p))
             .collect();
         let mut out = Vec::new();
-        probe.apply(t(now), "app", true, seen, &mut events, &mut out);
+        probe.apply(t(now), &watched("app", &[]), seen, &mut events, &mut out);
         out
+    }
+
+    /// A configured container `name` in `roles` (indices into the configuration's roles).
+    fn watched(name: &str, roles: &[usize]) -> Watched {
+        Watched {
+            name: name.to_owned(),
+            configured: true,
+            listed: None,
+            roles: roles.to_vec(),
+        }
     }
 
     fn starts(times: &[Nanos]) -> Pending {
@@ -1973,14 +2079,11 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(!boolean(&out, "docker.present"));
         let mut out = Vec::new();
-        probe.apply(
-            t(100),
-            "gone",
-            false,
-            Seen::Missing,
-            &mut HashMap::new(),
-            &mut out,
-        );
+        let gone = Watched {
+            configured: false,
+            ..watched("gone", &[])
+        };
+        probe.apply(t(100), &gone, Seen::Missing, &mut HashMap::new(), &mut out);
         assert!(
             out.is_empty(),
             "a compose container removed meanwhile is just gone"
@@ -2114,12 +2217,11 @@ mod tests {
         };
         let watched: Vec<Watched> = (0..100)
             .map(|i| Watched {
-                name: format!("app{i}"),
-                configured: true,
                 listed: Some(Listed {
                     id: format!("c{i}"),
                     ..listed.clone()
                 }),
+                ..watched(&format!("app{i}"), &[])
             })
             .collect();
         // First sight: every container.
@@ -2166,18 +2268,28 @@ mod tests {
     fn memory_and_logs_are_observed_only_for_containers_the_runbook_reads() {
         let runbook = crate::runbook::Runbook::embedded();
         let mut probe = DockerProbe::with_wanted(config(&[]), runbook.wanted());
-        assert!(probe.wants_memory("harven-backend") && probe.wants_logs("harven-backend"));
-        assert!(!probe.wants_memory("harven-redis") && !probe.wants_logs("harven-redis"));
+        let role = |name: &str| {
+            let roles = &probe.config.roles;
+            roles.iter().position(|r| r.name == name).expect(name)
+        };
+        // The runbook reads the backend role's memory and logs, so its replicas'; of Redis, neither.
+        let backend = watched("proj-backend-1", &[role("backend")]);
+        let redis = watched("proj-redis-1", &[role("redis")]);
+        let alone = watched("harven-backend-old", &[]);
+        let both = |r: Reads| (r.memory, r.logs);
+        assert_eq!(both(probe.reads(&backend)), (true, true));
+        assert_eq!(both(probe.reads(&redis)), (false, false));
+        assert_eq!(both(probe.reads(&alone)), (false, false), "in no role");
         let mut out = Vec::new();
         let mut events = HashMap::new();
-        for name in ["harven-backend", "harven-redis"] {
+        for w in [backend, redis] {
             let seen = Seen::Found(Box::new(Found {
-                snap: snap(name, 0, 100),
+                snap: snap(&w.name, 0, 100),
                 memory: Some(Ok(Some(1 << 20))),
                 logs: None,
                 run_oom: None,
             }));
-            probe.apply(t(200), name, true, seen, &mut events, &mut out);
+            probe.apply(t(200), &w, seen, &mut events, &mut out);
         }
         let of = |container: &str, name: &str| {
             out.iter()
@@ -2187,16 +2299,379 @@ mod tests {
                 })
                 .count()
         };
-        assert_eq!(of("harven-backend", "docker.memory_bytes"), 1);
-        assert!(of("harven-backend", "docker.log_matches") > 0);
-        assert_eq!(of("harven-redis", "docker.memory_bytes"), 0);
-        assert_eq!(of("harven-redis", "docker.log_matches"), 0);
+        assert_eq!(of("proj-backend-1", "docker.memory_bytes"), 1);
+        assert!(of("proj-backend-1", "docker.log_matches") > 0);
+        assert_eq!(of("proj-redis-1", "docker.memory_bytes"), 0);
+        assert_eq!(of("proj-redis-1", "docker.log_matches"), 0);
         assert_eq!(
-            of("harven-redis", "docker.running"),
+            of("proj-redis-1", "docker.running"),
             1,
             "its state still is"
         );
-        assert_eq!(of("harven-redis", "docker.memory_limit_bytes"), 1);
+        assert_eq!(of("proj-redis-1", "docker.memory_limit_bytes"), 1);
+    }
+
+    /// One poll of `containers` (each with what its look found) at `now`, with the roles'
+    /// observations folded from theirs, as [`DockerProbe::poll`] does.
+    fn poll_roles(
+        probe: &mut DockerProbe,
+        now: i64,
+        containers: Vec<(Watched, Seen)>,
+    ) -> Vec<Observation> {
+        let (mut out, mut spans, mut all) = (Vec::new(), Vec::new(), Vec::new());
+        let mut events = HashMap::new();
+        for (w, seen) in containers {
+            let start = out.len();
+            probe.apply(t(now), &w, seen, &mut events, &mut out);
+            spans.push(start..out.len());
+            all.push(w);
+        }
+        let by_role = probe.role_observations(t(now), &all, &spans, &out);
+        out.extend(by_role);
+        out
+    }
+
+    /// The outcome of `name{role, extra…}`.
+    fn of_role(out: &[Observation], name: &str, role: &str, extra: &[(&str, &str)]) -> Outcome {
+        let mut key = Key::new(crate::observe::intern(name).expect(name)).with("role", role);
+        for (k, v) in extra {
+            key = key.with(k, *v);
+        }
+        out.iter()
+            .find(|o| o.key == key)
+            .unwrap_or_else(|| panic!("{key} not observed in {out:?}"))
+            .outcome
+            .clone()
+    }
+
+    /// A replica's look: its inspection, memory in use and counted log lines (`(pattern, n)`).
+    fn replica(snap: Snapshot, memory: u64, lines: &[(&str, u64)]) -> Seen {
+        let patterns = &default_config().log_patterns;
+        let counts = patterns
+            .iter()
+            .map(|p| lines.iter().find(|(n, _)| *n == p.name).map_or(0, |l| l.1))
+            .collect();
+        Seen::Found(Box::new(Found {
+            snap,
+            memory: Some(Ok(Some(memory))),
+            logs: Some(Ok(LogWindow {
+                counts,
+                newest: 0,
+                lines: lines.iter().map(|l| l.1).sum(),
+                capped: false,
+            })),
+            run_oom: None,
+        }))
+    }
+
+    fn backend_role(probe: &DockerProbe) -> usize {
+        probe
+            .config
+            .roles
+            .iter()
+            .position(|r| r.name == "backend")
+            .expect("a backend role")
+    }
+
+    #[test]
+    fn a_role_folds_its_replicas_and_names_the_one_to_look_at() {
+        let mut probe = DockerProbe::new(default_config());
+        let r = backend_role(&probe);
+        let names = ["proj-backend-1", "proj-backend-2", "proj-backend-3"];
+        let limited = |id: &str, restarts: i64| Snapshot {
+            memory_limit: Some(1000),
+            ..snap(id, restarts, 100)
+        };
+        let first: Vec<_> = names
+            .iter()
+            .map(|n| (watched(n, &[r]), replica(limited(n, 0), 400, &[])))
+            .collect();
+        let out = poll_roles(&mut probe, 5_000, first);
+        assert_eq!(
+            of_role(&out, "docker.role_containers", "backend", &[]),
+            Outcome::number(3.0)
+        );
+        assert_eq!(
+            of_role(&out, "docker.running", "backend", &[]),
+            Outcome::Value(Value::Bool(true))
+        );
+        assert_eq!(
+            of_role(&out, "docker.worst_replica", "backend", &[]),
+            Outcome::Value(Value::Text("proj-backend-1".into())),
+            "none is worse: the first by name"
+        );
+
+        // Replica 2 is OOM-killed and restarted by its policy; 3 logs errors and 429s; 1 is fine.
+        let mut oom = limited("proj-backend-2", 1);
+        oom.oom_killed = true;
+        oom.running = false;
+        oom.exit_code = Some(137);
+        oom.health = "unhealthy";
+        let mut unset = limited("proj-backend-3", 0);
+        unset.env_present = vec![false];
+        let second = vec![
+            (
+                watched(names[0], &[r]),
+                replica(limited(names[0], 0), 300, &[("error", 1)]),
+            ),
+            (watched(names[1], &[r]), replica(oom, 950, &[])),
+            (
+                watched(names[2], &[r]),
+                replica(unset, 500, &[("error", 4), ("429", 3)]),
+            ),
+        ];
+        let out = poll_roles(&mut probe, 5_015, second);
+        let role = |name: &str, extra: &[(&str, &str)]| of_role(&out, name, "backend", extra);
+        let yes = |b| Outcome::Value(Value::Bool(b));
+        assert_eq!(role("docker.running", &[]), yes(false));
+        assert_eq!(role("docker.oom_killed", &[]), yes(true));
+        assert_eq!(
+            role("docker.health", &[]),
+            Outcome::Value(Value::Text("unhealthy".into()))
+        );
+        assert_eq!(role("docker.restarts", &[]), Outcome::number(1.0));
+        assert_eq!(role("docker.restart_count", &[]), Outcome::number(1.0));
+        assert_eq!(role("docker.exit_code", &[]), Outcome::number(137.0));
+        assert_eq!(
+            role("docker.log_matches", &[("pattern", "error")]),
+            Outcome::number(5.0)
+        );
+        assert_eq!(
+            role("docker.log_matches", &[("pattern", "429")]),
+            Outcome::number(3.0)
+        );
+        assert_eq!(
+            role("docker.env_present", &[("var", "JWT_SECRET")]),
+            yes(false)
+        );
+        assert_eq!(role("docker.memory_ratio", &[]), Outcome::number(0.95));
+        assert_eq!(role("docker.memory_bytes", &[]), Outcome::number(950.0));
+        assert_eq!(
+            role("docker.memory_limit_bytes", &[]),
+            Outcome::number(1000.0)
+        );
+        assert!(
+            matches!(role("docker.uptime_seconds", &[]), Outcome::Value(Value::Number(n)) if n == 4_915.0),
+            "the youngest running replica's: {:?}",
+            role("docker.uptime_seconds", &[])
+        );
+        assert_eq!(
+            role("docker.worst_replica", &[]),
+            Outcome::Value(Value::Text("proj-backend-2".into()))
+        );
+        assert_eq!(
+            role("docker.replicas", &[]),
+            Outcome::Value(Value::Text(
+                "proj-backend-2: not running (exit 137), OOM-killed, unhealthy, 1 restart, memory at 95% of its limit; \
+                 proj-backend-3: JWT_SECRET missing, log lines 429 3, error 4; \
+                 proj-backend-1: log lines error 1"
+                    .into()
+            ))
+        );
+        // The replicas keep their own observations.
+        assert!(out.iter().any(|o| o.key
+            == Key::new("docker.oom_killed").with("container", "proj-backend-2")
+            && o.outcome == yes(true)));
+    }
+
+    #[test]
+    fn an_unreadable_replica_leaves_sums_unknown_but_not_a_decisive_value() {
+        let mut probe = DockerProbe::new(default_config());
+        let r = backend_role(&probe);
+        let mut oom = snap("b1", 0, 100);
+        oom.oom_killed = true;
+        let failed = Failure::new(FailureKind::Timeout, "inspect: no answer");
+        let out = poll_roles(
+            &mut probe,
+            5_000,
+            vec![
+                (watched("b1", &[r]), replica(oom, 10, &[])),
+                (watched("b2", &[r]), Seen::Failed(failed)),
+            ],
+        );
+        assert_eq!(
+            of_role(&out, "docker.oom_killed", "backend", &[]),
+            Outcome::Value(Value::Bool(true))
+        );
+        match of_role(&out, "docker.restarts", "backend", &[]) {
+            Outcome::Unknown(f) => assert_eq!(f.detail, "b2: inspect: no answer"),
+            other => panic!("{other:?}"),
+        }
+        match of_role(&out, "docker.replicas", "backend", &[]) {
+            Outcome::Value(Value::Text(t)) => assert!(
+                t.starts_with("b1: OOM-killed; b2: not read (timeout"),
+                "{t}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_role_that_matches_nothing_says_what_it_looks_for() {
+        let mut probe = DockerProbe::new(default_config());
+        let out = poll_roles(&mut probe, 1_000, Vec::new());
+        for role in ["backend", "redis"] {
+            assert_eq!(
+                of_role(&out, "docker.role_containers", role, &[]),
+                Outcome::number(0.0)
+            );
+        }
+        let why =
+            "no container matches role backend (names harven-backend; compose service backend)";
+        for name in [
+            "docker.running",
+            "docker.oom_killed",
+            "docker.image",
+            "docker.replicas",
+            "docker.worst_replica",
+        ] {
+            assert_eq!(
+                of_role(&out, name, "backend", &[]),
+                Outcome::NoData(why.into()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            of_role(
+                &out,
+                "docker.log_matches",
+                "backend",
+                &[("pattern", "error")]
+            ),
+            Outcome::NoData(why.into())
+        );
+    }
+
+    #[test]
+    fn a_roles_image_is_its_newest_replicas_and_a_change_is_a_deploy() {
+        let mut probe =
+            DockerProbe::new(config(&[("HARVEN_WATCHDOG__DOCKER__DEPLOY_WINDOW", "10m")]));
+        let r = backend_role(&probe);
+        let old = |id: &str| Snapshot {
+            created_at: Some(100 * S),
+            ..snap(id, 0, 100)
+        };
+        let both = |a: Snapshot, b: Snapshot| {
+            vec![
+                (watched("shop-backend-1", &[r]), found(a)),
+                (watched("shop-backend-2", &[r]), found(b)),
+            ]
+        };
+        let out = poll_roles(&mut probe, 5_000, both(old("c1"), old("c2")));
+        let text = |out: &[Observation], name: &str| of_role(out, name, "backend", &[]);
+        assert_eq!(
+            text(&out, "docker.image"),
+            Outcome::Value(Value::Text("app:1 (sha256:aaaa)".into()))
+        );
+        assert!(matches!(
+            text(&out, "docker.previous_image"),
+            Outcome::NoData(_)
+        ));
+        assert_eq!(
+            text(&out, "docker.recent_deploy"),
+            Outcome::Value(Value::Bool(false))
+        );
+
+        // Replica 2 is replaced by a new container of a new image: the role runs it now.
+        let new = Snapshot {
+            image_id: "sha256:bbbb".into(),
+            image_label: "app:2 (sha256:bbbb)".into(),
+            created_at: Some(5_010 * S),
+            ..snap("c3", 0, 5_010)
+        };
+        let out = poll_roles(&mut probe, 5_015, both(old("c1"), new.clone()));
+        assert_eq!(
+            text(&out, "docker.image"),
+            Outcome::Value(Value::Text("app:2 (sha256:bbbb)".into()))
+        );
+        assert_eq!(
+            text(&out, "docker.previous_image"),
+            Outcome::Value(Value::Text("app:1 (sha256:aaaa)".into()))
+        );
+        assert_eq!(
+            text(&out, "docker.recent_deploy"),
+            Outcome::Value(Value::Bool(true))
+        );
+        match text(&out, "docker.replicas") {
+            Outcome::Value(Value::Text(t)) => {
+                assert_eq!(
+                    t,
+                    "shop-backend-1: image app:1 (sha256:aaaa); shop-backend-2: recently deployed"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Ten minutes on, the change is history: still the previous image, no longer recent.
+        let out = poll_roles(&mut probe, 5_700, both(old("c1"), new));
+        assert_eq!(
+            text(&out, "docker.recent_deploy"),
+            Outcome::Value(Value::Bool(false))
+        );
+        assert_eq!(
+            text(&out, "docker.previous_image"),
+            Outcome::Value(Value::Text("app:1 (sha256:aaaa)".into()))
+        );
+    }
+
+    #[test]
+    fn roles_match_names_whole_name_patterns_and_compose_services() {
+        let cfg = config(&[
+            (
+                "HARVEN_WATCHDOG__DOCKER__ROLES__WORKER__PATTERNS",
+                r"worker-\d+",
+            ),
+            (
+                "HARVEN_WATCHDOG__DOCKER__ROLES__WORKER__COMPOSE_SERVICE",
+                "worker",
+            ),
+            (
+                "HARVEN_WATCHDOG__DOCKER__ROLES__WORKER__COMPOSE_PROJECT",
+                "shop",
+            ),
+        ]);
+        let role = |n: &str| cfg.roles.iter().find(|r| r.name == n).expect(n);
+        let labels = |project: &str, service: &str| {
+            HashMap::from([
+                (COMPOSE_PROJECT_LABEL.to_owned(), project.to_owned()),
+                (COMPOSE_SERVICE_LABEL.to_owned(), service.to_owned()),
+            ])
+        };
+        let matches = |r: &str, name: &str, l: Option<&HashMap<String, String>>| {
+            roles::matches(role(r), std::iter::once(name), l)
+        };
+        let v2 = labels("shop", "backend");
+        assert!(matches("backend", "harven-backend", None), "the exact name");
+        assert!(
+            matches("backend", "shop-backend-1", Some(&v2)),
+            "Compose v2"
+        );
+        assert!(
+            matches("backend", "shop_backend_1", Some(&v2)),
+            "Compose v1"
+        );
+        assert!(
+            matches("backend", "anything", Some(&labels("other", "backend"))),
+            "any project"
+        );
+        assert!(
+            !matches("backend", "harven-backend-2", None),
+            "names are exact"
+        );
+        assert!(!matches(
+            "backend",
+            "shop-redis-1",
+            Some(&labels("shop", "redis"))
+        ));
+        assert!(matches("worker", "worker-12", None));
+        assert!(
+            !matches("worker", "old-worker-12", None),
+            "a pattern matches the whole name"
+        );
+        assert!(matches("worker", "w", Some(&labels("shop", "worker"))));
+        assert!(
+            !matches("worker", "w", Some(&labels("other", "worker"))),
+            "another project"
+        );
     }
 
     #[test]
@@ -2269,6 +2744,7 @@ mod tests {
         let watch = Watch {
             names: HashSet::from(["app".to_owned()]),
             project: Some("harven".to_owned()),
+            roles: default_config().roles,
         };
         assert!(record(
             &inbox,
@@ -2294,6 +2770,12 @@ mod tests {
             &event("health_status: unhealthy", "app", None, 13),
             None
         ));
+        // A replica of the backend role in any project, by its Compose service label.
+        let mut replica = event("oom", "shop-backend-2", Some("shop"), 12);
+        if let Some(a) = replica.actor.as_mut().and_then(|a| a.attributes.as_mut()) {
+            a.insert(COMPOSE_SERVICE_LABEL.to_owned(), "backend".to_owned());
+        }
+        assert!(record(&inbox, &watch, &replica, None));
         // A re-subscription from the newest event skips what it replays up to there.
         assert!(!record(
             &inbox,
@@ -2304,6 +2786,7 @@ mod tests {
         let i = lock(&inbox);
         assert_eq!(i.pending["id-app"].starts, vec![10]);
         assert_eq!(i.pending["id-worker"].ooms, 1);
+        assert_eq!(i.pending["id-shop-backend-2"].ooms, 1);
         assert!(!i.pending.contains_key("id-other"));
         assert_eq!(i.newest, Some(13));
     }

@@ -379,7 +379,6 @@ impl Probe for PrometheusProbe {
         let total = ratios(&mut out, &self.config, requests, &baseline);
         rates(&mut out, total, &baseline);
         backend_up(&mut out, &self.config.backend_job, up);
-        let mut blind = false;
         for o in &out {
             if let (
                 Key {
@@ -389,19 +388,9 @@ impl Probe for PrometheusProbe {
                 Outcome::Value(Value::Text(t)),
             ) = (&o.key, &o.outcome)
             {
-                blind = true;
                 let detail = t.clone();
                 self.note_once("blind spot", &detail);
             }
-        }
-        if !blind {
-            // Said outright, so the rule over blind spots reads "none" rather than "not observed".
-            out.push(Observation::text(
-                Key::new("prometheus.blind_spot")
-                    .with("obs", "*")
-                    .with("reason", "none"),
-                "",
-            ));
         }
         Ok(out)
     }
@@ -499,12 +488,14 @@ impl Buckets {
             return f64::NAN;
         }
         let observations = b[b.len() - 1].1;
-        if observations == 0.0 {
+        // Rates are never negative; a peer answering so has nothing to rank (Prometheus would
+        // index past its buckets here).
+        if observations <= 0.0 || !observations.is_finite() {
             return f64::NAN;
         }
         let mut rank = q * observations;
         let i = b.partition_point(|x| x.1 < rank);
-        if i == b.len() - 1 {
+        if i >= b.len() - 1 {
             return b[b.len() - 2].0;
         }
         if i == 0 && b[0].0 <= 0.0 {

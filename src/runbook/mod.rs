@@ -17,6 +17,7 @@ pub use model::{
     Vendor,
 };
 
+use crate::config::{Config, DockerConfig};
 use crate::observe::{self, Kind};
 
 /// The shipped runbook, compiled in from `config/runbook.toml`.
@@ -124,6 +125,67 @@ impl Runbook {
         }
     }
 
+    /// The runbook `config` names, loaded and checked against the rest of the configuration: a
+    /// condition on a Docker role that `[docker.roles]` does not map could never be observed, so it
+    /// is a problem naming the condition and the missing `docker.roles.<role>` key.
+    pub fn load_for(config: &Config) -> Result<Self, RunbookError> {
+        let runbook = Self::load(config.runbook.path.as_deref())?;
+        let file = describe(config.runbook.path.as_ref());
+        let problems = runbook.unmapped_roles(&config.docker, &file);
+        if problems.is_empty() {
+            Ok(runbook)
+        } else {
+            Err(RunbookError { problems })
+        }
+    }
+
+    /// The conditions on a `role` label that `docker` does not map, as problems of `file`.
+    pub fn unmapped_roles(&self, docker: &DockerConfig, file: &str) -> Vec<RunbookProblem> {
+        let mapped: Vec<&str> = docker.roles.iter().map(|r| r.name.as_str()).collect();
+        self.conditions()
+            .into_iter()
+            .filter_map(|(key, c)| {
+                let role = c.labels.get("role")?;
+                (!mapped.contains(&role.as_str())).then(|| RunbookProblem {
+                    file: file.to_owned(),
+                    key: format!("{key}.labels.role"),
+                    message: format!(
+                        "role {role:?} is not mapped to containers: the configuration has no \
+                         docker.roles.{role} (it maps: {})",
+                        if mapped.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            mapped.join(", ")
+                        }
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Every condition, with where it is (`sections[1] (errors).rules[2].when`), in file order.
+    fn conditions(&self) -> Vec<(String, &Condition)> {
+        let mut out = Vec::new();
+        for (n, section) in self.sections.iter().enumerate() {
+            let base = format!("sections[{n}] ({})", section.id);
+            for (i, rule) in section.rules.iter().enumerate() {
+                out.push((format!("{base}.rules[{i}].when"), &rule.when));
+                if let Some(clear) = &rule.clear {
+                    out.push((format!("{base}.rules[{i}].clear"), clear));
+                }
+            }
+            for (i, cause) in section.causes.iter().enumerate() {
+                for (j, c) in cause.evidence.iter().enumerate() {
+                    out.push((format!("{base}.causes[{i}].evidence[{j}]"), c));
+                }
+                for (j, c) in cause.context.iter().enumerate() {
+                    out.push((format!("{base}.causes[{i}].context[{j}]"), c));
+                }
+            }
+        }
+        out
+    }
+
     /// The embedded runbook, which the test suite proves valid.
     pub fn embedded() -> Self {
         Self::parse(DEFAULT_RUNBOOK, "embedded runbook")
@@ -134,27 +196,17 @@ impl Runbook {
     /// probes fetch nothing the runbook cannot use.
     pub fn wanted(&self) -> observe::Wanted {
         let mut wanted = observe::Wanted::default();
-        for section in &self.sections {
-            let rules = section
-                .rules
-                .iter()
-                .flat_map(|r| std::iter::once(&r.when).chain(&r.clear));
-            let causes = section
-                .causes
-                .iter()
-                .flat_map(|c| c.evidence.iter().chain(&c.context));
-            for c in rules.chain(causes) {
-                if let Some(obs) = &c.obs {
-                    wanted.add(obs, &c.labels);
-                }
+        for (_, c) in self.conditions() {
+            if let Some(obs) = &c.obs {
+                wanted.add(obs, &c.labels);
             }
-            for rule in &section.rules {
-                let when = &rule.when;
-                if let (Some(obs), Some(Op::Gt | Op::Ge), Some(Operand::Number(v))) =
-                    (&when.obs, when.op, &when.value)
-                {
-                    wanted.add_threshold(obs, *v);
-                }
+        }
+        for rule in self.sections.iter().flat_map(|s| &s.rules) {
+            let when = &rule.when;
+            if let (Some(obs), Some(Op::Gt | Op::Ge), Some(Operand::Number(v))) =
+                (&when.obs, when.op, &when.value)
+            {
+                wanted.add_threshold(obs, *v);
             }
         }
         wanted

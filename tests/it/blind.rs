@@ -107,9 +107,15 @@ async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
     // The status page: the open watchdog incident, and its page with the fix.
     let index = d.get("/").await;
     assert!(index.contains(&incident), "the index lists {incident}");
-    assert!(index.contains("Blind spots: rules that cannot fire"), "{index}");
+    assert!(
+        index.contains("Blind spots: rules that cannot fire"),
+        "{index}"
+    );
     assert!(index.contains("<code>latency.p95_high</code>"), "{index}");
-    assert!(index.contains("latency_lowr_buckets=("), "the fix is on the index: {index}");
+    assert!(
+        index.contains("latency_lowr_buckets=("),
+        "the fix is on the index: {index}"
+    );
     let page = d.get(&format!("/incidents/{incident}")).await;
     assert!(page.contains("latency_lowr_buckets=("), "{page}");
     assert!(page.contains("watchdog.rule_blind"), "{page}");

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use harven_watchdog::config::{Config, ConfigError, EmailTransport, Origin, TlsMode};
+use harven_watchdog::runbook::Runbook;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -331,7 +332,14 @@ fn check_config_command_exits_by_verdict() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("SMTP smtp.example.com:587"));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("SMTP smtp.example.com:587"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "docker role backend: names harven-backend; compose service backend of project harven"
+        ),
+        "what each role means: {stdout}"
+    );
 
     let bad = Command::new(bin)
         .args([
@@ -381,4 +389,131 @@ fn a_recipient_may_be_one_address_or_a_comma_separated_string() {
     std::fs::write(&file, "[escalation.l1]\nto = 7\n").expect("write");
     let err = load(&[file], &[]).expect_err("a number is not an address");
     assert!(err.to_string().contains("escalation.l1.to"), "{err}");
+}
+
+/// Roles map to containers by name, pattern or Compose service; the defaults take `harven-backend`
+/// and any Compose service `backend`, and the environment sets a role's lists like any list key.
+#[test]
+fn roles_come_from_the_defaults_files_and_the_environment() {
+    let config = load(&[], &[]).expect("defaults");
+    let role = |c: &Config, name: &str| {
+        c.docker
+            .roles
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no role {name}"))
+    };
+    let backend = role(&config, "backend");
+    assert_eq!(backend.names, ["harven-backend"]);
+    assert_eq!(backend.compose_service.as_deref(), Some("backend"));
+    assert_eq!(backend.compose_project, None, "any project");
+    assert_eq!(
+        role(&config, "redis").compose_service.as_deref(),
+        Some("redis")
+    );
+    assert!(config.docker.containers.is_empty());
+
+    let file = root().join("tests/fixtures/config/valid/compose-roles.toml");
+    let config = load(
+        std::slice::from_ref(&file),
+        &[
+            (
+                "HARVEN_WATCHDOG__DOCKER__ROLES__BACKEND__NAMES",
+                "api-a, api-b",
+            ),
+            (
+                "HARVEN_WATCHDOG__DOCKER__ROLES__QUEUE__PATTERNS",
+                r"queue-\d+,jobs",
+            ),
+        ],
+    )
+    .expect("valid");
+    let backend = role(&config, "backend");
+    assert_eq!(backend.names, ["api-a", "api-b"], "the environment wins");
+    assert_eq!(backend.compose_service.as_deref(), Some("api"));
+    assert_eq!(backend.compose_project.as_deref(), Some("shop"));
+    assert!(backend.patterns[0].regex.is_match("shop_api_2"));
+    assert!(
+        !backend.patterns[0].regex.is_match("old_shop_api_2"),
+        "anchored"
+    );
+    assert_eq!(role(&config, "redis").compose_service, None, "turned off");
+    let queue = role(&config, "queue");
+    let texts: Vec<&str> = queue.patterns.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(texts, [r"queue-\d+", "jobs"]);
+    let names: Vec<&str> = config
+        .docker
+        .roles
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["backend", "queue", "redis", "worker"]);
+}
+
+/// Each fixture under `tests/fixtures/config/runbook-roles` is a valid configuration whose runbook
+/// names a role it does not map: loading the runbook for it fails, naming the runbook condition and
+/// the missing `docker.roles.<role>` key (its `# expect:` line). Mapped, the same runbook loads.
+#[test]
+fn a_runbook_role_the_configuration_does_not_map_is_a_problem() {
+    for file in toml_files(&root().join("tests/fixtures/config/runbook-roles")) {
+        let text = std::fs::read_to_string(&file).expect("fixture");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", file.display()));
+        let config =
+            Config::load_with_env(std::slice::from_ref(&file), no_env()).unwrap_or_else(|e| {
+                panic!("{}: the configuration itself is valid: {e}", file.display())
+            });
+        let err = match Runbook::load_for(&config) {
+            Ok(_) => panic!("{}: the unmapped role was accepted", file.display()),
+            Err(e) => e,
+        };
+        assert!(
+            err.problems.iter().any(|p| p.to_string().contains(expect)),
+            "{}: no problem mentions {expect:?}:\n{err}",
+            file.display()
+        );
+        // Every condition on the role is named: the rule, its clear, an evidence and a context line.
+        assert_eq!(err.problems.len(), 5, "{err}");
+        assert!(
+            err.problems.iter().all(
+                |p| p.file.ends_with("runbooks/worker.toml") && p.key.ends_with(".labels.role")
+            ),
+            "{err}"
+        );
+    }
+    let file = root().join("tests/fixtures/config/runbook-roles/unmapped-worker.toml");
+    let mapped = load(
+        std::slice::from_ref(&file),
+        &[(
+            "HARVEN_WATCHDOG__DOCKER__ROLES__WORKER__COMPOSE_SERVICE",
+            "worker",
+        )],
+    )
+    .expect("valid");
+    if let Err(e) = Runbook::load_for(&mapped) {
+        panic!("mapped, the runbook loads: {e}");
+    }
+
+    // check-config says so, and fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .args([
+            "--config",
+            "tests/fixtures/config/runbook-roles/unmapped-worker.toml",
+            "check-config",
+        ])
+        .current_dir(root())
+        .output()
+        .expect("run check-config");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "runbooks/worker.toml: sections[1] (errors).causes[0].context[0].labels.role: role \"worker\" is not mapped"
+        ),
+        "{stderr}"
+    );
 }

@@ -9,8 +9,10 @@
 //! server run on the host, bound to the network's gateway; the SMTP server requires the login from
 //! the `smtp_password` secret. There is deliberately no Prometheus: its URL points at a closed port,
 //! so that source fails (a reported state) and its rules stay unknown; the Docker rules do not need
-//! it. The runbook is the shipped one with the unhealthy-backend rule pointed at this test's backend
-//! container (a test cannot own the name `harven-backend`) and its `for` shortened from 1 min to 1 s;
+//! it. The configuration maps the runbook's `backend` role to this test's backend container by name
+//! (a test cannot own the name `harven-backend`; the Compose match is off, so other tests' replicas
+//! stay out), and the runbook is the shipped one with the unhealthy-backend rule's `for` shortened
+//! from 1 min to 1 s;
 //! the image is the real one, on real time, so no manual clock is involved.
 
 use std::collections::HashMap;
@@ -205,14 +207,12 @@ fn override_yaml(secrets_dir: &Path, suffix: &str, service: &str) -> String {
     yaml
 }
 
-/// The shipped runbook with the unhealthy-backend rule on `container`, firing after 1 s.
-fn runbook_for(container: &str) -> String {
-    let rule = "labels = { container = \"harven-backend\" }, op = \"==\", value = \"unhealthy\" }\nfor = \"1m\"";
+/// The shipped runbook with the unhealthy-backend rule firing after 1 s.
+fn quick_unhealthy_rule() -> String {
+    let rule = "labels = { role = \"backend\" }, op = \"==\", value = \"unhealthy\" }\nfor = \"";
     let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
-        rule,
-        &format!(
-            "labels = {{ container = \"{container}\" }}, op = \"==\", value = \"unhealthy\" }}\nfor = \"1s\""
-        ),
+        &format!("{rule}1m\""),
+        &format!("{rule}1s\""),
         1,
     );
     assert_ne!(
@@ -299,14 +299,15 @@ async fn compose_deployment_pages_when_the_backend_turns_unhealthy() {
          [status.supabase]\nurl = \"http://{gw}:1/api/v2/status.json\"\n\
          [supabase]\nurl = \"http://{gw}:1\"\n\
          [redis]\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
-         [docker]\ncontainers = [\"{}\"]\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
+         [docker]\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
+         [docker.roles.backend]\nnames = [\"{}\"]\ncompose_service = \"\"\n\
          [smtp]\nhost = \"{gw}\"\nport = {}\ntls = \"none\"\n\
          [escalation.l1]\nto = [\"{ONCALL}\"]\n",
         redis.url(),
         backend.name(),
         smtp.port(),
     );
-    let runbook = runbook_for(backend.name());
+    let runbook = quick_unhealthy_rule();
     let dir = workdir(
         &secrets,
         &[("test.toml", &layer), ("runbook.toml", &runbook)],
@@ -426,7 +427,7 @@ async fn compose_deployment_pages_when_the_backend_turns_unhealthy() {
     assert_eq!(page.rcpt_to, vec![ONCALL.to_owned()]);
     let text = page.text().expect("a text part");
     assert!(
-        text.contains("harven-backend container unhealthy"),
+        text.contains("A backend container is unhealthy"),
         "the symptom is the unhealthy backend:\n{text}"
     );
     for value in secrets.values() {

@@ -51,7 +51,7 @@ fn report(source: &str, secs: u64, obs: Vec<Observation>) -> ProbeReport {
 }
 
 fn backend(name: &'static str) -> Key {
-    Key::new(name).with("container", "harven-backend")
+    Key::new(name).with("role", "backend")
 }
 
 fn log(pattern: &str) -> Key {

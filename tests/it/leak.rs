@@ -119,7 +119,8 @@ fn daemon_env(
             ("STATUS__OPENAI__URL", pages[0].url().to_string()),
             ("STATUS__SUPABASE__URL", pages[1].url().to_string()),
             ("DOCKER__HOST", "unix:///var/run/docker.sock".into()),
-            ("DOCKER__CONTAINERS", container.name().to_owned()),
+            // The container is the runbook's backend, so its logs (which hold the secret) are read.
+            ("DOCKER__ROLES__BACKEND__NAMES", container.name().to_owned()),
             ("DOCKER__INTERVAL", "2s".into()),
             ("DOCKER__TIMEOUT", "1s".into()),
             ("ESCALATION__L1__TO", "oncall@test.harven".into()),

@@ -26,12 +26,25 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// Time between two polls while waiting.
 const POLL_EVERY: Duration = Duration::from_millis(250);
 
+/// Overrides that keep the roles to their names: by their Compose services (the defaults) they
+/// would take in the replicas the role tests start meanwhile, which a test of its own containers
+/// must not count.
+fn names_only() -> Vec<(String, String)> {
+    ["BACKEND", "REDIS"]
+        .map(|r| {
+            let var = format!("HARVEN_WATCHDOG__DOCKER__ROLES__{r}__COMPOSE_SERVICE");
+            (var, String::new())
+        })
+        .to_vec()
+}
+
 /// A Docker probe watching `containers`, with more `HARVEN_WATCHDOG__DOCKER__<KEY>` overrides.
 fn probe_for(containers: &[&str], overrides: &[(&str, &str)]) -> DockerProbe {
-    let mut env = vec![(
+    let mut env = names_only();
+    env.push((
         "HARVEN_WATCHDOG__DOCKER__CONTAINERS".to_owned(),
         containers.join(","),
-    )];
+    ));
     for (key, value) in overrides {
         env.push((
             format!("HARVEN_WATCHDOG__DOCKER__{key}"),
@@ -720,10 +733,11 @@ async fn many_containers_cost_a_list_and_a_bounded_share_of_inspections_per_poll
     .await;
     let mut names: Vec<&str> = idle.iter().map(TestContainer::name).collect();
     names.extend([health.name(), crash.name()]);
-    let env = vec![(
+    let mut env = names_only();
+    env.push((
         "HARVEN_WATCHDOG__DOCKER__CONTAINERS".to_owned(),
         names.join(","),
-    )];
+    ));
     let config = Config::load_with_env(&[], env).expect("test configuration");
     let wanted = harven_watchdog::runbook::Runbook::embedded().wanted();
     let mut probe = DockerProbe::with_wanted(config.docker, wanted);

@@ -31,6 +31,10 @@ pub fn prometheus_env(prom: &str, data: &Path) -> Vec<(String, String)> {
         ("PROMETHEUS__TIMEOUT", "900ms".into()),
         ("PROMETHEUS__WINDOW", WINDOW.into()),
         ("DOCKER__HOST", "unix:///nonexistent/docker.sock".into()),
+        // The roles by their names only: by their Compose service (the defaults) they would take in
+        // the `*-backend-*` replicas that tests/it/probe_docker.rs starts meanwhile.
+        ("DOCKER__ROLES__BACKEND__COMPOSE_SERVICE", String::new()),
+        ("DOCKER__ROLES__REDIS__COMPOSE_SERVICE", String::new()),
         ("REDIS__URL", "redis://127.0.0.1:1".into()),
         ("STATUS__OPENAI__URL", unreachable_status.into()),
         ("STATUS__SUPABASE__URL", unreachable_status.into()),

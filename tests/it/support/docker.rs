@@ -301,6 +301,11 @@ async fn remove_stale_containers(docker: &Docker) {
     }
 }
 
+/// The labels Docker Compose (v1 and v2) puts on a service's containers.
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
+
 /// What a [`TestContainer`] runs with. Build it with the chained setters:
 ///
 /// ```ignore
@@ -313,6 +318,9 @@ async fn remove_stale_containers(docker: &Docker) {
 pub struct ContainerOptions {
     /// A short word added to the generated name (`hwtest-<pid>-<n>-<hint>`).
     pub name_hint: Option<String>,
+    /// The container's exact name instead of a generated one (a Compose-style name); the caller
+    /// makes it unique.
+    pub exact_name: Option<String>,
     /// `KEY=value` environment entries.
     pub env: Vec<String>,
     /// The command; [`DEFAULT_CMD`] when `None`.
@@ -341,6 +349,19 @@ impl ContainerOptions {
     pub fn name_hint(mut self, hint: &str) -> Self {
         self.name_hint = Some(hint.to_owned());
         self
+    }
+
+    /// Names the container exactly `name` (e.g. `proj-backend-1`) instead of `hwtest-<pid>-<n>`.
+    pub fn exact_name(mut self, name: &str) -> Self {
+        self.exact_name = Some(name.to_owned());
+        self
+    }
+
+    /// Labels the container as Compose does replica `number` of `service` in `project`.
+    pub fn compose(self, project: &str, service: &str, number: u32) -> Self {
+        self.label(COMPOSE_PROJECT, project)
+            .label(COMPOSE_SERVICE, service)
+            .label(COMPOSE_NUMBER, &number.to_string())
     }
 
     /// Adds an environment variable.
@@ -387,6 +408,13 @@ impl ContainerOptions {
     }
 }
 
+/// A Compose project name no other test uses: `hwtest<pid>p<n>` (lowercase letters and digits, as
+/// both Compose v1 and v2 accept).
+pub fn compose_project() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("hwtest{}p{n}", std::process::id())
+}
+
 /// The result of [`TestContainer::exec`].
 #[derive(Debug, Clone)]
 pub struct ExecOutput {
@@ -416,6 +444,9 @@ impl TestContainer {
         if let Some(hint) = &opts.name_hint {
             name.push('-');
             name.push_str(hint);
+        }
+        if let Some(exact) = &opts.exact_name {
+            name.clone_from(exact);
         }
         let mut labels = opts.labels.clone();
         labels.insert(TEST_LABEL.to_owned(), "1".to_owned());
