@@ -27,7 +27,13 @@ pub enum Command {
     /// Run the daemon (the default).
     Run,
     /// Validate the merged configuration; exit 0, or 1 with every problem named.
-    CheckConfig,
+    CheckConfig {
+        /// Also poll every source once and check that each runbook rule can fire on what they
+        /// show (histogram buckets, request series, the backend's job, container roles); exit 1
+        /// on a blind spot (printed with its fix) or a source that cannot be read.
+        #[arg(long)]
+        live: bool,
+    },
     /// Poll every source once now and print what each one says: the first command during an incident.
     Diagnose {
         /// Print JSON (the shape is documented in the README) instead of a table.

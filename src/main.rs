@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     harven_watchdog::install_crypto_provider();
     let command = cli.command.unwrap_or(Command::Run);
     let result = match command {
-        Command::CheckConfig => return check_config(&cli.config),
+        Command::CheckConfig { live } => return check_config(&cli.config, live),
         Command::Healthcheck { url } => healthcheck(&cli.config, url),
         Command::Diagnose { json } => diagnose(&cli.config, json),
         Command::Test { files } => return test_scenarios(&cli.config, &files),
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
+fn check_config(files: &[std::path::PathBuf], live: bool) -> ExitCode {
     match Config::load(files) {
         Ok(config) => {
             let runbook = match Runbook::load_for(&config) {
@@ -107,12 +107,68 @@ fn check_config(files: &[std::path::PathBuf]) -> ExitCode {
                 humantime::format_duration(e.l3_critical_for),
                 to(&e.l3)
             );
+            if live {
+                return check_live(&config, runbook);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `check-config --live`: one pass of every probe, then the blind spots of the runbook on what they
+/// show, each with its fix. Fails on a blind spot, or on a source that cannot be read (its rules
+/// cannot be checked).
+fn check_live(config: &Config, runbook: Runbook) -> ExitCode {
+    let report = (|| -> anyhow::Result<harven_watchdog::diagnose::Report> {
+        let mut probes = harven_watchdog::probe::build_all(config, &runbook.wanted())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(harven_watchdog::diagnose::run(
+            &mut probes,
+            &Clock::system(),
+            std::sync::Arc::new(runbook),
+            config.runbook.locale,
+        )))
+    })();
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("live check: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    outln!("live check");
+    let mut ok = true;
+    for s in &report.sources {
+        match &s.failure {
+            None => outln!("  {:<18} ok", s.source),
+            Some(f) => {
+                ok = false;
+                outln!(
+                    "  {:<18} CANNOT BE READ: {f} (its rules cannot be checked)",
+                    s.source
+                );
+            }
+        }
+    }
+    if report.blind_spots.is_empty() {
+        outln!("  blind spots: none (every rule can fire on what the sources show)");
+    } else {
+        ok = false;
+        outln!("  blind spots ({}):", report.blind_spots.len());
+        for b in &report.blind_spots {
+            outln!("  - {} cannot fire ({}): {}", b.rule, b.reason, b.detail);
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

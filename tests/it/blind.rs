@@ -1,8 +1,9 @@
 //! Blind spots end to end: beside the real FastAPI app (the library's default instrumentation, whose
 //! per-handler histogram stops at 1 s) with the daemon told of a high-resolution histogram the
-//! backend does not export and of a scrape job Prometheus does not have, the rules that cannot fire
-//! are reported with their fixes on `/metrics`, in `diagnose`, on the status page and in one L1
-//! email of the watchdog section.
+//! backend does not export, of a scrape job Prometheus does not have, and of a backend role that
+//! matches no container on the real Docker Engine, the rules that cannot fire are reported with
+//! their fixes on `/metrics`, in `diagnose` and `check-config --live`, on the status page and in one
+//! L1 email of the watchdog section.
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,13 +14,26 @@ use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
 
 /// The overrides that make the watchdog blind: a high-resolution histogram name the backend does
-/// not export, and a job Prometheus does not scrape.
-const BLINDING: [(&str, &str); 2] = [
+/// not export, a job Prometheus does not scrape, and a backend role naming no container (on the real
+/// Engine; the Compose match off, so other tests' containers do not count).
+const BLINDING: [(&str, &str); 5] = [
     (
         "HARVEN_WATCHDOG__PROMETHEUS__LATENCY_HIGHR_HISTOGRAM",
         "harven_request_duration_highr_seconds",
     ),
     ("HARVEN_WATCHDOG__PROMETHEUS__BACKEND_JOB", "api"),
+    (
+        "HARVEN_WATCHDOG__DOCKER__HOST",
+        "unix:///var/run/docker.sock",
+    ),
+    (
+        "HARVEN_WATCHDOG__DOCKER__ROLES__BACKEND__NAMES",
+        "harven-blind-test-no-such-backend",
+    ),
+    (
+        "HARVEN_WATCHDOG__DOCKER__ROLES__BACKEND__COMPOSE_SERVICE",
+        "",
+    ),
 ];
 
 fn watchdog_l1(m: &ReceivedMail) -> bool {
@@ -51,9 +65,11 @@ async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
     let buckets = r#"harven_watchdog_rule_blind{rule="latency.p95_high",reason="buckets"} 1"#;
     let no_job =
         r#"harven_watchdog_rule_blind{rule="errors.backend_target_down",reason="no_job"} 1"#;
+    let no_container =
+        r#"harven_watchdog_rule_blind{rule="errors.backend_down",reason="no_container"} 1"#;
     loop {
         let text = d.metrics().await;
-        if text.contains(buckets) && text.contains(no_job) {
+        if text.contains(buckets) && text.contains(no_job) && text.contains(no_container) {
             break;
         }
         assert!(
@@ -82,6 +98,7 @@ async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
         "latency_lowr_buckets=(",
         "prometheus.backend_job",
         "http_request_duration_seconds has buckets 0.1, 0.5, 1",
+        "harven-blind-test-no-such-backend",
     ] {
         assert!(text.contains(fix), "the email says {fix:?}:\n{text}");
     }
@@ -134,6 +151,32 @@ async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
     );
     assert!(
         stdout.contains("errors.backend_target_down cannot fire (no_job)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("errors.backend_down cannot fire (no_container)"),
+        "{stdout}"
+    );
+
+    // check-config --live fails, naming each blind spot with its fix.
+    let out = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"))
+        .args(["check-config", "--live"])
+        .envs(env.iter().cloned())
+        .output()
+        .expect("run check-config --live");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+    assert!(
+        stdout.contains("- latency.p95_high cannot fire (buckets)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Fix: Instrumentator().instrument(app, latency_lowr_buckets=("),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- errors.backend_down cannot fire (no_container)"),
         "{stdout}"
     );
     load.stop().await;

@@ -1,8 +1,8 @@
 //! The Prometheus probe and the shipped runbook beside the real FastAPI app
 //! (prometheus-fastapi-instrumentator under uvicorn, real HTTP load, a real Prometheus scraping it
 //! every second), in the library's default profile and in a tuned one: a slow chat pages latency, a
-//! quarter of 500s pages errors, a wave of 401s on login opens auth, and before any error the error
-//! ratio reads 0, not "no data". Each reading is fed to the engine with the embedded runbook, and the
+//! quarter of 500s pages errors, a wave of 401s on login opens auth, before any error the error
+//! ratio reads 0, not "no data", and a surge stands out against the usual rate. Each reading is fed to the engine with the embedded runbook, and the
 //! rule must fire once its `for` has passed (on the engine's own clock, not by waiting).
 
 use std::sync::Arc;
@@ -220,6 +220,30 @@ async fn exercise(profile: Profile) {
         Profile::Tuned => assert_eq!(exact, Some(Outcome::Value(Value::Bool(true)))),
     }
     load.stop().await;
+
+    // A surge: five times the usual traffic is seen against the usual rate just before it.
+    if profile == Profile::Default {
+        backend.set_scenario(&Scenario::Normal).await;
+        let quiet = Load::start(&backend, LoadSpec::new(4.0, &MIX));
+        // Both windows quiet (3.6 counted requests/s; the storm before was 9).
+        poll_until(&mut p, "a baseline of quiet traffic", |o| {
+            number(o, "prometheus.request_rate", &[]).is_some_and(|r| r < 5.0)
+                && number(o, "prometheus.request_rate_baseline", &[]).is_some_and(|r| r < 5.0)
+        })
+        .await;
+        quiet.stop().await;
+        let surge = Load::start(&backend, LoadSpec::new(20.0, &MIX));
+        let obs = poll_until(&mut p, "a request rate 3 times its baseline", |o| {
+            number(o, "prometheus.request_rate_ratio", &[]).is_some_and(|r| r > 3.0)
+        })
+        .await;
+        let rate = number(&obs, "prometheus.request_rate", &[]).expect("a rate");
+        assert!(
+            rate > 8.0,
+            "health checks are not counted, the rest is: {rate} req/s"
+        );
+        surge.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -169,10 +169,20 @@ pub(super) fn observe(
             None => k,
         }
     };
-    out.push(Observation::number(
-        key("docker.role_containers", None),
-        members.len() as f64,
-    ));
+    let count = Observation::number(key("docker.role_containers", None), members.len() as f64);
+    out.push(if members.is_empty() {
+        // What the doctor says of a role that blinds the rules reading it: what it looked for, and
+        // where to say what to look for.
+        count.with_note(format!(
+            "no container matches role {} ({}). Fix: set [docker.roles.{}] names, patterns or \
+             compose_service (and compose_project) to the stack's containers; `docker ps` lists them",
+            role.name,
+            role.describe(),
+            role.name
+        ))
+    } else {
+        count
+    });
     let folds = folds(facts);
     if members.is_empty() {
         let why = format!(
