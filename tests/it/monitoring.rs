@@ -32,6 +32,7 @@ const EXERCISED: &[&str] = &[
     "harven_watchdog_observation_p95_seconds",
     "harven_watchdog_observation_redis_ping_seconds",
     "harven_watchdog_observation_redis_memory_ratio",
+    "harven_watchdog_rule_blind",
 ];
 
 fn repo_file(path: &str) -> PathBuf {
@@ -70,6 +71,9 @@ impl Watched {
             ("HARVEN_WATCHDOG__REDIS__URL", &redis_url),
             ("HARVEN_WATCHDOG__REDIS__INTERVAL", "1s"),
             ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
+            // One blind spot on purpose (a job Prometheus does not scrape), so rule_blind has a
+            // series to show.
+            ("HARVEN_WATCHDOG__PROMETHEUS__BACKEND_JOB", "harven-backend-elsewhere"),
         ])
         .await;
         let http = crate::support::http_client();
@@ -244,6 +248,7 @@ async fn the_dashboard_and_the_rules_reference_only_exported_series() {
         "harven_watchdog_observation_error_ratio",
         "harven_watchdog_emails_total",
         "harven_watchdog_outbox_depth",
+        "harven_watchdog_rule_blind",
     ] {
         assert!(
             dashboard.contains(name),
@@ -255,6 +260,7 @@ async fn the_dashboard_and_the_rules_reference_only_exported_series() {
         "harven_watchdog_outbox_depth",
         "harven_watchdog_emails_total",
         "harven_watchdog_config_last_reload_successful",
+        "harven_watchdog_rule_blind",
     ] {
         assert!(rules.contains(name), "no alert rule reads {name}");
     }
