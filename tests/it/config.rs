@@ -23,6 +23,16 @@ fn toml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The text after `# expect: ` on the first line of a fixture.
+fn expectation(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).expect("fixture");
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# expect: "))
+        .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", file.display()))
+        .to_owned()
+}
+
 fn no_env() -> Vec<(String, String)> {
     Vec::new()
 }
@@ -51,12 +61,7 @@ fn shipped_default_and_every_example_are_valid() {
 #[test]
 fn every_invalid_fixture_is_refused_naming_its_key() {
     for file in toml_files(&root().join("tests/fixtures/config/invalid")) {
-        let text = std::fs::read_to_string(&file).expect("fixture");
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", file.display()));
+        let expect = &expectation(&file);
         let err = match Config::load_with_env(std::slice::from_ref(&file), no_env()) {
             Ok(_) => panic!("{} was accepted", file.display()),
             Err(e) => e,
@@ -457,12 +462,7 @@ fn roles_come_from_the_defaults_files_and_the_environment() {
 #[test]
 fn a_runbook_role_the_configuration_does_not_map_is_a_problem() {
     for file in toml_files(&root().join("tests/fixtures/config/runbook-roles")) {
-        let text = std::fs::read_to_string(&file).expect("fixture");
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", file.display()));
+        let expect = &expectation(&file);
         let config =
             Config::load_with_env(std::slice::from_ref(&file), no_env()).unwrap_or_else(|e| {
                 panic!("{}: the configuration itself is valid: {e}", file.display())

@@ -73,7 +73,10 @@ impl Watched {
             ("HARVEN_WATCHDOG__REDIS__TIMEOUT", "900ms"),
             // One blind spot on purpose (a job Prometheus does not scrape), so rule_blind has a
             // series to show.
-            ("HARVEN_WATCHDOG__PROMETHEUS__BACKEND_JOB", "harven-backend-elsewhere"),
+            (
+                "HARVEN_WATCHDOG__PROMETHEUS__BACKEND_JOB",
+                "harven-backend-elsewhere",
+            ),
         ])
         .await;
         let http = crate::support::http_client();

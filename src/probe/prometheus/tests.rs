@@ -79,6 +79,19 @@ fn number(o: &Observation) -> f64 {
     }
 }
 
+/// The latency readings of these bucket answers against the runbook's 3 s.
+fn latency_of(c: &PrometheusConfig, lowr: Vec<Sample>, highr: Vec<Sample>) -> Vec<Observation> {
+    let mut out = Vec::new();
+    latency(
+        &mut out,
+        c,
+        &[3.0],
+        Answer::Samples(lowr),
+        Answer::Samples(highr),
+    );
+    out
+}
+
 #[test]
 fn the_quantile_is_prometheus_histogram_quantile() {
     // Worked by hand from promql/quantile.go: rank 0.95 * 100 = 95 falls in (1, 3] holding 40.
@@ -152,14 +165,7 @@ fn default_buckets_read_the_p95_from_the_high_resolution_histogram_and_name_the_
     let c = config();
     let mut lowr = lowr_default("/api/chat", 2.0, 1.8);
     lowr.extend(lowr_default("/api/courses", 8.0, 0.0));
-    let mut out = Vec::new();
-    latency(
-        &mut out,
-        &c,
-        &[3.0],
-        Answer::Samples(lowr),
-        Answer::Samples(highr(10.0, 1.8)),
-    );
+    let out = latency_of(&c, lowr, highr(10.0, 1.8));
     let p95 = find(
         &out,
         "prometheus.p95_seconds",
@@ -200,14 +206,7 @@ fn tuned_buckets_read_the_p95_per_handler() {
         Some("/api/chat"),
         &[("1.0", 0.0), ("3.0", 1.0), ("5.0", 10.0), ("+Inf", 10.0)],
     );
-    let mut out = Vec::new();
-    latency(
-        &mut out,
-        &c,
-        &[3.0],
-        Answer::Samples(lowr),
-        Answer::Samples(highr(10.0, 9.0)),
-    );
+    let out = latency_of(&c, lowr, highr(10.0, 9.0));
     let p95 = find(
         &out,
         "prometheus.p95_seconds",
