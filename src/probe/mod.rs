@@ -11,6 +11,7 @@ pub mod prometheus;
 pub mod redis;
 pub mod status;
 pub mod supabase;
+pub mod window;
 
 use std::future::Future;
 use std::sync::Arc;
