@@ -126,7 +126,7 @@ fn docker_report(at: Timestamp) -> ProbeReport {
         ]);
         for pattern in LOG_PATTERNS {
             obs.push(Observation::number(
-                key("docker.log_matches").with("pattern", pattern),
+                key("docker.log_lines_per_minute").with("pattern", pattern),
                 0.0,
             ));
         }

@@ -582,18 +582,18 @@ pub const CATALOGUE: &[Spec] = &[
         "used_memory / maxmemory",
     ),
     spec(
-        "redis.evicted_keys",
+        "redis.evicted_keys_per_minute",
         "redis",
         Number,
         &[],
-        "keys evicted since the previous poll",
+        "keys evicted per minute over `[redis] evidence_window` (5m; the note says it)",
     ),
     spec(
-        "redis.rejected_connections",
+        "redis.rejected_connections_per_minute",
         "redis",
         Number,
         &[],
-        "connections rejected since the previous poll",
+        "connections rejected per minute over `[redis] evidence_window` (5m; the note says it)",
     ),
     spec(
         "redis.connected_clients",
@@ -664,14 +664,14 @@ pub const CATALOGUE: &[Spec] = &[
         "docker",
         Number,
         &["container", "role"],
-        "restarts since the previous poll (a role: summed)",
+        "restarts within `[docker] evidence_window` (10m; the note says it; a role: summed)",
     ),
     spec(
         "docker.oom_killed",
         "docker",
         Bool,
         &["container", "role"],
-        "the last run was killed for memory (a role: any replica's)",
+        "OOM-killed within `[docker] evidence_window` (10m), or the last run ended so (a role: any replica's)",
     ),
     spec(
         "docker.uptime_seconds",
@@ -699,7 +699,7 @@ pub const CATALOGUE: &[Spec] = &[
         "docker",
         Bool,
         &["container", "role"],
-        "started or changed image within the deploy window (a role: any replica, or its image)",
+        "a new container (created, or another ID under the name) or another image within `[docker] deploy_window`; never a restart of the same container on the same image (a role: any replica, or its image)",
     ),
     spec(
         "docker.memory_bytes",
@@ -737,11 +737,11 @@ pub const CATALOGUE: &[Spec] = &[
         "the variable is set in the container, never its value (a role: in every replica)",
     ),
     spec(
-        "docker.log_matches",
+        "docker.log_lines_per_minute",
         "docker",
         Number,
         &["container", "role", "pattern"],
-        "log lines matching the pattern since the previous poll (a role: summed)",
+        "log lines matching the pattern per minute over `[docker] log_rate_window` (2m; the note says it; a role: summed)",
     ),
     spec(
         "docker.role_containers",
@@ -931,12 +931,12 @@ mod tests {
 
     #[test]
     fn keys_print_like_prometheus_series() {
-        let k = Key::new("docker.log_matches")
+        let k = Key::new("docker.log_lines_per_minute")
             .with("pattern", "openai")
             .with("container", "harven-backend");
         assert_eq!(
             k.to_string(),
-            r#"docker.log_matches{container="harven-backend",pattern="openai"}"#
+            r#"docker.log_lines_per_minute{container="harven-backend",pattern="openai"}"#
         );
         assert_eq!(Value::Number(0.053_12).to_string(), "0.0531");
         assert_eq!(Value::Number(5000.0).to_string(), "5000");
@@ -952,15 +952,15 @@ mod tests {
         };
         let mut w = Wanted::default();
         w.add(
-            "docker.log_matches",
+            "docker.log_lines_per_minute",
             &labels(&[("role", "backend"), ("pattern", "error")]),
         );
         w.add("docker.memory_ratio", &labels(&[("container", "db")]));
         w.add("docker.running", &labels(&[]));
-        assert!(w.wants("docker.log_matches", "role", "backend"));
-        assert!(!w.wants("docker.log_matches", "role", "redis"));
+        assert!(w.wants("docker.log_lines_per_minute", "role", "backend"));
+        assert!(!w.wants("docker.log_lines_per_minute", "role", "redis"));
         assert!(
-            !w.wants("docker.log_matches", "container", "backend"),
+            !w.wants("docker.log_lines_per_minute", "container", "backend"),
             "a role condition reads no container instance"
         );
         assert!(w.wants("docker.memory_ratio", "container", "db"));

@@ -111,6 +111,7 @@ pub struct RawRedis {
     pub key_patterns: Vec<String>,
     pub scan_count: i64,
     pub scan_cap: i64,
+    pub evidence_window: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +125,8 @@ pub struct RawDocker {
     pub env_vars: Vec<String>,
     pub deploy_window: String,
     pub memory_growth_window: String,
+    pub evidence_window: String,
+    pub log_rate_window: String,
     pub log_lines_cap: i64,
     pub log_patterns: BTreeMap<String, String>,
     /// The runbook's container roles (`backend`, `redis`), by name: which containers each means.

@@ -145,6 +145,9 @@ pub struct RedisConfig {
     pub scan_count: u32,
     /// Keys examined per pattern per poll, at most: bounds the work one poll does on a large Redis.
     pub scan_cap: u64,
+    /// Evictions and rejected connections are read as a rate per minute over this window, so they
+    /// mean the same at any poll interval and hold as evidence for the window (at least `interval`).
+    pub evidence_window: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -157,6 +160,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("key_patterns", &self.key_patterns)
             .field("scan_count", &self.scan_count)
             .field("scan_cap", &self.scan_cap)
+            .field("evidence_window", &self.evidence_window)
             .finish()
     }
 }
@@ -172,10 +176,17 @@ pub struct DockerConfig {
     pub compose_project: Option<String>,
     /// Variables whose presence (never value) is reported.
     pub env_vars: Vec<String>,
-    /// A start or image change this recent is a recent deploy.
+    /// A new container (another ID, or created) or an image change this recent is a recent deploy;
+    /// a restart of the same container on the same image never is.
     pub deploy_window: Duration,
     /// The window memory growth is measured over.
     pub memory_growth_window: Duration,
+    /// Restarts and OOM kills hold as evidence for this long (`docker.restarts` counts the restarts
+    /// within it, `docker.oom_killed` holds for it after a kill), whatever the poll interval.
+    pub evidence_window: Duration,
+    /// Log lines matching each pattern are read as a rate per minute over this window
+    /// (`docker.log_lines_per_minute`), so a rule means the same at any poll interval.
+    pub log_rate_window: Duration,
     /// Log lines read per container per poll, at most.
     pub log_lines_cap: u32,
     /// Named log-line patterns, counted per poll.
@@ -349,6 +360,38 @@ impl Checker<'_> {
 
     fn duration(&mut self, key: &str, text: &str) -> Option<Duration> {
         self.check(key, parse_duration(text))
+    }
+
+    /// `window` (the key `<section>.<key>`) when it spans at least the section's poll `interval`;
+    /// otherwise a problem naming both: evidence over a window shorter than a poll would hold for
+    /// less than the time between two polls, so a rule over it would fire or not by the interval.
+    fn window_of(
+        &mut self,
+        section: &str,
+        key: &str,
+        window: Duration,
+        interval: Duration,
+    ) -> Option<Duration> {
+        if window >= interval {
+            return Some(window);
+        }
+        let (wkey, ikey) = (format!("{section}.{key}"), format!("{section}.interval"));
+        // Blame the layer the user wrote: the window's, unless only the interval was changed.
+        let because = match (self.origin_of)(&wkey) {
+            Origin::Defaults => ikey.clone(),
+            _ => wkey.clone(),
+        };
+        self.problem_because(
+            &wkey,
+            &because,
+            format!(
+                "({}) must be at least {ikey} ({}): evidence over a window shorter than a poll \
+                 would hold for less than the time between two polls",
+                humantime::format_duration(window),
+                humantime::format_duration(interval)
+            ),
+        );
+        None
     }
 
     fn url(&mut self, key: &str, text: &str, schemes: &[&str]) -> Option<Url> {
@@ -776,7 +819,9 @@ fn check_redis(c: &mut Checker<'_>, raw: super::raw::RawRedis) -> Option<RedisCo
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("{} must be a positive count", raw.scan_cap)),
     );
+    let evidence_window = c.duration("redis.evidence_window", &raw.evidence_window);
     let (interval, timeout) = times?;
+    let evidence_window = c.window_of("redis", "evidence_window", evidence_window?, interval);
     Some(RedisConfig {
         url: url?,
         password: password?,
@@ -785,6 +830,7 @@ fn check_redis(c: &mut Checker<'_>, raw: super::raw::RawRedis) -> Option<RedisCo
         key_patterns: raw.key_patterns,
         scan_count: scan_count?,
         scan_cap: scan_cap?,
+        evidence_window: evidence_window?,
     })
 }
 
@@ -838,8 +884,25 @@ fn check_docker(c: &mut Checker<'_>, raw: super::raw::RawDocker) -> Option<Docke
             Err(e) => c.problem(&key, format!("is not a regular expression: {e}")),
         }
     }
+    let evidence_window = c.duration("docker.evidence_window", &raw.evidence_window);
+    let log_rate_window = c.duration("docker.log_rate_window", &raw.log_rate_window);
     let roles = check_roles(c, raw.roles);
     let (interval, timeout) = times?;
+    // Every window of the probe's evidence must span at least one poll: a shorter one would hold a
+    // count for less than the time between two polls, and read nothing at all in between.
+    let windows = [
+        ("deploy_window", deploy_window),
+        ("memory_growth_window", growth_window),
+        ("evidence_window", evidence_window),
+        ("log_rate_window", log_rate_window),
+    ]
+    .map(|(key, w)| w.and_then(|w| c.window_of("docker", key, w, interval)));
+    let [
+        deploy_window,
+        growth_window,
+        evidence_window,
+        log_rate_window,
+    ] = windows;
     Some(DockerConfig {
         host: host?,
         interval,
@@ -849,6 +912,8 @@ fn check_docker(c: &mut Checker<'_>, raw: super::raw::RawDocker) -> Option<Docke
         env_vars: raw.env_vars,
         deploy_window: deploy_window?,
         memory_growth_window: growth_window?,
+        evidence_window: evidence_window?,
+        log_rate_window: log_rate_window?,
         log_lines_cap: log_lines_cap?,
         log_patterns,
         roles: roles?,

@@ -1002,7 +1002,7 @@ mod tests {
             format_value("docker.memory_growth_bytes_per_hour", &n(104_857_600.0)),
             "100 MiB/h"
         );
-        assert_eq!(format_value("docker.log_matches", &n(7.0)), "7");
+        assert_eq!(format_value("docker.log_lines_per_minute", &n(7.0)), "7");
         assert_eq!(
             format_value("supabase.rest_ok", &Value::Bool(false)),
             "false"

@@ -246,8 +246,8 @@ fn openai_degraded_and_redis_healthy_ranks_openai_slow_first_and_rules_out_redis
         vec![
             Observation::number(Key::new("redis.memory_ratio"), 0.3),
             Observation::number(Key::new("redis.ping_seconds"), 0.001),
-            Observation::number(Key::new("redis.evicted_keys"), 0.0),
-            Observation::number(Key::new("redis.rejected_connections"), 0.0),
+            Observation::number(Key::new("redis.evicted_keys_per_minute"), 0.0),
+            Observation::number(Key::new("redis.rejected_connections_per_minute"), 0.0),
         ],
     ));
     let e = eng.evaluate(&ev, at(0));
@@ -286,7 +286,7 @@ fn bad_deploy_fills_the_rollback_with_the_images() {
             Observation::text(c("docker.image"), "harven/backend:1.4.0"),
             Observation::text(c("docker.previous_image"), "harven/backend:1.3.2"),
             Observation::number(
-                Key::new("docker.log_matches")
+                Key::new("docker.log_lines_per_minute")
                     .with("role", "backend")
                     .with("pattern", "error"),
                 12.0,
@@ -320,7 +320,7 @@ fn supporting_evidence_alone_makes_nothing_likely_and_against_rules_out() {
         0,
         vec![
             Observation::boolean(c("docker.env_present").with("var", "JWT_SECRET"), true),
-            Observation::number(c("docker.log_matches").with("pattern", "jwt"), 0.0),
+            Observation::number(c("docker.log_lines_per_minute").with("pattern", "jwt"), 0.0),
         ],
     ));
     ev.apply(report(
@@ -348,7 +348,7 @@ fn supporting_evidence_alone_makes_nothing_likely_and_against_rules_out() {
         15,
         vec![
             Observation::boolean(c("docker.env_present").with("var", "JWT_SECRET"), true),
-            Observation::number(c("docker.log_matches").with("pattern", "jwt"), 7.0),
+            Observation::number(c("docker.log_lines_per_minute").with("pattern", "jwt"), 7.0),
         ],
     ));
     let e = eng.evaluate(&ev, at(15));

@@ -27,7 +27,7 @@
 //! Memory (one-shot stats) and new log lines are read at every poll, but only of the containers
 //! whose memory or log counts the runbook's conditions read, by name or through a role they belong
 //! to ([`Wanted`], from the runbook at build time); the others' `docker.memory_bytes`,
-//! `memory_ratio`, `memory_growth_bytes_per_hour` and `log_matches` are not observed. Each role's
+//! `memory_ratio`, `memory_growth_bytes_per_hour` and `log_lines_per_minute` are not observed. Each role's
 //! observations are folded from its containers' at the end of the poll (`roles::observe`). Every
 //! Engine request is counted by call (`harven_watchdog_docker_api_requests_total`).
 //!
@@ -57,8 +57,27 @@
 //! Restarts are counted without double counting: Docker's restart count grows when the restart policy
 //! decides to restart (at `die`), the `start` event comes after the backoff, and both can land on
 //! either side of a poll. The probe keeps two cumulative counts per container ID since it first saw
-//! it, restart-count increases and `start` events after the run it first saw, and reports the growth
-//! of their maximum.
+//! it, restart-count increases and `start` events after the run it first saw, and takes the growth
+//! of their maximum as the poll's new restarts.
+//!
+//! # Evidence over windows, not per poll
+//!
+//! What a poll counts depends on how long ago the previous poll was, so nothing is reported per
+//! poll: each container keeps what its polls counted in a [`WindowCounts`] (bounded, pruned by the
+//! watchdog's `now`), and the observations are over stated windows, each saying it in its note:
+//!
+//! - `docker.restarts`: the restarts within `evidence_window` (10 min by default);
+//! - `docker.oom_killed`: true when a poll saw an OOM kill within `evidence_window` (or the last
+//!   run ended in one), so an OOM-kill loop holds between its kills;
+//! - `docker.log_lines_per_minute{pattern}`: matching lines per minute over `log_rate_window`
+//!   (2 min): one line a second reads 60 whatever the interval, a stray line 0.5;
+//! - `docker.recent_deploy`: a new container (created, or another ID under the name) or another
+//!   image within `deploy_window`. A restart of the same container on the same image is never a
+//!   deploy: an OOM-kill or crash loop is restarts, not a bad release.
+//!
+//! The windows of a name go on when its container is recreated (the name's history is the
+//! service's); they are dropped with the name when it leaves the watch list. `check-config` keeps
+//! every window at least `interval`.
 //!
 //! # Log lines, each counted once
 //!
@@ -100,6 +119,7 @@ use prometheus_client::metrics::family::Family;
 use tokio::sync::Notify;
 
 use super::http::error_chain;
+use super::window::{self, WindowCounts};
 use super::{Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::{DockerConfig, RoleConfig};
@@ -263,14 +283,27 @@ struct Tracked {
     /// Engine time of the newest `oom` event of this ID: the last run was OOM-killed when it is at or
     /// after that run's start.
     last_oom: Option<Nanos>,
+    /// Restarts counted by each poll, over `evidence_window`: `docker.restarts` is their sum, so a
+    /// restart holds as evidence for the window instead of for the one poll that saw it. Kept across
+    /// a recreation under the same name (it is the name's history, as the image's is).
+    restarts: WindowCounts,
+    /// When a poll last saw an OOM kill (watchdog clock): `docker.oom_killed` holds for
+    /// `evidence_window` after it. Kept across a recreation under the same name.
+    oom_seen: Option<Timestamp>,
     image_id: String,
     image_label: String,
     /// The last image change seen: the image before it, and when it was seen (watchdog clock).
     image_change: Option<(String, Timestamp)>,
+    /// When a poll last saw another container ID under this name (watchdog clock): a recreated
+    /// container is a deploy even on the same image (`docker-compose up -d` after a config change).
+    recreated: Option<Timestamp>,
     memory: MemoryTrend,
     /// Engine time of the newest log line counted (or of the first sight): lines stamped at or
     /// before it were counted already.
     log_cursor: Nanos,
+    /// Matching lines counted by each poll, per pattern (in `log_patterns` order), over
+    /// `log_rate_window`: `docker.log_lines_per_minute` is their rate. Kept across a recreation.
+    log_counts: WindowCounts,
     /// The previous poll read as many log lines as it may: logged when this starts and stops.
     log_capped: bool,
     /// The latest inspection, reused by the polls that do not inspect again.
@@ -450,7 +483,7 @@ impl DockerProbe {
         };
         Reads {
             memory: MEMORY_OBSERVATIONS.iter().any(|n| wants(n)),
-            logs: wants("docker.log_matches"),
+            logs: wants("docker.log_lines_per_minute"),
         }
     }
 
@@ -461,7 +494,9 @@ impl DockerProbe {
             memory: MEMORY_OBSERVATIONS
                 .iter()
                 .any(|n| self.wanted.wants(n, "role", role)),
-            logs: self.wanted.wants("docker.log_matches", "role", role),
+            logs: self
+                .wanted
+                .wants("docker.log_lines_per_minute", "role", role),
         }
     }
 
@@ -649,13 +684,21 @@ impl DockerProbe {
             Some(p) => {
                 // Recreated under the same name: its restarts all happened since the last poll.
                 let count = u64::try_from(snap.restart_count).unwrap_or(0);
+                let patterns = self.config.log_patterns.len();
+                let first = Tracked::first(&snap, p.log_cursor, now, patterns, Some(&p));
                 Tracked {
                     count_restarts: count,
                     reported_restarts: 0,
-                    ..Tracked::first(&snap, p.log_cursor, Some(&p))
+                    recreated: Some(now),
+                    // The name's evidence windows go on: a restart or an OOM kill of the container
+                    // it replaced is still news about the service.
+                    restarts: p.restarts,
+                    oom_seen: p.oom_seen,
+                    log_counts: p.log_counts,
+                    ..first
                 }
             }
-            None => Tracked::first(&snap, now_ns, None),
+            None => Tracked::first(&snap, now_ns, now, self.config.log_patterns.len(), None),
         };
         let mut oom_event = false;
         t.last_oom = t.last_oom.max(run_oom);
@@ -706,10 +749,22 @@ impl DockerProbe {
             key("docker.restart_count"),
             snap.restart_count as f64,
         ));
-        out.push(Observation::number(key("docker.restarts"), restarts as f64));
-        out.push(Observation::boolean(
+        let evidence = self.config.evidence_window;
+        t.restarts.add(now, &[restarts], evidence);
+        let within = window::describe(evidence, t.restarts.covered(now, evidence));
+        out.push(
+            Observation::number(
+                key("docker.restarts"),
+                t.restarts.sums(now, evidence)[0] as f64,
+            )
+            .with_note(format!("restarts within {within}")),
+        );
+        out.push(oom_observation(
             key("docker.oom_killed"),
             snap.oom_killed || oom_event || last_run_oom,
+            &mut t.oom_seen,
+            now,
+            evidence,
         ));
         out.push(match (snap.running, snap.started_at) {
             (true, Some(s)) => Observation::number(
@@ -724,14 +779,12 @@ impl DockerProbe {
             Some((before, _)) => Observation::text(key("docker.previous_image"), before),
             None => no_data(key("docker.previous_image"), "no image change seen"),
         });
-        out.push(Observation::boolean(
+        out.push(recent_deploy(
             key("docker.recent_deploy"),
-            recent_deploy(
-                &snap,
-                t.image_change.as_ref(),
-                now,
-                self.config.deploy_window,
-            ),
+            &snap,
+            &t,
+            now,
+            self.config.deploy_window,
         ));
         out.push(match snap.limit() {
             Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
@@ -748,7 +801,7 @@ impl DockerProbe {
             ));
         }
         if reads.logs {
-            self.log_observations(name, logs, &mut t, &key, out);
+            self.log_observations(now, name, logs, &mut t, &key, out);
         }
         t.snap = snap;
         self.tracked.insert(name.to_owned(), t);
@@ -797,15 +850,17 @@ impl DockerProbe {
         ));
     }
 
+    /// Each pattern's `docker.log_lines_per_minute`: this poll's new lines join the window's counts.
     fn log_observations(
         &self,
+        now: Timestamp,
         name: &str,
         logs: Option<Result<LogWindow, Failure>>,
         t: &mut Tracked,
         key: &dyn Fn(&'static str) -> Key,
         out: &mut Vec<Observation>,
     ) {
-        let pattern_key = |p: &str| key("docker.log_matches").with("pattern", p);
+        let pattern_key = |p: &str| key("docker.log_lines_per_minute").with("pattern", p);
         match logs {
             // First sight: nothing counted yet (no data, not 0: a one-shot `diagnose` must not read as
             // "no errors in the logs"); counting starts at this poll.
@@ -829,8 +884,15 @@ impl DockerProbe {
                 }
                 t.log_capped = window.capped;
                 t.log_cursor = t.log_cursor.max(window.newest);
-                for (p, n) in self.config.log_patterns.iter().zip(window.counts) {
-                    out.push(Observation::number(pattern_key(&p.name), n as f64));
+                let rate_window = self.config.log_rate_window;
+                t.log_counts.add(now, &window.counts, rate_window);
+                let rates = t.log_counts.per_minute(now, rate_window);
+                let over = window::describe(rate_window, t.log_counts.covered(now, rate_window));
+                for (p, rate) in self.config.log_patterns.iter().zip(rates) {
+                    out.push(
+                        Observation::number(pattern_key(&p.name), rate)
+                            .with_note(format!("lines per minute over {over}")),
+                    );
                 }
             }
             Some(Err(f)) => {
@@ -852,9 +914,15 @@ impl Tracked {
         self.snap.created_at.max(changed)
     }
 
-    /// The state of a container ID seen for the first time; `previous` carries the image history of
-    /// the name (a recreated container).
-    fn first(snap: &Snapshot, log_cursor: Nanos, previous: Option<&Tracked>) -> Self {
+    /// The state of a container ID seen for the first time at `now` (`patterns`: the log patterns
+    /// counted); `previous` carries the image history of the name (a recreated container).
+    fn first(
+        snap: &Snapshot,
+        log_cursor: Nanos,
+        now: Timestamp,
+        patterns: usize,
+        previous: Option<&Tracked>,
+    ) -> Self {
         let (image_id, image_label, image_change) = match previous {
             Some(p) => (
                 p.image_id.clone(),
@@ -871,11 +939,16 @@ impl Tracked {
             start_floor: snap.started_at.unwrap_or(0) + SAME_RUN_SLACK,
             reported_restarts: 0,
             last_oom: None,
+            restarts: WindowCounts::new(1, now),
+            oom_seen: None,
             image_id,
             image_label,
             image_change,
+            recreated: None,
             memory: MemoryTrend::default(),
             log_cursor,
+            // Counting starts at the next poll (first sight reads no lines).
+            log_counts: WindowCounts::new(patterns, now),
             log_capped: false,
             snap: snap.clone(),
             listed: Listed::default(),
@@ -884,21 +957,81 @@ impl Tracked {
     }
 }
 
-/// Started within the deploy window by a person or a deployment (Docker's restart count is 0 after
-/// a start through the API, so a restart-policy restart of a crash loop is not a deploy), created
-/// within it, or running another image than before, changed within it.
+/// `docker.recent_deploy`: a new container or a new image within the deploy window. A new container
+/// is one created within it (by the Engine's clock) or another ID under this name (seen by a poll);
+/// a new image is a change of the image ID a poll saw. A restart of the same container on the same
+/// image (a crash or OOM-kill loop, `docker restart`, `docker start`) is none of these: it is
+/// `docker.restarts`, not a deploy. The note says which, and when.
 fn recent_deploy(
+    key: Key,
     snap: &Snapshot,
-    image_change: Option<&(String, Timestamp)>,
+    t: &Tracked,
     now: Timestamp,
     window: Duration,
-) -> bool {
+) -> Observation {
     let now_ns = nanos_of(now);
-    let window_ns = Nanos::try_from(window.as_nanos()).unwrap_or(Nanos::MAX);
-    let within = |t: Option<Nanos>| t.is_some_and(|t| now_ns - t <= window_ns);
-    (snap.restart_count == 0 && within(snap.started_at))
-        || within(snap.created_at)
-        || image_change.is_some_and(|(_, at)| now.saturating_since(*at) <= window)
+    let ago_ns =
+        |at: Nanos| Duration::from_nanos(u64::try_from((now_ns - at).max(0)).unwrap_or(u64::MAX));
+    let ago =
+        |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string();
+    let mut why = Vec::new();
+    if let Some((before, at)) = &t.image_change {
+        let d = now.saturating_since(*at);
+        if d <= window {
+            why.push(format!("image changed from {before} {} ago", ago(d)));
+        }
+    }
+    if let Some(at) = t.recreated {
+        let d = now.saturating_since(at);
+        if d <= window {
+            why.push(format!("container recreated {} ago", ago(d)));
+        }
+    }
+    if let Some(created) = snap.created_at {
+        let d = ago_ns(created);
+        if d <= window && t.recreated.is_none() {
+            why.push(format!("container created {} ago", ago(d)));
+        }
+    }
+    let w = humantime::format_duration(window);
+    if why.is_empty() {
+        Observation::boolean(key, false).with_note(format!(
+            "same container and image for the last {w} (restarts are not deploys)"
+        ))
+    } else {
+        Observation::boolean(key, true).with_note(why.join("; "))
+    }
+}
+
+/// `docker.oom_killed`: `now_killed` (this poll sees a kill: the last run's flag or exit, or an
+/// `oom` event) or a kill seen within the evidence window, so an OOM-kill loop holds between its
+/// kills instead of showing at one poll. Records this poll's sighting in `seen`.
+fn oom_observation(
+    key: Key,
+    now_killed: bool,
+    seen: &mut Option<Timestamp>,
+    now: Timestamp,
+    window: Duration,
+) -> Observation {
+    if now_killed {
+        *seen = Some(now);
+    }
+    let w = humantime::format_duration(window);
+    match *seen {
+        Some(at) if now.saturating_since(at) < window => {
+            let d = Duration::from_secs(now.saturating_since(at).as_secs());
+            let note = if now_killed {
+                format!("OOM-killed now (held for {w})")
+            } else {
+                format!(
+                    "OOM-killed {} ago (held for {w})",
+                    humantime::format_duration(d)
+                )
+            };
+            Observation::boolean(key, true).with_note(note)
+        }
+        _ => Observation::boolean(key, false).with_note(format!("no OOM kill within the last {w}")),
+    }
 }
 
 fn no_data(key: Key, why: &str) -> Observation {
@@ -1856,6 +1989,8 @@ mod tests {
 
     #[test]
     fn restarts_are_counted_once_whether_the_count_or_the_event_comes_first() {
+        // `docker.restarts` counts within the evidence window (10 min): every poll here is in it,
+        // so each value is the running total since the first sight.
         let mut probe = DockerProbe::new(config(&[]));
         // First sight: 0, even with a count and a late event of the run it sees.
         let out = poll(&mut probe, 2_000, found(snap("c1", 4, 1_990)), vec![]);
@@ -1883,7 +2018,7 @@ mod tests {
             found(snap("c1", 5, 2_031)),
             vec![("c1", starts(&[2_031 * S]))],
         );
-        assert_eq!(number(&out, "docker.restarts"), 0.0, "not counted twice");
+        assert_eq!(number(&out, "docker.restarts"), 1.0, "not counted twice");
 
         // A manual restart resets Docker's count to 0: the event counts it, and so does the reset.
         let out = poll(
@@ -1892,11 +2027,11 @@ mod tests {
             found(snap("c1", 0, 2_050)),
             vec![("c1", starts(&[2_050 * S]))],
         );
-        assert_eq!(number(&out, "docker.restarts"), 1.0);
+        assert_eq!(number(&out, "docker.restarts"), 2.0);
 
         // Events lost (stream down): the count alone still shows policy restarts.
         let out = poll(&mut probe, 2_075, found(snap("c1", 2, 2_070)), vec![]);
-        assert_eq!(number(&out, "docker.restarts"), 2.0);
+        assert_eq!(number(&out, "docker.restarts"), 4.0);
         // ... and their events arriving later are not counted again.
         let out = poll(
             &mut probe,
@@ -1904,7 +2039,7 @@ mod tests {
             found(snap("c1", 2, 2_070)),
             vec![("c1", starts(&[2_065 * S, 2_070 * S]))],
         );
-        assert_eq!(number(&out, "docker.restarts"), 0.0);
+        assert_eq!(number(&out, "docker.restarts"), 4.0);
         // Two manual restarts seen only as events.
         let out = poll(
             &mut probe,
@@ -1912,7 +2047,7 @@ mod tests {
             found(snap("c1", 0, 2_100)),
             vec![("c1", starts(&[2_095 * S, 2_100 * S]))],
         );
-        assert_eq!(number(&out, "docker.restarts"), 2.0);
+        assert_eq!(number(&out, "docker.restarts"), 6.0);
     }
 
     #[test]
@@ -1990,15 +2125,45 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_loop_restart_is_not_a_deploy_but_a_manual_start_is() {
-        let window = Duration::from_secs(900);
-        let now = t(10_000);
-        let mut s = snap("c1", 3, 9_990);
-        assert!(!recent_deploy(&s, None, now, window), "restart policy");
-        s.restart_count = 0;
-        assert!(
-            recent_deploy(&s, None, now, window),
-            "started through the API"
+    fn a_restart_of_the_same_container_and_image_is_never_a_deploy_but_a_new_container_is() {
+        let mut probe =
+            DockerProbe::new(config(&[("HARVEN_WATCHDOG__DOCKER__DEPLOY_WINDOW", "15m")]));
+        let mut run = |id: &str, count: i64, started: i64, now: i64| {
+            let mut s = snap(id, count, started);
+            s.created_at = Some(1_000 * S);
+            poll(&mut probe, now, found(s), vec![])
+        };
+        let out = run("c1", 0, 1_000, 10_000);
+        assert!(!boolean(&out, "docker.recent_deploy"), "created long ago");
+        // The restart policy restarts it (an OOM-kill or crash loop), then someone runs
+        // `docker restart` (Docker's count back to 0): restarts, not deploys.
+        let out = run("c1", 3, 10_010, 10_015);
+        assert!(!boolean(&out, "docker.recent_deploy"), "restart policy");
+        assert_eq!(number(&out, "docker.restarts"), 3.0);
+        let out = run("c1", 0, 10_020, 10_030);
+        assert!(!boolean(&out, "docker.recent_deploy"), "a manual restart");
+        let note = out
+            .iter()
+            .find(|o| o.key.name == "docker.recent_deploy")
+            .and_then(|o| o.note.clone());
+        assert_eq!(
+            note.as_deref(),
+            Some("same container and image for the last 15m (restarts are not deploys)")
+        );
+        // `docker-compose up -d` recreates it on the same image: another ID is a deploy.
+        let out = run("c2", 0, 10_040, 10_045);
+        assert!(boolean(&out, "docker.recent_deploy"), "recreated");
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            4.0,
+            "the name's restarts are still within the window"
+        );
+        let out = run("c2", 0, 10_040, 10_045 + 15 * 60 + 1);
+        assert!(!boolean(&out, "docker.recent_deploy"), "the window is over");
+        assert_eq!(
+            number(&out, "docker.restarts"),
+            0.0,
+            "and so is the restarts'"
         );
     }
 
@@ -2026,8 +2191,18 @@ mod tests {
             vec![("c1", oom())],
         );
         assert!(boolean(&out, "docker.oom_killed"));
+        // Held for the evidence window (10 min), not for the one poll that saw it.
         let out = poll(&mut probe, 130, found(snap("c1", 0, 90)), vec![]);
-        assert!(!boolean(&out, "docker.oom_killed"));
+        assert!(boolean(&out, "docker.oom_killed"), "held");
+        let note = out
+            .iter()
+            .find(|o| o.key.name == "docker.oom_killed")
+            .and_then(|o| o.note.clone());
+        assert_eq!(note.as_deref(), Some("OOM-killed 15s ago (held for 10m)"));
+        let out = poll(&mut probe, 714, found(snap("c1", 0, 90)), vec![]);
+        assert!(boolean(&out, "docker.oom_killed"), "still within 10 min");
+        let out = poll(&mut probe, 715, found(snap("c1", 0, 90)), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"), "10 min after the kill");
     }
 
     #[test]
@@ -2050,11 +2225,14 @@ mod tests {
         dead.running = false;
         let out = poll(&mut probe, 130, found(dead), vec![]);
         assert!(boolean(&out, "docker.oom_killed"), "still the last run");
-        // Started again (by hand): the new run was not killed.
+        // Started again (by hand): the new run was not killed, but the kill stays evidence for the
+        // window after the last poll that saw the killed run.
         let mut again = snap("c1", 0, 140);
         again.running = false;
-        let out = poll(&mut probe, 145, found(again), vec![]);
-        assert!(!boolean(&out, "docker.oom_killed"));
+        let out = poll(&mut probe, 145, found(again.clone()), vec![]);
+        assert!(boolean(&out, "docker.oom_killed"), "held");
+        let out = poll(&mut probe, 730, found(again), vec![]);
+        assert!(!boolean(&out, "docker.oom_killed"), "10 min after");
     }
 
     #[test]
@@ -2232,7 +2410,7 @@ mod tests {
                 .all(|i| *i)
         );
         for (n, w) in watched.iter().enumerate() {
-            let mut t = Tracked::first(&snap(&format!("c{n}"), 0, 100), 0, None);
+            let mut t = Tracked::first(&snap(&format!("c{n}"), 0, 100), 0, t(0), 0, None);
             t.listed = w.listed.clone().expect("listed");
             // app0 was inspected longest ago, app99 most recently.
             t.inspected = 1 + n as u64;
@@ -2300,9 +2478,9 @@ mod tests {
                 .count()
         };
         assert_eq!(of("proj-backend-1", "docker.memory_bytes"), 1);
-        assert!(of("proj-backend-1", "docker.log_matches") > 0);
+        assert!(of("proj-backend-1", "docker.log_lines_per_minute") > 0);
         assert_eq!(of("proj-redis-1", "docker.memory_bytes"), 0);
-        assert_eq!(of("proj-redis-1", "docker.log_matches"), 0);
+        assert_eq!(of("proj-redis-1", "docker.log_lines_per_minute"), 0);
         assert_eq!(
             of("proj-redis-1", "docker.running"),
             1,
@@ -2433,12 +2611,13 @@ mod tests {
         assert_eq!(role("docker.restart_count", &[]), Outcome::number(1.0));
         assert_eq!(role("docker.exit_code", &[]), Outcome::number(137.0));
         assert_eq!(
-            role("docker.log_matches", &[("pattern", "error")]),
-            Outcome::number(5.0)
+            role("docker.log_lines_per_minute", &[("pattern", "error")]),
+            Outcome::number(2.5),
+            "5 lines over the 2 min window"
         );
         assert_eq!(
-            role("docker.log_matches", &[("pattern", "429")]),
-            Outcome::number(3.0)
+            role("docker.log_lines_per_minute", &[("pattern", "429")]),
+            Outcome::number(1.5)
         );
         assert_eq!(
             role("docker.env_present", &[("var", "JWT_SECRET")]),
@@ -2462,9 +2641,9 @@ mod tests {
         assert_eq!(
             role("docker.replicas", &[]),
             Outcome::Value(Value::Text(
-                "proj-backend-2: not running (exit 137), OOM-killed, unhealthy, 1 restart, memory at 95% of its limit; \
-                 proj-backend-3: JWT_SECRET missing, log lines 429 3, error 4; \
-                 proj-backend-1: log lines error 1"
+                "proj-backend-2: not running (exit 137), OOM-killed, unhealthy, 1 restart lately, memory at 95% of its limit; \
+                 proj-backend-3: JWT_SECRET missing, log lines per minute 429 1.5, error 2; \
+                 proj-backend-1: log lines per minute error 0.5"
                     .into()
             ))
         );
@@ -2534,7 +2713,7 @@ mod tests {
         assert_eq!(
             of_role(
                 &out,
-                "docker.log_matches",
+                "docker.log_lines_per_minute",
                 "backend",
                 &[("pattern", "error")]
             ),

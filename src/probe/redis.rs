@@ -25,9 +25,13 @@
 //!   timeout (`timeout`), or Redis refusing us (`status`: a wrong password, `NOAUTH`). Rules over
 //!   Redis become unknown until it answers again.
 //!
-//! Counters (`evicted_keys`, `rejected_connections`) are reported as their increase since the previous
-//! poll: 0 on the first poll (what happened before the watchdog looked is not news), and the new value
-//! itself when Redis restarted in between (its `run_id` changed, or the counter went down).
+//! Counters (`evicted_keys`, `rejected_connections`) are reported as a rate per minute over
+//! `evidence_window` (`redis.evicted_keys_per_minute`, `redis.rejected_connections_per_minute`), so an
+//! eviction holds as evidence for the window and a rule reads the same at any poll interval. Each poll
+//! adds the counter's increase since the previous one to a [`WindowCounts`]: nothing on the first poll
+//! (what happened before the watchdog looked is not news), and the new value itself when Redis
+//! restarted in between (its `run_id` changed, or the counter went down). The note says the window,
+//! and that the rate is a lower bound while the probe has not been counting for a whole window.
 //!
 //! The configured URL may carry a password and `redis.password` is a [`Secret`](crate::secret::Secret):
 //! neither reaches a log line or a failure detail (the URL is printed through [`crate::redact_url`]).
@@ -39,6 +43,7 @@ use std::time::{Duration, Instant};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{IntoConnectionInfo, RedisError};
 
+use super::window::{self, WindowCounts};
 use super::{BuildError, Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::RedisConfig;
@@ -56,6 +61,9 @@ pub struct RedisProbe {
     manager: Option<ConnectionManager>,
     /// Counter values and server run of the previous successful INFO, for increases.
     previous: Option<Counters>,
+    /// The counters' increases (evicted keys, rejected connections) over `evidence_window`; bounded
+    /// by [`WindowCounts`], created by the first poll that reads INFO.
+    increases: Option<WindowCounts>,
 }
 
 impl std::fmt::Debug for RedisProbe {
@@ -99,6 +107,7 @@ impl RedisProbe {
             client,
             manager: None,
             previous: None,
+            increases: None,
         })
     }
 
@@ -192,14 +201,20 @@ impl RedisProbe {
         Ok(texts.iter().flat_map(|t| parse_info(t)).collect())
     }
 
-    /// The counters' increases since the previous poll, remembering this poll's values.
-    fn counter_increases(&mut self, info: &HashMap<String, String>, out: &mut Vec<Observation>) {
-        let now = Counters {
+    /// The counters' rates per minute over the evidence window, adding this poll's increases since
+    /// the previous one and remembering this poll's values.
+    fn counter_rates(
+        &mut self,
+        now: Timestamp,
+        info: &HashMap<String, String>,
+        out: &mut Vec<Observation>,
+    ) {
+        let current = Counters {
             run_id: info.get("run_id").cloned(),
             evicted_keys: number(info, "evicted_keys"),
             rejected_connections: number(info, "rejected_connections"),
         };
-        let restarted = match (&self.previous, &now.run_id) {
+        let restarted = match (&self.previous, &current.run_id) {
             (
                 Some(Counters {
                     run_id: Some(a), ..
@@ -209,27 +224,39 @@ impl RedisProbe {
             _ => false,
         };
         let prev = self.previous.as_ref();
-        for (name, field, current, before) in [
+        let fields = [
             (
-                "redis.evicted_keys",
+                "redis.evicted_keys_per_minute",
                 "evicted_keys",
-                now.evicted_keys,
+                current.evicted_keys,
                 prev.and_then(|p| p.evicted_keys),
             ),
             (
-                "redis.rejected_connections",
+                "redis.rejected_connections_per_minute",
                 "rejected_connections",
-                now.rejected_connections,
+                current.rejected_connections,
                 prev.and_then(|p| p.rejected_connections),
             ),
-        ] {
-            let outcome = match current {
-                Some(c) => Outcome::number(increase(before, c, restarted) as f64),
-                None => missing(field),
-            };
-            out.push(Observation::new(Key::new(name), outcome));
+        ];
+        let added: Vec<u64> = fields
+            .iter()
+            .map(|(_, _, c, before)| c.map_or(0, |c| increase(*before, c, restarted)))
+            .collect();
+        let window = self.config.evidence_window;
+        let counts = self
+            .increases
+            .get_or_insert_with(|| WindowCounts::new(fields.len(), now));
+        counts.add(now, &added, window);
+        let rates = counts.per_minute(now, window);
+        let over = window::describe(window, counts.covered(now, window));
+        for ((name, field, current, _), rate) in fields.iter().zip(rates) {
+            out.push(match current {
+                Some(_) => Observation::number(Key::new(name), rate)
+                    .with_note(format!("per minute over {over}")),
+                None => Observation::new(Key::new(name), missing(field)),
+            });
         }
-        self.previous = Some(now);
+        self.previous = Some(current);
     }
 }
 
@@ -281,7 +308,7 @@ impl Probe for RedisProbe {
         self.config.timeout + POLL_MARGIN
     }
 
-    async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
+    async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         let deadline = tokio::time::Instant::now() + self.config.timeout;
         let mut con = self.connection().await?;
         let read: Result<_, Failure> =
@@ -305,7 +332,7 @@ impl Probe for RedisProbe {
             ping.as_secs_f64(),
         )];
         memory(&info, &mut out);
-        self.counter_increases(&info, &mut out);
+        self.counter_rates(now, &info, &mut out);
         for (name, field) in [
             ("redis.connected_clients", "connected_clients"),
             ("redis.blocked_clients", "blocked_clients"),
@@ -474,6 +501,43 @@ mod tests {
         );
     }
 
+    /// The evictions rate after `polls` polls `every` seconds apart, 10 keys evicted a minute.
+    fn eviction_rate(every: u64, polls: u64) -> (f64, Option<String>) {
+        let mut probe = probe();
+        let mut last = Vec::new();
+        for i in 0..=polls {
+            let evicted = 10 * i * every / 60;
+            let info: HashMap<String, String> = [
+                ("run_id".to_owned(), "a".to_owned()),
+                ("evicted_keys".to_owned(), evicted.to_string()),
+                ("rejected_connections".to_owned(), "0".to_owned()),
+            ]
+            .into();
+            last.clear();
+            let now = Timestamp::from_unix_millis(i64::try_from(i * every * 1000).unwrap());
+            probe.counter_rates(now, &info, &mut last);
+        }
+        let o = &last[0];
+        assert_eq!(o.key.name, "redis.evicted_keys_per_minute");
+        match o.outcome {
+            Outcome::Value(crate::observe::Value::Number(n)) => (n, o.note.clone()),
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn evictions_read_the_same_rate_at_any_poll_interval_and_say_their_window() {
+        for every in [6, 15, 30, 60] {
+            let (rate, note) = eviction_rate(every, 900 / every);
+            assert!((rate - 10.0).abs() < 0.5, "every {every}s: {rate}");
+            assert_eq!(note.as_deref(), Some("per minute over the last 5m"));
+        }
+        // One poll after the first, 15 s in: a lower bound, and the note says so.
+        let (rate, note) = eviction_rate(15, 1);
+        assert!(rate < 1.0, "{rate}");
+        assert!(note.unwrap().contains("lower bound"));
+    }
+
     #[test]
     fn info_text_is_parsed_into_fields() {
         let text = "# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n# Stats\r\nevicted_keys:3\r\n";
@@ -520,6 +584,7 @@ mod tests {
             key_patterns: vec![],
             scan_count: 1000,
             scan_cap: 100_000,
+            evidence_window: Duration::from_secs(300),
         };
         let probe = RedisProbe::new(config).expect("probe");
         let text = format!("{probe:?}");
@@ -540,6 +605,7 @@ mod tests {
             key_patterns: vec![],
             scan_count: 1000,
             scan_cap: 100_000,
+            evidence_window: Duration::from_secs(300),
         })
         .expect("probe")
     }
@@ -548,11 +614,15 @@ mod tests {
     /// number is finite and not negative.
     fn polls_are_sound(first: &str, second: &str) -> Result<(), TestCaseError> {
         let mut probe = probe();
-        for text in [first, second] {
+        for (i, text) in [first, second].into_iter().enumerate() {
             let info: HashMap<_, _> = parse_info(text).into_iter().collect();
             let mut out = Vec::new();
             memory(&info, &mut out);
-            probe.counter_increases(&info, &mut out);
+            probe.counter_rates(
+                Timestamp::from_unix_millis(i as i64 * 15_000),
+                &info,
+                &mut out,
+            );
             prop_assert_eq!(out.len(), 5);
             for o in &out {
                 if let Outcome::Value(crate::observe::Value::Number(n)) = o.outcome {

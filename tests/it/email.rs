@@ -55,7 +55,7 @@ fn backend(name: &'static str) -> Key {
 }
 
 fn log(pattern: &str) -> Key {
-    backend("docker.log_matches").with("pattern", pattern)
+    backend("docker.log_lines_per_minute").with("pattern", pattern)
 }
 
 /// Every source of the stack at `secs`, healthy except for what `outage` breaks: Supabase REST down,
@@ -117,8 +117,8 @@ fn evidence_at(ev: &mut Evidence, secs: u64, outage: bool, error_ratio: f64) {
             Observation::number(Key::new("redis.memory_ratio"), 0.21),
             Observation::number(Key::new("redis.used_memory_bytes"), 14_000_000.0),
             Observation::number(Key::new("redis.maxmemory_bytes"), 67_108_864.0),
-            Observation::number(Key::new("redis.evicted_keys"), 0.0),
-            Observation::number(Key::new("redis.rejected_connections"), 0.0),
+            Observation::number(Key::new("redis.evicted_keys_per_minute"), 0.0),
+            Observation::number(Key::new("redis.rejected_connections_per_minute"), 0.0),
             Observation::number(
                 Key::new("redis.keys").with("pattern", "rate_limit:*"),
                 120.0,

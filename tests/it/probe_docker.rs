@@ -4,7 +4,6 @@
 //!
 //! Every wait is a poll with a deadline; nothing sleeps in the hope that something happened.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -154,15 +153,16 @@ fn text<'a>(out: &'a [Observation], name: &str, container: &str) -> Option<&'a s
     }
 }
 
-fn log_matches(out: &[Observation], container: &str, pattern: &str) -> f64 {
+/// `docker.log_lines_per_minute{container, pattern}`: matching lines per minute over the window.
+fn log_rate(out: &[Observation], container: &str, pattern: &str) -> f64 {
     match outcome(
         out,
-        "docker.log_matches",
+        "docker.log_lines_per_minute",
         container,
         &[("pattern", pattern)],
     ) {
         Some(Outcome::Value(Value::Number(n))) => *n,
-        other => panic!("docker.log_matches{{pattern={pattern:?}}}: {other:?}"),
+        other => panic!("docker.log_lines_per_minute{{pattern={pattern:?}}}: {other:?}"),
     }
 }
 
@@ -213,16 +213,11 @@ async fn a_crash_loop_shows_in_the_restart_count_and_each_restart_once() {
         "first sight"
     );
 
-    let mut restarts = 0.0;
-    let mut polls_with_restarts = 0;
+    // `docker.restarts` counts within the evidence window (10 min): it only grows here.
     let out = poll_until(
         &mut probe,
         "three restarts, then exited",
-        |o| {
-            let n = number(o, "docker.restarts", &name).expect("restarts");
-            restarts += n;
-            polls_with_restarts += usize::from(n > 0.0);
-        },
+        |_| {},
         |o| {
             number(o, "docker.restart_count", &name) == Some(3.0)
                 && boolean(o, "docker.running", &name) == Some(false)
@@ -230,18 +225,17 @@ async fn a_crash_loop_shows_in_the_restart_count_and_each_restart_once() {
     )
     .await;
     assert_eq!(number(&out, "docker.exit_code", &name), Some(1.0));
-    assert!(polls_with_restarts >= 1);
     // The events of the last restarts may reach the probe after the count: a few more polls must
-    // not add to the total.
+    // not add to the total, and the restarts hold (they do not fade after the poll that saw them).
     for _ in 0..4 {
         tokio::time::sleep(POLL_EVERY).await;
-        restarts += number(&poll(&mut probe).await, "docker.restarts", &name).expect("restarts");
+        let restarts = number(&poll(&mut probe).await, "docker.restarts", &name);
+        assert_eq!(
+            restarts,
+            Some(3.0 - initial),
+            "every restart since the first poll counted exactly once, and held"
+        );
     }
-    assert_eq!(
-        restarts,
-        3.0 - initial,
-        "every restart since the first poll counted exactly once"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,20 +257,18 @@ async fn manual_restarts_between_two_polls_are_all_counted_through_events() {
     // these; the `start` events show both.
     c.restart(Duration::from_secs(1)).await;
     c.restart(Duration::from_secs(1)).await;
-    let counted = Cell::new(0.0);
     poll_until(
         &mut probe,
         "two restarts counted",
-        |o| counted.set(counted.get() + number(o, "docker.restarts", &name).expect("restarts")),
-        |_| counted.get() >= 2.0,
+        |_| {},
+        |o| number(o, "docker.restarts", &name).is_some_and(|n| n >= 2.0),
     )
     .await;
-    let mut restarts = counted.get();
     for _ in 0..4 {
         tokio::time::sleep(POLL_EVERY).await;
-        restarts += number(&poll(&mut probe).await, "docker.restarts", &name).expect("restarts");
+        let restarts = number(&poll(&mut probe).await, "docker.restarts", &name);
+        assert_eq!(restarts, Some(2.0), "counted once each, and held");
     }
-    assert_eq!(restarts, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -441,7 +433,12 @@ async fn log_lines_are_counted_once_per_pattern() {
     for p in ["error", "openai", "429", "supabase"] {
         assert!(
             matches!(
-                outcome(&first, "docker.log_matches", &name, &[("pattern", p)]),
+                outcome(
+                    &first,
+                    "docker.log_lines_per_minute",
+                    &name,
+                    &[("pattern", p)]
+                ),
                 Some(Outcome::NoData(_))
             ),
             "first sight, no count yet: {p}"
@@ -450,32 +447,46 @@ async fn log_lines_are_counted_once_per_pattern() {
 
     c.emit_log("ERROR calling OpenAI: HTTP 429 Too Many Requests")
         .await;
-    let mut totals: BTreeMap<&str, f64> = BTreeMap::new();
+    // One line over the default 2 min window: 0.5 a minute for the patterns it matches, however
+    // many polls see the window meanwhile (later polls, in the same second or after, do not count
+    // it again).
     let patterns = ["error", "openai", "429", "supabase", "jwt"];
-    let mut add = |o: &[Observation]| {
-        for p in patterns {
-            *totals.entry(p).or_default() += log_matches(o, &name, p);
-        }
+    let rates = |o: &[Observation]| -> BTreeMap<&str, f64> {
+        patterns
+            .iter()
+            .map(|p| (*p, log_rate(o, &name, p)))
+            .collect()
     };
-    poll_until(&mut probe, "the openai line", &mut add, |o| {
-        log_matches(o, &name, "openai") > 0.0
-    })
+    poll_until(
+        &mut probe,
+        "the openai line",
+        |_| {},
+        |o| log_rate(o, &name, "openai") > 0.0,
+    )
     .await;
-    // Later polls (in the same second as the line, or after) do not count it again.
     for _ in 0..4 {
-        add(&poll(&mut probe).await);
+        let out = poll(&mut probe).await;
+        assert_eq!(
+            rates(&out),
+            BTreeMap::from([
+                ("error", 0.5),
+                ("openai", 0.5),
+                ("429", 0.5),
+                ("supabase", 0.0),
+                ("jwt", 0.0)
+            ])
+        );
+        let note = out
+            .iter()
+            .find(|o| o.key.name == "docker.log_lines_per_minute")
+            .and_then(|o| o.note.clone())
+            .unwrap_or_default();
+        assert!(
+            note.starts_with("lines per minute over the last 2m"),
+            "{note}"
+        );
         tokio::time::sleep(POLL_EVERY).await;
     }
-    assert_eq!(
-        totals,
-        BTreeMap::from([
-            ("error", 1.0),
-            ("openai", 1.0),
-            ("429", 1.0),
-            ("supabase", 0.0),
-            ("jwt", 0.0)
-        ])
-    );
 
     // A second line is one more, on stderr too.
     c.exec(&[
@@ -484,19 +495,18 @@ async fn log_lines_are_counted_once_per_pattern() {
         "echo 'supabase: permission denied for table chats' > /proc/1/fd/2",
     ])
     .await;
-    let counted = Cell::new(0.0);
     poll_until(
         &mut probe,
         "the stderr line",
-        |o| counted.set(counted.get() + log_matches(o, &name, "supabase")),
-        |_| counted.get() > 0.0,
+        |_| {},
+        |o| log_rate(o, &name, "supabase") > 0.0,
     )
     .await;
-    let mut supabase = counted.get();
     for _ in 0..3 {
-        supabase += log_matches(&poll(&mut probe).await, &name, "supabase");
+        let out = poll(&mut probe).await;
+        assert_eq!(log_rate(&out, &name, "supabase"), 0.5);
+        assert_eq!(log_rate(&out, &name, "error"), 0.5);
     }
-    assert_eq!(supabase, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,7 +654,7 @@ async fn engine_events_make_the_runner_poll_before_its_interval() {
     .await;
     let name = c.name().to_owned();
     // A ten-minute interval: any report after the first within the deadline came from a wake.
-    let probe = probe_for(&[&name], &[("INTERVAL", "10m")]);
+    let probe = probe_for(&[&name], &[("INTERVAL", "10m"), ("LOG_RATE_WINDOW", "10m")]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let shutdown = CancellationToken::new();
     let runner = tokio::spawn(probe::run(
@@ -794,14 +804,10 @@ async fn many_containers_cost_a_list_and_a_bounded_share_of_inspections_per_poll
 
     let exec = crash.exec(&["touch", "/tmp/die"]).await;
     assert_eq!(exec.exit_code, Some(0), "{}", exec.output);
-    let counted = Cell::new(0.0);
     let out = poll_until(
         &mut probe,
         "the restart counted, with Docker's restart count",
-        |o| {
-            let n = number(o, "docker.restarts", crash.name()).expect("restarts");
-            counted.set(counted.get() + n);
-        },
+        |_| {},
         |o| {
             number(o, "docker.restart_count", crash.name()) == Some(1.0)
                 && boolean(o, "docker.running", crash.name()) == Some(true)
@@ -812,8 +818,10 @@ async fn many_containers_cost_a_list_and_a_bounded_share_of_inspections_per_poll
     for _ in 0..3 {
         tokio::time::sleep(POLL_EVERY).await;
         let out = poll(&mut probe).await;
-        counted
-            .set(counted.get() + number(&out, "docker.restarts", crash.name()).expect("restarts"));
+        assert_eq!(
+            number(&out, "docker.restarts", crash.name()),
+            Some(1.0),
+            "the restart counted exactly once, and held"
+        );
     }
-    assert_eq!(counted.get(), 1.0, "the restart counted exactly once");
 }

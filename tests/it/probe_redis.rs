@@ -30,6 +30,7 @@ fn config(url: &str, patterns: &[&str], scan_count: u32, scan_cap: u64) -> Redis
         key_patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
         scan_count,
         scan_cap,
+        evidence_window: Duration::from_secs(300),
     }
 }
 
@@ -71,6 +72,16 @@ fn boolean(report: &ProbeReport, key: &str) -> bool {
         Some(Outcome::Value(Value::Bool(b))) => *b,
         other => panic!("{key}: expected a boolean, got {other:?} in {report:?}"),
     }
+}
+
+/// The note of `key` (the window a rate is over), or an empty string.
+fn note(report: &ProbeReport, key: &str) -> String {
+    let found = report
+        .result
+        .as_ref()
+        .ok()
+        .and_then(|o| o.iter().find(|o| o.key.to_string() == key));
+    found.and_then(|o| o.note.clone()).unwrap_or_default()
 }
 
 fn is_no_data(report: &ProbeReport, key: &str) -> bool {
@@ -141,16 +152,22 @@ async fn memory_ratio_with_a_limit_and_no_data_without() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn evictions_and_rejected_connections_are_increases_since_the_last_poll() {
+async fn evictions_and_rejected_connections_are_rates_over_the_evidence_window() {
     let server = RedisServer::start().await;
     let mut con = server.connection_manager().await;
     let mut probe = probe_for(&server);
+    // The test's configuration: a 5 min window, so a rate is the increase divided by 5.
+    let per_minute = |n: u64| n as f64 / 5.0;
 
     config_set(&mut con, "maxmemory-policy", "allkeys-lru").await;
     config_set(&mut con, "maxmemory", "4mb").await;
     let first = poll(&mut probe).await;
-    assert_eq!(number(&first, "redis.evicted_keys"), 0.0, "first poll");
-    assert_eq!(number(&first, "redis.rejected_connections"), 0.0);
+    assert_eq!(
+        number(&first, "redis.evicted_keys_per_minute"),
+        0.0,
+        "first poll"
+    );
+    assert_eq!(number(&first, "redis.rejected_connections_per_minute"), 0.0);
 
     fill(&mut con, "cache:", 400, 20_000).await; // ~8 MB into a 4 MB Redis
     let evicted_total = info_field(&mut con, "stats", "evicted_keys")
@@ -159,15 +176,17 @@ async fn evictions_and_rejected_connections_are_increases_since_the_last_poll() 
     assert!(evicted_total > 0, "Redis evicted nothing");
     let report = poll(&mut probe).await;
     assert_eq!(
-        number(&report, "redis.evicted_keys"),
-        evicted_total as f64,
-        "every eviction since the first poll"
+        number(&report, "redis.evicted_keys_per_minute"),
+        per_minute(evicted_total),
+        "every eviction since the first poll, per minute of the window"
     );
+    let note = note(&report, "redis.evicted_keys_per_minute");
+    assert!(note.starts_with("per minute over the last 5m"), "{note}");
     let report = poll(&mut probe).await;
     assert_eq!(
-        number(&report, "redis.evicted_keys"),
-        0.0,
-        "no new evictions since the previous poll"
+        number(&report, "redis.evicted_keys_per_minute"),
+        per_minute(evicted_total),
+        "no new evictions since, but the window still holds them"
     );
 
     // With the test's and the probe's connections open, a third one is rejected.
@@ -181,7 +200,10 @@ async fn evictions_and_rejected_connections_are_increases_since_the_last_poll() 
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.contains("max number of clients"), "{answer:?}");
     let report = poll(&mut probe).await;
-    assert_eq!(number(&report, "redis.rejected_connections"), 1.0);
+    assert_eq!(
+        number(&report, "redis.rejected_connections_per_minute"),
+        per_minute(1)
+    );
     config_set(&mut con, "maxclients", "10000").await;
 }
 
@@ -266,7 +288,7 @@ async fn a_killed_redis_fails_the_poll_quickly_and_the_same_probe_recovers() {
         0.0
     );
     assert_eq!(
-        number(&report, "redis.evicted_keys"),
+        number(&report, "redis.evicted_keys_per_minute"),
         0.0,
         "a fresh Redis has evicted nothing"
     );

@@ -114,7 +114,7 @@ fn check_config_refuses_a_broken_runbook_naming_every_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in [
         "tests/fixtures/runbook/invalid.toml: sections[1] (errors).rules[0].when.value: operator in does not fit",
-        "sections[0] (latency).causes[0].evidence[1].labels.patern: docker.log_matches has no label \"patern\"",
+        "sections[0] (latency).causes[0].evidence[1].labels.patern: docker.log_lines_per_minute has no label \"patern\"",
         "duplicate ID \"database.slow_query\"",
         "the stable cause ID \"database.rls_blocking\" is missing",
     ] {

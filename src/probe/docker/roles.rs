@@ -12,11 +12,14 @@
 //! | `running`, `env_present{var}` | true when every replica's is (false names no replica: see below) |
 //! | `oom_killed`, `recent_deploy` | true when any replica's is (or the role's image changed lately) |
 //! | `health` | the worst: `unhealthy`, then `starting`, `healthy`, `none` |
-//! | `restarts`, `restart_count`, `log_matches{pattern}` | summed |
+//! | `restarts`, `restart_count`, `log_lines_per_minute{pattern}` | summed |
 //! | `memory_ratio`, `memory_growth_bytes_per_hour`, `memory_bytes`, `exit_code` | the highest |
 //! | `uptime_seconds`, `memory_limit_bytes` | the lowest (the youngest replica, the tightest limit) |
 //! | `image` | the most recently deployed replica's |
 //! | `previous_image` | the role's image before it last changed (a replica's, until one is seen) |
+//!
+//! A folded observation keeps the note of a replica whose value it took (the window a count is
+//! over, why a replica is a recent deploy).
 //!
 //! A replica that could not be read leaves a sum or an extreme unknown, but a decisive value stands
 //! (one replica not running, OOM-killed or unhealthy settles it); replicas with no data (a first log
@@ -45,7 +48,7 @@ const MAX_LISTED: usize = 20;
 const NOTABLE_MEMORY_RATIO: f64 = 0.8;
 
 /// The label besides `role` that tells a role's instances of one observation apart (`pattern` of
-/// `docker.log_matches`, `var` of `docker.env_present`), if any.
+/// `docker.log_lines_per_minute`, `var` of `docker.env_present`), if any.
 type Extra<'a> = Option<(&'static str, &'a str)>;
 
 /// True when a container with these `names` and `labels` (a list entry's, or an event's attributes,
@@ -90,6 +93,17 @@ impl Member<'_> {
             (None, Some(Outcome::Unknown(f))) => Outcome::Unknown(f.clone()),
             (None, _) => Outcome::NoData("not observed".to_owned()),
         }
+    }
+
+    /// The note of its observation `name` (with the extra label), if it has one.
+    fn note(&self, name: &str, extra: Extra<'_>) -> Option<&str> {
+        self.observations
+            .iter()
+            .find(|o| {
+                o.key.name == name
+                    && extra.is_none_or(|(k, v)| o.key.labels.get(k).map(String::as_str) == Some(v))
+            })
+            .and_then(|o| o.note.as_deref())
     }
 
     fn present(&self) -> Option<&Outcome> {
@@ -211,7 +225,13 @@ pub(super) fn observe(
             .iter()
             .map(|m| (m.name, m.outcome(n, *extra)))
             .collect();
-        out.push(Observation::new(key(n, *extra), fold(*how, &parts)));
+        let folded = fold(*how, &parts);
+        let note = folded_note(&members, n, *extra, &folded);
+        let o = Observation::new(key(n, *extra), folded);
+        out.push(match note {
+            Some(note) => o.with_note(note),
+            None => o,
+        });
     }
     let image = deploys(&members, facts, state, &key, out);
     let replicas = replicas(&members, facts, image.as_deref());
@@ -220,6 +240,36 @@ pub(super) fn observe(
         key("docker.worst_replica", None),
         replicas.1,
     ));
+}
+
+/// The note of a folded observation: that of a replica whose outcome is the folded one (the replica
+/// that decided it), else the first replica's note; prefixed with the replica's name when the role
+/// has several.
+fn folded_note(
+    members: &[&Member<'_>],
+    name: &str,
+    extra: Extra<'_>,
+    folded: &Outcome,
+) -> Option<String> {
+    let deciding = members
+        .iter()
+        .find(|m| m.outcome(name, extra) == *folded && m.note(name, extra).is_some())
+        .or_else(|| members.iter().find(|m| m.note(name, extra).is_some()))?;
+    let note = deciding.note(name, extra)?;
+    Some(if members.len() > 1 && folded_by_one(name) {
+        format!("{}: {note}", deciding.name)
+    } else {
+        note.to_owned()
+    })
+}
+
+/// True when one replica's value decides the role's (a flag or an extreme), so its note is about
+/// that replica; a sum's note (a window) is the same for every replica.
+fn folded_by_one(name: &str) -> bool {
+    !matches!(
+        name,
+        "docker.restarts" | "docker.restart_count" | "docker.log_lines_per_minute"
+    )
 }
 
 /// The observations folded by [`fold`], with their extra label and how they fold.
@@ -251,7 +301,7 @@ fn folds<'a>(facts: &Facts<'a>) -> Vec<(&'static str, Extra<'a>, Fold)> {
     if facts.reads.logs {
         for p in &facts.config.log_patterns {
             folds.push((
-                "docker.log_matches",
+                "docker.log_lines_per_minute",
                 Some(("pattern", p.name.as_str())),
                 Fold::Sum,
             ));
@@ -357,16 +407,29 @@ fn deploys(
         .change
         .as_ref()
         .is_some_and(|(_, at)| facts.now.saturating_since(*at) <= facts.config.deploy_window);
-    let recent = if changed_lately {
-        Outcome::Value(Value::Bool(true))
-    } else {
-        let parts: Vec<_> = members
-            .iter()
-            .map(|m| (m.name, m.outcome("docker.recent_deploy", None)))
-            .collect();
-        fold(Fold::Any, &parts)
+    let recent = match (&state.change, changed_lately) {
+        (Some((before, at)), true) => {
+            let ago = std::time::Duration::from_secs(facts.now.saturating_since(*at).as_secs());
+            Observation::boolean(key("docker.recent_deploy", None), true).with_note(format!(
+                "the role's image changed from {before} {} ago",
+                humantime::format_duration(ago)
+            ))
+        }
+        _ => {
+            let parts: Vec<_> = members
+                .iter()
+                .map(|m| (m.name, m.outcome("docker.recent_deploy", None)))
+                .collect();
+            let folded = fold(Fold::Any, &parts);
+            let note = folded_note(members, "docker.recent_deploy", None, &folded);
+            let o = Observation::new(key("docker.recent_deploy", None), folded);
+            match note {
+                Some(note) => o.with_note(note),
+                None => o,
+            }
+        }
     };
-    out.push(Observation::new(key("docker.recent_deploy", None), recent));
+    out.push(recent);
     current
 }
 
@@ -442,7 +505,10 @@ fn replica<'a>(m: &Member<'a>, facts: &Facts<'_>, image: Option<&str>) -> Replic
     }
     if let Some(n) = m.number("docker.restarts", None).filter(|n| *n > 0.0) {
         rank.restarts = n as u64;
-        notes.push(format!("{n} restart{}", if n == 1.0 { "" } else { "s" }));
+        notes.push(format!(
+            "{n} restart{} lately",
+            if n == 1.0 { "" } else { "s" }
+        ));
     }
     for var in &facts.config.env_vars {
         if m.value("docker.env_present", Some(("var", var))) == Some(Value::Bool(false)) {
@@ -467,15 +533,15 @@ fn replica<'a>(m: &Member<'a>, facts: &Facts<'_>, image: Option<&str>) -> Replic
     let mut lines = Vec::new();
     for p in &facts.config.log_patterns {
         if let Some(n) = m
-            .number("docker.log_matches", Some(("pattern", &p.name)))
+            .number("docker.log_lines_per_minute", Some(("pattern", &p.name)))
             .filter(|n| *n > 0.0)
         {
-            rank.log_lines += n as u64;
-            lines.push(format!("{} {n}", p.name));
+            rank.log_lines += n.ceil() as u64;
+            lines.push(format!("{} {}", p.name, crate::observe::Value::Number(n)));
         }
     }
     if !lines.is_empty() {
-        notes.push(format!("log lines {}", lines.join(", ")));
+        notes.push(format!("log lines per minute {}", lines.join(", ")));
     }
     Replica {
         name: m.name,
