@@ -19,6 +19,7 @@ mod monitoring;
 mod notify;
 mod peers;
 mod probe_docker;
+mod probe_docker_evidence;
 mod probe_docker_roles;
 mod probe_fastapi;
 mod probe_http;

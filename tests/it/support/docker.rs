@@ -325,6 +325,8 @@ pub struct ContainerOptions {
     pub env: Vec<String>,
     /// The command; [`DEFAULT_CMD`] when `None`.
     pub cmd: Option<Vec<String>>,
+    /// The image; [`TEST_IMAGE`] when `None` (another one: a [`TestImage`], a redeploy).
+    pub image: Option<String>,
     /// A shell health command (`CMD-SHELL`), checked every second, 2 retries, 10 s timeout.
     pub health_cmd: Option<String>,
     /// Memory limit in bytes (swap is limited to the same amount, so exceeding it OOM-kills).
@@ -376,6 +378,12 @@ impl ContainerOptions {
         self
     }
 
+    /// Runs `image` (a [`TestImage`]'s tag) instead of [`TEST_IMAGE`].
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = Some(image.to_owned());
+        self
+    }
+
     /// Sets a health check run by `/bin/sh -c` in the container (e.g.
     /// `test -f /tmp/healthy`), every second with 2 retries.
     pub fn health_cmd(mut self, cmd: &str) -> Self {
@@ -405,6 +413,43 @@ impl ContainerOptions {
     pub fn network_mode(mut self, mode: &str) -> Self {
         self.network_mode = Some(mode.to_owned());
         self
+    }
+}
+
+/// An image of its own (another image ID than [`TEST_IMAGE`]'s): a container's file system
+/// committed under `harven-watchdog-test/busybox:<hint>-<pid>-<n>`, as a new release is. Removed
+/// when dropped.
+pub struct TestImage {
+    tag: String,
+}
+
+impl TestImage {
+    /// Commits `container` as a new image (`docker commit`, which pauses it for a moment).
+    pub fn commit(container: &TestContainer, hint: &str) -> TestImage {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let tag = format!(
+            "harven-watchdog-test/busybox:{hint}-{}-{n}",
+            std::process::id()
+        );
+        let out = cli(&["commit", container.id(), &tag]);
+        assert!(
+            out.status.success(),
+            "docker commit {}: {}",
+            container.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestImage { tag }
+    }
+
+    /// The image's tag.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let _ = cli(&["rmi", "-f", &self.tag]);
     }
 }
 
@@ -474,7 +519,7 @@ impl TestContainer {
             ..Default::default()
         };
         let body = ContainerCreateBody {
-            image: Some(TEST_IMAGE.to_owned()),
+            image: Some(opts.image.clone().unwrap_or_else(|| TEST_IMAGE.to_owned())),
             cmd: Some(
                 opts.cmd
                     .clone()
