@@ -264,6 +264,8 @@ impl Generation {
         )?;
 
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
+        let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
         let mut tasks = JoinSet::new();
         for mut p in probes {
@@ -273,6 +275,7 @@ impl Generation {
                 clock.clone(),
                 reports_tx.clone(),
                 shared.probe_metrics.clone(),
+                hurry_rx.clone(),
                 stop.clone(),
             ));
         }
@@ -321,6 +324,7 @@ impl Generation {
             watch::Published {
                 metrics: shared.engine_metrics.clone(),
                 blind_spots: blind_tx,
+                hurry: hurry_tx,
             },
             stop.clone(),
         ));

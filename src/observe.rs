@@ -418,6 +418,27 @@ pub const CATALOGUE: &[Spec] = &[
         "share of requests slower than the runbook's latency threshold (exact from the bucket at the threshold when there is one)",
     ),
     spec(
+        "prometheus.slow_share_short",
+        "prometheus",
+        Number,
+        &["handler", "histogram"],
+        "share of requests slower than the runbook's latency threshold over the short window (severe breaches)",
+    ),
+    spec(
+        "prometheus.error_ratio_short",
+        "prometheus",
+        Number,
+        &[],
+        "share of requests answered 5xx over the short window (severe breaches)",
+    ),
+    spec(
+        "prometheus.auth_failure_ratio_short",
+        "prometheus",
+        Number,
+        &[],
+        "share of requests refused 401/403 (or 4xx above usual) over the short window (severe breaches)",
+    ),
+    spec(
         "prometheus.handler_slow_share",
         "prometheus",
         Number,
@@ -464,7 +485,7 @@ pub const CATALOGUE: &[Spec] = &[
         "prometheus",
         Number,
         &[],
-        "requests per second now",
+        "requests per second over the short window (a surge shows within it)",
     ),
     spec(
         "prometheus.request_rate_baseline",

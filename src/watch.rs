@@ -336,6 +336,8 @@ pub struct Published {
     pub metrics: EngineMetrics,
     /// The rules that cannot fire now, replaced when they change.
     pub blind_spots: tokio::sync::watch::Sender<Vec<BlindSpot>>,
+    /// The probes to poll at their fast interval: those a pending or recovering rule reads.
+    pub hurry: tokio::sync::watch::Sender<BTreeSet<String>>,
 }
 
 /// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled; each
@@ -352,6 +354,7 @@ pub async fn run(
     let Published {
         mut metrics,
         blind_spots: blind,
+        hurry,
     } = published;
     let sections: Vec<String> = engine
         .runbook()
@@ -418,6 +421,12 @@ pub async fn run(
         metrics.record(&engine, &eval);
         metrics.record_observations(&evidence);
         metrics.record_blind_spots(&spots);
+        let hurried = hurried_probes(engine.runbook(), &eval);
+        hurry.send_if_modified(|shown| {
+            let changed = *shown != hurried;
+            *shown = hurried;
+            changed
+        });
         blind.send_if_modified(|shown| {
             let changed = *shown != spots;
             *shown = spots;
@@ -441,6 +450,19 @@ pub async fn run(
         }
         metrics.record_book(&sections, pager.book());
     }
+}
+
+/// The probes that produce what a pending or recovering rule reads: polled sooner, so its `for` or
+/// `resolve_after` is decided on fresh readings.
+fn hurried_probes(runbook: &Runbook, eval: &Evaluation) -> BTreeSet<String> {
+    eval.symptoms
+        .iter()
+        .filter(|s| matches!(s.state, SymptomState::Pending | SymptomState::Recovering))
+        .filter_map(|s| runbook.rule(&s.rule))
+        .filter_map(|(_, rule)| rule.when.obs.as_deref())
+        .filter_map(crate::observe::spec_of)
+        .map(|spec| spec.probe.to_owned())
+        .collect()
 }
 
 /// Runs `f` on the pager on the blocking pool (it writes to SQLite) and hands the pager back.

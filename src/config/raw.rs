@@ -74,6 +74,8 @@ pub struct RawPrometheus {
     pub timeout: String,
     pub backend_job: String,
     pub window: String,
+    pub short_window: String,
+    pub fast_interval: String,
     pub baseline_window: String,
     pub requests_metric: String,
     pub latency_histogram: String,

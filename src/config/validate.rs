@@ -99,8 +99,16 @@ pub struct PrometheusConfig {
     pub timeout: Duration,
     /// The backend's scrape job, for `up`.
     pub backend_job: String,
-    /// The range of every `rate()` the probe asks for (the runbook's `[5m]`).
+    /// The range of the rates behind the rules for mild, lasting breaches (`p95_seconds`,
+    /// `error_ratio`, `auth_failure_ratio`).
     pub window: Duration,
+    /// The range of the rates behind the rules for severe breaches (the `_short` readings) and of
+    /// the request rate compared with its baseline: short enough to page in under a minute, long
+    /// enough to hold a few scrapes.
+    pub short_window: Duration,
+    /// How often Prometheus is polled while a rule over it is pending or recovering (instead of
+    /// `interval`), so a breach is confirmed and a recovery seen within a few seconds of its `for`.
+    pub fast_interval: Duration,
     /// The range of the usual request rate, read just before `window` (`[1h] offset 5m`).
     pub baseline_window: Duration,
     /// The backend's request counter (`http_requests_total{handler,method,status}`).
@@ -688,7 +696,21 @@ fn check_prometheus(
         );
     }
     let window = c.duration("prometheus.window", &raw.window);
+    let short_window = c.duration("prometheus.short_window", &raw.short_window);
+    let fast_interval = c.duration("prometheus.fast_interval", &raw.fast_interval);
     let baseline_window = c.duration("prometheus.baseline_window", &raw.baseline_window);
+    if let (Some(w), Some(s)) = (window, short_window)
+        && s > w
+    {
+        c.problem(
+            "prometheus.short_window",
+            format!(
+                "({}) must not be longer than prometheus.window ({})",
+                humantime::format_duration(s),
+                humantime::format_duration(w)
+            ),
+        );
+    }
     for (key, name) in [
         ("requests_metric", &raw.requests_metric),
         ("latency_histogram", &raw.latency_histogram),
@@ -712,6 +734,7 @@ fn check_prometheus(
             );
         }
     }
+    // A fast interval longer than the interval changes nothing: the shorter of the two applies.
     let (interval, timeout) = times?;
     Some(PrometheusConfig {
         url: url?,
@@ -719,6 +742,8 @@ fn check_prometheus(
         timeout,
         backend_job: raw.backend_job,
         window: window?,
+        short_window: short_window?,
+        fast_interval: fast_interval?,
         baseline_window: baseline_window?,
         requests_metric: raw.requests_metric,
         latency_histogram: raw.latency_histogram,

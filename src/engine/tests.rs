@@ -74,31 +74,31 @@ fn p95_fires_after_for_and_clears_after_resolve_after() {
     assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Pending));
     assert!(!section(&e, "latency").active);
 
-    let e = eng.evaluate(&ev, at(119));
+    let e = eng.evaluate(&ev, at(29));
     assert_eq!(
         state(&e, "latency.p95_high"),
         Some(SymptomState::Pending),
-        "for is 2m"
+        "for is 30s"
     );
-    let e = eng.evaluate(&ev, at(120));
+    let e = eng.evaluate(&ev, at(30));
     assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Firing));
     assert_eq!(fired(&e, "latency.p95_high"), 1);
     assert!(section(&e, "latency").active);
     assert_eq!(section(&e, "latency").severity, Some(Severity::Major));
 
-    ev.apply(report("prometheus", 130, vec![p95(1.0)]));
-    let e = eng.evaluate(&ev, at(130));
+    ev.apply(report("prometheus", 40, vec![p95(1.0)]));
+    let e = eng.evaluate(&ev, at(40));
     assert_eq!(
         state(&e, "latency.p95_high"),
         Some(SymptomState::Recovering)
     );
-    let e = eng.evaluate(&ev, at(429));
+    let e = eng.evaluate(&ev, at(69));
     assert_eq!(
         state(&e, "latency.p95_high"),
         Some(SymptomState::Recovering),
-        "resolve_after is 5m"
+        "resolve_after is 30s"
     );
-    let e = eng.evaluate(&ev, at(430));
+    let e = eng.evaluate(&ev, at(70));
     assert_eq!(state(&e, "latency.p95_high"), None, "cleared");
     assert_eq!(cleared(&e, "latency.p95_high"), 1);
     assert!(!section(&e, "latency").active);

@@ -42,6 +42,12 @@ pub trait Probe: Send + 'static {
     fn wake(&self) -> Option<Arc<Notify>> {
         None
     }
+    /// Time between polls while a rule over this source is pending or recovering (see [`Hurry`]):
+    /// a breach is confirmed, and a recovery seen, within this of the rule's `for`. `None`: always
+    /// [`interval`](Probe::interval).
+    fn fast_interval(&self) -> Option<Duration> {
+        None
+    }
     /// One poll at wall time `now`: what the source says, or why it could not be read.
     fn poll(
         &mut self,
@@ -72,19 +78,39 @@ pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
 /// The shortest time between the starts of two polls of one probe, however often it is woken.
 pub const MIN_POLL_GAP: Duration = Duration::from_secs(1);
 
+/// The probe names (`prometheus`, `docker`, … as the catalogue's specs name them) a rule over which
+/// is pending or recovering now, as the watch loop last found them: those probes poll at their
+/// [`Probe::fast_interval`].
+pub type Hurry = tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>;
+
+/// A [`Hurry`] that never names any probe (one-off polls, tests).
+pub fn never_hurry() -> Hurry {
+    tokio::sync::watch::channel(std::collections::BTreeSet::new()).1
+}
+
 /// Polls `probe` until `shutdown`, sending every report to `reports` and recording it in `metrics`.
-/// Polls every interval, or sooner when the probe's [`Probe::wake`] fires (not within
-/// [`MIN_POLL_GAP`] of the previous poll). A failing source is logged when it starts and stops
-/// failing, not at every poll; every failure is counted. Ends early if the receiver is gone.
+/// Polls every interval — every fast interval while `hurry` names it — or sooner when the probe's
+/// [`Probe::wake`] fires (not within [`MIN_POLL_GAP`] of the previous poll). A failing source is
+/// logged when it starts and stops failing, not at every poll; every failure is counted. Ends early
+/// if the receiver is gone.
 pub async fn run<P: Probe>(
     mut probe: P,
     clock: Clock,
     reports: mpsc::Sender<ProbeReport>,
     metrics: ProbeMetrics,
+    mut hurry: Hurry,
     shutdown: CancellationToken,
 ) {
     let mut failing = false;
     let wake = probe.wake();
+    // The catalogue's probe name: `status.openai` is a `status` probe.
+    let kind = probe
+        .source()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut listening = probe.fast_interval().is_some();
     loop {
         let started = tokio::time::Instant::now();
         let report = tokio::select! {
@@ -106,11 +132,23 @@ pub async fn run<P: Probe>(
         if reports.send(report).await.is_err() {
             return;
         }
-        let wait = jittered(probe.interval());
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = woken(wake.as_deref(), started + MIN_POLL_GAP) => {}
-            () = shutdown.cancelled() => return,
+        let normal = started + jittered(probe.interval());
+        loop {
+            let deadline = match probe.fast_interval() {
+                Some(fast) if hurry.borrow().contains(&kind) => {
+                    normal.min(started + fast.max(MIN_POLL_GAP))
+                }
+                _ => normal,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                () = woken(wake.as_deref(), started + MIN_POLL_GAP) => break,
+                changed = hurry.changed(), if listening => {
+                    // The watch loop is gone (the generation is stopping): plain intervals.
+                    listening = changed.is_ok();
+                }
+                () = shutdown.cancelled() => return,
+            }
         }
     }
 }
@@ -338,6 +376,16 @@ impl Probe for AnyProbe {
         }
     }
 
+    fn fast_interval(&self) -> Option<Duration> {
+        match self {
+            Self::Prometheus(p) => p.fast_interval(),
+            Self::Redis(p) => p.fast_interval(),
+            Self::Status(p) => p.fast_interval(),
+            Self::Supabase(p) => p.fast_interval(),
+            Self::Docker(p) => p.fast_interval(),
+        }
+    }
+
     async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         match self {
             Self::Prometheus(p) => p.poll(now).await,
@@ -357,4 +405,118 @@ pub async fn poll_all(probes: &mut [AnyProbe], clock: &Clock) -> Vec<ProbeReport
 /// The first `max` characters of an untrusted string (a peer's words quoted in a failure or a value).
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A probe that records when it is polled.
+    struct Ticker {
+        polls: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    }
+
+    impl Probe for Ticker {
+        fn source(&self) -> &str {
+            "prometheus"
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_secs(10)
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+        fn fast_interval(&self) -> Option<Duration> {
+            Some(Duration::from_secs(2))
+        }
+        async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
+            self.polls
+                .lock()
+                .expect("lock")
+                .push(tokio::time::Instant::now());
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hurried_probe_polls_at_its_fast_interval_then_at_its_interval_again() {
+        let polls = Arc::new(Mutex::new(Vec::new()));
+        let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(BTreeSet::new());
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let probe = Ticker {
+            polls: Arc::clone(&polls),
+        };
+        let runner = tokio::spawn(run(
+            probe,
+            Clock::system(),
+            tx,
+            ProbeMetrics::default(),
+            hurry_rx,
+            shutdown.clone(),
+        ));
+        rx.recv().await.expect("the first poll");
+        // A rule over Prometheus is pending now (the watch loop says so after that report).
+        hurry_tx.send_replace(BTreeSet::from(["prometheus".to_owned()]));
+        for _ in 0..3 {
+            rx.recv().await.expect("a fast poll");
+        }
+        hurry_tx.send_replace(BTreeSet::new());
+        rx.recv().await.expect("the poll already due");
+        rx.recv().await.expect("a poll on the interval");
+        shutdown.cancel();
+        runner.await.expect("join");
+        let at = polls.lock().expect("lock").clone();
+        let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(&gaps[..3], [Duration::from_secs(2); 3], "{gaps:?}");
+        let slow = gaps[4];
+        assert!(
+            slow >= Duration::from_secs(10) && slow <= Duration::from_secs(11),
+            "back to the 10 s interval (plus its jitter): {gaps:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_without_a_fast_interval_ignores_hurry() {
+        struct Plain(Ticker);
+        impl Probe for Plain {
+            fn source(&self) -> &str {
+                "prometheus"
+            }
+            fn interval(&self) -> Duration {
+                self.0.interval()
+            }
+            fn timeout(&self) -> Duration {
+                self.0.timeout()
+            }
+            async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
+                self.0.poll(now).await
+            }
+        }
+        let polls = Arc::new(Mutex::new(Vec::new()));
+        let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(BTreeSet::new());
+        hurry_tx.send_replace(BTreeSet::from(["prometheus".to_owned()]));
+        let (tx, mut rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let runner = tokio::spawn(run(
+            Plain(Ticker {
+                polls: Arc::clone(&polls),
+            }),
+            Clock::system(),
+            tx,
+            ProbeMetrics::default(),
+            hurry_rx,
+            shutdown.clone(),
+        ));
+        rx.recv().await.expect("a poll");
+        rx.recv().await.expect("a poll");
+        shutdown.cancel();
+        runner.await.expect("join");
+        let at = polls.lock().expect("lock").clone();
+        assert!(at[1] - at[0] >= Duration::from_secs(10), "{at:?}");
+        drop(hurry_tx);
+    }
 }

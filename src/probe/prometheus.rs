@@ -75,6 +75,9 @@ pub struct PrometheusProbe {
     thresholds: Vec<f64>,
     /// Refusals already logged (logged once, counted every time).
     reported: HashSet<String>,
+    /// The latest baseline and history answers, and when they were read (monotonic time: the
+    /// refresh is about load on Prometheus, not about the watched clock).
+    baseline: Option<(std::time::Instant, Traffic, Answer)>,
 }
 
 impl std::fmt::Debug for PrometheusProbe {
@@ -85,7 +88,8 @@ impl std::fmt::Debug for PrometheusProbe {
     }
 }
 
-/// The PromQL a poll sends, built from the configuration.
+/// The PromQL a poll sends, built from the configuration. The first three answer for both windows at
+/// once: each series carries `window="long"` or `window="short"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queries {
     /// The per-handler histogram's bucket rates by handler and `le`.
@@ -94,15 +98,29 @@ pub struct Queries {
     pub highr: String,
     /// Request rates by handler and status.
     pub requests: String,
-    /// The usual request rates by handler and status, just before the window.
+    /// The usual request rates by handler and status, just before the long window (read every
+    /// [`BASELINE_REFRESH`], not every poll: it moves slowly).
     pub baseline: String,
+    /// At how many of [`HISTORY_STEPS`] points of the baseline window any request series existed
+    /// (read with `baseline`): a baseline averaged mostly over empty time is not one.
+    pub history: String,
     /// Every target's `up`.
     pub up: String,
 }
 
+/// How often the baseline and its history are read again.
+pub const BASELINE_REFRESH: Duration = Duration::from_secs(60);
+
+/// The baseline window's history is checked at this many points.
+const HISTORY_STEPS: u32 = 60;
+
+/// The share of those points that must hold data for the baseline to count.
+const HISTORY_NEEDED: f64 = 0.9;
+
 /// The queries for `config`.
 pub fn queries(config: &PrometheusConfig) -> Queries {
-    let w = promql_duration(config.window);
+    let long = promql_duration(config.window);
+    let short = promql_duration(config.short_window);
     let filter = handler_filter(&config.exclude_handlers);
     let sel = |metric: &str| {
         if filter.is_empty() {
@@ -111,24 +129,26 @@ pub fn queries(config: &PrometheusConfig) -> Queries {
             format!("{metric}{{{filter}}}")
         }
     };
+    // One query for both windows: the same expression over each range, told apart by a label.
+    let both = |expr: &dyn Fn(&str) -> String| {
+        format!(
+            "label_replace({}, \"window\", \"long\", \"\", \"\") or label_replace({}, \"window\", \"short\", \"\", \"\")",
+            expr(&long),
+            expr(&short)
+        )
+    };
+    let lowr = sel(&format!("{}_bucket", config.latency_histogram));
+    let highr = format!("{}_bucket", config.latency_highr_histogram);
+    let requests = sel(&config.requests_metric);
+    let base = promql_duration(config.baseline_window);
+    let step =
+        promql_duration((config.baseline_window / HISTORY_STEPS).max(Duration::from_millis(1)));
     Queries {
-        lowr: format!(
-            "sum by (handler, le) (rate({}[{w}]))",
-            sel(&format!("{}_bucket", config.latency_histogram))
-        ),
-        highr: format!(
-            "sum by (le) (rate({}_bucket[{w}]))",
-            config.latency_highr_histogram
-        ),
-        requests: format!(
-            "sum by (handler, status) (rate({}[{w}]))",
-            sel(&config.requests_metric)
-        ),
-        baseline: format!(
-            "sum by (handler, status) (rate({}[{}] offset {w}))",
-            sel(&config.requests_metric),
-            promql_duration(config.baseline_window)
-        ),
+        lowr: both(&|w| format!("sum by (handler, le) (rate({lowr}[{w}]))")),
+        highr: both(&|w| format!("sum by (le) (rate({highr}[{w}]))")),
+        requests: both(&|w| format!("sum by (handler, status) (rate({requests}[{w}]))")),
+        baseline: format!("sum by (handler, status) (rate({requests}[{base}] offset {long}))"),
+        history: format!("count_over_time((sum({requests}))[{base}:{step}] offset {long})"),
         up: "up".to_owned(),
     }
 }
@@ -226,6 +246,7 @@ impl PrometheusProbe {
             client,
             thresholds,
             reported: HashSet::new(),
+            baseline: None,
         })
     }
 
@@ -277,7 +298,7 @@ enum ApiAnswer {
 }
 
 /// One query's outcome.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Answer {
     /// The samples, labels and value, in Prometheus' order.
     Samples(Vec<Sample>),
@@ -350,6 +371,10 @@ impl Probe for PrometheusProbe {
         self.config.interval
     }
 
+    fn fast_interval(&self) -> Option<Duration> {
+        Some(self.config.fast_interval)
+    }
+
     fn timeout(&self) -> Duration {
         // One poll runs its queries concurrently: the poll is bounded by the per-request timeout plus
         // a margin for reading and parsing.
@@ -357,9 +382,17 @@ impl Probe for PrometheusProbe {
     }
 
     async fn poll(&mut self, _now: Timestamp) -> Result<Vec<Observation>, Failure> {
+        let refresh = BASELINE_REFRESH.min(self.config.baseline_window / 10);
+        let stale = self
+            .baseline
+            .as_ref()
+            .is_none_or(|(at, ..)| at.elapsed() >= refresh);
         let q = &self.queries;
-        let texts = [&q.lowr, &q.highr, &q.requests, &q.baseline, &q.up];
-        let answers = join_all(texts.iter().map(|t| self.query(t))).await;
+        let mut texts = vec![&q.lowr, &q.highr, &q.requests, &q.up];
+        if stale {
+            texts.extend([&q.baseline, &q.history]);
+        }
+        let mut answers = join_all(texts.iter().map(|t| self.query(t))).await;
         if let Some(Answer::SourceDown(f)) =
             answers.iter().find(|a| matches!(a, Answer::SourceDown(_)))
         {
@@ -371,13 +404,38 @@ impl Probe for PrometheusProbe {
                 self.note_once("query", &detail);
             }
         }
-        let [lowr, highr, requests, baseline, up] =
-            <[Answer; 5]>::try_from(answers).expect("five queries, five answers");
+        if stale {
+            let history = answers.pop().expect("the history answer");
+            let baseline = Traffic::of(answers.pop().expect("the baseline answer"));
+            self.baseline = Some((std::time::Instant::now(), baseline, history));
+        }
+        let [lowr, highr, requests, up] =
+            <[Answer; 4]>::try_from(answers).expect("four queries, four answers");
+        let (baseline, history) = match &self.baseline {
+            Some((_, b, h)) => (b, h),
+            None => unreachable!("read above when missing"),
+        };
         let mut out = Vec::new();
+        let (lowr, lowr_short) = by_window(lowr);
+        let (highr, highr_short) = by_window(highr);
+        let (requests, requests_short) = by_window(requests);
         latency(&mut out, &self.config, &self.thresholds, lowr, highr);
-        let baseline = Traffic::of(baseline);
-        let total = ratios(&mut out, &self.config, requests, &baseline);
-        rates(&mut out, total, &baseline);
+        latency_short(
+            &mut out,
+            &self.config,
+            &self.thresholds,
+            lowr_short,
+            highr_short,
+        );
+        ratios(&mut out, &self.config, requests, baseline);
+        let total = ratios_short(&mut out, &self.config, requests_short, baseline);
+        rates(
+            &mut out,
+            total,
+            baseline,
+            history_points(history),
+            &self.config,
+        );
         backend_up(&mut out, &self.config.backend_job, up);
         for o in &out {
             if let (
@@ -630,6 +688,81 @@ fn bucket_fix(threshold: f64) -> String {
         bounds_text(&buckets),
         secs(threshold)
     )
+}
+
+/// The two windows of a query that asked for both (`window="long"` and `"short"`), each without
+/// that label; a failure is both windows' failure.
+fn by_window(answer: Answer) -> (Answer, Answer) {
+    match answer {
+        Answer::Samples(samples) => {
+            let (mut long, mut short) = (Vec::new(), Vec::new());
+            for (mut labels, v) in samples {
+                let window = labels
+                    .iter()
+                    .position(|(k, _)| k == "window")
+                    .map(|i| labels.remove(i).1);
+                match window.as_deref() {
+                    Some("short") => short.push((labels, v)),
+                    _ => long.push((labels, v)),
+                }
+            }
+            (Answer::Samples(long), Answer::Samples(short))
+        }
+        other => (other.clone(), other),
+    }
+}
+
+/// The share of requests slower than the lowest threshold over the short window, from the same
+/// histogram the long window's p95 comes from (the one whose buckets can show the threshold); no
+/// reading when neither can (the long window's blind spot says why).
+fn latency_short(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    thresholds: &[f64],
+    lowr: Answer,
+    highr: Answer,
+) {
+    let name = "prometheus.slow_share_short";
+    let top = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let low = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let (lowr, highr) = (layout(lowr, Some("handler")), layout(highr, None));
+    let can = |l: &Layout| match l {
+        Layout::Found(g) => all_bounds(g).last().is_some_and(|t| *t > top),
+        _ => false,
+    };
+    let (histogram, groups) = match (lowr, highr) {
+        (Layout::Failed(f), _) | (_, Layout::Failed(f)) => {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::Unknown(f),
+            ));
+            return;
+        }
+        (l, _) if can(&l) => match l {
+            Layout::Found(g) => (&config.latency_histogram, g),
+            _ => unreachable!("can() holds only for found histograms"),
+        },
+        (_, h) if can(&h) => match h {
+            Layout::Found(g) => (&config.latency_highr_histogram, g),
+            _ => unreachable!("can() holds only for found histograms"),
+        },
+        _ => {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::NoData(format!(
+                    "no latency histogram can show {} (see prometheus.blind_spot)",
+                    secs(top)
+                )),
+            ));
+            return;
+        }
+    };
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let key = Key::new(name)
+            .with("handler", handler.as_str())
+            .with("histogram", histogram.as_str());
+        out.push(slow_share(key, buckets, low));
+    }
 }
 
 /// The latency readings: p95 and the share of slow requests, from the histogram able to show the
@@ -947,7 +1080,38 @@ fn ratios(
     Outcome::number(total)
 }
 
+/// The error and auth ratios over the short window (`_short`; the long window's blind spot and
+/// `auth_exact` say the rest); returns the short window's total rate, the request rate compared
+/// with the baseline.
+fn ratios_short(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    requests: Answer,
+    baseline: &Traffic,
+) -> Outcome {
+    let mut long = Vec::new();
+    let total = ratios(&mut long, config, requests, baseline);
+    for mut o in long {
+        o.key.name = match o.key.name {
+            "prometheus.error_ratio" => "prometheus.error_ratio_short",
+            "prometheus.auth_failure_ratio" => "prometheus.auth_failure_ratio_short",
+            _ => continue,
+        };
+        out.push(o);
+    }
+    total
+}
+
+/// At how many points of the baseline window request series existed, or why that is not known.
+fn history_points(history: &Answer) -> Result<f64, Outcome> {
+    match history {
+        Answer::Samples(s) => Ok(s.first().map_or(0.0, |(_, v)| *v)),
+        Answer::Refused(f) | Answer::SourceDown(f) => Err(Outcome::Unknown(f.clone())),
+    }
+}
+
 /// The usual traffic: request rates by handler and status over the baseline window.
+#[derive(Debug)]
 enum Traffic {
     Rates(Vec<Sample>),
     Failed(Failure),
@@ -1015,15 +1179,32 @@ fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
     (excess, notes)
 }
 
-/// The request rate, its baseline and their ratio.
-fn rates(out: &mut Vec<Observation>, total: Outcome, baseline: &Traffic) {
+/// The request rate, its baseline and their ratio. The baseline counts only when Prometheus holds
+/// the history it claims: a rate over an hour of which it holds ten minutes averages mostly empty
+/// time, and a steady backend would read as a surge.
+fn rates(
+    out: &mut Vec<Observation>,
+    total: Outcome,
+    baseline: &Traffic,
+    history: Result<f64, Outcome>,
+    config: &PrometheusConfig,
+) {
     let rate_obs = Observation::new(Key::new("prometheus.request_rate"), total);
-    let base_outcome = match baseline {
-        Traffic::Rates(s) if s.is_empty() => {
+    let needed = (f64::from(HISTORY_STEPS) * HISTORY_NEEDED).floor();
+    let base_outcome = match (baseline, history) {
+        (Traffic::Failed(f), _) => Outcome::Unknown(f.clone()),
+        (_, Err(outcome)) => outcome,
+        (_, Ok(points)) if points < needed => Outcome::NoData(format!(
+            "Prometheus holds requests for only {} of the {} the baseline needs",
+            humantime::format_duration(Duration::from_secs(
+                (config.baseline_window.as_secs_f64() * points / f64::from(HISTORY_STEPS)) as u64
+            )),
+            humantime::format_duration(config.baseline_window)
+        )),
+        (Traffic::Rates(s), Ok(_)) if s.is_empty() => {
             Outcome::NoData("no baseline yet (the window before now is empty)".into())
         }
-        Traffic::Rates(s) => Outcome::number(s.iter().map(|(_, v)| v).sum::<f64>()),
-        Traffic::Failed(f) => Outcome::Unknown(f.clone()),
+        (Traffic::Rates(s), Ok(_)) => Outcome::number(s.iter().map(|(_, v)| v).sum::<f64>()),
     };
     let base_obs = Observation::new(Key::new("prometheus.request_rate_baseline"), base_outcome);
     out.push(rate_ratio(&rate_obs.outcome, &base_obs.outcome));

@@ -662,6 +662,7 @@ async fn engine_events_make_the_runner_poll_before_its_interval() {
         Clock::system(),
         tx,
         ProbeMetrics::default(),
+        harven_watchdog::probe::never_hurry(),
         shutdown.clone(),
     ));
     let health = |r: &ProbeReport| {

@@ -44,6 +44,7 @@ fn probe(prom: &PrometheusServer) -> PrometheusProbe {
         ("INTERVAL", "2s".to_owned()),
         ("TIMEOUT", "1s".to_owned()),
         ("WINDOW", "15s".to_owned()),
+        ("SHORT_WINDOW", "10s".to_owned()),
         ("BASELINE_WINDOW", "15s".to_owned()),
     ]
     .map(|(k, v)| (format!("HARVEN_WATCHDOG__PROMETHEUS__{k}"), v));

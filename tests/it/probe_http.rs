@@ -339,6 +339,7 @@ async fn supabase_key_leaks_nowhere() {
         Clock::system(),
         tx,
         metrics.clone(),
+        probe::never_hurry(),
         shutdown.clone(),
     ));
     let failed = tokio::time::timeout(HANG_BOUND, rx.recv())

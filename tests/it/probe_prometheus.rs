@@ -170,7 +170,7 @@ async fn auth_failures_use_exact_codes_when_present_and_the_4xx_group_otherwise(
 async fn a_surge_is_seen_against_its_baseline() {
     let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Normal).await;
     let prom = PrometheusServer::start(&[backend.target()]).await;
-    let mut p = probe(&prom.url(), &[("WINDOW", "5s")]);
+    let mut p = probe(&prom.url(), &[("WINDOW", "5s"), ("SHORT_WINDOW", "5s")]);
     // Normal traffic until the baseline window (10 s, ending 5 s ago) is filled.
     let obs = poll_until(&mut p, "a baseline", |o| {
         number(o, "prometheus.request_rate_ratio", None).is_some_and(|r| r < 2.0)

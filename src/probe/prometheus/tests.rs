@@ -377,26 +377,89 @@ fn a_missing_job_and_missing_series_are_blind_spots() {
 }
 
 #[test]
-fn the_queries_leave_out_the_excluded_handlers() {
+fn the_queries_leave_out_the_excluded_handlers_and_ask_for_both_windows() {
     let q = queries(&config());
     assert!(
         q.requests.starts_with(
-            r#"sum by (handler, status) (rate(http_requests_total{handler!~"/metrics|/health|"#
+            r#"label_replace(sum by (handler, status) (rate(http_requests_total{handler!~"/metrics|/health|"#
         ),
         "{}",
         q.requests
     );
-    assert!(q.lowr.contains("[300s]"), "{}", q.lowr);
-    assert_eq!(
-        q.highr,
-        "sum by (le) (rate(http_request_duration_highr_seconds_bucket[300s]))"
+    assert!(
+        q.requests
+            .contains(r#"[120s])), "window", "long", "", "") or "#),
+        "{}",
+        q.requests
     );
     assert!(
-        q.baseline.ends_with("[3600s] offset 300s))"),
+        q.lowr.contains(r#"[30s])), "window", "short", "", "")"#),
+        "{}",
+        q.lowr
+    );
+    assert_eq!(
+        q.highr,
+        r#"label_replace(sum by (le) (rate(http_request_duration_highr_seconds_bucket[120s])), "window", "long", "", "") or label_replace(sum by (le) (rate(http_request_duration_highr_seconds_bucket[30s])), "window", "short", "", "")"#
+    );
+    assert!(
+        q.baseline.ends_with("[3600s] offset 120s))"),
         "{}",
         q.baseline
     );
+    assert!(
+        q.history.ends_with("[3600s:60s] offset 120s)"),
+        "{}",
+        q.history
+    );
     assert_eq!(handler_filter(&["/a.b\"".into()]), r#"handler!~"/a\\.b\"""#);
+}
+
+#[test]
+fn answers_for_both_windows_are_told_apart() {
+    let both = Answer::Samples(vec![
+        sample(
+            &[("window", "long"), ("handler", "/a"), ("status", "2xx")],
+            1.0,
+        ),
+        sample(
+            &[("window", "short"), ("handler", "/a"), ("status", "5xx")],
+            2.0,
+        ),
+    ]);
+    let (Answer::Samples(long), Answer::Samples(short)) = by_window(both) else {
+        panic!("samples")
+    };
+    assert_eq!(
+        long,
+        vec![sample(&[("handler", "/a"), ("status", "2xx")], 1.0)]
+    );
+    assert_eq!(
+        short,
+        vec![sample(&[("handler", "/a"), ("status", "5xx")], 2.0)]
+    );
+}
+
+#[test]
+fn a_baseline_without_the_history_it_claims_is_no_data() {
+    let c = config();
+    let usual = Traffic::Rates(vec![sample(&[("handler", "/a"), ("status", "2xx")], 1.0)]);
+    let mut out = Vec::new();
+    rates(&mut out, Outcome::number(5.0), &usual, Ok(12.0), &c);
+    let base = find(&out, "prometheus.request_rate_baseline", &[]);
+    let Outcome::NoData(why) = &base.outcome else {
+        panic!("{base:?}")
+    };
+    assert!(why.contains("only 12m of the 1h"), "{why}");
+    assert!(matches!(
+        find(&out, "prometheus.request_rate_ratio", &[]).outcome,
+        Outcome::NoData(_)
+    ));
+    let mut out = Vec::new();
+    rates(&mut out, Outcome::number(5.0), &usual, Ok(60.0), &c);
+    assert_eq!(
+        number(find(&out, "prometheus.request_rate_ratio", &[])),
+        5.0
+    );
 }
 
 /// Sample values as Prometheus writes them, and as nothing should.
@@ -427,7 +490,11 @@ fn observations_are_sound(body: &[u8]) -> Result<(), TestCaseError> {
     latency(&mut out, &c, &[3.0], answer(), answer());
     let baseline = Traffic::of(answer());
     let total = ratios(&mut out, &c, answer(), &baseline);
-    rates(&mut out, total, &baseline);
+    rates(&mut out, total, &baseline, history_points(&answer()), &c);
+    latency_short(&mut out, &c, &[3.0], answer(), answer());
+    let (long, short) = by_window(answer());
+    ratios_short(&mut out, &c, short, &baseline);
+    ratios(&mut out, &c, long, &baseline);
     backend_up(&mut out, "harven-backend", answer());
     for o in &out {
         if let Outcome::Value(Value::Number(n)) = o.outcome {

@@ -27,6 +27,16 @@ use tokio::task::AbortHandle;
 /// Size of the oversize bodies (the probes cap status pages at 1 MiB).
 pub const HUGE: usize = 20 << 20;
 
+/// The body of [`PageScenario::Huge`], made once: building 20 MB a request took longer than the
+/// probe's timeout on a loaded machine, so the test saw a timeout instead of the size cap.
+static HUGE_BODY: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+    let mut body = Vec::with_capacity(HUGE + 128);
+    body.extend_from_slice(br#"{"status":{"indicator":"none","description":""#);
+    body.resize(body.len() + HUGE, b'x');
+    body.extend_from_slice(br#""}}"#);
+    Bytes::from(body)
+});
+
 /// What the fake status page answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PageScenario {
@@ -176,13 +186,7 @@ async fn status_page(State(state): State<PageState>) -> Response {
         )
             .into_response(),
         PageScenario::Malformed => (json, r#"{"page":{"id":"y2j98763l56x"},"status":{"indicator":"no"#).into_response(),
-        PageScenario::Huge => {
-            let mut body = String::with_capacity(HUGE + 128);
-            body.push_str(r#"{"status":{"indicator":"none","description":""#);
-            body.extend(std::iter::repeat_n('x', HUGE));
-            body.push_str(r#""}}"#);
-            (json, body).into_response()
-        }
+        PageScenario::Huge => (json, HUGE_BODY.clone()).into_response(),
         PageScenario::HugeChunked => {
             let chunk = Bytes::from(vec![b' '; 1 << 20]);
             let chunks = (0..HUGE >> 20).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
