@@ -473,13 +473,13 @@ fn subjects_follow_the_design_in_both_locales() {
             Locale::PtBr,
             Level::L1,
             PageEvent::Resolved,
-            "[Harven][L1][resolved] Error rate > 5% — resolvido em 43 min",
+            "[Harven][L1][resolved] Error rate > 5% — resolvido em 39 min",
         ),
         (
             Locale::En,
             Level::L1,
             PageEvent::Resolved,
-            "[Harven][L1][resolved] Error rate above 5% — resolved in 43 min",
+            "[Harven][L1][resolved] Error rate above 5% — resolved in 39 min",
         ),
     ];
     for (locale, level, event, want) in cases {
@@ -772,10 +772,10 @@ fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
     let text = text_of(&mail);
     let html = unescape(&html_of(&mail));
     assert!(
-        text.starts_with("Resolvido em 2026-11-18 11:51:40 UTC após 43 min"),
+        text.starts_with("Resolvido em 2026-11-18 11:47:40 UTC após 39 min"),
         "{text}"
     );
-    assert!(text.contains("Duração: 43 min"));
+    assert!(text.contains("Duração: 39 min"));
     assert!(
         !text.contains("/act/"),
         "no ack/resolve links once resolved"
@@ -792,7 +792,7 @@ fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
         "== Rascunho de post-mortem (copie e complete) ==",
         "Post-mortem: Error Rate Alto",
         "- Início: 2026-11-18 11:08:40 UTC",
-        "- Fim: 2026-11-18 11:51:40 UTC",
+        "- Fim: 2026-11-18 11:47:40 UTC",
         "- Error rate > 5% (errors.ratio_high): Error rate 12.4% > 5%",
         "Causa provável\n- Supabase down (errors.supabase_down)",
         "Quem reconheceu\n- L1: Ana Souza em 2026-11-18 11:15:40 UTC",
@@ -815,7 +815,7 @@ fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
     let (email, _) = render_event(Locale::En, Level::L1, PageEvent::Resolved);
     let text = text_of(&parse(&email));
     for want in [
-        "Resolved at 2026-11-18 11:51:40 UTC after 43 min",
+        "Resolved at 2026-11-18 11:47:40 UTC after 39 min",
         "== Postmortem draft (copy and complete) ==",
         "Probable cause\n- Supabase down (errors.supabase_down)",
         "Acknowledged by\n- L1: Ana Souza at",

@@ -97,7 +97,9 @@ async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
     assert!(subject.starts_with("[Harven][L1][major]"), "{subject}");
     let text = l1.text().expect("text part");
     assert!(
-        text.contains("latency.p95_high") || text.contains("p95 above 3 seconds"),
+        text.contains("latency.slow_severe")
+            || text.contains("latency.p95_high")
+            || text.contains("p95 above 3 seconds"),
         "{text}"
     );
     assert!(

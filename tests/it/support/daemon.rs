@@ -73,20 +73,29 @@ pub fn paging_env(prom: &str, smtp_port: u16, data: &Path) -> Vec<(String, Strin
     env
 }
 
-/// Writes `dir/runbook.toml`: the shipped runbook with the latency rule firing after 1 s and clearing
-/// after `resolve_after`, for tests of the real binary, which runs on real time.
+/// Writes `dir/runbook.toml`: the shipped runbook with both latency rules (the 2 m p95 and the 30 s
+/// severe share) firing after 1 s and clearing after `resolve_after`, for tests of the real binary,
+/// which runs on real time.
 pub fn quick_runbook(dir: &Path, resolve_after: &str) -> PathBuf {
-    let rule = "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\n";
-    let text = harven_watchdog::runbook::DEFAULT_RUNBOOK.replacen(
-        &format!("{rule}for = \"2m\"\nresolve_after = \"5m\""),
-        &format!("{rule}for = \"1s\"\nresolve_after = \"{resolve_after}\""),
-        1,
-    );
-    assert_ne!(
-        text,
-        harven_watchdog::runbook::DEFAULT_RUNBOOK,
-        "the latency rule was found"
-    );
+    let mut text = harven_watchdog::runbook::DEFAULT_RUNBOOK.to_owned();
+    for (clear, timing) in [
+        (
+            "clear = { obs = \"prometheus.p95_seconds\", op = \"<\", value = 2.5 }\n",
+            "for = \"30s\"\nresolve_after = \"30s\"",
+        ),
+        (
+            "clear = { obs = \"prometheus.slow_share_short\", op = \"<\", value = 0.05 }\n",
+            "for = \"10s\"\nresolve_after = \"30s\"",
+        ),
+    ] {
+        let quick = text.replacen(
+            &format!("{clear}{timing}"),
+            &format!("{clear}for = \"1s\"\nresolve_after = \"{resolve_after}\""),
+            1,
+        );
+        assert_ne!(quick, text, "the latency rule {clear:?} was found");
+        text = quick;
+    }
     let path = dir.join("runbook.toml");
     std::fs::write(&path, text).expect("write the runbook");
     path
