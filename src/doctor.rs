@@ -5,11 +5,12 @@
 //! `prometheus.blind_spot{obs, reason}`, whose text carries the fix; the Docker probe's
 //! `docker.role_containers{role}` at 0); this module maps them onto the rules that read those
 //! observations. It is pure, like the engine. Before each evaluation [`apply`] records the result in
-//! the evidence as the `doctor` source's `doctor.rule_blind{rule, reason}` observations (the text
-//! is the detail with the fix), so the shipped runbook's `watchdog.rule_blind` rule opens the
-//! watchdog section's incident (L1 only) and its email and status page say it with the fix; the
-//! watch loop exports the result on `/metrics` (`harven_watchdog_rule_blind{rule,reason}`) and logs
-//! each blind spot once, and `diagnose` prints it.
+//! the evidence as the `doctor` source's `doctor.rule_blind{rule}` observations, one per rule (the
+//! text is the detail with the fix, empty while the rule can fire), so the shipped runbook's
+//! `watchdog.rule_blind` rule opens the watchdog section's incident (L1 only), its email and status
+//! page say it with the fix, and it clears once fixed; the watch loop exports the result on
+//! `/metrics` (`harven_watchdog_rule_blind{rule,reason}`) and logs each blind spot once, and
+//! `diagnose` prints it.
 
 use std::collections::BTreeMap;
 
@@ -36,29 +37,29 @@ pub struct BlindSpot {
 pub const SOURCE: &str = "doctor";
 
 /// Finds the blind spots of `runbook` in `ev` and records them in `ev` as the [`SOURCE`]'s
-/// `doctor.rule_blind` observations at `now` (one `rule="*"` instance with an empty text when
-/// there is none, so the rule reading them is observable rather than "not observed"); returns them.
+/// `doctor.rule_blind{rule}` observations at `now`, one per rule of the runbook: its blind spots'
+/// details with their reasons, or an empty text when it can fire; returns them.
 pub fn apply(runbook: &Runbook, ev: &mut Evidence, now: Timestamp) -> Vec<BlindSpot> {
     let spots = blind_spots(runbook, ev);
-    let mut observations: Vec<Observation> = spots
+    // One instance per rule, always: a blind spot that is fixed reads "" and its symptom clears
+    // (an instance that vanished would be held as it was, firing for ever).
+    let observations = runbook
+        .sections
         .iter()
-        .map(|s| {
+        .flat_map(|s| &s.rules)
+        .map(|rule| {
+            let text = spots
+                .iter()
+                .filter(|s| s.rule == rule.id)
+                .map(|s| format!("{} ({})", s.detail, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
             Observation::text(
-                Key::new("doctor.rule_blind")
-                    .with("rule", s.rule.as_str())
-                    .with("reason", s.reason.as_str()),
-                s.detail.as_str(),
+                Key::new("doctor.rule_blind").with("rule", rule.id.as_str()),
+                text,
             )
         })
         .collect();
-    if observations.is_empty() {
-        observations.push(Observation::text(
-            Key::new("doctor.rule_blind")
-                .with("rule", "*")
-                .with("reason", "none"),
-            "",
-        ));
-    }
     ev.apply(ProbeReport {
         source: SOURCE.to_owned(),
         at: now,
@@ -241,12 +242,19 @@ mod tests {
         let now = Timestamp::from_unix_millis(1_790_000_000_000);
         assert!(apply(&runbook, &mut none, now).is_empty());
         let said = none.instances("doctor.rule_blind");
+        let rules = runbook
+            .sections
+            .iter()
+            .map(|s| s.rules.len())
+            .sum::<usize>();
         assert_eq!(
             said.len(),
-            1,
-            "the rule over blind spots has a value to read"
+            rules,
+            "one reading per rule, so a fixed one clears"
         );
-        assert!(matches!(&said[0].1, Reading::Value { value: Value::Text(t), .. } if t.is_empty()));
+        assert!(said.iter().all(
+            |(_, r)| matches!(r, Reading::Value { value: Value::Text(t), .. } if t.is_empty())
+        ));
     }
 
     #[test]
@@ -284,6 +292,13 @@ mod tests {
             spots[0].detail.contains("docker.roles.backend"),
             "{spots:?}"
         );
-        assert_eq!(ev.instances("doctor.rule_blind").len(), spots.len());
+        let blind = ev
+            .instances("doctor.rule_blind")
+            .into_iter()
+            .filter(
+                |(_, r)| matches!(r, Reading::Value { value: Value::Text(t), .. } if !t.is_empty()),
+            )
+            .count();
+        assert_eq!(blind, spots.len());
     }
 }

@@ -449,7 +449,7 @@ pub const CATALOGUE: &[Spec] = &[
         "doctor.rule_blind",
         "doctor",
         Text,
-        &["rule", "reason"],
+        &["rule"],
         "a runbook rule that cannot fire on what the probes see, with why and the fix (empty: none)",
     ),
     spec(
