@@ -41,6 +41,7 @@ use harven_watchdog::config::Config;
 use harven_watchdog::probe::prometheus::equivalent_promql;
 use harven_watchdog::runbook::Runbook;
 use support::backend::{Scenario, SimBackend, StatusStyle};
+use support::procfs::{Rss, cpu_ticks};
 use support::prometheus::PrometheusServer;
 use support::smtp::{ReceivedMail, SmtpServer};
 use support::stack::TestStack;
@@ -508,59 +509,6 @@ async fn latency(bin: &Path, default_trials: usize, tight_flips_n: usize, warmup
 // ------------------------------------------------------------------------------------------------
 // containers
 // ------------------------------------------------------------------------------------------------
-
-/// `utime + stime` of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..]
-        .split(' ')
-        .collect();
-    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name and state.
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
-/// Resident memory of `pid` from `/proc/PID/status`, in MiB.
-struct Rss {
-    /// `VmRSS`: what the targets are about.
-    total: f64,
-    /// `VmHWM`: the peak.
-    peak: f64,
-    /// `RssAnon`: the heap, stacks and relocated data, private to the process.
-    anon: f64,
-    /// `RssFile`: pages of the binary mapped from the page cache (clean, shared, reclaimable).
-    file: f64,
-}
-
-impl Rss {
-    fn of(pid: u32) -> Rss {
-        let status =
-            std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-                .map_or(f64::NAN, |kib| kib / 1024.0)
-        };
-        Rss {
-            total: field("VmRSS:"),
-            peak: field("VmHWM:"),
-            anon: field("RssAnon:"),
-            file: field("RssFile:"),
-        }
-    }
-}
-
-impl std::fmt::Display for Rss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:.1} MiB (peak {:.1}; anonymous {:.1} + binary's pages {:.1})",
-            self.total, self.peak, self.anon, self.file
-        )
-    }
-}
 
 /// The sum and count of the Docker probe's poll durations, and its failed polls, from `/metrics`.
 fn docker_polls(metrics: &str) -> (f64, f64, f64) {

@@ -17,6 +17,8 @@
 #
 # --quick: fewer trials and flips, a 60 s warm-up and 100 containers, to check the script works.
 # Figures come from whatever machine runs this; a busy shared machine makes them worse.
+# The side-by-side comparison with Prometheus rules + Alertmanager (issue 12) is scripts/bench-versus.sh,
+# which installs Debian's prometheus-alertmanager when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

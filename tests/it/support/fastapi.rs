@@ -797,3 +797,90 @@ async fn drive(
     }
     while requests.join_next().await.is_some() {}
 }
+
+/// One short spike of noisy normal traffic (issue 12's noise shapes), each shorter than any rule's
+/// `for` and far from filling a rate window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spike {
+    /// 3 s in which every chat request answers after 6–8 s.
+    SlowChat,
+    /// 4 s in which 60 % of every `/api` handler's requests answer 500.
+    Errors,
+    /// 4 s in which every login answers 401.
+    LoginFailures,
+    /// 8 s of twice the traffic (a second [`Load`] of the same spec).
+    DoubleTraffic,
+}
+
+impl Spike {
+    /// The rotation [`noise`] goes through, in order.
+    pub const ROTATION: [Spike; 4] = [
+        Spike::SlowChat,
+        Spike::Errors,
+        Spike::LoginFailures,
+        Spike::DoubleTraffic,
+    ];
+
+    /// How long the spike lasts.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(match self {
+            Spike::SlowChat => 3,
+            Spike::Errors | Spike::LoginFailures => 4,
+            Spike::DoubleTraffic => 8,
+        })
+    }
+
+    /// The app's behaviour during the spike (normal for the traffic spike, which is load).
+    pub fn scenario(self) -> Scenario {
+        match self {
+            Spike::SlowChat => Scenario::slow_chat(6.0, 8.0),
+            Spike::Errors => Scenario::errors(0.6),
+            Spike::LoginFailures => Scenario::login_401(1.0),
+            Spike::DoubleTraffic => Scenario::Normal,
+        }
+    }
+}
+
+/// Noisy normal traffic on `backend` for `length`, on top of the caller's steady [`Load`] (whose
+/// `spec` the traffic spike repeats): every 25–35 s (drawn from `seed`) the next spike of
+/// [`Spike::ROTATION`], then back to normal. Returns the spikes with when they started, relative
+/// to the call. Ends back at [`Scenario::Normal`].
+pub async fn noise(
+    backend: &FastApiBackend,
+    spec: &LoadSpec,
+    length: Duration,
+    seed: u64,
+) -> Vec<(Duration, Spike)> {
+    let started = Instant::now();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut spikes = Vec::new();
+    for spike in Spike::ROTATION.into_iter().cycle() {
+        let gap = Duration::from_millis(rng.u64(25_000..=35_000));
+        let at = started.elapsed() + gap;
+        if at + spike.duration() > length {
+            break;
+        }
+        tokio::time::sleep_until((started + at).into()).await;
+        spikes.push((started.elapsed(), spike));
+        let extra = match spike {
+            Spike::DoubleTraffic => Some(Load::start(backend, spec.clone())),
+            _ => {
+                backend.set_scenario(&spike.scenario()).await;
+                None
+            }
+        };
+        tokio::time::sleep(spike.duration()).await;
+        match extra {
+            // Its requests in flight are answered quickly (the app is normal), or time out.
+            Some(load) => {
+                load.stop().await;
+            }
+            None => {
+                backend.set_scenario(&Scenario::Normal).await;
+            }
+        }
+    }
+    let rest = length.saturating_sub(started.elapsed());
+    tokio::time::sleep(rest).await;
+    spikes
+}

@@ -9,6 +9,7 @@
 //! Not every helper is used by every test module, hence `dead_code` is allowed here.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod backend;
 pub mod chromium;
 pub mod daemon;
@@ -17,6 +18,7 @@ pub mod fastapi;
 pub mod fault;
 pub mod ledger;
 pub mod process;
+pub mod procfs;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;

@@ -67,6 +67,11 @@ impl PeerProcess {
         super::log_tail(&self.log, LOG_TAIL_BYTES)
     }
 
+    /// The process ID while one was spawned and not stopped (it may have exited by itself).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running (it may never have started, or been stopped or killed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))

@@ -39,6 +39,16 @@ impl PromSample {
     }
 }
 
+/// What [`PrometheusServer::start_with`] adds to the test configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraConfig {
+    /// Top-level YAML sections appended to `prometheus.yml` as they are (e.g. `rule_files:` and
+    /// `alerting:`); not `global` or `scrape_configs`, which the test configuration has.
+    pub yaml: String,
+    /// Files written beside `prometheus.yml` before it starts: `(file name, contents)`.
+    pub files: Vec<(String, String)>,
+}
+
 /// A running Prometheus process; killed (and its temp dir removed) on drop.
 pub struct PrometheusServer {
     /// Declared before `dir`, so the process is killed before its directory goes.
@@ -54,6 +64,13 @@ impl PrometheusServer {
     /// until it is ready. Panics with a clear message when `prometheus` is missing or does not
     /// start.
     pub async fn start<S: AsRef<str>>(targets: &[S]) -> PrometheusServer {
+        Self::start_with(targets, &ExtraConfig::default()).await
+    }
+
+    /// Like [`start`](Self::start), with `extra`'s top-level sections (e.g. `rule_files` and
+    /// `alerting`) appended to the configuration and its files written beside it (a relative path
+    /// in the configuration, such as a rule file's, is read from that directory).
+    pub async fn start_with<S: AsRef<str>>(targets: &[S], extra: &ExtraConfig) -> PrometheusServer {
         super::init();
         super::require_program("prometheus", "prometheus");
         let dir = tempfile::Builder::new()
@@ -61,8 +78,15 @@ impl PrometheusServer {
             .tempdir()
             .expect("create a temp dir for Prometheus");
         let targets: Vec<String> = targets.iter().map(|t| t.as_ref().to_owned()).collect();
-        std::fs::write(dir.path().join("prometheus.yml"), config_yaml(&targets))
-            .expect("write prometheus.yml");
+        for (name, text) in &extra.files {
+            std::fs::write(dir.path().join(name), text)
+                .unwrap_or_else(|e| panic!("write {name} for Prometheus: {e}"));
+        }
+        std::fs::write(
+            dir.path().join("prometheus.yml"),
+            config_yaml(&targets) + &extra.yaml,
+        )
+        .expect("write prometheus.yml");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
@@ -98,6 +122,11 @@ impl PrometheusServer {
     pub fn client(&self) -> prometheus_http_query::Client {
         prometheus_http_query::Client::from(self.http.clone(), &self.url())
             .expect("a prometheus-http-query client for a valid URL")
+    }
+
+    /// The process ID while it runs (for its CPU time and memory from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
     }
 
     /// Whether the process is running (it may have been stopped or killed by the test).
