@@ -654,6 +654,17 @@ enum Layout {
     Failed(Failure),
 }
 
+impl Layout {
+    /// True when a quantile over these buckets can exceed `t` (see [`Buckets::can_exceed`]): the
+    /// one test both windows' readings choose their histogram by.
+    fn can_exceed(&self, t: f64) -> bool {
+        match self {
+            Layout::Found(g) => all_bounds(g).last().is_some_and(|top| *top > t),
+            _ => false,
+        }
+    }
+}
+
 fn layout(answer: Answer, by: Option<&str>) -> Layout {
     match answer {
         Answer::Samples(s) => {
@@ -726,10 +737,7 @@ fn latency_short(
     let top = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
     let low = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
     let (lowr, highr) = (layout(lowr, Some("handler")), layout(highr, None));
-    let can = |l: &Layout| match l {
-        Layout::Found(g) => all_bounds(g).last().is_some_and(|t| *t > top),
-        _ => false,
-    };
+    let can = |l: &Layout| l.can_exceed(top);
     let (histogram, groups) = match (lowr, highr) {
         (Layout::Failed(f), _) | (_, Layout::Failed(f)) => {
             out.push(Observation::new(
@@ -780,10 +788,7 @@ fn latency(
     let lowr = layout(lowr, Some("handler"));
     let highr = layout(highr, None);
     let p95 = "prometheus.p95_seconds";
-    let can = |l: &Layout| match l {
-        Layout::Found(g) => all_bounds(g).last().is_some_and(|top| *top > top_threshold),
-        _ => false,
-    };
+    let can = |l: &Layout| l.can_exceed(top_threshold);
     let describe = |name: &str, l: &Layout| match l {
         Layout::Found(g) => format!("{name} has buckets {}", bounds_text(&all_bounds(g))),
         Layout::Missing => format!("Prometheus has no {name} series"),
