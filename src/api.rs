@@ -45,7 +45,7 @@ use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
-use crate::config::MaintenanceWindow;
+use crate::config::{MaintenanceWindow, limits};
 use crate::email::links::ActionError;
 use crate::email::token::{self, Action, Claims, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
@@ -762,14 +762,20 @@ pub(crate) struct WindowBody {
     pub(crate) by: String,
 }
 
+/// An RFC 3339 UTC time between 1970 and 9999 ([`Timestamp::is_date`]), or a 400 naming `field`.
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    humantime::parse_rfc3339_weak(text.trim())
+    let bad = |why: String| {
+        ApiError::bad_request(format!(
+            "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})"
+        ))
+    };
+    let t = humantime::parse_rfc3339_weak(text.trim())
         .map(Timestamp::from_system_time)
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})"
-            ))
-        })
+        .map_err(|e| bad(e.to_string()))?;
+    if !t.is_date() {
+        return Err(bad("before 1970".to_owned()));
+    }
+    Ok(t)
 }
 
 /// Checks a window request at `now` against the runbook's `sections`.
@@ -791,17 +797,36 @@ pub(crate) fn check_window(
             sections.join(", ")
         )));
     }
+    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
     let starts = match body.starts.as_deref() {
         Some(s) => parse_time("starts", s)?,
         None => now,
     };
+    // Within a year of now and at most 30 days long, so `ends` is always a date the pages, the API
+    // and the logs can write (a window ending after the year 9999 once made every page panic).
+    if starts.saturating_since(now) > ahead.max {
+        return Err(ApiError::bad_request(format!(
+            "`starts`: more than {} from now; a window is planned at most that far ahead",
+            ahead.text
+        )));
+    }
     let ends = match (body.ends.as_deref(), body.duration.as_deref()) {
         (Some(e), None) => parse_time("ends", e)?,
-        (None, Some(d)) => {
-            let d = humantime::parse_duration(d.trim()).map_err(|e| {
-                ApiError::bad_request(format!("`duration`: {d:?} is not a duration like 2h ({e})"))
+        (None, Some(text)) => {
+            let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "`duration`: {text:?} is not a duration like 2h ({e})"
+                ))
             })?;
-            starts + d
+            if d > longest.max {
+                return Err(ApiError::bad_request(format!(
+                    "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
+                    longest.text
+                )));
+            }
+            starts.checked_add(d).ok_or_else(|| {
+                ApiError::bad_request(format!("`duration`: {text:?} from `starts` is not a date"))
+            })?
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -812,6 +837,12 @@ pub(crate) fn check_window(
     };
     if ends <= starts {
         return Err(ApiError::bad_request("`ends` must be after `starts`"));
+    }
+    if ends.saturating_since(starts) > longest.max {
+        return Err(ApiError::bad_request(format!(
+            "`ends`: more than {} after `starts`, the longest a maintenance window may be",
+            longest.text
+        )));
     }
     if ends <= now {
         return Err(ApiError::bad_request("the window is already over"));
@@ -1063,6 +1094,55 @@ mod tests {
         }
     }
 
+    /// Far-future windows (the one that ended after the year 9999 used to be stored, and every page
+    /// panicked on it) are 400s naming the field at fault.
+    #[test]
+    fn windows_out_of_bounds_are_refused_naming_the_field() {
+        for (bad, field) in [
+            (serde_json::json!({"duration": "100000y"}), "`duration`"),
+            (serde_json::json!({"duration": "31d"}), "`duration`"),
+            (
+                serde_json::json!({"duration": "999999999999999999s"}),
+                "`duration`",
+            ),
+            (
+                serde_json::json!({"starts": "2028-01-01T00:00:00Z", "duration": "1h"}),
+                "`starts`",
+            ),
+            (
+                serde_json::json!({"starts": "9999-12-31T23:00:00Z", "duration": "2h"}),
+                "`starts`",
+            ),
+            (
+                serde_json::json!({"ends": "2027-01-01T00:00:00Z"}),
+                "`ends`",
+            ),
+            (
+                serde_json::json!({"ends": "20000-01-01T00:00:00Z"}),
+                "`ends`",
+            ),
+            (
+                serde_json::json!({"starts": "1960-01-01T00:00:00Z", "duration": "1h"}),
+                "`starts`",
+            ),
+        ] {
+            let mut json = bad.clone();
+            json["reason"] = "r".into();
+            json["by"] = "a".into();
+            let err = check_window(body(json), NOW, &sections()).expect_err("refused");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(err.message.starts_with(field), "{bad}: {}", err.message);
+        }
+        // The longest window, planned the furthest ahead, is a date.
+        let (w, _) = check_window(
+            body(serde_json::json!({"starts": "2027-11-18T00:00:00Z", "duration": "30d", "reason": "r", "by": "a"})),
+            NOW,
+            &sections(),
+        )
+        .expect("valid");
+        assert_eq!(w.ends.to_string(), "2027-12-18T00:00:00.000Z");
+    }
+
     #[test]
     fn by_is_a_short_name() {
         assert!(check_by("Ana").is_ok());
@@ -1093,7 +1173,11 @@ mod tests {
             let sections = ["errors", "database"].map(str::to_owned);
             let now = Timestamp::from_unix_millis(now);
             match check_window(body, now, &sections) {
-                Ok((w, _)) => prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}"),
+                Ok((w, _)) => {
+                    prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}");
+                    prop_assert!(w.starts.is_date() && w.ends.is_date(), "{w:?}");
+                    prop_assert!(w.ends.saturating_since(w.starts) <= limits::MAX_WINDOW.max, "{w:?}");
+                }
                 Err(e) => {
                     prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
                     prop_assert!(!e.message.is_empty());

@@ -366,8 +366,13 @@ impl Checker<'_> {
         r.map_err(|m| self.problem(key, m)).ok()
     }
 
+    /// A duration within its key's bound ([`super::limits::duration_bound`]).
     fn duration(&mut self, key: &str, text: &str) -> Option<Duration> {
-        self.check(key, parse_duration(text))
+        let bound = super::limits::duration_bound(key);
+        self.check(
+            key,
+            parse_duration(text).and_then(|d| super::limits::within(text, d, bound)),
+        )
     }
 
     /// `window` (the key `<section>.<key>`) when it spans at least the section's poll `interval`;
@@ -635,7 +640,25 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
             .map_err(|_| format!("{:?} is not a socket address like 0.0.0.0:9464", raw.listen)),
     );
     let public_url = c.url("server.public_url", &raw.public_url, HTTP);
+    let token_key = if raw.api_token_file.is_some() {
+        "server.api_token_file"
+    } else {
+        "server.api_token"
+    };
     let api_token = c.secret("server.api_token", raw.api_token, raw.api_token_file);
+    // The token guards every change and the sign-in: a guessable one is refused, never quoted.
+    let api_token = api_token.and_then(|token| {
+        let strength = token
+            .as_ref()
+            .map(|t| super::limits::token_strength(t.expose()));
+        match strength {
+            Some(Err(why)) => {
+                c.problem(token_key, why);
+                None
+            }
+            _ => Some(token),
+        }
+    });
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
@@ -1123,6 +1146,16 @@ fn check_maintenance(c: &mut Checker<'_>, raw: &[super::raw::RawWindow]) -> Vec<
         };
         if ends <= starts {
             c.problem(&format!("{key}.ends"), "must be after starts");
+            continue;
+        }
+        if ends.saturating_since(starts) > super::limits::MAX_WINDOW.max {
+            c.problem(
+                &format!("{key}.ends"),
+                format!(
+                    "is more than {} after starts, the longest a maintenance window may be",
+                    super::limits::MAX_WINDOW.text
+                ),
+            );
             continue;
         }
         out.push(MaintenanceWindow {

@@ -366,6 +366,34 @@ fn check_config_command_exits_by_verdict() {
         stderr.contains("environment variable HARVEN_WATCHDOG__REDIS__URL: redis.url"),
         "{stderr}"
     );
+
+    // A link lifetime whose expiry would be after the year 9999 (the pager once panicked rendering
+    // it), and a guessable token: refused before anything runs, naming the key, never the token.
+    let absurd = Command::new(bin)
+        .arg("check-config")
+        .current_dir(root())
+        .env("HARVEN_WATCHDOG__ESCALATION__LINK_TTL", "100000y")
+        .env(
+            "HARVEN_WATCHDOG__SERVER__API_TOKEN",
+            "secret-secret-secret-secret",
+        )
+        .output()
+        .expect("run check-config");
+    assert_eq!(absurd.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&absurd.stderr);
+    assert!(
+        stderr.contains(
+            "HARVEN_WATCHDOG__ESCALATION__LINK_TTL: escalation.link_ttl: \"100000y\" is longer than 365 days"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("HARVEN_WATCHDOG__SERVER__API_TOKEN: server.api_token: is too easy to guess"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("openssl rand -hex 32"), "{stderr}");
+    assert!(!stderr.contains("secret-secret"), "{stderr}");
 }
 
 #[test]

@@ -837,8 +837,8 @@ fn no_secret_of_the_configuration_reaches_an_email() {
         ),
         (
             "HARVEN_WATCHDOG__SERVER__API_TOKEN",
-            "api-token-77ab31",
-            Some("api-token-77ab31"),
+            "api-token-77ab31c9e5f2d8a4b6",
+            Some("api-token-77ab31c9e5f2d8a4b6"),
         ),
         (
             "HARVEN_WATCHDOG__SERVER__PUBLIC_URL",
