@@ -39,6 +39,7 @@
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

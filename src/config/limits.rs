@@ -78,7 +78,7 @@ pub fn short(d: Duration) -> String {
         (1000, "s"),
     ]
     .iter()
-    .find(|(unit, _)| ms % unit == 0 && ms > 0)
+    .find(|(unit, _)| ms.is_multiple_of(*unit) && ms > 0)
     .map_or_else(
         || format!("{ms}ms"),
         |(unit, name)| format!("{}{name}", ms / unit),
@@ -110,7 +110,8 @@ pub fn token_strength(token: &str) -> Result<(), String> {
         ));
     }
     let weak = |why: &str| Err(format!("is too easy to guess ({why}); {MAKE_ONE}"));
-    if let Some(p) = (1..=n / 2).find(|p| n % p == 0 && chars.chunks(*p).all(|c| c == &chars[..*p]))
+    if let Some(p) =
+        (1..=n / 2).find(|p| n.is_multiple_of(*p) && chars.chunks(*p).all(|c| c == &chars[..*p]))
     {
         return weak(&format!("a pattern of {p} characters repeated"));
     }

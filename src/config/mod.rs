@@ -42,6 +42,7 @@ const LIST_KEYS: &[&str] = &[
     "escalation.l2.to",
     "escalation.l3.to",
     "escalation.l1_only_sections",
+    "server.trusted_proxies",
 ];
 
 /// The origin string that marks a value set by an environment variable, followed by its name.

@@ -51,6 +51,12 @@ pub struct ServerConfig {
     pub public_url: Url,
     /// Bearer token for the mutating API; `None` leaves the mutating API closed.
     pub api_token: Option<Secret>,
+    /// True: the pages and `GET /api/...` are open to anyone who reaches the port. False: they need
+    /// a session or the API token (`/healthz`, `/readyz`, `/metrics` and the email links stay open).
+    pub public_reads: bool,
+    /// The proxies whose `X-Forwarded-For` names the client the failure budgets count; empty: the
+    /// header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<crate::auth::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -659,10 +665,25 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
             _ => Some(token),
         }
     });
+    let mut trusted_proxies = Vec::new();
+    for text in &raw.trusted_proxies {
+        match text.parse::<crate::auth::IpNet>() {
+            Ok(net) => trusted_proxies.push(net),
+            Err(why) => c.problem("server.trusted_proxies", why),
+        }
+    }
+    if !raw.public_reads && matches!(api_token, Some(None)) {
+        c.problem(
+            "server.public_reads",
+            "is false, so reading needs the API token: set server.api_token_file too",
+        );
+    }
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
         api_token: api_token?,
+        public_reads: raw.public_reads,
+        trusted_proxies,
     })
 }
 
