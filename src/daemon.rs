@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::{Auth, AuthMetrics, AuthShared};
+use crate::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
@@ -375,7 +375,7 @@ impl Generation {
     ) -> Router {
         let clock = &shared.clock;
         let auth = Arc::new(Auth::new(
-            &config.server,
+            AuthConfig::of(&config.server),
             &link_key,
             Arc::clone(&shared.auth),
         ));
@@ -392,7 +392,7 @@ impl Generation {
         });
         let api_routes = crate::api::routes(
             handle.clone(),
-            auth,
+            Arc::clone(&auth),
             clock.clone(),
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
@@ -405,6 +405,7 @@ impl Generation {
             clock.clone(),
             config.server.public_url.clone(),
             config.runbook.locale,
+            auth,
         );
         act_routes.merge(api_routes).merge(web_routes)
     }

@@ -148,7 +148,31 @@ impl AuthShared {
     }
 }
 
-/// One configuration's authentication, shared by the API and the pages.
+/// What [`Auth`] takes of the configuration (`[server]`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// `server.api_token`; `None`: nothing can be authorised, nobody signs in.
+    pub api_token: Option<Secret>,
+    /// `Secure` session cookies: `server.public_url` is `https`.
+    pub secure_cookies: bool,
+    /// `server.public_reads`.
+    pub public_reads: bool,
+    /// `server.trusted_proxies`.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl AuthConfig {
+    pub fn of(server: &ServerConfig) -> Self {
+        Self {
+            api_token: server.api_token.clone(),
+            secure_cookies: server.public_url.scheme() == "https",
+            public_reads: server.public_reads,
+            trusted_proxies: server.trusted_proxies.clone(),
+        }
+    }
+}
+
+/// One configuration's authentication, shared by the API, the pages and the email links.
 pub struct Auth {
     token: ApiToken,
     /// `None` when no API token is configured: nobody can sign in.
@@ -161,21 +185,20 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `server`'s token, proxies and read policy, sessions signed with a key derived from `link_key`
-    /// and the token, over `shared`.
-    pub fn new(server: &ServerConfig, link_key: &[u8], shared: Arc<AuthShared>) -> Self {
-        let secure = server.public_url.scheme() == "https";
+    /// `config`'s token, proxies and read policy, sessions signed with a key derived from
+    /// `link_key` and the token, over `shared`.
+    pub fn new(config: AuthConfig, link_key: &[u8], shared: Arc<AuthShared>) -> Self {
         Self {
-            token: ApiToken::new(server.api_token.as_ref()),
+            token: ApiToken::new(config.api_token.as_ref()),
             sessions: Sessions::new(
                 link_key,
-                server.api_token.as_ref(),
-                secure,
+                config.api_token.as_ref(),
+                config.secure_cookies,
                 Arc::clone(&shared.sessions),
             ),
             shared,
-            trusted_proxies: server.trusted_proxies.clone(),
-            public_reads: server.public_reads,
+            trusted_proxies: config.trusted_proxies,
+            public_reads: config.public_reads,
         }
     }
 
@@ -320,14 +343,13 @@ mod tests {
             clock,
             AuthMetrics::default(),
         ));
-        let server = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            public_url: "http://localhost:9464".parse().expect("url"),
+        let config = AuthConfig {
             api_token: token.map(Secret::new),
+            secure_cookies: false,
             public_reads: true,
             trusted_proxies: Vec::new(),
         };
-        (Auth::new(&server, b"link key", shared), hand)
+        (Auth::new(config, b"link key", shared), hand)
     }
 
     #[test]

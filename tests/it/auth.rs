@@ -108,9 +108,17 @@ async fn the_twentieth_token_in_a_minute_is_refused_without_being_checked() {
     assert_eq!(signin.headers()["retry-after"], "6");
     assert!(signin.headers().get("set-cookie").is_none());
 
+    // And so is an email link: not checked either.
+    let link = guesser
+        .get(format!("{}/act/some-link-token", d.base))
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(link.status(), StatusCode::TOO_MANY_REQUESTS);
+
     let metrics = d.metrics().await;
     assert_eq!(refusals(&metrics, "bad_token"), 10.0, "{metrics}");
-    assert_eq!(refusals(&metrics, "rate_limited"), 11.0, "{metrics}");
+    assert_eq!(refusals(&metrics, "rate_limited"), 12.0, "{metrics}");
     assert_eq!(
         sample(
             &metrics,

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use harven_watchdog::auth::session::SessionList;
+use harven_watchdog::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
 use harven_watchdog::email::links::{self, ActionError, Actions};
@@ -1055,12 +1057,25 @@ impl ActServer {
             .expect("lock")
             .insert(id.clone(), inc);
         let (clock, hand) = Clock::manual(at(min(3)));
+        // The links' failure budgets and log throttle; no API token (the links need none).
+        let shared = Arc::new(AuthShared::with(
+            Arc::new(SessionList::in_memory()),
+            clock.clone(),
+            AuthMetrics::default(),
+        ));
+        let config = AuthConfig {
+            api_token: None,
+            secure_cookies: false,
+            public_reads: true,
+            trusted_proxies: Vec::new(),
+        };
         let router = links::routes(
             Arc::clone(&recorder) as Arc<dyn Actions>,
             Arc::from(KEY),
             clock,
             Url::parse(&base).expect("url"),
             locale,
+            Arc::new(Auth::new(config, KEY, shared)),
         );
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
