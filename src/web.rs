@@ -8,10 +8,14 @@
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
 //! | `POST /maintenance/{id}/end` | signed in: ends a window created at run time now (`by`); the configuration's cannot be |
-//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token (`web/session.rs`) |
+//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token ([`crate::auth::session`]); signing out ends it on the server |
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
-//! token itself), or whoever holds a signed email link (`/act/{token}`, [`crate::email::links`]).
+//! token itself, listed on the server until it signs out), or whoever holds a signed email link
+//! (`/act/{token}`, [`crate::email::links`]). Sign-in spends the client's failure budget like a
+//! bearer token ([`crate::auth::limit`]): past it, 429 and the token is not compared. Who may read:
+//! anyone, unless `server.public_reads` is false, when the `GET` pages send whoever is not signed in
+//! to `/signin`.
 //! Every mutating form is checked, before any other field is looked at, for: a same-origin request
 //! ([`crate::http::cross_site`] against `server.public_url`), a valid session, and the session's
 //! CSRF token in the hidden `csrf` field. A refusal is a page saying why, and nothing changes.

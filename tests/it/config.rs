@@ -545,3 +545,35 @@ fn a_runbook_role_the_configuration_does_not_map_is_a_problem() {
         "{stderr}"
     );
 }
+
+/// Reads are open and `X-Forwarded-For` ignored unless configured; both can come from the
+/// environment (the proxies as a comma-separated list).
+#[test]
+fn access_is_open_by_default_and_proxies_are_trusted_only_when_listed() {
+    let c = load(&[], &[]).expect("defaults");
+    assert!(c.server.public_reads);
+    assert!(c.server.trusted_proxies.is_empty());
+    let c = load(
+        &[],
+        &[
+            ("HARVEN_WATCHDOG__SERVER__PUBLIC_READS", "false"),
+            (
+                "HARVEN_WATCHDOG__SERVER__TRUSTED_PROXIES",
+                "10.0.0.2, fd00::/8",
+            ),
+            (
+                "HARVEN_WATCHDOG__SERVER__API_TOKEN",
+                "5b1e9d3a7c2f4e6a8b0d1c3e5f7a9b2d",
+            ),
+        ],
+    )
+    .expect("valid");
+    assert!(!c.server.public_reads);
+    let proxies: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(proxies, ["10.0.0.2/32", "fd00::/8"]);
+}
