@@ -396,17 +396,21 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
             check_api_token(parts, st, client, None)?;
             return Ok(Self::new(None));
         };
-        // Over budget: refused before either kind of token is looked at.
-        if let Err(wait) = st.auth.admit(client) {
-            return Err(refuse(
+        let limited = |parts: &Parts, wait| {
+            refuse(
                 parts,
                 st,
                 client,
                 ApiError::rate_limited(wait),
                 "rate limited",
-            ));
+            )
+        };
+        // The client over its own budget: refused before either kind of token is looked at.
+        if let Err(wait) = st.auth.admit_link(client) {
+            return Err(limited(parts, wait));
         }
-        if st.auth.is_token(client, &presented) {
+        // The API token is compared only within the global budget too; a link token need not be.
+        if st.auth.within_budget(client) && st.auth.is_token(client, &presented) {
             return Ok(Self::new(None));
         }
         let Path(id) = Path::<String>::from_request_parts(parts, st)
@@ -423,6 +427,9 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
                 Err(refuse(parts, st, client, error, "no token configured"))
             }
             Err(TokenError::Malformed) => {
+                if let Err(wait) = st.auth.admit(client) {
+                    return Err(limited(parts, wait));
+                }
                 st.auth.wrong_token(client);
                 let error = ApiError::new(StatusCode::FORBIDDEN, "the API token is not valid");
                 Err(refuse(parts, st, client, error, "wrong token"))

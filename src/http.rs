@@ -3,7 +3,7 @@
 //! Handlers only read shared state; they never block on a peer, so a hung Prometheus or SMTP server
 //! cannot make the watchdog look dead to its own health check. These three are always open, whatever
 //! `server.public_reads` says: orchestrators and Prometheus reach them without credentials, and they
-//! show no incident.
+//! show counts, never an incident's details.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,8 +13,10 @@
 //! `server.public_reads`.
 //!
 //! Email link tokens (`/act/{token}`, and the API's ack and resolve) are HMAC-signed claims checked
-//! in [`crate::email::token`]; they cannot be guessed, so their refusals do not spend a budget, but a
-//! client over budget has them refused unchecked too.
+//! in [`crate::email::token`]; they cannot be guessed, so their refusals do not spend a budget, and
+//! only the client's own budget holds them back (refused unchecked while it is spent): a flood from
+//! many addresses that spends the global budget locks out API tokens and sign-in, never the links
+//! in the on-call person's email nor sessions already signed in.
 
 pub mod client;
 pub mod limit;
@@ -244,6 +246,24 @@ impl Auth {
         })
     }
 
+    /// `Err(wait)` when `client` itself is over budget, for an email link token (unguessable, so
+    /// the global budget, which many addresses can spend together, does not hold it back).
+    pub(crate) fn admit_link(&self, client: ClientKey) -> Result<(), Duration> {
+        let now = self.shared.clock.now();
+        self.shared
+            .limiter()
+            .check_own(client, now)
+            .inspect_err(|_| {
+                self.shared.metrics.refused("rate_limited");
+            })
+    }
+
+    /// Whether `client` may have its API token compared now (neither budget spent); not counted.
+    pub(crate) fn within_budget(&self, client: ClientKey) -> bool {
+        let now = self.shared.clock.now();
+        self.shared.limiter().check(client, now).is_ok()
+    }
+
     /// Checks `presented` against the API token for `client`: refused unchecked when `client` is
     /// over budget; a wrong token spends its budget; the right one refills it. Counted either way.
     pub(crate) fn check_token(&self, client: ClientKey, presented: &str) -> Result<(), Denied> {
@@ -266,7 +286,7 @@ impl Auth {
 
     /// Whether `presented` is the API token, for `client`, when the same header may also hold an
     /// email link token: the right token refills the budget; anything else is left to the caller.
-    /// Call [`Auth::admit`] first.
+    /// Call it only [`Auth::within_budget`].
     pub(crate) fn is_token(&self, client: ClientKey, presented: &str) -> bool {
         let ok = self.token.matches(presented).is_ok();
         if ok {

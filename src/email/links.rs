@@ -11,8 +11,8 @@
 //!
 //! What acting means (recording the ack on the timeline, resolving, the store) is behind the
 //! [`Actions`] seam, so these routes know nothing of the store or the daemon. A token is not
-//! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its budget
-//! ([`crate::auth::limit`]) has its link refused with 429 unchecked like any credential, and
+//! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its own
+//! budget ([`crate::auth::limit`]) has its link refused with 429 unchecked like any credential, and
 //! refusals are logged at most once a minute per client.
 
 use std::sync::Arc;
@@ -187,7 +187,7 @@ async fn confirm_page(
 ) -> Response {
     let now = st.clock.now();
     let client = st.auth.client_at(peer, &headers);
-    if let Err(wait) = st.auth.admit(client) {
+    if let Err(wait) = st.auth.admit_link(client) {
         return rate_limited(&st, client, wait);
     }
     let claims = match token::verify(&st.key, &token, now) {
@@ -229,7 +229,7 @@ async fn act(
         };
         return plain_text(StatusCode::FORBIDDEN, msg);
     }
-    if let Err(wait) = st.auth.admit(client) {
+    if let Err(wait) = st.auth.admit_link(client) {
         return rate_limited(&st, client, wait);
     }
     let now = st.clock.now();

@@ -279,6 +279,86 @@ async fn a_cookie_replayed_after_sign_out_is_refused() {
     d.stop().await;
 }
 
+/// The incident [`seed_incident`] stores.
+const INCIDENT: &str = "latency-20261118T110640Z";
+
+/// Stores an open incident in the store at `db` and returns the token of a signed ack link for it,
+/// as an email would carry (valid for an hour from [`T0`]).
+fn seed_incident(db: &Path) -> String {
+    let store = Store::open(db).expect("store");
+    let incident: Incident = serde_json::from_value(json!({
+        "id": INCIDENT, "section": "latency", "severity": "major",
+        "state": "open", "opened_at": T0.as_unix_millis(), "critical_since": null,
+        "resolved_at": null, "reopened": 0, "paged": {}, "last_page": {}, "reminders": 0,
+        "acks": {}, "symptoms": {}, "cause": "unknown", "timeline": [], "resolve_note": null
+    }))
+    .expect("incident");
+    store.save_incidents(&[incident]).expect("saved");
+    let key = store
+        .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
+        .expect("key");
+    let claims = Claims::new(
+        INCIDENT,
+        Action::Ack,
+        Level::L1,
+        T0,
+        Duration::from_secs(3600),
+    );
+    token::sign(&key, &claims)
+}
+
+/// Guessing from many addresses spends the global budget: API tokens and sign-in are then refused
+/// unchecked for everyone, but the links of the emails (unguessable) still open, and so does a
+/// session already signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_addresses_spend_the_global_budget_but_never_the_email_links() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let link = seed_incident(&data.path().join("watchdog.db"));
+    let d = Daemon::start(
+        env(data.path(), &[("SERVER__TRUSTED_PROXIES", "127.0.0.1")]),
+        T0,
+    )
+    .await;
+    let http = client_from("127.0.0.1");
+    let session = sign_in(&http, &d.base).await;
+    for i in 0..100u32 {
+        let xff = format!("203.0.{}.{}", i / 250, i % 250);
+        let resp = create_window(&http, &d.base, "guess", Some(&xff)).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "guess {i} is checked");
+    }
+    let fresh = create_window(&http, &d.base, TOKEN, Some("198.51.100.1")).await;
+    assert_eq!(
+        fresh.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "held by the global budget"
+    );
+    let page = http
+        .get(format!("{}/act/{link}", d.base))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .expect("link");
+    assert_eq!(page.status(), StatusCode::OK, "the email link opens");
+    let ack = http
+        .post(format!("{}/api/incidents/{INCIDENT}/ack", d.base))
+        .header("x-forwarded-for", "198.51.100.1")
+        .bearer_auth(&link)
+        .json(&json!({"by": "Ana"}))
+        .send()
+        .await
+        .expect("ack");
+    assert_ne!(
+        ack.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the link token is checked"
+    );
+    assert_ne!(ack.status(), StatusCode::FORBIDDEN);
+    let (status, page) = get_with(&http, &format!("{}/maintenance", d.base), &session).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"csrf\""), "still signed in: {page}");
+    d.stop().await;
+}
+
 /// With `server.public_reads = false`: the pages send to the sign-in page and `GET /api/...` is 401,
 /// unless signed in or with the token; health, readiness, metrics, the sign-in page and the email
 /// links stay open.
@@ -286,29 +366,7 @@ async fn a_cookie_replayed_after_sign_out_is_refused() {
 async fn without_public_reads_every_read_but_health_metrics_and_links_needs_a_credential() {
     let data = tempfile::tempdir().expect("tempdir");
     let db = data.path().join("watchdog.db");
-    // An open incident, and a signed ack link for it, as an email would carry.
-    let link = {
-        let store = Store::open(&db).expect("store");
-        let incident: Incident = serde_json::from_value(json!({
-            "id": "latency-20261118T110640Z", "section": "latency", "severity": "major",
-            "state": "open", "opened_at": T0.as_unix_millis(), "critical_since": null,
-            "resolved_at": null, "reopened": 0, "paged": {}, "last_page": {}, "reminders": 0,
-            "acks": {}, "symptoms": {}, "cause": "unknown", "timeline": [], "resolve_note": null
-        }))
-        .expect("incident");
-        store.save_incidents(&[incident]).expect("saved");
-        let key = store
-            .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
-            .expect("key");
-        let claims = Claims::new(
-            "latency-20261118T110640Z",
-            Action::Ack,
-            Level::L1,
-            T0,
-            Duration::from_secs(3600),
-        );
-        token::sign(&key, &claims)
-    };
+    let link = seed_incident(&db);
     let d = Daemon::start(env(data.path(), &[("SERVER__PUBLIC_READS", "false")]), T0).await;
     let http = client_from("127.0.0.1");
     let get = |path: &str, auth: Option<&str>, cookie: Option<&str>| {
@@ -321,12 +379,12 @@ async fn without_public_reads_every_read_but_health_metrics_and_links_needs_a_cr
         }
         req.send()
     };
-    let pages = ["/", "/maintenance", "/incidents/latency-20261118T110640Z"];
-    let api = [
-        "/api/incidents",
-        "/api/incidents/latency-20261118T110640Z",
-        "/api/maintenance",
-    ];
+    let (page, detail) = (
+        format!("/incidents/{INCIDENT}"),
+        format!("/api/incidents/{INCIDENT}"),
+    );
+    let pages = ["/", "/maintenance", page.as_str()];
+    let api = ["/api/incidents", detail.as_str(), "/api/maintenance"];
     for path in pages {
         let resp = get(path, None, None).await.expect("request");
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
@@ -356,7 +414,7 @@ async fn without_public_reads_every_read_but_health_metrics_and_links_needs_a_cr
         "the link carries its own token"
     );
     let text = act.text().await.expect("body");
-    assert!(text.contains("latency-20261118T110640Z"), "{text}");
+    assert!(text.contains(INCIDENT), "{text}");
 
     let cookie = sign_in(&http, &d.base).await;
     for path in pages.iter().chain(api.iter()) {
