@@ -12,10 +12,11 @@
 # builds the static release binary and the harness (examples/versus_bench.rs) with the same flags, and
 # runs it. Every scenario runs on a stack of its own, all at once.
 #
-# --quick: one round, a 90 s warm-up (the 5 min windows are not full at the switch) and 8 min of
-#          noise: about 15 min after the build.
-# full:    three rounds, a 330 s warm-up (full windows) and 20 min of noise per round: about 80 min
-#          with today's rules (a round lasts until the slowest recovery, or the noise, is over).
+# --quick: one round, a 90 s warm-up (the 5 min windows are not full at the switch), 8 min of
+#          noise and a day's swing of traffic in 10 min: about 15 min after the build.
+# full:    three rounds, a 330 s warm-up (full windows), 20 min of noise and a day's swing in one
+#          hour per round: about 3 h 20 min (each round lasts as long as its diurnal stack).
+# --scrape 15 runs every stack with Prometheus scraping every 15 s instead of every second.
 # Options after --quick go to the harness (e.g. --only slow,errors --rounds 1); see its header.
 set -euo pipefail
 cd "$(dirname "$0")/.."
