@@ -41,6 +41,15 @@ for program in prometheus redis-server; do
   }
 done
 
+# The real FastAPI backend runs in the venv scripts/test.sh makes under its Cargo target dir; the
+# harness looks for it under this one unless HARVEN_TEST_BACKEND_PYTHON names its interpreter.
+venv_python="${HARVEN_TEST_BACKEND_PYTHON:-${CARGO_TARGET_DIR:-target}/backend-venv/bin/python}"
+[[ -x $venv_python ]] || {
+  echo "bench-versus.sh: no FastAPI backend venv at $venv_python; run 'bash scripts/test.sh' with the same CARGO_TARGET_DIR first, or set HARVEN_TEST_BACKEND_PYTHON to its bin/python" >&2
+  exit 1
+}
+export HARVEN_TEST_BACKEND_PYTHON="$(realpath "$venv_python")"
+
 target="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTFLAGS='-C target-feature=+crt-static'
 log "building (static release, $target)"
