@@ -48,7 +48,9 @@ venv_python="${HARVEN_TEST_BACKEND_PYTHON:-${CARGO_TARGET_DIR:-target}/backend-v
   echo "bench-versus.sh: no FastAPI backend venv at $venv_python; run 'bash scripts/test.sh' with the same CARGO_TARGET_DIR first, or set HARVEN_TEST_BACKEND_PYTHON to its bin/python" >&2
   exit 1
 }
-export HARVEN_TEST_BACKEND_PYTHON="$(realpath "$venv_python")"
+# Absolute, but not through the symlink: the venv's bin/python points at the system interpreter.
+HARVEN_TEST_BACKEND_PYTHON="$(cd "$(dirname "$venv_python")" && pwd)/$(basename "$venv_python")"
+export HARVEN_TEST_BACKEND_PYTHON
 
 target="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTFLAGS='-C target-feature=+crt-static'
