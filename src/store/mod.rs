@@ -421,7 +421,7 @@ impl Store {
 
     /// Every window created at run time, oldest first (a reader: what the HTTP routes list).
     pub fn windows(&self) -> Result<Vec<StoredWindow>> {
-        let rows = self.read(|conn| window_rows(conn))?;
+        let rows = self.read(window_rows)?;
         rows.into_iter().map(WindowRow::into_window).collect()
     }
 

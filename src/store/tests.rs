@@ -265,7 +265,12 @@ fn reads_beside_commits_and_checkpoints_never_fail_busy() {
     for n in 0..48u64 {
         let inc = incident("errors", T0 + Duration::from_secs(n));
         store
-            .commit(&[inc.clone()], &[escalation(&inc, 128 * 1024)], None, T0)
+            .commit(
+                std::slice::from_ref(&inc),
+                &[escalation(&inc, 128 * 1024)],
+                None,
+                T0,
+            )
             .expect("a commit beside the readers");
     }
     for r in readers {
@@ -288,7 +293,12 @@ fn each_wait_is_counted_on_its_own_path() {
     store.register_metrics(&mut registry);
     let inc = incident("errors", T0);
     store
-        .commit(&[inc.clone()], &[escalation(&inc, 100)], None, T0)
+        .commit(
+            std::slice::from_ref(&inc),
+            &[escalation(&inc, 100)],
+            None,
+            T0,
+        )
         .expect("commit");
     store.outbox_depth().expect("depth");
     for _ in 0..3 {
