@@ -44,7 +44,8 @@
 //! cannot copy past an open reader's snapshot, keep up). The writer's connection is likewise held
 //! only for the statements, never to decode. Both waits are measured:
 //! `harven_watchdog_store_write_wait_seconds` (how long work on the writer's connection waited to
-//! start: its mutex, then SQLite's write lock, which only another process can hold) and
+//! start: its mutex, then SQLite's write lock, which only another connection to the file can hold:
+//! another process, or another `Store` on the same file, as tests open) and
 //! `harven_watchdog_store_read_wait_seconds` (how long a read waited for a reader).
 //!
 //! The pool needs a file: `:memory:` cannot run in WAL mode and [`Store::open`] refuses it (it always
@@ -160,8 +161,9 @@ pub struct Store {
     metrics: StoreMetrics,
 }
 
-/// The waits of [`Store`]'s two paths, registered by [`Store::register_metrics`].
-#[derive(Debug, Clone)]
+/// The waits of [`Store`]'s two paths, registered by [`Store::register_metrics`]. They count from
+/// [`Store::open`], whether or not they are registered.
+#[derive(Debug)]
 struct StoreMetrics {
     write_wait: Histogram,
     read_wait: Histogram,
