@@ -98,7 +98,9 @@ pub async fn run(
     } = reload;
 
     let prepared = prepare(config)?;
+    let store = Arc::new(Store::open(&prepared.config.store.path)?);
     let mut metrics = Metrics::new();
+    store.register_metrics(metrics.registry_mut());
     let shared = Shared {
         probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
         engine_metrics: EngineMetrics::register(metrics.registry_mut()),
@@ -106,7 +108,7 @@ pub async fn run(
         heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
         reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
         form_metrics: FormMetrics::register(metrics.registry_mut()),
-        store: Arc::new(Store::open(&prepared.config.store.path)?),
+        store,
         wake_sender: Arc::new(Notify::new()),
         reloader: handle,
         clock: clock.clone(),

@@ -225,10 +225,11 @@ impl Pager {
         Ok(())
     }
 
-    /// Windows in force: the configuration's and those created through the API.
+    /// Windows in force: the configuration's and those created through the API (read on the store's
+    /// writer connection, so a flood of HTTP reads never holds up a step).
     fn windows(&self) -> Result<Vec<Window>, PagerError> {
         let mut windows = self.config.windows.clone();
-        windows.extend(self.store.windows()?.into_iter().map(|w| Window {
+        windows.extend(self.store.pager_windows()?.into_iter().map(|w| Window {
             sections: w.window.sections,
             starts: w.window.starts,
             ends: w.window.ends,
