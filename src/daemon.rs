@@ -293,8 +293,11 @@ impl Generation {
             sender_stop.clone(),
         ));
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
+        // The `.eml` directory is pruned whatever the transport: files written before a switch to
+        // SMTP still hold live links.
         tasks.spawn(crate::store::retention::run(
             Arc::clone(store),
+            notify::FileTransport::new(config.store.outbox_dir()),
             config.store.retention,
             clock.clone(),
             stop.clone(),
