@@ -315,7 +315,7 @@ impl Generation {
             shared,
             &runbook,
             handle,
-            pager.link_key(),
+            pager.link_keys(),
             blind_rx,
         );
         tasks.spawn(watch::run(
@@ -358,7 +358,7 @@ impl Generation {
         shared: &Shared,
         runbook: &Arc<Runbook>,
         handle: PagerHandle,
-        link_key: Arc<[u8]>,
+        link_keys: Arc<crate::email::token::LinkKeys>,
         blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
     ) -> Router {
         let clock = &shared.clock;
@@ -370,7 +370,7 @@ impl Generation {
             public_url: config.server.public_url.clone(),
             windows: config.maintenance.clone(),
             api_token: config.server.api_token.clone(),
-            link_key: Arc::clone(&link_key),
+            link_key: Arc::from(link_keys.current()),
             metrics: shared.form_metrics.clone(),
             blind_spots,
         });
@@ -381,11 +381,11 @@ impl Generation {
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
             shared.reloader.clone(),
-            Arc::clone(&link_key),
+            Arc::clone(&link_keys),
         );
         let act_routes = crate::email::links::routes(
             Arc::new(handle),
-            link_key,
+            link_keys,
             clock.clone(),
             config.server.public_url.clone(),
             config.runbook.locale,

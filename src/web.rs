@@ -757,7 +757,12 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
     match result {
         Ok(_) => see_other(&format!("/incidents/{id}"), None),
         // The pager holds each section's newest incident: an older one is over.
-        Err(ActionError::AlreadyResolved(_) | ActionError::UnknownIncident(_)) => st.message(
+        // (`Reopened` answers email links only; the pages act on the incident as it is now.)
+        Err(
+            ActionError::AlreadyResolved(_)
+            | ActionError::UnknownIncident(_)
+            | ActionError::Reopened { .. },
+        ) => st.message(
             StatusCode::CONFLICT,
             "not_acted",
             format!("{} {}", t["not_open"], t["nothing_changed"]),
@@ -807,7 +812,10 @@ async fn ack(
         Ok(v) => v,
         Err(e) => return not_done(&st, e),
     };
-    let result = st.handle.request_ack(&id, level, &by, "status page").await;
+    let result = st
+        .handle
+        .request_ack(&id, level, None, &by, "status page")
+        .await;
     acted(&st, &id, result)
 }
 
@@ -830,7 +838,7 @@ async fn resolve(
     };
     let result = st
         .handle
-        .request_resolve(&id, &by, note, "status page")
+        .request_resolve(&id, None, &by, note, "status page")
         .await;
     acted(&st, &id, result)
 }

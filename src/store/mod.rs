@@ -34,6 +34,7 @@
 mod outbox;
 pub mod retention;
 mod schema;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
