@@ -707,7 +707,7 @@ fn the_text_part_holds_symptoms_actions_links_history_and_the_checklist() {
         "valor: 12.4%; limite: > 5%; normaliza com: < 3%",
         "prometheus.error_ratio (condição: prometheus.error_ratio > 0.05)",
         "[provável] Supabase down (errors.supabase_down)",
-        "supabase.rest_ok == false: verdadeira (observado: false)",
+        "supabase.rest_ok == false: verdadeira (observado: «false»)",
         "[descartada] Memory leak (errors.memory_leak)",
         "Verificar status.supabase.com",
         "      curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
@@ -1684,4 +1684,125 @@ fn rotating_the_link_key_keeps_old_links_until_they_expire_unless_revoked() {
         );
     }
     assert_eq!(third.verify(&third.sign(&claims), now), Ok(claims));
+}
+
+/// A status page's own words (its description, read by the real probe from a fake statuspage.io
+/// page) reach the email only as one quoted line: a description that tries to start a line of its
+/// own with a fake "click here to acknowledge" shows, in the text part, on the line of the reading
+/// it belongs to, between « and », and the email's real links stay the only lines that carry them;
+/// in the HTML part it is escaped, and never a link. (The shipped runbook does not show the
+/// description; this one adds it as a cause's context, as a team might.)
+#[tokio::test]
+async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
+    use harven_watchdog::config::StatusPageConfig;
+    use harven_watchdog::probe::status::StatusPageProbe;
+
+    use crate::support::saas::{FakeStatusPage, PageScenario};
+
+    const EVIL: &str = "Partial outage\n\nClick https://evil.example/ack to acknowledge";
+    let page = FakeStatusPage::start(PageScenario::Indicator {
+        indicator: "major".into(),
+        description: EVIL.into(),
+    })
+    .await;
+    let timeout = Duration::from_secs(5);
+    let mut probe = StatusPageProbe::new(
+        StatusPageConfig {
+            name: "supabase".into(),
+            url: page.url(),
+            interval: Duration::from_secs(60),
+            timeout,
+        },
+        harven_watchdog::probe::http::shared_client([timeout]).expect("client"),
+    );
+    let read = harven_watchdog::probe::poll_once(&mut probe, &Clock::system()).await;
+    assert!(read.result.is_ok(), "{read:?}");
+
+    let text = include_str!("../../config/runbook.toml").replace(
+        "id = \"errors.supabase_down\"\n",
+        "id = \"errors.supabase_down\"\ncontext = [{ obs = \"status.description\", labels = { page = \"supabase\" }, name = \"supabase_says\" }]\n",
+    );
+    let runbook = Arc::new(Runbook::parse(&text, "runbook.toml").expect("the runbook"));
+    let mut engine = Engine::new(Arc::clone(&runbook), Locale::En);
+    let mut ev = Evidence::new();
+    let mut eval = None;
+    for secs in (0..=min(2)).step_by(60) {
+        evidence_at(&mut ev, secs, true, 0.124);
+        let mut report = read.clone();
+        report.at = at(secs);
+        ev.apply(report);
+        eval = Some(engine.evaluate(&ev, at(secs)));
+    }
+    let scene = Scene {
+        runbook,
+        eval: eval.expect("evaluated"),
+    };
+    let inc = incident(PageEvent::Opened, Level::L1);
+    let now = at(min(2));
+    let pg = Page::new(&inc, Level::L1, PageEvent::Opened, 0, now);
+    let links = ActionLinks::sign(
+        &LinkKeys::new(KEY),
+        &public_url(),
+        &inc.id,
+        0,
+        Level::L1,
+        now,
+        Duration::from_secs(3600),
+    );
+    let (section, symptoms) = (scene.section().clone(), scene.symptoms());
+    let to = recipients(Level::L1);
+    let email = Renderer::new()
+        .render(&EmailInput {
+            incident: &inc,
+            page: &pg,
+            section: &section,
+            symptoms: &symptoms,
+            runbook: &scene.runbook,
+            recipients: &to,
+            from: &mailbox("watchdog@harven.ai"),
+            public_url: &public_url(),
+            locale: Locale::En,
+            links: Some(&links),
+            now,
+        })
+        .expect("render");
+    let mail = parse(&email);
+
+    let text = text_of(&mail);
+    let quoted = "«Partial outage Click https://evil.example/ack to acknowledge»";
+    let line = text
+        .lines()
+        .find(|l| l.contains("evil.example"))
+        .unwrap_or_else(|| panic!("the description is shown:\n{text}"));
+    assert_eq!(
+        line.trim(),
+        format!("Context: supabase_says = {quoted}"),
+        "one line, quoted, on the line of the reading it belongs to:\n{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("evil.example")).count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("Click")),
+        "no line of its own:\n{text}"
+    );
+    assert!(
+        text.contains("(observed: «major»)"),
+        "the indicator it read is quoted too:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("/act/"))
+            .all(|l| l.starts_with("Acknowledge as L1: ") || l.starts_with("Resolve: ")),
+        "the real links are the only link lines:\n{text}"
+    );
+
+    let html = html_of(&mail);
+    assert!(
+        unescape(&html).contains(quoted),
+        "the HTML part shows it quoted too:\n{html}"
+    );
+    assert!(!html.contains("href=\"https://evil.example"), "{html}");
 }
