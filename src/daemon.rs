@@ -264,6 +264,8 @@ impl Generation {
         )?;
 
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        // Before anything is served: a scrape right after start shows every rule's transitions at 0.
+        shared.engine_metrics.init_transitions(&runbook);
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
         let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);

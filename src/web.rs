@@ -88,6 +88,16 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// The `reason` labels of `form_refusals_total`, each at 0 from the start.
+const REFUSAL_REASONS: [&str; 6] = [
+    "cross_site",
+    "no_token",
+    "signed_out",
+    "csrf",
+    "wrong_token",
+    "bad_input",
+];
+
 /// `harven_watchdog_form_refusals_total{reason}`: form posts on the pages that changed nothing
 /// (reason: cross_site, no_token, signed_out, csrf, wrong_token, bad_input).
 #[derive(Debug, Clone, Default)]
@@ -103,6 +113,9 @@ impl FormMetrics {
             "Form posts on the status pages refused or not carried out, by reason",
             m.refusals.clone(),
         );
+        for reason in REFUSAL_REASONS {
+            let _ = m.refusals.get_or_create(&ReasonLabel { reason });
+        }
         m
     }
 

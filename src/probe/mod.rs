@@ -237,8 +237,16 @@ impl ProbeMetrics {
         m
     }
 
-    /// Has `probe` count its source's requests in these metrics (the Docker probe's Engine calls).
+    /// Has `probe` count its source's requests in these metrics (the Docker probe's Engine calls),
+    /// and shows its error counters at 0 for every reason, so an `increase()` alert sees its first
+    /// failure.
     pub fn attach(&self, probe: &mut AnyProbe) {
+        for kind in FailureKind::ALL {
+            let _ = self.errors.get_or_create(&ErrorLabels {
+                probe: probe.source().to_owned(),
+                reason: kind.label(),
+            });
+        }
         if let AnyProbe::Docker(p) = probe {
             p.count_requests_in(self.docker_requests.clone());
         }
