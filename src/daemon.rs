@@ -266,6 +266,8 @@ impl Generation {
         )?;
 
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        // Before anything is served: a scrape right after start shows every rule's transitions at 0.
+        shared.engine_metrics.init_transitions(&runbook);
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
         let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
@@ -295,8 +297,11 @@ impl Generation {
             sender_stop.clone(),
         ));
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
+        // The `.eml` directory is pruned whatever the transport: files written before a switch to
+        // SMTP still hold live links.
         tasks.spawn(crate::store::retention::run(
             Arc::clone(store),
+            notify::FileTransport::new(config.store.outbox_dir()),
             config.store.retention,
             clock.clone(),
             stop.clone(),
@@ -314,7 +319,7 @@ impl Generation {
             shared,
             &runbook,
             handle,
-            pager.link_key(),
+            pager.link_keys(),
             blind_rx,
         );
         tasks.spawn(watch::run(
@@ -357,7 +362,7 @@ impl Generation {
         shared: &Shared,
         runbook: &Arc<Runbook>,
         handle: PagerHandle,
-        link_key: Arc<[u8]>,
+        link_keys: Arc<crate::email::token::LinkKeys>,
         blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
     ) -> Router {
         let clock = &shared.clock;
@@ -369,7 +374,7 @@ impl Generation {
             public_url: config.server.public_url.clone(),
             windows: config.maintenance.clone(),
             api_token: config.server.api_token.clone(),
-            link_key: Arc::clone(&link_key),
+            link_key: Arc::from(link_keys.current()),
             metrics: shared.form_metrics.clone(),
             blind_spots,
         });
@@ -380,11 +385,11 @@ impl Generation {
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
             shared.reloader.clone(),
-            Arc::clone(&link_key),
+            Arc::clone(&link_keys),
         );
         let act_routes = crate::email::links::routes(
             Arc::new(handle),
-            link_key,
+            link_keys,
             clock.clone(),
             config.server.public_url.clone(),
             config.runbook.locale,

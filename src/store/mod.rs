@@ -55,6 +55,7 @@ mod outbox;
 mod pool;
 pub mod retention;
 mod schema;
+mod secrets;
 #[cfg(test)]
 mod tests;
 
