@@ -34,13 +34,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use harven_watchdog::config::Config;
 use harven_watchdog::probe::prometheus::equivalent_promql;
 use harven_watchdog::runbook::Runbook;
 use support::backend::{Scenario, SimBackend, StatusStyle};
+use support::daemon::DaemonProcess;
 use support::procfs::{Rss, cpu_ticks};
 use support::prometheus::PrometheusServer;
 use support::smtp::{ReceivedMail, SmtpServer};
@@ -105,82 +105,6 @@ fn figure(name: &str, measured: &str, target: &str, met: Option<bool>) {
         None => "-",
     };
     println!("FIGURE\t{name}\t{measured}\t{target}\t{met}");
-}
-
-/// The daemon binary as a child process, stopped (SIGTERM) on drop.
-struct Daemon {
-    child: Child,
-    base: String,
-    data: tempfile::TempDir,
-}
-
-impl Daemon {
-    /// Starts `bin` with `env` (`HARVEN_WATCHDOG__*` pairs), its store in a fresh directory and its
-    /// HTTP on a free port, and waits until `/healthz` answers.
-    async fn start(bin: &Path, env: Vec<(String, String)>) -> Daemon {
-        let data = tempfile::Builder::new()
-            .prefix("hwbench-daemon-")
-            .tempdir()
-            .expect("a temp dir for the daemon");
-        let port = support::free_port();
-        let log = std::fs::File::create(data.path().join("daemon.log")).expect("the daemon log");
-        let child = Command::new(bin)
-            .envs(env)
-            .env(
-                "HARVEN_WATCHDOG__STORE__PATH",
-                data.path().join("watchdog.db"),
-            )
-            .env(
-                "HARVEN_WATCHDOG__SERVER__LISTEN",
-                format!("127.0.0.1:{port}"),
-            )
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        let daemon = Daemon {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            data,
-        };
-        let http = reqwest::Client::new();
-        let healthz = format!("{}/healthz", daemon.base);
-        support::wait_until(support::STARTUP_TIMEOUT, Duration::from_millis(50), || {
-            let request = http.get(&healthz).send();
-            async move { request.await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the daemon did not answer /healthz: {e}; log:\n{}",
-                support::log_tail(&daemon.data.path().join("daemon.log"), 4096)
-            )
-        });
-        daemon
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The daemon's `/metrics` text.
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("the /metrics body")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        support::terminate_child(&mut self.child, Duration::from_secs(10));
-    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -290,7 +214,7 @@ struct Rig {
     backend: SimBackend,
     prometheus: PrometheusServer,
     smtp: SmtpServer,
-    daemon: Daemon,
+    daemon: DaemonProcess,
 }
 
 impl Rig {
@@ -317,7 +241,7 @@ impl Rig {
             ),
             ("HARVEN_WATCHDOG__SMTP__TLS".to_owned(), "none".to_owned()),
         ]);
-        let daemon = Daemon::start(bin, env).await;
+        let daemon = DaemonProcess::start(bin, env).await;
         Rig {
             backend,
             prometheus,
@@ -362,7 +286,7 @@ impl Rig {
             panic!(
                 "no L1 {events:?} email #{n} for {}: {e}; daemon log:\n{}",
                 case.section,
-                support::log_tail(&self.daemon.data.path().join("daemon.log"), 4096)
+                self.daemon.log_tail()
             )
         });
         std::fs::metadata(&mail.path)
@@ -533,7 +457,7 @@ async fn containers(bin: &Path, count: usize, window: Duration) {
         "{count} containers and the stack up in {:.0?}",
         started.elapsed()
     );
-    let daemon = Daemon::start(bin, stack.env()).await;
+    let daemon = DaemonProcess::start(bin, stack.env()).await;
     // Start-up: the first polls of every probe, the store's creation.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let pid = daemon.pid();

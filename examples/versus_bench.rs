@@ -3,8 +3,8 @@
 //! same run, on the same Prometheus and the same backend, both emailing the same SMTP server.
 //!
 //! ```text
-//! versus_bench --bin PATH [--quick] [--rounds N] [--warmup S] [--noise S]
-//!              [--page-timeout S] [--resolve-timeout S] [--only NAME,NAME…]
+//! versus_bench --bin PATH [--quick] [--rounds N] [--warmup S] [--noise S] [--diurnal S]
+//!              [--scrape S] [--page-timeout S] [--resolve-timeout S] [--only NAME,NAME…]
 //! ```
 //!
 //! Each scenario runs on a stack of its own, all stacks at once (a round); `--rounds` repeats the
@@ -12,7 +12,8 @@
 //!
 //! - the real FastAPI backend (`tests/fixtures/backend/app.py`, prometheus-fastapi-instrumentator's
 //!   default profile) under [`RPS`] requests a second of real HTTP load ([`MIX`]);
-//! - a real Prometheus scraping it every second, which also evaluates [`rules_yaml`] (the runbook's
+//! - a real Prometheus scraping it every second (`--scrape`: e.g. 15, a common production
+//!   interval), which also evaluates [`rules_yaml`] (the runbook's
 //!   queries on `[5m]` windows, `for: 1m`, every 15 s as Debian's sample configuration does) and sends
 //!   its alerts to
 //! - a real Alertmanager (Debian's `prometheus-alertmanager`) on production defaults (`group_wait
@@ -30,6 +31,9 @@
 //! measures recovery it then switches back to normal and times each system's resolved email. The
 //! noisy-normal stack instead runs [`fastapi::noise`] for `--noise` seconds and counts every email of
 //! either system in a section other than the watchdog's own (`watchdog`: its unwatched sources).
+//! The diurnal stack does the same over `--diurnal` seconds of a day's swing of traffic
+//! ([`diurnal_spec`]: random arrivals from 1 to 20 requests a second and back) with everyday
+//! failed logins ([`everyday`]), and no spike at all.
 //!
 //! The table goes to stdout as markdown; progress and details go to stderr. Nothing here asserts.
 
@@ -39,11 +43,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use support::alertmanager::Alertmanager;
-use support::fastapi::{self, FastApiBackend, Handler, Load, LoadSpec, Profile, Scenario};
+use support::daemon::DaemonProcess;
+use support::fastapi::{
+    self, FastApiBackend, Handler, Load, LoadSpec, Profile, RateShape, Scenario,
+};
 use support::procfs::{Rss, cpu_percent, cpu_ticks};
 use support::prometheus::{ExtraConfig, PrometheusServer};
 use support::redis::RedisServer;
@@ -77,6 +83,9 @@ struct Plan {
     section: &'static str,
     /// Switch back to normal after both paged, and time the resolved emails.
     recovery: bool,
+    /// No switch and no spikes: a day's swing of traffic (see [`diurnal_spec`]) with its
+    /// everyday failed logins, for `--diurnal` seconds; any page is a false one.
+    diurnal: bool,
 }
 
 fn plans() -> Vec<Plan> {
@@ -87,6 +96,7 @@ fn plans() -> Vec<Plan> {
             what: "chat 6–8 s",
             section: "latency",
             recovery: true,
+            diurnal: false,
         },
         Plan {
             name: "errors",
@@ -94,6 +104,7 @@ fn plans() -> Vec<Plan> {
             what: "25 % of /api answer 500",
             section: "errors",
             recovery: true,
+            diurnal: false,
         },
         Plan {
             name: "mild-slow",
@@ -101,6 +112,7 @@ fn plans() -> Vec<Plan> {
             what: "chat 3.0–4.1 s",
             section: "latency",
             recovery: false,
+            diurnal: false,
         },
         Plan {
             name: "mild-errors",
@@ -108,6 +120,7 @@ fn plans() -> Vec<Plan> {
             what: "8 % of /api answer 500",
             section: "errors",
             recovery: false,
+            diurnal: false,
         },
         Plan {
             name: "noise",
@@ -115,6 +128,15 @@ fn plans() -> Vec<Plan> {
             what: "every 25–35 s a spike: 3 s all-slow chat, 4 s 60 % 5xx, 4 s login 401s, 8 s 2× traffic",
             section: "",
             recovery: false,
+            diurnal: false,
+        },
+        Plan {
+            name: "diurnal",
+            scenario: None,
+            what: "a day squeezed into the run: 1 → 20 → 1 requests/s, random arrivals, 8 % of logins 401, chat 0.1–1.5 s",
+            section: "",
+            recovery: false,
+            diurnal: true,
         },
     ]
 }
@@ -173,13 +195,16 @@ receivers:
     )
 }
 
-/// The sections Prometheus adds for the rules and Alertmanager at `am_target`.
-fn prometheus_extra(am_target: &str) -> ExtraConfig {
+/// The sections Prometheus adds for the rules and Alertmanager at `am_target`, scraping every
+/// `scrape`.
+fn prometheus_extra(am_target: &str, scrape: Duration) -> ExtraConfig {
     ExtraConfig {
+        scrape_interval: Some(scrape),
         yaml: format!(
             "rule_files: ['rules.yml']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am_target}']\n"
         ),
         files: vec![("rules.yml".to_owned(), rules_yaml())],
+        ..ExtraConfig::default()
     }
 }
 
@@ -314,75 +339,11 @@ fn secs(later: SystemTime, earlier: SystemTime) -> f64 {
 // The stack
 // ------------------------------------------------------------------------------------------------
 
-/// The watchdog binary as a child process, stopped (SIGTERM) on drop.
-struct Daemon {
-    child: Child,
-    data: tempfile::TempDir,
-}
-
-impl Daemon {
-    /// Starts `bin` with `env`, its store in a fresh directory and its HTTP on a free port, and
-    /// waits until `/healthz` answers.
-    async fn start(bin: &Path, env: Vec<(String, String)>) -> Daemon {
-        let data = tempfile::Builder::new()
-            .prefix("hwbench-versus-")
-            .tempdir()
-            .expect("a temp dir for the daemon");
-        let port = support::free_port();
-        let log = std::fs::File::create(data.path().join("daemon.log")).expect("the daemon log");
-        let child = Command::new(bin)
-            .envs(env)
-            .env(
-                "HARVEN_WATCHDOG__STORE__PATH",
-                data.path().join("watchdog.db"),
-            )
-            .env(
-                "HARVEN_WATCHDOG__SERVER__LISTEN",
-                format!("127.0.0.1:{port}"),
-            )
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        let daemon = Daemon { child, data };
-        let http = support::http_client();
-        let healthz = format!("http://127.0.0.1:{port}/healthz");
-        support::wait_until(support::STARTUP_TIMEOUT, Duration::from_millis(50), || {
-            let request = http.get(&healthz).send();
-            async move { request.await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "the daemon did not answer /healthz: {e}; log:\n{}",
-                daemon.log_tail()
-            )
-        });
-        daemon
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log_tail(&self) -> String {
-        support::log_tail(&self.data.path().join("daemon.log"), 4096)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        support::terminate_child(&mut self.child, Duration::from_secs(10));
-    }
-}
-
 /// Every process of one scenario's run; dropped together.
 struct Stack {
     // The load first, so no request is sent to a backend that is going away.
     _load: Load,
-    daemon: Daemon,
+    daemon: DaemonProcess,
     prometheus: PrometheusServer,
     alertmanager: Alertmanager,
     _status: [FakeStatusPage; 2],
@@ -392,10 +353,11 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(bin: &Path) -> Stack {
+    /// Starts a stack whose backend gets `load` and whose Prometheus scrapes every `scrape`.
+    async fn start(bin: &Path, load: LoadSpec, scrape: Duration) -> Stack {
         let smtp = SmtpServer::start().await;
         let backend = FastApiBackend::start(Profile::Default).await;
-        let load = Load::start(&backend, load_spec());
+        let load = Load::start(&backend, load);
         let redis = RedisServer::start().await;
         let status = [
             FakeStatusPage::start(PageScenario::indicator("none")).await,
@@ -404,13 +366,14 @@ impl Stack {
         let alertmanager = Alertmanager::start(&alertmanager_yaml(smtp.port())).await;
         let prometheus = PrometheusServer::start_with(
             &[backend.target()],
-            &prometheus_extra(&alertmanager.target()),
+            &prometheus_extra(&alertmanager.target(), scrape),
         )
         .await;
-        // The first scrape comes some seconds after Prometheus starts.
+        // The first scrapes come some seconds after Prometheus starts; a rate needs two.
+        let window = (scrape * 4).max(Duration::from_secs(30)).as_secs();
         prometheus
             .wait_for(
-                "sum(rate(http_requests_total[30s]))",
+                &format!("sum(rate(http_requests_total[{window}s]))"),
                 |s| !s.is_empty(),
                 support::STARTUP_TIMEOUT,
             )
@@ -427,7 +390,7 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v))
         .collect();
-        let daemon = Daemon::start(bin, env).await;
+        let daemon = DaemonProcess::start(bin, env).await;
         Stack {
             _load: load,
             daemon,
@@ -494,6 +457,36 @@ fn load_spec() -> LoadSpec {
     }
 }
 
+/// The peak of the diurnal swing, requests a second (its night is [`DIURNAL_LOW_RPS`]).
+const DIURNAL_PEAK_RPS: f64 = 20.0;
+const DIURNAL_LOW_RPS: f64 = 1.0;
+
+/// A day of traffic squeezed into `day`, night at the start: [`DIURNAL_LOW_RPS`] rising to
+/// [`DIURNAL_PEAK_RPS`] at half of it and back, with random arrivals.
+fn diurnal_spec(day: Duration, seed: u64) -> LoadSpec {
+    LoadSpec {
+        rps: DIURNAL_PEAK_RPS,
+        shape: Some(RateShape {
+            low_rps: DIURNAL_LOW_RPS,
+            period: day,
+            seed,
+        }),
+        ..load_spec()
+    }
+}
+
+/// The diurnal stack's everyday behaviour, not an incident: users mistyping passwords (8 % of
+/// logins answer 401) and chat answers spread over 0.1–1.5 s.
+fn everyday() -> serde_json::Value {
+    serde_json::json!({
+        "scenario": "auth",
+        "handlers": [Handler::Login.path()],
+        "unauthorized_ratio": 0.08,
+        "unauthorized_status": 401,
+        "latency_s": {Handler::Chat.path(): [0.1, 1.5]},
+    })
+}
+
 /// When Prometheus' rule for the scenario first held (`activeAt`) and when it was first seen
 /// firing (polled every second), in seconds from the switch.
 #[derive(Debug, Default, Clone, Copy)]
@@ -521,17 +514,45 @@ struct Outcome {
     idle_rss: [f64; 2],
     idle_cpu: [f64; 2],
     idle_seconds: f64,
+    /// Requests the app answered over its whole run (noise and diurnal stacks).
+    served: u64,
+}
+
+/// The requests counted in one handler's entry of the app's `served` state: a number, or an
+/// object of numbers by status.
+fn count_of(entry: &serde_json::Value) -> Option<u64> {
+    entry.as_u64().or_else(|| {
+        entry
+            .as_object()
+            .map(|by| by.values().filter_map(serde_json::Value::as_u64).sum())
+    })
 }
 
 struct Settings {
     warmup: Duration,
     noise: Duration,
+    /// How long the diurnal stack runs after its warm-up (one whole day of its swing).
+    diurnal: Duration,
+    /// Prometheus' scrape interval.
+    scrape: Duration,
     page_timeout: Duration,
     resolve_timeout: Duration,
 }
 
 async fn run_plan(bin: &Path, plan: &Plan, settings: &Settings, seed: u64) -> Outcome {
-    let stack = Stack::start(bin).await;
+    let load = if plan.diurnal {
+        diurnal_spec(settings.diurnal, seed)
+    } else {
+        load_spec()
+    };
+    let stack = Stack::start(bin, load, settings.scrape).await;
+    if plan.diurnal {
+        stack
+            .backend
+            .control(everyday())
+            .await
+            .expect("the app takes the everyday behaviour");
+    }
     let started = SystemTime::now();
     eprintln!("[{}] stack up; warming up {:?}", plan.name, settings.warmup);
     let mut outcome = Outcome::default();
@@ -563,9 +584,15 @@ async fn run_plan(bin: &Path, plan: &Plan, settings: &Settings, seed: u64) -> Ou
 
     let Some(scenario) = &plan.scenario else {
         let since = SystemTime::now();
-        eprintln!("[{}] noise for {:?}", plan.name, settings.noise);
         let (before, t0) = (pids.map(cpu_ticks), Instant::now());
-        let spikes = fastapi::noise(&stack.backend, &load_spec(), settings.noise, seed).await;
+        let spikes = if plan.diurnal {
+            eprintln!("[{}] a day of traffic in {:?}", plan.name, settings.diurnal);
+            tokio::time::sleep(settings.diurnal).await;
+            Vec::new()
+        } else {
+            eprintln!("[{}] noise for {:?}", plan.name, settings.noise);
+            fastapi::noise(&stack.backend, &load_spec(), settings.noise, seed).await
+        };
         let (after, elapsed) = (pids.map(cpu_ticks), t0.elapsed());
         for i in 0..2 {
             outcome.idle_cpu[i] = cpu_percent(before[i], after[i], elapsed);
@@ -573,6 +600,9 @@ async fn run_plan(bin: &Path, plan: &Plan, settings: &Settings, seed: u64) -> Ou
         }
         outcome.idle_seconds = elapsed.as_secs_f64();
         outcome.spikes = spikes.len();
+        outcome.served = stack.backend.state().await["served"]
+            .as_object()
+            .map_or(0, |by| by.values().filter_map(count_of).sum());
         for (at, mail) in mails_since(&stack.smtp, since) {
             if mail.section == "watchdog" {
                 continue;
@@ -737,6 +767,15 @@ fn table(results: &[(Plan, Vec<Outcome>)], settings: &Settings) -> String {
                     .map(|o| o.false_pages[i].len())
                     .sum::<usize>()
             });
+            let served: u64 = outcomes.iter().map(|o| o.served).sum();
+            if plan.diurnal {
+                let minutes = settings.diurnal.as_secs_f64() / 60.0 * outcomes.len() as f64;
+                out.push_str(&format!(
+                    "| a day's swing in {minutes:.0} min ({}; {served} requests): false pages | — | {w} | {a} | — |\n",
+                    plan.what
+                ));
+                continue;
+            }
             let spikes: usize = outcomes.iter().map(|o| o.spikes).sum();
             let minutes = settings.noise.as_secs_f64() / 60.0 * outcomes.len() as f64;
             out.push_str(&format!(
@@ -791,7 +830,7 @@ fn table(results: &[(Plan, Vec<Outcome>)], settings: &Settings) -> String {
     // The noise stacks' figures (the longest idle), else every stack's warm-up.
     let noise: Vec<&Outcome> = results
         .iter()
-        .filter(|(p, _)| p.scenario.is_none())
+        .filter(|(p, _)| p.scenario.is_none() && !p.diurnal)
         .flat_map(|(_, o)| o)
         .collect();
     let over = if noise.is_empty() {
@@ -861,7 +900,7 @@ fn alert_paths(results: &[(Plan, Vec<Outcome>)]) -> String {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "versus_bench: {problem}\nusage: versus_bench --bin PATH [--quick] [--rounds N] [--warmup S] [--noise S] [--page-timeout S] [--resolve-timeout S] [--only NAME,…]"
+        "versus_bench: {problem}\nusage: versus_bench --bin PATH [--quick] [--rounds N] [--warmup S] [--noise S] [--diurnal S] [--scrape S] [--page-timeout S] [--resolve-timeout S] [--only NAME,…]"
     );
     std::process::exit(2)
 }
@@ -889,6 +928,8 @@ fn main() {
     let settings = Settings {
         warmup: Duration::from_secs(num("--warmup", 90, 330).max(10)),
         noise: Duration::from_secs(num("--noise", 480, 1200)),
+        diurnal: Duration::from_secs(num("--diurnal", 600, 3600).max(60)),
+        scrape: Duration::from_secs(num("--scrape", 1, 1).max(1)),
         page_timeout: Duration::from_secs(num("--page-timeout", 600, 900)),
         resolve_timeout: Duration::from_secs(num("--resolve-timeout", 780, 1200)),
     };
@@ -922,10 +963,12 @@ fn main() {
     }
     let took = started.elapsed();
     println!(
-        "harven-watchdog (shipped defaults) vs Prometheus rules + Alertmanager (production defaults), {} mode: {rounds} round(s), warm-up {} s, noise {} s; took {:.0} min\n",
+        "harven-watchdog (shipped defaults) vs Prometheus rules + Alertmanager (production defaults), {} mode: {rounds} round(s), Prometheus scraping every {} s, warm-up {} s, noise {} s, a day in {} s; took {:.0} min\n",
         if quick { "quick" } else { "full" },
+        settings.scrape.as_secs(),
         settings.warmup.as_secs(),
         settings.noise.as_secs(),
+        settings.diurnal.as_secs(),
         took.as_secs_f64() / 60.0
     );
     println!("{}", table(&results, &settings));
@@ -965,8 +1008,9 @@ mod tests {
         ] {
             assert!(config.contains(line), "{line} missing from\n{config}");
         }
-        let extra = prometheus_extra("127.0.0.1:9093");
+        let extra = prometheus_extra("127.0.0.1:9093", Duration::from_secs(15));
         assert!(extra.yaml.contains("targets: ['127.0.0.1:9093']"));
+        assert_eq!(extra.scrape_interval, Some(Duration::from_secs(15)));
         assert_eq!(extra.files[0].0, "rules.yml");
     }
 
@@ -1001,6 +1045,8 @@ mod tests {
         let settings = Settings {
             warmup: Duration::from_secs(90),
             noise: Duration::from_secs(480),
+            diurnal: Duration::from_secs(600),
+            scrape: Duration::from_secs(1),
             page_timeout: Duration::from_secs(600),
             resolve_timeout: Duration::from_secs(780),
         };
@@ -1033,6 +1079,11 @@ mod tests {
             "{text}"
         );
         assert!(ratio(&[[Some(0.05), Some(0.0)]]) == "—");
-        assert_eq!(text.lines().count(), 2 + 4 + 2 + 1 + 2, "{text}");
+        assert!(
+            text.contains("a day's swing in 10 min")
+                && text.contains("requests): false pages | — | 0 | 0 |"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 2 + 4 + 2 + 1 + 1 + 2, "{text}");
     }
 }

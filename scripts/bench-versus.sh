@@ -12,10 +12,11 @@
 # builds the static release binary and the harness (examples/versus_bench.rs) with the same flags, and
 # runs it. Every scenario runs on a stack of its own, all at once.
 #
-# --quick: one round, a 90 s warm-up (the 5 min windows are not full at the switch) and 8 min of
-#          noise: about 15 min after the build.
-# full:    three rounds, a 330 s warm-up (full windows) and 20 min of noise per round: about 80 min
-#          with today's rules (a round lasts until the slowest recovery, or the noise, is over).
+# --quick: one round, a 90 s warm-up (the 5 min windows are not full at the switch), 8 min of
+#          noise and a day's swing of traffic in 10 min: about 15 min after the build.
+# full:    three rounds, a 330 s warm-up (full windows), 20 min of noise and a day's swing in one
+#          hour per round: about 3 h 20 min (each round lasts as long as its diurnal stack).
+# --scrape 15 runs every stack with Prometheus scraping every 15 s instead of every second.
 # Options after --quick go to the harness (e.g. --only slow,errors --rounds 1); see its header.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,6 +40,17 @@ for program in prometheus redis-server; do
     exit 1
   }
 done
+
+# The real FastAPI backend runs in the venv scripts/test.sh makes under its Cargo target dir; the
+# harness looks for it under this one unless HARVEN_TEST_BACKEND_PYTHON names its interpreter.
+venv_python="${HARVEN_TEST_BACKEND_PYTHON:-${CARGO_TARGET_DIR:-target}/backend-venv/bin/python}"
+[[ -x $venv_python ]] || {
+  echo "bench-versus.sh: no FastAPI backend venv at $venv_python; run 'bash scripts/test.sh' with the same CARGO_TARGET_DIR first, or set HARVEN_TEST_BACKEND_PYTHON to its bin/python" >&2
+  exit 1
+}
+# Absolute, but not through the symlink: the venv's bin/python points at the system interpreter.
+HARVEN_TEST_BACKEND_PYTHON="$(cd "$(dirname "$venv_python")" && pwd)/$(basename "$venv_python")"
+export HARVEN_TEST_BACKEND_PYTHON
 
 target="$(rustc -vV | sed -n 's/^host: //p')"
 export RUSTFLAGS='-C target-feature=+crt-static'

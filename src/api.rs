@@ -52,7 +52,7 @@ use crate::auth::{self, Auth, ClientKey, Denied};
 use crate::clock::{Clock, Timestamp};
 use crate::config::{MaintenanceWindow, limits};
 use crate::email::links::ActionError;
-use crate::email::token::{self, Action, Claims, TokenError};
+use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
@@ -84,8 +84,8 @@ struct ApiState {
     configured: Vec<MaintenanceWindow>,
     /// Asks the daemon to reload its configuration.
     reloader: Reloader,
-    /// The key the email links are signed with: their tokens may ack or resolve their incident.
-    link_key: Arc<[u8]>,
+    /// The keys the email links are signed with: their tokens may ack or resolve their incident.
+    link_key: Arc<LinkKeys>,
 }
 
 /// The `/api/*` routes, with their state. `auth` checks the token (and sessions, for reads);
@@ -98,7 +98,7 @@ pub fn routes(
     sections: Vec<String>,
     configured: Vec<MaintenanceWindow>,
     reloader: Reloader,
-    link_key: Arc<[u8]>,
+    link_key: Arc<LinkKeys>,
 ) -> Router {
     let state = Arc::new(ApiState {
         handle,
@@ -416,7 +416,9 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
         let Path(id) = Path::<String>::from_request_parts(parts, st)
             .await
             .map_err(|r| ApiError::bad_request(r.body_text()))?;
-        let checked = token::verify(&st.link_key, &presented, st.clock.now())
+        let checked = st
+            .link_key
+            .verify(&presented, st.clock.now())
             .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
         match checked {
             Ok(claims) => Ok(Self::new(Some(claims))),
@@ -742,6 +744,12 @@ async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Re
             Ok(None) => ApiError::not_found(id),
             Err(e) => e,
         },
+        Err(ActionError::Reopened { reopened, .. }) => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "incident {id} reopened (reopening #{reopened}) after this email link was sent; use the newest email's link"
+            ),
+        ),
         Err(ActionError::Unavailable(why)) => ApiError::unavailable(why),
     };
     answer.into_response()
@@ -769,7 +777,11 @@ async fn ack(
         }
         (Some(claims), _) => Some(claims.level),
     };
-    let result = st.handle.request_ack(&id, level, &by, auth.via()).await;
+    let episode = auth.link.as_ref().map(|c| c.episode);
+    let result = st
+        .handle
+        .request_ack(&id, level, episode, &by, auth.via())
+        .await;
     Ok(acted(&st, &id, result).await)
 }
 
@@ -783,7 +795,11 @@ async fn resolve(
     let Json(body) = body?;
     let by = check_by(&body.by)?;
     let note = check_text("note", &body.note)?;
-    let result = st.handle.request_resolve(&id, &by, note, auth.via()).await;
+    let episode = auth.link.as_ref().map(|c| c.episode);
+    let result = st
+        .handle
+        .request_resolve(&id, episode, &by, note, auth.via())
+        .await;
     Ok(acted(&st, &id, result).await)
 }
 

@@ -46,6 +46,16 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Replace the key that signs the emails' ack/resolve links (kept in the store). Links already
+    /// sent keep working until they expire (`escalation.link_ttl`), unless `--revoke`. A running
+    /// daemon signs and verifies with the new keys from its next reload (SIGHUP or
+    /// `POST /-/reload`) or restart; status-page sign-ins end then too.
+    RotateLinkKey {
+        /// Refuse every link signed with the old key at once (it leaked), instead of until the
+        /// links it signed expire.
+        #[arg(long)]
+        revoke: bool,
+    },
     /// Ask a running watchdog whether it is alive (`GET /healthz`); for container health checks.
     Healthcheck {
         /// The health URL; default: `/healthz` on the configured `server.listen`.

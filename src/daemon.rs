@@ -99,8 +99,9 @@ pub async fn run(
     } = reload;
 
     let prepared = prepare(config)?;
-    let mut metrics = Metrics::new();
     let store = Arc::new(Store::open(&prepared.config.store.path)?);
+    let mut metrics = Metrics::new();
+    store.register_metrics(metrics.registry_mut());
     let auth_metrics = AuthMetrics::register(metrics.registry_mut());
     let shared = Shared {
         probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
@@ -279,6 +280,8 @@ impl Generation {
         )?;
 
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        // Before anything is served: a scrape right after start shows every rule's transitions at 0.
+        shared.engine_metrics.init_transitions(&runbook);
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
         let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
@@ -308,8 +311,11 @@ impl Generation {
             sender_stop.clone(),
         ));
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
+        // The `.eml` directory is pruned whatever the transport: files written before a switch to
+        // SMTP still hold live links.
         tasks.spawn(crate::store::retention::run(
             Arc::clone(store),
+            notify::FileTransport::new(config.store.outbox_dir()),
             config.store.retention,
             clock.clone(),
             stop.clone(),
@@ -327,7 +333,7 @@ impl Generation {
             shared,
             &runbook,
             handle,
-            pager.link_key(),
+            pager.link_keys(),
             blind_rx,
         );
         tasks.spawn(watch::run(
@@ -370,13 +376,13 @@ impl Generation {
         shared: &Shared,
         runbook: &Arc<Runbook>,
         handle: PagerHandle,
-        link_key: Arc<[u8]>,
+        link_keys: Arc<crate::email::token::LinkKeys>,
         blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
     ) -> Router {
         let clock = &shared.clock;
         let auth = Arc::new(Auth::new(
             AuthConfig::of(&config.server),
-            &link_key,
+            link_keys.current(),
             Arc::clone(&shared.auth),
         ));
         let web_routes = crate::web::routes(crate::web::WebConfig {
@@ -397,11 +403,11 @@ impl Generation {
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
             shared.reloader.clone(),
-            Arc::clone(&link_key),
+            Arc::clone(&link_keys),
         );
         let act_routes = crate::email::links::routes(
             Arc::new(handle),
-            link_key,
+            link_keys,
             clock.clone(),
             config.server.public_url.clone(),
             config.runbook.locale,

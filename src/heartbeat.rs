@@ -48,6 +48,10 @@ pub async fn run(
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
+    // Both results at 0 from the start, so an `increase()` alert sees the first failure.
+    for result in ["ok", "failed"] {
+        let _ = metrics.sent.get_or_create(&ResultLabel { result });
+    }
     let mut failing = false;
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { live } => return check_config(&cli.config, live),
         Command::Healthcheck { url } => healthcheck(&cli.config, url),
         Command::Diagnose { json } => diagnose(&cli.config, json),
+        Command::RotateLinkKey { revoke } => rotate_link_key(&cli.config, revoke),
         Command::Test { files } => return test_scenarios(&cli.config, &files),
         Command::Run => {
             harven_watchdog::logging::init(cli.log_format);
@@ -317,6 +318,29 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
     } else {
         out!("{}", report.to_text());
     }
+    Ok(())
+}
+
+/// `rotate-link-key`: a new link key in the configured store, the old one accepted until the links
+/// it signed expire (or not at all with `--revoke`).
+fn rotate_link_key(files: &[std::path::PathBuf], revoke: bool) -> anyhow::Result<()> {
+    let config = Config::load(files)?;
+    let store = harven_watchdog::store::Store::open(&config.store.path)?;
+    let keep = (!revoke).then_some(config.escalation.link_ttl);
+    let until = harven_watchdog::pager::rotate_link_key(&store, Clock::system().now(), keep)?;
+    match until {
+        Some(until) => outln!(
+            "link key rotated in {}; links signed with the previous key work until {until}",
+            config.store.path.display()
+        ),
+        None => outln!(
+            "link key rotated in {}; every link signed with the previous key is refused",
+            config.store.path.display()
+        ),
+    }
+    outln!(
+        "a running watchdog uses the new key after a reload (SIGHUP or POST /-/reload) or a restart"
+    );
     Ok(())
 }
 

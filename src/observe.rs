@@ -203,6 +203,16 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 7] = [
+        FailureKind::Timeout,
+        FailureKind::Connect,
+        FailureKind::Status,
+        FailureKind::Malformed,
+        FailureKind::TooLarge,
+        FailureKind::Query,
+        FailureKind::Other,
+    ];
+
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {

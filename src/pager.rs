@@ -17,6 +17,7 @@ use url::Url;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::email::links::{ActionError as LinkError, ActionLinks, Actions};
+use crate::email::token::LinkKeys;
 use crate::email::{EmailInput, Renderer};
 use crate::engine::{EngineState, Evaluation};
 use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
@@ -24,8 +25,35 @@ use crate::notify::{self, NotifyMetrics};
 use crate::runbook::{Locale, Runbook};
 use crate::store::{NewEmail, Store, StoreError};
 
-/// The name of the ack-link signing key in the store.
+/// The name of the ack-link signing key in the store (its previous value, after a rotation, is
+/// kept beside it: [`Store::rotate_secret`]).
 pub const LINK_KEY: &str = "link-key";
+
+/// Replaces the link key in `store` (the `rotate-link-key` command). With `keep` (the configured
+/// `link_ttl`), the old key still verifies until `now + keep`, when the last link it signed has
+/// expired; the time is returned. Without, every link it signed is refused from now on (a leaked
+/// key). Pagers read the keys when they open: a running daemon takes the new one at its next reload.
+pub fn rotate_link_key(
+    store: &Store,
+    now: Timestamp,
+    keep: Option<Duration>,
+) -> Result<Option<Timestamp>, StoreError> {
+    let until = keep.map(|ttl| now + ttl);
+    store.rotate_secret(LINK_KEY, until)?;
+    tracing::info!(previous_accepted_until = ?until, "link key rotated");
+    Ok(until)
+}
+
+/// The link keys in `store`: the current one (created on first use) and the previous one while it
+/// is still accepted. Read when a pager opens, so a rotation takes effect at the next reload or
+/// restart.
+pub fn load_link_keys(store: &Store) -> Result<LinkKeys, StoreError> {
+    let keys = LinkKeys::new(store.get_or_create_secret(LINK_KEY)?);
+    Ok(match store.previous_secret(LINK_KEY)? {
+        Some((previous, until)) => keys.with_previous(previous, until),
+        None => keys,
+    })
+}
 
 /// The name of the engine's saved rule states in the store.
 pub const ENGINE_STATE: &str = "engine-state";
@@ -91,7 +119,7 @@ pub struct Pager {
     config: PagerConfig,
     runbook: Arc<Runbook>,
     renderer: Renderer,
-    key: Arc<[u8]>,
+    keys: Arc<LinkKeys>,
     sender: Arc<Notify>,
     metrics: NotifyMetrics,
     /// The latest evaluation: a page due at a deadline, or after an ack or resolve, is rendered with
@@ -112,7 +140,7 @@ impl std::fmt::Debug for Pager {
 }
 
 impl Pager {
-    /// Rebuilds the book from `store` and loads (or creates) the link key.
+    /// Rebuilds the book from `store` and loads (or creates) the link keys.
     pub fn open(
         store: Arc<Store>,
         config: PagerConfig,
@@ -121,14 +149,14 @@ impl Pager {
         metrics: NotifyMetrics,
     ) -> Result<Self, PagerError> {
         let book = Book::new(store.latest_per_section()?);
-        let key: Arc<[u8]> = store.get_or_create_secret(LINK_KEY)?.into();
+        let keys = Arc::new(load_link_keys(&store)?);
         let mut pager = Self {
             book,
             store,
             config,
             runbook,
             renderer: Renderer::new(),
-            key,
+            keys,
             sender,
             metrics,
             last: None,
@@ -138,9 +166,9 @@ impl Pager {
         Ok(pager)
     }
 
-    /// The key the ack/resolve links are signed with.
-    pub fn link_key(&self) -> Arc<[u8]> {
-        Arc::clone(&self.key)
+    /// The keys the ack/resolve links are signed and verified with.
+    pub fn link_keys(&self) -> Arc<LinkKeys> {
+        Arc::clone(&self.keys)
     }
 
     pub fn book(&self) -> &Book {
@@ -225,10 +253,11 @@ impl Pager {
         Ok(())
     }
 
-    /// Windows in force: the configuration's and those created through the API.
+    /// Windows in force: the configuration's and those created through the API (read on the store's
+    /// writer connection, so a flood of HTTP reads never holds up a step).
     fn windows(&self) -> Result<Vec<Window>, PagerError> {
         let mut windows = self.config.windows.clone();
-        windows.extend(self.store.windows()?.into_iter().map(|w| Window {
+        windows.extend(self.store.pager_windows()?.into_iter().map(|w| Window {
             sections: w.window.sections,
             starts: w.window.starts,
             ends: w.window.ends,
@@ -246,9 +275,10 @@ impl Pager {
             .expect("a page names an incident of the book");
         let links = (page.event != PageEvent::Resolved).then(|| {
             ActionLinks::sign(
-                &self.key,
+                &self.keys,
                 &self.config.public_url,
                 &incident.id,
+                incident.reopened,
                 page.level,
                 now,
                 self.config.link_ttl,
@@ -284,14 +314,28 @@ impl Pager {
         NewEmail::for_page(page, envelope, message)
     }
 
-    /// Acknowledges, records on the timeline and saves.
+    /// Refuses an email link's action when the incident reopened after the link was issued in
+    /// `episode` (`None`: not a link; the API token and the pages act on the incident as it is).
+    fn check_episode(&self, id: &str, episode: Option<u32>) -> Result<(), LinkError> {
+        match (episode, self.book.get(id)) {
+            (Some(e), Some(i)) if i.reopened != e => Err(LinkError::Reopened {
+                id: id.to_owned(),
+                reopened: i.reopened,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Acknowledges, records on the timeline and saves. `episode`: see [`Command::Ack`].
     pub fn ack(
         &mut self,
         id: &str,
         level: Option<Level>,
+        episode: Option<u32>,
         by: &str,
         now: Timestamp,
     ) -> Result<Level, LinkError> {
+        self.check_episode(id, episode)?;
         let mut book = self.book.clone();
         let level = book.ack(id, level, by, now).map_err(link_error)?;
         let incident = book.get(id).cloned().expect("acked");
@@ -302,14 +346,16 @@ impl Pager {
         Ok(level)
     }
 
-    /// Resolves by hand and queues the resolved emails at once.
+    /// Resolves by hand and queues the resolved emails at once. `episode`: see [`Command::Resolve`].
     pub fn resolve(
         &mut self,
         id: &str,
+        episode: Option<u32>,
         by: &str,
         note: &str,
         now: Timestamp,
     ) -> Result<(), LinkError> {
+        self.check_episode(id, episode)?;
         let mut book = self.book.clone();
         book.resolve(id, by, note, now).map_err(link_error)?;
         let incident = book.get(id).cloned().expect("resolved");
@@ -327,18 +373,20 @@ impl Pager {
             Command::Ack {
                 id,
                 level,
+                episode,
                 by,
                 reply,
             } => {
-                let _ = reply.send(self.ack(&id, level, &by, now));
+                let _ = reply.send(self.ack(&id, level, episode, &by, now));
             }
             Command::Resolve {
                 id,
+                episode,
                 by,
                 note,
                 reply,
             } => {
-                let _ = reply.send(self.resolve(&id, &by, &note, now));
+                let _ = reply.send(self.resolve(&id, episode, &by, &note, now));
             }
         }
     }
@@ -363,11 +411,16 @@ pub enum Command {
     Ack {
         id: String,
         level: Option<Level>,
+        /// An email link's episode ([`Claims::episode`](crate::email::token::Claims::episode)): the
+        /// ack is refused when the incident reopened since. `None` for the API token and the pages.
+        episode: Option<u32>,
         by: String,
         reply: oneshot::Sender<Result<Level, LinkError>>,
     },
     Resolve {
         id: String,
+        /// As for [`Command::Ack`].
+        episode: Option<u32>,
         by: String,
         note: String,
         reply: oneshot::Sender<Result<(), LinkError>>,
@@ -399,11 +452,13 @@ impl PagerHandle {
     }
 
     /// Acknowledges `id` for `level` (default: the highest paged) by `by` through the pager's task,
-    /// from async code (the API and the pages' forms); `via` names the route in the log line.
+    /// from async code (the API and the pages' forms); `episode` is an email link token's (refused
+    /// after a reopen), `None` otherwise; `via` names the route in the log line.
     pub async fn request_ack(
         &self,
         id: &str,
         level: Option<Level>,
+        episode: Option<u32>,
         by: &str,
         via: &str,
     ) -> Result<Level, LinkError> {
@@ -411,6 +466,7 @@ impl PagerHandle {
             .request(|reply| Command::Ack {
                 id: id.to_owned(),
                 level,
+                episode,
                 by: by.to_owned(),
                 reply,
             })
@@ -421,11 +477,12 @@ impl PagerHandle {
         result
     }
 
-    /// Resolves `id` by hand through the pager's task, from async code; `via` as for
+    /// Resolves `id` by hand through the pager's task, from async code; `episode` and `via` as for
     /// [`request_ack`](Self::request_ack).
     pub async fn request_resolve(
         &self,
         id: &str,
+        episode: Option<u32>,
         by: &str,
         note: String,
         via: &str,
@@ -433,6 +490,7 @@ impl PagerHandle {
         let result = self
             .request(|reply| Command::Resolve {
                 id: id.to_owned(),
+                episode,
                 by: by.to_owned(),
                 note,
                 reply,
@@ -466,21 +524,23 @@ impl Actions for PagerHandle {
             .map_err(|e| LinkError::Unavailable(e.to_string()))
     }
 
-    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), LinkError> {
+    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), LinkError> {
         let (id, by) = (incident.to_owned(), by.to_owned());
         self.ask(|reply| Command::Ack {
             id,
             level: Some(level),
+            episode: Some(episode),
             by,
             reply,
         })
         .map(|_| ())
     }
 
-    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), LinkError> {
+    fn resolve(&self, incident: &str, episode: u32, by: &str, note: &str) -> Result<(), LinkError> {
         let (id, by, note) = (incident.to_owned(), by.to_owned(), note.to_owned());
         self.ask(|reply| Command::Resolve {
             id,
+            episode: Some(episode),
             by,
             note,
             reply,

@@ -174,6 +174,10 @@ impl ReloadMetrics {
             "Configuration reloads, by result (applied | invalid | failed)",
             m.reloads.clone(),
         );
+        // At 0 from the start, so an `increase()` alert sees the first failed reload.
+        for result in ["applied", "invalid", "failed"] {
+            let _ = m.reloads.get_or_create(&ResultLabel { result });
+        }
         m
     }
 

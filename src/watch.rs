@@ -290,6 +290,22 @@ impl EngineMetrics {
         }
     }
 
+    /// Shows `symptom_transitions_total` at 0 for every rule of `runbook`, fired and cleared, so an
+    /// `increase()` alert sees a rule's first transition (a series born at 1 has no increase).
+    pub fn init_transitions(&self, runbook: &Runbook) {
+        for section in &runbook.sections {
+            for rule in &section.rules {
+                for event in ["fired", "cleared"] {
+                    let _ = self.transitions.get_or_create(&TransitionLabels {
+                        section: section.id.clone(),
+                        rule: rule.id.clone(),
+                        event,
+                    });
+                }
+            }
+        }
+    }
+
     fn record(&self, engine: &Engine, eval: &Evaluation) {
         for section in &engine.runbook().sections {
             for rule in &section.rules {

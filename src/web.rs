@@ -90,6 +90,17 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+/// The `reason` labels of `form_refusals_total`, each at 0 from the start.
+const REFUSAL_REASONS: [&str; 7] = [
+    "cross_site",
+    "no_token",
+    "signed_out",
+    "csrf",
+    "wrong_token",
+    "rate_limited",
+    "bad_input",
+];
+
 /// `harven_watchdog_form_refusals_total{reason}`: form posts on the pages that changed nothing
 /// (reason: cross_site, no_token, signed_out, csrf, wrong_token, rate_limited, bad_input).
 #[derive(Debug, Clone, Default)]
@@ -105,6 +116,9 @@ impl FormMetrics {
             "Form posts on the status pages refused or not carried out, by reason",
             m.refusals.clone(),
         );
+        for reason in REFUSAL_REASONS {
+            let _ = m.refusals.get_or_create(&ReasonLabel { reason });
+        }
         m
     }
 
@@ -776,7 +790,12 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
     match result {
         Ok(_) => see_other(&format!("/incidents/{id}"), None),
         // The pager holds each section's newest incident: an older one is over.
-        Err(ActionError::AlreadyResolved(_) | ActionError::UnknownIncident(_)) => st.message(
+        // (`Reopened` answers email links only; the pages act on the incident as it is now.)
+        Err(
+            ActionError::AlreadyResolved(_)
+            | ActionError::UnknownIncident(_)
+            | ActionError::Reopened { .. },
+        ) => st.message(
             StatusCode::CONFLICT,
             "not_acted",
             format!("{} {}", t["not_open"], t["nothing_changed"]),
@@ -827,7 +846,10 @@ async fn ack(
         Ok(v) => v,
         Err(e) => return not_done(&st, e),
     };
-    let result = st.handle.request_ack(&id, level, &by, "status page").await;
+    let result = st
+        .handle
+        .request_ack(&id, level, None, &by, "status page")
+        .await;
     acted(&st, &id, result)
 }
 
@@ -851,7 +873,7 @@ async fn resolve(
     };
     let result = st
         .handle
-        .request_resolve(&id, &by, note, "status page")
+        .request_resolve(&id, None, &by, note, "status page")
         .await;
     acted(&st, &id, result)
 }

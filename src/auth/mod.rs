@@ -99,6 +99,15 @@ struct ReasonLabel {
 /// and had none. `reason`: `rate_limited` (over budget, not checked), `bad_token` (not the API token),
 /// `bad_link_token` (an email link token expired, altered, or for another incident or action),
 /// `no_credentials` (none given where one is needed), `not_configured` (no API token configured).
+/// Every `reason` of [`AuthMetrics`].
+const REASONS: [&str; 5] = [
+    "rate_limited",
+    "bad_token",
+    "bad_link_token",
+    "no_credentials",
+    "not_configured",
+];
+
 #[derive(Debug, Clone, Default)]
 pub struct AuthMetrics {
     refusals: Family<ReasonLabel, Counter>,
@@ -112,6 +121,10 @@ impl AuthMetrics {
             "Credentials refused (or missing where needed), by reason; rate_limited ones were not checked",
             m.refusals.clone(),
         );
+        // Every reason from 0, so an increase() alert sees the first refusal.
+        for reason in REASONS {
+            let _ = m.refusals.get_or_create(&ReasonLabel { reason });
+        }
         m
     }
 

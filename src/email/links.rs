@@ -1,9 +1,12 @@
 //! The ack/resolve links of the emails: `GET /act/{token}` shows a confirmation page and changes
 //! nothing (mail scanners and link previews fetch every link on delivery); `POST /act/{token}` acts.
 //!
-//! The token in the path is the authority: signed by this watchdog, bound to the incident, the action
-//! and the level, and expiring ([`super::token`]). A forged, altered or expired token is refused with
-//! 403 before anything is read or changed. The POST also carries the incident and action the page
+//! The token in the path is the authority: signed by this watchdog, bound to the incident, the action,
+//! the level and the incident's episode, and expiring ([`super::token`]). A forged, altered or expired
+//! token is refused with 403 before anything is read or changed. A link acts only on the episode its
+//! email was sent in: a second POST of a resolve link finds the incident resolved, and after a reopen
+//! every earlier link is refused (409, a page saying why), so a replayed link never resolves or
+//! acknowledges an episode its reader was not told about; the reopened email carries new links. The POST also carries the incident and action the page
 //! showed, and they must be the token's, so a form is never applied to what its page did not name.
 //! Cross-site form posts are refused ([`crate::http::cross_site`]: `Sec-Fetch-Site`, `Origin` or,
 //! without one, `Referer`, when the browser sends them): they must come from the watchdog's own
@@ -29,7 +32,7 @@ use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::token::{self, Action, Claims, TokenError};
+use super::token::{self, Action, Claims, LinkKeys, TokenError};
 use super::view::{human_duration, human_time};
 use crate::auth::{Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
@@ -51,20 +54,22 @@ pub struct ActionLinks {
 }
 
 impl ActionLinks {
-    /// Signs the ack and resolve links of `incident` for `level`, valid for `ttl` from `now`.
+    /// Signs the ack and resolve links of `incident` in its episode `episode` (its reopen count now)
+    /// for `level`, valid for `ttl` from `now`.
     pub fn sign(
-        key: &[u8],
+        keys: &LinkKeys,
         public_url: &Url,
         incident: &str,
+        episode: u32,
         level: Level,
         now: Timestamp,
         ttl: Duration,
     ) -> Self {
-        let ack = Claims::new(incident, Action::Ack, level, now, ttl);
-        let resolve = Claims::new(incident, Action::Resolve, level, now, ttl);
+        let ack = Claims::new(incident, Action::Ack, level, now, ttl).in_episode(episode);
+        let resolve = Claims::new(incident, Action::Resolve, level, now, ttl).in_episode(episode);
         Self {
-            ack_url: act_url(public_url, &token::sign(key, &ack)),
-            resolve_url: act_url(public_url, &token::sign(key, &resolve)),
+            ack_url: act_url(public_url, &keys.sign(&ack)),
+            resolve_url: act_url(public_url, &keys.sign(&resolve)),
             expires_at: ack.expires_at(),
         }
     }
@@ -82,6 +87,9 @@ pub enum ActionError {
     UnknownIncident(String),
     #[error("incident {0} is already resolved")]
     AlreadyResolved(String),
+    /// The link was issued in an earlier episode: the incident reopened (`reopened` times) since.
+    #[error("incident {id} reopened after this link was sent")]
+    Reopened { id: String, reopened: u32 },
     /// The store could not be read or written; worth trying again.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -92,17 +100,24 @@ pub enum ActionError {
 pub trait Actions: Send + Sync {
     /// The incident, for the confirmation page; `Ok(None)` when there is none with this ID.
     fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError>;
-    /// Records an acknowledgement by `by` for `level` (the level the email went to).
-    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), ActionError>;
-    /// Resolves the incident by hand, with `note` on its timeline.
-    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), ActionError>;
+    /// Records an acknowledgement by `by` for `level` (the level the email went to), if the incident
+    /// is still in `episode` (else [`ActionError::Reopened`]).
+    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), ActionError>;
+    /// Resolves the incident by hand, with `note` on its timeline, if it is still in `episode`.
+    fn resolve(
+        &self,
+        incident: &str,
+        episode: u32,
+        by: &str,
+        note: &str,
+    ) -> Result<(), ActionError>;
 }
 
 struct ActState {
     actions: Arc<dyn Actions>,
     /// The failure budgets and the log throttle (the links take no other credential).
     auth: Arc<Auth>,
-    key: Arc<[u8]>,
+    keys: Arc<LinkKeys>,
     clock: Clock,
     public_url: Url,
     locale: Locale,
@@ -114,12 +129,12 @@ const MAX_BY: usize = 100;
 /// Longest accepted resolve note, in characters.
 const MAX_NOTE: usize = 2000;
 
-/// The `/act/{token}` routes. `key` is the link key the emails were signed with; `public_url` is the
-/// origin form posts must come from; `locale` is the language of the pages; `auth` holds the
+/// The `/act/{token}` routes. `keys` are the link keys the emails were signed with; `public_url` is
+/// the origin form posts must come from; `locale` is the language of the pages; `auth` holds the
 /// failure budgets and the log throttle.
 pub fn routes(
     actions: Arc<dyn Actions>,
-    key: Arc<[u8]>,
+    keys: Arc<LinkKeys>,
     clock: Clock,
     public_url: Url,
     locale: Locale,
@@ -128,7 +143,7 @@ pub fn routes(
     let state = Arc::new(ActState {
         actions,
         auth,
-        key,
+        keys,
         clock,
         public_url,
         locale,
@@ -161,6 +176,8 @@ struct PageView {
     incident: Option<IncidentBrief>,
     /// The form is shown only when the action can still be taken.
     can_act: bool,
+    /// Why not, when it cannot.
+    why_not: String,
     expires_at: String,
     incident_url: String,
     /// The result page: what happened.
@@ -190,7 +207,7 @@ async fn confirm_page(
     if let Err(wait) = st.auth.admit_link(client) {
         return rate_limited(&st, client, wait);
     }
-    let claims = match token::verify(&st.key, &token, now) {
+    let claims = match st.keys.verify(&token, now) {
         Ok(c) => c,
         Err(e) => return refused(&st, &e, "GET", client),
     };
@@ -199,8 +216,22 @@ async fn confirm_page(
         Ok(None) => return not_found(&st, &claims.incident),
         Err(e) => return action_failed(&st, &e),
     };
-    let can_act = incident.state == IncidentState::Open;
-    let view = page_view(&st, &claims, Some(&incident), now, can_act, String::new());
+    let why_not = if incident.reopened != claims.episode {
+        reopened_text(st.locale, &incident.id, incident.reopened)
+    } else if incident.state != IncidentState::Open {
+        page_labels(st.locale)["not_open"].to_owned()
+    } else {
+        String::new()
+    };
+    let mut view = page_view(
+        &st,
+        &claims,
+        Some(&incident),
+        now,
+        why_not.is_empty(),
+        String::new(),
+    );
+    view.why_not = why_not;
     html_page(&st.env, "act.html", &view, StatusCode::OK, PageKind::Action)
 }
 
@@ -233,7 +264,7 @@ async fn act(
         return rate_limited(&st, client, wait);
     }
     let now = st.clock.now();
-    let claims = match token::verify(&st.key, &token, now) {
+    let claims = match st.keys.verify(&token, now) {
         Ok(c) => c,
         Err(e) => return refused(&st, &e, "POST", client),
     };
@@ -261,10 +292,11 @@ async fn act(
 
     let actions = Arc::clone(&st.actions);
     let (incident, level, action) = (claims.incident.clone(), claims.level, claims.action);
+    let episode = claims.episode;
     let who = by.clone();
     let result = tokio::task::spawn_blocking(move || match action {
-        Action::Ack => actions.ack(&incident, level, &who),
-        Action::Resolve => actions.resolve(&incident, &who, &note),
+        Action::Ack => actions.ack(&incident, level, episode, &who),
+        Action::Resolve => actions.resolve(&incident, episode, &who, &note),
     })
     .await
     .unwrap_or_else(|e| {
@@ -347,6 +379,7 @@ fn page_view(
                 .collect(),
         }),
         can_act,
+        why_not: String::new(),
         expires_at: human_time(claims.expires_at()),
         incident_url: super::public_link(&st.public_url, &format!("incidents/{}", claims.incident)),
         message,
@@ -434,6 +467,18 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
                 format!("O incidente {id} já está resolvido. Nada foi alterado.\n")
             },
         ),
+        ActionError::Reopened { id, reopened } => {
+            tracing::warn!(incident = %id, reopened, "refused an email link of an episode before the incident reopened");
+            let why = reopened_text(st.locale, id, *reopened);
+            plain_text(
+                StatusCode::CONFLICT,
+                if en {
+                    format!("Refused: {why} Nothing was changed.\n")
+                } else {
+                    format!("Recusado: {why} Nada foi alterado.\n")
+                },
+            )
+        }
         ActionError::Unavailable(why) => {
             tracing::error!(error = %why, "ack/resolve through an email link failed");
             plain_text(
@@ -446,6 +491,18 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
                 },
             )
         }
+    }
+}
+
+/// Why a link of an earlier episode no longer acts, and what to use instead.
+fn reopened_text(locale: Locale, id: &str, reopened: u32) -> String {
+    match locale {
+        Locale::En => format!(
+            "incident {id} reopened (reopening #{reopened}) after the email with this link was sent, so the link no longer acts. Use the links of the newest email, or the status page."
+        ),
+        Locale::PtBr => format!(
+            "o incidente {id} reabriu ({reopened}ª reabertura) depois que o email com este link foi enviado, então o link não vale mais. Use os links do email mais recente, ou a página de status."
+        ),
     }
 }
 

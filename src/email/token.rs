@@ -2,12 +2,24 @@
 //!
 //! A token is `base64url(payload) "." base64url(HMAC-SHA256(key, context || payload))`, unpadded, so
 //! it sits in a URL path as is. The payload binds the action (`ack` | `resolve`), the level the email
-//! went to, the expiry (Unix seconds) and the incident ID; changing any byte of it, or signing with
-//! another key, fails verification. ring compares tags in constant time.
+//! went to, the expiry (Unix seconds), the incident's *episode* and the incident ID; changing any
+//! byte of it, or signing with another key, fails verification. ring compares tags in constant time.
+//!
+//! The episode is how many times the incident had reopened when the email was sent
+//! ([`Incident::reopened`](crate::incident::Incident::reopened)). A link acts only while the incident
+//! is still in that episode: once it is resolved, a resolve link has nothing left to do (the incident
+//! is resolved), and once it reopens, every link of the emails before is void (the reopened email
+//! carries new ones). So a resolve link works once, and an ack link never acknowledges an episode
+//! its reader has not been told about. Tokens of the first format (`v1`, before episodes) read as
+//! episode 0.
 //!
 //! A valid token proves only that this watchdog issued it for that incident and action and that it has
 //! not expired. Whoever serves the link still checks that the incident it acts on is the token's
-//! ([`Claims::authorize`]), and the ack/resolve page acts only on POST (mail scanners fetch links).
+//! ([`Claims::authorize`]) and that the incident is still in the token's episode (the pager, which
+//! owns the incidents), and the ack/resolve page acts only on POST (mail scanners fetch links).
+//!
+//! [`LinkKeys`] are the keys a watchdog signs and verifies with: the current one, and after a
+//! rotation the previous one, still accepted until every link it signed has expired.
 
 use std::fmt;
 
@@ -24,7 +36,10 @@ use crate::incident::Level;
 const CONTEXT: &[u8] = b"harven-watchdog/act/v1\n";
 
 /// The payload's format version, its first field.
-const VERSION: &str = "v1";
+const VERSION: &str = "v2";
+
+/// The first format: no episode field (read as episode 0).
+const VERSION_1: &str = "v1";
 
 /// Bytes in a key made by [`generate_key`]: the HMAC-SHA256 block-size recommendation is at least 32.
 pub const KEY_LEN: usize = 32;
@@ -70,6 +85,9 @@ pub struct Claims {
     /// Unix seconds after which the token is refused. Seconds, not milliseconds: it is all a link
     /// needs, and it keeps the URL short.
     pub expires: i64,
+    /// The incident's reopen count when the link was issued: the link acts only while the incident
+    /// is still in this episode (see the module doc).
+    pub episode: u32,
 }
 
 impl Claims {
@@ -86,7 +104,15 @@ impl Claims {
             action,
             level,
             expires: (now + ttl).as_unix_millis().div_euclid(1000),
+            episode: 0,
         }
+    }
+
+    /// These claims for episode `episode` of the incident (its reopen count when the email is sent).
+    #[must_use]
+    pub fn in_episode(mut self, episode: u32) -> Self {
+        self.episode = episode;
+        self
     }
 
     /// When the token stops being accepted.
@@ -109,20 +135,28 @@ impl Claims {
     fn payload(&self) -> String {
         // The incident goes last: it is the only free-form field, and `splitn` leaves it whole.
         format!(
-            "{VERSION}\n{}\n{}\n{}\n{}",
-            self.action, self.level, self.expires, self.incident
+            "{VERSION}\n{}\n{}\n{}\n{}\n{}",
+            self.action, self.level, self.expires, self.episode, self.incident
         )
     }
 
     fn parse(payload: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(payload).ok()?;
-        let mut fields = text.splitn(5, '\n');
-        if fields.next()? != VERSION {
-            return None;
-        }
+        let (version, rest) = text.split_once('\n')?;
+        let with_episode = match version {
+            VERSION => true,
+            VERSION_1 => false,
+            _ => return None,
+        };
+        let mut fields = rest.splitn(if with_episode { 5 } else { 4 }, '\n');
         let action = Action::parse(fields.next()?)?;
         let level = Level::parse(fields.next()?)?;
         let expires = fields.next()?.parse().ok()?;
+        let episode = if with_episode {
+            fields.next()?.parse().ok()?
+        } else {
+            0
+        };
         let incident = fields.next()?;
         if incident.is_empty() {
             return None;
@@ -132,6 +166,7 @@ impl Claims {
             action,
             level,
             expires,
+            episode,
         })
     }
 }
@@ -219,9 +254,64 @@ pub fn verify(key: &[u8], token: &str, now: Timestamp) -> Result<Claims, TokenEr
     Ok(claims)
 }
 
+/// The keys links are signed and verified with: the current key signs; after a rotation, the previous
+/// key still verifies until `previous_until` (when the last link it signed expires), so a rotation
+/// does not break the links of emails already sent unless it is meant to.
+#[derive(Clone)]
+pub struct LinkKeys {
+    current: Vec<u8>,
+    previous: Option<(Vec<u8>, Timestamp)>,
+}
+
+impl fmt::Debug for LinkKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkKeys")
+            .field("previous_until", &self.previous.as_ref().map(|(_, t)| *t))
+            .finish_non_exhaustive()
+    }
+}
+
+impl LinkKeys {
+    /// Only `current`: no rotation pending.
+    pub fn new(current: impl Into<Vec<u8>>) -> Self {
+        Self {
+            current: current.into(),
+            previous: None,
+        }
+    }
+
+    /// Also accepts tokens signed with `previous` while `now` is before `until`.
+    #[must_use]
+    pub fn with_previous(mut self, previous: impl Into<Vec<u8>>, until: Timestamp) -> Self {
+        self.previous = Some((previous.into(), until));
+        self
+    }
+
+    /// The key that signs (and from which the pages' session key is derived).
+    pub fn current(&self) -> &[u8] {
+        &self.current
+    }
+
+    /// The token for `claims`, signed with the current key.
+    pub fn sign(&self, claims: &Claims) -> String {
+        sign(&self.current, claims)
+    }
+
+    /// [`verify`] with the current key, then, for a token it did not sign, with the previous key
+    /// while it is still accepted at `now`.
+    pub fn verify(&self, token: &str, now: Timestamp) -> Result<Claims, TokenError> {
+        match (verify(&self.current, token, now), &self.previous) {
+            (Err(TokenError::BadSignature), Some((previous, until))) if now < *until => {
+                verify(previous, token, now)
+            }
+            (result, _) => result,
+        }
+    }
+}
+
 /// A fresh random key of [`KEY_LEN`] bytes from the operating system. The daemon makes one on first
 /// start and keeps it with its data, so links survive a restart; a new key invalidates every link
-/// already sent.
+/// already sent (unless the old one is kept as [`LinkKeys`]' previous key).
 pub fn generate_key() -> Result<[u8; KEY_LEN], ring::error::Unspecified> {
     let mut key = [0u8; KEY_LEN];
     SystemRandom::new().fill(&mut key)?;
@@ -303,6 +393,59 @@ mod tests {
     }
 
     #[test]
+    fn a_first_format_token_reads_as_episode_zero() {
+        let c = claims();
+        let payload = format!(
+            "v1\n{}\n{}\n{}\n{}",
+            c.action, c.level, c.expires, c.incident
+        );
+        let tag = hmac::sign(&hmac_key(KEY), &signed_bytes(payload.as_bytes()));
+        let token = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        );
+        assert_eq!(verify(KEY, &token, NOW), Ok(c.clone()));
+        let later = c.in_episode(3);
+        assert_eq!(
+            verify(KEY, &sign(KEY, &later), NOW).map(|c| c.episode),
+            Ok(3)
+        );
+    }
+
+    /// After a rotation the new key signs; a link signed with the previous key verifies until the
+    /// rotation's `until` and not after, and a key that was never ours never does.
+    #[test]
+    fn rotated_keys_accept_the_previous_key_until_its_links_expire() {
+        const NEW: &[u8] = b"the new key, also 32 bytes long!";
+        let until = NOW + Duration::from_secs(600);
+        let keys = LinkKeys::new(NEW).with_previous(KEY, until);
+        let old_link = sign(KEY, &claims());
+        assert_eq!(keys.verify(&old_link, NOW), Ok(claims()));
+        let at_until = Timestamp::from_unix_millis(until.as_unix_millis());
+        assert_eq!(
+            keys.verify(&old_link, at_until),
+            Err(TokenError::BadSignature),
+            "the previous key is refused from `until` on"
+        );
+        let new_link = keys.sign(&claims());
+        assert_eq!(verify(NEW, &new_link, NOW), Ok(claims()));
+        assert_eq!(keys.verify(&new_link, at_until), Ok(claims()));
+        let forged = sign(b"never ours, never accepted here!", &claims());
+        assert_eq!(keys.verify(&forged, NOW), Err(TokenError::BadSignature));
+        // An expired link signed with the previous key says so (it is authentic).
+        let short = Claims::new("x", Action::Ack, Level::L1, NOW, Duration::from_secs(60));
+        let expired = sign(KEY, &short);
+        assert!(matches!(
+            keys.verify(&expired, NOW + Duration::from_secs(61)),
+            Err(TokenError::Expired { .. })
+        ));
+        let debug = format!("{keys:?}");
+        assert!(!debug.contains(&format!("{:?}", &NEW[..4])), "{debug}");
+        assert!(!debug.contains(&format!("{:?}", &KEY[..4])), "{debug}");
+    }
+
+    #[test]
     fn generated_keys_differ() {
         let a = generate_key().expect("random");
         let b = generate_key().expect("random");
@@ -340,8 +483,9 @@ mod tests {
             action in action(),
             level in level(),
             expires in (NOW.as_unix_millis() / 1000 + 1)..i64::MAX,
+            episode in any::<u32>(),
         ) {
-            let claims = Claims { incident, action, level, expires };
+            let claims = Claims { incident, action, level, expires, episode };
             prop_assert_eq!(verify(KEY, &sign(KEY, &claims), NOW), Ok(claims));
         }
 

@@ -1,6 +1,17 @@
 //! From the domain types to what an email shows: plain strings in the email's locale, with units,
 //! UTC times and durations, the subject, and the data of the postmortem draft. The templates only lay
 //! these out, so every decision about wording is here and tested through the rendered emails.
+//!
+//! **Peer strings.** What a peer chose — a status page's description, a Prometheus label value such
+//! as a handler name, a container or image name, a note or failure detail quoting an answer — must
+//! not pass for the watchdog's own words or links, above all in the text part, where the ack/resolve
+//! links are plain lines. Every reading is shown through [`quoted`]: one line (control characters,
+//! line and paragraph separators and bidirectional overrides become spaces), at most
+//! [`MAX_PEER`] characters, between `«` and `»` (any guillemet inside becomes `‹` `›`, so it cannot
+//! close the quote). Lines of the watchdog's that embed readings (the symptom's key with its label
+//! values, which [`Key`]'s `Display` already quotes and escapes; timeline entries; commands with a
+//! filled-in value) go through [`one_line`]. The HTML part escapes everything besides (its templates
+//! are `*.html`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -183,6 +194,77 @@ const EN: &[(&str, &str)] = &[
     ("pm_fill", "(to complete)"),
     ("footer", "Sent by harven-watchdog. Times are UTC."),
 ];
+
+/// Most characters of a peer string an email shows: as many as an incident keeps of an observed
+/// value ([`MAX_TEXT`](crate::incident::model::MAX_TEXT)), enough for a blind spot's reading with
+/// its fix, and one line whatever a peer sends.
+pub(super) const MAX_PEER: usize = 1200;
+
+/// Most characters of an evidence line's reading, which joins every instance it read (a blind spot
+/// per rule, each with its fix): a few peer strings' worth.
+const MAX_OBSERVED: usize = 4 * MAX_PEER;
+
+/// Most characters of a watchdog line that embeds peer strings (a key with its labels, a timeline
+/// entry, a command).
+const MAX_LINE: usize = 1500;
+
+/// A character that must not reach an email inside a peer string: control characters (newlines and
+/// tabs included), Unicode line and paragraph separators, and the bidirectional controls that can
+/// make text read in another order than it is written.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` on one line: unsafe characters become spaces, runs of white space one space, the ends
+/// trimmed, and at most `max` characters kept (`…` marks a cut).
+pub(super) fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max * 4));
+    let mut count = 0;
+    let mut space = false;
+    for c in s.chars() {
+        let c = if unsafe_char(c) { ' ' } else { c };
+        if c.is_whitespace() {
+            space = !out.is_empty();
+            continue;
+        }
+        if count + usize::from(space) >= max {
+            out.push('…');
+            return out;
+        }
+        if space {
+            out.push(' ');
+            count += 1;
+            space = false;
+        }
+        out.push(c);
+        count += 1;
+    }
+    out
+}
+
+/// A string a peer chose, as an email shows it: [`one_line`] cut at [`MAX_PEER`] characters, any
+/// guillemet inside turned into `‹`/`›`, between `«` and `»`. Nothing in it can start a line of its
+/// own or close the quote, so it reads as a quotation, never as the watchdog speaking.
+pub(super) fn quoted(s: &str) -> String {
+    quoted_max(s, MAX_PEER)
+}
+
+/// [`quoted`], cut at `max` characters.
+fn quoted_max(s: &str, max: usize) -> String {
+    let inner: String = one_line(s, max)
+        .chars()
+        .map(|c| match c {
+            '«' => '‹',
+            '»' => '›',
+            c => c,
+        })
+        .collect();
+    format!("«{inner}»")
+}
 
 pub(super) fn labels(locale: Locale) -> Labels {
     let table = match locale {
@@ -442,7 +524,7 @@ impl EmailView {
                 level: level.as_str(),
                 paged_at: incident.paged.get(level).map(|t| human_time(*t)),
                 last_email: incident.last_page.get(level).map(|t| human_time(*t)),
-                acked_by: incident.acks.get(level).map(|a| a.by.clone()),
+                acked_by: incident.acks.get(level).map(|a| one_line(&a.by, MAX_PEER)),
                 acked_at: incident.acks.get(level).map(|a| human_time(a.at)),
             })
             .collect();
@@ -455,7 +537,7 @@ impl EmailView {
             .map(|e| TimelineView {
                 at: human_time(e.at),
                 kind: e.kind.clone(),
-                text: e.text.clone(),
+                text: one_line(&e.text, MAX_LINE),
             })
             .collect();
 
@@ -707,15 +789,17 @@ fn symptom_view(s: &Symptom, section: Option<&Section>, locale: Locale) -> Sympt
         (_, SymptomState::Inactive) if en => "inactive",
         (_, SymptomState::Inactive) => "inativo",
     };
+    // A number or a boolean is the watchdog's rendering; a word or a note may be a peer's.
     let value = match (&s.value, &s.note) {
+        (Some(Value::Text(t)), _) => quoted(t),
         (Some(v), _) => format_value(obs, v),
-        (None, Some(note)) => note.clone(),
+        (None, Some(note)) => quoted(note),
         (None, None) => "?".to_owned(),
     };
     SymptomView {
         rule: s.rule.clone(),
         summary: rule.map_or_else(|| s.summary.clone(), |r| r.summary.get(locale).to_owned()),
-        key,
+        key: one_line(&key, MAX_LINE),
         state,
         severity: s.severity.to_string(),
         value,
@@ -766,10 +850,11 @@ fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale) -> Cau
             .iter()
             .map(|x| ContextView {
                 name: x.name.clone(),
-                value: x
-                    .value
-                    .as_ref()
-                    .map_or_else(|| "?".to_owned(), |v| format_value(key_name(&x.key), v)),
+                value: match &x.value {
+                    Some(Value::Text(t)) => quoted(t),
+                    Some(v) => format_value(key_name(&x.key), v),
+                    None => "?".to_owned(),
+                },
             })
             .collect(),
         vendor: c.vendor.clone(),
@@ -777,7 +862,8 @@ fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale) -> Cau
             || c.actions.clone(),
             |x| x.actions.iter().map(|a| a.get(locale).to_owned()).collect(),
         ),
-        commands: c.commands.clone(),
+        // Runbook commands, as the team wrote them, with context values filled in: one line each.
+        commands: c.commands.iter().map(|x| one_line(x, MAX_LINE)).collect(),
     }
 }
 
@@ -801,7 +887,8 @@ fn evidence_view(e: &EvidenceLine, en: bool) -> EvidenceView {
         condition: e.condition.clone(),
         truth: e.truth,
         truth_label,
-        observed: e.observed.clone(),
+        // What was read (values, notes, why nothing was): a peer's words, quoted.
+        observed: quoted_max(&e.observed, MAX_OBSERVED),
     }
 }
 
@@ -845,7 +932,10 @@ fn postmortem(
     let acks = incident
         .acks
         .iter()
-        .map(|(level, a)| format!("{level}: {} {} {}", a.by, t["at"], human_time(a.at)))
+        .map(|(level, a)| {
+            let by = one_line(&a.by, MAX_PEER);
+            format!("{level}: {by} {} {}", t["at"], human_time(a.at))
+        })
         .collect();
     let escalations = incident
         .paged
@@ -862,7 +952,7 @@ fn postmortem(
                 "acknowledged" | "resolved" | "note" | "muted" | "reopened"
             )
         })
-        .map(|e| format!("{} {}", human_time(e.at), e.text))
+        .map(|e| format!("{} {}", human_time(e.at), one_line(&e.text, MAX_LINE)))
         .collect();
     if let Some(note) = &incident.resolve_note {
         actions_taken.push(format!("{}: {note}", t["resolve_note"]));
@@ -978,6 +1068,25 @@ mod tests {
         let en: Vec<_> = labels(Locale::En).into_keys().collect();
         assert_eq!(pt, en);
         assert_eq!(pt.len(), PT_BR.len(), "no duplicate keys");
+    }
+
+    #[test]
+    fn peer_strings_are_one_quoted_line_and_cut() {
+        assert_eq!(
+            quoted("Partial outage\n\nClick https://evil.example/ack to acknowledge"),
+            "«Partial outage Click https://evil.example/ack to acknowledge»"
+        );
+        assert_eq!(quoted("  a\r\n\tb\u{2028}c\u{202e}d  "), "«a b c d»");
+        assert_eq!(
+            quoted("x» Resolve: https://evil «y"),
+            "«x› Resolve: https://evil ‹y»"
+        );
+        let long = quoted(&"é".repeat(2 * MAX_PEER));
+        assert_eq!(long.chars().count(), MAX_PEER + 3, "{long}");
+        assert!(long.ends_with("…»"));
+        assert_eq!(one_line("a\n\n  b", 10), "a b");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+        assert_eq!(one_line("", 3), "");
     }
 
     #[test]

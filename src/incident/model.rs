@@ -60,6 +60,14 @@ pub enum PageEvent {
 }
 
 impl PageEvent {
+    pub const ALL: [PageEvent; 5] = [
+        PageEvent::Opened,
+        PageEvent::Escalated,
+        PageEvent::Reminder,
+        PageEvent::Reopened,
+        PageEvent::Resolved,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Opened => "opened",

@@ -304,8 +304,24 @@ struct PageLabels {
     event: &'static str,
 }
 
+/// The `event` labels of `emails_total`: the pages' events and the budget's digest.
+const EMAIL_EVENTS: [&str; 6] = [
+    "opened",
+    "escalated",
+    "reminder",
+    "reopened",
+    "resolved",
+    "digest",
+];
+
+/// The `result` labels of `emails_total`.
+const EMAIL_RESULTS: [&str; 4] = ["sent", "retry", "failed", "held"];
+
 /// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_pages_total{level,event}`,
 /// `harven_watchdog_outbox_depth` and `harven_watchdog_email_send_duration_seconds`.
+///
+/// Every label set the counters can take exists from the start at 0, so an `increase()` over them
+/// sees the first failure (a series born at 1 has no increase to show).
 #[derive(Debug, Clone)]
 pub struct NotifyMetrics {
     emails: Family<EmailLabels, Counter>,
@@ -350,6 +366,23 @@ impl NotifyMetrics {
             Unit::Seconds,
             m.duration.clone(),
         );
+        for level in Level::ALL {
+            for event in EMAIL_EVENTS {
+                for result in EMAIL_RESULTS {
+                    let _ = m.emails.get_or_create(&EmailLabels {
+                        level: level.as_str().to_owned(),
+                        event: event.to_owned(),
+                        result,
+                    });
+                }
+            }
+            for event in PageEvent::ALL {
+                let _ = m.pages.get_or_create(&PageLabels {
+                    level: level.as_str(),
+                    event: event.as_str(),
+                });
+            }
+        }
         m
     }
 

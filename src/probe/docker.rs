@@ -87,6 +87,15 @@
 //! [`MAX_LOG_BYTES`] are read per container and poll. A container seen for the first time is counted
 //! from that poll on, not over its whole history (its counts are no data until the next poll).
 //!
+//! # Bounded answers
+//!
+//! bollard reads each JSON answer whole (it has no cap on a body), so the probe bounds what it
+//! asks for: the list is asked for at most [`MAX_CONTAINERS`] + 1 entries (the Engine's `limit`,
+//! newest first), and an Engine holding more fails the poll as `too_large` rather than
+//! watching some of them; log reads stop at `log_lines_cap` lines and [`MAX_LOG_BYTES`]. An inspect
+//! or stats answer describes one container (its configuration, one memory sample) and is read
+//! under the call's timeout; its size is what the container's owner configured.
+//!
 //! # What is never read, kept or logged
 //!
 //! The values of environment variables: only whether `KEY=` with a non-empty value is in the
@@ -136,6 +145,10 @@ pub const COMPOSE_SERVICE_LABEL: &str = "com.docker.compose.service";
 /// Most bytes of log output read per container per poll (on top of `log_lines_cap`): a container
 /// logging megabyte lines cannot flood the watchdog's memory. The rest is read by the next poll.
 pub const MAX_LOG_BYTES: usize = 8 << 20;
+
+/// Most containers the Engine may list (all of them, running or not) for the probe to read it: far
+/// above a stack's, and what bounds the list answer. More is a `too_large` failure.
+pub const MAX_CONTAINERS: usize = 4096;
 
 /// Memory samples kept per container for the growth rate (a ring over `memory_growth_window`).
 const MEMORY_SAMPLES: u32 = 32;
@@ -205,6 +218,8 @@ pub struct DockerProbe {
     polls: u64,
     /// What the previous polls saw of each role (its image), by role name: bounded by the roles.
     role_state: HashMap<String, roles::RoleState>,
+    /// Most containers the list may hold ([`MAX_CONTAINERS`] unless a test lowers it).
+    max_containers: usize,
 }
 
 /// The label of [`EngineRequests`]: which Engine endpoint.
@@ -450,7 +465,16 @@ impl DockerProbe {
             requests: EngineRequests::default(),
             polls: 0,
             role_state: HashMap::new(),
+            max_containers: MAX_CONTAINERS,
         }
+    }
+
+    /// This probe, failing as `too_large` when the Engine lists more than `max` containers (tests
+    /// lower it; [`MAX_CONTAINERS`] suits every host).
+    #[must_use]
+    pub fn with_max_containers(mut self, max: usize) -> Self {
+        self.max_containers = max.max(1);
+        self
     }
 
     /// A probe for `config` that reads memory stats and logs only of the containers `wanted` names
@@ -547,7 +571,12 @@ impl DockerProbe {
     /// by the Engine: its name filter is a regular expression per name, and a label filter cannot be
     /// or-ed with names.
     async fn list(&self, docker: &Docker) -> Result<Vec<Watched>, Failure> {
-        let options = ListContainersOptionsBuilder::new().all(true).build();
+        // One more than the probe reads: an answer that long says there are too many.
+        let limit = i32::try_from(self.max_containers.saturating_add(1)).unwrap_or(i32::MAX);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .limit(limit)
+            .build();
         self.requests.count("list");
         let listed = engine_call(
             self.call_limit(),
@@ -555,6 +584,15 @@ impl DockerProbe {
             docker.list_containers(Some(options)),
         )
         .await?;
+        if listed.len() > self.max_containers {
+            return Err(Failure::new(
+                FailureKind::TooLarge,
+                format!(
+                    "list: the Docker Engine has more than {} containers, more than the probe reads",
+                    self.max_containers
+                ),
+            ));
+        }
         let configured: HashSet<&str> = self.config.containers.iter().map(String::as_str).collect();
         let mut by_name: HashMap<&str, (Listed, Vec<usize>)> = HashMap::new();
         let mut extra: Vec<String> = Vec::new();

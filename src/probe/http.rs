@@ -93,8 +93,9 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
 /// Upper bound of the shared client's connect timeout.
 const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// The one reqwest client of the status-page and Supabase probes (building one loads the CA roots and
-/// costs tens of milliseconds). It has no overall timeout: each request sets its probe's own.
+/// The one reqwest client of the status-page probes (building one loads the CA roots and costs tens
+/// of milliseconds). It has no overall timeout: each request sets its probe's own. It follows
+/// redirects (reqwest's default, at most 10): a status page that moved is still read.
 ///
 /// Its connect timeout is half the shortest of `timeouts` (at most 3 s), so a peer that cannot be
 /// connected to fails as `connect` before the request's timeout, told apart from a peer that accepted
@@ -102,6 +103,22 @@ const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub fn shared_client(
     timeouts: impl IntoIterator<Item = std::time::Duration>,
 ) -> Result<reqwest::Client, super::BuildError> {
+    build(builder(timeouts))
+}
+
+/// A client for requests that carry a credential in a header (the Supabase probe's `apikey` and
+/// `Authorization`): like [`shared_client`], but it follows **no** redirect. reqwest drops
+/// `Authorization` and cookies when a redirect leaves the host, but not a custom header such as
+/// `apikey`, and it keeps both across `https` → `http`; with redirects off, a 3xx is the answer the
+/// caller sees (and reports), and the key never goes anywhere but the configured origin.
+pub fn keyed_client(
+    timeouts: impl IntoIterator<Item = std::time::Duration>,
+) -> Result<reqwest::Client, super::BuildError> {
+    build(builder(timeouts).redirect(reqwest::redirect::Policy::none()))
+}
+
+/// The settings both clients share: connect timeout and user agent.
+fn builder(timeouts: impl IntoIterator<Item = std::time::Duration>) -> reqwest::ClientBuilder {
     let connect = timeouts
         .into_iter()
         .map(|t| t / 2)
@@ -111,8 +128,10 @@ pub fn shared_client(
     reqwest::Client::builder()
         .connect_timeout(connect)
         .user_agent(concat!("harven-watchdog/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            super::BuildError(format!("cannot build the HTTP client: {}", error_chain(&e)))
-        })
+}
+
+fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, super::BuildError> {
+    builder.build().map_err(|e| {
+        super::BuildError(format!("cannot build the HTTP client: {}", error_chain(&e)))
+    })
 }

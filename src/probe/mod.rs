@@ -237,8 +237,16 @@ impl ProbeMetrics {
         m
     }
 
-    /// Has `probe` count its source's requests in these metrics (the Docker probe's Engine calls).
+    /// Has `probe` count its source's requests in these metrics (the Docker probe's Engine calls),
+    /// and shows its error counters at 0 for every reason, so an `increase()` alert sees its first
+    /// failure.
     pub fn attach(&self, probe: &mut AnyProbe) {
+        for kind in FailureKind::ALL {
+            let _ = self.errors.get_or_create(&ErrorLabels {
+                probe: probe.source().to_owned(),
+                reason: kind.label(),
+            });
+        }
         if let AnyProbe::Docker(p) = probe {
             p.count_requests_in(self.docker_requests.clone());
         }
@@ -307,23 +315,19 @@ pub fn build_all(
             wanted.thresholds("prometheus.p95_seconds"),
         )?,
     )];
-    // One HTTP client for the status pages and Supabase, built only when one of them is configured.
-    let timeouts = config.status_pages.iter().map(|p| p.timeout);
-    let timeouts = timeouts.chain(config.supabase.iter().map(|s| s.timeout));
-    if !config.status_pages.is_empty() || config.supabase.is_some() {
-        let client = http::shared_client(timeouts)?;
+    // One HTTP client for the status pages, built only when one is configured. The Supabase probe
+    // has its own, which follows no redirect (its requests carry the key).
+    if !config.status_pages.is_empty() {
+        let client = http::shared_client(config.status_pages.iter().map(|p| p.timeout))?;
         for page in &config.status_pages {
             probes.push(AnyProbe::Status(status::StatusPageProbe::new(
                 page.clone(),
                 client.clone(),
             )));
         }
-        if let Some(s) = &config.supabase {
-            probes.push(AnyProbe::Supabase(supabase::SupabaseProbe::new(
-                s.clone(),
-                client,
-            )?));
-        }
+    }
+    if let Some(s) = &config.supabase {
+        probes.push(AnyProbe::Supabase(supabase::SupabaseProbe::new(s.clone())?));
     }
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),

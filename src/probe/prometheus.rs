@@ -1130,26 +1130,21 @@ impl Traffic {
         }
     }
 
-    /// The usual share of 4xx of `handler`, when it had traffic.
-    fn usual_4xx_share(&self, handler: &str) -> Option<f64> {
-        let Self::Rates(s) = self else { return None };
-        let (mut total, mut four) = (0.0, 0.0);
-        for (labels, v) in s {
-            if label(labels, "handler") != Some(handler) || !v.is_finite() {
-                continue;
-            }
-            total += v;
-            if label(labels, "status").is_some_and(|st| st.starts_with('4')) {
-                four += v;
-            }
-        }
-        (total > 0.0).then(|| four / total)
+    /// The usual share of 4xx of each handler that had traffic (one pass over the baseline).
+    fn usual_4xx_shares(&self) -> BTreeMap<&str, f64> {
+        let Self::Rates(s) = self else {
+            return BTreeMap::new();
+        };
+        by_handler(s)
+            .into_iter()
+            .filter(|(_, (total, _))| *total > 0.0)
+            .map(|(handler, (total, four))| (handler, four / total))
+            .collect()
     }
 }
 
-/// Requests per second of 4xx above each handler's usual 4xx share (untemplated paths, handler
-/// `none`, left out), and notes on handlers without a baseline.
-fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
+/// Requests per second by handler (untemplated paths, handler `none`, left out): all, and 4xx.
+fn by_handler(samples: &[Sample]) -> BTreeMap<&str, (f64, f64)> {
     let mut by_handler: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (labels, v) in samples {
         let handler = label(labels, "handler").unwrap_or("");
@@ -1162,10 +1157,17 @@ fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
             entry.1 += v;
         }
     }
+    by_handler
+}
+
+/// Requests per second of 4xx above each handler's usual 4xx share (untemplated paths, handler
+/// `none`, left out), and notes on handlers without a baseline.
+fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
+    let usual_shares = baseline.usual_4xx_shares();
     let mut excess = 0.0;
     let mut unknown = Vec::new();
-    for (handler, (total, four)) in by_handler {
-        let usual = baseline.usual_4xx_share(handler).unwrap_or_else(|| {
+    for (handler, (total, four)) in by_handler(samples) {
+        let usual = usual_shares.get(handler).copied().unwrap_or_else(|| {
             if four > 0.0 {
                 unknown.push(handler);
             }

@@ -14,6 +14,16 @@
 //! so in `redis.keys_capped`. Keys SCAN returns twice (it may, while Redis resizes its table) are
 //! counted once.
 //!
+//! # Bounded replies
+//!
+//! The redis crate has no cap on a reply's size: it reads each reply whole before handing it over.
+//! So the probe bounds what it asks for (four small INFO sections; SCAN pages of `COUNT scan_count`,
+//! at most `scan_cap` keys examined per pattern) and refuses what is larger than such an answer can
+//! be ([`ReplyLimits`]): an INFO text over `info_bytes` fails the poll as `too_large` (a proxy or an
+//! impostor answering, not a Redis to read), and a SCAN page whose key names add up to more than
+//! `scan_page_bytes` stops that pattern's count, which reads *unknown* (`too_large`) while the rest
+//! of the poll stands. Key names are hashed and dropped page by page, never kept.
+//!
 //! Outcomes, kept apart:
 //! - **value**: every reading Redis gave.
 //! - **no data**: `maxmemory` is 0 (unlimited), so `redis.maxmemory_bytes` and `redis.memory_ratio`
@@ -53,9 +63,30 @@ use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 /// bookkeeping; the commands themselves are bounded by the timeout.
 const POLL_MARGIN: Duration = Duration::from_millis(500);
 
+/// The largest replies the probe accepts (see the module doc). The defaults are far above what a
+/// real Redis answers: INFO's four sections are a few KiB, and a SCAN page of 1000 keys of 100
+/// bytes is 100 KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// Most bytes of INFO text (the four sections together).
+    pub info_bytes: usize,
+    /// Most bytes of key names in one SCAN page.
+    pub scan_page_bytes: usize,
+}
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        Self {
+            info_bytes: 256 << 10,
+            scan_page_bytes: 4 << 20,
+        }
+    }
+}
+
 /// Polls one Redis.
 pub struct RedisProbe {
     config: RedisConfig,
+    limits: ReplyLimits,
     client: ::redis::Client,
     /// `None` until the first poll that connects; then kept (it reconnects by itself).
     manager: Option<ConnectionManager>,
@@ -104,11 +135,19 @@ impl RedisProbe {
             .map_err(|e| BuildError(format!("redis.url {url}: {}", e.kind_text())))?;
         Ok(Self {
             config,
+            limits: ReplyLimits::default(),
             client,
             manager: None,
             previous: None,
             increases: None,
         })
+    }
+
+    /// This probe with other reply limits (tests set them low; the defaults suit every Redis).
+    #[must_use]
+    pub fn with_limits(mut self, limits: ReplyLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The connection, made now if there is none yet.
@@ -198,6 +237,17 @@ impl RedisProbe {
             .query_async(con)
             .await
             .map_err(|e| self.failure("INFO", &e))?;
+        let size: usize = texts.iter().map(String::len).sum();
+        if size > self.limits.info_bytes {
+            return Err(Failure::new(
+                FailureKind::TooLarge,
+                format!(
+                    "INFO answered {}, more than the {} the probe reads",
+                    bytes(size),
+                    bytes(self.limits.info_bytes)
+                ),
+            ));
+        }
         Ok(texts.iter().flat_map(|t| parse_info(t)).collect())
     }
 
@@ -260,14 +310,24 @@ impl RedisProbe {
     }
 }
 
-/// Keys matching `pattern`, counted with SCAN: the count, and whether it stopped at `cap` keys
-/// examined before the scan was complete.
+/// What one pattern's SCAN came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scanned {
+    /// The count, and whether it stopped at the cap of keys examined before the scan was complete.
+    Counted(u64, bool),
+    /// A page's key names came to this many bytes, over the limit: the count stopped there.
+    TooLarge(usize),
+}
+
+/// Keys matching `pattern`, counted with SCAN, stopping at `cap` keys examined or at a page whose
+/// key names exceed `page_bytes`.
 async fn count_keys(
     con: &mut ConnectionManager,
     pattern: &str,
     count: u32,
     cap: u64,
-) -> Result<(u64, bool), RedisError> {
+    page_bytes: usize,
+) -> Result<Scanned, RedisError> {
     // Hashes, not the keys: SCAN may return a key twice, and remembering 100 000 keys' hashes costs
     // 800 KB where the keys themselves could cost far more.
     let hasher = std::collections::hash_map::RandomState::new();
@@ -283,14 +343,18 @@ async fn count_keys(
             .arg(count)
             .query_async(con)
             .await?;
+        let size: usize = keys.iter().map(Vec::len).sum();
+        if size > page_bytes {
+            return Ok(Scanned::TooLarge(size));
+        }
         seen.extend(keys.iter().map(|k| hasher.hash_one(k)));
         examined += u64::from(count);
         cursor = next;
         if cursor == 0 {
-            return Ok((seen.len() as u64, false));
+            return Ok(Scanned::Counted(seen.len() as u64, false));
         }
         if examined >= cap {
-            return Ok((seen.len() as u64, true));
+            return Ok(Scanned::Counted(seen.len() as u64, true));
         }
     }
 }
@@ -345,14 +409,27 @@ impl Probe for RedisProbe {
         }
 
         let (count, cap) = (self.config.scan_count, self.config.scan_cap);
+        let page_bytes = self.limits.scan_page_bytes;
         for pattern in &self.config.key_patterns {
             let keys = Key::new("redis.keys").with("pattern", pattern.as_str());
             let capped = Key::new("redis.keys_capped").with("pattern", pattern.as_str());
-            match tokio::time::timeout_at(deadline, count_keys(&mut con, pattern, count, cap)).await
-            {
-                Ok(Ok((n, was_capped))) => {
+            let scan = count_keys(&mut con, pattern, count, cap, page_bytes);
+            match tokio::time::timeout_at(deadline, scan).await {
+                Ok(Ok(Scanned::Counted(n, was_capped))) => {
                     out.push(Observation::number(keys, n as f64));
                     out.push(Observation::boolean(capped, was_capped));
+                }
+                Ok(Ok(Scanned::TooLarge(size))) => {
+                    let f = Failure::new(
+                        FailureKind::TooLarge,
+                        format!(
+                            "SCAN MATCH {pattern}: a page of key names came to {}, more than the {} the probe reads",
+                            bytes(size),
+                            bytes(page_bytes)
+                        ),
+                    );
+                    out.push(Observation::new(keys, Outcome::Unknown(f.clone())));
+                    out.push(Observation::new(capped, Outcome::Unknown(f)));
                 }
                 Ok(Err(e)) => {
                     let f = self.failure(&format!("SCAN MATCH {pattern}"), &e);
@@ -423,6 +500,17 @@ fn parse_info(text: &str) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+}
+
+/// `512 B`, `4 KiB`, `2.5 MiB`: a size in a failure detail.
+fn bytes(n: usize) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1 << 20 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
+    }
 }
 
 fn number(info: &HashMap<String, String>, field: &str) -> Option<u64> {

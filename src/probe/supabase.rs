@@ -17,12 +17,18 @@
 //! build the two header values, which are marked sensitive (HTTP/2 never indexes them, `Debug` prints
 //! `Sensitive`). It is never in a URL, a log line, a failure detail or an observation; reqwest's errors
 //! carry the URL but never headers.
+//!
+//! The key must not follow a redirect: the probe's own client ([`keyed_client`]) follows none, so a
+//! 3xx is what the probe sees. It reports it as the endpoint failing (`_ok = false` with the 3xx as
+//! `_status`), noting the origin it was sent to and that the request was not sent there. The
+//! `Location` is never requested, so the key never leaves the configured origin (not to another
+//! host, not to `http://`).
 
 use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
-use super::http::{read_capped, reqwest_failure};
+use super::http::{keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::SupabaseConfig;
@@ -38,7 +44,8 @@ const POLL_MARGIN: Duration = Duration::from_millis(500);
 /// Polls one Supabase project.
 pub struct SupabaseProbe {
     config: SupabaseConfig,
-    /// Shared by every HTTP probe (see [`build_all`](super::build_all)); requests set their own timeout.
+    /// The probe's own client, which follows no redirect ([`keyed_client`]); requests set their
+    /// own timeout.
     http: reqwest::Client,
     /// `apikey` and `Authorization`, both sensitive.
     headers: HeaderMap,
@@ -95,14 +102,23 @@ enum Answer {
         ok: bool,
         latency: Duration,
     },
+    /// A redirect, not followed (the key stays with the configured origin): the 3xx, and the origin
+    /// its `Location` names (`none` without a usable one).
+    Redirected {
+        code: u16,
+        to: String,
+        latency: Duration,
+    },
     /// No HTTP answer at all.
     Nothing(Failure),
 }
 
 impl SupabaseProbe {
-    /// A probe of the project `config`, sending its requests through `http`. Fails only when the key
-    /// cannot be an HTTP header value (not printable ASCII); the error does not quote it.
-    pub fn new(config: SupabaseConfig, http: reqwest::Client) -> Result<Self, BuildError> {
+    /// A probe of the project `config`, with its own client that follows no redirect. Fails when the
+    /// key cannot be an HTTP header value (not printable ASCII; the error does not quote it) or the
+    /// client cannot be built.
+    pub fn new(config: SupabaseConfig) -> Result<Self, BuildError> {
+        let http = keyed_client([config.timeout])?;
         let bad_key = || {
             BuildError(
                 "supabase.api_key is not a valid HTTP header value (printable ASCII only)".into(),
@@ -149,6 +165,14 @@ impl SupabaseProbe {
             Err(e) => return Answer::Nothing(reqwest_failure(&e)),
         };
         let code = response.status();
+        if code.is_redirection() {
+            let to = redirect_origin(url, response.headers());
+            return Answer::Redirected {
+                code: code.as_u16(),
+                to,
+                latency: started.elapsed(),
+            };
+        }
         // The body is read (to time the whole answer) but not kept. A large one is fine: `/rest/v1/`
         // is the OpenAPI description of the whole schema, and reading stops at the cap. A body that
         // breaks off or stalls past the timeout is not a healthy answer.
@@ -201,6 +225,16 @@ impl Probe for SupabaseProbe {
     }
 }
 
+/// The origin (`scheme://host:port`) a redirect's `Location` names, resolved against `from`; only
+/// the origin, since the rest of a URL a peer chose may carry anything. `none` without one.
+fn redirect_origin(from: &url::Url, headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| from.join(l).ok())
+        .map_or_else(|| "none".to_owned(), |u| u.origin().ascii_serialization())
+}
+
 /// The three observations of one endpoint.
 fn observe(out: &mut Vec<Observation>, endpoint: Endpoint, answer: Answer) {
     let [ok, status, latency] = endpoint.keys().map(Key::new);
@@ -211,6 +245,17 @@ fn observe(out: &mut Vec<Observation>, endpoint: Endpoint, answer: Answer) {
             latency: took,
         } => {
             out.push(Observation::boolean(ok, good));
+            out.push(Observation::number(status, f64::from(code)));
+            out.push(Observation::number(latency, took.as_secs_f64()));
+        }
+        Answer::Redirected {
+            code,
+            to,
+            latency: took,
+        } => {
+            out.push(Observation::boolean(ok, false).with_note(format!(
+                "HTTP {code}: redirected to {to} — not followed, the key stays here"
+            )));
             out.push(Observation::number(status, f64::from(code)));
             out.push(Observation::number(latency, took.as_secs_f64()));
         }

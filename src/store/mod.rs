@@ -25,20 +25,46 @@
 //! its `Message-ID`, are stored whole and resent unchanged, so mail clients show the duplicate as the
 //! same message.
 //!
-//! # Concurrency
+//! # Concurrency: reads never wait for the writer, nor the writer for reads
 //!
 //! The API is synchronous (SQLite is); async callers use `tokio::task::spawn_blocking`. A [`Store`] is
-//! `Send + Sync` — one connection behind a mutex — and cheap to share in an `Arc`. Every method is one
-//! transaction, so callers never see half a commit.
+//! `Send + Sync` and cheap to share in an `Arc`. Every method is one transaction, so callers never
+//! see half a commit. It holds two kinds of connection to the file:
+//!
+//! - **the writer**: one read-write connection behind a mutex. Every write goes through it, and so
+//!   do the reads of the write side (the outbox reads of the sender, the pager's saved rule states
+//!   and [`Store::pager_windows`]), which must not queue behind the HTTP routes' reads.
+//! - **the readers** ([`READERS`] read-only connections, `query_only`, in a pool): what the HTTP
+//!   routes read (incidents and windows). WAL lets them read the last committed snapshot while the
+//!   writer commits; a read that finds them all in use waits on the pool, which the writer never
+//!   touches. No read path takes the writer's mutex.
+//!
+//! A read copies its rows out and gives its connection back before decoding the JSON, so a read
+//! transaction lasts only while SQLite steps the rows (and the log's automatic checkpoints, which
+//! cannot copy past an open reader's snapshot, keep up). The writer's connection is likewise held
+//! only for the statements, never to decode. Both waits are measured:
+//! `harven_watchdog_store_write_wait_seconds` (how long work on the writer's connection waited to
+//! start: its mutex, then SQLite's write lock, which only another connection to the file can hold:
+//! another process, or another `Store` on the same file, as tests open) and
+//! `harven_watchdog_store_read_wait_seconds` (how long a read waited for a reader).
+//!
+//! The pool needs a file: `:memory:` cannot run in WAL mode and [`Store::open`] refuses it (it always
+//! has); tests use a file in a temporary directory.
 
 mod outbox;
+mod pool;
 pub mod retention;
 mod schema;
+mod secrets;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::clock::Timestamp;
@@ -50,8 +76,14 @@ pub use outbox::{
 };
 pub use retention::Pruned;
 
-/// How long a writer waits for a lock held by another connection before it gives up with `Busy`.
+/// How long a writer waits for a lock held by another connection before it gives up with `Busy`
+/// (and a reader for the rare instant a WAL reader can meet one: see `pool.rs`).
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Read-only connections in the readers' pool: how many reads run at once. A read holds one only
+/// while SQLite steps its rows (decoding comes after), so a few serve a flood; more would only add
+/// page caches.
+pub const READERS: usize = 4;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +148,37 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The store: one SQLite connection behind a mutex. Share it in an `Arc`.
+/// The store: the writer's connection and the readers' pool (see the module documentation). Share it
+/// in an `Arc`.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// Read-only connections for the HTTP routes' reads. Declared before `writer` so they close
+    /// first: the last connection to close checkpoints the log and removes it, which only the
+    /// writer can do.
+    readers: pool::ReaderPool,
+    /// Every write, and the write side's own reads. No read of the readers' path ever locks it.
+    writer: Mutex<Connection>,
     path: PathBuf,
+    metrics: StoreMetrics,
+}
+
+/// The waits of [`Store`]'s two paths, registered by [`Store::register_metrics`]. They count from
+/// [`Store::open`], whether or not they are registered.
+#[derive(Debug)]
+struct StoreMetrics {
+    write_wait: Histogram,
+    read_wait: Histogram,
+}
+
+impl StoreMetrics {
+    fn new() -> Self {
+        let buckets =
+            || Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        Self {
+            write_wait: buckets(),
+            read_wait: buckets(),
+        }
+    }
 }
 
 /// A maintenance window created at run time (through the API), with who made it and when.
@@ -157,7 +215,8 @@ pub enum EndWindow {
 
 impl Store {
     /// Opens (creating it and its directory when missing) the store at `path`, sets WAL,
-    /// `synchronous = FULL` and the busy timeout, and brings the schema up to date.
+    /// `synchronous = FULL` and the busy timeout, brings the schema up to date, and then opens the
+    /// [`READERS`] read-only connections.
     ///
     /// A new file is made readable by its owner only: it holds the ack-link signing key.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
@@ -192,10 +251,32 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         schema::migrate(&mut conn, &path)?;
+        // After the migration: the readers see the file in WAL mode and with its tables.
+        let readers = pool::ReaderPool::open(&path, READERS).map_err(open_err)?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            readers,
+            writer: Mutex::new(conn),
             path,
+            metrics: StoreMetrics::new(),
         })
+    }
+
+    /// Registers `harven_watchdog_store_write_wait_seconds` and
+    /// `harven_watchdog_store_read_wait_seconds` in `registry` (once per registry).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "store_write_wait",
+            "Time work on the store's writer connection (a commit, or a read of the pager or the \
+             sender) waited to start: for its mutex, then for SQLite's write lock",
+            Unit::Seconds,
+            self.metrics.write_wait.clone(),
+        );
+        registry.register_with_unit(
+            "store_read_wait",
+            "Time a read of the HTTP routes waited for one of the store's read-only connections",
+            Unit::Seconds,
+            self.metrics.read_wait.clone(),
+        );
     }
 
     /// The database file.
@@ -203,23 +284,56 @@ impl Store {
         &self.path
     }
 
-    /// The schema version of the file (`PRAGMA user_version`).
+    /// The schema version of the file (`PRAGMA user_version`), as the readers see it.
     pub fn schema_version(&self) -> Result<u32> {
-        let conn = self.lock();
-        Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        self.read(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
     }
 
-    /// The connection. A panic while it was held leaves nothing half-done (an open transaction rolls
-    /// back when dropped), so a poisoned lock is simply taken over.
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// Runs `f` on a connection of the readers' pool, waiting for one when all are in use. This is
+    /// the only way to the readers, and it never touches the writer: `f` should copy its rows out
+    /// and leave decoding to the caller, after the connection is back.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let asked = Instant::now();
+        let conn = self.readers.get();
+        self.metrics
+            .read_wait
+            .observe(asked.elapsed().as_secs_f64());
+        f(&conn)
     }
 
-    /// Runs `f` in one `IMMEDIATE` transaction (the write lock is taken at the start, so two writers
-    /// never deadlock upgrading a read lock) and commits when it returns `Ok`.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.lock();
+    /// The writer's connection, for a read of the write side (no transaction: each statement reads
+    /// the latest commit).
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        let asked = Instant::now();
+        let conn = self.lock_writer();
+        self.metrics
+            .write_wait
+            .observe(asked.elapsed().as_secs_f64());
+        conn
+    }
+
+    /// The writer's mutex. A panic while it was held leaves nothing half-done (an open transaction
+    /// rolls back when dropped), so a poisoned lock is simply taken over.
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Begins an `IMMEDIATE` transaction on `conn` (the writer's, locked since `asked`): the write
+    /// lock is taken at the start, so two writers never deadlock upgrading a read lock. Records the
+    /// wait until then.
+    fn begin<'c>(&self, conn: &'c mut Connection, asked: Instant) -> Result<Transaction<'c>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.metrics
+            .write_wait
+            .observe(asked.elapsed().as_secs_f64());
+        Ok(tx)
+    }
+
+    /// Runs `f` in one transaction on the writer's connection and commits when it returns `Ok`.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let asked = Instant::now();
+        let mut conn = self.lock_writer();
+        let tx = self.begin(&mut conn, asked)?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
@@ -234,20 +348,20 @@ impl Store {
         self.write(|tx| upsert_incidents(tx, incidents))
     }
 
-    /// The incident with this ID.
+    /// The incident with this ID (a reader).
     pub fn incident(&self, id: &str) -> Result<Option<Incident>> {
-        let conn = self.lock();
-        let data: Option<String> = conn
-            .query_row("SELECT data FROM incidents WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()?;
+        let data: Option<String> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached("SELECT data FROM incidents WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?)
+        })?;
         data.map(|d| Ok(serde_json::from_str(&d)?)).transpose()
     }
 
     /// The newest incident (latest `opened_at`) of each section, sorted by section: what the
     /// escalation state machine resumes from after a restart (an open one keeps escalating, a
-    /// recently resolved one can reopen).
+    /// recently resolved one can reopen), and the status page's open incidents (a reader).
     pub fn latest_per_section(&self) -> Result<Vec<Incident>> {
         self.incidents_query(
             "SELECT data FROM incidents AS i WHERE i.id = (
@@ -258,7 +372,7 @@ impl Store {
         )
     }
 
-    /// Up to `limit` incidents, newest first (by `opened_at`).
+    /// Up to `limit` incidents, newest first (by `opened_at`) (a reader).
     pub fn recent_incidents(&self, limit: usize) -> Result<Vec<Incident>> {
         self.incidents_query(
             "SELECT data FROM incidents ORDER BY opened_at DESC, id DESC LIMIT ?1",
@@ -266,15 +380,17 @@ impl Store {
         )
     }
 
+    /// The incidents `sql` selects (one `data` column), read on a reader and decoded after it is back.
     fn incidents_query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Incident>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for data in rows {
-            out.push(serde_json::from_str(&data?)?);
-        }
-        Ok(out)
+        let rows: Vec<String> = self.read(|conn| {
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_map(params, |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })?;
+        rows.iter()
+            .map(|data| Ok(serde_json::from_str(data)?))
+            .collect()
     }
 
     // ---------------------------------------------------------------------------------------------
@@ -306,17 +422,17 @@ impl Store {
         })
     }
 
-    /// Every window created at run time, oldest first.
+    /// Every window created at run time, oldest first (a reader: what the HTTP routes list).
     pub fn windows(&self) -> Result<Vec<StoredWindow>> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare(&format!("SELECT {WINDOW_COLUMNS} FROM windows ORDER BY id"))?;
-        let rows = stmt.query_map([], WindowRow::read)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row?.into_window()?);
-        }
-        Ok(out)
+        let rows = self.read(window_rows)?;
+        rows.into_iter().map(WindowRow::into_window).collect()
+    }
+
+    /// [`windows`](Self::windows) read on the writer's connection: the pager reads them at each step,
+    /// right before its commit, and must not queue for a reader behind a flood of HTTP reads.
+    pub fn pager_windows(&self) -> Result<Vec<StoredWindow>> {
+        let rows = window_rows(&self.writer())?;
+        rows.into_iter().map(WindowRow::into_window).collect()
     }
 
     /// Ends window `id` at `now`, by `by`: from `now` on it mutes nothing and pauses no clock. The row
@@ -371,15 +487,14 @@ impl Store {
         })
     }
 
-    /// The value stored under `name`, if any.
+    /// The value stored under `name`, if any (on the writer's connection: the pager reads its saved
+    /// rule states; no HTTP route reads these).
     pub fn value(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT value FROM kv WHERE name = ?1")?;
-        let mut rows = stmt.query([name])?;
-        Ok(match rows.next()? {
-            Some(row) => Some(row.get(0)?),
-            None => None,
-        })
+        Ok(self
+            .writer()
+            .prepare_cached("SELECT value FROM kv WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
     }
 
     /// The 32 random bytes stored under `name`, created on first use and kept from then on (e.g. the
@@ -410,6 +525,14 @@ fn state_text(state: IncidentState) -> &'static str {
 /// The columns [`WindowRow::read`] reads, in its order.
 const WINDOW_COLUMNS: &str =
     "id, sections, starts, ends, reason, created_by, created_at, ended_at, ended_by";
+
+/// Every row of `windows`, oldest first, as stored.
+fn window_rows(conn: &Connection) -> Result<Vec<WindowRow>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {WINDOW_COLUMNS} FROM windows ORDER BY id"))?
+        .query_map([], WindowRow::read)?
+        .collect::<rusqlite::Result<_>>()?)
+}
 
 /// One row of `windows` as stored.
 struct WindowRow {

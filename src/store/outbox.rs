@@ -4,10 +4,16 @@
 //! Row life: `pending` → `sent` | `failed` (permanent refusal), retried in place while `pending`;
 //! `held` (over the per-incident hourly budget) → `digested` (carried by one digest email, itself a
 //! `pending` row keyed `<incident>/digest/<n>`).
+//!
+//! Only the write side reads the outbox (the sender, and the pipeline's depth gauge), so its reads
+//! use the writer's connection: a page committed by the pager is never kept from the sender by a
+//! queue of HTTP reads. Rows are copied out under the writer's mutex and decoded after it is free.
 
 use std::time::Duration;
 
-use rusqlite::{OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use std::time::Instant;
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use super::{Result, Store, StoreError, upsert_incidents};
 use crate::clock::Timestamp;
@@ -375,7 +381,7 @@ impl Store {
 
     /// The earliest `next_attempt_at` of the pending emails: when the sender next has work.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
-        let conn = self.lock();
+        let conn = self.writer();
         let at: Option<i64> = conn.query_row(
             "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
             [],
@@ -386,7 +392,7 @@ impl Store {
 
     /// How many emails are pending and held.
     pub fn outbox_depth(&self) -> Result<OutboxDepth> {
-        let conn = self.lock();
+        let conn = self.writer();
         Ok(conn.query_row(
             "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'held'), 0)
              FROM outbox WHERE status IN ('pending', 'held')",
@@ -431,7 +437,7 @@ impl Store {
     /// `budget` of its emails were created in the hour before `now` (or there is no budget), else
     /// when the oldest of the newest `budget` ones leaves the window.
     pub fn digest_slots(&self, now: Timestamp, budget: Option<u32>) -> Result<Vec<DigestSlot>> {
-        let conn = self.lock();
+        let conn = self.writer();
         let incidents: Vec<String> = conn
             .prepare(
                 "SELECT DISTINCT incident FROM outbox WHERE status = 'held' ORDER BY incident",
@@ -466,7 +472,7 @@ impl Store {
 
     /// The key for the next digest of `incident`: `<incident>/digest/<n>`, `n` counting from 1.
     pub fn next_digest_key(&self, incident: &str) -> Result<String> {
-        let conn = self.lock();
+        let conn = self.writer();
         let n: u32 = conn.query_row(
             "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND event = 'digest'",
             [incident],
@@ -479,8 +485,9 @@ impl Store {
     /// `digested`. Returns false, changing nothing, when one of those rows is no longer held or the
     /// digest key is taken (the caller builds a fresh digest from [`Store::held_for`]).
     pub fn release_held(&self, digest: &NewDigest, now: Timestamp) -> Result<bool> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let asked = Instant::now();
+        let mut conn = self.lock_writer();
+        let tx = self.begin(&mut conn, asked)?;
         for key in &digest.replaces {
             let changed = tx.execute(
                 "UPDATE outbox SET status = 'digested', digest = ?2
@@ -512,14 +519,13 @@ impl Store {
         Ok(true)
     }
 
+    /// The rows `sql` selects ([`COLUMNS`]), copied out on the writer's connection and decoded after.
     fn entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxEntry>> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params, raw_entry)?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row?.decode()?);
-        }
-        Ok(out)
+        let rows: Vec<RawEntry> = self
+            .writer()
+            .prepare_cached(sql)?
+            .query_map(params, raw_entry)?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter().map(RawEntry::decode).collect()
     }
 }

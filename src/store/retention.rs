@@ -11,6 +11,10 @@
 //! time: it is marked `failed` (logged, so an operator sees it) rather than retried for ever, so an
 //! outage of any length leaves the store bounded. Run-time maintenance windows that ended more than
 //! `retention` ago go too.
+//!
+//! Emails written as `.eml` files (no `[smtp] host`) hold live signed links: the task deletes the file
+//! of every row it deletes, and sweeps older files left without a row (see
+//! [`FileTransport::prune`]), so the directory is bounded like the store.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +24,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Result, Store};
 use crate::clock::{Clock, Timestamp};
+use crate::notify::FileTransport;
 
 /// How often the retention task runs (on the daemon's clock); it also runs once at start-up.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// What one [`Store::prune`] removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pruned {
     /// Pending or held emails older than the retention, given up (marked `failed`).
     pub expired: usize,
@@ -35,12 +40,14 @@ pub struct Pruned {
     pub incidents: usize,
     /// Run-time maintenance windows deleted.
     pub windows: usize,
+    /// The keys of the outbox rows deleted (`emails` of them), whose `.eml` files go too.
+    pub forgotten: Vec<String>,
 }
 
 impl Pruned {
     /// True when nothing changed.
-    pub fn is_empty(self) -> bool {
-        self == Self::default()
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -60,11 +67,15 @@ impl Store {
                  WHERE status IN ('pending', 'held') AND created_at < ?2",
                 params![now.as_unix_millis(), cutoff, reason],
             )?;
-            let emails = tx.execute(
-                "DELETE FROM outbox WHERE status IN ('sent', 'failed', 'digested') AND incident IN (
-                     SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?1)",
-                [cutoff],
-            )?;
+            let forgotten: Vec<String> = tx
+                .prepare(
+                    "DELETE FROM outbox WHERE status IN ('sent', 'failed', 'digested') AND incident IN (
+                         SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?1)
+                     RETURNING key",
+                )?
+                .query_map([cutoff], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let emails = forgotten.len();
             let incidents = tx.execute(
                 "DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < ?1
                      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident = incidents.id)",
@@ -79,23 +90,70 @@ impl Store {
                 emails,
                 incidents,
                 windows,
+                forgotten,
             })
         })
     }
+
+    /// Every key in the outbox (the emails whose `.eml` files, if any, stay).
+    pub fn outbox_keys(&self) -> Result<Vec<String>> {
+        let conn = self.writer();
+        let mut stmt = conn.prepare_cached("SELECT key FROM outbox")?;
+        let keys = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(keys)
+    }
 }
 
-/// Prunes `store` at start-up and then every [`PRUNE_EVERY`] of `clock` time, until `shutdown`. A
-/// failure is logged and tried again at the next round: nothing depends on pruning being prompt.
+/// One round of retention at `now`: the store, then the `.eml` files in `files`' directory (those
+/// of the rows deleted, and older ones left without a row). A failure to delete files is logged and
+/// left for the next round; the store's pruning stands.
+pub fn prune_once(
+    store: &Store,
+    files: &FileTransport,
+    now: Timestamp,
+    retention: Duration,
+) -> Result<Pruned> {
+    let pruned = store.prune(now, retention)?;
+    let live = store.outbox_keys()?;
+    let cutoff = std::time::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from((now - retention).as_unix_millis()).unwrap_or(0));
+    match files.prune(&pruned.forgotten, &live, cutoff) {
+        Ok(f) if f.forgotten + f.orphans > 0 => tracing::info!(
+            dir = %files.dir().display(),
+            files = f.forgotten,
+            orphans = f.orphans,
+            "email files pruned with their outbox rows"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            dir = %files.dir().display(),
+            error = %e,
+            "cannot prune the email files; retried later"
+        ),
+    }
+    Ok(pruned)
+}
+
+/// Prunes `store` and the `.eml` files in `files`' directory ([`prune_once`]) at start-up and then
+/// every [`PRUNE_EVERY`] of `clock` time, until `shutdown`. A failure is logged and tried again at
+/// the next round: nothing depends on pruning being prompt.
 pub async fn run(
     store: Arc<Store>,
+    files: FileTransport,
     retention: Duration,
     clock: Clock,
     shutdown: CancellationToken,
 ) {
     loop {
         let now = clock.now();
-        let task_store = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || task_store.prune(now, retention)).await {
+        let (task_store, task_files) = (Arc::clone(&store), files.clone());
+        match tokio::task::spawn_blocking(move || {
+            prune_once(&task_store, &task_files, now, retention)
+        })
+        .await
+        {
             Ok(Ok(p)) if p.is_empty() => {}
             Ok(Ok(p)) => {
                 if p.expired > 0 {

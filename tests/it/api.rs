@@ -542,7 +542,7 @@ async fn email_link_tokens_act_on_their_incident_through_the_api() {
         ),
     );
     let mut altered = ack_token.clone().into_bytes();
-    // The payload's first character: `v1\n…` encodes as `djE…`; any other letter breaks the tag.
+    // The payload's first character: `v2\n…` encodes as `djI…`; any other letter breaks the tag.
     altered[0] = if altered[0] == b'd' { b'e' } else { b'd' };
     let altered = String::from_utf8(altered).expect("ascii");
     let other = "latency-19700101T000000Z";

@@ -103,6 +103,34 @@ async fn serves_health_readiness_and_openmetrics() {
         .expect("clean stop");
 }
 
+/// The counters an `increase()` alert reads exist at 0 from the first scrape, before any event: a
+/// series born at 1 has no increase to show, and the alert would miss the first failure.
+#[tokio::test]
+async fn the_first_scrape_shows_the_counters_at_zero() {
+    let d = start().await;
+    let http = http_client();
+    let text = get(&http, &d.base, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("body");
+    for series in [
+        r#"harven_watchdog_emails_total{level="L1",event="opened",result="failed"} 0"#,
+        r#"harven_watchdog_emails_total{level="L3",event="digest",result="sent"} 0"#,
+        r#"harven_watchdog_pages_total{level="L2",event="escalated"} 0"#,
+        r#"harven_watchdog_symptom_transitions_total{section="errors",rule="errors.ratio_high",event="fired"} 0"#,
+        r#"harven_watchdog_config_reloads_total{result="failed"} 0"#,
+        r#"harven_watchdog_config_reloads_total{result="invalid"} 0"#,
+        r#"harven_watchdog_form_refusals_total{reason="csrf"} 0"#,
+        r#"harven_watchdog_probe_errors_total{probe="prometheus",reason="timeout"} 0"#,
+        r#"harven_watchdog_probe_errors_total{probe="docker",reason="too_large"} 0"#,
+    ] {
+        assert!(text.contains(series), "missing {series} in:\n{text}");
+    }
+    d.shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), d.task).await;
+}
+
 #[tokio::test]
 async fn readiness_fails_when_the_data_directory_cannot_be_written() {
     let d = start().await;

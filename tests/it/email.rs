@@ -18,7 +18,7 @@ use harven_watchdog::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
 use harven_watchdog::email::links::{self, ActionError, Actions};
-use harven_watchdog::email::token::{self, Action, Claims, TokenError};
+use harven_watchdog::email::token::{self, Action, Claims, LinkKeys, TokenError};
 use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
 use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
 use harven_watchdog::incident::{
@@ -374,9 +374,10 @@ fn render_event(locale: Locale, level: Level, event: PageEvent) -> (RenderedEmai
     let page = Page::new(&inc, level, event, n, now);
     let links = (event != PageEvent::Resolved).then(|| {
         ActionLinks::sign(
-            KEY,
+            &LinkKeys::new(KEY),
             &public_url(),
             &inc.id,
+            inc.reopened,
             level,
             now,
             Duration::from_secs(24 * 3600),
@@ -708,7 +709,7 @@ fn the_text_part_holds_symptoms_actions_links_history_and_the_checklist() {
         "valor: 12.4%; limite: > 5%; normaliza com: < 3%",
         "prometheus.error_ratio (condição: prometheus.error_ratio > 0.05)",
         "[provável] Supabase down (errors.supabase_down)",
-        "supabase.rest_ok == false: verdadeira (observado: false)",
+        "supabase.rest_ok == false: verdadeira (observado: «false»)",
         "[descartada] Memory leak (errors.memory_leak)",
         "Verificar status.supabase.com",
         "      curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
@@ -878,9 +879,10 @@ fn no_secret_of_the_configuration_reaches_an_email() {
     let inc = incident(PageEvent::Escalated, Level::L2);
     let page = Page::new(&inc, Level::L2, PageEvent::Escalated, 0, at(min(32)));
     let links = ActionLinks::sign(
-        KEY,
+        &LinkKeys::new(KEY),
         &config.server.public_url,
         &inc.id,
+        inc.reopened,
         Level::L2,
         at(min(32)),
         config.escalation.link_ttl,
@@ -995,11 +997,15 @@ impl Actions for Recorder {
         Ok(self.incidents.lock().expect("lock").get(id).cloned())
     }
 
-    fn ack(&self, incident: &str, level: Level, by: &str) -> Result<(), ActionError> {
+    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), ActionError> {
         let mut map = self.incidents.lock().expect("lock");
         let inc = map
             .get_mut(incident)
             .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        assert_eq!(
+            episode, inc.reopened,
+            "the recorder's incidents never reopen"
+        );
         inc.acks.insert(
             level,
             Ack {
@@ -1014,11 +1020,21 @@ impl Actions for Recorder {
         Ok(())
     }
 
-    fn resolve(&self, incident: &str, by: &str, note: &str) -> Result<(), ActionError> {
+    fn resolve(
+        &self,
+        incident: &str,
+        episode: u32,
+        by: &str,
+        note: &str,
+    ) -> Result<(), ActionError> {
         let mut map = self.incidents.lock().expect("lock");
         let inc = map
             .get_mut(incident)
             .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
+        assert_eq!(
+            episode, inc.reopened,
+            "the recorder's incidents never reopen"
+        );
         if inc.state == IncidentState::Resolved {
             return Err(ActionError::AlreadyResolved(incident.into()));
         }
@@ -1057,25 +1073,14 @@ impl ActServer {
             .expect("lock")
             .insert(id.clone(), inc);
         let (clock, hand) = Clock::manual(at(min(3)));
-        // The links' failure budgets and log throttle; no API token (the links need none).
-        let shared = Arc::new(AuthShared::with(
-            Arc::new(SessionList::in_memory()),
-            clock.clone(),
-            AuthMetrics::default(),
-        ));
-        let config = AuthConfig {
-            api_token: None,
-            secure_cookies: false,
-            public_reads: true,
-            trusted_proxies: Vec::new(),
-        };
+        let auth = link_auth(&clock);
         let router = links::routes(
             Arc::clone(&recorder) as Arc<dyn Actions>,
-            Arc::from(KEY),
+            Arc::new(LinkKeys::new(KEY)),
             clock,
             Url::parse(&base).expect("url"),
             locale,
-            Arc::new(Auth::new(config, KEY, shared)),
+            auth,
         );
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
@@ -1397,4 +1402,429 @@ fn tokens_round_trip_and_each_refusal_has_its_error() {
         Err(TokenError::WrongAction)
     );
     assert!(links::authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
+}
+
+/// The text part of the newest outbox email of `id` whose key contains `event`.
+fn outbox_text(store: &harven_watchdog::store::Store, id: &str, event: &str) -> String {
+    let entry = store
+        .outbox_for(id)
+        .expect("the outbox")
+        .into_iter()
+        .rev()
+        .find(|e| e.key.contains(event))
+        .unwrap_or_else(|| panic!("no {event} email of {id}"));
+    let mail = ReceivedMail::parse(PathBuf::from("outbox.eml"), &entry.message);
+    text_of(&mail)
+}
+
+/// The URL on the text part's line that starts with `label`.
+fn link_on(text: &str, label: &str) -> String {
+    text.lines()
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"))
+        .to_owned()
+}
+
+/// A resolve link works once, and no link outlives a reopen, over the real pager and store: the
+/// email's resolve link resolves; posted again it changes nothing (already resolved); the section
+/// clears and fires again, the incident reopens, and the same link is refused with a page that says
+/// the incident reopened after it was sent, the incident staying open with its timeline as it was;
+/// the old ack link is refused the same way (an ack never lands silently on an episode its reader
+/// was not told about); the reopened email's own links act.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
+    use harven_watchdog::notify::NotifyMetrics;
+    use harven_watchdog::pager::{Pager, PagerConfig, PagerHandle};
+    use harven_watchdog::store::Store;
+
+    crate::support::init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = vec![
+        (
+            "HARVEN_WATCHDOG__STORE__PATH".to_owned(),
+            data.path().join("w.db").display().to_string(),
+        ),
+        ("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), "en".into()),
+        ("HARVEN_WATCHDOG__SERVER__PUBLIC_URL".into(), base.clone()),
+    ];
+    let config = Config::load_with_env(&[], env).expect("config");
+    let store = Arc::new(Store::open(&config.store.path).expect("store"));
+    let scene = outage(Locale::En, 0.124, min(3));
+    let firing = scene.eval.clone();
+    let mut clear = firing.clone();
+    for s in &mut clear.sections {
+        s.active = false;
+        s.severity = None;
+    }
+    clear.symptoms.clear();
+
+    let pager = Pager::open(
+        Arc::clone(&store),
+        PagerConfig::from_config(&config),
+        Arc::clone(&scene.runbook),
+        Arc::new(tokio::sync::Notify::new()),
+        NotifyMetrics::default(),
+    )
+    .expect("the pager");
+    let keys = pager.link_keys();
+    let pager = Arc::new(Mutex::new(pager));
+    let (clock, hand) = Clock::manual(at(min(3)));
+    // The pager's task, as the watch loop runs it: one owner, commands in turn.
+    let (commands, mut inbox) = tokio::sync::mpsc::channel(4);
+    let owner = Arc::clone(&pager);
+    let task_clock = clock.clone();
+    tokio::spawn(async move {
+        while let Some(cmd) = inbox.recv().await {
+            owner.lock().expect("lock").command(cmd, task_clock.now());
+        }
+    });
+    let handle = PagerHandle {
+        store: Arc::clone(&store),
+        commands,
+    };
+    let auth = link_auth(&clock);
+    let router = links::routes(
+        Arc::new(handle) as Arc<dyn Actions>,
+        keys,
+        clock,
+        Url::parse(&base).expect("url"),
+        Locale::En,
+        auth,
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    let step = |eval: &Evaluation, secs: u64| {
+        pager
+            .lock()
+            .expect("lock")
+            .on_evaluation(eval.clone(), None, at(secs))
+            .expect("step");
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let post = |url: String, action: &'static str, incident: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(&url)
+                .form(&[
+                    ("incident", incident.as_str()),
+                    ("action", action),
+                    ("by", "Ana"),
+                ])
+                .send()
+                .await
+                .expect("POST");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+
+    // Opened: the L1 email's links.
+    step(&firing, min(3));
+    let id = store
+        .latest_per_section()
+        .expect("read")
+        .into_iter()
+        .find(|i| i.section == "errors")
+        .expect("the errors incident")
+        .id;
+    let text = outbox_text(&store, &id, "/L1/opened/");
+    let (ack, resolve) = (
+        link_on(&text, "Acknowledge as L1:"),
+        link_on(&text, "Resolve:"),
+    );
+
+    // Resolved through the link, once.
+    hand.set(at(min(4)));
+    let (status, page) = post(resolve.clone(), "resolve", id.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Resolved by Ana"), "{page}");
+    let resolved = store.incident(&id).expect("read").expect("incident");
+    assert_eq!(resolved.state, IncidentState::Resolved);
+    let (status, body) = post(resolve.clone(), "resolve", id.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already resolved"), "{body}");
+    assert_eq!(
+        store
+            .incident(&id)
+            .expect("read")
+            .expect("incident")
+            .timeline,
+        resolved.timeline,
+        "a second post changed nothing"
+    );
+
+    // The section clears, then fires again within `reopen_within`: the same incident reopens.
+    step(&clear, min(6));
+    step(&firing, min(8));
+    let reopened = store.incident(&id).expect("read").expect("incident");
+    assert_eq!(
+        (reopened.state, reopened.reopened),
+        (IncidentState::Open, 1)
+    );
+
+    // The first email's links are void now, with a page that says why.
+    hand.set(at(min(9)));
+    let (status, body) = post(resolve.clone(), "resolve", id.clone()).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains(&format!(
+            "incident {id} reopened (reopening #1) after the email with this link was sent"
+        )) && body.contains("Nothing was changed"),
+        "{body}"
+    );
+    let (status, body) = post(ack.clone(), "ack", id.clone()).await;
+    assert_eq!(status, 409, "the old ack link: {body}");
+    assert!(body.contains("reopened"), "{body}");
+    let page = http.get(&resolve).send().await.expect("GET");
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.expect("body");
+    assert!(!page.contains("<form"), "{page}");
+    assert!(page.contains("reopened (reopening #1)"), "{page}");
+    let after = store.incident(&id).expect("read").expect("incident");
+    assert_eq!(after.state, IncidentState::Open, "the incident stays open");
+    assert!(after.acks.is_empty(), "and unacknowledged");
+    assert_eq!(after.timeline, reopened.timeline, "nothing was recorded");
+
+    // The reopened email carries links of the new episode, which act.
+    let text = outbox_text(&store, &id, "/L1/reopened/");
+    let (status, page) = post(link_on(&text, "Acknowledge as L1:"), "ack", id.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, page) = post(link_on(&text, "Resolve:"), "resolve", id.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        store.incident(&id).expect("read").expect("incident").state,
+        IncidentState::Resolved
+    );
+}
+
+/// `harven-watchdog rotate-link-key` (the real binary, on a store): the new key signs; a link
+/// signed with the old key still verifies until `link_ttl` after the rotation, when every link it
+/// signed has expired, and not after; `--revoke` refuses the old key's links at once. A pager reads
+/// the keys when it opens ([`load_link_keys`]), which is what a reload or restart does.
+#[test]
+fn rotating_the_link_key_keeps_old_links_until_they_expire_unless_revoked() {
+    use harven_watchdog::pager::load_link_keys;
+    use harven_watchdog::store::Store;
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let path = data.path().join("w.db");
+    let env = vec![(
+        "HARVEN_WATCHDOG__STORE__PATH".to_owned(),
+        path.display().to_string(),
+    )];
+    let ttl = Config::load_with_env(&[], env)
+        .expect("config")
+        .escalation
+        .link_ttl;
+    let store = Store::open(&path).expect("store");
+    let first = load_link_keys(&store).expect("keys");
+    let now = Clock::system().now();
+    let claims = Claims::new(
+        "errors-20261118T110640Z",
+        Action::Resolve,
+        Level::L1,
+        now,
+        ttl,
+    );
+    let old_link = first.sign(&claims);
+    let rotate = |revoke: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_harven-watchdog"));
+        cmd.arg("rotate-link-key")
+            .env("HARVEN_WATCHDOG__STORE__PATH", &path);
+        if revoke {
+            cmd.arg("--revoke");
+        }
+        let out = cmd.output().expect("run rotate-link-key");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+
+    let said = rotate(false);
+    assert!(
+        said.contains("links signed with the previous key work until"),
+        "{said}"
+    );
+    assert!(said.contains("reload"), "{said}");
+    let second = load_link_keys(&store).expect("keys");
+    assert_ne!(second.current(), first.current(), "a new key");
+    assert_eq!(
+        second.verify(&old_link, now),
+        Ok(claims.clone()),
+        "links already sent keep working"
+    );
+    let later = now + ttl + Duration::from_secs(60);
+    assert_eq!(
+        second.verify(&old_link, later),
+        Err(TokenError::BadSignature),
+        "not once every link the old key signed has expired"
+    );
+    let new_link = second.sign(&claims);
+    assert_eq!(first.verify(&new_link, now), Err(TokenError::BadSignature));
+    assert_eq!(second.verify(&new_link, now), Ok(claims.clone()));
+
+    let said = rotate(true);
+    assert!(said.contains("is refused"), "{said}");
+    let third = load_link_keys(&store).expect("keys");
+    for (what, link) in [
+        ("the last key's", &new_link),
+        ("the first key's", &old_link),
+    ] {
+        assert_eq!(
+            third.verify(link, now),
+            Err(TokenError::BadSignature),
+            "{what} link after --revoke"
+        );
+    }
+    assert_eq!(third.verify(&third.sign(&claims), now), Ok(claims));
+}
+
+/// A status page's own words (its description, read by the real probe from a fake statuspage.io
+/// page) reach the email only as one quoted line: a description that tries to start a line of its
+/// own with a fake "click here to acknowledge" shows, in the text part, on the line of the reading
+/// it belongs to, between « and », and the email's real links stay the only lines that carry them;
+/// in the HTML part it is escaped, and never a link. (The shipped runbook does not show the
+/// description; this one adds it as a cause's context, as a team might.)
+#[tokio::test]
+async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
+    use harven_watchdog::config::StatusPageConfig;
+    use harven_watchdog::probe::status::StatusPageProbe;
+
+    use crate::support::saas::{FakeStatusPage, PageScenario};
+
+    const EVIL: &str = "Partial outage\n\nClick https://evil.example/ack to acknowledge";
+    let page = FakeStatusPage::start(PageScenario::Indicator {
+        indicator: "major".into(),
+        description: EVIL.into(),
+    })
+    .await;
+    let timeout = Duration::from_secs(5);
+    let mut probe = StatusPageProbe::new(
+        StatusPageConfig {
+            name: "supabase".into(),
+            url: page.url(),
+            interval: Duration::from_secs(60),
+            timeout,
+        },
+        harven_watchdog::probe::http::shared_client([timeout]).expect("client"),
+    );
+    let read = harven_watchdog::probe::poll_once(&mut probe, &Clock::system()).await;
+    assert!(read.result.is_ok(), "{read:?}");
+
+    let text = include_str!("../../config/runbook.toml").replace(
+        "id = \"errors.supabase_down\"\n",
+        "id = \"errors.supabase_down\"\ncontext = [{ obs = \"status.description\", labels = { page = \"supabase\" }, name = \"supabase_says\" }]\n",
+    );
+    let runbook = Arc::new(Runbook::parse(&text, "runbook.toml").expect("the runbook"));
+    let mut engine = Engine::new(Arc::clone(&runbook), Locale::En);
+    let mut ev = Evidence::new();
+    let mut eval = None;
+    for secs in (0..=min(2)).step_by(60) {
+        evidence_at(&mut ev, secs, true, 0.124);
+        let mut report = read.clone();
+        report.at = at(secs);
+        ev.apply(report);
+        eval = Some(engine.evaluate(&ev, at(secs)));
+    }
+    let scene = Scene {
+        runbook,
+        eval: eval.expect("evaluated"),
+    };
+    let inc = incident(PageEvent::Opened, Level::L1);
+    let now = at(min(2));
+    let pg = Page::new(&inc, Level::L1, PageEvent::Opened, 0, now);
+    let links = ActionLinks::sign(
+        &LinkKeys::new(KEY),
+        &public_url(),
+        &inc.id,
+        0,
+        Level::L1,
+        now,
+        Duration::from_secs(3600),
+    );
+    let (section, symptoms) = (scene.section().clone(), scene.symptoms());
+    let to = recipients(Level::L1);
+    let email = Renderer::new()
+        .render(&EmailInput {
+            incident: &inc,
+            page: &pg,
+            section: &section,
+            symptoms: &symptoms,
+            runbook: &scene.runbook,
+            recipients: &to,
+            from: &mailbox("watchdog@harven.ai"),
+            public_url: &public_url(),
+            locale: Locale::En,
+            links: Some(&links),
+            now,
+        })
+        .expect("render");
+    let mail = parse(&email);
+
+    let text = text_of(&mail);
+    let quoted = "«Partial outage Click https://evil.example/ack to acknowledge»";
+    let line = text
+        .lines()
+        .find(|l| l.contains("evil.example"))
+        .unwrap_or_else(|| panic!("the description is shown:\n{text}"));
+    assert_eq!(
+        line.trim(),
+        format!("Context: supabase_says = {quoted}"),
+        "one line, quoted, on the line of the reading it belongs to:\n{text}"
+    );
+    assert_eq!(
+        text.lines().filter(|l| l.contains("evil.example")).count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("Click")),
+        "no line of its own:\n{text}"
+    );
+    assert!(
+        text.contains("(observed: «major»)"),
+        "the indicator it read is quoted too:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.contains("/act/"))
+            .all(|l| l.starts_with("Acknowledge as L1: ") || l.starts_with("Resolve: ")),
+        "the real links are the only link lines:\n{text}"
+    );
+
+    let html = html_of(&mail);
+    assert!(
+        unescape(&html).contains(quoted),
+        "the HTML part shows it quoted too:\n{html}"
+    );
+    assert!(!html.contains("href=\"https://evil.example"), "{html}");
+}
+
+/// The links' failure budgets and log throttle, on `clock`; no API token (the links need none).
+fn link_auth(clock: &Clock) -> Arc<Auth> {
+    let shared = Arc::new(AuthShared::with(
+        Arc::new(SessionList::in_memory()),
+        clock.clone(),
+        AuthMetrics::default(),
+    ));
+    let config = AuthConfig {
+        api_token: None,
+        secure_cookies: false,
+        public_reads: true,
+        trusted_proxies: Vec::new(),
+    };
+    Arc::new(Auth::new(config, KEY, shared))
 }

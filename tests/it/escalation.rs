@@ -2,16 +2,21 @@
 //! (in-process on a manual clock, or the real binary), and the real SMTP server whose received mail
 //! the assertions read. Time rules move with the manual clock, never by sleeping.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use harven_watchdog::clock::Timestamp;
+use harven_watchdog::store::{EmailStatus, Store};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
+use crate::support::{load, wait_for_some, wait_until};
 
 use crate::support::daemon::{
-    T0, TestDaemon as Daemon, paging_env as env, quick_runbook, spawn_binary,
+    T0, TestDaemon as Daemon, paging_env as env, quick_runbook, sample, spawn_binary,
 };
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
@@ -352,4 +357,232 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         "the restart did not resolve the incident: {:?}",
         summary(&mail)
     );
+}
+
+/// Large incidents in the store of the read-flood test (about 12 MB of JSON: a limit-500 list reads
+/// every one).
+const SEEDED: usize = 300;
+/// Concurrent anonymous clients in the read flood.
+const FLOODERS: usize = 8;
+/// How long (real time) the flood test waits for anything before failing: liveness, not latency.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// Anonymous clients reading `GET /api/incidents?limit=500` and `GET /` back to back, each request
+/// read to its last byte, until stopped.
+struct Flood {
+    /// Requests answered so far, per client.
+    done: Arc<Vec<AtomicUsize>>,
+    /// Every request that was not answered 200 with a whole body.
+    failures: Arc<Mutex<Vec<String>>>,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Flood {
+    fn start(base: &str, clients: usize) -> Self {
+        crate::support::init();
+        let done: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..clients).map(|_| AtomicUsize::new(0)).collect());
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let tasks = (0..clients)
+            .map(|c| {
+                let (done, failures, stop) =
+                    (Arc::clone(&done), Arc::clone(&failures), stop.clone());
+                // Its own client (its own connection), with a timeout far above any answer.
+                let http = reqwest::Client::builder()
+                    .timeout(PATIENCE)
+                    .build()
+                    .expect("client");
+                let urls = [
+                    format!("{base}/api/incidents?limit=500"),
+                    format!("{base}/"),
+                ];
+                tokio::spawn(async move {
+                    let mut n = c;
+                    while !stop.is_cancelled() {
+                        let url = &urls[n % 2];
+                        let answer = match http.get(url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                            }
+                            Ok(r) => Err(format!("status {}", r.status())),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = answer {
+                            failures
+                                .lock()
+                                .expect("failures")
+                                .push(format!("GET {url}: {e}"));
+                        }
+                        done[c].fetch_add(1, Ordering::Relaxed);
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            done,
+            failures,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Returns once every client has had an answer: the flood is under way.
+    async fn wait_under_way(&self) {
+        let done = Arc::clone(&self.done);
+        wait_until(PATIENCE, Duration::from_millis(50), move || {
+            let all = done.iter().all(|d| d.load(Ordering::Relaxed) > 0);
+            async move { all }
+        })
+        .await
+        .expect("every flooding client had an answer");
+    }
+
+    /// Stops it (each client after its request in flight); returns the requests answered per client.
+    async fn stop(self) -> (Vec<usize>, Vec<String>) {
+        self.stop.cancel();
+        for t in self.tasks {
+            t.await.expect("flooding client");
+        }
+        let done = self
+            .done
+            .iter()
+            .map(|d| d.load(Ordering::Relaxed))
+            .collect();
+        let failures = self.failures.lock().expect("failures").clone();
+        (done, failures)
+    }
+}
+
+/// The store's wait histograms as `/metrics` shows them.
+#[derive(Debug, Clone, Copy)]
+struct StoreWaits {
+    write_sum: f64,
+    write_count: f64,
+    /// Writes (and write-side reads) that waited more than 5 ms for the writer's connection.
+    write_over_5ms: f64,
+    read_sum: f64,
+    read_count: f64,
+}
+
+impl StoreWaits {
+    async fn read(d: &Daemon) -> Self {
+        let text = d.metrics().await;
+        let get =
+            |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series} in:\n{text}"));
+        let w = "harven_watchdog_store_write_wait_seconds";
+        let r = "harven_watchdog_store_read_wait_seconds";
+        Self {
+            write_sum: get(&format!("{w}_sum")),
+            write_count: get(&format!("{w}_count")),
+            write_over_5ms: get(&format!("{w}_count"))
+                - get(&format!("{w}_bucket{{le=\"0.005\"}}")),
+            read_sum: get(&format!("{r}_sum")),
+            read_count: get(&format!("{r}_count")),
+        }
+    }
+
+    /// What happened between `earlier` and `self`, as a log line.
+    fn since(self, earlier: Self) -> String {
+        let writes = self.write_count - earlier.write_count;
+        let reads = self.read_count - earlier.read_count;
+        format!(
+            "{writes} uses of the writer, mean wait {:.3} ms, {} over 5 ms; {reads} reads, mean wait for a reader {:.1} ms",
+            (self.write_sum - earlier.write_sum) * 1e3 / writes.max(1.0),
+            self.write_over_5ms - earlier.write_over_5ms,
+            (self.read_sum - earlier.read_sum) * 1e3 / reads.max(1.0),
+        )
+    }
+}
+
+/// Issue 13, "reads under load don't delay a page": anonymous clients flood the incident list and the
+/// status page of a store holding a few hundred large incidents while an incident escalates. The
+/// L2 page is committed to the outbox at the simulated instant it is due (the manual clock stands
+/// still there until it is), and is delivered, while the flood goes on; every read is answered,
+/// and every one went through the store's readers. No wall-clock time is asserted: the figures
+/// (the store's waits with and without the flood) go to the test log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_reads_does_not_move_the_l2_page_off_its_instant() {
+    let backend = SimBackend::start(StatusStyle::Grouped, Scenario::Slow).await;
+    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(data.path().join("watchdog.db")).expect("store");
+    let bytes = load::seed(&store, SEEDED, T0);
+    let d = start(env(&prom.url(), smtp.port(), data.path()), T0).await;
+
+    // Without the flood: L1, recorded with the incident it opens.
+    let started = StoreWaits::read(&d).await;
+    let incident = l1_incident(&d.hand, &smtp).await;
+    let opened = store
+        .incident(&incident)
+        .expect("read")
+        .expect("the incident")
+        .opened_at;
+    let l1 = store
+        .outbox_entry(&format!("{incident}/L1/opened/0"))
+        .expect("read")
+        .expect("the L1 row");
+    assert_eq!(
+        l1.created_at, opened,
+        "L1 is committed with the incident it opens"
+    );
+    let quiet = StoreWaits::read(&d).await;
+
+    // With the flood under way, the clock jumps to the instant L2 is due and stays there.
+    let flood = Flood::start(&d.base, FLOODERS);
+    flood.wait_under_way().await;
+    let due = opened + Duration::from_secs(30 * 60);
+    let now = d.hand.now();
+    assert!(now < due, "L1 came before L2 was due");
+    d.hand.advance(due.saturating_since(now));
+    let l2 = wait_for_some(PATIENCE, Duration::from_millis(100), || {
+        let row = store
+            .outbox_for(&incident)
+            .expect("read the outbox")
+            .into_iter()
+            .find(|e| e.level == "L2" && e.event == "escalated");
+        async move { row }
+    })
+    .await
+    .expect("the L2 page is committed during the flood");
+    assert_eq!(d.hand.now(), due, "the clock did not move meanwhile");
+    assert_eq!(l2.created_at, due, "committed at the instant it was due");
+    let delivered = wait_for_some(PATIENCE, Duration::from_millis(100), || {
+        let mail = smtp.messages();
+        async move { mail.iter().any(|m| is(m, "L2", "escalated")).then_some(()) }
+    })
+    .await;
+    assert!(
+        delivered.is_ok(),
+        "the L2 email is delivered during the flood: {:?}",
+        summary(&smtp.messages())
+    );
+    let (answered, failures) = flood.stop().await;
+    let flooded = StoreWaits::read(&d).await;
+
+    assert!(failures.is_empty(), "every read is answered: {failures:#?}");
+    assert!(answered.iter().all(|&n| n > 0), "{answered:?}");
+    assert_eq!(
+        store.outbox_entry(&l2.key).expect("read").map(|e| e.status),
+        Some(EmailStatus::Sent)
+    );
+    // Each list is one read and each status page three, all on the readers, none on the writer.
+    let requests: usize = answered.iter().sum();
+    assert!(
+        flooded.read_count - quiet.read_count >= requests as f64,
+        "{requests} requests, {} reads through the readers",
+        flooded.read_count - quiet.read_count
+    );
+    eprintln!(
+        "read flood: {SEEDED} incidents ({:.1} MB of JSON), {FLOODERS} clients, {requests} requests answered ({answered:?})\n\
+         without the flood (start to L1): {}\n\
+         with the flood (L1 to L2 delivered): {}",
+        bytes as f64 / 1e6,
+        quiet.since(started),
+        flooded.since(quiet),
+    );
+    d.stop().await;
 }

@@ -13,6 +13,7 @@ mod deploy;
 mod diagnose;
 mod email;
 mod escalation;
+mod fast_path;
 mod fastapi;
 mod image;
 mod leak;

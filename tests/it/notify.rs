@@ -579,7 +579,13 @@ async fn without_smtp_each_key_becomes_one_eml_file_written_whole() {
     );
     for e in &emails {
         assert_eq!(std::fs::read(files.path_for(&e.key)).unwrap(), e.message);
+        assert_eq!(
+            mode(&files.path_for(&e.key)),
+            0o600,
+            "an email holds live links: its file is the owner's alone"
+        );
     }
+    assert_eq!(mode(&dir), 0o700, "and so is its directory");
     rig.stop().await;
 
     // A directory that cannot be created: a retryable failure, the email stays pending.
@@ -590,6 +596,128 @@ async fn without_smtp_each_key_becomes_one_eml_file_written_whole() {
         .await
         .unwrap_err();
     assert!(err.retryable && err.metric_label() == "io", "{err}");
+}
+
+/// The permission bits of `path`.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Retention takes the `.eml` files with their rows: the files of an incident resolved before the
+/// cutoff go with its outbox rows, an older file whose row is already gone (pruned before files
+/// were) goes too, and what is recent or still has its row stays, made `0600` if an older version
+/// left it readable by others; a directory left `0755` is brought to `0700`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_the_eml_files_of_the_rows_it_prunes_and_keeps_the_rest() {
+    use harven_watchdog::incident::IncidentState;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    const MIN: Duration = Duration::from_secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("watchdog.db")).unwrap();
+    let outbox = dir.path().join("outbox");
+    std::fs::create_dir(&outbox).unwrap();
+    std::fs::set_permissions(&outbox, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let files = FileTransport::new(&outbox);
+    let retention = Duration::from_secs(24 * 60 * 60);
+
+    let old = incident("latency", T0);
+    let recent = incident("errors", T0);
+    let open_one = incident("redis", T0);
+    let old_emails = [
+        l1(&old, PageEvent::Opened, 0),
+        l1(&old, PageEvent::Resolved, 0),
+    ];
+    let recent_email = l1(&recent, PageEvent::Opened, 0);
+    let open_email = l1(&open_one, PageEvent::Opened, 0);
+    let mut all = old_emails.to_vec();
+    all.extend([recent_email.clone(), open_email.clone()]);
+    store
+        .commit(
+            &[old.clone(), recent.clone(), open_one.clone()],
+            &all,
+            None,
+            T0,
+        )
+        .unwrap();
+    for e in &all {
+        files
+            .send(&e.key, FROM, &e.recipients, &e.message)
+            .await
+            .unwrap();
+        assert!(store.mark_sent(&e.key, T0 + MIN).unwrap());
+    }
+    let resolved = |mut inc: Incident, at| {
+        inc.state = IncidentState::Resolved;
+        inc.resolved_at = Some(at);
+        inc
+    };
+    store
+        .save_incidents(&[
+            resolved(old.clone(), T0 + 10 * MIN),
+            resolved(recent.clone(), T0 + 23 * 60 * MIN),
+        ])
+        .unwrap();
+
+    let now = T0 + 10 * MIN + retention + MIN;
+    let cutoff = std::time::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from((now - retention).as_unix_millis()).unwrap());
+    let hour = Duration::from_secs(3600);
+    // Files without a row: one older than the cutoff (its row pruned by an older version), one newer
+    // (not this round's business), and a temporary file a crash left long ago.
+    let orphan_old = outbox.join("auth-20261118T110640Z_L1_opened_0.eml");
+    let orphan_new = outbox.join("auth-20261119T110640Z_L1_opened_0.eml");
+    let stale_tmp = outbox.join(".auth-20261118T110640Z_L1_reminder_1.eml.tmp");
+    for f in [&orphan_old, &orphan_new, &stale_tmp] {
+        std::fs::write(f, b"x").unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // Every file's age, explicitly: the old ones before the cutoff, the rest after it.
+    let age = |path: &std::path::Path, at: std::time::SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
+    };
+    for e in old_emails.iter().chain([&open_email]) {
+        age(&files.path_for(&e.key), cutoff - hour);
+    }
+    age(&files.path_for(&recent_email.key), cutoff + hour);
+    age(&orphan_old, cutoff - hour);
+    age(&stale_tmp, cutoff - hour);
+    age(&orphan_new, cutoff + hour);
+
+    let pruned =
+        harven_watchdog::store::retention::prune_once(&store, &files, now, retention).unwrap();
+    assert_eq!((pruned.emails, pruned.incidents), (2, 1), "{pruned:?}");
+    for e in &old_emails {
+        assert!(
+            !files.path_for(&e.key).exists(),
+            "{} went with its row",
+            e.key
+        );
+    }
+    assert!(!orphan_old.exists(), "an old file without a row goes");
+    assert!(!stale_tmp.exists(), "an old temporary file goes");
+    for kept in [
+        files.path_for(&recent_email.key),
+        files.path_for(&open_email.key),
+        orphan_new.clone(),
+    ] {
+        assert!(kept.exists(), "{} stays", kept.display());
+        assert_eq!(mode(&kept), 0o600, "{}", kept.display());
+    }
+    assert_eq!(mode(&outbox), 0o700);
+
+    // Nothing more to do the second time; a missing directory is nothing to do either.
+    let again =
+        harven_watchdog::store::retention::prune_once(&store, &files, now, retention).unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let none = FileTransport::new(dir.path().join("never-written"));
+    harven_watchdog::store::retention::prune_once(&store, &none, now, retention).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

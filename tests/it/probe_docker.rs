@@ -556,6 +556,30 @@ async fn an_unreachable_engine_fails_the_source_with_connect() {
     assert_eq!(failure.kind, FailureKind::Connect, "{failure}");
 }
 
+/// An Engine with more containers than the probe reads fails the poll as `too_large` (the list is
+/// asked for one more than that, so the answer stays bounded) rather than watching some of them.
+/// Two test containers exist, so a limit of one is exceeded whatever else the Engine runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_containers_than_the_probe_reads_fail_the_poll_as_too_large() {
+    let a = TestContainer::start(ContainerOptions::new().name_hint("many-a")).await;
+    let b = TestContainer::start(ContainerOptions::new().name_hint("many-b")).await;
+    let mut probe = probe_for(&[a.name(), b.name()], &[]).with_max_containers(1);
+    let failure = report(&mut probe)
+        .await
+        .result
+        .expect_err("more than one container");
+    assert_eq!(failure.kind, FailureKind::TooLarge, "{failure}");
+    assert_eq!(
+        failure.detail,
+        "list: the Docker Engine has more than 1 containers, more than the probe reads"
+    );
+    // The default limit reads them.
+    let mut probe = probe_for(&[a.name(), b.name()], &[]);
+    let out = poll(&mut probe).await;
+    assert_eq!(boolean(&out, "docker.present", a.name()), Some(true));
+    assert_eq!(boolean(&out, "docker.present", b.name()), Some(true));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_just_started_container_is_a_recent_deploy_running_its_image() {
     let c = TestContainer::start(ContainerOptions::new().name_hint("deploy")).await;

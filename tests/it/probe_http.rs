@@ -42,15 +42,13 @@ fn page(name: &str, url: url::Url) -> StatusPageProbe {
 }
 
 fn supabase(url: url::Url, key: &str) -> SupabaseProbe {
-    SupabaseProbe::new(
-        SupabaseConfig {
-            url,
-            api_key: Secret::new(key),
-            interval: Duration::from_secs(30),
-            timeout: TIMEOUT,
-        },
-        client(),
-    )
+    support::init();
+    SupabaseProbe::new(SupabaseConfig {
+        url,
+        api_key: Secret::new(key),
+        interval: Duration::from_secs(30),
+        timeout: TIMEOUT,
+    })
     .expect("the Supabase probe")
 }
 
@@ -280,6 +278,65 @@ async fn supabase_unreachable_on_both_endpoints_fails_the_source_then_recovers()
     let report = poll(&mut probe).await;
     assert!(boolean(&report, &Key::new("supabase.auth_ok")));
     assert!(boolean(&report, &Key::new("supabase.rest_ok")));
+}
+
+/// A Supabase that answers `302` to another server: the probe does not follow, so that server never
+/// sees the key in `apikey` or `Authorization` (reqwest would strip only the latter across hosts, and
+/// neither from `https` to `http`); the endpoint reads as failing, with the redirect's status and a
+/// note naming where it pointed and saying it was not followed.
+#[tokio::test]
+async fn supabase_key_never_follows_a_redirect() {
+    let server = FakeSupabase::start(KEY).await;
+    // The other server: a second fake that records every request's headers, whatever its key.
+    let elsewhere = FakeSupabase::start("elsewhere-key").await;
+    server.set_auth(Health::Redirect(elsewhere.addr()));
+    server.set_rest(Health::Redirect(elsewhere.addr()));
+
+    let mut probe = supabase(server.url(), KEY);
+    let report = poll(&mut probe).await;
+    let origin = format!("http://{}", elsewhere.addr());
+    for endpoint in ["auth", "rest"] {
+        let k = |s: &str| Key::new(catalogue_name(format!("supabase.{endpoint}_{s}")));
+        assert!(!boolean(&report, &k("ok")), "{endpoint}: {report:?}");
+        assert_eq!(number(&report, &k("status")), 302.0, "{endpoint}");
+        let observations = report.result.as_ref().expect("the source answered");
+        let note = observations
+            .iter()
+            .find(|o| o.key == k("ok"))
+            .and_then(|o| o.note.clone())
+            .unwrap_or_default();
+        assert_eq!(
+            note,
+            format!("HTTP 302: redirected to {origin} — not followed, the key stays here"),
+            "{endpoint}"
+        );
+        assert!(!note.contains(KEY));
+    }
+    assert_eq!(server.requests().len(), 2, "both endpoints were asked");
+    assert_eq!(
+        elsewhere.requests(),
+        vec![],
+        "the redirect target never received a request, so never the key"
+    );
+
+    // The control: a client that follows redirects would have taken the key there.
+    let follows = reqwest::Client::new();
+    let answer = follows
+        .get(format!("{}auth/v1/health", server.url()))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .expect("a followed redirect");
+    assert_eq!(
+        answer.status(),
+        401,
+        "the other server refused its wrong key"
+    );
+    assert_eq!(
+        elsewhere.requests()[0].apikey.as_deref(),
+        Some(KEY),
+        "without the probe's policy the key would have followed the redirect"
+    );
 }
 
 /// A `tracing` writer into a shared buffer.

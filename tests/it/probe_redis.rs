@@ -9,7 +9,7 @@ use harven_watchdog::clock::Clock;
 use harven_watchdog::config::RedisConfig;
 use harven_watchdog::observe::{FailureKind, Outcome, ProbeReport, Value};
 use harven_watchdog::probe::poll_once;
-use harven_watchdog::probe::redis::RedisProbe;
+use harven_watchdog::probe::redis::{RedisProbe, ReplyLimits};
 use harven_watchdog::secret::Secret;
 use redis::aio::ConnectionManager;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -422,4 +422,72 @@ async fn after_a_garbage_reply_the_same_probe_reads_redis_again() {
     proxy.set(Fault::None);
     let report = poll(&mut probe).await;
     assert!(report.result.is_ok(), "Redis is back: {report:?}");
+}
+
+/// Replies larger than the probe can have asked for are refused, not used (the redis crate has no
+/// reply cap, so the probe checks what it got): an INFO over the limit fails the poll as
+/// `too_large`; a SCAN page whose key names exceed the limit leaves that pattern's count unknown
+/// (`too_large`) while the rest of the poll, another pattern's count included, stands. The limits
+/// are set low here; the defaults read this Redis whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_larger_than_the_probe_reads_are_too_large_not_used() {
+    let server = RedisServer::start().await;
+    let mut con = server.connection_manager().await;
+    fill(&mut con, "rate_limit:user:", 10, 1).await;
+    // 50 keys whose names are over 1 KiB each: one SCAN page of them is over 50 KiB.
+    fill(&mut con, &format!("ai:{}:", "x".repeat(1024)), 50, 1).await;
+
+    let mut probe = probe_for(&server);
+    let report = poll(&mut probe).await;
+    assert_eq!(number(&report, r#"redis.keys{pattern="ai:*"}"#), 50.0);
+
+    let mut small_info = probe_for(&server).with_limits(ReplyLimits {
+        info_bytes: 512,
+        ..ReplyLimits::default()
+    });
+    let failure = poll(&mut small_info)
+        .await
+        .result
+        .expect_err("INFO over 512 B");
+    assert_eq!(failure.kind, FailureKind::TooLarge, "{failure}");
+    assert!(
+        failure.detail.starts_with("INFO answered ")
+            && failure
+                .detail
+                .ends_with("more than the 512 B the probe reads"),
+        "{failure}"
+    );
+
+    let mut small_page = probe_for(&server).with_limits(ReplyLimits {
+        scan_page_bytes: 8 << 10,
+        ..ReplyLimits::default()
+    });
+    let report = poll(&mut small_page).await;
+    let found = outcomes(&report);
+    for key in [
+        r#"redis.keys{pattern="ai:*"}"#,
+        r#"redis.keys_capped{pattern="ai:*"}"#,
+    ] {
+        match found.get(key) {
+            Some(Outcome::Unknown(f)) => {
+                assert_eq!(f.kind, FailureKind::TooLarge, "{key}: {f}");
+                assert!(
+                    f.detail
+                        .contains("SCAN MATCH ai:*: a page of key names came to")
+                        && f.detail.contains("more than the 8.0 KiB the probe reads"),
+                    "{f}"
+                );
+            }
+            other => panic!("{key}: expected unknown, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        number(&report, r#"redis.keys{pattern="rate_limit:*"}"#),
+        10.0,
+        "the other pattern is counted"
+    );
+    assert!(
+        number(&report, "redis.ping_seconds") >= 0.0,
+        "the poll stands"
+    );
 }

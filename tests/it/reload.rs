@@ -96,7 +96,7 @@ async fn a_valid_reload_keeps_the_incident_and_the_next_page_follows_the_new_con
     assert_eq!(answer.json["restart_required"], json!([]));
     assert_eq!(
         reload_figures(&d.base).await,
-        (Some(1.0), Some(1.0), None),
+        (Some(1.0), Some(1.0), Some(0.0)),
         "one applied reload"
     );
 
@@ -204,7 +204,11 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     std::fs::write(&file, &old).expect("config");
     let d = start_unwatched(&file, data.path()).await;
     let api = Api::new(&d.base);
-    assert_eq!(reload_figures(&d.base).await, (Some(1.0), None, None));
+    assert_eq!(
+        reload_figures(&d.base).await,
+        (Some(1.0), Some(0.0), Some(0.0)),
+        "both results at 0 from the start"
+    );
 
     // The new file is valid, but the requests are not allowed: nothing is reloaded.
     std::fs::write(
@@ -219,7 +223,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     assert_eq!(wrong.status, 403, "{}", wrong.json);
     assert_eq!(
         reload_figures(&d.base).await,
-        (Some(1.0), None, None),
+        (Some(1.0), Some(0.0), Some(0.0)),
         "refused requests reload nothing"
     );
 
@@ -241,7 +245,7 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
     );
     assert_eq!(
         reload_figures(&d.base).await,
-        (Some(0.0), None, Some(1.0)),
+        (Some(0.0), Some(0.0), Some(1.0)),
         "the refusal is on /metrics"
     );
     let still_old = reload(&api, Some(NEW_TOKEN)).await;
@@ -271,7 +275,10 @@ async fn an_invalid_reload_is_refused_and_the_old_config_keeps_running() {
         "{}",
         refused.json
     );
-    assert_eq!(reload_figures(&d.base).await, (Some(0.0), None, Some(2.0)));
+    assert_eq!(
+        reload_figures(&d.base).await,
+        (Some(0.0), Some(0.0), Some(2.0))
+    );
 
     // Valid again, with a listen address that only a restart can change.
     std::fs::write(
@@ -450,7 +457,11 @@ async fn without_an_api_token_the_reload_route_is_closed() {
         "{}",
         answer.json
     );
-    assert_eq!(reload_figures(&d.base).await, (Some(1.0), None, None));
+    assert_eq!(
+        reload_figures(&d.base).await,
+        (Some(1.0), Some(0.0), Some(0.0)),
+        "both results at 0 from the start"
+    );
     d.stop().await;
 }
 
@@ -528,7 +539,10 @@ async fn sighup_refuses_a_broken_config_and_applies_a_valid_one() {
         "the daemon died:\n{text}"
     );
     assert!(healthy().await, "still serving");
-    assert_eq!(reload_figures(&base).await, (Some(0.0), None, Some(1.0)));
+    assert_eq!(
+        reload_figures(&base).await,
+        (Some(0.0), Some(0.0), Some(1.0))
+    );
     let still_closed = reload(&api, Some(NEW_TOKEN)).await;
     assert_eq!(
         still_closed.status, 403,

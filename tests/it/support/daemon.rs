@@ -1,8 +1,10 @@
-//! The daemon in-process, as the tests start it: `harven_watchdog::run` on `127.0.0.1:0` with a manual
-//! clock that only the test moves.
+//! The daemon as the tests start it: in-process, `harven_watchdog::run` on `127.0.0.1:0` with a manual
+//! clock that only the test moves ([`TestDaemon`]); or a built binary as a child process on real time
+//! ([`spawn_binary`], and [`DaemonProcess`] for the benches' release binary).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use harven_watchdog::Reload;
 use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
@@ -209,5 +211,91 @@ impl TestDaemon {
         self.shutdown.cancel();
         self.task.await.expect("join").expect("clean stop");
         self.hand
+    }
+}
+
+/// A watchdog binary (the benches' release build) as a child process on real time, its store and
+/// log (`daemon.log`, warnings) in a fresh directory and its HTTP on a free port; stopped
+/// (SIGTERM, then SIGKILL) on drop.
+pub struct DaemonProcess {
+    child: Child,
+    base: String,
+    data: tempfile::TempDir,
+}
+
+impl DaemonProcess {
+    /// Starts `bin` with `env` (`HARVEN_WATCHDOG__*` pairs) and waits until `/healthz` answers;
+    /// panics with the log's tail when it does not.
+    pub async fn start(bin: &Path, env: Vec<(String, String)>) -> DaemonProcess {
+        let data = tempfile::Builder::new()
+            .prefix("hwbench-daemon-")
+            .tempdir()
+            .expect("a temp dir for the daemon");
+        let port = super::free_port();
+        let log = std::fs::File::create(data.path().join("daemon.log")).expect("the daemon log");
+        let child = Command::new(bin)
+            .envs(env)
+            .env(
+                "HARVEN_WATCHDOG__STORE__PATH",
+                data.path().join("watchdog.db"),
+            )
+            .env(
+                "HARVEN_WATCHDOG__SERVER__LISTEN",
+                format!("127.0.0.1:{port}"),
+            )
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let daemon = DaemonProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            data,
+        };
+        let http = super::http_client();
+        let healthz = format!("{}/healthz", daemon.base);
+        super::wait_until(super::STARTUP_TIMEOUT, Duration::from_millis(50), || {
+            let request = http.get(&healthz).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the daemon did not answer /healthz: {e}; log:\n{}",
+                daemon.log_tail()
+            )
+        });
+        daemon
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last 4 KiB of its log.
+    pub fn log_tail(&self) -> String {
+        super::log_tail(&self.data.path().join("daemon.log"), 4096)
+    }
+
+    /// Its `/metrics` text; panics when it does not answer.
+    pub async fn metrics(&self) -> String {
+        super::http_client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics body")
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        super::terminate_child(&mut self.child, Duration::from_secs(10));
     }
 }

@@ -568,8 +568,11 @@ fn parse_sample(line: &str) -> Option<ExpositionSample> {
 /// What a [`Load`] sends.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
-    /// Requests started per second.
+    /// Requests started per second (the peak rate when `shape` is set).
     pub rps: f64,
+    /// A rate that changes over time (a diurnal swing) with random (Poisson) arrivals; `None`:
+    /// `rps` at regular intervals.
+    pub shape: Option<RateShape>,
     /// The handlers and their weights, interleaved (smooth weighted round robin, so `[(Chat, 3),
     /// (Login, 1)]` sends chat, chat, login, chat, chat, chat, login…).
     pub mix: Vec<(Handler, u32)>,
@@ -588,11 +591,35 @@ impl LoadSpec {
     pub fn new(rps: f64, mix: &[(Handler, u32)]) -> LoadSpec {
         LoadSpec {
             rps,
+            shape: None,
             mix: mix.to_vec(),
             max_in_flight: 64,
             cap: Duration::from_secs(120),
             timeout: Duration::from_secs(15),
         }
+    }
+}
+
+/// A day's swing of traffic squeezed into `period`: the rate starts at `low_rps` (night), rises
+/// smoothly to the spec's `rps` at half the period (the afternoon peak) and falls back, as
+/// `low + (peak - low) · (1 - cos(2π t / period)) / 2`; requests arrive at random (exponential
+/// gaps, seeded), as independent users do, rather than on a metronome.
+#[derive(Debug, Clone, Copy)]
+pub struct RateShape {
+    /// The lowest rate, at the start and the end of each period.
+    pub low_rps: f64,
+    /// One whole day.
+    pub period: Duration,
+    /// The seed of the arrival times.
+    pub seed: u64,
+}
+
+impl RateShape {
+    /// The rate `elapsed` into the load, peaking at `peak_rps`.
+    pub fn rps_at(&self, peak_rps: f64, elapsed: Duration) -> f64 {
+        let phase = elapsed.as_secs_f64() / self.period.as_secs_f64().max(1e-3);
+        let swing = (1.0 - (std::f64::consts::TAU * phase).cos()) / 2.0;
+        self.low_rps + (peak_rps - self.low_rps) * swing
     }
 }
 
@@ -708,6 +735,59 @@ impl Drop for Load {
     }
 }
 
+/// When the next request starts: a regular ticker at `rps`, or random arrivals at a
+/// [`RateShape`]'s rate.
+enum Arrivals {
+    Regular(tokio::time::Interval),
+    Shaped {
+        shape: RateShape,
+        peak_rps: f64,
+        rng: fastrand::Rng,
+        next: Instant,
+    },
+}
+
+impl Arrivals {
+    fn new(spec: &LoadSpec) -> Arrivals {
+        match spec.shape {
+            None => {
+                let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / spec.rps));
+                // A late tick (a busy machine) is not made up with a burst.
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                Arrivals::Regular(ticker)
+            }
+            Some(shape) => Arrivals::Shaped {
+                shape,
+                peak_rps: spec.rps,
+                rng: fastrand::Rng::with_seed(shape.seed),
+                next: Instant::now(),
+            },
+        }
+    }
+
+    /// Waits for the next start.
+    async fn next(&mut self, started: Instant) {
+        match self {
+            Arrivals::Regular(ticker) => {
+                ticker.tick().await;
+            }
+            Arrivals::Shaped {
+                shape,
+                peak_rps,
+                rng,
+                next,
+            } => {
+                tokio::time::sleep_until((*next).into()).await;
+                let rate = shape.rps_at(*peak_rps, started.elapsed()).max(0.01);
+                // An exponential gap (inverse transform); 1 - u is in (0, 1], so ln is finite.
+                let gap = -(1.0 - rng.f64()).ln() / rate;
+                // A late start (a busy machine) is not made up with a burst.
+                *next = Instant::now().max(*next) + Duration::from_secs_f64(gap.min(60.0));
+            }
+        }
+    }
+}
+
 /// Smooth weighted round robin (nginx's): every handler gets its share, interleaved.
 struct Mix {
     entries: Vec<(Handler, i64, i64)>,
@@ -749,12 +829,10 @@ async fn drive(
     let started = Instant::now();
     let mut requests = JoinSet::new();
     let mut mix = Mix::new(&spec.mix);
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / spec.rps));
-    // A late tick (a busy machine) is not made up with a burst.
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut arrivals = Arrivals::new(&spec);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = arrivals.next(started) => {}
             // A stop request, or the Load is gone.
             _ = stopped.changed() => break,
         }

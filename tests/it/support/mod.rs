@@ -17,6 +17,7 @@ pub mod docker;
 pub mod fastapi;
 pub mod fault;
 pub mod ledger;
+pub mod load;
 pub mod process;
 pub mod procfs;
 pub mod prometheus;

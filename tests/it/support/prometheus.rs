@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -47,6 +48,21 @@ pub struct ExtraConfig {
     pub yaml: String,
     /// Files written beside `prometheus.yml` before it starts: `(file name, contents)`.
     pub files: Vec<(String, String)>,
+    /// The scrape (and evaluation) interval instead of the tests' [`SCRAPE_INTERVAL`], e.g. the
+    /// 15 s a production Prometheus commonly uses.
+    pub scrape_interval: Option<Duration>,
+    /// Log every query Prometheus answers (`global.query_log_file`), read back with
+    /// [`PrometheusServer::logged_queries`]: a client's queries as the server saw them, when.
+    pub query_log: bool,
+}
+
+/// One entry of Prometheus' query log.
+#[derive(Debug, Clone)]
+pub struct LoggedQuery {
+    /// When Prometheus logged it (as it finished answering).
+    pub at: std::time::SystemTime,
+    /// The PromQL.
+    pub query: String,
 }
 
 /// A running Prometheus process; killed (and its temp dir removed) on drop.
@@ -84,7 +100,14 @@ impl PrometheusServer {
         }
         std::fs::write(
             dir.path().join("prometheus.yml"),
-            config_yaml(&targets) + &extra.yaml,
+            config_yaml(
+                &targets,
+                extra.scrape_interval.unwrap_or(SCRAPE_INTERVAL),
+                extra
+                    .query_log
+                    .then(|| dir.path().join(QUERY_LOG))
+                    .as_deref(),
+            ) + &extra.yaml,
         )
         .expect("write prometheus.yml");
         let http = reqwest::Client::builder()
@@ -105,6 +128,30 @@ impl PrometheusServer {
         })
         .await;
         server
+    }
+
+    /// Every query in the query log so far, oldest first (empty unless it was started with
+    /// [`ExtraConfig::query_log`]); panics on an entry it cannot read.
+    pub fn logged_queries(&self) -> Vec<LoggedQuery> {
+        let text = std::fs::read_to_string(self.dir.path().join(QUERY_LOG)).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("a query log line that is not JSON ({e}): {line}"));
+                let at = entry["ts"]
+                    .as_str()
+                    .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                    .unwrap_or_else(|| panic!("a query log line without a ts: {line}"));
+                LoggedQuery {
+                    at,
+                    query: entry["params"]["query"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                }
+            })
+            .collect()
     }
 
     /// The base URL, e.g. `http://127.0.0.1:40123`.
@@ -265,15 +312,23 @@ impl PrometheusServer {
     }
 }
 
-fn config_yaml(targets: &[String]) -> String {
+/// The query log's file name in Prometheus' directory.
+const QUERY_LOG: &str = "queries.log";
+
+fn config_yaml(targets: &[String], interval: Duration, query_log: Option<&Path>) -> String {
     let list = targets
         .iter()
         .map(|t| format!("'{t}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let secs = SCRAPE_INTERVAL.as_secs();
+    let secs = interval.as_secs().max(1);
+    // A scrape must end within its interval; 10 s is Prometheus' own default timeout.
+    let timeout = secs.min(10);
+    let query_log = query_log
+        .map(|path| format!("  query_log_file: '{}'\n", path.display()))
+        .unwrap_or_default();
     format!(
-        "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\n  evaluation_interval: {secs}s\n\
+        "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {timeout}s\n  evaluation_interval: {secs}s\n{query_log}\
          scrape_configs:\n  - job_name: '{BACKEND_JOB}'\n    static_configs:\n      - targets: [{list}]\n"
     )
 }

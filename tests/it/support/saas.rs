@@ -4,8 +4,8 @@
 //! the test switches at any time: [`FakeStatusPage`] serves `/api/v2/status.json` for an indicator,
 //! or a CDN's HTML 502 page, malformed JSON, a 20 MB body, or hangs; [`FakeSupabase`] serves
 //! `/auth/v1/health` (GoTrue) and `/rest/v1/` (PostgREST) answering, failing or hanging each on its
-//! own, refuses requests without the project's key as Supabase does (401), and records the `apikey`
-//! and `Authorization` headers it received.
+//! own or redirecting them elsewhere, refuses requests without the project's key as Supabase does
+//! (401), and records the `apikey` and `Authorization` headers it received.
 //!
 //! A request hanging under a `Hang` scenario is released when the scenario changes or the fake is
 //! dropped. Both can start on a chosen port ([`FakeStatusPage::start_on`]) so a test can point a
@@ -207,6 +207,8 @@ pub enum Health {
     Status(u16),
     /// Accepts the request and never answers.
     Hang,
+    /// Answers `302 Found` to the same path on another server (which may record what it is sent).
+    Redirect(SocketAddr),
 }
 
 /// One request the fake Supabase received, with its key headers.
@@ -266,6 +268,11 @@ impl FakeSupabase {
             seen,
             task,
         }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The project URL, `http://127.0.0.1:port`.
@@ -360,6 +367,11 @@ async fn endpoint(
             );
             (status, json, body).into_response()
         }
+        Health::Redirect(to) => (
+            StatusCode::FOUND,
+            [(header::LOCATION, format!("http://{to}{path}"))],
+        )
+            .into_response(),
         Health::Hang => unreachable!("waited out above"),
     }
 }
