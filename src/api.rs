@@ -3,11 +3,11 @@
 //!
 //! | route | auth | answer |
 //! |---|---|---|
-//! | `GET /api/incidents[?limit=N]` | none | `{"incidents": [incident…]}`, newest first |
-//! | `GET /api/incidents/{id}` | none | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
+//! | `GET /api/incidents[?limit=N]` | read | `{"incidents": [incident…]}`, newest first |
+//! | `GET /api/incidents/{id}` | read | the incident with its `timeline` and kept `diagnosis` (404 when unknown) |
 //! | `POST /api/incidents/{id}/ack` | token or link | `{"by", "level"?}` → the updated incident |
 //! | `POST /api/incidents/{id}/resolve` | token or link | `{"by", "note"?}` → the updated incident |
-//! | `GET /api/maintenance` | none | `{"windows": [window…]}` (the configuration's, then those created through the API) |
+//! | `GET /api/maintenance` | read | `{"windows": [window…]}` (the configuration's, then those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
 //! | `DELETE /api/maintenance/{id}?by=NAME` | token | the window, ended now (409 for a window of the configuration or one already over) |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
@@ -17,7 +17,12 @@
 //! token 403. The check runs before the body (or the query) is read, so a refused request changes
 //! nothing. The token is compared through HMAC tags under a per-process random key
 //! ([`ring::hmac::verify`]), which takes the same time whatever the presented value and its length,
-//! and it is never logged or echoed.
+//! and it is never logged or echoed. A client that failed too often ([`crate::auth::limit`]) is
+//! answered 429 with `Retry-After` and its credential is not checked at all, the right one included.
+//! Refusals are logged at most once a minute per client, saying how many were held back.
+//!
+//! "Read" routes are open while `server.public_reads` is true (the default); when it is false they
+//! need the API token or the session cookie of a signed-in page (401 otherwise).
 //!
 //! "Link" routes also take, in the same header, the token of an email's ack or resolve link (the part
 //! after `/act/`, [`crate::email::token`]): it authorises exactly the incident and the action it was
@@ -26,8 +31,8 @@
 //! action, an expired or an altered one is 403. Link tokens work whether or not an API token is
 //! configured (the `/act/` page takes them anyway); they never open maintenance windows or reload.
 //!
-//! Errors are `{"error": "…"}` with 400 (bad JSON or input), 404, 409 (already resolved or over), 413
-//! (body over [`MAX_BODY`]) or 503 (the store or the pager's task is unavailable).
+//! Errors are `{"error": "…"}` with 400 (bad JSON or input, naming the field), 401, 403, 404, 409
+//! (already resolved or over), 413 (body over [`MAX_BODY`]), 429 (too many failures) or 503 (the store or the pager's task is unavailable).
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -41,18 +46,17 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use ring::hmac;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{self, Auth, ClientKey, Denied};
 use crate::clock::{Clock, Timestamp};
-use crate::config::MaintenanceWindow;
+use crate::config::{MaintenanceWindow, limits};
 use crate::email::links::ActionError;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
-use crate::secret::Secret;
 use crate::store::{EndWindow, StoredWindow};
 
 /// Largest accepted request body.
@@ -69,50 +73,10 @@ const MAX_NOTE: usize = 2000;
 /// The answer when no token is configured.
 const NO_TOKEN: &str = "the API token is not configured (server.api_token_file)";
 
-/// The configured API token, kept only as an HMAC tag under a per-process random key: checking a
-/// presented value compares tags ([`ring::hmac::verify`]), which takes the same time whatever the
-/// value and its length. Shared by the API's bearer check and the pages' sign-in form.
-pub(crate) struct ApiToken {
-    /// `None`: no token configured, the mutating routes are closed.
-    tag: Option<hmac::Tag>,
-    key: hmac::Key,
-}
-
-/// Why a presented token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenRefusal {
-    /// No token is configured: nothing can be authorised.
-    NotConfigured,
-    /// Not the configured token.
-    Wrong,
-}
-
-impl ApiToken {
-    pub(crate) fn new(token: Option<&Secret>) -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        // The key only makes the comparison length-independent; a fixed one would do as well.
-        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
-            .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, b"harven-watchdog api token"));
-        let tag = token.map(|t| hmac::sign(&key, t.expose().as_bytes()));
-        Self { tag, key }
-    }
-
-    /// Whether a token is configured.
-    pub(crate) fn configured(&self) -> bool {
-        self.tag.is_some()
-    }
-
-    /// Checks `presented` against the configured token.
-    pub(crate) fn check(&self, presented: &str) -> Result<(), TokenRefusal> {
-        let expected = self.tag.as_ref().ok_or(TokenRefusal::NotConfigured)?;
-        hmac::verify(&self.key, presented.as_bytes(), expected.as_ref())
-            .map_err(|_| TokenRefusal::Wrong)
-    }
-}
-
 struct ApiState {
     handle: PagerHandle,
-    token: ApiToken,
+    /// The API token, the sessions (reads when `server.public_reads` is false), the budgets.
+    auth: Arc<Auth>,
     clock: Clock,
     /// The runbook's section IDs, which a maintenance window may name.
     sections: Vec<String>,
@@ -124,12 +88,12 @@ struct ApiState {
     link_key: Arc<LinkKeys>,
 }
 
-/// The `/api/*` routes, with their state. `token` is `server.api_token`; `sections` the runbook's
-/// section IDs (what a maintenance window may cover); `reloader` serves `POST /-/reload`;
-/// `link_key` verifies the email links' tokens.
+/// The `/api/*` routes, with their state. `auth` checks the token (and sessions, for reads);
+/// `sections` the runbook's section IDs (what a maintenance window may cover); `reloader` serves
+/// `POST /-/reload`; `link_key` verifies the email links' tokens.
 pub fn routes(
     handle: PagerHandle,
-    token: Option<Secret>,
+    auth: Arc<Auth>,
     clock: Clock,
     sections: Vec<String>,
     configured: Vec<MaintenanceWindow>,
@@ -138,7 +102,7 @@ pub fn routes(
 ) -> Router {
     let state = Arc::new(ApiState {
         handle,
-        token: ApiToken::new(token.as_ref()),
+        auth,
         clock,
         sections,
         configured,
@@ -166,6 +130,8 @@ pub fn routes(
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
+    /// 429's `Retry-After`, in seconds.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -173,6 +139,21 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: the client failed too often; nothing was checked.
+    fn rate_limited(wait: std::time::Duration) -> Self {
+        let secs = auth::retry_after_secs(wait);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed attempts from this address; nothing was checked: retry in {secs} s"
+                ),
+            )
         }
     }
 
@@ -198,6 +179,8 @@ impl IntoResponse for ApiError {
         let body = Json(serde_json::json!({ "error": self.message }));
         if self.status == StatusCode::UNAUTHORIZED {
             (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else if let Some(secs) = self.retry_after {
+            (self.status, [(header::RETRY_AFTER, secs.to_string())], body).into_response()
         } else {
             (self.status, body).into_response()
         }
@@ -237,39 +220,68 @@ fn bearer(parts: &Parts) -> Option<&str> {
         })
 }
 
-/// Logs a refused request (never the presented value) and makes its answer.
-fn refuse(parts: &Parts, status: StatusCode, why: &str, message: &str) -> ApiError {
-    tracing::warn!(method = %parts.method, path = %parts.uri.path(), reason = why, "API request refused");
-    ApiError::new(status, message)
+/// Logs a refused request (never the presented value), at most once a minute per client with how
+/// many were held back ([`Auth::should_log`]), and makes its answer.
+fn refuse(parts: &Parts, st: &ApiState, client: ClientKey, error: ApiError, why: &str) -> ApiError {
+    if let Some(held_back) = st.auth.should_log(client) {
+        tracing::warn!(
+            %client,
+            method = %parts.method,
+            path = %parts.uri.path(),
+            reason = why,
+            held_back,
+            "API request refused"
+        );
+    }
+    error
 }
 
-/// Checks `presented` against the API token: `Ok` when it is the token, else the refusal to answer.
-fn check_api_token(parts: &Parts, st: &ApiState, presented: Option<&str>) -> Result<(), ApiError> {
-    if !st.token.configured() {
-        return Err(refuse(
-            parts,
+/// Checks `presented` against the API token for `client`: `Ok` when it is the token, else the
+/// refusal to answer (429 unchecked when the client is over its failure budget).
+fn check_api_token(
+    parts: &Parts,
+    st: &ApiState,
+    client: ClientKey,
+    presented: Option<&str>,
+) -> Result<(), ApiError> {
+    let refused =
+        |status, message: &str, why| refuse(parts, st, client, ApiError::new(status, message), why);
+    if !st.auth.configured() {
+        st.auth.refused("not_configured");
+        return Err(refused(
             StatusCode::FORBIDDEN,
-            "no token configured",
             NO_TOKEN,
+            "no token configured",
         ));
     }
     let Some(presented) = presented else {
-        return Err(refuse(
-            parts,
+        st.auth.refused("no_credentials");
+        return Err(refused(
             StatusCode::UNAUTHORIZED,
-            "no bearer token",
             "this request needs `Authorization: Bearer <token>`",
+            "no bearer token",
         ));
     };
-    if st.token.check(presented).is_err() {
-        return Err(refuse(
+    match st.auth.check_token(client, presented) {
+        Ok(()) => Ok(()),
+        Err(Denied::RateLimited(wait)) => Err(refuse(
             parts,
+            st,
+            client,
+            ApiError::rate_limited(wait),
+            "rate limited",
+        )),
+        Err(Denied::NotConfigured) => Err(refused(
             StatusCode::FORBIDDEN,
-            "wrong token",
+            NO_TOKEN,
+            "no token configured",
+        )),
+        Err(Denied::Wrong) => Err(refused(
+            StatusCode::FORBIDDEN,
             "the API token is not valid",
-        ));
+            "wrong token",
+        )),
     }
-    Ok(())
 }
 
 /// Proof that the request carried the configured token. Extracted before the body, so a refused
@@ -283,7 +295,43 @@ impl FromRequestParts<Arc<ApiState>> for Authorized {
         parts: &mut Parts,
         st: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
-        check_api_token(parts, st, bearer(parts))?;
+        let client = st.auth.client(&parts.extensions, &parts.headers);
+        check_api_token(parts, st, client, bearer(parts))?;
+        Ok(Self)
+    }
+}
+
+/// Proof that the request may read: reads are public (`server.public_reads`, the default), or it
+/// carries a session cookie of the pages or the API token. Without either: 401.
+struct MayRead;
+
+impl FromRequestParts<Arc<ApiState>> for MayRead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        st: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        if st.auth.public_reads() || st.auth.session(&parts.headers).is_some() {
+            return Ok(Self);
+        }
+        let client = st.auth.client(&parts.extensions, &parts.headers);
+        let presented = bearer(parts);
+        if presented.is_none() {
+            st.auth.refused("no_credentials");
+            return Err(refuse(
+                parts,
+                st,
+                client,
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "reading needs `Authorization: Bearer <token>` or a signed-in session \
+                     (server.public_reads is false)",
+                ),
+                "read without credentials",
+            ));
+        }
+        check_api_token(parts, st, client, presented)?;
         Ok(Self)
     }
 }
@@ -342,32 +390,60 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
         parts: &mut Parts,
         st: &Arc<ApiState>,
     ) -> Result<Self, Self::Rejection> {
+        let client = st.auth.client(&parts.extensions, &parts.headers);
         // Owned: reading the path below borrows `parts` mutably.
-        let presented = bearer(parts).map(str::to_owned);
-        let presented = presented.as_deref();
-        if presented.is_some_and(|p| st.token.check(p).is_ok()) {
+        let Some(presented) = bearer(parts).map(str::to_owned) else {
+            check_api_token(parts, st, client, None)?;
+            return Ok(Self::new(None));
+        };
+        let limited = |parts: &Parts, wait| {
+            refuse(
+                parts,
+                st,
+                client,
+                ApiError::rate_limited(wait),
+                "rate limited",
+            )
+        };
+        // The client over its own budget: refused before either kind of token is looked at.
+        if let Err(wait) = st.auth.admit_link(client) {
+            return Err(limited(parts, wait));
+        }
+        // The API token is compared only within the global budget too; a link token need not be.
+        if st.auth.within_budget(client) && st.auth.is_token(client, &presented) {
             return Ok(Self::new(None));
         }
-        if let Some(p) = presented {
-            let Path(id) = Path::<String>::from_request_parts(parts, st)
-                .await
-                .map_err(|r| ApiError::bad_request(r.body_text()))?;
-            let checked = st
-                .link_key
-                .verify(p, st.clock.now())
-                .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
-            match checked {
-                Ok(claims) => return Ok(Self::new(Some(claims))),
-                // Not shaped like a link token: refused as a wrong API token below.
-                Err(TokenError::Malformed) => {}
-                Err(e) => {
-                    let message = format!("the email link token is refused: {e}");
-                    return Err(refuse(parts, StatusCode::FORBIDDEN, e.label(), &message));
+        let Path(id) = Path::<String>::from_request_parts(parts, st)
+            .await
+            .map_err(|r| ApiError::bad_request(r.body_text()))?;
+        let checked = st
+            .link_key
+            .verify(&presented, st.clock.now())
+            .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
+        match checked {
+            Ok(claims) => Ok(Self::new(Some(claims))),
+            // Not shaped like a link token: a wrong API token.
+            Err(TokenError::Malformed) if !st.auth.configured() => {
+                st.auth.refused("not_configured");
+                let error = ApiError::new(StatusCode::FORBIDDEN, NO_TOKEN);
+                Err(refuse(parts, st, client, error, "no token configured"))
+            }
+            Err(TokenError::Malformed) => {
+                if let Err(wait) = st.auth.admit(client) {
+                    return Err(limited(parts, wait));
                 }
+                st.auth.wrong_token(client);
+                let error = ApiError::new(StatusCode::FORBIDDEN, "the API token is not valid");
+                Err(refuse(parts, st, client, error, "wrong token"))
+            }
+            // A link token cannot be guessed (HMAC): its refusals spend no budget.
+            Err(e) => {
+                st.auth.refused("bad_link_token");
+                let message = format!("the email link token is refused: {e}");
+                let error = ApiError::new(StatusCode::FORBIDDEN, message);
+                Err(refuse(parts, st, client, error, e.label()))
             }
         }
-        check_api_token(parts, st, presented)?;
-        Ok(Self::new(None))
     }
 }
 
@@ -570,6 +646,7 @@ struct ListQuery {
 
 /// `GET /api/incidents`: newest first.
 async fn list_incidents(
+    _read: MayRead,
     State(st): State<Arc<ApiState>>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -583,6 +660,7 @@ async fn list_incidents(
 
 /// `GET /api/incidents/{id}`: the incident with its timeline.
 async fn incident_detail(
+    _read: MayRead,
     State(st): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -731,7 +809,10 @@ async fn resolve(
 
 /// `GET /api/maintenance`: the configuration's windows, then those created through the API, oldest
 /// first (ended ones included: the list is their history).
-async fn list_windows(State(st): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+async fn list_windows(
+    _read: MayRead,
+    State(st): State<Arc<ApiState>>,
+) -> Result<Response, ApiError> {
     let store = Arc::clone(&st.handle.store);
     let stored = blocking(move || store.windows()).await?;
     let views = window_views(&st.configured, stored);
@@ -778,14 +859,20 @@ pub(crate) struct WindowBody {
     pub(crate) by: String,
 }
 
+/// An RFC 3339 UTC time between 1970 and 9999 ([`Timestamp::is_date`]), or a 400 naming `field`.
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    humantime::parse_rfc3339_weak(text.trim())
+    let bad = |why: String| {
+        ApiError::bad_request(format!(
+            "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})"
+        ))
+    };
+    let t = humantime::parse_rfc3339_weak(text.trim())
         .map(Timestamp::from_system_time)
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})"
-            ))
-        })
+        .map_err(|e| bad(e.to_string()))?;
+    if !t.is_date() {
+        return Err(bad("before 1970".to_owned()));
+    }
+    Ok(t)
 }
 
 /// Checks a window request at `now` against the runbook's `sections`.
@@ -807,17 +894,36 @@ pub(crate) fn check_window(
             sections.join(", ")
         )));
     }
+    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
     let starts = match body.starts.as_deref() {
         Some(s) => parse_time("starts", s)?,
         None => now,
     };
+    // Within a year of now and at most 30 days long, so `ends` is always a date the pages, the API
+    // and the logs can write (a window ending after the year 9999 once made every page panic).
+    if starts.saturating_since(now) > ahead.max {
+        return Err(ApiError::bad_request(format!(
+            "`starts`: more than {} from now; a window is planned at most that far ahead",
+            ahead.text
+        )));
+    }
     let ends = match (body.ends.as_deref(), body.duration.as_deref()) {
         (Some(e), None) => parse_time("ends", e)?,
-        (None, Some(d)) => {
-            let d = humantime::parse_duration(d.trim()).map_err(|e| {
-                ApiError::bad_request(format!("`duration`: {d:?} is not a duration like 2h ({e})"))
+        (None, Some(text)) => {
+            let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "`duration`: {text:?} is not a duration like 2h ({e})"
+                ))
             })?;
-            starts + d
+            if d > longest.max {
+                return Err(ApiError::bad_request(format!(
+                    "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
+                    longest.text
+                )));
+            }
+            starts.checked_add(d).ok_or_else(|| {
+                ApiError::bad_request(format!("`duration`: {text:?} from `starts` is not a date"))
+            })?
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -828,6 +934,12 @@ pub(crate) fn check_window(
     };
     if ends <= starts {
         return Err(ApiError::bad_request("`ends` must be after `starts`"));
+    }
+    if ends.saturating_since(starts) > longest.max {
+        return Err(ApiError::bad_request(format!(
+            "`ends`: more than {} after `starts`, the longest a maintenance window may be",
+            longest.text
+        )));
     }
     if ends <= now {
         return Err(ApiError::bad_request("the window is already over"));
@@ -1079,6 +1191,55 @@ mod tests {
         }
     }
 
+    /// Far-future windows (the one that ended after the year 9999 used to be stored, and every page
+    /// panicked on it) are 400s naming the field at fault.
+    #[test]
+    fn windows_out_of_bounds_are_refused_naming_the_field() {
+        for (bad, field) in [
+            (serde_json::json!({"duration": "100000y"}), "`duration`"),
+            (serde_json::json!({"duration": "31d"}), "`duration`"),
+            (
+                serde_json::json!({"duration": "999999999999999999s"}),
+                "`duration`",
+            ),
+            (
+                serde_json::json!({"starts": "2028-01-01T00:00:00Z", "duration": "1h"}),
+                "`starts`",
+            ),
+            (
+                serde_json::json!({"starts": "9999-12-31T23:00:00Z", "duration": "2h"}),
+                "`starts`",
+            ),
+            (
+                serde_json::json!({"ends": "2027-01-01T00:00:00Z"}),
+                "`ends`",
+            ),
+            (
+                serde_json::json!({"ends": "20000-01-01T00:00:00Z"}),
+                "`ends`",
+            ),
+            (
+                serde_json::json!({"starts": "1960-01-01T00:00:00Z", "duration": "1h"}),
+                "`starts`",
+            ),
+        ] {
+            let mut json = bad.clone();
+            json["reason"] = "r".into();
+            json["by"] = "a".into();
+            let err = check_window(body(json), NOW, &sections()).expect_err("refused");
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(err.message.starts_with(field), "{bad}: {}", err.message);
+        }
+        // The longest window, planned the furthest ahead, is a date.
+        let (w, _) = check_window(
+            body(serde_json::json!({"starts": "2027-11-18T00:00:00Z", "duration": "30d", "reason": "r", "by": "a"})),
+            NOW,
+            &sections(),
+        )
+        .expect("valid");
+        assert_eq!(w.ends.to_string(), "2027-12-18T00:00:00.000Z");
+    }
+
     #[test]
     fn by_is_a_short_name() {
         assert!(check_by("Ana").is_ok());
@@ -1109,7 +1270,11 @@ mod tests {
             let sections = ["errors", "database"].map(str::to_owned);
             let now = Timestamp::from_unix_millis(now);
             match check_window(body, now, &sections) {
-                Ok((w, _)) => prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}"),
+                Ok((w, _)) => {
+                    prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}");
+                    prop_assert!(w.starts.is_date() && w.ends.is_date(), "{w:?}");
+                    prop_assert!(w.ends.saturating_since(w.starts) <= limits::MAX_WINDOW.max, "{w:?}");
+                }
                 Err(e) => {
                     prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
                     prop_assert!(!e.message.is_empty());

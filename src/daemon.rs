@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
@@ -101,6 +102,7 @@ pub async fn run(
     let store = Arc::new(Store::open(&prepared.config.store.path)?);
     let mut metrics = Metrics::new();
     store.register_metrics(metrics.registry_mut());
+    let auth_metrics = AuthMetrics::register(metrics.registry_mut());
     let shared = Shared {
         probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
         engine_metrics: EngineMetrics::register(metrics.registry_mut()),
@@ -108,6 +110,11 @@ pub async fn run(
         heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
         reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
         form_metrics: FormMetrics::register(metrics.registry_mut()),
+        auth: Arc::new(AuthShared::new(
+            Arc::clone(&store),
+            clock.clone(),
+            auth_metrics,
+        )),
         store,
         wake_sender: Arc::new(Notify::new()),
         reloader: handle,
@@ -126,9 +133,13 @@ pub async fn run(
     });
     let app = http::router(Arc::new(AppState { metrics, data_dir })).fallback_service(current);
     let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
+        // The peer's address reaches the handlers (`ConnectInfo`): the failure budgets count by it.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
     );
 
     // One request at a time: concurrent reloads serialize here. Biased, shutdown first: once it is
@@ -191,6 +202,9 @@ struct Shared {
     heartbeat_metrics: HeartbeatMetrics,
     reload_metrics: ReloadMetrics,
     form_metrics: FormMetrics,
+    /// The failure budgets and the signed-in sessions: a reload forgives no guesser and signs
+    /// nobody out.
+    auth: Arc<AuthShared>,
 }
 
 /// The parts of a configuration that can fail to build, built before anything running is touched: a
@@ -366,6 +380,11 @@ impl Generation {
         blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
     ) -> Router {
         let clock = &shared.clock;
+        let auth = Arc::new(Auth::new(
+            AuthConfig::of(&config.server),
+            link_keys.current(),
+            Arc::clone(&shared.auth),
+        ));
         let web_routes = crate::web::routes(crate::web::WebConfig {
             handle: handle.clone(),
             runbook: Arc::clone(runbook),
@@ -373,14 +392,13 @@ impl Generation {
             locale: config.runbook.locale,
             public_url: config.server.public_url.clone(),
             windows: config.maintenance.clone(),
-            api_token: config.server.api_token.clone(),
-            link_key: Arc::from(link_keys.current()),
+            auth: Arc::clone(&auth),
             metrics: shared.form_metrics.clone(),
             blind_spots,
         });
         let api_routes = crate::api::routes(
             handle.clone(),
-            config.server.api_token.clone(),
+            Arc::clone(&auth),
             clock.clone(),
             runbook.sections.iter().map(|s| s.id.clone()).collect(),
             config.maintenance.clone(),
@@ -393,6 +411,7 @@ impl Generation {
             clock.clone(),
             config.server.public_url.clone(),
             config.runbook.locale,
+            auth,
         );
         act_routes.merge(api_routes).merge(web_routes)
     }

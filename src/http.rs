@@ -1,7 +1,9 @@
 //! The daemon's HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`.
 //!
 //! Handlers only read shared state; they never block on a peer, so a hung Prometheus or SMTP server
-//! cannot make the watchdog look dead to its own health check.
+//! cannot make the watchdog look dead to its own health check. These three are always open, whatever
+//! `server.public_reads` says: orchestrators and Prometheus reach them without credentials, and they
+//! show counts, never an incident's details.
 
 use std::path::PathBuf;
 use std::sync::Arc;

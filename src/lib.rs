@@ -29,6 +29,8 @@
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
+//! - [`auth`]: who may read and act: the API token, the pages' server-side sessions, the failure
+//!   budgets that refuse a guesser's credentials unchecked (429), and the client a request counts as.
 //! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
 //! - [`reload`]: hot configuration reload: the handle SIGHUP and `POST /-/reload` use, its outcome
 //!   and metrics.
@@ -39,6 +41,7 @@
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;

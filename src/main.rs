@@ -93,6 +93,23 @@ fn check_config(files: &[std::path::PathBuf], live: bool) -> ExitCode {
                     .sum::<usize>(),
             );
             outln!("  listen: {}", config.server.listen);
+            let server = &config.server;
+            outln!(
+                "  access: {}",
+                match (server.api_token.is_some(), server.public_reads) {
+                    (true, true) => "anyone reads; changes need the API token",
+                    (true, false) => "reads and changes need the API token or a signed-in session",
+                    (false, _) => "anyone reads; changes are closed (no server.api_token)",
+                }
+            );
+            if !server.trusted_proxies.is_empty() {
+                let proxies: Vec<String> = server
+                    .trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                outln!("  X-Forwarded-For from: {}", proxies.join(", "));
+            }
             for role in &config.docker.roles {
                 outln!("  docker role {}: {}", role.name, role.describe());
             }

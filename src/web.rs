@@ -8,10 +8,14 @@
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
 //! | `POST /maintenance/{id}/end` | signed in: ends a window created at run time now (`by`); the configuration's cannot be |
-//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token (`web/session.rs`) |
+//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token ([`crate::auth::session`]); signing out ends it on the server |
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
-//! token itself), or whoever holds a signed email link (`/act/{token}`, [`crate::email::links`]).
+//! token itself, listed on the server until it signs out), or whoever holds a signed email link
+//! (`/act/{token}`, [`crate::email::links`]). Sign-in spends the client's failure budget like a
+//! bearer token ([`crate::auth::limit`]): past it, 429 and the token is not compared. Who may read:
+//! anyone, unless `server.public_reads` is false, when the `GET` pages send whoever is not signed in
+//! to `/signin`.
 //! Every mutating form is checked, before any other field is looked at, for: a same-origin request
 //! ([`crate::http::cross_site`] against `server.public_url`), a valid session, and the session's
 //! CSRF token in the hidden `csrf` field. A refusal is a page saying why, and nothing changes.
@@ -22,8 +26,6 @@
 //!
 //! Nothing secret reaches a page: incidents, the runbook, the maintenance windows, the public URL and
 //! the session's CSRF token (which is worthless without its cookie).
-
-mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,7 +44,9 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use url::Url;
 
-use crate::api::{self, ApiToken, WindowBody};
+use crate::api::{self, WindowBody};
+use crate::auth::session::Session;
+use crate::auth::{self, Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::doctor::BlindSpot;
@@ -53,9 +57,7 @@ use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
 use crate::pager::PagerHandle;
 use crate::runbook::{Locale, Runbook, Severity};
-use crate::secret::Secret;
 use crate::store::Store;
-use session::{Session, Sessions};
 
 /// Resolved incidents listed on `/`.
 pub const RECENT: usize = 20;
@@ -89,17 +91,18 @@ struct ReasonLabel {
 }
 
 /// The `reason` labels of `form_refusals_total`, each at 0 from the start.
-const REFUSAL_REASONS: [&str; 6] = [
+const REFUSAL_REASONS: [&str; 7] = [
     "cross_site",
     "no_token",
     "signed_out",
     "csrf",
     "wrong_token",
+    "rate_limited",
     "bad_input",
 ];
 
 /// `harven_watchdog_form_refusals_total{reason}`: form posts on the pages that changed nothing
-/// (reason: cross_site, no_token, signed_out, csrf, wrong_token, bad_input).
+/// (reason: cross_site, no_token, signed_out, csrf, wrong_token, rate_limited, bad_input).
 #[derive(Debug, Clone, Default)]
 pub struct FormMetrics {
     refusals: Family<ReasonLabel, Counter>,
@@ -132,10 +135,9 @@ struct WebState {
     public_url: Url,
     /// The windows of the configuration (those created at run time are in the store).
     windows: Vec<MaintenanceWindow>,
-    /// The sign-in check; the token itself is kept only as a tag.
-    token: ApiToken,
-    /// `None` when no API token is configured: nobody can sign in.
-    sessions: Option<Sessions>,
+    /// The sign-in check (the token itself is kept only as a tag), the sessions, the failure
+    /// budgets and whether reading needs a session.
+    auth: Arc<Auth>,
     metrics: FormMetrics,
     /// The rules that cannot fire now, as the watch loop last found them.
     blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
@@ -151,10 +153,9 @@ pub struct WebConfig {
     pub locale: Locale,
     pub public_url: Url,
     pub windows: Vec<MaintenanceWindow>,
-    /// `server.api_token`: what signing in takes.
-    pub api_token: Option<Secret>,
-    /// The store's link key, from which the session key is derived.
-    pub link_key: Arc<[u8]>,
+    /// What signing in takes (`server.api_token`), the sessions and the failure budgets, shared
+    /// with the API.
+    pub auth: Arc<Auth>,
     pub metrics: FormMetrics,
     /// The blind spots the watch loop finds (`crate::doctor`).
     pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
@@ -173,10 +174,8 @@ fn environment() -> Environment<'static> {
 /// The pages' routes.
 pub fn routes(config: WebConfig) -> Router {
     let env = environment();
-    let secure = config.public_url.scheme() == "https";
     let state = Arc::new(WebState {
-        sessions: Sessions::new(&config.link_key, config.api_token.as_ref(), secure),
-        token: ApiToken::new(config.api_token.as_ref()),
+        auth: config.auth,
         handle: config.handle,
         runbook: config.runbook,
         clock: config.clock,
@@ -458,17 +457,21 @@ impl WebState {
             .collect()
     }
 
-    /// The request's session, if signed in.
-    fn session(&self, headers: &HeaderMap, now: Timestamp) -> Option<(&Sessions, Session)> {
-        let sessions = self.sessions.as_ref()?;
-        sessions.verify(headers, now).map(|s| (sessions, s))
-    }
-
     /// The layout's view of the request's session.
-    fn session_view(&self, headers: &HeaderMap, now: Timestamp) -> Option<SessionView> {
-        self.session(headers, now).map(|(sessions, s)| SessionView {
+    fn session_view(&self, headers: &HeaderMap) -> Option<SessionView> {
+        self.auth.session(headers).map(|(sessions, s)| SessionView {
             csrf: sessions.csrf(&s),
         })
+    }
+
+    /// `None` when the request may read the pages: reads are public, or it is signed in. Otherwise
+    /// the way to the sign-in page.
+    fn must_sign_in(&self, session: Option<&SessionView>) -> Option<Response> {
+        if self.auth.public_reads() || session.is_some() {
+            return None;
+        }
+        self.auth.refused("no_credentials");
+        Some(see_other("/signin", None))
     }
 
     /// A page with a title and a message, in the page's kind for `session`.
@@ -487,14 +490,17 @@ impl WebState {
             session,
             title: t[title_key],
             message,
-            api_open: self.token.configured(),
+            api_open: self.auth.configured(),
         };
         html_page(&self.env, "web_refused.html", &page, status, kind)
     }
 
-    /// Refuses a form: logs why, and answers a page that says it and that nothing changed.
-    fn refuse(&self, r: Refusal) -> Response {
-        tracing::warn!(reason = r.reason, detail = %r.detail, "refused a form on the status pages");
+    /// Refuses a form of `client`: logs why (at most once a minute per client, saying how many were
+    /// held back), and answers a page that says it and that nothing changed.
+    fn refuse(&self, r: Refusal, client: ClientKey) -> Response {
+        if let Some(held_back) = self.auth.should_log(client) {
+            tracing::warn!(%client, reason = r.reason, detail = %r.detail, held_back, "refused a form on the status pages");
+        }
         self.metrics
             .refused(r.reason.strip_prefix("refused_").unwrap_or(r.reason));
         let t = labels(self.locale);
@@ -504,7 +510,12 @@ impl WebState {
         } else {
             format!("{message} ({})", r.detail)
         };
-        self.message(r.status, "refused", message, None)
+        let mut page = self.message(r.status, "refused", message, None);
+        if let Some(secs) = r.retry_after {
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        page
     }
 
     /// The checks every mutating form passes before anything is read or changed: a same-origin
@@ -517,14 +528,14 @@ impl WebState {
                 origin,
             ));
         }
-        let Some(sessions) = &self.sessions else {
+        let Some(sessions) = self.auth.sessions() else {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "refused_no_token",
                 String::new(),
             ));
         };
-        let Some(session) = sessions.verify(headers, self.clock.now()) else {
+        let Some((_, session)) = self.auth.session(headers) else {
             return Err(Refusal::new(
                 StatusCode::UNAUTHORIZED,
                 "refused_signed_out",
@@ -548,6 +559,8 @@ struct Refusal {
     status: StatusCode,
     reason: &'static str,
     detail: String,
+    /// 429's `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -556,6 +569,7 @@ impl Refusal {
             status,
             reason,
             detail,
+            retry_after: None,
         }
     }
 }
@@ -681,6 +695,10 @@ impl WebState {
 /// `GET /`.
 async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
+    let session = st.session_view(&headers);
+    if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
+        return sign_in;
+    }
     let store = st.store();
     let loaded = blocking(move || {
         let latest = store.latest_per_section()?;
@@ -712,7 +730,6 @@ async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response 
         .map(|i| st.row(i, now, &t))
         .collect();
     let windows = st.window_rows(&stored, now, &t, |w| w.starts <= now && now < w.ends);
-    let session = st.session_view(&headers, now);
     let kind = page_kind(session.as_ref());
     let blind_spots = st.blind_spots.borrow().clone();
     let page = IndexPage {
@@ -734,6 +751,10 @@ async fn incident_page(
     headers: HeaderMap,
 ) -> Response {
     let now = st.clock.now();
+    let session = st.session_view(&headers);
+    if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
+        return sign_in;
+    }
     let store = st.store();
     let key = id.clone();
     let incident = match blocking(move || store.incident(&key)).await {
@@ -741,7 +762,6 @@ async fn incident_page(
         Err(resp) => return resp,
     };
     let t = labels(st.locale);
-    let session = st.session_view(&headers, now);
     match incident {
         Some(i) => {
             let kind = page_kind(session.as_ref());
@@ -750,7 +770,7 @@ async fn incident_page(
                 now: human_time(now),
                 session,
                 incident: st.detail(&i, now, &t),
-                api_open: st.token.configured(),
+                api_open: st.auth.configured(),
                 levels: i.paged.keys().map(ToString::to_string).collect(),
             };
             html_page(&st.env, "web_incident.html", &page, StatusCode::OK, kind)
@@ -812,12 +832,13 @@ fn not_done(st: &WebState, e: api::ApiError) -> Response {
 async fn ack(
     State(st): State<Arc<WebState>>,
     Path(id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused);
+        return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
     let checked = api::check_by(form.get("by"))
         .and_then(|by| Ok((by, api::parse_level(Some(form.get("level")))?)));
@@ -836,12 +857,13 @@ async fn ack(
 async fn resolve(
     State(st): State<Arc<WebState>>,
     Path(id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused);
+        return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
     let checked = api::check_by(form.get("by"))
         .and_then(|by| Ok((by, api::check_text("note", form.get("note"))?)));
@@ -859,13 +881,16 @@ async fn resolve(
 /// `GET /maintenance`: the windows not over yet, and the form to add one when signed in.
 async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
+    let session = st.session_view(&headers);
+    if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
+        return sign_in;
+    }
     let store = st.store();
     let stored = match blocking(move || store.windows()).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };
     let t = labels(st.locale);
-    let session = st.session_view(&headers, now);
     let kind = page_kind(session.as_ref());
     let page = MaintenancePage {
         t: &t,
@@ -878,7 +903,7 @@ async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -
             .iter()
             .map(|s| (s.id.clone(), s.title.get(st.locale).to_owned()))
             .collect(),
-        api_open: st.token.configured(),
+        api_open: st.auth.configured(),
     };
     html_page(&st.env, "web_maintenance.html", &page, StatusCode::OK, kind)
 }
@@ -887,12 +912,13 @@ async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -
 /// `ends`, `reason`, `by`; checked like the API's windows.
 async fn create_window(
     State(st): State<Arc<WebState>>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused);
+        return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
     let now = st.clock.now();
     let request = WindowBody {
@@ -919,12 +945,13 @@ async fn create_window(
 async fn end_window(
     State(st): State<Arc<WebState>>,
     Path(id): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let form = FormData::parse(&body);
     if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused);
+        return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
     let by = match api::check_by(form.get("by")) {
         Ok(by) => by,
@@ -941,14 +968,14 @@ async fn end_window(
 async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
     let t = labels(st.locale);
-    let session = st.session_view(&headers, now);
+    let session = st.session_view(&headers);
     let page = MessagePage {
         t: &t,
         now: human_time(now),
         session,
         title: t["signin"],
         message: String::new(),
-        api_open: st.token.configured(),
+        api_open: st.auth.configured(),
     };
     // The sign-in form posts to us whether signed in or not.
     html_page(
@@ -963,39 +990,71 @@ async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Res
 /// `POST /signin`: `token` is the API token; a session cookie on success. There is no session yet
 /// to hold a CSRF token, so the same-origin check stands alone here (a forged sign-in would need the
 /// token anyway).
-async fn signin(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn signin(
+    State(st): State<Arc<WebState>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = FormData::parse(&body);
-    let refuse = |reason, detail| st.refuse(Refusal::new(StatusCode::FORBIDDEN, reason, detail));
+    let client = st.auth.client_at(peer, &headers);
+    let refuse =
+        |reason, detail| st.refuse(Refusal::new(StatusCode::FORBIDDEN, reason, detail), client);
     if let Some(origin) = cross_site(&headers, &st.public_url) {
         return refuse("refused_cross_site", origin);
     }
-    let Some(sessions) = &st.sessions else {
+    let Some(sessions) = st.auth.sessions().cloned() else {
         return refuse("refused_no_token", String::new());
     };
-    if st.token.check(form.get("token").trim()).is_err() {
-        return refuse("refused_wrong_token", String::new());
+    // Over budget, the token is not even compared: a guesser learns nothing.
+    match st.auth.check_token(client, form.get("token").trim()) {
+        Ok(()) => {}
+        Err(auth::Denied::RateLimited(wait)) => {
+            let secs = auth::retry_after_secs(wait);
+            let refusal = Refusal {
+                retry_after: Some(secs),
+                ..Refusal::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "refused_rate_limited",
+                    format!("{secs} s"),
+                )
+            };
+            return st.refuse(refusal, client);
+        }
+        Err(auth::Denied::NotConfigured) => return refuse("refused_no_token", String::new()),
+        Err(auth::Denied::Wrong) => return refuse("refused_wrong_token", String::new()),
     }
-    let Some((_, cookie)) = sessions.issue(st.clock.now()) else {
-        let t = labels(st.locale);
-        return st.message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_acted",
-            t["unavailable"].to_owned(),
-            None,
-        );
+    let now = st.clock.now();
+    let cookie = match blocking(move || sessions.issue(now)).await {
+        Ok((_, cookie)) => cookie,
+        Err(resp) => return resp,
     };
     tracing::info!("signed in on the status pages");
     see_other("/", Some(cookie))
 }
 
-/// `POST /signout`: `csrf`; clears the cookie.
-async fn signout(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /signout`: `csrf`; ends the session on the server and clears the cookie.
+async fn signout(
+    State(st): State<Arc<WebState>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = FormData::parse(&body);
-    if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused);
+    let session = match st.authorize(&headers, &form) {
+        Ok(session) => session,
+        Err(refused) => return st.refuse(refused, st.auth.client_at(peer, &headers)),
+    };
+    let Some(sessions) = st.auth.sessions().cloned() else {
+        return see_other("/", None);
+    };
+    // Ended on the server: the same cookie, replayed, is refused from now on.
+    let cookie = sessions.clear_cookie();
+    if let Err(resp) = blocking(move || sessions.revoke(&session)).await {
+        return resp;
     }
-    let cookie = st.sessions.as_ref().map(Sessions::clear_cookie);
-    see_other("/", cookie)
+    tracing::info!("signed out of the status pages");
+    see_other("/", Some(cookie))
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -1097,6 +1156,10 @@ fn labels(locale: Locale) -> Labels {
             (
                 "refused_wrong_token",
                 "Recusado: este não é o token da API.",
+            ),
+            (
+                "refused_rate_limited",
+                "Recusado sem verificar: tentativas erradas demais deste endereço; espere e tente de novo.",
             ),
             ("not_open", "Este incidente não está mais aberto."),
             (
@@ -1228,6 +1291,10 @@ fn labels(locale: Locale) -> Labels {
                 "Refused: the form does not carry this session's code; reload the page and try again.",
             ),
             ("refused_wrong_token", "Refused: that is not the API token."),
+            (
+                "refused_rate_limited",
+                "Refused without checking: too many failed attempts from your address; wait and try again.",
+            ),
             ("not_open", "This incident is not open any more."),
             (
                 "unavailable",

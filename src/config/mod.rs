@@ -5,6 +5,7 @@
 //! unknown key or a wrong type is reported with the file or variable that holds it), and validation checks
 //! every key of the merged result. [`ConfigError`] lists them all; `check-config` prints that list.
 
+pub mod limits;
 mod raw;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
 
+pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_TOKEN_CHARS};
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
@@ -40,6 +42,7 @@ const LIST_KEYS: &[&str] = &[
     "escalation.l2.to",
     "escalation.l3.to",
     "escalation.l1_only_sections",
+    "server.trusted_proxies",
 ];
 
 /// The origin string that marks a value set by an environment variable, followed by its name.

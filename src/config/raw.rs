@@ -50,6 +50,10 @@ pub struct RawServer {
     pub public_url: String,
     pub api_token: Option<String>,
     pub api_token_file: Option<String>,
+    /// Whether the pages and `GET /api/...` need no sign-in (default true).
+    pub public_reads: bool,
+    /// Peers (addresses or CIDR networks) whose `X-Forwarded-For` names the client (default none).
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

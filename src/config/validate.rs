@@ -51,6 +51,12 @@ pub struct ServerConfig {
     pub public_url: Url,
     /// Bearer token for the mutating API; `None` leaves the mutating API closed.
     pub api_token: Option<Secret>,
+    /// True: the pages and `GET /api/...` are open to anyone who reaches the port. False: they need
+    /// a session or the API token (`/healthz`, `/readyz`, `/metrics` and the email links stay open).
+    pub public_reads: bool,
+    /// The proxies whose `X-Forwarded-For` names the client the failure budgets count; empty: the
+    /// header is ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<crate::auth::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -366,8 +372,13 @@ impl Checker<'_> {
         r.map_err(|m| self.problem(key, m)).ok()
     }
 
+    /// A duration within its key's bound ([`super::limits::duration_bound`]).
     fn duration(&mut self, key: &str, text: &str) -> Option<Duration> {
-        self.check(key, parse_duration(text))
+        let bound = super::limits::duration_bound(key);
+        self.check(
+            key,
+            parse_duration(text).and_then(|d| super::limits::within(text, d, bound)),
+        )
     }
 
     /// `window` (the key `<section>.<key>`) when it spans at least the section's poll `interval`;
@@ -635,11 +646,44 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
             .map_err(|_| format!("{:?} is not a socket address like 0.0.0.0:9464", raw.listen)),
     );
     let public_url = c.url("server.public_url", &raw.public_url, HTTP);
+    let token_key = if raw.api_token_file.is_some() {
+        "server.api_token_file"
+    } else {
+        "server.api_token"
+    };
     let api_token = c.secret("server.api_token", raw.api_token, raw.api_token_file);
+    // The token guards every change and the sign-in: a guessable one is refused, never quoted.
+    let api_token = api_token.and_then(|token| {
+        let strength = token
+            .as_ref()
+            .map(|t| super::limits::token_strength(t.expose()));
+        match strength {
+            Some(Err(why)) => {
+                c.problem(token_key, why);
+                None
+            }
+            _ => Some(token),
+        }
+    });
+    let mut trusted_proxies = Vec::new();
+    for text in &raw.trusted_proxies {
+        match text.parse::<crate::auth::IpNet>() {
+            Ok(net) => trusted_proxies.push(net),
+            Err(why) => c.problem("server.trusted_proxies", why),
+        }
+    }
+    if !raw.public_reads && matches!(api_token, Some(None)) {
+        c.problem(
+            "server.public_reads",
+            "is false, so reading needs the API token: set server.api_token_file too",
+        );
+    }
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
         api_token: api_token?,
+        public_reads: raw.public_reads,
+        trusted_proxies,
     })
 }
 
@@ -1123,6 +1167,16 @@ fn check_maintenance(c: &mut Checker<'_>, raw: &[super::raw::RawWindow]) -> Vec<
         };
         if ends <= starts {
             c.problem(&format!("{key}.ends"), "must be after starts");
+            continue;
+        }
+        if ends.saturating_since(starts) > super::limits::MAX_WINDOW.max {
+            c.problem(
+                &format!("{key}.ends"),
+                format!(
+                    "is more than {} after starts, the longest a maintenance window may be",
+                    super::limits::MAX_WINDOW.text
+                ),
+            );
             continue;
         }
         out.push(MaintenanceWindow {

@@ -13,7 +13,10 @@
 //! `public_url`.
 //!
 //! What acting means (recording the ack on the timeline, resolving, the store) is behind the
-//! [`Actions`] seam, so these routes know nothing of the store or the daemon.
+//! [`Actions`] seam, so these routes know nothing of the store or the daemon. A token is not
+//! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its own
+//! budget ([`crate::auth::limit`]) has its link refused with 429 unchecked like any credential, and
+//! refusals are logged at most once a minute per client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +34,7 @@ use url::Url;
 
 use super::token::{self, Action, Claims, LinkKeys, TokenError};
 use super::view::{human_duration, human_time};
+use crate::auth::{Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
@@ -111,6 +115,8 @@ pub trait Actions: Send + Sync {
 
 struct ActState {
     actions: Arc<dyn Actions>,
+    /// The failure budgets and the log throttle (the links take no other credential).
+    auth: Arc<Auth>,
     keys: Arc<LinkKeys>,
     clock: Clock,
     public_url: Url,
@@ -124,16 +130,19 @@ const MAX_BY: usize = 100;
 const MAX_NOTE: usize = 2000;
 
 /// The `/act/{token}` routes. `keys` are the link keys the emails were signed with; `public_url` is
-/// the origin form posts must come from; `locale` is the language of the pages.
+/// the origin form posts must come from; `locale` is the language of the pages; `auth` holds the
+/// failure budgets and the log throttle.
 pub fn routes(
     actions: Arc<dyn Actions>,
     keys: Arc<LinkKeys>,
     clock: Clock,
     public_url: Url,
     locale: Locale,
+    auth: Arc<Auth>,
 ) -> Router {
     let state = Arc::new(ActState {
         actions,
+        auth,
         keys,
         clock,
         public_url,
@@ -187,11 +196,20 @@ struct IncidentBrief {
 }
 
 /// `GET /act/{token}`: the confirmation page. Reads, never writes.
-async fn confirm_page(State(st): State<Arc<ActState>>, Path(token): Path<String>) -> Response {
+async fn confirm_page(
+    State(st): State<Arc<ActState>>,
+    Path(token): Path<String>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Response {
     let now = st.clock.now();
+    let client = st.auth.client_at(peer, &headers);
+    if let Err(wait) = st.auth.admit_link(client) {
+        return rate_limited(&st, client, wait);
+    }
     let claims = match st.keys.verify(&token, now) {
         Ok(c) => c,
-        Err(e) => return refused(&st, &e, "GET"),
+        Err(e) => return refused(&st, &e, "GET", client),
     };
     let incident = match lookup(&st, &claims.incident).await {
         Ok(Some(i)) => i,
@@ -221,11 +239,15 @@ async fn confirm_page(State(st): State<Arc<ActState>>, Path(token): Path<String>
 async fn act(
     State(st): State<Arc<ActState>>,
     Path(token): Path<String>,
+    peer: Peer,
     headers: HeaderMap,
     form: Result<Form<ActForm>, FormRejection>,
 ) -> Response {
+    let client = st.auth.client_at(peer, &headers);
     if let Some(origin) = cross_site(&headers, &st.public_url) {
-        tracing::warn!(%origin, "refused a cross-site ack/resolve post");
+        if let Some(held_back) = st.auth.should_log(client) {
+            tracing::warn!(%client, %origin, held_back, "refused a cross-site ack/resolve post");
+        }
         let msg = match st.locale {
             Locale::PtBr => format!(
                 "Recusado: o formulário veio de {origin}, não de {}. Nada foi alterado.\n",
@@ -238,10 +260,13 @@ async fn act(
         };
         return plain_text(StatusCode::FORBIDDEN, msg);
     }
+    if let Err(wait) = st.auth.admit_link(client) {
+        return rate_limited(&st, client, wait);
+    }
     let now = st.clock.now();
     let claims = match st.keys.verify(&token, now) {
         Ok(c) => c,
-        Err(e) => return refused(&st, &e, "POST"),
+        Err(e) => return refused(&st, &e, "POST", client),
     };
     let Ok(Form(form)) = form else {
         return plain_text(StatusCode::BAD_REQUEST, "bad form\n".to_owned());
@@ -255,7 +280,7 @@ async fn act(
         .ok_or(TokenError::WrongAction)
         .and_then(|a| claims.authorize(form.incident.trim(), a));
     if let Err(e) = checked {
-        return refused(&st, &e, "POST");
+        return refused(&st, &e, "POST", client);
     }
     let by = clean(&form.by, MAX_BY, false);
     let by = if by.is_empty() {
@@ -362,9 +387,33 @@ fn page_view(
     }
 }
 
-/// 403 with a plain message saying why, and that nothing changed.
-fn refused(st: &ActState, e: &TokenError, method: &str) -> Response {
-    tracing::warn!(reason = e.label(), method, "refused an ack/resolve link");
+/// 429 for a client over its failure budget: the link was not checked.
+fn rate_limited(st: &ActState, client: ClientKey, wait: Duration) -> Response {
+    if let Some(held_back) = st.auth.should_log(client) {
+        tracing::warn!(%client, held_back, "refused an ack/resolve link unchecked: too many failures");
+    }
+    let secs = crate::auth::retry_after_secs(wait);
+    let msg = match st.locale {
+        Locale::PtBr => format!(
+            "Recusado sem verificar: tentativas erradas demais deste endereço; tente de novo em {secs} s. Nada foi alterado.\n"
+        ),
+        Locale::En => format!(
+            "Refused without checking: too many failed attempts from this address; try again in {secs} s. Nothing was changed.\n"
+        ),
+    };
+    let mut resp = plain_text(StatusCode::TOO_MANY_REQUESTS, msg);
+    resp.headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, secs.into());
+    resp
+}
+
+/// 403 with a plain message saying why, and that nothing changed; logged at most once a minute per
+/// client, counted as `bad_link_token`.
+fn refused(st: &ActState, e: &TokenError, method: &str, client: ClientKey) -> Response {
+    st.auth.refused("bad_link_token");
+    if let Some(held_back) = st.auth.should_log(client) {
+        tracing::warn!(%client, reason = e.label(), method, held_back, "refused an ack/resolve link");
+    }
     let en = st.locale == Locale::En;
     let why = match e {
         TokenError::Malformed if en => {

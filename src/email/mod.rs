@@ -24,8 +24,6 @@ mod view;
 
 pub(crate) use view::{human_duration, human_time};
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
@@ -270,7 +268,8 @@ fn envelope(
     let mut builder = Message::builder()
         .from(from.clone())
         .subject(subject)
-        .date(UNIX_EPOCH + Duration::from_millis(now.as_unix_millis().max(0) as u64))
+        // Clamped to the years the header's formatter takes (it panics outside them).
+        .date(now.to_system_time())
         .message_id(Some(message_id(&page.key)))
         .in_reply_to(root.clone())
         .references(root);

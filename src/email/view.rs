@@ -979,8 +979,8 @@ fn same_site(a: &str, b: &str) -> bool {
 
 /// `2026-11-18 11:06:40 UTC`: to the second, so the timeline orders visibly.
 pub(crate) fn human_time(t: Timestamp) -> String {
-    let s = t.to_string(); // 2026-11-18T11:06:40.123Z
-    match s.get(..19) {
+    let s = t.to_string(); // 2026-11-18T11:06:40.123Z, or "out of range (…)" for a stored absurdity
+    match s.get(..19).filter(|_| t.is_date()) {
         Some(head) => format!("{} UTC", head.replace('T', " ")),
         None => s,
     }
@@ -1018,7 +1018,9 @@ pub(super) fn format_value(obs: &str, v: &Value) -> String {
         bytes(n)
     } else if obs.ends_with("_seconds") {
         if n.abs() >= 120.0 {
-            human_duration(Duration::from_secs_f64(n.abs()))
+            // `try_`: an infinite or absurd reading is shown as a number, never a panic.
+            Duration::try_from_secs_f64(n.abs())
+                .map_or_else(|_| format!("{} s", trim(n, 0)), human_duration)
         } else if n.abs() >= 1.0 {
             format!("{} s", trim(n, 2))
         } else {
@@ -1115,6 +1117,21 @@ mod tests {
         assert_eq!(
             format_value("supabase.rest_ok", &Value::Bool(false)),
             "false"
+        );
+        assert_eq!(
+            format_value("docker.uptime_seconds", &n(f64::INFINITY)),
+            "inf s"
+        );
+        assert_eq!(format_value("docker.uptime_seconds", &n(1e300)).len(), 303);
+    }
+
+    #[test]
+    fn a_time_that_is_not_a_date_is_shown_as_such() {
+        let t = Timestamp::from_unix_millis(1_795_000_000_123);
+        assert_eq!(human_time(t), "2026-11-18 11:06:40 UTC");
+        assert_eq!(
+            human_time(Timestamp::from_unix_millis(i64::MAX)),
+            "out of range (9223372036854775807 ms since 1970-01-01)"
         );
     }
 

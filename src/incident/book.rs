@@ -477,7 +477,8 @@ pub fn due_at(from: Timestamp, wait: Duration, section: &str, windows: &[Window]
                     Duration::ZERO
                 }
             })
-            .sum();
+            // Saturating: stored windows spanning the whole of `i64` must not overflow a sum.
+            .fold(Duration::ZERO, Duration::saturating_add);
         let next = from + wait + paused;
         if next == due {
             break;

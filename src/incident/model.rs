@@ -162,9 +162,10 @@ pub const MAX_TIMELINE: usize = 200;
 impl Incident {
     /// The ID for an incident of `section` opened at `at`.
     pub fn make_id(section: &str, at: Timestamp) -> String {
-        let text = at.to_string(); // 2026-11-24T21:30:00.000Z
-        let compact: String = text[..19]
+        let text = at.clamped().to_string(); // 2026-11-24T21:30:00.000Z
+        let compact: String = text
             .chars()
+            .take(19)
             .filter(|c| c.is_ascii_digit() || *c == 'T')
             .collect();
         format!("{section}-{compact}Z")

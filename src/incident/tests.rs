@@ -294,6 +294,22 @@ fn a_maintenance_window_mutes_and_pauses_the_clocks() {
         ),
         at(30 * MIN)
     );
+    // Stored windows spanning every `i64` (rows of an older, unchecked daemon): the deadline is
+    // "never", and nothing overflows.
+    let endless = Window {
+        sections: vec![],
+        starts: Timestamp::from_unix_millis(i64::MIN),
+        ends: Timestamp::from_unix_millis(i64::MAX),
+    };
+    assert_eq!(
+        due_at(
+            at(0),
+            Duration::from_secs(30 * MIN),
+            "latency",
+            &vec![endless; 2000]
+        ),
+        Timestamp::from_unix_millis(i64::MAX)
+    );
 }
 
 #[test]

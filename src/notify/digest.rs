@@ -5,8 +5,6 @@
 //! in the order they were held. It threads with the incident (`In-Reply-To`/`References` copied from
 //! the held messages) and carries the `X-Harven-*` headers, with `X-Harven-Event: digest`.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
@@ -156,7 +154,8 @@ pub fn build(
     let mut builder = Message::builder()
         .from(from.clone())
         .subject(subject)
-        .date(UNIX_EPOCH + Duration::from_millis(now.as_unix_millis().max(0).unsigned_abs()))
+        // Clamped to the years the header's formatter takes (it panics outside them).
+        .date(now.to_system_time())
         .message_id(Some(message_id(key, from)));
     for r in &recipients {
         match r.parse::<Mailbox>() {

@@ -271,6 +271,19 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
                     "must be longer than zero (it is the recovery hysteresis)".into(),
                 );
             }
+            let bound = crate::config::MAX_DELAY;
+            for (name, d) in [("for", rule.for_), ("resolve_after", rule.resolve_after)] {
+                if d > bound.max {
+                    problem(
+                        format!("{key}.{name}"),
+                        format!(
+                            "({}) is longer than {}, the most it may be",
+                            crate::config::limits::short(d),
+                            bound.text
+                        ),
+                    );
+                }
+            }
         }
         for (i, cause) in section.causes.iter().enumerate() {
             let key = format!("{base}.causes[{i}]");
@@ -466,6 +479,22 @@ mod tests {
         assert_eq!(p.file, "rb.toml");
         assert_eq!(p.key, "sections[0] (latency).rules[0].when.obs", "{err}");
         assert!(p.message.contains("prometheus.p99_seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_rule_timer_longer_than_30_days_is_refused_naming_it() {
+        let text =
+            DEFAULT_RUNBOOK.replacen("resolve_after = \"30s\"", "resolve_after = \"400d\"", 1);
+        let err = Runbook::parse(&text, "rb.toml").expect_err("a year-long hysteresis");
+        let p = &err.problems[0];
+        assert_eq!(
+            p.key, "sections[0] (latency).rules[0].resolve_after",
+            "{err}"
+        );
+        assert_eq!(
+            p.message, "(400d) is longer than 30 days, the most it may be",
+            "{err}"
+        );
     }
 
     proptest! {

@@ -366,6 +366,34 @@ fn check_config_command_exits_by_verdict() {
         stderr.contains("environment variable HARVEN_WATCHDOG__REDIS__URL: redis.url"),
         "{stderr}"
     );
+
+    // A link lifetime whose expiry would be after the year 9999 (the pager once panicked rendering
+    // it), and a guessable token: refused before anything runs, naming the key, never the token.
+    let absurd = Command::new(bin)
+        .arg("check-config")
+        .current_dir(root())
+        .env("HARVEN_WATCHDOG__ESCALATION__LINK_TTL", "100000y")
+        .env(
+            "HARVEN_WATCHDOG__SERVER__API_TOKEN",
+            "secret-secret-secret-secret",
+        )
+        .output()
+        .expect("run check-config");
+    assert_eq!(absurd.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&absurd.stderr);
+    assert!(
+        stderr.contains(
+            "HARVEN_WATCHDOG__ESCALATION__LINK_TTL: escalation.link_ttl: \"100000y\" is longer than 365 days"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("HARVEN_WATCHDOG__SERVER__API_TOKEN: server.api_token: is too easy to guess"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("openssl rand -hex 32"), "{stderr}");
+    assert!(!stderr.contains("secret-secret"), "{stderr}");
 }
 
 #[test]
@@ -516,4 +544,36 @@ fn a_runbook_role_the_configuration_does_not_map_is_a_problem() {
         ),
         "{stderr}"
     );
+}
+
+/// Reads are open and `X-Forwarded-For` ignored unless configured; both can come from the
+/// environment (the proxies as a comma-separated list).
+#[test]
+fn access_is_open_by_default_and_proxies_are_trusted_only_when_listed() {
+    let c = load(&[], &[]).expect("defaults");
+    assert!(c.server.public_reads);
+    assert!(c.server.trusted_proxies.is_empty());
+    let c = load(
+        &[],
+        &[
+            ("HARVEN_WATCHDOG__SERVER__PUBLIC_READS", "false"),
+            (
+                "HARVEN_WATCHDOG__SERVER__TRUSTED_PROXIES",
+                "10.0.0.2, fd00::/8",
+            ),
+            (
+                "HARVEN_WATCHDOG__SERVER__API_TOKEN",
+                "5b1e9d3a7c2f4e6a8b0d1c3e5f7a9b2d",
+            ),
+        ],
+    )
+    .expect("valid");
+    assert!(!c.server.public_reads);
+    let proxies: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(proxies, ["10.0.0.2/32", "fd00::/8"]);
 }

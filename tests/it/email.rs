@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use harven_watchdog::auth::session::SessionList;
+use harven_watchdog::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
 use harven_watchdog::email::links::{self, ActionError, Actions};
@@ -838,8 +840,8 @@ fn no_secret_of_the_configuration_reaches_an_email() {
         ),
         (
             "HARVEN_WATCHDOG__SERVER__API_TOKEN",
-            "api-token-77ab31",
-            Some("api-token-77ab31"),
+            "api-token-77ab31c9e5f2d8a4b6",
+            Some("api-token-77ab31c9e5f2d8a4b6"),
         ),
         (
             "HARVEN_WATCHDOG__SERVER__PUBLIC_URL",
@@ -1071,12 +1073,14 @@ impl ActServer {
             .expect("lock")
             .insert(id.clone(), inc);
         let (clock, hand) = Clock::manual(at(min(3)));
+        let auth = link_auth(&clock);
         let router = links::routes(
             Arc::clone(&recorder) as Arc<dyn Actions>,
             Arc::new(LinkKeys::new(KEY)),
             clock,
             Url::parse(&base).expect("url"),
             locale,
+            auth,
         );
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("serve");
@@ -1483,12 +1487,14 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
         store: Arc::clone(&store),
         commands,
     };
+    let auth = link_auth(&clock);
     let router = links::routes(
         Arc::new(handle) as Arc<dyn Actions>,
         keys,
         clock,
         Url::parse(&base).expect("url"),
         Locale::En,
+        auth,
     );
     tokio::spawn(async move {
         axum::serve(listener, router).await.expect("serve");
@@ -1805,4 +1811,20 @@ async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
         "the HTML part shows it quoted too:\n{html}"
     );
     assert!(!html.contains("href=\"https://evil.example"), "{html}");
+}
+
+/// The links' failure budgets and log throttle, on `clock`; no API token (the links need none).
+fn link_auth(clock: &Clock) -> Arc<Auth> {
+    let shared = Arc::new(AuthShared::with(
+        Arc::new(SessionList::in_memory()),
+        clock.clone(),
+        AuthMetrics::default(),
+    ));
+    let config = AuthConfig {
+        api_token: None,
+        secure_cookies: false,
+        public_reads: true,
+        trusted_proxies: Vec::new(),
+    };
+    Arc::new(Auth::new(config, KEY, shared))
 }

@@ -28,7 +28,7 @@ use crate::support::{free_port, terminate_child, wait_for_some};
 const SMTP_USER: &str = "watchdog-leaktest";
 const SMTP_PASSWORD: &str = "smtp-pw-Q7xZ3kLmN9vB";
 const SUPABASE_KEY: &str = "supa-key-R4tY8uIo2PaS";
-const API_TOKEN: &str = "api-tok-W2eR5tY7uIdF";
+const API_TOKEN: &str = "api-tok-W2eR5tY7uIdF9kLm3Qx";
 const JWT_SECRET: &str = "jwt-secret-H6jK8lZ1xCgH";
 
 /// How long any one step of the path may take on a loaded machine.

@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod auth;
 mod blind;
 mod browser;
 mod chaos;

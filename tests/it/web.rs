@@ -813,3 +813,147 @@ async fn the_end_now_form_ends_a_window_only_signed_in_with_the_csrf_token() {
     b.never_showed_the_token();
     d.stop().await;
 }
+
+/// A window ending in the year 20000 (what an unchecked `starts + duration` once stored) and an
+/// incident whose every time is absurd, written straight into the store: every page and API answer
+/// that shows them answers 200, saying the times are out of range, before and after the pager has
+/// stepped over them (the finding: each such read aborted the process, at every restart, for 30 days).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_times_that_are_not_dates_are_shown_as_such_and_crash_nothing() {
+    use harven_watchdog::clock::Timestamp;
+    use harven_watchdog::incident::Incident;
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let db = data.path().join("watchdog.db");
+    let year_20000 = 568_971_820_800_000_i64;
+    {
+        let store = harven_watchdog::store::Store::open(&db).expect("store");
+        let absurd = |id: &str, state: &str, resolved: Value| -> Incident {
+            serde_json::from_value(json!({
+                "id": id, "section": "latency", "severity": "critical", "state": state,
+                "opened_at": i64::MIN, "critical_since": i64::MAX, "resolved_at": resolved,
+                "reopened": 0, "paged": {"L1": i64::MAX, "L2": -1}, "last_page": {"L1": i64::MAX},
+                "reminders": 0, "acks": {"L1": {"by": "Ana", "at": i64::MAX}},
+                "symptoms": {"latency.p95_high": "p95 4.2 s > 3 s"}, "cause": "unknown",
+                "timeline": [
+                    {"at": i64::MIN, "kind": "opened", "text": "opened"},
+                    {"at": i64::MAX, "kind": "note", "text": "from the far future"}
+                ],
+                "resolve_note": null,
+                "diagnosis": {"at": i64::MAX, "causes": []}
+            }))
+            .expect("an incident")
+        };
+        store
+            .save_incidents(&[
+                absurd("latency-absurd", "open", Value::Null),
+                absurd("errors-absurd", "resolved", json!(year_20000)),
+            ])
+            .expect("saved");
+        drop(store);
+        let conn = rusqlite::Connection::open(&db).expect("sqlite");
+        for (sections, starts, ends) in [
+            ("[]", T0.as_unix_millis() - 3_600_000, year_20000),
+            ("[\"latency\"]", i64::MIN, i64::MAX),
+        ] {
+            conn.execute(
+                "INSERT INTO windows (sections, starts, ends, reason, created_by, created_at)
+                 VALUES (?1, ?2, ?3, 'far away', 'an old daemon', ?4)",
+                rusqlite::params![sections, starts, ends, T0.as_unix_millis()],
+            )
+            .expect("window inserted");
+        }
+    }
+
+    let d = Daemon::start(env("http://127.0.0.1:1", data.path(), Some("en")), T0).await;
+    let mut b = Browser::new(&d.base);
+    let out_of_range = "out of range (568971820800000 ms since 1970-01-01)";
+    for round in 0..2 {
+        for path in [
+            "/",
+            "/maintenance",
+            "/incidents/latency-absurd",
+            "/incidents/errors-absurd",
+        ] {
+            let page = b.page(path).await;
+            assert_eq!(page.status, 200, "round {round}, {path}: {}", page.body);
+            assert!(
+                page.body.contains("out of range ("),
+                "{path}: {}",
+                page.body
+            );
+        }
+        let windows = b.json("/api/maintenance").await;
+        let ends: Vec<&str> = windows["windows"]
+            .as_array()
+            .expect("windows")
+            .iter()
+            .filter_map(|w| w["ends"].as_str())
+            .collect();
+        assert!(ends.contains(&out_of_range), "{windows}");
+        let list = b.json("/api/incidents").await;
+        let resolved = list["incidents"]
+            .as_array()
+            .expect("incidents")
+            .iter()
+            .find(|i| i["id"] == "errors-absurd")
+            .unwrap_or_else(|| panic!("listed: {list}"));
+        assert_eq!(resolved["resolved_at"], out_of_range, "{resolved}");
+        let detail = b.json("/api/incidents/latency-absurd").await;
+        assert_eq!(
+            detail["opened_at"],
+            format!("out of range ({} ms since 1970-01-01)", i64::MIN),
+            "{detail}"
+        );
+        assert!(
+            detail["timeline"][1]["at"]
+                .as_str()
+                .expect("at")
+                .starts_with("out of range")
+        );
+        // The pager steps over the open incident and both windows (deadlines, mutes, emails): with
+        // no symptom firing, it resolves the incident, and it still answers.
+        d.hand.advance(Duration::from_secs(31 * 60));
+        assert_eq!(d.get("/healthz").await, "ok\n");
+        let detail = b.json("/api/incidents/latency-absurd").await;
+        assert_eq!(detail["state"], "resolved", "{detail}");
+        let acked = reqwest::Client::new()
+            .post(format!("{}/api/incidents/latency-absurd/ack", d.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "by": "Ana" }))
+            .send()
+            .await
+            .expect("ack");
+        assert_eq!(
+            acked.status(),
+            409,
+            "the pager's task answered (503 if it had died)"
+        );
+    }
+    // Such a window is not made any more: 400, naming the field.
+    for (window, field) in [
+        (json!({ "duration": "100000y" }), "`duration`"),
+        (json!({ "ends": "9999-12-31T23:59:59Z" }), "`ends`"),
+        (
+            json!({ "starts": "9999-12-31T00:00:00Z", "duration": "1d" }),
+            "`starts`",
+        ),
+    ] {
+        let mut body = window.clone();
+        body["reason"] = "far".into();
+        body["by"] = "Ana".into();
+        let refused = reqwest::Client::new()
+            .post(format!("{}/api/maintenance", d.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(refused.status(), 400, "{window}");
+        let error: Value = refused.json().await.expect("JSON");
+        let message = error["error"].as_str().expect("error");
+        assert!(message.starts_with(field), "{window}: {message}");
+    }
+    assert!(Timestamp::from_unix_millis(year_20000).to_string() == out_of_range);
+    d.stop().await;
+}
