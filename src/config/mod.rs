@@ -17,8 +17,8 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
-    RunbookConfig, ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig,
-    SupabaseConfig, TlsMode,
+    RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig,
+    StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.

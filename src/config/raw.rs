@@ -50,6 +50,13 @@ pub struct RawServer {
     pub public_url: String,
     pub api_token: Option<String>,
     pub api_token_file: Option<String>,
+    /// The server's limits against slow and many clients (`ServerLimits`). Counts are wider than
+    /// `usize` so a negative one is a validation problem with a clear message.
+    pub header_read_timeout: String,
+    pub request_timeout: String,
+    pub idle_timeout: String,
+    pub max_connections: i64,
+    pub max_requests_in_flight: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
