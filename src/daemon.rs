@@ -1,6 +1,5 @@
 //! [`run`]: the daemon, as one function a test can start in-process, and its reload.
 
-use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::clock::Clock;
-use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
+use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, ServerLimits, TlsMode};
 use crate::engine::Engine;
 use crate::heartbeat::HeartbeatMetrics;
 use crate::http::{self, AppState};
@@ -23,6 +22,7 @@ use crate::pager::{Pager, PagerConfig, PagerHandle};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
+use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
@@ -98,36 +98,26 @@ pub async fn run(
     } = reload;
 
     let prepared = prepare(config)?;
-    let mut metrics = Metrics::new();
-    let shared = Shared {
-        probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
-        engine_metrics: EngineMetrics::register(metrics.registry_mut()),
-        notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
-        heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
-        reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
-        form_metrics: FormMetrics::register(metrics.registry_mut()),
-        store: Arc::new(Store::open(&prepared.config.store.path)?),
-        wake_sender: Arc::new(Notify::new()),
-        reloader: handle,
-        clock: clock.clone(),
-        shutdown: shutdown.clone(),
-    };
+    let limits = prepared.config.server.limits;
+    crate::server::check_fd_headroom(&limits);
+    let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
 
-    // Health and metrics stay outside the swapped routes: a reload never interrupts them. Every
-    // other request goes to the current generation's routes, read at the request's arrival.
     let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
-    let current = tower::service_fn(move |request: axum::extract::Request| {
-        let routes = routes_rx.borrow().clone();
-        routes.oneshot(request)
-    });
-    let app = http::router(Arc::new(AppState { metrics, data_dir })).fallback_service(current);
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
+    let app = app(
+        AppState { metrics, data_dir },
+        routes_rx,
+        &limits,
+        &shared.http_metrics,
     );
+    let mut server = tokio::spawn(crate::server::serve(
+        listener,
+        app,
+        limits,
+        shared.http_metrics.clone(),
+        shutdown.clone(),
+    ));
 
     // One request at a time: concurrent reloads serialize here. Biased, shutdown first: once it is
     // cancelled the server finishes too, and that is a clean stop, not a server failure.
@@ -138,8 +128,7 @@ pub async fn run(
             served = &mut server => {
                 generation.stop().await;
                 let error = match served {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
+                    Ok(()) => std::io::Error::other("the HTTP server stopped"),
                     Err(e) => std::io::Error::other(e.to_string()),
                 };
                 return Err(RunError::Serve(error));
@@ -161,7 +150,7 @@ pub async fn run(
         }
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(Ok(served)) => served.map_err(RunError::Serve)?,
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
         Err(_) => {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off");
@@ -171,6 +160,23 @@ pub async fn run(
     generation.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Everything the server serves, behind its request bounds ([`crate::server::harden`]). Health and
+/// metrics stay outside the swapped routes: a reload never interrupts them. Every other request goes
+/// to the current generation's routes, read at the request's arrival.
+fn app(
+    state: AppState,
+    routes: tokio::sync::watch::Receiver<Router>,
+    limits: &ServerLimits,
+    metrics: &HttpMetrics,
+) -> Router {
+    let current = tower::service_fn(move |request: axum::extract::Request| {
+        let routes = routes.borrow().clone();
+        routes.oneshot(request)
+    });
+    let app = http::router(Arc::new(state)).fallback_service(current);
+    crate::server::harden(app, limits, metrics)
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -189,6 +195,35 @@ struct Shared {
     heartbeat_metrics: HeartbeatMetrics,
     reload_metrics: ReloadMetrics,
     form_metrics: FormMetrics,
+    http_metrics: HttpMetrics,
+}
+
+impl Shared {
+    /// Opens the store of `config` and registers every metric family in a new registry, returned
+    /// beside for `/metrics`.
+    fn open(
+        config: &Config,
+        reloader: Reloader,
+        clock: &Clock,
+        shutdown: &CancellationToken,
+    ) -> Result<(Self, Metrics), RunError> {
+        let mut metrics = Metrics::new();
+        let shared = Self {
+            probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
+            engine_metrics: EngineMetrics::register(metrics.registry_mut()),
+            notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
+            heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
+            reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
+            form_metrics: FormMetrics::register(metrics.registry_mut()),
+            http_metrics: HttpMetrics::register(metrics.registry_mut()),
+            store: Arc::new(Store::open(&config.store.path)?),
+            wake_sender: Arc::new(Notify::new()),
+            reloader,
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+        };
+        Ok((shared, metrics))
+    }
 }
 
 /// The parts of a configuration that can fail to build, built before anything running is touched: a

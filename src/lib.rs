@@ -29,6 +29,8 @@
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
+//! - [`server`]: the HTTP server: its accept loop and its bounds on slow and many clients (timeouts,
+//!   connections, requests in flight), panics answered 500.
 //! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
 //! - [`reload`]: hot configuration reload: the handle SIGHUP and `POST /-/reload` use, its outcome
 //!   and metrics.
@@ -62,6 +64,7 @@ pub mod reload;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod watch;
 pub mod web;
