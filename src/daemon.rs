@@ -1,5 +1,6 @@
 //! [`run`]: the daemon, as one function a test can start in-process, and its reload.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -52,6 +53,11 @@ pub enum RunError {
     Pager(#[from] crate::pager::PagerError),
     #[error("cannot build the heartbeat client: {0}")]
     Heartbeat(String),
+    #[error(
+        "the {task} task stopped unexpectedly ({how}); the watchdog stops so that its supervisor \
+         restarts it (incidents and pages are in the store)"
+    )]
+    Task { task: String, how: String },
 }
 
 impl RunError {
@@ -66,6 +72,7 @@ impl RunError {
             Self::Transport(_) => "transport",
             Self::Pager(_) => "pager",
             Self::Heartbeat(_) => "heartbeat",
+            Self::Task { .. } => "task",
         }
     }
 }
@@ -74,6 +81,11 @@ impl RunError {
 /// wall time from `clock`, and reloads its configuration from `reload`'s source when asked (see
 /// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
 /// cancellation.
+///
+/// A task of the running generation that ends on its own (a panic in the watch loop, the sender, a
+/// probe...) ends the daemon with [`RunError::Task`] rather than leaving it half alive, serving
+/// `/healthz` while nothing pages: the process exits non-zero and its supervisor restarts it, which
+/// resumes every incident and page from the store.
 ///
 /// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
 /// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
@@ -132,6 +144,12 @@ pub async fn run(
                     Err(e) => std::io::Error::other(e.to_string()),
                 };
                 return Err(RunError::Serve(error));
+            }
+            Some(ended) = generation.ended() => {
+                tracing::error!(task = %ended.task, how = %ended.how, "a task of the watchdog stopped unexpectedly: stopping");
+                server.abort();
+                generation.stop().await;
+                return Err(RunError::Task { task: ended.task, how: ended.how });
             }
             Some(request) = requests.recv() => {
                 let reloaded = reload_config(generation, &source, &shared, &routes_tx, request.trigger).await;
@@ -269,11 +287,61 @@ struct Generation {
     runbook: Arc<Runbook>,
     /// Stops the probes, the watch loop and the heartbeat (a child of the process's shutdown).
     stop: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
     /// Cancelled only after the other tasks stopped, so a send in flight finishes and the pager's
     /// last commit is picked up by the next sender (the pages it carries are durable either way).
     sender_stop: CancellationToken,
-    sender: JoinHandle<()>,
+    /// The sender, alone (it stops after the others).
+    sender: Tasks,
+}
+
+/// Tasks by name, so that one that ends before it is asked to can be named. None of a generation's
+/// tasks ends before its stop token is cancelled: a loop that returns early or panics is a bug that
+/// would leave the daemon half alive.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, String>,
+}
+
+/// A task that ended, and how.
+struct Ended {
+    task: String,
+    /// `panicked: <message>`, `returned` or `was cancelled`.
+    how: String,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: impl Into<String>,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name.into());
+    }
+
+    /// The next task to end; `None` once none is left. Cancel-safe.
+    async fn next_ended(&mut self) -> Option<Ended> {
+        let (id, how) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, "returned".to_owned()),
+            Err(e) if e.is_panic() => {
+                let id = e.id();
+                let payload = e.into_panic();
+                let message = crate::server::panic_message(payload.as_ref());
+                (id, format!("panicked: {message}"))
+            }
+            Err(e) => (e.id(), "was cancelled".to_owned()),
+        };
+        let task = self.names.remove(&id).unwrap_or_else(|| id.to_string());
+        Some(Ended { task, how })
+    }
+
+    /// Waits for every task to end.
+    async fn join_all(&mut self) {
+        while self.set.join_next().await.is_some() {}
+        self.names.clear();
+    }
 }
 
 impl Generation {
@@ -302,38 +370,49 @@ impl Generation {
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
         let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
-        let mut tasks = JoinSet::new();
+        let mut tasks = Tasks::default();
         for mut p in probes {
             shared.probe_metrics.attach(&mut p);
-            tasks.spawn(probe::run(
-                p,
-                clock.clone(),
-                reports_tx.clone(),
-                shared.probe_metrics.clone(),
-                hurry_rx.clone(),
-                stop.clone(),
-            ));
+            let name = format!("probe {}", p.source());
+            tasks.spawn(
+                name,
+                probe::run(
+                    p,
+                    clock.clone(),
+                    reports_tx.clone(),
+                    shared.probe_metrics.clone(),
+                    hurry_rx.clone(),
+                    stop.clone(),
+                ),
+            );
         }
         drop(reports_tx);
 
         // The sender before the pager's loop: a page is on disk before any email.
         let sender_stop = CancellationToken::new();
-        let sender = tokio::spawn(notify::run(
-            Arc::clone(store),
-            transport,
-            SenderConfig::from_config(&config),
-            clock.clone(),
-            Arc::clone(&shared.wake_sender),
-            shared.notify_metrics.clone(),
-            sender_stop.clone(),
-        ));
+        let mut sender = Tasks::default();
+        sender.spawn(
+            "email sender",
+            notify::run(
+                Arc::clone(store),
+                transport,
+                SenderConfig::from_config(&config),
+                clock.clone(),
+                Arc::clone(&shared.wake_sender),
+                shared.notify_metrics.clone(),
+                sender_stop.clone(),
+            ),
+        );
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
-        tasks.spawn(crate::store::retention::run(
-            Arc::clone(store),
-            config.store.retention,
-            clock.clone(),
-            stop.clone(),
-        ));
+        tasks.spawn(
+            "store retention",
+            crate::store::retention::run(
+                Arc::clone(store),
+                config.store.retention,
+                clock.clone(),
+                stop.clone(),
+            ),
+        );
 
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         let handle = PagerHandle {
@@ -350,26 +429,27 @@ impl Generation {
             pager.link_key(),
             blind_rx,
         );
-        tasks.spawn(watch::run(
-            Engine::new(Arc::clone(&runbook), config.runbook.locale),
-            reports_rx,
-            pager,
-            commands_rx,
-            clock.clone(),
-            watch::Published {
-                metrics: shared.engine_metrics.clone(),
-                blind_spots: blind_tx,
-                hurry: hurry_tx,
-            },
-            stop.clone(),
-        ));
-        if let Some((hb, client)) = heartbeat {
-            tasks.spawn(crate::heartbeat::run(
-                hb,
-                client,
-                shared.heartbeat_metrics.clone(),
+        tasks.spawn(
+            "watch loop",
+            watch::run(
+                Engine::new(Arc::clone(&runbook), config.runbook.locale),
+                reports_rx,
+                pager,
+                commands_rx,
+                clock.clone(),
+                watch::Published {
+                    metrics: shared.engine_metrics.clone(),
+                    blind_spots: blind_tx,
+                    hurry: hurry_tx,
+                },
                 stop.clone(),
-            ));
+            ),
+        );
+        if let Some((hb, client)) = heartbeat {
+            tasks.spawn(
+                "heartbeat",
+                crate::heartbeat::run(hb, client, shared.heartbeat_metrics.clone(), stop.clone()),
+            );
         }
         let generation = Self {
             config,
@@ -429,9 +509,19 @@ impl Generation {
     /// the store write it may be in), then the sender after its send in flight.
     async fn stop(mut self) {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.join_all().await;
         self.sender_stop.cancel();
-        let _ = self.sender.await;
+        self.sender.join_all().await;
+    }
+
+    /// The first of this generation's tasks to end before [`Generation::stop`]; pending while they
+    /// all run. Cancel-safe.
+    async fn ended(&mut self) -> Option<Ended> {
+        tokio::select! {
+            Some(ended) = self.tasks.next_ended() => Some(ended),
+            Some(ended) = self.sender.next_ended() => Some(ended),
+            else => None,
+        }
     }
 }
 
@@ -554,5 +644,50 @@ fn announce_email(config: &Config) {
                 tracing::warn!(host = %s.host, "smtp.tls = \"none\": emails and any SMTP login travel in plaintext");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A generation's task that panics or returns is named with how it ended, so `run` can stop the
+    /// daemon saying which; none ends while they all run.
+    #[tokio::test]
+    async fn a_task_that_ends_early_is_named_with_how() {
+        let mut tasks = Tasks::default();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn("watch loop", async move {
+            let _ = released.await;
+            panic!("the book is inconsistent");
+        });
+        tasks.spawn("probe redis", std::future::pending());
+        let running = tokio::time::timeout(Duration::from_millis(50), tasks.next_ended()).await;
+        assert!(running.is_err(), "nothing ended while all run");
+
+        release.send(()).expect("the task waits");
+        let ended = tasks.next_ended().await.expect("one ended");
+        assert_eq!(ended.task, "watch loop");
+        assert_eq!(ended.how, "panicked: the book is inconsistent");
+        let error = RunError::Task {
+            task: ended.task,
+            how: ended.how,
+        };
+        assert_eq!(error.metric_label(), "task");
+        assert!(
+            error.to_string().starts_with(
+                "the watch loop task stopped unexpectedly (panicked: the book is inconsistent)"
+            ),
+            "{error}"
+        );
+
+        let mut returned = Tasks::default();
+        returned.spawn("heartbeat", async {});
+        let ended = returned.next_ended().await.expect("it returned");
+        assert_eq!(
+            (ended.task.as_str(), ended.how.as_str()),
+            ("heartbeat", "returned")
+        );
+        assert!(returned.next_ended().await.is_none(), "none left");
     }
 }
