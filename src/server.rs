@@ -5,7 +5,7 @@
 //!
 //! | bound | what it stops | how |
 //! |---|---|---|
-//! | `max_connections` | a flood of connections | [`serve`] closes a connection past it as soon as it is accepted |
+//! | `max_connections` | a flood of connections | at the limit, [`serve`] closes the connection that has waited longest for a request to make room (a new one when none waits) |
 //! | `header_read_timeout` | a request head sent slowly (slowloris) or not at all; a kept-alive connection left idle | hyper's header timer |
 //! | `idle_timeout` | a client that stops reading its answer or sending its body | [`Stall`] around the socket |
 //! | `request_timeout` | a request that takes too long (a slow body, a store that does not answer) | tower's `Timeout`: 503 |
@@ -19,11 +19,13 @@
 //! speaks it, and cleartext HTTP/2 would be one more protocol to bound.
 
 use std::any::Any;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -58,7 +60,8 @@ pub const FD_RESERVE: u64 = 128;
 /// `harven_watchdog_http_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// `max_connections` were open: the new connection was closed as soon as it was accepted.
+    /// `max_connections` were open: the connection waiting longest for a request was closed to make
+    /// room for a new one (or, when none waited, the new one was).
     ConnectionLimit,
     /// A new connection sent no complete request head within `header_read_timeout`.
     HeaderTimeout,
@@ -243,8 +246,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let waiting = Arc::new(Waiting::default());
     let mut connections = JoinSet::new();
-    // Connections refused since the limit was last reached (logged at the edges, not one line each).
+    // Connections closed since the limit was last reached (logged at the edges, not one line each).
     let mut refused_since: Option<u64> = None;
     loop {
         let accepted = tokio::select! {
@@ -262,22 +266,33 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            metrics.refused(Refusal::ConnectionLimit);
-            let n = refused_since.get_or_insert_with(|| {
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    "server.max_connections connections are open: new ones are closed at once"
-                );
-                0
-            });
-            *n += 1;
-            drop(stream);
-            continue;
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                if let Some(closed) = refused_since.take() {
+                    tracing::info!(closed, "under server.max_connections again");
+                }
+                slot
+            }
+            Err(_) => {
+                // One connection closes because of the limit: the oldest waiting one, else this one.
+                metrics.refused(Refusal::ConnectionLimit);
+                *refused_since.get_or_insert_with(|| {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "server.max_connections connections are open: closing the connections \
+                         that wait longest for a request, or new ones when none waits"
+                    );
+                    0
+                }) += 1;
+                match make_room(&slots, &waiting).await {
+                    Some(slot) => slot,
+                    None => {
+                        drop(stream);
+                        continue;
+                    }
+                }
+            }
         };
-        if let Some(refused) = refused_since.take() {
-            tracing::info!(refused, "accepting connections again");
-        }
         // Answers are small and whole: no reason to wait for more to send.
         let _ = stream.set_nodelay(true);
         connections.spawn(connection(
@@ -286,6 +301,7 @@ pub async fn serve(
             app.clone(),
             limits,
             metrics.clone(),
+            Arc::clone(&waiting),
             shutdown.clone(),
         ));
     }
@@ -293,6 +309,57 @@ pub async fn serve(
     drop(listener);
     while let Some(joined) = connections.join_next().await {
         reap(joined, &metrics);
+    }
+}
+
+/// A slot for a new connection at the limit: closes the connection that has waited longest for a
+/// request (a slow client still sending its first head, or a kept-alive one between requests) and
+/// takes its slot. `None` when every connection is in the middle of a request.
+///
+/// A flood of connections that never finish a request head (slowloris) then only displaces itself:
+/// a client that sends its request at once (a health check, Prometheus) is the newest, so the last
+/// to go, and is answered.
+async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
+    /// The closed connection's task frees its slot at its next poll; this only guards the loop.
+    const FREED_WITHIN: Duration = Duration::from_secs(1);
+    if !waiting.close_oldest() {
+        return None;
+    }
+    tokio::time::timeout(FREED_WITHIN, Arc::clone(slots).acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The connections waiting for a request, oldest first, each with the token that closes it.
+#[derive(Debug, Default)]
+struct Waiting {
+    next: AtomicU64,
+    queue: Mutex<BTreeMap<u64, CancellationToken>>,
+}
+
+impl Waiting {
+    fn queue(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, CancellationToken>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts a connection at the back of the queue; its ticket.
+    fn enter(&self, close: &CancellationToken) -> u64 {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        self.queue().insert(ticket, close.clone());
+        ticket
+    }
+
+    fn leave(&self, ticket: u64) {
+        self.queue().remove(&ticket);
+    }
+
+    /// Closes the connection at the front, if any.
+    fn close_oldest(&self) -> bool {
+        let oldest = self.queue().pop_first();
+        oldest.map(|(_, close)| close.cancel()).is_some()
     }
 }
 
@@ -328,13 +395,16 @@ async fn connection(
     app: Router,
     limits: ServerLimits,
     metrics: HttpMetrics,
+    waiting: Arc<Waiting>,
     shutdown: CancellationToken,
 ) {
     metrics.open.inc();
     let _open = scopeguard(|| {
         metrics.open.dec();
     });
-    let requests = Arc::new(Requests::default());
+    let requests = Arc::new(Requests::new(waiting));
+    requests.waits();
+    let _left = scopeguard(|| requests.busy());
     let service = {
         let requests = Arc::clone(&requests);
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -356,6 +426,8 @@ async fn connection(
     tokio::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
+        // Closed to make room (`make_room`, counted there): dropping it closes the socket.
+        () = requests.close.cancelled() => return,
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -401,13 +473,52 @@ fn refusal(e: &hyper::Error, requests: &Requests) -> Option<Refusal> {
     None
 }
 
-/// The requests of one connection, for [`refusal`].
-#[derive(Debug, Default)]
+/// The requests of one connection, for [`refusal`], and its place among the [`Waiting`] while
+/// none is being handled.
+#[derive(Debug)]
 struct Requests {
     /// Handed to the app so far.
     started: AtomicU32,
     /// Being handled now (its answer not yet made).
     active: AtomicU32,
+    waiting: Arc<Waiting>,
+    /// Its ticket in `waiting` while it waits for a request.
+    ticket: Mutex<Option<u64>>,
+    /// Cancelled to close the connection and make room for a new one.
+    close: CancellationToken,
+}
+
+impl Requests {
+    fn new(waiting: Arc<Waiting>) -> Self {
+        Self {
+            started: AtomicU32::new(0),
+            active: AtomicU32::new(0),
+            waiting,
+            ticket: Mutex::new(None),
+            close: CancellationToken::new(),
+        }
+    }
+
+    fn ticket(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.ticket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for a request from now: may be closed to make room.
+    fn waits(&self) {
+        let mut ticket = self.ticket();
+        if ticket.is_none() {
+            *ticket = Some(self.waiting.enter(&self.close));
+        }
+    }
+
+    /// Handles a request, or has ended: not to be closed to make room.
+    fn busy(&self) {
+        if let Some(t) = self.ticket().take() {
+            self.waiting.leave(t);
+        }
+    }
 }
 
 /// One request being handled, from the app's call to its answer (or its cancellation).
@@ -417,13 +528,17 @@ impl Handling {
     fn start(requests: &Arc<Requests>) -> Self {
         requests.started.fetch_add(1, Ordering::Relaxed);
         requests.active.fetch_add(1, Ordering::Relaxed);
+        requests.busy();
         Self(Arc::clone(requests))
     }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        if self.0.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            // Its answer is made (hyper may still be writing it): waiting for the next request.
+            self.0.waits();
+        }
     }
 }
 
@@ -593,5 +708,108 @@ pub fn check_fd_headroom(limits: &ServerLimits) {
             "server.max_connections plus the daemon's own file descriptors exceed the open-file limit \
              (ulimit -n): lower server.max_connections or raise the limit"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    fn stalled(e: &io::Error) -> &Stalled {
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<Stalled>())
+            .unwrap_or_else(|| panic!("not a stall: {e}"))
+    }
+
+    /// A client that sends a byte every 6 s keeps its connection past `IDLE` in all; once it stops,
+    /// the read fails `IDLE` after its last byte, blamed on the client sending nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_read_fails_once_nothing_arrived_for_the_idle_time() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut server = Stall::new(server, IDLE);
+        let writer = tokio::spawn(async move {
+            for byte in b"abc" {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                client.write_all(&[*byte]).await.expect("write");
+            }
+            client // kept open, silent
+        });
+        let mut buf = [0u8; 1];
+        for byte in b"abc" {
+            server
+                .read_exact(&mut buf)
+                .await
+                .expect("a byte within IDLE");
+            assert_eq!(buf[0], *byte);
+        }
+        let last = Instant::now();
+        let e = server.read(&mut buf).await.expect_err("stalled");
+        assert!(!stalled(&e).writing);
+        assert_eq!(Instant::now() - last, IDLE);
+        drop(writer.await.expect("writer"));
+    }
+
+    /// A client that stops reading: once the buffer between is full, the write fails after `IDLE`,
+    /// blamed on the client not reading.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_fails_once_the_client_stopped_reading_for_the_idle_time() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut server = Stall::new(server, IDLE);
+        server.write_all(&[0; 64]).await.expect("fits the buffer");
+        let full = Instant::now();
+        let e = server.write_all(&[0; 64]).await.expect_err("stalled");
+        assert!(stalled(&e).writing);
+        assert_eq!(Instant::now() - full, IDLE);
+    }
+
+    /// At the limit, the connection that has waited longest for a request is closed to make room,
+    /// not one being handled; with none waiting, there is no room.
+    #[tokio::test]
+    async fn room_is_made_by_closing_the_oldest_waiting_connection() {
+        let slots = Arc::new(Semaphore::new(3));
+        let waiting = Arc::new(Waiting::default());
+        let mut held = Vec::new();
+        let mut connections = Vec::new();
+        for _ in 0..3 {
+            let requests = Requests::new(Arc::clone(&waiting));
+            requests.waits();
+            held.push(Arc::clone(&slots).try_acquire_owned().expect("a slot"));
+            connections.push(Arc::new(requests));
+        }
+        // The oldest gets a request: the second is now the one waiting longest.
+        let handling = Handling::start(&connections[0]);
+        // A connection's task frees its slot when it is closed.
+        let freed = connections
+            .iter()
+            .zip(held)
+            .map(|(c, slot)| {
+                let close = c.close.clone();
+                tokio::spawn(async move {
+                    close.cancelled().await;
+                    drop(slot);
+                })
+            })
+            .collect::<Vec<_>>();
+        assert!(make_room(&slots, &waiting).await.is_some());
+        let closed: Vec<bool> = connections.iter().map(|c| c.close.is_cancelled()).collect();
+        assert_eq!(closed, [false, true, false]);
+        assert!(make_room(&slots, &waiting).await.is_some());
+        assert!(connections[2].close.is_cancelled());
+        assert!(
+            make_room(&slots, &waiting).await.is_none(),
+            "the only other connection is handling a request"
+        );
+        drop(handling);
+        assert!(!connections[0].close.is_cancelled());
+        assert!(waiting.close_oldest(), "waiting again once answered");
+        for f in freed {
+            f.await.expect("freed");
+        }
     }
 }

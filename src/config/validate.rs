@@ -69,7 +69,8 @@ pub struct ServerLimits {
     /// write to the client, is closed. Longer than `request_timeout`: while a request is handled the
     /// connection waits on a read too (to notice a client that hangs up).
     pub idle_timeout: Duration,
-    /// Connections open at once; past it a new one is closed as soon as it is accepted.
+    /// Connections open at once; past it the one waiting longest for a request is closed to make
+    /// room (the new one when none waits).
     pub max_connections: usize,
     /// Requests handled at once (`/healthz` aside); past it the answer is 503 at once.
     pub max_requests_in_flight: usize,
