@@ -13,6 +13,7 @@ mod diagnose;
 mod email;
 mod escalation;
 mod fastapi;
+mod hardening;
 mod image;
 mod leak;
 mod monitoring;
