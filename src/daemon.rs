@@ -28,6 +28,9 @@ use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
 
+#[cfg(test)]
+mod route_fuzz;
+
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
