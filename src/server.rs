@@ -6,8 +6,8 @@
 //! | bound | what it stops | how |
 //! |---|---|---|
 //! | `max_connections` | a flood of connections | at the limit, [`serve`] closes the connection that has waited longest for a request to make room (a new one when none waits) |
-//! | `header_read_timeout` | a request head sent slowly (slowloris) or not at all; a kept-alive connection left idle | hyper's header timer |
-//! | `idle_timeout` | a client that stops reading its answer or sending its body | [`Stall`] around the socket |
+//! | `header_read_timeout` | a request head sent slowly (slowloris), or a new connection that sends nothing | a clock from the head's first byte (from the accept for the first head) |
+//! | `idle_timeout` | a client that stops reading its answer or sending its body; a kept-alive connection left idle | [`Stall`] around the socket |
 //! | `request_timeout` | a request that takes too long (a slow body, a store that does not answer) | tower's `Timeout`: 503 |
 //! | `max_requests_in_flight` | requests piling up on the store | tower's `GlobalConcurrencyLimit` and `LoadShed`: 503 at once |
 //!
@@ -35,7 +35,7 @@ use axum::http::{HeaderValue, Request, Response, StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,9 +63,11 @@ pub enum Refusal {
     /// `max_connections` were open: the connection waiting longest for a request was closed to make
     /// room for a new one (or, when none waited, the new one was).
     ConnectionLimit,
-    /// A new connection sent no complete request head within `header_read_timeout`.
+    /// A request head was not complete `header_read_timeout` after its first byte (after the
+    /// accept, for a new connection's first head).
     HeaderTimeout,
-    /// No byte moved on a connection for `idle_timeout` while it waited on its client mid-request.
+    /// No byte moved on a connection for `idle_timeout` while it waited on its client mid-request
+    /// (a kept-alive connection idle between requests is closed too, and not counted).
     IdleTimeout,
     /// `max_requests_in_flight` requests were being handled: answered 503 at once.
     Overloaded,
@@ -404,6 +406,8 @@ async fn connection(
     });
     let requests = Arc::new(Requests::new(waiting));
     requests.waits();
+    // A new connection's first head is timed from its accept: a client that sends nothing is slow.
+    requests.head_begins();
     let _left = scopeguard(|| requests.busy());
     let service = {
         let requests = Arc::clone(&requests);
@@ -417,17 +421,24 @@ async fn connection(
             }
         })
     };
-    let io = TokioIo::new(Stall::new(stream, limits.idle_timeout));
+    let io = TokioIo::new(Stall::new(stream, limits.idle_timeout).watched_by(&requests));
+    // Not hyper's header timer: it also runs while a kept-alive connection waits for its next
+    // request, so a short one closes every idle kept-alive connection that soon, racing the
+    // clients that reuse them (seen as failed requests in this project's own tests). The head
+    // clock below starts at a head's first byte instead (at accept for the first).
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    builder.header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,
         // Closed to make room (`make_room`, counted there): dropping it closes the socket.
         () = requests.close.cancelled() => return,
+        () = requests.head_overdue(limits.header_read_timeout) => {
+            metrics.refused(Refusal::HeaderTimeout);
+            tracing::debug!("closed a connection whose request head was too slow");
+            return;
+        }
         () = shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             conn.await
@@ -451,14 +462,10 @@ async fn connection(
 /// ends (a kept-alive connection closed while idle between requests, a malformed request hyper
 /// answered 400, a client that hung up).
 fn refusal(e: &hyper::Error, requests: &Requests) -> Option<Refusal> {
-    let started = requests.started.load(Ordering::Relaxed);
-    let between_requests = started > 0 && requests.active.load(Ordering::Relaxed) == 0;
-    if e.is_timeout() {
-        // hyper's header timer runs only while no request is being handled: after a first request,
-        // it is the end of a kept-alive connection's idle time (a client trickling its second
-        // request's head is not told apart from that).
-        return (started == 0).then_some(Refusal::HeaderTimeout);
-    }
+    // Idle between requests: no request handled, no head begun since the last one.
+    let between_requests = requests.started.load(Ordering::Relaxed) > 0
+        && requests.active.load(Ordering::Relaxed) == 0
+        && requests.head().is_none();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(stalled) = s
@@ -486,6 +493,11 @@ struct Requests {
     ticket: Mutex<Option<u64>>,
     /// Cancelled to close the connection and make room for a new one.
     close: CancellationToken,
+    /// When the request head being read began (its first byte; the accept for the first one);
+    /// `None` while a request is handled or none has begun.
+    head: Mutex<Option<tokio::time::Instant>>,
+    /// Woken when `head` changes.
+    head_changed: tokio::sync::Notify,
 }
 
 impl Requests {
@@ -496,6 +508,51 @@ impl Requests {
             waiting,
             ticket: Mutex::new(None),
             close: CancellationToken::new(),
+            head: Mutex::new(None),
+            head_changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn head(&self) -> std::sync::MutexGuard<'_, Option<tokio::time::Instant>> {
+        self.head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A request head begins now (unless one already has).
+    fn head_begins(&self) {
+        let mut head = self.head();
+        if head.is_none() {
+            *head = Some(tokio::time::Instant::now());
+            self.head_changed.notify_waiters();
+        }
+    }
+
+    /// Bytes arrived: while no request is handled, they begin the next head. (A request's body is
+    /// read while it is handled.)
+    fn bytes_arrived(&self) {
+        let waiting = self.ticket().is_some();
+        if waiting {
+            self.head_begins();
+        }
+    }
+
+    /// Resolves once a head has taken `limit` since it began; pending while none is being read.
+    async fn head_overdue(&self, limit: Duration) {
+        loop {
+            let changed = self.head_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let began = *self.head();
+            match began {
+                Some(began) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(began + limit) => return,
+                        () = changed => {}
+                    }
+                }
+                None => changed.await,
+            }
         }
     }
 
@@ -529,6 +586,8 @@ impl Handling {
         requests.started.fetch_add(1, Ordering::Relaxed);
         requests.active.fetch_add(1, Ordering::Relaxed);
         requests.busy();
+        *requests.head() = None;
+        requests.head_changed.notify_waiters();
         Self(Arc::clone(requests))
     }
 }
@@ -585,6 +644,8 @@ struct Stall<T> {
     armed: bool,
     /// Whether a write is waiting now, so a stall is blamed on the right direction.
     write_waits: bool,
+    /// Told when bytes arrive, to time request heads from their first byte.
+    requests: Option<Arc<Requests>>,
 }
 
 impl<T> Stall<T> {
@@ -595,7 +656,14 @@ impl<T> Stall<T> {
             timer: Box::pin(tokio::time::sleep(idle)),
             armed: false,
             write_waits: false,
+            requests: None,
         }
+    }
+
+    /// Tells `requests` when bytes arrive.
+    fn watched_by(mut self, requests: &Arc<Requests>) -> Self {
+        self.requests = Some(Arc::clone(requests));
+        self
     }
 
     /// An operation would wait: `Ready` with the error once `idle` has passed since the last progress.
@@ -646,8 +714,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Stall<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(done) => this.progress(done),
+            Poll::Ready(done) => {
+                if buf.filled().len() > before
+                    && let Some(requests) = &this.requests
+                {
+                    requests.bytes_arrived();
+                }
+                this.progress(done)
+            }
             Poll::Pending => this.wait(cx).map(Err),
         }
     }

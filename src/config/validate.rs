@@ -59,15 +59,15 @@ pub struct ServerConfig {
 /// cannot take the file descriptors and tasks the probes, the sender and the store need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// A request's head must be complete this long after the connection starts waiting for it.
-    /// hyper starts that clock when a kept-alive connection waits for its next request too, so it is
-    /// also how long a connection may sit idle between requests.
+    /// A request's head must be complete this long after its first byte (after the accept, for a
+    /// connection's first request).
     pub header_read_timeout: Duration,
     /// Handling of one request, its body read included; past it the answer is 503.
     pub request_timeout: Duration,
     /// A connection on which no byte moves either way for this long, while it waits to read from or
-    /// write to the client, is closed. Longer than `request_timeout`: while a request is handled the
-    /// connection waits on a read too (to notice a client that hangs up).
+    /// write to the client, is closed (a kept-alive connection between requests too). Longer than
+    /// `request_timeout`: while a request is handled the connection waits on a read too (to notice
+    /// a client that hangs up).
     pub idle_timeout: Duration,
     /// Connections open at once; past it the one waiting longest for a request is closed to make
     /// room (the new one when none waits).
