@@ -1,6 +1,6 @@
 //! [`run`]: the daemon, as one function a test can start in-process, and its reload.
 
-use std::future::IntoFuture;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
+use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, ServerLimits, TlsMode};
 use crate::engine::Engine;
 use crate::heartbeat::HeartbeatMetrics;
 use crate::http::{self, AppState};
@@ -24,9 +24,13 @@ use crate::pager::{Pager, PagerConfig, PagerHandle};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
+use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
+
+#[cfg(test)]
+mod route_fuzz;
 
 /// How long in-flight HTTP requests get to finish once shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
@@ -53,6 +57,11 @@ pub enum RunError {
     Pager(#[from] crate::pager::PagerError),
     #[error("cannot build the heartbeat client: {0}")]
     Heartbeat(String),
+    #[error(
+        "the {task} task stopped unexpectedly ({how}); the watchdog stops so that its supervisor \
+         restarts it (incidents and pages are in the store)"
+    )]
+    Task { task: String, how: String },
 }
 
 impl RunError {
@@ -67,6 +76,7 @@ impl RunError {
             Self::Transport(_) => "transport",
             Self::Pager(_) => "pager",
             Self::Heartbeat(_) => "heartbeat",
+            Self::Task { .. } => "task",
         }
     }
 }
@@ -75,6 +85,11 @@ impl RunError {
 /// wall time from `clock`, and reloads its configuration from `reload`'s source when asked (see
 /// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
 /// cancellation.
+///
+/// A task of the running generation that ends on its own (a panic in the watch loop, the sender, a
+/// probe...) ends the daemon with [`RunError::Task`] rather than leaving it half alive, serving
+/// `/healthz` while nothing pages: the process exits non-zero and its supervisor restarts it, which
+/// resumes every incident and page from the store.
 ///
 /// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
 /// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
@@ -99,48 +114,26 @@ pub async fn run(
     } = reload;
 
     let prepared = prepare(config)?;
-    let store = Arc::new(Store::open(&prepared.config.store.path)?);
-    let mut metrics = Metrics::new();
-    store.register_metrics(metrics.registry_mut());
-    let auth_metrics = AuthMetrics::register(metrics.registry_mut());
-    let shared = Shared {
-        probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
-        engine_metrics: EngineMetrics::register(metrics.registry_mut()),
-        notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
-        heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
-        reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
-        form_metrics: FormMetrics::register(metrics.registry_mut()),
-        auth: Arc::new(AuthShared::new(
-            Arc::clone(&store),
-            clock.clone(),
-            auth_metrics,
-        )),
-        store,
-        wake_sender: Arc::new(Notify::new()),
-        reloader: handle,
-        clock: clock.clone(),
-        shutdown: shutdown.clone(),
-    };
+    let limits = prepared.config.server.limits;
+    crate::server::check_fd_headroom(&limits);
+    let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
 
-    // Health and metrics stay outside the swapped routes: a reload never interrupts them. Every
-    // other request goes to the current generation's routes, read at the request's arrival.
     let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
-    let current = tower::service_fn(move |request: axum::extract::Request| {
-        let routes = routes_rx.borrow().clone();
-        routes.oneshot(request)
-    });
-    let app = http::router(Arc::new(AppState { metrics, data_dir })).fallback_service(current);
-    let mut server = tokio::spawn(
-        // The peer's address reaches the handlers (`ConnectInfo`): the failure budgets count by it.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
+    let app = app(
+        AppState { metrics, data_dir },
+        routes_rx,
+        &limits,
+        &shared.http_metrics,
     );
+    let mut server = tokio::spawn(crate::server::serve(
+        listener,
+        app,
+        limits,
+        shared.http_metrics.clone(),
+        shutdown.clone(),
+    ));
 
     // One request at a time: concurrent reloads serialize here. Biased, shutdown first: once it is
     // cancelled the server finishes too, and that is a clean stop, not a server failure.
@@ -151,11 +144,16 @@ pub async fn run(
             served = &mut server => {
                 generation.stop().await;
                 let error = match served {
-                    Ok(Err(e)) => e,
-                    Ok(Ok(())) => std::io::Error::other("the HTTP server stopped"),
+                    Ok(()) => std::io::Error::other("the HTTP server stopped"),
                     Err(e) => std::io::Error::other(e.to_string()),
                 };
                 return Err(RunError::Serve(error));
+            }
+            Some(ended) = generation.ended() => {
+                tracing::error!(task = %ended.task, how = %ended.how, "a task of the watchdog stopped unexpectedly: stopping");
+                server.abort();
+                generation.stop().await;
+                return Err(RunError::Task { task: ended.task, how: ended.how });
             }
             Some(request) = requests.recv() => {
                 let reloaded = reload_config(generation, &source, &shared, &routes_tx, request.trigger).await;
@@ -174,7 +172,7 @@ pub async fn run(
         }
     }
     match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-        Ok(Ok(served)) => served.map_err(RunError::Serve)?,
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
         Err(_) => {
             tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open at shutdown were cut off");
@@ -184,6 +182,23 @@ pub async fn run(
     generation.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Everything the server serves, behind its request bounds ([`crate::server::harden`]). Health and
+/// metrics stay outside the swapped routes: a reload never interrupts them. Every other request goes
+/// to the current generation's routes, read at the request's arrival.
+fn app(
+    state: AppState,
+    routes: tokio::sync::watch::Receiver<Router>,
+    limits: &ServerLimits,
+    metrics: &HttpMetrics,
+) -> Router {
+    let current = tower::service_fn(move |request: axum::extract::Request| {
+        let routes = routes.borrow().clone();
+        routes.oneshot(request)
+    });
+    let app = http::router(Arc::new(state)).fallback_service(current);
+    crate::server::harden(app, limits, metrics)
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -205,6 +220,43 @@ struct Shared {
     /// The failure budgets and the signed-in sessions: a reload forgives no guesser and signs
     /// nobody out.
     auth: Arc<AuthShared>,
+    http_metrics: HttpMetrics,
+}
+
+impl Shared {
+    /// Opens the store of `config` and registers every metric family in a new registry, returned
+    /// beside for `/metrics`.
+    fn open(
+        config: &Config,
+        reloader: Reloader,
+        clock: &Clock,
+        shutdown: &CancellationToken,
+    ) -> Result<(Self, Metrics), RunError> {
+        let store = Arc::new(Store::open(&config.store.path)?);
+        let mut metrics = Metrics::new();
+        store.register_metrics(metrics.registry_mut());
+        let auth_metrics = AuthMetrics::register(metrics.registry_mut());
+        let shared = Self {
+            probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
+            engine_metrics: EngineMetrics::register(metrics.registry_mut()),
+            notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
+            heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
+            reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
+            form_metrics: FormMetrics::register(metrics.registry_mut()),
+            http_metrics: HttpMetrics::register(metrics.registry_mut()),
+            auth: Arc::new(AuthShared::new(
+                Arc::clone(&store),
+                clock.clone(),
+                auth_metrics,
+            )),
+            store,
+            wake_sender: Arc::new(Notify::new()),
+            reloader,
+            clock: clock.clone(),
+            shutdown: shutdown.clone(),
+        };
+        Ok((shared, metrics))
+    }
 }
 
 /// The parts of a configuration that can fail to build, built before anything running is touched: a
@@ -250,11 +302,61 @@ struct Generation {
     runbook: Arc<Runbook>,
     /// Stops the probes, the watch loop and the heartbeat (a child of the process's shutdown).
     stop: CancellationToken,
-    tasks: JoinSet<()>,
+    tasks: Tasks,
     /// Cancelled only after the other tasks stopped, so a send in flight finishes and the pager's
     /// last commit is picked up by the next sender (the pages it carries are durable either way).
     sender_stop: CancellationToken,
-    sender: JoinHandle<()>,
+    /// The sender, alone (it stops after the others).
+    sender: Tasks,
+}
+
+/// Tasks by name, so that one that ends before it is asked to can be named. None of a generation's
+/// tasks ends before its stop token is cancelled: a loop that returns early or panics is a bug that
+/// would leave the daemon half alive.
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<()>,
+    names: HashMap<tokio::task::Id, String>,
+}
+
+/// A task that ended, and how.
+struct Ended {
+    task: String,
+    /// `panicked: <message>`, `returned` or `was cancelled`.
+    how: String,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: impl Into<String>,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name.into());
+    }
+
+    /// The next task to end; `None` once none is left. Cancel-safe.
+    async fn next_ended(&mut self) -> Option<Ended> {
+        let (id, how) = match self.set.join_next_with_id().await? {
+            Ok((id, ())) => (id, "returned".to_owned()),
+            Err(e) if e.is_panic() => {
+                let id = e.id();
+                let payload = e.into_panic();
+                let message = crate::server::panic_message(payload.as_ref());
+                (id, format!("panicked: {message}"))
+            }
+            Err(e) => (e.id(), "was cancelled".to_owned()),
+        };
+        let task = self.names.remove(&id).unwrap_or_else(|| id.to_string());
+        Some(Ended { task, how })
+    }
+
+    /// Waits for every task to end.
+    async fn join_all(&mut self) {
+        while self.set.join_next().await.is_some() {}
+        self.names.clear();
+    }
 }
 
 impl Generation {
@@ -285,41 +387,52 @@ impl Generation {
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
         let (hurry_tx, hurry_rx) = tokio::sync::watch::channel(std::collections::BTreeSet::new());
         let (reports_tx, reports_rx) = tokio::sync::mpsc::channel(64);
-        let mut tasks = JoinSet::new();
+        let mut tasks = Tasks::default();
         for mut p in probes {
             shared.probe_metrics.attach(&mut p);
-            tasks.spawn(probe::run(
-                p,
-                clock.clone(),
-                reports_tx.clone(),
-                shared.probe_metrics.clone(),
-                hurry_rx.clone(),
-                stop.clone(),
-            ));
+            let name = format!("probe {}", p.source());
+            tasks.spawn(
+                name,
+                probe::run(
+                    p,
+                    clock.clone(),
+                    reports_tx.clone(),
+                    shared.probe_metrics.clone(),
+                    hurry_rx.clone(),
+                    stop.clone(),
+                ),
+            );
         }
         drop(reports_tx);
 
         // The sender before the pager's loop: a page is on disk before any email.
         let sender_stop = CancellationToken::new();
-        let sender = tokio::spawn(notify::run(
-            Arc::clone(store),
-            transport,
-            SenderConfig::from_config(&config),
-            clock.clone(),
-            Arc::clone(&shared.wake_sender),
-            shared.notify_metrics.clone(),
-            sender_stop.clone(),
-        ));
+        let mut sender = Tasks::default();
+        sender.spawn(
+            "email sender",
+            notify::run(
+                Arc::clone(store),
+                transport,
+                SenderConfig::from_config(&config),
+                clock.clone(),
+                Arc::clone(&shared.wake_sender),
+                shared.notify_metrics.clone(),
+                sender_stop.clone(),
+            ),
+        );
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
         // The `.eml` directory is pruned whatever the transport: files written before a switch to
         // SMTP still hold live links.
-        tasks.spawn(crate::store::retention::run(
-            Arc::clone(store),
-            notify::FileTransport::new(config.store.outbox_dir()),
-            config.store.retention,
-            clock.clone(),
-            stop.clone(),
-        ));
+        tasks.spawn(
+            "store retention",
+            crate::store::retention::run(
+                Arc::clone(store),
+                notify::FileTransport::new(config.store.outbox_dir()),
+                config.store.retention,
+                clock.clone(),
+                stop.clone(),
+            ),
+        );
 
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
         let handle = PagerHandle {
@@ -336,26 +449,27 @@ impl Generation {
             pager.link_keys(),
             blind_rx,
         );
-        tasks.spawn(watch::run(
-            Engine::new(Arc::clone(&runbook), config.runbook.locale),
-            reports_rx,
-            pager,
-            commands_rx,
-            clock.clone(),
-            watch::Published {
-                metrics: shared.engine_metrics.clone(),
-                blind_spots: blind_tx,
-                hurry: hurry_tx,
-            },
-            stop.clone(),
-        ));
-        if let Some((hb, client)) = heartbeat {
-            tasks.spawn(crate::heartbeat::run(
-                hb,
-                client,
-                shared.heartbeat_metrics.clone(),
+        tasks.spawn(
+            "watch loop",
+            watch::run(
+                Engine::new(Arc::clone(&runbook), config.runbook.locale),
+                reports_rx,
+                pager,
+                commands_rx,
+                clock.clone(),
+                watch::Published {
+                    metrics: shared.engine_metrics.clone(),
+                    blind_spots: blind_tx,
+                    hurry: hurry_tx,
+                },
                 stop.clone(),
-            ));
+            ),
+        );
+        if let Some((hb, client)) = heartbeat {
+            tasks.spawn(
+                "heartbeat",
+                crate::heartbeat::run(hb, client, shared.heartbeat_metrics.clone(), stop.clone()),
+            );
         }
         let generation = Self {
             config,
@@ -420,9 +534,19 @@ impl Generation {
     /// the store write it may be in), then the sender after its send in flight.
     async fn stop(mut self) {
         self.stop.cancel();
-        while self.tasks.join_next().await.is_some() {}
+        self.tasks.join_all().await;
         self.sender_stop.cancel();
-        let _ = self.sender.await;
+        self.sender.join_all().await;
+    }
+
+    /// The first of this generation's tasks to end before [`Generation::stop`]; pending while they
+    /// all run. Cancel-safe.
+    async fn ended(&mut self) -> Option<Ended> {
+        tokio::select! {
+            Some(ended) = self.tasks.next_ended() => Some(ended),
+            Some(ended) = self.sender.next_ended() => Some(ended),
+            else => None,
+        }
     }
 }
 
@@ -545,5 +669,50 @@ fn announce_email(config: &Config) {
                 tracing::warn!(host = %s.host, "smtp.tls = \"none\": emails and any SMTP login travel in plaintext");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A generation's task that panics or returns is named with how it ended, so `run` can stop the
+    /// daemon saying which; none ends while they all run.
+    #[tokio::test]
+    async fn a_task_that_ends_early_is_named_with_how() {
+        let mut tasks = Tasks::default();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        tasks.spawn("watch loop", async move {
+            let _ = released.await;
+            panic!("the book is inconsistent");
+        });
+        tasks.spawn("probe redis", std::future::pending());
+        let running = tokio::time::timeout(Duration::from_millis(50), tasks.next_ended()).await;
+        assert!(running.is_err(), "nothing ended while all run");
+
+        release.send(()).expect("the task waits");
+        let ended = tasks.next_ended().await.expect("one ended");
+        assert_eq!(ended.task, "watch loop");
+        assert_eq!(ended.how, "panicked: the book is inconsistent");
+        let error = RunError::Task {
+            task: ended.task,
+            how: ended.how,
+        };
+        assert_eq!(error.metric_label(), "task");
+        assert!(
+            error.to_string().starts_with(
+                "the watch loop task stopped unexpectedly (panicked: the book is inconsistent)"
+            ),
+            "{error}"
+        );
+
+        let mut returned = Tasks::default();
+        returned.spawn("heartbeat", async {});
+        let ended = returned.next_ended().await.expect("it returned");
+        assert_eq!(
+            (ended.task.as_str(), ended.how.as_str()),
+            ("heartbeat", "returned")
+        );
+        assert!(returned.next_ended().await.is_none(), "none left");
     }
 }

@@ -1,4 +1,5 @@
-//! The daemon's HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`.
+//! The daemon's HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`; the server that serves them
+//! and its bounds on clients are `crate::server`'s.
 //!
 //! Handlers only read shared state; they never block on a peer, so a hung Prometheus or SMTP server
 //! cannot make the watchdog look dead to its own health check. These three are always open, whatever
@@ -25,10 +26,15 @@ pub struct AppState {
     pub data_dir: PathBuf,
 }
 
-/// The routes, ready to serve.
+/// `/healthz`, which the server keeps in front of its request bounds (`crate::server::harden`): it
+/// answers whenever the process serves at all.
+pub fn liveness() -> Router {
+    Router::new().route("/healthz", get(healthz))
+}
+
+/// `/readyz` and `/metrics`, ready to serve.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -31,6 +31,8 @@
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
 //! - [`auth`]: who may read and act: the API token, the pages' server-side sessions, the failure
 //!   budgets that refuse a guesser's credentials unchecked (429), and the client a request counts as.
+//! - [`server`]: the HTTP server: its accept loop and its bounds on slow and many clients (timeouts,
+//!   connections, requests in flight), panics answered 500.
 //! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
 //! - [`reload`]: hot configuration reload: the handle SIGHUP and `POST /-/reload` use, its outcome
 //!   and metrics.
@@ -65,6 +67,7 @@ pub mod reload;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod watch;
 pub mod web;

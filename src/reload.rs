@@ -20,9 +20,18 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Timestamp;
 use crate::config::{Config, ConfigSource, EmailTransport};
 
-/// Keys that a running daemon cannot change: the listening socket is bound and the store is open.
+/// Keys that a running daemon cannot change: the listening socket is bound, the store is open, and
+/// the HTTP server's limits are built into its accept loop and request stack (`crate::server`).
 /// A reload that changes one reports it and keeps the running value until the next restart.
-pub const RESTART_ONLY: &[&str] = &["server.listen", "store.path"];
+pub const RESTART_ONLY: &[&str] = &[
+    "server.listen",
+    "server.header_read_timeout",
+    "server.request_timeout",
+    "server.idle_timeout",
+    "server.max_connections",
+    "server.max_requests_in_flight",
+    "store.path",
+];
 
 /// Who asked for a reload, for the log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,34 @@ pub(crate) fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'sta
         new.server.listen = running.server.listen;
         changed.push("server.listen");
     }
+    let (run, new_limits) = (&running.server.limits, &mut new.server.limits);
+    for (key, differs) in [
+        (
+            "server.header_read_timeout",
+            run.header_read_timeout != new_limits.header_read_timeout,
+        ),
+        (
+            "server.request_timeout",
+            run.request_timeout != new_limits.request_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            run.idle_timeout != new_limits.idle_timeout,
+        ),
+        (
+            "server.max_connections",
+            run.max_connections != new_limits.max_connections,
+        ),
+        (
+            "server.max_requests_in_flight",
+            run.max_requests_in_flight != new_limits.max_requests_in_flight,
+        ),
+    ] {
+        if differs {
+            changed.push(key);
+        }
+    }
+    *new_limits = *run;
     if new.store.path != running.store.path {
         new.store.path.clone_from(&running.store.path);
         // The `.eml` outbox lives in the data directory: it stays with the running store.
@@ -222,14 +259,19 @@ mod tests {
                     "HARVEN_WATCHDOG__STORE__PATH".into(),
                     "/elsewhere/w.db".into(),
                 ),
+                (
+                    "HARVEN_WATCHDOG__SERVER__MAX_CONNECTIONS".into(),
+                    "256".into(),
+                ),
             ],
         )
         .expect("valid");
         assert_eq!(
             keep_restart_only(&running, &mut new),
-            vec!["server.listen", "store.path"]
+            vec!["server.listen", "server.max_connections", "store.path"]
         );
         assert_eq!(new.server.listen, running.server.listen);
+        assert_eq!(new.server.limits, running.server.limits);
         assert_eq!(new.store.path, running.store.path);
         assert!(
             matches!(&new.smtp.transport, EmailTransport::Files { dir } if *dir == running.store.outbox_dir()),

@@ -19,8 +19,8 @@ pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_T
 pub use validate::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
-    RunbookConfig, ServerConfig, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig,
-    SupabaseConfig, TlsMode,
+    RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig,
+    StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.

@@ -54,6 +54,13 @@ pub struct RawServer {
     pub public_reads: bool,
     /// Peers (addresses or CIDR networks) whose `X-Forwarded-For` names the client (default none).
     pub trusted_proxies: Vec<String>,
+    /// The server's limits against slow and many clients (`ServerLimits`). Counts are wider than
+    /// `usize` so a negative one is a validation problem with a clear message.
+    pub header_read_timeout: String,
+    pub request_timeout: String,
+    pub idle_timeout: String,
+    pub max_connections: i64,
+    pub max_requests_in_flight: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]

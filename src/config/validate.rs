@@ -57,6 +57,29 @@ pub struct ServerConfig {
     /// The proxies whose `X-Forwarded-For` names the client the failure budgets count; empty: the
     /// header is ignored and the TCP peer is the client.
     pub trusted_proxies: Vec<crate::auth::IpNet>,
+    /// What the HTTP server lets slow and many clients take (restart-only, see `crate::reload`).
+    pub limits: ServerLimits,
+}
+
+/// The HTTP server's bounds on its clients (`crate::server`), so a flood of slow or many connections
+/// cannot take the file descriptors and tasks the probes, the sender and the store need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A request's head must be complete this long after its first byte (after the accept, for a
+    /// connection's first request).
+    pub header_read_timeout: Duration,
+    /// Handling of one request, its body read included; past it the answer is 503.
+    pub request_timeout: Duration,
+    /// A connection on which no byte moves either way for this long, while it waits to read from or
+    /// write to the client, is closed (a kept-alive connection between requests too). Longer than
+    /// `request_timeout`: while a request is handled the connection waits on a read too (to notice
+    /// a client that hangs up).
+    pub idle_timeout: Duration,
+    /// Connections open at once; past it the one waiting longest for a request is closed to make
+    /// room (the new one when none waits).
+    pub max_connections: usize,
+    /// Requests handled at once (`/healthz` aside); past it the answer is 503 at once.
+    pub max_requests_in_flight: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -651,6 +674,7 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
     } else {
         "server.api_token"
     };
+    let limits = check_server_limits(c, &raw);
     let api_token = c.secret("server.api_token", raw.api_token, raw.api_token_file);
     // The token guards every change and the sign-in: a guessable one is refused, never quoted.
     let api_token = api_token.and_then(|token| {
@@ -684,6 +708,75 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
         api_token: api_token?,
         public_reads: raw.public_reads,
         trusted_proxies,
+        limits: limits?,
+    })
+}
+
+/// The server's limits, each within bounds that still serve a person and a scraper (a second at
+/// least) and still bound something (an hour at most; counts up to what one process can hold).
+fn check_server_limits(c: &mut Checker<'_>, raw: &super::raw::RawServer) -> Option<ServerLimits> {
+    fn timeout(c: &mut Checker<'_>, key: &str, text: &str) -> Option<Duration> {
+        const BOUNDS: std::ops::RangeInclusive<Duration> =
+            Duration::from_secs(1)..=Duration::from_secs(3600);
+        let d = c.duration(key, text)?;
+        c.check(
+            key,
+            BOUNDS
+                .contains(&d)
+                .then_some(d)
+                .ok_or_else(|| format!("({text}) must be between 1s and 1h")),
+        )
+    }
+    fn count(c: &mut Checker<'_>, key: &str, n: i64) -> Option<usize> {
+        c.check(
+            key,
+            usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=1_000_000).contains(n))
+                .ok_or_else(|| format!("{n} must be a count from 1 to 1000000")),
+        )
+    }
+    let header_read_timeout = timeout(c, "server.header_read_timeout", &raw.header_read_timeout);
+    let request_timeout = timeout(c, "server.request_timeout", &raw.request_timeout);
+    let idle_timeout = timeout(c, "server.idle_timeout", &raw.idle_timeout);
+    let max_connections = count(c, "server.max_connections", raw.max_connections);
+    let max_in_flight = count(
+        c,
+        "server.max_requests_in_flight",
+        raw.max_requests_in_flight,
+    );
+    if let (Some(idle), Some(request)) = (idle_timeout, request_timeout)
+        && idle <= request
+    {
+        c.problem(
+            "server.idle_timeout",
+            format!(
+                "({}) must be longer than server.request_timeout ({}): a connection waits on its \
+                 client while its request is handled, and would be closed before the request timed out",
+                humantime::format_duration(idle),
+                humantime::format_duration(request)
+            ),
+        );
+        return None;
+    }
+    if let (Some(conns), Some(in_flight)) = (max_connections, max_in_flight)
+        && in_flight > conns
+    {
+        c.problem(
+            "server.max_requests_in_flight",
+            format!(
+                "({in_flight}) must not exceed server.max_connections ({conns}): each request in \
+                 flight holds a connection"
+            ),
+        );
+        return None;
+    }
+    Some(ServerLimits {
+        header_read_timeout: header_read_timeout?,
+        request_timeout: request_timeout?,
+        idle_timeout: idle_timeout?,
+        max_connections: max_connections?,
+        max_requests_in_flight: max_in_flight?,
     })
 }
 

@@ -112,6 +112,16 @@ fn problems_in_environment_variables_name_the_variable() {
             "/nonexistent/harven/pw",
             "smtp.password_file",
         ),
+        (
+            "HARVEN_WATCHDOG__SERVER__MAX_CONNECTIONS",
+            "-5",
+            "server.max_connections",
+        ),
+        (
+            "HARVEN_WATCHDOG__SERVER__HEADER_READ_TIMEOUT",
+            "500ms",
+            "server.header_read_timeout",
+        ),
     ];
     for (var, value, expect) in cases {
         let err = load(&[], &[(var, value)])

@@ -15,6 +15,7 @@ mod email;
 mod escalation;
 mod fast_path;
 mod fastapi;
+mod hardening;
 mod image;
 mod leak;
 mod monitoring;
