@@ -1,4 +1,4 @@
-//! The JSON API (DESIGN.md §5): incidents read from the store, acks and resolves sent to the pager's
+//! The JSON API: incidents read from the store, acks and resolves sent to the pager's
 //! task, and maintenance windows created at run time.
 //!
 //! | route | auth | answer |

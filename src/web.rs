@@ -1,4 +1,4 @@
-//! The status pages (DESIGN.md §5): server-rendered HTML for a browser at 3 a.m., with forms to act.
+//! The status pages: server-rendered HTML for a browser at 3 a.m., with forms to act.
 //!
 //! | route | answer |
 //! |---|---|

@@ -4,12 +4,12 @@
 //!
 //! - [`render`] (this file): one [`Page`](crate::incident::Page) of one incident as a
 //!   [`lettre::Message`] with a plain-text and an HTML part, in pt-BR or English: the subject and the
-//!   `X-Harven-*` and threading headers of DESIGN.md §4, and a body that holds everything the on-call
+//!   `X-Harven-*` and threading headers (see README.md), and a body that holds everything the on-call
 //!   person needs without opening anything else.
 //! - `view`: turns the domain types into the plain strings the templates show (units, times, the
 //!   subject, the postmortem draft). All the judgement lives there; templates only lay it out.
 //! - `templates/`: the minijinja templates, compiled in. Only `*.html` templates are auto-escaped,
-//!   so every HTML template is named `*.html` (see ../shared/crates-notes.md).
+//!   so every HTML template is named `*.html` (minijinja escapes by the template's name).
 //! - [`token`]: HMAC-signed, expiring tokens binding incident, action and level.
 //! - [`links`]: the `GET/POST /act/{token}` routes behind the links: GET only shows a confirmation
 //!   page (mail scanners fetch every link), POST acts through the [`links::Actions`] seam.
@@ -254,7 +254,7 @@ impl Renderer {
 }
 
 /// The headers every email of a page carries: addresses, subject, date, its stable `Message-ID`, the
-/// incident's thread, and the `X-Harven-*` headers of DESIGN.md §4.
+/// incident's thread, and the `X-Harven-*` headers (section, level, event, top cause).
 fn envelope(
     incident: &Incident,
     page: &Page,

@@ -6,7 +6,7 @@
 //! emails sent. Every deadline is computed from the incident's persisted timestamps, so a book
 //! rebuilt from the store after a restart makes exactly the same decisions.
 //!
-//! The rules, as the runbook and DESIGN.md §3 give them:
+//! The rules, the runbook's §7 (`docs/runbook.md`) with the `[escalation]` settings around it:
 //! - L1 when the incident opens; L2 when it is unresolved `l2_after` after it opened (an ack does not
 //!   stop this unless `ack_stops_escalation`); L3 when it has been critical, without a break, for
 //!   `l3_critical_for`. Sections in `l1_only` page L1 only.

@@ -23,7 +23,7 @@ use crate::observe::{self, Kind};
 /// The shipped runbook, compiled in from `config/runbook.toml`.
 pub const DEFAULT_RUNBOOK: &str = include_str!("../../config/runbook.toml");
 
-/// The section and cause IDs every runbook must keep (DESIGN.md §2): emails, the API and metrics use them.
+/// The section and cause IDs every runbook must keep (stable: emails, the API and metrics use them).
 pub const REQUIRED_IDS: &[&str] = &[
     "latency.openai_slow",
     "latency.db_slow",

@@ -1,4 +1,4 @@
-//! The integration tests, one binary so the suites link once (see STYLE.md).
+//! The integration tests, one binary so the suites link once.
 
 mod support;
 

@@ -36,7 +36,8 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
-use super::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, Nanos, Reads, no_data};
+use super::time::Nanos;
+use super::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, Reads, no_data};
 use crate::clock::Timestamp;
 use crate::config::{DockerConfig, RoleConfig};
 use crate::observe::{Failure, Key, Observation, Outcome, Value};
@@ -549,3 +550,6 @@ fn replica<'a>(m: &Member<'a>, facts: &Facts<'_>, image: Option<&str>) -> Replic
         notes,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! The evidence table: the latest report of every source and the latest outcome of every key, as
+//! the rules read them. A source that fails keeps its keys, read as unknown until it answers again.
+//!
+//! It stores what the probes reported and nothing else: it does not know the catalogue (a key is
+//! whatever a probe sent), the runbook's conditions, or when to poll.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::{Failure, Key, Labels, Outcome, ProbeReport, Value};
+use crate::clock::Timestamp;
+
+/// A reading of one key as the rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading<'a> {
+    /// A value observed at `at`.
+    Value { value: &'a Value, at: Timestamp },
+    /// The source answered without a value to compare.
+    NoData { why: &'a str, at: Timestamp },
+    /// Not observable now: the source is unreachable, the query failed, or the key was never seen.
+    Unknown { why: String },
+}
+
+/// The state of one source, from its latest report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceState {
+    /// When the latest report started.
+    pub last_poll: Timestamp,
+    /// `None` while the source answers.
+    pub failure: Option<Failure>,
+    /// Since when the source has been in its current state (answering, or failing).
+    pub since: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    source: String,
+    outcome: Outcome,
+    note: Option<String>,
+    at: Timestamp,
+}
+
+/// The latest observation of every key and the state of every source.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    entries: HashMap<Key, Entry>,
+    sources: BTreeMap<String, SourceState>,
+}
+
+impl Evidence {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a report. A source that answered replaces all its keys (a key it no longer reports, such
+    /// as a handler that stopped serving, disappears); a source that failed keeps its last values, but
+    /// they read as unknown until it answers again.
+    pub fn apply(&mut self, report: ProbeReport) {
+        let failed = report.result.as_ref().err().cloned();
+        let since = match self.sources.get(&report.source) {
+            Some(prev) if prev.failure.is_some() == failed.is_some() => prev.since,
+            _ => report.at,
+        };
+        if let Ok(observations) = report.result {
+            self.entries.retain(|_, e| e.source != report.source);
+            for o in observations {
+                let entry = Entry {
+                    source: report.source.clone(),
+                    outcome: o.outcome,
+                    note: o.note,
+                    at: report.at,
+                };
+                self.entries.insert(o.key, entry);
+            }
+        }
+        self.sources.insert(
+            report.source,
+            SourceState {
+                last_poll: report.at,
+                failure: failed,
+                since,
+            },
+        );
+    }
+
+    /// The reading of one key.
+    pub fn get(&self, key: &Key) -> Reading<'_> {
+        match self.entries.get(key) {
+            None => Reading::Unknown {
+                why: format!("{key} has not been observed"),
+            },
+            Some(e) => self.reading(e),
+        }
+    }
+
+    /// How the latest value of `key` was read, when its probe said.
+    pub fn note(&self, key: &Key) -> Option<&str> {
+        self.entries.get(key).and_then(|e| e.note.as_deref())
+    }
+
+    fn reading<'a>(&'a self, e: &'a Entry) -> Reading<'a> {
+        if let Some(f) = self.sources.get(&e.source).and_then(|s| s.failure.as_ref()) {
+            return Reading::Unknown {
+                why: format!("{} is unreachable ({f})", e.source),
+            };
+        }
+        match &e.outcome {
+            Outcome::Value(value) => Reading::Value { value, at: e.at },
+            Outcome::NoData(why) => Reading::NoData { why, at: e.at },
+            Outcome::Unknown(f) => Reading::Unknown { why: f.to_string() },
+        }
+    }
+
+    /// Every instance of the observation `name`, with its labels, sorted by labels.
+    pub fn instances(&self, name: &str) -> Vec<(&Labels, Reading<'_>)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.name == name)
+            .map(|(k, e)| (&k.labels, self.reading(e)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Every key with its latest outcome and time, sorted by key (for `diagnose` and the API).
+    /// With each: its outcome, how it was read (the probe's note) and when.
+    pub fn entries(&self) -> Vec<(&Key, &Outcome, Option<&str>, Timestamp)> {
+        let mut out: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k, &e.outcome, e.note.as_deref(), e.at))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Every source that has reported, with its state.
+    pub fn sources(&self) -> &BTreeMap<String, SourceState> {
+        &self.sources
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::observe::{FailureKind, Observation};
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_unix_millis(s * 1000)
+    }
+
+    fn report(source: &str, at: i64, result: Result<Vec<Observation>, Failure>) -> ProbeReport {
+        ProbeReport {
+            source: source.into(),
+            at: t(at),
+            took: Duration::from_millis(3),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_failing_source_makes_its_keys_unknown_and_keeps_its_since() {
+        let p95 = Key::new("prometheus.p95_seconds").with("handler", "/api/chat");
+        let mut ev = Evidence::new();
+        ev.apply(report(
+            "prometheus",
+            10,
+            Ok(vec![Observation::number(p95.clone(), 4.2)]),
+        ));
+        assert!(
+            matches!(ev.get(&p95), Reading::Value { value: Value::Number(n), .. } if *n == 4.2)
+        );
+
+        let down = Failure::new(FailureKind::Connect, "connection refused");
+        ev.apply(report("prometheus", 25, Err(down.clone())));
+        ev.apply(report("prometheus", 40, Err(down)));
+        match ev.get(&p95) {
+            Reading::Unknown { why } => assert!(why.contains("connection refused"), "{why}"),
+            other => panic!("expected unknown, got {other:?}"),
+        }
+        assert_eq!(
+            ev.sources()["prometheus"].since,
+            t(25),
+            "failing since the first failed poll"
+        );
+
+        ev.apply(report("prometheus", 55, Ok(vec![])));
+        assert!(
+            matches!(ev.get(&p95), Reading::Unknown { .. }),
+            "a key no longer reported is gone"
+        );
+        assert_eq!(ev.sources()["prometheus"].since, t(55));
+        assert!(ev.sources()["prometheus"].failure.is_none());
+    }
+
+    #[test]
+    fn sources_do_not_replace_each_others_keys() {
+        let mut ev = Evidence::new();
+        let a = Key::new("redis.ping_seconds");
+        let b = Key::new("status.indicator").with("page", "openai");
+        ev.apply(report(
+            "redis",
+            1,
+            Ok(vec![Observation::number(a.clone(), 0.001)]),
+        ));
+        ev.apply(report(
+            "status.openai",
+            2,
+            Ok(vec![Observation::text(b.clone(), "minor")]),
+        ));
+        ev.apply(report(
+            "redis",
+            3,
+            Ok(vec![Observation::number(a.clone(), 0.002)]),
+        ));
+        assert!(matches!(ev.get(&b), Reading::Value { value: Value::Text(s), .. } if s == "minor"));
+        assert_eq!(ev.instances("redis.ping_seconds").len(), 1);
+    }
+}

@@ -1,0 +1,96 @@
+//! Engine errors: one Engine call under its time limit ([`engine_call`]), and bollard's errors as the
+//! probe's [`Failure`]s, classified by kind ([`engine_failure`], [`timeout_failure`]). A body the
+//! Engine sent is never quoted: a JSON error can hold part of an inspect answer, and so environment
+//! values.
+//!
+//! It does not know which call failed for what, or what a failure does to a poll.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bollard::errors::Error as EngineError;
+
+use crate::observe::{Failure, FailureKind};
+use crate::probe::http::error_chain;
+
+/// Runs one Engine call under `limit`.
+pub(super) async fn engine_call<T>(
+    limit: Duration,
+    what: &str,
+    call: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            let f = engine_failure(&e);
+            Err(Failure::new(f.kind, format!("{what}: {}", f.detail)))
+        }
+        Err(_) => Err(timeout_failure(what, limit)),
+    }
+}
+
+pub(super) fn timeout_failure(what: &str, limit: Duration) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        format!(
+            "{what}: no answer from the Docker Engine within {}",
+            humantime::format_duration(limit)
+        ),
+    )
+}
+
+/// A bollard error as a failure. Bodies are never quoted: a JSON error can hold part of an inspect
+/// answer, and so environment values.
+pub(super) fn engine_failure(e: &EngineError) -> Failure {
+    use FailureKind::{Connect, Malformed, Other, Status, Timeout};
+    match e {
+        EngineError::SocketNotFoundError(path) => {
+            Failure::new(Connect, format!("no Docker socket at {path}"))
+        }
+        EngineError::HyperLegacyError { .. }
+        | EngineError::HyperResponseError { .. }
+        | EngineError::IOError { .. } => Failure::new(Connect, error_chain(e)),
+        EngineError::RequestTimeoutError => {
+            Failure::new(Timeout, "no answer from the Docker Engine")
+        }
+        EngineError::DockerResponseServerError {
+            status_code,
+            message,
+        } => {
+            let message: String = message.chars().take(200).collect();
+            Failure::new(Status, format!("HTTP {status_code}: {message}"))
+        }
+        EngineError::JsonDataError { column, .. } => Failure::new(
+            Malformed,
+            format!("not a Docker Engine answer (invalid JSON near column {column})"),
+        ),
+        EngineError::JsonSerdeError { .. }
+        | EngineError::StrParseError { .. }
+        | EngineError::APIVersionParseError {} => {
+            Failure::new(Malformed, "not a Docker Engine answer")
+        }
+        EngineError::DockerStreamError { .. } => Failure::new(
+            Status,
+            "the Docker Engine broke off the stream with an error",
+        ),
+        other => Failure::new(Other, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_never_quote_a_payload() {
+        let e = EngineError::JsonDataError {
+            message: "\"Env\":[\"JWT_SECRET=s3cr3t\"".into(),
+            column: 42,
+        };
+        let f = engine_failure(&e);
+        assert_eq!(f.kind, FailureKind::Malformed);
+        assert!(!f.detail.contains("s3cr3t"), "{}", f.detail);
+        let f = engine_failure(&EngineError::SocketNotFoundError("/x.sock".into()));
+        assert_eq!(f.kind, FailureKind::Connect);
+    }
+}
