@@ -46,12 +46,19 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready: the configuration is loaded (it is, or the server would not exist) and the data directory
-/// takes a write.
+/// takes a write. Each check writes a file of its own (a random name, created new), so two checks at
+/// once never remove each other's file and read as not ready.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let dir = state.data_dir.clone();
     let probe = tokio::task::spawn_blocking(move || {
-        let path = dir.join(".readyz");
-        std::fs::write(&path, b"ready\n").and_then(|()| std::fs::remove_file(&path))
+        use std::io::Write;
+        let path = dir.join(format!(".readyz-{:016x}", fastrand::u64(..)));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b"ready\n"))
+            .and_then(|()| std::fs::remove_file(&path))
     })
     .await;
     match probe {
@@ -196,6 +203,27 @@ pub(crate) fn cross_site(headers: &HeaderMap, public_url: &Url) -> Option<String
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use tower::ServiceExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_checks_at_once_all_answer_ready() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = router(Arc::new(AppState {
+            metrics: Metrics::new(),
+            data_dir: dir.path().to_path_buf(),
+        }));
+        let checks = (0..64).map(|_| {
+            let request = axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .expect("request");
+            app.clone().oneshot(request)
+        });
+        for answer in futures_util::future::join_all(checks).await {
+            assert_eq!(answer.expect("infallible").status(), StatusCode::OK);
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
+        assert!(left.is_empty(), "every check removed its file: {left:?}");
+    }
 
     #[test]
     fn foreign_origins_are_named_and_ours_pass() {
