@@ -7,6 +7,7 @@
 
 pub mod limits;
 mod raw;
+mod types;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
 
 pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_TOKEN_CHARS};
-pub use validate::{
+pub use types::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
     RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig,

@@ -2,6 +2,11 @@
 
 use proptest::prelude::*;
 
+use super::answer::*;
+use super::latency::*;
+use super::promql::*;
+use super::traffic::*;
+use super::up::*;
 use super::*;
 use crate::config::Config;
 

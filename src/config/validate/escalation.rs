@@ -1,0 +1,270 @@
+//! Checks who is told and how: `[escalation]` and its levels, `[[maintenance]]` windows, `[smtp]`
+//! (the transport the emails go out by) and `[heartbeat]`. Knows nothing of the probes' sections.
+
+use lettre::message::Mailbox;
+
+use super::{Checker, HTTP, parse_url, resolve};
+use crate::config::raw::RawLevel;
+use crate::config::{
+    EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, MaintenanceWindow, SmtpConfig,
+    SmtpServer, StoreConfig, TlsMode,
+};
+
+pub(super) fn check_escalation(
+    c: &mut Checker<'_>,
+    raw: &crate::config::raw::RawEscalation,
+) -> Option<EscalationConfig> {
+    let l1 = c.mailboxes("escalation.l1.to", &raw.l1.to);
+    let l2 = c.mailboxes("escalation.l2.to", &raw.l2.to);
+    let l3 = c.mailboxes("escalation.l3.to", &raw.l3.to);
+    reject_level_keys(c, "l1", &raw.l1, true, true);
+    reject_level_keys(c, "l2", &raw.l2, false, true);
+    reject_level_keys(c, "l3", &raw.l3, true, false);
+    let l2_after = match raw.l2.after.as_deref() {
+        Some(text) => c.duration("escalation.l2.after", text),
+        None => {
+            c.problem("escalation.l2.after", "is required (the runbook says 30m)");
+            None
+        }
+    };
+    let reopen_within = c.duration("escalation.reopen_within", &raw.reopen_within);
+    let repeat_interval = c.duration("escalation.repeat_interval", &raw.repeat_interval);
+    let ack_timeout = c.duration("escalation.ack_timeout", &raw.ack_timeout);
+    let link_ttl = c.duration("escalation.link_ttl", &raw.link_ttl);
+    let max_emails = c.check(
+        "escalation.max_emails_per_hour",
+        u32::try_from(raw.max_emails_per_hour)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.max_emails_per_hour)),
+    );
+    let l3_critical_for = match raw.l3.critical_for.as_deref() {
+        Some(text) => c.duration("escalation.l3.critical_for", text),
+        None => {
+            c.problem(
+                "escalation.l3.critical_for",
+                "is required (the runbook says 1h)",
+            );
+            None
+        }
+    };
+    Some(EscalationConfig {
+        l1: LevelConfig { to: l1 },
+        l2: LevelConfig { to: l2 },
+        l3: LevelConfig { to: l3 },
+        l2_after: l2_after?,
+        l3_critical_for: l3_critical_for?,
+        reopen_within: reopen_within?,
+        repeat_interval: repeat_interval?,
+        ack_timeout: ack_timeout?,
+        ack_stops_escalation: raw.ack_stops_escalation,
+        max_emails_per_hour: max_emails?,
+        l1_only_sections: raw.l1_only_sections.clone(),
+        link_ttl: link_ttl?,
+    })
+}
+
+/// `Some(None)`: valid, no heartbeat configured.
+pub(super) fn check_heartbeat(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawHeartbeat,
+) -> Option<Option<HeartbeatConfig>> {
+    let times = c.interval_timeout("heartbeat", &raw.interval, &raw.timeout);
+    let url = c.secret("heartbeat.url", raw.url, raw.url_file)?;
+    let Some(url) = url else { return Some(None) };
+    // Checked without echoing the URL: it usually holds the check's secret.
+    if parse_url(url.expose(), HTTP).is_err() {
+        c.problem(
+            "heartbeat.url",
+            "is not an http(s) URL (the value is not shown: it may hold a secret)",
+        );
+        return None;
+    }
+    let (interval, timeout) = times?;
+    Some(Some(HeartbeatConfig {
+        url,
+        interval,
+        timeout,
+    }))
+}
+
+pub(super) fn check_maintenance(
+    c: &mut Checker<'_>,
+    raw: &[crate::config::raw::RawWindow],
+) -> Vec<MaintenanceWindow> {
+    let mut out = Vec::new();
+    for (i, w) in raw.iter().enumerate() {
+        let key = format!("maintenance[{i}]");
+        let parse = |c: &mut Checker<'_>, field: &str, text: &str| {
+            c.check(
+                &format!("{key}.{field}"),
+                humantime::parse_rfc3339_weak(text)
+                    .map(crate::clock::Timestamp::from_system_time)
+                    .map_err(|e| {
+                        format!("{text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})")
+                    }),
+            )
+        };
+        let (Some(starts), Some(ends)) = (parse(c, "starts", &w.starts), parse(c, "ends", &w.ends))
+        else {
+            continue;
+        };
+        if ends <= starts {
+            c.problem(&format!("{key}.ends"), "must be after starts");
+            continue;
+        }
+        if ends.saturating_since(starts) > crate::config::limits::MAX_WINDOW.max {
+            c.problem(
+                &format!("{key}.ends"),
+                format!(
+                    "is more than {} after starts, the longest a maintenance window may be",
+                    crate::config::limits::MAX_WINDOW.text
+                ),
+            );
+            continue;
+        }
+        out.push(MaintenanceWindow {
+            sections: w.sections.clone(),
+            starts,
+            ends,
+            reason: w.reason.clone(),
+        });
+    }
+    out
+}
+
+/// `after` is only L2's and `critical_for` only L3's; naming them elsewhere is a mistake worth saying.
+fn reject_level_keys(
+    c: &mut Checker<'_>,
+    level: &str,
+    raw: &RawLevel,
+    no_after: bool,
+    no_critical_for: bool,
+) {
+    if no_after && raw.after.is_some() {
+        c.problem(
+            &format!("escalation.{level}.after"),
+            "only escalation.l2 has a delay `after`",
+        );
+    }
+    if no_critical_for && raw.critical_for.is_some() {
+        c.problem(
+            &format!("escalation.{level}.critical_for"),
+            "only escalation.l3 has `critical_for`",
+        );
+    }
+}
+
+pub(super) fn check_smtp(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawSmtp,
+    store: Option<&StoreConfig>,
+) -> Option<SmtpConfig> {
+    let from = c.check(
+        "smtp.from",
+        raw.from
+            .parse::<Mailbox>()
+            .map_err(|e| format!("{:?} is not an email address: {e}", raw.from)),
+    );
+    let tls = c.check(
+        "smtp.tls",
+        match raw.tls.as_str() {
+            "none" => Ok(TlsMode::None),
+            "starttls" => Ok(TlsMode::Starttls),
+            "tls" => Ok(TlsMode::Tls),
+            other => Err(format!(
+                "unknown TLS mode {other:?}; expected none, starttls or tls"
+            )),
+        },
+    );
+    let port = c.check(
+        "smtp.port",
+        u16::try_from(raw.port)
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{} is not a TCP port (1-65535)", raw.port)),
+    );
+    let timeout = c.duration("smtp.timeout", &raw.timeout);
+    let has_password_file = raw.password_file.is_some();
+    let password = c.secret("smtp.password", raw.password, raw.password_file);
+    let credentials = match (raw.username, password) {
+        (Some(user), Some(Some(pass))) => Some(Some((user, pass))),
+        (None, Some(Some(_))) => {
+            let set = if has_password_file {
+                "smtp.password_file"
+            } else {
+                "smtp.password"
+            };
+            c.problem_because(
+                "smtp.username",
+                set,
+                "is required when smtp.password is set",
+            );
+            None
+        }
+        (Some(_), Some(None)) => {
+            c.problem_because(
+                "smtp.password",
+                "smtp.username",
+                "is required when smtp.username is set (or smtp.password_file)",
+            );
+            None
+        }
+        (None, Some(None)) => Some(None),
+        (_, None) => None,
+    };
+    let ca_file = match raw.ca_file {
+        None => Some(None),
+        Some(text) => {
+            let path = resolve((c.origin_of)("smtp.ca_file").base_dir(), &text);
+            match std::fs::read_to_string(&path) {
+                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
+                    if tls == Some(TlsMode::None) {
+                        c.problem(
+                            "smtp.ca_file",
+                            "is only used with smtp.tls = \"starttls\" or \"tls\"",
+                        );
+                        None
+                    } else {
+                        Some(Some(path))
+                    }
+                }
+                Ok(_) => {
+                    c.problem(
+                        "smtp.ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    c.problem(
+                        "smtp.ca_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let transport = match raw.host {
+        None => Some(EmailTransport::Files {
+            dir: store?.outbox_dir(),
+        }),
+        Some(host) if host.trim().is_empty() || host.contains(['/', ' ']) => {
+            c.problem("smtp.host", format!("{host:?} is not a host name"));
+            None
+        }
+        Some(host) => Some(EmailTransport::Smtp(SmtpServer {
+            host,
+            port: port?,
+            tls: tls?,
+            credentials: credentials?,
+            timeout: timeout?,
+            ca_file: ca_file?,
+        })),
+    };
+    Some(SmtpConfig {
+        transport: transport?,
+        from: from?,
+    })
+}

@@ -1,0 +1,357 @@
+//! Checks the sections of the sources the probes read: `[prometheus]`, `[status.*]`, `[supabase]`,
+//! `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
+
+use super::{Checker, HTTP};
+use crate::config::Origin;
+use crate::config::{
+    DockerConfig, LogPattern, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
+    StatusPageConfig, SupabaseConfig,
+};
+
+pub(super) fn check_prometheus(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawPrometheus,
+) -> Option<PrometheusConfig> {
+    let url = c.url("prometheus.url", &raw.url, HTTP);
+    let times = c.interval_timeout("prometheus", &raw.interval, &raw.timeout);
+    if raw.backend_job.trim().is_empty() {
+        c.problem(
+            "prometheus.backend_job",
+            "must name the backend's scrape job",
+        );
+    }
+    let window = c.duration("prometheus.window", &raw.window);
+    let short_window = c.duration("prometheus.short_window", &raw.short_window);
+    let fast_interval = c.duration("prometheus.fast_interval", &raw.fast_interval);
+    let baseline_window = c.duration("prometheus.baseline_window", &raw.baseline_window);
+    if let (Some(w), Some(s)) = (window, short_window)
+        && s > w
+    {
+        c.problem(
+            "prometheus.short_window",
+            format!(
+                "({}) must not be longer than prometheus.window ({})",
+                humantime::format_duration(s),
+                humantime::format_duration(w)
+            ),
+        );
+    }
+    for (key, name) in [
+        ("requests_metric", &raw.requests_metric),
+        ("latency_histogram", &raw.latency_histogram),
+        ("latency_highr_histogram", &raw.latency_highr_histogram),
+    ] {
+        if !is_metric_name(name) {
+            c.problem(
+                &format!("prometheus.{key}"),
+                format!("{name:?} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"),
+            );
+        }
+    }
+    for (i, handler) in raw.exclude_handlers.iter().enumerate() {
+        if handler.trim().is_empty() {
+            c.problem(
+                "prometheus.exclude_handlers",
+                format!(
+                    "entry {} is empty; name a handler such as \"/metrics\"",
+                    i + 1
+                ),
+            );
+        }
+    }
+    // A fast interval longer than the interval changes nothing: the shorter of the two applies.
+    let (interval, timeout) = times?;
+    Some(PrometheusConfig {
+        url: url?,
+        interval,
+        timeout,
+        backend_job: raw.backend_job,
+        window: window?,
+        short_window: short_window?,
+        fast_interval: fast_interval?,
+        baseline_window: baseline_window?,
+        requests_metric: raw.requests_metric,
+        latency_histogram: raw.latency_histogram,
+        latency_highr_histogram: raw.latency_highr_histogram,
+        exclude_handlers: raw.exclude_handlers,
+    })
+}
+
+/// A valid Prometheus metric name.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+pub(super) fn check_status_pages(
+    c: &mut Checker<'_>,
+    raw: &std::collections::BTreeMap<String, crate::config::raw::RawStatusPage>,
+) -> Vec<StatusPageConfig> {
+    let mut pages = Vec::new();
+    for (name, page) in raw {
+        let section = format!("status.{name}");
+        let url = c.url(&format!("{section}.url"), &page.url, HTTP);
+        let times = c.interval_timeout(
+            &section,
+            page.interval.as_deref().unwrap_or("60s"),
+            page.timeout.as_deref().unwrap_or("10s"),
+        );
+        if let (Some(url), Some((interval, timeout))) = (url, times) {
+            pages.push(StatusPageConfig {
+                name: name.clone(),
+                url,
+                interval,
+                timeout,
+            });
+        }
+    }
+    pages
+}
+
+/// `Some(None)`: valid, and the probe is off (no `supabase.url`).
+pub(super) fn check_supabase(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawSupabase,
+) -> Option<Option<SupabaseConfig>> {
+    let times = c.interval_timeout("supabase", &raw.interval, &raw.timeout);
+    let key = c.secret("supabase.api_key", raw.api_key, raw.api_key_file);
+    let Some(text) = raw.url else {
+        return Some(None);
+    };
+    let url = c.url("supabase.url", &text, HTTP);
+    let api_key = match key? {
+        Some(k) => k,
+        None => {
+            c.problem_because(
+                "supabase.api_key",
+                "supabase.url",
+                "is required when supabase.url is set (or supabase.api_key_file)",
+            );
+            return None;
+        }
+    };
+    let (interval, timeout) = times?;
+    Some(Some(SupabaseConfig {
+        url: url?,
+        api_key,
+        interval,
+        timeout,
+    }))
+}
+
+pub(super) fn check_redis(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawRedis,
+) -> Option<RedisConfig> {
+    let url = c.url(
+        "redis.url",
+        &raw.url,
+        &["redis", "rediss", "redis+unix", "unix"],
+    );
+    let password = c.secret("redis.password", raw.password, raw.password_file);
+    let times = c.interval_timeout("redis", &raw.interval, &raw.timeout);
+    for p in &raw.key_patterns {
+        if p.trim().is_empty() {
+            c.problem("redis.key_patterns", "has an empty pattern");
+        }
+    }
+    let scan_count = c.check(
+        "redis.scan_count",
+        u32::try_from(raw.scan_count)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.scan_count)),
+    );
+    let scan_cap = c.check(
+        "redis.scan_cap",
+        u64::try_from(raw.scan_cap)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.scan_cap)),
+    );
+    let evidence_window = c.duration("redis.evidence_window", &raw.evidence_window);
+    let (interval, timeout) = times?;
+    let evidence_window = c.window_of("redis", "evidence_window", evidence_window?, interval);
+    Some(RedisConfig {
+        url: url?,
+        password: password?,
+        interval,
+        timeout,
+        key_patterns: raw.key_patterns,
+        scan_count: scan_count?,
+        scan_cap: scan_cap?,
+        evidence_window: evidence_window?,
+    })
+}
+
+pub(super) fn check_docker(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawDocker,
+) -> Option<DockerConfig> {
+    let host = c.check("docker.host", {
+        let h = &raw.host;
+        if h.starts_with("unix:///") || h.starts_with("tcp://") || h.starts_with("http://") {
+            Ok(h.clone())
+        } else {
+            Err(format!(
+                "{h:?} must be unix:///path/to/docker.sock or tcp://host:port"
+            ))
+        }
+    });
+    let times = c.interval_timeout("docker", &raw.interval, &raw.timeout);
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &raw.containers {
+        if name.trim().is_empty() {
+            c.problem("docker.containers", "has an empty container name");
+        } else if !seen.insert(name.as_str()) {
+            c.problem("docker.containers", format!("names {name:?} twice"));
+        }
+    }
+    if raw
+        .compose_project
+        .as_deref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        c.problem("docker.compose_project", "is empty; leave it unset instead");
+    }
+    if raw.env_vars.iter().any(|v| v.is_empty() || v.contains('=')) {
+        c.problem("docker.env_vars", "names must be non-empty and hold no `=`");
+    }
+    let deploy_window = c.duration("docker.deploy_window", &raw.deploy_window);
+    let growth_window = c.duration("docker.memory_growth_window", &raw.memory_growth_window);
+    let log_lines_cap = c.check(
+        "docker.log_lines_cap",
+        u32::try_from(raw.log_lines_cap)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{} must be a positive count", raw.log_lines_cap)),
+    );
+    let mut log_patterns = Vec::new();
+    for (name, text) in &raw.log_patterns {
+        let key = format!("docker.log_patterns.{name}");
+        match regex::Regex::new(text) {
+            Ok(regex) => log_patterns.push(LogPattern {
+                name: name.clone(),
+                regex,
+            }),
+            Err(e) => c.problem(&key, format!("is not a regular expression: {e}")),
+        }
+    }
+    let evidence_window = c.duration("docker.evidence_window", &raw.evidence_window);
+    let log_rate_window = c.duration("docker.log_rate_window", &raw.log_rate_window);
+    let roles = check_roles(c, raw.roles);
+    let (interval, timeout) = times?;
+    // Every window of the probe's evidence must span at least one poll: a shorter one would hold a
+    // count for less than the time between two polls, and read nothing at all in between.
+    let windows = [
+        ("deploy_window", deploy_window),
+        ("memory_growth_window", growth_window),
+        ("evidence_window", evidence_window),
+        ("log_rate_window", log_rate_window),
+    ]
+    .map(|(key, w)| w.and_then(|w| c.window_of("docker", key, w, interval)));
+    let [
+        deploy_window,
+        growth_window,
+        evidence_window,
+        log_rate_window,
+    ] = windows;
+    Some(DockerConfig {
+        host: host?,
+        interval,
+        timeout,
+        containers: raw.containers,
+        compose_project: raw.compose_project,
+        env_vars: raw.env_vars,
+        deploy_window: deploy_window?,
+        memory_growth_window: growth_window?,
+        evidence_window: evidence_window?,
+        log_rate_window: log_rate_window?,
+        log_lines_cap: log_lines_cap?,
+        log_patterns,
+        roles: roles?,
+    })
+}
+
+/// `docker.roles.*`: each role's names, patterns and Compose service. `None` when any is wrong.
+pub(super) fn check_roles(
+    c: &mut Checker<'_>,
+    raw: std::collections::BTreeMap<String, crate::config::raw::RawRole>,
+) -> Option<Vec<RoleConfig>> {
+    let before = c.problems.len();
+    // An empty string unsets a key an earlier layer set (the embedded defaults' `compose_service`).
+    let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let mut roles = Vec::new();
+    for (name, role) in raw {
+        let key = format!("docker.roles.{name}");
+        // A table records no origin: a problem with the role as a whole is blamed on the layer that
+        // set one of its keys.
+        let because = ["names", "patterns", "compose_service", "compose_project"]
+            .map(|k| format!("{key}.{k}"))
+            .into_iter()
+            .find(|k| (c.origin_of)(k) != Origin::Defaults)
+            .unwrap_or_else(|| key.clone());
+        let spelled = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !spelled {
+            c.problem_because(
+                &key,
+                &because,
+                format!(
+                    "{name:?} is not a role name: use lowercase letters, digits, `_` and `-` (as the \
+                     runbook's `role` label and an environment variable spell it)"
+                ),
+            );
+            continue;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &role.names {
+            if n.trim().is_empty() {
+                c.problem(&format!("{key}.names"), "has an empty container name");
+            } else if !seen.insert(n.as_str()) {
+                c.problem(&format!("{key}.names"), format!("names {n:?} twice"));
+            }
+        }
+        let mut patterns = Vec::new();
+        for text in &role.patterns {
+            match regex::Regex::new(&format!("^(?:{text})$")) {
+                Ok(regex) => patterns.push(NamePattern {
+                    text: text.clone(),
+                    regex,
+                }),
+                Err(e) => c.problem(
+                    &format!("{key}.patterns"),
+                    format!("{text:?} is not a regular expression: {e}"),
+                ),
+            }
+        }
+        let compose_service = set(role.compose_service);
+        let compose_project = set(role.compose_project);
+        if compose_project.is_some() && compose_service.is_none() {
+            c.problem(
+                &format!("{key}.compose_project"),
+                "narrows a Compose service: set compose_service too",
+            );
+        }
+        if role.names.is_empty() && role.patterns.is_empty() && compose_service.is_none() {
+            c.problem_because(
+                &key,
+                &because,
+                "matches no container: give names, patterns or compose_service",
+            );
+        }
+        roles.push(RoleConfig {
+            name,
+            names: role.names,
+            patterns,
+            compose_service,
+            compose_project,
+        });
+    }
+    (c.problems.len() == before).then_some(roles)
+}

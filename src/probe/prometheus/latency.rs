@@ -1,0 +1,494 @@
+//! The latency readings: a histogram's cumulative buckets (`Buckets`, with Prometheus' own
+//! `histogram_quantile` algorithm and the share above a threshold), the choice of the histogram whose
+//! buckets can show the runbook's thresholds, the p95 and slow share, and the blind spot with its fix
+//! when neither can. It sends no query and knows nothing of the request counts.
+
+use std::collections::BTreeMap;
+
+use super::answer::{Answer, Sample, label};
+use super::{DEFAULT_THRESHOLD, MAX_SERIES, QUANTILE, percent, secs};
+use crate::config::PrometheusConfig;
+use crate::observe::{Failure, Key, Observation, Outcome, Value};
+
+/// One histogram's cumulative bucket rates, ascending by upper bound, `+Inf` last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(pub(super) Vec<(f64, f64)>);
+
+impl Buckets {
+    /// Buckets from `(le, cumulative)` pairs in any order: equal bounds merged (Prometheus'
+    /// `coalesceBuckets`), counts made monotonic (its `ensureMonotonic`: rates of counters reset at
+    /// different moments can dip).
+    pub fn new(mut pairs: Vec<(f64, f64)>) -> Self {
+        pairs.retain(|(le, c)| !le.is_nan() && c.is_finite());
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut merged: Vec<(f64, f64)> = Vec::with_capacity(pairs.len());
+        for (le, c) in pairs {
+            match merged.last_mut() {
+                Some(last) if last.0 == le => last.1 += c,
+                _ => merged.push((le, c)),
+            }
+        }
+        let mut max = f64::NEG_INFINITY;
+        for b in &mut merged {
+            max = max.max(b.1);
+            b.1 = max;
+        }
+        Self(merged)
+    }
+
+    /// The finite upper bounds.
+    pub fn bounds(&self) -> Vec<f64> {
+        self.0
+            .iter()
+            .map(|b| b.0)
+            .filter(|le| le.is_finite())
+            .collect()
+    }
+
+    /// The highest finite upper bound.
+    pub fn top(&self) -> Option<f64> {
+        self.bounds().last().copied()
+    }
+
+    /// Requests per second in the window (the `+Inf` bucket), when the histogram is whole.
+    pub fn total(&self) -> Option<f64> {
+        self.0.last().filter(|b| b.0 == f64::INFINITY).map(|b| b.1)
+    }
+
+    /// True when a quantile over these buckets can exceed `t`: some finite bound lies above it.
+    pub fn can_exceed(&self, t: f64) -> bool {
+        self.top().is_some_and(|top| top > t)
+    }
+
+    /// The `q` quantile exactly as Prometheus' `histogram_quantile` computes it over classic
+    /// buckets (linear interpolation within the bucket; the highest finite bound when the rank falls
+    /// in `+Inf`); NaN when there is nothing to rank.
+    pub fn quantile(&self, q: f64) -> f64 {
+        let b = &self.0;
+        if q.is_nan() {
+            return f64::NAN;
+        }
+        if q < 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        if q > 1.0 {
+            return f64::INFINITY;
+        }
+        if b.len() < 2 || b[b.len() - 1].0 != f64::INFINITY {
+            return f64::NAN;
+        }
+        let observations = b[b.len() - 1].1;
+        // Rates are never negative; a peer answering so has nothing to rank (Prometheus would
+        // index past its buckets here).
+        if observations <= 0.0 || !observations.is_finite() {
+            return f64::NAN;
+        }
+        let mut rank = q * observations;
+        let i = b.partition_point(|x| x.1 < rank);
+        if i >= b.len() - 1 {
+            return b[b.len() - 2].0;
+        }
+        if i == 0 && b[0].0 <= 0.0 {
+            return b[0].0;
+        }
+        let (mut start, end, mut count) = (0.0, b[i].0, b[i].1);
+        if i > 0 {
+            start = b[i - 1].0;
+            count -= b[i - 1].1;
+            rank -= b[i - 1].1;
+        }
+        start + (end - start) * (rank / count)
+    }
+
+    /// The share of requests slower than `t`, and whether it is exact (a bucket bound at `t`) or
+    /// interpolated linearly inside the bucket holding `t` (the same assumption as the quantile).
+    /// `None` without traffic, or when `t` is beyond the highest finite bound.
+    pub fn share_above(&self, t: f64) -> Option<(f64, Exactness)> {
+        let total = self.total().filter(|t| *t > 0.0)?;
+        if let Some(b) = self
+            .0
+            .iter()
+            .find(|b| (b.0 - t).abs() <= 1e-9 * t.abs().max(1.0))
+        {
+            return Some(((1.0 - b.1 / total).clamp(0.0, 1.0), Exactness::Exact(b.0)));
+        }
+        let i = self.0.iter().position(|b| b.0 > t)?;
+        if self.0[i].0 == f64::INFINITY {
+            return None;
+        }
+        let (lo, below) = if i == 0 { (0.0, 0.0) } else { self.0[i - 1] };
+        let (hi, upto) = self.0[i];
+        let at = below + (upto - below) * (t - lo) / (hi - lo);
+        Some((
+            (1.0 - at / total).clamp(0.0, 1.0),
+            Exactness::Interpolated(lo, hi),
+        ))
+    }
+}
+
+/// How a share above a threshold was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Exactness {
+    /// From the bucket whose bound is the threshold.
+    Exact(f64),
+    /// Interpolated between these two bounds.
+    Interpolated(f64, f64),
+}
+
+/// Bucket samples grouped by the `by` label (`*` when the query has none): `le` values are parsed as
+/// numbers (`1`, `1.0` and `1e+00` are one bound; `+Inf` is infinity); unparsable ones are skipped.
+fn group_buckets(samples: &[Sample], by: Option<&str>) -> BTreeMap<String, Buckets> {
+    let mut pairs: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for (labels, v) in samples {
+        let Some(le) = label(labels, "le").and_then(parse_le) else {
+            continue;
+        };
+        let who = by.and_then(|b| label(labels, b)).unwrap_or("*").to_owned();
+        pairs.entry(who).or_default().push((le, *v));
+    }
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, Buckets::new(v)))
+        .collect()
+}
+
+fn parse_le(text: &str) -> Option<f64> {
+    match text.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        t => t.parse::<f64>().ok().filter(|v| !v.is_nan()),
+    }
+}
+
+/// Every finite bound seen across the groups.
+fn all_bounds(groups: &BTreeMap<String, Buckets>) -> Vec<f64> {
+    let mut bounds: Vec<f64> = groups.values().flat_map(Buckets::bounds).collect();
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup();
+    bounds
+}
+
+/// The bounds as a person reads them: `0.1, 0.5, 1`.
+fn bounds_text(bounds: &[f64]) -> String {
+    bounds
+        .iter()
+        .map(|b| Value::Number(*b).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a histogram's answer was.
+pub(super) enum Layout {
+    /// Its buckets, by handler (or `*`).
+    Found(BTreeMap<String, Buckets>),
+    /// Prometheus has no series of it.
+    Missing,
+    /// Its query failed.
+    Failed(Failure),
+}
+
+impl Layout {
+    /// True when a quantile over these buckets can exceed `t` (see [`Buckets::can_exceed`]): the
+    /// one test both windows' readings choose their histogram by.
+    fn can_exceed(&self, t: f64) -> bool {
+        match self {
+            Layout::Found(g) => all_bounds(g).last().is_some_and(|top| *top > t),
+            _ => false,
+        }
+    }
+}
+
+pub(super) fn layout(answer: Answer, by: Option<&str>) -> Layout {
+    match answer {
+        Answer::Samples(s) => {
+            let groups = group_buckets(&s, by);
+            if groups.is_empty() {
+                Layout::Missing
+            } else {
+                Layout::Found(groups)
+            }
+        }
+        Answer::Refused(f) | Answer::SourceDown(f) => Layout::Failed(f),
+    }
+}
+
+/// The instrumentator call that gives the per-handler histogram buckets able to tell `threshold`.
+fn bucket_fix(threshold: f64) -> String {
+    let mut buckets = vec![
+        0.1,
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        threshold,
+        threshold * 2.0,
+        threshold * 5.0,
+    ];
+    buckets.sort_by(f64::total_cmp);
+    buckets.dedup();
+    format!(
+        "Instrumentator().instrument(app, latency_lowr_buckets=({})).expose(app) in the backend \
+         (prometheus-fastapi-instrumentator; buckets that include {} and go above it)",
+        bounds_text(&buckets),
+        secs(threshold)
+    )
+}
+
+/// The share of requests slower than the lowest threshold over the short window, from the same
+/// histogram the long window's p95 comes from (the one whose buckets can show the threshold); no
+/// reading when neither can (the long window's blind spot says why).
+pub(super) fn latency_short(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    thresholds: &[f64],
+    lowr: Answer,
+    highr: Answer,
+) {
+    let name = "prometheus.slow_share_short";
+    let top = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let low = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let (lowr, highr) = (layout(lowr, Some("handler")), layout(highr, None));
+    let can = |l: &Layout| l.can_exceed(top);
+    let (histogram, groups) = match (lowr, highr) {
+        (Layout::Failed(f), _) | (_, Layout::Failed(f)) => {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::Unknown(f),
+            ));
+            return;
+        }
+        (l, _) if can(&l) => match l {
+            Layout::Found(g) => (&config.latency_histogram, g),
+            _ => unreachable!("can() holds only for found histograms"),
+        },
+        (_, h) if can(&h) => match h {
+            Layout::Found(g) => (&config.latency_highr_histogram, g),
+            _ => unreachable!("can() holds only for found histograms"),
+        },
+        _ => {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::NoData(format!(
+                    "no latency histogram can show {} (see prometheus.blind_spot)",
+                    secs(top)
+                )),
+            ));
+            return;
+        }
+    };
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let key = Key::new(name)
+            .with("handler", handler.as_str())
+            .with("histogram", histogram.as_str());
+        out.push(slow_share(key, buckets, low));
+    }
+}
+
+/// The latency readings: p95 and the share of slow requests, from the histogram able to show the
+/// thresholds, with the slow handlers named when it is the label-less one; blind spots otherwise.
+pub(super) fn latency(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    thresholds: &[f64],
+    lowr: Answer,
+    highr: Answer,
+) {
+    let (lowr_name, highr_name) = (&config.latency_histogram, &config.latency_highr_histogram);
+    let top_threshold = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let low_threshold = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
+    let lowr = layout(lowr, Some("handler"));
+    let highr = layout(highr, None);
+    let p95 = "prometheus.p95_seconds";
+    let can = |l: &Layout| l.can_exceed(top_threshold);
+    let describe = |name: &str, l: &Layout| match l {
+        Layout::Found(g) => format!("{name} has buckets {}", bounds_text(&all_bounds(g))),
+        Layout::Missing => format!("Prometheus has no {name} series"),
+        Layout::Failed(f) => format!("{name} could not be read ({f})"),
+    };
+    if let (Layout::Failed(f), _) | (_, Layout::Failed(f)) = (&lowr, &highr) {
+        // A refused query: nothing can be said about the layout, so no blind spot either.
+        for name in [p95, "prometheus.slow_share"] {
+            out.push(Observation::new(
+                Key::new(name).with("handler", "*").with("histogram", "*"),
+                Outcome::Unknown(f.clone()),
+            ));
+        }
+        return;
+    }
+    if can(&lowr) {
+        let Layout::Found(groups) = lowr else {
+            unreachable!("can() holds only for found histograms")
+        };
+        per_handler(out, lowr_name, &groups, low_threshold, config);
+        return;
+    }
+    if can(&highr) {
+        let Layout::Found(all) = highr else {
+            unreachable!("can() holds only for found histograms")
+        };
+        let buckets = all.into_values().next().unwrap_or_default();
+        let mut why = match &lowr {
+            Layout::Found(g) => format!(
+                "all handlers, from {highr_name}: {lowr_name} has buckets up to {} only, below the {} threshold",
+                secs(all_bounds(g).last().copied().unwrap_or(0.0)),
+                secs(top_threshold)
+            ),
+            _ => format!("all handlers, from {highr_name}: Prometheus has no {lowr_name} series"),
+        };
+        if !config.exclude_handlers.is_empty() {
+            why.push_str(&format!(
+                "; {highr_name} has no handler label, so {} cannot be left out",
+                config.exclude_handlers.join(", ")
+            ));
+        }
+        let slow = if let Layout::Found(g) = &lowr {
+            slow_handlers(out, g)
+        } else {
+            Vec::new()
+        };
+        if !slow.is_empty() {
+            why.push_str(&format!(
+                "; slow handlers ({lowr_name}, share of requests above its top bucket): {}",
+                slow.join(", ")
+            ));
+        }
+        let key = |name| {
+            Key::new(name)
+                .with("handler", "*")
+                .with("histogram", highr_name.as_str())
+        };
+        out.push(Observation::number(key(p95), buckets.quantile(QUANTILE)).with_note(why.clone()));
+        out.push(slow_share(
+            key("prometheus.slow_share"),
+            &buckets,
+            low_threshold,
+        ));
+        return;
+    }
+    // Neither histogram can show the threshold: a blind spot, and what can be read is still read.
+    let detail = format!(
+        "p95 > {} cannot be seen: {}; {}. Fix: {}",
+        secs(top_threshold),
+        describe(lowr_name, &lowr),
+        describe(highr_name, &highr),
+        bucket_fix(top_threshold)
+    );
+    let reason = match (&lowr, &highr) {
+        (Layout::Missing, Layout::Missing) => "no_series",
+        _ => "buckets",
+    };
+    out.push(Observation::text(
+        Key::new("prometheus.blind_spot")
+            .with("obs", p95)
+            .with("reason", reason),
+        detail,
+    ));
+    match (lowr, highr) {
+        (Layout::Found(groups), _) => per_handler(out, lowr_name, &groups, low_threshold, config),
+        (_, Layout::Found(all)) => {
+            let buckets = all.into_values().next().unwrap_or_default();
+            let key = Key::new(p95)
+                .with("handler", "*")
+                .with("histogram", highr_name.as_str());
+            out.push(Observation::number(key, buckets.quantile(QUANTILE)));
+        }
+        _ => out.push(Observation::new(
+            Key::new(p95).with("handler", "*").with("histogram", "*"),
+            Outcome::NoData(format!(
+                "Prometheus has neither {lowr_name} nor {highr_name} series"
+            )),
+        )),
+    }
+}
+
+/// p95 and slow share per handler from the per-handler histogram.
+fn per_handler(
+    out: &mut Vec<Observation>,
+    name: &str,
+    groups: &BTreeMap<String, Buckets>,
+    threshold: f64,
+    config: &PrometheusConfig,
+) {
+    if groups.len() > MAX_SERIES {
+        tracing::warn!(
+            handlers = groups.len(),
+            kept = MAX_SERIES,
+            "too many handlers; the rest are ignored"
+        );
+    }
+    let excluded = if config.exclude_handlers.is_empty() {
+        String::new()
+    } else {
+        format!(", without {}", config.exclude_handlers.join(", "))
+    };
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let key = |n| {
+            Key::new(n)
+                .with("handler", handler.as_str())
+                .with("histogram", name)
+        };
+        let note = format!("per handler, from {name}{excluded}");
+        out.push(
+            Observation::number(key("prometheus.p95_seconds"), buckets.quantile(QUANTILE))
+                .with_note(note),
+        );
+        out.push(slow_share(key("prometheus.slow_share"), buckets, threshold));
+    }
+}
+
+/// The share of requests slower than `threshold`, saying how it was read.
+pub(super) fn slow_share(key: Key, buckets: &Buckets, threshold: f64) -> Observation {
+    match buckets.share_above(threshold) {
+        Some((share, Exactness::Exact(bound))) => {
+            Observation::number(key, share).with_note(format!(
+                "exact: requests above the le=\"{}\" bucket, over all requests",
+                Value::Number(bound)
+            ))
+        }
+        Some((share, Exactness::Interpolated(lo, hi))) => Observation::number(key, share)
+            .with_note(format!(
+                "estimated: no bucket at {}, interpolated between {} and {}",
+                secs(threshold),
+                secs(lo),
+                secs(hi)
+            )),
+        None if buckets.total().is_some_and(|t| t > 0.0) => Observation::new(
+            key,
+            Outcome::NoData(format!(
+                "the buckets stop at {}, below {}",
+                secs(buckets.top().unwrap_or(0.0)),
+                secs(threshold)
+            )),
+        ),
+        None => Observation::new(key, Outcome::NoData("no requests in the window".into())),
+    }
+}
+
+/// Each handler's share of requests above the per-handler histogram's top bucket (it can say no
+/// more), as observations; returns the handlers where it is above 5 %, slowest first, as text.
+fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>) -> Vec<String> {
+    let mut slow = Vec::new();
+    for (handler, buckets) in groups.iter().take(MAX_SERIES) {
+        let Some(top) = buckets.top() else { continue };
+        let key = Key::new("prometheus.handler_slow_share").with("handler", handler.as_str());
+        match buckets.share_above(top) {
+            Some((share, _)) => {
+                out.push(
+                    Observation::number(key, share)
+                        .with_note(format!("share of its requests above {}", secs(top))),
+                );
+                if share > 1.0 - QUANTILE {
+                    slow.push((
+                        share,
+                        format!("{handler} {} above {}", percent(share), secs(top)),
+                    ));
+                }
+            }
+            None => out.push(Observation::new(
+                key,
+                Outcome::NoData("no requests in the window".into()),
+            )),
+        }
+    }
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    slow.into_iter().take(5).map(|(_, t)| t).collect()
+}

@@ -1,0 +1,260 @@
+//! The traffic readings from requests by handler and status: the error and auth ratios (4xx above
+//! each handler's usual share when status codes are grouped), and the request rate against its
+//! baseline, which counts only when Prometheus holds the history it claims. It sends no query and
+//! knows nothing of latency histograms.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::answer::{Answer, Sample, label};
+use super::promql::{HISTORY_NEEDED, HISTORY_STEPS};
+use crate::config::PrometheusConfig;
+use crate::observe::{Failure, Key, Observation, Outcome, Value};
+
+/// The error and auth ratios from the requests by handler and status; returns the total rate (for
+/// the request rate), or the outcome standing in for it.
+pub(super) fn ratios(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    requests: Answer,
+    baseline: &Traffic,
+) -> Outcome {
+    let error = Key::new("prometheus.error_ratio");
+    let auth = Key::new("prometheus.auth_failure_ratio");
+    let exact = Key::new("prometheus.auth_exact");
+    let samples = match requests {
+        Answer::Samples(s) => s,
+        Answer::Refused(f) | Answer::SourceDown(f) => {
+            for k in [error, auth, exact] {
+                out.push(Observation::new(k, Outcome::Unknown(f.clone())));
+            }
+            return Outcome::Unknown(f);
+        }
+    };
+    let metric = &config.requests_metric;
+    if samples.is_empty() {
+        let why = format!(
+            "Prometheus has no {metric} series: the backend's requests are not there (is it scraped? is it instrumented?)"
+        );
+        out.push(Observation::text(
+            Key::new("prometheus.blind_spot")
+                .with("obs", "prometheus.*")
+                .with("reason", "no_series"),
+            format!(
+                "{why}. Fix: instrument the backend (Instrumentator().instrument(app).expose(app)) and add it to Prometheus' scrape_configs as job {:?}, or set prometheus.requests_metric",
+                config.backend_job
+            ),
+        ));
+        for k in [error, auth, exact] {
+            out.push(Observation::new(k, Outcome::NoData(why.clone())));
+        }
+        return Outcome::NoData(why);
+    }
+    let rate = |pred: &dyn Fn(&str, &str) -> bool| -> (f64, bool) {
+        let mut sum = 0.0;
+        let mut any = false;
+        for (labels, v) in &samples {
+            let status = label(labels, "status").unwrap_or("");
+            let handler = label(labels, "handler").unwrap_or("");
+            if pred(handler, status) && v.is_finite() {
+                sum += v;
+                any = true;
+            }
+        }
+        (sum, any)
+    };
+    let (total, _) = rate(&|_, _| true);
+    if total <= 0.0 {
+        let why = "no requests in the window".to_owned();
+        for k in [error, auth, exact] {
+            out.push(Observation::new(k, Outcome::NoData(why.clone())));
+        }
+        return Outcome::NoData(why);
+    }
+    let (errors, any_5xx) = rate(&|_, s| s.starts_with('5'));
+    let mut e = Observation::number(error, errors / total);
+    if !any_5xx {
+        e = e.with_note(format!(
+            "no 5xx series yet: 0 of {} requests/s",
+            Value::Number(total)
+        ));
+    }
+    out.push(e);
+
+    let is_exact = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
+    let grouped = samples
+        .iter()
+        .any(|(l, _)| label(l, "status").is_some_and(|s| s.ends_with("xx")));
+    let exact_codes = samples
+        .iter()
+        .any(|(l, _)| label(l, "status").is_some_and(is_exact));
+    if exact_codes || !grouped {
+        let (failures, any) = rate(&|_, s| s == "401" || s == "403");
+        let mut o = Observation::number(auth, failures / total);
+        if !any {
+            o = o.with_note("no 401/403 series yet: 0");
+        }
+        out.push(o);
+        out.push(Observation::boolean(exact, true));
+    } else {
+        let (failures, notes) = excess_4xx(&samples, baseline);
+        let mut note = "status codes are grouped, so 401/403 cannot be told from 404/422: counted each handler's 4xx above its usual share, over all requests".to_owned();
+        if !notes.is_empty() {
+            note.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        note.push_str("; for exact codes: Instrumentator(should_group_status_codes=False)");
+        out.push(Observation::number(auth, failures / total).with_note(note));
+        out.push(Observation::boolean(exact, false));
+    }
+    Outcome::number(total)
+}
+
+/// The error and auth ratios over the short window (`_short`; the long window's blind spot and
+/// `auth_exact` say the rest); returns the short window's total rate, the request rate compared
+/// with the baseline.
+pub(super) fn ratios_short(
+    out: &mut Vec<Observation>,
+    config: &PrometheusConfig,
+    requests: Answer,
+    baseline: &Traffic,
+) -> Outcome {
+    let mut long = Vec::new();
+    let total = ratios(&mut long, config, requests, baseline);
+    for mut o in long {
+        o.key.name = match o.key.name {
+            "prometheus.error_ratio" => "prometheus.error_ratio_short",
+            "prometheus.auth_failure_ratio" => "prometheus.auth_failure_ratio_short",
+            _ => continue,
+        };
+        out.push(o);
+    }
+    total
+}
+
+/// At how many points of the baseline window request series existed, or why that is not known.
+pub(super) fn history_points(history: &Answer) -> Result<f64, Outcome> {
+    match history {
+        Answer::Samples(s) => Ok(s.first().map_or(0.0, |(_, v)| *v)),
+        Answer::Refused(f) | Answer::SourceDown(f) => Err(Outcome::Unknown(f.clone())),
+    }
+}
+
+/// The usual traffic: request rates by handler and status over the baseline window.
+#[derive(Debug)]
+pub(super) enum Traffic {
+    Rates(Vec<Sample>),
+    Failed(Failure),
+}
+
+impl Traffic {
+    pub(super) fn of(answer: Answer) -> Self {
+        match answer {
+            Answer::Samples(s) => Self::Rates(s),
+            Answer::Refused(f) | Answer::SourceDown(f) => Self::Failed(f),
+        }
+    }
+
+    /// The usual share of 4xx of each handler that had traffic (one pass over the baseline).
+    fn usual_4xx_shares(&self) -> BTreeMap<&str, f64> {
+        let Self::Rates(s) = self else {
+            return BTreeMap::new();
+        };
+        by_handler(s)
+            .into_iter()
+            .filter(|(_, (total, _))| *total > 0.0)
+            .map(|(handler, (total, four))| (handler, four / total))
+            .collect()
+    }
+}
+
+/// Requests per second by handler (untemplated paths, handler `none`, left out): all, and 4xx.
+fn by_handler(samples: &[Sample]) -> BTreeMap<&str, (f64, f64)> {
+    let mut by_handler: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for (labels, v) in samples {
+        let handler = label(labels, "handler").unwrap_or("");
+        if handler == "none" || !v.is_finite() {
+            continue;
+        }
+        let entry = by_handler.entry(handler).or_default();
+        entry.0 += v;
+        if label(labels, "status").is_some_and(|s| s.starts_with('4')) {
+            entry.1 += v;
+        }
+    }
+    by_handler
+}
+
+/// Requests per second of 4xx above each handler's usual 4xx share (untemplated paths, handler
+/// `none`, left out), and notes on handlers without a baseline.
+fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
+    let usual_shares = baseline.usual_4xx_shares();
+    let mut excess = 0.0;
+    let mut unknown = Vec::new();
+    for (handler, (total, four)) in by_handler(samples) {
+        let usual = usual_shares.get(handler).copied().unwrap_or_else(|| {
+            if four > 0.0 {
+                unknown.push(handler);
+            }
+            0.0
+        });
+        excess += (four - usual * total).max(0.0);
+    }
+    let notes = if unknown.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "no usual share yet for {}: all its 4xx counted",
+            unknown.into_iter().take(5).collect::<Vec<_>>().join(", ")
+        )]
+    };
+    (excess, notes)
+}
+
+/// The request rate, its baseline and their ratio. The baseline counts only when Prometheus holds
+/// the history it claims: a rate over an hour of which it holds ten minutes averages mostly empty
+/// time, and a steady backend would read as a surge.
+pub(super) fn rates(
+    out: &mut Vec<Observation>,
+    total: Outcome,
+    baseline: &Traffic,
+    history: Result<f64, Outcome>,
+    config: &PrometheusConfig,
+) {
+    let rate_obs = Observation::new(Key::new("prometheus.request_rate"), total);
+    let needed = (f64::from(HISTORY_STEPS) * HISTORY_NEEDED).floor();
+    let base_outcome = match (baseline, history) {
+        (Traffic::Failed(f), _) => Outcome::Unknown(f.clone()),
+        (_, Err(outcome)) => outcome,
+        (_, Ok(points)) if points < needed => Outcome::NoData(format!(
+            "Prometheus holds requests for only {} of the {} the baseline needs",
+            humantime::format_duration(Duration::from_secs(
+                (config.baseline_window.as_secs_f64() * points / f64::from(HISTORY_STEPS)) as u64
+            )),
+            humantime::format_duration(config.baseline_window)
+        )),
+        (Traffic::Rates(s), Ok(_)) if s.is_empty() => {
+            Outcome::NoData("no baseline yet (the window before now is empty)".into())
+        }
+        (Traffic::Rates(s), Ok(_)) => Outcome::number(s.iter().map(|(_, v)| v).sum::<f64>()),
+    };
+    let base_obs = Observation::new(Key::new("prometheus.request_rate_baseline"), base_outcome);
+    out.push(rate_ratio(&rate_obs.outcome, &base_obs.outcome));
+    out.push(rate_obs);
+    out.push(base_obs);
+}
+
+/// Request rate now over its baseline, when both are numbers and the baseline is above zero.
+fn rate_ratio(rate: &Outcome, baseline: &Outcome) -> Observation {
+    let key = Key::new("prometheus.request_rate_ratio");
+    let outcome = match (rate, baseline) {
+        (Outcome::Value(Value::Number(r)), Outcome::Value(Value::Number(b))) if *b > 0.0 => {
+            Outcome::number(r / b)
+        }
+        (Outcome::Value(_), Outcome::Value(_)) => {
+            Outcome::NoData("the baseline rate is zero".into())
+        }
+        (Outcome::Unknown(f), _) | (_, Outcome::Unknown(f)) => Outcome::Unknown(f.clone()),
+        (Outcome::NoData(w), _) | (_, Outcome::NoData(w)) => Outcome::NoData(w.clone()),
+    };
+    Observation::new(key, outcome)
+}

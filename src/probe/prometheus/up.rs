@@ -1,0 +1,50 @@
+//! `up` of the backend's scrape job, and the blind spot naming the jobs Prometheus has when that job
+//! is missing. It sends no query and reads nothing but the `up` answer.
+
+use std::collections::BTreeSet;
+
+use super::MAX_SERIES;
+use super::answer::{Answer, label};
+use crate::observe::{Key, Observation, Outcome};
+
+/// `up` of the backend's job; a missing job is a blind spot naming the jobs Prometheus has.
+pub(super) fn backend_up(out: &mut Vec<Observation>, job: &str, up: Answer) {
+    let star = || Key::new("prometheus.backend_up").with("instance", "*");
+    match up {
+        Answer::Samples(s) => {
+            let mine: Vec<_> = s
+                .iter()
+                .filter(|(l, _)| label(l, "job") == Some(job))
+                .take(MAX_SERIES)
+                .collect();
+            if mine.is_empty() {
+                let jobs: BTreeSet<&str> = s.iter().filter_map(|(l, _)| label(l, "job")).collect();
+                let jobs = if jobs.is_empty() {
+                    "none".to_owned()
+                } else {
+                    jobs.into_iter().take(10).collect::<Vec<_>>().join(", ")
+                };
+                out.push(Observation::new(
+                    star(),
+                    Outcome::NoData(format!("Prometheus has no target for job {job:?}")),
+                ));
+                out.push(Observation::text(
+                    Key::new("prometheus.blind_spot")
+                        .with("obs", "prometheus.backend_up")
+                        .with("reason", "no_job"),
+                    format!(
+                        "Prometheus has no target for job {job:?} (its jobs: {jobs}), so a backend Prometheus cannot scrape goes unseen. Fix: set prometheus.backend_job to the backend's job, or add a scrape job {job:?} for it"
+                    ),
+                ));
+            }
+            for (labels, v) in mine {
+                let instance = label(labels, "instance").unwrap_or("?").to_owned();
+                let key = Key::new("prometheus.backend_up").with("instance", instance);
+                out.push(Observation::boolean(key, *v >= 1.0));
+            }
+        }
+        Answer::Refused(f) | Answer::SourceDown(f) => {
+            out.push(Observation::new(star(), Outcome::Unknown(f)));
+        }
+    }
+}
