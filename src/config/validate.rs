@@ -40,6 +40,20 @@ impl Checker<'_> {
         });
     }
 
+    /// A problem between `key` and `other` (a cross-key rule), named at `key` but blamed on the layer
+    /// the user wrote: `key`'s, unless only `other` was changed from the defaults.
+    fn problem_between(&mut self, key: &str, other: &str, message: impl Into<String>) {
+        let origin = match (self.origin_of)(key) {
+            Origin::Defaults => (self.origin_of)(other),
+            o => o,
+        };
+        self.problems.push(Problem {
+            origin,
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
     /// A problem with `key` caused by a value set at `because` (a missing companion key is blamed on
     /// the layer that set the key needing it).
     fn problem_because(&mut self, key: &str, because: &str, message: impl Into<String>) {
@@ -408,8 +422,9 @@ fn check_server_limits(c: &mut Checker<'_>, raw: &super::raw::RawServer) -> Opti
     if let (Some(idle), Some(request)) = (idle_timeout, request_timeout)
         && idle <= request
     {
-        c.problem(
+        c.problem_between(
             "server.idle_timeout",
+            "server.request_timeout",
             format!(
                 "({}) must be longer than server.request_timeout ({}): a connection waits on its \
                  client while its request is handled, and would be closed before the request timed out",
@@ -422,8 +437,9 @@ fn check_server_limits(c: &mut Checker<'_>, raw: &super::raw::RawServer) -> Opti
     if let (Some(conns), Some(in_flight)) = (max_connections, max_in_flight)
         && in_flight > conns
     {
-        c.problem(
+        c.problem_between(
             "server.max_requests_in_flight",
+            "server.max_connections",
             format!(
                 "({in_flight}) must not exceed server.max_connections ({conns}): each request in \
                  flight holds a connection"
