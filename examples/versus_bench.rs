@@ -585,13 +585,33 @@ async fn run_plan(bin: &Path, plan: &Plan, settings: &Settings, seed: u64) -> Ou
     let Some(scenario) = &plan.scenario else {
         let since = SystemTime::now();
         let (before, t0) = (pids.map(cpu_ticks), Instant::now());
-        let spikes = if plan.diurnal {
-            eprintln!("[{}] a day of traffic in {:?}", plan.name, settings.diurnal);
-            tokio::time::sleep(settings.diurnal).await;
-            Vec::new()
-        } else {
-            eprintln!("[{}] noise for {:?}", plan.name, settings.noise);
-            fastapi::noise(&stack.backend, &load_spec(), settings.noise, seed).await
+        let traffic = async {
+            if plan.diurnal {
+                eprintln!("[{}] a day of traffic in {:?}", plan.name, settings.diurnal);
+                tokio::time::sleep(settings.diurnal).await;
+                Vec::new()
+            } else {
+                eprintln!("[{}] noise for {:?}", plan.name, settings.noise);
+                fastapi::noise(&stack.backend, &load_spec(), settings.noise, seed).await
+            }
+        };
+        // The watchdog's CPU minute by minute, so a figure out of line says when it was spent.
+        let sampler = async {
+            let mut last = (cpu_ticks(pids[0]), Instant::now());
+            for minute in 1.. {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                let now = (cpu_ticks(pids[0]), Instant::now());
+                eprintln!(
+                    "[{}] minute {minute}: watchdog CPU {:.3} % of a core",
+                    plan.name,
+                    cpu_percent(last.0, now.0, now.1 - last.1)
+                );
+                last = now;
+            }
+        };
+        let spikes = tokio::select! {
+            spikes = traffic => spikes,
+            () = sampler => unreachable!("the sampler runs until the traffic ends"),
         };
         let (after, elapsed) = (pids.map(cpu_ticks), t0.elapsed());
         for i in 0..2 {
