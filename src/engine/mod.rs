@@ -138,6 +138,11 @@ pub struct Engine {
     /// Keyed by (section index, rule index, labels); inactive instances are removed, so the map holds
     /// only what is pending, firing or recovering.
     states: HashMap<(usize, usize, Labels), Phase>,
+    /// The `now` of the last evaluation. A deadline at or before it has already been evaluated: what
+    /// did not move then (a pending rule past its `for` whose reading is unknown or gone) moves only
+    /// on new evidence, never on the clock, so it is no deadline (else the shell would wake at once,
+    /// again and again: a busy loop for as long as the reading stays unknown).
+    evaluated_at: Option<Timestamp>,
 }
 
 impl Engine {
@@ -146,6 +151,7 @@ impl Engine {
             runbook,
             locale,
             states: HashMap::new(),
+            evaluated_at: None,
         }
     }
 
@@ -190,7 +196,8 @@ impl Engine {
     }
 
     /// The earliest time at which a rule would move without new evidence: a pending rule reaching its
-    /// `for`, a recovering one its `resolve_after`. The shell sleeps until then (or the next report).
+    /// `for`, a recovering one its `resolve_after`, after the last evaluation. The shell sleeps until
+    /// then (or the next report).
     pub fn next_deadline(&self) -> Option<Timestamp> {
         self.states
             .iter()
@@ -204,11 +211,13 @@ impl Engine {
                     Phase::Firing { .. } => None,
                 }
             })
+            .filter(|d| self.evaluated_at.is_none_or(|at| *d > at))
             .min()
     }
 
     /// Advances every rule to `now` over `ev` and reports where everything stands.
     pub fn evaluate(&mut self, ev: &Evidence, now: Timestamp) -> Evaluation {
+        self.evaluated_at = Some(now);
         let runbook = Arc::clone(&self.runbook);
         let mut events = Vec::new();
         let mut symptoms = Vec::new();

@@ -175,6 +175,31 @@ fn no_traffic_never_fires_or_clears() {
 }
 
 #[test]
+fn a_pending_rule_past_its_for_with_an_unknown_reading_sets_no_deadline_already_past() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    ev.apply(report("prometheus", 0, vec![p95(4.0)]));
+    eng.evaluate(&ev, at(0));
+    assert_eq!(eng.next_deadline(), Some(at(30)), "its for, 30 s on");
+    // Prometheus goes blind before the for is over: nothing moves, the deadline stays ahead.
+    ev.apply(down("prometheus", 10));
+    eng.evaluate(&ev, at(10));
+    assert_eq!(eng.next_deadline(), Some(at(30)));
+    // At the deadline the reading is still unknown: the rule stays pending, and waits for evidence.
+    let e = eng.evaluate(&ev, at(30));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Pending));
+    assert!(
+        eng.next_deadline().is_none_or(|d| d > at(30)),
+        "a deadline already evaluated would wake the watch loop at once, for ever: {:?}",
+        eng.next_deadline()
+    );
+    // The reading comes back, still high: it fires on that evaluation.
+    ev.apply(report("prometheus", 45, vec![p95(4.0)]));
+    let e = eng.evaluate(&ev, at(45));
+    assert_eq!(state(&e, "latency.p95_high"), Some(SymptomState::Firing));
+}
+
+#[test]
 fn a_prometheus_outage_blinds_its_rules_and_raises_watchdog_blind_without_clearing() {
     let mut eng = engine();
     let mut ev = Evidence::new();
