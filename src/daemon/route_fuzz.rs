@@ -31,7 +31,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, MaintenanceWindow};
 use crate::email::token::{self, Action, Claims};
 use crate::http::AppState;
-use crate::incident::{Incident, IncidentState, Level};
+use crate::incident::{Incident, Level};
 use crate::runbook::Severity;
 
 const TOKEN: &str = "fuzz-api-token-3b7e1c9d5a";
@@ -301,28 +301,9 @@ async fn sign_in(app: &Router) -> (String, String) {
 
 /// An open major incident of `section`, opened at `at`.
 fn open_incident(section: &str, at: Timestamp) -> Incident {
-    Incident {
-        id: Incident::make_id(section, at),
-        section: section.to_owned(),
-        severity: Severity::Major,
-        state: IncidentState::Open,
-        opened_at: at,
-        critical_since: None,
-        resolved_at: None,
-        reopened: 0,
-        paged: Default::default(),
-        last_page: Default::default(),
-        reminders: 0,
-        acks: Default::default(),
-        symptoms: [("error_ratio".to_owned(), "12.4% > 5%".to_owned())].into(),
-        cause: "errors.supabase_down".to_owned(),
-        timeline: Vec::new(),
-        resolve_note: None,
-        held_until_clear: false,
-        resolve_notified: false,
-        reopen_pending: false,
-        diagnosis: None,
-    }
+    let mut incident = Incident::open(section, Severity::Major, "errors.supabase_down", at);
+    incident.symptoms = [("error_ratio".to_owned(), "12.4% > 5%".to_owned())].into();
+    incident
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -200,28 +200,7 @@ impl Book {
                 i
             }
             _ => {
-                let incident = Incident {
-                    id: Incident::make_id(section, now),
-                    section: section.to_owned(),
-                    severity,
-                    state: IncidentState::Open,
-                    opened_at: now,
-                    critical_since: (severity == Severity::Critical).then_some(now),
-                    resolved_at: None,
-                    reopened: 0,
-                    paged: BTreeMap::new(),
-                    last_page: BTreeMap::new(),
-                    reminders: 0,
-                    acks: BTreeMap::new(),
-                    symptoms: BTreeMap::new(),
-                    cause: cause.clone(),
-                    timeline: Vec::new(),
-                    resolve_note: None,
-                    held_until_clear: false,
-                    resolve_notified: false,
-                    reopen_pending: false,
-                    diagnosis: None,
-                };
+                let incident = Incident::open(section, severity, &cause, now);
                 self.by_section.insert(section.to_owned(), incident);
                 let i = self.by_section.get_mut(section).expect("just inserted");
                 i.note(

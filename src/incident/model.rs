@@ -161,6 +161,34 @@ pub const MAX_TIMELINE: usize = 200;
 
 impl Incident {
     /// The ID for an incident of `section` opened at `at`.
+    /// A new open incident of `section`, opened at `at` with `cause` as its probable cause: nothing
+    /// paged, acknowledged or noted yet (the book, which opens incidents, fills in the rest). A critical
+    /// one is critical from its opening, which starts the L3 clock.
+    pub fn open(section: &str, severity: Severity, cause: &str, at: Timestamp) -> Self {
+        Self {
+            id: Self::make_id(section, at),
+            section: section.to_owned(),
+            severity,
+            state: IncidentState::Open,
+            opened_at: at,
+            critical_since: (severity == Severity::Critical).then_some(at),
+            resolved_at: None,
+            reopened: 0,
+            paged: BTreeMap::new(),
+            last_page: BTreeMap::new(),
+            reminders: 0,
+            acks: BTreeMap::new(),
+            symptoms: BTreeMap::new(),
+            cause: cause.to_owned(),
+            timeline: Vec::new(),
+            resolve_note: None,
+            held_until_clear: false,
+            resolve_notified: false,
+            reopen_pending: false,
+            diagnosis: None,
+        }
+    }
+
     pub fn make_id(section: &str, at: Timestamp) -> String {
         let text = at.clamped().to_string(); // 2026-11-24T21:30:00.000Z
         let compact: String = text

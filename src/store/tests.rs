@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::*;
-use crate::incident::{IncidentState, Level, Page, PageEvent};
+use crate::incident::{Level, Page, PageEvent};
 use crate::runbook::Severity;
 
 /// How long a test waits for another thread before calling it stuck. Not a latency bound: every wait
@@ -20,34 +20,16 @@ const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
 
 /// An open major incident of `section`, opened at `at`, with a few timeline entries.
 fn incident(section: &str, at: Timestamp) -> Incident {
-    Incident {
-        id: Incident::make_id(section, at),
-        section: section.to_owned(),
-        severity: Severity::Major,
-        state: IncidentState::Open,
-        opened_at: at,
-        critical_since: None,
-        resolved_at: None,
-        reopened: 0,
-        paged: BTreeMap::new(),
-        last_page: BTreeMap::new(),
-        reminders: 0,
-        acks: BTreeMap::new(),
-        symptoms: BTreeMap::from([("latency.p95_high".to_owned(), "4.2 s > 3 s".to_owned())]),
-        cause: "unknown".to_owned(),
-        timeline: (0..20)
-            .map(|i| crate::incident::TimelineEntry {
-                at,
-                kind: "note".to_owned(),
-                text: format!("entry {i}"),
-            })
-            .collect(),
-        resolve_note: None,
-        held_until_clear: false,
-        resolve_notified: false,
-        reopen_pending: false,
-        diagnosis: None,
-    }
+    let mut incident = Incident::open(section, Severity::Major, "unknown", at);
+    incident.symptoms = BTreeMap::from([("latency.p95_high".to_owned(), "4.2 s > 3 s".to_owned())]);
+    incident.timeline = (0..20)
+        .map(|i| crate::incident::TimelineEntry {
+            at,
+            kind: "note".to_owned(),
+            text: format!("entry {i}"),
+        })
+        .collect();
+    incident
 }
 
 /// The L2 escalation email of `inc`, with a `size`-byte message.

@@ -19,28 +19,9 @@ const MIN: Duration = Duration::from_secs(60);
 
 /// An open major incident of `section`, opened at `at`.
 pub fn incident(section: &str, at: Timestamp) -> Incident {
-    Incident {
-        id: Incident::make_id(section, at),
-        section: section.to_owned(),
-        severity: Severity::Major,
-        state: IncidentState::Open,
-        opened_at: at,
-        critical_since: None,
-        resolved_at: None,
-        reopened: 0,
-        paged: BTreeMap::new(),
-        last_page: BTreeMap::new(),
-        reminders: 0,
-        acks: BTreeMap::new(),
-        symptoms: BTreeMap::from([("error_ratio".to_owned(), "12.4% > 5%".to_owned())]),
-        cause: "errors.supabase_down".to_owned(),
-        timeline: Vec::new(),
-        resolve_note: None,
-        held_until_clear: false,
-        resolve_notified: false,
-        reopen_pending: false,
-        diagnosis: None,
-    }
+    let mut incident = Incident::open(section, Severity::Major, "errors.supabase_down", at);
+    incident.symptoms = BTreeMap::from([("error_ratio".to_owned(), "12.4% > 5%".to_owned())]);
+    incident
 }
 
 /// The email of page (`level`, `event`, `n`) of `inc`, with a small plain message.
