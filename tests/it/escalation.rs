@@ -16,8 +16,10 @@ use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
 use crate::support::{load, wait_for_some, wait_until};
 
 use crate::support::daemon::{
-    T0, TestDaemon as Daemon, paging_env as env, quick_runbook, sample, spawn_binary,
+    T0, TestDaemon as Daemon, evaluated_at, evaluated_once, paging_env as env, quick_runbook,
+    sample, spawn_binary, watch_loop_barrier,
 };
+use crate::support::ledger::{drained, rows};
 
 async fn start(env: Vec<(String, String)>, at: Timestamp) -> Daemon {
     Daemon::start(env, at).await
@@ -29,6 +31,15 @@ pub(crate) fn is(mail: &ReceivedMail, level: &str, event: &str) -> bool {
     mail.header("X-Harven-Section") == Some("latency")
         && mail.header("X-Harven-Level") == Some(level)
         && mail.header("X-Harven-Event") == Some(event)
+}
+
+/// The latency incidents' pages in the store's outbox (the ledger) at `level` for `event`, whatever
+/// their status: what the book decided, sent or not.
+fn latency_pages(store: &Store, level: &str, event: &str) -> usize {
+    rows(store)
+        .iter()
+        .filter(|r| r.incident.starts_with("latency-") && r.level == level && r.event == event)
+        .count()
 }
 
 pub(crate) fn count(smtp: &SmtpServer, level: &str, event: &str) -> usize {
@@ -175,7 +186,13 @@ async fn slow_backend_pages_l1_then_l2_at_30_minutes_then_resolves_both() {
     let now = d.hand.now();
     d.hand
         .advance((open + Duration::from_secs(30 * 60 - 1)).saturating_since(now));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Once the book's step at 29:59 is in the store, so is any page it decided.
+    evaluated_at(&store, &incident, d.hand.now()).await;
+    assert_eq!(
+        latency_pages(&store, "L2", "escalated"),
+        0,
+        "no L2 decided at 29:59"
+    );
     assert_eq!(count(&smtp, "L2", "escalated"), 0, "no L2 at 29:59");
     let mail = advance_until(
         &d.hand,
@@ -237,25 +254,44 @@ async fn a_restart_mid_escalation_neither_repeats_l1_nor_forgets_the_l2_clock() 
     let data = tempfile::tempdir().expect("tempdir");
     let env = env(&prom.url(), smtp.port(), data.path());
 
+    let store = Store::open(data.path().join("watchdog.db")).expect("store");
+
     let d = start(env.clone(), T0).await;
     let incident = l1_incident(&d.hand, &smtp).await;
     let open = opened_at(&incident);
     d.hand.advance(Duration::from_secs(10 * 60));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    evaluated_at(&store, &incident, d.hand.now()).await;
 
-    // First a clean stop, then a crash (the task dropped mid-flight, as kill -9 would leave the store).
+    // First a clean stop, then a crash (the task dropped mid-flight, as kill -9 would leave the store)
+    // once the restarted daemon is at work: it has evaluated a report.
     let hand = d.stop().await;
     let d = start(env.clone(), hand.now()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    evaluated_once(&d.base).await;
     d.task.abort();
     let _ = d.task.await;
     let d = start(env, d.hand.now()).await;
 
-    // Nearly 30 minutes after the original open: no L2 yet, and L1 was never re-sent.
+    // Nearly 30 minutes after the original open: no L2 yet, and L1 was never re-sent. Once the book's
+    // step at 29:59 is in the store, so is every page decided since the restarts; once the outbox has
+    // drained, the server has every email that will ever be sent of them.
     let now = d.hand.now();
     d.hand
         .advance((open + Duration::from_secs(30 * 60 - 1)).saturating_since(now));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    evaluated_at(&store, &incident, d.hand.now()).await;
+    assert_eq!(
+        (
+            latency_pages(&store, "L1", "opened"),
+            latency_pages(&store, "L2", "escalated")
+        ),
+        (1, 0),
+        "no L1 decided again after the restarts, no L2 at 29:59"
+    );
+    wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        let done = drained(&store);
+        async move { done }
+    })
+    .await
+    .expect("the outbox drains");
     assert_eq!(
         count(&smtp, "L1", "opened"),
         1,
@@ -308,6 +344,12 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         "HARVEN_WATCHDOG__SERVER__LISTEN".into(),
         format!("127.0.0.1:{port}"),
     ));
+    // For the barrier below, nothing else.
+    env.push((
+        "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
+        BARRIER_TOKEN.into(),
+    ));
+    let base = format!("http://127.0.0.1:{port}");
 
     let mut child = spawn_binary(&env);
     // Wait until the L1 page is in the outbox (the sender keeps retrying: SMTP is down).
@@ -341,7 +383,25 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing more comes of the restart. A lost rule state or a forgotten incident would show at the
+    // restarted daemon's first evaluation (a resolve, or a second L1): once it has evaluated a report
+    // and its watch loop has then answered a command, that evaluation's step is in the store; once
+    // the outbox has drained, the server has every email of it.
+    evaluated_once(&base).await;
+    watch_loop_barrier(&base, BARRIER_TOKEN).await;
+    let ledger = Store::open(&store).expect("the store");
+    let latency: Vec<String> = rows(&ledger)
+        .iter()
+        .filter(|r| r.incident.starts_with("latency-"))
+        .map(|r| format!("{}/{}", r.level, r.event))
+        .collect();
+    assert_eq!(latency, ["L1/opened"], "the pages decided");
+    wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        let done = drained(&ledger);
+        async move { done }
+    })
+    .await
+    .expect("the outbox drains");
     let mail = smtp.messages();
     child.kill().expect("kill");
     child.wait().expect("reaped");
@@ -358,6 +418,10 @@ async fn kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once() {
         summary(&mail)
     );
 }
+
+/// The API token of the real binary in [`kill_9_with_a_page_in_the_outbox_delivers_it_exactly_once`],
+/// used only by its [`watch_loop_barrier`].
+const BARRIER_TOKEN: &str = "escalation-barrier-4d8b2f6a1c9e";
 
 /// Large incidents in the store of the read-flood test (about 12 MB of JSON: a limit-500 list reads
 /// every one).

@@ -9,6 +9,9 @@ use std::time::Duration;
 use harven_watchdog::Reload;
 use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
 use harven_watchdog::config::ConfigSource;
+use harven_watchdog::incident::Incident;
+use harven_watchdog::incident::model::DIAGNOSIS_REFRESH;
+use harven_watchdog::store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -129,6 +132,95 @@ pub fn configured_window_file(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .expect("config");
     file
+}
+
+/// How long (real time) [`evaluated_at`] and [`evaluated_once`] wait for the daemon: liveness, not
+/// latency (an evaluation follows the next probe report, a second or so on these configurations).
+pub const EVALUATION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Returns incident `id` once the daemon's store holds it with a diagnosis evaluated at `at` or
+/// later: the sync point for "nothing happened at `at`" on a manual clock held at `at`.
+///
+/// The pager commits an incident (its diagnosis included) and the pages of the same step in one
+/// transaction, and steps in order, so once this returns every page the book decided up to that
+/// evaluation is in the store's outbox (whether or not the sender got to it). An unchanged diagnosis
+/// is saved again only once [`DIAGNOSIS_REFRESH`] old: move the clock at least that far past the
+/// incident's latest saved evaluation (this panics otherwise), and keep the incident's section
+/// active. Panics after [`EVALUATION_PATIENCE`].
+pub async fn evaluated_at(store: &Store, id: &str, at: Timestamp) -> Incident {
+    let read = || {
+        store
+            .incident(id)
+            .expect("read the store")
+            .unwrap_or_else(|| panic!("no incident {id} in the store"))
+    };
+    let saved = read().diagnosis.map(|d| d.at);
+    if let Some(saved) = saved
+        && saved < at
+    {
+        assert!(
+            at.saturating_since(saved) >= DIAGNOSIS_REFRESH,
+            "{id}: its diagnosis was saved at {saved}, less than {DIAGNOSIS_REFRESH:?} before {at}: \
+             an unchanged one is not saved again, so it proves no evaluation at {at}"
+        );
+    }
+    super::wait_for_some(EVALUATION_PATIENCE, Duration::from_millis(50), || {
+        let incident = read();
+        let done = incident.diagnosis.as_ref().is_some_and(|d| d.at >= at);
+        async move { done.then_some(incident) }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{id}: no evaluation at {at} or later reached the store ({e}); its diagnosis is of {:?}",
+            read().diagnosis.map(|d| d.at)
+        )
+    })
+}
+
+/// Returns once the daemon at `base` has evaluated at least one probe report since it started: its
+/// `/metrics` shows an observation gauge, which the watch loop sets only after an evaluation (they
+/// start empty in each run and each generation). Needs a reachable Prometheus. Panics after
+/// [`EVALUATION_PATIENCE`].
+pub async fn evaluated_once(base: &str) {
+    let http = super::http_client();
+    let url = format!("{base}/metrics");
+    super::wait_until(EVALUATION_PATIENCE, Duration::from_millis(50), || {
+        let request = http.get(&url).send();
+        async move {
+            match request.await {
+                Ok(r) => r
+                    .text()
+                    .await
+                    .is_ok_and(|t| t.contains("\nharven_watchdog_observation_p95_seconds{")),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the daemon at {base} never evaluated a report: {e}"));
+}
+
+/// Returns once the watch loop of the daemon at `base` (its API token `token`) has answered a command:
+/// an ack of an incident that does not exist, refused 404 without a change. The loop takes commands
+/// only between evaluations, so every evaluation it had begun before (see [`evaluated_once`]) has
+/// been stepped and committed by then; the sync point on system time, where [`evaluated_at`] would
+/// wait a minute. Panics unless answered 404 within 10 s.
+pub async fn watch_loop_barrier(base: &str, token: &str) {
+    let url = format!("{base}/api/incidents/latency-19700101T000000Z/ack");
+    let answer = super::http_client()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "by": "the test's barrier" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert_eq!(
+        answer.status(),
+        404,
+        "the barrier's ack: {}",
+        answer.text().await.unwrap_or_default()
+    );
 }
 
 /// A running in-process daemon.
