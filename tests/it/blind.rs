@@ -8,10 +8,13 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::daemon::{T0, TestDaemon, paging_env};
+use harven_watchdog::store::{EmailStatus, Store};
+
+use crate::support::daemon::{T0, TestDaemon, evaluated_at, paging_env};
 use crate::support::fastapi::{FastApiBackend, Handler, Load, LoadSpec, Profile};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
+use crate::support::wait_until;
 
 /// The overrides that make the watchdog blind: a high-resolution histogram name the backend does
 /// not export, a job Prometheus does not scrape, and a backend role naming no container (on the real
@@ -106,9 +109,29 @@ async fn rules_that_cannot_fire_are_reported_with_their_fix_everywhere() {
         .header("X-Harven-Incident")
         .expect("incident")
         .to_owned();
-    // Time passes: no second email of that incident to L1 (reminders are a day apart here).
+    // Time passes: no second email of that incident to L1 (reminders are a day apart here). Once the
+    // book's step 20 minutes on is in the store, so is any email it decided; once that incident's
+    // ledger is all sent, the server has every one.
     d.hand.advance(Duration::from_secs(20 * 60));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let store = Store::open(data.path().join("watchdog.db")).expect("the store");
+    evaluated_at(&store, &incident, d.hand.now()).await;
+    let ledger = store.outbox_for(&incident).expect("read the outbox");
+    assert_eq!(
+        ledger.len(),
+        1,
+        "one email decided: {:?}",
+        ledger.iter().map(|e| &e.key).collect::<Vec<_>>()
+    );
+    wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        let sent = store
+            .outbox_for(&incident)
+            .expect("read the outbox")
+            .iter()
+            .all(|e| e.status == EmailStatus::Sent);
+        async move { sent }
+    })
+    .await
+    .expect("the email is sent");
     let l1: Vec<_> = smtp
         .messages()
         .into_iter()
