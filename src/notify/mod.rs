@@ -30,7 +30,8 @@
 //! [`Store::commit`] holds an incident's emails beyond `max_emails_per_hour` (never a `resolved`).
 //! When the incident's rolling hour frees up, the sender replaces all its held emails by one digest
 //! (key `<incident>/digest/<n>`) listing each one's subject and first lines, threaded with the
-//! incident; the held rows become `digested`.
+//! incident; the held rows become `digested`. Its wording is [`crate::email::digest`]'s: the sender
+//! only builds it at send time, from the stored messages.
 //!
 //! # Timing
 //!
@@ -38,7 +39,6 @@
 //! retry and the next digest slot (both read from the store, on the daemon's [`Clock`], which tests
 //! move by hand), or until [`enqueue`] wakes it, or until shutdown.
 
-mod digest;
 mod file;
 mod smtp;
 
@@ -61,7 +61,6 @@ use crate::config::{Config, EmailTransport, Locale, SmtpConfig};
 use crate::incident::{Incident, Level, PageEvent};
 use crate::store::{CommitOutcome, NewEmail, OutboxEntry, Store, StoreError};
 
-pub use digest::{Summary, summarize};
 pub use file::FileTransport;
 pub use smtp::SmtpTransport;
 
@@ -708,12 +707,12 @@ impl<T: Transport> Sender<T> {
                     return Ok(None);
                 }
                 let key = s.next_digest_key(&incident)?;
-                let digest = digest::build(&key, &held, &from, now, locale).map_err(|detail| {
-                    RoundError::Digest {
+                let digest = crate::email::digest::build(&key, &held, &from, now, locale).map_err(
+                    |detail| RoundError::Digest {
                         incident: incident.clone(),
                         detail,
-                    }
-                })?;
+                    },
+                )?;
                 Ok::<_, RoundError>(s.release_held(&digest, now)?.then_some((key, held.len())))
             })
             .await?;

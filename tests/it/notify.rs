@@ -829,7 +829,7 @@ async fn held_emails_go_out_as_one_digest_threaded_with_the_incident() {
     assert_eq!(rcpt, vec!["devops@harven.ai", "techlead@harven.ai"]);
     let body = digest.text().expect("a text body");
     for held in [&r1, &r2] {
-        let subject = notify::summarize(&held.message, 1).subject;
+        let subject = harven_watchdog::email::digest::summarize(&held.message, 1).subject;
         assert!(body.contains(&subject), "{subject:?} not in:\n{body}");
     }
     assert!(
