@@ -17,15 +17,15 @@
 //! - [`doctor`]: blind spots: the rules that cannot fire on what the probes see, with the fix.
 //! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
 //! - [`pager`]: the shell of the incident book: steps it after each evaluation, renders the due
-//!   pages and records them with the incidents in one store transaction, then wakes the sender.
+//!   pages and commits them with the incidents in one store transaction, then wakes the sender.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
 //!   maintenance windows, long-lived secrets.
-//! - [`notify`]: the sender: durably queued emails out through SMTP (or `.eml` files), retried with
-//!   backoff, at most once per key, over-budget ones as one digest.
+//! - [`notify`]: the sender, woken by the pager: the emails the store holds out through SMTP (or
+//!   `.eml` files), retried with backoff, at most once per key, over-budget ones as one digest.
 //! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
-//!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
+//!   ack/resolve links it carries, the `/act/{token}` routes behind them, and the budget digest.
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
