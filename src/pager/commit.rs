@@ -112,3 +112,98 @@ pub fn commit(
     }
     Ok(outcome)
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt as _;
+
+    use super::*;
+    use crate::runbook::Severity;
+
+    fn exposition(registry: &Registry) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, registry).expect("encode");
+        out
+    }
+
+    fn registered() -> (Registry, PagerMetrics) {
+        let mut registry = Registry::with_prefix("harven_watchdog");
+        let outbox = NotifyMetrics::register(&mut registry);
+        let metrics = PagerMetrics::register(&mut registry, outbox);
+        (registry, metrics)
+    }
+
+    /// Whether `wake` holds a permit (a `notify_one` nobody has taken yet).
+    fn woken(wake: &Notify) -> bool {
+        wake.notified().now_or_never().is_some()
+    }
+
+    /// Every label set of `pages_total` and of the sender's `emails_total` is there at 0 from the
+    /// start, as it was when the sender registered them all.
+    #[test]
+    fn registering_creates_every_label_set_at_zero() {
+        let (registry, _) = registered();
+        let text = exposition(&registry);
+        let zeros = |prefix: &str| {
+            text.lines()
+                .filter(|l| l.starts_with(prefix) && l.ends_with("} 0"))
+                .count()
+        };
+        assert_eq!(zeros("harven_watchdog_emails_total{"), 3 * 6 * 4, "{text}");
+        assert_eq!(zeros("harven_watchdog_pages_total{"), 3 * 5, "{text}");
+        for series in [
+            r#"harven_watchdog_emails_total{level="L3",event="digest",result="held"} 0"#,
+            r#"harven_watchdog_emails_total{level="L1",event="opened",result="failed"} 0"#,
+            r#"harven_watchdog_pages_total{level="L2",event="escalated"} 0"#,
+            "harven_watchdog_outbox_depth 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "no {series} in:\n{text}");
+        }
+    }
+
+    /// A commit counts what it held, sets the outbox gauge, and wakes the sender only when it stored
+    /// something for it.
+    #[test]
+    fn a_commit_counts_its_held_emails_and_wakes_the_sender_when_it_stored_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("watchdog.db")).expect("open");
+        let (registry, metrics) = registered();
+        let wake = Notify::new();
+        let at = Timestamp::from_unix_millis(1_800_000_000_000);
+        let inc = Incident::open("errors", Severity::Major, "errors.supabase_down", at);
+        let email = |level, event, n| {
+            let page = crate::incident::Page::new(&inc, level, event, n, at);
+            NewEmail::for_page(&page, vec!["devops@harven.ai".to_owned()], b"x".to_vec())
+        };
+        let opened = email(Level::L1, PageEvent::Opened, 0);
+        let escalated = email(Level::L2, PageEvent::Escalated, 0);
+
+        let out = commit(
+            &store,
+            std::slice::from_ref(&inc),
+            &[opened.clone(), escalated.clone()],
+            Some(1),
+            at,
+            &metrics,
+            &wake,
+        )
+        .expect("commit");
+        assert_eq!(
+            (out.queued, out.held),
+            (vec![opened.key.clone()], vec![escalated.key.clone()])
+        );
+        assert!(woken(&wake), "the sender is woken");
+        let text = exposition(&registry);
+        for series in [
+            r#"harven_watchdog_emails_total{level="L2",event="escalated",result="held"} 1"#,
+            "harven_watchdog_outbox_depth 2",
+        ] {
+            assert!(text.lines().any(|l| l == series), "no {series} in:\n{text}");
+        }
+
+        // The same pages again: duplicates only, nothing for the sender.
+        let out = commit(&store, &[], &[opened], Some(1), at, &metrics, &wake).expect("commit");
+        assert_eq!(out.duplicates.len(), 1);
+        assert!(!woken(&wake), "nothing was stored: the sender sleeps on");
+    }
+}
