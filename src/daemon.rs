@@ -20,13 +20,13 @@ use crate::heartbeat::HeartbeatMetrics;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
-use crate::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
+use crate::pipeline::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
+use crate::pipeline::watch::{self, EngineMetrics};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
-use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
 
 #[cfg(test)]
@@ -54,7 +54,7 @@ pub enum RunError {
     #[error("cannot start the email sender: {0}")]
     Transport(#[from] crate::notify::BuildError),
     #[error("cannot load the incidents: {0}")]
-    Pager(#[from] crate::pager::PagerError),
+    Pager(#[from] crate::pipeline::pager::PagerError),
     #[error("cannot build the heartbeat client: {0}")]
     Heartbeat(String),
     #[error(

@@ -15,9 +15,12 @@
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
 //! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
 //! - [`doctor`]: blind spots: the rules that cannot fire on what the probes see, with the fix.
-//! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
-//! - [`pager`]: the shell of the incident book: steps it after each evaluation, renders the due
-//!   pages and commits them with the incidents in one store transaction, then wakes the sender.
+//! - [`pipeline`]: the two shells around the engine and the incident book, on one task:
+//!   - [`watch`](pipeline::watch): the loop around the engine: applies reports, evaluates at
+//!     reports and deadlines.
+//!   - [`pager`](pipeline::pager): the shell of the incident book: steps it after each evaluation,
+//!     renders the due pages and commits them with the incidents in one store transaction, then
+//!     wakes the sender.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
@@ -61,7 +64,7 @@ pub mod metrics;
 mod mutate;
 pub mod notify;
 pub mod observe;
-pub mod pager;
+pub mod pipeline;
 pub mod probe;
 pub mod reload;
 pub mod runbook;
@@ -69,7 +72,6 @@ pub mod scenario;
 pub mod secret;
 pub mod server;
 pub mod store;
-pub mod watch;
 pub mod web;
 
 pub use daemon::{RunError, run};

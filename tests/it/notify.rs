@@ -14,7 +14,7 @@ use harven_watchdog::notify::{
     self, AnyTransport, Backoff, FileTransport, NotifyMetrics, SenderConfig, SmtpTransport,
     Transport,
 };
-use harven_watchdog::pager::PagerMetrics;
+use harven_watchdog::pipeline::pager::PagerMetrics;
 use harven_watchdog::secret::Secret;
 use harven_watchdog::store::{EmailStatus, NewEmail, OutboxEntry, Store};
 use lettre::Message;
@@ -152,7 +152,7 @@ impl Rig {
 
     /// Commits `emails` as the pager does (one transaction, held ones counted, the sender woken).
     fn enqueue(&self, emails: &[NewEmail]) -> harven_watchdog::store::CommitOutcome {
-        harven_watchdog::pager::commit(
+        harven_watchdog::pipeline::pager::commit(
             &self.store,
             &[],
             emails,
