@@ -54,7 +54,7 @@ use crate::config::{MaintenanceWindow, limits};
 use crate::email::links::ActionError;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
-use crate::pager::PagerHandle;
+use crate::pipeline::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
 use crate::store::{EndWindow, StoredWindow};

@@ -20,13 +20,13 @@ use crate::heartbeat::HeartbeatMetrics;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
-use crate::pager::{Pager, PagerConfig, PagerHandle};
+use crate::pipeline::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
+use crate::pipeline::watch::{self, EngineMetrics};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
-use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
 
 #[cfg(test)]
@@ -54,7 +54,7 @@ pub enum RunError {
     #[error("cannot start the email sender: {0}")]
     Transport(#[from] crate::notify::BuildError),
     #[error("cannot load the incidents: {0}")]
-    Pager(#[from] crate::pager::PagerError),
+    Pager(#[from] crate::pipeline::pager::PagerError),
     #[error("cannot build the heartbeat client: {0}")]
     Heartbeat(String),
     #[error(
@@ -214,6 +214,7 @@ struct Shared {
     probe_metrics: ProbeMetrics,
     engine_metrics: EngineMetrics,
     notify_metrics: NotifyMetrics,
+    pager_metrics: PagerMetrics,
     heartbeat_metrics: HeartbeatMetrics,
     reload_metrics: ReloadMetrics,
     form_metrics: FormMetrics,
@@ -236,10 +237,15 @@ impl Shared {
         let mut metrics = Metrics::new();
         store.register_metrics(metrics.registry_mut());
         let auth_metrics = AuthMetrics::register(metrics.registry_mut());
+        let probe_metrics = ProbeMetrics::register(metrics.registry_mut());
+        let engine_metrics = EngineMetrics::register(metrics.registry_mut());
+        let notify_metrics = NotifyMetrics::register(metrics.registry_mut());
+        let pager_metrics = PagerMetrics::register(metrics.registry_mut(), notify_metrics.clone());
         let shared = Self {
-            probe_metrics: ProbeMetrics::register(metrics.registry_mut()),
-            engine_metrics: EngineMetrics::register(metrics.registry_mut()),
-            notify_metrics: NotifyMetrics::register(metrics.registry_mut()),
+            probe_metrics,
+            engine_metrics,
+            notify_metrics,
+            pager_metrics,
             heartbeat_metrics: HeartbeatMetrics::register(metrics.registry_mut()),
             reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
             form_metrics: FormMetrics::register(metrics.registry_mut()),
@@ -378,7 +384,7 @@ impl Generation {
             PagerConfig::from_config(&config),
             Arc::clone(&runbook),
             Arc::clone(&shared.wake_sender),
-            shared.notify_metrics.clone(),
+            shared.pager_metrics.clone(),
         )?;
 
         let sources = probes.iter().map(|p| p.source().to_owned()).collect();

@@ -15,17 +15,20 @@
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
 //! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
 //! - [`doctor`]: blind spots: the rules that cannot fire on what the probes see, with the fix.
-//! - [`watch`]: the loop around the engine: applies reports, evaluates at reports and deadlines.
-//! - [`pager`]: the shell of the incident book: steps it after each evaluation, renders the due
-//!   pages and records them with the incidents in one store transaction, then wakes the sender.
+//! - [`pipeline`]: the two shells around the engine and the incident book, on one task:
+//!   - [`watch`](pipeline::watch): the loop around the engine: applies reports, evaluates at
+//!     reports and deadlines.
+//!   - [`pager`](pipeline::pager): the shell of the incident book: steps it after each evaluation,
+//!     renders the due pages and commits them with the incidents in one store transaction, then
+//!     wakes the sender.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
 //!   maintenance windows, long-lived secrets.
-//! - [`notify`]: the sender: durably queued emails out through SMTP (or `.eml` files), retried with
-//!   backoff, at most once per key, over-budget ones as one digest.
+//! - [`notify`]: the sender, woken by the pager: the emails the store holds out through SMTP (or
+//!   `.eml` files), retried with backoff, at most once per key, over-budget ones as one digest.
 //! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
-//!   ack/resolve links it carries, and the `/act/{token}` routes behind them.
+//!   ack/resolve links it carries, the `/act/{token}` routes behind them, and the budget digest.
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
@@ -61,7 +64,7 @@ pub mod metrics;
 mod mutate;
 pub mod notify;
 pub mod observe;
-pub mod pager;
+pub mod pipeline;
 pub mod probe;
 pub mod reload;
 pub mod runbook;
@@ -69,7 +72,6 @@ pub mod scenario;
 pub mod secret;
 pub mod server;
 pub mod store;
-pub mod watch;
 pub mod web;
 
 pub use daemon::{RunError, run};

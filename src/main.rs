@@ -327,7 +327,8 @@ fn rotate_link_key(files: &[std::path::PathBuf], revoke: bool) -> anyhow::Result
     let config = Config::load(files)?;
     let store = harven_watchdog::store::Store::open(&config.store.path)?;
     let keep = (!revoke).then_some(config.escalation.link_ttl);
-    let until = harven_watchdog::pager::rotate_link_key(&store, Clock::system().now(), keep)?;
+    let until =
+        harven_watchdog::pipeline::pager::rotate_link_key(&store, Clock::system().now(), keep)?;
     match until {
         Some(until) => outln!(
             "link key rotated in {}; links signed with the previous key work until {until}",

@@ -55,7 +55,7 @@ use crate::email::{human_duration, human_time, public_link};
 use crate::engine::CauseStatus;
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
-use crate::pager::PagerHandle;
+use crate::pipeline::pager::PagerHandle;
 use crate::runbook::{Locale, Runbook, Severity};
 use crate::store::Store;
 

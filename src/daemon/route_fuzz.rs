@@ -197,7 +197,7 @@ async fn start(dir: &std::path::Path) -> (Router, Known, Shared, Generation) {
 
     let key = shared
         .store
-        .get_or_create_secret(crate::pager::LINK_KEY)
+        .get_or_create_secret(crate::pipeline::pager::LINK_KEY)
         .expect("link key");
     let links = incidents
         .iter()

@@ -10,6 +10,8 @@
 //!   subject, the postmortem draft). All the judgement lives there; templates only lay it out.
 //! - `templates/`: the minijinja templates, compiled in. Only `*.html` templates are auto-escaped,
 //!   so every HTML template is named `*.html` (minijinja escapes by the template's name).
+//! - [`digest`]: the one email that replaces an incident's held emails when its hourly budget
+//!   frees up (subject, body and `X-Harven-*` headers), composed from the stored messages.
 //! - [`token`]: HMAC-signed, expiring tokens binding incident, action and level.
 //! - [`links`]: the `GET/POST /act/{token}` routes behind the links: GET only shows a confirmation
 //!   page (mail scanners fetch every link), POST acts through the [`links::Actions`] seam.
@@ -18,6 +20,7 @@
 //! pipeline decides what to send and records it before sending; this module only says what it looks
 //! like. Nothing secret is among its inputs, and `public_url` loses any user-info before it is used.
 
+pub mod digest;
 pub mod links;
 pub mod token;
 mod view;

@@ -7,9 +7,9 @@
 //! The files hold live signed ack/resolve links, so they are the owner's alone: each is created mode
 //! `0600` (its temporary file too, before a byte is written) in a directory kept at `0700`, whatever
 //! the umask. They go with their outbox rows: [`FileTransport::prune`] (run by the store's retention
-//! task) deletes the file of every row retention deletes, and any other `.eml` or temporary file
-//! older than the retention whose key has no row any more (rows pruned before files were, a crash
-//! between the two).
+//! task, through [`Sweep`]) deletes the file of every row retention deletes, and any other `.eml` or
+//! temporary file older than the retention whose key has no row any more (rows pruned before files
+//! were, a crash between the two).
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -23,6 +23,7 @@ pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
 
 use super::{SendError, SendErrorKind};
+use crate::store::retention::Sweep;
 
 /// Writes emails as `.eml` files into one directory (created when missing).
 #[derive(Debug, Clone)]
@@ -160,6 +161,27 @@ impl FileTransport {
             }
         }
         Ok(pruned)
+    }
+}
+
+/// The store's retention task deletes the files of the rows it deletes and sweeps old orphans
+/// through this; what was done, or why not, is logged here (the next round tries again).
+impl Sweep for FileTransport {
+    fn sweep(&self, forgotten: &[String], live: &[String], cutoff: SystemTime) {
+        match self.prune(forgotten, live, cutoff) {
+            Ok(f) if f.forgotten + f.orphans > 0 => tracing::info!(
+                dir = %self.dir().display(),
+                files = f.forgotten,
+                orphans = f.orphans,
+                "email files pruned with their outbox rows"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                dir = %self.dir().display(),
+                error = %e,
+                "cannot prune the email files; retried later"
+            ),
+        }
     }
 }
 

@@ -3,9 +3,12 @@
 //!
 //! # The pipeline's end
 //!
-//! The escalation policy produces pages; the pipeline renders them and calls [`enqueue`], which commits
-//! the incidents and the emails in one store transaction ([`Store::commit`]) and wakes the sender. The
-//! sender ([`run`]) never sees a page that is not on disk, and nothing else sends email.
+//! The pager renders its pages and commits them with the incidents in one store transaction
+//! ([`Store::commit`]), then wakes the sender through the [`Notify`] both were given. The sender
+//! ([`run`]) sends what the store holds: it never sees a page that is not on disk, and nothing else
+//! sends email. It knows nothing of incidents or templates: a row's bytes, recipients, level and
+//! event are all it reads (the level and event only as metric labels and log fields), and the one
+//! email it makes itself, the budget digest, is composed by [`crate::email::digest`].
 //!
 //! # Exactly once per key, at least once across a crash
 //!
@@ -30,15 +33,15 @@
 //! [`Store::commit`] holds an incident's emails beyond `max_emails_per_hour` (never a `resolved`).
 //! When the incident's rolling hour frees up, the sender replaces all its held emails by one digest
 //! (key `<incident>/digest/<n>`) listing each one's subject and first lines, threaded with the
-//! incident; the held rows become `digested`.
+//! incident; the held rows become `digested`. Its wording is [`crate::email::digest`]'s: the sender
+//! only builds it at send time, from the stored messages.
 //!
 //! # Timing
 //!
 //! The sender is a deadline loop: it sends what is due, then sleeps until the earliest of the next
 //! retry and the next digest slot (both read from the store, on the daemon's [`Clock`], which tests
-//! move by hand), or until [`enqueue`] wakes it, or until shutdown.
+//! move by hand), or until the pager wakes it after a commit, or until shutdown.
 
-mod digest;
 mod file;
 mod smtp;
 
@@ -58,10 +61,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, EmailTransport, Locale, SmtpConfig};
-use crate::incident::{Incident, Level, PageEvent};
-use crate::store::{CommitOutcome, NewEmail, OutboxEntry, Store, StoreError};
+use crate::store::{OutboxEntry, Store, StoreError};
 
-pub use digest::{Summary, summarize};
 pub use file::FileTransport;
 pub use smtp::SmtpTransport;
 
@@ -298,34 +299,22 @@ struct EmailLabels {
     result: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PageLabels {
-    level: &'static str,
-    event: &'static str,
-}
+/// The `result` labels of `emails_total`: the sender's three, and `held`, which the pager counts
+/// when its commit holds an email over the budget.
+pub const EMAIL_RESULTS: [&str; 4] = ["sent", "retry", "failed", "held"];
 
-/// The `event` labels of `emails_total`: the pages' events and the budget's digest.
-const EMAIL_EVENTS: [&str; 6] = [
-    "opened",
-    "escalated",
-    "reminder",
-    "reopened",
-    "resolved",
-    "digest",
-];
-
-/// The `result` labels of `emails_total`.
-const EMAIL_RESULTS: [&str; 4] = ["sent", "retry", "failed", "held"];
-
-/// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_pages_total{level,event}`,
-/// `harven_watchdog_outbox_depth` and `harven_watchdog_email_send_duration_seconds`.
+/// `harven_watchdog_emails_total{level,event,result}`, `harven_watchdog_outbox_depth` and
+/// `harven_watchdog_email_send_duration_seconds`: what became of the outbox's emails. Shared (the
+/// families are handles): the sender counts what it sends and sets the gauge after each round; the
+/// pager counts what its commits hold and sets the gauge after each commit.
 ///
-/// Every label set the counters can take exists from the start at 0, so an `increase()` over them
-/// sees the first failure (a series born at 1 has no increase to show).
+/// The level and event labels are whatever the rows carry; the sender does not know their values.
+/// Whoever does ([`declare`](Self::declare), from the pager's metrics) creates every label set at 0
+/// from the start, so an `increase()` over them sees the first failure (a series born at 1 has no
+/// increase to show).
 #[derive(Debug, Clone)]
 pub struct NotifyMetrics {
     emails: Family<EmailLabels, Counter>,
-    pages: Family<PageLabels, Counter>,
     depth: Gauge,
     duration: Histogram,
 }
@@ -334,7 +323,6 @@ impl Default for NotifyMetrics {
     fn default() -> Self {
         Self {
             emails: Family::default(),
-            pages: Family::default(),
             depth: Gauge::default(),
             duration: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         }
@@ -351,11 +339,6 @@ impl NotifyMetrics {
             m.emails.clone(),
         );
         registry.register(
-            "pages",
-            "Pages the escalation decided and recorded, by level and event (one email each)",
-            m.pages.clone(),
-        );
-        registry.register(
             "outbox_depth",
             "Emails waiting in the outbox: pending and held",
             m.depth.clone(),
@@ -366,34 +349,23 @@ impl NotifyMetrics {
             Unit::Seconds,
             m.duration.clone(),
         );
-        for level in Level::ALL {
-            for event in EMAIL_EVENTS {
-                for result in EMAIL_RESULTS {
-                    let _ = m.emails.get_or_create(&EmailLabels {
-                        level: level.as_str().to_owned(),
-                        event: event.to_owned(),
-                        result,
-                    });
-                }
-            }
-            for event in PageEvent::ALL {
-                let _ = m.pages.get_or_create(&PageLabels {
-                    level: level.as_str(),
-                    event: event.as_str(),
-                });
-            }
-        }
         m
     }
 
-    /// Counts one page recorded by the pager.
-    pub fn page(&self, level: Level, event: PageEvent) {
-        self.pages
-            .get_or_create(&PageLabels {
-                level: level.as_str(),
-                event: event.as_str(),
-            })
-            .inc();
+    /// Creates `emails_total{level,event,result}` at 0 for every result of [`EMAIL_RESULTS`].
+    pub fn declare(&self, level: &str, event: &str) {
+        for result in EMAIL_RESULTS {
+            let _ = self.emails.get_or_create(&EmailLabels {
+                level: level.to_owned(),
+                event: event.to_owned(),
+                result,
+            });
+        }
+    }
+
+    /// Counts one email held over its incident's hourly budget (by the pager's commit).
+    pub fn held(&self, level: &str, event: &str) {
+        self.count(level, event, "held");
     }
 
     fn count(&self, level: &str, event: &str, result: &'static str) {
@@ -406,7 +378,9 @@ impl NotifyMetrics {
             .inc();
     }
 
-    fn set_depth(&self, store: &Store) {
+    /// Sets `outbox_depth` from the store (pending and held rows); a failed read is logged and
+    /// leaves the gauge as it was. Synchronous, like the store.
+    pub fn set_depth(&self, store: &Store) {
         match store.outbox_depth() {
             Ok(d) => {
                 self.depth.set(i64::try_from(d.total()).unwrap_or(i64::MAX));
@@ -418,38 +392,9 @@ impl NotifyMetrics {
     }
 }
 
-/// The pipeline's one call: records `incidents` and queues `emails` in one transaction (see
-/// [`Store::commit`]), counts the held ones, and wakes the sender. Synchronous, like the store: call
-/// it from `spawn_blocking`.
-///
-/// `wake` is the sender's [`Notify`]; `notify_one` keeps a permit when the sender is busy, so a wake
-/// between its query and its sleep is not lost.
-pub fn enqueue(
-    store: &Store,
-    incidents: &[Incident],
-    emails: &[NewEmail],
-    budget: Option<u32>,
-    now: Timestamp,
-    metrics: &NotifyMetrics,
-    wake: &Notify,
-) -> Result<CommitOutcome, StoreError> {
-    let outcome = store.commit(incidents, emails, budget, now)?;
-    for email in emails.iter().filter(|e| outcome.held.contains(&e.key)) {
-        metrics.count(email.level.as_str(), email.event.as_str(), "held");
-        tracing::info!(key = %email.key, "email held: the incident is over its hourly email budget");
-    }
-    for key in &outcome.duplicates {
-        tracing::debug!(key = %key, "email already in the ledger; not queued again");
-    }
-    metrics.set_depth(store);
-    if !outcome.queued.is_empty() || !outcome.held.is_empty() {
-        wake.notify_one();
-    }
-    Ok(outcome)
-}
-
-/// Sends due emails until `shutdown`: see the module documentation. `wake` is notified by
-/// [`enqueue`]; `clock` is the daemon's wall clock.
+/// Sends due emails until `shutdown`: see the module documentation. `wake` is notified by whoever
+/// commits emails (the pager, after each commit that queued or held one); `clock` is the daemon's
+/// wall clock.
 pub async fn run<T: Transport>(
     store: Arc<Store>,
     transport: T,
@@ -708,12 +653,12 @@ impl<T: Transport> Sender<T> {
                     return Ok(None);
                 }
                 let key = s.next_digest_key(&incident)?;
-                let digest = digest::build(&key, &held, &from, now, locale).map_err(|detail| {
-                    RoundError::Digest {
+                let digest = crate::email::digest::build(&key, &held, &from, now, locale).map_err(
+                    |detail| RoundError::Digest {
                         incident: incident.clone(),
                         detail,
-                    }
-                })?;
+                    },
+                )?;
                 Ok::<_, RoundError>(s.release_held(&digest, now)?.then_some((key, held.len())))
             })
             .await?;

@@ -12,19 +12,20 @@
 //! outage of any length leaves the store bounded. Run-time maintenance windows that ended more than
 //! `retention` ago go too.
 //!
-//! Emails written as `.eml` files (no `[smtp] host`) hold live signed links: the task deletes the file
-//! of every row it deletes, and sweeps older files left without a row (see
-//! [`FileTransport::prune`]), so the directory is bounded like the store.
+//! Emails written as `.eml` files (no `[smtp] host`) hold live signed links: after each prune the task
+//! hands a [`Sweep`] the keys of the rows it deleted and those still in the outbox, so the file of
+//! every deleted row goes and older files left without a row are swept, and the directory is bounded
+//! like the store. The store knows nothing of files: the sender's file transport implements
+//! [`Sweep`] (`notify::FileTransport`), and the daemon hands it to [`run`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
 use super::{Result, Store};
 use crate::clock::{Clock, Timestamp};
-use crate::notify::FileTransport;
 
 /// How often the retention task runs (on the daemon's clock); it also runs once at start-up.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -106,12 +107,23 @@ impl Store {
     }
 }
 
-/// One round of retention at `now`: the store, then the `.eml` files in `files`' directory (those
-/// of the rows deleted, and older ones left without a row). A failure to delete files is logged and
-/// left for the next round; the store's pruning stands.
-pub fn prune_once(
+/// What goes with the outbox rows retention deletes, outside the store: the `.eml` files the file
+/// transport wrote (`notify::FileTransport` implements it). The store says which keys went and which
+/// stay; the implementation deletes what is its own.
+pub trait Sweep: Send + Sync + 'static {
+    /// Deletes what belongs to `forgotten` (the keys whose rows were just deleted), then what was last
+    /// modified before `cutoff` and belongs to no key of `live` (the keys still in the outbox).
+    /// Synchronous: called on the blocking pool. A failure is the implementation's to log; the next
+    /// round tries again, and the store's pruning stands.
+    fn sweep(&self, forgotten: &[String], live: &[String], cutoff: SystemTime);
+}
+
+/// One round of retention at `now`: the store, then `files` (the `.eml` files of the rows deleted,
+/// and older ones left without a row). A failure to delete files is logged by `files` and left for
+/// the next round; the store's pruning stands.
+pub fn prune_once<S: Sweep + ?Sized>(
     store: &Store,
-    files: &FileTransport,
+    files: &S,
     now: Timestamp,
     retention: Duration,
 ) -> Result<Pruned> {
@@ -119,38 +131,26 @@ pub fn prune_once(
     let live = store.outbox_keys()?;
     let cutoff = std::time::UNIX_EPOCH
         + Duration::from_millis(u64::try_from((now - retention).as_unix_millis()).unwrap_or(0));
-    match files.prune(&pruned.forgotten, &live, cutoff) {
-        Ok(f) if f.forgotten + f.orphans > 0 => tracing::info!(
-            dir = %files.dir().display(),
-            files = f.forgotten,
-            orphans = f.orphans,
-            "email files pruned with their outbox rows"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(
-            dir = %files.dir().display(),
-            error = %e,
-            "cannot prune the email files; retried later"
-        ),
-    }
+    files.sweep(&pruned.forgotten, &live, cutoff);
     Ok(pruned)
 }
 
-/// Prunes `store` and the `.eml` files in `files`' directory ([`prune_once`]) at start-up and then
-/// every [`PRUNE_EVERY`] of `clock` time, until `shutdown`. A failure is logged and tried again at
-/// the next round: nothing depends on pruning being prompt.
-pub async fn run(
+/// Prunes `store` and sweeps `files` ([`prune_once`]) at start-up and then every [`PRUNE_EVERY`] of
+/// `clock` time, until `shutdown`. A failure is logged and tried again at the next round: nothing
+/// depends on pruning being prompt.
+pub async fn run<S: Sweep>(
     store: Arc<Store>,
-    files: FileTransport,
+    files: S,
     retention: Duration,
     clock: Clock,
     shutdown: CancellationToken,
 ) {
+    let files = Arc::new(files);
     loop {
         let now = clock.now();
-        let (task_store, task_files) = (Arc::clone(&store), files.clone());
+        let (task_store, task_files) = (Arc::clone(&store), Arc::clone(&files));
         match tokio::task::spawn_blocking(move || {
-            prune_once(&task_store, &task_files, now, retention)
+            prune_once(&task_store, &*task_files, now, retention)
         })
         .await
         {

@@ -528,7 +528,7 @@ async fn email_link_tokens_act_on_their_incident_through_the_api() {
     // A link token signed by this watchdog's own key, but expired an hour ago: authentic, too late.
     let store = Store::open(data.path().join("watchdog.db")).expect("store");
     let key = store
-        .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
+        .get_or_create_secret(harven_watchdog::pipeline::pager::LINK_KEY)
         .expect("the link key");
     let now = d.hand.now();
     let expired = token::sign(

@@ -295,7 +295,7 @@ fn seed_incident(db: &Path) -> String {
     .expect("incident");
     store.save_incidents(&[incident]).expect("saved");
     let key = store
-        .get_or_create_secret(harven_watchdog::pager::LINK_KEY)
+        .get_or_create_secret(harven_watchdog::pipeline::pager::LINK_KEY)
         .expect("key");
     let claims = Claims::new(
         INCIDENT,

@@ -1434,8 +1434,7 @@ fn link_on(text: &str, label: &str) -> String {
 /// was not told about); the reopened email's own links act.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
-    use harven_watchdog::notify::NotifyMetrics;
-    use harven_watchdog::pager::{Pager, PagerConfig, PagerHandle};
+    use harven_watchdog::pipeline::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
     use harven_watchdog::store::Store;
 
     crate::support::init();
@@ -1468,7 +1467,7 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
         PagerConfig::from_config(&config),
         Arc::clone(&scene.runbook),
         Arc::new(tokio::sync::Notify::new()),
-        NotifyMetrics::default(),
+        PagerMetrics::default(),
     )
     .expect("the pager");
     let keys = pager.link_keys();
@@ -1613,7 +1612,7 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
 /// the keys when it opens ([`load_link_keys`]), which is what a reload or restart does.
 #[test]
 fn rotating_the_link_key_keeps_old_links_until_they_expire_unless_revoked() {
-    use harven_watchdog::pager::load_link_keys;
+    use harven_watchdog::pipeline::pager::load_link_keys;
     use harven_watchdog::store::Store;
 
     let data = tempfile::tempdir().expect("tempdir");

@@ -14,6 +14,7 @@ use harven_watchdog::notify::{
     self, AnyTransport, Backoff, FileTransport, NotifyMetrics, SenderConfig, SmtpTransport,
     Transport,
 };
+use harven_watchdog::pipeline::pager::PagerMetrics;
 use harven_watchdog::secret::Secret;
 use harven_watchdog::store::{EmailStatus, NewEmail, OutboxEntry, Store};
 use lettre::Message;
@@ -100,6 +101,8 @@ struct Rig {
     hand: ManualClock,
     wake: Arc<Notify>,
     metrics: NotifyMetrics,
+    /// The pager's counts (held emails), over `metrics`: what the pager's commit records.
+    pager_metrics: PagerMetrics,
     registry: Registry,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -114,6 +117,7 @@ impl Rig {
         let (clock, hand) = Clock::manual(T0);
         let mut registry = Registry::with_prefix("harven_watchdog");
         let metrics = NotifyMetrics::register(&mut registry);
+        let pager_metrics = PagerMetrics::register(&mut registry, metrics.clone());
         Rig {
             _dir: dir,
             path,
@@ -122,6 +126,7 @@ impl Rig {
             hand,
             wake: Arc::new(Notify::new()),
             metrics,
+            pager_metrics,
             registry,
             shutdown: CancellationToken::new(),
             task: None,
@@ -145,14 +150,15 @@ impl Rig {
         )));
     }
 
+    /// Commits `emails` as the pager does (one transaction, held ones counted, the sender woken).
     fn enqueue(&self, emails: &[NewEmail]) -> harven_watchdog::store::CommitOutcome {
-        notify::enqueue(
+        harven_watchdog::pipeline::pager::commit(
             &self.store,
             &[],
             emails,
             self.budget,
             self.hand.now(),
-            &self.metrics,
+            &self.pager_metrics,
             &self.wake,
         )
         .expect("enqueue")
@@ -829,7 +835,7 @@ async fn held_emails_go_out_as_one_digest_threaded_with_the_incident() {
     assert_eq!(rcpt, vec!["devops@harven.ai", "techlead@harven.ai"]);
     let body = digest.text().expect("a text body");
     for held in [&r1, &r2] {
-        let subject = notify::summarize(&held.message, 1).subject;
+        let subject = harven_watchdog::email::digest::summarize(&held.message, 1).subject;
         assert!(body.contains(&subject), "{subject:?} not in:\n{body}");
     }
     assert!(

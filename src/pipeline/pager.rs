@@ -6,6 +6,14 @@
 //! Restart safety: the book is rebuilt from the store's newest incident per section; a page whose
 //! email is already in the outbox (by key) is never queued again, and one that was decided but not
 //! committed before a crash is decided again, with the same key, after the restart.
+//!
+//! `render.rs` makes a page's email; `commit.rs` is the transaction, the sender's wake-up and what the
+//! pager counts ([`PagerMetrics`]). The pager knows the store and a [`Notify`], not the sender.
+
+mod commit;
+mod render;
+
+pub use commit::{PagerMetrics, commit};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +24,11 @@ use url::Url;
 
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::email::links::{ActionError as LinkError, ActionLinks, Actions};
+use crate::email::Renderer;
+use crate::email::links::{ActionError as LinkError, Actions};
 use crate::email::token::LinkKeys;
-use crate::email::{EmailInput, Renderer};
 use crate::engine::{EngineState, Evaluation};
-use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
-use crate::notify::{self, NotifyMetrics};
+use crate::incident::{ActionError, Book, Incident, Level, Policy, Window};
 use crate::runbook::{Locale, Runbook};
 use crate::store::{NewEmail, Store, StoreError};
 
@@ -94,14 +101,6 @@ impl PagerConfig {
                 .collect(),
         }
     }
-
-    fn recipients(&self, level: Level) -> &[Mailbox] {
-        &self.to[match level {
-            Level::L1 => 0,
-            Level::L2 => 1,
-            Level::L3 => 2,
-        }]
-    }
 }
 
 /// Why a step could not be recorded. The step is retried at the next evaluation: nothing was
@@ -120,8 +119,9 @@ pub struct Pager {
     runbook: Arc<Runbook>,
     renderer: Renderer,
     keys: Arc<LinkKeys>,
+    /// The sender's wake-up, notified after each commit that stored an email for it.
     sender: Arc<Notify>,
-    metrics: NotifyMetrics,
+    metrics: PagerMetrics,
     /// The latest evaluation: a page due at a deadline, or after an ack or resolve, is rendered with
     /// the diagnosis as it stood then.
     last: Option<Evaluation>,
@@ -146,7 +146,7 @@ impl Pager {
         config: PagerConfig,
         runbook: Arc<Runbook>,
         sender: Arc<Notify>,
-        metrics: NotifyMetrics,
+        metrics: PagerMetrics,
     ) -> Result<Self, PagerError> {
         let book = Book::new(store.latest_per_section()?);
         let keys = Arc::new(load_link_keys(&store)?);
@@ -231,7 +231,7 @@ impl Pager {
             .filter_map(|id| book.get(id).cloned())
             .collect();
         let budget = Some(self.config.budget);
-        let outcome = notify::enqueue(
+        let outcome = commit(
             &self.store,
             &incidents,
             &emails,
@@ -263,55 +263,6 @@ impl Pager {
             ends: w.window.ends,
         }));
         Ok(windows)
-    }
-
-    /// Renders the email of `page`. A rendering failure (a template bug) must not lose the page: it
-    /// falls back to a plain message with the same headers and the incident's essentials.
-    fn email(&self, book: &Book, eval: &Evaluation, page: &Page, now: Timestamp) -> NewEmail {
-        let recipients = self.config.recipients(page.level);
-        let envelope: Vec<String> = recipients.iter().map(|m| m.email.to_string()).collect();
-        let incident = book
-            .get(&page.incident)
-            .expect("a page names an incident of the book");
-        let links = (page.event != PageEvent::Resolved).then(|| {
-            ActionLinks::sign(
-                &self.keys,
-                &self.config.public_url,
-                &incident.id,
-                incident.reopened,
-                page.level,
-                now,
-                self.config.link_ttl,
-            )
-        });
-        let rendered = eval
-            .sections
-            .iter()
-            .find(|s| s.section == incident.section)
-            .map(|section| {
-                self.renderer.render(&EmailInput {
-                    incident,
-                    page,
-                    section,
-                    symptoms: &eval.symptoms,
-                    runbook: &self.runbook,
-                    recipients,
-                    from: &self.config.from,
-                    public_url: &self.config.public_url,
-                    locale: self.config.locale,
-                    links: links.as_ref(),
-                    now,
-                })
-            });
-        let message = match rendered {
-            Some(Ok(r)) => r.formatted(),
-            Some(Err(e)) => {
-                tracing::error!(key = %page.key, error = %e, "email rendering failed; sending the plain fallback");
-                crate::email::fallback(incident, page, recipients, &self.config.from, now)
-            }
-            None => crate::email::fallback(incident, page, recipients, &self.config.from, now),
-        };
-        NewEmail::for_page(page, envelope, message)
     }
 
     /// Refuses an email link's action when the incident reopened after the link was issued in

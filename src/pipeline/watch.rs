@@ -21,7 +21,7 @@ use crate::doctor::BlindSpot;
 use crate::engine::{Engine, Evaluation, Event, SymptomState};
 use crate::incident::{Book, IncidentState, Level};
 use crate::observe::{Evidence, ProbeReport, Reading, Value};
-use crate::pager::{Command, Pager};
+use crate::pipeline::pager::{Command, Pager};
 use crate::runbook::Runbook;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

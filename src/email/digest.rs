@@ -1,9 +1,12 @@
-//! The budget digest: one email that carries every held email of an incident.
+//! The budget digest: one email that carries every held email of an incident, in pt-BR or English.
 //!
 //! The held messages are stored rendered, so the digest reads them back: the subject (RFC 2047
 //! decoded) and the first lines of the plain-text part (quoted-printable or base64 decoded) of each,
 //! in the order they were held. It threads with the incident (`In-Reply-To`/`References` copied from
 //! the held messages) and carries the `X-Harven-*` headers, with `X-Harven-Event: digest`.
+//!
+//! Like the rest of `email/`, composing is pure: the sender reads the held rows from the store,
+//! calls [`build`] and records the result; nothing here touches the store or reads a clock.
 
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
