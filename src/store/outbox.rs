@@ -171,6 +171,7 @@ pub struct DigestSlot {
 pub struct NewDigest {
     /// From [`Store::next_digest_key`]: `<incident>/digest/<n>`.
     pub key: String,
+    /// The incident whose held emails it carries (checked against each held row).
     pub incident: String,
     /// The highest level among the held emails.
     pub level: Level,
