@@ -25,8 +25,8 @@ pub struct Spec {
     /// `probe.reading`: always prefixed by its probe's name (a test holds it), so a name says
     /// where to look.
     pub name: &'static str,
-    /// The probe that produces it: a failing source of that name makes a condition over it
-    /// unknown, and a pending rule over it hurries that probe.
+    /// The probe that produces it: a condition with nothing to read blames a failing source of
+    /// that name, and a pending rule over it hurries that probe.
     pub probe: &'static str,
     /// What the runbook's loader checks a condition's operator and value against.
     pub kind: Kind,
