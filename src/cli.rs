@@ -18,10 +18,12 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// What to do; none means `run`.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// The subcommands; each variant's doc comment is its line in `--help`.
 #[derive(Debug, Subcommand, PartialEq, Eq)]
 pub enum Command {
     /// Run the daemon (the default).
@@ -64,6 +66,7 @@ pub enum Command {
     },
 }
 
+/// How the daemon's log lines are written; each variant's doc comment is its help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.

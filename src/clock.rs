@@ -32,10 +32,12 @@ impl Timestamp {
     /// The latest date: 9999-12-31T23:59:59.999Z.
     pub const LATEST: Self = Self(253_402_300_799_999);
 
+    /// Any value, date or not: a stored row is read back as it was written, and `Display` copes.
     pub const fn from_unix_millis(ms: i64) -> Self {
         Self(ms)
     }
 
+    /// What the store persists and compares in SQL.
     pub const fn as_unix_millis(self) -> i64 {
         self.0
     }
@@ -92,6 +94,8 @@ impl Timestamp {
         Self(i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX }))
     }
 
+    /// Before the epoch is negative (a clock set to 1969 is still a time); past `i64`
+    /// milliseconds (about 292 million years) saturates.
     fn from_system(t: SystemTime) -> Self {
         match t.duration_since(UNIX_EPOCH) {
             Ok(d) => Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
@@ -142,8 +146,10 @@ impl fmt::Display for Timestamp {
 #[derive(Clone, Debug)]
 pub struct Clock(Arc<Source>);
 
+/// Where a [`Clock`]'s time comes from; shared by every clone.
 #[derive(Debug)]
 enum Source {
+    /// `SystemTime::now()`: wall time, which can jump (see [`MAX_SYSTEM_WAIT`]).
     System,
     /// Time moves only when a [`ManualClock`] sets it; waiters are woken through the channel.
     Manual(watch::Sender<Timestamp>),
@@ -177,6 +183,8 @@ impl Clock {
     /// Completes once `now() >= deadline`. Cancel-safe: dropping the future abandons the wait.
     pub async fn sleep_until(&self, deadline: Timestamp) {
         match &*self.0 {
+            // Sleeps on tokio's monotonic timer in slices, re-reading the wall clock after each:
+            // a wall deadline cannot be given to a monotonic timer once and trusted.
             Source::System => loop {
                 let left = deadline.saturating_since(self.now());
                 if left.is_zero() {
@@ -210,7 +218,8 @@ impl ManualClock {
         }
     }
 
-    /// Sets the time. Going backwards is allowed (a wall clock can be stepped back).
+    /// Sets the time, waking every wait whose deadline has come. Going backwards is allowed (a wall
+    /// clock can be stepped back).
     pub fn set(&self, t: Timestamp) {
         if let Source::Manual(tx) = &*self.0.0 {
             tx.send_replace(t);

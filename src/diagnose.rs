@@ -20,7 +20,9 @@ use crate::runbook::{Locale, Runbook, Severity};
 pub struct Report {
     /// When the pass started (RFC 3339, UTC).
     pub at: String,
+    /// Every probe, in the order they are built (Prometheus first, Docker last).
     pub sources: Vec<SourceLine>,
+    /// Every key the probes reported, sorted by name and labels.
     pub observations: Vec<ObservationLine>,
     /// Rules whose condition holds now (they fire once it has held for their `for`), and rules that
     /// cannot be evaluated now.
@@ -34,13 +36,19 @@ pub struct Report {
 /// A rule that holds now, or cannot be evaluated.
 #[derive(Debug, Serialize)]
 pub struct SymptomLine {
+    /// The rule's ID.
     pub rule: String,
+    /// Its section's ID.
     pub section: String,
+    /// The instance (empty for a rule with one).
     pub labels: Labels,
+    /// The rule's summary in the configured locale.
     pub summary: String,
+    /// The rule's severity.
     pub severity: Severity,
-    /// `holds` or `unknown`.
+    /// `holds` or `unknown`. One pass cannot say "firing": `for` has not elapsed on a fresh engine.
     pub state: &'static str,
+    /// The value that holds (none when unknown).
     pub value: Option<Value>,
     /// Why it cannot be evaluated.
     pub note: Option<String>,
@@ -49,20 +57,26 @@ pub struct SymptomLine {
 /// A section with a symptom holding now, and its ranked causes.
 #[derive(Debug, Serialize)]
 pub struct SectionLine {
+    /// The section's ID.
     pub section: String,
+    /// Its title in the configured locale.
     pub title: String,
     /// The highest severity among its holding rules.
     pub severity: Severity,
+    /// Every cause, ranked, with its evidence lines.
     pub diagnosis: Diagnosis,
 }
 
 /// One source: whether it answered, how fast, and why not.
 #[derive(Debug, Serialize)]
 pub struct SourceLine {
+    /// The source's name (`prometheus`, `status.openai`).
     pub source: String,
     /// `ok` or `failing`.
     pub state: &'static str,
+    /// How long its poll took (a timeout ends at the probe's `timeout`).
     pub took_seconds: f64,
+    /// Why it failed (`kind` and `detail`), when it did.
     pub failure: Option<Failure>,
 }
 
@@ -71,6 +85,7 @@ pub struct SourceLine {
 pub struct ObservationLine {
     /// The catalogue name, e.g. `prometheus.p95_seconds`.
     pub key: &'static str,
+    /// The instance's labels, as an object (`{}` without).
     pub labels: Labels,
     /// `value`, `no_data` or `unknown`.
     pub state: &'static str,
@@ -79,7 +94,9 @@ pub struct ObservationLine {
     /// Why there is no value (no traffic, a refused query); with a value, how the probe read it
     /// (which histogram, which formula), or null.
     pub detail: Option<String>,
+    /// When the poll that read it started (RFC 3339, UTC).
     pub observed_at: String,
+    /// Seconds from then to when the report was built: a slow source's values are older.
     pub age_seconds: f64,
 }
 
@@ -90,6 +107,7 @@ pub async fn run(
     runbook: Arc<Runbook>,
     locale: Locale,
 ) -> Report {
+    // Every probe at once, each under its own timeout: the pass takes as long as the slowest.
     let at = clock.now();
     let reports = probe::poll_all(probes, clock).await;
     build(at, clock.now(), reports, runbook, locale)
@@ -137,6 +155,7 @@ pub fn build(
         })
         .collect();
     // One evaluation on a fresh engine: a rule holding now is pending (or firing when its `for` is 0).
+    // The doctor first, as the watch loop does, so `watchdog.rule_blind` reads its verdicts.
     let blind_spots = crate::doctor::apply(&runbook, &mut evidence, now);
     let eval = Engine::new(runbook, locale).evaluate(&evidence, now);
     let symptoms: Vec<SymptomLine> = eval
@@ -154,6 +173,8 @@ pub fn build(
             note: s.note.clone(),
         })
         .collect();
+    // Only sections with a rule holding: the ranking is what to read during an incident, and the
+    // quiet sections' would bury it.
     let diagnoses = eval
         .sections
         .into_iter()
@@ -182,7 +203,8 @@ pub fn build(
 }
 
 impl Report {
-    /// The report as a table for a terminal.
+    /// The report as a table for a terminal (the JSON, not this, is the stable shape); actions,
+    /// commands and the vendor are shown for likely causes only.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "harven-watchdog diagnose at {}\n", self.at);

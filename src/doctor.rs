@@ -155,6 +155,8 @@ fn causes_of(
     if let Some(list) = by_obs.get(obs) {
         found.extend(list.iter().cloned());
     }
+    // `prometheus.*` (no request series) blinds every reading made from the backend's metrics,
+    // but not `backend_up`: it reads Prometheus' own `up`, which has its own blind spot (`no_job`).
     if obs.starts_with("prometheus.")
         && obs != "prometheus.backend_up"
         && let Some(list) = by_obs.get("prometheus.*")

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HeartbeatConfig;
 
+/// `result="ok"` or `"failed"`; never the URL or its host (the URL is a secret, and a label would
+/// outlive a reload that changed it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -25,6 +27,8 @@ pub struct HeartbeatMetrics {
 }
 
 impl HeartbeatMetrics {
+    /// Registers the family in `registry` (once: every configuration generation's heartbeat
+    /// records into the same counters).
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
@@ -53,6 +57,9 @@ pub async fn run(
         let _ = metrics.sent.get_or_create(&ResultLabel { result });
     }
     let mut failing = false;
+    // Monotonic ticks, the first at once. `Delay`: a ping that ran long (up to the timeout, which
+    // is shorter than the interval) or a stalled runtime pushes the next one back instead of
+    // firing a burst to catch up; the checker only needs pings to keep coming.
     let mut ticks = tokio::time::interval(config.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -65,6 +72,8 @@ pub async fn run(
             .timeout(config.timeout)
             .send()
             .await;
+        // Success is a 2xx (after the redirects the default client follows): a 4xx means the URL is
+        // wrong, and then the checker is not being pinged at all.
         let ok = matches!(&outcome, Ok(r) if r.status().is_success());
         metrics
             .sent

@@ -31,8 +31,12 @@ macro_rules! out {
     }};
 }
 
+/// Only the daemon installs the log subscriber: the one-shot commands print their own report
+/// (stdout) and problems (stderr), and their probes' events go nowhere. `check-config` and `test`
+/// exit with their own code, having printed every problem; the others print their one error.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any client is built: reqwest is built without a default TLS provider.
     harven_watchdog::install_crypto_provider();
     let command = cli.command.unwrap_or(Command::Run);
     let result = match command {
@@ -55,6 +59,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// `check-config`: the merged configuration and the runbook checked against it (roles included),
+/// then a summary of what the daemon would do (who is paged when, where emails go), so a person
+/// sees the effect of the layers, not just "OK". Secrets are never printed.
 fn check_config(files: &[std::path::PathBuf], live: bool) -> ExitCode {
     match Config::load(files) {
         Ok(config) => {
@@ -141,6 +148,7 @@ fn check_config(files: &[std::path::PathBuf], live: bool) -> ExitCode {
 /// show, each with its fix. Fails on a blind spot, or on a source that cannot be read (its rules
 /// cannot be checked).
 fn check_live(config: &Config, runbook: Runbook) -> ExitCode {
+    // A one-shot: a current-thread runtime is enough, and the probes poll concurrently on it.
     let report = (|| -> anyhow::Result<harven_watchdog::diagnose::Report> {
         let mut probes = harven_watchdog::probe::build_all(config, &runbook.wanted())?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -160,6 +168,8 @@ fn check_live(config: &Config, runbook: Runbook) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A source that cannot be read fails the check as a blind spot does: its rules could not be
+    // checked, and passing would say they can fire.
     outln!("live check");
     let mut ok = true;
     for s in &report.sources {
@@ -203,8 +213,11 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// The daemon: configuration, runtime, the listening socket, the signal handlers, then the
+/// library's [`harven_watchdog::run`] until a signal stops it.
 fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     limit_malloc_arenas();
+    // Kept for reloads: a SIGHUP reads the same files and environment again.
     let source = ConfigSource::process(files.to_vec());
     let config = source.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -213,6 +226,7 @@ fn run(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // Bound here, before anything starts: a port in use fails the start, naming the key.
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| {
@@ -255,6 +269,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 /// Runs scenario files against the configured runbook; exit 1 if any fails or cannot run.
 fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]) -> ExitCode {
+    // `load`, not `load_for`: a scenario reports role observations itself, so the runbook's roles
+    // need no mapping to containers offline.
     let loaded = Config::load(files)
         .map_err(anyhow::Error::from)
         .and_then(|c| {
@@ -271,6 +287,7 @@ fn test_scenarios(files: &[std::path::PathBuf], scenarios: &[std::path::PathBuf]
             return ExitCode::FAILURE;
         }
     };
+    // Every file runs, whatever an earlier one did: one report of all of them, like `promtool`.
     let (mut passed, mut failed) = (0, 0);
     for path in scenarios {
         match harven_watchdog::scenario::run_file(path, &runbook, &policy) {
@@ -313,6 +330,7 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
         runbook,
         config.runbook.locale,
     ));
+    // The table ends with its own newline; the JSON does not.
     if json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -325,6 +343,8 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
 /// it signed expire (or not at all with `--revoke`).
 fn rotate_link_key(files: &[std::path::PathBuf], revoke: bool) -> anyhow::Result<()> {
     let config = Config::load(files)?;
+    // Safe beside a running daemon: the store is WAL with a busy timeout, made for a second
+    // process on the file; the daemon reads the new key at its next reload.
     let store = harven_watchdog::store::Store::open(&config.store.path)?;
     let keep = (!revoke).then_some(config.escalation.link_ttl);
     let until =
@@ -352,6 +372,7 @@ fn healthcheck(files: &[std::path::PathBuf], url: Option<String>) -> anyhow::Res
         None => {
             let config = Config::load(files)?;
             let mut addr = config.server.listen;
+            // Listening on every address (`0.0.0.0`, `::`): ask on 127.0.0.1.
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
@@ -361,6 +382,7 @@ fn healthcheck(files: &[std::path::PathBuf], url: Option<String>) -> anyhow::Res
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Any 2xx is alive; `/healthz` answers 200 while the process serves (readiness is `/readyz`).
     runtime.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))

@@ -19,11 +19,15 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// The registry and the metric handles the daemon's components record into.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Prefixed `harven_watchdog`; families are registered once, at start-up (a reload records
+    /// into the same handles: a series must not vanish and come back as a reset).
     registry: Registry,
 }
 
+/// The labels of `harven_watchdog_build_info`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
+    /// The crate's version.
     version: &'static str,
     /// `release` or `debug`: a debug build's figures are not the product's.
     profile: &'static str,
@@ -77,6 +81,8 @@ impl Default for Metrics {
 struct ProcessCollector;
 
 impl Collector for ProcessCollector {
+    /// Each figure that cannot be read (no `/proc`, a restricted container) is left out rather
+    /// than failing the scrape: the rest of `/metrics` matters more.
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Ok(me) = procfs::process::Process::myself() else {
             return Ok(());
@@ -85,6 +91,9 @@ impl Collector for ProcessCollector {
         let ticks = procfs::ticks_per_second() as f64;
         let page = procfs::page_size();
 
+        // `stat` counts CPU in clock ticks and resident memory in pages: converted to the seconds
+        // and bytes the names promise. The names are the client libraries' standard `process_*`
+        // ones, under this daemon's prefix.
         let cpu = (stat.utime + stat.stime) as f64 / ticks;
         let c = ConstCounter::new(cpu);
         c.encode(encoder.encode_descriptor(
@@ -124,6 +133,7 @@ impl Collector for ProcessCollector {
                 n as f64,
             )?;
         }
+        // The soft limit is the one `open` fails at; "unlimited" exports nothing.
         let max_fds = me.limits().map(|l| l.max_open_files.soft_limit);
         if let Ok(procfs::process::LimitValue::Value(max)) = max_fds {
             gauge(
@@ -134,6 +144,7 @@ impl Collector for ProcessCollector {
                 max as f64,
             )?;
         }
+        // `starttime` is in ticks since boot: the boot time makes it a Unix time.
         if let Ok(boot) = procfs::boot_time_secs() {
             let start = boot as f64 + stat.starttime as f64 / ticks;
             gauge(
@@ -148,6 +159,7 @@ impl Collector for ProcessCollector {
     }
 }
 
+/// Writes one gauge family of one value, read at this scrape.
 fn gauge(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,

@@ -56,13 +56,22 @@ impl std::fmt::Display for Trigger {
 pub enum Outcome {
     /// The new configuration runs. `restart_required` names the keys of [`RESTART_ONLY`] that changed;
     /// their running values stay in force.
-    Applied { restart_required: Vec<&'static str> },
+    Applied {
+        /// The restart-only keys the new configuration changed, in [`RESTART_ONLY`]'s order.
+        restart_required: Vec<&'static str>,
+    },
     /// The configuration (or the runbook it names) is invalid: every problem, as `check-config`
     /// words it. The running configuration stays.
-    Invalid { problems: Vec<String> },
+    Invalid {
+        /// Every problem, one line each.
+        problems: Vec<String>,
+    },
     /// The configuration is valid but its tasks could not be started; the running configuration
     /// stays (or was started again).
-    Failed { reason: String },
+    Failed {
+        /// Why the new generation could not start (a probe's client, the email transport).
+        reason: String,
+    },
     /// The daemon is shutting down and reloads nothing.
     Unavailable,
 }
@@ -82,13 +91,16 @@ impl Outcome {
 /// One reload request and where its answer goes.
 #[derive(Debug)]
 pub(crate) struct Request {
+    /// Who asked, for the log line.
     pub(crate) trigger: Trigger,
+    /// Answered once the reload is done; a caller that went away is not waited for.
     pub(crate) reply: oneshot::Sender<Outcome>,
 }
 
 /// Asks the daemon to reload; cheap to clone. The binary's SIGHUP task and the API each hold one.
 #[derive(Debug, Clone)]
 pub struct Reloader {
+    /// Bounded: a burst of requests waits to be queued instead of growing a queue.
     tx: mpsc::Sender<Request>,
 }
 
@@ -107,8 +119,11 @@ impl Reloader {
 /// requests arrive on.
 #[derive(Debug)]
 pub struct Reload {
+    /// The files and environment to read again, as at start-up.
     pub(crate) source: ConfigSource,
+    /// The sending side, cloned out to whoever may ask.
     pub(crate) handle: Reloader,
+    /// Read by the daemon's own task only, one request at a time.
     pub(crate) requests: mpsc::Receiver<Request>,
 }
 
@@ -176,6 +191,7 @@ pub(crate) fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'sta
     changed
 }
 
+/// `result`: an [`Outcome::metric_label`] (a closed set).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
@@ -186,8 +202,12 @@ struct ResultLabel {
 /// counts as a successful load, as in Prometheus.
 #[derive(Debug, Clone, Default)]
 pub struct ReloadMetrics {
+    /// 1 or 0 by the latest load; a refused reload sets 0 while the old configuration still runs.
     successful: Gauge,
+    /// When the running configuration was loaded (Unix seconds, the watchdog's clock); unchanged
+    /// by a refused reload.
     success_time: Gauge<f64, AtomicU64>,
+    /// Reloads by result; the start is not counted here.
     reloads: Family<ResultLabel, Counter>,
 }
 

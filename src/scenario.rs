@@ -57,16 +57,22 @@ pub const MAX_TICKS: u128 = 100_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
+    /// What it shows, printed with its outcome.
     #[serde(default)]
     pub description: String,
+    /// Time between two evaluations, like the daemon's polls (default 15 s). Evaluations also
+    /// happen at every step's and expectation's `at`, so an expectation never reads a stale one.
     #[serde(default = "default_tick", with = "humantime_serde")]
     pub tick: Duration,
+    /// What the sources report, and when; in any order (applied by time).
     #[serde(default)]
     pub step: Vec<Step>,
+    /// What must hold, and when.
     #[serde(default)]
     pub expect: Vec<Expect>,
 }
 
+/// The default `tick`: 15 s.
 fn default_tick() -> Duration {
     Duration::from_secs(15)
 }
@@ -75,9 +81,12 @@ fn default_tick() -> Duration {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    /// Time since the start of the scenario.
     #[serde(with = "humantime_serde")]
     pub at: Duration,
+    /// The source's name (`prometheus`, `status.openai`), as a `source_failing` condition names it.
     pub source: String,
+    /// Values it reports from this step on, merged into what it reported before.
     #[serde(default)]
     pub observe: Vec<Obs>,
     /// Forget what the source reported before this step.
@@ -92,17 +101,24 @@ pub struct Step {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Obs {
+    /// A catalogue name (checked before the run).
     pub obs: String,
+    /// The instance, with labels the observation carries (checked).
     #[serde(default)]
     pub labels: Labels,
+    /// Its value; it must fit the observation's kind, or be `nan` for no data.
     pub value: ObsValue,
 }
 
+/// A value as TOML writes it; untagged, so TOML's own type decides.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ObsValue {
+    /// `true` or `false`.
     Bool(bool),
+    /// A number; `nan` is no data (an `Outcome::number` of NaN, as from a probe).
     Number(f64),
+    /// A word.
     Text(String),
 }
 
@@ -110,6 +126,7 @@ pub enum ObsValue {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// Time since the start; checked after that time's steps and evaluation.
     #[serde(with = "humantime_serde")]
     pub at: Duration,
     /// Rules with an instance firing (or recovering: still firing until it clears).
@@ -130,6 +147,7 @@ pub struct Expect {
     /// Sections without one.
     #[serde(default)]
     pub inactive: Vec<String>,
+    /// Section → its severity (`major` or `critical`).
     #[serde(default)]
     pub severity: BTreeMap<String, Severity>,
     /// Cause ID → `likely`, `ruled_out` or `unknown`.
@@ -153,6 +171,7 @@ pub struct Expect {
 /// The outcome of one scenario.
 #[derive(Debug)]
 pub struct ScenarioOutcome {
+    /// The scenario's description.
     pub description: String,
     /// Every expectation that did not hold, with its time; empty when the scenario passes.
     pub failures: Vec<String>,
@@ -162,7 +181,9 @@ pub struct ScenarioOutcome {
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
 pub struct ScenarioError {
+    /// The file, as given.
     pub file: String,
+    /// The first problem found: unreadable, not TOML, or a name the runbook or catalogue lacks.
     pub message: String,
 }
 
@@ -199,6 +220,8 @@ pub fn run_text(
 
 /// Every name in the scenario must exist: observations in the catalogue, rules, sections and causes in
 /// the runbook.
+/// Checked before the run, so a misspelt rule fails the file instead of an expectation that can
+/// never hold passing or failing for the wrong reason.
 fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
     if s.tick.is_zero() {
         return Err("tick: must be longer than zero".into());
@@ -328,10 +351,13 @@ fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
 /// What each source reports at the current simulated time.
 #[derive(Default)]
 struct World {
+    /// By source: its current keys, or the reason it is down. Sorted, so reports come in one
+    /// order and a run is reproducible.
     sources: BTreeMap<String, Result<BTreeMap<Key, Outcome>, String>>,
 }
 
 impl World {
+    /// Applies one step to its source.
     fn apply(&mut self, step: &Step) {
         if let Some(reason) = &step.down {
             self.sources
@@ -362,6 +388,8 @@ impl World {
         }
     }
 
+    /// Every source's report at `at`: each is reported again at every evaluation, as a polling
+    /// probe would, so readings stay as fresh as the daemon's. A down source fails as `connect`.
     fn reports(&self, at: Timestamp) -> Vec<ProbeReport> {
         self.sources
             .iter()
@@ -391,6 +419,8 @@ fn end_of(s: &Scenario) -> Duration {
         .unwrap_or_default()
 }
 
+/// Runs a checked scenario: at every evaluation time, the steps due, every source's report, the
+/// doctor, the engine and the book, in the daemon's order; then the expectations due.
 fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome {
     let end = end_of(s);
     let mut times: BTreeSet<Duration> = s
@@ -407,6 +437,8 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome
             None => break,
         }
     }
+    // English: expectations compare IDs, never texts, so the locale changes nothing a scenario
+    // checks.
     let mut engine = Engine::new(Arc::clone(runbook), Locale::En);
     let mut world = World::default();
     let mut evidence = Evidence::new();
@@ -431,6 +463,7 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome
                 Event::Cleared { rule, .. } => *cleared.entry(rule.clone()).or_default() += 1,
             }
         }
+        // No maintenance windows: a scenario tests the runbook and the escalation policy.
         for p in book
             .step(&eval.sections, &eval.symptoms, now, policy, &[])
             .pages
@@ -462,6 +495,7 @@ fn run(s: &Scenario, runbook: &Arc<Runbook>, policy: &Policy) -> ScenarioOutcome
     }
 }
 
+/// Records every expectation of `e` that does not hold in `eval`, with what holds instead.
 fn check_expect(
     e: &Expect,
     eval: &Evaluation,

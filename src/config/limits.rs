@@ -17,6 +17,7 @@ const DAY: u64 = 86_400;
 /// The largest value a duration takes, and how a problem says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound {
+    /// Inclusive: a value equal to it is accepted.
     pub max: Duration,
     /// `30 days`: the bound as `check-config` and the API's errors write it.
     pub text: &'static str,
@@ -119,6 +120,7 @@ pub fn token_strength(token: &str) -> Result<(), String> {
     for c in &chars {
         *counts.entry(*c).or_insert(0usize) += 1;
     }
+    // 24 random hex digits hold about 12 distinct ones; under 8 is next to never chance.
     if counts.len() < 8 {
         return weak(&format!("only {} distinct characters", counts.len()));
     }
@@ -127,6 +129,7 @@ pub fn token_strength(token: &str) -> Result<(), String> {
         .windows(2)
         .filter(|w| (i64::from(u32::from(w[1])) - i64::from(u32::from(w[0]))).abs() == 1)
         .count();
+    // More than half of the neighbour steps: far from random, whatever the alphabet.
     if runs * 2 > n - 1 {
         return weak("mostly runs of consecutive characters");
     }

@@ -8,6 +8,13 @@
 //! Every struct is `#[serde(default)]` so that a single layer (one `--config` file, or the environment)
 //! can be decoded on its own to find the problems it introduces; the embedded defaults supply every key
 //! in the merged result.
+//!
+//! The field types say what may stay unset: a `String` is a key the embedded defaults always set
+//! (`config/default.toml` documents each one), an `Option<String>` one that may stay unset in the
+//! merged result (an optional URL, a secret). Counts are `i64`, wider than what they become, so a
+//! negative or huge value reaches validation and gets a message naming the key instead of a
+//! decoding error. A secret comes as `x` inline or `x_file` (a path, read at validation; the file
+//! wins), so it need not sit in a file that is shared or in the environment.
 
 use std::collections::BTreeMap;
 
@@ -37,12 +44,14 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawHeartbeat {
+    /// Unset: no heartbeat. A secret (such URLs embed their check's token).
     pub url: Option<String>,
     pub url_file: Option<String>,
     pub interval: String,
     pub timeout: String,
 }
 
+/// `[server]`: where it listens, the public URL links are built on, the API token and the limits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawServer {
@@ -63,6 +72,7 @@ pub struct RawServer {
     pub max_requests_in_flight: i64,
 }
 
+/// `[store]`: the SQLite file, and how long a resolved incident and its emails are kept.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawStore {
@@ -70,13 +80,16 @@ pub struct RawStore {
     pub retention: String,
 }
 
+/// `[runbook]`: a runbook file (unset: the embedded one) and the emails' and pages' language.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawRunbook {
+    /// Unset: the runbook compiled in.
     pub path: Option<String>,
     pub locale: String,
 }
 
+/// `[prometheus]`: the query API, the windows of the readings and the backend's metric names.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawPrometheus {
@@ -103,9 +116,11 @@ pub struct RawStatusPage {
     pub timeout: Option<String>,
 }
 
+/// `[supabase]`: the project to watch, off while `url` is unset.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawSupabase {
+    /// Unset: the Supabase probe is off (the shipped defaults leave it so).
     pub url: Option<String>,
     pub api_key: Option<String>,
     pub api_key_file: Option<String>,
@@ -113,6 +128,7 @@ pub struct RawSupabase {
     pub timeout: String,
 }
 
+/// `[redis]`: the server, the key patterns counted, the SCAN bounds and the counters' window.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawRedis {
@@ -127,6 +143,8 @@ pub struct RawRedis {
     pub evidence_window: String,
 }
 
+/// `[docker]`: the Engine, the watched containers, the evidence windows, the log patterns and the
+/// roles the runbook's conditions name.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawDocker {
@@ -141,6 +159,7 @@ pub struct RawDocker {
     pub evidence_window: String,
     pub log_rate_window: String,
     pub log_lines_cap: i64,
+    /// By name (the `pattern` label of `docker.log_lines_per_minute`): a regular expression.
     pub log_patterns: BTreeMap<String, String>,
     /// The runbook's container roles (`backend`, `redis`), by name: which containers each means.
     pub roles: BTreeMap<String, RawRole>,
@@ -157,9 +176,11 @@ pub struct RawRole {
     pub compose_project: Option<String>,
 }
 
+/// `[smtp]`: the relay and the sender's address; without a `host`, emails are written as files.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawSmtp {
+    /// Unset: no SMTP, `.eml` files in the store's directory.
     pub host: Option<String>,
     /// Wider than `u16` so that an out-of-range port is a validation problem with a clear message.
     pub port: i64,
@@ -173,6 +194,7 @@ pub struct RawSmtp {
     pub ca_file: Option<String>,
 }
 
+/// `[escalation]`: the runbook's §7, who is paged when, and the email budget.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawEscalation {
@@ -206,7 +228,9 @@ pub struct RawLevel {
     /// Alertmanager's `to` takes them).
     #[serde(deserialize_with = "one_or_many")]
     pub to: Vec<String>,
+    /// L2 only: how long after an incident opened it is paged.
     pub after: Option<String>,
+    /// L3 only: how long an incident must have been critical before it is paged.
     pub critical_for: Option<String>,
 }
 

@@ -1,4 +1,7 @@
 //! Evaluating one runbook condition against the evidence table.
+//!
+//! Four truths, never two: a condition over a reading that is unknown or has no data neither
+//! holds nor fails, so the rule above it holds still instead of reading "below the threshold".
 
 use serde::Serialize;
 
@@ -10,17 +13,34 @@ use crate::runbook::{Condition, Op, Operand};
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Truth {
     /// Observed, and the condition holds for this value.
-    Holds { value: Value },
+    Holds {
+        /// The value compared.
+        value: Value,
+    },
     /// Observed, and the condition does not hold.
-    Fails { value: Value },
+    Fails {
+        /// The value compared.
+        value: Value,
+    },
     /// The source answered without a value to compare (no traffic, no limit): neither holds nor fails.
-    NoData { why: String },
+    NoData {
+        /// The probe's words for why.
+        why: String,
+    },
     /// Not observable now (blind source, refused query, never seen).
-    Unknown { why: String },
+    Unknown {
+        /// Which source is unreachable, which query failed, or which key was never seen.
+        why: String,
+    },
 }
 
 /// The condition's truth for every instance it selects (one per label set; a source condition has one).
+///
+/// Never empty for a condition that names something: when nothing matches, the one instance is
+/// the condition's own labels, unknown, so a rule over a reading that vanished (or never came)
+/// is shown as blind instead of silently having no instance.
 pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
+    // `source_failing`: holds while the source's latest poll failed; its value is the failure.
     if let Some(source) = &c.source_failing {
         let truth = match ev.sources().get(source) {
             None => Truth::Unknown {
@@ -40,6 +60,8 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
     let Some(name) = c.obs.as_deref() else {
         return Vec::new();
     };
+    // Every instance carrying at least the condition's labels (a condition without labels reads
+    // all of them: one rule, one instance per handler or container).
     let selected: Vec<_> = ev
         .instances(name)
         .into_iter()
@@ -95,6 +117,9 @@ pub fn truth_of(c: &Condition, reading: &Reading<'_>) -> Truth {
 }
 
 /// `value op operand`; a comparison that does not fit (validated away at load) is false.
+///
+/// `==` and `!=` on numbers allow `f64::EPSILON`: a count or a ratio read as `1.0000000000000002`
+/// must still equal `1`. Beyond that, numbers compare exactly.
 pub fn compare(value: &Value, op: Option<Op>, operand: Option<&Operand>) -> bool {
     let (Some(op), Some(operand)) = (op, operand) else {
         return false;

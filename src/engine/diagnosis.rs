@@ -7,7 +7,8 @@ use super::condition::{self, Truth};
 use crate::observe::{Evidence, Key, Labels, Value};
 use crate::runbook::{Cause, Locale, Role, Runbook, Section};
 
-/// A cause's standing.
+/// A cause's standing. The variants' order is the ranking (likely first); their snake_case names
+/// are stored in incidents' diagnosis snapshots, so they are a stored format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseStatus {
@@ -20,6 +21,7 @@ pub enum CauseStatus {
 }
 
 impl CauseStatus {
+    /// The words people read (`ruled out`, with a space; the JSON says `ruled_out`).
     pub fn label(self) -> &'static str {
         match self {
             Self::Likely => "likely",
@@ -34,6 +36,8 @@ impl CauseStatus {
 pub struct EvidenceLine {
     /// The condition as text.
     pub condition: String,
+    /// The condition's weight in the cause's score (`against` lines carry one, but it counts for
+    /// nothing: they rule out, they do not weigh).
     pub weight: f64,
     /// `evidence`, `supporting` or `against`.
     pub role: Role,
@@ -46,23 +50,33 @@ pub struct EvidenceLine {
 /// A context value shown with a cause.
 #[derive(Debug, Clone, Serialize)]
 pub struct ContextLine {
+    /// The name the runbook's commands use as `{{ name }}`, or the condition as text when it has
+    /// none.
     pub name: String,
+    /// The condition as text (`redis.used_memory_bytes`).
     pub key: String,
+    /// The first instance's value; `None` when nothing was observed (the command then reads `?`).
     pub value: Option<Value>,
 }
 
 /// One cause, classified.
 #[derive(Debug, Clone, Serialize)]
 pub struct CauseResult {
+    /// The cause's stable ID (`latency.openai_slow`): emails and the API name causes by it.
     pub id: String,
+    /// Its title in the engine's locale.
     pub title: String,
+    /// Likely, unknown or ruled out.
     pub status: CauseStatus,
     /// The share of evidence weight that holds, 0 to 1.
     pub score: f64,
+    /// Each evidence condition in the runbook's order, with what it found.
     pub evidence: Vec<EvidenceLine>,
+    /// The values shown beside the cause and filled into its commands.
     pub context: Vec<ContextLine>,
     /// `Supabase: support@supabase.com (SLA Enterprise)`, when the cause involves a supplier.
     pub vendor: Option<String>,
+    /// The runbook's actions in the engine's locale.
     pub actions: Vec<String>,
     /// The runbook's commands with context placeholders filled in.
     pub commands: Vec<String>,
@@ -71,7 +85,10 @@ pub struct CauseResult {
 /// A section's diagnosis: its causes, likely ones first by score, then unknown, then ruled out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Diagnosis {
+    /// The section's ID.
     pub section: String,
+    /// Ranked: likely by score (highest first), then unknown, then ruled out; equal ranks in the
+    /// runbook's order.
     pub causes: Vec<CauseResult>,
 }
 
@@ -99,7 +116,13 @@ pub fn diagnose(runbook: &Runbook, section: &Section, ev: &Evidence, locale: Loc
     }
 }
 
+/// One cause against the evidence. Likely needs an `evidence` line that holds (supporting lines
+/// only add weight); one `against` line that holds rules it out whatever else holds; a cause
+/// none of whose `evidence` lines holds but one of which is unknown is unknown, never ruled out,
+/// since what cannot be seen might be the cause. A condition holds when any instance it selects
+/// holds.
 fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> CauseResult {
+    // `total` is the weight of the evidence and supporting lines (the score's denominator).
     let mut total = 0.0;
     let mut held = 0.0;
     let mut primary_held = false;
@@ -232,7 +255,9 @@ fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)], ev: &Eviden
     parts.join(", ")
 }
 
-/// Fills `{{ name }}` placeholders from the context; an unobserved one reads `?`.
+/// Fills `{{ name }}` placeholders from the context; an unobserved one reads `?` (a command
+/// with a visible hole, rather than one that silently runs on an empty argument). Both spacings,
+/// `{{ name }}` and `{{name}}`, are filled.
 fn fill(command: &str, context: &[ContextLine]) -> String {
     let mut out = command.to_owned();
     for c in context {

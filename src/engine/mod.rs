@@ -26,7 +26,11 @@ use crate::runbook::{Locale, Runbook, Severity};
 use condition::Truth;
 pub use diagnosis::{CauseResult, CauseStatus, Diagnosis};
 
-/// Where one rule instance stands.
+/// Where one rule instance stands. Inactive is no entry at all, so the state map holds only
+/// what can still move or must be remembered.
+///
+/// Saved in the store as JSON (inside [`EngineState`]) and read back by the next run: the tag
+/// and field names are a stored format, and a rename would drop every saved rule state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 enum Phase {
@@ -49,6 +53,7 @@ pub enum SymptomState {
     Inactive,
     /// Holding, for less than `for`.
     Pending,
+    /// Held for `for`; stays so until the recovery condition has held for `resolve_after`.
     Firing,
     /// Firing, and recovering for less than `resolve_after`.
     Recovering,
@@ -57,11 +62,17 @@ pub enum SymptomState {
 /// One rule instance now.
 #[derive(Debug, Clone, Serialize)]
 pub struct Symptom {
+    /// The rule's ID (`latency.p95_high`).
     pub rule: String,
+    /// The ID of the section the rule belongs to.
     pub section: String,
+    /// The instance: the label set the condition selected (empty for a rule with one instance).
     pub labels: Labels,
+    /// The rule's summary in the engine's locale.
     pub summary: String,
+    /// The rule's severity, whatever the state.
     pub severity: Severity,
+    /// Where the instance stands after this evaluation.
     pub state: SymptomState,
     /// False when the reading is unknown or no data: the state is held, not re-evaluated.
     pub observable: bool,
@@ -77,17 +88,29 @@ pub struct Symptom {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// An instance became firing (from pending, or at once with a zero `for`).
     Fired {
+        /// The rule's ID.
         rule: String,
+        /// Its section's ID.
         section: String,
+        /// The instance.
         labels: Labels,
+        /// The rule's severity.
         severity: Severity,
+        /// The evaluation's `now`: when the engine saw `for` elapse, not `since + for` (the
+        /// two differ by up to the time between evaluations).
         at: Timestamp,
     },
+    /// A firing or recovering instance became inactive.
     Cleared {
+        /// The rule's ID.
         rule: String,
+        /// Its section's ID.
         section: String,
+        /// The instance.
         labels: Labels,
+        /// The evaluation's `now`.
         at: Timestamp,
     },
 }
@@ -95,18 +118,22 @@ pub enum Event {
 /// One section now: whether it has an incident, how bad, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct SectionState {
+    /// The section's ID (`latency`): the book keys incidents by it.
     pub section: String,
+    /// The section's title in the engine's locale.
     pub title: String,
     /// Some symptom of the section is firing or recovering.
     pub active: bool,
     /// The highest severity among its firing or recovering symptoms.
     pub severity: Option<Severity>,
+    /// Its causes, ranked; computed for every section at every evaluation, active or not.
     pub diagnosis: Diagnosis,
 }
 
 /// The outcome of one evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
+    /// The `now` it was evaluated at.
     pub at: Timestamp,
     /// Transitions at this evaluation, in rule order.
     pub events: Vec<Event>,
@@ -119,11 +146,16 @@ pub struct Evaluation {
 /// The engine's rule states, as persisted across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineState {
+    /// Sorted by rule and labels, so that two snapshots of the same states compare equal (the
+    /// watch loop writes the state only when it changed).
     states: Vec<SavedPhase>,
 }
 
+/// One saved rule instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SavedPhase {
+    /// By ID, not by position: a runbook edited between two runs still finds its rules, and a
+    /// rule it no longer has is dropped.
     rule: String,
     labels: Labels,
     #[serde(flatten)]
@@ -146,6 +178,7 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine with every rule inactive; [`Engine::restore`] brings back a previous run's.
     pub fn new(runbook: Arc<Runbook>, locale: Locale) -> Self {
         Self {
             runbook,
@@ -155,6 +188,7 @@ impl Engine {
         }
     }
 
+    /// The runbook it evaluates.
     pub fn runbook(&self) -> &Runbook {
         &self.runbook
     }
@@ -243,6 +277,8 @@ impl Engine {
                             (false, None, Some(why.clone()))
                         }
                     };
+                    // Without a `clear` condition, recovery is `when` failing; with one, the value
+                    // must cross the second threshold (the hysteresis band lies between them).
                     let recovered = match (&rule.clear, &value) {
                         (Some(clear), Some(v)) => {
                             condition::compare(v, clear.op, clear.value.as_ref())
@@ -252,6 +288,8 @@ impl Engine {
                     };
                     let holds = matches!(truth, Truth::Holds { .. });
                     let before = self.states.get(&key).copied();
+                    // Unknown or no data: the instance holds its phase, timers included, so a
+                    // blind source neither fires nor clears anything.
                     let after = if observable {
                         step(before, holds, recovered, now, rule)
                     } else {
@@ -297,6 +335,8 @@ impl Engine {
                     if matches!(state, SymptomState::Firing | SymptomState::Recovering) {
                         section_severity[si] = section_severity[si].max(Some(rule.severity));
                     }
+                    // An unobservable instance is listed even when inactive: `diagnose`, the
+                    // emails and the scenario expectations show what cannot be seen.
                     if state != SymptomState::Inactive || !observable {
                         symptoms.push(Symptom {
                             rule: rule.id.clone(),
@@ -349,11 +389,14 @@ impl Engine {
     }
 }
 
+/// The severity of the rule at (section index, rule index).
 fn rule_severity(runbook: &Runbook, si: usize, ri: usize) -> Severity {
     runbook.sections[si].rules[ri].severity
 }
 
-/// One observable step of a rule instance.
+/// One observable step of a rule instance: `holds` is `when` now, `recovered` the recovery
+/// condition now. A pending instance that stops holding is dropped at once (no hysteresis before
+/// firing); a firing one recovers only while `when` no longer holds.
 fn step(
     before: Option<Phase>,
     holds: bool,

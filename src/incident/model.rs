@@ -13,17 +13,23 @@ use crate::clock::Timestamp;
 use crate::engine::{CauseStatus, Diagnosis};
 use crate::runbook::{Role, Severity};
 
-/// An escalation level of the runbook's §7.
+/// An escalation level of the runbook's §7. Ordered: the highest paged level is the one reminded.
+/// Its name is part of stored data (incidents' maps, outbox rows, page keys, signed links).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Level {
+    /// The on-call DevOps: paged when an incident opens.
     L1,
+    /// The tech lead: paged when an incident is still unresolved `l2.after` after it opened.
     L2,
+    /// The CTO: paged when an incident has been critical without a break for `l3.critical_for`.
     L3,
 }
 
 impl Level {
+    /// Every level, lowest first (for metrics created at 0 and the history's columns).
     pub const ALL: [Level; 3] = [Level::L1, Level::L2, Level::L3];
 
+    /// `L1`, `L2`, `L3`: as stored, in page keys and links, and in the `level` label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::L1 => "L1",
@@ -32,6 +38,7 @@ impl Level {
         }
     }
 
+    /// A level from its name; lowercase too, as a person types it in an API query.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "L1" | "l1" => Some(Self::L1),
@@ -52,14 +59,21 @@ impl fmt::Display for Level {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PageEvent {
+    /// The incident opened: to L1.
     Opened,
+    /// L2 or L3, paged for the first time in the incident.
     Escalated,
+    /// The highest paged level, again, while it has not acknowledged.
     Reminder,
+    /// The incident fired again within `reopen_within` of resolving: every level it had paged.
     Reopened,
+    /// Every symptom cleared, or someone resolved it: every level it had paged (never held by
+    /// the email budget).
     Resolved,
 }
 
 impl PageEvent {
+    /// Every event (for metrics created at 0).
     pub const ALL: [PageEvent; 5] = [
         PageEvent::Opened,
         PageEvent::Escalated,
@@ -68,6 +82,7 @@ impl PageEvent {
         PageEvent::Resolved,
     ];
 
+    /// The `X-Harven-Event` value, the word in page keys and outbox rows, the `event` label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Opened => "opened",
@@ -89,24 +104,31 @@ impl fmt::Display for PageEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentState {
+    /// Some symptom of its section fires (or a manual resolve has not yet been confirmed by a
+    /// clear section: see [`Incident::held_until_clear`]).
     Open,
+    /// Every symptom cleared, or someone resolved it; it may still reopen within
+    /// `reopen_within`.
     Resolved,
 }
 
 /// Who acknowledged, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
+    /// Who, as the link's form or the API request named them.
     pub by: String,
+    /// When: the level's reminders are silenced from here for `ack_timeout`.
     pub at: Timestamp,
 }
 
 /// One line of an incident's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
+    /// When it happened (the book's `now` at that step).
     pub at: Timestamp,
-    /// `opened`, `symptom_fired`, `severity`, `paged`, `acknowledged`, `resolved`, `reopened`,
-    /// `muted`, `note`, …
+    /// `opened`, `reopened`, `severity`, `symptom`, `cause`, `paged`, `acknowledged`, `resolved`.
     pub kind: String,
+    /// What happened, for people (in English, whatever the locale).
     pub text: String,
 }
 
@@ -115,13 +137,18 @@ pub struct TimelineEntry {
 pub struct Incident {
     /// Stable and unique: `<section>-<opened, UTC, yyyymmddThhmmssZ>`.
     pub id: String,
+    /// The runbook section it is about; one incident per section at a time.
     pub section: String,
+    /// Its section's severity at the latest step (the highest of its firing or recovering
+    /// symptoms'); it can go down as well as up.
     pub severity: Severity,
+    /// Open or resolved.
     pub state: IncidentState,
     /// When the section first fired. Reopening keeps it, so flapping cannot dodge L2.
     pub opened_at: Timestamp,
     /// Since when the incident has been critical without a break; `None` while major. L3 counts from here.
     pub critical_since: Option<Timestamp>,
+    /// When it last resolved (`None` while open): `reopen_within` and retention count from here.
     pub resolved_at: Option<Timestamp>,
     /// How many times it reopened after resolving.
     pub reopened: u32,
@@ -137,6 +164,7 @@ pub struct Incident {
     pub symptoms: BTreeMap<String, String>,
     /// The top likely cause at the latest evaluation (`unknown` when none is likely).
     pub cause: String,
+    /// What happened, oldest first; at most [`MAX_TIMELINE`] entries, the opening always kept.
     pub timeline: Vec<TimelineEntry>,
     /// A note given with a manual resolve.
     pub resolve_note: Option<String>,
@@ -160,7 +188,6 @@ pub struct Incident {
 pub const MAX_TIMELINE: usize = 200;
 
 impl Incident {
-    /// The ID for an incident of `section` opened at `at`.
     /// A new open incident of `section`, opened at `at` with `cause` as its probable cause: nothing
     /// paged, acknowledged or noted yet (the book, which opens incidents, fills in the rest). A critical
     /// one is critical from its opening, which starts the L3 clock.
@@ -189,6 +216,9 @@ impl Incident {
         }
     }
 
+    /// The ID for an incident of `section` opened at `at`, to the second
+    /// (`latency-20261124T213000Z`): readable in a subject line and sortable by time. A time
+    /// outside the printable years is clamped, never a panic.
     pub fn make_id(section: &str, at: Timestamp) -> String {
         let text = at.clamped().to_string(); // 2026-11-24T21:30:00.000Z
         let compact: String = text
@@ -244,22 +274,31 @@ pub struct DiagnosisSnapshot {
 /// One cause of a [`DiagnosisSnapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CauseSnapshot {
+    /// The cause's stable ID.
     pub id: String,
+    /// Its title in the engine's locale at the time (a later locale change leaves it).
     pub title: String,
+    /// Likely, unknown or ruled out; what [`DiagnosisSnapshot::same_findings`] compares.
     pub status: CauseStatus,
     /// The share of evidence weight that holds, 0 to 1.
     pub score: f64,
+    /// At most [`MAX_LINES`], in the runbook's order.
     pub evidence: Vec<EvidenceSnapshot>,
 }
 
 /// One evidence line of a [`CauseSnapshot`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceSnapshot {
+    /// The condition as text, cut at [`MAX_TEXT`] characters.
     pub condition: String,
+    /// Its weight in the cause's score.
     pub weight: f64,
+    /// Evidence, supporting or against.
     pub role: Role,
     /// `holds`, `fails`, `no_data` or `unknown`.
     pub truth: String,
+    /// What was observed (or why nothing was), cut at [`MAX_TEXT`] characters. It drifts at every
+    /// evaluation, so it is left out of [`DiagnosisSnapshot::same_findings`].
     pub observed: String,
 }
 
@@ -330,16 +369,22 @@ impl DiagnosisSnapshot {
 /// sent keys, so a page is delivered at most once however often the engine or a restart asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
+    /// The incident's ID.
     pub incident: String,
+    /// Who is paged.
     pub level: Level,
+    /// Why.
     pub event: PageEvent,
     /// `<incident>/<level>/<event>/<n>`: `n` counts reopenings (for opened/reopened/escalated and
     /// resolved) or reminders.
     pub key: String,
+    /// When the book decided it (the step's `now`).
     pub at: Timestamp,
 }
 
 impl Page {
+    /// The page of `incident` to `level` for `event`; `n` numbers its key (see [`Page::key`]), so
+    /// each reopening and each reminder is a new page while a repeated decision is the same one.
     pub fn new(incident: &Incident, level: Level, event: PageEvent, n: u32, at: Timestamp) -> Self {
         Self {
             incident: incident.id.clone(),

@@ -11,23 +11,33 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// A finite number; compared with `>`, `>=`, `<`, `<=`, `==`, `!=`.
     Number,
+    /// Compared with `==` and `!=` only.
     Bool,
+    /// A word from a small set; compared with `==`, `!=`, `in` and `not_in`.
     Text,
 }
 
 /// One entry of the catalogue: an observation name a probe produces.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Spec {
+    /// `probe.reading`: always prefixed by its probe's name (a test holds it), so a name says
+    /// where to look.
     pub name: &'static str,
-    /// The probe that produces it.
+    /// The probe that produces it: a condition with nothing to read blames a failing source of
+    /// that name, and a pending rule over it hurries that probe.
     pub probe: &'static str,
+    /// What the runbook's loader checks a condition's operator and value against.
     pub kind: Kind,
-    /// The labels its instances carry.
+    /// The labels its instances carry; a condition narrowing it by any other label is refused at
+    /// load (it would select nothing, for ever).
     pub labels: &'static [&'static str],
+    /// One line for the runbook's authors: what the reading is, and how a role folds it.
     pub help: &'static str,
 }
 
+/// A [`Spec`], positionally, so the table below stays one entry per five lines.
 const fn spec(
     name: &'static str,
     probe: &'static str,
@@ -47,8 +57,16 @@ const fn spec(
 use Kind::{Bool, Number, Text};
 
 /// Every observation the probes produce: the vocabulary of the runbook's conditions.
+///
+/// Order is by probe, for people; nothing reads it in order. A name, once a runbook uses it, is a
+/// contract: renaming one breaks every runbook that names it (the loader refuses the old name).
 pub const CATALOGUE: &[Spec] = &[
-    // Prometheus (the backend's own metrics, prometheus-fastapi-instrumentator)
+    // Prometheus (the backend's own metrics, prometheus-fastapi-instrumentator). The latency
+    // readings carry the `histogram` they were read from, because which layout answered changes
+    // what the number can show (the per-handler one stops at 1 s by default); `handler="*"` is the
+    // label-less histogram, over all handlers. The ratios have no label: they are over all
+    // handlers but `exclude_handlers`. The `_short` readings (and `request_rate`, so a surge
+    // shows) are over `short_window`, for the severe rules that must fire within seconds.
     spec(
         "prometheus.p95_seconds",
         "prometheus",
@@ -91,6 +109,8 @@ pub const CATALOGUE: &[Spec] = &[
         &["handler"],
         "share of a handler's requests slower than the per-handler histogram's highest bucket (names the slow handlers when the p95 is read over all handlers)",
     ),
+    // Not a probe's: the doctor's verdict per rule, recorded into the evidence before each
+    // evaluation so the runbook can page about its own blind rules like about any symptom.
     spec(
         "doctor.rule_blind",
         "doctor",
@@ -98,6 +118,9 @@ pub const CATALOGUE: &[Spec] = &[
         &["rule"],
         "a runbook rule that cannot fire on what the probes see, with why and the fix (empty: none)",
     ),
+    // `obs` names the blind reading (`prometheus.*`: all of them), `reason` is a short stable word
+    // (`no_series`, `no_job`, `buckets`): the doctor carries it into the `reason` label of
+    // `harven_watchdog_rule_blind`, so it must stay a closed set.
     spec(
         "prometheus.blind_spot",
         "prometheus",
@@ -119,6 +142,8 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "share of requests answered 401/403 (4xx when status codes are grouped)",
     ),
+    // Whether `auth_failure_ratio` is a count or an estimate: a cause's evidence can weigh it, and
+    // a reader of the ratio can tell 401s from "4xx above usual".
     spec(
         "prometheus.auth_exact",
         "prometheus",
@@ -133,6 +158,8 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "requests per second over the short window (a surge shows within it)",
     ),
+    // No data until Prometheus holds 90 % of the baseline window: a baseline averaged over
+    // mostly empty time would make any steady traffic look like a surge.
     spec(
         "prometheus.request_rate_baseline",
         "prometheus",
@@ -154,7 +181,8 @@ pub const CATALOGUE: &[Spec] = &[
         &["instance"],
         "Prometheus' `up` for the backend's scrape job",
     ),
-    // Status pages (statuspage.io v2)
+    // Status pages (statuspage.io v2), one instance per configured page (`page`, its name). The
+    // three stand or fall together: they come from one answer.
     spec(
         "status.indicator",
         "status",
@@ -176,7 +204,8 @@ pub const CATALOGUE: &[Spec] = &[
         &["page"],
         "time to fetch the status page",
     ),
-    // Supabase project
+    // Supabase project: one project, so no label. A status of 0 (no answer) keeps `_status` a
+    // number a rule can compare, beside `_ok = false`.
     spec(
         "supabase.auth_ok",
         "supabase",
@@ -219,7 +248,8 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "time to answer /rest/v1/",
     ),
-    // Redis
+    // Redis. Its two counters (evictions, rejected connections) are read as rates per minute over
+    // `evidence_window`, never "since the previous poll", so a rule means the same at any interval.
     spec(
         "redis.ping_seconds",
         "redis",
@@ -283,6 +313,8 @@ pub const CATALOGUE: &[Spec] = &[
         &["pattern"],
         "keys matching the pattern (SCAN, capped)",
     ),
+    // Said beside the count, so a rule on `redis.keys` can tell "this many" from "at least this
+    // many" (SCAN stops at `scan_cap` keys examined rather than block Redis).
     spec(
         "redis.keys_capped",
         "redis",
@@ -290,7 +322,12 @@ pub const CATALOGUE: &[Spec] = &[
         &["pattern"],
         "true when the key count stopped at the scan cap",
     ),
-    // Docker Engine, per watched container (`container`) and per role over its replicas (`role`)
+    // Docker Engine, per watched container (`container`) and per role over its replicas (`role`).
+    // An instance carries one of the two, never both ([`SUBJECT_LABELS`]); a role's instances
+    // never name a replica in a label (a label that changed with the replicas would reset rule
+    // timers), so the replicas are named in `docker.replicas` and `docker.worst_replica` texts.
+    // Per container only: a role is never absent, it matches zero containers
+    // (`docker.role_containers`).
     spec(
         "docker.present",
         "docker",
@@ -326,6 +363,8 @@ pub const CATALOGUE: &[Spec] = &[
         &["container", "role"],
         "Docker's restart count (a role: summed)",
     ),
+    // The runbook reads `restarts`, not `restart_count`: Docker's count starts over on a recreated
+    // container or a manual restart, and is over no stated window.
     spec(
         "docker.restarts",
         "docker",

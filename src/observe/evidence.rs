@@ -15,11 +15,24 @@ use crate::clock::Timestamp;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reading<'a> {
     /// A value observed at `at`.
-    Value { value: &'a Value, at: Timestamp },
+    Value {
+        /// Borrowed from the table: a reading lives only as long as one evaluation.
+        value: &'a Value,
+        /// The start of the poll that read it (the report's `at`).
+        at: Timestamp,
+    },
     /// The source answered without a value to compare.
-    NoData { why: &'a str, at: Timestamp },
+    NoData {
+        /// The probe's words for why (`no requests in the window`).
+        why: &'a str,
+        /// The start of the poll that said so.
+        at: Timestamp,
+    },
     /// Not observable now: the source is unreachable, the query failed, or the key was never seen.
-    Unknown { why: String },
+    Unknown {
+        /// Owned: it is often composed here (`redis is unreachable (…)`), not stored.
+        why: String,
+    },
 }
 
 /// The state of one source, from its latest report.
@@ -33,22 +46,33 @@ pub struct SourceState {
     pub since: Timestamp,
 }
 
+/// One key's latest observation.
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
+    /// The source that reported it: its next answer replaces the key, and its failure makes the
+    /// key unknown.
     source: String,
     outcome: Outcome,
     note: Option<String>,
+    /// The start of the poll that read it.
     at: Timestamp,
 }
 
 /// The latest observation of every key and the state of every source.
+///
+/// Owned by one task (the watch loop, or `diagnose` and the scenario runner for their own): no
+/// lock, and a reading borrows from it for the length of an evaluation.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
+    /// By key; a key belongs to one source (the last that reported it).
     entries: HashMap<Key, Entry>,
+    /// By source name; sorted, so the failing source a missing key is blamed on (the first that
+    /// matches its probe) is the same at every evaluation.
     sources: BTreeMap<String, SourceState>,
 }
 
 impl Evidence {
+    /// An empty table: every key reads unknown ("has not been observed").
     pub fn new() -> Self {
         Self::default()
     }

@@ -47,7 +47,12 @@ pub type Labels = BTreeMap<String, String>;
 /// Which observation: a catalogue name plus the labels that tell its instances apart.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Key {
+    /// The catalogue name (`prometheus.p95_seconds`); `'static` because every name a probe sends
+    /// is a literal of its own, and the runbook's names are [`intern`]ed.
     pub name: &'static str,
+    /// What tells this instance apart (`handler`, `container`, `page`, …); empty for a reading
+    /// with one instance. Part of the identity: a label that changes makes a new key, and a rule
+    /// instance timed on the old one starts over.
     pub labels: Labels,
 }
 
@@ -92,6 +97,7 @@ impl fmt::Display for Key {
 pub enum Value {
     /// A finite number (ratios, seconds, bytes, counts). Never NaN or infinite: those are no data.
     Number(f64),
+    /// A yes or no (`docker.running`, `supabase.auth_ok`).
     Bool(bool),
     /// A word from a small set (`healthy`, `major`, an image name).
     Text(String),
@@ -107,7 +113,8 @@ impl fmt::Display for Value {
     }
 }
 
-/// Up to four significant decimals, without trailing zeros: `3.2`, `0.0531`, `5000`.
+/// Up to four decimals, without trailing zeros: `3.2`, `0.0531`, `5000`. Integral values
+/// below 1e15 print without a point, so counts and byte sizes read as integers.
 fn format_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 {
         return format!("{n:.0}");
@@ -120,6 +127,7 @@ fn format_number(n: f64) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "state", content = "detail", rename_all = "snake_case")]
 pub enum Outcome {
+    /// The source answered with a value to compare.
     Value(Value),
     /// The source answered but has nothing to compare (no traffic, no limit set, empty result).
     NoData(String),
@@ -142,7 +150,9 @@ impl Outcome {
 /// One observation of one key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observation {
+    /// Which reading, and of which instance.
     pub key: Key,
+    /// What the probe got for it.
     pub outcome: Outcome,
     /// How the value was read, when that matters to whoever weighs it (`from the high-resolution
     /// histogram, all handlers`, `no 5xx series yet: 0`). Shown beside the value in evidence lines,
@@ -152,6 +162,7 @@ pub struct Observation {
 }
 
 impl Observation {
+    /// An observation without a note.
     pub fn new(key: Key, outcome: Outcome) -> Self {
         Self {
             key,
@@ -167,14 +178,19 @@ impl Observation {
         self
     }
 
+    /// A number, or no data when it is not finite (see [`Outcome::number`]): the one way probes
+    /// record numbers, so no NaN reaches a comparison.
     pub fn number(key: Key, n: f64) -> Self {
         Self::new(key, Outcome::number(n))
     }
 
+    /// A yes or no.
     pub fn boolean(key: Key, b: bool) -> Self {
         Self::new(key, Outcome::Value(Value::Bool(b)))
     }
 
+    /// A text: a word from a small set, or words for a person (a blind spot's fix, a status
+    /// page's description).
     pub fn text(key: Key, t: impl Into<String>) -> Self {
         Self::new(key, Outcome::Value(Value::Text(t.into())))
     }
@@ -185,11 +201,14 @@ impl Observation {
 /// and the peer's status, never from a URL with credentials or a header).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
+    /// The metric label: a closed set, so the error counters stay bounded.
     pub kind: FailureKind,
+    /// The human words: any length the probe chose (a peer's words quoted are cut short).
     pub detail: String,
 }
 
 impl Failure {
+    /// A failure of `kind` saying `detail`.
     pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
@@ -225,6 +244,8 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Every kind, for creating each probe's error counters at 0 (so an `increase()` alert sees
+    /// the first failure).
     pub const ALL: [FailureKind; 7] = [
         FailureKind::Timeout,
         FailureKind::Connect,
@@ -259,6 +280,8 @@ pub struct ProbeReport {
     /// How long the poll took.
     #[serde(with = "humantime_serde")]
     pub took: Duration,
+    /// What it read, or why the whole source could not be read (then the evidence table keeps its
+    /// previous keys, read as unknown).
     pub result: Result<Vec<Observation>, Failure>,
 }
 

@@ -57,6 +57,9 @@ pub trait Probe: Send + 'static {
 
 /// Polls `probe` once, bounded by its timeout, and measures it.
 pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
+    // The report is stamped with the wall time the poll started (what rules' `for` and the probes'
+    // windows count from); its duration is measured on the monotonic clock, which a wall-clock
+    // step cannot make negative.
     let at = clock.now();
     let started = Instant::now();
     let timeout = probe.timeout();
@@ -76,6 +79,8 @@ pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
 }
 
 /// The shortest time between the starts of two polls of one probe, however often it is woken.
+/// A burst of Engine events (a compose project restarting, a crash loop) or a too short
+/// `fast_interval` thus costs at most one poll a second.
 pub const MIN_POLL_GAP: Duration = Duration::from_secs(1);
 
 /// The probe names (`prometheus`, `docker`, … as the catalogue's specs name them) a rule over which
@@ -110,8 +115,11 @@ pub async fn run<P: Probe>(
         .next()
         .unwrap_or_default()
         .to_owned();
+    // Only a probe that can hurry listens to `hurry`; a closed channel turns it off for good.
     let mut listening = probe.fast_interval().is_some();
     loop {
+        // Intervals are timed on tokio's monotonic clock, not on `clock`: they are about load on
+        // the peer, and tests pause tokio time to run them without sleeping.
         let started = tokio::time::Instant::now();
         let report = tokio::select! {
             r = poll_once(&mut probe, &clock) => r,
@@ -129,11 +137,16 @@ pub async fn run<P: Probe>(
             }
             _ => {}
         }
+        // A bounded channel: a busy watch loop delays the next poll rather than piling reports up.
         if reports.send(report).await.is_err() {
             return;
         }
         let normal = started + jittered(probe.interval());
+        // Waits for the next poll; a change of `hurry` only recomputes the deadline (a hurried
+        // deadline may already be past: then it polls at once), it never polls by itself.
         loop {
+            // Hurried: the fast interval (never under MIN_POLL_GAP), but never later than the
+            // normal deadline already set.
             let deadline = match probe.fast_interval() {
                 Some(fast) if hurry.borrow().contains(&kind) => {
                     normal.min(started + fast.max(MIN_POLL_GAP))
@@ -170,11 +183,13 @@ fn jittered(interval: Duration) -> Duration {
     interval + interval.mul_f64(fastrand::f64() / 10.0)
 }
 
+/// `probe="…"`: the source name, so `status.openai` and `status.anthropic` are two series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ProbeLabel {
     probe: String,
 }
 
+/// `probe` and `reason` ([`FailureKind::label`], a closed set: the series count stays bounded).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ErrorLabels {
     probe: String,
@@ -185,8 +200,12 @@ struct ErrorLabels {
 /// `harven_watchdog_docker_api_requests_total`.
 #[derive(Debug, Clone)]
 pub struct ProbeMetrics {
+    /// 1 or 0 by the latest report; removed by [`ProbeMetrics::forget`].
     up: Family<ProbeLabel, Gauge>,
+    /// One poll's duration, timeouts included (they end at the probe's timeout).
     duration: Family<ProbeLabel, Histogram, fn() -> Histogram>,
+    /// Failed polls; created at 0 by [`ProbeMetrics::attach`], never removed (a counter that
+    /// vanished and came back would read as a reset).
     errors: Family<ErrorLabels, Counter>,
     /// The Docker probe's Engine requests, shared by every generation's probe.
     docker_requests: docker::EngineRequests,
@@ -203,6 +222,7 @@ impl Default for ProbeMetrics {
     }
 }
 
+/// Buckets from 1 ms (a local Redis ping) to 10 s (the longest default probe timeout).
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -289,10 +309,15 @@ impl ProbeMetrics {
 /// Every configured probe, as one type so the daemon and `diagnose` can hold them in a list.
 #[derive(Debug)]
 pub enum AnyProbe {
+    /// The backend's metrics, through Prometheus' query API.
     Prometheus(prometheus::PrometheusProbe),
+    /// Redis: PING latency, `INFO` memory, stats and clients, key counts by pattern.
     Redis(redis::RedisProbe),
+    /// One statuspage.io page (`status.<name>`).
     Status(status::StatusPageProbe),
+    /// The Supabase project: its auth health and REST endpoints.
     Supabase(supabase::SupabaseProbe),
+    /// The Docker Engine: the watched containers and the roles' replicas.
     Docker(docker::DockerProbe),
 }
 
@@ -407,6 +432,7 @@ pub async fn poll_all(probes: &mut [AnyProbe], clock: &Clock) -> Vec<ProbeReport
 }
 
 /// The first `max` characters of an untrusted string (a peer's words quoted in a failure or a value).
+/// Cut by characters, not bytes, so a cut never splits a UTF-8 sequence.
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }

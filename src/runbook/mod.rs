@@ -24,6 +24,8 @@ use crate::observe::{self, Kind};
 pub const DEFAULT_RUNBOOK: &str = include_str!("../../config/runbook.toml");
 
 /// The section and cause IDs every runbook must keep (stable: emails, the API and metrics use them).
+/// A user's runbook may reword, reweigh and add, but not drop or rename these: a cause the emails
+/// or the doctor name must exist.
 pub const REQUIRED_IDS: &[&str] = &[
     "latency.openai_slow",
     "latency.db_slow",
@@ -52,6 +54,7 @@ pub struct RunbookProblem {
     pub file: String,
     /// Where in it: `sections.latency.rules[0].when.obs`.
     pub key: String,
+    /// What is wrong, and when it can say so, what would be right.
     pub message: String,
 }
 
@@ -68,6 +71,7 @@ impl fmt::Display for RunbookProblem {
 /// Every problem found in a runbook; never empty.
 #[derive(Debug, thiserror::Error)]
 pub struct RunbookError {
+    /// All of them, not the first: fixing a runbook file takes one round, not one per problem.
     pub problems: Vec<RunbookProblem>,
 }
 
@@ -107,6 +111,8 @@ impl Runbook {
 
     /// Decodes and validates runbook text; `file` names it in problems.
     pub fn parse(text: &str, file: &str) -> Result<Self, RunbookError> {
+        // A syntax or shape error stops at once (there is nothing to validate); the checks below
+        // then collect every problem of a well-formed file.
         let runbook: Runbook = toml::from_str(text).map_err(|e| {
             let key = e.span().map(|s| locate(text, s.start)).unwrap_or_default();
             RunbookError {
@@ -163,7 +169,8 @@ impl Runbook {
             .collect()
     }
 
-    /// Every condition, with where it is (`sections[1] (errors).rules[2].when`), in file order.
+    /// Every condition, with where it is (`sections[1] (errors).rules[2].when`), in file order
+    /// (so problems read top to bottom). Context lines included: they are read too.
     fn conditions(&self) -> Vec<(String, &Condition)> {
         let mut out = Vec::new();
         for (n, section) in self.sections.iter().enumerate() {
@@ -201,6 +208,8 @@ impl Runbook {
                 wanted.add(obs, &c.labels);
             }
         }
+        // Only `>` and `>=` thresholds: a rule firing above a value needs a histogram with buckets
+        // above it (the Prometheus probe checks), one firing below does not.
         for rule in self.sections.iter().flat_map(|s| &s.rules) {
             let when = &rule.when;
             if let (Some(obs), Some(Op::Gt | Op::Ge), Some(Operand::Number(v))) =
@@ -220,7 +229,8 @@ impl Runbook {
     }
 }
 
-/// `line L, column C` of a byte offset, for TOML syntax errors.
+/// `line L, column C` of a byte offset, for TOML syntax errors. The column counts characters,
+/// not bytes, as an editor does (the runbook is in Portuguese: `ç`, `ã`).
 fn locate(text: &str, offset: usize) -> String {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -229,6 +239,10 @@ fn locate(text: &str, offset: usize) -> String {
 }
 
 /// Every check a decoded runbook must pass, collecting all problems.
+///
+/// It checks what decoding cannot: names against the catalogue, operators against kinds, IDs
+/// unique and under their section, the stable IDs present. It does not check Docker roles
+/// against the configuration ([`Runbook::load_for`] does): `parse` needs no configuration.
 fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
     let mut problems = Vec::new();
     let mut problem = |key: String, message: String| {
@@ -265,12 +279,16 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
                     );
                 }
             }
+            // Zero would clear on the first reading back under the threshold: no hysteresis in
+            // time, and a value hovering at the threshold would open and resolve incidents.
             if rule.resolve_after.is_zero() {
                 problem(
                     format!("{key}.resolve_after"),
                     "must be longer than zero (it is the recovery hysteresis)".into(),
                 );
             }
+            // The same bound as the configuration's delays: a deadline is `since + for`, and it
+            // must stay a date that can be written (see `config::limits`).
             let bound = crate::config::MAX_DELAY;
             for (name, d) in [("for", rule.for_), ("resolve_after", rule.resolve_after)] {
                 if d > bound.max {
@@ -297,6 +315,7 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
             for (j, c) in cause.evidence.iter().enumerate() {
                 check_condition(c, &format!("{key}.evidence[{j}]"), &mut problem);
             }
+            // A context line is only shown: its name and labels must exist, it needs no `op`.
             for (j, c) in cause.context.iter().enumerate() {
                 let ckey = format!("{key}.context[{j}]");
                 match c.obs.as_deref().and_then(observe::spec_of) {
@@ -330,6 +349,8 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
     problems
 }
 
+/// An ID must start with `<section>.` and be unique across the runbook (rules and causes
+/// together): emails, the API and the links name a rule or a cause by its ID alone.
 fn check_id(
     id: &str,
     section: &str,
@@ -348,6 +369,8 @@ fn check_id(
     }
 }
 
+/// One `when`, `clear` or evidence condition: exactly one subject, a known name or source, labels
+/// the observation has, and an operator and value that fit its kind.
 fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, String)) {
     match (&c.obs, &c.source_failing) {
         (Some(_), Some(_)) | (None, None) => {
@@ -358,6 +381,8 @@ fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, St
             );
         }
         (None, Some(source)) => {
+            // A status page's source is `status.<name>`, named by the configuration, which the
+            // runbook is checked without: any such name is accepted here.
             let known = observe::CATALOGUE
                 .iter()
                 .any(|s| s.probe == source || source.starts_with("status."));
@@ -390,6 +415,8 @@ fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, St
     }
 }
 
+/// Every label a condition narrows by must be one the observation carries; another would select
+/// nothing, and the rule would read "never observed" for ever.
 fn check_labels(
     c: &Condition,
     spec: &observe::Spec,
@@ -434,7 +461,7 @@ impl Op {
     }
 }
 
-/// A runbook path as given, for messages.
+/// A runbook path as given, for messages (`embedded runbook` without one).
 pub fn describe(path: Option<&PathBuf>) -> String {
     path.map_or_else(
         || "embedded runbook".to_owned(),

@@ -23,12 +23,15 @@ pub struct Runbook {
     pub sections: Vec<Section>,
 }
 
-/// Text in both languages of the product.
+/// Text in both languages of the product. Both are required: an email or a page in either locale
+/// never falls back to the other language mid-sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
+    /// Brazilian Portuguese, the team's language (`pt-BR` in the file).
     #[serde(rename = "pt-BR")]
     pub pt_br: String,
+    /// English.
     pub en: String,
 }
 
@@ -46,9 +49,14 @@ impl Text {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vendor {
+    /// As people call it: `Supabase`.
     pub name: String,
+    /// Where to open a ticket (an address or a help site), quoted as written.
     pub support: String,
+    /// The support plan (`Enterprise`), shown as `SLA …` beside the contact.
     pub sla: String,
+    /// Linked from an email when a likely cause involves the vendor (unless the section links
+    /// the same site already).
     #[serde(default)]
     pub status_page: Option<String>,
 }
@@ -59,6 +67,7 @@ pub struct Vendor {
 pub struct Section {
     /// A stable ID: `latency`, `errors`, `auth`, `openai_quota`, `database`, `watchdog`.
     pub id: String,
+    /// The section's name, as the email subject and the pages show it.
     pub title: Text,
     /// Where it stands in the team's runbook (`§1`).
     #[serde(default)]
@@ -66,7 +75,9 @@ pub struct Section {
     /// Links worth opening for this section (dashboards, Sentry, status pages).
     #[serde(default)]
     pub links: Vec<Link>,
+    /// Its symptom rules (at least one: a section nothing can open is refused at load).
     pub rules: Vec<Rule>,
+    /// Its probable causes, in the runbook's order (the order ties are ranked in).
     #[serde(default)]
     pub causes: Vec<Cause>,
 }
@@ -75,7 +86,9 @@ pub struct Section {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Link {
+    /// What the link shows, in both languages.
     pub title: Text,
+    /// Where it goes; not checked (a runbook is trusted configuration).
     pub url: String,
 }
 
@@ -83,7 +96,9 @@ pub struct Link {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Degraded but up: escalates at most to L2.
     Major,
+    /// Down. Ordered above `Major`, so an incident's severity is the highest of its symptoms'.
     Critical,
 }
 
@@ -104,8 +119,12 @@ impl fmt::Display for Severity {
 pub struct Rule {
     /// A stable ID under its section: `latency.p95_high`.
     pub id: String,
+    /// One line saying what fired (`p95 above 3 seconds`), listed in the incident's symptoms.
     pub summary: Text,
+    /// The firing condition.
     pub when: Condition,
+    /// The recovery condition, over the same observation and labels as `when` (checked at load),
+    /// with its own threshold: the band between the two is the hysteresis.
     #[serde(default)]
     pub clear: Option<Condition>,
     /// How long `when` must hold before the symptom fires.
@@ -114,6 +133,7 @@ pub struct Rule {
     /// How long the recovery condition must hold before the symptom clears.
     #[serde(with = "humantime_serde")]
     pub resolve_after: Duration,
+    /// What the section's incident becomes while this rule fires.
     pub severity: Severity,
 }
 
@@ -123,6 +143,7 @@ pub struct Rule {
 pub struct Cause {
     /// A stable ID under its section: `latency.openai_slow`.
     pub id: String,
+    /// What people read as the probable cause.
     pub title: Text,
     /// The supplier involved, for its support contact and SLA.
     #[serde(default)]
@@ -147,15 +168,20 @@ pub struct Cause {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
+    /// A catalogue name; exactly one of `obs` and `source_failing` (checked at load).
     #[serde(default)]
     pub obs: Option<String>,
     /// Only instances whose labels include these.
     #[serde(default)]
     pub labels: Labels,
+    /// How `obs` compares with `value`; required with `obs` except in a context line (which only
+    /// shows the value).
     #[serde(default)]
     pub op: Option<Op>,
+    /// What `obs` is compared with; it must fit the observation's kind and `op` (checked at load).
     #[serde(default)]
     pub value: Option<Operand>,
+    /// A source name (`prometheus`, `status.openai`): holds while its latest poll failed.
     #[serde(default)]
     pub source_failing: Option<String>,
     /// How much this evidence counts when ranking causes (default 1).
@@ -191,20 +217,28 @@ fn one() -> f64 {
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Op {
+    /// `>`, numbers only. With `>=`, what the Prometheus probe reads thresholds from.
     #[serde(rename = ">")]
     Gt,
+    /// `>=`, numbers only.
     #[serde(rename = ">=")]
     Ge,
+    /// `<`, numbers only.
     #[serde(rename = "<")]
     Lt,
+    /// `<=`, numbers only.
     #[serde(rename = "<=")]
     Le,
+    /// `==`: numbers (within `f64::EPSILON`), booleans, texts.
     #[serde(rename = "==")]
     Eq,
+    /// `!=`: numbers, booleans, texts.
     #[serde(rename = "!=")]
     Ne,
+    /// `in`: a text among a list (`indicator in ["minor", "major"]`).
     #[serde(rename = "in")]
     In,
+    /// `not_in` in the file (one word, as TOML values go), `not in` when shown.
     #[serde(rename = "not_in")]
     NotIn,
 }
@@ -229,9 +263,13 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Operand {
+    /// `true` or `false`.
     Bool(bool),
+    /// A number; a TOML integer reads as one too.
     Number(f64),
+    /// A word (`"major"`).
     Text(String),
+    /// Words, for `in` and `not_in`.
     List(Vec<String>),
 }
 

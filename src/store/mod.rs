@@ -88,33 +88,49 @@ pub const READERS: usize = 4;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The file's directory could not be made (at start-up: the daemon does not start).
     #[error("cannot create the store directory {path}: {source}")]
     CreateDir {
+        /// The directory.
         path: PathBuf,
+        /// Why not.
         source: std::io::Error,
     },
+    /// The file could not be opened or set up (WAL, `synchronous`, the readers).
     #[error("cannot open the store {path}: {source}")]
     Open {
+        /// The file.
         path: PathBuf,
+        /// SQLite's reason.
         source: rusqlite::Error,
     },
+    /// The file was written by a newer watchdog: refused, never downgraded.
     #[error(
         "the store {path} has schema version {found}, newer than this watchdog knows ({known}); \
          run the newer watchdog or restore a backup"
     )]
     SchemaTooNew {
+        /// The file.
         path: PathBuf,
+        /// Its `user_version`.
         found: u32,
+        /// The newest this build knows (how many migrations it has).
         known: u32,
     },
+    /// Another connection (another process, a backup) held a lock past [`BUSY_TIMEOUT`]; the
+    /// file itself is fine.
     #[error("the store is busy (locked by another connection for more than {BUSY_TIMEOUT:?})")]
     Busy(#[source] rusqlite::Error),
+    /// Any other SQLite error (disk full, I/O, a constraint).
     #[error("store query failed: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    /// An incident or a list stored as JSON did not decode (or encode).
     #[error("cannot encode or decode stored JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A value outside what this build writes (an unknown outbox status, a file not in WAL).
     #[error("the store holds an unexpected value: {0}")]
     Corrupt(String),
+    /// No random bytes for a new secret.
     #[error("the system random source failed")]
     Random,
 }
@@ -146,6 +162,7 @@ impl StoreError {
     }
 }
 
+/// The store's result: every operation fails only with a [`StoreError`].
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The store: the writer's connection and the readers' pool (see the module documentation). Share it
@@ -158,6 +175,7 @@ pub struct Store {
     readers: pool::ReaderPool,
     /// Every write, and the write side's own reads. No read of the readers' path ever locks it.
     writer: Mutex<Connection>,
+    /// The database file, as given to [`Store::open`].
     path: PathBuf,
     metrics: StoreMetrics,
 }
@@ -166,11 +184,15 @@ pub struct Store {
 /// [`Store::open`], whether or not they are registered.
 #[derive(Debug)]
 struct StoreMetrics {
+    /// From asking for the writer's mutex to holding it (and SQLite's write lock, for a write).
     write_wait: Histogram,
+    /// From asking the readers' pool for a connection to holding one.
     read_wait: Histogram,
 }
 
 impl StoreMetrics {
+    /// Buckets from 0.1 ms (an uncontended lock) to 5 s ([`BUSY_TIMEOUT`], past which a write
+    /// fails `Busy`).
     fn new() -> Self {
         let buckets =
             || Histogram::new([0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
@@ -184,10 +206,14 @@ impl StoreMetrics {
 /// A maintenance window created at run time (through the API), with who made it and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredWindow {
+    /// The row ID: what the API and the pages end a window by. Never reused (`AUTOINCREMENT`,
+    /// even after retention deletes rows), so an ID from an old page never names another window.
     pub id: i64,
     /// The window in force: for one ended early, `ends` is when it was ended.
     pub window: MaintenanceWindow,
+    /// Who made it, as the API or the page's session named them.
     pub created_by: String,
+    /// When it was made (not when it starts).
     pub created_at: Timestamp,
     /// Set when the window was ended before its planned end ([`Store::end_window`]).
     pub ended: Option<WindowEnd>,
@@ -196,7 +222,9 @@ pub struct StoredWindow {
 /// How a window was ended early: the row keeps it, so the history says what was planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowEnd {
+    /// When it was ended: from then on it mutes nothing.
     pub at: Timestamp,
+    /// Who ended it.
     pub by: String,
     /// The end it was created with.
     pub planned_ends: Timestamp,
@@ -499,6 +527,10 @@ impl Store {
 
     /// The 32 random bytes stored under `name`, created on first use and kept from then on (e.g. the
     /// HMAC key that signs ack links, so links in emails sent before a restart still work after it).
+    ///
+    /// The candidate is drawn before the transaction, so the writer's lock is never held over the
+    /// random source; `DO NOTHING` then lets the first writer win, and every caller reads the one
+    /// stored value back.
     pub fn get_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
         use ring::rand::SecureRandom;
         let mut fresh = [0u8; 32];
@@ -515,6 +547,7 @@ impl Store {
     }
 }
 
+/// The `state` column's words, which its `CHECK` constraint lists: a stored format.
 fn state_text(state: IncidentState) -> &'static str {
     match state {
         IncidentState::Open => "open",
@@ -534,7 +567,8 @@ fn window_rows(conn: &Connection) -> Result<Vec<WindowRow>> {
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// One row of `windows` as stored.
+/// One row of `windows` as stored (times in Unix milliseconds; `sections` a JSON list). Copied out
+/// on the connection, decoded by [`WindowRow::into_window`] after it is given back.
 struct WindowRow {
     id: i64,
     sections: String,
@@ -563,6 +597,8 @@ impl WindowRow {
     }
 
     /// The window in force: one ended early ends at `ended_at`.
+    /// The `min` is defensive: [`Store::end_window`] never records an end past the planned one,
+    /// but a row is read as data, and a window must never read as longer than planned.
     fn into_window(self) -> Result<StoredWindow> {
         let planned_ends = Timestamp::from_unix_millis(self.ends);
         let ended = self.ended_at.map(|at| WindowEnd {
@@ -587,6 +623,11 @@ impl WindowRow {
     }
 }
 
+/// Writes each incident in `tx`, inserting or replacing by ID. The JSON in `data` is the incident;
+/// `section`, `state`, `opened_at` and `resolved_at` are copies of its fields for the indexes and
+/// the retention's `WHERE`, and are rewritten with it every time so they cannot drift apart.
+/// Shared by [`Store::save_incidents`] and the pager's commit (with its emails, in one
+/// transaction).
 pub(crate) fn upsert_incidents(tx: &Transaction<'_>, incidents: &[Incident]) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO incidents (id, section, state, opened_at, resolved_at, data)

@@ -19,7 +19,8 @@ use super::{Result, Store, StoreError, upsert_incidents};
 use crate::clock::Timestamp;
 use crate::incident::{Incident, Level, Page, PageEvent};
 
-/// The budget counts the emails created in this rolling window before `now`.
+/// The budget counts the emails created in this rolling window before `now` (the runbook's
+/// `max_emails_per_hour`: an hour by definition, not configurable).
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// Longest `last_error` kept per row: enough for any SMTP reply, bounded however a peer misbehaves.
@@ -30,8 +31,11 @@ const MAX_ERROR_CHARS: usize = 2000;
 pub struct NewEmail {
     /// The page key `<incident>/<level>/<event>/<n>`: unique for ever in the ledger.
     pub key: String,
+    /// The incident's ID: the budget and the digest are per incident.
     pub incident: String,
+    /// The level paged, stored as `L1`…`L3`.
     pub level: Level,
+    /// Why it is sent; a `resolved` email is never held by the budget.
     pub event: PageEvent,
     /// Envelope recipients (`RCPT TO`), plain addresses.
     pub recipients: Vec<String>,
@@ -69,6 +73,7 @@ pub enum EmailStatus {
 }
 
 impl EmailStatus {
+    /// The `status` column's word, which its `CHECK` constraint lists: a stored format.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
@@ -79,6 +84,7 @@ impl EmailStatus {
         }
     }
 
+    /// The status a column holds; another word is a file this build did not write: `Corrupt`.
     fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "pending" => Self::Pending,
@@ -94,15 +100,21 @@ impl EmailStatus {
 /// One outbox row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
+    /// The page key, or `<incident>/digest/<n>` for a digest.
     pub key: String,
+    /// The incident's ID.
     pub incident: String,
     /// `L1`, `L2` or `L3` (for a digest: the highest level it carries).
     pub level: String,
     /// A page event (`opened`, …, `resolved`) or `digest`.
     pub event: String,
+    /// Envelope recipients, as committed.
     pub recipients: Vec<String>,
+    /// The message bytes, sent unchanged on every attempt (so a resend is the same message).
     pub message: Vec<u8>,
+    /// When it was committed (watchdog clock): what the hourly budget counts by.
     pub created_at: Timestamp,
+    /// Where the row is in its life.
     pub status: EmailStatus,
     /// Send attempts so far, the successful one included.
     pub attempts: u32,
@@ -110,7 +122,9 @@ pub struct OutboxEntry {
     pub next_attempt_at: Option<Timestamp>,
     /// The latest failure (redacted by the transport), kept after a success for the record.
     pub last_error: Option<String>,
+    /// Set once, when the server accepted it.
     pub sent_at: Option<Timestamp>,
+    /// Set once, when it failed for good.
     pub failed_at: Option<Timestamp>,
     /// For a digested row: the key of the digest email that carried it.
     pub digest: Option<String>,
@@ -130,11 +144,14 @@ pub struct CommitOutcome {
 /// Pending and held rows: the `harven_watchdog_outbox_depth` gauge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxDepth {
+    /// Rows waiting for the sender (due or backing off).
     pub pending: u64,
+    /// Rows waiting for a digest.
     pub held: u64,
 }
 
 impl OutboxDepth {
+    /// Every email not out yet.
     pub fn total(self) -> u64 {
         self.pending + self.held
     }
@@ -143,7 +160,9 @@ impl OutboxDepth {
 /// An incident with held emails, and when its budget lets a digest out (`at <= now`: now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestSlot {
+    /// The incident whose held emails it is for.
     pub incident: String,
+    /// When the digest may go: the sender sleeps until the earliest slot.
     pub at: Timestamp,
 }
 
@@ -152,15 +171,19 @@ pub struct DigestSlot {
 pub struct NewDigest {
     /// From [`Store::next_digest_key`]: `<incident>/digest/<n>`.
     pub key: String,
+    /// The incident whose held emails it carries (checked against each held row).
     pub incident: String,
     /// The highest level among the held emails.
     pub level: Level,
+    /// Envelope recipients (the union of the held emails').
     pub recipients: Vec<String>,
+    /// The rendered digest, stored and sent like any email.
     pub message: Vec<u8>,
     /// The keys of the held rows it carries.
     pub replaces: Vec<String>,
 }
 
+/// The columns [`raw_entry`] reads, in its order.
 const COLUMNS: &str = "key, incident, level, event, recipients, message, created_at, status, \
                        attempts, next_attempt_at, last_error, sent_at, failed_at, digest";
 
@@ -182,6 +205,7 @@ struct RawEntry {
     digest: Option<String>,
 }
 
+/// One row, by [`COLUMNS`]' positions.
 fn raw_entry(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
     Ok(RawEntry {
         key: r.get(0)?,
@@ -202,6 +226,7 @@ fn raw_entry(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
 }
 
 impl RawEntry {
+    /// Decodes the recipients' JSON and the status, after the connection is given back.
     fn decode(self) -> Result<OutboxEntry> {
         let ts = Timestamp::from_unix_millis;
         Ok(OutboxEntry {
@@ -223,6 +248,7 @@ impl RawEntry {
     }
 }
 
+/// `error` cut at [`MAX_ERROR_CHARS`] characters (never inside one), marked `…` when cut.
 fn truncate(error: &str) -> String {
     match error.char_indices().nth(MAX_ERROR_CHARS) {
         Some((i, _)) => format!("{}…", &error[..i]),
@@ -241,6 +267,8 @@ fn budget_used(tx: &Transaction<'_>, incident: &str, now: Timestamp) -> Result<u
     )?)
 }
 
+/// Whether `incident` has emails waiting for a digest: a new one then waits too, even within
+/// the budget, so nothing overtakes what is already held.
 fn has_held(tx: &Transaction<'_>, incident: &str) -> Result<bool> {
     Ok(tx
         .query_row(
@@ -321,6 +349,8 @@ impl Store {
     }
 
     /// Up to `limit` pending emails whose `next_attempt_at` has come, oldest (first created) first.
+    /// By `seq`, not `created_at`: one commit stamps its emails with one `now`, and `seq` keeps
+    /// their order (an incident's `opened` before its `escalated`).
     pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxEntry>> {
         self.entries(
             &format!(
@@ -364,6 +394,8 @@ impl Store {
         )
     }
 
+    /// Runs an `UPDATE … WHERE key = ?1 AND status = 'pending'`: only a pending row moves, so a
+    /// repeated or late mark changes nothing (a sent row never turns failed) and says so.
     fn update_pending(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
         self.write(|tx| Ok(tx.execute(sql, params)? == 1))
     }
@@ -449,6 +481,9 @@ impl Store {
             let at = match budget {
                 None => now,
                 Some(budget) => {
+                    // The `budget`-th newest email in the window: once it is an hour old, fewer
+                    // than `budget` count. `max(1)` only keeps the offset from underflowing; the
+                    // configuration refuses a budget of 0.
                     let oldest_of_newest: Option<i64> = conn
                         .query_row(
                             "SELECT created_at FROM outbox WHERE incident = ?1
@@ -471,6 +506,8 @@ impl Store {
     }
 
     /// The key for the next digest of `incident`: `<incident>/digest/<n>`, `n` counting from 1.
+    /// Read on the writer but outside [`Store::release_held`]'s transaction: a key taken in
+    /// between makes that call return false, and the caller tries again.
     pub fn next_digest_key(&self, incident: &str) -> Result<String> {
         let conn = self.writer();
         let n: u32 = conn.query_row(

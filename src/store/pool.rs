@@ -34,6 +34,8 @@ impl ReaderPool {
     /// failing with `SQLITE_BUSY`: under WAL a reader meets one only for an instant (another
     /// connection recovering the log after a crash, or the last one closing and checkpointing it).
     pub(super) fn open(path: &Path, size: usize) -> rusqlite::Result<Self> {
+        // `NO_MUTEX` and `URI`, as rusqlite's default open (the writer's) has them: the pool lends
+        // a connection to one thread at a time, so SQLite's per-connection mutex would only cost.
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI;
@@ -99,6 +101,7 @@ impl Deref for Reader<'_> {
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
+            // One connection back, one waiter woken: the others stay asleep until theirs.
             self.pool.lock().push(conn);
             self.pool.returned.notify_one();
         }

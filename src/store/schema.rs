@@ -8,6 +8,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::{Result, StoreError};
 
 /// Migration `n` (0-based) takes the file from version `n` to `n + 1`.
+///
+/// Times are Unix milliseconds in `INTEGER` columns (what [`Timestamp`] holds), never SQLite's
+/// date texts: no time zone or format to agree on, and they compare as numbers. Incidents are
+/// stored whole as JSON (`data`), with copies of the few fields the queries filter and sort on;
+/// new incident fields need no migration, only `#[serde(default)]`.
+///
+/// [`Timestamp`]: crate::clock::Timestamp
 const MIGRATIONS: &[&str] = &[
     // 1: incidents, the outbox (= sent ledger), run-time maintenance windows, secrets.
     r#"
@@ -72,6 +79,8 @@ pub(crate) const VERSION: u32 = MIGRATIONS.len() as u32;
 /// Applies the missing migrations, all or none. A file from a newer watchdog is refused rather than
 /// written with an older idea of its tables.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    // `IMMEDIATE`: the write lock before reading the version, so two processes opening one file
+    // at once cannot both apply the same migration.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > VERSION {
@@ -85,6 +94,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.execute_batch(sql)?;
         tracing::info!(store = %path.display(), version = n + 1, "store schema migrated");
     }
+    // Only a migrated file has its version written; an up-to-date one commits an empty transaction.
     if found < VERSION {
         tx.pragma_update(None, "user_version", VERSION)?;
     }

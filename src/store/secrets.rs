@@ -18,6 +18,10 @@ impl Store {
     /// Replaces the secret under `name` by 32 fresh random bytes, in one transaction. With
     /// `keep_until`, the value it replaces is kept as the previous one, accepted until then; without,
     /// it is gone at once (a leaked secret), and so is any previous one kept by an earlier rotation.
+    ///
+    /// One previous value at most: a second rotation replaces it, so links signed two keys ago
+    /// stop working then, whatever their expiry. Rotating a name never created keeps nothing and
+    /// creates it.
     pub fn rotate_secret(&self, name: &str, keep_until: Option<Timestamp>) -> Result<()> {
         use ring::rand::SecureRandom;
         let mut fresh = [0u8; 32];
@@ -54,6 +58,9 @@ impl Store {
 
     /// The value `name` had before its latest rotation, and until when it is accepted; `None` when
     /// it was not kept (or the stored value is unreadable).
+    ///
+    /// It does not compare that time with now: the link keys it is loaded into refuse a link
+    /// verified by it past then. Read on the writer's connection, like every `kv` value.
     pub fn previous_secret(&self, name: &str) -> Result<Option<(Vec<u8>, Timestamp)>> {
         let Some(value) = self.value(&previous_name(name))? else {
             return Ok(None);

@@ -1,5 +1,8 @@
 //! Checks who is told and how: `[escalation]` and its levels, `[[maintenance]]` windows, `[smtp]`
 //! (the transport the emails go out by) and `[heartbeat]`. Knows nothing of the probes' sections.
+//!
+//! Like every check, each function looks at every key before it gives up on a section (the `?`s
+//! come last), so `check-config` lists all the problems in one round.
 
 use lettre::message::Mailbox;
 
@@ -10,6 +13,9 @@ use crate::config::{
     SmtpServer, StoreConfig, TlsMode,
 };
 
+/// `[escalation]`: the three levels' recipients (each at least one address), L2's delay, L3's
+/// critical time, the reminder and ack clocks, the hourly email budget and the links' lifetime.
+/// `None` when any of them is wrong (the problems say which).
 pub(super) fn check_escalation(
     c: &mut Checker<'_>,
     raw: &crate::config::raw::RawEscalation,
@@ -17,6 +23,8 @@ pub(super) fn check_escalation(
     let l1 = c.mailboxes("escalation.l1.to", &raw.l1.to);
     let l2 = c.mailboxes("escalation.l2.to", &raw.l2.to);
     let l3 = c.mailboxes("escalation.l3.to", &raw.l3.to);
+    // The three levels share one raw shape, so decoding accepts `after` and `critical_for` on any
+    // of them; only one level reads each.
     reject_level_keys(c, "l1", &raw.l1, true, true);
     reject_level_keys(c, "l2", &raw.l2, false, true);
     reject_level_keys(c, "l3", &raw.l3, true, false);
@@ -31,6 +39,7 @@ pub(super) fn check_escalation(
     let repeat_interval = c.duration("escalation.repeat_interval", &raw.repeat_interval);
     let ack_timeout = c.duration("escalation.ack_timeout", &raw.ack_timeout);
     let link_ttl = c.duration("escalation.link_ttl", &raw.link_ttl);
+    // Positive: a budget of 0 would hold back even an incident's first page.
     let max_emails = c.check(
         "escalation.max_emails_per_hour",
         u32::try_from(raw.max_emails_per_hour)
@@ -64,11 +73,14 @@ pub(super) fn check_escalation(
     })
 }
 
+/// `[heartbeat]`: the URL (inline or from a file), its interval and timeout.
 /// `Some(None)`: valid, no heartbeat configured.
 pub(super) fn check_heartbeat(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawHeartbeat,
 ) -> Option<Option<HeartbeatConfig>> {
+    // The times are checked even without a URL: a bad value in a file is a mistake worth saying
+    // before the day someone sets the URL.
     let times = c.interval_timeout("heartbeat", &raw.interval, &raw.timeout);
     let url = c.secret("heartbeat.url", raw.url, raw.url_file)?;
     let Some(url) = url else { return Some(None) };
@@ -88,6 +100,9 @@ pub(super) fn check_heartbeat(
     }))
 }
 
+/// `[[maintenance]]`: each window's times and length. A wrong window is left out of the list, but
+/// its problem fails the whole configuration, so a partial list is never used. Unlike the API's,
+/// a configured window may start any time ahead: it is edited by people, not sent by a client.
 pub(super) fn check_maintenance(
     c: &mut Checker<'_>,
     raw: &[crate::config::raw::RawWindow],
@@ -95,6 +110,8 @@ pub(super) fn check_maintenance(
     let mut out = Vec::new();
     for (i, w) in raw.iter().enumerate() {
         let key = format!("maintenance[{i}]");
+        // UTC only (`Z`, `+00:00` or nothing): humantime's weak RFC 3339 refuses other offsets
+        // rather than guess a zone, and windows are compared with the watchdog's UTC clock.
         let parse = |c: &mut Checker<'_>, field: &str, text: &str| {
             c.check(
                 &format!("{key}.{field}"),
@@ -113,6 +130,8 @@ pub(super) fn check_maintenance(
             c.problem(&format!("{key}.ends"), "must be after starts");
             continue;
         }
+        // Bounded (30 days): longer muting is an edit of the runbook, and every time a window
+        // yields must stay a date that can be written.
         if ends.saturating_since(starts) > crate::config::limits::MAX_WINDOW.max {
             c.problem(
                 &format!("{key}.ends"),
@@ -155,6 +174,11 @@ fn reject_level_keys(
     }
 }
 
+/// `[smtp]`: the sender's address, and the transport: an SMTP server (TLS mode, port, timeout,
+/// credentials, optional private CA), or `.eml` files in the store's outbox directory when no
+/// `host` is set (nothing leaves the machine; each email is a file to read).
+/// `store` is `None` when `[store]` is wrong: then the file transport has no directory, and its
+/// problem is already said.
 pub(super) fn check_smtp(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawSmtp,
@@ -186,7 +210,11 @@ pub(super) fn check_smtp(
     );
     let timeout = c.duration("smtp.timeout", &raw.timeout);
     let has_password_file = raw.password_file.is_some();
+    // `Some(None)`: no password given; `None`: given empty, or its file unreadable or empty (a
+    // problem says which).
     let password = c.secret("smtp.password", raw.password, raw.password_file);
+    // Both or neither: a user without a password (or the reverse) is a half-written section that
+    // would fail only at the first page, and the problem is blamed on the layer that set the one.
     let credentials = match (raw.username, password) {
         (Some(user), Some(Some(pass))) => Some(Some((user, pass))),
         (None, Some(Some(_))) => {
@@ -210,7 +238,9 @@ pub(super) fn check_smtp(
             );
             None
         }
+        // Neither: a relay that takes mail without logging in (a local one, or by IP).
         (None, Some(None)) => Some(None),
+        // The password is empty or its file unreadable: its own problem says so.
         (_, None) => None,
     };
     let ca_file = match raw.ca_file {
@@ -218,6 +248,8 @@ pub(super) fn check_smtp(
         Some(text) => {
             let path = resolve((c.origin_of)("smtp.ca_file").base_dir(), &text);
             match std::fs::read_to_string(&path) {
+                // Read now, not at the first email: a missing or wrong CA file is a start-up
+                // problem. A CA with `tls = "none"` would be silently unused: refused.
                 Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
                     if tls == Some(TlsMode::None) {
                         c.problem(
@@ -246,10 +278,13 @@ pub(super) fn check_smtp(
             }
         }
     };
+    // Port, TLS, credentials and timeout are checked above even without a host, like every key;
+    // only the SMTP transport uses them.
     let transport = match raw.host {
         None => Some(EmailTransport::Files {
             dir: store?.outbox_dir(),
         }),
+        // A `/` or a space means a URL or a typo (`smtp://mail…`), not a host name.
         Some(host) if host.trim().is_empty() || host.contains(['/', ' ']) => {
             c.problem("smtp.host", format!("{host:?} is not a host name"));
             None

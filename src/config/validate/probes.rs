@@ -1,5 +1,10 @@
 //! Checks the sections of the sources the probes read: `[prometheus]`, `[status.*]`, `[supabase]`,
 //! `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
+//!
+//! Each function checks every key of its section before it gives up (the `?`s come last), so one
+//! round of `check-config` names every problem. What a check cannot know is left to the probe at
+//! run time: whether the URL answers, whether a metric or a container exists (those are blind
+//! spots and failing sources, not configuration errors).
 
 use super::{Checker, HTTP};
 use crate::config::Origin;
@@ -8,12 +13,15 @@ use crate::config::{
     StatusPageConfig, SupabaseConfig,
 };
 
+/// `[prometheus]`: where it is, how often and how long to ask, the windows of its readings, and
+/// the metric names of the backend's instrumentation.
 pub(super) fn check_prometheus(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawPrometheus,
 ) -> Option<PrometheusConfig> {
     let url = c.url("prometheus.url", &raw.url, HTTP);
     let times = c.interval_timeout("prometheus", &raw.interval, &raw.timeout);
+    // No job matches an empty name: `backend_up` would be a blind spot for ever.
     if raw.backend_job.trim().is_empty() {
         c.problem(
             "prometheus.backend_job",
@@ -24,6 +32,9 @@ pub(super) fn check_prometheus(
     let short_window = c.duration("prometheus.short_window", &raw.short_window);
     let fast_interval = c.duration("prometheus.fast_interval", &raw.fast_interval);
     let baseline_window = c.duration("prometheus.baseline_window", &raw.baseline_window);
+    // Unlike the Docker and Redis windows, these need not span a poll: they are PromQL ranges,
+    // counted by Prometheus over its own history at every query, not held by the probe. The short
+    // window is the severe rules' quick look; longer than the main one it would be neither.
     if let (Some(w), Some(s)) = (window, short_window)
         && s > w
     {
@@ -48,6 +59,7 @@ pub(super) fn check_prometheus(
             );
         }
     }
+    // An empty entry is a stray comma or quote, not a handler: said, rather than filtered on.
     for (i, handler) in raw.exclude_handlers.iter().enumerate() {
         if handler.trim().is_empty() {
             c.problem(
@@ -77,7 +89,8 @@ pub(super) fn check_prometheus(
     })
 }
 
-/// A valid Prometheus metric name.
+/// A valid Prometheus metric name. Checked because the names are pasted into PromQL: anything
+/// else would be a refused query at every poll, or would change what the query means.
 fn is_metric_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
@@ -86,6 +99,8 @@ fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// `[status.<name>]`: one page per table, its name the probe's source (`status.openai`). A bad page
+/// is left out, its problem failing the configuration.
 pub(super) fn check_status_pages(
     c: &mut Checker<'_>,
     raw: &std::collections::BTreeMap<String, crate::config::raw::RawStatusPage>,
@@ -94,6 +109,8 @@ pub(super) fn check_status_pages(
     for (name, page) in raw {
         let section = format!("status.{name}");
         let url = c.url(&format!("{section}.url"), &page.url, HTTP);
+        // A page the user adds is a new table the embedded defaults say nothing about: it gets
+        // the shipped pages' times.
         let times = c.interval_timeout(
             &section,
             page.interval.as_deref().unwrap_or("60s"),
@@ -116,6 +133,7 @@ pub(super) fn check_supabase(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawSupabase,
 ) -> Option<Option<SupabaseConfig>> {
+    // Checked even while the probe is off, so a bad value waits for no one to turn it on.
     let times = c.interval_timeout("supabase", &raw.interval, &raw.timeout);
     let key = c.secret("supabase.api_key", raw.api_key, raw.api_key_file);
     let Some(text) = raw.url else {
@@ -142,10 +160,13 @@ pub(super) fn check_supabase(
     }))
 }
 
+/// `[redis]`: the URL (TCP, TLS or a Unix socket), the password, the key patterns counted and the
+/// SCAN bounds, and the window its counters' rates are over.
 pub(super) fn check_redis(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawRedis,
 ) -> Option<RedisConfig> {
+    // The redis crate's schemes: TCP, TLS (`rediss`) and a Unix socket (two spellings).
     let url = c.url(
         "redis.url",
         &raw.url,
@@ -158,6 +179,7 @@ pub(super) fn check_redis(
             c.problem("redis.key_patterns", "has an empty pattern");
         }
     }
+    // Both positive: a `COUNT 0` SCAN is an error to Redis, and a cap of 0 would count nothing.
     let scan_count = c.check(
         "redis.scan_count",
         u32::try_from(raw.scan_count)
@@ -187,12 +209,15 @@ pub(super) fn check_redis(
     })
 }
 
+/// `[docker]`: the Engine's address, the watched containers, the variables whose presence is read,
+/// the log patterns, the evidence windows (each at least the poll interval) and the roles.
 pub(super) fn check_docker(
     c: &mut Checker<'_>,
     raw: crate::config::raw::RawDocker,
 ) -> Option<DockerConfig> {
     let host = c.check("docker.host", {
         let h = &raw.host;
+        // The transports the probe's client opens: a socket, or plain TCP/HTTP (no TLS client).
         if h.starts_with("unix:///") || h.starts_with("tcp://") || h.starts_with("http://") {
             Ok(h.clone())
         } else {
@@ -217,6 +242,7 @@ pub(super) fn check_docker(
     {
         c.problem("docker.compose_project", "is empty; leave it unset instead");
     }
+    // The probe matches `NAME=` in the container's environment: a name holding `=` never matches.
     if raw.env_vars.iter().any(|v| v.is_empty() || v.contains('=')) {
         c.problem("docker.env_vars", "names must be non-empty and hold no `=`");
     }
@@ -229,6 +255,7 @@ pub(super) fn check_docker(
             .filter(|n| *n > 0)
             .ok_or_else(|| format!("{} must be a positive count", raw.log_lines_cap)),
     );
+    // Unanchored: a log pattern finds its words anywhere in a line (unlike a role's name pattern).
     let mut log_patterns = Vec::new();
     for (name, text) in &raw.log_patterns {
         let key = format!("docker.log_patterns.{name}");
@@ -243,6 +270,7 @@ pub(super) fn check_docker(
     let evidence_window = c.duration("docker.evidence_window", &raw.evidence_window);
     let log_rate_window = c.duration("docker.log_rate_window", &raw.log_rate_window);
     let roles = check_roles(c, raw.roles);
+    // Past this point every check needs the interval; the ones above did not wait for it.
     let (interval, timeout) = times?;
     // Every window of the probe's evidence must span at least one poll: a shorter one would hold a
     // count for less than the time between two polls, and read nothing at all in between.
@@ -281,6 +309,7 @@ pub(super) fn check_roles(
     c: &mut Checker<'_>,
     raw: std::collections::BTreeMap<String, crate::config::raw::RawRole>,
 ) -> Option<Vec<RoleConfig>> {
+    // Problems are counted, not `?`ed: every role is checked before the section gives up.
     let before = c.problems.len();
     // An empty string unsets a key an earlier layer set (the embedded defaults' `compose_service`).
     let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
@@ -318,6 +347,8 @@ pub(super) fn check_roles(
             }
         }
         let mut patterns = Vec::new();
+        // Anchored: a pattern matches a whole container name, so `backend` never takes in
+        // `backend-worker`, and `backend-\d+` says what it means.
         for text in &role.patterns {
             match regex::Regex::new(&format!("^(?:{text})$")) {
                 Ok(regex) => patterns.push(NamePattern {
@@ -332,6 +363,8 @@ pub(super) fn check_roles(
         }
         let compose_service = set(role.compose_service);
         let compose_project = set(role.compose_project);
+        // A project only narrows a service (a role matches by both together); alone it would
+        // match nothing, silently.
         if compose_project.is_some() && compose_service.is_none() {
             c.problem(
                 &format!("{key}.compose_project"),

@@ -13,7 +13,9 @@ use bollard::errors::Error as EngineError;
 use crate::observe::{Failure, FailureKind};
 use crate::probe::http::error_chain;
 
-/// Runs one Engine call under `limit`.
+/// Runs one Engine call under `limit`. bollard's own timeout is the client's (whole seconds, the
+/// whole poll's `timeout`); a call gets less (the probe's `call_limit`), so one slow call cannot eat
+/// the poll.
 pub(super) async fn engine_call<T>(
     limit: Duration,
     what: &str,
@@ -29,6 +31,8 @@ pub(super) async fn engine_call<T>(
     }
 }
 
+/// `what` got no answer within `limit`; also used by the calls that match on bollard's error
+/// themselves (inspect, stats), outside [`engine_call`].
 pub(super) fn timeout_failure(what: &str, limit: Duration) -> Failure {
     Failure::new(
         FailureKind::Timeout,
@@ -53,6 +57,8 @@ pub(super) fn engine_failure(e: &EngineError) -> Failure {
         EngineError::RequestTimeoutError => {
             Failure::new(Timeout, "no answer from the Docker Engine")
         }
+        // The Engine's error message (`No such container: …`) is its own words, not a payload of
+        // the container's; still cut short, as any peer's text quoted in a failure.
         EngineError::DockerResponseServerError {
             status_code,
             message,

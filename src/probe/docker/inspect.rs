@@ -31,10 +31,13 @@ pub(super) enum Seen {
     Missing,
     /// The inspection failed (timeout, Engine error).
     Failed(Failure),
+    /// The container and what the poll read beside it (boxed: it is much larger than the others).
     Found(Box<Found>),
 }
 
+/// A container the Engine has: its inspection (fresh or the cached one) and the reads beside it.
 pub(super) struct Found {
+    /// The inspection, fresh or the one cached from an earlier poll.
     pub(super) snap: Snapshot,
     /// `None` when not asked (not running); `Ok(None)` when the Engine had no usage figure.
     pub(super) memory: Option<Result<Option<u64>, Failure>>,
@@ -48,20 +51,30 @@ pub(super) struct Found {
 /// environment value, is dropped right away.
 #[derive(Debug, Clone)]
 pub(super) struct Snapshot {
+    /// The container ID: another ID under the same name is a recreated container.
     pub(super) id: String,
     /// Running and not restarting or paused (Docker reports `Running` during a restart backoff).
     pub(super) running: bool,
     /// Between a restart-policy decision (already in `restart_count`) and the start it leads to.
     pub(super) restarting: bool,
+    /// The healthcheck's word: `healthy`, `unhealthy`, `starting`, or `none` without one.
     pub(super) health: &'static str,
+    /// The last run's exit code, as Docker reports it (0 for a container that has not exited).
     pub(super) exit_code: Option<i64>,
+    /// Docker's count of restart-policy restarts of this ID: 0 again on a recreated container or
+    /// after a manual restart, and it moves before the restart happens (`restarting`).
     pub(super) restart_count: i64,
+    /// Docker's flag that the last run was OOM-killed (not always set: see the `oom` events).
     pub(super) oom_killed: bool,
+    /// When the current (or last) run started; `None` for Docker's "never".
     pub(super) started_at: Option<Nanos>,
+    /// When the container was created: a recent one is a deploy.
     pub(super) created_at: Option<Nanos>,
+    /// The image's full ID: another one under the same name is a deploy.
     pub(super) image_id: String,
     /// The image as configured and its short ID: `harven/backend:1.4 (sha256:0123456789ab)`.
     pub(super) image_label: String,
+    /// `HostConfig.Memory` as Docker reports it (0: no limit; see [`Snapshot::limit`]).
     pub(super) memory_limit: Option<i64>,
     /// Presence of each configured variable, in `env_vars` order.
     pub(super) env_present: Vec<bool>,
@@ -73,6 +86,8 @@ impl Snapshot {
         self.memory_limit.filter(|l| *l > 0)
     }
 
+    /// The parts of `inspect` the probe uses; it takes the answer by value and drops it, and with
+    /// it every environment value, before returning.
     fn of(inspect: ContainerInspectResponse, env_vars: &[String]) -> Self {
         let state = inspect.state.unwrap_or_default();
         let config = inspect.config.unwrap_or_default();
@@ -105,6 +120,8 @@ impl Snapshot {
             Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY) | None => "none",
         };
         let restarting = state.restarting.unwrap_or(false);
+        // `Status` is the Engine's one word for the state; only an Engine that leaves it out is
+        // read from the `Running`, `Restarting` and `Paused` flags, which can all be true at once.
         let running = match state.status {
             Some(ContainerStateStatusEnum::RUNNING) => true,
             Some(ContainerStateStatusEnum::EMPTY) | None => {
@@ -194,6 +211,9 @@ pub(super) async fn look(
             None => None,
         }
     };
+    // The OOM flag can lose a race with the exit (Engine 20.10), so an ID first met already stopped
+    // without it has its last run's `oom` events looked up. Only then: an ID already known had its
+    // run watched by the event task, which records `oom` events as they come.
     let run_oom = async {
         match snap.started_at {
             Some(start)

@@ -34,10 +34,14 @@ pub(super) const MEMORY_OBSERVATIONS: [&str; 3] = [
 pub(super) struct MemoryTrend {
     /// The run (engine `StartedAt`) the samples belong to: a restart starts a new trend.
     run: Option<Nanos>,
+    /// Oldest first, stamped with the watchdog's `now` (not the Engine's clock), at least
+    /// `window / MEMORY_SAMPLES` apart, at most `MEMORY_SAMPLES + 1` of them.
     samples: VecDeque<(Timestamp, f64)>,
 }
 
 impl MemoryTrend {
+    /// Forgets the samples: they were of another run (a restart frees the memory, so a rate
+    /// across it would read as a fall, and a leak starts over).
     pub(super) fn reset(&mut self, run: Option<Nanos>) {
         self.run = run;
         self.samples.clear();
@@ -57,6 +61,7 @@ impl MemoryTrend {
         if self.run != run {
             self.reset(run);
         }
+        // Samples older than the window go first, so the rate is never over more than the window.
         let horizon = now - window;
         while self.samples.front().is_some_and(|(t, _)| *t < horizon) {
             self.samples.pop_front();
@@ -112,6 +117,7 @@ pub(super) async fn memory_in_use(
     let Some(m) = stats.memory_stats else {
         return Ok(None);
     };
+    // An answer without a usage figure is no data for the caller, not a failure of the source.
     let Some(usage) = m.usage else {
         return Ok(None);
     };

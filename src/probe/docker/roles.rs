@@ -161,8 +161,11 @@ enum Fold {
     Every,
     /// True when any replica's is.
     Any,
+    /// The total over the replicas (counts and rates: the role's, whatever its replicas number).
     Sum,
+    /// The least (the youngest uptime, the tightest limit).
     Min,
+    /// The greatest (the replica nearest trouble).
     Max,
     /// The worst health.
     Worst,
@@ -275,6 +278,10 @@ fn folded_by_one(name: &str) -> bool {
 
 /// The observations folded by [`fold`], with their extra label and how they fold.
 fn folds<'a>(facts: &Facts<'a>) -> Vec<(&'static str, Extra<'a>, Fold)> {
+    // Each fold reads as the runbook means the role: running only if every replica runs, the
+    // worst health, the highest exit code, restarts and log lines as the role's totals,
+    // OOM-killed if any replica was, the youngest uptime (a replica just restarted shows), the
+    // tightest memory limit and the fullest replica's memory.
     let mut folds = vec![
         ("docker.running", None, Fold::Every),
         ("docker.health", None, Fold::Worst),
@@ -321,6 +328,9 @@ fn fold(how: Fold, parts: &[(&str, Outcome)]) -> Outcome {
         })
         .collect();
     // A decisive value stands whatever else could not be read.
+    // A value that settles the fold whatever the other replicas say (one replica down, one OOM
+    // kill, one unhealthy) wins even over an unknown one; otherwise an unknown replica makes the
+    // role unknown (a sum or a minimum without it would be a guess), and no data comes last.
     let decisive = match how {
         Fold::Every => values.iter().find(|v| ***v == Value::Bool(false)),
         Fold::Any => values.iter().find(|v| ***v == Value::Bool(true)),

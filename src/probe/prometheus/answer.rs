@@ -10,7 +10,8 @@ use crate::observe::{Failure, FailureKind};
 use crate::probe::http::reqwest_failure;
 use crate::probe::truncate;
 
-/// The Prometheus API envelope.
+/// The Prometheus API envelope. Read here rather than by the crate's `get()`, which would need the
+/// whole body unbounded: the body has already been read under [`super::MAX_BODY`].
 #[derive(Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 enum ApiAnswer {
@@ -54,6 +55,9 @@ pub(super) fn interpret(promql: &str, status: reqwest::StatusCode, body: &[u8]) 
     }
 }
 
+/// The samples of an instant query's result, labels sorted by name so that two answers' series
+/// compare equal whatever order Prometheus wrote the labels in. A scalar is one sample without
+/// labels; a range result (no query here asks for one) is nothing.
 pub(super) fn samples(result: &PromqlResult) -> Vec<Sample> {
     match result.data() {
         Data::Vector(v) => v
@@ -73,6 +77,8 @@ pub(super) fn samples(result: &PromqlResult) -> Vec<Sample> {
     }
 }
 
+/// A request that got no answer, classified like the other HTTP probes' (timeout, connect, …)
+/// from the reqwest error the crate wraps.
 pub(super) fn client_failure(e: &prometheus_http_query::Error) -> Failure {
     match e {
         prometheus_http_query::Error::Client(c) => match c.inner() {
@@ -86,6 +92,7 @@ pub(super) fn client_failure(e: &prometheus_http_query::Error) -> Failure {
 /// A sample's labels and value.
 pub(super) type Sample = (Vec<(String, String)>, f64);
 
+/// The value of label `name`, if the sample has it.
 pub(super) fn label<'a>(labels: &'a [(String, String)], name: &str) -> Option<&'a str> {
     labels
         .iter()
@@ -104,6 +111,8 @@ pub(super) fn by_window(answer: Answer) -> (Answer, Answer) {
                     .iter()
                     .position(|(k, _)| k == "window")
                     .map(|i| labels.remove(i).1);
+                // Only `short` is told apart: a series without the label is read as the long
+                // window's, which is what the query without `label_replace` would have meant.
                 match window.as_deref() {
                     Some("short") => short.push((labels, v)),
                     _ => long.push((labels, v)),

@@ -11,6 +11,9 @@ use crate::config::PrometheusConfig;
 use crate::observe::{Failure, Key, Observation, Outcome, Value};
 
 /// One histogram's cumulative bucket rates, ascending by upper bound, `+Inf` last.
+///
+/// Made by [`Buckets::new`], which keeps what [`Buckets::quantile`] relies on: bounds strictly
+/// ascending and never NaN, counts finite and non-decreasing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buckets(pub(super) Vec<(f64, f64)>);
 
@@ -63,6 +66,9 @@ impl Buckets {
     /// The `q` quantile exactly as Prometheus' `histogram_quantile` computes it over classic
     /// buckets (linear interpolation within the bucket; the highest finite bound when the rank falls
     /// in `+Inf`); NaN when there is nothing to rank.
+    ///
+    /// Same algorithm, not a better one, so that the probe's p95 and the one a person pastes into
+    /// Prometheus ([`super::equivalent_promql`]) agree; the tests work cases from `quantile.go`.
     pub fn quantile(&self, q: f64) -> f64 {
         let b = &self.0;
         if q.is_nan() {
@@ -83,11 +89,13 @@ impl Buckets {
         if observations <= 0.0 || !observations.is_finite() {
             return f64::NAN;
         }
+        // The first bucket whose cumulative count reaches the rank (Prometheus' `sort.Search`).
         let mut rank = q * observations;
         let i = b.partition_point(|x| x.1 < rank);
         if i >= b.len() - 1 {
             return b[b.len() - 2].0;
         }
+        // A first bucket at or below zero has no lower edge to interpolate from.
         if i == 0 && b[0].0 <= 0.0 {
             return b[0].0;
         }
@@ -105,6 +113,9 @@ impl Buckets {
     /// `None` without traffic, or when `t` is beyond the highest finite bound.
     pub fn share_above(&self, t: f64) -> Option<(f64, Exactness)> {
         let total = self.total().filter(|t| *t > 0.0)?;
+        // A bound within a relative 1e-9 of `t` is at `t`: the bound (the backend's `le`) and the
+        // threshold (the runbook's value) are parsed from two texts, and a last-bit difference
+        // must not turn an exact share into an interpolated one.
         if let Some(b) = self
             .0
             .iter()
@@ -152,6 +163,8 @@ fn group_buckets(samples: &[Sample], by: Option<&str>) -> BTreeMap<String, Bucke
         .collect()
 }
 
+/// An `le` label as a bound (`+Inf` as infinity, other spellings of it too); NaN is refused: it
+/// cannot be ordered among the bounds.
 fn parse_le(text: &str) -> Option<f64> {
     match text.trim() {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
@@ -197,6 +210,9 @@ impl Layout {
     }
 }
 
+/// The histogram's layout from its answer, its buckets grouped by the `by` label (`handler` for
+/// the per-handler histogram, none for the label-less one). An answer without a single parsable
+/// `le` counts as missing: there is no layout to judge.
 pub(super) fn layout(answer: Answer, by: Option<&str>) -> Layout {
     match answer {
         Answer::Samples(s) => {
@@ -212,6 +228,8 @@ pub(super) fn layout(answer: Answer, by: Option<&str>) -> Layout {
 }
 
 /// The instrumentator call that gives the per-handler histogram buckets able to tell `threshold`.
+/// The buckets keep low ones (fast requests still resolved), put one at the threshold (an exact
+/// slow share) and two above it (a p95 past the threshold reads as a number, not as the top bound).
 fn bucket_fix(threshold: f64) -> String {
     let mut buckets = vec![
         0.1,
@@ -244,6 +262,9 @@ pub(super) fn latency_short(
     highr: Answer,
 ) {
     let name = "prometheus.slow_share_short";
+    // The histogram is chosen by the highest threshold (one that can show it can show every lower
+    // one), exactly as `latency` chooses, so both windows read the same histogram; the share is
+    // over the lowest, the first a rule fires at.
     let top = thresholds.last().copied().unwrap_or(DEFAULT_THRESHOLD);
     let low = thresholds.first().copied().unwrap_or(DEFAULT_THRESHOLD);
     let (lowr, highr) = (layout(lowr, Some("handler")), layout(highr, None));
@@ -298,6 +319,8 @@ pub(super) fn latency(
     let lowr = layout(lowr, Some("handler"));
     let highr = layout(highr, None);
     let p95 = "prometheus.p95_seconds";
+    // Preference order: the per-handler histogram when it can show the highest threshold (it names
+    // the handler), else the high-resolution one (all handlers together), else a blind spot.
     let can = |l: &Layout| l.can_exceed(top_threshold);
     let describe = |name: &str, l: &Layout| match l {
         Layout::Found(g) => format!("{name} has buckets {}", bounds_text(&all_bounds(g))),
@@ -400,7 +423,9 @@ pub(super) fn latency(
     }
 }
 
-/// p95 and slow share per handler from the per-handler histogram.
+/// p95 and slow share per handler from the per-handler histogram. At most [`MAX_SERIES`]
+/// handlers, in name order, so a backend that templates nothing (a handler per URL) cannot grow
+/// the evidence table without bound; the cut is logged at every poll it happens.
 fn per_handler(
     out: &mut Vec<Observation>,
     name: &str,
@@ -465,6 +490,9 @@ pub(super) fn slow_share(key: Key, buckets: &Buckets, threshold: f64) -> Observa
 
 /// Each handler's share of requests above the per-handler histogram's top bucket (it can say no
 /// more), as observations; returns the handlers where it is above 5 %, slowest first, as text.
+/// Above 5 % (`1 - QUANTILE`) means that handler's own p95 lies above the top bucket: the
+/// handlers that may be behind an all-handlers p95 over the threshold. Five named are enough for
+/// the note.
 fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>) -> Vec<String> {
     let mut slow = Vec::new();
     for (handler, buckets) in groups.iter().take(MAX_SERIES) {

@@ -20,7 +20,7 @@ pub struct Queries {
     /// The usual request rates by handler and status, just before the long window (read every
     /// [`BASELINE_REFRESH`], not every poll: it moves slowly).
     pub baseline: String,
-    /// At how many of [`HISTORY_STEPS`] points of the baseline window any request series existed
+    /// At how many of `HISTORY_STEPS` (60) points of the baseline window any request series existed
     /// (read with `baseline`): a baseline averaged mostly over empty time is not one.
     pub history: String,
     /// Every target's `up`.

@@ -13,6 +13,10 @@ use crate::observe::{Failure, Key, Observation, Outcome, Value};
 
 /// The error and auth ratios from the requests by handler and status; returns the total rate (for
 /// the request rate), or the outcome standing in for it.
+///
+/// The three keys always come together and in the same state: a refused query makes all three
+/// unknown, no series or no traffic makes all three no data, so no rule reads one of them as a
+/// value while its siblings are missing.
 pub(super) fn ratios(
     out: &mut Vec<Observation>,
     config: &PrometheusConfig,
@@ -50,6 +54,9 @@ pub(super) fn ratios(
         }
         return Outcome::NoData(why);
     }
+    // The summed rate of the series `pred` selects, and whether any such series exists (a ratio
+    // over no series is 0 only because the instrumentation has not created it yet: the note says
+    // so). Non-finite samples are skipped: a NaN would poison the sum.
     let rate = |pred: &dyn Fn(&str, &str) -> bool| -> (f64, bool) {
         let mut sum = 0.0;
         let mut any = false;
@@ -81,6 +88,8 @@ pub(super) fn ratios(
     }
     out.push(e);
 
+    // The instrumentation groups status codes by default (`4xx`); only when no exact code is seen
+    // and some are grouped is the auth ratio estimated from the 4xx above each handler's usual share.
     let is_exact = |s: &str| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit());
     let grouped = samples
         .iter()
@@ -132,6 +141,7 @@ pub(super) fn ratios_short(
 }
 
 /// At how many points of the baseline window request series existed, or why that is not known.
+/// The `count_over_time` answer is one sample, absent when no series existed at any point: 0.
 pub(super) fn history_points(history: &Answer) -> Result<f64, Outcome> {
     match history {
         Answer::Samples(s) => Ok(s.first().map_or(0.0, |(_, v)| *v)),
@@ -142,11 +152,15 @@ pub(super) fn history_points(history: &Answer) -> Result<f64, Outcome> {
 /// The usual traffic: request rates by handler and status over the baseline window.
 #[derive(Debug)]
 pub(super) enum Traffic {
+    /// The baseline query's samples (empty when the window before now had no requests).
     Rates(Vec<Sample>),
+    /// The baseline query failed: the baseline and its ratio read as unknown.
     Failed(Failure),
 }
 
 impl Traffic {
+    /// The baseline from its answer. A source that is down has already failed the whole poll
+    /// before this is built, so `Failed` holds in practice a refused query.
     pub(super) fn of(answer: Answer) -> Self {
         match answer {
             Answer::Samples(s) => Self::Rates(s),
@@ -168,6 +182,8 @@ impl Traffic {
 }
 
 /// Requests per second by handler (untemplated paths, handler `none`, left out): all, and 4xx.
+/// Handler `none` is where the instrumentation puts every path no route matched, so scanners'
+/// 404s land there; counting it would make any scan look like an auth failure wave.
 fn by_handler(samples: &[Sample]) -> BTreeMap<&str, (f64, f64)> {
     let mut by_handler: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (labels, v) in samples {
@@ -186,6 +202,10 @@ fn by_handler(samples: &[Sample]) -> BTreeMap<&str, (f64, f64)> {
 
 /// Requests per second of 4xx above each handler's usual 4xx share (untemplated paths, handler
 /// `none`, left out), and notes on handlers without a baseline.
+///
+/// Each handler's excess is floored at 0 before summing: a handler quieter than usual must not
+/// hide another's surge. A handler with no baseline (new, or silent in the baseline window) has
+/// all its 4xx counted, which errs towards firing, and the note names it.
 fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
     let usual_shares = baseline.usual_4xx_shares();
     let mut excess = 0.0;
@@ -221,6 +241,7 @@ pub(super) fn rates(
     config: &PrometheusConfig,
 ) {
     let rate_obs = Observation::new(Key::new("prometheus.request_rate"), total);
+    // 54 of the 60 points: a few missed scrapes or a short restart of Prometheus still count.
     let needed = (f64::from(HISTORY_STEPS) * HISTORY_NEEDED).floor();
     let base_outcome = match (baseline, history) {
         (Traffic::Failed(f), _) => Outcome::Unknown(f.clone()),
@@ -244,6 +265,7 @@ pub(super) fn rates(
 }
 
 /// Request rate now over its baseline, when both are numbers and the baseline is above zero.
+/// Unknown wins over no data (the arms' order): a failed read must not pass for a quiet backend.
 fn rate_ratio(rate: &Outcome, baseline: &Outcome) -> Observation {
     let key = Key::new("prometheus.request_rate_ratio");
     let outcome = match (rate, baseline) {
