@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::token::{self, Action, Claims, LinkKeys, TokenError};
-use super::view::{human_duration, human_time};
 use crate::auth::{Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
+use crate::locale::{human_duration, human_time};
 use crate::runbook::Locale;
 
 fn plain_text(status: StatusCode, body: String) -> Response {
