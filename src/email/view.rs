@@ -25,57 +25,80 @@ use quote::{MAX_LINE, MAX_OBSERVED, MAX_PEER, one_line, quoted, quoted_max};
 use subject::{headline, subject};
 use units::{format_value, threshold};
 
+/// Everything the three email templates (`email.txt`, `email.html`, `postmortem.txt`) show, as
+/// plain strings: the templates make no decision. Times are [`human_time`]s (UTC, to the second) and
+/// durations [`human_duration`]s, computed from the `now` of the input, never from a clock.
 #[derive(Debug, Serialize)]
 pub(super) struct EmailView {
     /// Every word of the email's locale: the templates' `t`.
     pub t: &'static Text,
+    /// The `Subject`: see [`subject`](subject::subject).
     pub subject: String,
     /// One sentence: what happened and why this level hears of it.
     pub headline: String,
+    /// The page's event and level, as the `X-Harven-*` headers spell them (`opened`, `L2`).
     pub event: &'static str,
     pub level: &'static str,
     /// The `X-Harven-Cause` value: the top likely cause, or `unknown`.
     pub cause_id: String,
     pub incident: IncidentView,
+    /// The section's symptoms that fire, recover or cannot be read, in the engine's order.
     pub symptoms: Vec<SymptomView>,
+    /// Every cause of the diagnosis, in its order: likely ones first by score, then unknown, then
+    /// ruled out.
     pub causes: Vec<CauseView>,
     /// The likely causes, top first: their actions and commands are what to do.
     pub likely: Vec<CauseView>,
+    /// The section's runbook links, the status page of each likely cause's vendor (unless a link
+    /// already goes to its site), then the incident's own page.
     pub links: Vec<LinkView>,
+    /// The signed ack/resolve links; `None` in the resolved email.
     pub act: Option<ActView>,
+    /// One row per level, L1 to L3, paged or not.
     pub history: Vec<HistoryView>,
     pub reminders: u32,
+    /// In time order, whatever order the entries were recorded in (stable among equal times).
     pub timeline: Vec<TimelineView>,
+    /// The runbook's incident checklist, in the email's locale.
     pub checklist: Vec<String>,
+    /// Set in the resolved email only.
     pub resolved: Option<ResolvedView>,
     pub pm: PostmortemView,
     /// The rendered postmortem draft (resolved emails), filled by the renderer.
     pub postmortem: Option<String>,
 }
 
+/// The incident's head: who, what, since when.
 #[derive(Debug, Serialize)]
 pub(super) struct IncidentView {
     pub id: String,
     pub section: String,
+    /// The section's title in the email's locale.
     pub title: String,
     pub runbook_ref: String,
     pub severity: String,
+    /// `open` or `resolved`, in the email's locale.
     pub state: &'static str,
     pub opened_at: String,
     pub critical_since: Option<String>,
+    /// From the opening to the resolution, or to the email's `now` while open.
     pub open_for: String,
     pub reopened: u32,
+    /// The incident's status page under `public_url`.
     pub url: String,
 }
 
 #[derive(Debug, Serialize)]
 pub(super) struct SymptomView {
     pub rule: String,
+    /// The rule's summary in the email's locale.
     pub summary: String,
     /// `prometheus.p95_seconds{handler="/api/chat"}`: which instance.
     pub key: String,
+    /// `firing`, `recovering`, or `unknown` when the reading is, in the email's locale.
     pub state: &'static str,
     pub severity: String,
+    /// The reading in its unit (`12.4%`); a word or a note a peer wrote, quoted.
     pub value: String,
     /// `> 5%`, from the rule's `when`.
     pub threshold: String,
@@ -92,12 +115,16 @@ pub(super) struct CauseView {
     pub title: String,
     /// `likely`, `ruled_out` or `unknown` (for styling).
     pub status: &'static str,
+    /// The status in the email's locale.
     pub status_label: &'static str,
+    /// The share of evidence weight that holds, as a percentage.
     pub score: String,
     pub evidence: Vec<EvidenceView>,
     pub context: Vec<ContextView>,
     pub vendor: Option<String>,
+    /// The runbook's actions for the cause, in the email's locale.
     pub actions: Vec<String>,
+    /// The runbook's commands with context values filled in, one line each.
     pub commands: Vec<String>,
 }
 
@@ -106,7 +133,9 @@ pub(super) struct EvidenceView {
     pub condition: String,
     /// `holds`, `fails`, `no_data`, `unknown` (for styling).
     pub truth: &'static str,
+    /// The result in the email's locale.
     pub truth_label: &'static str,
+    /// What was read, quoted: a peer's words.
     pub observed: String,
 }
 
@@ -122,6 +151,7 @@ pub(super) struct LinkView {
     pub url: String,
 }
 
+/// The signed links of this email's level, and when they stop working.
 #[derive(Debug, Serialize)]
 pub(super) struct ActView {
     pub ack_url: String,
@@ -129,10 +159,13 @@ pub(super) struct ActView {
     pub expires_at: String,
 }
 
+/// One level's escalation: when it was first paged, its latest email, who acknowledged.
 #[derive(Debug, Serialize)]
 pub(super) struct HistoryView {
     pub level: &'static str,
     pub paged_at: Option<String>,
+    /// The latest email to the level (a reminder, after the first page); the text part shows it
+    /// only when it differs from `paged_at`.
     pub last_email: Option<String>,
     pub acked_by: Option<String>,
     pub acked_at: Option<String>,
@@ -148,6 +181,7 @@ pub(super) struct TimelineView {
 #[derive(Debug, Serialize)]
 pub(super) struct ResolvedView {
     pub at: String,
+    /// From the opening to the resolution.
     pub duration: String,
     pub note: Option<String>,
 }
@@ -161,6 +195,7 @@ pub(super) struct PostmortemView {
     pub cause: Option<String>,
     /// `supabase.rest_ok == false: false`, the evidence that held.
     pub cause_evidence: Vec<String>,
+    /// The runbook's actions for that cause.
     pub suggested: Vec<String>,
     /// `L1: alice at 2026-…`.
     pub acks: Vec<String>,
@@ -171,6 +206,7 @@ pub(super) struct PostmortemView {
 }
 
 impl EmailView {
+    /// The view of one email: pure, from the input alone (its `now`, its locale).
     pub fn build(input: &EmailInput<'_>) -> Self {
         let locale = input.locale;
         let t = locale.text();
@@ -358,10 +394,13 @@ impl EmailView {
     }
 }
 
+/// The rule `id` of the section, if the runbook has it: an incident recorded under another runbook
+/// (before a reload) may name one it lacks, and the view then shows what the engine recorded.
 fn find_rule<'r>(section: Option<&'r Section>, id: &str) -> Option<&'r Rule> {
     section?.rules.iter().find(|r| r.id == id)
 }
 
+/// One symptom in the email's locale, its value and thresholds in the observation's unit.
 fn symptom_view(s: &Symptom, section: Option<&Section>, locale: Locale, t: &Text) -> SymptomView {
     let rule = find_rule(section, &s.rule);
     let obs = rule.and_then(|r| r.when.obs.as_deref()).unwrap_or("");
@@ -401,6 +440,7 @@ fn symptom_view(s: &Symptom, section: Option<&Section>, locale: Locale, t: &Text
     }
 }
 
+/// One cause of the diagnosis, its titles and actions from the runbook in the email's locale.
 fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale, t: &Text) -> CauseView {
     let rb = section.and_then(|s| s.causes.iter().find(|x| x.id == c.id));
     let (status, status_label) = match c.status {
@@ -442,6 +482,7 @@ fn key_name(described: &str) -> &str {
     described.split(['{', ' ']).next().unwrap_or(described)
 }
 
+/// One line of a cause's evidence, its result in the email's locale.
 fn evidence_view(e: &EvidenceLine, t: &Text) -> EvidenceView {
     let truth_label = match e.truth {
         "holds" => t.truth_holds,
@@ -458,6 +499,9 @@ fn evidence_view(e: &EvidenceLine, t: &Text) -> EvidenceView {
     }
 }
 
+/// The facts of the postmortem draft, from the incident as recorded: every rule that fired, the
+/// cause and the evidence that held, who acknowledged and when each level was paged, the actions on
+/// the timeline in time order.
 fn postmortem(
     input: &EmailInput<'_>,
     section: Option<&Section>,
@@ -534,6 +578,7 @@ fn postmortem(
     }
 }
 
+/// Whether two URLs have the same host: a vendor's status page a section already links to.
 fn same_site(a: &str, b: &str) -> bool {
     let host = |u: &str| {
         url::Url::parse(u)
