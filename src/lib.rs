@@ -9,6 +9,8 @@
 //! - [`secret`]: a string that cannot be printed by accident.
 //! - [`clock`]: wall-clock [`Timestamp`](clock::Timestamp)s from one [`Clock`](clock::Clock); tests move a
 //!   [`ManualClock`](clock::ManualClock).
+//! - [`locale`]: the languages of emails, pages and act pages: [`Locale`](locale::Locale), every word
+//!   they show (one const [`Text`](locale::Text) per language) and how times and durations read.
 //! - [`observe`]: observations, the evidence table and the catalogue of observation names.
 //! - [`probe`]: one task per source (Prometheus, status pages, Supabase, Redis, Docker) turning
 //!   whatever the peer does into a report; never an error to the caller.
@@ -58,6 +60,7 @@ pub mod engine;
 pub mod heartbeat;
 pub mod http;
 pub mod incident;
+pub mod locale;
 pub mod logging;
 pub mod metrics;
 #[cfg(test)]

@@ -108,12 +108,8 @@ pub struct RunbookConfig {
     pub locale: Locale,
 }
 
-/// The language of emails and pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locale {
-    PtBr,
-    En,
-}
+/// The language of emails and pages, defined with their words in [`crate::locale`].
+pub use crate::locale::Locale;
 
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {

@@ -33,11 +33,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::token::{self, Action, Claims, LinkKeys, TokenError};
-use super::view::{human_duration, human_time};
 use crate::auth::{Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
+use crate::locale::{human_duration, human_time};
 use crate::runbook::Locale;
 
 fn plain_text(status: StatusCode, body: String) -> Response {
@@ -515,80 +515,28 @@ fn clean(s: &str, max: usize, multiline: bool) -> String {
         .collect()
 }
 
+/// The words of the act pages' templates, under the keys they ask for.
 fn page_labels(locale: Locale) -> std::collections::BTreeMap<&'static str, &'static str> {
-    let table: &[(&str, &str)] = match locale {
-        Locale::PtBr => &[
-            ("lang", "pt-BR"),
-            ("title_ack", "Reconhecer o incidente"),
-            ("title_resolve", "Resolver o incidente"),
-            (
-                "explain_ack",
-                "Reconhecer diz à equipe que você está cuidando do incidente e silencia os lembretes do seu nível. O escalonamento continua se o incidente não for resolvido.",
-            ),
-            (
-                "explain_resolve",
-                "Resolver encerra o incidente agora, mesmo que os sintomas ainda não tenham normalizado. Se a seção voltar a disparar logo, o incidente reabre.",
-            ),
-            ("nothing_yet", "Nada muda até você confirmar abaixo."),
-            ("incident", "Incidente"),
-            ("section", "Seção"),
-            ("severity", "Severidade"),
-            ("state", "Estado"),
-            ("state_open", "aberto"),
-            ("state_resolved", "resolvido"),
-            ("opened_at", "Aberto em"),
-            ("open_for", "Duração"),
-            ("acks", "Reconhecimentos"),
-            ("level", "Nível"),
-            ("by", "Seu nome"),
-            ("note", "O que foi feito (vai para a linha do tempo)"),
-            ("confirm_ack", "Confirmar reconhecimento"),
-            ("confirm_resolve", "Confirmar resolução"),
-            (
-                "not_open",
-                "Este incidente já está resolvido; não há nada a fazer.",
-            ),
-            ("expires", "Este link vale até"),
-            ("incident_page", "Ver o incidente no watchdog"),
-            ("done", "Feito"),
-        ],
-        Locale::En => &[
-            ("lang", "en"),
-            ("title_ack", "Acknowledge the incident"),
-            ("title_resolve", "Resolve the incident"),
-            (
-                "explain_ack",
-                "Acknowledging tells the team you are on it and silences your level's reminders. Escalation continues while the incident stays unresolved.",
-            ),
-            (
-                "explain_resolve",
-                "Resolving closes the incident now, even if its symptoms have not cleared yet. If the section fires again soon, the incident reopens.",
-            ),
-            ("nothing_yet", "Nothing changes until you confirm below."),
-            ("incident", "Incident"),
-            ("section", "Section"),
-            ("severity", "Severity"),
-            ("state", "State"),
-            ("state_open", "open"),
-            ("state_resolved", "resolved"),
-            ("opened_at", "Opened at"),
-            ("open_for", "Duration"),
-            ("acks", "Acknowledgements"),
-            ("level", "Level"),
-            ("by", "Your name"),
-            ("note", "What was done (goes on the timeline)"),
-            ("confirm_ack", "Confirm acknowledgement"),
-            ("confirm_resolve", "Confirm resolution"),
-            (
-                "not_open",
-                "This incident is already resolved; there is nothing to do.",
-            ),
-            ("expires", "This link is valid until"),
-            ("incident_page", "See the incident on the watchdog"),
-            ("done", "Done"),
-        ],
-    };
-    table.iter().copied().collect()
+    let t = locale.text();
+    let mut labels = std::collections::BTreeMap::from(t.incident_labels());
+    labels.extend([
+        ("title_ack", t.title_ack),
+        ("title_resolve", t.title_resolve),
+        ("explain_ack", t.explain_ack),
+        ("explain_resolve", t.explain_resolve),
+        ("nothing_yet", t.nothing_yet),
+        ("open_for", t.duration),
+        ("acks", t.acks),
+        ("by", t.your_name),
+        ("note", t.what_was_done),
+        ("confirm_ack", t.confirm_ack),
+        ("confirm_resolve", t.confirm_resolve),
+        ("not_open", t.nothing_to_do),
+        ("expires", t.expires),
+        ("incident_page", t.see_incident),
+        ("done", t.done),
+    ]);
+    labels
 }
 
 /// The claims of a link, for a JSON API that accepts email tokens: verifies `token` and checks it

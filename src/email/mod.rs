@@ -7,7 +7,9 @@
 //!   `X-Harven-*` and threading headers (see README.md), and a body that holds everything the on-call
 //!   person needs without opening anything else.
 //! - `view`: turns the domain types into the plain strings the templates show (units, times, the
-//!   subject, the postmortem draft). All the judgement lives there; templates only lay it out.
+//!   subject, the postmortem draft), choosing among the words of [`crate::locale`]. All the
+//!   judgement lives there (its parts: `quote` for peer strings, `units`, `subject`); templates
+//!   only lay it out.
 //! - `templates/`: the minijinja templates, compiled in. Only `*.html` templates are auto-escaped,
 //!   so every HTML template is named `*.html` (minijinja escapes by the template's name).
 //! - [`digest`]: the one email that replaces an incident's held emails when its hourly budget
@@ -25,7 +27,7 @@ pub mod links;
 pub mod token;
 mod view;
 
-pub(crate) use view::{human_duration, human_time};
+pub(crate) use crate::locale::{human_duration, human_time};
 
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::config::Locale;
+pub use crate::locale::Locale;
 use crate::observe::Labels;
 
 /// The whole runbook.
