@@ -13,8 +13,8 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
 
 use crate::clock::Timestamp;
-use crate::config::Locale;
 use crate::incident::Level;
+use crate::locale::{Locale, fill};
 use crate::store::{NewDigest, OutboxEntry};
 
 /// Lines of each held email's text shown in the digest.
@@ -102,26 +102,13 @@ pub fn build(
     }
 
     let n = held.len();
-    let (subject, intro, event_word) = match locale {
-        Locale::PtBr => (
-            format!(
-                "[Harven][{level}][digest] {incident}: {n} e-mails retidos pelo limite por hora"
-            ),
-            format!(
-                "{n} e-mails do incidente {incident} passaram do limite de e-mails por hora e foram \
-                 retidos. Seguem reunidos nesta mensagem, na ordem em que foram gerados."
-            ),
-            "evento",
-        ),
-        Locale::En => (
-            format!("[Harven][{level}][digest] {incident}: {n} emails held by the hourly limit"),
-            format!(
-                "{n} emails about incident {incident} went over the hourly email limit and were held. \
-                 Here they are together, in the order they were produced."
-            ),
-            "event",
-        ),
-    };
+    let t = locale.text();
+    let subject = fill(
+        t.digest_subject,
+        &[("level", &level), ("incident", &incident), ("n", &n)],
+    );
+    let intro = fill(t.digest_intro, &[("n", &n), ("incident", &incident)]);
+    let event_word = t.digest_event;
     let mut body = format!("{intro}\n");
     for (i, (entry, summary)) in held.iter().zip(&summaries).enumerate() {
         body.push_str(&format!(
@@ -271,5 +258,64 @@ mod tests {
             ]
         );
         assert_eq!(s.header("References"), Some("<root@harven.ai>"));
+    }
+
+    fn held(key: &str, level: &str, subject: &str) -> OutboxEntry {
+        OutboxEntry {
+            key: key.to_owned(),
+            incident: "latency-20261206T120000Z".to_owned(),
+            level: level.to_owned(),
+            event: "reminder".to_owned(),
+            recipients: vec!["devops@harven.ai".to_owned()],
+            message: rendered(subject, "Sintoma: p95 9,2 s > 3 s\n"),
+            created_at: Timestamp::from_unix_millis(1_796_558_400_000),
+            status: crate::store::EmailStatus::Held,
+            attempts: 0,
+            next_attempt_at: None,
+            last_error: None,
+            sent_at: None,
+            failed_at: None,
+            digest: None,
+        }
+    }
+
+    /// The digest's words come from the locale, in the language asked for, with its numbers filled.
+    #[test]
+    fn the_digest_speaks_the_locale() {
+        let from: Mailbox = "watchdog@harven.ai".parse().unwrap();
+        let rows = [
+            held("latency-20261206T120000Z/L1/reminder/1", "L1", "um"),
+            held("latency-20261206T120000Z/L2/reminder/2", "L2", "dois"),
+        ];
+        let at = Timestamp::from_unix_millis(1_796_562_000_000);
+        for (locale, subject, intro, event) in [
+            (
+                Locale::PtBr,
+                "[Harven][L2][digest] latency-20261206T120000Z: 2 e-mails retidos pelo limite por hora",
+                "2 e-mails do incidente latency-20261206T120000Z passaram do limite de e-mails por hora e foram retidos.",
+                "(evento: reminder, L1,",
+            ),
+            (
+                Locale::En,
+                "[Harven][L2][digest] latency-20261206T120000Z: 2 emails held by the hourly limit",
+                "2 emails about incident latency-20261206T120000Z went over the hourly email limit and were held.",
+                "(event: reminder, L1,",
+            ),
+        ] {
+            let d = build(
+                "latency-20261206T120000Z/digest/1",
+                &rows,
+                &from,
+                at,
+                locale,
+            )
+            .unwrap();
+            let s = summarize(&d.message, 40);
+            assert_eq!(s.subject, subject, "{locale:?}");
+            let text = s.first_lines.join("\n");
+            assert!(text.starts_with(intro), "{locale:?}: {text}");
+            assert!(text.contains(event), "{locale:?}: {text}");
+            assert!(text.contains("1. um") && text.contains("2. dois"), "{text}");
+        }
     }
 }

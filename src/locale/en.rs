@@ -191,6 +191,9 @@ pub(super) const EN: Text = Text {
     done: "Done",
 
     // The act routes' plain answers, sentences with `{placeholders}`.
+    digest_subject: "[Harven][{level}][digest] {incident}: {n} emails held by the hourly limit",
+    digest_intro: "{n} emails about incident {incident} went over the hourly email limit and were held. Here they are together, in the order they were produced.",
+    digest_event: "event",
     link_acked: "Acknowledged by {by} as {level} at {at}.",
     link_resolved: "Resolved by {by} at {at}.",
     link_refused: "Refused: {why}. Nothing was changed.",

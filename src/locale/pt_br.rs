@@ -191,6 +191,9 @@ pub(super) const PT_BR: Text = Text {
     done: "Feito",
 
     // The act routes' plain answers, sentences with `{placeholders}`.
+    digest_subject: "[Harven][{level}][digest] {incident}: {n} e-mails retidos pelo limite por hora",
+    digest_intro: "{n} e-mails do incidente {incident} passaram do limite de e-mails por hora e foram retidos. Seguem reunidos nesta mensagem, na ordem em que foram gerados.",
+    digest_event: "evento",
     link_acked: "Reconhecido por {by} como {level} em {at}.",
     link_resolved: "Resolvido por {by} em {at}.",
     link_refused: "Recusado: {why}. Nada foi alterado.",

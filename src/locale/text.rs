@@ -159,6 +159,14 @@ pub struct Text {
     pub pm_action_items: &'static str,
     pub pm_fill: &'static str,
 
+    // Emails: the budget digest (`email/digest.rs`), one email for an incident's held pages.
+    /// `{level}`: the highest level held; `{incident}`: its ID; `{n}`: how many emails it carries.
+    pub digest_subject: &'static str,
+    /// `{n}`: how many emails; `{incident}`: its ID.
+    pub digest_intro: &'static str,
+    /// The word before each held email's event in the digest's list.
+    pub digest_event: &'static str,
+
     // Status pages.
     pub status_title: &'static str,
     pub updated: &'static str,
