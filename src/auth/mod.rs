@@ -36,10 +36,11 @@ use prometheus_client::registry::Registry;
 use ring::hmac;
 
 use crate::clock::Clock;
+use crate::config::IpNet;
 use crate::config::ServerConfig;
 use crate::secret::Secret;
 use crate::store::Store;
-pub use client::{ClientKey, IpNet};
+pub use client::ClientKey;
 use limit::{Limiter, Log};
 use session::{Session, SessionList, Sessions};
 

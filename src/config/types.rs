@@ -51,7 +51,7 @@ pub struct ServerConfig {
     pub public_reads: bool,
     /// The proxies whose `X-Forwarded-For` names the client the failure budgets count; empty: the
     /// header is ignored and the TCP peer is the client.
-    pub trusted_proxies: Vec<crate::auth::IpNet>,
+    pub trusted_proxies: Vec<super::IpNet>,
     /// What the HTTP server lets slow and many clients take (restart-only, see `crate::reload`).
     pub limits: ServerLimits,
 }
