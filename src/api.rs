@@ -17,7 +17,7 @@
 //! token 403. The check runs before the body (or the query) is read, so a refused request changes
 //! nothing. The token is compared through HMAC tags under a per-process random key
 //! ([`ring::hmac::verify`]), which takes the same time whatever the presented value and its length,
-//! and it is never logged or echoed. A client that failed too often ([`crate::auth::limit`]) is
+//! and it is never logged or echoed. A client that failed too often ([`crate::http::auth::limit`]) is
 //! answered 429 with `Retry-After` and its credential is not checked at all, the right one included.
 //! Refusals are logged at most once a minute per client, saying how many were held back.
 //!
@@ -48,11 +48,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, Auth, ClientKey, Denied};
 use crate::clock::{Clock, Timestamp};
 use crate::config::{MaintenanceWindow, limits};
 use crate::email::links::ActionError;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
+use crate::http::auth::{self, Auth, ClientKey, Denied};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
 use crate::reload::{Outcome, Reloader, Trigger};

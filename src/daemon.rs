@@ -12,11 +12,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, ServerLimits, TlsMode};
 use crate::engine::Engine;
 use crate::heartbeat::HeartbeatMetrics;
+use crate::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
+use crate::http::server::HttpMetrics;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
@@ -24,7 +25,6 @@ use crate::pager::{Pager, PagerConfig, PagerHandle};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
-use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
 use crate::web::FormMetrics;
@@ -115,7 +115,7 @@ pub async fn run(
 
     let prepared = prepare(config)?;
     let limits = prepared.config.server.limits;
-    crate::server::check_fd_headroom(&limits);
+    crate::http::server::check_fd_headroom(&limits);
     let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
@@ -127,7 +127,7 @@ pub async fn run(
         &limits,
         &shared.http_metrics,
     );
-    let mut server = tokio::spawn(crate::server::serve(
+    let mut server = tokio::spawn(crate::http::server::serve(
         listener,
         app,
         limits,
@@ -184,7 +184,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Everything the server serves, behind its request bounds ([`crate::server::harden`]). Health and
+/// Everything the server serves, behind its request bounds ([`crate::http::server::harden`]). Health and
 /// metrics stay outside the swapped routes: a reload never interrupts them. Every other request goes
 /// to the current generation's routes, read at the request's arrival.
 fn app(
@@ -198,7 +198,7 @@ fn app(
         routes.oneshot(request)
     });
     let app = http::router(Arc::new(state)).fallback_service(current);
-    crate::server::harden(app, limits, metrics)
+    crate::http::server::harden(app, limits, metrics)
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -343,7 +343,7 @@ impl Tasks {
             Err(e) if e.is_panic() => {
                 let id = e.id();
                 let payload = e.into_panic();
-                let message = crate::server::panic_message(payload.as_ref());
+                let message = crate::http::server::panic_message(payload.as_ref());
                 (id, format!("panicked: {message}"))
             }
             Err(e) => (e.id(), "was cancelled".to_owned()),

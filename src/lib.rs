@@ -43,7 +43,6 @@
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
 pub mod api;
-pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -67,7 +66,6 @@ pub mod reload;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
-pub mod server;
 pub mod store;
 pub mod watch;
 pub mod web;

@@ -8,12 +8,12 @@
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
 //! | `POST /maintenance/{id}/end` | signed in: ends a window created at run time now (`by`); the configuration's cannot be |
-//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token ([`crate::auth::session`]); signing out ends it on the server |
+//! | `GET /signin`, `POST /signin`, `POST /signout` | a session from the API token ([`crate::http::auth::session`]); signing out ends it on the server |
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
 //! token itself, listed on the server until it signs out), or whoever holds a signed email link
 //! (`/act/{token}`, [`crate::email::links`]). Sign-in spends the client's failure budget like a
-//! bearer token ([`crate::auth::limit`]): past it, 429 and the token is not compared. Who may read:
+//! bearer token ([`crate::http::auth::limit`]): past it, 429 and the token is not compared. Who may read:
 //! anyone, unless `server.public_reads` is false, when the `GET` pages send whoever is not signed in
 //! to `/signin`.
 //! Every mutating form is checked, before any other field is looked at, for: a same-origin request
@@ -45,14 +45,14 @@ use serde::Serialize;
 use url::Url;
 
 use crate::api::{self, WindowBody};
-use crate::auth::session::Session;
-use crate::auth::{self, Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::doctor::BlindSpot;
 use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
 use crate::engine::CauseStatus;
+use crate::http::auth::session::Session;
+use crate::http::auth::{self, Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
 use crate::pager::PagerHandle;

@@ -56,7 +56,7 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
 }
 
-/// The HTTP server's bounds on its clients (`crate::server`), so a flood of slow or many connections
+/// The HTTP server's bounds on its clients (`crate::http::server`), so a flood of slow or many connections
 /// cannot take the file descriptors and tasks the probes, the sender and the store need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {

@@ -15,7 +15,7 @@
 //! What acting means (recording the ack on the timeline, resolving, the store) is behind the
 //! [`Actions`] seam, so these routes know nothing of the store or the daemon. A token is not
 //! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its own
-//! budget ([`crate::auth::limit`]) has its link refused with 429 unchecked like any credential, and
+//! budget ([`crate::http::auth::limit`]) has its link refused with 429 unchecked like any credential, and
 //! refusals are logged at most once a minute per client.
 
 use std::sync::Arc;
@@ -34,8 +34,8 @@ use url::Url;
 
 use super::token::{self, Action, Claims, LinkKeys, TokenError};
 use super::view::{human_duration, human_time};
-use crate::auth::{Auth, ClientKey, Peer};
 use crate::clock::{Clock, Timestamp};
+use crate::http::auth::{Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{Incident, IncidentState, Level};
 use crate::runbook::Locale;
@@ -392,7 +392,7 @@ fn rate_limited(st: &ActState, client: ClientKey, wait: Duration) -> Response {
     if let Some(held_back) = st.auth.should_log(client) {
         tracing::warn!(%client, held_back, "refused an ack/resolve link unchecked: too many failures");
     }
-    let secs = crate::auth::retry_after_secs(wait);
+    let secs = crate::http::auth::retry_after_secs(wait);
     let msg = match st.locale {
         Locale::PtBr => format!(
             "Recusado sem verificar: tentativas erradas demais deste endereço; tente de novo em {secs} s. Nada foi alterado.\n"

@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harven_watchdog::auth::session::SessionList;
-use harven_watchdog::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
 use harven_watchdog::email::links::{self, ActionError, Actions};
 use harven_watchdog::email::token::{self, Action, Claims, LinkKeys, TokenError};
 use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
 use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
+use harven_watchdog::http::auth::session::SessionList;
+use harven_watchdog::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::incident::{
     Ack, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
 };

@@ -1,10 +1,13 @@
 //! The daemon's HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`; the server that serves them
-//! and its bounds on clients are `crate::server`'s.
+//! and its bounds on clients are `crate::http::server`'s.
 //!
 //! Handlers only read shared state; they never block on a peer, so a hung Prometheus or SMTP server
 //! cannot make the watchdog look dead to its own health check. These three are always open, whatever
 //! `server.public_reads` says: orchestrators and Prometheus reach them without credentials, and they
 //! show counts, never an incident's details.
+
+pub mod auth;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +29,7 @@ pub struct AppState {
     pub data_dir: PathBuf,
 }
 
-/// `/healthz`, which the server keeps in front of its request bounds (`crate::server::harden`): it
+/// `/healthz`, which the server keeps in front of its request bounds (`crate::http::server::harden`): it
 /// answers whenever the process serves at all.
 pub fn liveness() -> Router {
     Router::new().route("/healthz", get(healthz))
