@@ -17,6 +17,7 @@ use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, Serve
 use crate::engine::Engine;
 use crate::heartbeat::HeartbeatMetrics;
 use crate::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
+use crate::http::pages::FormMetrics;
 use crate::http::server::HttpMetrics;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -27,7 +28,6 @@ use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
 use crate::store::{Store, StoreError};
 use crate::watch::{self, EngineMetrics};
-use crate::web::FormMetrics;
 
 #[cfg(test)]
 mod route_fuzz;
@@ -499,7 +499,7 @@ impl Generation {
             link_keys.current(),
             Arc::clone(&shared.auth),
         ));
-        let web_routes = crate::web::routes(crate::web::WebConfig {
+        let web_routes = crate::http::pages::routes(crate::http::pages::WebConfig {
             handle: handle.clone(),
             runbook: Arc::clone(runbook),
             clock: clock.clone(),
@@ -510,7 +510,7 @@ impl Generation {
             metrics: shared.form_metrics.clone(),
             blind_spots,
         });
-        let api_routes = crate::api::routes(
+        let api_routes = crate::http::api::routes(
             handle.clone(),
             Arc::clone(&auth),
             clock.clone(),
@@ -519,7 +519,7 @@ impl Generation {
             shared.reloader.clone(),
             Arc::clone(&link_keys),
         );
-        let act_routes = crate::email::links::routes(
+        let act_routes = crate::http::act::routes(
             Arc::new(handle),
             link_keys,
             clock.clone(),

@@ -42,7 +42,6 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
-pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -68,7 +67,6 @@ pub mod scenario;
 pub mod secret;
 pub mod store;
 pub mod watch;
-pub mod web;
 
 pub use daemon::{RunError, run};
 pub use reload::{Reload, Reloader};

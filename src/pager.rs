@@ -16,10 +16,10 @@ use url::Url;
 
 use crate::clock::Timestamp;
 use crate::config::Config;
-use crate::email::links::{ActionError as LinkError, ActionLinks, Actions};
 use crate::email::token::LinkKeys;
-use crate::email::{EmailInput, Renderer};
+use crate::email::{ActionLinks, EmailInput, Renderer};
 use crate::engine::{EngineState, Evaluation};
+use crate::http::act::{ActionError as LinkError, Actions};
 use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
 use crate::notify::{self, NotifyMetrics};
 use crate::runbook::{Locale, Runbook};

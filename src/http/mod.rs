@@ -6,7 +6,10 @@
 //! `server.public_reads` says: orchestrators and Prometheus reach them without credentials, and they
 //! show counts, never an incident's details.
 
+pub mod act;
+pub mod api;
 pub mod auth;
+pub mod pages;
 pub mod server;
 
 use std::path::PathBuf;

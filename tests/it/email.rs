@@ -15,10 +15,12 @@ use std::time::Duration;
 
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::Config;
-use harven_watchdog::email::links::{self, ActionError, Actions};
+use harven_watchdog::email::links;
 use harven_watchdog::email::token::{self, Action, Claims, LinkKeys, TokenError};
 use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
 use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
+use harven_watchdog::http::act::{self, ActionError, Actions};
+use harven_watchdog::http::auth::link::authorize;
 use harven_watchdog::http::auth::session::SessionList;
 use harven_watchdog::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::incident::{
@@ -1074,7 +1076,7 @@ impl ActServer {
             .insert(id.clone(), inc);
         let (clock, hand) = Clock::manual(at(min(3)));
         let auth = link_auth(&clock);
-        let router = links::routes(
+        let router = act::routes(
             Arc::clone(&recorder) as Arc<dyn Actions>,
             Arc::new(LinkKeys::new(KEY)),
             clock,
@@ -1393,15 +1395,15 @@ fn tokens_round_trip_and_each_refusal_has_its_error() {
         );
     }
     assert_eq!(
-        links::authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
+        authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
         Err(TokenError::WrongIncident),
         "the API's check: a token for another incident"
     );
     assert_eq!(
-        links::authorize(KEY, &t, &claims.incident, Action::Ack, now),
+        authorize(KEY, &t, &claims.incident, Action::Ack, now),
         Err(TokenError::WrongAction)
     );
-    assert!(links::authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
+    assert!(authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
 }
 
 /// The text part of the newest outbox email of `id` whose key contains `event`.
@@ -1488,7 +1490,7 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
         commands,
     };
     let auth = link_auth(&clock);
-    let router = links::routes(
+    let router = act::routes(
         Arc::new(handle) as Arc<dyn Actions>,
         keys,
         clock,

@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod limit;
+pub mod link;
 pub mod session;
 
 use std::net::{IpAddr, SocketAddr};

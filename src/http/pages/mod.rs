@@ -12,7 +12,7 @@
 //!
 //! Who may act: whoever signs in with the API token (a signed, expiring session cookie, never the
 //! token itself, listed on the server until it signs out), or whoever holds a signed email link
-//! (`/act/{token}`, [`crate::email::links`]). Sign-in spends the client's failure budget like a
+//! (`/act/{token}`, [`crate::http::act`]). Sign-in spends the client's failure budget like a
 //! bearer token ([`crate::http::auth::limit`]): past it, 429 and the token is not compared. Who may read:
 //! anyone, unless `server.public_reads` is false, when the `GET` pages send whoever is not signed in
 //! to `/signin`.
@@ -44,13 +44,13 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use url::Url;
 
-use crate::api::{self, WindowBody};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::doctor::BlindSpot;
-use crate::email::links::ActionError;
 use crate::email::{human_duration, human_time, public_link};
 use crate::engine::CauseStatus;
+use crate::http::act::ActionError;
+use crate::http::api::{self, WindowBody};
 use crate::http::auth::session::Session;
 use crate::http::auth::{self, Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
@@ -58,6 +58,10 @@ use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
 use crate::pager::PagerHandle;
 use crate::runbook::{Locale, Runbook, Severity};
 use crate::store::Store;
+
+mod labels;
+
+use labels::labels;
 
 /// Resolved incidents listed on `/`.
 pub const RECENT: usize = 20;
@@ -68,21 +72,15 @@ const MAX_FORM: usize = 16 * 1024;
 
 /// The page templates, compiled in. `.html`: auto-escaped.
 const TEMPLATES: &[(&str, &str)] = &[
-    ("web_layout.html", include_str!("web/templates/layout.html")),
-    ("web_index.html", include_str!("web/templates/index.html")),
-    (
-        "web_incident.html",
-        include_str!("web/templates/incident.html"),
-    ),
+    ("web_layout.html", include_str!("templates/layout.html")),
+    ("web_index.html", include_str!("templates/index.html")),
+    ("web_incident.html", include_str!("templates/incident.html")),
     (
         "web_maintenance.html",
-        include_str!("web/templates/maintenance.html"),
+        include_str!("templates/maintenance.html"),
     ),
-    ("web_signin.html", include_str!("web/templates/signin.html")),
-    (
-        "web_refused.html",
-        include_str!("web/templates/refused.html"),
-    ),
+    ("web_signin.html", include_str!("templates/signin.html")),
+    ("web_refused.html", include_str!("templates/refused.html")),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -1057,287 +1055,6 @@ async fn signout(
     see_other("/", Some(cookie))
 }
 
-// -------------------------------------------------------------------------------------------------
-// Responses
-// -------------------------------------------------------------------------------------------------
-
-fn labels(locale: Locale) -> Labels {
-    let table: &[(&str, &str)] = match locale {
-        Locale::PtBr => &[
-            ("lang", "pt-BR"),
-            ("title", "Status do watchdog"),
-            ("updated", "Atualizado em"),
-            ("open_incidents", "Incidentes abertos"),
-            (
-                "blind_spots",
-                "Pontos cegos: regras que não conseguem disparar",
-            ),
-            ("blind_fix", "Correção"),
-            ("no_open", "Nenhum incidente aberto."),
-            ("recent", "Resolvidos recentemente"),
-            ("no_recent", "Nenhum incidente resolvido ainda."),
-            ("windows", "Janelas de manutenção ativas"),
-            ("no_windows", "Nenhuma janela de manutenção ativa."),
-            ("all_sections", "todas as seções"),
-            ("incident", "Incidente"),
-            ("section", "Seção"),
-            ("severity", "Severidade"),
-            ("state", "Estado"),
-            ("state_open", "aberto"),
-            ("state_resolved", "resolvido"),
-            ("level", "Nível"),
-            ("age", "Há"),
-            ("duration", "Duração"),
-            ("cause", "Causa provável"),
-            ("cause_unknown", "desconhecida"),
-            ("acked", "reconhecido"),
-            ("opened_at", "Aberto em"),
-            ("resolved_at", "Resolvido em"),
-            ("critical_since", "Crítico desde"),
-            ("reopened", "Reaberto"),
-            ("acks", "Reconhecimentos"),
-            ("no_acks", "Ninguém reconheceu ainda."),
-            ("paged", "Níveis acionados"),
-            ("no_pages", "Nenhum nível acionado."),
-            ("symptoms", "Sintomas"),
-            ("resolve_note", "Nota da resolução"),
-            ("timeline", "Linha do tempo"),
-            ("at", "Quando"),
-            ("kind", "Evento"),
-            ("what", "O quê"),
-            ("by", "Por"),
-            ("reason", "Motivo"),
-            ("starts", "Início"),
-            ("ends", "Fim"),
-            ("act", "Reconhecer ou resolver"),
-            (
-                "act_email",
-                "Use os links \"Reconhecer\" e \"Resolver\" do email do incidente: eles pedem confirmação antes de agir.",
-            ),
-            (
-                "act_api",
-                "Ou a API, com o token do watchdog (server.api_token_file):",
-            ),
-            (
-                "act_api_closed",
-                "A API de alterações está fechada: nenhum token está configurado (server.api_token_file).",
-            ),
-            ("back", "Todos os incidentes"),
-            ("not_found", "Incidente não encontrado"),
-            ("not_found_text", "Não há incidente com o ID"),
-            ("maintenance", "Manutenção"),
-            ("signin", "Entrar"),
-            ("signout", "Sair"),
-            ("signed_in", "Conectado com o token da API"),
-            ("token", "Token da API (server.api_token_file)"),
-            (
-                "signin_text",
-                "Entrar com o token da API permite reconhecer e resolver incidentes e criar janelas de manutenção por estas páginas durante 12 horas. O token não fica guardado no navegador.",
-            ),
-            ("refused", "Recusado"),
-            ("not_acted", "Não foi feito"),
-            ("nothing_changed", "Nada foi alterado."),
-            (
-                "refused_cross_site",
-                "Recusado: o formulário veio de outro site.",
-            ),
-            (
-                "refused_no_token",
-                "Recusado: nenhum token de API está configurado (server.api_token_file), então ninguém age por estas páginas; use os links do email.",
-            ),
-            (
-                "refused_signed_out",
-                "Recusado: você não entrou (ou a sessão expirou); entre com o token da API.",
-            ),
-            (
-                "refused_csrf",
-                "Recusado: o formulário não traz o código desta sessão; recarregue a página e tente de novo.",
-            ),
-            (
-                "refused_wrong_token",
-                "Recusado: este não é o token da API.",
-            ),
-            (
-                "refused_rate_limited",
-                "Recusado sem verificar: tentativas erradas demais deste endereço; espere e tente de novo.",
-            ),
-            ("not_open", "Este incidente não está mais aberto."),
-            (
-                "unavailable",
-                "O watchdog não conseguiu registrar agora; tente de novo em instantes.",
-            ),
-            ("diagnosis", "Diagnóstico"),
-            ("diagnosis_at", "avaliado em"),
-            (
-                "no_diagnosis",
-                "Nenhum diagnóstico foi guardado com este incidente.",
-            ),
-            ("status", "Situação"),
-            ("score", "Peso"),
-            ("evidence", "Evidências"),
-            ("likely", "provável"),
-            ("ruled_out", "descartada"),
-            ("status_unknown", "desconhecida"),
-            ("your_name", "Seu nome"),
-            ("note", "O que foi feito (vai para a linha do tempo)"),
-            ("ack_button", "Reconhecer"),
-            ("resolve_button", "Resolver"),
-            ("level_highest", "o mais alto acionado"),
-            (
-                "act_signin",
-                "Entre com o token da API para reconhecer ou resolver por aqui.",
-            ),
-            ("windows_all", "Janelas de manutenção"),
-            ("no_windows_upcoming", "Nenhuma janela ativa ou futura."),
-            ("active", "ativa"),
-            ("upcoming", "futura"),
-            ("new_window", "Nova janela de manutenção"),
-            ("sections_hint", "Nenhuma marcada: todas as seções."),
-            ("starts_field", "Início (UTC, RFC 3339; vazio: agora)"),
-            ("duration_field", "Duração (ex.: 2h)"),
-            ("ends_field", "Ou fim (UTC, RFC 3339)"),
-            ("create", "Criar"),
-            ("end_now", "Encerrar agora"),
-            (
-                "window_signin",
-                "Entre com o token da API para criar uma janela por aqui.",
-            ),
-        ],
-        Locale::En => &[
-            ("lang", "en"),
-            ("title", "Watchdog status"),
-            ("updated", "Updated at"),
-            ("open_incidents", "Open incidents"),
-            ("blind_spots", "Blind spots: rules that cannot fire"),
-            ("blind_fix", "Fix"),
-            ("no_open", "No open incident."),
-            ("recent", "Recently resolved"),
-            ("no_recent", "No resolved incident yet."),
-            ("windows", "Active maintenance windows"),
-            ("no_windows", "No active maintenance window."),
-            ("all_sections", "every section"),
-            ("incident", "Incident"),
-            ("section", "Section"),
-            ("severity", "Severity"),
-            ("state", "State"),
-            ("state_open", "open"),
-            ("state_resolved", "resolved"),
-            ("level", "Level"),
-            ("age", "Age"),
-            ("duration", "Duration"),
-            ("cause", "Probable cause"),
-            ("cause_unknown", "unknown"),
-            ("acked", "acknowledged"),
-            ("opened_at", "Opened at"),
-            ("resolved_at", "Resolved at"),
-            ("critical_since", "Critical since"),
-            ("reopened", "Reopened"),
-            ("acks", "Acknowledgements"),
-            ("no_acks", "Nobody has acknowledged yet."),
-            ("paged", "Levels paged"),
-            ("no_pages", "No level paged."),
-            ("symptoms", "Symptoms"),
-            ("resolve_note", "Resolve note"),
-            ("timeline", "Timeline"),
-            ("at", "When"),
-            ("kind", "Event"),
-            ("what", "What"),
-            ("by", "By"),
-            ("reason", "Reason"),
-            ("starts", "Starts"),
-            ("ends", "Ends"),
-            ("act", "Acknowledge or resolve"),
-            (
-                "act_email",
-                "Use the \"Acknowledge\" and \"Resolve\" links of the incident email: they ask for confirmation before acting.",
-            ),
-            (
-                "act_api",
-                "Or the API, with the watchdog's token (server.api_token_file):",
-            ),
-            (
-                "act_api_closed",
-                "The mutating API is closed: no token is configured (server.api_token_file).",
-            ),
-            ("back", "All incidents"),
-            ("not_found", "Incident not found"),
-            ("not_found_text", "There is no incident with the ID"),
-            ("maintenance", "Maintenance"),
-            ("signin", "Sign in"),
-            ("signout", "Sign out"),
-            ("signed_in", "Signed in with the API token"),
-            ("token", "API token (server.api_token_file)"),
-            (
-                "signin_text",
-                "Signing in with the API token lets you acknowledge and resolve incidents and create maintenance windows on these pages for 12 hours. The token is not kept in the browser.",
-            ),
-            ("refused", "Refused"),
-            ("not_acted", "Not done"),
-            ("nothing_changed", "Nothing was changed."),
-            (
-                "refused_cross_site",
-                "Refused: the form came from another site.",
-            ),
-            (
-                "refused_no_token",
-                "Refused: no API token is configured (server.api_token_file), so nobody acts through these pages; use the email links.",
-            ),
-            (
-                "refused_signed_out",
-                "Refused: you are not signed in (or the session expired); sign in with the API token.",
-            ),
-            (
-                "refused_csrf",
-                "Refused: the form does not carry this session's code; reload the page and try again.",
-            ),
-            ("refused_wrong_token", "Refused: that is not the API token."),
-            (
-                "refused_rate_limited",
-                "Refused without checking: too many failed attempts from your address; wait and try again.",
-            ),
-            ("not_open", "This incident is not open any more."),
-            (
-                "unavailable",
-                "The watchdog could not record this now; try again in a moment.",
-            ),
-            ("diagnosis", "Diagnosis"),
-            ("diagnosis_at", "as evaluated at"),
-            ("no_diagnosis", "No diagnosis was kept with this incident."),
-            ("status", "Status"),
-            ("score", "Score"),
-            ("evidence", "Evidence"),
-            ("likely", "likely"),
-            ("ruled_out", "ruled out"),
-            ("status_unknown", "unknown"),
-            ("your_name", "Your name"),
-            ("note", "What was done (goes on the timeline)"),
-            ("ack_button", "Acknowledge"),
-            ("resolve_button", "Resolve"),
-            ("level_highest", "the highest paged"),
-            (
-                "act_signin",
-                "Sign in with the API token to acknowledge or resolve here.",
-            ),
-            ("windows_all", "Maintenance windows"),
-            ("no_windows_upcoming", "No active or upcoming window."),
-            ("active", "active"),
-            ("upcoming", "upcoming"),
-            ("new_window", "New maintenance window"),
-            ("sections_hint", "None checked: every section."),
-            ("starts_field", "Starts (UTC, RFC 3339; blank: now)"),
-            ("duration_field", "Duration (e.g. 2h)"),
-            ("ends_field", "Or ends (UTC, RFC 3339)"),
-            ("create", "Create"),
-            ("end_now", "End now"),
-            (
-                "window_signin",
-                "Sign in with the API token to create a window here.",
-            ),
-        ],
-    };
-    table.iter().copied().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1348,12 +1065,5 @@ mod tests {
         for (name, _) in TEMPLATES {
             env.get_template(name).expect("parses");
         }
-    }
-
-    #[test]
-    fn both_locales_have_the_same_labels() {
-        let pt: Vec<_> = labels(Locale::PtBr).into_keys().collect();
-        let en: Vec<_> = labels(Locale::En).into_keys().collect();
-        assert_eq!(pt, en);
     }
 }

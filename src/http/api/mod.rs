@@ -50,8 +50,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::{MaintenanceWindow, limits};
-use crate::email::links::ActionError;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
+use crate::http::act::ActionError;
 use crate::http::auth::{self, Auth, ClientKey, Denied};
 use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
 use crate::pager::PagerHandle;
