@@ -499,28 +499,33 @@ impl Generation {
             link_keys.current(),
             Arc::clone(&shared.auth),
         ));
+        let store = Arc::clone(&handle.store);
+        let actions = Arc::new(crate::http::actions::Actions::new(
+            Arc::new(handle),
+            runbook.sections.iter().map(|s| s.id.clone()).collect(),
+            config.maintenance.clone(),
+        ));
         let web_routes = crate::http::pages::routes(crate::http::pages::WebConfig {
-            handle: handle.clone(),
+            actions: Arc::clone(&actions),
+            store: Arc::clone(&store),
             runbook: Arc::clone(runbook),
             clock: clock.clone(),
             locale: config.runbook.locale,
             public_url: config.server.public_url.clone(),
-            windows: config.maintenance.clone(),
             auth: Arc::clone(&auth),
             metrics: shared.form_metrics.clone(),
             blind_spots,
         });
         let api_routes = crate::http::api::routes(
-            handle.clone(),
+            Arc::clone(&actions),
+            store,
             Arc::clone(&auth),
             clock.clone(),
-            runbook.sections.iter().map(|s| s.id.clone()).collect(),
-            config.maintenance.clone(),
             shared.reloader.clone(),
             Arc::clone(&link_keys),
         );
         let act_routes = crate::http::act::routes(
-            Arc::new(handle),
+            actions,
             link_keys,
             clock.clone(),
             config.server.public_url.clone(),

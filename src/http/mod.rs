@@ -7,6 +7,7 @@
 //! show counts, never an incident's details.
 
 pub mod act;
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod pages;
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use url::Url;
 
+use crate::incident::ActionError;
 use crate::metrics::{CONTENT_TYPE, Metrics};
 
 /// What the handlers share.
@@ -87,6 +89,32 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// Runs `f` (a store read or write, a wait for the pager's task) on the blocking pool; a task that
+/// could not finish is [`ActionError::Unavailable`].
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ActionError> + Send + 'static,
+) -> Result<T, ActionError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ActionError::Unavailable(format!("store task: {e}"))))
+}
+
+/// The status code of an action that was not taken, for the API and the pages (the email links
+/// answer in their own way): 400 bad input, 403 a link used beyond what it grants, 404 unknown, 409
+/// the state forbids it, 503 worth trying again.
+pub(crate) fn action_status(e: &ActionError) -> StatusCode {
+    match e {
+        ActionError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ActionError::OtherLevel { .. } => StatusCode::FORBIDDEN,
+        ActionError::UnknownIncident(_) | ActionError::UnknownWindow(_) => StatusCode::NOT_FOUND,
+        ActionError::AlreadyResolved(_)
+        | ActionError::Reopened { .. }
+        | ActionError::ConfiguredWindow(_)
+        | ActionError::WindowOver { .. } => StatusCode::CONFLICT,
+        ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 /// What a server-rendered page is, for its security headers.

@@ -12,8 +12,10 @@
 //! without one, `Referer`, when the browser sends them): they must come from the watchdog's own
 //! `public_url`.
 //!
-//! What acting means (recording the ack on the timeline, resolving, the store) is behind the
-//! [`Actions`] seam, so these routes know nothing of the store or the daemon. A token is not
+//! Acting is the actions service's ([`Actions`], shared with the API and the pages: the same
+//! checks, the same outcome), so these routes know nothing of the store or the daemon; they clean
+//! the form (a name and a note, cut to length, control characters dropped, a blank name standing for
+//! the link's level) and render the outcome as a page. A token is not
 //! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its own
 //! budget ([`crate::http::auth::limit`]) has its link refused with 429 unchecked like any credential, and
 //! refusals are logged at most once a minute per client.
@@ -32,12 +34,13 @@ use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::actions::{Actions, MAX_BY, MAX_NOTE, Via};
 use crate::clock::{Clock, Timestamp};
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::email::{human_duration, human_time, public_link};
 use crate::http::auth::{Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
-use crate::incident::{Incident, IncidentState, Level};
+use crate::incident::{ActionError, Incident, IncidentState};
 use crate::runbook::Locale;
 
 mod labels;
@@ -64,41 +67,9 @@ fn plain_text(status: StatusCode, body: String) -> Response {
     text_page(status, body, PageKind::Action)
 }
 
-/// Why an action could not be taken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ActionError {
-    #[error("no incident {0}")]
-    UnknownIncident(String),
-    #[error("incident {0} is already resolved")]
-    AlreadyResolved(String),
-    /// The link was issued in an earlier episode: the incident reopened (`reopened` times) since.
-    #[error("incident {id} reopened after this link was sent")]
-    Reopened { id: String, reopened: u32 },
-    /// The store could not be read or written; worth trying again.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// What the links do, implemented over the store by the daemon. Calls are synchronous and may block
-/// briefly (an SQLite write); the routes run them on the blocking pool.
-pub trait Actions: Send + Sync {
-    /// The incident, for the confirmation page; `Ok(None)` when there is none with this ID.
-    fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError>;
-    /// Records an acknowledgement by `by` for `level` (the level the email went to), if the incident
-    /// is still in `episode` (else [`ActionError::Reopened`]).
-    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), ActionError>;
-    /// Resolves the incident by hand, with `note` on its timeline, if it is still in `episode`.
-    fn resolve(
-        &self,
-        incident: &str,
-        episode: u32,
-        by: &str,
-        note: &str,
-    ) -> Result<(), ActionError>;
-}
-
 struct ActState {
-    actions: Arc<dyn Actions>,
+    /// Acks and resolves, carried out as for the API and the pages.
+    actions: Arc<Actions>,
     /// The failure budgets and the log throttle (the links take no other credential).
     auth: Arc<Auth>,
     keys: Arc<LinkKeys>,
@@ -108,16 +79,11 @@ struct ActState {
     env: Environment<'static>,
 }
 
-/// Longest accepted `by`, in characters: a name, not a story.
-const MAX_BY: usize = 100;
-/// Longest accepted resolve note, in characters.
-const MAX_NOTE: usize = 2000;
-
 /// The `/act/{token}` routes. `keys` are the link keys the emails were signed with; `public_url` is
 /// the origin form posts must come from; `locale` is the language of the pages; `auth` holds the
 /// failure budgets and the log throttle.
 pub fn routes(
-    actions: Arc<dyn Actions>,
+    actions: Arc<Actions>,
     keys: Arc<LinkKeys>,
     clock: Clock,
     public_url: Url,
@@ -195,7 +161,7 @@ async fn confirm_page(
         Ok(c) => c,
         Err(e) => return refused(&st, &e, "GET", client),
     };
-    let incident = match lookup(&st, &claims.incident).await {
+    let incident = match st.actions.incident(&claims.incident).await {
         Ok(Some(i)) => i,
         Ok(None) => return not_found(&st, &claims.incident),
         Err(e) => return action_failed(&st, &e),
@@ -274,20 +240,21 @@ async fn act(
     };
     let note = clean(&form.note, MAX_NOTE, true);
 
-    let actions = Arc::clone(&st.actions);
-    let (incident, level, action) = (claims.incident.clone(), claims.level, claims.action);
-    let episode = claims.episode;
-    let who = by.clone();
-    let result = tokio::task::spawn_blocking(move || match action {
-        Action::Ack => actions.ack(&incident, level, episode, &who),
-        Action::Resolve => actions.resolve(&incident, episode, &who, &note),
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(ActionError::Unavailable(format!(
-            "the action panicked: {e}"
-        )))
-    });
+    let result = match claims.action {
+        Action::Ack => {
+            let acked = st
+                .actions
+                .ack(&claims.incident, &by, None, Some(&claims), Via::EmailLink);
+            acked.await.map(drop)
+        }
+        Action::Resolve => {
+            let id = &claims.incident;
+            let resolved = st
+                .actions
+                .resolve(id, &by, &note, Some(&claims), Via::EmailLink);
+            resolved.await
+        }
+    };
     match result {
         Ok(()) => {
             tracing::info!(
@@ -317,21 +284,8 @@ async fn act(
                 PageKind::Action,
             )
         }
-        Err(ActionError::UnknownIncident(id)) => not_found(&st, &id),
         Err(e) => action_failed(&st, &e),
     }
-}
-
-async fn lookup(st: &ActState, id: &str) -> Result<Option<Incident>, ActionError> {
-    let actions = Arc::clone(&st.actions);
-    let id = id.to_owned();
-    tokio::task::spawn_blocking(move || actions.incident(&id))
-        .await
-        .unwrap_or_else(|e| {
-            Err(ActionError::Unavailable(format!(
-                "the lookup panicked: {e}"
-            )))
-        })
 }
 
 fn page_view(
@@ -474,6 +428,15 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
                         .to_owned()
                 },
             )
+        }
+        // A link's form is cleaned into valid input and acts for the link's level on an incident;
+        // what is left cannot come from it.
+        ActionError::Invalid { .. }
+        | ActionError::OtherLevel { .. }
+        | ActionError::UnknownWindow(_)
+        | ActionError::ConfiguredWindow(_)
+        | ActionError::WindowOver { .. } => {
+            plain_text(StatusCode::BAD_REQUEST, "bad form\n".to_owned())
         }
     }
 }

@@ -48,16 +48,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
-use crate::clock::{Clock, Timestamp};
-use crate::config::{MaintenanceWindow, limits};
+use super::actions::{Actions, Via, WindowRequest, store_unavailable};
+use super::{action_status, blocking};
+use crate::clock::Clock;
+use crate::config::MaintenanceWindow;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
-use crate::http::act::ActionError;
 use crate::http::auth::{self, Auth, ClientKey, Denied};
-use crate::incident::{CauseSnapshot, Incident, IncidentState, Level};
-use crate::pager::PagerHandle;
+use crate::incident::{ActionError, CauseSnapshot, Incident, IncidentState, Level};
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::runbook::Severity;
-use crate::store::{EndWindow, StoredWindow};
+use crate::store::{Store, StoredWindow};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -65,47 +65,40 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const DEFAULT_LIMIT: usize = 100;
 /// Most incidents one list returns.
 pub const MAX_LIMIT: usize = 500;
-/// Longest accepted `by`, in characters: a name, not a story.
-const MAX_BY: usize = 100;
-/// Longest accepted resolve note or window reason, in characters.
-const MAX_NOTE: usize = 2000;
 
 /// The answer when no token is configured.
 const NO_TOKEN: &str = "the API token is not configured (server.api_token_file)";
 
 struct ApiState {
-    handle: PagerHandle,
+    /// Acks, resolves and windows: checked and carried out for every route alike.
+    actions: Arc<Actions>,
+    /// What the reads read.
+    store: Arc<Store>,
     /// The API token, the sessions (reads when `server.public_reads` is false), the budgets.
     auth: Arc<Auth>,
     clock: Clock,
-    /// The runbook's section IDs, which a maintenance window may name.
-    sections: Vec<String>,
-    /// The windows of the configuration (`[[maintenance]]`), listed with the stored ones.
-    configured: Vec<MaintenanceWindow>,
     /// Asks the daemon to reload its configuration.
     reloader: Reloader,
     /// The keys the email links are signed with: their tokens may ack or resolve their incident.
     link_key: Arc<LinkKeys>,
 }
 
-/// The `/api/*` routes, with their state. `auth` checks the token (and sessions, for reads);
-/// `sections` the runbook's section IDs (what a maintenance window may cover); `reloader` serves
-/// `POST /-/reload`; `link_key` verifies the email links' tokens.
+/// The `/api/*` routes, with their state. `actions` acts (and knows the runbook's sections and the
+/// configuration's windows); `store` is read; `auth` checks the token (and sessions, for reads);
+/// `reloader` serves `POST /-/reload`; `link_key` verifies the email links' tokens.
 pub fn routes(
-    handle: PagerHandle,
+    actions: Arc<Actions>,
+    store: Arc<Store>,
     auth: Arc<Auth>,
     clock: Clock,
-    sections: Vec<String>,
-    configured: Vec<MaintenanceWindow>,
     reloader: Reloader,
     link_key: Arc<LinkKeys>,
 ) -> Router {
     let state = Arc::new(ApiState {
-        handle,
+        actions,
+        store,
         auth,
         clock,
-        sections,
-        configured,
         reloader,
         link_key,
     });
@@ -195,6 +188,17 @@ impl From<JsonRejection> for ApiError {
             StatusCode::BAD_REQUEST
         };
         Self::new(status, r.body_text())
+    }
+}
+
+/// An action not taken, as the API says it: its status ([`action_status`]) and its message. An
+/// unavailable store or pager is logged.
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::Unavailable(why) => Self::unavailable(why),
+            e => Self::new(action_status(&e), e.to_string()),
+        }
     }
 }
 
@@ -373,12 +377,12 @@ impl<R> MayAct<R> {
         }
     }
 
-    /// The `via` of the pager's log line.
-    fn via(&self) -> &'static str {
+    /// The route, for the action's log line.
+    fn via(&self) -> Via {
         if self.link.is_some() {
-            "api (email link token)"
+            Via::ApiLink
         } else {
-            "api"
+            Via::Api
         }
     }
 }
@@ -621,21 +625,10 @@ impl From<StoredWindow> for WindowView {
 // Incidents
 // -------------------------------------------------------------------------------------------------
 
-/// Runs a store read or write on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(ApiError::unavailable(format!("store: {e}"))),
-        Err(e) => Err(ApiError::unavailable(format!("store task: {e}"))),
-    }
-}
-
 async fn load(st: &ApiState, id: &str) -> Result<Option<Incident>, ApiError> {
-    let store = Arc::clone(&st.handle.store);
+    let store = Arc::clone(&st.store);
     let id = id.to_owned();
-    blocking(move || store.incident(&id)).await
+    Ok(blocking(move || store.incident(&id).map_err(store_unavailable)).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -652,8 +645,9 @@ async fn list_incidents(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let store = Arc::clone(&st.handle.store);
-    let incidents = blocking(move || store.recent_incidents(limit)).await?;
+    let store = Arc::clone(&st.store);
+    let incidents =
+        blocking(move || store.recent_incidents(limit).map_err(store_unavailable)).await?;
     let views: Vec<IncidentView> = incidents.into_iter().map(IncidentView::summary).collect();
     Ok(Json(serde_json::json!({ "incidents": views })).into_response())
 }
@@ -686,44 +680,7 @@ struct ResolveBody {
     note: String,
 }
 
-/// `by`: required, trimmed, at most [`MAX_BY`] characters, no control characters.
-pub(crate) fn check_by(by: &str) -> Result<String, ApiError> {
-    let by = by.trim();
-    if by.is_empty() {
-        return Err(ApiError::bad_request("`by` is required: who is acting"));
-    }
-    if by.chars().count() > MAX_BY {
-        return Err(ApiError::bad_request(format!(
-            "`by` is longer than {MAX_BY} characters"
-        )));
-    }
-    if by.chars().any(char::is_control) {
-        return Err(ApiError::bad_request("`by` holds control characters"));
-    }
-    Ok(by.to_owned())
-}
-
-/// An optional level: blank or absent is `None` (the highest paged).
-pub(crate) fn parse_level(level: Option<&str>) -> Result<Option<Level>, ApiError> {
-    match level.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(l) => Level::parse(l)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("unknown level {l:?} (L1, L2, L3)"))),
-    }
-}
-
-pub(crate) fn check_text(field: &str, text: &str) -> Result<String, ApiError> {
-    let text = text.trim();
-    if text.chars().count() > MAX_NOTE {
-        return Err(ApiError::bad_request(format!(
-            "`{field}` is longer than {MAX_NOTE} characters"
-        )));
-    }
-    Ok(text.to_owned())
-}
-
-/// Turns the pager's answer into the updated incident or an error answer.
+/// The answer to an ack or a resolve: the updated incident, or why nothing was done.
 async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Response {
     let answer = match result {
         Ok(_) => match load(st, id).await {
@@ -731,26 +688,7 @@ async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Re
             Ok(None) => ApiError::not_found(id),
             Err(e) => e,
         },
-        Err(ActionError::AlreadyResolved(_)) => ApiError::new(
-            StatusCode::CONFLICT,
-            format!("incident {id} is already resolved"),
-        ),
-        // The pager holds each section's newest incident; an older one in the store is over.
-        Err(ActionError::UnknownIncident(_)) => match load(st, id).await {
-            Ok(Some(_)) => ApiError::new(
-                StatusCode::CONFLICT,
-                format!("incident {id} is already resolved"),
-            ),
-            Ok(None) => ApiError::not_found(id),
-            Err(e) => e,
-        },
-        Err(ActionError::Reopened { reopened, .. }) => ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "incident {id} reopened (reopening #{reopened}) after this email link was sent; use the newest email's link"
-            ),
-        ),
-        Err(ActionError::Unavailable(why)) => ApiError::unavailable(why),
+        Err(e) => ApiError::from(e),
     };
     answer.into_response()
 }
@@ -764,24 +702,14 @@ async fn ack(
     body: Result<Json<AckBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let by = check_by(&body.by)?;
-    let level = parse_level(body.level.as_deref())?;
-    let level = match (&auth.link, level) {
-        (None, level) => level,
-        (Some(claims), Some(l)) if l != claims.level => {
-            tracing::warn!(incident = %id, token_level = %claims.level, asked = %l, "API ack refused: the link token is for another level");
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("this email link token acknowledges for {}", claims.level),
-            ));
-        }
-        (Some(claims), _) => Some(claims.level),
-    };
-    let episode = auth.link.as_ref().map(|c| c.episode);
+    let level = body.level.as_deref();
     let result = st
-        .handle
-        .request_ack(&id, level, episode, &by, auth.via())
+        .actions
+        .ack(&id, &body.by, level, auth.link.as_ref(), auth.via())
         .await;
+    if let Err(ActionError::OtherLevel { link, asked }) = &result {
+        tracing::warn!(incident = %id, token_level = %link, asked = %asked, "API ack refused: the link token is for another level");
+    }
     Ok(acted(&st, &id, result).await)
 }
 
@@ -793,12 +721,9 @@ async fn resolve(
     body: Result<Json<ResolveBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let by = check_by(&body.by)?;
-    let note = check_text("note", &body.note)?;
-    let episode = auth.link.as_ref().map(|c| c.episode);
     let result = st
-        .handle
-        .request_resolve(&id, episode, &by, note, auth.via())
+        .actions
+        .resolve(&id, &body.by, &body.note, auth.link.as_ref(), auth.via())
         .await;
     Ok(acted(&st, &id, result).await)
 }
@@ -813,9 +738,8 @@ async fn list_windows(
     _read: MayRead,
     State(st): State<Arc<ApiState>>,
 ) -> Result<Response, ApiError> {
-    let store = Arc::clone(&st.handle.store);
-    let stored = blocking(move || store.windows()).await?;
-    let views = window_views(&st.configured, stored);
+    let stored = st.actions.windows().await?;
+    let views = window_views(st.actions.configured(), stored);
     Ok(Json(serde_json::json!({ "windows": views })).into_response())
 }
 
@@ -840,216 +764,18 @@ fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> 
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WindowBody {
-    /// Empty: every section.
-    #[serde(default)]
-    pub(crate) sections: Vec<String>,
-    /// RFC 3339; absent: now.
-    #[serde(default)]
-    pub(crate) starts: Option<String>,
-    /// RFC 3339; or give `duration`.
-    #[serde(default)]
-    pub(crate) ends: Option<String>,
-    /// A humane duration (`2h`, `30m`) from `starts`.
-    #[serde(default)]
-    pub(crate) duration: Option<String>,
-    pub(crate) reason: String,
-    pub(crate) by: String,
-}
-
-/// An RFC 3339 UTC time between 1970 and 9999 ([`Timestamp::is_date`]), or a 400 naming `field`.
-fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    let bad = |why: String| {
-        ApiError::bad_request(format!(
-            "`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})"
-        ))
-    };
-    let t = humantime::parse_rfc3339_weak(text.trim())
-        .map(Timestamp::from_system_time)
-        .map_err(|e| bad(e.to_string()))?;
-    if !t.is_date() {
-        return Err(bad("before 1970".to_owned()));
-    }
-    Ok(t)
-}
-
-/// Checks a window request at `now` against the runbook's `sections`.
-pub(crate) fn check_window(
-    body: WindowBody,
-    now: Timestamp,
-    sections: &[String],
-) -> Result<(MaintenanceWindow, String), ApiError> {
-    let by = check_by(&body.by)?;
-    let reason = check_text("reason", &body.reason)?;
-    if reason.is_empty() {
-        return Err(ApiError::bad_request(
-            "`reason` is required: why the section is muted",
-        ));
-    }
-    if let Some(unknown) = body.sections.iter().find(|s| !sections.contains(s)) {
-        return Err(ApiError::bad_request(format!(
-            "unknown section {unknown:?} (known: {})",
-            sections.join(", ")
-        )));
-    }
-    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
-    let starts = match body.starts.as_deref() {
-        Some(s) => parse_time("starts", s)?,
-        None => now,
-    };
-    // Within a year of now and at most 30 days long, so `ends` is always a date the pages, the API
-    // and the logs can write (a window ending after the year 9999 once made every page panic).
-    if starts.saturating_since(now) > ahead.max {
-        return Err(ApiError::bad_request(format!(
-            "`starts`: more than {} from now; a window is planned at most that far ahead",
-            ahead.text
-        )));
-    }
-    let ends = match (body.ends.as_deref(), body.duration.as_deref()) {
-        (Some(e), None) => parse_time("ends", e)?,
-        (None, Some(text)) => {
-            let d = humantime::parse_duration(text.trim()).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "`duration`: {text:?} is not a duration like 2h ({e})"
-                ))
-            })?;
-            if d > longest.max {
-                return Err(ApiError::bad_request(format!(
-                    "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
-                    longest.text
-                )));
-            }
-            starts.checked_add(d).ok_or_else(|| {
-                ApiError::bad_request(format!("`duration`: {text:?} from `starts` is not a date"))
-            })?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give either `ends` or `duration`, not both",
-            ));
-        }
-        (None, None) => return Err(ApiError::bad_request("`ends` or `duration` is required")),
-    };
-    if ends <= starts {
-        return Err(ApiError::bad_request("`ends` must be after `starts`"));
-    }
-    if ends.saturating_since(starts) > longest.max {
-        return Err(ApiError::bad_request(format!(
-            "`ends`: more than {} after `starts`, the longest a maintenance window may be",
-            longest.text
-        )));
-    }
-    if ends <= now {
-        return Err(ApiError::bad_request("the window is already over"));
-    }
-    // Each section once, in the order given (`dedup` alone drops only adjacent repeats).
-    let mut covered: Vec<String> = Vec::with_capacity(body.sections.len());
-    for section in body.sections {
-        if !covered.contains(&section) {
-            covered.push(section);
-        }
-    }
-    Ok((
-        MaintenanceWindow {
-            sections: covered,
-            starts,
-            ends,
-            reason,
-        },
-        by,
-    ))
-}
-
-/// Stores a checked window made by `by` at `now` (on the blocking pool) and logs it; `via` names the
-/// route. Returns its ID.
-pub(crate) async fn add_window(
-    handle: &PagerHandle,
-    window: &MaintenanceWindow,
-    by: &str,
-    now: Timestamp,
-    via: &str,
-) -> Result<i64, ApiError> {
-    let store = Arc::clone(&handle.store);
-    let (w, who) = (window.clone(), by.to_owned());
-    let id = blocking(move || store.add_window(&w, &who, now)).await?;
-    tracing::info!(
-        id,
-        sections = ?window.sections,
-        starts = %window.starts,
-        ends = %window.ends,
-        by = %by,
-        via,
-        "maintenance window created"
-    );
-    Ok(id)
-}
-
 /// `POST /api/maintenance`: 201 with the stored window.
 async fn create_window(
     _auth: Authorized,
     State(st): State<Arc<ApiState>>,
-    body: Result<Json<WindowBody>, JsonRejection>,
+    body: Result<Json<WindowRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let now = st.clock.now();
-    let (window, by) = check_window(body, now, &st.sections)?;
-    let id = add_window(&st.handle, &window, &by, now, "api").await?;
-    let view = WindowView::from(StoredWindow {
-        id,
-        window,
-        created_by: by,
-        created_at: now,
-        ended: None,
-    });
-    Ok((StatusCode::CREATED, Json(view)).into_response())
-}
-
-/// Ends window `id` (as the API names it, [`WindowId`]) at `now`, by `by`, and logs it; `via` names
-/// the route. `configured` are the configuration's windows, which only the configuration can end
-/// (409). The pager sees the change at its next step, as it sees a new window.
-pub(crate) async fn end_window(
-    handle: &PagerHandle,
-    configured: &[MaintenanceWindow],
-    id: &str,
-    by: &str,
-    now: Timestamp,
-    via: &str,
-) -> Result<StoredWindow, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no maintenance window {id}"));
-    let Ok(stored_id) = id.parse::<i64>() else {
-        let configured_index = id
-            .strip_prefix("config-")
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| (1..=configured.len()).contains(n));
-        return Err(match configured_index {
-            Some(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "maintenance window {id} comes from the configuration file ([[maintenance]]): \
-                     remove it there and reload to end it"
-                ),
-            ),
-            None => not_found(),
-        });
-    };
-    let store = Arc::clone(&handle.store);
-    let who = by.to_owned();
-    match blocking(move || store.end_window(stored_id, &who, now)).await? {
-        EndWindow::Ended(w) => {
-            tracing::info!(id = stored_id, sections = ?w.window.sections, by = %by, via, "maintenance window ended early");
-            Ok(w)
-        }
-        EndWindow::AlreadyOver(w) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "maintenance window {id} is already over (it ended at {})",
-                w.window.ends
-            ),
-        )),
-        EndWindow::NotFound => Err(not_found()),
-    }
+    let stored = st
+        .actions
+        .add_window(body, st.clock.now(), Via::Api)
+        .await?;
+    Ok((StatusCode::CREATED, Json(WindowView::from(stored))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -1067,8 +793,8 @@ async fn end_window_now(
     query: Result<Query<EndQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let by = check_by(&query.by)?;
-    let ended = end_window(&st.handle, &st.configured, &id, &by, st.clock.now(), "api").await?;
+    let now = st.clock.now();
+    let ended = st.actions.end_window(&id, &query.by, now, Via::Api).await?;
     Ok(Json(WindowView::from(ended)).into_response())
 }
 
@@ -1104,9 +830,8 @@ async fn reload(_auth: Authorized, State(st): State<Arc<ApiState>>) -> Response 
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
+    use crate::clock::Timestamp;
 
     #[test]
     fn the_window_list_has_the_configured_windows_and_the_stored_ones() {
@@ -1138,148 +863,5 @@ mod tests {
         assert_eq!(json[1]["source"], "api");
         assert_eq!(json[1]["id"], 7);
         assert_eq!(json[1]["created_by"], "Ana");
-    }
-
-    fn body(json: serde_json::Value) -> WindowBody {
-        serde_json::from_value(json).expect("body")
-    }
-
-    const NOW: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
-
-    fn sections() -> Vec<String> {
-        vec!["latency".into(), "errors".into()]
-    }
-
-    #[test]
-    fn a_window_with_a_duration_starts_now() {
-        let (w, by) = check_window(
-            body(serde_json::json!({"sections": ["latency"], "duration": "2h", "reason": "deploy", "by": " Ana "})),
-            NOW,
-            &sections(),
-        )
-        .expect("valid");
-        assert_eq!(by, "Ana");
-        assert_eq!(w.starts, NOW);
-        assert_eq!(w.ends, NOW + std::time::Duration::from_secs(7200));
-    }
-
-    #[test]
-    fn a_section_named_twice_is_covered_once() {
-        let (w, _) = check_window(
-            body(serde_json::json!({"sections": ["errors", "latency", "errors"], "duration": "1h", "reason": "r", "by": "a"})),
-            NOW,
-            &sections(),
-        )
-        .expect("valid");
-        assert_eq!(w.sections, ["errors", "latency"]);
-    }
-
-    #[test]
-    fn bad_windows_are_refused() {
-        for bad in [
-            serde_json::json!({"sections": ["nope"], "duration": "1h", "reason": "r", "by": "a"}),
-            serde_json::json!({"sections": [], "duration": "1h", "reason": "r", "by": ""}),
-            serde_json::json!({"sections": [], "duration": "1h", "reason": "", "by": "a"}),
-            serde_json::json!({"sections": [], "reason": "r", "by": "a"}),
-            serde_json::json!({"sections": [], "duration": "1h", "ends": "2030-01-01T00:00:00Z", "reason": "r", "by": "a"}),
-            serde_json::json!({"sections": [], "starts": "2030-01-01T02:00:00Z", "ends": "2030-01-01T01:00:00Z", "reason": "r", "by": "a"}),
-            serde_json::json!({"sections": [], "ends": "yesterday", "reason": "r", "by": "a"}),
-            serde_json::json!({"sections": [], "ends": "2020-01-01T00:00:00Z", "reason": "r", "by": "a"}),
-        ] {
-            let err = check_window(body(bad.clone()), NOW, &sections()).expect_err("refused");
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
-        }
-    }
-
-    /// Far-future windows (the one that ended after the year 9999 used to be stored, and every page
-    /// panicked on it) are 400s naming the field at fault.
-    #[test]
-    fn windows_out_of_bounds_are_refused_naming_the_field() {
-        for (bad, field) in [
-            (serde_json::json!({"duration": "100000y"}), "`duration`"),
-            (serde_json::json!({"duration": "31d"}), "`duration`"),
-            (
-                serde_json::json!({"duration": "999999999999999999s"}),
-                "`duration`",
-            ),
-            (
-                serde_json::json!({"starts": "2028-01-01T00:00:00Z", "duration": "1h"}),
-                "`starts`",
-            ),
-            (
-                serde_json::json!({"starts": "9999-12-31T23:00:00Z", "duration": "2h"}),
-                "`starts`",
-            ),
-            (
-                serde_json::json!({"ends": "2027-01-01T00:00:00Z"}),
-                "`ends`",
-            ),
-            (
-                serde_json::json!({"ends": "20000-01-01T00:00:00Z"}),
-                "`ends`",
-            ),
-            (
-                serde_json::json!({"starts": "1960-01-01T00:00:00Z", "duration": "1h"}),
-                "`starts`",
-            ),
-        ] {
-            let mut json = bad.clone();
-            json["reason"] = "r".into();
-            json["by"] = "a".into();
-            let err = check_window(body(json), NOW, &sections()).expect_err("refused");
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{bad}");
-            assert!(err.message.starts_with(field), "{bad}: {}", err.message);
-        }
-        // The longest window, planned the furthest ahead, is a date.
-        let (w, _) = check_window(
-            body(serde_json::json!({"starts": "2027-11-18T00:00:00Z", "duration": "30d", "reason": "r", "by": "a"})),
-            NOW,
-            &sections(),
-        )
-        .expect("valid");
-        assert_eq!(w.ends.to_string(), "2027-12-18T00:00:00.000Z");
-    }
-
-    #[test]
-    fn by_is_a_short_name() {
-        assert!(check_by("Ana").is_ok());
-        assert!(check_by("  ").is_err());
-        assert!(check_by(&"x".repeat(101)).is_err());
-        assert!(check_by("a\nb").is_err());
-    }
-
-    /// A maintenance window as an operator posts it, the base of the near-valid bodies.
-    const REAL_WINDOW: &str = r#"{"sections": ["errors", "database"], "starts": "2026-11-24T22:00:00Z", "duration": "2h", "reason": "Supabase upgrade", "by": "Ana (on call)"}"#;
-
-    proptest! {
-        #![proptest_config(crate::mutate::cases(256))]
-
-        /// Any body of `POST /api/maintenance` is a window that ends after it starts and after now,
-        /// or a 400 that says what is wrong.
-        #[test]
-        fn prop_any_window_body_is_a_window_or_a_bad_request(
-            body in prop_oneof![
-                crate::mutate::near(REAL_WINDOW),
-                crate::mutate::garbage().prop_map(String::into_bytes),
-            ],
-            now in any::<i64>(),
-        ) {
-            let Ok(body) = serde_json::from_slice::<WindowBody>(&body) else {
-                return Ok(());
-            };
-            let sections = ["errors", "database"].map(str::to_owned);
-            let now = Timestamp::from_unix_millis(now);
-            match check_window(body, now, &sections) {
-                Ok((w, _)) => {
-                    prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}");
-                    prop_assert!(w.starts.is_date() && w.ends.is_date(), "{w:?}");
-                    prop_assert!(w.ends.saturating_since(w.starts) <= limits::MAX_WINDOW.max, "{w:?}");
-                }
-                Err(e) => {
-                    prop_assert_eq!(e.status, StatusCode::BAD_REQUEST);
-                    prop_assert!(!e.message.is_empty());
-                }
-            }
-        }
     }
 }

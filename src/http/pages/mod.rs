@@ -19,6 +19,8 @@
 //! Every mutating form is checked, before any other field is looked at, for: a same-origin request
 //! ([`crate::http::cross_site`] against `server.public_url`), a valid session, and the session's
 //! CSRF token in the hidden `csrf` field. A refusal is a page saying why, and nothing changes.
+//! The forms' fields are checked, and carried out, by the actions service
+//! ([`super::actions::Actions`]) as the API's are: a refused field is a page with the API's words.
 //!
 //! Templates are `*.html`, so minijinja escapes every value (names and notes typed by people
 //! included). No script runs: the CSP forbids it. Pages for a signed-in browser carry its CSRF token,
@@ -44,20 +46,19 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use url::Url;
 
+use super::actions::{Actions, Via, WindowRequest, store_unavailable};
+use super::{action_status, blocking};
 use crate::clock::{Clock, Timestamp};
 use crate::config::MaintenanceWindow;
 use crate::doctor::BlindSpot;
 use crate::email::{human_duration, human_time, public_link};
 use crate::engine::CauseStatus;
-use crate::http::act::ActionError;
-use crate::http::api::{self, WindowBody};
 use crate::http::auth::session::Session;
 use crate::http::auth::{self, Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
-use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
-use crate::pager::PagerHandle;
+use crate::incident::{ActionError, DiagnosisSnapshot, Incident, IncidentState};
 use crate::runbook::{Locale, Runbook, Severity};
-use crate::store::Store;
+use crate::store::{Store, StoreError, StoredWindow};
 
 mod labels;
 
@@ -126,13 +127,14 @@ impl FormMetrics {
 }
 
 struct WebState {
-    handle: PagerHandle,
+    /// Acks, resolves and windows, checked and carried out as for the API.
+    actions: Arc<Actions>,
+    /// What the pages read.
+    store: Arc<Store>,
     runbook: Arc<Runbook>,
     clock: Clock,
     locale: Locale,
     public_url: Url,
-    /// The windows of the configuration (those created at run time are in the store).
-    windows: Vec<MaintenanceWindow>,
     /// The sign-in check (the token itself is kept only as a tag), the sessions, the failure
     /// budgets and whether reading needs a session.
     auth: Arc<Auth>,
@@ -144,13 +146,14 @@ struct WebState {
 
 /// Everything the pages are made of.
 pub struct WebConfig {
-    /// The store to read, and the pager's task that acks and resolves.
-    pub handle: PagerHandle,
+    /// Acks, resolves and windows (which also knows the configuration's windows).
+    pub actions: Arc<Actions>,
+    /// The store to read.
+    pub store: Arc<Store>,
     pub runbook: Arc<Runbook>,
     pub clock: Clock,
     pub locale: Locale,
     pub public_url: Url,
-    pub windows: Vec<MaintenanceWindow>,
     /// What signing in takes (`server.api_token`), the sessions and the failure budgets, shared
     /// with the API.
     pub auth: Arc<Auth>,
@@ -174,12 +177,12 @@ pub fn routes(config: WebConfig) -> Router {
     let env = environment();
     let state = Arc::new(WebState {
         auth: config.auth,
-        handle: config.handle,
+        actions: config.actions,
+        store: config.store,
         runbook: config.runbook,
         clock: config.clock,
         locale: config.locale,
         public_url: config.public_url,
-        windows: config.windows,
         metrics: config.metrics,
         blind_spots: config.blind_spots,
         env,
@@ -439,12 +442,13 @@ impl WebState {
     /// The configured and the stored windows that pass `keep`, configured first.
     fn window_rows(
         &self,
-        stored: &[crate::store::StoredWindow],
+        stored: &[StoredWindow],
         now: Timestamp,
         t: &Labels,
         keep: impl Fn(&MaintenanceWindow) -> bool,
     ) -> Vec<WindowRow> {
-        self.windows
+        self.actions
+            .configured()
             .iter()
             .filter(|w| keep(w))
             .map(|w| self.window_row(w, None, None, now, t))
@@ -666,27 +670,27 @@ fn see_other(to: &str, cookie: Option<String>) -> Response {
 // -------------------------------------------------------------------------------------------------
 
 /// Runs a store read or write on the blocking pool; `Err` is the 503 page.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+async fn store_task<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
-    let failed = |e: String| {
-        tracing::warn!(error = %e, "status page: the store could not be read or written");
-        text_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The incident store could not be read now; try again in a moment.\n".to_owned(),
-            PageKind::Status,
-        )
-    };
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Err(e) => Err(failed(e.to_string())),
-    }
+    blocking(move || f().map_err(store_unavailable))
+        .await
+        .map_err(|e| unavailable(&e))
+}
+
+/// The 503 page of a read or write the store could not do.
+fn unavailable(e: &ActionError) -> Response {
+    tracing::warn!(error = %e, "status page: the store could not be read or written");
+    text_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The incident store could not be read now; try again in a moment.\n".to_owned(),
+        PageKind::Status,
+    )
 }
 
 impl WebState {
     fn store(&self) -> Arc<Store> {
-        Arc::clone(&self.handle.store)
+        Arc::clone(&self.store)
     }
 }
 
@@ -698,16 +702,19 @@ async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response 
         return sign_in;
     }
     let store = st.store();
-    let loaded = blocking(move || {
+    let loaded = store_task(move || {
         let latest = store.latest_per_section()?;
         let recent = store.recent_incidents(SCAN)?;
-        let windows = store.windows()?;
-        Ok((latest, recent, windows))
+        Ok((latest, recent))
     })
     .await;
-    let (latest, recent, stored) = match loaded {
+    let (latest, recent) = match loaded {
         Ok(v) => v,
         Err(resp) => return resp,
+    };
+    let stored = match st.actions.windows().await {
+        Ok(v) => v,
+        Err(e) => return unavailable(&e),
     };
     let t = labels(st.locale);
     let mut open: Vec<&Incident> = latest
@@ -755,7 +762,7 @@ async fn incident_page(
     }
     let store = st.store();
     let key = id.clone();
-    let incident = match blocking(move || store.incident(&key)).await {
+    let incident = match store_task(move || store.incident(&key)).await {
         Ok(i) => i,
         Err(resp) => return resp,
     };
@@ -782,12 +789,11 @@ async fn incident_page(
     }
 }
 
-/// Turns the pager's answer to a form into the way back to the incident, or a page saying why not.
+/// Turns the outcome of a form into the way back to the incident, or a page saying why not.
 fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response {
     let t = labels(st.locale);
     match result {
         Ok(_) => see_other(&format!("/incidents/{id}"), None),
-        // The pager holds each section's newest incident: an older one is over.
         // (`Reopened` answers email links only; the pages act on the incident as it is now.)
         Err(
             ActionError::AlreadyResolved(_)
@@ -808,20 +814,23 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
                 None,
             )
         }
+        Err(e) => not_done(st, &e),
     }
 }
 
-/// A form that was not carried out (bad input, a store failure): a page saying why.
-fn not_done(st: &WebState, e: api::ApiError) -> Response {
-    tracing::warn!(error = %e.message, "a form on the status pages was not carried out");
-    if e.status.is_client_error() {
+/// A form that was not carried out (bad input, a window that cannot be ended, a store failure): a
+/// page saying why, with the API's status and words.
+fn not_done(st: &WebState, e: &ActionError) -> Response {
+    tracing::warn!(error = %e, "a form on the status pages was not carried out");
+    let status = action_status(e);
+    if status.is_client_error() {
         st.metrics.refused("bad_input");
     }
     let t = labels(st.locale);
     st.message(
-        e.status,
+        status,
         "not_acted",
-        format!("{} {}", e.message, t["nothing_changed"]),
+        format!("{e} {}", t["nothing_changed"]),
         None,
     )
 }
@@ -838,16 +847,8 @@ async fn ack(
     if let Err(refused) = st.authorize(&headers, &form) {
         return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
-    let checked = api::check_by(form.get("by"))
-        .and_then(|by| Ok((by, api::parse_level(Some(form.get("level")))?)));
-    let (by, level) = match checked {
-        Ok(v) => v,
-        Err(e) => return not_done(&st, e),
-    };
-    let result = st
-        .handle
-        .request_ack(&id, level, None, &by, "status page")
-        .await;
+    let (by, level) = (form.get("by"), Some(form.get("level")));
+    let result = st.actions.ack(&id, by, level, None, Via::Pages).await;
     acted(&st, &id, result)
 }
 
@@ -863,16 +864,8 @@ async fn resolve(
     if let Err(refused) = st.authorize(&headers, &form) {
         return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
-    let checked = api::check_by(form.get("by"))
-        .and_then(|by| Ok((by, api::check_text("note", form.get("note"))?)));
-    let (by, note) = match checked {
-        Ok(v) => v,
-        Err(e) => return not_done(&st, e),
-    };
-    let result = st
-        .handle
-        .request_resolve(&id, None, &by, note, "status page")
-        .await;
+    let (by, note) = (form.get("by"), form.get("note"));
+    let result = st.actions.resolve(&id, by, note, None, Via::Pages).await;
     acted(&st, &id, result)
 }
 
@@ -883,10 +876,9 @@ async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -
     if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
         return sign_in;
     }
-    let store = st.store();
-    let stored = match blocking(move || store.windows()).await {
+    let stored = match st.actions.windows().await {
         Ok(v) => v,
-        Err(resp) => return resp,
+        Err(e) => return unavailable(&e),
     };
     let t = labels(st.locale);
     let kind = page_kind(session.as_ref());
@@ -918,8 +910,7 @@ async fn create_window(
     if let Err(refused) = st.authorize(&headers, &form) {
         return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
-    let now = st.clock.now();
-    let request = WindowBody {
+    let request = WindowRequest {
         sections: form.all("sections"),
         starts: form.optional("starts"),
         ends: form.optional("ends"),
@@ -927,13 +918,9 @@ async fn create_window(
         reason: form.get("reason").to_owned(),
         by: form.get("by").to_owned(),
     };
-    let sections: Vec<String> = st.runbook.sections.iter().map(|s| s.id.clone()).collect();
-    let (window, by) = match api::check_window(request, now, &sections) {
-        Ok(v) => v,
-        Err(e) => return not_done(&st, e),
-    };
-    if let Err(e) = api::add_window(&st.handle, &window, &by, now, "status page").await {
-        return not_done(&st, e);
+    let now = st.clock.now();
+    if let Err(e) = st.actions.add_window(request, now, Via::Pages).await {
+        return not_done(&st, &e);
     }
     see_other("/maintenance", None)
 }
@@ -951,13 +938,10 @@ async fn end_window(
     if let Err(refused) = st.authorize(&headers, &form) {
         return st.refuse(refused, st.auth.client_at(peer, &headers));
     }
-    let by = match api::check_by(form.get("by")) {
-        Ok(by) => by,
-        Err(e) => return not_done(&st, e),
-    };
     let now = st.clock.now();
-    if let Err(e) = api::end_window(&st.handle, &st.windows, &id, &by, now, "status page").await {
-        return not_done(&st, e);
+    let ended = st.actions.end_window(&id, form.get("by"), now, Via::Pages);
+    if let Err(e) = ended.await {
+        return not_done(&st, &e);
     }
     see_other("/maintenance", None)
 }
@@ -1023,7 +1007,7 @@ async fn signin(
         Err(auth::Denied::Wrong) => return refuse("refused_wrong_token", String::new()),
     }
     let now = st.clock.now();
-    let cookie = match blocking(move || sessions.issue(now)).await {
+    let cookie = match store_task(move || sessions.issue(now)).await {
         Ok((_, cookie)) => cookie,
         Err(resp) => return resp,
     };
@@ -1048,7 +1032,7 @@ async fn signout(
     };
     // Ended on the server: the same cookie, replayed, is refused from now on.
     let cookie = sessions.clear_cookie();
-    if let Err(resp) = blocking(move || sessions.revoke(&session)).await {
+    if let Err(resp) = store_task(move || sessions.revoke(&session)).await {
         return resp;
     }
     tracing::info!("signed out of the status pages");
