@@ -126,7 +126,7 @@ impl FormMetrics {
     }
 }
 
-struct WebState {
+struct PagesState {
     /// Acks, resolves and windows, checked and carried out as for the API.
     actions: Arc<Actions>,
     /// What the pages read.
@@ -145,7 +145,7 @@ struct WebState {
 }
 
 /// Everything the pages are made of.
-pub struct WebConfig {
+pub struct PagesConfig {
     /// Acks, resolves and windows (which also knows the configuration's windows).
     pub actions: Arc<Actions>,
     /// The store to read.
@@ -173,9 +173,9 @@ fn environment() -> Environment<'static> {
 }
 
 /// The pages' routes.
-pub fn routes(config: WebConfig) -> Router {
+pub fn routes(config: PagesConfig) -> Router {
     let env = environment();
-    let state = Arc::new(WebState {
+    let state = Arc::new(PagesState {
         auth: config.auth,
         actions: config.actions,
         store: config.store,
@@ -325,7 +325,7 @@ struct MessagePage<'a> {
     api_open: bool,
 }
 
-impl WebState {
+impl PagesState {
     fn section_title(&self, id: &str) -> String {
         self.runbook
             .sections
@@ -688,14 +688,14 @@ fn unavailable(e: &ActionError) -> Response {
     )
 }
 
-impl WebState {
+impl PagesState {
     fn store(&self) -> Arc<Store> {
         Arc::clone(&self.store)
     }
 }
 
 /// `GET /`.
-async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+async fn index(State(st): State<Arc<PagesState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
     let session = st.session_view(&headers);
     if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
@@ -751,7 +751,7 @@ async fn index(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response 
 
 /// `GET /incidents/{id}`.
 async fn incident_page(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -790,7 +790,7 @@ async fn incident_page(
 }
 
 /// Turns the outcome of a form into the way back to the incident, or a page saying why not.
-fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response {
+fn acted<T>(st: &PagesState, id: &str, result: Result<T, ActionError>) -> Response {
     let t = labels(st.locale);
     match result {
         Ok(_) => see_other(&format!("/incidents/{id}"), None),
@@ -820,7 +820,7 @@ fn acted<T>(st: &WebState, id: &str, result: Result<T, ActionError>) -> Response
 
 /// A form that was not carried out (bad input, a window that cannot be ended, a store failure): a
 /// page saying why, with the API's status and words.
-fn not_done(st: &WebState, e: &ActionError) -> Response {
+fn not_done(st: &PagesState, e: &ActionError) -> Response {
     tracing::warn!(error = %e, "a form on the status pages was not carried out");
     let status = action_status(e);
     if status.is_client_error() {
@@ -837,7 +837,7 @@ fn not_done(st: &WebState, e: &ActionError) -> Response {
 
 /// `POST /incidents/{id}/ack`: `csrf`, `by`, `level` (blank: the highest level paged).
 async fn ack(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
     peer: Peer,
     headers: HeaderMap,
@@ -854,7 +854,7 @@ async fn ack(
 
 /// `POST /incidents/{id}/resolve`: `csrf`, `by`, `note`.
 async fn resolve(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
     peer: Peer,
     headers: HeaderMap,
@@ -870,7 +870,7 @@ async fn resolve(
 }
 
 /// `GET /maintenance`: the windows not over yet, and the form to add one when signed in.
-async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+async fn maintenance_page(State(st): State<Arc<PagesState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
     let session = st.session_view(&headers);
     if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
@@ -901,7 +901,7 @@ async fn maintenance_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -
 /// `POST /maintenance`: `csrf`, `sections` (repeated; none: every section), `starts`?, `duration` or
 /// `ends`, `reason`, `by`; checked like the API's windows.
 async fn create_window(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
@@ -928,7 +928,7 @@ async fn create_window(
 /// `POST /maintenance/{id}/end`: `csrf`, `by`; ends the window now, like
 /// `DELETE /api/maintenance/{id}`.
 async fn end_window(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
     peer: Peer,
     headers: HeaderMap,
@@ -947,7 +947,7 @@ async fn end_window(
 }
 
 /// `GET /signin`.
-async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Response {
+async fn signin_page(State(st): State<Arc<PagesState>>, headers: HeaderMap) -> Response {
     let now = st.clock.now();
     let t = labels(st.locale);
     let session = st.session_view(&headers);
@@ -973,7 +973,7 @@ async fn signin_page(State(st): State<Arc<WebState>>, headers: HeaderMap) -> Res
 /// to hold a CSRF token, so the same-origin check stands alone here (a forged sign-in would need the
 /// token anyway).
 async fn signin(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
@@ -1017,7 +1017,7 @@ async fn signin(
 
 /// `POST /signout`: `csrf`; ends the session on the server and clears the cookie.
 async fn signout(
-    State(st): State<Arc<WebState>>,
+    State(st): State<Arc<PagesState>>,
     peer: Peer,
     headers: HeaderMap,
     body: Bytes,
