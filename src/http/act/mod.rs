@@ -20,6 +20,8 @@
 //! budget ([`crate::http::auth::limit`]) has its link refused with 429 unchecked like any credential, and
 //! refusals are logged at most once a minute per client.
 
+mod labels;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,9 +44,6 @@ use crate::http::auth::{Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{ActionError, Incident, IncidentState};
 use crate::runbook::Locale;
-
-mod labels;
-
 use labels::page_labels;
 
 /// The pages' templates, compiled in. `.html`: auto-escaped.

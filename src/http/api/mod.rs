@@ -33,31 +33,39 @@
 //!
 //! Errors are `{"error": "…"}` with 400 (bad JSON or input, naming the field), 401, 403, 404, 409
 //! (already resolved or over), 413 (body over [`MAX_BODY`]), 429 (too many failures) or 503 (the store or the pager's task is unavailable).
+//!
+//! Acks, resolves and windows are checked and carried out by the actions service
+//! ([`super::actions`]), as for the pages and the email links; this module reads the request, checks
+//! its credentials, and answers: this file holds the routes, the error answer and the credential
+//! extractors (`Authorized`, `MayRead`, `MayAct`), `incidents.rs` and `windows.rs` the handlers,
+//! `views.rs` the JSON shapes.
 
-use std::collections::BTreeMap;
+mod incidents;
+mod views;
+mod windows;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use serde::{Deserialize, Serialize};
 
-use super::actions::{Actions, Via, WindowRequest, store_unavailable};
-use super::{action_status, blocking};
+use super::action_status;
+use super::actions::{Actions, Via};
 use crate::clock::Clock;
-use crate::config::MaintenanceWindow;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::http::auth::{self, Auth, ClientKey, Denied};
-use crate::incident::{ActionError, CauseSnapshot, Incident, IncidentState, Level};
+use crate::incident::ActionError;
 use crate::reload::{Outcome, Reloader, Trigger};
-use crate::runbook::Severity;
-use crate::store::{Store, StoredWindow};
+use crate::store::Store;
+use incidents::{ack, incident_detail, list_incidents, resolve};
+use windows::{create_window, end_window_now, list_windows};
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -113,10 +121,6 @@ pub fn routes(
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
-
-// -------------------------------------------------------------------------------------------------
-// Errors
-// -------------------------------------------------------------------------------------------------
 
 /// An error answer: `{"error": message}` with `status`.
 #[derive(Debug)]
@@ -207,10 +211,6 @@ impl From<QueryRejection> for ApiError {
         Self::bad_request(r.body_text())
     }
 }
-
-// -------------------------------------------------------------------------------------------------
-// Auth
-// -------------------------------------------------------------------------------------------------
 
 /// The value of `Authorization: Bearer <value>`, if the request has one.
 fn bearer(parts: &Parts) -> Option<&str> {
@@ -451,353 +451,6 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
     }
 }
 
-// -------------------------------------------------------------------------------------------------
-// Views
-// -------------------------------------------------------------------------------------------------
-
-#[derive(Debug, Serialize)]
-struct AckView {
-    by: String,
-    at: String,
-}
-
-#[derive(Debug, Serialize)]
-struct EntryView {
-    at: String,
-    kind: String,
-    text: String,
-}
-
-/// An incident as the API shows it. Times are RFC 3339 UTC strings.
-#[derive(Debug, Serialize)]
-struct IncidentView {
-    id: String,
-    section: String,
-    severity: Severity,
-    state: IncidentState,
-    opened_at: String,
-    resolved_at: Option<String>,
-    critical_since: Option<String>,
-    /// The highest level paged so far.
-    level: Option<Level>,
-    /// When each level was first paged.
-    paged: BTreeMap<Level, String>,
-    /// The top likely cause at the latest evaluation (`unknown` when none is likely).
-    cause: String,
-    acks: BTreeMap<Level, AckView>,
-    /// Rule ID → its latest summary.
-    symptoms: BTreeMap<String, String>,
-    reopened: u32,
-    resolve_note: Option<String>,
-    /// Detail only: the incident's history.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    timeline: Option<Vec<EntryView>>,
-    /// Detail only: the ranked diagnosis at the latest evaluation while open (`null` for an incident
-    /// stored before diagnoses were kept).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    diagnosis: Option<Option<DiagnosisView>>,
-}
-
-/// A kept diagnosis as the API shows it: every cause with its status, score and evidence lines.
-#[derive(Debug, Serialize)]
-struct DiagnosisView {
-    /// The evaluation it comes from.
-    at: String,
-    causes: Vec<CauseSnapshot>,
-}
-
-impl IncidentView {
-    fn summary(i: Incident) -> Self {
-        Self {
-            level: i.highest_paged(),
-            id: i.id,
-            section: i.section,
-            severity: i.severity,
-            state: i.state,
-            opened_at: i.opened_at.to_string(),
-            resolved_at: i.resolved_at.map(|t| t.to_string()),
-            critical_since: i.critical_since.map(|t| t.to_string()),
-            paged: i
-                .paged
-                .into_iter()
-                .map(|(l, t)| (l, t.to_string()))
-                .collect(),
-            cause: i.cause,
-            acks: i
-                .acks
-                .into_iter()
-                .map(|(l, a)| {
-                    (
-                        l,
-                        AckView {
-                            by: a.by,
-                            at: a.at.to_string(),
-                        },
-                    )
-                })
-                .collect(),
-            symptoms: i.symptoms,
-            reopened: i.reopened,
-            resolve_note: i.resolve_note,
-            timeline: None,
-            diagnosis: None,
-        }
-    }
-
-    fn detail(i: Incident) -> Self {
-        let timeline = i
-            .timeline
-            .iter()
-            .map(|e| EntryView {
-                at: e.at.to_string(),
-                kind: e.kind.clone(),
-                text: e.text.clone(),
-            })
-            .collect();
-        Self {
-            diagnosis: Some(i.diagnosis.clone().map(|d| DiagnosisView {
-                at: d.at.to_string(),
-                causes: d.causes,
-            })),
-            timeline: Some(timeline),
-            ..Self::summary(i)
-        }
-    }
-
-    fn into_response(self, status: StatusCode) -> Response {
-        (status, Json(self)).into_response()
-    }
-}
-
-/// A window's ID in the API: the store's number for one created at run time, `"config-N"` for the
-/// Nth `[[maintenance]]` of the configuration (1-based).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-enum WindowId {
-    Stored(i64),
-    Config(String),
-}
-
-impl WindowId {
-    /// The ID of the `index`th (0-based) window of the configuration.
-    fn config(index: usize) -> Self {
-        Self::Config(format!("config-{}", index + 1))
-    }
-}
-
-#[derive(Debug, Serialize)]
-struct WindowView {
-    id: WindowId,
-    /// `config` or `api`.
-    source: &'static str,
-    /// Empty: every section.
-    sections: Vec<String>,
-    starts: String,
-    ends: String,
-    reason: String,
-    created_by: String,
-    created_at: String,
-    /// Set for a window ended early (`ends` is then when): who ended it and its planned end.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ended_by: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    planned_ends: Option<String>,
-}
-
-impl From<StoredWindow> for WindowView {
-    fn from(w: StoredWindow) -> Self {
-        Self {
-            id: WindowId::Stored(w.id),
-            source: "api",
-            sections: w.window.sections,
-            starts: w.window.starts.to_string(),
-            ends: w.window.ends.to_string(),
-            reason: w.window.reason,
-            created_by: w.created_by,
-            created_at: w.created_at.to_string(),
-            ended_by: w.ended.as_ref().map(|e| e.by.clone()),
-            planned_ends: w.ended.map(|e| e.planned_ends.to_string()),
-        }
-    }
-}
-
-// -------------------------------------------------------------------------------------------------
-// Incidents
-// -------------------------------------------------------------------------------------------------
-
-async fn load(st: &ApiState, id: &str) -> Result<Option<Incident>, ApiError> {
-    let store = Arc::clone(&st.store);
-    let id = id.to_owned();
-    Ok(blocking(move || store.incident(&id).map_err(store_unavailable)).await?)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<usize>,
-}
-
-/// `GET /api/incidents`: newest first.
-async fn list_incidents(
-    _read: MayRead,
-    State(st): State<Arc<ApiState>>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-    let store = Arc::clone(&st.store);
-    let incidents =
-        blocking(move || store.recent_incidents(limit).map_err(store_unavailable)).await?;
-    let views: Vec<IncidentView> = incidents.into_iter().map(IncidentView::summary).collect();
-    Ok(Json(serde_json::json!({ "incidents": views })).into_response())
-}
-
-/// `GET /api/incidents/{id}`: the incident with its timeline.
-async fn incident_detail(
-    _read: MayRead,
-    State(st): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    match load(&st, &id).await? {
-        Some(i) => Ok(IncidentView::detail(i).into_response(StatusCode::OK)),
-        None => Err(ApiError::not_found(&id)),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AckBody {
-    by: String,
-    #[serde(default)]
-    level: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveBody {
-    by: String,
-    #[serde(default)]
-    note: String,
-}
-
-/// The answer to an ack or a resolve: the updated incident, or why nothing was done.
-async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Response {
-    let answer = match result {
-        Ok(_) => match load(st, id).await {
-            Ok(Some(i)) => return IncidentView::detail(i).into_response(StatusCode::OK),
-            Ok(None) => ApiError::not_found(id),
-            Err(e) => e,
-        },
-        Err(e) => ApiError::from(e),
-    };
-    answer.into_response()
-}
-
-/// `POST /api/incidents/{id}/ack`. With a link token the ack is for the token's level; a body naming
-/// another level is refused (403).
-async fn ack(
-    auth: MayAct<AckRoute>,
-    State(st): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    body: Result<Json<AckBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body?;
-    let level = body.level.as_deref();
-    let result = st
-        .actions
-        .ack(&id, &body.by, level, auth.link.as_ref(), auth.via())
-        .await;
-    if let Err(ActionError::OtherLevel { link, asked }) = &result {
-        tracing::warn!(incident = %id, token_level = %link, asked = %asked, "API ack refused: the link token is for another level");
-    }
-    Ok(acted(&st, &id, result).await)
-}
-
-/// `POST /api/incidents/{id}/resolve`.
-async fn resolve(
-    auth: MayAct<ResolveRoute>,
-    State(st): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    body: Result<Json<ResolveBody>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body?;
-    let result = st
-        .actions
-        .resolve(&id, &body.by, &body.note, auth.link.as_ref(), auth.via())
-        .await;
-    Ok(acted(&st, &id, result).await)
-}
-
-// -------------------------------------------------------------------------------------------------
-// Maintenance windows
-// -------------------------------------------------------------------------------------------------
-
-/// `GET /api/maintenance`: the configuration's windows, then those created through the API, oldest
-/// first (ended ones included: the list is their history).
-async fn list_windows(
-    _read: MayRead,
-    State(st): State<Arc<ApiState>>,
-) -> Result<Response, ApiError> {
-    let stored = st.actions.windows().await?;
-    let views = window_views(st.actions.configured(), stored);
-    Ok(Json(serde_json::json!({ "windows": views })).into_response())
-}
-
-/// Every window: the configuration's first (they have no ID), then those created through the API.
-fn window_views(configured: &[MaintenanceWindow], stored: Vec<StoredWindow>) -> Vec<WindowView> {
-    configured
-        .iter()
-        .enumerate()
-        .map(|(i, w)| WindowView {
-            id: WindowId::config(i),
-            source: "config",
-            sections: w.sections.clone(),
-            starts: w.starts.to_string(),
-            ends: w.ends.to_string(),
-            reason: w.reason.clone(),
-            created_by: "configuration".to_owned(),
-            created_at: String::new(),
-            ended_by: None,
-            planned_ends: None,
-        })
-        .chain(stored.into_iter().map(WindowView::from))
-        .collect()
-}
-
-/// `POST /api/maintenance`: 201 with the stored window.
-async fn create_window(
-    _auth: Authorized,
-    State(st): State<Arc<ApiState>>,
-    body: Result<Json<WindowRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let Json(body) = body?;
-    let stored = st
-        .actions
-        .add_window(body, st.clock.now(), Via::Api)
-        .await?;
-    Ok((StatusCode::CREATED, Json(WindowView::from(stored))).into_response())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EndQuery {
-    by: String,
-}
-
-/// `DELETE /api/maintenance/{id}?by=NAME`: ends a window created at run time now; 200 with the
-/// window as it stands (its row is kept, with who ended it).
-async fn end_window_now(
-    _auth: Authorized,
-    State(st): State<Arc<ApiState>>,
-    Path(id): Path<String>,
-    query: Result<Query<EndQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query?;
-    let now = st.clock.now();
-    let ended = st.actions.end_window(&id, &query.by, now, Via::Api).await?;
-    Ok(Json(WindowView::from(ended)).into_response())
-}
-
 /// `POST /-/reload`: reloads the configuration (after any reload under way) and says what happened.
 /// An invalid configuration is 422 with every problem; the running one is kept.
 async fn reload(_auth: Authorized, State(st): State<Arc<ApiState>>) -> Response {
@@ -825,43 +478,5 @@ async fn reload(_auth: Authorized, State(st): State<Arc<ApiState>>) -> Response 
         Outcome::Unavailable => {
             ApiError::unavailable("the watchdog is shutting down").into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::clock::Timestamp;
-
-    #[test]
-    fn the_window_list_has_the_configured_windows_and_the_stored_ones() {
-        let t = |s: u64| {
-            Timestamp::from_unix_millis(1_795_000_000_000) + std::time::Duration::from_secs(s)
-        };
-        let configured = vec![MaintenanceWindow {
-            sections: vec!["database".into()],
-            starts: t(0),
-            ends: t(3600),
-            reason: "Supabase upgrade".into(),
-        }];
-        let stored = vec![StoredWindow {
-            id: 7,
-            window: MaintenanceWindow {
-                sections: vec![],
-                starts: t(60),
-                ends: t(120),
-                reason: "deploy".into(),
-            },
-            created_by: "Ana".into(),
-            created_at: t(30),
-            ended: None,
-        }];
-        let json = serde_json::to_value(window_views(&configured, stored)).expect("json");
-        assert_eq!(json[0]["source"], "config");
-        assert_eq!(json[0]["id"], "config-1");
-        assert_eq!(json[0]["sections"][0], "database");
-        assert_eq!(json[1]["source"], "api");
-        assert_eq!(json[1]["id"], 7);
-        assert_eq!(json[1]["created_by"], "Ana");
     }
 }
