@@ -10,6 +10,7 @@ mod net;
 mod raw;
 mod types;
 mod validate;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -5,8 +5,8 @@
 //!
 //! Here, once for every route:
 //! - the input is checked: `by` (a short name), `level`, `note`, and every field of a window (its
-//!   times by the configuration's own rules, [`crate::config::window`]); a refusal is
-//!   [`ActionError::Invalid`] naming the field, and nothing changed;
+//!   times by the configuration's own rules, [`crate::config::window`], in the API's words); a
+//!   refusal is [`ActionError::Invalid`] naming the field, and nothing changed;
 //! - an email link's claims are applied: an ack is for the link's level, and the link acts only on
 //!   the episode it was sent in;
 //! - the pager's answer becomes the outcome: done, already resolved (also for an incident the book
@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::blocking;
 use crate::clock::Timestamp;
+use crate::config::window::{WindowProblem, WindowTimes, check_times};
 use crate::config::{MaintenanceWindow, limits};
 use crate::email::token::Claims;
 use crate::incident::{ActionError, Incident, Level};
@@ -414,21 +415,39 @@ fn check_text(field: &'static str, text: &str) -> Result<String, ActionError> {
     Ok(text.to_owned())
 }
 
-/// An RFC 3339 UTC time between 1970 and 9999 ([`Timestamp::is_date`]), or a refusal naming `field`.
-fn parse_time(field: &'static str, text: &str) -> Result<Timestamp, ActionError> {
-    let bad = |why: String| {
-        ActionError::invalid(
-            field,
-            format!("`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})"),
-        )
+/// A window's time problem in the API's words, which the pages show too (the configuration words
+/// the same problems its own way: [`WindowProblem::configured`]).
+fn window_problem(problem: WindowProblem) -> ActionError {
+    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
+    let field = problem.field().as_str();
+    let message = match problem {
+        WindowProblem::NotATime { text, why, .. } => {
+            format!("`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})")
+        }
+        WindowProblem::TooFarAhead => format!(
+            "`starts`: more than {} from now; a window is planned at most that far ahead",
+            ahead.text
+        ),
+        WindowProblem::NotADuration { text, why } => {
+            format!("`duration`: {text:?} is not a duration like 2h ({why})")
+        }
+        WindowProblem::DurationTooLong { text } => format!(
+            "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
+            longest.text
+        ),
+        WindowProblem::DurationPastDates { text } => {
+            format!("`duration`: {text:?} from `starts` is not a date")
+        }
+        WindowProblem::EndsAndDuration => "give either `ends` or `duration`, not both".to_owned(),
+        WindowProblem::NoEnd => "`ends` or `duration` is required".to_owned(),
+        WindowProblem::EndsBeforeStarts => "`ends` must be after `starts`".to_owned(),
+        WindowProblem::TooLong => format!(
+            "`ends`: more than {} after `starts`, the longest a maintenance window may be",
+            longest.text
+        ),
+        WindowProblem::Over => "the window is already over".to_owned(),
     };
-    let t = humantime::parse_rfc3339_weak(text.trim())
-        .map(Timestamp::from_system_time)
-        .map_err(|e| bad(e.to_string()))?;
-    if !t.is_date() {
-        return Err(bad("before 1970".to_owned()));
-    }
-    Ok(t)
+    ActionError::invalid(field, message)
 }
 
 /// Checks a window request at `now` against the runbook's `sections`: the window, and who makes it.
@@ -454,78 +473,13 @@ pub(crate) fn check_window(
             ),
         ));
     }
-    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
-    let starts = match request.starts.as_deref() {
-        Some(s) => parse_time("starts", s)?,
-        None => now,
+    let times = WindowTimes {
+        starts: request.starts.as_deref(),
+        ends: request.ends.as_deref(),
+        duration: request.duration.as_deref(),
     };
-    // Within a year of now and at most 30 days long, so `ends` is always a date the pages, the API
-    // and the logs can write (a window ending after the year 9999 once made every page panic).
-    if starts.saturating_since(now) > ahead.max {
-        return Err(ActionError::invalid(
-            "starts",
-            format!(
-                "`starts`: more than {} from now; a window is planned at most that far ahead",
-                ahead.text
-            ),
-        ));
-    }
-    let ends = match (request.ends.as_deref(), request.duration.as_deref()) {
-        (Some(e), None) => parse_time("ends", e)?,
-        (None, Some(text)) => {
-            let d = humantime::parse_duration(text.trim()).map_err(|e| {
-                ActionError::invalid(
-                    "duration",
-                    format!("`duration`: {text:?} is not a duration like 2h ({e})"),
-                )
-            })?;
-            if d > longest.max {
-                return Err(ActionError::invalid(
-                    "duration",
-                    format!(
-                        "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
-                        longest.text
-                    ),
-                ));
-            }
-            starts.checked_add(d).ok_or_else(|| {
-                ActionError::invalid(
-                    "duration",
-                    format!("`duration`: {text:?} from `starts` is not a date"),
-                )
-            })?
-        }
-        (Some(_), Some(_)) => {
-            return Err(ActionError::invalid(
-                "duration",
-                "give either `ends` or `duration`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ActionError::invalid(
-                "ends",
-                "`ends` or `duration` is required",
-            ));
-        }
-    };
-    if ends <= starts {
-        return Err(ActionError::invalid(
-            "ends",
-            "`ends` must be after `starts`",
-        ));
-    }
-    if ends.saturating_since(starts) > longest.max {
-        return Err(ActionError::invalid(
-            "ends",
-            format!(
-                "`ends`: more than {} after `starts`, the longest a maintenance window may be",
-                longest.text
-            ),
-        ));
-    }
-    if ends <= now {
-        return Err(ActionError::invalid("ends", "the window is already over"));
-    }
+    // The configuration's rules, at `now`; the first problem is the answer.
+    let (starts, ends) = check_times(times, Some(now)).map_err(|p| window_problem(p.first))?;
     // Each section once, in the order given (`dedup` alone drops only adjacent repeats).
     let mut covered: Vec<String> = Vec::with_capacity(request.sections.len());
     for section in request.sections {
