@@ -59,7 +59,7 @@ pub struct AppState {
     pub data_dir: PathBuf,
 }
 
-/// `/healthz`, which the server keeps in front of its request bounds (`crate::http::server::harden`): it
+/// `/healthz`, which the server keeps in front of its request bounds (`server::harden`): it
 /// answers whenever the process serves at all.
 pub fn liveness() -> Router {
     Router::new().route("/healthz", get(healthz))
@@ -163,7 +163,7 @@ pub struct App {
 }
 
 /// Health and metrics, then the current configuration's routes, read from `routes` at each
-/// request's arrival, all behind the server's request bounds ([`server::harden`]). Health and
+/// request's arrival, all behind the server's request bounds (`server::harden`). Health and
 /// metrics stay outside the swapped routes: a reload never interrupts them.
 pub fn app(
     state: AppState,
@@ -270,6 +270,19 @@ pub(crate) fn action_status(e: &ActionError) -> StatusCode {
         | ActionError::WindowOver { .. } => StatusCode::CONFLICT,
         ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
+}
+
+/// The email module's template environment (its escaping, its strictness about undefined values)
+/// with a surface's own page templates added. Named `*.html`, they are auto-escaped.
+pub(crate) fn page_environment(
+    templates: &[(&'static str, &'static str)],
+) -> minijinja::Environment<'static> {
+    let mut env = crate::email::environment();
+    for (name, source) in templates {
+        env.add_template(name, source)
+            .unwrap_or_else(|e| panic!("the compiled-in page template {name} parses: {e:#}"));
+    }
+    env
 }
 
 /// What a server-rendered page is, for its security headers.

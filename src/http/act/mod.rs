@@ -52,14 +52,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("act_result.html", include_str!("templates/act_result.html")),
 ];
 
-/// The email module's template environment with the confirmation and result pages.
+/// The email module's template environment with these pages' templates.
 fn environment() -> Environment<'static> {
-    let mut env = crate::email::environment();
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .expect("the link pages' templates parse");
-    }
-    env
+    super::page_environment(TEMPLATES)
 }
 
 fn plain_text(status: StatusCode, body: String) -> Response {
@@ -239,19 +234,17 @@ async fn act(
     };
     let note = clean(&form.note, MAX_NOTE, true);
 
+    let (id, link) = (&claims.incident, Some(&claims));
     let result = match claims.action {
-        Action::Ack => {
-            let acked = st
-                .actions
-                .ack(&claims.incident, &by, None, Some(&claims), Via::EmailLink);
-            acked.await.map(drop)
-        }
+        Action::Ack => st
+            .actions
+            .ack(id, &by, None, link, Via::EmailLink)
+            .await
+            .map(drop),
         Action::Resolve => {
-            let id = &claims.incident;
-            let resolved = st
-                .actions
-                .resolve(id, &by, &note, Some(&claims), Via::EmailLink);
-            resolved.await
+            st.actions
+                .resolve(id, &by, &note, link, Via::EmailLink)
+                .await
         }
     };
     match result {

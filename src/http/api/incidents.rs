@@ -74,7 +74,11 @@ pub(super) struct ResolveBody {
 }
 
 /// The answer to an ack or a resolve: the updated incident, or why nothing was done.
-async fn acted<T>(st: &ApiState, id: &str, result: Result<T, ActionError>) -> Response {
+async fn answer_with_incident<T>(
+    st: &ApiState,
+    id: &str,
+    result: Result<T, ActionError>,
+) -> Response {
     let answer = match result {
         Ok(_) => match load(st, id).await {
             Ok(Some(i)) => return IncidentView::detail(i).into_response(StatusCode::OK),
@@ -103,7 +107,7 @@ pub(super) async fn ack(
     if let Err(ActionError::OtherLevel { link, asked }) = &result {
         tracing::warn!(incident = %id, token_level = %link, asked = %asked, "API ack refused: the link token is for another level");
     }
-    Ok(acted(&st, &id, result).await)
+    Ok(answer_with_incident(&st, &id, result).await)
 }
 
 /// `POST /api/incidents/{id}/resolve`.
@@ -118,5 +122,5 @@ pub(super) async fn resolve(
         .actions
         .resolve(&id, &body.by, &body.note, auth.link.as_ref(), auth.via())
         .await;
-    Ok(acted(&st, &id, result).await)
+    Ok(answer_with_incident(&st, &id, result).await)
 }

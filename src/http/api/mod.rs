@@ -60,6 +60,7 @@ use super::action_status;
 use super::actions::{Actions, Via};
 use crate::clock::Clock;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
+use crate::http::auth::link::authorize_with;
 use crate::http::auth::{self, Auth, ClientKey, Denied};
 use crate::incident::ActionError;
 use crate::reload::{Outcome, Reloader, Trigger};
@@ -420,10 +421,7 @@ impl<R: RouteAction> FromRequestParts<Arc<ApiState>> for MayAct<R> {
         let Path(id) = Path::<String>::from_request_parts(parts, st)
             .await
             .map_err(|r| ApiError::bad_request(r.body_text()))?;
-        let checked = st
-            .link_key
-            .verify(&presented, st.clock.now())
-            .and_then(|c| c.authorize(&id, R::ACTION).map(|()| c));
+        let checked = authorize_with(&st.link_key, &presented, &id, R::ACTION, st.clock.now());
         match checked {
             Ok(claims) => Ok(Self::new(Some(claims))),
             // Not shaped like a link token: a wrong API token.

@@ -4,7 +4,7 @@
 //! spends no failure budget.
 
 use crate::clock::Timestamp;
-use crate::email::token::{self, Action, Claims, TokenError};
+use crate::email::token::{self, Action, Claims, LinkKeys, TokenError};
 
 /// The claims of a link, for a JSON API that accepts email tokens: verifies `token` and checks it
 /// allows `action` on `incident` (a valid token for another incident is refused).
@@ -16,6 +16,20 @@ pub fn authorize(
     now: Timestamp,
 ) -> Result<Claims, TokenError> {
     let claims = token::verify(key, token, now)?;
+    claims.authorize(incident, action)?;
+    Ok(claims)
+}
+
+/// As [`authorize`], with the watchdog's `keys`: the current one, or the previous one until its
+/// links have expired. What the JSON API's ack and resolve routes check a link token with.
+pub fn authorize_with(
+    keys: &LinkKeys,
+    token: &str,
+    incident: &str,
+    action: Action,
+    now: Timestamp,
+) -> Result<Claims, TokenError> {
+    let claims = keys.verify(token, now)?;
     claims.authorize(incident, action)?;
     Ok(claims)
 }

@@ -2,6 +2,10 @@
 //! origin, a session, its CSRF token), the refusals and their pages, reading a form body, and the
 //! answers to a form once the actions service has said what happened.
 
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -107,6 +111,32 @@ impl PagesState {
     }
 }
 
+/// A form that passed [`PagesState::authorize`]: its fields, and the session that sent it. As the
+/// last extractor of a handler it reads the body, then checks it before any field is looked at, so
+/// the handler runs only for a form from our own origin, signed in, with the session's CSRF token;
+/// any other answer is the refusal page.
+pub(super) struct SignedForm {
+    pub(super) form: FormData,
+    pub(super) session: Session,
+}
+
+impl FromRequest<Arc<PagesState>> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, st: &Arc<PagesState>) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let client = st.auth.client(request.extensions(), &headers);
+        let body = Bytes::from_request(request, st)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let form = FormData::parse(&body);
+        match st.authorize(&headers, &form) {
+            Ok(session) => Ok(Self { form, session }),
+            Err(refused) => Err(st.refuse(refused, client)),
+        }
+    }
+}
+
 /// Why a form is refused: the answer's status, the label that says why, and a detail (the foreign
 /// origin).
 pub(super) struct Refusal {
@@ -179,7 +209,11 @@ pub(super) fn see_other(to: &str, cookie: Option<String>) -> Response {
 }
 
 /// Turns the outcome of a form into the way back to the incident, or a page saying why not.
-pub(super) fn acted<T>(st: &PagesState, id: &str, result: Result<T, ActionError>) -> Response {
+pub(super) fn answer_form<T>(
+    st: &PagesState,
+    id: &str,
+    result: Result<T, ActionError>,
+) -> Response {
     let t = labels(st.locale);
     match result {
         Ok(_) => see_other(&format!("/incidents/{id}"), None),

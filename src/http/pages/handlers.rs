@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::forms::{FormData, Refusal, acted, not_done, see_other};
+use super::forms::{FormData, Refusal, SignedForm, answer_form, not_done, see_other};
 use super::views::{IncidentPage, IndexPage, MaintenancePage, MessagePage, page_kind};
 use super::{PagesState, RECENT, SCAN, labels};
 use crate::email::human_time;
@@ -143,34 +143,22 @@ pub(super) async fn incident_page(
 pub(super) async fn ack(
     State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { form, .. }: SignedForm,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused, st.auth.client_at(peer, &headers));
-    }
     let (by, level) = (form.get("by"), Some(form.get("level")));
     let result = st.actions.ack(&id, by, level, None, Via::Pages).await;
-    acted(&st, &id, result)
+    answer_form(&st, &id, result)
 }
 
 /// `POST /incidents/{id}/resolve`: `csrf`, `by`, `note`.
 pub(super) async fn resolve(
     State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { form, .. }: SignedForm,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused, st.auth.client_at(peer, &headers));
-    }
     let (by, note) = (form.get("by"), form.get("note"));
     let result = st.actions.resolve(&id, by, note, None, Via::Pages).await;
-    acted(&st, &id, result)
+    answer_form(&st, &id, result)
 }
 
 /// `GET /maintenance`: the windows not over yet, and the form to add one when signed in.
@@ -209,14 +197,8 @@ pub(super) async fn maintenance_page(
 /// `ends`, `reason`, `by`; checked like the API's windows.
 pub(super) async fn create_window(
     State(st): State<Arc<PagesState>>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { form, .. }: SignedForm,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused, st.auth.client_at(peer, &headers));
-    }
     let request = WindowRequest {
         sections: form.all("sections"),
         starts: form.optional("starts"),
@@ -237,14 +219,8 @@ pub(super) async fn create_window(
 pub(super) async fn end_window(
     State(st): State<Arc<PagesState>>,
     Path(id): Path<String>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { form, .. }: SignedForm,
 ) -> Response {
-    let form = FormData::parse(&body);
-    if let Err(refused) = st.authorize(&headers, &form) {
-        return st.refuse(refused, st.auth.client_at(peer, &headers));
-    }
     let now = st.clock.now();
     let ended = st.actions.end_window(&id, form.get("by"), now, Via::Pages);
     if let Err(e) = ended.await {
@@ -325,15 +301,8 @@ pub(super) async fn signin(
 /// `POST /signout`: `csrf`; ends the session on the server and clears the cookie.
 pub(super) async fn signout(
     State(st): State<Arc<PagesState>>,
-    peer: Peer,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { session, .. }: SignedForm,
 ) -> Response {
-    let form = FormData::parse(&body);
-    let session = match st.authorize(&headers, &form) {
-        Ok(session) => session,
-        Err(refused) => return st.refuse(refused, st.auth.client_at(peer, &headers)),
-    };
     let Some(sessions) = st.auth.sessions().cloned() else {
         return see_other("/", None);
     };

@@ -161,14 +161,9 @@ pub struct PagesConfig {
     pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
 }
 
-/// The email module's environment with the pages' templates.
+/// The email module's template environment with these pages' templates.
 fn environment() -> Environment<'static> {
-    let mut env = crate::email::environment();
-    for (name, source) in TEMPLATES {
-        env.add_template(name, source)
-            .expect("the status page templates parse");
-    }
-    env
+    super::page_environment(TEMPLATES)
 }
 
 /// The pages' routes.
