@@ -28,8 +28,8 @@
 //!   signed ack/resolve links it carries (their tokens and URLs).
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
-//! - [`http`]: everything that speaks HTTP, the only module that knows axum, cookies and JSON
-//!   views: `/healthz`, `/readyz`, `/metrics` and the assembly of the served app;
+//! - [`http`]: everything that speaks HTTP, the only module that knows the web framework, cookies
+//!   and JSON views: `/healthz`, `/readyz`, `/metrics` and the assembly of the served app;
 //!   [`http::server`], the accept loop and its bounds on slow and many clients (timeouts,
 //!   connections, requests in flight), panics answered 500; [`http::auth`], who may read and act
 //!   (the API token, the pages' server-side sessions, the email links' tokens, the failure budgets
