@@ -5,19 +5,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
-use crate::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use crate::clock::Clock;
-use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, ServerLimits, TlsMode};
+use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
 use crate::heartbeat::HeartbeatMetrics;
-use crate::http::{self, AppState};
+use crate::http::auth::{AuthMetrics, AuthShared};
+use crate::http::pages::FormMetrics;
+use crate::http::server::HttpMetrics;
+use crate::http::{self, AppState, RouteParts, Routes};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
 use crate::pipeline::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
@@ -25,9 +25,7 @@ use crate::pipeline::watch::{self, EngineMetrics};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
-use crate::server::HttpMetrics;
 use crate::store::{Store, StoreError};
-use crate::web::FormMetrics;
 
 #[cfg(test)]
 mod route_fuzz;
@@ -115,19 +113,19 @@ pub async fn run(
 
     let prepared = prepare(config)?;
     let limits = prepared.config.server.limits;
-    crate::server::check_fd_headroom(&limits);
+    crate::http::server::check_fd_headroom(&limits);
     let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
 
     let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
-    let app = app(
+    let app = http::app(
         AppState { metrics, data_dir },
         routes_rx,
         &limits,
         &shared.http_metrics,
     );
-    let mut server = tokio::spawn(crate::server::serve(
+    let mut server = tokio::spawn(crate::http::server::serve(
         listener,
         app,
         limits,
@@ -182,23 +180,6 @@ pub async fn run(
     generation.stop().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Everything the server serves, behind its request bounds ([`crate::server::harden`]). Health and
-/// metrics stay outside the swapped routes: a reload never interrupts them. Every other request goes
-/// to the current generation's routes, read at the request's arrival.
-fn app(
-    state: AppState,
-    routes: tokio::sync::watch::Receiver<Router>,
-    limits: &ServerLimits,
-    metrics: &HttpMetrics,
-) -> Router {
-    let current = tower::service_fn(move |request: axum::extract::Request| {
-        let routes = routes.borrow().clone();
-        routes.oneshot(request)
-    });
-    let app = http::router(Arc::new(state)).fallback_service(current);
-    crate::server::harden(app, limits, metrics)
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -349,7 +330,7 @@ impl Tasks {
             Err(e) if e.is_panic() => {
                 let id = e.id();
                 let payload = e.into_panic();
-                let message = crate::server::panic_message(payload.as_ref());
+                let message = crate::http::server::panic_message(payload.as_ref());
                 (id, format!("panicked: {message}"))
             }
             Err(e) => (e.id(), "was cancelled".to_owned()),
@@ -367,7 +348,7 @@ impl Tasks {
 
 impl Generation {
     /// Starts the tasks of `p` and builds its routes.
-    fn start(p: Prepared, shared: &Shared) -> Result<(Self, Router), RunError> {
+    fn start(p: Prepared, shared: &Shared) -> Result<(Self, Routes), RunError> {
         let Prepared {
             config,
             probes,
@@ -447,14 +428,17 @@ impl Generation {
         };
         // The blind spots the watch loop finds, for the status page.
         let (blind_tx, blind_rx) = tokio::sync::watch::channel(Vec::new());
-        let routes = Self::routes(
-            &config,
-            shared,
-            &runbook,
-            handle,
-            pager.link_keys(),
-            blind_rx,
-        );
+        let routes = http::routes(RouteParts {
+            config: &config,
+            runbook: &runbook,
+            clock,
+            pager: handle,
+            link_keys: pager.link_keys(),
+            blind_spots: blind_rx,
+            auth: &shared.auth,
+            form_metrics: &shared.form_metrics,
+            reloader: &shared.reloader,
+        });
         tasks.spawn(
             "watch loop",
             watch::run(
@@ -489,53 +473,6 @@ impl Generation {
         Ok((generation, routes))
     }
 
-    /// The routes whose behaviour the configuration decides: the email links, the API (and
-    /// `/-/reload`, behind the API token) and the status pages.
-    fn routes(
-        config: &Config,
-        shared: &Shared,
-        runbook: &Arc<Runbook>,
-        handle: PagerHandle,
-        link_keys: Arc<crate::email::token::LinkKeys>,
-        blind_spots: tokio::sync::watch::Receiver<Vec<crate::doctor::BlindSpot>>,
-    ) -> Router {
-        let clock = &shared.clock;
-        let auth = Arc::new(Auth::new(
-            AuthConfig::of(&config.server),
-            link_keys.current(),
-            Arc::clone(&shared.auth),
-        ));
-        let web_routes = crate::web::routes(crate::web::WebConfig {
-            handle: handle.clone(),
-            runbook: Arc::clone(runbook),
-            clock: clock.clone(),
-            locale: config.runbook.locale,
-            public_url: config.server.public_url.clone(),
-            windows: config.maintenance.clone(),
-            auth: Arc::clone(&auth),
-            metrics: shared.form_metrics.clone(),
-            blind_spots,
-        });
-        let api_routes = crate::api::routes(
-            handle.clone(),
-            Arc::clone(&auth),
-            clock.clone(),
-            runbook.sections.iter().map(|s| s.id.clone()).collect(),
-            config.maintenance.clone(),
-            shared.reloader.clone(),
-            Arc::clone(&link_keys),
-        );
-        let act_routes = crate::email::links::routes(
-            Arc::new(handle),
-            link_keys,
-            clock.clone(),
-            config.server.public_url.clone(),
-            config.runbook.locale,
-            auth,
-        );
-        act_routes.merge(api_routes).merge(web_routes)
-    }
-
     /// Stops the tasks and waits for them: each ends at its next await point (the watch loop after
     /// the store write it may be in), then the sender after its send in flight.
     async fn stop(mut self) {
@@ -564,7 +501,7 @@ async fn reload_config(
     running: Generation,
     source: &ConfigSource,
     shared: &Shared,
-    routes: &tokio::sync::watch::Sender<Router>,
+    routes: &tokio::sync::watch::Sender<Routes>,
     trigger: Trigger,
 ) -> Result<(Generation, Outcome), RunError> {
     tracing::info!(%trigger, "reloading the configuration");

@@ -30,15 +30,19 @@
 //! - [`notify`]: the sender, woken by the pager: the emails the store holds out through SMTP (or
 //!   `.eml` files), retried with backoff, at most once per key, over-budget ones as one digest.
 //! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
-//!   ack/resolve links it carries, the `/act/{token}` routes behind them, and the budget digest.
+//!   ack/resolve links it carries (their tokens and URLs), and the budget digest.
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
-//! - [`http`]: the axum routes: `/healthz`, `/readyz`, `/metrics`.
-//! - [`auth`]: who may read and act: the API token, the pages' server-side sessions, the failure
-//!   budgets that refuse a guesser's credentials unchecked (429), and the client a request counts as.
-//! - [`server`]: the HTTP server: its accept loop and its bounds on slow and many clients (timeouts,
-//!   connections, requests in flight), panics answered 500.
-//! - [`api`]: the JSON API: incidents, ack/resolve and maintenance windows behind the API token.
+//! - [`http`]: everything that speaks HTTP, the only module that knows the web framework, cookies
+//!   and JSON views: `/healthz`, `/readyz`, `/metrics` and the assembly of the served app;
+//!   [`http::server`], the accept loop and its bounds on slow and many clients (timeouts,
+//!   connections, requests in flight), panics answered 500; [`http::auth`], who may read and act
+//!   (the API token, the pages' server-side sessions, the email links' tokens, the failure budgets
+//!   that refuse a guesser's credentials unchecked with 429, the client a request counts as);
+//!   [`http::actions`], the one service that acks, resolves and makes or ends maintenance windows
+//!   for every route, with one error ([`incident::ActionError`]); and its three surfaces:
+//!   [`http::api`] (JSON, behind the API token), [`http::pages`] (the status pages and their
+//!   forms) and [`http::act`] (the `/act/{token}` pages behind the email links).
 //! - [`reload`]: hot configuration reload: the handle SIGHUP and `POST /-/reload` use, its outcome
 //!   and metrics.
 //! - [`daemon`]: [`run`], which wires the pieces, serves until shut down, and swaps in a reloaded
@@ -47,8 +51,6 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
-pub mod api;
-pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -73,9 +75,7 @@ pub mod reload;
 pub mod runbook;
 pub mod scenario;
 pub mod secret;
-pub mod server;
 pub mod store;
-pub mod web;
 
 pub use daemon::{RunError, run};
 pub use reload::{Reload, Reloader};

@@ -21,7 +21,7 @@ use crate::clock::Timestamp;
 use crate::config::{Config, ConfigSource, EmailTransport};
 
 /// Keys that a running daemon cannot change: the listening socket is bound, the store is open, and
-/// the HTTP server's limits are built into its accept loop and request stack (`crate::server`).
+/// the HTTP server's limits are built into its accept loop and request stack (`crate::http::server`).
 /// A reload that changes one reports it and keeps the running value until the next restart.
 pub const RESTART_ONLY: &[&str] = &[
     "server.listen",

@@ -6,9 +6,11 @@
 //! every key of the merged result. [`ConfigError`] lists them all; `check-config` prints that list.
 
 pub mod limits;
+mod net;
 mod raw;
 mod types;
 mod validate;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueKind};
 
 pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_TOKEN_CHARS};
+pub use net::IpNet;
 pub use types::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,

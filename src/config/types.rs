@@ -51,12 +51,12 @@ pub struct ServerConfig {
     pub public_reads: bool,
     /// The proxies whose `X-Forwarded-For` names the client the failure budgets count; empty: the
     /// header is ignored and the TCP peer is the client.
-    pub trusted_proxies: Vec<crate::auth::IpNet>,
+    pub trusted_proxies: Vec<super::IpNet>,
     /// What the HTTP server lets slow and many clients take (restart-only, see `crate::reload`).
     pub limits: ServerLimits,
 }
 
-/// The HTTP server's bounds on its clients (`crate::server`), so a flood of slow or many connections
+/// The HTTP server's bounds on its clients (`crate::http::server`), so a flood of slow or many connections
 /// cannot take the file descriptors and tasks the probes, the sender and the store need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {

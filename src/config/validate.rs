@@ -365,7 +365,7 @@ fn check_server(c: &mut Checker<'_>, raw: super::raw::RawServer) -> Option<Serve
     });
     let mut trusted_proxies = Vec::new();
     for text in &raw.trusted_proxies {
-        match text.parse::<crate::auth::IpNet>() {
+        match text.parse::<crate::config::IpNet>() {
             Ok(net) => trusted_proxies.push(net),
             Err(why) => c.problem("server.trusted_proxies", why),
         }

@@ -1,10 +1,10 @@
-//! Every route of the served app, driven in-process (`tower::ServiceExt::oneshot`, no socket) with
+//! Every route of the served app, driven in-process (`crate::http::App::call`, no socket) with
 //! arbitrary requests: methods, known routes with garbage segments, long and percent-encoded paths,
 //! `Authorization`, `Cookie`, `Origin`, `Sec-Fetch-Site`, `Content-Type` and `Content-Length` that
 //! may not match the body, and bodies of random bytes, JSON-ish and form-ish text, with and without
 //! the valid API token, link tokens and a signed-in session.
 //!
-//! The app is [`super::app`] over a real generation (store, pager task, routes) on a temporary
+//! The app is [`crate::http::app`] over a real generation (store, pager task, routes) on a temporary
 //! directory, exactly as [`super::run`] serves it, request bounds and panic catching included. The
 //! store holds open incidents and a run-time maintenance window, so the paths naming them reach
 //! the handlers' deeper branches (and a valid token acks, resolves, ends and creates for real).
@@ -18,21 +18,17 @@
 //!
 //! `PROPTEST_CASES` raises the case count (`crate::mutate::cases`).
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
-use proptest::prelude::*;
-use proptest::sample::select;
-use proptest::test_runner::TestRunner;
-use tower::ServiceExt;
-
-use super::{Generation, Shared, app, prepare};
+use super::{Generation, Shared, prepare};
 use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, MaintenanceWindow};
 use crate::email::token::{self, Action, Claims};
-use crate::http::AppState;
+use crate::http::{App, AppState};
 use crate::incident::{Incident, Level};
 use crate::runbook::Severity;
+use ::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::test_runner::TestRunner;
 
 const TOKEN: &str = "fuzz-api-token-3b7e1c9d5a";
 const PUBLIC: &str = "http://127.0.0.1:9464";
@@ -61,11 +57,11 @@ struct Fuzzed {
 }
 
 impl Fuzzed {
-    fn request(&self) -> Request<Body> {
+    fn request(&self) -> Request<Vec<u8>> {
         let mut r = Request::builder()
             .method(self.method.clone())
             .uri(&self.path)
-            .body(Body::from(self.body.clone()))
+            .body(self.body.clone())
             .expect("a generated request is well formed");
         for (name, value) in &self.headers {
             r.headers_mut().append(name.clone(), value.clone());
@@ -91,14 +87,10 @@ fn prop_no_request_panics_or_fails_the_server() {
 
     let mut runner = TestRunner::new(crate::mutate::cases(1024));
     let result = runner.run(&request(known), |fuzzed| {
-        let answer = rt.block_on(app.clone().oneshot(fuzzed.request()));
-        let answer = answer.unwrap_or_else(|never| match never {});
+        let answer = rt.block_on(app.call(fuzzed.request()));
         let status = answer.status();
         let headers = format!("{:?}", answer.headers());
-        let body = rt
-            .block_on(axum::body::to_bytes(answer.into_body(), usize::MAX))
-            .expect("the body reads");
-        let body = String::from_utf8_lossy(&body);
+        let body = String::from_utf8_lossy(answer.body());
         prop_assert!(
             !status.is_server_error()
                 || (status == StatusCode::SERVICE_UNAVAILABLE && fuzzed.may_be_unavailable()),
@@ -119,7 +111,7 @@ fn prop_no_request_panics_or_fails_the_server() {
 
 /// The daemon's app over a real generation on `dir`, with open incidents, a run-time window, link
 /// tokens and a signed-in session.
-async fn start(dir: &std::path::Path) -> (Router, Known, Shared, Generation) {
+async fn start(dir: &std::path::Path) -> (App, Known, Shared, Generation) {
     crate::install_crypto_provider();
     let env: Vec<(String, String)> = [
         ("STORE__PATH", dir.join("watchdog.db").display().to_string()),
@@ -182,7 +174,7 @@ async fn start(dir: &std::path::Path) -> (Router, Known, Shared, Generation) {
     let (_routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
     // The sender half is dropped: the routes stay as they are, as between reloads.
     let data_dir = dir.to_path_buf();
-    let app = app(
+    let app = crate::http::app(
         AppState { metrics, data_dir },
         routes_rx,
         &limits,
@@ -220,23 +212,18 @@ async fn start(dir: &std::path::Path) -> (Router, Known, Shared, Generation) {
 
 /// Moves the clock 10 s at a time until `GET /api/incidents` lists an open incident; its ID. Panics
 /// after 60 s of real time.
-async fn wait_for_open_incident(app: &Router, hand: &crate::clock::ManualClock) -> String {
+async fn wait_for_open_incident(app: &App, hand: &crate::clock::ManualClock) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     hand.advance(std::time::Duration::from_secs(120));
     loop {
         let list = app
-            .clone()
-            .oneshot(
+            .call(
                 Request::get("/api/incidents")
-                    .body(Body::empty())
+                    .body(Vec::new())
                     .expect("request"),
             )
-            .await
-            .unwrap_or_else(|never| match never {});
-        let list = axum::body::to_bytes(list.into_body(), usize::MAX)
-            .await
-            .expect("list");
-        let list: serde_json::Value = serde_json::from_slice(&list).expect("JSON");
+            .await;
+        let list: serde_json::Value = serde_json::from_slice(list.body()).expect("JSON");
         let open = list["incidents"]
             .as_array()
             .into_iter()
@@ -257,18 +244,16 @@ async fn wait_for_open_incident(app: &Router, hand: &crate::clock::ManualClock) 
 }
 
 /// Signs in through the app as a browser would; returns the session cookie and its CSRF token.
-async fn sign_in(app: &Router) -> (String, String) {
+async fn sign_in(app: &App) -> (String, String) {
     let signed = app
-        .clone()
-        .oneshot(
+        .call(
             Request::post("/signin")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .header("sec-fetch-site", "same-origin")
-                .body(Body::from(format!("token={TOKEN}")))
+                .body(format!("token={TOKEN}").into_bytes())
                 .expect("request"),
         )
-        .await
-        .unwrap_or_else(|never| match never {});
+        .await;
     assert_eq!(signed.status(), StatusCode::SEE_OTHER);
     let cookie = signed.headers()[header::SET_COOKIE]
         .to_str()
@@ -278,19 +263,14 @@ async fn sign_in(app: &Router) -> (String, String) {
         .expect("name=value")
         .to_owned();
     let page = app
-        .clone()
-        .oneshot(
+        .call(
             Request::get("/maintenance")
                 .header(header::COOKIE, &cookie)
-                .body(Body::empty())
+                .body(Vec::new())
                 .expect("request"),
         )
-        .await
-        .unwrap_or_else(|never| match never {});
-    let page = axum::body::to_bytes(page.into_body(), usize::MAX)
-        .await
-        .expect("page");
-    let page = String::from_utf8_lossy(&page);
+        .await;
+    let page = String::from_utf8_lossy(page.body());
     let csrf = page
         .split_once("name=\"csrf\" value=\"")
         .and_then(|(_, rest)| rest.split('"').next())

@@ -15,8 +15,8 @@
 //! - [`digest`]: the one email that replaces an incident's held emails when its hourly budget
 //!   frees up (subject, body and `X-Harven-*` headers), composed from the stored messages.
 //! - [`token`]: HMAC-signed, expiring tokens binding incident, action and level.
-//! - [`links`]: the `GET/POST /act/{token}` routes behind the links: GET only shows a confirmation
-//!   page (mail scanners fetch every link), POST acts through the [`links::Actions`] seam.
+//! - [`links`]: the URLs of the signed links an email carries ([`ActionLinks`]); the
+//!   `GET/POST /act/{token}` routes behind them are `crate::http::act`'s.
 //!
 //! **Invariant:** rendering is pure: no store, no clock (`now` comes in), no network. The notification
 //! pipeline decides what to send and records it before sending; this module only says what it looks
@@ -26,8 +26,6 @@ pub mod digest;
 pub mod links;
 pub mod token;
 mod view;
-
-pub(crate) use crate::locale::{human_duration, human_time};
 
 use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
@@ -123,11 +121,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("email.txt", include_str!("templates/email.txt")),
     ("email.html", include_str!("templates/email.html")),
     ("postmortem.txt", include_str!("templates/postmortem.txt")),
-    ("act.html", include_str!("templates/act.html")),
-    ("act_result.html", include_str!("templates/act_result.html")),
 ];
 
-/// The template environment shared by emails and the ack/resolve pages: strict about undefined
+/// The template environment shared by emails and the HTTP pages (which add their own templates): strict about undefined
 /// values (a typo fails the render and the tests, instead of printing nothing), blocks trimmed so
 /// the plain-text templates read as they print. Templates are parsed on first use and cached.
 pub(crate) fn environment() -> Environment<'static> {

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::ActionError;
 use super::model::{Ack, DiagnosisSnapshot, Incident, IncidentState, Level, Page, PageEvent};
 use crate::clock::Timestamp;
 use crate::config::EscalationConfig;
@@ -80,15 +81,6 @@ pub struct StepOutcome {
     pub pages: Vec<Page>,
     /// IDs of the incidents that changed and must be saved.
     pub changed: Vec<String>,
-}
-
-/// Why a manual action was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ActionError {
-    #[error("no incident {0}")]
-    NotFound(String),
-    #[error("incident {0} is already resolved")]
-    AlreadyResolved(String),
 }
 
 /// The newest incident of each section.
@@ -303,7 +295,7 @@ impl Book {
         self.by_section
             .values_mut()
             .find(|i| i.id == id)
-            .ok_or_else(|| ActionError::NotFound(id.to_owned()))
+            .ok_or_else(|| ActionError::UnknownIncident(id.to_owned()))
     }
 
     /// The earliest time a page could come due without new evidence: an escalation, a reminder, the

@@ -6,9 +6,11 @@
 //! book, passes `now`, and commits what changed.
 
 pub mod book;
+mod error;
 pub mod model;
 
-pub use book::{ActionError, Book, Policy, StepOutcome, Window};
+pub use book::{Book, Policy, StepOutcome, Window};
+pub use error::ActionError;
 pub use model::{
     Ack, CauseSnapshot, DiagnosisSnapshot, EvidenceSnapshot, Incident, IncidentState, Level, Page,
     PageEvent, TimelineEntry,

@@ -350,7 +350,7 @@ fn a_manual_resolve_holds_until_the_section_clears() {
     );
     assert_eq!(
         b.resolve("nope", "x", "", at(0)),
-        Err(ActionError::NotFound("nope".into()))
+        Err(ActionError::UnknownIncident("nope".into()))
     );
 }
 

@@ -25,7 +25,6 @@ use url::Url;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::email::Renderer;
-use crate::email::links::{ActionError as LinkError, Actions};
 use crate::email::token::LinkKeys;
 use crate::engine::{EngineState, Evaluation};
 use crate::incident::{ActionError, Book, Incident, Level, Policy, Window};
@@ -267,9 +266,9 @@ impl Pager {
 
     /// Refuses an email link's action when the incident reopened after the link was issued in
     /// `episode` (`None`: not a link; the API token and the pages act on the incident as it is).
-    fn check_episode(&self, id: &str, episode: Option<u32>) -> Result<(), LinkError> {
+    fn check_episode(&self, id: &str, episode: Option<u32>) -> Result<(), ActionError> {
         match (episode, self.book.get(id)) {
-            (Some(e), Some(i)) if i.reopened != e => Err(LinkError::Reopened {
+            (Some(e), Some(i)) if i.reopened != e => Err(ActionError::Reopened {
                 id: id.to_owned(),
                 reopened: i.reopened,
             }),
@@ -285,14 +284,14 @@ impl Pager {
         episode: Option<u32>,
         by: &str,
         now: Timestamp,
-    ) -> Result<Level, LinkError> {
+    ) -> Result<Level, ActionError> {
         self.check_episode(id, episode)?;
         let mut book = self.book.clone();
-        let level = book.ack(id, level, by, now).map_err(link_error)?;
+        let level = book.ack(id, level, by, now)?;
         let incident = book.get(id).cloned().expect("acked");
         self.store
             .save_incidents(&[incident])
-            .map_err(|e| LinkError::Unavailable(e.to_string()))?;
+            .map_err(|e| ActionError::Unavailable(e.to_string()))?;
         self.book = book;
         Ok(level)
     }
@@ -305,17 +304,17 @@ impl Pager {
         by: &str,
         note: &str,
         now: Timestamp,
-    ) -> Result<(), LinkError> {
+    ) -> Result<(), ActionError> {
         self.check_episode(id, episode)?;
         let mut book = self.book.clone();
-        book.resolve(id, by, note, now).map_err(link_error)?;
+        book.resolve(id, by, note, now)?;
         let incident = book.get(id).cloned().expect("resolved");
         self.store
             .save_incidents(&[incident])
-            .map_err(|e| LinkError::Unavailable(e.to_string()))?;
+            .map_err(|e| ActionError::Unavailable(e.to_string()))?;
         self.book = book;
         self.step(now)
-            .map_err(|e| LinkError::Unavailable(e.to_string()))
+            .map_err(|e| ActionError::Unavailable(e.to_string()))
     }
 
     /// Carries out a command from the routes and answers it.
@@ -349,13 +348,6 @@ impl Pager {
     }
 }
 
-fn link_error(e: ActionError) -> LinkError {
-    match e {
-        ActionError::NotFound(id) => LinkError::UnknownIncident(id),
-        ActionError::AlreadyResolved(id) => LinkError::AlreadyResolved(id),
-    }
-}
-
 /// A request to the task that owns the pager.
 #[derive(Debug)]
 pub enum Command {
@@ -366,7 +358,7 @@ pub enum Command {
         /// ack is refused when the incident reopened since. `None` for the API token and the pages.
         episode: Option<u32>,
         by: String,
-        reply: oneshot::Sender<Result<Level, LinkError>>,
+        reply: oneshot::Sender<Result<Level, ActionError>>,
     },
     Resolve {
         id: String,
@@ -374,127 +366,14 @@ pub enum Command {
         episode: Option<u32>,
         by: String,
         note: String,
-        reply: oneshot::Sender<Result<(), LinkError>>,
+        reply: oneshot::Sender<Result<(), ActionError>>,
     },
 }
 
-/// The handle the HTTP routes act through: reads go to the store, changes to the pager's task.
+/// The handle the HTTP routes act through (`crate::http::actions`): reads go to the store, changes
+/// to the pager's task as [`Command`]s.
 #[derive(Debug, Clone)]
 pub struct PagerHandle {
     pub store: Arc<Store>,
     pub commands: mpsc::Sender<Command>,
-}
-
-fn shutting_down() -> LinkError {
-    LinkError::Unavailable("the watchdog is shutting down".into())
-}
-
-impl PagerHandle {
-    /// Sends a command to the pager's task and waits for its answer, from a blocking thread.
-    fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
-    ) -> Result<T, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .blocking_send(make(tx))
-            .map_err(|_| shutting_down())?;
-        rx.blocking_recv().map_err(|_| shutting_down())?
-    }
-
-    /// Acknowledges `id` for `level` (default: the highest paged) by `by` through the pager's task,
-    /// from async code (the API and the pages' forms); `episode` is an email link token's (refused
-    /// after a reopen), `None` otherwise; `via` names the route in the log line.
-    pub async fn request_ack(
-        &self,
-        id: &str,
-        level: Option<Level>,
-        episode: Option<u32>,
-        by: &str,
-        via: &str,
-    ) -> Result<Level, LinkError> {
-        let result = self
-            .request(|reply| Command::Ack {
-                id: id.to_owned(),
-                level,
-                episode,
-                by: by.to_owned(),
-                reply,
-            })
-            .await;
-        if let Ok(level) = &result {
-            tracing::info!(incident = %id, %level, by = %by, via, "acknowledged");
-        }
-        result
-    }
-
-    /// Resolves `id` by hand through the pager's task, from async code; `episode` and `via` as for
-    /// [`request_ack`](Self::request_ack).
-    pub async fn request_resolve(
-        &self,
-        id: &str,
-        episode: Option<u32>,
-        by: &str,
-        note: String,
-        via: &str,
-    ) -> Result<(), LinkError> {
-        let result = self
-            .request(|reply| Command::Resolve {
-                id: id.to_owned(),
-                episode,
-                by: by.to_owned(),
-                note,
-                reply,
-            })
-            .await;
-        if result.is_ok() {
-            tracing::info!(incident = %id, by = %by, via, "resolved");
-        }
-        result
-    }
-
-    /// Sends a command to the pager's task and waits for its answer, from async code.
-    async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, LinkError>>) -> Command,
-    ) -> Result<T, LinkError> {
-        let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(make(tx))
-            .await
-            .map_err(|_| shutting_down())?;
-        rx.await.map_err(|_| shutting_down())?
-    }
-}
-
-/// Called on the blocking pool by the link routes.
-impl Actions for PagerHandle {
-    fn incident(&self, id: &str) -> Result<Option<Incident>, LinkError> {
-        self.store
-            .incident(id)
-            .map_err(|e| LinkError::Unavailable(e.to_string()))
-    }
-
-    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), LinkError> {
-        let (id, by) = (incident.to_owned(), by.to_owned());
-        self.ask(|reply| Command::Ack {
-            id,
-            level: Some(level),
-            episode: Some(episode),
-            by,
-            reply,
-        })
-        .map(|_| ())
-    }
-
-    fn resolve(&self, incident: &str, episode: u32, by: &str, note: &str) -> Result<(), LinkError> {
-        let (id, by, note) = (incident.to_owned(), by.to_owned(), note.to_owned());
-        self.ask(|reply| Command::Resolve {
-            id,
-            episode: Some(episode),
-            by,
-            note,
-            reply,
-        })
-    }
 }

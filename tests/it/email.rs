@@ -13,19 +13,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harven_watchdog::auth::session::SessionList;
-use harven_watchdog::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::clock::{Clock, Timestamp};
-use harven_watchdog::config::Config;
-use harven_watchdog::email::links::{self, ActionError, Actions};
+use harven_watchdog::config::{Config, MaintenanceWindow};
+use harven_watchdog::email::links;
 use harven_watchdog::email::token::{self, Action, Claims, LinkKeys, TokenError};
 use harven_watchdog::email::{ActionLinks, EmailInput, RenderedEmail, Renderer};
 use harven_watchdog::engine::{Engine, Evaluation, SectionState, Symptom};
+use harven_watchdog::http::act;
+use harven_watchdog::http::actions::{Actions, Desk};
+use harven_watchdog::http::auth::link::authorize;
+use harven_watchdog::http::auth::session::SessionList;
+use harven_watchdog::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::incident::{
-    Ack, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
+    Ack, ActionError, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
 };
 use harven_watchdog::observe::{Evidence, Key, Observation, ProbeReport};
 use harven_watchdog::runbook::{Locale, Runbook, Severity};
+use harven_watchdog::store::{EndWindow, StoredWindow};
 use lettre::message::Mailbox;
 use url::Url;
 
@@ -979,7 +983,7 @@ enum Call {
     Resolve(String, String, String),
 }
 
-/// An `Actions` over a map of incidents that records every call that changes something.
+/// A `Desk` over a map of incidents that records every call that changes something.
 #[derive(Default)]
 struct Recorder {
     incidents: Mutex<BTreeMap<String, Incident>>,
@@ -992,18 +996,26 @@ impl Recorder {
     }
 }
 
-impl Actions for Recorder {
+impl Desk for Recorder {
     fn incident(&self, id: &str) -> Result<Option<Incident>, ActionError> {
         Ok(self.incidents.lock().expect("lock").get(id).cloned())
     }
 
-    fn ack(&self, incident: &str, level: Level, episode: u32, by: &str) -> Result<(), ActionError> {
+    fn ack(
+        &self,
+        incident: &str,
+        level: Option<Level>,
+        episode: Option<u32>,
+        by: &str,
+    ) -> Result<Level, ActionError> {
+        let level = level.expect("a link acks for its level");
         let mut map = self.incidents.lock().expect("lock");
         let inc = map
             .get_mut(incident)
             .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
         assert_eq!(
-            episode, inc.reopened,
+            episode,
+            Some(inc.reopened),
             "the recorder's incidents never reopen"
         );
         inc.acks.insert(
@@ -1017,13 +1029,13 @@ impl Actions for Recorder {
             .lock()
             .expect("lock")
             .push(Call::Ack(incident.into(), level, by.into()));
-        Ok(())
+        Ok(level)
     }
 
     fn resolve(
         &self,
         incident: &str,
-        episode: u32,
+        episode: Option<u32>,
         by: &str,
         note: &str,
     ) -> Result<(), ActionError> {
@@ -1032,7 +1044,8 @@ impl Actions for Recorder {
             .get_mut(incident)
             .ok_or_else(|| ActionError::UnknownIncident(incident.into()))?;
         assert_eq!(
-            episode, inc.reopened,
+            episode,
+            Some(inc.reopened),
             "the recorder's incidents never reopen"
         );
         if inc.state == IncidentState::Resolved {
@@ -1046,6 +1059,24 @@ impl Actions for Recorder {
         ));
         Ok(())
     }
+
+    fn windows(&self) -> Result<Vec<StoredWindow>, ActionError> {
+        unreachable!("the link pages never list windows")
+    }
+
+    fn add_window(&self, _: &MaintenanceWindow, _: &str, _: Timestamp) -> Result<i64, ActionError> {
+        unreachable!("the link pages never create windows")
+    }
+
+    fn end_window(&self, _: i64, _: &str, _: Timestamp) -> Result<EndWindow, ActionError> {
+        unreachable!("the link pages never end windows")
+    }
+}
+
+/// The actions service over `desk`, as the `/act/` routes take it (no section, no configured
+/// window: links act on incidents only).
+fn actions_over(desk: Arc<dyn Desk>) -> Arc<Actions> {
+    Arc::new(Actions::new(desk, Vec::new(), Vec::new()))
 }
 
 struct ActServer {
@@ -1074,8 +1105,8 @@ impl ActServer {
             .insert(id.clone(), inc);
         let (clock, hand) = Clock::manual(at(min(3)));
         let auth = link_auth(&clock);
-        let router = links::routes(
-            Arc::clone(&recorder) as Arc<dyn Actions>,
+        let router = act::routes(
+            actions_over(Arc::clone(&recorder) as Arc<dyn Desk>),
             Arc::new(LinkKeys::new(KEY)),
             clock,
             Url::parse(&base).expect("url"),
@@ -1393,15 +1424,15 @@ fn tokens_round_trip_and_each_refusal_has_its_error() {
         );
     }
     assert_eq!(
-        links::authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
+        authorize(KEY, &t, "latency-20261118T110640Z", Action::Resolve, now),
         Err(TokenError::WrongIncident),
         "the API's check: a token for another incident"
     );
     assert_eq!(
-        links::authorize(KEY, &t, &claims.incident, Action::Ack, now),
+        authorize(KEY, &t, &claims.incident, Action::Ack, now),
         Err(TokenError::WrongAction)
     );
-    assert!(links::authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
+    assert!(authorize(KEY, &t, &claims.incident, Action::Resolve, now).is_ok());
 }
 
 /// The text part of the newest outbox email of `id` whose key contains `event`.
@@ -1487,8 +1518,8 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
         commands,
     };
     let auth = link_auth(&clock);
-    let router = links::routes(
-        Arc::new(handle) as Arc<dyn Actions>,
+    let router = act::routes(
+        actions_over(Arc::new(handle)),
         keys,
         clock,
         Url::parse(&base).expect("url"),

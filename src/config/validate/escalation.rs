@@ -8,6 +8,7 @@ use lettre::message::Mailbox;
 
 use super::{Checker, HTTP, parse_url, resolve};
 use crate::config::raw::RawLevel;
+use crate::config::window::{WindowTimes, check_times};
 use crate::config::{
     EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, MaintenanceWindow, SmtpConfig,
     SmtpServer, StoreConfig, TlsMode,
@@ -110,38 +111,21 @@ pub(super) fn check_maintenance(
     let mut out = Vec::new();
     for (i, w) in raw.iter().enumerate() {
         let key = format!("maintenance[{i}]");
-        // UTC only (`Z`, `+00:00` or nothing): humantime's weak RFC 3339 refuses other offsets
-        // rather than guess a zone, and windows are compared with the watchdog's UTC clock.
-        let parse = |c: &mut Checker<'_>, field: &str, text: &str| {
-            c.check(
-                &format!("{key}.{field}"),
-                humantime::parse_rfc3339_weak(text)
-                    .map(crate::clock::Timestamp::from_system_time)
-                    .map_err(|e| {
-                        format!("{text:?} is not a UTC time like 2026-11-24T22:00:00Z ({e})")
-                    }),
-            )
+        let times = WindowTimes {
+            starts: Some(&w.starts),
+            ends: Some(&w.ends),
+            duration: None,
         };
-        let (Some(starts), Some(ends)) = (parse(c, "starts", &w.starts), parse(c, "ends", &w.ends))
-        else {
-            continue;
+        let (starts, ends) = match check_times(times, None) {
+            Ok(both) => both,
+            Err(problems) => {
+                for p in problems.all() {
+                    let (field, text) = p.configured();
+                    c.problem(&format!("{key}.{field}"), text);
+                }
+                continue;
+            }
         };
-        if ends <= starts {
-            c.problem(&format!("{key}.ends"), "must be after starts");
-            continue;
-        }
-        // Bounded (30 days): longer muting is an edit of the runbook, and every time a window
-        // yields must stay a date that can be written.
-        if ends.saturating_since(starts) > crate::config::limits::MAX_WINDOW.max {
-            c.problem(
-                &format!("{key}.ends"),
-                format!(
-                    "is more than {} after starts, the longest a maintenance window may be",
-                    crate::config::limits::MAX_WINDOW.text
-                ),
-            );
-            continue;
-        }
         out.push(MaintenanceWindow {
             sections: w.sections.clone(),
             starts,

@@ -209,7 +209,7 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// - a request not answered within `request_timeout` (reading its body included) is a 503.
 ///
 /// `/healthz` is outside the in-flight bound: it says the process serves, and costs nothing.
-pub fn harden(app: Router, limits: &ServerLimits, metrics: &HttpMetrics) -> Router {
+pub(crate) fn harden(app: Router, limits: &ServerLimits, metrics: &HttpMetrics) -> Router {
     let m = metrics.clone();
     let bounded = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(move |uri: Uri, error: BoxError| {
@@ -244,11 +244,12 @@ pub fn harden(app: Router, limits: &ServerLimits, metrics: &HttpMetrics) -> Rout
 /// tasks), which is how a caller cuts a shutdown short.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: super::App,
     limits: ServerLimits,
     metrics: HttpMetrics,
     shutdown: CancellationToken,
 ) {
+    let app = app.router;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let waiting = Arc::new(Waiting::default());
     let mut connections = JoinSet::new();

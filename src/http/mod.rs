@@ -1,10 +1,30 @@
-//! The daemon's HTTP surface (axum): `/healthz`, `/readyz`, `/metrics`; the server that serves them
-//! and its bounds on clients are `crate::server`'s.
+//! Everything that speaks HTTP: the only module that knows axum, cookies and JSON views.
 //!
-//! Handlers only read shared state; they never block on a peer, so a hung Prometheus or SMTP server
-//! cannot make the watchdog look dead to its own health check. These three are always open, whatever
-//! `server.public_reads` says: orchestrators and Prometheus reach them without credentials, and they
-//! show counts, never an incident's details.
+//! # Layout
+//!
+//! - this file: `/healthz`, `/readyz`, `/metrics`; the assembly of the served [`App`] (health and
+//!   metrics, then the current configuration's [`Routes`], behind the server's bounds); the helpers
+//!   the routes share (the blocking pool, the status of an [`ActionError`], the pages' security
+//!   headers, the same-origin check of forms).
+//! - [`server`]: the accept loop and its bounds on slow and many clients, panics answered 500.
+//! - [`auth`]: who may read and act: the API token, the pages' sessions, the email links' tokens as
+//!   credentials, the failure budgets, the client a request counts as.
+//! - [`actions`]: the one service that acks, resolves and makes or ends maintenance windows, for
+//!   every route alike, with one error ([`ActionError`]).
+//! - [`api`]: the JSON API. [`pages`]: the status pages (HTML, forms). [`act`]: the
+//!   `/act/{token}` pages behind the email links.
+//!
+//! Handlers of health and metrics only read shared state; they never block on a peer, so a hung
+//! Prometheus or SMTP server cannot make the watchdog look dead to its own health check. These three
+//! are always open, whatever `server.public_reads` says: orchestrators and Prometheus reach them
+//! without credentials, and they show counts, never an incident's details.
+
+pub mod act;
+pub mod actions;
+pub mod api;
+pub mod auth;
+pub mod pages;
+pub mod server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,9 +34,22 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower::ServiceExt;
 use url::Url;
 
+use self::actions::Actions;
+use self::auth::{Auth, AuthConfig, AuthShared};
+use self::pages::FormMetrics;
+use self::server::HttpMetrics;
+use crate::clock::Clock;
+use crate::config::{Config, ServerLimits};
+use crate::doctor::BlindSpot;
+use crate::email::token::LinkKeys;
+use crate::incident::ActionError;
 use crate::metrics::{CONTENT_TYPE, Metrics};
+use crate::pipeline::pager::PagerHandle;
+use crate::reload::Reloader;
+use crate::runbook::Runbook;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -26,7 +59,7 @@ pub struct AppState {
     pub data_dir: PathBuf,
 }
 
-/// `/healthz`, which the server keeps in front of its request bounds (`crate::server::harden`): it
+/// `/healthz`, which the server keeps in front of its request bounds (`server::harden`): it
 /// answers whenever the process serves at all.
 pub fn liveness() -> Router {
     Router::new().route("/healthz", get(healthz))
@@ -38,6 +71,136 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// The routes whose behaviour a configuration decides: the email links, the API (and
+/// `/-/reload`) and the status pages. A reload builds new ones and swaps them in whole.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+}
+
+/// What one configuration's [`Routes`] are made of.
+pub struct RouteParts<'a> {
+    pub config: &'a Config,
+    pub runbook: &'a Arc<Runbook>,
+    pub clock: &'a Clock,
+    /// The pager's task (acks, resolves) and the store (reads, windows).
+    pub pager: PagerHandle,
+    /// The keys the email links are signed with: the `/act/` pages and the API verify them, and the
+    /// pages' sessions are signed with the current one.
+    pub link_keys: Arc<LinkKeys>,
+    /// The blind spots the watch loop finds, for the status page.
+    pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
+    /// What outlives a reload: the failure budgets and the sessions, the forms' refusal counters,
+    /// the handle `POST /-/reload` asks through.
+    pub auth: &'a Arc<AuthShared>,
+    pub form_metrics: &'a FormMetrics,
+    pub reloader: &'a Reloader,
+}
+
+/// The routes of one configuration: its credentials ([`Auth`]), one [`Actions`] service over the
+/// pager shared by the three surfaces, and the links', the API's and the pages' routes.
+pub fn routes(parts: RouteParts<'_>) -> Routes {
+    let RouteParts {
+        config,
+        runbook,
+        clock,
+        pager,
+        link_keys,
+        blind_spots,
+        auth,
+        form_metrics,
+        reloader,
+    } = parts;
+    let auth = Arc::new(Auth::new(
+        AuthConfig::of(&config.server),
+        link_keys.current(),
+        Arc::clone(auth),
+    ));
+    let store = Arc::clone(&pager.store);
+    let actions = Arc::new(Actions::new(
+        Arc::new(pager),
+        runbook.sections.iter().map(|s| s.id.clone()).collect(),
+        config.maintenance.clone(),
+    ));
+    let pages = pages::routes(pages::PagesConfig {
+        actions: Arc::clone(&actions),
+        store: Arc::clone(&store),
+        runbook: Arc::clone(runbook),
+        clock: clock.clone(),
+        locale: config.runbook.locale,
+        public_url: config.server.public_url.clone(),
+        auth: Arc::clone(&auth),
+        metrics: form_metrics.clone(),
+        blind_spots,
+    });
+    let api = api::routes(
+        Arc::clone(&actions),
+        store,
+        Arc::clone(&auth),
+        clock.clone(),
+        reloader.clone(),
+        Arc::clone(&link_keys),
+    );
+    let act = act::routes(
+        actions,
+        link_keys,
+        clock.clone(),
+        config.server.public_url.clone(),
+        config.runbook.locale,
+        auth,
+    );
+    Routes {
+        router: act.merge(api).merge(pages),
+    }
+}
+
+/// Everything the server serves: built once, then [`server::serve`]d.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+}
+
+/// Health and metrics, then the current configuration's routes, read from `routes` at each
+/// request's arrival, all behind the server's request bounds (`server::harden`). Health and
+/// metrics stay outside the swapped routes: a reload never interrupts them.
+pub fn app(
+    state: AppState,
+    routes: tokio::sync::watch::Receiver<Routes>,
+    limits: &ServerLimits,
+    metrics: &HttpMetrics,
+) -> App {
+    let current = tower::service_fn(move |request: axum::extract::Request| {
+        let routes = routes.borrow().router.clone();
+        routes.oneshot(request)
+    });
+    let app = router(Arc::new(state)).fallback_service(current);
+    App {
+        router: server::harden(app, limits, metrics),
+    }
+}
+
+#[cfg(test)]
+impl App {
+    /// One request through the whole app in-process, no socket (so no client address: every
+    /// request counts as the same unknown client): the answer, its body read whole.
+    pub(crate) async fn call(
+        &self,
+        request: ::http::Request<Vec<u8>>,
+    ) -> ::http::Response<Vec<u8>> {
+        let answer = self
+            .router
+            .clone()
+            .oneshot(request.map(axum::body::Body::from))
+            .await
+            .unwrap_or_else(|never| match never {});
+        let (parts, body) = answer.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("an answer's body reads");
+        ::http::Response::from_parts(parts, body.to_vec())
+    }
 }
 
 /// Alive: the process runs and its HTTP server answers.
@@ -81,6 +244,45 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// Runs `f` (a store read or write, a wait for the pager's task) on the blocking pool; a task that
+/// could not finish is [`ActionError::Unavailable`].
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ActionError> + Send + 'static,
+) -> Result<T, ActionError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ActionError::Unavailable(format!("store task: {e}"))))
+}
+
+/// The status code of an action that was not taken, for the API and the pages (the email links
+/// answer in their own way): 400 bad input, 403 a link used beyond what it grants, 404 unknown, 409
+/// the state forbids it, 503 worth trying again.
+pub(crate) fn action_status(e: &ActionError) -> StatusCode {
+    match e {
+        ActionError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        ActionError::OtherLevel { .. } => StatusCode::FORBIDDEN,
+        ActionError::UnknownIncident(_) | ActionError::UnknownWindow(_) => StatusCode::NOT_FOUND,
+        ActionError::AlreadyResolved(_)
+        | ActionError::Reopened { .. }
+        | ActionError::ConfiguredWindow(_)
+        | ActionError::WindowOver { .. } => StatusCode::CONFLICT,
+        ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The email module's template environment (its escaping, its strictness about undefined values)
+/// with a surface's own page templates added. Named `*.html`, they are auto-escaped.
+pub(crate) fn page_environment(
+    templates: &[(&'static str, &'static str)],
+) -> minijinja::Environment<'static> {
+    let mut env = crate::email::environment();
+    for (name, source) in templates {
+        env.add_template(name, source)
+            .unwrap_or_else(|e| panic!("the compiled-in page template {name} parses: {e:#}"));
+    }
+    env
 }
 
 /// What a server-rendered page is, for its security headers.

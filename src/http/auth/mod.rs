@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod limit;
+pub mod link;
 pub mod session;
 
 use std::net::{IpAddr, SocketAddr};
@@ -36,10 +37,11 @@ use prometheus_client::registry::Registry;
 use ring::hmac;
 
 use crate::clock::Clock;
+use crate::config::IpNet;
 use crate::config::ServerConfig;
 use crate::secret::Secret;
 use crate::store::Store;
-pub use client::{ClientKey, IpNet};
+pub use client::ClientKey;
 use limit::{Limiter, Log};
 use session::{Session, SessionList, Sessions};
 

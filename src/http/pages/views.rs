@@ -1,0 +1,317 @@
+//! What the pages show: the views the templates lay out (rows, an incident's detail, its diagnosis
+//! table, windows, the session), built from the domain types in the page's language.
+
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use super::{Labels, PagesState};
+use crate::clock::Timestamp;
+use crate::config::MaintenanceWindow;
+use crate::doctor::BlindSpot;
+use crate::email::public_link;
+use crate::engine::CauseStatus;
+use crate::http::PageKind;
+use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
+use crate::locale::{human_duration, human_time};
+use crate::runbook::Severity;
+use crate::store::StoredWindow;
+
+/// One incident as a row of `/` and the head of its page.
+#[derive(Debug, Serialize)]
+pub(super) struct Row {
+    id: String,
+    url: String,
+    section: String,
+    section_title: String,
+    severity: Severity,
+    /// `open` or `resolved`, in the page's language.
+    state: &'static str,
+    open: bool,
+    level: String,
+    opened_at: String,
+    resolved_at: Option<String>,
+    /// Open: its age; resolved: how long it lasted.
+    duration: String,
+    cause: String,
+    acked: bool,
+    reopened: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct Detail {
+    #[serde(flatten)]
+    row: Row,
+    critical_since: Option<String>,
+    acks: Vec<(String, String, String)>,
+    paged: Vec<(String, String)>,
+    symptoms: Vec<(String, String)>,
+    resolve_note: Option<String>,
+    timeline: Vec<(String, String, String)>,
+    diagnosis: Option<DiagnosisView>,
+    ack_curl: String,
+    resolve_curl: String,
+}
+
+/// The diagnosis table.
+#[derive(Debug, Serialize)]
+struct DiagnosisView {
+    at: String,
+    causes: Vec<CauseRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct CauseRow {
+    id: String,
+    title: String,
+    /// `likely`, `unknown` or `ruled_out`: the CSS class.
+    status: &'static str,
+    /// The status in the page's language.
+    status_label: &'static str,
+    /// The share of evidence weight that holds, as a percentage.
+    score: String,
+    /// Truth, condition, what was observed.
+    evidence: Vec<(String, String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct WindowRow {
+    sections: String,
+    starts: String,
+    ends: String,
+    reason: String,
+    by: Option<String>,
+    active: bool,
+    /// The store's ID of a window created at run time, which the "end now" form names; `None` for
+    /// the configuration's windows, which only the configuration can end.
+    end_id: Option<i64>,
+}
+
+/// What every page's layout shows of the session: signed in, with the CSRF token of its forms.
+#[derive(Debug, Serialize)]
+pub(super) struct SessionView {
+    csrf: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct IndexPage<'a> {
+    pub(super) t: &'a Labels,
+    pub(super) now: String,
+    pub(super) session: Option<SessionView>,
+    pub(super) open: Vec<Row>,
+    pub(super) resolved: Vec<Row>,
+    pub(super) windows: Vec<WindowRow>,
+    pub(super) blind_spots: Vec<BlindSpot>,
+}
+
+#[derive(Serialize)]
+pub(super) struct IncidentPage<'a> {
+    pub(super) t: &'a Labels,
+    pub(super) now: String,
+    pub(super) session: Option<SessionView>,
+    pub(super) incident: Detail,
+    pub(super) api_open: bool,
+    pub(super) levels: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub(super) struct MaintenancePage<'a> {
+    pub(super) t: &'a Labels,
+    pub(super) now: String,
+    pub(super) session: Option<SessionView>,
+    pub(super) windows: Vec<WindowRow>,
+    /// Section ID and title, for the form's check boxes.
+    pub(super) sections: Vec<(String, String)>,
+    pub(super) api_open: bool,
+}
+
+/// A page with a title and a message: not found, sign-in, refusals and failures.
+#[derive(Serialize)]
+pub(super) struct MessagePage<'a> {
+    pub(super) t: &'a Labels,
+    pub(super) now: String,
+    pub(super) session: Option<SessionView>,
+    pub(super) title: &'a str,
+    pub(super) message: String,
+    pub(super) api_open: bool,
+}
+
+impl PagesState {
+    fn section_title(&self, id: &str) -> String {
+        self.runbook
+            .sections
+            .iter()
+            .find(|s| s.id == id)
+            .map_or_else(|| id.to_owned(), |s| s.title.get(self.locale).to_owned())
+    }
+
+    /// The cause's title in the page's language, with its ID; `unknown` said so.
+    fn cause(&self, id: &str, t: &Labels) -> String {
+        if id.is_empty() || id == "unknown" {
+            return t["cause_unknown"].to_owned();
+        }
+        self.runbook
+            .sections
+            .iter()
+            .flat_map(|s| s.causes.iter())
+            .find(|c| c.id == id)
+            .map_or_else(
+                || id.to_owned(),
+                |c| format!("{} ({id})", c.title.get(self.locale)),
+            )
+    }
+
+    pub(super) fn row(&self, i: &Incident, now: Timestamp, t: &Labels) -> Row {
+        let open = i.state == IncidentState::Open;
+        Row {
+            url: format!("/incidents/{}", i.id),
+            section_title: self.section_title(&i.section),
+            severity: i.severity,
+            state: if open {
+                t["state_open"]
+            } else {
+                t["state_resolved"]
+            },
+            open,
+            level: i
+                .highest_paged()
+                .map_or_else(|| "—".to_owned(), |l| l.to_string()),
+            opened_at: human_time(i.opened_at),
+            resolved_at: i.resolved_at.map(human_time),
+            duration: human_duration(i.resolved_at.unwrap_or(now).saturating_since(i.opened_at)),
+            cause: self.cause(&i.cause, t),
+            acked: !i.acks.is_empty(),
+            reopened: i.reopened,
+            id: i.id.clone(),
+            section: i.section.clone(),
+        }
+    }
+
+    pub(super) fn detail(&self, i: &Incident, now: Timestamp, t: &Labels) -> Detail {
+        let api = |action: &str, body: &str| {
+            format!(
+                "curl -X POST -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' -d '{body}' {}",
+                public_link(
+                    &self.public_url,
+                    &format!("api/incidents/{}/{action}", i.id)
+                )
+            )
+        };
+        Detail {
+            row: self.row(i, now, t),
+            critical_since: i.critical_since.map(human_time),
+            acks: i
+                .acks
+                .iter()
+                .map(|(l, a)| (l.to_string(), a.by.clone(), human_time(a.at)))
+                .collect(),
+            paged: i
+                .paged
+                .iter()
+                .map(|(l, at)| (l.to_string(), human_time(*at)))
+                .collect(),
+            symptoms: i
+                .symptoms
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            resolve_note: i.resolve_note.clone().filter(|n| !n.is_empty()),
+            timeline: i
+                .timeline
+                .iter()
+                .map(|e| (human_time(e.at), e.kind.clone(), e.text.clone()))
+                .collect(),
+            diagnosis: i.diagnosis.as_ref().map(|d| diagnosis_view(d, t)),
+            ack_curl: api("ack", r#"{"by": "NAME"}"#),
+            resolve_curl: api("resolve", r#"{"by": "NAME", "note": "..."}"#),
+        }
+    }
+
+    fn window_row(
+        &self,
+        w: &MaintenanceWindow,
+        by: Option<String>,
+        end_id: Option<i64>,
+        now: Timestamp,
+        t: &Labels,
+    ) -> WindowRow {
+        WindowRow {
+            sections: if w.sections.is_empty() {
+                t["all_sections"].to_owned()
+            } else {
+                w.sections.join(", ")
+            },
+            starts: human_time(w.starts),
+            ends: human_time(w.ends),
+            reason: w.reason.clone(),
+            by,
+            active: w.starts <= now && now < w.ends,
+            end_id,
+        }
+    }
+
+    /// The configured and the stored windows that pass `keep`, configured first.
+    pub(super) fn window_rows(
+        &self,
+        stored: &[StoredWindow],
+        now: Timestamp,
+        t: &Labels,
+        keep: impl Fn(&MaintenanceWindow) -> bool,
+    ) -> Vec<WindowRow> {
+        self.actions
+            .configured()
+            .iter()
+            .filter(|w| keep(w))
+            .map(|w| self.window_row(w, None, None, now, t))
+            .chain(stored.iter().filter(|s| keep(&s.window)).map(|s| {
+                let by = Some(s.created_by.clone());
+                self.window_row(&s.window, by, Some(s.id), now, t)
+            }))
+            .collect()
+    }
+
+    /// The layout's view of the request's session.
+    pub(super) fn session_view(&self, headers: &HeaderMap) -> Option<SessionView> {
+        self.auth.session(headers).map(|(sessions, s)| SessionView {
+            csrf: sessions.csrf(&s),
+        })
+    }
+}
+
+fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels) -> DiagnosisView {
+    DiagnosisView {
+        at: human_time(d.at),
+        causes: d
+            .causes
+            .iter()
+            .map(|c| {
+                let (status, status_label) = match c.status {
+                    CauseStatus::Likely => ("likely", t["likely"]),
+                    CauseStatus::Unknown => ("unknown", t["status_unknown"]),
+                    CauseStatus::RuledOut => ("ruled_out", t["ruled_out"]),
+                };
+                CauseRow {
+                    status,
+                    status_label,
+                    id: c.id.clone(),
+                    title: c.title.clone(),
+                    score: format!("{:.0}%", c.score * 100.0),
+                    evidence: c
+                        .evidence
+                        .iter()
+                        .map(|e| (e.truth.clone(), e.condition.clone(), e.observed.clone()))
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Signed-in pages carry a CSRF token and forms: never cached, forms to ourselves. Anonymous pages
+/// have no form.
+pub(super) fn page_kind(session: Option<&SessionView>) -> PageKind {
+    if session.is_some() {
+        PageKind::Action
+    } else {
+        PageKind::Status
+    }
+}
