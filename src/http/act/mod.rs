@@ -456,22 +456,4 @@ fn clean(s: &str, max: usize, multiline: bool) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_template_parses() {
-        let env = environment();
-        for (name, _) in TEMPLATES {
-            env.get_template(name)
-                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        }
-    }
-
-    #[test]
-    fn names_and_notes_are_cleaned() {
-        assert_eq!(clean("  Ana\r\n\u{7}  ", MAX_BY, false), "Ana");
-        assert_eq!(clean("a\nb", 10, true), "a\nb");
-        assert_eq!(clean(&"x".repeat(500), MAX_BY, false).len(), MAX_BY);
-    }
-}
+mod tests;
