@@ -253,9 +253,9 @@ pub struct Text {
     pub see_incident: &'static str,
     pub done: &'static str,
 
-    // The `/act/{token}` routes' plain-text answers, sentences with `{placeholders}`. The routes
-    // (`email/links.rs`) still write these inline while they move to `http/`; they then read them
-    // here, as the act pages' `page_labels()` already does.
+    // The `/act/{token}` routes' plain-text answers (`http/act`), sentences with `{placeholders}`
+    // and without the closing newline, which the routes add. A result page's message (`link_acked`,
+    // `link_resolved`) is shown in the page as it is.
     /// `{by}`: who; `{level}`: as which level; `{at}`: when.
     pub link_acked: &'static str,
     /// `{by}`: who; `{at}`: when.

@@ -15,10 +15,14 @@
 //! Acting is the actions service's ([`Actions`], shared with the API and the pages: the same
 //! checks, the same outcome), so these routes know nothing of the store or the daemon; they clean
 //! the form (a name and a note, cut to length, control characters dropped, a blank name standing for
-//! the link's level) and render the outcome as a page. A token is not
-//! guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client over its own
-//! budget ([`crate::http::auth::limit`]) has its link refused with 429 unchecked like any credential, and
-//! refusals are logged at most once a minute per client.
+//! the link's level) and render the outcome as a page. Every word they answer with is the
+//! locale's ([`crate::locale::Text`]: the pages' labels and the `link_*` plain answers), so this
+//! module holds no sentence of either language; its own, the same in both, are only `bad form`
+//! and the name a blank form records (`L2 via email link`), which is data, not a page's word.
+//!
+//! A token is not guessable (HMAC-SHA256), so a refused one spends no failure budget, but a client
+//! over its own budget ([`crate::http::auth::limit`]) has its link refused with 429 unchecked like
+//! any credential, and refusals are logged at most once a minute per client.
 
 mod labels;
 
@@ -43,7 +47,7 @@ use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::http::auth::{Auth, ClientKey, Peer};
 use crate::http::{PageKind, cross_site, html_page, text_page};
 use crate::incident::{ActionError, Incident, IncidentState};
-use crate::locale::{human_duration, human_time};
+use crate::locale::{fill, human_duration, human_time};
 use crate::runbook::Locale;
 use labels::page_labels;
 
@@ -193,17 +197,12 @@ async fn act(
         if let Some(held_back) = st.auth.should_log(client) {
             tracing::warn!(%client, %origin, held_back, "refused a cross-site ack/resolve post");
         }
-        let msg = match st.locale {
-            Locale::PtBr => format!(
-                "Recusado: o formulário veio de {origin}, não de {}. Nada foi alterado.\n",
-                st.public_url.origin().ascii_serialization()
-            ),
-            Locale::En => format!(
-                "Refused: the form came from {origin}, not from {}. Nothing was changed.\n",
-                st.public_url.origin().ascii_serialization()
-            ),
-        };
-        return plain_text(StatusCode::FORBIDDEN, msg);
+        let ours = st.public_url.origin().ascii_serialization();
+        let msg = fill(
+            st.locale.text().link_cross_site,
+            &[("origin", &origin), ("ours", &ours)],
+        );
+        return plain_text(StatusCode::FORBIDDEN, msg + "\n");
     }
     if let Err(wait) = st.auth.admit_link(client) {
         return rate_limited(&st, client, wait);
@@ -257,16 +256,13 @@ async fn act(
                 by = %by,
                 "acted through an email link"
             );
-            let at = human_time(now);
-            let message = match (claims.action, st.locale) {
-                (Action::Ack, Locale::PtBr) => {
-                    format!("Reconhecido por {by} como {} em {at}.", claims.level)
-                }
-                (Action::Ack, Locale::En) => {
-                    format!("Acknowledged by {by} as {} at {at}.", claims.level)
-                }
-                (Action::Resolve, Locale::PtBr) => format!("Resolvido por {by} em {at}."),
-                (Action::Resolve, Locale::En) => format!("Resolved by {by} at {at}."),
+            let (t, at) = (st.locale.text(), human_time(now));
+            let message = match claims.action {
+                Action::Ack => fill(
+                    t.link_acked,
+                    &[("by", &by), ("level", &claims.level), ("at", &at)],
+                ),
+                Action::Resolve => fill(t.link_resolved, &[("by", &by), ("at", &at)]),
             };
             let view = page_view(&st, &claims, None, now, false, message);
             html_page(
@@ -324,15 +320,8 @@ fn rate_limited(st: &ActState, client: ClientKey, wait: Duration) -> Response {
         tracing::warn!(%client, held_back, "refused an ack/resolve link unchecked: too many failures");
     }
     let secs = crate::http::auth::retry_after_secs(wait);
-    let msg = match st.locale {
-        Locale::PtBr => format!(
-            "Recusado sem verificar: tentativas erradas demais deste endereço; tente de novo em {secs} s. Nada foi alterado.\n"
-        ),
-        Locale::En => format!(
-            "Refused without checking: too many failed attempts from this address; try again in {secs} s. Nothing was changed.\n"
-        ),
-    };
-    let mut resp = plain_text(StatusCode::TOO_MANY_REQUESTS, msg);
+    let msg = fill(st.locale.text().link_rate_limited, &[("secs", &secs)]);
+    let mut resp = plain_text(StatusCode::TOO_MANY_REQUESTS, msg + "\n");
     resp.headers_mut()
         .insert(axum::http::header::RETRY_AFTER, secs.into());
     resp
@@ -345,81 +334,45 @@ fn refused(st: &ActState, e: &TokenError, method: &str, client: ClientKey) -> Re
     if let Some(held_back) = st.auth.should_log(client) {
         tracing::warn!(%client, reason = e.label(), method, held_back, "refused an ack/resolve link");
     }
-    let en = st.locale == Locale::En;
+    let t = st.locale.text();
     let why = match e {
-        TokenError::Malformed if en => {
-            "this link is damaged or incomplete (was it cut by the mail client?)".to_owned()
+        TokenError::Malformed => t.link_why_malformed.to_owned(),
+        TokenError::BadSignature => t.link_why_bad_signature.to_owned(),
+        TokenError::Expired { expired_at } => {
+            fill(t.link_why_expired, &[("at", &human_time(*expired_at))])
         }
-        TokenError::Malformed => {
-            "este link está danificado ou incompleto (o cliente de email o cortou?)".to_owned()
-        }
-        TokenError::BadSignature if en => "this link was not issued by this watchdog".to_owned(),
-        TokenError::BadSignature => "este link não foi emitido por este watchdog".to_owned(),
-        TokenError::Expired { expired_at } if en => format!(
-            "this link expired at {}; use the status page",
-            human_time(*expired_at)
-        ),
-        TokenError::Expired { expired_at } => format!(
-            "este link expirou em {}; use a página de status",
-            human_time(*expired_at)
-        ),
-        TokenError::WrongIncident | TokenError::WrongAction if en => {
-            "this link is for another incident or action than the form names".to_owned()
-        }
-        TokenError::WrongIncident | TokenError::WrongAction => {
-            "este link é de outro incidente ou ação que não os do formulário".to_owned()
-        }
+        TokenError::WrongIncident | TokenError::WrongAction => t.link_why_mismatch.to_owned(),
     };
-    let msg = if en {
-        format!("Refused: {why}. Nothing was changed.\n")
-    } else {
-        format!("Recusado: {why}. Nada foi alterado.\n")
-    };
-    plain_text(StatusCode::FORBIDDEN, msg)
+    let msg = fill(t.link_refused, &[("why", &why)]);
+    plain_text(StatusCode::FORBIDDEN, msg + "\n")
 }
 
 fn not_found(st: &ActState, id: &str) -> Response {
-    let msg = match st.locale {
-        Locale::PtBr => format!("Incidente {id} não encontrado. Nada foi alterado.\n"),
-        Locale::En => format!("No incident {id}. Nothing was changed.\n"),
-    };
-    plain_text(StatusCode::NOT_FOUND, msg)
+    let msg = fill(st.locale.text().link_not_found, &[("id", &id)]);
+    plain_text(StatusCode::NOT_FOUND, msg + "\n")
 }
 
 fn action_failed(st: &ActState, e: &ActionError) -> Response {
-    let en = st.locale == Locale::En;
+    let t = st.locale.text();
     match e {
         ActionError::UnknownIncident(id) => not_found(st, id),
         ActionError::AlreadyResolved(id) => plain_text(
             StatusCode::CONFLICT,
-            if en {
-                format!("Incident {id} is already resolved. Nothing was changed.\n")
-            } else {
-                format!("O incidente {id} já está resolvido. Nada foi alterado.\n")
-            },
+            fill(t.link_already_resolved, &[("id", id)]) + "\n",
         ),
         ActionError::Reopened { id, reopened } => {
             tracing::warn!(incident = %id, reopened, "refused an email link of an episode before the incident reopened");
             let why = reopened_text(st.locale, id, *reopened);
             plain_text(
                 StatusCode::CONFLICT,
-                if en {
-                    format!("Refused: {why} Nothing was changed.\n")
-                } else {
-                    format!("Recusado: {why} Nada foi alterado.\n")
-                },
+                fill(t.link_refused_because, &[("why", &why)]) + "\n",
             )
         }
         ActionError::Unavailable(why) => {
             tracing::error!(error = %why, "ack/resolve through an email link failed");
             plain_text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                if en {
-                    "The watchdog could not record this now; try again in a moment.\n".to_owned()
-                } else {
-                    "O watchdog não conseguiu registrar agora; tente de novo em instantes.\n"
-                        .to_owned()
-                },
+                format!("{}\n", t.unavailable),
             )
         }
         // A link's form is cleaned into valid input and acts for the link's level on an incident;
@@ -436,14 +389,10 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
 
 /// Why a link of an earlier episode no longer acts, and what to use instead.
 fn reopened_text(locale: Locale, id: &str, reopened: u32) -> String {
-    match locale {
-        Locale::En => format!(
-            "incident {id} reopened (reopening #{reopened}) after the email with this link was sent, so the link no longer acts. Use the links of the newest email, or the status page."
-        ),
-        Locale::PtBr => format!(
-            "o incidente {id} reabriu ({reopened}ª reabertura) depois que o email com este link foi enviado, então o link não vale mais. Use os links do email mais recente, ou a página de status."
-        ),
-    }
+    fill(
+        locale.text().link_why_reopened,
+        &[("id", &id), ("reopened", &reopened)],
+    )
 }
 
 /// Trimmed, control characters dropped (newlines kept in notes), at most `max` characters.
