@@ -2,7 +2,7 @@
 //!
 //! `model` is the data the store keeps and the emails describe (every time in it is a wall-clock
 //! [`Timestamp`](crate::clock::Timestamp), so every deadline survives a restart); `book` is the
-//! state machine over it. Neither does I/O or reads a clock: the pager (`crate::pager`) owns the
+//! state machine over it. Neither does I/O or reads a clock: the pager (`crate::pipeline::pager`) owns the
 //! book, passes `now`, and commits what changed.
 
 pub mod book;
