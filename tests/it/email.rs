@@ -335,8 +335,13 @@ fn recipients(level: Level) -> Vec<Mailbox> {
     })]
 }
 
-/// Renders one email of the incident for `level` and `event` in `locale`.
-fn render_event(locale: Locale, level: Level, event: PageEvent) -> (RenderedEmail, Incident) {
+/// Renders one email of the incident for `level` and `event` in `locale` (also drawn by
+/// `layout`, which measures the HTML part in a browser).
+pub(crate) fn render_event(
+    locale: Locale,
+    level: Level,
+    event: PageEvent,
+) -> (RenderedEmail, Incident) {
     let from = mailbox("Harven Watchdog <watchdog@harven.ai>");
     let to = recipients(level);
     let (scene, now, inc) = match event {

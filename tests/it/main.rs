@@ -17,6 +17,7 @@ mod fast_path;
 mod fastapi;
 mod hardening;
 mod image;
+mod layout;
 mod leak;
 mod monitoring;
 mod notify;

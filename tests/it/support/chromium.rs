@@ -101,6 +101,26 @@ impl ChromeDriver {
     /// A new browser session: headless Chromium with [`CHROMIUM_FLAGS`], a fresh profile, and a
     /// window of `width` × `height` CSS pixels.
     pub async fn browser(&self, width: u32, height: u32) -> fantoccini::Client {
+        self.session(width, height, None).await
+    }
+
+    /// A new browser session as [`ChromeDriver::browser`], but a phone's: Chrome's mobile emulation
+    /// with a screen of `width` × `height` CSS pixels (pixel ratio 1, touch), so the page's viewport
+    /// `<meta>` is honoured as on a phone and a page wider than the screen is zoomed out (its
+    /// `innerWidth` grows past `width`). Needed below 500 px: a headless window is never narrower.
+    pub async fn phone(&self, width: u32, height: u32) -> fantoccini::Client {
+        let metrics = serde_json::json!({
+            "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "mobile": true, "touch": true },
+        });
+        self.session(width, height, Some(metrics)).await
+    }
+
+    async fn session(
+        &self,
+        width: u32,
+        height: u32,
+        mobile: Option<serde_json::Value>,
+    ) -> fantoccini::Client {
         let profile = tempfile::Builder::new()
             .prefix("profile-")
             .tempdir_in(self.dir.path())
@@ -109,15 +129,16 @@ impl ChromeDriver {
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         args.push(format!("--window-size={width},{height}"));
+        let mut options = serde_json::json!({
+            "binary": self.chromium.display().to_string(),
+            "args": args,
+        });
+        if let Some(m) = mobile {
+            options["mobileEmulation"] = m;
+        }
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "chrome".into());
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "binary": self.chromium.display().to_string(),
-                "args": args,
-            }),
-        );
+        caps.insert("goog:chromeOptions".into(), options);
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         fantoccini::ClientBuilder::new(connector)
             .capabilities(caps)
