@@ -23,6 +23,9 @@
 //!   - [`pager`](pipeline::pager): the shell of the incident book: steps it after each evaluation,
 //!     renders the due pages and commits them with the incidents in one store transaction, then
 //!     wakes the sender.
+//! - [`chart`]: a symptom's recent history drawn as SVG (incident page) and PNG (email): pure, from
+//!   the points a Prometheus range query gave ([`probe::prometheus::RangeQuery`]), the threshold and
+//!   the incident's opening; a blind chart that says why when Prometheus cannot be read.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
@@ -51,6 +54,7 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
+pub mod chart;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -40,11 +40,13 @@
 //!
 //! This file is the probe itself (`PrometheusProbe`, its queries sent concurrently, its poll);
 //! `promql.rs` builds the queries, `answer.rs` reads one answer, `latency.rs`, `traffic.rs` and `up.rs`
-//! compute the readings from the answers.
+//! compute the readings from the answers. `range.rs` is not part of a poll: it reads one reading's
+//! history (`query_range`, [`Reading`]) for a symptom's chart.
 
 mod answer;
 mod latency;
 mod promql;
+mod range;
 mod traffic;
 mod up;
 
@@ -62,7 +64,10 @@ use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Value};
 use self::answer::{Answer, by_window, client_failure, interpret};
 pub use self::latency::{Buckets, Exactness};
 use self::latency::{latency, latency_short};
-pub use self::promql::{BASELINE_REFRESH, Queries, equivalent_promql, queries};
+pub use self::promql::{
+    BASELINE_REFRESH, Queries, Reading, equivalent_promql, queries, reading_promql,
+};
+pub use self::range::{MAX_POINTS, RangeFailure, RangeQuery, step_for, unit};
 use self::traffic::{Traffic, history_points, rates, ratios, ratios_short};
 use self::up::backend_up;
 

@@ -7,6 +7,7 @@ mod auth;
 mod blind;
 mod browser;
 mod chaos;
+mod chart;
 mod config;
 mod daemon;
 mod deploy;

@@ -14,7 +14,7 @@ use crate::probe::truncate;
 /// whole body unbounded: the body has already been read under [`super::MAX_BODY`].
 #[derive(Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
-enum ApiAnswer {
+pub(super) enum ApiAnswer {
     Success { data: PromqlResult },
     Error(PrometheusError),
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::QUANTILE;
 use crate::config::PrometheusConfig;
+use crate::observe::Key;
 
 /// The PromQL a poll sends, built from the configuration. The first three answer for both windows at
 /// once: each series carries `window="long"` or `window="short"`.
@@ -73,34 +74,132 @@ pub fn queries(config: &PrometheusConfig) -> Queries {
 }
 
 /// The single PromQL expressions equivalent to the probe's readings, for people and benchmarks
-/// (`p95` per handler, `error_ratio`): what to paste into Prometheus to see what the probe sees.
+/// (`p95` per handler, `p95_highr`, `error_ratio`): what to paste into Prometheus to see what the
+/// probe sees.
 pub fn equivalent_promql(config: &PrometheusConfig, reading: &str) -> Option<String> {
     let w = promql_duration(config.window);
     let filter = handler_filter(&config.exclude_handlers);
-    let with = |extra: &str| match (filter.is_empty(), extra.is_empty()) {
-        (true, true) => String::new(),
-        (true, false) => format!("{{{extra}}}"),
-        (false, true) => format!("{{{filter}}}"),
-        (false, false) => format!("{{{extra}, {filter}}}"),
-    };
-    let req = &config.requests_metric;
     Some(match reading {
         "p95" => format!(
             "histogram_quantile({QUANTILE}, sum by (le, handler) (rate({}_bucket{}[{w}])))",
             config.latency_histogram,
-            with("")
+            selector(&filter, "")
         ),
-        "p95_highr" => format!(
-            "histogram_quantile({QUANTILE}, sum by (le) (rate({}_bucket[{w}])))",
-            config.latency_highr_histogram
+        "p95_highr" => reading_promql(
+            config,
+            &Reading::P95 {
+                histogram: config.latency_highr_histogram.clone(),
+                handler: None,
+            },
+            config.window,
         ),
-        "error_ratio" => format!(
-            "(sum(rate({req}{}[{w}])) or vector(0)) / sum(rate({req}{}[{w}]))",
-            with(r#"status=~"5..""#),
-            with("")
-        ),
+        "error_ratio" => reading_promql(config, &Reading::ErrorRatio, config.window),
         _ => return None,
     })
+}
+
+/// One reading of the probe, as one series over time: what a symptom's chart draws
+/// ([`super::RangeQuery`]). Each is a single expression answering one series, whose value at an
+/// instant is the value the probe reads at that instant, except where a variant says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reading {
+    /// `prometheus.p95_seconds` from `histogram`: one handler's (the per-handler histogram, the
+    /// handler named, `exclude_handlers` left out), or all handlers' (`handler: None`: the
+    /// label-less high-resolution histogram, which has no handler to leave out). The quantile is
+    /// Prometheus' `histogram_quantile`, the algorithm the probe copies ([`super::Buckets`]).
+    P95 {
+        histogram: String,
+        handler: Option<String>,
+    },
+    /// `prometheus.error_ratio`: 5xx (`500`…`599` or grouped `5xx`) over all requests, 0 when
+    /// there is traffic and no 5xx series yet.
+    ErrorRatio,
+    /// `prometheus.auth_failure_ratio`: 401/403 (exact codes) or 4xx (grouped codes) outside
+    /// untemplated paths, over all requests. With exact codes it is the probe's value; with grouped
+    /// codes the probe counts only each handler's 4xx *above its usual share*, which no single
+    /// expression of the baseline reproduces, so the chart shows the raw 4xx share: at or above
+    /// the probe's value, by the usual share (the chart's title should say "4xx").
+    AuthFailureRatio,
+}
+
+impl Reading {
+    /// The reading a symptom's key names, and the window its rate is over (the `_short` keys read
+    /// the short window); `None` for readings with no one-expression history (slow share, request
+    /// rate, blind spots, `up`).
+    pub fn of(config: &PrometheusConfig, key: &Key) -> Option<(Self, Duration)> {
+        let (name, window) = match key.name.strip_suffix("_short") {
+            Some(name) => (name, config.short_window),
+            None => (key.name, config.window),
+        };
+        let reading = match name {
+            "prometheus.p95_seconds" => {
+                let histogram = key.labels.get("histogram")?;
+                let handler = key.labels.get("handler").filter(|h| h.as_str() != "*");
+                if *histogram == config.latency_histogram {
+                    Self::P95 {
+                        histogram: histogram.clone(),
+                        handler: Some(handler?.clone()),
+                    }
+                } else if *histogram == config.latency_highr_histogram {
+                    Self::P95 {
+                        histogram: histogram.clone(),
+                        handler: None,
+                    }
+                } else {
+                    return None;
+                }
+            }
+            "prometheus.error_ratio" => Self::ErrorRatio,
+            "prometheus.auth_failure_ratio" => Self::AuthFailureRatio,
+            _ => return None,
+        };
+        Some((reading, window))
+    }
+}
+
+/// The expression of `reading` with its rates over `window`.
+pub fn reading_promql(config: &PrometheusConfig, reading: &Reading, window: Duration) -> String {
+    let w = promql_duration(window);
+    let filter = handler_filter(&config.exclude_handlers);
+    let req = &config.requests_metric;
+    match reading {
+        Reading::P95 {
+            histogram,
+            handler: Some(handler),
+        } => format!(
+            "histogram_quantile({QUANTILE}, sum by (le) (rate({histogram}_bucket{}[{w}])))",
+            selector(&filter, &format!("handler=\"{}\"", promql_string(handler)))
+        ),
+        Reading::P95 {
+            histogram,
+            handler: None,
+        } => format!("histogram_quantile({QUANTILE}, sum by (le) (rate({histogram}_bucket[{w}])))"),
+        Reading::ErrorRatio => format!(
+            "(sum(rate({req}{}[{w}])) or vector(0)) / sum(rate({req}{}[{w}]))",
+            selector(&filter, r#"status=~"5..""#),
+            selector(&filter, "")
+        ),
+        Reading::AuthFailureRatio => format!(
+            "(sum(rate({req}{}[{w}])) or vector(0)) / sum(rate({req}{}[{w}]))",
+            selector(&filter, r#"status=~"401|403|4xx", handler!="none""#),
+            selector(&filter, "")
+        ),
+    }
+}
+
+/// `{extra, filter}`, either part left out when empty, nothing when both are.
+fn selector(filter: &str, extra: &str) -> String {
+    match (filter.is_empty(), extra.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("{{{extra}}}"),
+        (false, true) => format!("{{{filter}}}"),
+        (false, false) => format!("{{{extra}, {filter}}}"),
+    }
+}
+
+/// `text` inside a PromQL double-quoted string.
+fn promql_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// `handler!~"…"` leaving out `handlers` exactly, or nothing when there are none.
