@@ -169,11 +169,26 @@ async fn the_status_pages_show_a_real_incident_escaped_and_without_the_token() {
     assert!(open.contains(&cause), "cause {cause}: {open}");
     assert!(index.body.contains("No resolved incident yet."));
     assert!(index.body.contains("No active maintenance window."));
+    // It reloads itself without a script (a wall screen, a phone left open), unless asked not to.
+    let refresh = "<meta http-equiv=\"refresh\" content=\"30\">";
+    assert!(index.body.contains(refresh), "{}", index.body);
+    for opt_out in ["/?refresh=0", "/?x=1&refresh=off"] {
+        let still = b.page(opt_out).await;
+        assert_eq!(still.status, 200, "{opt_out}");
+        assert!(
+            !still.body.contains("http-equiv"),
+            "{opt_out}: {}",
+            still.body
+        );
+        assert!(still.body.contains(&id), "{opt_out}: {}", still.body);
+    }
 
     // `/incidents/{id}`: symptoms, levels paged and the timeline; how to act, without a form.
     let page = b.page(&format!("/incidents/{id}")).await;
     assert_eq!(page.status, 200);
     assert_page_headers(&page);
+    // A page with forms never reloads itself: what is being typed would be lost.
+    assert!(!page.body.contains("http-equiv"), "{}", page.body);
     for want in [
         "Timeline",
         "<code>opened</code>",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
@@ -45,7 +45,11 @@ impl PagesState {
 }
 
 /// `GET /`.
-pub(super) async fn index(State(st): State<Arc<PagesState>>, headers: HeaderMap) -> Response {
+pub(super) async fn index(
+    State(st): State<Arc<PagesState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let now = st.clock.now();
     let session = st.session_view(&headers);
     if let Some(sign_in) = st.must_sign_in(session.as_ref()) {
@@ -91,12 +95,29 @@ pub(super) async fn index(State(st): State<Arc<PagesState>>, headers: HeaderMap)
         blind_spots,
         t: &t,
         now: human_time(now),
+        refresh: refreshes(query.as_deref()).then_some(REFRESH_EVERY.as_secs()),
         session,
         open: open.into_iter().map(|i| st.row(i, now, &t)).collect(),
         resolved,
         windows,
     };
     html_page(&st.env, "web_index.html", &page, StatusCode::OK, kind)
+}
+
+/// How often the status page reloads itself: a little over the default Prometheus interval, so an
+/// incident opened or resolved shows within a poll or two, and seldom enough that a page left open on
+/// a wall screen costs the watchdog one store read every half minute.
+pub(super) const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `GET /` asks the browser to reload it (`<meta http-equiv="refresh">`, no script, so the
+/// CSP holds): yes unless the query says `refresh=0` (or `off`, `no`, `false`), for someone reading
+/// a long list who does not want it to move under them. Only the index refreshes: the pages with
+/// forms never do, as a reload would lose what is being typed.
+pub(super) fn refreshes(query: Option<&str>) -> bool {
+    !query.unwrap_or("").split('&').any(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        key == "refresh" && matches!(value, "0" | "off" | "no" | "false")
+    })
 }
 
 /// `GET /incidents/{id}`.
@@ -313,4 +334,31 @@ pub(super) async fn signout(
     }
     tracing::info!("signed out of the status pages");
     see_other("/", Some(cookie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refreshes;
+
+    #[test]
+    fn the_index_refreshes_unless_the_query_turns_it_off() {
+        for on in [
+            None,
+            Some(""),
+            Some("x=1"),
+            Some("refresh=1"),
+            Some("refresh"),
+            Some("norefresh=0"),
+        ] {
+            assert!(refreshes(on), "{on:?}");
+        }
+        for off in [
+            "refresh=0",
+            "refresh=off",
+            "a=b&refresh=no",
+            "refresh=false&a=b",
+        ] {
+            assert!(!refreshes(Some(off)), "{off}");
+        }
+    }
 }

@@ -96,6 +96,8 @@ pub(super) struct SessionView {
 pub(super) struct IndexPage<'a> {
     pub(super) t: &'a Labels,
     pub(super) now: String,
+    /// Seconds between the page's own reloads; `None` when the reader turned them off.
+    pub(super) refresh: Option<u64>,
     pub(super) session: Option<SessionView>,
     pub(super) open: Vec<Row>,
     pub(super) resolved: Vec<Row>,
