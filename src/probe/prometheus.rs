@@ -121,18 +121,7 @@ impl PrometheusProbe {
         config: PrometheusConfig,
         thresholds: &[f64],
     ) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(2)))
-            .build()
-            .map_err(|e| {
-                BuildError(format!(
-                    "cannot build the Prometheus client: {}",
-                    error_chain(&e)
-                ))
-            })?;
-        let client = prometheus_http_query::Client::from(http, config.url.as_str())
-            .map_err(|e| BuildError(format!("prometheus.url: {e}")))?;
+        let client = api_client(&config)?;
         let mut thresholds: Vec<f64> = thresholds
             .iter()
             .copied()
@@ -160,26 +149,8 @@ impl PrometheusProbe {
 
     /// Runs one instant query: its samples, or why not.
     async fn query(&self, promql: &str) -> Answer {
-        let response = match self.client.query(promql).get_raw().await {
-            Ok(r) => r,
-            Err(e) => return Answer::SourceDown(client_failure(&e)),
-        };
-        let status = response.status();
-        let is_json = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Answer::SourceDown(Failure::new(
-                FailureKind::Status,
-                format!(
-                    "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)"
-                ),
-            ));
-        }
-        match read_capped(response, MAX_BODY).await {
-            Ok(body) => interpret(promql, status, &body),
+        match json_answer(self.client.query(promql).get_raw()).await {
+            Ok((status, body)) => interpret(promql, status, &body),
             Err(f) => Answer::SourceDown(f),
         }
     }
@@ -190,6 +161,49 @@ impl PrometheusProbe {
             tracing::error!(what, detail, "Prometheus evidence is incomplete");
         }
     }
+}
+
+/// The Prometheus API client of `config`: every request bounded by `config.timeout`, a connection
+/// by at most 2 s of it. The probe and the chart's range queries (`range.rs`) use the same.
+pub(super) fn api_client(
+    config: &PrometheusConfig,
+) -> Result<prometheus_http_query::Client, BuildError> {
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(2)))
+        .build()
+        .map_err(|e| {
+            BuildError(format!(
+                "cannot build the Prometheus client: {}",
+                error_chain(&e)
+            ))
+        })?;
+    prometheus_http_query::Client::from(http, config.url.as_str())
+        .map_err(|e| BuildError(format!("prometheus.url: {e}")))
+}
+
+/// Sends a request and reads its answer's body, at most [`MAX_BODY`], when it is the API's JSON;
+/// anything else (unreachable, a proxy's HTML page, a body too large) is the failure to report.
+pub(super) async fn json_answer(
+    request: impl std::future::Future<Output = Result<reqwest::Response, prometheus_http_query::Error>>,
+) -> Result<(reqwest::StatusCode, Vec<u8>), Failure> {
+    let response = request.await.map_err(|e| client_failure(&e))?;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(Failure::new(
+            FailureKind::Status,
+            format!(
+                "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)"
+            ),
+        ));
+    }
+    let body = read_capped(response, MAX_BODY).await?;
+    Ok((status, body))
 }
 
 impl Probe for PrometheusProbe {

@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use prometheus_http_query::response::Data;
 
-use super::answer::{ApiAnswer, client_failure};
+use super::MAX_ERROR;
+use super::answer::ApiAnswer;
 use super::promql::{Reading, reading_promql};
-use super::{MAX_BODY, MAX_ERROR};
 use crate::chart::{Series, Unit};
 use crate::clock::Timestamp;
 use crate::config::PrometheusConfig;
 use crate::observe::{Failure, FailureKind};
 use crate::probe::BuildError;
-use crate::probe::http::{error_chain, read_capped};
 use crate::probe::truncate;
 
 /// Most points one series may hold: Prometheus' own limit per range query (it refuses more).
@@ -82,18 +81,7 @@ impl fmt::Debug for RangeQuery {
 impl RangeQuery {
     /// A client for `config.url`, each request bounded by `config.timeout` (the probe's).
     pub fn new(config: &PrometheusConfig) -> Result<Self, BuildError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(2)))
-            .build()
-            .map_err(|e| {
-                BuildError(format!(
-                    "cannot build the Prometheus client: {}",
-                    error_chain(&e)
-                ))
-            })?;
-        let client = prometheus_http_query::Client::from(http, config.url.as_str())
-            .map_err(|e| BuildError(format!("prometheus.url: {e}")))?;
+        let client = super::api_client(config)?;
         Ok(Self {
             config: config.clone(),
             client,
@@ -132,29 +120,14 @@ impl RangeQuery {
             to.as_unix_millis().div_euclid(1000),
         );
         let step = step.as_secs_f64().max(1.0);
-        let response = self
-            .client
-            .query_range(promql, start, end, step)
-            .get_raw()
-            .await
-            .map_err(|e| RangeFailure::Unreachable(client_failure(&e)))?;
-        let status = response.status();
-        let is_json = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
-        if !is_json {
-            return Err(RangeFailure::BadAnswer(Failure::new(
-                FailureKind::Status,
-                format!(
-                    "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)"
-                ),
-            )));
-        }
-        let body = read_capped(response, MAX_BODY)
-            .await
-            .map_err(RangeFailure::Unreachable)?;
+        let (status, body) =
+            super::json_answer(self.client.query_range(promql, start, end, step).get_raw())
+                .await
+                .map_err(|f| match f.kind {
+                    // A proxy's page or another service: what answered is not the API.
+                    FailureKind::Status => RangeFailure::BadAnswer(f),
+                    _ => RangeFailure::Unreachable(f),
+                })?;
         parse(promql, status, &body)
     }
 }
