@@ -101,6 +101,8 @@ fn failure(report: &ProbeReport) -> (FailureKind, String) {
     }
 }
 
+/// The models list is `ok` with its latency and the headers OpenAI reads; a 429 is a rate limit or
+/// the quota by OpenAI's error body; a 5xx is a server error; a slow answer is its latency.
 #[tokio::test]
 async fn api_probe_reads_the_models_list_and_tells_the_429s_apart() {
     let server = FakeOpenai::start(API_KEY, ADMIN_KEY).await;
@@ -155,6 +157,8 @@ async fn api_probe_reads_the_models_list_and_tells_the_429s_apart() {
     assert_eq!(text(&poll(&mut probe).await, "openai.api.ok"), "true");
 }
 
+/// What fails the API source (connection refused, HTML, more than 1 MiB, a refused key) and what is
+/// OpenAI's trouble (a hang once connected), each followed by a recovery of the same probe.
 #[tokio::test]
 async fn api_probe_down_garbage_401_and_oversize_fail_the_source_and_a_hang_is_a_timeout() {
     // Down: nothing listens on the port yet.
@@ -204,6 +208,8 @@ async fn api_probe_down_garbage_401_and_oversize_fail_the_source_and_a_hang_is_a
     assert_eq!(text(&poll(&mut probe).await, "openai.api.ok"), "true");
 }
 
+/// The month's spend summed over every page of daily buckets, the burn rate from today's and
+/// yesterday's, the forecast at 0 once spent and a year without spend.
 #[tokio::test]
 async fn usage_probe_reads_spend_burn_and_forecast_across_pages() {
     let server = FakeOpenai::start(API_KEY, ADMIN_KEY).await;
@@ -297,6 +303,8 @@ async fn usage_probe_reads_spend_burn_and_forecast_across_pages() {
     );
 }
 
+/// Every failure of the costs fails the usage source, within its timeout, with its kind; a project
+/// key on the costs is refused and the fix names the admin key's file.
 #[tokio::test]
 async fn usage_probe_down_hang_garbage_401_5xx_and_oversize_fail_the_source() {
     let port = free_port();
@@ -589,6 +597,8 @@ async fn diagnose_backend_symptom(
     diagnose(&env, data.path())
 }
 
+/// The backend is slow and OpenAI answers our probe in 2.5 s: `latency.openai_slow` is top on that
+/// line alone (the status page says all is well, the backend's logs are not read here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_names_openai_slow_from_our_own_probe_while_the_status_page_is_green() {
     let p95 = "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket[30s])) by (le, handler))";
@@ -613,6 +623,8 @@ async fn diagnose_names_openai_slow_from_our_own_probe_while_the_status_page_is_
     );
 }
 
+/// The backend fails 30% of requests and OpenAI answers our probe 429 `rate_limit_exceeded`:
+/// `errors.openai_rate_limit` is top.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_names_openai_rate_limit_from_our_own_probe_while_the_status_page_is_green() {
     let ratio = r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s]))"#;

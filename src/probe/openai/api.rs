@@ -40,7 +40,10 @@ pub struct ApiProbe {
     headers: HeaderMap,
     /// `{url}/v1/models`.
     url: url::Url,
+    /// `[openai] interval`.
     interval: Duration,
+    /// Bound on the request, body included; a hang past it is the `timeout` reading, and the poll's
+    /// own bound is this plus a margin, so it never cuts the reading off.
     timeout: Duration,
 }
 
@@ -57,19 +60,29 @@ impl std::fmt::Debug for ApiProbe {
 enum Answer {
     /// A models list.
     Models {
+        /// The 2xx status.
         status: u16,
+        /// From sending to the end of the body.
         latency: Duration,
+        /// How many models it listed (the `ok` note).
         models: usize,
     },
     /// OpenAI's own trouble: a 429 or a 5xx, with its class and OpenAI's words.
     Trouble {
+        /// 429 or 5xx.
         status: u16,
+        /// From sending to the end of the (error) body.
         latency: Duration,
+        /// `rate_limit`, `insufficient_quota` or `server_error`: the `error` reading.
         class: &'static str,
+        /// OpenAI's `code`/`type`, for the note.
         words: ErrorWords,
     },
     /// Connected, and no answer within the timeout.
-    Silent { timeout: Duration },
+    Silent {
+        /// The timeout it did not answer within, for the note.
+        timeout: Duration,
+    },
 }
 
 impl ApiProbe {
@@ -137,9 +150,11 @@ impl ApiProbe {
                 models,
             });
         }
+        // An error answer: its body is read for OpenAI's words (and to time the whole answer).
         let words = ErrorWords::read(response).await;
         let latency = started.elapsed();
         match code {
+            // OpenAI's own trouble is the reading: 429s told apart by the words, 5xx alike.
             429 => Ok(Answer::Trouble {
                 status: code,
                 latency,
@@ -156,12 +171,14 @@ impl ApiProbe {
                 class: "server_error",
                 words,
             }),
+            // Our key, not OpenAI: the probe is blind until the key is fixed.
             401 | 403 => Err(refused(
                 status,
                 &words,
                 "api_key",
                 "a project or user key with the models.read permission",
             )),
+            // Another 4xx: our request or `url` is wrong (a path OpenAI does not serve, a proxy).
             _ => Err(unexpected(
                 status,
                 &words,
