@@ -392,33 +392,9 @@ async fn supabase_key_leaks_nowhere() {
     );
 
     let mut haystacks = vec![("probe Debug", probe_debug)];
-    for (i, r) in reports.iter().enumerate() {
-        haystacks.push(("report Debug", format!("{i}: {r:?}")));
-        haystacks.push((
-            "report JSON",
-            serde_json::to_string(r).expect("a report serializes"),
-        ));
-        if let Err(f) = &r.result {
-            haystacks.push(("failure", f.to_string()));
-        }
-    }
-    let at = reports[0].at;
-    let diagnosis = harven_watchdog::diagnose::build(
-        at,
-        Clock::system().now(),
-        reports,
-        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
-        harven_watchdog::runbook::Locale::En,
-    );
-    haystacks.push(("diagnose text", diagnosis.to_text()));
-    haystacks.push((
-        "diagnose JSON",
-        serde_json::to_string(&diagnosis).expect("diagnose serializes"),
-    ));
-    let mut exposition = String::new();
-    prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encode");
+    haystacks.extend(support::report_surfaces(reports, &registry));
+    let (_, exposition) = haystacks.last().expect("the metrics");
     assert!(exposition.contains("probe=\"supabase\""), "{exposition}");
-    haystacks.push(("metrics", exposition));
     let log_text = logs.text();
     assert!(
         log_text.contains("source unreachable"),

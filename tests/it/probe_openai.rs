@@ -5,7 +5,6 @@
 //! symptom is the backend's).
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use harven_watchdog::clock::Clock;
@@ -395,30 +394,14 @@ async fn neither_openai_key_leaks_anywhere() {
     assert_eq!(failure(&reports[9]).0, FailureKind::Status);
 
     let mut haystacks = vec![("probe Debug", debug)];
-    for (i, r) in reports.iter().enumerate() {
-        haystacks.push(("report Debug", format!("{i}: {r:?}")));
-        haystacks.push(("report JSON", serde_json::to_string(r).expect("serializes")));
+    haystacks.extend(support::report_surfaces(reports, &registry));
+    let (_, exposition) = haystacks.last().expect("the metrics");
+    for probe in ["openai.api", "openai.usage"] {
+        assert!(
+            exposition.contains(&format!("probe=\"{probe}\"")),
+            "{exposition}"
+        );
     }
-    let diagnosis = harven_watchdog::diagnose::build(
-        reports[0].at,
-        Clock::system().now(),
-        reports,
-        Arc::new(harven_watchdog::runbook::Runbook::embedded()),
-        harven_watchdog::runbook::Locale::En,
-    );
-    haystacks.push(("diagnose text", diagnosis.to_text()));
-    haystacks.push((
-        "diagnose JSON",
-        serde_json::to_string(&diagnosis).expect("serializes"),
-    ));
-    let mut exposition = String::new();
-    prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encode");
-    assert!(exposition.contains("probe=\"openai.api\""), "{exposition}");
-    assert!(
-        exposition.contains("probe=\"openai.usage\""),
-        "{exposition}"
-    );
-    haystacks.push(("metrics", exposition));
     let log_text = logs.text();
     assert!(log_text.contains("source unreachable"), "{log_text}");
     haystacks.push(("logs", log_text));

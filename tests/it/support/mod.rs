@@ -291,3 +291,42 @@ pub async fn first_report_of_run<P: harven_watchdog::probe::Probe>(
     task.await.expect("the run loop stops");
     report
 }
+
+/// Every surface a probe's reports reach besides the logs, as (what, text): each report's `Debug`
+/// and JSON and its failure, `diagnose` over them (text and JSON), and the metrics in `registry`.
+/// The secret-leak tests search them all.
+pub fn report_surfaces(
+    reports: Vec<harven_watchdog::observe::ProbeReport>,
+    registry: &prometheus_client::registry::Registry,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        out.push(("report Debug", format!("{i}: {r:?}")));
+        out.push((
+            "report JSON",
+            serde_json::to_string(r).expect("a report serializes"),
+        ));
+        if let Err(f) = &r.result {
+            out.push(("failure", f.to_string()));
+        }
+    }
+    let Some(at) = reports.first().map(|r| r.at) else {
+        return out;
+    };
+    let diagnosis = harven_watchdog::diagnose::build(
+        at,
+        harven_watchdog::clock::Clock::system().now(),
+        reports,
+        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
+        harven_watchdog::runbook::Locale::En,
+    );
+    out.push(("diagnose text", diagnosis.to_text()));
+    out.push((
+        "diagnose JSON",
+        serde_json::to_string(&diagnosis).expect("diagnose serializes"),
+    ));
+    let mut exposition = String::new();
+    prometheus_client::encoding::text::encode(&mut exposition, registry).expect("encode");
+    out.push(("metrics", exposition));
+    out
+}
