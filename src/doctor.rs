@@ -3,7 +3,8 @@
 //!
 //! The probes report what they find wrong with their peer as observations (the Prometheus probe's
 //! `prometheus.blind_spot{obs, reason}`, whose text carries the fix; the Docker probe's
-//! `docker.role_containers{role}` at 0); this module maps them onto the rules that read those
+//! `docker.role_containers{role}` at 0), and a source that is off unless configured (`[openai]`)
+//! fails when configured; this module maps them onto the rules that read those
 //! observations. It is pure, like the engine. Before each evaluation [`apply`] records the result in
 //! the evidence as the `doctor` source's `doctor.rule_blind{rule}` observations, one per rule (the
 //! text is the detail with the fix, empty while the rule can fire), so the shipped runbook's
@@ -27,7 +28,8 @@ use crate::runbook::{Condition, Runbook};
 pub struct BlindSpot {
     /// The rule's ID (`latency.p95_high`).
     pub rule: String,
-    /// A stable word for metrics: `buckets`, `no_series`, `no_job`, `no_container`.
+    /// A stable word for metrics: `buckets`, `no_series`, `no_job`, `no_container`,
+    /// `source_failing`.
     pub reason: String,
     /// What is missing and the fix, in the probe's words.
     pub detail: String,
@@ -118,7 +120,10 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
         for rule in &section.rules {
             let conditions = std::iter::once(&rule.when).chain(&rule.clear);
             for c in conditions {
-                for (reason, detail) in causes_of(c, &by_obs, &empty_roles) {
+                let found = causes_of(c, &by_obs, &empty_roles)
+                    .into_iter()
+                    .chain(optional_source_failing(c, ev));
+                for (reason, detail) in found {
                     let spot = BlindSpot {
                         rule: rule.id.clone(),
                         reason,
@@ -133,6 +138,25 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
     }
     out.sort();
     out
+}
+
+/// The blind spot of a condition over a source that is off unless configured
+/// ([`crate::observe::OPTIONAL_PROBES`]) and is configured but failing: its rule cannot fire (nor
+/// clear) until the source answers, and the failure's detail says what to fix (the probe words it
+/// so: a refused key names its `*_file`). The core sources have rules of their own for that
+/// (`watchdog.prometheus_blind`, …); these have none, so the doctor says it. The reason is
+/// `source_failing`, one more word of the closed set.
+fn optional_source_failing(c: &Condition, ev: &Evidence) -> Option<(String, String)> {
+    let probe = crate::observe::spec_of(c.obs.as_deref()?)?.probe;
+    if !crate::observe::is_optional_probe(probe) {
+        return None;
+    }
+    let (source, state) = ev.sources().iter().find(|(s, _)| s.as_str() == probe)?;
+    let failure = state.failure.as_ref()?;
+    Some((
+        "source_failing".to_owned(),
+        format!("{source} cannot be read ({failure}); the rule cannot fire until it answers"),
+    ))
 }
 
 /// The blind spots that keep `c` from seeing anything.
@@ -302,5 +326,35 @@ mod tests {
             )
             .count();
         assert_eq!(blind, spots.len());
+    }
+
+    #[test]
+    fn a_failing_optional_source_blinds_its_rules_with_the_probes_fix() {
+        let runbook = Runbook::embedded();
+        let at = Timestamp::from_unix_millis(1_790_000_000_000);
+        let failing = |source: &str, detail: &str| ProbeReport {
+            source: source.into(),
+            at,
+            took: Duration::from_millis(1),
+            result: Err(crate::observe::Failure::new(
+                crate::observe::FailureKind::Status,
+                detail,
+            )),
+        };
+        let mut ev = Evidence::new();
+        // A core source failing has its own watchdog rule: no blind spot from here.
+        ev.apply(failing("redis", "connection refused"));
+        assert!(blind_spots(&runbook, &ev).is_empty());
+        ev.apply(failing(
+            "openai.usage",
+            "HTTP 401 Unauthorized (invalid_api_key): OpenAI refused the key. Fix: check [openai] admin_key_file",
+        ));
+        let spots = blind_spots(&runbook, &ev);
+        let rules: Vec<(&str, &str)> = spots
+            .iter()
+            .map(|s| (s.rule.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(rules, [("openai_quota.budget_forecast", "source_failing")]);
+        assert!(spots[0].detail.contains("admin_key_file"), "{spots:?}");
     }
 }

@@ -22,9 +22,9 @@ pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_T
 pub use net::IpNet;
 pub use types::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
-    LogPattern, MaintenanceWindow, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
-    RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig,
-    StoreConfig, SupabaseConfig, TlsMode,
+    LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
+    RedisConfig, RoleConfig, RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer,
+    StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -468,6 +468,13 @@ mod tests {
                 "supabase.url",
                 "supabase.api_key",
                 "supabase.api_key_file",
+                "openai.api_key",
+                "openai.api_key_file",
+                "openai.admin_key",
+                "openai.admin_key_file",
+                "openai.monthly_budget",
+                "openai.organization",
+                "openai.project",
                 "redis.password",
                 "runbook.path",
                 "heartbeat.url",
@@ -501,9 +508,10 @@ mod tests {
         fn prop_no_secret_value_is_quoted(
             (key, value) in prop_oneof![
                 prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
-                    "redis.password"])
+                    "redis.password", "openai.api_key", "openai.admin_key"])
                     .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("{MARK}{g}")))),
-                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key"])
+                prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
+                    "openai.api_key", "openai.admin_key"])
                     .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("\"{MARK}{g}")))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://:{MARK}@{g}"))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://u:{MARK}{g}@localhost"))),

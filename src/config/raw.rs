@@ -31,6 +31,8 @@ pub struct RawConfig {
     /// statuspage.io pages by name (`[status.openai]`, `[status.supabase]`, and any a team adds).
     pub status: BTreeMap<String, RawStatusPage>,
     pub supabase: RawSupabase,
+    /// The OpenAI API and the organization's costs (off unless a key is set).
+    pub openai: RawOpenai,
     pub redis: RawRedis,
     pub docker: RawDocker,
     pub smtp: RawSmtp,
@@ -125,6 +127,25 @@ pub struct RawSupabase {
     pub api_key: Option<String>,
     pub api_key_file: Option<String>,
     pub interval: String,
+    pub timeout: String,
+}
+
+/// `[openai]`: the API probe (on with `api_key`) and the usage probe (on with `admin_key`, which
+/// needs `monthly_budget`). The budget is a float; a layer from the environment gives it as text,
+/// which the config crate parses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawOpenai {
+    pub url: String,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<String>,
+    pub admin_key: Option<String>,
+    pub admin_key_file: Option<String>,
+    pub monthly_budget: Option<f64>,
+    pub organization: Option<String>,
+    pub project: Option<String>,
+    pub interval: String,
+    pub usage_interval: String,
     pub timeout: String,
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub status_pages: Vec<StatusPageConfig>,
     /// `None` when `[supabase] url` is unset: the Supabase project probe is off.
     pub supabase: Option<SupabaseConfig>,
+    /// `None` when neither `[openai] api_key` nor `admin_key` is set: both OpenAI probes are off.
+    pub openai: Option<OpenaiConfig>,
     pub redis: RedisConfig,
     pub docker: DockerConfig,
     pub smtp: SmtpConfig,
@@ -157,6 +159,38 @@ pub struct SupabaseConfig {
     pub api_key: Secret,
     pub interval: Duration,
     pub timeout: Duration,
+}
+
+/// `[openai]`: the API itself (a cheap authenticated call) and the organization's costs against a
+/// monthly budget. Either part may be on alone; at least one is, or the section is `None`.
+#[derive(Debug, Clone)]
+pub struct OpenaiConfig {
+    /// The API's base (`https://api.openai.com`); `/v1/...` paths are joined to it.
+    pub url: Url,
+    /// A project or user key for `GET /v1/models`; `None`: the API probe is off.
+    pub api_key: Option<Secret>,
+    /// The organization's costs; `None`: the usage probe is off.
+    pub usage: Option<OpenaiUsageConfig>,
+    /// `OpenAI-Organization` on every request (`org-…`), when the keys belong to several.
+    pub organization: Option<String>,
+    /// `OpenAI-Project` on the API probe's request and `project_ids` on the costs query
+    /// (`proj_…`): the spend of that project only.
+    pub project: Option<String>,
+    /// Between two API probes.
+    pub interval: Duration,
+    /// Bound on each request of either probe; shorter than both intervals.
+    pub timeout: Duration,
+}
+
+/// The usage probe's part of `[openai]`.
+#[derive(Debug, Clone)]
+pub struct OpenaiUsageConfig {
+    /// An admin key (`sk-admin-…`): the costs endpoint refuses project keys.
+    pub admin_key: Secret,
+    /// USD a calendar month (UTC), finite and above 0: what spend is a share of.
+    pub monthly_budget: f64,
+    /// Between two reads of the costs (they move by the day; OpenAI need not be asked often).
+    pub interval: Duration,
 }
 
 /// `Debug` shows the URL with its password replaced (see [`crate::redact_url`]).

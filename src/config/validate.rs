@@ -18,7 +18,7 @@ use url::Url;
 
 use self::escalation::{check_escalation, check_heartbeat, check_maintenance, check_smtp};
 use self::probes::{
-    check_docker, check_prometheus, check_redis, check_status_pages, check_supabase,
+    check_docker, check_openai, check_prometheus, check_redis, check_status_pages, check_supabase,
 };
 use super::raw::RawConfig;
 use super::types::{Config, Locale, RunbookConfig, ServerConfig, ServerLimits, StoreConfig};
@@ -269,6 +269,7 @@ pub(super) fn validate(
     let prometheus = check_prometheus(&mut c, raw.prometheus);
     let status_pages = check_status_pages(&mut c, &raw.status);
     let supabase = check_supabase(&mut c, raw.supabase);
+    let openai = check_openai(&mut c, raw.openai);
     let redis = check_redis(&mut c, raw.redis);
     let docker = check_docker(&mut c, raw.docker);
     let smtp = check_smtp(&mut c, raw.smtp, store.as_ref());
@@ -297,6 +298,7 @@ pub(super) fn validate(
         Some(runbook),
         Some(prometheus),
         Some(supabase),
+        Some(openai),
         Some(redis),
         Some(docker),
         Some(smtp),
@@ -309,6 +311,7 @@ pub(super) fn validate(
         runbook,
         prometheus,
         supabase,
+        openai,
         redis,
         docker,
         smtp,
@@ -326,6 +329,7 @@ pub(super) fn validate(
         prometheus,
         status_pages,
         supabase,
+        openai,
         redis,
         docker,
         smtp,

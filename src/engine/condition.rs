@@ -97,6 +97,26 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
         .collect()
 }
 
+/// True when `c` reads a probe that is off unless configured ([`crate::observe::OPTIONAL_PROBES`])
+/// and no source of that probe has ever reported: the source is not configured, so the condition is
+/// no evidence either way. A cause leaves such a line out (see `diagnosis`), which keeps a runbook
+/// that reads an optional source ranking as before while the source is off. A source that reported
+/// once and then failed is not off: its lines are unknown, as any blind source's.
+pub fn source_off(c: &Condition, ev: &Evidence) -> bool {
+    let probe = match (&c.obs, &c.source_failing) {
+        (Some(name), _) => crate::observe::spec_of(name).map(|s| s.probe),
+        (None, Some(source)) => Some(source.as_str()),
+        (None, None) => None,
+    };
+    probe.is_some_and(|p| {
+        crate::observe::is_optional_probe(p)
+            && !ev
+                .sources()
+                .keys()
+                .any(|s| s == p || s.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+    })
+}
+
 /// The truth of `c` for one reading.
 pub fn truth_of(c: &Condition, reading: &Reading<'_>) -> Truth {
     match reading {

@@ -116,7 +116,8 @@ pub fn diagnose(runbook: &Runbook, section: &Section, ev: &Evidence, locale: Loc
     }
 }
 
-/// One cause against the evidence. Likely needs an `evidence` line that holds (supporting lines
+/// One cause against the evidence (its lines over an optional source that is not configured left
+/// out). Likely needs an `evidence` line that holds (supporting lines
 /// only add weight); one `against` line that holds rules it out whatever else holds; a cause
 /// none of whose `evidence` lines holds but one of which is unknown is unknown, never ruled out,
 /// since what cannot be seen might be the cause. A condition holds when any instance it selects
@@ -129,7 +130,13 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
     let mut contradicted = false;
     let mut any_unknown = false;
     let mut evidence = Vec::new();
-    for c in &cause.evidence {
+    // A line over an optional source that is not configured is left out whole: not weighed, not
+    // unknown, not shown (see `condition::source_off`).
+    for c in cause
+        .evidence
+        .iter()
+        .filter(|c| !condition::source_off(c, ev))
+    {
         if c.role != Role::Against {
             total += c.weight;
         }
@@ -186,6 +193,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
     let context: Vec<ContextLine> = cause
         .context
         .iter()
+        .filter(|c| !condition::source_off(c, ev))
         .map(|c| {
             let found = condition::instances(c, ev);
             let value = found.iter().find_map(|(_, t)| match t {

@@ -412,3 +412,95 @@ fn supporting_evidence_alone_makes_nothing_likely_and_against_rules_out() {
     ev.apply(report("prometheus", 15, vec![ratio, up(false)]));
     assert_eq!(surge(&eng.evaluate(&ev, at(15))), CauseStatus::RuledOut);
 }
+
+#[test]
+fn an_optional_source_that_is_off_is_left_out_and_once_configured_it_counts() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    for source in [
+        "prometheus",
+        "redis",
+        "docker",
+        "supabase",
+        "status.openai",
+        "status.supabase",
+    ] {
+        ev.apply(report(source, 0, Vec::new()));
+    }
+    let cause = |e: &Evaluation, section_id: &str, id: &str| {
+        section(e, section_id)
+            .diagnosis
+            .causes
+            .iter()
+            .find(|c| c.id == id)
+            .expect("cause")
+            .clone()
+    };
+    // `[openai]` off: its lines are neither weighed, nor unknown, nor shown; the core sources all
+    // answer, so the watchdog is not blind, as before the OpenAI probes existed.
+    let e = eng.evaluate(&ev, at(0));
+    let blind = cause(&e, "watchdog", "watchdog.blind");
+    assert_eq!(blind.status, CauseStatus::RuledOut);
+    assert!(
+        !blind
+            .evidence
+            .iter()
+            .any(|l| l.condition.contains("openai.")),
+        "{:?}",
+        blind.evidence
+    );
+    let quota = cause(&e, "openai_quota", "openai_quota.quota_exceeded");
+    assert!(
+        quota
+            .evidence
+            .iter()
+            .all(|l| !l.condition.starts_with("openai.")),
+        "{:?}",
+        quota.evidence
+    );
+
+    // The usage probe configured and failing: its lines count, the watchdog is blind on it, and
+    // the lines over the API probe (still off) stay out.
+    ev.apply(down("openai.usage", 15));
+    let e = eng.evaluate(&ev, at(15));
+    let blind = cause(&e, "watchdog", "watchdog.blind");
+    assert_eq!(blind.status, CauseStatus::Likely);
+    assert!(
+        blind
+            .evidence
+            .iter()
+            .any(|l| l.condition == "openai.usage unreachable" && l.truth == "holds")
+    );
+    assert!(
+        !blind
+            .evidence
+            .iter()
+            .any(|l| l.condition == "openai.api unreachable")
+    );
+    let quota = cause(&e, "openai_quota", "openai_quota.quota_exceeded");
+    assert!(
+        quota
+            .evidence
+            .iter()
+            .any(|l| l.condition.starts_with("openai.usage.budget_share") && l.truth == "unknown")
+    );
+    assert!(
+        !quota
+            .evidence
+            .iter()
+            .any(|l| l.condition.starts_with("openai.api."))
+    );
+
+    // The API probe says 429 `rate_limit_exceeded`: the quota is ruled out, whatever else holds.
+    ev.apply(report(
+        "openai.api",
+        30,
+        vec![Observation::text(
+            Key::new("openai.api.error"),
+            "rate_limit",
+        )],
+    ));
+    let e = eng.evaluate(&ev, at(30));
+    let quota = cause(&e, "openai_quota", "openai_quota.quota_exceeded");
+    assert_eq!(quota.status, CauseStatus::RuledOut);
+}

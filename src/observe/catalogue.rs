@@ -248,6 +248,75 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "time to answer /rest/v1/",
     ),
+    // ---- OpenAI (`[openai]`; both probes are off unless configured, see [`OPTIONAL_PROBES`]) ----
+    // The API probe (`openai.api`): `GET /v1/models` with the team's key, OpenAI measured from our
+    // side. An answer that is OpenAI's trouble (429, 5xx, no answer in time) is the reading; a key
+    // OpenAI refuses, an unreachable host or a body that is no models list fails the source.
+    spec(
+        "openai.api.ok",
+        "openai.api",
+        Bool,
+        &[],
+        "GET /v1/models answered 2xx with a models list",
+    ),
+    spec(
+        "openai.api.status",
+        "openai.api",
+        Number,
+        &[],
+        "HTTP status of GET /v1/models (0: no answer within `[openai] timeout`)",
+    ),
+    spec(
+        "openai.api.latency_seconds",
+        "openai.api",
+        Number,
+        &[],
+        "time to answer GET /v1/models, body included (no data without an answer)",
+    ),
+    spec(
+        "openai.api.error",
+        "openai.api",
+        Text,
+        &[],
+        "none | rate_limit | insufficient_quota | server_error | timeout: a 429 is told apart by OpenAI's error code",
+    ),
+    // The usage probe (`openai.usage`): the organization's costs (`GET /v1/organization/costs`,
+    // daily buckets, admin key) against `[openai] monthly_budget`.
+    spec(
+        "openai.usage.spend_usd",
+        "openai.usage",
+        Number,
+        &[],
+        "month-to-date cost in USD (calendar month, UTC)",
+    ),
+    spec(
+        "openai.usage.budget_usd",
+        "openai.usage",
+        Number,
+        &[],
+        "`[openai] monthly_budget`, in USD",
+    ),
+    spec(
+        "openai.usage.budget_share",
+        "openai.usage",
+        Number,
+        &[],
+        "month-to-date spend / monthly budget (1: the budget is spent)",
+    ),
+    spec(
+        "openai.usage.burn_usd_per_hour",
+        "openai.usage",
+        Number,
+        &[],
+        "today's burn rate: the cost of the last 24 h (today's bucket and the matching share of yesterday's) / 24",
+    ),
+    spec(
+        "openai.usage.hours_to_budget",
+        "openai.usage",
+        Number,
+        &[],
+        "hours until a month's budget is spent at today's burn rate, counting the reset at the next month (0: spent; 8760 without spend)",
+    ),
     // Redis. Its two counters (evictions, rejected connections) are read as rates per minute over
     // `evidence_window`, never "since the previous poll", so a rule means the same at any interval.
     spec(
@@ -480,6 +549,17 @@ pub fn spec_of(name: &str) -> Option<&'static Spec> {
 /// The catalogue's own spelling of `name`, so keys can hold `&'static str`.
 pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
+}
+
+/// The probes that are off unless configured (`[openai]`): while no source of one has ever reported,
+/// a cause's evidence line over it is left out of the cause (neither weighed nor unknown), so a
+/// runbook that reads them ranks causes as it did before the source existed. Once the source has
+/// reported, its lines count like any other, and its failure makes them unknown.
+pub const OPTIONAL_PROBES: &[&str] = &["openai.api", "openai.usage"];
+
+/// True when `probe` (a [`Spec::probe`] or a source name) is one of the [`OPTIONAL_PROBES`].
+pub fn is_optional_probe(probe: &str) -> bool {
+    OPTIONAL_PROBES.contains(&probe)
 }
 
 /// Labels that say what an observation is about: an instance carries at most one of them (a Docker

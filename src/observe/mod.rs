@@ -37,7 +37,9 @@ mod catalogue;
 mod evidence;
 mod wanted;
 
-pub use catalogue::{CATALOGUE, Kind, SUBJECT_LABELS, Spec, intern, spec_of};
+pub use catalogue::{
+    CATALOGUE, Kind, OPTIONAL_PROBES, SUBJECT_LABELS, Spec, intern, is_optional_probe, spec_of,
+};
 pub use evidence::{Evidence, Reading, SourceState};
 pub use wanted::Wanted;
 

@@ -99,6 +99,31 @@ const OBSERVATIONS: &[(&str, &str, Option<Unit>, &str)] = &[
         Some(Unit::Seconds),
         "Redis PING round trip, as the watchdog last read it",
     ),
+    // [openai] (no series while it is off).
+    (
+        "openai.api.latency_seconds",
+        "observation_openai_api_latency",
+        Some(Unit::Seconds),
+        "Time OpenAI's API took to answer GET /v1/models, as the watchdog last read it",
+    ),
+    (
+        "openai.usage.spend_usd",
+        "observation_openai_spend_usd",
+        None,
+        "The OpenAI organization's month-to-date cost in USD, as the watchdog last read it",
+    ),
+    (
+        "openai.usage.budget_share",
+        "observation_openai_budget_share",
+        None,
+        "The OpenAI month-to-date cost over the monthly budget, as the watchdog last read it",
+    ),
+    (
+        "openai.usage.hours_to_budget",
+        "observation_openai_hours_to_budget",
+        None,
+        "Hours until the OpenAI monthly budget is spent at today's burn rate, as the watchdog last read it",
+    ),
 ];
 
 /// The `severity` labels of `incidents_open`: every section has a series for each.

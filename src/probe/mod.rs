@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod http;
+pub mod openai;
 pub mod prometheus;
 pub mod redis;
 pub mod status;
@@ -319,6 +320,10 @@ pub enum AnyProbe {
     Supabase(supabase::SupabaseProbe),
     /// The Docker Engine: the watched containers and the roles' replicas.
     Docker(docker::DockerProbe),
+    /// OpenAI's API, from our side (`openai.api`).
+    OpenaiApi(openai::ApiProbe),
+    /// The OpenAI organization's costs against the monthly budget (`openai.usage`).
+    OpenaiUsage(openai::UsageProbe),
 }
 
 /// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
@@ -354,6 +359,16 @@ pub fn build_all(
     if let Some(s) = &config.supabase {
         probes.push(AnyProbe::Supabase(supabase::SupabaseProbe::new(s.clone())?));
     }
+    // Each OpenAI probe is on with its own key; each has its own client, which follows no
+    // redirect (its requests carry a key).
+    if let Some(o) = &config.openai {
+        if o.api_key.is_some() {
+            probes.push(AnyProbe::OpenaiApi(openai::ApiProbe::new(o)?));
+        }
+        if o.usage.is_some() {
+            probes.push(AnyProbe::OpenaiUsage(openai::UsageProbe::new(o)?));
+        }
+    }
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
@@ -372,6 +387,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.source(),
             Self::Supabase(p) => p.source(),
             Self::Docker(p) => p.source(),
+            Self::OpenaiApi(p) => p.source(),
+            Self::OpenaiUsage(p) => p.source(),
         }
     }
 
@@ -382,6 +399,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.interval(),
             Self::Supabase(p) => p.interval(),
             Self::Docker(p) => p.interval(),
+            Self::OpenaiApi(p) => p.interval(),
+            Self::OpenaiUsage(p) => p.interval(),
         }
     }
 
@@ -392,6 +411,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.timeout(),
             Self::Supabase(p) => p.timeout(),
             Self::Docker(p) => p.timeout(),
+            Self::OpenaiApi(p) => p.timeout(),
+            Self::OpenaiUsage(p) => p.timeout(),
         }
     }
 
@@ -402,6 +423,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.wake(),
             Self::Supabase(p) => p.wake(),
             Self::Docker(p) => p.wake(),
+            Self::OpenaiApi(p) => p.wake(),
+            Self::OpenaiUsage(p) => p.wake(),
         }
     }
 
@@ -412,6 +435,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.fast_interval(),
             Self::Supabase(p) => p.fast_interval(),
             Self::Docker(p) => p.fast_interval(),
+            Self::OpenaiApi(p) => p.fast_interval(),
+            Self::OpenaiUsage(p) => p.fast_interval(),
         }
     }
 
@@ -422,6 +447,8 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.poll(now).await,
             Self::Supabase(p) => p.poll(now).await,
             Self::Docker(p) => p.poll(now).await,
+            Self::OpenaiApi(p) => p.poll(now).await,
+            Self::OpenaiUsage(p) => p.poll(now).await,
         }
     }
 }

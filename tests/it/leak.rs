@@ -1,11 +1,12 @@
 //! Secrets never leave the daemon: the whole incident path, run by the real binary at trace log
-//! level with four distinctive secret values (the SMTP password, the Supabase key, the API token and
-//! a watched container's `JWT_SECRET`), and then every place the daemon writes or answers is searched
+//! level with six distinctive secret values (the SMTP password, the Supabase key, the API token, a
+//! watched container's `JWT_SECRET`, and the OpenAI API and admin keys), and then every place the daemon writes or answers is searched
 //! for them and their base64 forms: its logs, `/metrics`, every email (raw and decoded), the status
 //! pages, the JSON API, error pages, the `diagnose` command and the files of its data directory.
 //!
 //! The test first proves each secret was really in play, so it cannot pass vacuously: the SMTP server
-//! accepted a login over STARTTLS, the Supabase server received the key, the container had
+//! accepted a login over STARTTLS, the Supabase server received the key, the OpenAI server received
+//! both of its keys, the container had
 //! `JWT_SECRET` (and logged it) and the daemon saw it there, and the API token acknowledged and
 //! resolved the incident.
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{prometheus_env, quick_runbook};
 use crate::support::docker::{ContainerOptions, TestContainer};
+use crate::support::openai::FakeOpenai;
 use crate::support::prometheus::PrometheusServer;
 use crate::support::saas::{FakeStatusPage, FakeSupabase, PageScenario};
 use crate::support::smtp::{ReceivedMail, SmtpServer, TestCa};
@@ -30,6 +32,8 @@ const SMTP_PASSWORD: &str = "smtp-pw-Q7xZ3kLmN9vB";
 const SUPABASE_KEY: &str = "supa-key-R4tY8uIo2PaS";
 const API_TOKEN: &str = "api-tok-W2eR5tY7uIdF9kLm3Qx";
 const JWT_SECRET: &str = "jwt-secret-H6jK8lZ1xCgH";
+const OPENAI_API_KEY: &str = "sk-proj-openai-T3mB7wQ1zXc5";
+const OPENAI_ADMIN_KEY: &str = "sk-admin-openai-P8nV2rK6yHd4";
 
 /// How long any one step of the path may take on a loaded machine.
 const STEP: Duration = Duration::from_secs(120);
@@ -48,6 +52,8 @@ fn needles() -> Vec<(String, String)> {
         ("Supabase key", SUPABASE_KEY),
         ("API token", API_TOKEN),
         ("JWT_SECRET", JWT_SECRET),
+        ("OpenAI API key", OPENAI_API_KEY),
+        ("OpenAI admin key", OPENAI_ADMIN_KEY),
     ] {
         out.push((name.to_owned(), secret.to_owned()));
         for offset in 0..3 {
@@ -92,6 +98,7 @@ fn daemon_env(
     smtp: &SmtpServer,
     ca: &TestCa,
     supabase: &FakeSupabase,
+    openai_api: &FakeOpenai,
     pages: [&FakeStatusPage; 2],
     container: &TestContainer,
     data: &Path,
@@ -116,6 +123,13 @@ fn daemon_env(
             ("SUPABASE__API_KEY", SUPABASE_KEY.into()),
             ("SUPABASE__INTERVAL", "2s".into()),
             ("SUPABASE__TIMEOUT", "1s".into()),
+            ("OPENAI__URL", openai_api.url().to_string()),
+            ("OPENAI__API_KEY", OPENAI_API_KEY.into()),
+            ("OPENAI__ADMIN_KEY", OPENAI_ADMIN_KEY.into()),
+            ("OPENAI__MONTHLY_BUDGET", "500".into()),
+            ("OPENAI__INTERVAL", "2s".into()),
+            ("OPENAI__USAGE_INTERVAL", "3s".into()),
+            ("OPENAI__TIMEOUT", "1s".into()),
             ("STATUS__OPENAI__URL", pages[0].url().to_string()),
             ("STATUS__SUPABASE__URL", pages[1].url().to_string()),
             ("DOCKER__HOST", "unix:///var/run/docker.sock".into()),
@@ -200,6 +214,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         "{plain}"
     );
     let supabase = FakeSupabase::start(SUPABASE_KEY).await;
+    let openai_api = FakeOpenai::start(OPENAI_API_KEY, OPENAI_ADMIN_KEY).await;
     let openai = FakeStatusPage::start(PageScenario::indicator("minor")).await;
     let supabase_status = FakeStatusPage::start(PageScenario::indicator("none")).await;
     let container = TestContainer::start(
@@ -224,6 +239,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         &smtp,
         &ca,
         &supabase,
+        &openai_api,
         [&openai, &supabase_status],
         &container,
         data.path(),
@@ -317,6 +333,20 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         "the Supabase key was sent: {:?}",
         supabase.requests()
     );
+    for (path, key) in [
+        ("/v1/models", OPENAI_API_KEY),
+        ("/v1/organization/costs", OPENAI_ADMIN_KEY),
+    ] {
+        assert!(
+            openai_api
+                .requests()
+                .iter()
+                .any(|r| r.path == path
+                    && r.authorization.as_deref() == Some(&*format!("Bearer {key}"))),
+            "the OpenAI key for {path} was sent: {:?}",
+            openai_api.requests()
+        );
+    }
     let inspected = container.inspect().await;
     let container_env = inspected.config.and_then(|c| c.env).unwrap_or_default();
     assert!(
@@ -351,6 +381,16 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         .expect("metrics")
         .1;
     assert!(metrics.contains("harven_watchdog_"), "{metrics}");
+    for probe in ["openai.api", "openai.usage"] {
+        assert!(
+            metrics.contains(&format!("harven_watchdog_probe_up{{probe=\"{probe}\"}} 1")),
+            "the OpenAI probes are in the probe families: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("harven_watchdog_observation_openai_spend_usd "),
+        "the month's spend is graphed: {metrics}"
+    );
     for (surface, text) in &answers {
         assert_clean(surface, text);
     }
@@ -389,6 +429,10 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     assert!(
         report.contains("docker.env_present") && report.contains("JWT_SECRET"),
         "diagnose shows the Docker probe's JWT_SECRET observation: {report}"
+    );
+    assert!(
+        report.contains("openai.api.latency_seconds") && report.contains("openai.usage.spend_usd"),
+        "diagnose shows the OpenAI probes' observations: {report}"
     );
     assert_clean("diagnose --json", &report);
     assert_clean("the diagnose log", &String::from_utf8_lossy(&out.stderr));

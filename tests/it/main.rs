@@ -28,6 +28,7 @@ mod probe_docker_evidence;
 mod probe_docker_roles;
 mod probe_fastapi;
 mod probe_http;
+mod probe_openai;
 mod probe_prometheus;
 mod probe_redis;
 mod reload;

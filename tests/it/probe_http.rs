@@ -2,8 +2,6 @@
 //! (`support::saas`): every indicator, every way a page can fail, Supabase's symptoms versus a blind
 //! source, and that the Supabase key leaks nowhere.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harven_watchdog::clock::Clock;
@@ -15,7 +13,7 @@ use harven_watchdog::probe::{self, Probe, ProbeMetrics, poll_once};
 use harven_watchdog::secret::Secret;
 
 use crate::support::saas::{FakeStatusPage, FakeSupabase, Health, PageScenario};
-use crate::support::{self, free_port};
+use crate::support::{self, Captured, free_port};
 
 /// Request timeout of the probes under test: short, so hangs are cut off quickly.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -339,35 +337,13 @@ async fn supabase_key_never_follows_a_redirect() {
     );
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The key must not reach an observation, a failure, `diagnose` (text and JSON), the probe metrics,
 /// the probe's `Debug`, or any log line (everything at TRACE, on this thread, is captured), whether
 /// Supabase answers, fails, hangs, refuses the key or cannot be reached.
 #[tokio::test]
 async fn supabase_key_leaks_nowhere() {
     const CANARY: &str = "sbp_CANARY_5e1f0c7d9a2b4e6f8a0c";
-    let logs = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let logs = logs.clone();
-            move || logs.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::start();
 
     let server = FakeSupabase::start(CANARY).await;
     let mut probe = supabase(server.url(), CANARY);
@@ -387,24 +363,9 @@ async fn supabase_key_leaks_nowhere() {
     let dead: url::Url = format!("http://127.0.0.1:{}", free_port()).parse().unwrap();
     let unreachable = supabase(dead, CANARY);
     let probe_debug = format!("{unreachable:?} {probe:?}");
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ProbeMetrics::register(&mut registry);
-    let task = tokio::spawn(probe::run(
-        unreachable,
-        Clock::system(),
-        tx,
-        metrics.clone(),
-        probe::never_hurry(),
-        shutdown.clone(),
-    ));
-    let failed = tokio::time::timeout(HANG_BOUND, rx.recv())
-        .await
-        .expect("a report from the run loop")
-        .expect("the run loop reports");
-    shutdown.cancel();
-    task.await.expect("the run loop stops");
+    let failed = support::first_report_of_run(unreachable, &metrics).await;
     assert_eq!(failure_kind(&failed), FailureKind::Connect);
     reports.push(failed);
     for r in &reports {
@@ -431,34 +392,10 @@ async fn supabase_key_leaks_nowhere() {
     );
 
     let mut haystacks = vec![("probe Debug", probe_debug)];
-    for (i, r) in reports.iter().enumerate() {
-        haystacks.push(("report Debug", format!("{i}: {r:?}")));
-        haystacks.push((
-            "report JSON",
-            serde_json::to_string(r).expect("a report serializes"),
-        ));
-        if let Err(f) = &r.result {
-            haystacks.push(("failure", f.to_string()));
-        }
-    }
-    let at = reports[0].at;
-    let diagnosis = harven_watchdog::diagnose::build(
-        at,
-        Clock::system().now(),
-        reports,
-        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
-        harven_watchdog::runbook::Locale::En,
-    );
-    haystacks.push(("diagnose text", diagnosis.to_text()));
-    haystacks.push((
-        "diagnose JSON",
-        serde_json::to_string(&diagnosis).expect("diagnose serializes"),
-    ));
-    let mut exposition = String::new();
-    prometheus_client::encoding::text::encode(&mut exposition, &registry).expect("encode");
+    haystacks.extend(support::report_surfaces(reports, &registry));
+    let (_, exposition) = haystacks.last().expect("the metrics");
     assert!(exposition.contains("probe=\"supabase\""), "{exposition}");
-    haystacks.push(("metrics", exposition));
-    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let log_text = logs.text();
     assert!(
         log_text.contains("source unreachable"),
         "the run loop logged the failure: {log_text}"

@@ -1,5 +1,5 @@
 //! Checks the sections of the sources the probes read: `[prometheus]`, `[status.*]`, `[supabase]`,
-//! `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
+//! `[openai]`, `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
 //!
 //! Each function checks every key of its section before it gives up (the `?`s come last), so one
 //! round of `check-config` names every problem. What a check cannot know is left to the probe at
@@ -9,8 +9,8 @@
 use super::{Checker, HTTP};
 use crate::config::Origin;
 use crate::config::{
-    DockerConfig, LogPattern, NamePattern, PrometheusConfig, RedisConfig, RoleConfig,
-    StatusPageConfig, SupabaseConfig,
+    DockerConfig, LogPattern, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
+    RedisConfig, RoleConfig, StatusPageConfig, SupabaseConfig,
 };
 
 /// `[prometheus]`: where it is, how often and how long to ask, the windows of its readings, and
@@ -158,6 +158,138 @@ pub(super) fn check_supabase(
         interval,
         timeout,
     }))
+}
+
+/// The largest monthly budget accepted, in USD: far above any team's, so a bigger one is a typo
+/// (a budget in cents, or digits pasted twice).
+const MAX_BUDGET_USD: f64 = 1e9;
+
+/// `[openai]`. `Some(None)`: valid, and both OpenAI probes are off (no key set). The API probe is
+/// on with `api_key`; the usage probe with `admin_key`, which needs `monthly_budget` (spend is
+/// read as a share of it) and works the other way round too (a budget without the key reads
+/// nothing). Keys must be HTTP header values; `organization` and `project` are OpenAI IDs.
+pub(super) fn check_openai(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawOpenai,
+) -> Option<Option<OpenaiConfig>> {
+    // Checked even while both probes are off, so a bad value waits for no one to turn them on.
+    let url = c.url("openai.url", &raw.url, HTTP);
+    let times = c.interval_timeout("openai", &raw.interval, &raw.timeout);
+    let usage_interval = c.duration("openai.usage_interval", &raw.usage_interval);
+    if let (Some((_, timeout)), Some(usage)) = (times, usage_interval)
+        && timeout >= usage
+    {
+        c.problem_between(
+            "openai.timeout",
+            "openai.usage_interval",
+            format!(
+                "timeout ({}) must be shorter than openai.usage_interval ({})",
+                humantime::format_duration(timeout),
+                humantime::format_duration(usage)
+            ),
+        );
+    }
+    let api_key = c.secret("openai.api_key", raw.api_key, raw.api_key_file);
+    let admin_key = c.secret("openai.admin_key", raw.admin_key, raw.admin_key_file);
+    // A key goes into `Authorization: Bearer …`: anything but printable ASCII could not be sent.
+    // The message never quotes it.
+    for (key, secret) in [
+        ("openai.api_key", &api_key),
+        ("openai.admin_key", &admin_key),
+    ] {
+        if let Some(Some(s)) = secret
+            && !s.expose().bytes().all(|b| (0x21..0x7f).contains(&b))
+        {
+            c.problem(
+                key,
+                "is not a valid HTTP header value (printable ASCII without spaces only)",
+            );
+        }
+    }
+    let budget = match raw.monthly_budget {
+        Some(b) if !(b.is_finite() && b > 0.0 && b <= MAX_BUDGET_USD) => {
+            c.problem(
+                "openai.monthly_budget",
+                format!("({b}) must be a number of USD above 0 and at most {MAX_BUDGET_USD:e}"),
+            );
+            None
+        }
+        other => other,
+    };
+    for (key, value, prefix) in [
+        ("openai.organization", &raw.organization, "org-"),
+        ("openai.project", &raw.project, "proj_"),
+    ] {
+        if let Some(v) = value
+            && !is_openai_id(v)
+        {
+            c.problem(
+                key,
+                format!(
+                    "{:?} is not an OpenAI ID (like \"{prefix}abc123\": letters, digits, `-` and `_`, at most 64)",
+                    v.chars().take(80).collect::<String>()
+                ),
+            );
+        }
+    }
+    let (api_key, admin_key) = (api_key?, admin_key?);
+    let usage = match (admin_key, raw.monthly_budget) {
+        (Some(admin_key), Some(_)) => budget.map(|monthly_budget| (admin_key, monthly_budget)),
+        (Some(_), None) => {
+            c.problem_because(
+                "openai.monthly_budget",
+                "openai.admin_key",
+                "is required when openai.admin_key is set (the spend is read as a share of it)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            c.problem_because(
+                "openai.admin_key",
+                "openai.monthly_budget",
+                "is required when openai.monthly_budget is set (or openai.admin_key_file): \
+                 the costs API needs an admin key",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if api_key.is_none() && usage.is_none() {
+        // Off, unless a problem above is what left the usage part out.
+        return if raw.monthly_budget.is_some() {
+            None
+        } else {
+            Some(None)
+        };
+    }
+    let (interval, timeout) = times?;
+    let usage_interval = usage_interval?;
+    if timeout >= usage_interval {
+        return None;
+    }
+    Some(Some(OpenaiConfig {
+        url: url?,
+        api_key,
+        usage: usage.map(|(admin_key, monthly_budget)| OpenaiUsageConfig {
+            admin_key,
+            monthly_budget,
+            interval: usage_interval,
+        }),
+        organization: raw.organization,
+        project: raw.project,
+        interval,
+        timeout,
+    }))
+}
+
+/// An OpenAI organization or project ID as OpenAI writes them (`org-…`, `proj_…`): it goes into a
+/// header and a query, so nothing else is let through.
+fn is_openai_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `[redis]`: the URL (TCP, TLS or a Unix socket), the password, the key patterns counted and the

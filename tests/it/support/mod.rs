@@ -18,6 +18,7 @@ pub mod fastapi;
 pub mod fault;
 pub mod ledger;
 pub mod load;
+pub mod openai;
 pub mod process;
 pub mod procfs;
 pub mod prometheus;
@@ -229,4 +230,103 @@ pub fn log_tail(path: &Path, max_bytes: usize) -> String {
         }
         Err(e) => format!("<cannot read {}: {e}>", path.display()),
     }
+}
+
+/// Every log line of the test's thread, at TRACE, into a buffer the test reads: the secret-leak
+/// tests search it.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Starts capturing this thread's log lines at TRACE, until the guard is dropped.
+    pub fn start() -> (Self, tracing::subscriber::DefaultGuard) {
+        let logs = Self::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The first report of `probe` polled by the daemon's own loop ([`harven_watchdog::probe::run`],
+/// which logs a failure), recorded in `metrics`; the loop is stopped after it.
+pub async fn first_report_of_run<P: harven_watchdog::probe::Probe>(
+    probe: P,
+    metrics: &harven_watchdog::probe::ProbeMetrics,
+) -> harven_watchdog::observe::ProbeReport {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(harven_watchdog::probe::run(
+        probe,
+        harven_watchdog::clock::Clock::system(),
+        tx,
+        metrics.clone(),
+        harven_watchdog::probe::never_hurry(),
+        shutdown.clone(),
+    ));
+    let report = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a report from the run loop")
+        .expect("the run loop reports");
+    shutdown.cancel();
+    task.await.expect("the run loop stops");
+    report
+}
+
+/// Every surface a probe's reports reach besides the logs, as (what, text): each report's `Debug`
+/// and JSON and its failure, `diagnose` over them (text and JSON), and the metrics in `registry`.
+/// The secret-leak tests search them all.
+pub fn report_surfaces(
+    reports: Vec<harven_watchdog::observe::ProbeReport>,
+    registry: &prometheus_client::registry::Registry,
+) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        out.push(("report Debug", format!("{i}: {r:?}")));
+        out.push((
+            "report JSON",
+            serde_json::to_string(r).expect("a report serializes"),
+        ));
+        if let Err(f) = &r.result {
+            out.push(("failure", f.to_string()));
+        }
+    }
+    let Some(at) = reports.first().map(|r| r.at) else {
+        return out;
+    };
+    let diagnosis = harven_watchdog::diagnose::build(
+        at,
+        harven_watchdog::clock::Clock::system().now(),
+        reports,
+        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
+        harven_watchdog::runbook::Locale::En,
+    );
+    out.push(("diagnose text", diagnosis.to_text()));
+    out.push((
+        "diagnose JSON",
+        serde_json::to_string(&diagnosis).expect("diagnose serializes"),
+    ));
+    let mut exposition = String::new();
+    prometheus_client::encoding::text::encode(&mut exposition, registry).expect("encode");
+    out.push(("metrics", exposition));
+    out
 }

@@ -377,8 +377,8 @@ async fn endpoint(
 }
 
 /// Waits while `hang(current)` holds; the scenario that ended the wait, or `None` when the fake
-/// was dropped meanwhile.
-async fn wait_unless_hang<T: Clone>(
+/// was dropped meanwhile. Shared with the other fakes (`support::openai`).
+pub async fn wait_unless_hang<T: Clone>(
     mut rx: watch::Receiver<T>,
     hang: impl Fn(&T) -> bool,
 ) -> Option<T> {
@@ -391,8 +391,9 @@ async fn wait_unless_hang<T: Clone>(
     }
 }
 
-/// Serves `app` on `127.0.0.1:port` in a task; the bound address and the task.
-async fn serve(port: u16, app: Router) -> (SocketAddr, AbortHandle) {
+/// Serves `app` on `127.0.0.1:port` in a task; the bound address and the task. Shared with the
+/// other fakes (`support::openai`).
+pub async fn serve(port: u16, app: Router) -> (SocketAddr, AbortHandle) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("bind a fake SaaS peer on 127.0.0.1:{port}: {e}"));
