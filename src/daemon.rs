@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{AlertMetrics, Feed, Inbox};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
@@ -203,6 +204,9 @@ struct Shared {
     /// nobody out.
     auth: Arc<AuthShared>,
     http_metrics: HttpMetrics,
+    /// The alerts pushed to the webhook: a reload keeps them (Alertmanager re-sends a firing
+    /// alert only every `repeat_interval`), and hands them the new runbook's routes.
+    alerts: Arc<Inbox>,
 }
 
 impl Shared {
@@ -222,7 +226,12 @@ impl Shared {
         let engine_metrics = EngineMetrics::register(metrics.registry_mut());
         let notify_metrics = NotifyMetrics::register(metrics.registry_mut());
         let pager_metrics = PagerMetrics::register(metrics.registry_mut(), notify_metrics.clone());
+        let alerts = Arc::new(Inbox::new(
+            clock.now(),
+            AlertMetrics::register(metrics.registry_mut()),
+        ));
         let shared = Self {
+            alerts,
             probe_metrics,
             engine_metrics,
             notify_metrics,
@@ -368,7 +377,8 @@ impl Generation {
             shared.pager_metrics.clone(),
         )?;
 
-        let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        let mut sources: Vec<String> = probes.iter().map(|p| p.source().to_owned()).collect();
+        sources.push(crate::alerts::SOURCE.to_owned());
         // Before anything is served: a scrape right after start shows every rule's transitions at 0.
         shared.engine_metrics.init_transitions(&runbook);
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
@@ -390,6 +400,19 @@ impl Generation {
                 ),
             );
         }
+        // The pushed alerts, routed by this runbook, reach the loop as a source like the others.
+        shared.alerts.set_router(runbook.alert_router());
+        tasks.spawn(
+            format!("probe {}", crate::alerts::SOURCE),
+            probe::run(
+                Feed::new(Arc::clone(&shared.alerts)),
+                clock.clone(),
+                reports_tx.clone(),
+                shared.probe_metrics.clone(),
+                hurry_rx.clone(),
+                stop.clone(),
+            ),
+        );
         drop(reports_tx);
 
         // The sender before the pager's loop: a page is on disk before any email.
@@ -438,6 +461,7 @@ impl Generation {
             auth: &shared.auth,
             form_metrics: &shared.form_metrics,
             reloader: &shared.reloader,
+            alerts: &shared.alerts,
         });
         tasks.spawn(
             "watch loop",
