@@ -402,6 +402,9 @@ impl Generation {
         }
         // The pushed alerts, routed by this runbook, reach the loop as a source like the others.
         shared.alerts.set_router(runbook.alert_router());
+        shared
+            .alerts
+            .hold_until_resent(restored_alert_sections(&runbook, &pager));
         tasks.spawn(
             format!("probe {}", crate::alerts::SOURCE),
             probe::run(
@@ -515,6 +518,23 @@ impl Generation {
             else => None,
         }
     }
+}
+
+/// The sections whose alert symptom (a rule over `alerts.firing`) the store holds as pending, firing
+/// or recovering: the inbox keeps them unknown until their alerts are re-sent.
+fn restored_alert_sections(runbook: &Runbook, pager: &Pager) -> std::collections::BTreeSet<String> {
+    let Some(saved) = pager.saved_engine_state() else {
+        return std::collections::BTreeSet::new();
+    };
+    saved
+        .instances()
+        .filter_map(|(rule, labels)| {
+            let (_, rule) = runbook.rule(rule)?;
+            (rule.when.obs.as_deref() == Some("alerts.firing"))
+                .then(|| labels.get("section").or(rule.when.labels.get("section")))?
+                .cloned()
+        })
+        .collect()
 }
 
 /// Reads the configuration again and, when it is valid and its parts build, replaces `running` by a

@@ -28,9 +28,11 @@
 //! [`forget_after`](crate::runbook::alerts::AlertRouting::forget_after) (a day) it is forgotten,
 //! and its section reads what the other alerts say: no symptom is held for ever.
 //!
-//! The inbox lives in memory and outlives a reload, not a restart. After a start, a section with
-//! no alert reads unknown for `resend_within` (an alert firing before the restart is re-sent by
-//! then), so a symptom restored from the store is not cleared by the empty inbox of a new process.
+//! The inbox lives in memory and outlives a reload, not a restart. After a start, a section whose
+//! alert symptom the store restored (it was firing when the previous process stopped) reads unknown
+//! without an alert for `resend_within` (an alert still firing is re-sent by then), so the empty
+//! inbox of a new process does not clear it ([`Inbox::hold_until_resent`]); every other section
+//! reads 0 at once.
 //!
 //! It knows nothing of HTTP (the route decodes the body and calls [`Inbox::ingest`]) and nothing of
 //! the engine: it turns what senders said into observations.
@@ -167,6 +169,9 @@ struct State {
     router: Arc<AlertRouter>,
     /// By identity.
     alerts: BTreeMap<String, Kept>,
+    /// The sections whose alert symptom was restored at the start: unknown without an alert until
+    /// `started + resend_within`. `None` until the first generation says.
+    held: Option<BTreeSet<String>>,
     /// Alert names already logged as unmatched.
     logged: BTreeSet<String>,
 }
@@ -180,10 +185,28 @@ impl Inbox {
                 started: now,
                 router: Arc::new(router),
                 alerts: BTreeMap::new(),
+                held: None,
                 logged: BTreeSet::new(),
             }),
             wake: Arc::new(Notify::new()),
             metrics,
+        }
+    }
+
+    /// Holds `sections` (their alert symptoms were restored from the store at the start) unknown
+    /// without an alert for `resend_within` after the start: the alerts that fired them are re-sent
+    /// by then if they still fire. Only the first call counts: a reload's restored states are this
+    /// process's own, and its inbox heard everything since the start.
+    pub fn hold_until_resent(&self, sections: BTreeSet<String>) {
+        let mut state = self.lock();
+        if state.held.is_none() {
+            if !sections.is_empty() {
+                tracing::info!(
+                    ?sections,
+                    "alert symptoms restored: unknown until their alerts are re-sent or resend_within passes"
+                );
+            }
+            state.held = Some(sections);
         }
     }
 
@@ -316,32 +339,35 @@ impl Inbox {
     /// `alerts.stale` and `alerts.unmatched`.
     pub fn observations(&self, now: Timestamp) -> Vec<Observation> {
         let listed = self.list(now);
-        let (started, router) = {
+        let (warm, router) = {
             let state = self.lock();
-            (state.started, Arc::clone(&state.router))
+            let warm = Warm {
+                started: state.started,
+                until: state.started + state.router.resend_within,
+                sections: state.held.clone().unwrap_or_default(),
+            };
+            (warm, Arc::clone(&state.router))
         };
         self.metrics.show(&listed);
-        let warm = Warm {
-            started,
-            until: started + router.resend_within,
-        };
         observe(
             &listed,
             router.sections(),
             now,
-            Some(warm),
+            Some(&warm),
             router.resend_within,
         )
     }
 }
 
-/// The start of an inbox and the end of its warm-up.
-#[derive(Debug, Clone, Copy)]
+/// The start of an inbox, the end of its warm-up and the sections it holds.
+#[derive(Debug, Clone)]
 pub struct Warm {
     /// When the inbox started.
     pub started: Timestamp,
-    /// Until then a section without alerts is unknown, not 0.
+    /// Until then a held section without alerts is unknown, not 0.
     pub until: Timestamp,
+    /// The sections whose alert symptoms were restored at the start.
+    pub sections: BTreeSet<String>,
 }
 
 /// The observations of `listed` at `now`, one `alerts.firing` for each of `sections`; `warm`: the
@@ -350,7 +376,7 @@ pub fn observe(
     listed: &[Listed],
     sections: &[String],
     now: Timestamp,
-    warm: Option<Warm>,
+    warm: Option<&Warm>,
     resend_within: Duration,
 ) -> Vec<Observation> {
     let mut out = Vec::new();
@@ -369,7 +395,7 @@ pub fn observe(
         } else if let Some(last) = stale.iter().map(|a| a.heard_at).max() {
             let detail = notes::stale(stale.len(), last, resend_within);
             Observation::new(key, unknown(detail))
-        } else if let Some(w) = warm.filter(|w| now < w.until) {
+        } else if let Some(w) = warm.filter(|w| now < w.until && w.sections.contains(section)) {
             Observation::new(key, unknown(notes::warming(w.started, w.until)))
         } else {
             Observation::number(key, 0.0)

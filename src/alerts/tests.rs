@@ -18,8 +18,7 @@ fn at(secs: u64) -> Timestamp {
     T0 + Duration::from_secs(secs)
 }
 
-/// An inbox routing by the shipped runbook, started at T0, and the runbook's `resend_within` (its
-/// warm-up: from `T0 + resend_within` on, a section without alerts reads 0).
+/// An inbox routing by the shipped runbook, started at T0, and the runbook's `resend_within`.
 fn inbox() -> (Inbox, Duration) {
     let inbox = Inbox::new(T0, AlertMetrics::default());
     let router = Runbook::embedded().alert_router();
@@ -137,11 +136,15 @@ fn a_silent_sender_makes_the_section_unknown_never_resolved_then_forgotten() {
 }
 
 #[test]
-fn after_a_start_no_alert_is_unknown_until_the_sender_had_time_to_resend() {
+fn after_a_start_a_restored_alert_symptom_is_held_until_the_sender_had_time_to_resend() {
     let (inbox, within) = inbox();
-    assert_eq!(firing(&inbox, "latency", T0), None);
+    // The store restored latency's alert symptom (it fired before the restart); nothing else.
+    inbox.hold_until_resent(["latency".to_owned()].into());
+    inbox.hold_until_resent(["errors".to_owned()].into()); // a reload: ignored
+    assert_eq!(firing(&inbox, "latency", T0), None, "unknown, not 0");
     assert_eq!(firing(&inbox, "latency", T0 + within / 2), None);
-    // A firing alert is known at once, warm-up or not.
+    assert_eq!(firing(&inbox, "errors", T0), Some(0.0), "not held");
+    // A firing alert is known at once.
     inbox.ingest(&hook(FIRING), at(60));
     assert_eq!(firing(&inbox, "latency", at(60)), Some(1.0));
     // Its resolution during the warm-up leaves the section unknown: another alert of the section
@@ -149,6 +152,14 @@ fn after_a_start_no_alert_is_unknown_until_the_sender_had_time_to_resend() {
     inbox.ingest(&hook(RESOLVED), at(120));
     assert_eq!(firing(&inbox, "latency", at(120)), None);
     assert_eq!(firing(&inbox, "latency", T0 + within), Some(0.0));
+}
+
+#[test]
+fn a_start_with_nothing_restored_reads_zero_at_once() {
+    let (inbox, _) = inbox();
+    inbox.hold_until_resent(std::collections::BTreeSet::new());
+    assert_eq!(firing(&inbox, "latency", T0), Some(0.0));
+    assert_eq!(number(&inbox, "alerts.stale", T0), 0.0);
 }
 
 #[test]

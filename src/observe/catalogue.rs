@@ -472,7 +472,8 @@ pub const CATALOGUE: &[Spec] = &[
     ),
     // Alerts pushed by Alertmanager or Grafana (`POST /api/webhooks/alertmanager`, `crate::alerts`),
     // routed to sections by the runbook's `[alerts]`. Unknown while an alert of the section is
-    // stale (its sender went silent) or, after a start, until a firing alert had time to be re-sent.
+    // stale (its sender went silent) or, after a restart that restored its alert symptom, until the
+    // alert had time to be re-sent.
     spec(
         "alerts.firing",
         "alerts",

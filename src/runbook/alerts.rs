@@ -33,8 +33,8 @@ pub struct AlertRouting {
     /// a firing group every `repeat_interval` (4h by default) checked at each `group_interval`
     /// (5m): this must be at least their sum. Past it the alert is *stale*: its section's reading
     /// is unknown (the symptom neither fires nor clears) and `watchdog.alerts_stale` pages; it is
-    /// never taken as resolved. Also how long after the watchdog starts a section without alerts
-    /// stays unknown (an alert that fired before the start is re-sent within it).
+    /// never taken as resolved. Also how long after a restart a section whose alert symptom was
+    /// firing stays unknown without an alert (one still firing is re-sent within it).
     #[serde(default = "default_resend_within", with = "humantime_serde")]
     pub resend_within: Duration,
     /// How long after the sender's last word a stale alert is forgotten (its section then reads

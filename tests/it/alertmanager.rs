@@ -4,13 +4,14 @@
 //! it (resolved email). Beside it, the webhook's refusals and listing over HTTP.
 //!
 //! The daemon runs in-process on a manual clock that only the test moves: the section's
-//! `resolve_after` and the inbox's warm-up (`[alerts] resend_within` after the start) pass when the
-//! test advances it, never by sleeping. Its own Prometheus probe points nowhere, so only the alert
-//! can open the latency section.
+//! `resolve_after` and, after a restart, `[alerts] resend_within` pass when the test advances it,
+//! never by sleeping. Its own Prometheus probe points nowhere, so only the alert can open the
+//! latency section.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use harven_watchdog::clock::Timestamp;
 use serde_json::Value;
 
 use crate::support::alertmanager::{Alertmanager, webhook_yaml};
@@ -47,6 +48,11 @@ fn runbook(dir: &Path) -> PathBuf {
 /// A daemon with the API token, the runbook above, paging the test SMTP server on `smtp_port`
 /// (its Prometheus, Redis, Docker and status pages out of reach).
 async fn daemon(dir: &Path, smtp_port: u16) -> TestDaemon {
+    daemon_at(dir, smtp_port, T0).await
+}
+
+/// As [`daemon`], its clock at `at`.
+async fn daemon_at(dir: &Path, smtp_port: u16, at: Timestamp) -> TestDaemon {
     let mut env = paging_env("http://127.0.0.1:1", smtp_port, dir);
     for (k, v) in [
         ("SERVER__API_TOKEN", TOKEN.to_owned()),
@@ -54,7 +60,7 @@ async fn daemon(dir: &Path, smtp_port: u16) -> TestDaemon {
     ] {
         env.push((format!("HARVEN_WATCHDOG__{k}"), v));
     }
-    TestDaemon::start(env, T0).await
+    TestDaemon::start(env, at).await
 }
 
 /// `GET /api/alerts`'s list.
@@ -179,15 +185,8 @@ async fn a_real_alertmanager_opens_the_mapped_section_and_its_resolution_clears_
         "nothing resolves before the section's resolve_after has passed on the clock"
     );
 
-    // --- The clock passes the warm-up (1 m) and the section's resolve_after (30 s): resolved -------
-    let mail = advance_until(
-        &d.hand,
-        Duration::from_secs(5),
-        &smtp,
-        "the latency incident resolves",
-        |mail| !of(mail, "latency", "resolved").is_empty(),
-    )
-    .await;
+    // --- The clock passes the section's resolve_after (30 s): resolved ----------------------------
+    let mail = until_resolved(&d, &smtp).await;
     let resolved = of(&mail, "latency", "resolved");
     assert_eq!(resolved.len(), 1, "{:?}", summary(&mail));
     assert_eq!(resolved[0].header("X-Harven-Level"), Some("L1"));
@@ -195,6 +194,70 @@ async fn a_real_alertmanager_opens_the_mapped_section_and_its_resolution_clears_
     drop(prom);
     drop(am);
     d.stop().await;
+}
+
+/// A restart while an alert holds a section open: the new process's inbox is empty, yet the section
+/// is not resolved (its restored symptom reads unknown without an alert for `resend_within`); a
+/// resolution heard meanwhile still waits for the others the sender may re-send; once
+/// `resend_within` has passed without a firing alert, the section clears and resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_resolves_an_alerts_section_falsely_nor_holds_it_for_ever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let smtp = SmtpServer::start().await;
+    let first = daemon(dir.path(), smtp.port()).await;
+    let (status, _) = post(&first, Some(TOKEN), FIRING.into()).await;
+    assert_eq!(status, 200);
+    smtp.wait_for_messages(1, Duration::from_secs(60)).await;
+    assert_eq!(of(&smtp.messages(), "latency", "opened").len(), 1);
+    let hand = first.stop().await;
+
+    // The next process, on the same store, a minute later; nothing re-sent yet. Past the section's
+    // resolve_after (30 s), the restored symptom still fires: it is held, not cleared.
+    let second = daemon_at(
+        dir.path(),
+        smtp.port(),
+        hand.now() + Duration::from_secs(60),
+    )
+    .await;
+    ticks(&second, 8).await;
+    let gauge =
+        "harven_watchdog_symptoms_firing{section=\"latency\",rule=\"latency.alert_firing\"}";
+    assert_eq!(sample(&second, gauge).await, 1.0, "held firing");
+    // The sender's resolution arrives during the hold: another alert of the section may still be
+    // re-sent, so nothing resolves yet.
+    let (status, _) = post(&second, Some(TOKEN), RESOLVED.into()).await;
+    assert_eq!(status, 200);
+    ticks(&second, 2).await;
+    assert_eq!(sample(&second, gauge).await, 1.0, "still held");
+    assert!(
+        of(&smtp.messages(), "latency", "resolved").is_empty(),
+        "no false resolved within resend_within of the restart: {:?}",
+        summary(&smtp.messages())
+    );
+    // Past resend_within (1 m) after the start without a firing alert: it clears and resolves.
+    let mail = until_resolved(&second, &smtp).await;
+    assert_eq!(of(&mail, "latency", "opened").len(), 1, "one incident");
+    second.stop().await;
+}
+
+/// Moves `d`'s clock 5 s `n` times, letting its sources report between the steps.
+async fn ticks(d: &TestDaemon, n: usize) {
+    for _ in 0..n {
+        d.hand.advance(Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Moves `d`'s clock until the latency incident's resolved email arrives; all the mail then.
+async fn until_resolved(d: &TestDaemon, smtp: &SmtpServer) -> Vec<ReceivedMail> {
+    advance_until(
+        &d.hand,
+        Duration::from_secs(5),
+        smtp,
+        "the latency incident resolves",
+        |mail| !of(mail, "latency", "resolved").is_empty(),
+    )
+    .await
 }
 
 /// A raw request to the daemon.
