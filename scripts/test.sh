@@ -2,8 +2,8 @@
 # The project's test command. Run as root on a fresh Debian 12 machine (CI runs it through
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
-#   1. installs the test peers that are missing (Debian packages: prometheus, redis-server,
-#      python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
+#   1. installs the test peers that are missing (Debian packages: prometheus,
+#      prometheus-alertmanager, redis-server, python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
 #      iptables, openssl, chromium, chromium-driver), and the real FastAPI test backend's Python
 #      virtual environment (<target dir>/backend-venv, from PyPI: tests/fixtures/backend/requirements.txt);
 #   2. starts dockerd when the Docker Engine does not answer;
@@ -39,6 +39,9 @@ pkg_installed() {
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# tests/it/alertmanager.rs posts real Alertmanager notifications to the webhook (its service is
+# not started: policy-rc.d or not, the tests run their own process per test).
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # aiosmtpd must be importable by Debian's own interpreter (not a pyenv python3 on PATH).
 if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }; then

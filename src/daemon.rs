@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{AlertMetrics, Feed, Inbox};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
@@ -203,6 +204,9 @@ struct Shared {
     /// nobody out.
     auth: Arc<AuthShared>,
     http_metrics: HttpMetrics,
+    /// The alerts pushed to the webhook: a reload keeps them (Alertmanager re-sends a firing
+    /// alert only every `repeat_interval`), and hands them the new runbook's routes.
+    alerts: Arc<Inbox>,
 }
 
 impl Shared {
@@ -222,7 +226,12 @@ impl Shared {
         let engine_metrics = EngineMetrics::register(metrics.registry_mut());
         let notify_metrics = NotifyMetrics::register(metrics.registry_mut());
         let pager_metrics = PagerMetrics::register(metrics.registry_mut(), notify_metrics.clone());
+        let alerts = Arc::new(Inbox::new(
+            clock.now(),
+            AlertMetrics::register(metrics.registry_mut()),
+        ));
         let shared = Self {
+            alerts,
             probe_metrics,
             engine_metrics,
             notify_metrics,
@@ -368,7 +377,8 @@ impl Generation {
             shared.pager_metrics.clone(),
         )?;
 
-        let sources = probes.iter().map(|p| p.source().to_owned()).collect();
+        let mut sources: Vec<String> = probes.iter().map(|p| p.source().to_owned()).collect();
+        sources.push(crate::alerts::SOURCE.to_owned());
         // Before anything is served: a scrape right after start shows every rule's transitions at 0.
         shared.engine_metrics.init_transitions(&runbook);
         // The probes a pending or recovering rule reads, from the watch loop to the probes' runners.
@@ -390,6 +400,22 @@ impl Generation {
                 ),
             );
         }
+        // The pushed alerts, routed by this runbook, reach the loop as a source like the others.
+        shared.alerts.set_router(runbook.alert_router());
+        shared
+            .alerts
+            .hold_until_resent(restored_alert_sections(&runbook, &pager));
+        tasks.spawn(
+            format!("probe {}", crate::alerts::SOURCE),
+            probe::run(
+                Feed::new(Arc::clone(&shared.alerts)),
+                clock.clone(),
+                reports_tx.clone(),
+                shared.probe_metrics.clone(),
+                hurry_rx.clone(),
+                stop.clone(),
+            ),
+        );
         drop(reports_tx);
 
         // The sender before the pager's loop: a page is on disk before any email.
@@ -438,6 +464,7 @@ impl Generation {
             auth: &shared.auth,
             form_metrics: &shared.form_metrics,
             reloader: &shared.reloader,
+            alerts: &shared.alerts,
         });
         tasks.spawn(
             "watch loop",
@@ -491,6 +518,23 @@ impl Generation {
             else => None,
         }
     }
+}
+
+/// The sections whose alert symptom (a rule over `alerts.firing`) the store holds as pending, firing
+/// or recovering: the inbox keeps them unknown until their alerts are re-sent.
+fn restored_alert_sections(runbook: &Runbook, pager: &Pager) -> std::collections::BTreeSet<String> {
+    let Some(saved) = pager.saved_engine_state() else {
+        return std::collections::BTreeSet::new();
+    };
+    saved
+        .instances()
+        .filter_map(|(rule, labels)| {
+            let (_, rule) = runbook.rule(rule)?;
+            (rule.when.obs.as_deref() == Some("alerts.firing"))
+                .then(|| labels.get("section").or(rule.when.labels.get("section")))?
+                .cloned()
+        })
+        .collect()
 }
 
 /// Reads the configuration again and, when it is valid and its parts build, replaces `running` by a

@@ -9,10 +9,12 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
+use crate::alerts::remote::Remote;
 use crate::clock::{Clock, Timestamp};
 use crate::engine::{Diagnosis, Engine, SymptomState};
 use crate::observe::{Evidence, Failure, Labels, Outcome, ProbeReport, Value};
 use crate::probe::{self, AnyProbe};
+use crate::runbook::alerts::Routed;
 use crate::runbook::{Locale, Runbook, Severity};
 
 /// The whole `diagnose` answer.
@@ -31,6 +33,25 @@ pub struct Report {
     pub diagnoses: Vec<SectionLine>,
     /// Rules that cannot fire on what the probes see, each with why and the fix.
     pub blind_spots: Vec<crate::doctor::BlindSpot>,
+    /// The alerts the running watchdog holds (pushed by Alertmanager or Grafana), firing first,
+    /// the unmatched ones with why; empty when it was not asked or did not answer (its source line
+    /// says which).
+    pub alerts: Vec<AlertLine>,
+}
+
+/// One alert the running watchdog holds.
+#[derive(Debug, Serialize)]
+pub struct AlertLine {
+    /// Its `alertname` label.
+    pub alertname: String,
+    /// `firing`, `stale` or `resolved`.
+    pub state: &'static str,
+    /// The section it is routed to, or `unmatched`.
+    pub section: String,
+    /// Why it reaches no section (`no_route`, `unknown_section`).
+    pub unmatched_reason: Option<&'static str>,
+    /// When the watchdog last heard of it (RFC 3339, UTC).
+    pub heard_at: String,
 }
 
 /// A rule that holds now, or cannot be evaluated.
@@ -100,17 +121,48 @@ pub struct ObservationLine {
     pub age_seconds: f64,
 }
 
-/// Polls every probe once and builds the report.
+/// Polls every probe once, and the running watchdog's alerts when `alerts` is given, and builds
+/// the report.
 pub async fn run(
     probes: &mut [AnyProbe],
+    alerts: Option<&mut Remote>,
     clock: &Clock,
     runbook: Arc<Runbook>,
     locale: Locale,
 ) -> Report {
     // Every probe at once, each under its own timeout: the pass takes as long as the slowest.
     let at = clock.now();
-    let reports = probe::poll_all(probes, clock).await;
-    build(at, clock.now(), reports, runbook, locale)
+    let (reports, remote) = match alerts {
+        Some(remote) => {
+            let (mut reports, report) = tokio::join!(
+                probe::poll_all(probes, clock),
+                probe::poll_once(remote, clock)
+            );
+            reports.push(report);
+            (reports, Some(remote))
+        }
+        None => (probe::poll_all(probes, clock).await, None),
+    };
+    let mut report = build(at, clock.now(), reports, runbook, locale);
+    if let Some(remote) = remote {
+        report.alerts = remote.listing().iter().map(alert_line).collect();
+    }
+    report
+}
+
+/// One listed alert as the report shows it.
+fn alert_line(a: &crate::alerts::Listed) -> AlertLine {
+    let (section, unmatched_reason) = match &a.routed {
+        Routed::Section(s) => (s.clone(), None),
+        Routed::Unmatched(why) => ("unmatched".to_owned(), Some(why.label())),
+    };
+    AlertLine {
+        alertname: a.alertname.clone(),
+        state: a.state.label(),
+        section,
+        unmatched_reason,
+        heard_at: a.heard_at.to_string(),
+    }
 }
 
 /// The report for `reports`, ages measured at `now`. Pure, for tests.
@@ -199,6 +251,7 @@ pub fn build(
         symptoms,
         diagnoses,
         blind_spots,
+        alerts: Vec::new(),
     }
 }
 
@@ -246,6 +299,20 @@ impl Report {
         }
         if self.observations.is_empty() {
             let _ = writeln!(out, "  (none: no source answered)");
+        }
+        if !self.alerts.is_empty() {
+            let _ = writeln!(out, "\nALERTS (pushed to the running watchdog)");
+            for a in &self.alerts {
+                let to = match a.unmatched_reason {
+                    Some(why) => format!("UNMATCHED ({why})"),
+                    None => format!("→ {}", a.section),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:<32} {to}  (last heard {})",
+                    a.state, a.alertname, a.heard_at
+                );
+            }
         }
         let _ = writeln!(out, "\nSYMPTOMS");
         for s in &self.symptoms {

@@ -15,6 +15,8 @@
 //! - [`probe`]: one task per source (Prometheus, status pages, Supabase, Redis, Docker) turning
 //!   whatever the peer does into a report; never an error to the caller.
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
+//! - [`alerts`]: alerts pushed by Alertmanager or Grafana, kept in an inbox and read as the
+//!   `alerts` source (a probe whose poll reports what the inbox holds).
 //! - [`engine`]: the pure rule state machine and correlator (no I/O, no clock).
 //! - [`doctor`]: blind spots: the rules that cannot fire on what the probes see, with the fix.
 //! - [`pipeline`]: the two shells around the engine and the incident book, on one task:
@@ -54,6 +56,7 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants the modules keep.
 
+pub mod alerts;
 pub mod chart;
 pub mod cli;
 pub mod clock;

@@ -156,6 +156,7 @@ fn check_live(config: &Config, runbook: Runbook) -> ExitCode {
             .build()?;
         Ok(runtime.block_on(harven_watchdog::diagnose::run(
             &mut probes,
+            None,
             &Clock::system(),
             std::sync::Arc::new(runbook),
             config.runbook.locale,
@@ -321,11 +322,19 @@ fn diagnose(files: &[std::path::PathBuf], json: bool) -> anyhow::Result<()> {
     let config = Config::load(files)?;
     let runbook = std::sync::Arc::new(Runbook::load_for(&config)?);
     let mut probes = harven_watchdog::probe::build_all(&config, &runbook.wanted())?;
+    // The alerts pushed to the running watchdog: a one-off pass receives no webhook.
+    let mut alerts = harven_watchdog::alerts::remote::Remote::new(
+        config.server.listen,
+        config.server.api_token.clone(),
+        runbook.sections.iter().map(|s| s.id.clone()).collect(),
+        runbook.alerts.resend_within,
+    )?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let report = runtime.block_on(harven_watchdog::diagnose::run(
         &mut probes,
+        Some(&mut alerts),
         &Clock::system(),
         runbook,
         config.runbook.locale,

@@ -356,6 +356,12 @@ const ROUTES: &[(&str, &str, Takes)] = &[
     ),
     ("DELETE", "/api/maintenance/{}", Takes::Token),
     ("POST", "/-/reload", Takes::Token),
+    ("GET", "/api/alerts", Takes::Nothing),
+    (
+        "POST",
+        "/api/webhooks/alertmanager",
+        Takes::Json(&["version", "status", "receiver", "groupKey", "alerts"]),
+    ),
 ];
 
 /// Half the requests are plausible (a route's own method, credentials, content type and fields, with

@@ -151,6 +151,14 @@ pub struct EngineState {
     states: Vec<SavedPhase>,
 }
 
+impl EngineState {
+    /// Every saved instance (pending, firing or recovering): its rule's ID and its labels. The
+    /// alert inbox reads which alert symptoms a restart restored (see `crate::alerts`).
+    pub fn instances(&self) -> impl Iterator<Item = (&str, &Labels)> {
+        self.states.iter().map(|s| (s.rule.as_str(), &s.labels))
+    }
+}
+
 /// One saved rule instance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SavedPhase {

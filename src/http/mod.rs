@@ -97,6 +97,8 @@ pub struct RouteParts<'a> {
     pub auth: &'a Arc<AuthShared>,
     pub form_metrics: &'a FormMetrics,
     pub reloader: &'a Reloader,
+    /// The alerts pushed to the webhook (the process's: a reload keeps them).
+    pub alerts: &'a Arc<crate::alerts::Inbox>,
 }
 
 /// The routes of one configuration: its credentials ([`Auth`]), one [`Actions`] service over the
@@ -112,6 +114,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         auth,
         form_metrics,
         reloader,
+        alerts,
     } = parts;
     let auth = Arc::new(Auth::new(
         AuthConfig::of(&config.server),
@@ -142,6 +145,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         clock.clone(),
         reloader.clone(),
         Arc::clone(&link_keys),
+        Arc::clone(alerts),
     );
     let act = act::routes(
         actions,

@@ -539,6 +539,31 @@ pub const CATALOGUE: &[Spec] = &[
         &["role"],
         "the role's container to look at first (the worst, else the first by name)",
     ),
+    // Alerts pushed by Alertmanager or Grafana (`POST /api/webhooks/alertmanager`, `crate::alerts`),
+    // routed to sections by the runbook's `[alerts]`. Unknown while an alert of the section is
+    // stale (its sender went silent) or, after a restart that restored its alert symptom, until the
+    // alert had time to be re-sent.
+    spec(
+        "alerts.firing",
+        "alerts",
+        Number,
+        &["section"],
+        "alerts routed to the section that are firing now (the note names them)",
+    ),
+    spec(
+        "alerts.stale",
+        "alerts",
+        Number,
+        &[],
+        "firing alerts not re-sent within `[alerts] resend_within`: neither firing nor resolved",
+    ),
+    spec(
+        "alerts.unmatched",
+        "alerts",
+        Number,
+        &[],
+        "firing alerts that reach no runbook section (listed at GET /api/alerts)",
+    ),
 ];
 
 /// The catalogue entry of `name`.

@@ -6,6 +6,7 @@
 //! duplicate ID: each is a problem naming the file, the section and the key. Nothing here runs: the
 //! engine evaluates what this module describes.
 
+pub mod alerts;
 mod model;
 
 use std::collections::BTreeSet;
@@ -221,6 +222,12 @@ impl Runbook {
         wanted
     }
 
+    /// The compiled `[alerts]`: the routes from alerts to this runbook's sections.
+    pub fn alert_router(&self) -> alerts::AlertRouter {
+        let sections = self.sections.iter().map(|s| s.id.clone()).collect();
+        alerts::AlertRouter::new(&self.alerts, sections)
+    }
+
     /// The rule with this ID, and its section.
     pub fn rule(&self, id: &str) -> Option<(&Section, &Rule)> {
         self.sections
@@ -337,6 +344,10 @@ fn validate(rb: &Runbook, file: &str) -> Vec<RunbookProblem> {
                 );
             }
         }
+    }
+    let sections: Vec<&str> = rb.sections.iter().map(|s| s.id.as_str()).collect();
+    for (key, message) in alerts::check(&rb.alerts, &sections) {
+        problem(key, message);
     }
     for id in REQUIRED_IDS {
         if !ids.contains(*id) {
@@ -522,6 +533,62 @@ mod tests {
             p.message, "(400d) is longer than 30 days, the most it may be",
             "{err}"
         );
+    }
+
+    #[test]
+    fn bad_alert_routes_are_problems_naming_the_key() {
+        let text = DEFAULT_RUNBOOK
+            .replacen(
+                "matchers = ['alertname=~\"HighLatency.*\"']",
+                "matchers = ['alertname=~\"(HighLatency\"']",
+                1,
+            )
+            .replacen(
+                "section = \"errors\"\nmatchers",
+                "section = \"billing\"\nmatchers",
+                1,
+            )
+            .replacen("forget_after = \"24h\"", "forget_after = \"1h\"", 1);
+        let err = Runbook::parse(&text, "rb.toml").expect_err("three problems");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "alerts.routes[0].matchers[0]",
+                "alerts.routes[1].section",
+                "alerts.forget_after"
+            ],
+            "{err}"
+        );
+        assert!(
+            err.problems[0].message.contains("not a regular expression"),
+            "{err}"
+        );
+        assert!(err.problems[1].message.contains("\"billing\""), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_alert_routes_map_as_the_runbook_says() {
+        use alerts::Routed;
+        let router = Runbook::embedded().alert_router();
+        let route = |pairs: &[(&str, &str)]| {
+            let labels = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            router.route(&labels)
+        };
+        let to = |s: &str| Routed::Section(s.to_owned());
+        assert_eq!(route(&[("alertname", "HighLatencyP95")]), to("latency"));
+        assert_eq!(route(&[("alertname", "HighErrorRate5xx")]), to("errors"));
+        assert_eq!(
+            route(&[("alertname", "DiskFull"), ("harven_section", "database")]),
+            to("database")
+        );
+        assert!(matches!(
+            route(&[("alertname", "DiskFull")]),
+            Routed::Unmatched(_)
+        ));
     }
 
     proptest! {

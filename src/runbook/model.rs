@@ -21,6 +21,10 @@ pub struct Runbook {
     pub checklist: Vec<Text>,
     /// The sections, in the runbook's order.
     pub sections: Vec<Section>,
+    /// Which section an alert from Alertmanager or Grafana belongs to, and how long an ingested
+    /// alert is believed without word from its sender (`[alerts]`; none: every alert unmatched).
+    #[serde(default)]
+    pub alerts: super::alerts::AlertRouting,
 }
 
 /// Text in both languages of the product. Both are required: an email or a page in either locale

@@ -312,6 +312,50 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         "the resolve".to_owned(),
         resolve.text().await.expect("body"),
     ));
+    // The alert webhook: the token in Alertmanager's header, a wrong one, and garbage behind the
+    // right one (the refusals must not echo what was presented).
+    let firing: serde_json::Value = serde_json::from_str(include_str!(
+        "../fixtures/alertmanager/webhook-v4-firing.json"
+    ))
+    .expect("the captured payload");
+    let hook = post(
+        "/api/webhooks/alertmanager".to_owned(),
+        API_TOKEN,
+        firing.clone(),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(hook.status(), 200);
+    answers.push((
+        "the alert webhook".to_owned(),
+        hook.text().await.expect("body"),
+    ));
+    let wrong_hook = post(
+        "/api/webhooks/alertmanager".to_owned(),
+        &format!("{API_TOKEN}x"),
+        firing,
+    )
+    .await
+    .expect("POST");
+    assert_eq!(wrong_hook.status(), 403);
+    answers.push((
+        "a refused alert webhook".to_owned(),
+        wrong_hook.text().await.expect("body"),
+    ));
+    let garbage = http
+        .post(format!("{base}/api/webhooks/alertmanager"))
+        .bearer_auth(API_TOKEN)
+        .header("Content-Type", "application/json")
+        // Valid JSON of the wrong shape, the token as the value the parser would quote.
+        .body(format!("{{\"alerts\": \"{API_TOKEN}\"}}"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(garbage.status(), 400);
+    answers.push((
+        "a garbage alert webhook".to_owned(),
+        garbage.text().await.expect("body"),
+    ));
     let mail = wait_for_some(STEP, Duration::from_millis(300), || {
         let mail = smtp.messages();
         async move { latency_mail(&mail, "resolved").is_some().then_some(mail) }
@@ -364,6 +408,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         format!("/api/incidents/{incident}"),
         "/api/incidents/latency-19700101T000000Z".to_owned(),
         "/api/maintenance".to_owned(),
+        "/api/alerts".to_owned(),
         "/act/not-a-token".to_owned(),
         "/healthz".to_owned(),
         "/readyz".to_owned(),

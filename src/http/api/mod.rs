@@ -10,6 +10,8 @@
 //! | `GET /api/maintenance` | read | `{"windows": [window…]}` (the configuration's, then those created through the API) |
 //! | `POST /api/maintenance` | token | `{"sections", "starts"?, "ends" \| "duration", "reason", "by"}` → 201 |
 //! | `DELETE /api/maintenance/{id}?by=NAME` | token | the window, ended now (409 for a window of the configuration or one already over) |
+//! | `POST /api/webhooks/alertmanager` | token | Alertmanager's (or Grafana's) webhook payload, up to [`alerts::WEBHOOK_MAX_BODY`] → `{"status": "ok", "alerts", "firing", "unmatched", "dropped"}` |
+//! | `GET /api/alerts` | read | `{"alerts": [alert…]}`: what the watchdog holds of the pushed alerts, each with its `state` (`firing`, `stale`, `resolved`) and `section` (or `unmatched` with an `unmatched_reason`) |
 //! | `POST /-/reload` | token | reloads the configuration: 200 `{"status": "applied", "restart_required": [key…]}`, 422 `{"error", "problems": […]}` (invalid; the running one is kept), 500 (valid but could not start), 503 |
 //!
 //! Every POST and DELETE needs `Authorization: Bearer <server.api_token>`. Without a configured token
@@ -40,6 +42,7 @@
 //! extractors (`Authorized`, `MayRead`, `MayAct`), `incidents.rs` and `windows.rs` the handlers,
 //! `views.rs` the JSON shapes.
 
+pub mod alerts;
 mod incidents;
 mod views;
 mod windows;
@@ -58,6 +61,7 @@ use axum::routing::{delete, get, post};
 
 use super::action_status;
 use super::actions::{Actions, Via};
+use crate::alerts::Inbox;
 use crate::clock::Clock;
 use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::http::auth::link::authorize_with;
@@ -90,11 +94,14 @@ struct ApiState {
     reloader: Reloader,
     /// The keys the email links are signed with: their tokens may ack or resolve their incident.
     link_key: Arc<LinkKeys>,
+    /// The pushed alerts: the webhook writes, `GET /api/alerts` reads.
+    alerts: Arc<Inbox>,
 }
 
 /// The `/api/*` routes, with their state. `actions` acts (and knows the runbook's sections and the
 /// configuration's windows); `store` is read; `auth` checks the token (and sessions, for reads);
-/// `reloader` serves `POST /-/reload`; `link_key` verifies the email links' tokens.
+/// `reloader` serves `POST /-/reload`; `link_key` verifies the email links' tokens; `alerts` takes
+/// the alert webhook.
 pub fn routes(
     actions: Arc<Actions>,
     store: Arc<Store>,
@@ -102,6 +109,7 @@ pub fn routes(
     clock: Clock,
     reloader: Reloader,
     link_key: Arc<LinkKeys>,
+    alerts: Arc<Inbox>,
 ) -> Router {
     let state = Arc::new(ApiState {
         actions,
@@ -110,6 +118,7 @@ pub fn routes(
         clock,
         reloader,
         link_key,
+        alerts,
     });
     Router::new()
         .route("/api/incidents", get(list_incidents))
@@ -119,6 +128,12 @@ pub fn routes(
         .route("/api/maintenance", get(list_windows).post(create_window))
         .route("/api/maintenance/{id}", delete(end_window_now))
         .route("/-/reload", post(reload))
+        .route("/api/alerts", get(alerts::list_alerts))
+        // Its own, larger bound (a group of many alerts), set inside the API's.
+        .route(
+            "/api/webhooks/alertmanager",
+            post(alerts::webhook).layer(DefaultBodyLimit::max(alerts::WEBHOOK_MAX_BODY)),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -1,10 +1,11 @@
-//! A real Alertmanager (the `prometheus-alertmanager` binary from Debian's package of that name) for
-//! the side-by-side benchmark (`examples/versus_bench.rs`): Prometheus' alerting rules send their
-//! alerts to it, and it emails them to the test SMTP server.
+//! A real Alertmanager (the `prometheus-alertmanager` binary from Debian's package of that name):
+//! Prometheus' alerting rules send their alerts to it, and it notifies the watchdog's webhook
+//! (`tests/it/alertmanager.rs`, [`webhook_yaml`]) or emails the test SMTP server (the side-by-side
+//! benchmark, `examples/versus_bench.rs`).
 //!
 //! It runs with the configuration it is given, its data in a temporary directory, clustering off
-//! (`--cluster.listen-address=`, so no gossip port), on an ephemeral port of 127.0.0.1. No test
-//! needs it, so `scripts/test.sh` does not install it; `scripts/bench-versus.sh` does.
+//! (`--cluster.listen-address=`, so no gossip port), on an ephemeral port of 127.0.0.1.
+//! `scripts/test.sh` installs the package when it is missing.
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -105,4 +106,33 @@ impl Alertmanager {
             )
             .await
     }
+}
+
+/// An `alertmanager.yml` that sends every alert, grouped by `alertname`, to the watchdog's webhook at
+/// `url` with `Authorization: Bearer` read from `credentials_file` (as a deployment sets it), resolved
+/// notifications included, on short timers (`resolve_timeout` 10 s for alerts sent without an end):
+/// the first notification 1 s after an alert arrives,
+/// changes every 2 s, and a firing group repeated every `repeat` (the watchdog's `[alerts]
+/// resend_within` must exceed it plus the group interval).
+pub fn webhook_yaml(url: &str, credentials_file: &std::path::Path, repeat: &str) -> String {
+    format!(
+        r#"global:
+  resolve_timeout: 10s
+route:
+  receiver: watchdog
+  group_by: ['alertname']
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: {repeat}
+receivers:
+  - name: watchdog
+    webhook_configs:
+      - url: {url}
+        send_resolved: true
+        http_config:
+          authorization:
+            credentials_file: {}
+"#,
+        credentials_file.display()
+    )
 }
