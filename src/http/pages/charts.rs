@@ -18,7 +18,7 @@ use crate::incident::{Incident, IncidentState};
 use crate::observe::Value;
 
 /// An incident page's chart size (its `viewBox`; CSS scales it to the page's width).
-pub(super) const PAGE_SIZE: (u32, u32) = (720, 240);
+pub(super) const PAGE_SIZE: (u32, u32) = (600, 220);
 
 /// A status page thumbnail's size.
 pub(super) const THUMB_SIZE: (u32, u32) = (160, 40);
