@@ -2071,6 +2071,13 @@ fn an_email_without_charts_keeps_its_two_parts() {
         "multipart/alternative[text/plain, text/html]"
     );
     assert!(!email.html.contains("cid:"));
+    // The cost of the charts, printed for the record (`--nocapture`).
+    let (charted, _) = render_event_with(Locale::En, Level::L1, PageEvent::Opened, outage_charts);
+    println!(
+        "the L1 email: {} bytes without charts, {} with a series chart and a blind one",
+        email.formatted().len(),
+        charted.formatted().len()
+    );
 }
 
 #[test]
