@@ -21,6 +21,7 @@ use crate::http::server::HttpMetrics;
 use crate::http::{self, AppState, RouteParts, Routes};
 use crate::metrics::Metrics;
 use crate::notify::{self, AnyTransport, NotifyMetrics, SenderConfig};
+use crate::pipeline::charts::ChartSource;
 use crate::pipeline::pager::{Pager, PagerConfig, PagerHandle, PagerMetrics};
 use crate::pipeline::watch::{self, EngineMetrics};
 use crate::probe::{self, Probe, ProbeMetrics};
@@ -368,13 +369,16 @@ impl Generation {
         let stop = shared.shutdown.child_token();
         let clock = &shared.clock;
         let store = &shared.store;
-        // The pager first: it is the one fallible step, and nothing is spawned before it.
+        // The symptom charts' source (emails and pages), then the pager: the fallible steps, before
+        // anything is spawned.
+        let charts = Arc::new(ChartSource::new(&config, Arc::clone(&runbook))?);
         let pager = Pager::open(
             Arc::clone(store),
             PagerConfig::from_config(&config),
             Arc::clone(&runbook),
             Arc::clone(&shared.wake_sender),
             shared.pager_metrics.clone(),
+            Arc::clone(&charts),
         )?;
 
         let mut sources: Vec<String> = probes.iter().map(|p| p.source().to_owned()).collect();
@@ -454,6 +458,8 @@ impl Generation {
         };
         // The blind spots the watch loop finds, for the status page.
         let (blind_tx, blind_rx) = tokio::sync::watch::channel(Vec::new());
+        // The firing symptoms of its latest evaluation, for the status pages' values and charts.
+        let (symptoms_tx, symptoms_rx) = tokio::sync::watch::channel(Vec::new());
         let routes = http::routes(RouteParts {
             config: &config,
             runbook: &runbook,
@@ -461,6 +467,8 @@ impl Generation {
             pager: handle,
             link_keys: pager.link_keys(),
             blind_spots: blind_rx,
+            symptoms: symptoms_rx,
+            charts,
             auth: &shared.auth,
             form_metrics: &shared.form_metrics,
             reloader: &shared.reloader,
@@ -478,6 +486,7 @@ impl Generation {
                     metrics: shared.engine_metrics.clone(),
                     blind_spots: blind_tx,
                     hurry: hurry_tx,
+                    symptoms: symptoms_tx,
                 },
                 stop.clone(),
             ),

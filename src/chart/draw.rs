@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -77,6 +78,47 @@ pub(super) fn draw<DB: DrawingBackend>(
             opened,
         } => seen(&root, series, *threshold, *opened, frame)?,
         Chart::Blind { title, reason } => blind(&root, title, reason)?,
+    }
+    root.present().map_err(err)
+}
+
+/// Draws `chart` over `frame` on `backend` as a thumbnail: lines only, no text (see
+/// [`super::thumbnail_svg`]).
+pub(super) fn thumbnail<DB: DrawingBackend>(
+    backend: DB,
+    chart: &Chart,
+    frame: &Frame,
+) -> Result<(), ChartError> {
+    let root = backend.into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (w, h) = root.dim_in_pixel();
+    let (w, h) = (w as i32, h as i32);
+    let Chart::Seen {
+        series,
+        threshold,
+        opened,
+    } = chart
+    else {
+        root.draw(&Rectangle::new(
+            [(1, 1), (w - 2, h - 2)],
+            BLACK.mix(0.25).stroke_width(1),
+        ))
+        .map_err(err)?;
+        return root.present().map_err(err);
+    };
+    let (x0, x1) = frame.seconds();
+    let runs = runs(&series.points, (x0, x1));
+    let all: Vec<(f64, f64)> = runs.iter().flatten().copied().collect();
+    let (lo, hi) = value_range(&all, *threshold);
+    let mut chart = ChartBuilder::on(&root)
+        .margin(2)
+        .build_cartesian_2d(x0..x1, lo..hi)
+        .map_err(err)?;
+    marks(&mut chart, *threshold, *opened, (x0, x1), (lo, hi), 1)?;
+    for run in runs {
+        chart
+            .draw_series(LineSeries::new(run, SERIES.stroke_width(2)))
+            .map_err(err)?;
     }
     root.present().map_err(err)
 }
@@ -181,13 +223,8 @@ fn seen<DB: DrawingBackend>(
             .draw_series(LineSeries::new(run, SERIES.stroke_width(2)))
             .map_err(err)?;
     }
+    marks(&mut chart, threshold, opened, (x0, x1), (lo, hi), 2)?;
     if threshold.is_finite() {
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x0, threshold), (x1, threshold)],
-                THRESHOLD.stroke_width(1),
-            )))
-            .map_err(err)?;
         let label = (FAMILY, 12)
             .into_font()
             .color(&THRESHOLD)
@@ -200,13 +237,37 @@ fn seen<DB: DrawingBackend>(
             )))
             .map_err(err)?;
     }
+    Ok(())
+}
+
+/// The axes a chart draws on: time in seconds, values.
+type Axes<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The threshold (a horizontal line across the frame, when finite) and the incident's opening (a
+/// vertical line `opened_width` wide, when inside the frame) on `chart`.
+fn marks<DB: DrawingBackend>(
+    chart: &mut Axes<'_, DB>,
+    threshold: f64,
+    opened: Option<Timestamp>,
+    (x0, x1): (f64, f64),
+    (lo, hi): (f64, f64),
+    opened_width: u32,
+) -> Result<(), ChartError> {
+    if threshold.is_finite() {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x0, threshold), (x1, threshold)],
+                THRESHOLD.stroke_width(1),
+            )))
+            .map_err(err)?;
+    }
     if let Some(t) = opened.map(Timestamp::as_unix_secs_f64)
         && (x0..=x1).contains(&t)
     {
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(t, lo), (t, hi)],
-                OPENED.stroke_width(2),
+                OPENED.stroke_width(opened_width),
             )))
             .map_err(err)?;
     }

@@ -14,8 +14,9 @@
 //!
 //! # Files
 //!
-//! This file holds the input ([`Chart`], [`Series`], [`Frame`]) and the two outputs ([`svg`],
-//! [`png`]); `draw.rs` draws either on any plotters backend.
+//! This file holds the input ([`Chart`], [`Series`], [`Frame`], and [`SymptomChart`], the form
+//! emails and pages receive a chart in) and the outputs ([`svg`], [`png`], and [`thumbnail_svg`],
+//! the status page's small line without text); `draw.rs` draws any of them on any plotters backend.
 
 mod draw;
 
@@ -58,6 +59,65 @@ pub struct Series {
     /// The samples, in time order (as Prometheus answers a range query). Non-finite values are
     /// gaps in the line, not points; samples outside the frame are not drawn.
     pub points: Vec<(Timestamp, f64)>,
+}
+
+impl Series {
+    /// The series in three numbers, for the words beside a chart (or instead of it): the latest
+    /// finite value, the lowest and the highest; `None` when no value is finite.
+    pub fn gist(&self) -> Option<Gist> {
+        let mut values = self.points.iter().map(|p| p.1).filter(|v| v.is_finite());
+        let first = values.next()?;
+        let (mut last, mut min, mut max) = (first, first, first);
+        for v in values {
+            last = v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        Some(Gist { last, min, max })
+    }
+}
+
+/// A series in words: see [`Series::gist`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gist {
+    pub last: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// One symptom's chart as the emails and the pages receive it: which rule it is about, what to draw
+/// (titled, and for a blind chart with its reason, in the reader's language by whoever fetched it)
+/// and the span it covers. Each surface chooses the pixel size ([`EMAIL_SIZE`], the page's, a
+/// thumbnail's). Plain data: rendering it is pure and deterministic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymptomChart {
+    /// The rule's ID (`latency.p95_high`): the symptom line the chart belongs to.
+    pub rule: String,
+    /// The series with its threshold and opening, or the blind box.
+    pub chart: Chart,
+    /// The left edge of the span.
+    pub from: Timestamp,
+    /// The right edge: when the series was read.
+    pub to: Timestamp,
+}
+
+impl SymptomChart {
+    /// Its span at `size` pixels.
+    pub fn frame(&self, size: (u32, u32)) -> Frame {
+        Frame {
+            from: self.from,
+            to: self.to,
+            size,
+        }
+    }
+
+    /// The chart's title (the series' or the blind box's).
+    pub fn title(&self) -> &str {
+        match &self.chart {
+            Chart::Seen { series, .. } => &series.title,
+            Chart::Blind { title, .. } => title,
+        }
+    }
 }
 
 /// How a value reads: the same numbers the symptom's line in the email shows.
@@ -157,12 +217,24 @@ pub struct ChartError(pub String);
 /// The chart as SVG text, for the incident page (inline, under its CSP: no script, no external
 /// reference).
 pub fn svg(chart: &Chart, frame: &Frame) -> Result<String, ChartError> {
+    svg_by(frame, |backend| draw::draw(backend, chart, frame))
+}
+
+/// The chart as a small SVG with no text at all (the status page's thumbnail): the series, the
+/// threshold and the opening as lines, without title, axes or labels, which would not fit; a blind
+/// chart is an empty grey box (the page says why beside it).
+pub fn thumbnail_svg(chart: &Chart, frame: &Frame) -> Result<String, ChartError> {
+    svg_by(frame, |backend| draw::thumbnail(backend, chart, frame))
+}
+
+/// The SVG text `draw` writes on a backend of `frame`'s size.
+fn svg_by(
+    frame: &Frame,
+    draw: impl FnOnce(plotters::backend::SVGBackend<'_>) -> Result<(), ChartError>,
+) -> Result<String, ChartError> {
     let (w, h) = frame.pixels();
     let mut out = String::new();
-    {
-        let backend = plotters::backend::SVGBackend::with_string(&mut out, (w, h));
-        draw::draw(backend, chart, frame)?;
-    }
+    draw(plotters::backend::SVGBackend::with_string(&mut out, (w, h)))?;
     Ok(out)
 }
 

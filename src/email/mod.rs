@@ -17,12 +17,18 @@
 //! - [`token`]: HMAC-signed, expiring tokens binding incident, action and level.
 //! - [`links`]: the URLs of the signed links an email carries ([`ActionLinks`]); the
 //!   `GET/POST /act/{token}` routes behind them are `crate::http::act`'s.
+//! - `images`: the symptom charts as inline PNG parts (issue 15): drawn by `crate::chart` at
+//!   [`EMAIL_SIZE`](crate::chart::EMAIL_SIZE), each with a `Content-ID` derived from the page key
+//!   (deterministic, unique per email) that the HTML's `<img src="cid:…">` names. With charts, the
+//!   message is `multipart/alternative` [text, `multipart/related` [html, png…]] (RFC 2387), so a
+//!   client shows the images in the HTML and the text part stays whole without them.
 //!
 //! **Invariant:** rendering is pure: no store, no clock (`now` comes in), no network. The notification
 //! pipeline decides what to send and records it before sending; this module only says what it looks
 //! like. Nothing secret is among its inputs, and `public_url` loses any user-info before it is used.
 
 pub mod digest;
+mod images;
 pub mod links;
 pub mod token;
 mod view;
@@ -34,6 +40,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior};
 use url::Url;
 
+use crate::chart::SymptomChart;
 use crate::clock::Timestamp;
 use crate::engine::{SectionState, Symptom};
 use crate::incident::{Incident, Page};
@@ -68,6 +75,8 @@ pub struct EmailInput<'a> {
     pub locale: Locale,
     /// The signed ack/resolve links for this level; `None` leaves them out (the resolved email).
     pub links: Option<&'a ActionLinks>,
+    /// The firing symptoms' charts, read by the pipeline (blind ones say why); empty: none shown.
+    pub charts: &'a [SymptomChart],
     /// When the email is rendered: its `Date`, and the "open for 42 min" figures.
     pub now: Timestamp,
 }
@@ -214,6 +223,9 @@ impl Renderer {
             return Err(EmailError::NoRecipients(input.page.key.clone()));
         }
         let mut v = view::EmailView::build(input);
+        let message_id = message_id(&input.page.key);
+        let images = images::draw(input.charts, &message_id);
+        v.charts = view::chart_views(input, &images);
         v.postmortem = match &v.resolved {
             Some(_) => Some(render_template(&self.env, "postmortem.txt", &v)?),
             None => None,
@@ -221,7 +233,6 @@ impl Renderer {
         let text = render_template(&self.env, "email.txt", &v)?;
         let html = render_template(&self.env, "email.html", &v)?;
 
-        let message_id = message_id(&input.page.key);
         let builder = envelope(
             input.incident,
             input.page,
@@ -231,19 +242,20 @@ impl Renderer {
             &v.cause_id,
             input.now,
         );
-        let message = builder.multipart(
-            MultiPart::alternative()
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_PLAIN)
-                        .body(text.clone()),
-                )
-                .singlepart(
-                    SinglePart::builder()
-                        .header(ContentType::TEXT_HTML)
-                        .body(html.clone()),
-                ),
-        )?;
+        let alternative = MultiPart::alternative().singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text.clone()),
+        );
+        let html_part = SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(html.clone());
+        // With images, the HTML and the images it names travel together in `multipart/related`.
+        let alternative = match images::related(html_part.clone(), &images) {
+            Some(related) => alternative.multipart(related),
+            None => alternative.singlepart(html_part),
+        };
+        let message = builder.multipart(alternative)?;
         Ok(RenderedEmail {
             subject: v.subject,
             message_id,
@@ -352,6 +364,12 @@ pub fn fallback(
             .into_bytes()
         }
     }
+}
+
+/// `v` in the unit its observation `obs` carries, as the emails' symptom lines write it (`12.4%`,
+/// `8.8 s`): for the status pages, which show the same values.
+pub fn format_value(obs: &str, v: &crate::observe::Value) -> String {
+    view::unit_value(obs, v)
 }
 
 /// Renders one email with a fresh [`Renderer`] (tests, one-offs; the daemon keeps a `Renderer`).

@@ -7,6 +7,7 @@
 //! (every reading goes through it); `units` writes readings and thresholds in their units;
 //! `subject` writes the subject line and the headline.
 
+mod charts;
 mod quote;
 mod subject;
 mod units;
@@ -24,6 +25,9 @@ use crate::runbook::{Rule, Section};
 use quote::{MAX_LINE, MAX_OBSERVED, MAX_PEER, one_line, quoted, quoted_max};
 use subject::{headline, subject};
 use units::{format_value, threshold};
+
+pub(super) use charts::{ChartView, chart_views};
+pub(super) use units::format_value as unit_value;
 
 /// Everything the three email templates (`email.txt`, `email.html`, `postmortem.txt`) show, as
 /// plain strings: the templates make no decision. Times are [`human_time`]s (UTC, to the second) and
@@ -66,6 +70,8 @@ pub(super) struct EmailView {
     pub pm: PostmortemView,
     /// The rendered postmortem draft (resolved emails), filled by the renderer.
     pub postmortem: Option<String>,
+    /// The symptom charts (issue 15), filled by the renderer once it has drawn their images.
+    pub charts: Vec<ChartView>,
 }
 
 /// The incident's head: who, what, since when.
@@ -389,6 +395,7 @@ impl EmailView {
             resolved,
             pm,
             postmortem: None,
+            charts: Vec::new(),
             t,
         }
     }

@@ -45,8 +45,10 @@ use crate::clock::Clock;
 use crate::config::{Config, ServerLimits};
 use crate::doctor::BlindSpot;
 use crate::email::token::LinkKeys;
+use crate::engine::Symptom;
 use crate::incident::ActionError;
 use crate::metrics::{CONTENT_TYPE, Metrics};
+use crate::pipeline::charts::ChartSource;
 use crate::pipeline::pager::PagerHandle;
 use crate::reload::Reloader;
 use crate::runbook::Runbook;
@@ -92,6 +94,10 @@ pub struct RouteParts<'a> {
     pub link_keys: Arc<LinkKeys>,
     /// The blind spots the watch loop finds, for the status page.
     pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
+    /// The firing symptoms of the watch loop's latest evaluation, for the pages' values and charts.
+    pub symptoms: tokio::sync::watch::Receiver<Vec<Symptom>>,
+    /// The symptom charts' source, shared with the pager (its cache too).
+    pub charts: Arc<ChartSource>,
     /// What outlives a reload: the failure budgets and the sessions, the forms' refusal counters,
     /// the handle `POST /-/reload` asks through.
     pub auth: &'a Arc<AuthShared>,
@@ -111,6 +117,8 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         pager,
         link_keys,
         blind_spots,
+        symptoms,
+        charts,
         auth,
         form_metrics,
         reloader,
@@ -137,6 +145,8 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         auth: Arc::clone(&auth),
         metrics: form_metrics.clone(),
         blind_spots,
+        symptoms,
+        charts,
     });
     let api = api::routes(
         Arc::clone(&actions),

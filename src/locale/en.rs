@@ -207,4 +207,18 @@ pub(super) const EN: Text = Text {
     link_why_expired: "this link expired at {at}; use the status page",
     link_why_mismatch: "this link is for another incident or action than the form names",
     link_why_reopened: "incident {id} reopened (reopening #{reopened}) after the email with this link was sent, so the link no longer acts. Use the links of the newest email, or the status page.",
+
+    // Charts (issue 15)
+    chart_heading: "The symptom over time",
+    chart_legend: "Blue: the reading; red line: the threshold; orange line: when the incident opened. Times in UTC.",
+    chart_title: "{summary} (last {span})",
+    chart_alt: "Chart: {title}",
+    chart_gist: "{title}: now {last}; lowest {min}, highest {max} (threshold {threshold}).",
+    chart_none: "{title}: no chart. {reason}",
+    chart_blind_unreachable: "Prometheus could not be reached, so there is no history to show.",
+    chart_blind_timeout: "Prometheus did not answer within {timeout}, so there is no history to show.",
+    chart_blind_bad_answer: "Prometheus answered, but not with this reading's history.",
+    chart_blind_no_data: "Prometheus has no samples of this reading in the chart's span.",
+    chart_blind_draw: "The chart could not be drawn.",
+    chart_trend: "Trend",
 };

@@ -207,4 +207,18 @@ pub(super) const PT_BR: Text = Text {
     link_why_expired: "este link expirou em {at}; use a página de status",
     link_why_mismatch: "este link é de outro incidente ou ação que não os do formulário",
     link_why_reopened: "o incidente {id} reabriu ({reopened}ª reabertura) depois que o email com este link foi enviado, então o link não vale mais. Use os links do email mais recente, ou a página de status.",
+
+    // Charts (issue 15)
+    chart_heading: "O sintoma ao longo do tempo",
+    chart_legend: "Azul: a leitura; linha vermelha: o limite; linha laranja: quando o incidente abriu. Horários em UTC.",
+    chart_title: "{summary} (últimos {span})",
+    chart_alt: "Gráfico: {title}",
+    chart_gist: "{title}: agora {last}; mínimo {min}, máximo {max} (limite {threshold}).",
+    chart_none: "{title}: sem gráfico. {reason}",
+    chart_blind_unreachable: "O Prometheus não pôde ser contatado, então não há histórico para mostrar.",
+    chart_blind_timeout: "O Prometheus não respondeu em {timeout}, então não há histórico para mostrar.",
+    chart_blind_bad_answer: "O Prometheus respondeu, mas não com o histórico desta leitura.",
+    chart_blind_no_data: "O Prometheus não tem amostras desta leitura no período do gráfico.",
+    chart_blind_draw: "O gráfico não pôde ser desenhado.",
+    chart_trend: "Tendência",
 };

@@ -280,6 +280,35 @@ pub struct Text {
     /// `{id}`: the incident; `{reopened}`: its reopen count now. Also the act page's reason not to
     /// act, so a whole sentence.
     pub link_why_reopened: &'static str,
+
+    // Charts (issue 15): the symptom charts of the emails, the incident page and the status page
+    // (`pipeline::charts` words the titles and blind reasons, `email` and `http::pages` the rest).
+    /// The heading over the charts.
+    pub chart_heading: &'static str,
+    /// Under the charts: what the colours mean (the series, the threshold, the opening).
+    pub chart_legend: &'static str,
+    /// A chart's title. `{summary}`: the rule's summary; `{span}`: how far back it reaches.
+    pub chart_title: &'static str,
+    /// An email image's `alt` text. `{title}`: the chart's title.
+    pub chart_alt: &'static str,
+    /// The chart in words (the text part). `{title}`; `{last}`, `{min}`, `{max}`: values in the
+    /// reading's unit; `{threshold}`: the rule's threshold in the same unit.
+    pub chart_gist: &'static str,
+    /// A chart that could not be drawn, in words. `{title}`; `{reason}`: a `chart_blind_*`
+    /// sentence.
+    pub chart_none: &'static str,
+    /// Why there is no chart: Prometheus could not be reached.
+    pub chart_blind_unreachable: &'static str,
+    /// Why there is no chart: `{timeout}`, how long Prometheus was given.
+    pub chart_blind_timeout: &'static str,
+    /// Why there is no chart: Prometheus answered something that is not the reading's history.
+    pub chart_blind_bad_answer: &'static str,
+    /// Why there is no chart: no sample of the reading in the chart's span.
+    pub chart_blind_no_data: &'static str,
+    /// Why there is no chart: the drawing itself failed (not expected).
+    pub chart_blind_draw: &'static str,
+    /// The status page's column of each open incident's chart thumbnail.
+    pub chart_trend: &'static str,
 }
 
 impl Text {

@@ -7,6 +7,12 @@
 //! email is already in the outbox (by key) is never queued again, and one that was decided but not
 //! committed before a crash is decided again, with the same key, after the restart.
 //!
+//! A step is two halves, so the watch loop can read the symptom charts between them without holding
+//! anything uncommitted in the store: [`Pager::decide`] steps a copy of the book and returns the
+//! [`Decision`] (nothing written), [`Pager::chart_wants`] says which charts its emails show, and
+//! [`Pager::record`] renders the emails with the charts fetched and commits. A decision dropped (a
+//! crash while the charts are read) is decided again with the same keys at the next step.
+//!
 //! `render.rs` makes a page's email; `commit.rs` is the transaction, the sender's wake-up and what the
 //! pager counts ([`PagerMetrics`]). The pager knows the store and a [`Notify`], not the sender.
 
@@ -15,6 +21,7 @@ mod render;
 
 pub use commit::{PagerMetrics, commit};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,12 +29,14 @@ use lettre::message::Mailbox;
 use tokio::sync::{Notify, mpsc, oneshot};
 use url::Url;
 
+use crate::chart::SymptomChart;
 use crate::clock::Timestamp;
 use crate::config::Config;
 use crate::email::Renderer;
 use crate::email::token::LinkKeys;
 use crate::engine::{EngineState, Evaluation};
-use crate::incident::{ActionError, Book, Incident, Level, Policy, Window};
+use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
+use crate::pipeline::charts::{ChartSource, Wanted};
 use crate::runbook::{Locale, Runbook};
 use crate::store::{NewEmail, Store, StoreError};
 
@@ -128,6 +137,29 @@ pub struct Pager {
     /// next deadline on its own thread, so that must not read the store; a window created through the
     /// API counts from the next step (at most one probe interval later).
     windows: Vec<Window>,
+    /// Where the emails' symptom charts come from (shared with the status pages).
+    charts: Arc<ChartSource>,
+}
+
+/// A step decided and not recorded: the stepped copy of the book, its pages and the incidents it
+/// changed. Nothing of it is in the store: dropped, the same pages are decided again, with the same
+/// keys, at the next step.
+#[derive(Debug)]
+pub struct Decision {
+    book: Book,
+    pages: Vec<Page>,
+    changed: Vec<String>,
+    now: Timestamp,
+}
+
+/// The symptom charts of a step's emails, by incident ID.
+pub type Charts = BTreeMap<String, Vec<SymptomChart>>;
+
+/// Whether an email of `event` shows the symptom charts. The opening, the escalation (the new level
+/// reads it first), the reopening and the reminder (is it still climbing?) do; the resolved email
+/// does not: its symptoms have cleared, and its timeline and postmortem tell the story.
+pub fn charts_for(event: PageEvent) -> bool {
+    event != PageEvent::Resolved
 }
 
 impl std::fmt::Debug for Pager {
@@ -146,6 +178,7 @@ impl Pager {
         runbook: Arc<Runbook>,
         sender: Arc<Notify>,
         metrics: PagerMetrics,
+        charts: Arc<ChartSource>,
     ) -> Result<Self, PagerError> {
         let book = Book::new(store.latest_per_section()?);
         let keys = Arc::new(load_link_keys(&store)?);
@@ -160,6 +193,7 @@ impl Pager {
             metrics,
             last: None,
             windows: Vec::new(),
+            charts,
         };
         pager.windows = pager.windows()?;
         Ok(pager)
@@ -174,21 +208,36 @@ impl Pager {
         &self.book
     }
 
-    /// Steps the book over `eval` at `now` and records the outcome. `engine` is the engine's rule
-    /// states when they changed: saved first, so a restart resumes the symptoms that opened incidents
-    /// instead of seeing them inactive and resolving everything.
+    /// Steps the book over `eval` at `now` and records the outcome at once, without charts (see
+    /// [`Pager::decide_on`] for the watch loop's two halves).
     pub fn on_evaluation(
         &mut self,
         eval: Evaluation,
         engine: Option<&EngineState>,
         now: Timestamp,
     ) -> Result<(), PagerError> {
+        match self.decide_on(eval, engine, now)? {
+            Some(decision) => self.record(decision, &Charts::new()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `eval` as the latest evaluation and decides the book's step over it at `now` (see
+    /// [`Pager::decide`]); [`Pager::record`] records it. `engine` is the engine's rule states when
+    /// they changed: saved first, so a restart resumes the symptoms that opened incidents instead of
+    /// seeing them inactive and resolving everything.
+    pub fn decide_on(
+        &mut self,
+        eval: Evaluation,
+        engine: Option<&EngineState>,
+        now: Timestamp,
+    ) -> Result<Option<Decision>, PagerError> {
         if let Some(state) = engine {
             let json = serde_json::to_vec(state).expect("engine state serializes");
             self.store.put_value(ENGINE_STATE, &json)?;
         }
         self.last = Some(eval);
-        self.step(now)
+        self.decide(now)
     }
 
     /// The engine's rule states saved by the previous run, if any (unreadable ones are dropped).
@@ -199,10 +248,21 @@ impl Pager {
             .ok()
     }
 
-    /// Steps the book over the latest evaluation (a deadline came due).
+    /// Steps the book over the latest evaluation (a deadline came due, or an action) and records the
+    /// outcome at once, without charts: the resolved emails an action makes show none, and any
+    /// other page that comes due in the same step is rare enough to go without.
     pub fn step(&mut self, now: Timestamp) -> Result<(), PagerError> {
+        match self.decide(now)? {
+            Some(decision) => self.record(decision, &Charts::new()),
+            None => Ok(()),
+        }
+    }
+
+    /// Steps a copy of the book over the latest evaluation at `now`: the pages due and the
+    /// incidents changed, or `None` when nothing is. Writes nothing.
+    pub fn decide(&mut self, now: Timestamp) -> Result<Option<Decision>, PagerError> {
         let Some(eval) = self.last.as_ref() else {
-            return Ok(());
+            return Ok(None);
         };
         let windows = self.windows()?;
         self.windows.clone_from(&windows);
@@ -217,15 +277,71 @@ impl Pager {
             &windows,
         );
         if out.changed.is_empty() && out.pages.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let emails: Vec<NewEmail> = out
-            .pages
+        Ok(Some(Decision {
+            book,
+            pages: out.pages,
+            changed: out.changed,
+            now,
+        }))
+    }
+
+    /// Where the charts come from.
+    pub fn chart_source(&self) -> Arc<ChartSource> {
+        Arc::clone(&self.charts)
+    }
+
+    /// The charts `decision`'s emails show (see [`charts_for`]): each incident's firing symptoms that
+    /// Prometheus can chart, by incident ID; empty when no email shows one, so no query is made.
+    pub fn chart_wants(&self, decision: &Decision) -> Vec<(String, Vec<Wanted>)> {
+        let Some(eval) = self.last.as_ref() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<Wanted>)> = Vec::new();
+        for page in decision.pages.iter().filter(|p| charts_for(p.event)) {
+            if out.iter().any(|(id, _)| *id == page.incident) {
+                continue;
+            }
+            let Some(incident) = decision.book.get(&page.incident) else {
+                continue;
+            };
+            let wanted = self.charts.wanted(
+                &incident.section,
+                &eval.symptoms,
+                incident.opened_at,
+                decision.now,
+            );
+            if !wanted.is_empty() {
+                out.push((page.incident.clone(), wanted));
+            }
+        }
+        out
+    }
+
+    /// Renders `decision`'s emails, each with its incident's `charts`, and records them with the
+    /// changed incidents in one transaction; then the book is the decided one.
+    pub fn record(&mut self, decision: Decision, charts: &Charts) -> Result<(), PagerError> {
+        let Some(eval) = self.last.as_ref() else {
+            return Ok(());
+        };
+        let Decision {
+            book,
+            pages,
+            changed,
+            now,
+        } = decision;
+        let emails: Vec<NewEmail> = pages
             .iter()
-            .map(|p| self.email(&book, eval, p, now))
+            .map(|p| {
+                let shown = charts
+                    .get(&p.incident)
+                    .filter(|_| charts_for(p.event))
+                    .map_or(&[][..], Vec::as_slice);
+                self.email(&book, eval, p, shown, now)
+            })
             .collect();
-        let incidents: Vec<Incident> = out
-            .changed
+        let incidents: Vec<Incident> = changed
             .iter()
             .filter_map(|id| book.get(id).cloned())
             .collect();
@@ -240,7 +356,7 @@ impl Pager {
             &self.sender,
         )?;
         self.book = book;
-        for p in &out.pages {
+        for p in &pages {
             // A page decided again after a restart finds its key in the ledger: not a new page.
             if outcome.duplicates.contains(&p.key) {
                 tracing::debug!(key = %p.key, "page already recorded before the restart");

@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::doctor::BlindSpot;
-use crate::engine::{Engine, Evaluation, Event, SymptomState};
+use crate::engine::{Engine, Evaluation, Event, Symptom, SymptomState};
 use crate::incident::{Book, IncidentState, Level};
 use crate::observe::{Evidence, ProbeReport, Reading, Value};
-use crate::pipeline::pager::{Command, Pager};
+use crate::pipeline::pager::{Charts, Command, Pager};
 use crate::runbook::Runbook;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -379,6 +379,9 @@ pub struct Published {
     pub blind_spots: tokio::sync::watch::Sender<Vec<BlindSpot>>,
     /// The probes to poll at their fast interval: those a pending or recovering rule reads.
     pub hurry: tokio::sync::watch::Sender<BTreeSet<String>>,
+    /// The firing and recovering symptoms of the latest evaluation, for the status pages' values
+    /// and charts.
+    pub symptoms: tokio::sync::watch::Sender<Vec<Symptom>>,
 }
 
 /// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled; each
@@ -396,6 +399,7 @@ pub async fn run(
         mut metrics,
         blind_spots: blind,
         hurry,
+        symptoms: live,
     } = published;
     let sections: Vec<String> = engine
         .runbook()
@@ -473,17 +477,43 @@ pub async fn run(
             *shown = spots;
             changed
         });
+        live.send_replace(
+            eval.symptoms
+                .iter()
+                .filter(|s| matches!(s.state, SymptomState::Firing | SymptomState::Recovering))
+                .cloned()
+                .collect(),
+        );
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
-        let recorded;
-        (pager, recorded) = off_thread(pager, move |p| match p.on_evaluation(eval, changed.as_ref(), now) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "could not record the incidents and pages; retrying at the next evaluation");
-                false
+        let decided;
+        (pager, decided) =
+            off_thread(pager, move |p| p.decide_on(eval, changed.as_ref(), now)).await;
+        let recorded = match decided {
+            Ok(None) => Ok(()),
+            Ok(Some(decision)) => {
+                // Between deciding and recording: the charts of the emails about to be rendered,
+                // read within the source's short budget; nothing is committed while they are.
+                let wants = pager.chart_wants(&decision);
+                let source = pager.chart_source();
+                // Every incident's at once: the step waits one budget at most.
+                let charts: Charts =
+                    futures_util::future::join_all(wants.into_iter().map(|(incident, wanted)| {
+                        let source = &source;
+                        async move { (incident, source.fetch(&wanted, now).await) }
+                    }))
+                    .await
+                    .into_iter()
+                    .collect();
+                let result;
+                (pager, result) = off_thread(pager, move |p| p.record(decision, &charts)).await;
+                result
             }
-        })
-        .await;
+            Err(e) => Err(e),
+        };
+        let recorded = recorded
+            .inspect_err(|e| tracing::error!(error = %e, "could not record the incidents and pages; retrying at the next evaluation"))
+            .is_ok();
         // Only what reached the store counts as saved: after a failed write the next evaluation
         // saves the rule states again.
         if recorded {

@@ -3,6 +3,11 @@
 //! latency symptom's key names its reading, the range query returns its series, and the SVG drawn
 //! from it holds one point per finite sample and the threshold line, the PNG decodes at the
 //! email's size. A Prometheus that is not there gives a failure the blind chart quotes.
+//!
+//! Then the whole path, in a running daemon: the latency incident's L1 email, received by the real
+//! SMTP server, carries the p95 chart as an inline PNG its HTML names by `Content-ID`; the incident
+//! page draws the series and the threshold as inline SVG, the status page a thumbnail and the value.
+//! With Prometheus killed, the L2 email and the page show the blind chart saying why.
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +21,10 @@ use harven_watchdog::probe::prometheus::{
 };
 
 use crate::support;
+use crate::support::daemon::{TestDaemon, paging_env, quick_runbook};
 use crate::support::fastapi::{FastApiBackend, Handler, Load, LoadSpec, Profile, Scenario};
 use crate::support::prometheus::PrometheusServer;
+use crate::support::smtp::{ReceivedMail, SmtpServer};
 
 const MIX: [(Handler, u32); 3] = [
     (Handler::Chat, 6),
@@ -131,6 +138,49 @@ async fn a_range_query_draws_the_slow_phase_and_the_threshold() {
     assert_eq!(polylines(&svg, "#FF7F0E").len(), 1, "the opening: {svg}");
     assert!(svg.contains("3 s"), "{svg}");
 
+    // What the pager and the pages do with it: one fetch through the chart source, timed (the
+    // extra time an L1 email waits for its chart).
+    let mut with_firing = harven_watchdog::config::Config::load_with_env(
+        &[],
+        [(
+            "HARVEN_WATCHDOG__RUNBOOK__LOCALE".to_owned(),
+            "en".to_owned(),
+        )],
+    )
+    .expect("config");
+    with_firing.prometheus = config.clone();
+    let source = harven_watchdog::pipeline::charts::ChartSource::new(
+        &with_firing,
+        std::sync::Arc::new(harven_watchdog::runbook::Runbook::embedded()),
+    )
+    .expect("chart source");
+    let symptom = harven_watchdog::engine::Symptom {
+        rule: "latency.p95_high".into(),
+        section: "latency".into(),
+        labels: firing.key.labels.clone(),
+        summary: "p95".into(),
+        severity: harven_watchdog::runbook::Severity::Major,
+        state: harven_watchdog::engine::SymptomState::Firing,
+        observable: true,
+        value: None,
+        note: None,
+        fired_at: Some(slow_from),
+    };
+    let wanted = source.wanted("latency", &[symptom], slow_from, ended);
+    assert_eq!(wanted.len(), 1, "{wanted:?}");
+    let timer = Instant::now();
+    let fetched = source.fetch(&wanted, ended).await;
+    println!(
+        "one chart fetched from Prometheus in {:?} (budget {:?})",
+        timer.elapsed(),
+        source.budget()
+    );
+    assert!(
+        matches!(fetched[0].chart, Chart::Seen { .. }),
+        "{:?}",
+        fetched[0]
+    );
+
     // The PNG decodes at the email's size.
     let frame = Frame {
         size: EMAIL_SIZE,
@@ -197,4 +247,182 @@ fn polylines(svg: &str, stroke: &str) -> Vec<Vec<(f64, f64)>> {
                 .collect()
         })
         .collect()
+}
+
+/// The L1 or L2 email of the latency incident.
+fn latency_mail(mail: &[ReceivedMail], event: &str) -> Option<ReceivedMail> {
+    mail.iter()
+        .find(|m| {
+            m.header("X-Harven-Section") == Some("latency")
+                && m.header("X-Harven-Event") == Some(event)
+        })
+        .cloned()
+}
+
+/// The inline PNG parts of `mail`: (Content-ID without brackets, disposition, bytes).
+fn inline_pngs(mail: &ReceivedMail) -> Vec<(String, String, Vec<u8>)> {
+    use mail_parser::MimeHeaders;
+    let parsed = mail_parser::MessageParser::default()
+        .parse(mail.raw.as_bytes())
+        .expect("a message");
+    parsed
+        .parts
+        .iter()
+        .filter(|p| p.content_type().and_then(|c| c.subtype()) == Some("png"))
+        .map(|p| {
+            (
+                p.content_id()
+                    .unwrap_or_default()
+                    .trim_matches(['<', '>'])
+                    .to_owned(),
+                p.content_disposition()
+                    .map(|d| d.ctype().to_owned())
+                    .unwrap_or_default(),
+                p.contents().to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// The RGB pixels of a PNG, and its size.
+fn pixels(bytes: &[u8]) -> ((u32, u32), Vec<u8>) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .expect("a PNG");
+    let size = (reader.info().width, reader.info().height);
+    let mut image = vec![0; reader.output_buffer_size().expect("a size")];
+    reader.next_frame(&mut image).expect("the pixels");
+    (size, image)
+}
+
+/// Whether an RGB image has a pixel of exactly `rgb`.
+fn has_colour(image: &[u8], rgb: [u8; 3]) -> bool {
+    image.chunks(3).any(|p| p == rgb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_shows_its_chart_in_the_email_and_the_pages_and_says_when_prometheus_is_blind()
+{
+    let backend = FastApiBackend::start(Profile::Default).await;
+    let mut prom = PrometheusServer::start(&[backend.target()]).await;
+    let smtp = SmtpServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut env = paging_env(&prom.url(), smtp.port(), data.path());
+    let runbook = quick_runbook(data.path(), "5m");
+    env.push((
+        "HARVEN_WATCHDOG__RUNBOOK__PATH".into(),
+        runbook.display().to_string(),
+    ));
+    // A normal phase first, so the chart shows the climb.
+    let load = Load::start(&backend, LoadSpec::new(10.0, &MIX));
+    prom.wait_for(
+        "sum(http_request_duration_highr_seconds_count)",
+        |s| s.first().is_some_and(|x| x.value > 20.0),
+        Duration::from_secs(60),
+    )
+    .await;
+    // The daemon's clock is a manual one, kept at real time: the range queries ask for the
+    // minutes Prometheus has, and the test can jump to the escalation later.
+    let d = TestDaemon::start(env, Clock::system().now()).await;
+    backend.set_scenario(&Scenario::slow_chat(4.0, 6.0)).await;
+    let hand = d.hand.clone();
+    let l1 = support::wait_for_some(Duration::from_secs(120), Duration::from_millis(250), || {
+        hand.set(Clock::system().now());
+        let mail = smtp.messages();
+        async move { latency_mail(&mail, "opened") }
+    })
+    .await
+    .expect("the latency incident's L1 email");
+    load.stop().await;
+    let id = l1.header("X-Harven-Incident").expect("incident").to_owned();
+
+    // The L1 email: an inline PNG per chart, named by Content-ID from the HTML, of the email's
+    // size, drawing the series (its blue), not a blind box.
+    let html = l1.html().expect("an HTML part");
+    let pngs = inline_pngs(&l1);
+    assert!(!pngs.is_empty(), "no inline PNG: {}", l1.raw.len());
+    for (cid, disposition, bytes) in &pngs {
+        assert!(
+            html.contains(&format!("src=\"cid:{cid}\"")),
+            "{cid}: {html}"
+        );
+        assert_eq!(disposition, "inline");
+        let (size, image) = pixels(bytes);
+        assert_eq!(size, EMAIL_SIZE);
+        assert!(
+            has_colour(&image, [0x1F, 0x77, 0xB4]),
+            "the series is drawn"
+        );
+        assert!(
+            has_colour(&image, [0xD6, 0x27, 0x28]),
+            "the threshold is drawn"
+        );
+    }
+    let text = l1.text().expect("a text part");
+    assert!(text.contains("The symptom over time"), "{text}");
+    assert!(
+        text.contains(": now ") && text.contains("(threshold 3 s)"),
+        "{text}"
+    );
+    println!(
+        "the L1 email with {} chart(s): {} bytes",
+        pngs.len(),
+        l1.raw.len()
+    );
+
+    // The incident page: inline SVG with the series and the threshold line, under the pages' CSP
+    // as it was (no script source; an inline SVG needs none).
+    let answer = support::http_client()
+        .get(format!("{}/incidents/{id}", d.base))
+        .send()
+        .await
+        .expect("GET the incident page");
+    let csp = answer
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'unsafe-inline';")
+            && !csp.contains("script"),
+        "{csp}"
+    );
+    let page = answer.text().await.expect("the page");
+    let svg_at = page.find("<svg").expect("an inline SVG");
+    let svg = &page[svg_at..page[svg_at..].find("</svg>").expect("closed") + svg_at];
+    assert!(!polylines(svg, "#1F77B4").is_empty(), "the series: {svg}");
+    assert_eq!(polylines(svg, "#D62728").len(), 1, "the threshold: {svg}");
+    assert!(!page.contains("<script"), "no script");
+    // The status page: the value and a thumbnail.
+    let index = d.get("/").await;
+    let open = &index[index.find("class=\"glance\"").expect("a glance")..];
+    assert!(open.contains("<div class=\"thumb\"><svg"), "{open}");
+    assert!(open.contains(" s</strong>"), "the p95 value: {open}");
+
+    // Prometheus dies; half an hour later L2 is paged, and its charts say Prometheus is blind.
+    prom.kill();
+    hand.advance(Duration::from_secs(31 * 60));
+    let l2 = support::wait_for_some(Duration::from_secs(120), Duration::from_millis(250), || {
+        let mail = smtp.messages();
+        async move { latency_mail(&mail, "escalated") }
+    })
+    .await
+    .expect("the L2 email");
+    let text = l2.text().expect("a text part");
+    assert!(
+        text.contains("no chart. Prometheus could not be reached"),
+        "{text}"
+    );
+    let pngs = inline_pngs(&l2);
+    assert!(!pngs.is_empty(), "the blind chart is an image too");
+    let (_, image) = pixels(&pngs[0].2);
+    assert!(!has_colour(&image, [0x1F, 0x77, 0xB4]), "no series drawn");
+    let page = d.get(&format!("/incidents/{id}")).await;
+    assert!(
+        page.contains("Prometheus could not be reached, so there is no history to show."),
+        "{page}"
+    );
+    assert!(polylines(&page, "#1F77B4").is_empty());
+    d.stop().await;
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use harven_watchdog::chart::{Chart, EMAIL_SIZE, Series, SymptomChart, Unit};
 use harven_watchdog::clock::{Clock, Timestamp};
 use harven_watchdog::config::{Config, MaintenanceWindow};
 use harven_watchdog::email::links;
@@ -28,6 +29,7 @@ use harven_watchdog::incident::{
     Ack, ActionError, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
 };
 use harven_watchdog::observe::{Evidence, Key, Observation, ProbeReport};
+use harven_watchdog::pipeline::charts::ChartSource;
 use harven_watchdog::runbook::{Locale, Runbook, Severity};
 use harven_watchdog::store::{EndWindow, StoredWindow};
 use lettre::message::Mailbox;
@@ -342,6 +344,16 @@ pub(crate) fn render_event(
     level: Level,
     event: PageEvent,
 ) -> (RenderedEmail, Incident) {
+    render_event_with(locale, level, event, |_| Vec::new())
+}
+
+/// [`render_event`] with the symptom charts `charts` makes for the email's `now`.
+pub(crate) fn render_event_with(
+    locale: Locale,
+    level: Level,
+    event: PageEvent,
+    charts: impl Fn(Timestamp) -> Vec<SymptomChart>,
+) -> (RenderedEmail, Incident) {
     let from = mailbox("Harven Watchdog <watchdog@harven.ai>");
     let to = recipients(level);
     let (scene, now, inc) = match event {
@@ -394,6 +406,7 @@ pub(crate) fn render_event(
     });
     let section = scene.section().clone();
     let symptoms = scene.symptoms();
+    let charts = charts(now);
     let input = EmailInput {
         incident: &inc,
         page: &page,
@@ -405,6 +418,7 @@ pub(crate) fn render_event(
         public_url: &public_url(),
         locale,
         links: links.as_ref(),
+        charts: &charts,
         now,
     };
     let email = Renderer::new().render(&input).expect("render");
@@ -546,6 +560,7 @@ fn a_section_without_a_likely_cause_says_so() {
                 public_url: &public_url(),
                 locale,
                 links: None,
+                charts: &[],
                 now: at(120),
             })
             .expect("render");
@@ -909,6 +924,7 @@ fn no_secret_of_the_configuration_reaches_an_email() {
             public_url: &config.server.public_url,
             locale: config.runbook.locale,
             links: Some(&links),
+            charts: &[],
             now: at(min(32)),
         })
         .expect("render");
@@ -1504,6 +1520,7 @@ async fn a_resolve_link_works_once_and_no_link_outlives_a_reopen() {
         Arc::clone(&scene.runbook),
         Arc::new(tokio::sync::Notify::new()),
         PagerMetrics::default(),
+        Arc::new(ChartSource::new(&config, Arc::clone(&scene.runbook)).expect("charts")),
     )
     .expect("the pager");
     let keys = pager.link_keys();
@@ -1804,6 +1821,7 @@ async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
             public_url: &public_url(),
             locale: Locale::En,
             links: Some(&links),
+            charts: &[],
             now,
         })
         .expect("render");
@@ -1862,4 +1880,220 @@ fn link_auth(clock: &Clock) -> Arc<Auth> {
         trusted_proxies: Vec::new(),
     };
     Arc::new(Auth::new(config, KEY, shared))
+}
+
+// ------------------------------------------------------------------------------------------------
+// The symptom charts (issue 15): inline PNG parts in multipart/related
+// ------------------------------------------------------------------------------------------------
+
+/// The error ratio of the scene over the half hour before `now`: 1% until the outage (at 0),
+/// then climbing to 12.4%; charted against the rule's 5%, the opening marked.
+pub(crate) fn outage_charts(now: Timestamp) -> Vec<SymptomChart> {
+    let from = Timestamp::from_unix_millis(now.as_unix_millis() - 30 * 60 * 1000);
+    let points = (0..=120)
+        .map(|i| {
+            let t = Timestamp::from_unix_millis(from.as_unix_millis() + i * 15_000);
+            let v = if t < at(0) {
+                0.01
+            } else {
+                (0.01 + t.saturating_since(at(0)).as_secs_f64() / 600.0).min(0.124)
+            };
+            (t, v)
+        })
+        .collect();
+    vec![
+        SymptomChart {
+            rule: "errors.ratio_high".into(),
+            chart: Chart::Seen {
+                series: Series {
+                    title: "Error rate above 5% (last 30 min)".into(),
+                    unit: Unit::Ratio,
+                    points,
+                },
+                threshold: 0.05,
+                opened: Some(at(0)),
+            },
+            from,
+            to: now,
+        },
+        SymptomChart {
+            rule: "errors.ratio_severe".into(),
+            chart: Chart::Blind {
+                title: "Error rate at or above 15% in the last 30 s (last 30 min)".into(),
+                reason: "Prometheus did not answer within 3 s, so there is no history to show."
+                    .into(),
+            },
+            from,
+            to: now,
+        },
+    ]
+}
+
+/// The MIME tree of `bytes` as `type[children]`, e.g. `multipart/alternative[text/plain, …]`.
+fn mime_tree(bytes: &[u8]) -> String {
+    use mail_parser::MimeHeaders;
+    fn walk(m: &mail_parser::Message<'_>, id: usize) -> String {
+        let part = &m.parts[id];
+        let ct = part
+            .content_type()
+            .map(|c| match c.subtype() {
+                Some(sub) => format!("{}/{sub}", c.ctype()),
+                None => c.ctype().to_owned(),
+            })
+            .unwrap_or_else(|| "text/plain".to_owned());
+        match &part.body {
+            mail_parser::PartType::Multipart(children) => format!(
+                "{ct}[{}]",
+                children
+                    .iter()
+                    .map(|c| walk(m, *c as usize))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => ct,
+        }
+    }
+    let m = mail_parser::MessageParser::default()
+        .parse(bytes)
+        .expect("a message");
+    walk(&m, 0)
+}
+
+/// The `cid:` references of an HTML part, in order.
+fn cids(html: &str) -> Vec<String> {
+    html.match_indices("src=\"cid:")
+        .map(|(i, m)| {
+            let rest = &html[i + m.len()..];
+            rest[..rest.find('"').expect("closing quote")].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn charts_travel_as_inline_pngs_beside_the_html_in_multipart_related() {
+    use mail_parser::MimeHeaders;
+    let (email, _) = render_event_with(Locale::En, Level::L1, PageEvent::Opened, outage_charts);
+    let bytes = email.formatted();
+    assert_eq!(
+        mime_tree(&bytes),
+        "multipart/alternative[text/plain, multipart/related[text/html, image/png, image/png]]"
+    );
+    let mail = parse(&email);
+    let refs = cids(&html_of(&mail));
+    assert_eq!(refs.len(), 2, "{}", email.html);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&bytes[..])
+        .expect("parse");
+    let pngs: Vec<&mail_parser::MessagePart<'_>> = parsed
+        .parts
+        .iter()
+        .filter(|p| p.content_type().and_then(|c| c.subtype()) == Some("png"))
+        .collect();
+    assert_eq!(pngs.len(), 2);
+    for (png, cid) in pngs.iter().zip(&refs) {
+        // Named by the HTML, shown inline, with a file name.
+        let id = png.content_id().expect("a Content-ID");
+        assert_eq!(id.trim_matches(['<', '>']), cid.as_str());
+        let disposition = png.content_disposition().expect("a disposition");
+        assert_eq!(disposition.ctype(), "inline");
+        let name = disposition.attribute("filename").expect("a file name");
+        assert!(
+            name.starts_with("chart-") && name.ends_with(".png"),
+            "{name}"
+        );
+        // It decodes as a PNG of the email's size.
+        let decoder = png::Decoder::new(std::io::Cursor::new(png.contents().to_vec()));
+        let reader = decoder.read_info().expect("a PNG");
+        assert_eq!((reader.info().width, reader.info().height), EMAIL_SIZE);
+    }
+    // Each <img> has its size and alt text.
+    let html = html_of(&mail);
+    assert!(
+        html.contains(&format!(
+            "width=\"{}\" height=\"{}\" alt=\"Chart: Error rate above 5% (last 30 min)\"",
+            EMAIL_SIZE.0, EMAIL_SIZE.1
+        )),
+        "{html}"
+    );
+    // The text part says the chart's gist and the blind one's reason, and names no image.
+    let text = text_of(&mail);
+    assert!(
+        text.contains("- Error rate above 5% (last 30 min): now 12.4%; lowest 1%, highest 12.4% (threshold 5%)."),
+        "{text}"
+    );
+    assert!(
+        text.contains("no chart. Prometheus did not answer within 3 s"),
+        "{text}"
+    );
+    assert!(!text.contains("cid:"), "{text}");
+}
+
+#[test]
+fn content_ids_are_deterministic_and_unique_per_email() {
+    use mail_parser::MimeHeaders;
+    let render = |level, event| {
+        render_event_with(Locale::PtBr, level, event, outage_charts)
+            .0
+            .html
+    };
+    let first = cids(&render(Level::L1, PageEvent::Opened));
+    assert_eq!(first, cids(&render(Level::L1, PageEvent::Opened)));
+    assert_eq!(first.len(), 2);
+    assert_ne!(first[0], first[1]);
+    let other = cids(&render(Level::L2, PageEvent::Escalated));
+    assert!(
+        first.iter().all(|c| !other.contains(c)),
+        "{first:?} {other:?}"
+    );
+    assert!(first[0].ends_with("@harven-watchdog"), "{first:?}");
+    // The same page renders the same bytes apart from the MIME boundaries.
+    let (a, _) = render_event_with(Locale::PtBr, Level::L1, PageEvent::Opened, outage_charts);
+    let (b, _) = render_event_with(Locale::PtBr, Level::L1, PageEvent::Opened, outage_charts);
+    let pngs = |e: &RenderedEmail| -> Vec<Vec<u8>> {
+        let bytes = e.formatted();
+        let m = mail_parser::MessageParser::default()
+            .parse(&bytes[..])
+            .expect("parse");
+        m.parts
+            .iter()
+            .filter(|p| p.content_type().and_then(|c| c.subtype()) == Some("png"))
+            .map(|p| p.contents().to_vec())
+            .collect()
+    };
+    assert_eq!(pngs(&a), pngs(&b));
+}
+
+#[test]
+fn an_email_without_charts_keeps_its_two_parts() {
+    let (email, _) = render_event(Locale::En, Level::L1, PageEvent::Opened);
+    assert_eq!(
+        mime_tree(&email.formatted()),
+        "multipart/alternative[text/plain, text/html]"
+    );
+    assert!(!email.html.contains("cid:"));
+    // The cost of the charts, printed for the record (`--nocapture`).
+    let (charted, _) = render_event_with(Locale::En, Level::L1, PageEvent::Opened, outage_charts);
+    println!(
+        "the L1 email: {} bytes without charts, {} with a series chart and a blind one",
+        email.formatted().len(),
+        charted.formatted().len()
+    );
+}
+
+#[test]
+fn the_digest_reads_the_text_part_and_skips_the_images() {
+    let (email, _) = render_event_with(Locale::En, Level::L1, PageEvent::Opened, outage_charts);
+    let summary = harven_watchdog::email::digest::summarize(&email.formatted(), 200);
+    assert!(!summary.first_lines.is_empty());
+    let all = summary.first_lines.join("\n");
+    assert!(
+        all.contains("now 12.4%"),
+        "the text part's chart words: {all}"
+    );
+    for line in &summary.first_lines {
+        assert!(!line.contains("PNG") && !line.contains("iVBOR"), "{line}");
+        for html in ["<img", "<html", "<p", "cid:"] {
+            assert!(!line.contains(html), "no HTML: {line}");
+        }
+    }
 }

@@ -9,8 +9,11 @@
 //! - The emails' HTML part, at 600 px (the width mail clients lay out at) and 375 px (a phone): the
 //!   L1 `opened` email and the `resolved` email (timeline, postmortem draft) of the Supabase outage
 //!   that `email` builds with the real engine (a full diagnosis table, commands, links), in both
-//!   locales, and the L1 email a running daemon really sent through the SMTP server.
-//! - The pages at 375 px and 1280 px: `/`, an incident's page with its diagnosis table, `/maintenance`
+//!   locales, the L1 email with its symptom charts (the PNG parts written beside the HTML and named
+//!   in place of their `cid:`), and the L1 email a running daemon really sent through the SMTP
+//!   server.
+//! - The pages at 375 px and 1280 px: `/` (an open incident with its value and chart thumbnail), an
+//!   incident's page with its chart and diagnosis table, `/maintenance`
 //!   and `/signin`, anonymous and then signed in (the forms), and the `/act/{token}` confirmation
 //!   page of the received email's resolve link; a maintenance window and an acknowledgement carry long
 //!   unbroken words (a URL, a rota name) that must wrap.
@@ -29,7 +32,7 @@ use serde_json::{Value, json};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::chromium::ChromeDriver;
-use crate::support::daemon::{T0, TestDaemon as Daemon, paging_env};
+use crate::support::daemon::{TestDaemon as Daemon, paging_env};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
 
@@ -190,6 +193,18 @@ async fn the_emails_html_part_fits_600_px_and_a_phone() {
             std::fs::write(&path, &email.html).expect("write the email's HTML");
             files.push((name, path));
         }
+        // With its charts: the HTML beside the PNGs it names, as a client shows them (the
+        // `cid:` references written as the files' names).
+        let (email, _) = crate::email::render_event_with(
+            locale,
+            Level::L1,
+            PageEvent::Opened,
+            crate::email::outage_charts,
+        );
+        let name = format!("email-opened-charts-{lang}");
+        let path = dir.join(format!("layout-{name}.html"));
+        std::fs::write(&path, with_images(&email, &dir, &name)).expect("write the email's HTML");
+        files.push((name, path));
     }
     let mut fits = Vec::new();
     for width in [EMAIL, PHONE] {
@@ -201,6 +216,38 @@ async fn the_emails_html_part_fits_600_px_and_a_phone() {
         browser.close().await.expect("close the browser");
     }
     assert_all_fit(&fits);
+}
+
+/// The HTML part of `email` with each `cid:` image written beside it as `<name>-<n>.png` and
+/// referenced by that file name instead, as a mail client resolves the references.
+fn with_images(
+    email: &harven_watchdog::email::RenderedEmail,
+    dir: &std::path::Path,
+    name: &str,
+) -> String {
+    use mail_parser::MimeHeaders;
+    let bytes = email.formatted();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&bytes[..])
+        .expect("the email parses");
+    let mut html = email.html.clone();
+    for (n, part) in parsed
+        .parts
+        .iter()
+        .filter(|p| p.content_type().and_then(|c| c.subtype()) == Some("png"))
+        .enumerate()
+    {
+        let cid = part
+            .content_id()
+            .expect("a Content-ID")
+            .trim_matches(['<', '>'])
+            .to_owned();
+        let file = format!("layout-{name}-{}.png", n + 1);
+        std::fs::write(dir.join(&file), part.contents()).expect("write the image");
+        assert!(html.contains(&format!("cid:{cid}")), "{cid} is referenced");
+        html = html.replace(&format!("cid:{cid}"), &file);
+    }
+    html
 }
 
 /// The L1 `opened` email of the latency incident.
@@ -233,7 +280,8 @@ async fn the_pages_fit_a_phone_and_a_laptop() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut env = paging_env(&prom.url(), smtp.port(), data.path());
     env.push(("HARVEN_WATCHDOG__SERVER__API_TOKEN".into(), TOKEN.into()));
-    let d = Daemon::start(env, T0).await;
+    // At real time, so the charts' range queries ask for minutes Prometheus has.
+    let d = Daemon::start(env, harven_watchdog::clock::Clock::system().now()).await;
 
     let mail = advance_until(
         &d.hand,
@@ -256,6 +304,25 @@ async fn the_pages_fit_a_phone_and_a_laptop() {
         .to_owned();
     let email = dir_file("layout-email-daemon-latency.html");
     std::fs::write(&email, l1.html().expect("html part")).expect("write the email's HTML");
+    // The incident's page and the status page show its chart (a thumbnail on `/`) once the p95
+    // rule fires too (the severe share, which has no chart, may open the incident first).
+    let page = format!("{}/incidents/{id}", d.base);
+    crate::support::wait_until(Duration::from_secs(60), Duration::from_millis(250), || {
+        d.hand.advance(Duration::from_secs(5));
+        let request = crate::support::http_client().get(&page).send();
+        async move {
+            match request.await {
+                Ok(r) => r
+                    .text()
+                    .await
+                    .is_ok_and(|t| t.contains("<figure class=\"chart\"><svg")),
+                Err(_) => false,
+            }
+        }
+    })
+    .await
+    .expect("the incident page shows a chart");
+    assert!(d.get("/").await.contains("class=\"glance\""));
 
     // Long unbroken words where people type: a rota name acknowledging, a URL in a window's reason.
     api_post(

@@ -4,6 +4,9 @@
 //! for them and their base64 forms: its logs, `/metrics`, every email (raw and decoded), the status
 //! pages, the JSON API, error pages, the `diagnose` command and the files of its data directory.
 //!
+//! The symptom charts are among those surfaces: the pages read while the incident is open (inline
+//! SVG, the status page's thumbnail) and the emails' inline PNG parts, decoded.
+//!
 //! The test first proves each secret was really in play, so it cannot pass vacuously: the SMTP server
 //! accepted a login over STARTTLS, the Supabase server received the key, the OpenAI server received
 //! both of its keys, the container had
@@ -269,6 +272,22 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         .emit_log(&format!("ERROR token expired; JWT_SECRET={JWT_SECRET}"))
         .await;
 
+    // While the incident is open its pages draw its charts (inline SVG, a thumbnail on `/`):
+    // read now, checked with every other surface below.
+    let mut answers = Vec::new();
+    for (path, shows) in [
+        ("/".to_owned(), "class=\"glance\""),
+        (
+            format!("/incidents/{incident}"),
+            "<figure class=\"chart\"><svg",
+        ),
+    ] {
+        let resp = http.get(format!("{base}{path}")).send().await.expect("GET");
+        let body = resp.text().await.expect("body");
+        assert!(body.contains(shows), "GET {path} shows {shows}: {body}");
+        answers.push((format!("GET {path} (open, with its charts)"), body));
+    }
+
     // Acknowledged and resolved with the API token; a wrong token is refused.
     let post = |path: String, token: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
@@ -276,7 +295,6 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
             .json(&body)
             .send()
     };
-    let mut answers = Vec::new();
     let wrong = post(
         format!("/api/incidents/{incident}/ack"),
         "not-the-token",
@@ -451,6 +469,19 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
             assert_clean(&format!("{surface} ({})", part.content_type), &part.body);
         }
     }
+    // The charts are in the emails checked: the L1 email's inline PNG, whose decoded bytes were
+    // searched above as its part's body (a PNG holds no text chunk of ours either).
+    let png = opened
+        .parts()
+        .into_iter()
+        .find(|p| p.content_type == "image/png")
+        .expect("the L1 email carries its chart as an inline PNG");
+    assert!(
+        png.body.starts_with("\u{FFFD}PNG"),
+        "a PNG: {:?}",
+        &png.body[..8.min(png.body.len())]
+    );
+    assert_clean("the L1 email's chart", &png.body);
     assert!(
         mail.iter()
             .any(|m| m.header("X-Harven-Event") == Some("opened"))

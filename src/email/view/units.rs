@@ -25,7 +25,7 @@ pub(super) fn threshold(c: &Condition, t: &Text) -> String {
 
 /// A value in the unit its observation name carries: ratios as percentages, `_seconds` as s or ms,
 /// `_bytes` in KiB/MiB/GiB; anything else as the engine prints it.
-pub(super) fn format_value(obs: &str, v: &Value) -> String {
+pub(in crate::email) fn format_value(obs: &str, v: &Value) -> String {
     let Value::Number(n) = v else {
         return v.to_string();
     };

@@ -91,13 +91,18 @@ pub(super) async fn index(
     let windows = st.window_rows(&stored, now, &t, |w| w.starts <= now && now < w.ends);
     let kind = page_kind(session.as_ref());
     let blind_spots = st.blind_spots.borrow().clone();
+    let glances = st.glances(&open, now).await;
     let page = IndexPage {
         blind_spots,
         t: &t,
         now: human_time(now),
         refresh: refreshes(query.as_deref()).then_some(REFRESH_EVERY.as_secs()),
         session,
-        open: open.into_iter().map(|i| st.row(i, now, &t)).collect(),
+        open: open
+            .into_iter()
+            .zip(glances)
+            .map(|(i, g)| st.row(i, now, &t).with_glance(g))
+            .collect(),
         resolved,
         windows,
     };
@@ -141,7 +146,9 @@ pub(super) async fn incident_page(
     match incident {
         Some(i) => {
             let kind = page_kind(session.as_ref());
+            let charts = st.incident_charts(&i, now).await;
             let page = IncidentPage {
+                charts,
                 t: &t,
                 now: human_time(now),
                 session,

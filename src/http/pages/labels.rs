@@ -31,6 +31,10 @@ pub(super) fn labels(locale: Locale) -> Labels {
         ("paged", t.paged),
         ("no_pages", t.no_pages),
         ("symptoms", t.symptoms),
+        // Charts (issue 15)
+        ("chart_heading", t.chart_heading),
+        ("chart_legend", t.chart_legend),
+        ("chart_trend", t.chart_trend),
         ("resolve_note", t.resolve_note),
         ("timeline", t.timeline),
         ("at", t.when),

@@ -2,8 +2,8 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /` | open incidents (worst first), the last [`RECENT`] resolved ones, active maintenance windows |
-//! | `GET /incidents/{id}` | one incident: diagnosis table, acks, levels paged, symptoms, timeline (404 page when unknown); signed in and open: the ack and resolve forms |
+//! | `GET /` | open incidents (worst first, each with its top symptom's value and chart thumbnail), the last [`RECENT`] resolved ones, active maintenance windows |
+//! | `GET /incidents/{id}` | one incident: its firing symptoms' charts, diagnosis table, acks, levels paged, symptoms, timeline (404 page when unknown); signed in and open: the ack and resolve forms |
 //! | `POST /incidents/{id}/ack`, `/resolve` | signed in: acknowledge (`by`, `level`?) or resolve (`by`, `note`) through the pager's task, then back to the page |
 //! | `GET /maintenance` | the windows not over yet; signed in: the form to create one |
 //! | `POST /maintenance` | signed in: creates a window (`sections`…, `starts`?, `duration` \| `ends`, `reason`, `by`) |
@@ -26,9 +26,14 @@
 //! included). No script runs: the CSP forbids it. Pages for a signed-in browser carry its CSRF token,
 //! so they are never cached; anonymous pages have no form at all.
 //!
+//! The symptom charts (`charts.rs`, issue 15) are inline SVG drawn on the server (`crate::chart`:
+//! no script, no external reference, every text escaped), so the CSP (`default-src 'none'`, styles
+//! inline only) needs nothing more: an inline `<svg>` is markup, fetches nothing and runs nothing.
+//!
 //! Nothing secret reaches a page: incidents, the runbook, the maintenance windows, the public URL and
 //! the session's CSRF token (which is worthless without its cookie).
 
+mod charts;
 mod forms;
 mod handlers;
 mod labels;
@@ -50,7 +55,9 @@ use url::Url;
 use super::actions::Actions;
 use crate::clock::Clock;
 use crate::doctor::BlindSpot;
+use crate::engine::Symptom;
 use crate::http::auth::Auth;
+use crate::pipeline::charts::ChartSource;
 use crate::runbook::{Locale, Runbook};
 use crate::store::Store;
 
@@ -140,6 +147,10 @@ struct PagesState {
     metrics: FormMetrics,
     /// The rules that cannot fire now, as the watch loop last found them.
     blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
+    /// The firing symptoms of the watch loop's latest evaluation: the values and charts shown.
+    symptoms: tokio::sync::watch::Receiver<Vec<Symptom>>,
+    /// The symptom charts' source (bounded time, cached).
+    charts: Arc<ChartSource>,
     env: Environment<'static>,
 }
 
@@ -159,6 +170,10 @@ pub struct PagesConfig {
     pub metrics: FormMetrics,
     /// The blind spots the watch loop finds (`crate::doctor`).
     pub blind_spots: tokio::sync::watch::Receiver<Vec<BlindSpot>>,
+    /// The firing symptoms the watch loop last evaluated.
+    pub symptoms: tokio::sync::watch::Receiver<Vec<Symptom>>,
+    /// Where the symptom charts come from.
+    pub charts: Arc<ChartSource>,
 }
 
 /// The email module's template environment with these pages' templates.
@@ -179,6 +194,8 @@ pub fn routes(config: PagesConfig) -> Router {
         public_url: config.public_url,
         metrics: config.metrics,
         blind_spots: config.blind_spots,
+        symptoms: config.symptoms,
+        charts: config.charts,
         env,
     });
     Router::new()

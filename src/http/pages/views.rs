@@ -4,6 +4,7 @@
 use axum::http::HeaderMap;
 use serde::Serialize;
 
+use super::charts::{ChartBox, Glance};
 use super::{Labels, PagesState};
 use crate::clock::Timestamp;
 use crate::config::MaintenanceWindow;
@@ -35,6 +36,16 @@ pub(super) struct Row {
     cause: String,
     acked: bool,
     reopened: u32,
+    /// An open incident on `/`: its top symptom's value and chart thumbnail (issue 15).
+    glance: Option<Glance>,
+}
+
+impl Row {
+    /// The row with its glance (the status page's open incidents).
+    pub(super) fn with_glance(mut self, glance: Glance) -> Self {
+        self.glance = Some(glance);
+        self
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -113,6 +124,8 @@ pub(super) struct IncidentPage<'a> {
     pub(super) incident: Detail,
     pub(super) api_open: bool,
     pub(super) levels: Vec<String>,
+    /// The firing symptoms' charts (open incidents; issue 15).
+    pub(super) charts: Vec<ChartBox>,
 }
 
 #[derive(Serialize)]
@@ -183,6 +196,7 @@ impl PagesState {
             cause: self.cause(&i.cause, t),
             acked: !i.acks.is_empty(),
             reopened: i.reopened,
+            glance: None,
             id: i.id.clone(),
             section: i.section.clone(),
         }

@@ -5,6 +5,7 @@
 use lettre::message::Mailbox;
 
 use super::{Pager, PagerConfig};
+use crate::chart::SymptomChart;
 use crate::clock::Timestamp;
 use crate::email::links::ActionLinks;
 use crate::email::{self, EmailInput};
@@ -24,13 +25,15 @@ impl PagerConfig {
 }
 
 impl Pager {
-    /// Renders the email of `page`. A rendering failure (a template bug) must not lose the page: it
-    /// falls back to a plain message with the same headers and the incident's essentials.
+    /// Renders the email of `page`, with `charts` (its incident's symptom charts). A rendering
+    /// failure (a template bug) must not lose the page: it falls back to a plain message with the
+    /// same headers and the incident's essentials.
     pub(super) fn email(
         &self,
         book: &Book,
         eval: &Evaluation,
         page: &Page,
+        charts: &[SymptomChart],
         now: Timestamp,
     ) -> NewEmail {
         let recipients = self.config.recipients(page.level);
@@ -65,6 +68,7 @@ impl Pager {
                     public_url: &self.config.public_url,
                     locale: self.config.locale,
                     links: links.as_ref(),
+                    charts,
                     now,
                 })
             });
