@@ -296,25 +296,35 @@ fn envelope(
 }
 
 /// The email of a page when the full one cannot be rendered (a template bug, or no evaluation of its
-/// section at hand): plain text, the same headers and thread, the incident's essentials. A page is
-/// never dropped for want of a pretty email.
+/// section at hand): plain text in `locale`, the same headers and thread, the incident's essentials.
+/// A page is never dropped for want of a pretty email.
 pub fn fallback(
     incident: &Incident,
     page: &Page,
     recipients: &[Mailbox],
     from: &Mailbox,
     now: Timestamp,
+    locale: Locale,
 ) -> Vec<u8> {
+    use crate::incident::PageEvent;
+    use crate::locale::{Msg, MsgId};
+    let event = Msg::new(match page.event {
+        PageEvent::Opened => MsgId::EventOpened,
+        PageEvent::Escalated => MsgId::EventEscalated,
+        PageEvent::Reminder => MsgId::EventReminder,
+        PageEvent::Reopened => MsgId::EventReopened,
+        PageEvent::Resolved => MsgId::EventResolved,
+    });
     let subject = format!(
         "[Harven][{}][{}] {} — {}",
         page.level,
-        if page.event == crate::incident::PageEvent::Resolved {
+        if page.event == PageEvent::Resolved {
             "resolved".to_owned()
         } else {
             incident.severity.to_string()
         },
         incident.id,
-        page.event
+        event.words(locale)
     );
     let symptoms: Vec<String> = incident
         .symptoms
@@ -322,13 +332,18 @@ pub fn fallback(
         .map(|(rule, summary)| format!("- {rule}: {summary}"))
         .collect();
     let body = format!(
-        "Incident {} ({}), {}, opened {}.\nProbable cause: {}\nSymptoms:\n{}\n\n(The full email could not be rendered; see the watchdog's status page.)\n",
-        incident.id,
-        incident.section,
-        incident.severity,
-        incident.opened_at,
-        incident.cause,
-        symptoms.join("\n"),
+        "{}\n",
+        crate::locale::fill(
+            locale.text().fallback_body,
+            &[
+                ("id", &incident.id),
+                ("section", &incident.section),
+                ("severity", &incident.severity),
+                ("opened", &crate::locale::human_time(incident.opened_at)),
+                ("cause", &incident.cause),
+                ("symptoms", &symptoms.join("\n")),
+            ],
+        )
     );
     match envelope(
         incident,

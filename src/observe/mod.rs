@@ -32,14 +32,19 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 
 mod catalogue;
 mod evidence;
 mod wanted;
 
 pub use catalogue::{CATALOGUE, Kind, SUBJECT_LABELS, Spec, intern, spec_of};
-pub use evidence::{Evidence, Reading, SourceState};
+pub use evidence::{Evidence, Reading, SourceState, source_unreachable};
 pub use wanted::Wanted;
+
+/// The text observations whose value is words of ours, made by [`Observation::said`]: shown
+/// through their note (in the reader's language), never quoted as a peer's.
+pub const OWN_WORDS: &[&str] = &["prometheus.blind_spot", "doctor.rule_blind"];
 
 /// Label pairs of an observation, sorted by name (`handler`, `container`, `pattern`, `page`).
 pub type Labels = BTreeMap<String, String>;
@@ -92,7 +97,7 @@ impl fmt::Display for Key {
 }
 
 /// An observed value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     /// A finite number (ratios, seconds, bytes, counts). Never NaN or infinite: those are no data.
@@ -129,8 +134,10 @@ fn format_number(n: f64) -> String {
 pub enum Outcome {
     /// The source answered with a value to compare.
     Value(Value),
-    /// The source answered but has nothing to compare (no traffic, no limit set, empty result).
-    NoData(String),
+    /// The source answered but has nothing to compare (no traffic, no limit set, empty result),
+    /// and why, in words worded where shown (the JSON keeps the English string).
+    #[serde(serialize_with = "crate::locale::as_english")]
+    NoData(Msg),
     /// This key could not be read although the source answered (one failing query).
     Unknown(Failure),
 }
@@ -142,7 +149,7 @@ impl Outcome {
         if n.is_finite() {
             Self::Value(Value::Number(n))
         } else {
-            Self::NoData(format!("{n} (no traffic or empty histogram)"))
+            Self::NoData(Msg::new(MsgId::NotFinite).arg("n", n))
         }
     }
 }
@@ -156,9 +163,13 @@ pub struct Observation {
     pub outcome: Outcome,
     /// How the value was read, when that matters to whoever weighs it (`from the high-resolution
     /// histogram, all handlers`, `no 5xx series yet: 0`). Shown beside the value in evidence lines,
-    /// symptoms and `diagnose`; it must not change what the value means.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// symptoms and `diagnose`; it must not change what the value means. Words of ours, worded
+    /// in the reader's language where shown (the JSON keeps the English string).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::locale::as_english_opt"
+    )]
+    pub note: Option<Msg>,
 }
 
 impl Observation {
@@ -172,8 +183,14 @@ impl Observation {
     }
 
     /// The same observation, with how it was read.
+    ///
+    /// A note is a [`Msg`], worded in the reader's language: `Msg::new(MsgId::…).arg(…)`, with its
+    /// words in `locale` (a line in `msgs!` of `locale/msg.rs` and a field in each language). A
+    /// string still compiles (`with_note("…")` or `with_note(format!(…))`): it becomes
+    /// [`Msg::english`], shown as written in every language, which the one-language test of the
+    /// emails and pages reports as English in a pt-BR email once a test renders it.
     #[must_use]
-    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+    pub fn with_note(mut self, note: impl Into<Msg>) -> Self {
         self.note = Some(note.into());
         self
     }
@@ -193,6 +210,13 @@ impl Observation {
     /// page's description).
     pub fn text(key: Key, t: impl Into<String>) -> Self {
         Self::new(key, Outcome::Value(Value::Text(t.into())))
+    }
+
+    /// A text of our own words (a blind spot with its fix): its English as the value, which rules
+    /// compare and the API and metrics show, and the words themselves as the note, so a reader
+    /// sees them in their language ([`OWN_WORDS`] lists the observations said so).
+    pub fn said(key: Key, words: Msg) -> Self {
+        Self::text(key, words.to_string()).with_note(words)
     }
 }
 
