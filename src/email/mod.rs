@@ -307,14 +307,7 @@ pub fn fallback(
     locale: Locale,
 ) -> Vec<u8> {
     use crate::incident::PageEvent;
-    use crate::locale::{Msg, MsgId};
-    let event = Msg::new(match page.event {
-        PageEvent::Opened => MsgId::EventOpened,
-        PageEvent::Escalated => MsgId::EventEscalated,
-        PageEvent::Reminder => MsgId::EventReminder,
-        PageEvent::Reopened => MsgId::EventReopened,
-        PageEvent::Resolved => MsgId::EventResolved,
-    });
+    let event = page.event.words();
     let subject = format!(
         "[Harven][{}][{}] {} — {}",
         page.level,

@@ -150,10 +150,11 @@ pub fn compare(value: &Value, op: Option<Op>, operand: Option<&Operand>) -> bool
     }
 }
 
-/// The condition as text: `status.indicator{page="openai"} in [minor, major]`, `source prometheus failing`.
+/// The condition as text: `status.indicator{page="openai"} in [minor, major]`, `source_failing = "prometheus"`.
 pub fn describe(c: &Condition) -> String {
     if let Some(source) = &c.source_failing {
-        return format!("{source} unreachable");
+        // As the runbook writes it: the raw form beside the sentence, the same in every language.
+        return format!("source_failing = {source:?}");
     }
     let key = crate::observe::Key {
         name: c

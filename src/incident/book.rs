@@ -352,16 +352,9 @@ fn push_unique(v: &mut Vec<String>, id: String) {
 
 /// The timeline's words for a page: `L2 paged (escalated)`.
 fn paged(level: Level, event: PageEvent) -> Msg {
-    let event = match event {
-        PageEvent::Opened => MsgId::EventOpened,
-        PageEvent::Escalated => MsgId::EventEscalated,
-        PageEvent::Reminder => MsgId::EventReminder,
-        PageEvent::Reopened => MsgId::EventReopened,
-        PageEvent::Resolved => MsgId::EventResolved,
-    };
     Msg::new(MsgId::TlPaged)
         .arg("level", level)
-        .msg("event", Msg::new(event))
+        .msg("event", event.words())
 }
 
 /// Pages due for one incident now; true if it changed.

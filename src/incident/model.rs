@@ -84,6 +84,18 @@ impl PageEvent {
         PageEvent::Resolved,
     ];
 
+    /// The event in words, worded in the reader's language where shown (`escalated`, `escalonado`).
+    pub fn words(self) -> Msg {
+        use crate::locale::MsgId;
+        Msg::new(match self {
+            Self::Opened => MsgId::EventOpened,
+            Self::Escalated => MsgId::EventEscalated,
+            Self::Reminder => MsgId::EventReminder,
+            Self::Reopened => MsgId::EventReopened,
+            Self::Resolved => MsgId::EventResolved,
+        })
+    }
+
     /// The `X-Harven-Event` value, the word in page keys and outbox rows, the `event` label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -129,7 +129,7 @@ fn an_incident_stored_before_words_were_kept_still_loads_and_shows_its_text() {
     );
     let c = cond(r#"source_failing = "prometheus""#);
     let line = EvidenceLine {
-        condition: "prometheus unreachable".into(),
+        condition: "source_failing = \"prometheus\"".into(),
         weight: 1.0,
         role: Role::Evidence,
         truth: "holds",

@@ -734,10 +734,10 @@ fn the_text_part_holds_symptoms_actions_links_history_and_the_checklist() {
         "valor: 12.4%; limite: > 5%; normaliza com: < 3%",
         "prometheus.error_ratio (condição: prometheus.error_ratio > 0.05)",
         "[provável] Supabase down (errors.supabase_down)",
-        "supabase.rest_ok == false: verdadeira (observado: «false»)",
+        "- [verdadeira] o REST do Supabase responde: não (precisa: não)\n        supabase.rest_ok == false\n",
         "[descartada] Memory leak (errors.memory_leak)",
         "Verificar status.supabase.com",
-        "      curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
+        "      $ curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
         "Fornecedor: Supabase: support@supabase.com (SLA Enterprise)",
         "Sentry: https://sentry.io/organizations/harven/issues/",
         "Este incidente no watchdog: https://watchdog.harven.ai/incidents/",
@@ -1846,8 +1846,10 @@ async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
         "no line of its own:\n{text}"
     );
     assert!(
-        text.contains("(observed: «major»)"),
-        "the indicator it read is quoted too:\n{text}"
+        text.contains(
+            "the supabase status page's indicator: «major» (needs one of major, critical)"
+        ),
+        "the indicator it read is quoted too, in its sentence:\n{text}"
     );
     assert!(
         text.lines()
