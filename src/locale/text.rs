@@ -484,7 +484,9 @@ pub struct Text {
     pub msg_could_not_read: &'static str,
     /// `{buckets}`, `{threshold}`.
     pub msg_bucket_fix: &'static str,
-    /// A form's field refused on the pages: `{field}` (the API says why in English).
+    /// A form's field refused on the pages: `{field}`, and `{why}`: the API's English reason,
+    /// quoted (the input checks of `config/window.rs` and `http/actions.rs` have no words of
+    /// their own in pt-BR yet).
     pub err_invalid: &'static str,
     /// `{link}`: the level the link acknowledges for.
     pub err_other_level: &'static str,

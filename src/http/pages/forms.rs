@@ -263,7 +263,10 @@ fn error_words(e: &ActionError, locale: crate::locale::Locale) -> String {
     use crate::locale::{fill, human_time};
     let t = locale.text();
     let sentence = match e {
-        ActionError::Invalid { field, .. } => fill(t.err_invalid, &[("field", field)]),
+        ActionError::Invalid { field, message } => fill(
+            t.err_invalid,
+            &[("field", field), ("why", &crate::locale::quoted(message))],
+        ),
         ActionError::OtherLevel { link, .. } => fill(t.err_other_level, &[("link", link)]),
         ActionError::UnknownWindow(id) => fill(t.err_unknown_window, &[("id", id)]),
         ActionError::ConfiguredWindow(id) => fill(t.err_configured_window, &[("id", id)]),
