@@ -339,5 +339,11 @@ Symptoms:
     err_unknown_window: "there is no maintenance window {id}",
     err_configured_window: "maintenance window {id} comes from the configuration file ([[maintenance]]): remove it there and reload to end it",
     err_window_over: "maintenance window {id} is already over (it ended at {ended_at})",
+    msg_no_answer_within: "no answer within {limit}",
+    msg_engine_no_answer_within: "{what}: no answer from the Docker Engine within {limit}",
+    msg_no_docker_socket: "no Docker socket at {path}",
+    msg_engine_no_answer: "no answer from the Docker Engine",
+    msg_answer_too_large: "answer larger than {kib} KiB",
+    msg_not_prometheus_json: "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)",
     observations: super::phrases::EN,
 };

@@ -334,6 +334,18 @@ msgs! {
     /// `{over}`: a window message.
     PerMinuteOver => msg_per_minute_over,
     NoMaxmemory => msg_no_maxmemory,
+    // Failures in words of ours (`Failure::said`).
+    /// `{limit}`.
+    NoAnswerWithin => msg_no_answer_within,
+    /// `{what}`, `{limit}`.
+    EngineNoAnswerWithin => msg_engine_no_answer_within,
+    /// `{path}`.
+    NoDockerSocket => msg_no_docker_socket,
+    EngineNoAnswer => msg_engine_no_answer,
+    /// `{kib}`.
+    AnswerTooLarge => msg_answer_too_large,
+    /// `{status}`.
+    NotPrometheusJson => msg_not_prometheus_json,
     // Supabase.
     /// `{code}`, `{to}`.
     Redirected => msg_redirected,

@@ -339,5 +339,11 @@ Sintomas:
     err_unknown_window: "não há janela de manutenção {id}",
     err_configured_window: "a janela de manutenção {id} vem do arquivo de configuração ([[maintenance]]): remova-a lá e recarregue para encerrá-la",
     err_window_over: "a janela de manutenção {id} já terminou (em {ended_at})",
+    msg_no_answer_within: "sem resposta em {limit}",
+    msg_engine_no_answer_within: "{what}: sem resposta do Docker Engine em {limit}",
+    msg_no_docker_socket: "nenhum socket do Docker em {path}",
+    msg_engine_no_answer: "sem resposta do Docker Engine",
+    msg_answer_too_large: "resposta maior que {kib} KiB",
+    msg_not_prometheus_json: "HTTP {status} sem o JSON da API do Prometheus (um proxy ou outro serviço?)",
     observations: super::phrases::PT_BR,
 };

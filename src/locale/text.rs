@@ -496,6 +496,17 @@ pub struct Text {
     pub err_configured_window: &'static str,
     /// `{id}`, `{ended_at}`.
     pub err_window_over: &'static str,
+    /// A source's failure: `{limit}`.
+    pub msg_no_answer_within: &'static str,
+    /// `{what}`: which call, `{limit}`.
+    pub msg_engine_no_answer_within: &'static str,
+    /// `{path}`.
+    pub msg_no_docker_socket: &'static str,
+    pub msg_engine_no_answer: &'static str,
+    /// `{kib}`.
+    pub msg_answer_too_large: &'static str,
+    /// `{status}`.
+    pub msg_not_prometheus_json: &'static str,
     /// What each observation of the catalogue is, by name, with its labels as `{placeholders}`
     /// (`{of}`: whose, for `container` and `role`): one entry per catalogue name (tested).
     #[serde(skip)]

@@ -134,7 +134,7 @@ impl Evidence {
             Outcome::Value(value) => Reading::Value { value, at: e.at },
             Outcome::NoData(why) => Reading::NoData { why, at: e.at },
             Outcome::Unknown(f) => Reading::Unknown {
-                why: Msg::new(MsgId::Failed).peer("failure", f),
+                why: Msg::new(MsgId::Failed).msg("failure", f.reader_words()),
             },
         }
     }
@@ -173,7 +173,7 @@ impl Evidence {
 pub fn source_unreachable(source: &str, f: &Failure) -> Msg {
     Msg::new(MsgId::SourceUnreachable)
         .arg("source", source)
-        .peer("failure", f)
+        .msg("failure", f.reader_words())
 }
 
 #[cfg(test)]

@@ -227,16 +227,56 @@ impl Observation {
 pub struct Failure {
     /// The metric label: a closed set, so the error counters stay bounded.
     pub kind: FailureKind,
-    /// The human words: any length the probe chose (a peer's words quoted are cut short).
+    /// The human words: any length the probe chose (a peer's words quoted are cut short). English:
+    /// logs, the API and `diagnose` show it.
     pub detail: String,
+    /// The same, as words of ours a reader sees in their language, when the failure is ours to
+    /// word ([`Failure::said`]); `None` when `detail` is a peer's or a library's words, which
+    /// emails and pages then quote «…».
+    #[serde(skip)]
+    pub words: Option<Msg>,
 }
 
 impl Failure {
-    /// A failure of `kind` saying `detail`.
+    /// A failure of `kind` saying `detail`: a peer's or a library's words, or ours not yet worded
+    /// in every language (then [`Failure::said`] is the way to words in each).
     pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
+            words: None,
+        }
+    }
+
+    /// A failure of `kind` in words of ours: `detail` is their English.
+    pub fn said(kind: FailureKind, words: Msg) -> Self {
+        Self {
+            kind,
+            detail: words.to_string(),
+            words: Some(words),
+        }
+    }
+
+    /// The same failure, said to be of `what` (`inspect: …`, a replica's name).
+    #[must_use]
+    pub fn of(self, what: &str) -> Self {
+        Self {
+            kind: self.kind,
+            detail: format!("{what}: {}", self.detail),
+            words: self.words.map(|w| {
+                Msg::new(MsgId::ReplicaSays)
+                    .arg("name", what)
+                    .msg("note", w)
+            }),
+        }
+    }
+
+    /// What a reader sees of it: our words in their language, else the failure quoted as the
+    /// peer's (`«timeout: …»`).
+    pub fn reader_words(&self) -> Msg {
+        match &self.words {
+            Some(w) => w.clone(),
+            None => Msg::new(MsgId::Untranslated).peer("text", self),
         }
     }
 }

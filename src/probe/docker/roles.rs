@@ -41,7 +41,7 @@ use super::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, Reads};
 use crate::clock::Timestamp;
 use crate::config::{DockerConfig, RoleConfig};
 use crate::locale::{Msg, MsgId};
-use crate::observe::{Failure, Key, Observation, Outcome, Value};
+use crate::observe::{Key, Observation, Outcome, Value};
 
 /// Replicas named in `docker.replicas`, at most; the others are counted.
 const MAX_LISTED: usize = 20;
@@ -347,7 +347,7 @@ fn fold(how: Fold, parts: &[(&str, Outcome)]) -> Outcome {
         _ => None,
     });
     if let Some((name, f)) = unknown {
-        return Outcome::Unknown(Failure::new(f.kind, format!("{name}: {}", f.detail)));
+        return Outcome::Unknown(f.clone().of(name));
     }
     if values.is_empty() {
         let why = parts.iter().find_map(|(name, o)| match o {

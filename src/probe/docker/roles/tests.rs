@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::observe::{FailureKind, Key};
+use crate::observe::{Failure, FailureKind, Key};
 use crate::probe::docker::fixtures::{S, config, default_config, found, snap, t, watched};
 use crate::probe::docker::inspect::{Found, Seen, Snapshot};
 use crate::probe::docker::logs::LogWindow;
