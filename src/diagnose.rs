@@ -191,8 +191,8 @@ pub fn build(
         .into_iter()
         .map(|(key, outcome, note, observed)| {
             let (state, value, detail) = match outcome {
-                Outcome::Value(v) => ("value", Some(v.clone()), note.map(str::to_owned)),
-                Outcome::NoData(why) => ("no_data", None, Some(why.clone())),
+                Outcome::Value(v) => ("value", Some(v.clone()), note.map(ToString::to_string)),
+                Outcome::NoData(why) => ("no_data", None, Some(why.to_string())),
                 Outcome::Unknown(f) => ("unknown", None, Some(f.to_string())),
             };
             ObservationLine {
@@ -222,7 +222,7 @@ pub fn build(
             severity: s.severity,
             state: if s.observable { "holds" } else { "unknown" },
             value: s.value.clone(),
-            note: s.note.clone(),
+            note: s.note.as_ref().map(ToString::to_string),
         })
         .collect();
     // Only sections with a rule holding: the ranking is what to read during an incident, and the
@@ -366,12 +366,11 @@ impl Report {
                     c.title,
                     c.score
                 );
+                // In words (the same words as the English emails), then the raw line.
                 for e in &c.evidence {
-                    let _ = writeln!(
-                        out,
-                        "      {:<8} {}  → {}",
-                        e.truth, e.condition, e.observed
-                    );
+                    let words = crate::words::evidence(Locale::En, &e.cond, &e.found, e.more);
+                    let _ = writeln!(out, "      {:<8} {}", e.truth, words.join("; "));
+                    let _ = writeln!(out, "               {}  → {}", e.condition, e.observed);
                 }
                 if c.status == crate::engine::CauseStatus::Likely {
                     for a in &c.actions {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Evidence, Key, Observation, ProbeReport, Reading, Value};
 use crate::runbook::{Condition, Runbook};
 
@@ -31,8 +32,11 @@ pub struct BlindSpot {
     /// A stable word for metrics: `buckets`, `no_series`, `no_job`, `no_container`,
     /// `source_failing`.
     pub reason: String,
-    /// What is missing and the fix, in the probe's words.
+    /// What is missing and the fix, in the probe's words (English: metrics' logs and the API).
     pub detail: String,
+    /// The same, worded in the reader's language where shown.
+    #[serde(skip)]
+    pub msg: Msg,
 }
 
 /// The source name of the blind-spot observations.
@@ -50,16 +54,22 @@ pub fn apply(runbook: &Runbook, ev: &mut Evidence, now: Timestamp) -> Vec<BlindS
         .iter()
         .flat_map(|s| &s.rules)
         .map(|rule| {
-            let text = spots
+            let words: Vec<Msg> = spots
                 .iter()
                 .filter(|s| s.rule == rule.id)
-                .map(|s| format!("{} ({})", s.detail, s.reason))
-                .collect::<Vec<_>>()
-                .join("; ");
-            Observation::text(
-                Key::new("doctor.rule_blind").with("rule", rule.id.as_str()),
-                text,
-            )
+                .map(|s| {
+                    Msg::new(MsgId::WithReason)
+                        .msg("detail", s.msg.clone())
+                        .arg("reason", &s.reason)
+                })
+                .collect();
+            let key = Key::new("doctor.rule_blind").with("rule", rule.id.as_str());
+            // Empty while the rule can fire: no note then (nothing to say in any language).
+            if words.is_empty() {
+                Observation::text(key, "")
+            } else {
+                Observation::said(key, Msg::list(words))
+            }
         })
         .collect();
     ev.apply(ProbeReport {
@@ -74,7 +84,7 @@ pub fn apply(runbook: &Runbook, ev: &mut Evidence, now: Timestamp) -> Vec<BlindS
 /// Every rule of `runbook` that the blind spots in `ev` make unable to fire, sorted by rule.
 pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
     // What the probes said: by observation name (or `prometheus.*`), the reason and detail.
-    let mut by_obs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut by_obs: BTreeMap<String, Vec<(String, Msg)>> = BTreeMap::new();
     for (labels, reading) in ev.instances("prometheus.blind_spot") {
         if let (
             Some(obs),
@@ -86,13 +96,19 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
             && !detail.is_empty()
         {
             let reason = labels.get("reason").cloned().unwrap_or_default();
-            by_obs
-                .entry(obs.clone())
-                .or_default()
-                .push((reason, detail.clone()));
+            // The probe's words, in the reader's language where it kept them (`Observation::said`).
+            let key = Key {
+                name: "prometheus.blind_spot",
+                labels: labels.clone(),
+            };
+            let msg = ev
+                .note(&key)
+                .cloned()
+                .unwrap_or_else(|| Msg::english(detail.clone()));
+            by_obs.entry(obs.clone()).or_default().push((reason, msg));
         }
     }
-    let mut empty_roles: BTreeMap<String, String> = BTreeMap::new();
+    let mut empty_roles: BTreeMap<String, Msg> = BTreeMap::new();
     for (labels, reading) in ev.instances("docker.role_containers") {
         if let (
             Some(role),
@@ -108,10 +124,12 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
                     name: "docker.role_containers",
                     labels: labels.clone(),
                 })
-                .map_or_else(
-                    || format!("no container matches role {role:?}. Fix: map it in [docker.roles.{role}] (names, patterns or compose_service)"),
-                    str::to_owned,
-                );
+                .cloned()
+                .unwrap_or_else(|| {
+                    Msg::new(MsgId::NoRoleMatchFix)
+                        .arg("role", role)
+                        .arg("how", "?")
+                });
             empty_roles.insert(role.clone(), detail);
         }
     }
@@ -123,11 +141,12 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
                 let found = causes_of(c, &by_obs, &empty_roles)
                     .into_iter()
                     .chain(optional_source_failing(c, ev));
-                for (reason, detail) in found {
+                for (reason, msg) in found {
                     let spot = BlindSpot {
                         rule: rule.id.clone(),
                         reason,
-                        detail,
+                        detail: msg.to_string(),
+                        msg,
                     };
                     if !out.contains(&spot) {
                         out.push(spot);
@@ -146,7 +165,7 @@ pub fn blind_spots(runbook: &Runbook, ev: &Evidence) -> Vec<BlindSpot> {
 /// so: a refused key names its `*_file`). The core sources have rules of their own for that
 /// (`watchdog.prometheus_blind`, …); these have none, so the doctor says it. The reason is
 /// `source_failing`, one more word of the closed set.
-fn optional_source_failing(c: &Condition, ev: &Evidence) -> Option<(String, String)> {
+fn optional_source_failing(c: &Condition, ev: &Evidence) -> Option<(String, Msg)> {
     let probe = crate::observe::spec_of(c.obs.as_deref()?)?.probe;
     if !crate::observe::is_optional_probe(probe) {
         return None;
@@ -155,16 +174,18 @@ fn optional_source_failing(c: &Condition, ev: &Evidence) -> Option<(String, Stri
     let failure = state.failure.as_ref()?;
     Some((
         "source_failing".to_owned(),
-        format!("{source} cannot be read ({failure}); the rule cannot fire until it answers"),
+        Msg::new(MsgId::BlindSourceFailing)
+            .arg("source", source)
+            .msg("failure", failure.reader_words()),
     ))
 }
 
 /// The blind spots that keep `c` from seeing anything.
 fn causes_of(
     c: &Condition,
-    by_obs: &BTreeMap<String, Vec<(String, String)>>,
-    empty_roles: &BTreeMap<String, String>,
-) -> Vec<(String, String)> {
+    by_obs: &BTreeMap<String, Vec<(String, Msg)>>,
+    empty_roles: &BTreeMap<String, Msg>,
+) -> Vec<(String, Msg)> {
     let Some(obs) = c.obs.as_deref() else {
         return Vec::new();
     };

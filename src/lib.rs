@@ -28,6 +28,8 @@
 //! - [`chart`]: a symptom's recent history drawn as SVG (incident page) and PNG (email): pure, from
 //!   the points a Prometheus range query gave ([`probe::prometheus::RangeQuery`]), the threshold and
 //!   the incident's opening; a blind chart that says why when Prometheus cannot be read.
+//! - [`words`]: evidence in words: a symptom, an evidence line, a timeline entry or a blind spot
+//!   as a sentence in the reader's language, from the runbook's data and what was read.
 //! - [`diagnose`]: one pass of every probe and the engine, printed.
 //! - [`scenario`]: offline runbook tests on simulated time.
 //! - [`store`]: the embedded SQLite file: incidents, the email outbox and sent ledger, run-time
@@ -83,6 +85,7 @@ pub mod runbook;
 pub mod scenario;
 pub mod secret;
 pub mod store;
+pub mod words;
 
 pub use daemon::{RunError, run};
 pub use reload::{Reload, Reloader};

@@ -91,7 +91,7 @@ fn the_real_alertmanagers_payloads_fire_and_resolve_the_mapped_section() {
         .find(|o| o.key.labels.get("section").is_some_and(|s| s == "latency"))
         .expect("latency");
     assert_eq!(
-        latency.note.as_deref(),
+        latency.note.as_ref().map(ToString::to_string).as_deref(),
         Some("HighLatencyP95 (from the alert sender)")
     );
 

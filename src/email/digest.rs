@@ -74,6 +74,14 @@ pub fn summarize(message: &[u8], max_lines: usize) -> Summary {
     }
 }
 
+/// A held email's event (`opened`, …) in `locale`'s words; another word as it is.
+fn event_words(event: &str, locale: Locale) -> String {
+    crate::incident::PageEvent::ALL
+        .iter()
+        .find(|e| e.as_str() == event)
+        .map_or_else(|| event.to_owned(), |e| e.words().words(locale))
+}
+
 /// The digest replacing `held` (the incident's held rows, oldest first), keyed `key`, from `from`,
 /// dated `now`. Recipients are every held email's recipients, each once, in order.
 pub fn build(
@@ -119,9 +127,9 @@ pub fn build(
             } else {
                 summary.subject.as_str()
             },
-            entry.event,
+            event_words(&entry.event, locale),
             entry.level,
-            entry.created_at
+            crate::locale::human_time(entry.created_at)
         ));
         for line in &summary.first_lines {
             body.push_str("   ");
@@ -293,7 +301,7 @@ mod tests {
                 Locale::PtBr,
                 "[Harven][L2][digest] latency-20261206T120000Z: 2 e-mails retidos pelo limite por hora",
                 "2 e-mails do incidente latency-20261206T120000Z passaram do limite de e-mails por hora e foram retidos.",
-                "(evento: reminder, L1,",
+                "(evento: lembrete, L1,",
             ),
             (
                 Locale::En,

@@ -308,25 +308,28 @@ fn envelope(
 }
 
 /// The email of a page when the full one cannot be rendered (a template bug, or no evaluation of its
-/// section at hand): plain text, the same headers and thread, the incident's essentials. A page is
-/// never dropped for want of a pretty email.
+/// section at hand): plain text in `locale`, the same headers and thread, the incident's essentials.
+/// A page is never dropped for want of a pretty email.
 pub fn fallback(
     incident: &Incident,
     page: &Page,
     recipients: &[Mailbox],
     from: &Mailbox,
     now: Timestamp,
+    locale: Locale,
 ) -> Vec<u8> {
+    use crate::incident::PageEvent;
+    let event = page.event.words();
     let subject = format!(
         "[Harven][{}][{}] {} — {}",
         page.level,
-        if page.event == crate::incident::PageEvent::Resolved {
+        if page.event == PageEvent::Resolved {
             "resolved".to_owned()
         } else {
             incident.severity.to_string()
         },
         incident.id,
-        page.event
+        event.words(locale)
     );
     let symptoms: Vec<String> = incident
         .symptoms
@@ -334,13 +337,18 @@ pub fn fallback(
         .map(|(rule, summary)| format!("- {rule}: {summary}"))
         .collect();
     let body = format!(
-        "Incident {} ({}), {}, opened {}.\nProbable cause: {}\nSymptoms:\n{}\n\n(The full email could not be rendered; see the watchdog's status page.)\n",
-        incident.id,
-        incident.section,
-        incident.severity,
-        incident.opened_at,
-        incident.cause,
-        symptoms.join("\n"),
+        "{}\n",
+        crate::locale::fill(
+            locale.text().fallback_body,
+            &[
+                ("id", &incident.id),
+                ("section", &incident.section),
+                ("severity", &incident.severity),
+                ("opened", &crate::locale::human_time(incident.opened_at)),
+                ("cause", &incident.cause),
+                ("symptoms", &symptoms.join("\n")),
+            ],
+        )
     );
     match envelope(
         incident,
@@ -364,12 +372,6 @@ pub fn fallback(
             .into_bytes()
         }
     }
-}
-
-/// `v` in the unit its observation `obs` carries, as the emails' symptom lines write it (`12.4%`,
-/// `8.8 s`): for the status pages, which show the same values.
-pub fn format_value(obs: &str, v: &crate::observe::Value) -> String {
-    view::unit_value(obs, v)
 }
 
 /// Renders one email with a fresh [`Renderer`] (tests, one-offs; the daemon keeps a `Renderer`).

@@ -4,13 +4,13 @@
 //! words themselves are the locale's [`Text`] ([`crate::locale`]), the templates' `t`.
 //!
 //! Its parts: `quote` shows a peer's strings so that they cannot pass for the watchdog's words
-//! (every reading goes through it); `units` writes readings and thresholds in their units;
-//! `subject` writes the subject line and the headline.
+//! (every reading goes through it); `subject` writes the subject line and the headline. Readings
+//! and thresholds in their units, and the evidence, symptoms and timeline in words, are
+//! [`crate::words`]'s.
 
 mod charts;
 mod quote;
 mod subject;
-mod units;
 
 use serde::Serialize;
 
@@ -22,12 +22,14 @@ use crate::incident::{IncidentState, Level, PageEvent};
 use crate::locale::{Locale, Text, human_duration, human_time};
 use crate::observe::{Key, Value};
 use crate::runbook::{Rule, Section};
+use crate::words::{
+    self,
+    units::{format_value, threshold},
+};
 use quote::{MAX_LINE, MAX_OBSERVED, MAX_PEER, one_line, quoted, quoted_max};
 use subject::{headline, subject};
-use units::{format_value, threshold};
 
 pub(super) use charts::{ChartView, chart_views};
-pub(super) use units::format_value as unit_value;
 
 /// Everything the three email templates (`email.txt`, `email.html`, `postmortem.txt`) show, as
 /// plain strings: the templates make no decision. Times are [`human_time`]s (UTC, to the second) and
@@ -103,6 +105,9 @@ pub(super) struct SymptomView {
     pub key: String,
     /// `firing`, `recovering`, or `unknown` when the reading is, in the email's locale.
     pub state: &'static str,
+    /// The symptom in words: what, its value and when it fires (`p95 latency on /api/chat: 8.8 s
+    /// (fires above 3 s)`).
+    pub sentence: String,
     pub severity: String,
     /// The reading in its unit (`12.4%`); a word or a note a peer wrote, quoted.
     pub value: String,
@@ -136,6 +141,8 @@ pub(super) struct CauseView {
 
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct EvidenceView {
+    /// The line in words, a sentence per instance that decided it (empty: the raw line only).
+    pub sentences: Vec<String>,
     pub condition: String,
     /// `holds`, `fails`, `no_data`, `unknown` (for styling).
     pub truth: &'static str,
@@ -303,7 +310,7 @@ impl EmailView {
                 && !links.iter().any(|l| same_site(&l.url, &url))
             {
                 links.push(LinkView {
-                    title: format!("{name} status"),
+                    title: crate::locale::fill(t.vendor_status, &[("name", &name)]),
                     url,
                 });
             }
@@ -337,8 +344,8 @@ impl EmailView {
             .into_iter()
             .map(|e| TimelineView {
                 at: human_time(e.at),
-                kind: e.kind.clone(),
-                text: one_line(&e.text, MAX_LINE),
+                kind: words::timeline_kind(locale, &e.kind),
+                text: one_line(&words::timeline_text(locale, e), MAX_LINE),
             })
             .collect();
 
@@ -426,18 +433,32 @@ fn symptom_view(s: &Symptom, section: Option<&Section>, locale: Locale, t: &Text
         (_, SymptomState::Pending) => t.symptom_pending,
         (_, SymptomState::Inactive) => t.symptom_inactive,
     };
-    // A number or a boolean is the watchdog's rendering; a word or a note may be a peer's.
+    // A number or a boolean is the watchdog's rendering; a word may be a peer's; a note is ours.
     let value = match (&s.value, &s.note) {
+        (Some(Value::Text(_)), Some(note)) if crate::observe::OWN_WORDS.contains(&obs) => {
+            note.words(locale)
+        }
         (Some(Value::Text(t)), _) => quoted(t),
-        (Some(v), _) => format_value(obs, v),
-        (None, Some(note)) => quoted(note),
+        (Some(v), _) => words::value(locale, obs, v),
+        (None, Some(note)) => note.words(locale),
         (None, None) => "?".to_owned(),
+    };
+    let sentence = match rule {
+        Some(r) => words::symptom(
+            locale,
+            &r.when,
+            &s.labels,
+            s.value.as_ref(),
+            s.note.as_ref(),
+        ),
+        None => format!("{key}: {value}"),
     };
     SymptomView {
         rule: s.rule.clone(),
         summary: rule.map_or_else(|| s.summary.clone(), |r| r.summary.get(locale).to_owned()),
         key: one_line(&key, MAX_LINE),
         state,
+        sentence: one_line(&sentence, MAX_LINE),
         severity: s.severity.to_string(),
         value,
         threshold: rule.map(|r| threshold(&r.when, t)).unwrap_or_default(),
@@ -461,7 +482,11 @@ fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale, t: &Te
         status,
         status_label,
         score: format!("{:.0}%", c.score * 100.0),
-        evidence: c.evidence.iter().map(|e| evidence_view(e, t)).collect(),
+        evidence: c
+            .evidence
+            .iter()
+            .map(|e| evidence_view(e, locale, t))
+            .collect(),
         context: c
             .context
             .iter()
@@ -490,7 +515,7 @@ fn key_name(described: &str) -> &str {
 }
 
 /// One line of a cause's evidence, its result in the email's locale.
-fn evidence_view(e: &EvidenceLine, t: &Text) -> EvidenceView {
+fn evidence_view(e: &EvidenceLine, locale: Locale, t: &Text) -> EvidenceView {
     let truth_label = match e.truth {
         "holds" => t.truth_holds,
         "fails" => t.truth_fails,
@@ -498,6 +523,10 @@ fn evidence_view(e: &EvidenceLine, t: &Text) -> EvidenceView {
         _ => t.unknown,
     };
     EvidenceView {
+        sentences: words::evidence(locale, &e.cond, &e.found, e.more)
+            .iter()
+            .map(|s| one_line(s, MAX_LINE))
+            .collect(),
         condition: e.condition.clone(),
         truth: e.truth,
         truth_label,
@@ -538,7 +567,10 @@ fn postmortem(
             c.evidence
                 .iter()
                 .filter(|e| e.truth == "holds")
-                .map(|e| format!("{}: {}", e.condition, e.observed))
+                .map(|e| match e.sentences.as_slice() {
+                    [] => format!("{}: {}", e.condition, e.observed),
+                    s => s.join("; "),
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -569,7 +601,10 @@ fn postmortem(
                 "acknowledged" | "resolved" | "note" | "muted" | "reopened"
             )
         })
-        .map(|e| format!("{} {}", human_time(e.at), one_line(&e.text, MAX_LINE)))
+        .map(|e| {
+            let text = words::timeline_text(locale, e);
+            format!("{} {}", human_time(e.at), one_line(&text, MAX_LINE))
+        })
         .collect();
     if let Some(note) = &incident.resolve_note {
         actions_taken.push(format!("{}: {note}", t.resolution_note));

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Evidence, Labels, Reading, Value};
 use crate::runbook::{Condition, Op, Operand};
 
@@ -24,13 +25,16 @@ pub enum Truth {
     },
     /// The source answered without a value to compare (no traffic, no limit): neither holds nor fails.
     NoData {
-        /// The probe's words for why.
-        why: String,
+        /// The probe's words for why (English in the JSON).
+        #[serde(serialize_with = "crate::locale::as_english")]
+        why: Msg,
     },
     /// Not observable now (blind source, refused query, never seen).
     Unknown {
-        /// Which source is unreachable, which query failed, or which key was never seen.
-        why: String,
+        /// Which source is unreachable, which query failed, or which key was never seen (English
+        /// in the JSON).
+        #[serde(serialize_with = "crate::locale::as_english")]
+        why: Msg,
     },
 }
 
@@ -44,7 +48,7 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
     if let Some(source) = &c.source_failing {
         let truth = match ev.sources().get(source) {
             None => Truth::Unknown {
-                why: format!("{source} has not been polled"),
+                why: Msg::new(MsgId::NotPolled).arg("source", source),
             },
             Some(s) => match &s.failure {
                 Some(f) => Truth::Holds {
@@ -78,16 +82,9 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
             state.failure.is_some()
                 && (source.as_str() == probe || source.starts_with(&format!("{probe}.")))
         });
-        let why = match failing {
-            Some((source, state)) => format!(
-                "{source} is unreachable ({})",
-                state
-                    .failure
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            ),
-            None => format!("{key} has not been observed"),
+        let why = match failing.and_then(|(s, state)| Some((s, state.failure.as_ref()?))) {
+            Some((source, failure)) => crate::observe::source_unreachable(source, failure),
+            None => Msg::new(MsgId::NotObserved).arg("key", key),
         };
         return vec![(c.labels.clone(), Truth::Unknown { why })];
     }
@@ -122,7 +119,7 @@ pub fn truth_of(c: &Condition, reading: &Reading<'_>) -> Truth {
     match reading {
         Reading::Unknown { why } => Truth::Unknown { why: why.clone() },
         Reading::NoData { why, .. } => Truth::NoData {
-            why: (*why).to_owned(),
+            why: (*why).clone(),
         },
         Reading::Value { value, .. } => {
             let holds = compare(value, c.op, c.value.as_ref());
@@ -173,10 +170,11 @@ pub fn compare(value: &Value, op: Option<Op>, operand: Option<&Operand>) -> bool
     }
 }
 
-/// The condition as text: `status.indicator{page="openai"} in [minor, major]`, `source prometheus failing`.
+/// The condition as text: `status.indicator{page="openai"} in [minor, major]`, `source_failing = "prometheus"`.
 pub fn describe(c: &Condition) -> String {
     if let Some(source) = &c.source_failing {
-        return format!("{source} unreachable");
+        // As the runbook writes it: the raw form beside the sentence, the same in every language.
+        return format!("source_failing = {source:?}");
     }
     let key = crate::observe::Key {
         name: c

@@ -4,8 +4,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::condition::{self, Truth};
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Evidence, Key, Labels, Value};
-use crate::runbook::{Cause, Locale, Role, Runbook, Section};
+use crate::runbook::{Cause, Condition, Locale, Role, Runbook, Section};
+
+/// The most instances an evidence line keeps for its words: the first few say it, and the rest
+/// are counted.
+pub const MAX_FOUND: usize = 8;
 
 /// A cause's standing. The variants' order is the ranking (likely first); their snake_case names
 /// are stored in incidents' diagnosis snapshots, so they are a stored format.
@@ -43,8 +48,65 @@ pub struct EvidenceLine {
     pub role: Role,
     /// `holds`, `fails`, `no_data` or `unknown`, over all the instances it selects.
     pub truth: &'static str,
-    /// What was observed: `minor`, `status.indicator{page="openai"} = minor`, or why nothing was.
+    /// What was observed: `minor`, `status.indicator{page="openai"} = minor`, or why nothing was
+    /// (English: the raw form the API and `diagnose --json` show).
     pub observed: String,
+    /// The condition itself, for saying the line in words.
+    pub cond: Condition,
+    /// The instances that decided the line (those that hold when it holds, else every one), at
+    /// most [`MAX_FOUND`], for saying it in words in the reader's language.
+    pub found: Vec<Found>,
+    /// How many instances decided it, beyond those in `found`.
+    pub more: usize,
+}
+
+/// One instance an evidence line read, as its words need it: which (labels), what (the value, or
+/// why there is none) and how it was read (the probe's note). Stored in incidents' diagnoses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Found {
+    /// The instance's labels (`role`, `pattern`, …).
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+    /// The value compared, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// Why there was none: no data (`no_data`) or unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<Msg>,
+    /// True when `why` is "no data" rather than "unknown".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
+    /// How the probe read the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Msg>,
+}
+
+impl Found {
+    /// The instance `labels` of `c` as `truth` says it, with the probe's note from `ev`.
+    pub fn new(c: &Condition, labels: &Labels, truth: &Truth, ev: &Evidence) -> Self {
+        let note = || {
+            let name = c.obs.as_deref().and_then(crate::observe::intern)?;
+            ev.note(&Key {
+                name,
+                labels: labels.clone(),
+            })
+            .cloned()
+        };
+        let (value, why, no_data, note) = match truth {
+            Truth::Holds { value } | Truth::Fails { value } => {
+                (Some(value.clone()), None, false, note())
+            }
+            Truth::NoData { why } => (None, Some(why.clone()), true, None),
+            Truth::Unknown { why } => (None, Some(why.clone()), false, None),
+        };
+        Self {
+            labels: labels.clone(),
+            value,
+            why,
+            no_data,
+            note,
+        }
+    }
 }
 
 /// A context value shown with a cause.
@@ -145,6 +207,18 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
             .iter()
             .filter(|(_, t)| matches!(t, Truth::Holds { .. }))
             .collect();
+        // The instances that decide the line: those that hold, when any does; else every one.
+        let deciding: Vec<&(Labels, Truth)> = if holding.is_empty() {
+            found.iter().collect()
+        } else {
+            holding.clone()
+        };
+        let words: Vec<Found> = deciding
+            .iter()
+            .take(MAX_FOUND)
+            .map(|(labels, t)| Found::new(c, labels, t, ev))
+            .collect();
+        let more = deciding.len().saturating_sub(MAX_FOUND);
         let (truth, observed) = if !holding.is_empty() {
             match c.role {
                 Role::Evidence => {
@@ -161,11 +235,11 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
         {
             // An unknown supporting or contradicting line does not make the cause unknown.
             any_unknown |= c.role == Role::Evidence;
-            ("unknown", why.clone())
+            ("unknown", why.to_string())
         } else if found.iter().all(|(_, t)| matches!(t, Truth::NoData { .. })) {
             let why = match found.first() {
-                Some((_, Truth::NoData { why })) => why.clone(),
-                _ => "no data".to_owned(),
+                Some((_, Truth::NoData { why })) => why.to_string(),
+                _ => Msg::new(MsgId::NoData).to_string(),
             };
             ("no_data", why)
         } else {
@@ -178,6 +252,9 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
             role: c.role,
             truth,
             observed,
+            cond: c.clone(),
+            found: words,
+            more,
         });
     }
     let status = if contradicted {

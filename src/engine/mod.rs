@@ -24,7 +24,7 @@ use crate::clock::Timestamp;
 use crate::observe::{Evidence, Labels, Value};
 use crate::runbook::{Locale, Runbook, Severity};
 use condition::Truth;
-pub use diagnosis::{CauseResult, CauseStatus, Diagnosis};
+pub use diagnosis::{CauseResult, CauseStatus, Diagnosis, Found};
 
 /// Where one rule instance stands. Inactive is no entry at all, so the state map holds only
 /// what can still move or must be remembered.
@@ -79,7 +79,9 @@ pub struct Symptom {
     /// The latest value, when there is one.
     pub value: Option<Value>,
     /// Why there is no value; with a value, how the probe read it (which histogram, which formula).
-    pub note: Option<String>,
+    /// Worded in the reader's language where shown; English in the JSON.
+    #[serde(serialize_with = "crate::locale::as_english_opt")]
+    pub note: Option<crate::locale::Msg>,
     /// When it fired (firing and recovering).
     pub fired_at: Option<Timestamp>,
 }
@@ -277,7 +279,7 @@ impl Engine {
                                     name: crate::observe::intern(name)?,
                                     labels: labels.clone(),
                                 };
-                                ev.note(&key).map(str::to_owned)
+                                ev.note(&key).cloned()
                             });
                             (true, Some(value.clone()), note)
                         }

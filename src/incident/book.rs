@@ -27,6 +27,8 @@ use super::model::{Ack, DiagnosisSnapshot, Incident, IncidentState, Level, Page,
 use crate::clock::Timestamp;
 use crate::config::EscalationConfig;
 use crate::engine::{SectionState, Symptom, SymptomState};
+use crate::locale::{Msg, MsgId};
+use crate::observe::Value;
 use crate::runbook::Severity;
 
 /// The escalation settings the book applies.
@@ -152,7 +154,7 @@ impl Book {
             if incident.state == IncidentState::Open {
                 incident.state = IncidentState::Resolved;
                 incident.resolved_at = Some(now);
-                incident.note(now, "resolved", "every symptom has cleared");
+                incident.note(now, "resolved", Msg::new(MsgId::TlCleared));
                 changed = true;
             }
             return changed.then(|| incident.id.clone());
@@ -182,11 +184,8 @@ impl Book {
                 i.resolve_note = None;
                 i.resolve_notified = false;
                 i.reopened += 1;
-                i.note(
-                    now,
-                    "reopened",
-                    format!("the section fired again (reopening #{})", i.reopened),
-                );
+                let n = i.reopened;
+                i.note(now, "reopened", Msg::new(MsgId::TlReopened).arg("n", n));
                 i.reopen_pending = true;
                 fresh = true;
                 i
@@ -198,7 +197,9 @@ impl Book {
                 i.note(
                     now,
                     "opened",
-                    format!("{section} incident opened ({severity})"),
+                    Msg::new(MsgId::TlOpened)
+                        .arg("section", section)
+                        .arg("severity", severity),
                 );
                 fresh = true;
                 i
@@ -206,10 +207,13 @@ impl Book {
         };
         let before = incident.clone();
         if severity != incident.severity {
+            let from = incident.severity;
             incident.note(
                 now,
                 "severity",
-                format!("{} → {severity}", incident.severity),
+                Msg::new(MsgId::TlSeverity)
+                    .arg("from", from)
+                    .arg("to", severity),
             );
             incident.severity = severity;
         }
@@ -220,17 +224,22 @@ impl Book {
         }
         for s in firing {
             if !incident.symptoms.contains_key(&s.rule) {
-                let value = s
-                    .value
-                    .as_ref()
-                    .map(|v| format!(" = {v}"))
-                    .unwrap_or_default();
-                incident.note(now, "symptom", format!("{}: {}{value}", s.rule, s.summary));
+                // A number or a yes/no reads alike in every language; a text may be a peer's word
+                // or ours in English (a blind spot's), so the timeline leaves it to the page.
+                let value = match &s.value {
+                    Some(v @ (Value::Number(_) | Value::Bool(_))) => format!(" = {v}"),
+                    _ => String::new(),
+                };
+                let msg = Msg::new(MsgId::TlSymptom)
+                    .arg("rule", &s.rule)
+                    .arg("summary", &s.summary)
+                    .arg("value", value);
+                incident.note(now, "symptom", msg);
             }
             incident.symptoms.insert(s.rule.clone(), s.summary.clone());
         }
         if cause != incident.cause {
-            incident.note(now, "cause", format!("probable cause: {cause}"));
+            incident.note(now, "cause", Msg::new(MsgId::TlCause).arg("cause", &cause));
             incident.cause = cause;
         }
         incident.diagnosis = Some(DiagnosisSnapshot::refreshed(
@@ -262,7 +271,8 @@ impl Book {
                 at: now,
             },
         );
-        incident.note(now, "acknowledged", format!("{level} by {by}"));
+        let msg = Msg::new(MsgId::TlAcked).arg("level", level).peer("by", by);
+        incident.note(now, "acknowledged", msg);
         Ok(level)
     }
 
@@ -282,12 +292,14 @@ impl Book {
         incident.resolved_at = Some(now);
         incident.resolve_note = (!note.is_empty()).then(|| note.to_owned());
         incident.held_until_clear = true;
-        let text = if note.is_empty() {
-            format!("resolved by {by}")
+        let msg = if note.is_empty() {
+            Msg::new(MsgId::TlResolvedBy).peer("by", by)
         } else {
-            format!("resolved by {by}: {note}")
+            Msg::new(MsgId::TlResolvedByNote)
+                .peer("by", by)
+                .peer("note", note)
         };
-        incident.note(now, "resolved", text);
+        incident.note(now, "resolved", msg);
         Ok(())
     }
 
@@ -338,6 +350,13 @@ fn push_unique(v: &mut Vec<String>, id: String) {
     }
 }
 
+/// The timeline's words for a page: `L2 paged (escalated)`.
+fn paged(level: Level, event: PageEvent) -> Msg {
+    Msg::new(MsgId::TlPaged)
+        .arg("level", level)
+        .msg("event", event.words())
+}
+
 /// Pages due for one incident now; true if it changed.
 fn escalate(
     i: &mut Incident,
@@ -355,7 +374,7 @@ fn escalate(
         pages.push(Page::new(i, level, event, n, now));
         i.paged.entry(level).or_insert(now);
         i.last_page.insert(level, now);
-        i.note(now, "paged", format!("{level} ({event})"));
+        i.note(now, "paged", paged(level, event));
     };
     match i.state {
         IncidentState::Open => {
@@ -392,7 +411,7 @@ fn escalate(
             let n = i.reopened;
             for level in levels {
                 pages.push(Page::new(i, level, PageEvent::Resolved, n, now));
-                i.note(now, "paged", format!("{level} (resolved)"));
+                i.note(now, "paged", paged(level, PageEvent::Resolved));
             }
             i.resolve_notified = true;
             changed = true;

@@ -10,8 +10,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::engine::{CauseStatus, Diagnosis};
-use crate::runbook::{Role, Severity};
+use crate::engine::{CauseStatus, Diagnosis, Found};
+use crate::locale::Msg;
+use crate::observe::Value;
+use crate::runbook::{Condition, Role, Severity};
 
 /// An escalation level of the runbook's §7. Ordered: the highest paged level is the one reminded.
 /// Its name is part of stored data (incidents' maps, outbox rows, page keys, signed links).
@@ -82,6 +84,18 @@ impl PageEvent {
         PageEvent::Resolved,
     ];
 
+    /// The event in words, worded in the reader's language where shown (`escalated`, `escalonado`).
+    pub fn words(self) -> Msg {
+        use crate::locale::MsgId;
+        Msg::new(match self {
+            Self::Opened => MsgId::EventOpened,
+            Self::Escalated => MsgId::EventEscalated,
+            Self::Reminder => MsgId::EventReminder,
+            Self::Reopened => MsgId::EventReopened,
+            Self::Resolved => MsgId::EventResolved,
+        })
+    }
+
     /// The `X-Harven-Event` value, the word in page keys and outbox rows, the `event` label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -128,8 +142,13 @@ pub struct TimelineEntry {
     pub at: Timestamp,
     /// `opened`, `reopened`, `severity`, `symptom`, `cause`, `paged`, `acknowledged`, `resolved`.
     pub kind: String,
-    /// What happened, for people (in English, whatever the locale).
+    /// What happened, in English: what the API shows, and what an email or a page shows of an
+    /// entry stored before `msg` was kept.
     pub text: String,
+    /// What happened, as words worded in the reader's language; `None` in entries stored before
+    /// it was kept (their `text` is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<Msg>,
 }
 
 /// One incident: a runbook section that has had a firing symptom.
@@ -237,14 +256,18 @@ impl Incident {
     /// Appends to the timeline. Past [`MAX_TIMELINE`] entries the oldest after the first (the
     /// opening) is dropped, so an incident that flaps for weeks without resolving stays bounded in
     /// memory, in the store and on its page.
-    pub fn note(&mut self, at: Timestamp, kind: &str, text: impl Into<String>) {
+    /// `msg` is worded in the reader's language when shown; a string is English as it is
+    /// ([`Msg::english`]).
+    pub fn note(&mut self, at: Timestamp, kind: &str, msg: impl Into<Msg>) {
+        let msg = msg.into();
         if self.timeline.len() >= MAX_TIMELINE {
             self.timeline.remove(1);
         }
         self.timeline.push(TimelineEntry {
             at,
             kind: kind.to_owned(),
-            text: text.into(),
+            text: msg.to_string(),
+            msg: Some(msg),
         });
     }
 }
@@ -300,6 +323,21 @@ pub struct EvidenceSnapshot {
     /// What was observed (or why nothing was), cut at [`MAX_TEXT`] characters. It drifts at every
     /// evaluation, so it is left out of [`DiagnosisSnapshot::same_findings`].
     pub observed: String,
+    /// The condition, for saying the line in words; `None` in diagnoses stored before it was kept
+    /// (their `condition` and `observed` are shown as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cond: Option<Condition>,
+    /// The instances that decided the line (texts cut at [`MAX_TEXT`]), as the engine's
+    /// [`EvidenceLine::found`](crate::engine::diagnosis::EvidenceLine::found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<Found>,
+    /// How many more instances decided it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl DiagnosisSnapshot {
@@ -327,6 +365,19 @@ impl DiagnosisSnapshot {
                             role: e.role,
                             truth: e.truth.to_owned(),
                             observed: text(&e.observed),
+                            cond: Some(e.cond.clone()),
+                            found: e
+                                .found
+                                .iter()
+                                .map(|f| Found {
+                                    value: f.value.as_ref().map(|v| match v {
+                                        Value::Text(t) => Value::Text(text(t)),
+                                        v => v.clone(),
+                                    }),
+                                    ..f.clone()
+                                })
+                                .collect(),
+                            more: e.more,
                         })
                         .collect(),
                 })
@@ -414,6 +465,9 @@ mod tests {
                     role: Role::Evidence,
                     truth: truth.into(),
                     observed: observed.into(),
+                    cond: None,
+                    found: Vec::new(),
+                    more: 0,
                 }],
             }],
         }

@@ -9,7 +9,12 @@
 //!   emails, the pages and the act pages all show (`incident`, `state_open`, `acked`, …) is one
 //!   field, whoever shows it;
 //! - `pt_br.rs`, `en.rs`: one `const` [`Text`] each;
-//! - `time.rs`: [`human_time`] and [`human_duration`], the same in both languages (UTC, SI units).
+//! - `time.rs`: [`human_time`] and [`human_duration`], the same in both languages (UTC, SI units);
+//! - `msg.rs`: [`Msg`], words decided where the reader's language is not known (a probe's note, a
+//!   timeline entry), kept as an ID and arguments and worded when shown;
+//! - `phrases.rs`: what each catalogue observation is, in each language (the subject of an
+//!   evidence sentence);
+//! - `quote.rs`: a peer's words among ours, one line between `«` and `»`.
 //!
 //! **Invariant:** a language cannot lack a word. [`Text`] is a struct, so a translation that misses
 //! a field does not compile; the tests check that no string is empty and that both languages use
@@ -21,12 +26,17 @@
 //! then points at any language that lacks it, and the tests at a placeholder that differs.
 
 mod en;
+mod msg;
+mod phrases;
 mod pt_br;
+mod quote;
 mod text;
 mod time;
 
 use std::fmt::{self, Write as _};
 
+pub use msg::{Arg, Msg, MsgId, as_english, as_english_opt};
+pub use quote::{MAX_PEER, one_line, quoted, quoted_max};
 pub use text::Text;
 pub use time::{human_duration, human_time};
 

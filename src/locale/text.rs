@@ -309,6 +309,238 @@ pub struct Text {
     pub chart_blind_draw: &'static str,
     /// The status page's column of each open incident's chart thumbnail.
     pub chart_trend: &'static str,
+    // Evidence in words and one language (issue 15).
+    /// Code's English without a message yet: `{text}`, as it is.
+    pub msg_untranslated: &'static str,
+    /// Findings joined: `{items}`.
+    pub msg_list: &'static str,
+    /// `{key}`: a reading never seen.
+    pub msg_not_observed: &'static str,
+    /// `{source}`; `{failure}`: the source's failure.
+    pub msg_source_unreachable: &'static str,
+    /// `{source}`; `{failure}`: the source's failure. A blind spot's words (`doctor`).
+    pub msg_blind_source_failing: &'static str,
+    /// `{source}`.
+    pub msg_not_polled: &'static str,
+    pub msg_no_data: &'static str,
+    /// `{n}`: NaN or infinite.
+    pub msg_not_finite: &'static str,
+    /// `{section}`, `{severity}`.
+    pub msg_tl_opened: &'static str,
+    /// `{n}`: the how-manieth reopening.
+    pub msg_tl_reopened: &'static str,
+    /// `{from}`, `{to}`.
+    pub msg_tl_severity: &'static str,
+    /// `{rule}`, `{summary}`, `{value}` (empty or ` = 12%`).
+    pub msg_tl_symptom: &'static str,
+    /// `{cause}`: a cause ID.
+    pub msg_tl_cause: &'static str,
+    /// `{level}`, `{by}`.
+    pub msg_tl_acked: &'static str,
+    pub msg_tl_cleared: &'static str,
+    /// `{by}`.
+    pub msg_tl_resolved_by: &'static str,
+    /// `{by}`, `{note}`.
+    pub msg_tl_resolved_by_note: &'static str,
+    /// `{level}`, `{event}`.
+    pub msg_tl_paged: &'static str,
+    /// An email's event, in words.
+    pub msg_event_opened: &'static str,
+    pub msg_event_escalated: &'static str,
+    pub msg_event_reminder: &'static str,
+    pub msg_event_reopened: &'static str,
+    pub msg_event_resolved: &'static str,
+    /// `{window}`.
+    pub msg_the_last: &'static str,
+    /// `{window}`, `{counted}`.
+    pub msg_the_last_partly: &'static str,
+    /// `{metric}`.
+    pub msg_no_request_series: &'static str,
+    pub msg_no_requests_in_window: &'static str,
+    /// `{total}`: requests per second.
+    pub msg_no_5xx_yet: &'static str,
+    pub msg_no_auth_series_yet: &'static str,
+    pub msg_auth_estimated: &'static str,
+    /// `{handlers}`.
+    pub msg_no_usual_share: &'static str,
+    /// `{held}`, `{needed}`.
+    pub msg_baseline_short: &'static str,
+    pub msg_no_baseline_yet: &'static str,
+    pub msg_baseline_zero: &'static str,
+    /// `{threshold}`.
+    pub msg_no_histogram_can_show: &'static str,
+    /// `{lowr}`, `{highr}`.
+    pub msg_neither_histogram: &'static str,
+    /// `{histogram}`, `{excluded}` (empty or a `msg_without`).
+    pub msg_per_handler: &'static str,
+    /// `{excluded}`.
+    pub msg_without: &'static str,
+    /// `{highr}`, `{lowr}`, `{top}`, `{threshold}`.
+    pub msg_all_handlers_lowr_short: &'static str,
+    /// `{highr}`, `{lowr}`.
+    pub msg_all_handlers_no_lowr: &'static str,
+    /// `{highr}`, `{excluded}`.
+    pub msg_cannot_exclude: &'static str,
+    /// `{lowr}`, `{handlers}`.
+    pub msg_slow_handlers: &'static str,
+    /// `{bound}`.
+    pub msg_slow_exact: &'static str,
+    /// `{threshold}`, `{lo}`, `{hi}`.
+    pub msg_slow_estimated: &'static str,
+    /// `{top}`, `{threshold}`.
+    pub msg_buckets_stop: &'static str,
+    /// `{top}`.
+    pub msg_share_above_top: &'static str,
+    /// `{job}`.
+    pub msg_no_target_for_job: &'static str,
+    /// `{over}`: a window.
+    pub msg_restarts_within: &'static str,
+    /// `{over}`: a window.
+    pub msg_lines_per_minute_over: &'static str,
+    /// `{before}`, `{ago}`.
+    pub msg_image_changed: &'static str,
+    /// `{ago}`.
+    pub msg_container_recreated: &'static str,
+    /// `{ago}`.
+    pub msg_container_created: &'static str,
+    /// `{window}`.
+    pub msg_same_container: &'static str,
+    /// `{window}`.
+    pub msg_oom_now: &'static str,
+    /// `{ago}`, `{window}`.
+    pub msg_oom_ago: &'static str,
+    /// `{window}`.
+    pub msg_no_oom: &'static str,
+    /// `{window}`.
+    pub msg_needs_samples: &'static str,
+    pub msg_no_memory_limit: &'static str,
+    pub msg_not_reported: &'static str,
+    /// `{role}`, `{how}`.
+    pub msg_no_role_match: &'static str,
+    /// `{name}`, `{note}`.
+    pub msg_replica_says: &'static str,
+    pub msg_no_replica: &'static str,
+    pub msg_no_image_change: &'static str,
+    /// `{before}`, `{ago}`.
+    pub msg_role_image_changed: &'static str,
+    /// `{over}`: a window.
+    pub msg_per_minute_over: &'static str,
+    pub msg_no_maxmemory: &'static str,
+    /// `{code}`, `{to}`.
+    pub msg_redirected: &'static str,
+    /// `{failure}`.
+    pub msg_no_answer: &'static str,
+    /// A timeline entry's kind, in words.
+    pub kind_opened: &'static str,
+    pub kind_reopened: &'static str,
+    pub kind_severity: &'static str,
+    pub kind_symptom: &'static str,
+    pub kind_cause: &'static str,
+    pub kind_paged: &'static str,
+    pub kind_acknowledged: &'static str,
+    pub kind_resolved: &'static str,
+    pub kind_note: &'static str,
+    pub kind_muted: &'static str,
+    /// An evidence line in words: `{what}` (an observation's phrase), `{value}` (what was read), `{cond}` (an `op_*`).
+    pub ev_needs: &'static str,
+    /// A symptom in words: `{what}`, `{value}`, `{cond}` (an `op_*`).
+    pub ev_fires: &'static str,
+    /// `{what}`, `{why}`.
+    pub ev_no_data: &'static str,
+    /// `{what}`, `{why}`.
+    pub ev_unknown: &'static str,
+    /// `{value}` and how it was read, `{note}`.
+    pub ev_with_note: &'static str,
+    /// `{n}`: instances not shown.
+    pub ev_more: &'static str,
+    /// `{source}`, `{failure}`.
+    pub ev_source_down: &'static str,
+    /// `{source}`.
+    pub ev_source_up: &'static str,
+    /// A condition's threshold in words: `{x}`.
+    pub op_gt: &'static str,
+    pub op_ge: &'static str,
+    pub op_lt: &'static str,
+    pub op_le: &'static str,
+    pub op_eq: &'static str,
+    pub op_ne: &'static str,
+    pub op_in: &'static str,
+    pub op_not_in: &'static str,
+    /// A source condition's threshold.
+    pub op_failing: &'static str,
+    /// A yes-or-no reading.
+    pub value_yes: &'static str,
+    pub value_no: &'static str,
+    /// Whose, in an observation's phrase (`{of}`): `{role}`.
+    pub of_role: &'static str,
+    /// `{container}`.
+    pub of_container: &'static str,
+    /// A condition naming no container or role.
+    pub of_any: &'static str,
+    /// The `handler` label `*`.
+    pub all_handlers: &'static str,
+    /// A label a condition leaves open.
+    pub any_label: &'static str,
+    /// A blind spot in words: `{rule}`, `{reason}`.
+    pub blind_rule: &'static str,
+    /// Before a blind spot's detail (the fix).
+    pub fix: &'static str,
+    pub msg_no_exit_code: &'static str,
+    pub msg_no_start_time: &'static str,
+    pub msg_not_running: &'static str,
+    pub msg_no_memory_usage: &'static str,
+    pub msg_first_look: &'static str,
+    /// `{role}`, `{how}`: with the fix.
+    pub msg_no_role_match_fix: &'static str,
+    /// `{failure}`: a query's failure.
+    pub msg_failed: &'static str,
+    /// The title of a vendor's status page link: `{name}`.
+    pub vendor_status: &'static str,
+    /// The plain email sent when the full one cannot be rendered: `{id}`, `{section}`, `{severity}`, `{opened}`, `{cause}`, `{symptoms}` (one line each).
+    pub fallback_body: &'static str,
+    /// A finding with its stable reason: `{detail}`, `{reason}`.
+    pub msg_with_reason: &'static str,
+    /// `{why}`, `{job}`.
+    pub msg_fix_no_request_series: &'static str,
+    /// `{job}`, `{jobs}`.
+    pub msg_fix_no_job: &'static str,
+    /// `{threshold}`, `{lowr}`, `{highr}` (what each histogram is), `{fix}`.
+    pub msg_fix_buckets: &'static str,
+    /// `{name}`, `{bounds}`.
+    pub msg_has_buckets: &'static str,
+    /// `{name}`.
+    pub msg_no_series: &'static str,
+    /// `{name}`, `{failure}`.
+    pub msg_could_not_read: &'static str,
+    /// `{buckets}`, `{threshold}`.
+    pub msg_bucket_fix: &'static str,
+    /// A form's field refused on the pages: `{field}`, and `{why}`: the API's English reason,
+    /// quoted (the input checks of `config/window.rs` and `http/actions.rs` have no words of
+    /// their own in pt-BR yet).
+    pub err_invalid: &'static str,
+    /// `{link}`: the level the link acknowledges for.
+    pub err_other_level: &'static str,
+    /// `{id}`.
+    pub err_unknown_window: &'static str,
+    /// `{id}`.
+    pub err_configured_window: &'static str,
+    /// `{id}`, `{ended_at}`.
+    pub err_window_over: &'static str,
+    /// A source's failure: `{limit}`.
+    pub msg_no_answer_within: &'static str,
+    /// `{what}`: which call, `{limit}`.
+    pub msg_engine_no_answer_within: &'static str,
+    /// `{path}`.
+    pub msg_no_docker_socket: &'static str,
+    pub msg_engine_no_answer: &'static str,
+    /// `{kib}`.
+    pub msg_answer_too_large: &'static str,
+    /// `{status}`.
+    pub msg_not_prometheus_json: &'static str,
+    /// What each observation of the catalogue is, by name, with its labels as `{placeholders}`
+    /// (`{of}`: whose, for `container` and `role`): one entry per catalogue name (tested).
+    #[serde(skip)]
+    pub observations: &'static [(&'static str, &'static str)],
 }
 
 impl Text {

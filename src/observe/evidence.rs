@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::{Failure, Key, Labels, Outcome, ProbeReport, Value};
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 
 /// A reading of one key as the rules see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,14 +25,14 @@ pub enum Reading<'a> {
     /// The source answered without a value to compare.
     NoData {
         /// The probe's words for why (`no requests in the window`).
-        why: &'a str,
+        why: &'a Msg,
         /// The start of the poll that said so.
         at: Timestamp,
     },
     /// Not observable now: the source is unreachable, the query failed, or the key was never seen.
     Unknown {
-        /// Owned: it is often composed here (`redis is unreachable (…)`), not stored.
-        why: String,
+        /// Owned: it is often composed here (`redis cannot be read (…)`), not stored.
+        why: Msg,
     },
 }
 
@@ -53,7 +54,7 @@ struct Entry {
     /// key unknown.
     source: String,
     outcome: Outcome,
-    note: Option<String>,
+    note: Option<Msg>,
     /// The start of the poll that read it.
     at: Timestamp,
 }
@@ -112,27 +113,29 @@ impl Evidence {
     pub fn get(&self, key: &Key) -> Reading<'_> {
         match self.entries.get(key) {
             None => Reading::Unknown {
-                why: format!("{key} has not been observed"),
+                why: Msg::new(MsgId::NotObserved).arg("key", key),
             },
             Some(e) => self.reading(e),
         }
     }
 
     /// How the latest value of `key` was read, when its probe said.
-    pub fn note(&self, key: &Key) -> Option<&str> {
-        self.entries.get(key).and_then(|e| e.note.as_deref())
+    pub fn note(&self, key: &Key) -> Option<&Msg> {
+        self.entries.get(key).and_then(|e| e.note.as_ref())
     }
 
     fn reading<'a>(&'a self, e: &'a Entry) -> Reading<'a> {
         if let Some(f) = self.sources.get(&e.source).and_then(|s| s.failure.as_ref()) {
             return Reading::Unknown {
-                why: format!("{} is unreachable ({f})", e.source),
+                why: source_unreachable(&e.source, f),
             };
         }
         match &e.outcome {
             Outcome::Value(value) => Reading::Value { value, at: e.at },
             Outcome::NoData(why) => Reading::NoData { why, at: e.at },
-            Outcome::Unknown(f) => Reading::Unknown { why: f.to_string() },
+            Outcome::Unknown(f) => Reading::Unknown {
+                why: Msg::new(MsgId::Failed).msg("failure", f.reader_words()),
+            },
         }
     }
 
@@ -150,11 +153,11 @@ impl Evidence {
 
     /// Every key with its latest outcome and time, sorted by key (for `diagnose` and the API).
     /// With each: its outcome, how it was read (the probe's note) and when.
-    pub fn entries(&self) -> Vec<(&Key, &Outcome, Option<&str>, Timestamp)> {
+    pub fn entries(&self) -> Vec<(&Key, &Outcome, Option<&Msg>, Timestamp)> {
         let mut out: Vec<_> = self
             .entries
             .iter()
-            .map(|(k, e)| (k, &e.outcome, e.note.as_deref(), e.at))
+            .map(|(k, e)| (k, &e.outcome, e.note.as_ref(), e.at))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out
@@ -164,6 +167,13 @@ impl Evidence {
     pub fn sources(&self) -> &BTreeMap<String, SourceState> {
         &self.sources
     }
+}
+
+/// `source` cannot be read, with its failure (the peer's or the library's words, quoted).
+pub fn source_unreachable(source: &str, f: &Failure) -> Msg {
+    Msg::new(MsgId::SourceUnreachable)
+        .arg("source", source)
+        .msg("failure", f.reader_words())
 }
 
 #[cfg(test)]
@@ -203,7 +213,9 @@ mod tests {
         ev.apply(report("prometheus", 25, Err(down.clone())));
         ev.apply(report("prometheus", 40, Err(down)));
         match ev.get(&p95) {
-            Reading::Unknown { why } => assert!(why.contains("connection refused"), "{why}"),
+            Reading::Unknown { why } => {
+                assert!(why.to_string().contains("connection refused"), "{why}");
+            }
             other => panic!("expected unknown, got {other:?}"),
         }
         assert_eq!(

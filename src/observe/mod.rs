@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 
 mod catalogue;
 mod evidence;
@@ -40,8 +41,12 @@ mod wanted;
 pub use catalogue::{
     CATALOGUE, Kind, OPTIONAL_PROBES, SUBJECT_LABELS, Spec, intern, is_optional_probe, spec_of,
 };
-pub use evidence::{Evidence, Reading, SourceState};
+pub use evidence::{Evidence, Reading, SourceState, source_unreachable};
 pub use wanted::Wanted;
+
+/// The text observations whose value is words of ours, made by [`Observation::said`]: shown
+/// through their note (in the reader's language), never quoted as a peer's.
+pub const OWN_WORDS: &[&str] = &["prometheus.blind_spot", "doctor.rule_blind"];
 
 /// Label pairs of an observation, sorted by name (`handler`, `container`, `pattern`, `page`).
 pub type Labels = BTreeMap<String, String>;
@@ -94,7 +99,7 @@ impl fmt::Display for Key {
 }
 
 /// An observed value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Value {
     /// A finite number (ratios, seconds, bytes, counts). Never NaN or infinite: those are no data.
@@ -131,8 +136,10 @@ fn format_number(n: f64) -> String {
 pub enum Outcome {
     /// The source answered with a value to compare.
     Value(Value),
-    /// The source answered but has nothing to compare (no traffic, no limit set, empty result).
-    NoData(String),
+    /// The source answered but has nothing to compare (no traffic, no limit set, empty result),
+    /// and why, in words worded where shown (the JSON keeps the English string).
+    #[serde(serialize_with = "crate::locale::as_english")]
+    NoData(Msg),
     /// This key could not be read although the source answered (one failing query).
     Unknown(Failure),
 }
@@ -144,7 +151,7 @@ impl Outcome {
         if n.is_finite() {
             Self::Value(Value::Number(n))
         } else {
-            Self::NoData(format!("{n} (no traffic or empty histogram)"))
+            Self::NoData(Msg::new(MsgId::NotFinite).arg("n", n))
         }
     }
 }
@@ -158,9 +165,13 @@ pub struct Observation {
     pub outcome: Outcome,
     /// How the value was read, when that matters to whoever weighs it (`from the high-resolution
     /// histogram, all handlers`, `no 5xx series yet: 0`). Shown beside the value in evidence lines,
-    /// symptoms and `diagnose`; it must not change what the value means.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    /// symptoms and `diagnose`; it must not change what the value means. Words of ours, worded
+    /// in the reader's language where shown (the JSON keeps the English string).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::locale::as_english_opt"
+    )]
+    pub note: Option<Msg>,
 }
 
 impl Observation {
@@ -174,8 +185,14 @@ impl Observation {
     }
 
     /// The same observation, with how it was read.
+    ///
+    /// A note is a [`Msg`], worded in the reader's language: `Msg::new(MsgId::…).arg(…)`, with its
+    /// words in `locale` (a line in `msgs!` of `locale/msg.rs` and a field in each language). A
+    /// string still compiles (`with_note("…")` or `with_note(format!(…))`): it becomes
+    /// [`Msg::english`], shown as written in every language, which the one-language test of the
+    /// emails and pages reports as English in a pt-BR email once a test renders it.
     #[must_use]
-    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+    pub fn with_note(mut self, note: impl Into<Msg>) -> Self {
         self.note = Some(note.into());
         self
     }
@@ -196,6 +213,13 @@ impl Observation {
     pub fn text(key: Key, t: impl Into<String>) -> Self {
         Self::new(key, Outcome::Value(Value::Text(t.into())))
     }
+
+    /// A text of our own words (a blind spot with its fix): its English as the value, which rules
+    /// compare and the API and metrics show, and the words themselves as the note, so a reader
+    /// sees them in their language ([`OWN_WORDS`] lists the observations said so).
+    pub fn said(key: Key, words: Msg) -> Self {
+        Self::text(key, words.to_string()).with_note(words)
+    }
 }
 
 /// Why a source or a key could not be read: a stable `kind` for metrics and a human `detail` for logs,
@@ -205,16 +229,56 @@ impl Observation {
 pub struct Failure {
     /// The metric label: a closed set, so the error counters stay bounded.
     pub kind: FailureKind,
-    /// The human words: any length the probe chose (a peer's words quoted are cut short).
+    /// The human words: any length the probe chose (a peer's words quoted are cut short). English:
+    /// logs, the API and `diagnose` show it.
     pub detail: String,
+    /// The same, as words of ours a reader sees in their language, when the failure is ours to
+    /// word ([`Failure::said`]); `None` when `detail` is a peer's or a library's words, which
+    /// emails and pages then quote «…».
+    #[serde(skip)]
+    pub words: Option<Msg>,
 }
 
 impl Failure {
-    /// A failure of `kind` saying `detail`.
+    /// A failure of `kind` saying `detail`: a peer's or a library's words, or ours not yet worded
+    /// in every language (then [`Failure::said`] is the way to words in each).
     pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             detail: detail.into(),
+            words: None,
+        }
+    }
+
+    /// A failure of `kind` in words of ours: `detail` is their English.
+    pub fn said(kind: FailureKind, words: Msg) -> Self {
+        Self {
+            kind,
+            detail: words.to_string(),
+            words: Some(words),
+        }
+    }
+
+    /// The same failure, said to be of `what` (`inspect: …`, a replica's name).
+    #[must_use]
+    pub fn of(self, what: &str) -> Self {
+        Self {
+            kind: self.kind,
+            detail: format!("{what}: {}", self.detail),
+            words: self.words.map(|w| {
+                Msg::new(MsgId::ReplicaSays)
+                    .arg("name", what)
+                    .msg("note", w)
+            }),
+        }
+    }
+
+    /// What a reader sees of it: our words in their language, else the failure quoted as the
+    /// peer's (`«timeout: …»`).
+    pub fn reader_words(&self) -> Msg {
+        match &self.words {
+            Some(w) => w.clone(),
+            None => Msg::new(MsgId::Untranslated).peer("text", self),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Helpers the HTTP probes share: a size-capped body read, and reqwest errors as [`Failure`]s.
 
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 
 /// Reads at most `cap` bytes of the body; more is a failure, not a truncation.
@@ -23,9 +24,9 @@ pub async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<
 }
 
 fn too_large(cap: usize) -> Failure {
-    Failure::new(
+    Failure::said(
         FailureKind::TooLarge,
-        format!("answer larger than {} KiB", cap / 1024),
+        Msg::new(MsgId::AnswerTooLarge).arg("kib", cap / 1024),
     )
 }
 

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Timestamp};
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Observation, ProbeReport};
 
 /// One source the watchdog reads.
@@ -66,9 +67,9 @@ pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
     let timeout = probe.timeout();
     let result = match tokio::time::timeout(timeout, probe.poll(at)).await {
         Ok(result) => result,
-        Err(_) => Err(Failure::new(
+        Err(_) => Err(Failure::said(
             FailureKind::Timeout,
-            format!("no answer within {}", humantime::format_duration(timeout)),
+            Msg::new(MsgId::NoAnswerWithin).arg("limit", humantime::format_duration(timeout)),
         )),
     };
     ProbeReport {

@@ -59,6 +59,7 @@ use super::http::{error_chain, read_capped};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::PrometheusConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Value};
 
 use self::answer::{Answer, by_window, client_failure, interpret};
@@ -195,11 +196,9 @@ pub(super) async fn json_answer(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if !is_json {
-        return Err(Failure::new(
+        return Err(Failure::said(
             FailureKind::Status,
-            format!(
-                "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)"
-            ),
+            Msg::new(MsgId::NotPrometheusJson).arg("status", status),
         ));
     }
     let body = read_capped(response, MAX_BODY).await?;

@@ -57,6 +57,7 @@ use super::window::{self, WindowCounts};
 use super::{BuildError, Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::RedisConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 
 /// Extra time [`poll_once`](super::poll_once) allows beyond the configured timeout, for the client's own
@@ -302,7 +303,7 @@ impl RedisProbe {
         for ((name, field, current, _), rate) in fields.iter().zip(rates) {
             out.push(match current {
                 Some(_) => Observation::number(Key::new(name), rate)
-                    .with_note(format!("per minute over {over}")),
+                    .with_note(Msg::new(MsgId::PerMinuteOver).msg("over", over.clone())),
                 None => Observation::new(Key::new(name), missing(field)),
             });
         }
@@ -461,7 +462,7 @@ fn memory(info: &HashMap<String, String>, out: &mut Vec<Observation>) {
         Key::new("redis.used_memory_bytes"),
         used.map_or_else(|| missing("used_memory"), |u| Outcome::number(u as f64)),
     ));
-    let unlimited = || Outcome::NoData("maxmemory is 0 (no limit set)".to_owned());
+    let unlimited = || Outcome::NoData(Msg::new(MsgId::NoMaxmemory));
     out.push(Observation::new(
         Key::new("redis.maxmemory_bytes"),
         match max {
@@ -608,7 +609,9 @@ mod tests {
         let o = &last[0];
         assert_eq!(o.key.name, "redis.evicted_keys_per_minute");
         match o.outcome {
-            Outcome::Value(crate::observe::Value::Number(n)) => (n, o.note.clone()),
+            Outcome::Value(crate::observe::Value::Number(n)) => {
+                (n, o.note.as_ref().map(ToString::to_string))
+            }
             ref other => panic!("{other:?}"),
         }
     }

@@ -32,6 +32,7 @@ use super::http::{keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::SupabaseConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 
 /// Most of a body read from either endpoint; only the status matters. The body is read (up to this)
@@ -253,9 +254,10 @@ fn observe(out: &mut Vec<Observation>, endpoint: Endpoint, answer: Answer) {
             to,
             latency: took,
         } => {
-            out.push(Observation::boolean(ok, false).with_note(format!(
-                "HTTP {code}: redirected to {to} — not followed, the key stays here"
-            )));
+            out.push(
+                Observation::boolean(ok, false)
+                    .with_note(Msg::new(MsgId::Redirected).arg("code", code).peer("to", to)),
+            );
             out.push(Observation::number(status, f64::from(code)));
             out.push(Observation::number(latency, took.as_secs_f64()));
         }
@@ -264,7 +266,7 @@ fn observe(out: &mut Vec<Observation>, endpoint: Endpoint, answer: Answer) {
             out.push(Observation::number(status, 0.0));
             out.push(Observation::new(
                 latency,
-                Outcome::NoData(format!("no answer ({f})")),
+                Outcome::NoData(Msg::new(MsgId::NoAnswer).peer("failure", f)),
             ));
         }
     }

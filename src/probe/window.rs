@@ -18,6 +18,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 
 /// Buckets per window, about: the resolution of the window's trailing edge.
 const BUCKETS: u32 = 64;
@@ -143,13 +144,15 @@ impl WindowCounts {
 
 /// `the last 2m`, or `the last 2m (counted for 45s of it: a lower bound)` while counting has not
 /// covered the whole window: how a probe's note says which window a count or rate is over.
-pub fn describe(window: Duration, covered: Duration) -> String {
+pub fn describe(window: Duration, covered: Duration) -> Msg {
     let w = humantime::format_duration(window);
     if covered < window {
         let c = humantime::format_duration(Duration::from_secs(covered.as_secs()));
-        format!("the last {w} (counted for {c} of it: a lower bound)")
+        Msg::new(MsgId::TheLastPartly)
+            .arg("window", w)
+            .arg("counted", c)
     } else {
-        format!("the last {w}")
+        Msg::new(MsgId::TheLast).arg("window", w)
     }
 }
 
@@ -215,9 +218,9 @@ mod tests {
         assert_eq!(w.covered(t(145), TWO_MIN), Duration::from_secs(45));
         assert_eq!(w.covered(t(1000), TWO_MIN), TWO_MIN);
         assert_eq!(
-            describe(TWO_MIN, Duration::from_secs(45)),
+            describe(TWO_MIN, Duration::from_secs(45)).to_string(),
             "the last 2m (counted for 45s of it: a lower bound)"
         );
-        assert_eq!(describe(TWO_MIN, TWO_MIN), "the last 2m");
+        assert_eq!(describe(TWO_MIN, TWO_MIN).to_string(), "the last 2m");
     }
 }

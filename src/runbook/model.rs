@@ -169,7 +169,7 @@ pub struct Cause {
 
 /// A condition over one observation (`obs` with `op` and `value`, optionally narrowed by `labels`) or
 /// over a source (`source_failing`: true while that source cannot be read).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// A catalogue name; exactly one of `obs` and `source_failing` (checked at load).

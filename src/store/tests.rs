@@ -27,6 +27,7 @@ fn incident(section: &str, at: Timestamp) -> Incident {
             at,
             kind: "note".to_owned(),
             text: format!("entry {i}"),
+            msg: None,
         })
         .collect();
     incident

@@ -238,6 +238,12 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
             for field in ["condition", "truth", "observed", "role"] {
                 assert!(e[field].is_string(), "{field}: {e}");
             }
+            // Added beside the raw line: the line in (English) words, one per deciding instance.
+            let sentences = e["sentences"].as_array().expect("sentences");
+            assert!(
+                !sentences.is_empty() && sentences.iter().all(serde_json::Value::is_string),
+                "{e}"
+            );
         }
     }
     assert_eq!(detail.json["id"], id.as_str());

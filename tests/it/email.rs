@@ -26,8 +26,9 @@ use harven_watchdog::http::auth::link::authorize;
 use harven_watchdog::http::auth::session::SessionList;
 use harven_watchdog::http::auth::{Auth, AuthConfig, AuthMetrics, AuthShared};
 use harven_watchdog::incident::{
-    Ack, ActionError, Incident, IncidentState, Level, Page, PageEvent, TimelineEntry,
+    Ack, ActionError, Incident, IncidentState, Level, Page, PageEvent,
 };
+use harven_watchdog::locale::{Msg, MsgId};
 use harven_watchdog::observe::{Evidence, Key, Observation, ProbeReport};
 use harven_watchdog::pipeline::charts::ChartSource;
 use harven_watchdog::runbook::{Locale, Runbook, Severity};
@@ -256,24 +257,22 @@ fn incident(event: PageEvent, level: Level) -> Incident {
         acks: BTreeMap::new(),
         symptoms: BTreeMap::from([("errors.ratio_high".into(), "Error rate 12.4% > 5%".into())]),
         cause: "errors.supabase_down".into(),
-        timeline: vec![
-            TimelineEntry {
-                at: opened,
-                kind: "opened".into(),
-                text: "errors.ratio_high fired: prometheus.error_ratio = 0.124".into(),
-            },
-            TimelineEntry {
-                at: opened,
-                kind: "paged".into(),
-                text: "L1 paged (devops@harven.ai)".into(),
-            },
-        ],
+        timeline: Vec::new(),
         resolve_note: None,
         held_until_clear: false,
         resolve_notified: false,
         reopen_pending: false,
         diagnosis: None,
     };
+    // The timeline as the book writes it: words kept as messages, worded in the email's language.
+    i.note(
+        opened,
+        "opened",
+        Msg::new(MsgId::TlOpened)
+            .arg("section", "errors")
+            .arg("severity", "major"),
+    );
+    i.note(opened, "paged", paged(Level::L1, MsgId::EventOpened));
     let ack = |i: &mut Incident, secs: u64| {
         i.acks.insert(
             Level::L1,
@@ -282,7 +281,10 @@ fn incident(event: PageEvent, level: Level) -> Incident {
                 at: at(secs),
             },
         );
-        i.note(at(secs), "acknowledged", "L1 acknowledged by Ana Souza");
+        let msg = Msg::new(MsgId::TlAcked)
+            .arg("level", "L1")
+            .peer("by", "Ana Souza");
+        i.note(at(secs), "acknowledged", msg);
     };
     match (event, level) {
         (PageEvent::Opened, _) => {}
@@ -297,14 +299,18 @@ fn incident(event: PageEvent, level: Level) -> Incident {
             i.note(
                 at(min(32)),
                 "paged",
-                "L2 paged (techlead@harven.ai): unresolved after 30 min",
+                paged(Level::L2, MsgId::EventEscalated),
             );
         }
         (PageEvent::Reopened, _) => {
             ack(&mut i, min(9));
             i.reopened = 1;
-            i.note(at(min(20)), "resolved", "all symptoms clear for 5 min");
-            i.note(at(min(31)), "reopened", "errors.ratio_high fired again");
+            i.note(at(min(20)), "resolved", Msg::new(MsgId::TlCleared));
+            i.note(
+                at(min(31)),
+                "reopened",
+                Msg::new(MsgId::TlReopened).arg("n", 1),
+            );
         }
         (PageEvent::Resolved, _) => {
             ack(&mut i, min(9));
@@ -313,16 +319,25 @@ fn incident(event: PageEvent, level: Level) -> Incident {
             i.note(
                 at(min(32)),
                 "paged",
-                "L2 paged (techlead@harven.ai): unresolved after 30 min",
+                paged(Level::L2, MsgId::EventEscalated),
             );
+            // A person's note: their own words, quoted in either language.
             i.note(
                 at(min(30)),
                 "note",
-                "Supabase confirmed an incident on their side",
+                Msg::new(MsgId::Untranslated)
+                    .peer("text", "Supabase confirmed an incident on their side"),
             );
         }
     }
     i
+}
+
+/// The timeline's words for a page to `level` for `event` (an `Event*` message).
+fn paged(level: Level, event: MsgId) -> Msg {
+    Msg::new(MsgId::TlPaged)
+        .arg("level", level)
+        .msg("event", Msg::new(event))
 }
 
 fn public_url() -> Url {
@@ -363,7 +378,7 @@ pub(crate) fn render_event_with(
             inc.state = IncidentState::Resolved;
             inc.resolved_at = Some(cleared);
             inc.resolve_note = None;
-            inc.note(cleared, "resolved", "every symptom clear for 5 min");
+            inc.note(cleared, "resolved", Msg::new(MsgId::TlCleared));
             (scene, cleared, inc)
         }
         PageEvent::Reminder => (
@@ -458,7 +473,8 @@ fn unescape(html: &str) -> String {
         .replace("&amp;", "&")
 }
 
-const EVENTS: [(Level, PageEvent); 5] = [
+/// The emails of the incident's life, each to the level it goes to.
+pub(crate) const EVENTS: [(Level, PageEvent); 5] = [
     (Level::L1, PageEvent::Opened),
     (Level::L2, PageEvent::Escalated),
     (Level::L1, PageEvent::Reminder),
@@ -733,10 +749,10 @@ fn the_text_part_holds_symptoms_actions_links_history_and_the_checklist() {
         "valor: 12.4%; limite: > 5%; normaliza com: < 3%",
         "prometheus.error_ratio (condição: prometheus.error_ratio > 0.05)",
         "[provável] Supabase down (errors.supabase_down)",
-        "supabase.rest_ok == false: verdadeira (observado: «false»)",
+        "- [verdadeira] o REST do Supabase responde: não (precisa: não)\n        supabase.rest_ok == false\n",
         "[descartada] Memory leak (errors.memory_leak)",
         "Verificar status.supabase.com",
-        "      curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
+        "      $ curl -s https://status.supabase.com/api/v2/status.json | jq '.status'",
         "Fornecedor: Supabase: support@supabase.com (SLA Enterprise)",
         "Sentry: https://sentry.io/organizations/harven/issues/",
         "Este incidente no watchdog: https://watchdog.harven.ai/incidents/",
@@ -787,8 +803,8 @@ fn reminders_and_reopenings_say_what_they_are() {
     assert!(text.starts_with("Reopened (time 1)"), "{text}");
     assert!(text.contains("Reopened: 1"));
     assert!(
-        text.contains("reopened: errors.ratio_high fired again"),
-        "the timeline"
+        text.contains("reopened: the section fired again (reopening #1)"),
+        "the timeline: {text}"
     );
 }
 
@@ -813,9 +829,9 @@ fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
     );
     for want in [
         "== Linha do tempo ==",
-        "opened: errors.ratio_high fired: prometheus.error_ratio = 0.124",
-        "acknowledged: L1 acknowledged by Ana Souza",
-        "resolved: every symptom clear for 5 min",
+        "abertura: incidente errors aberto (major)",
+        "reconhecimento: L1 reconhecido por «Ana Souza»",
+        "resolução: todos os sintomas normalizaram",
         "== Rascunho de post-mortem (copie e complete) ==",
         "Post-mortem: Error Rate Alto",
         "- Início: 2026-11-18 11:08:40 UTC",
@@ -825,7 +841,7 @@ fn the_resolved_email_has_duration_timeline_and_a_postmortem_draft() {
         "Quem reconheceu\n- L1: Ana Souza em 2026-11-18 11:15:40 UTC",
         "Escalonamentos\n- L1 acionado em 2026-11-18 11:08:40 UTC\n- L2 acionado em 2026-11-18 11:38:40 UTC",
         "Ações tomadas\n",
-        "Supabase confirmed an incident on their side",
+        "«Supabase confirmed an incident on their side»",
         "- Verificar status.supabase.com",
         "Causa raiz\n- (completar)",
         "Action items\n- [ ] (completar)",
@@ -1848,8 +1864,10 @@ async fn a_status_pages_words_stay_one_quoted_line_in_both_parts() {
         "no line of its own:\n{text}"
     );
     assert!(
-        text.contains("(observed: «major»)"),
-        "the indicator it read is quoted too:\n{text}"
+        text.contains(
+            "the supabase status page's indicator: «major» (needs one of major, critical)"
+        ),
+        "the indicator it read is quoted too, in its sentence:\n{text}"
     );
     assert!(
         text.lines()

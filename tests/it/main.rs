@@ -23,6 +23,7 @@ mod layout;
 mod leak;
 mod monitoring;
 mod notify;
+mod one_language;
 mod peers;
 mod probe_docker;
 mod probe_docker_evidence;

@@ -479,7 +479,7 @@ async fn log_lines_are_counted_once_per_pattern() {
         let note = out
             .iter()
             .find(|o| o.key.name == "docker.log_lines_per_minute")
-            .and_then(|o| o.note.clone())
+            .and_then(|o| o.note.as_ref().map(ToString::to_string))
             .unwrap_or_default();
         assert!(
             note.starts_with("lines per minute over the last 2m"),

@@ -182,7 +182,8 @@ async fn an_oom_kill_loop_on_the_same_image_is_a_memory_leak_not_a_deploy() {
     );
     let note = backend(out, "docker.restarts", &[])
         .note
-        .clone()
+        .as_ref()
+        .map(ToString::to_string)
         .unwrap_or_default();
     assert!(note.starts_with("restarts within the last 10m"), "{note}");
     let (top_cause, all) = top(&evaluate(&looping), "errors");
@@ -253,7 +254,8 @@ async fn a_redeploy_from_a_new_image_is_a_bad_deploy() {
     );
     let note = backend(out, "docker.recent_deploy", &[])
         .note
-        .clone()
+        .as_ref()
+        .map(ToString::to_string)
         .unwrap_or_default();
     assert!(note.contains("image changed from"), "{note}");
     let (top_cause, all) = top(&evaluate(&deployed), "errors");
@@ -329,6 +331,8 @@ async fn one_429_line_a_second_reads_the_same_rate_at_a_1s_and_a_5s_poll() {
         assert!(
             symptom
                 .note
+                .as_ref()
+                .map(ToString::to_string)
                 .as_deref()
                 .is_some_and(|n| n.starts_with("lines per minute over the last 10s")),
             "{:?}",

@@ -115,7 +115,10 @@ fn fires(obs: &[Observation], rule: &str) -> (Option<Value>, Option<String>) {
         .iter()
         .find(|s| s.rule == rule && s.state == SymptomState::Firing)
         .unwrap_or_else(|| panic!("{rule} does not fire on {obs:#?}\n{:#?}", eval.symptoms));
-    (symptom.value.clone(), symptom.note.clone())
+    (
+        symptom.value.clone(),
+        symptom.note.as_ref().map(ToString::to_string),
+    )
 }
 
 async fn exercise(profile: Profile) {
@@ -149,6 +152,8 @@ async fn exercise(profile: Profile) {
     assert!(
         error
             .note
+            .as_ref()
+            .map(ToString::to_string)
             .as_deref()
             .is_some_and(|n| n.contains("no 5xx series yet")),
         "{error:?}"

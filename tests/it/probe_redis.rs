@@ -81,7 +81,9 @@ fn note(report: &ProbeReport, key: &str) -> String {
         .as_ref()
         .ok()
         .and_then(|o| o.iter().find(|o| o.key.to_string() == key));
-    found.and_then(|o| o.note.clone()).unwrap_or_default()
+    found
+        .and_then(|o| o.note.as_ref().map(ToString::to_string))
+        .unwrap_or_default()
 }
 
 fn is_no_data(report: &ProbeReport, key: &str) -> bool {

@@ -165,7 +165,10 @@ async fn the_status_pages_show_a_real_incident_escaped_and_without_the_token() {
     );
     assert!(open.contains(&id));
     assert!(open.contains("sev-major"), "{open}");
-    assert!(open.contains("<td>L1</td>"), "{open}");
+    assert!(
+        open.contains("<td data-label=\"Level\">L1</td>"),
+        "each stacked cell says its column: {open}"
+    );
     assert!(open.contains(&cause), "cause {cause}: {open}");
     assert!(index.body.contains("No resolved incident yet."));
     assert!(index.body.contains("No active maintenance window."));
@@ -191,7 +194,7 @@ async fn the_status_pages_show_a_real_incident_escaped_and_without_the_token() {
     assert!(!page.body.contains("http-equiv"), "{}", page.body);
     for want in [
         "Timeline",
-        "<code>opened</code>",
+        "<td data-label=\"Event\">opened</td>",
         "Levels paged",
         "L1: ",
         "Nobody has acknowledged yet.",

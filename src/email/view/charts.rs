@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::super::EmailInput;
 use super::super::images::Image;
-use super::units::format_value;
+use crate::words::units::format_value;
 use crate::chart::Chart;
 use crate::locale::fill;
 use crate::observe::Value;

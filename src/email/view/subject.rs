@@ -1,13 +1,13 @@
 //! The two sentences that say what an email is about: its subject line and its headline, the first
 //! line of both parts.
 
-use super::units::format_value;
 use super::{EmailInput, find_rule};
 use crate::engine::{Symptom, SymptomState};
 use crate::incident::{Level, PageEvent};
 use crate::locale::{Text, fill, human_duration, human_time};
 use crate::observe::Value;
 use crate::runbook::{Op, Section};
+use crate::words::units::format_value;
 
 /// `[Harven][L2][critical] Error rate 12.4% > 5% — provável: Supabase down`, or for the resolved
 /// email `[Harven][L1][resolved] Error rate ≥ 25% — resolvido em 42 min`. The bracketed tags are

@@ -55,12 +55,33 @@ pub(super) struct IncidentView {
     diagnosis: Option<Option<DiagnosisView>>,
 }
 
-/// A kept diagnosis as the API shows it: every cause with its status, score and evidence lines.
+/// A kept diagnosis as the API shows it: every cause with its status, score and evidence lines,
+/// each line as stored plus `sentences`, the line in English words (as `diagnose` says it).
 #[derive(Debug, Serialize)]
 struct DiagnosisView {
     /// The evaluation it comes from.
     at: String,
-    causes: Vec<CauseSnapshot>,
+    causes: Vec<serde_json::Value>,
+}
+
+/// A kept cause as stored, with each evidence line's `sentences` added (none for a line stored
+/// before its condition was kept).
+fn cause_json(c: &CauseSnapshot) -> serde_json::Value {
+    let mut v = serde_json::to_value(c).unwrap_or_default();
+    if let Some(lines) = v
+        .get_mut("evidence")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for (line, e) in lines.iter_mut().zip(&c.evidence) {
+            let sentences = e.cond.as_ref().map_or_else(Vec::new, |cond| {
+                crate::words::evidence(crate::locale::Locale::En, cond, &e.found, e.more)
+            });
+            if let Some(obj) = line.as_object_mut() {
+                obj.insert("sentences".to_owned(), sentences.into());
+            }
+        }
+    }
+    v
 }
 
 impl IncidentView {
@@ -112,9 +133,9 @@ impl IncidentView {
             })
             .collect();
         Self {
-            diagnosis: Some(i.diagnosis.clone().map(|d| DiagnosisView {
+            diagnosis: Some(i.diagnosis.as_ref().map(|d| DiagnosisView {
                 at: d.at.to_string(),
-                causes: d.causes,
+                causes: d.causes.iter().map(cause_json).collect(),
             })),
             timeline: Some(timeline),
             ..Self::summary(i)

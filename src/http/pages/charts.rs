@@ -122,7 +122,7 @@ impl PagesState {
         let obs = rule.and_then(|r| r.when.obs.as_deref()).unwrap_or("");
         let value = s.value.as_ref().map(|v| match v {
             Value::Text(text) => text.chars().take(MAX_VALUE).collect(),
-            v => crate::email::format_value(obs, v),
+            v => crate::words::units::format_value(obs, v),
         });
         Glance {
             summary: Some(rule.map_or_else(

@@ -253,7 +253,39 @@ pub(super) fn not_done(st: &PagesState, e: &ActionError) -> Response {
     st.message(
         status,
         "not_acted",
-        format!("{e} {}", t["nothing_changed"]),
+        format!("{} {}", error_words(e, st.locale), t["nothing_changed"]),
         None,
     )
+}
+
+/// Why an action was not taken, in the page's language (the API's `Display` is English).
+fn error_words(e: &ActionError, locale: crate::locale::Locale) -> String {
+    use crate::locale::{fill, human_time};
+    let t = locale.text();
+    let sentence = match e {
+        ActionError::Invalid { field, message } => fill(
+            t.err_invalid,
+            &[("field", field), ("why", &crate::locale::quoted(message))],
+        ),
+        ActionError::OtherLevel { link, .. } => fill(t.err_other_level, &[("link", link)]),
+        ActionError::UnknownWindow(id) => fill(t.err_unknown_window, &[("id", id)]),
+        ActionError::ConfiguredWindow(id) => fill(t.err_configured_window, &[("id", id)]),
+        ActionError::WindowOver { id, ended_at } => fill(
+            t.err_window_over,
+            &[("id", id), ("ended_at", &human_time(*ended_at))],
+        ),
+        ActionError::UnknownIncident(_)
+        | ActionError::AlreadyResolved(_)
+        | ActionError::Reopened { .. } => t.not_open.to_owned(),
+        ActionError::Unavailable(_) => t.unavailable.to_owned(),
+    };
+    // A sentence, as the page shows it: capitalized, with its period.
+    let mut chars = sentence.chars();
+    let first = chars.next().map(|c| c.to_uppercase().collect::<String>());
+    let sentence = first.unwrap_or_default() + chars.as_str();
+    if sentence.ends_with('.') {
+        sentence
+    } else {
+        sentence + "."
+    }
 }

@@ -90,7 +90,7 @@ pub(super) async fn index(
         .collect();
     let windows = st.window_rows(&stored, now, &t, |w| w.starts <= now && now < w.ends);
     let kind = page_kind(session.as_ref());
-    let blind_spots = st.blind_spots.borrow().clone();
+    let blind_spots = super::views::blind_views(&st.blind_spots.borrow(), st.locale);
     let glances = st.glances(&open, now).await;
     let page = IndexPage {
         blind_spots,

@@ -13,7 +13,7 @@ use crate::email::public_link;
 use crate::engine::CauseStatus;
 use crate::http::PageKind;
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
-use crate::locale::{human_duration, human_time};
+use crate::locale::{Locale, human_duration, human_time};
 use crate::runbook::Severity;
 use crate::store::StoredWindow;
 
@@ -80,8 +80,46 @@ struct CauseRow {
     status_label: &'static str,
     /// The share of evidence weight that holds, as a percentage.
     score: String,
-    /// Truth, condition, what was observed.
-    evidence: Vec<(String, String, String)>,
+    evidence: Vec<EvidenceRow>,
+}
+
+/// One evidence line: in words, with the raw condition and what was observed beside it.
+#[derive(Debug, Serialize)]
+struct EvidenceRow {
+    /// `holds`, `fails`, `no_data` or `unknown`: the CSS class.
+    truth: String,
+    /// The result in the page's language.
+    truth_label: &'static str,
+    /// A sentence per instance that decided it; empty for a diagnosis stored before they were
+    /// kept (the raw line is shown).
+    sentences: Vec<String>,
+    condition: String,
+    observed: String,
+}
+
+/// A blind spot in the page's language: the rule and why in words, the detail with the fix.
+#[derive(Debug, Serialize)]
+pub(super) struct BlindView {
+    rule: String,
+    reason: String,
+    title: String,
+    detail: String,
+}
+
+/// The blind spots in `locale`'s words.
+pub(super) fn blind_views(spots: &[BlindSpot], locale: Locale) -> Vec<BlindView> {
+    spots
+        .iter()
+        .map(|b| {
+            let (title, detail) = crate::words::blind_spot(locale, b);
+            BlindView {
+                rule: b.rule.clone(),
+                reason: b.reason.clone(),
+                title,
+                detail,
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -113,7 +151,7 @@ pub(super) struct IndexPage<'a> {
     pub(super) open: Vec<Row>,
     pub(super) resolved: Vec<Row>,
     pub(super) windows: Vec<WindowRow>,
-    pub(super) blind_spots: Vec<BlindSpot>,
+    pub(super) blind_spots: Vec<BlindView>,
 }
 
 #[derive(Serialize)]
@@ -234,9 +272,18 @@ impl PagesState {
             timeline: i
                 .timeline
                 .iter()
-                .map(|e| (human_time(e.at), e.kind.clone(), e.text.clone()))
+                .map(|e| {
+                    (
+                        human_time(e.at),
+                        crate::words::timeline_kind(self.locale, &e.kind),
+                        crate::words::timeline_text(self.locale, e),
+                    )
+                })
                 .collect(),
-            diagnosis: i.diagnosis.as_ref().map(|d| diagnosis_view(d, t)),
+            diagnosis: i
+                .diagnosis
+                .as_ref()
+                .map(|d| diagnosis_view(d, t, self.locale)),
             ack_curl: api("ack", r#"{"by": "NAME"}"#),
             resolve_curl: api("resolve", r#"{"by": "NAME", "note": "..."}"#),
         }
@@ -293,7 +340,8 @@ impl PagesState {
     }
 }
 
-fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels) -> DiagnosisView {
+fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels, locale: Locale) -> DiagnosisView {
+    let words = locale.text();
     DiagnosisView {
         at: human_time(d.at),
         causes: d
@@ -314,7 +362,20 @@ fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels) -> DiagnosisView {
                     evidence: c
                         .evidence
                         .iter()
-                        .map(|e| (e.truth.clone(), e.condition.clone(), e.observed.clone()))
+                        .map(|e| EvidenceRow {
+                            truth: e.truth.clone(),
+                            truth_label: match e.truth.as_str() {
+                                "holds" => words.truth_holds,
+                                "fails" => words.truth_fails,
+                                "no_data" => words.truth_no_data,
+                                _ => words.unknown,
+                            },
+                            sentences: e.cond.as_ref().map_or_else(Vec::new, |c| {
+                                crate::words::evidence(locale, c, &e.found, e.more)
+                            }),
+                            condition: e.condition.clone(),
+                            observed: e.observed.clone(),
+                        })
                         .collect(),
                 }
             })

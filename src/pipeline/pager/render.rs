@@ -76,9 +76,13 @@ impl Pager {
             Some(Ok(r)) => r.formatted(),
             Some(Err(e)) => {
                 tracing::error!(key = %page.key, error = %e, "email rendering failed; sending the plain fallback");
-                email::fallback(incident, page, recipients, &self.config.from, now)
+                let locale = self.config.locale;
+                email::fallback(incident, page, recipients, &self.config.from, now, locale)
             }
-            None => email::fallback(incident, page, recipients, &self.config.from, now),
+            None => {
+                let locale = self.config.locale;
+                email::fallback(incident, page, recipients, &self.config.from, now, locale)
+            }
         };
         NewEmail::for_page(page, envelope, message)
     }

@@ -23,6 +23,7 @@ use super::reconcile::{Listed, Watched};
 use super::time::{NANOS_PER_SEC, Nanos, nanos_of};
 use super::{DockerProbe, no_data};
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, Key, Observation, Outcome};
 use crate::probe::window::{self, WindowCounts};
 
@@ -189,7 +190,7 @@ impl DockerProbe {
         out.push(Observation::text(key("docker.health"), snap.health));
         out.push(match snap.exit_code {
             Some(c) => Observation::number(key("docker.exit_code"), c as f64),
-            None => no_data(key("docker.exit_code"), "the Engine reports no exit code"),
+            None => no_data(key("docker.exit_code"), MsgId::NoExitCode),
         });
         out.push(Observation::number(
             key("docker.restart_count"),
@@ -203,7 +204,7 @@ impl DockerProbe {
                 key("docker.restarts"),
                 t.restarts.sums(now, evidence)[0] as f64,
             )
-            .with_note(format!("restarts within {within}")),
+            .with_note(Msg::new(MsgId::RestartsWithin).msg("over", within)),
         );
         out.push(oom_observation(
             key("docker.oom_killed"),
@@ -217,13 +218,13 @@ impl DockerProbe {
                 key("docker.uptime_seconds"),
                 ((now_ns - s).max(0) as f64) / NANOS_PER_SEC as f64,
             ),
-            (true, None) => no_data(key("docker.uptime_seconds"), "no start time reported"),
-            (false, _) => no_data(key("docker.uptime_seconds"), "not running"),
+            (true, None) => no_data(key("docker.uptime_seconds"), MsgId::NoStartTime),
+            (false, _) => no_data(key("docker.uptime_seconds"), MsgId::NotRunning),
         });
         out.push(Observation::text(key("docker.image"), &snap.image_label));
         out.push(match &t.image_change {
             Some((before, _)) => Observation::text(key("docker.previous_image"), before),
-            None => no_data(key("docker.previous_image"), "no image change seen"),
+            None => no_data(key("docker.previous_image"), MsgId::NoImageChange),
         });
         out.push(recent_deploy(
             key("docker.recent_deploy"),
@@ -234,7 +235,7 @@ impl DockerProbe {
         ));
         out.push(match snap.limit() {
             Some(l) => Observation::number(key("docker.memory_limit_bytes"), l as f64),
-            None => no_data(key("docker.memory_limit_bytes"), "no memory limit"),
+            None => no_data(key("docker.memory_limit_bytes"), MsgId::NoMemoryLimit),
         });
         // Its stats were read only if the runbook reads its memory usage.
         if reads.memory {
@@ -267,9 +268,9 @@ impl DockerProbe {
             None | Some(Ok(None)) => {
                 trend.reset(None);
                 let why = if snap.running {
-                    "the Engine reports no memory usage"
+                    MsgId::NoMemoryUsage
                 } else {
-                    "not running"
+                    MsgId::NotRunning
                 };
                 for n in MEMORY_OBSERVATIONS {
                     out.push(no_data(key(n), why));
@@ -287,7 +288,7 @@ impl DockerProbe {
         out.push(Observation::number(key("docker.memory_bytes"), used));
         out.push(match snap.limit() {
             Some(l) => Observation::number(key("docker.memory_ratio"), used / l as f64),
-            None => no_data(key("docker.memory_ratio"), "no memory limit"),
+            None => no_data(key("docker.memory_ratio"), MsgId::NoMemoryLimit),
         });
         let growth = trend.observe(snap.started_at, now, used, self.config.memory_growth_window);
         out.push(Observation::new(
@@ -312,10 +313,7 @@ impl DockerProbe {
             // "no errors in the logs"); counting starts at this poll.
             None => {
                 for p in &self.config.log_patterns {
-                    out.push(no_data(
-                        pattern_key(&p.name),
-                        "first look at this container: counting starts now",
-                    ));
+                    out.push(no_data(pattern_key(&p.name), MsgId::FirstLook));
                 }
             }
             Some(Ok(window)) => {
@@ -336,8 +334,9 @@ impl DockerProbe {
                 let over = window::describe(rate_window, t.log_counts.covered(now, rate_window));
                 for (p, rate) in self.config.log_patterns.iter().zip(rates) {
                     out.push(
-                        Observation::number(pattern_key(&p.name), rate)
-                            .with_note(format!("lines per minute over {over}")),
+                        Observation::number(pattern_key(&p.name), rate).with_note(
+                            Msg::new(MsgId::LinesPerMinuteOver).msg("over", over.clone()),
+                        ),
                     );
                 }
             }
@@ -424,28 +423,30 @@ fn recent_deploy(
     if let Some((before, at)) = &t.image_change {
         let d = now.saturating_since(*at);
         if d <= window {
-            why.push(format!("image changed from {before} {} ago", ago(d)));
+            why.push(
+                Msg::new(MsgId::ImageChanged)
+                    .arg("before", before)
+                    .arg("ago", ago(d)),
+            );
         }
     }
     if let Some(at) = t.recreated {
         let d = now.saturating_since(at);
         if d <= window {
-            why.push(format!("container recreated {} ago", ago(d)));
+            why.push(Msg::new(MsgId::ContainerRecreated).arg("ago", ago(d)));
         }
     }
     if let Some(created) = snap.created_at {
         let d = ago_ns(created);
         if d <= window && t.recreated.is_none() {
-            why.push(format!("container created {} ago", ago(d)));
+            why.push(Msg::new(MsgId::ContainerCreated).arg("ago", ago(d)));
         }
     }
     let w = humantime::format_duration(window);
     if why.is_empty() {
-        Observation::boolean(key, false).with_note(format!(
-            "same container and image for the last {w} (restarts are not deploys)"
-        ))
+        Observation::boolean(key, false).with_note(Msg::new(MsgId::SameContainer).arg("window", w))
     } else {
-        Observation::boolean(key, true).with_note(why.join("; "))
+        Observation::boolean(key, true).with_note(Msg::list(why))
     }
 }
 
@@ -467,16 +468,15 @@ fn oom_observation(
         Some(at) if now.saturating_since(at) < window => {
             let d = Duration::from_secs(now.saturating_since(at).as_secs());
             let note = if now_killed {
-                format!("OOM-killed now (held for {w})")
+                Msg::new(MsgId::OomNow).arg("window", w)
             } else {
-                format!(
-                    "OOM-killed {} ago (held for {w})",
-                    humantime::format_duration(d)
-                )
+                Msg::new(MsgId::OomAgo)
+                    .arg("ago", humantime::format_duration(d))
+                    .arg("window", w)
             };
             Observation::boolean(key, true).with_note(note)
         }
-        _ => Observation::boolean(key, false).with_note(format!("no OOM kill within the last {w}")),
+        _ => Observation::boolean(key, false).with_note(Msg::new(MsgId::NoOom).arg("window", w)),
     }
 }
 

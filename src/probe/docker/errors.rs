@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bollard::errors::Error as EngineError;
 
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 use crate::probe::http::error_chain;
 
@@ -23,10 +24,7 @@ pub(super) async fn engine_call<T>(
 ) -> Result<T, Failure> {
     match tokio::time::timeout(limit, call).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => {
-            let f = engine_failure(&e);
-            Err(Failure::new(f.kind, format!("{what}: {}", f.detail)))
-        }
+        Ok(Err(e)) => Err(engine_failure(&e).of(what)),
         Err(_) => Err(timeout_failure(what, limit)),
     }
 }
@@ -34,12 +32,11 @@ pub(super) async fn engine_call<T>(
 /// `what` got no answer within `limit`; also used by the calls that match on bollard's error
 /// themselves (inspect, stats), outside [`engine_call`].
 pub(super) fn timeout_failure(what: &str, limit: Duration) -> Failure {
-    Failure::new(
+    Failure::said(
         FailureKind::Timeout,
-        format!(
-            "{what}: no answer from the Docker Engine within {}",
-            humantime::format_duration(limit)
-        ),
+        Msg::new(MsgId::EngineNoAnswerWithin)
+            .arg("what", what)
+            .arg("limit", humantime::format_duration(limit)),
     )
 }
 
@@ -49,14 +46,12 @@ pub(super) fn engine_failure(e: &EngineError) -> Failure {
     use FailureKind::{Connect, Malformed, Other, Status, Timeout};
     match e {
         EngineError::SocketNotFoundError(path) => {
-            Failure::new(Connect, format!("no Docker socket at {path}"))
+            Failure::said(Connect, Msg::new(MsgId::NoDockerSocket).arg("path", path))
         }
         EngineError::HyperLegacyError { .. }
         | EngineError::HyperResponseError { .. }
         | EngineError::IOError { .. } => Failure::new(Connect, error_chain(e)),
-        EngineError::RequestTimeoutError => {
-            Failure::new(Timeout, "no answer from the Docker Engine")
-        }
+        EngineError::RequestTimeoutError => Failure::said(Timeout, Msg::new(MsgId::EngineNoAnswer)),
         // The Engine's error message (`No such container: …`) is its own words, not a payload of
         // the container's; still cut short, as any peer's text quoted in a failure.
         EngineError::DockerResponseServerError {

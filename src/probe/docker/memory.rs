@@ -17,6 +17,7 @@ use super::errors::{engine_failure, timeout_failure};
 use super::requests::EngineRequests;
 use super::time::Nanos;
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Outcome};
 
 /// Memory samples kept per container for the growth rate (a ring over `memory_growth_window`).
@@ -71,10 +72,9 @@ impl MemoryTrend {
                 let hours = now.saturating_since(*t).as_secs_f64() / 3600.0;
                 Outcome::number((bytes - b) / hours)
             }
-            _ => Outcome::NoData(format!(
-                "needs samples over a tenth of the {} window",
-                humantime::format_duration(window)
-            )),
+            _ => Outcome::NoData(
+                Msg::new(MsgId::NeedsSamples).arg("window", humantime::format_duration(window)),
+            ),
         };
         let step = window / MEMORY_SAMPLES;
         if self

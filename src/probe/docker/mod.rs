@@ -115,6 +115,7 @@ use tokio::sync::Notify;
 use super::Probe;
 use crate::clock::Timestamp;
 use crate::config::DockerConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome, Wanted};
 
 mod container;
@@ -332,8 +333,8 @@ struct Reads {
     logs: bool,
 }
 
-fn no_data(key: Key, why: &str) -> Observation {
-    Observation::new(key, Outcome::NoData(why.to_owned()))
+fn no_data(key: Key, why: MsgId) -> Observation {
+    Observation::new(key, Outcome::NoData(Msg::new(why)))
 }
 
 /// A client for `host` (no request is made). The unix transport checks that the socket exists.

@@ -37,10 +37,11 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use super::time::Nanos;
-use super::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, Reads, no_data};
+use super::{COMPOSE_PROJECT_LABEL, COMPOSE_SERVICE_LABEL, Reads};
 use crate::clock::Timestamp;
 use crate::config::{DockerConfig, RoleConfig};
-use crate::observe::{Failure, Key, Observation, Outcome, Value};
+use crate::locale::{Msg, MsgId};
+use crate::observe::{Key, Observation, Outcome, Value};
 
 /// Replicas named in `docker.replicas`, at most; the others are counted.
 const MAX_LISTED: usize = 20;
@@ -92,19 +93,19 @@ impl Member<'_> {
         match (found, self.present()) {
             (Some(o), _) => o.outcome.clone(),
             (None, Some(Outcome::Unknown(f))) => Outcome::Unknown(f.clone()),
-            (None, _) => Outcome::NoData("not observed".to_owned()),
+            (None, _) => Outcome::NoData(Msg::new(MsgId::NotReported)),
         }
     }
 
     /// The note of its observation `name` (with the extra label), if it has one.
-    fn note(&self, name: &str, extra: Extra<'_>) -> Option<&str> {
+    fn note(&self, name: &str, extra: Extra<'_>) -> Option<&Msg> {
         self.observations
             .iter()
             .find(|o| {
                 o.key.name == name
                     && extra.is_none_or(|(k, v)| o.key.labels.get(k).map(String::as_str) == Some(v))
             })
-            .and_then(|o| o.note.as_deref())
+            .and_then(|o| o.note.as_ref())
     }
 
     fn present(&self) -> Option<&Outcome> {
@@ -191,23 +192,19 @@ pub(super) fn observe(
     out.push(if members.is_empty() {
         // What the doctor says of a role that blinds the rules reading it: what it looked for, and
         // where to say what to look for.
-        count.with_note(format!(
-            "no container matches role {} ({}). Fix: set [docker.roles.{}] names, patterns or \
-             compose_service (and compose_project) to the stack's containers; `docker ps` lists them",
-            role.name,
-            role.describe(),
-            role.name
-        ))
+        count.with_note(
+            Msg::new(MsgId::NoRoleMatchFix)
+                .arg("role", &role.name)
+                .arg("how", role.describe()),
+        )
     } else {
         count
     });
     let folds = folds(facts);
     if members.is_empty() {
-        let why = format!(
-            "no container matches role {} ({})",
-            role.name,
-            role.describe()
-        );
+        let why = Msg::new(MsgId::NoRoleMatch)
+            .arg("role", &role.name)
+            .arg("how", role.describe());
         let texts = [
             "docker.image",
             "docker.previous_image",
@@ -220,7 +217,10 @@ pub(super) fn observe(
             .map(|(n, extra, _)| (*n, *extra))
             .chain(texts.map(|n| (n, None)));
         for (n, extra) in all {
-            out.push(no_data(key(n, extra), &why));
+            out.push(Observation::new(
+                key(n, extra),
+                Outcome::NoData(why.clone()),
+            ));
         }
         return;
     }
@@ -254,16 +254,18 @@ fn folded_note(
     name: &str,
     extra: Extra<'_>,
     folded: &Outcome,
-) -> Option<String> {
+) -> Option<Msg> {
     let deciding = members
         .iter()
         .find(|m| m.outcome(name, extra) == *folded && m.note(name, extra).is_some())
         .or_else(|| members.iter().find(|m| m.note(name, extra).is_some()))?;
     let note = deciding.note(name, extra)?;
     Some(if members.len() > 1 && folded_by_one(name) {
-        format!("{}: {note}", deciding.name)
+        Msg::new(MsgId::ReplicaSays)
+            .arg("name", deciding.name)
+            .msg("note", note.clone())
     } else {
-        note.to_owned()
+        note.clone()
     })
 }
 
@@ -345,14 +347,18 @@ fn fold(how: Fold, parts: &[(&str, Outcome)]) -> Outcome {
         _ => None,
     });
     if let Some((name, f)) = unknown {
-        return Outcome::Unknown(Failure::new(f.kind, format!("{name}: {}", f.detail)));
+        return Outcome::Unknown(f.clone().of(name));
     }
     if values.is_empty() {
         let why = parts.iter().find_map(|(name, o)| match o {
-            Outcome::NoData(why) => Some(format!("{name}: {why}")),
+            Outcome::NoData(why) => Some(
+                Msg::new(MsgId::ReplicaSays)
+                    .arg("name", name)
+                    .msg("note", why.clone()),
+            ),
             _ => None,
         });
-        return Outcome::NoData(why.unwrap_or_else(|| "no replica".to_owned()));
+        return Outcome::NoData(why.unwrap_or_else(|| Msg::new(MsgId::NoReplica)));
     }
     let numbers = values.iter().filter_map(|v| match v {
         Value::Number(n) => Some(*n),
@@ -393,7 +399,7 @@ fn deploys(
     // `max_by_key` keeps the last of equals: reversed, the first by name wins a tie.
     let newest = members.iter().rev().max_by_key(|m| m.deployed_at);
     let image = newest.map_or_else(
-        || Outcome::NoData("no replica".to_owned()),
+        || Outcome::NoData(Msg::new(MsgId::NoReplica)),
         |m| m.outcome("docker.image", None),
     );
     let mut current = None;
@@ -408,7 +414,7 @@ fn deploys(
     let previous = match (&state.change, newest) {
         (Some((before, _)), _) => Outcome::Value(Value::Text(before.clone())),
         (None, Some(m)) => m.outcome("docker.previous_image", None),
-        (None, None) => Outcome::NoData("no image change seen".to_owned()),
+        (None, None) => Outcome::NoData(Msg::new(MsgId::NoImageChange)),
     };
     out.push(Observation::new(
         key("docker.previous_image", None),
@@ -421,10 +427,11 @@ fn deploys(
     let recent = match (&state.change, changed_lately) {
         (Some((before, at)), true) => {
             let ago = std::time::Duration::from_secs(facts.now.saturating_since(*at).as_secs());
-            Observation::boolean(key("docker.recent_deploy", None), true).with_note(format!(
-                "the role's image changed from {before} {} ago",
-                humantime::format_duration(ago)
-            ))
+            Observation::boolean(key("docker.recent_deploy", None), true).with_note(
+                Msg::new(MsgId::RoleImageChanged)
+                    .arg("before", before)
+                    .arg("ago", humantime::format_duration(ago)),
+            )
         }
         _ => {
             let parts: Vec<_> = members

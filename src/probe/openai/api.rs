@@ -276,7 +276,7 @@ fn observe(answer: Answer) -> Vec<Observation> {
             vec![
                 Observation::boolean(ok, false),
                 Observation::number(status, 0.0),
-                Observation::new(latency, Outcome::NoData(why.clone())),
+                Observation::new(latency, Outcome::NoData(why.clone().into())),
                 Observation::text(error, "timeout").with_note(why),
             ]
         }

@@ -533,7 +533,7 @@ mod tests {
                 .all(|o| matches!(o.outcome, Outcome::Value(Value::Number(_))))
         );
         assert_eq!(
-            obs[4].note.as_deref(),
+            obs[4].note.as_ref().map(ToString::to_string).as_deref(),
             Some("nothing spent in the last 24 h")
         );
     }

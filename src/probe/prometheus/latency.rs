@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::answer::{Answer, Sample, label};
 use super::{DEFAULT_THRESHOLD, MAX_SERIES, QUANTILE, percent, secs};
 use crate::config::PrometheusConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, Key, Observation, Outcome, Value};
 
 /// One histogram's cumulative bucket rates, ascending by upper bound, `+Inf` last.
@@ -230,7 +231,7 @@ pub(super) fn layout(answer: Answer, by: Option<&str>) -> Layout {
 /// The instrumentator call that gives the per-handler histogram buckets able to tell `threshold`.
 /// The buckets keep low ones (fast requests still resolved), put one at the threshold (an exact
 /// slow share) and two above it (a p95 past the threshold reads as a number, not as the top bound).
-fn bucket_fix(threshold: f64) -> String {
+fn bucket_fix(threshold: f64) -> Msg {
     let mut buckets = vec![
         0.1,
         0.25,
@@ -243,12 +244,9 @@ fn bucket_fix(threshold: f64) -> String {
     ];
     buckets.sort_by(f64::total_cmp);
     buckets.dedup();
-    format!(
-        "Instrumentator().instrument(app, latency_lowr_buckets=({})).expose(app) in the backend \
-         (prometheus-fastapi-instrumentator; buckets that include {} and go above it)",
-        bounds_text(&buckets),
-        secs(threshold)
-    )
+    Msg::new(MsgId::BucketFix)
+        .arg("buckets", bounds_text(&buckets))
+        .arg("threshold", secs(threshold))
 }
 
 /// The share of requests slower than the lowest threshold over the short window, from the same
@@ -288,10 +286,7 @@ pub(super) fn latency_short(
         _ => {
             out.push(Observation::new(
                 Key::new(name).with("handler", "*").with("histogram", "*"),
-                Outcome::NoData(format!(
-                    "no latency histogram can show {} (see prometheus.blind_spot)",
-                    secs(top)
-                )),
+                Outcome::NoData(Msg::new(MsgId::NoHistogramCanShow).arg("threshold", secs(top))),
             ));
             return;
         }
@@ -323,9 +318,13 @@ pub(super) fn latency(
     // the handler), else the high-resolution one (all handlers together), else a blind spot.
     let can = |l: &Layout| l.can_exceed(top_threshold);
     let describe = |name: &str, l: &Layout| match l {
-        Layout::Found(g) => format!("{name} has buckets {}", bounds_text(&all_bounds(g))),
-        Layout::Missing => format!("Prometheus has no {name} series"),
-        Layout::Failed(f) => format!("{name} could not be read ({f})"),
+        Layout::Found(g) => Msg::new(MsgId::HasBuckets)
+            .arg("name", name)
+            .arg("bounds", bounds_text(&all_bounds(g))),
+        Layout::Missing => Msg::new(MsgId::NoSeries).arg("name", name),
+        Layout::Failed(f) => Msg::new(MsgId::CouldNotRead)
+            .arg("name", name)
+            .peer("failure", f),
     };
     if let (Layout::Failed(f), _) | (_, Layout::Failed(f)) = (&lowr, &highr) {
         // A refused query: nothing can be said about the layout, so no blind spot either.
@@ -349,19 +348,22 @@ pub(super) fn latency(
             unreachable!("can() holds only for found histograms")
         };
         let buckets = all.into_values().next().unwrap_or_default();
-        let mut why = match &lowr {
-            Layout::Found(g) => format!(
-                "all handlers, from {highr_name}: {lowr_name} has buckets up to {} only, below the {} threshold",
-                secs(all_bounds(g).last().copied().unwrap_or(0.0)),
-                secs(top_threshold)
-            ),
-            _ => format!("all handlers, from {highr_name}: Prometheus has no {lowr_name} series"),
-        };
+        let mut why = vec![match &lowr {
+            Layout::Found(g) => Msg::new(MsgId::AllHandlersLowrShort)
+                .arg("highr", highr_name)
+                .arg("lowr", lowr_name)
+                .arg("top", secs(all_bounds(g).last().copied().unwrap_or(0.0)))
+                .arg("threshold", secs(top_threshold)),
+            _ => Msg::new(MsgId::AllHandlersNoLowr)
+                .arg("highr", highr_name)
+                .arg("lowr", lowr_name),
+        }];
         if !config.exclude_handlers.is_empty() {
-            why.push_str(&format!(
-                "; {highr_name} has no handler label, so {} cannot be left out",
-                config.exclude_handlers.join(", ")
-            ));
+            why.push(
+                Msg::new(MsgId::CannotExclude)
+                    .arg("highr", highr_name)
+                    .arg("excluded", config.exclude_handlers.join(", ")),
+            );
         }
         let slow = if let Layout::Found(g) = &lowr {
             slow_handlers(out, g)
@@ -369,17 +371,20 @@ pub(super) fn latency(
             Vec::new()
         };
         if !slow.is_empty() {
-            why.push_str(&format!(
-                "; slow handlers ({lowr_name}, share of requests above its top bucket): {}",
-                slow.join(", ")
-            ));
+            why.push(
+                Msg::new(MsgId::SlowHandlers)
+                    .arg("lowr", lowr_name)
+                    .arg("handlers", slow.join(", ")),
+            );
         }
         let key = |name| {
             Key::new(name)
                 .with("handler", "*")
                 .with("histogram", highr_name.as_str())
         };
-        out.push(Observation::number(key(p95), buckets.quantile(QUANTILE)).with_note(why.clone()));
+        out.push(
+            Observation::number(key(p95), buckets.quantile(QUANTILE)).with_note(Msg::list(why)),
+        );
         out.push(slow_share(
             key("prometheus.slow_share"),
             &buckets,
@@ -388,18 +393,16 @@ pub(super) fn latency(
         return;
     }
     // Neither histogram can show the threshold: a blind spot, and what can be read is still read.
-    let detail = format!(
-        "p95 > {} cannot be seen: {}; {}. Fix: {}",
-        secs(top_threshold),
-        describe(lowr_name, &lowr),
-        describe(highr_name, &highr),
-        bucket_fix(top_threshold)
-    );
+    let detail = Msg::new(MsgId::FixBuckets)
+        .arg("threshold", secs(top_threshold))
+        .msg("lowr", describe(lowr_name, &lowr))
+        .msg("highr", describe(highr_name, &highr))
+        .msg("fix", bucket_fix(top_threshold));
     let reason = match (&lowr, &highr) {
         (Layout::Missing, Layout::Missing) => "no_series",
         _ => "buckets",
     };
-    out.push(Observation::text(
+    out.push(Observation::said(
         Key::new("prometheus.blind_spot")
             .with("obs", p95)
             .with("reason", reason),
@@ -416,9 +419,11 @@ pub(super) fn latency(
         }
         _ => out.push(Observation::new(
             Key::new(p95).with("handler", "*").with("histogram", "*"),
-            Outcome::NoData(format!(
-                "Prometheus has neither {lowr_name} nor {highr_name} series"
-            )),
+            Outcome::NoData(
+                Msg::new(MsgId::NeitherHistogram)
+                    .arg("lowr", lowr_name)
+                    .arg("highr", highr_name),
+            ),
         )),
     }
 }
@@ -441,9 +446,9 @@ fn per_handler(
         );
     }
     let excluded = if config.exclude_handlers.is_empty() {
-        String::new()
+        Msg::list(Vec::new())
     } else {
-        format!(", without {}", config.exclude_handlers.join(", "))
+        Msg::new(MsgId::Without).arg("excluded", config.exclude_handlers.join(", "))
     };
     for (handler, buckets) in groups.iter().take(MAX_SERIES) {
         let key = |n| {
@@ -451,7 +456,9 @@ fn per_handler(
                 .with("handler", handler.as_str())
                 .with("histogram", name)
         };
-        let note = format!("per handler, from {name}{excluded}");
+        let note = Msg::new(MsgId::PerHandler)
+            .arg("histogram", name)
+            .msg("excluded", excluded.clone());
         out.push(
             Observation::number(key("prometheus.p95_seconds"), buckets.quantile(QUANTILE))
                 .with_note(note),
@@ -463,28 +470,24 @@ fn per_handler(
 /// The share of requests slower than `threshold`, saying how it was read.
 pub(super) fn slow_share(key: Key, buckets: &Buckets, threshold: f64) -> Observation {
     match buckets.share_above(threshold) {
-        Some((share, Exactness::Exact(bound))) => {
-            Observation::number(key, share).with_note(format!(
-                "exact: requests above the le=\"{}\" bucket, over all requests",
-                Value::Number(bound)
-            ))
-        }
+        Some((share, Exactness::Exact(bound))) => Observation::number(key, share)
+            .with_note(Msg::new(MsgId::SlowExact).arg("bound", Value::Number(bound))),
         Some((share, Exactness::Interpolated(lo, hi))) => Observation::number(key, share)
-            .with_note(format!(
-                "estimated: no bucket at {}, interpolated between {} and {}",
-                secs(threshold),
-                secs(lo),
-                secs(hi)
-            )),
+            .with_note(
+                Msg::new(MsgId::SlowEstimated)
+                    .arg("threshold", secs(threshold))
+                    .arg("lo", secs(lo))
+                    .arg("hi", secs(hi)),
+            ),
         None if buckets.total().is_some_and(|t| t > 0.0) => Observation::new(
             key,
-            Outcome::NoData(format!(
-                "the buckets stop at {}, below {}",
-                secs(buckets.top().unwrap_or(0.0)),
-                secs(threshold)
-            )),
+            Outcome::NoData(
+                Msg::new(MsgId::BucketsStop)
+                    .arg("top", secs(buckets.top().unwrap_or(0.0)))
+                    .arg("threshold", secs(threshold)),
+            ),
         ),
-        None => Observation::new(key, Outcome::NoData("no requests in the window".into())),
+        None => Observation::new(key, Outcome::NoData(Msg::new(MsgId::NoRequestsInWindow))),
     }
 }
 
@@ -502,7 +505,7 @@ fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>)
             Some((share, _)) => {
                 out.push(
                     Observation::number(key, share)
-                        .with_note(format!("share of its requests above {}", secs(top))),
+                        .with_note(Msg::new(MsgId::ShareAboveTop).arg("top", secs(top))),
                 );
                 if share > 1.0 - QUANTILE {
                     slow.push((
@@ -513,7 +516,7 @@ fn slow_handlers(out: &mut Vec<Observation>, groups: &BTreeMap<String, Buckets>)
             }
             None => out.push(Observation::new(
                 key,
-                Outcome::NoData("no requests in the window".into()),
+                Outcome::NoData(Msg::new(MsgId::NoRequestsInWindow)),
             )),
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::answer::{Answer, Sample, label};
 use super::promql::{HISTORY_NEEDED, HISTORY_STEPS};
 use crate::config::PrometheusConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, Key, Observation, Outcome, Value};
 
 /// The error and auth ratios from the requests by handler and status; returns the total rate (for
@@ -37,17 +38,14 @@ pub(super) fn ratios(
     };
     let metric = &config.requests_metric;
     if samples.is_empty() {
-        let why = format!(
-            "Prometheus has no {metric} series: the backend's requests are not there (is it scraped? is it instrumented?)"
-        );
-        out.push(Observation::text(
+        let why = Msg::new(MsgId::NoRequestSeries).arg("metric", metric);
+        out.push(Observation::said(
             Key::new("prometheus.blind_spot")
                 .with("obs", "prometheus.*")
                 .with("reason", "no_series"),
-            format!(
-                "{why}. Fix: instrument the backend (Instrumentator().instrument(app).expose(app)) and add it to Prometheus' scrape_configs as job {:?}, or set prometheus.requests_metric",
-                config.backend_job
-            ),
+            Msg::new(MsgId::FixNoRequestSeries)
+                .msg("why", why.clone())
+                .arg("job", format_args!("{:?}", config.backend_job)),
         ));
         for k in [error, auth, exact] {
             out.push(Observation::new(k, Outcome::NoData(why.clone())));
@@ -72,7 +70,7 @@ pub(super) fn ratios(
     };
     let (total, _) = rate(&|_, _| true);
     if total <= 0.0 {
-        let why = "no requests in the window".to_owned();
+        let why = Msg::new(MsgId::NoRequestsInWindow);
         for k in [error, auth, exact] {
             out.push(Observation::new(k, Outcome::NoData(why.clone())));
         }
@@ -81,10 +79,7 @@ pub(super) fn ratios(
     let (errors, any_5xx) = rate(&|_, s| s.starts_with('5'));
     let mut e = Observation::number(error, errors / total);
     if !any_5xx {
-        e = e.with_note(format!(
-            "no 5xx series yet: 0 of {} requests/s",
-            Value::Number(total)
-        ));
+        e = e.with_note(Msg::new(MsgId::No5xxYet).arg("total", Value::Number(total)));
     }
     out.push(e);
 
@@ -101,18 +96,15 @@ pub(super) fn ratios(
         let (failures, any) = rate(&|_, s| s == "401" || s == "403");
         let mut o = Observation::number(auth, failures / total);
         if !any {
-            o = o.with_note("no 401/403 series yet: 0");
+            o = o.with_note(Msg::new(MsgId::NoAuthSeriesYet));
         }
         out.push(o);
         out.push(Observation::boolean(exact, true));
     } else {
         let (failures, notes) = excess_4xx(&samples, baseline);
-        let mut note = "status codes are grouped, so 401/403 cannot be told from 404/422: counted each handler's 4xx above its usual share, over all requests".to_owned();
-        if !notes.is_empty() {
-            note.push_str(&format!(" ({})", notes.join(", ")));
-        }
-        note.push_str("; for exact codes: Instrumentator(should_group_status_codes=False)");
-        out.push(Observation::number(auth, failures / total).with_note(note));
+        let mut note = vec![Msg::new(MsgId::AuthEstimated)];
+        note.extend(notes);
+        out.push(Observation::number(auth, failures / total).with_note(Msg::list(note)));
         out.push(Observation::boolean(exact, false));
     }
     Outcome::number(total)
@@ -206,7 +198,7 @@ fn by_handler(samples: &[Sample]) -> BTreeMap<&str, (f64, f64)> {
 /// Each handler's excess is floored at 0 before summing: a handler quieter than usual must not
 /// hide another's surge. A handler with no baseline (new, or silent in the baseline window) has
 /// all its 4xx counted, which errs towards firing, and the note names it.
-fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
+fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<Msg>) {
     let usual_shares = baseline.usual_4xx_shares();
     let mut excess = 0.0;
     let mut unknown = Vec::new();
@@ -222,9 +214,9 @@ fn excess_4xx(samples: &[Sample], baseline: &Traffic) -> (f64, Vec<String>) {
     let notes = if unknown.is_empty() {
         Vec::new()
     } else {
-        vec![format!(
-            "no usual share yet for {}: all its 4xx counted",
-            unknown.into_iter().take(5).collect::<Vec<_>>().join(", ")
+        vec![Msg::new(MsgId::NoUsualShare).arg(
+            "handlers",
+            unknown.into_iter().take(5).collect::<Vec<_>>().join(", "),
         )]
     };
     (excess, notes)
@@ -246,15 +238,19 @@ pub(super) fn rates(
     let base_outcome = match (baseline, history) {
         (Traffic::Failed(f), _) => Outcome::Unknown(f.clone()),
         (_, Err(outcome)) => outcome,
-        (_, Ok(points)) if points < needed => Outcome::NoData(format!(
-            "Prometheus holds requests for only {} of the {} the baseline needs",
-            humantime::format_duration(Duration::from_secs(
-                (config.baseline_window.as_secs_f64() * points / f64::from(HISTORY_STEPS)) as u64
-            )),
-            humantime::format_duration(config.baseline_window)
-        )),
+        (_, Ok(points)) if points < needed => Outcome::NoData(
+            Msg::new(MsgId::BaselineShort)
+                .arg(
+                    "held",
+                    humantime::format_duration(Duration::from_secs(
+                        (config.baseline_window.as_secs_f64() * points / f64::from(HISTORY_STEPS))
+                            as u64,
+                    )),
+                )
+                .arg("needed", humantime::format_duration(config.baseline_window)),
+        ),
         (Traffic::Rates(s), Ok(_)) if s.is_empty() => {
-            Outcome::NoData("no baseline yet (the window before now is empty)".into())
+            Outcome::NoData(Msg::new(MsgId::NoBaselineYet))
         }
         (Traffic::Rates(s), Ok(_)) => Outcome::number(s.iter().map(|(_, v)| v).sum::<f64>()),
     };
@@ -272,9 +268,7 @@ fn rate_ratio(rate: &Outcome, baseline: &Outcome) -> Observation {
         (Outcome::Value(Value::Number(r)), Outcome::Value(Value::Number(b))) if *b > 0.0 => {
             Outcome::number(r / b)
         }
-        (Outcome::Value(_), Outcome::Value(_)) => {
-            Outcome::NoData("the baseline rate is zero".into())
-        }
+        (Outcome::Value(_), Outcome::Value(_)) => Outcome::NoData(Msg::new(MsgId::BaselineZero)),
         (Outcome::Unknown(f), _) | (_, Outcome::Unknown(f)) => Outcome::Unknown(f.clone()),
         (Outcome::NoData(w), _) | (_, Outcome::NoData(w)) => Outcome::NoData(w.clone()),
     };

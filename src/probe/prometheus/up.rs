@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::MAX_SERIES;
 use super::answer::{Answer, label};
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Key, Observation, Outcome};
 
 /// `up` of the backend's job; a missing job is a blind spot naming the jobs Prometheus has.
@@ -32,15 +33,17 @@ pub(super) fn backend_up(out: &mut Vec<Observation>, job: &str, up: Answer) {
                 };
                 out.push(Observation::new(
                     star(),
-                    Outcome::NoData(format!("Prometheus has no target for job {job:?}")),
+                    Outcome::NoData(
+                        Msg::new(MsgId::NoTargetForJob).arg("job", format_args!("{job:?}")),
+                    ),
                 ));
-                out.push(Observation::text(
+                out.push(Observation::said(
                     Key::new("prometheus.blind_spot")
                         .with("obs", "prometheus.backend_up")
                         .with("reason", "no_job"),
-                    format!(
-                        "Prometheus has no target for job {job:?} (its jobs: {jobs}), so a backend Prometheus cannot scrape goes unseen. Fix: set prometheus.backend_job to the backend's job, or add a scrape job {job:?} for it"
-                    ),
+                    Msg::new(MsgId::FixNoJob)
+                        .arg("job", format_args!("{job:?}"))
+                        .arg("jobs", jobs),
                 ));
             }
             // `up` is 1 or 0; anything else below 1 (never sent by Prometheus) is read as down.

@@ -43,6 +43,7 @@ pub fn large_incident(section: &str, opened: Timestamp, n: usize) -> Incident {
             at: opened + Duration::from_secs(30 * i as u64),
             kind: ["symptom_fired", "note", "paged", "muted"][i % 4].to_owned(),
             text: format!("#{n}.{i}: {}", filler.repeat(2)),
+            msg: None,
         })
         .collect();
     let causes = (0..CAUSES)
@@ -64,6 +65,9 @@ pub fn large_incident(section: &str, opened: Timestamp, n: usize) -> Incident {
                     role: Role::Evidence,
                     truth: ["holds", "fails", "no_data", "unknown"][l % 4].to_owned(),
                     observed: format!("{}.{l} s, {}", n % 10, filler.repeat(2)),
+                    cond: None,
+                    found: Vec::new(),
+                    more: 0,
                 })
                 .collect(),
         })

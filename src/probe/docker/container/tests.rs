@@ -162,7 +162,7 @@ fn a_restart_of_the_same_container_and_image_is_never_a_deploy_but_a_new_contain
     let note = out
         .iter()
         .find(|o| o.key.name == "docker.recent_deploy")
-        .and_then(|o| o.note.clone());
+        .and_then(|o| o.note.as_ref().map(ToString::to_string));
     assert_eq!(
         note.as_deref(),
         Some("same container and image for the last 15m (restarts are not deploys)")
@@ -214,7 +214,7 @@ fn oom_events_count_after_first_sight_even_when_inspect_says_no() {
     let note = out
         .iter()
         .find(|o| o.key.name == "docker.oom_killed")
-        .and_then(|o| o.note.clone());
+        .and_then(|o| o.note.as_ref().map(ToString::to_string));
     assert_eq!(note.as_deref(), Some("OOM-killed 15s ago (held for 10m)"));
     let out = poll(&mut probe, 714, found(snap("c1", 0, 90)), vec![]);
     assert!(boolean(&out, "docker.oom_killed"), "still within 10 min");

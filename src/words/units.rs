@@ -9,7 +9,7 @@ use crate::runbook::{Condition, Operand};
 
 /// The right-hand side of a condition in the observation's unit: `> 5%`, `> 3 s`, `== false`; a
 /// condition on a failing source reads `unreachable`.
-pub(super) fn threshold(c: &Condition, t: &Text) -> String {
+pub fn threshold(c: &Condition, t: &Text) -> String {
     if c.source_failing.is_some() {
         return t.unreachable.to_owned();
     }
@@ -25,7 +25,7 @@ pub(super) fn threshold(c: &Condition, t: &Text) -> String {
 
 /// A value in the unit its observation name carries: ratios as percentages, `_seconds` as s or ms,
 /// `_bytes` in KiB/MiB/GiB; anything else as the engine prints it.
-pub(in crate::email) fn format_value(obs: &str, v: &Value) -> String {
+pub fn format_value(obs: &str, v: &Value) -> String {
     let Value::Number(n) = v else {
         return v.to_string();
     };

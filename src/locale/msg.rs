@@ -1,0 +1,380 @@
+//! [`Msg`]: words of the watchdog's own that are decided where nothing knows the reader's language
+//! (a probe's note, a reading's reason for having no data, an incident's timeline), kept as a
+//! message ID and arguments and worded only when an email, a page or `diagnose` shows them.
+//!
+//! A message's words are a [`Text`] field each (so a language cannot lack one: [`msgs!`] makes the
+//! ID, its field and the list of every ID from one table); its arguments are values and IDs that
+//! read the same in every language ([`Arg::Plain`]), a peer's words, which are quoted «…» in every
+//! language ([`Arg::Peer`]), or more words of ours ([`Arg::Msg`], [`Arg::List`]).
+//!
+//! A message is stored (in an incident's timeline and diagnosis) as `{"id": "…", "args": […]}`, so
+//! renaming an ID is a stored-format change; [`MsgId::Untranslated`] carries English text from code
+//! that has no message of its own yet (see [`Msg::english`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Locale, Text, fill, quote};
+
+/// One message of ours: which words, with which arguments.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Msg {
+    /// Which words: a [`Text`] field, in the reader's language.
+    pub id: MsgId,
+    /// The `{placeholders}`' values, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<(String, Arg)>,
+}
+
+/// A message's argument.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arg {
+    /// A value, an ID or a name, the same in every language (`3 s`, `L2`, `harven-backend`).
+    Plain(String),
+    /// A peer's words (a library's error, an HTTP error body): quoted «…» on one line.
+    Peer(String),
+    /// Words of ours, worded in the same language.
+    Msg(Box<Msg>),
+    /// Words of ours, joined by `; `.
+    List(Vec<Msg>),
+}
+
+impl Msg {
+    /// The message `id` without arguments yet.
+    pub fn new(id: MsgId) -> Self {
+        Self {
+            id,
+            args: Vec::new(),
+        }
+    }
+
+    /// English from code that has no message of its own yet, shown as it is in every language.
+    ///
+    /// This is what `with_note("…")`, `Outcome::NoData("…".into())` and other `impl Into<Msg>`
+    /// callers given a string get: it compiles and shows, but it is English in a pt-BR email. The
+    /// way to words in both languages is a [`MsgId`] (a line in `msgs!` below and a field in each
+    /// language's block) and `Msg::new(MsgId::…).arg(…)`.
+    pub fn english(text: impl Into<String>) -> Self {
+        Self::new(MsgId::Untranslated).arg("text", text.into())
+    }
+
+    /// Messages of ours joined by `; ` (a note made of several findings).
+    pub fn list(items: Vec<Msg>) -> Self {
+        let mut m = Self::new(MsgId::List);
+        m.args.push(("items".to_owned(), Arg::List(items)));
+        m
+    }
+
+    /// Adds `{name}`: a value that reads the same in every language.
+    #[must_use]
+    pub fn arg(mut self, name: &str, value: impl fmt::Display) -> Self {
+        self.args
+            .push((name.to_owned(), Arg::Plain(value.to_string())));
+        self
+    }
+
+    /// Adds `{name}`: a peer's words, quoted «…» wherever shown.
+    #[must_use]
+    pub fn peer(mut self, name: &str, value: impl fmt::Display) -> Self {
+        self.args
+            .push((name.to_owned(), Arg::Peer(value.to_string())));
+        self
+    }
+
+    /// Adds `{name}`: more words of ours.
+    #[must_use]
+    pub fn msg(mut self, name: &str, value: Msg) -> Self {
+        self.args.push((name.to_owned(), Arg::Msg(Box::new(value))));
+        self
+    }
+
+    /// The message in `locale`'s words.
+    pub fn words(&self, locale: Locale) -> String {
+        let t = locale.text();
+        let args: Vec<(&str, String)> = self
+            .args
+            .iter()
+            .map(|(name, arg)| (name.as_str(), arg.words(locale)))
+            .collect();
+        let dyn_args: Vec<(&str, &dyn fmt::Display)> = args
+            .iter()
+            .map(|(n, v)| (*n, v as &dyn fmt::Display))
+            .collect();
+        fill(t.msg(self.id), &dyn_args)
+    }
+
+    /// The plain value of argument `name`, if the message has one (tests and fallbacks).
+    pub fn plain(&self, name: &str) -> Option<&str> {
+        self.args.iter().find_map(|(n, a)| match a {
+            Arg::Plain(v) if n == name => Some(v.as_str()),
+            _ => None,
+        })
+    }
+}
+
+impl Arg {
+    fn words(&self, locale: Locale) -> String {
+        match self {
+            Self::Plain(v) => v.clone(),
+            Self::Peer(v) => quote::quoted(v),
+            Self::Msg(m) => m.words(locale),
+            Self::List(items) => items
+                .iter()
+                .map(|m| m.words(locale))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+/// English, for logs, errors and the places that keep a string (`Display` of a failure).
+impl fmt::Display for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.words(Locale::En))
+    }
+}
+
+impl From<String> for Msg {
+    fn from(text: String) -> Self {
+        Self::english(text)
+    }
+}
+
+impl From<&str> for Msg {
+    fn from(text: &str) -> Self {
+        Self::english(text)
+    }
+}
+
+/// Serializes a message as its English words: for the JSON that showed a string before messages
+/// existed (`diagnose --json`, the API), which stays a string.
+pub fn as_english<S: serde::Serializer>(m: &Msg, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(m)
+}
+
+/// [`as_english`] for an optional message.
+pub fn as_english_opt<S: serde::Serializer>(m: &Option<Msg>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.collect_str(m),
+        None => s.serialize_none(),
+    }
+}
+
+/// The table of messages: each ID with the [`Text`] field holding its words. It makes [`MsgId`],
+/// [`MsgId::ALL`] and [`Text::msg`], so an ID without words, or words without an ID, cannot be.
+macro_rules! msgs {
+    ($($(#[$doc:meta])* $id:ident => $field:ident,)*) => {
+        /// Which words a [`Msg`] says; stored by its snake_case name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum MsgId {
+            $($(#[$doc])* $id,)*
+        }
+
+        impl MsgId {
+            /// Every message, for the tests that word each in every language.
+            pub const ALL: &[MsgId] = &[$(MsgId::$id,)*];
+        }
+
+        impl Text {
+            /// The words of message `id`, with its `{placeholders}`.
+            pub fn msg(&self, id: MsgId) -> &'static str {
+                match id {
+                    $(MsgId::$id => self.$field,)*
+                }
+            }
+        }
+    };
+}
+
+msgs! {
+    /// English from code without a message yet (`{text}`).
+    Untranslated => msg_untranslated,
+    /// Findings joined by `; ` (`{items}`).
+    List => msg_list,
+    // The engine and the evidence table.
+    /// `{key}` was never read.
+    NotObserved => msg_not_observed,
+    /// `{source}` fails: `{failure}`.
+    SourceUnreachable => msg_source_unreachable,
+    /// A rule over an optional source that is configured and fails: `{source}`, `{failure}`.
+    BlindSourceFailing => msg_blind_source_failing,
+    /// `{source}` has not been polled yet.
+    NotPolled => msg_not_polled,
+    NoData => msg_no_data,
+    /// `{failure}`: a query's or a source's failure, quoted.
+    Failed => msg_failed,
+    /// A number that is not one: `{n}`.
+    NotFinite => msg_not_finite,
+    // The incident's timeline.
+    /// `{section}` opened with `{severity}`.
+    TlOpened => msg_tl_opened,
+    /// The `{n}`th reopening.
+    TlReopened => msg_tl_reopened,
+    /// `{from}` → `{to}`.
+    TlSeverity => msg_tl_severity,
+    /// `{rule}`: `{summary}`, at `{value}` (may be empty).
+    TlSymptom => msg_tl_symptom,
+    /// `{cause}`: the new top cause's ID.
+    TlCause => msg_tl_cause,
+    /// `{level}` acknowledged by `{by}`.
+    TlAcked => msg_tl_acked,
+    TlCleared => msg_tl_cleared,
+    /// By `{by}`.
+    TlResolvedBy => msg_tl_resolved_by,
+    /// By `{by}`, with `{note}`.
+    TlResolvedByNote => msg_tl_resolved_by_note,
+    /// `{level}` paged for `{event}` (an `Event*` message).
+    TlPaged => msg_tl_paged,
+    EventOpened => msg_event_opened,
+    EventEscalated => msg_event_escalated,
+    EventReminder => msg_event_reminder,
+    EventReopened => msg_event_reopened,
+    EventResolved => msg_event_resolved,
+    // Windows over which the probes count (`probe/window.rs`).
+    /// `{window}`.
+    TheLast => msg_the_last,
+    /// `{window}`, of which `{counted}` counted.
+    TheLastPartly => msg_the_last_partly,
+    // Prometheus.
+    /// `{metric}`: the requests metric.
+    NoRequestSeries => msg_no_request_series,
+    NoRequestsInWindow => msg_no_requests_in_window,
+    /// `{total}` requests/s.
+    No5xxYet => msg_no_5xx_yet,
+    NoAuthSeriesYet => msg_no_auth_series_yet,
+    AuthEstimated => msg_auth_estimated,
+    /// `{handlers}`.
+    NoUsualShare => msg_no_usual_share,
+    /// `{held}` of `{needed}`.
+    BaselineShort => msg_baseline_short,
+    NoBaselineYet => msg_no_baseline_yet,
+    BaselineZero => msg_baseline_zero,
+    /// `{threshold}`.
+    NoHistogramCanShow => msg_no_histogram_can_show,
+    /// `{lowr}`, `{highr}`.
+    NeitherHistogram => msg_neither_histogram,
+    /// `{histogram}`; `{excluded}` may be empty.
+    PerHandler => msg_per_handler,
+    /// `{excluded}`: handlers left out.
+    Without => msg_without,
+    /// `{highr}`, `{lowr}`, `{top}`, `{threshold}`.
+    AllHandlersLowrShort => msg_all_handlers_lowr_short,
+    /// `{highr}`, `{lowr}`.
+    AllHandlersNoLowr => msg_all_handlers_no_lowr,
+    /// `{highr}`, `{excluded}`.
+    CannotExclude => msg_cannot_exclude,
+    /// `{lowr}`, `{handlers}`.
+    SlowHandlers => msg_slow_handlers,
+    /// `{bound}`.
+    SlowExact => msg_slow_exact,
+    /// `{threshold}`, `{lo}`, `{hi}`.
+    SlowEstimated => msg_slow_estimated,
+    /// `{top}`, `{threshold}`.
+    BucketsStop => msg_buckets_stop,
+    /// `{top}`.
+    ShareAboveTop => msg_share_above_top,
+    /// `{job}`.
+    NoTargetForJob => msg_no_target_for_job,
+    /// A blind spot: `{why}`, with the fix for `{job}`.
+    FixNoRequestSeries => msg_fix_no_request_series,
+    /// A blind spot: `{job}`, `{jobs}`, with the fix.
+    FixNoJob => msg_fix_no_job,
+    /// A blind spot: `{threshold}`, `{lowr}`, `{highr}`, `{fix}`.
+    FixBuckets => msg_fix_buckets,
+    /// `{name}`, `{bounds}`.
+    HasBuckets => msg_has_buckets,
+    /// `{name}`.
+    NoSeries => msg_no_series,
+    /// `{name}`, `{failure}`.
+    CouldNotRead => msg_could_not_read,
+    /// `{buckets}`, `{threshold}`.
+    BucketFix => msg_bucket_fix,
+    /// `{detail}`, `{reason}`.
+    WithReason => msg_with_reason,
+    // Docker.
+    /// `{over}`: a window message.
+    RestartsWithin => msg_restarts_within,
+    /// `{over}`: a window message.
+    LinesPerMinuteOver => msg_lines_per_minute_over,
+    /// `{before}`, `{ago}`.
+    ImageChanged => msg_image_changed,
+    /// `{ago}`.
+    ContainerRecreated => msg_container_recreated,
+    /// `{ago}`.
+    ContainerCreated => msg_container_created,
+    /// `{window}`.
+    SameContainer => msg_same_container,
+    /// `{window}`.
+    OomNow => msg_oom_now,
+    /// `{ago}`, `{window}`.
+    OomAgo => msg_oom_ago,
+    /// `{window}`.
+    NoOom => msg_no_oom,
+    /// `{window}`.
+    NeedsSamples => msg_needs_samples,
+    NoMemoryLimit => msg_no_memory_limit,
+    NoExitCode => msg_no_exit_code,
+    NoStartTime => msg_no_start_time,
+    NotRunning => msg_not_running,
+    NoMemoryUsage => msg_no_memory_usage,
+    FirstLook => msg_first_look,
+    /// `{role}`, `{how}`, with the fix.
+    NoRoleMatchFix => msg_no_role_match_fix,
+    NotReported => msg_not_reported,
+    /// `{role}`, `{how}`.
+    NoRoleMatch => msg_no_role_match,
+    /// `{name}`: `{note}`.
+    ReplicaSays => msg_replica_says,
+    NoReplica => msg_no_replica,
+    NoImageChange => msg_no_image_change,
+    /// `{before}`, `{ago}`.
+    RoleImageChanged => msg_role_image_changed,
+    // Redis.
+    /// `{over}`: a window message.
+    PerMinuteOver => msg_per_minute_over,
+    NoMaxmemory => msg_no_maxmemory,
+    // Failures in words of ours (`Failure::said`).
+    /// `{limit}`.
+    NoAnswerWithin => msg_no_answer_within,
+    /// `{what}`, `{limit}`.
+    EngineNoAnswerWithin => msg_engine_no_answer_within,
+    /// `{path}`.
+    NoDockerSocket => msg_no_docker_socket,
+    EngineNoAnswer => msg_engine_no_answer,
+    /// `{kib}`.
+    AnswerTooLarge => msg_answer_too_large,
+    /// `{status}`.
+    NotPrometheusJson => msg_not_prometheus_json,
+    // Supabase.
+    /// `{code}`, `{to}`.
+    Redirected => msg_redirected,
+    /// `{failure}`.
+    NoAnswer => msg_no_answer,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_worded_in_each_language_and_stored_structured() {
+        let m = Msg::new(MsgId::TlPaged)
+            .arg("level", "L2")
+            .msg("event", Msg::new(MsgId::EventEscalated));
+        assert_eq!(m.words(Locale::En), "L2 paged (escalated)");
+        assert_eq!(m.words(Locale::PtBr), "L2 acionado (escalonado)");
+        let json = serde_json::to_string(&m).expect("serializes");
+        assert_eq!(serde_json::from_str::<Msg>(&json).expect("reads back"), m);
+        let peer = Msg::new(MsgId::NoAnswer).peer("failure", "connect: refused\n«x»");
+        assert_eq!(
+            peer.words(Locale::PtBr),
+            "sem resposta («connect: refused ‹x›»)"
+        );
+        assert_eq!(Msg::english("as is").words(Locale::PtBr), "as is");
+        let list = Msg::list(vec![Msg::new(MsgId::NoReplica), Msg::new(MsgId::NoData)]);
+        assert_eq!(list.to_string(), "no replica; no data");
+    }
+}

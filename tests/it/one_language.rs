@@ -1,0 +1,640 @@
+//! One language per email and page: everything a person reads is in the configured language, in
+//! pt-BR and in English, and a string of the other language fails the test.
+//!
+//! What is read:
+//! - every email: the five events of the Supabase outage that `email` renders with the real engine
+//!   (opened, escalated, reminder, reopened, resolved with its postmortem draft), the budget digest
+//!   of them, the plain fallback, and the L1 email a running daemon sends when it is blind;
+//! - every page of that daemon: `/`, the incident's page (diagnosis in words, timeline), `/maintenance`,
+//!   `/signin`, a 404 and a refused form, and the `/act/{token}` confirmation and result pages of the
+//!   email's link;
+//! - every string the code words for a reader: each [`MsgId`] (probe notes, reasons for no data,
+//!   timeline entries), each catalogue observation's phrase in an evidence sentence and a symptom,
+//!   and each timeline kind.
+//!
+//! **Why a word list, not a marker scheme.** A marker scheme (a test-only pseudo-locale whose every
+//! string carries a tag) is stronger in principle, but here it would need a third [`Locale`] in the
+//! library, compiled into the binary the integration tests link (they do not see `cfg(test)`), and
+//! every `match` over locales would grow an arm for a language no one reads. The word list is
+//! derived, not typed: the other language is every word of its [`Text`], its observation phrases and
+//! the runbook's texts in it, minus the words this language uses too (`backend`, `deploy`, `Redis`),
+//! plus a short hand list of function words (`the`, `of`, `has`; `de`, `não`, `para`) that catches
+//! English the code wrote without the tables (the test was seen failing on `"errors incident opened
+//! (major)"` injected into a pt-BR timeline). What is not words is taken out before the check, each
+//! for a stated reason: a peer's words quoted «…» and values in `"…"` (exempt by design), `<code>`
+//! and `<pre>` in HTML and `` `…` `` spans in text (observation names, conditions, IDs), command
+//! lines (`$ …`), URLs, tokens with `_`, `.`, `/`, `-` or digits (identifiers, paths, sizes), the
+//! subject's `[Harven][L1][major]` tags, which mail filters read, and the runbook's own texts in the
+//! reader's language as the team wrote them (its pt-BR titles say `Memory leak`, `Supabase down`:
+//! the team's words, quoted as written, like its commands). The IDs of the design are words of
+//! no language: the section IDs (`errors`, `latency`: §2) and the severities (`major`,
+//! `critical`: §3).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harven_watchdog::email::{self, RenderedEmail};
+use harven_watchdog::engine::Found;
+use harven_watchdog::incident::Page;
+use harven_watchdog::locale::{Msg, MsgId, Text};
+use harven_watchdog::observe::{CATALOGUE, Labels, Value};
+use harven_watchdog::runbook::{Condition, Locale, Runbook};
+use harven_watchdog::store::{EmailStatus, OutboxEntry};
+use harven_watchdog::words;
+use lettre::message::Mailbox;
+
+use crate::email::EVENTS;
+use crate::support::daemon::{T0, TestDaemon, paging_env};
+use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
+
+/// Words of a language too common to be caught by the derived list alone (they may appear in no
+/// table), or that the code is most likely to write by hand; none is a word of the other language
+/// too (`for` is Portuguese as well, `do` English).
+const ENGLISH: &[&str] = &[
+    "the",
+    "of",
+    "and",
+    "is",
+    "are",
+    "has",
+    "have",
+    "been",
+    "not",
+    "with",
+    "from",
+    "this",
+    "that",
+    "yet",
+    "only",
+    "every",
+    "which",
+    "when",
+    "within",
+    "since",
+    "there",
+    "cannot",
+    "could",
+    "its",
+    "it",
+    "was",
+    "were",
+    "will",
+    "opened",
+    "paged",
+    "acknowledged",
+    "resolved",
+    "incident",
+    "requests",
+    "samples",
+    "needs",
+    "window",
+    "memory",
+    "limit",
+    "minute",
+    "seen",
+    "none",
+];
+const PORTUGUESE: &[&str] = &[
+    "de",
+    "da",
+    "das",
+    "dos",
+    "não",
+    "para",
+    "com",
+    "uma",
+    "um",
+    "em",
+    "na",
+    "que",
+    "está",
+    "foi",
+    "sem",
+    "mais",
+    "ainda",
+    "por",
+    "incidente",
+    "linhas",
+    "memória",
+    "limite",
+    "janela",
+    "requisições",
+    "aberto",
+    "resolvido",
+    "reconhecido",
+];
+/// IDs of the design read in both languages: the severities (§3) and the section IDs (§2).
+const IDS: &[&str] = &[
+    "major", "critical", "latency", "errors", "auth", "database", "watchdog",
+];
+
+/// Lowercase words of at least three letters (two for the hand lists' short words), split on
+/// anything that is not a letter.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Every word `locale` uses: its `Text`, its observation phrases, and the runbook's texts in it.
+fn vocabulary(locale: Locale) -> BTreeSet<String> {
+    let t: &Text = locale.text();
+    let mut words: BTreeSet<String> = BTreeSet::new();
+    let json = serde_json::to_value(t).expect("serializes");
+    for v in json.as_object().expect("an object").values() {
+        words.extend(tokens(v.as_str().unwrap_or_default()));
+    }
+    for (_, phrase) in t.observations {
+        words.extend(tokens(phrase));
+    }
+    let runbook = Runbook::embedded();
+    for s in &runbook.sections {
+        words.extend(tokens(s.title.get(locale)));
+        for r in &s.rules {
+            words.extend(tokens(r.summary.get(locale)));
+        }
+        for c in &s.causes {
+            words.extend(tokens(c.title.get(locale)));
+            for a in &c.actions {
+                words.extend(tokens(a.get(locale)));
+            }
+        }
+        for l in &s.links {
+            words.extend(tokens(l.title.get(locale)));
+        }
+    }
+    for c in &runbook.checklist {
+        words.extend(tokens(c.get(locale)));
+    }
+    words
+}
+
+/// What the runbook says in `locale` as the team wrote it (titles, summaries, actions, links,
+/// the checklist, the vendors), longest first: shown as written, so taken out before the check.
+fn runbook_texts(locale: Locale) -> Vec<String> {
+    let runbook = Runbook::embedded();
+    let mut texts: Vec<String> = Vec::new();
+    for s in &runbook.sections {
+        texts.push(s.title.get(locale).to_owned());
+        texts.extend(s.rules.iter().map(|r| r.summary.get(locale).to_owned()));
+        for c in &s.causes {
+            texts.push(c.title.get(locale).to_owned());
+            texts.extend(c.actions.iter().map(|a| a.get(locale).to_owned()));
+        }
+        texts.extend(s.links.iter().map(|l| l.title.get(locale).to_owned()));
+    }
+    texts.extend(runbook.checklist.iter().map(|c| c.get(locale).to_owned()));
+    for v in runbook.vendors.values() {
+        texts.push(format!("{}: {} (SLA {})", v.name, v.support, v.sla));
+        texts.push(v.name.clone());
+    }
+    let mut texts: Vec<String> = texts
+        .iter()
+        .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|t| !t.is_empty())
+        .collect();
+    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    texts
+}
+
+/// The words that must not appear in `locale`'s texts.
+struct Foreign {
+    locale: Locale,
+    words: BTreeSet<String>,
+    /// The runbook's texts in `locale`, taken out before the check.
+    runbook: Vec<String>,
+}
+
+impl Foreign {
+    fn of(locale: Locale) -> Self {
+        let other = match locale {
+            Locale::PtBr => Locale::En,
+            Locale::En => Locale::PtBr,
+        };
+        let own = vocabulary(locale);
+        let mut words: BTreeSet<String> = vocabulary(other)
+            .difference(&own)
+            .filter(|w| w.chars().count() >= 3)
+            .cloned()
+            .collect();
+        let hand = match locale {
+            Locale::PtBr => ENGLISH,
+            Locale::En => PORTUGUESE,
+        };
+        words.extend(hand.iter().map(|w| (*w).to_owned()));
+        for id in IDS {
+            words.remove(*id);
+        }
+        Self {
+            locale,
+            words,
+            runbook: runbook_texts(locale),
+        }
+    }
+
+    /// The other language's words in `visible` (text as a reader sees it, exemptions taken out).
+    fn find(&self, visible: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        // Line by line: a runbook text is shown on one line, and a command line is one.
+        let text: Vec<String> = visible
+            .lines()
+            .map(|line| {
+                let mut line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+                for t in &self.runbook {
+                    line = line.replace(t.as_str(), " ");
+                }
+                line
+            })
+            .collect();
+        for chunk in words_only(&text.join("\n")).split_whitespace() {
+            // Identifiers, paths, sizes and times: not words.
+            if chunk.chars().any(|c| "_./-0123456789@=".contains(c)) {
+                continue;
+            }
+            for w in tokens(chunk) {
+                if self.words.contains(&w) && !found.contains(&w) {
+                    found.push(w);
+                }
+            }
+        }
+        found
+    }
+
+    /// Fails with every foreign word of `visible`, with its context, naming `what`.
+    fn check(&self, what: &str, visible: &str) {
+        let found = self.find(visible);
+        assert!(
+            found.is_empty(),
+            "{:?} {what}: words of the other language {found:?} in:\n{}",
+            self.locale,
+            context(visible, &found)
+        );
+    }
+}
+
+/// The lines of `text` holding one of `words`.
+fn context(text: &str, words: &[String]) -> String {
+    text.lines()
+        .filter(|l| tokens(l).iter().any(|t| words.contains(t)))
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` without what is exempt by design: peer quotes «…», values in `"…"`, code in `` `…` ``,
+/// command lines and URLs.
+fn words_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("$ ") {
+            continue;
+        }
+        out.push_str(&strip_spans(line));
+        out.push('\n');
+    }
+    out.split_whitespace()
+        .filter(|w| !w.contains("://"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `line` without the spans between `«` and `»`, `"` and `"`, `` ` `` and `` ` ``.
+fn strip_spans(line: &str) -> String {
+    let mut out = String::new();
+    let mut close: Option<char> = None;
+    let mut depth = 0;
+    for c in line.chars() {
+        match close {
+            Some('»') if c == '«' => depth += 1,
+            Some(end) if c == end => {
+                if depth == 0 {
+                    close = None;
+                    out.push(' ');
+                } else {
+                    depth -= 1;
+                }
+            }
+            Some(_) => {}
+            None => match c {
+                '«' => close = Some('»'),
+                '"' => close = Some('"'),
+                '`' => close = Some('`'),
+                c => out.push(c),
+            },
+        }
+    }
+    out
+}
+
+/// The text a reader sees of an HTML document: without `<style>`, `<code>` and `<pre>`, tags out,
+/// entities decoded.
+fn visible_html(html: &str) -> String {
+    let mut s = html.to_owned();
+    for (open, close) in [
+        ("<style", "</style>"),
+        ("<code", "</code>"),
+        ("<pre", "</pre>"),
+    ] {
+        while let Some(i) = s.find(open) {
+            let Some(j) = s[i..].find(close) else { break };
+            s.replace_range(i..i + j + close.len(), " ");
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+}
+
+/// A subject without its leading `[…]` tags.
+fn subject_words(subject: &str) -> &str {
+    let mut s = subject;
+    while let Some(rest) = s.strip_prefix('[') {
+        s = rest.split_once(']').map_or("", |(_, r)| r);
+    }
+    s
+}
+
+/// Checks one email (subject, text part, HTML part) read back from its bytes.
+fn check_mail(foreign: &Foreign, what: &str, mail: &ReceivedMail) {
+    let subject = mail.subject().unwrap_or_default();
+    foreign.check(&format!("{what}: subject"), subject_words(&subject));
+    if let Some(text) = mail.text() {
+        foreign.check(&format!("{what}: text part"), &text);
+    }
+    if let Some(html) = mail.html() {
+        foreign.check(&format!("{what}: HTML part"), &visible_html(&html));
+    }
+}
+
+fn parse(bytes: &[u8]) -> ReceivedMail {
+    ReceivedMail::parse(PathBuf::from("rendered.eml"), bytes)
+}
+
+#[test]
+fn every_email_speaks_one_language() {
+    for locale in Locale::ALL {
+        let foreign = Foreign::of(locale);
+        let mut held = Vec::new();
+        let mut last = None;
+        for (level, event) in EVENTS {
+            let (rendered, inc): (RenderedEmail, _) =
+                crate::email::render_event(locale, level, event);
+            check_mail(
+                &foreign,
+                &format!("{level} {event}"),
+                &parse(&rendered.formatted()),
+            );
+            held.push(OutboxEntry {
+                key: format!("{}/{level}/{event}/0", inc.id),
+                incident: inc.id.clone(),
+                level: level.to_string(),
+                event: event.to_string(),
+                recipients: vec!["devops@harven.ai".to_owned()],
+                message: rendered.formatted(),
+                created_at: inc.opened_at,
+                status: EmailStatus::Held,
+                attempts: 0,
+                next_attempt_at: None,
+                last_error: None,
+                sent_at: None,
+                failed_at: None,
+                digest: None,
+            });
+            last = Some(inc);
+        }
+        let from: Mailbox = "watchdog@harven.ai".parse().expect("mailbox");
+        let inc = last.expect("rendered");
+        let digest = email::digest::build("x/digest/1", &held, &from, inc.opened_at, locale)
+            .expect("digest");
+        check_mail(&foreign, "digest", &parse(&digest.message));
+        for (level, event) in EVENTS {
+            let page = Page::new(&inc, level, event, 0, inc.opened_at);
+            let to = [from.clone()];
+            let bytes = email::fallback(&inc, &page, &to, &from, inc.opened_at, locale);
+            check_mail(&foreign, &format!("fallback {event}"), &parse(&bytes));
+        }
+    }
+}
+
+/// Message `id` with a value of neither language for each of its placeholders.
+fn sample(id: MsgId) -> Msg {
+    let template = Locale::En.text().msg(id);
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(name, _)| name))
+        .fold(Msg::new(id), |m, name| m.arg(name, "x9"))
+}
+
+#[test]
+fn every_message_phrase_and_timeline_kind_speaks_one_language() {
+    for locale in Locale::ALL {
+        let foreign = Foreign::of(locale);
+        for id in MsgId::ALL {
+            if *id == MsgId::Untranslated {
+                continue; // `{text}`: English from code, shown as written (see `Msg::english`).
+            }
+            let words = sample(*id).words(locale);
+            foreign.check(&format!("message {id:?}"), &words);
+        }
+        for kind in [
+            "opened",
+            "reopened",
+            "severity",
+            "symptom",
+            "cause",
+            "paged",
+            "acknowledged",
+            "resolved",
+            "note",
+            "muted",
+        ] {
+            foreign.check(kind, &words::timeline_kind(locale, kind));
+        }
+        // Each observation of the catalogue, as an evidence line and a symptom would say it, with
+        // every label it may carry (a role, then a container) and a value of its kind.
+        for spec in CATALOGUE {
+            for subject in ["role", "container"] {
+                let mut labels = Labels::new();
+                for l in spec.labels {
+                    if ["role", "container"].contains(l) && *l != subject {
+                        continue;
+                    }
+                    labels.insert((*l).to_owned(), "x9".to_owned());
+                }
+                let (op, value, reading) = match spec.kind {
+                    harven_watchdog::observe::Kind::Number => {
+                        (">", "1".to_owned(), Value::Number(2.0))
+                    }
+                    harven_watchdog::observe::Kind::Bool => {
+                        ("==", "true".to_owned(), Value::Bool(false))
+                    }
+                    harven_watchdog::observe::Kind::Text => {
+                        ("==", "\"x9\"".to_owned(), Value::Text("x9".into()))
+                    }
+                };
+                let c: Condition = toml::from_str(&format!(
+                    "obs = \"{}\"\nop = \"{op}\"\nvalue = {value}",
+                    spec.name
+                ))
+                .expect("a condition");
+                let found = Found {
+                    labels: labels.clone(),
+                    value: Some(reading.clone()),
+                    why: None,
+                    no_data: false,
+                    note: Some(Msg::new(MsgId::NoRequestsInWindow)),
+                };
+                let blind = Found {
+                    value: None,
+                    why: Some(Msg::new(MsgId::NoMemoryLimit)),
+                    no_data: true,
+                    ..found.clone()
+                };
+                for s in words::evidence(locale, &c, &[found, blind], 3) {
+                    foreign.check(spec.name, &s);
+                }
+                let s = words::symptom(locale, &c, &labels, Some(&reading), None);
+                foreign.check(spec.name, &s);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_check_catches_a_string_of_the_other_language() {
+    let pt = Foreign::of(Locale::PtBr);
+    for english in [
+        "errors incident opened (major)",
+        "needs samples over a tenth of the 30m window",
+        "no memory limit",
+        "no 5xx series yet: 0",
+    ] {
+        assert!(!pt.find(english).is_empty(), "{english:?} passes as pt-BR");
+    }
+    assert!(pt.find("incidente errors aberto (major)").is_empty());
+    assert!(
+        pt.find("«connection refused» \"error\" `docker.restarts`")
+            .is_empty()
+    );
+    let en = Foreign::of(Locale::En);
+    assert!(
+        !en.find("linhas com erro por minuto no log do backend")
+            .is_empty()
+    );
+    assert!(
+        en.find("\"error\" lines per minute in the backend's log")
+            .is_empty()
+    );
+}
+
+/// Pages of a running daemon, and the email it sends, in each language: the daemon is blind (its
+/// Prometheus and every other source are out of reach), which is an incident of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemons_pages_and_email_speak_one_language() {
+    for (locale, tag) in [(Locale::PtBr, "pt-BR"), (Locale::En, "en")] {
+        let foreign = Foreign::of(locale);
+        let smtp = SmtpServer::start().await;
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut env: Vec<(String, String)> =
+            paging_env("http://127.0.0.1:1", smtp.port(), data.path())
+                .into_iter()
+                .filter(|(k, _)| k != "HARVEN_WATCHDOG__RUNBOOK__LOCALE")
+                .collect();
+        env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), tag.into()));
+        env.push((
+            "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
+            "one-language-token-3f9a1c7e5b2d4f6a8c0e".into(),
+        ));
+        let d = TestDaemon::start(env, T0).await;
+        let mail = advance_until(
+            &d.hand,
+            Duration::from_secs(30),
+            &smtp,
+            "the blind watchdog's L1 email",
+            |m| {
+                m.iter()
+                    .any(|m| m.header("X-Harven-Section") == Some("watchdog"))
+            },
+        )
+        .await;
+        let email = mail
+            .iter()
+            .find(|m| m.header("X-Harven-Section") == Some("watchdog"))
+            .expect("the email");
+        check_mail(&foreign, "the daemon's L1 email", email);
+        let id = email.header("X-Harven-Incident").expect("id").to_owned();
+        let text = email.text().expect("text part");
+        let ack = text
+            .lines()
+            .find_map(|l| l.split_whitespace().find(|w| w.contains("/act/")))
+            .expect("an ack link")
+            .to_owned();
+
+        let http = crate::support::http_client();
+        let get = |path: String| {
+            let http = http.clone();
+            async move {
+                let r = http.get(&path).send().await.expect("GET");
+                r.text().await.expect("body")
+            }
+        };
+        for path in [
+            "/".to_owned(),
+            format!("/incidents/{id}"),
+            "/maintenance".to_owned(),
+            "/signin".to_owned(),
+            "/incidents/no-such-incident".to_owned(),
+        ] {
+            let body = get(format!("{}{path}", d.base)).await;
+            foreign.check(&format!("GET {path}"), &visible_html(&body));
+        }
+        // A form posted from our origin, as a browser would: `by=Ana`.
+        let post = |url: String| {
+            let (http, origin) = (http.clone(), d.base.clone());
+            async move {
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("origin", origin)
+                    .body("by=Ana")
+                    .send()
+                    .await
+                    .expect("POST");
+                r.text().await.expect("body")
+            }
+        };
+        // A form without a session: the refusal page.
+        let refused = post(format!("{}/incidents/{id}/ack", d.base)).await;
+        foreign.check("a refused form", &visible_html(&refused));
+        // The email's link: its confirmation page, then its result.
+        let confirm = get(ack.clone()).await;
+        foreign.check("the act page", &visible_html(&confirm));
+        let done = post(ack).await;
+        foreign.check("the act result", &visible_html(&done));
+        // The incident's page again, its timeline now holding the acknowledgement.
+        let page = get(format!("{}/incidents/{id}", d.base)).await;
+        foreign.check("the incident page after the ack", &visible_html(&page));
+    }
+}
