@@ -435,12 +435,12 @@ fn count(n: usize) -> f64 {
 }
 
 /// An unknown reading: the sender's silence is a timeout of sorts.
-fn unknown(detail: String) -> Outcome {
-    Outcome::Unknown(Failure::new(FailureKind::Timeout, detail))
+fn unknown(words: crate::locale::Msg) -> Outcome {
+    Outcome::Unknown(Failure::said(FailureKind::Timeout, words))
 }
 
 /// The alert names of `alerts`, sorted, each once, with how many share it (`HighLatencyP95 ×2`).
-fn names(alerts: &[&Listed]) -> String {
+fn names(alerts: &[&Listed]) -> crate::locale::Msg {
     let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
     for a in alerts {
         *by_name.entry(a.alertname.as_str()).or_default() += 1;
@@ -455,9 +455,10 @@ mod notes {
     use std::time::Duration;
 
     use crate::clock::Timestamp;
+    use crate::locale::{Msg, MsgId};
 
     /// `HighLatencyP95, HighLatencyChat ×2 (from the alert sender)`.
-    pub(super) fn names(by_name: &BTreeMap<&str, usize>) -> String {
+    pub(super) fn names(by_name: &BTreeMap<&str, usize>) -> Msg {
         let list: Vec<String> = by_name
             .iter()
             .map(|(name, n)| match n {
@@ -465,22 +466,22 @@ mod notes {
                 n => format!("{name} ×{n}"),
             })
             .collect();
-        format!("{} (from the alert sender)", list.join(", "))
+        Msg::new(MsgId::AlertNames).arg("names", list.join(", "))
     }
 
     /// Why a section with stale alerts is unknown.
-    pub(super) fn stale(n: usize, last: Timestamp, within: Duration) -> String {
-        format!(
-            "{n} alert(s) went stale: no word from the alert sender since {last} (it re-sends a firing alert within {}); neither firing nor resolved until it speaks",
-            humantime::format_duration(within)
-        )
+    pub(super) fn stale(n: usize, last: Timestamp, within: Duration) -> Msg {
+        Msg::new(MsgId::AlertsStale)
+            .arg("n", n)
+            .arg("last", last)
+            .arg("within", humantime::format_duration(within))
     }
 
     /// Why a section is unknown right after the start.
-    pub(super) fn warming(started: Timestamp, until: Timestamp) -> String {
-        format!(
-            "the watchdog started at {started}: an alert that was firing before is re-sent by {until}; until then no alert does not mean none"
-        )
+    pub(super) fn warming(started: Timestamp, until: Timestamp) -> Msg {
+        Msg::new(MsgId::AlertsWarming)
+            .arg("started", started)
+            .arg("until", until)
     }
 }
 

@@ -469,13 +469,13 @@ fn an_optional_source_that_is_off_is_left_out_and_once_configured_it_counts() {
         blind
             .evidence
             .iter()
-            .any(|l| l.condition == "openai.usage unreachable" && l.truth == "holds")
+            .any(|l| l.condition == "source_failing = \"openai.usage\"" && l.truth == "holds")
     );
     assert!(
         !blind
             .evidence
             .iter()
-            .any(|l| l.condition == "openai.api unreachable")
+            .any(|l| l.condition == "source_failing = \"openai.api\"")
     );
     let quota = cause(&e, "openai_quota", "openai_quota.quota_exceeded");
     assert!(

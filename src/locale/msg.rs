@@ -201,6 +201,29 @@ msgs! {
     SourceUnreachable => msg_source_unreachable,
     /// A rule over an optional source that is configured and fails: `{source}`, `{failure}`.
     BlindSourceFailing => msg_blind_source_failing,
+    // The OpenAI probes and the alert inbox (issue 16).
+    /// `{n}` models listed.
+    OpenaiModels => msg_openai_models,
+    /// `{timeout}`: no answer once connected.
+    OpenaiSilent => msg_openai_silent,
+    /// `{since}`, `{n}`: the month's buckets.
+    OpenaiSince => msg_openai_since,
+    /// `{today}`, `{rest}`: hours of today and of yesterday in the burn rate.
+    OpenaiBurn => msg_openai_burn,
+    /// The budget is spent.
+    OpenaiSpent => msg_openai_spent,
+    /// Nothing spent in 24 h.
+    OpenaiNoBurn => msg_openai_no_burn,
+    /// `{rate}`, `{left}` in USD.
+    OpenaiThisMonth => msg_openai_this_month,
+    /// `{month_left}` hours, `{rate}` USD/h.
+    OpenaiNextMonth => msg_openai_next_month,
+    /// `{names}`: the alert names, as their sender wrote them.
+    AlertNames => msg_alert_names,
+    /// `{n}`, `{last}`, `{within}`.
+    AlertsStale => msg_alerts_stale,
+    /// `{started}`, `{until}`.
+    AlertsWarming => msg_alerts_warming,
     /// `{source}` has not been polled yet.
     NotPolled => msg_not_polled,
     NoData => msg_no_data,

@@ -124,6 +124,43 @@ pub(super) const EN: &[(&str, &str)] = &[
     ("docker.role_containers", "containers matching {of} role"),
     ("docker.replicas", "{of} replicas"),
     ("docker.worst_replica", "{of} replica to look at first"),
+    // [openai] and the alert webhook (issue 16).
+    ("openai.api.ok", "OpenAI's API answers (GET /v1/models)"),
+    ("openai.api.status", "HTTP status of OpenAI's API"),
+    (
+        "openai.api.latency_seconds",
+        "time OpenAI's API takes to answer",
+    ),
+    (
+        "openai.api.error",
+        "the error OpenAI's API answers our key with",
+    ),
+    ("openai.usage.spend_usd", "OpenAI spend this month, in USD"),
+    (
+        "openai.usage.budget_usd",
+        "the monthly OpenAI budget, in USD",
+    ),
+    (
+        "openai.usage.budget_share",
+        "share of the monthly OpenAI budget spent",
+    ),
+    (
+        "openai.usage.burn_usd_per_hour",
+        "OpenAI spend per hour over the last 24 h, in USD",
+    ),
+    (
+        "openai.usage.hours_to_budget",
+        "hours until the OpenAI budget is spent at today's rate",
+    ),
+    (
+        "alerts.firing",
+        "Grafana/Alertmanager alerts firing for {section}",
+    ),
+    (
+        "alerts.stale",
+        "firing alerts their sender stopped re-sending",
+    ),
+    ("alerts.unmatched", "alerts no runbook section takes"),
 ];
 
 /// Brazilian Portuguese.
@@ -269,6 +306,49 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
     ),
     ("docker.replicas", "réplicas {of}"),
     ("docker.worst_replica", "a réplica {of} a olhar primeiro"),
+    // [openai] e o webhook de alertas (issue 16).
+    ("openai.api.ok", "a API da OpenAI responde (GET /v1/models)"),
+    ("openai.api.status", "status HTTP da API da OpenAI"),
+    (
+        "openai.api.latency_seconds",
+        "tempo de resposta da API da OpenAI",
+    ),
+    (
+        "openai.api.error",
+        "o erro com que a API da OpenAI responde à nossa chave",
+    ),
+    (
+        "openai.usage.spend_usd",
+        "gasto com a OpenAI neste mês, em USD",
+    ),
+    (
+        "openai.usage.budget_usd",
+        "o orçamento mensal da OpenAI, em USD",
+    ),
+    (
+        "openai.usage.budget_share",
+        "parcela gasta do orçamento mensal da OpenAI",
+    ),
+    (
+        "openai.usage.burn_usd_per_hour",
+        "gasto com a OpenAI por hora nas últimas 24 h, em USD",
+    ),
+    (
+        "openai.usage.hours_to_budget",
+        "horas até o orçamento da OpenAI se esgotar no ritmo de hoje",
+    ),
+    (
+        "alerts.firing",
+        "alertas do Grafana/Alertmanager disparados para {section}",
+    ),
+    (
+        "alerts.stale",
+        "alertas disparados que o remetente deixou de reenviar",
+    ),
+    (
+        "alerts.unmatched",
+        "alertas que nenhuma seção do runbook aceita",
+    ),
 ];
 
 #[cfg(test)]

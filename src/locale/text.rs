@@ -320,6 +320,28 @@ pub struct Text {
     pub msg_source_unreachable: &'static str,
     /// `{source}`; `{failure}`: the source's failure. A blind spot's words (`doctor`).
     pub msg_blind_source_failing: &'static str,
+    /// `{n}` models listed.
+    pub msg_openai_models: &'static str,
+    /// `{timeout}`: no answer once connected.
+    pub msg_openai_silent: &'static str,
+    /// `{since}`, `{n}`: the month's buckets.
+    pub msg_openai_since: &'static str,
+    /// `{today}`, `{rest}`: hours of today and of yesterday in the burn rate.
+    pub msg_openai_burn: &'static str,
+    /// The budget is spent.
+    pub msg_openai_spent: &'static str,
+    /// Nothing spent in 24 h.
+    pub msg_openai_no_burn: &'static str,
+    /// `{rate}`, `{left}` in USD.
+    pub msg_openai_this_month: &'static str,
+    /// `{month_left}` hours, `{rate}` USD/h.
+    pub msg_openai_next_month: &'static str,
+    /// `{names}`: the alert names, as their sender wrote them.
+    pub msg_alert_names: &'static str,
+    /// `{n}`, `{last}`, `{within}`.
+    pub msg_alerts_stale: &'static str,
+    /// `{started}`, `{until}`.
+    pub msg_alerts_warming: &'static str,
     /// `{source}`.
     pub msg_not_polled: &'static str,
     pub msg_no_data: &'static str,

@@ -47,9 +47,21 @@ pub fn phrase(locale: Locale, obs: &str, labels: &Labels) -> String {
             None => t.any_label.to_owned(),
         }
     };
-    let names = [
+    // Every label the observation may carry (the catalogue's, so a new one needs no edit here) and
+    // the ones this instance has: a phrase's placeholder is always filled, `any_label` when absent.
+    let mut names: Vec<&str> = vec![
         "handler", "page", "pattern", "var", "instance", "rule", "obs", "reason",
     ];
+    let known = crate::observe::spec_of(obs).map_or(&[][..], |s| s.labels);
+    for name in known
+        .iter()
+        .copied()
+        .chain(labels.keys().map(String::as_str))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     let values: Vec<(&str, String)> = names.iter().map(|n| (*n, value(n))).collect();
     let mut args: Vec<(&str, &dyn std::fmt::Display)> = values
         .iter()

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use super::super::EmailInput;
 use super::super::images::Image;
-use crate::words::units::format_value;
 use crate::chart::Chart;
 use crate::locale::fill;
 use crate::observe::Value;
+use crate::words::units::format_value;
 
 /// One chart of the email.
 #[derive(Debug, Serialize)]

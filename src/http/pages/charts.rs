@@ -121,7 +121,9 @@ impl PagesState {
         let rule = self.runbook.rule(&s.rule).map(|(_, r)| r);
         let obs = rule.and_then(|r| r.when.obs.as_deref()).unwrap_or("");
         let value = s.value.as_ref().map(|v| match v {
-            Value::Text(text) => text.chars().take(MAX_VALUE).collect(),
+            // A text reading is a peer's words (a failure, a status page's description): quoted,
+            // so it cannot pass for the page's own, in any language.
+            Value::Text(text) => crate::locale::quoted_max(text, MAX_VALUE),
             v => crate::words::units::format_value(obs, v),
         });
         Glance {

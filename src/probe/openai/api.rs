@@ -24,6 +24,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::config::OpenaiConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 use crate::probe::http::{keyed_client, read_capped, reqwest_failure};
 use crate::probe::{BuildError, Probe};
@@ -251,7 +252,8 @@ fn observe(answer: Answer) -> Vec<Observation> {
             latency: took,
             models,
         } => vec![
-            Observation::boolean(ok, true).with_note(format!("{models} models listed")),
+            Observation::boolean(ok, true)
+                .with_note(Msg::new(MsgId::OpenaiModels).arg("n", models)),
             Observation::number(status, f64::from(code)),
             Observation::number(latency, took.as_secs_f64()),
             Observation::text(error, "none"),
@@ -269,14 +271,12 @@ fn observe(answer: Answer) -> Vec<Observation> {
                 .with_note(format!("HTTP {code}{}", words.shown()).trim().to_owned()),
         ],
         Answer::Silent { timeout } => {
-            let why = format!(
-                "no answer within {} once connected",
-                humantime::format_duration(timeout)
-            );
+            let why =
+                Msg::new(MsgId::OpenaiSilent).arg("timeout", humantime::format_duration(timeout));
             vec![
                 Observation::boolean(ok, false),
                 Observation::number(status, 0.0),
-                Observation::new(latency, Outcome::NoData(why.clone().into())),
+                Observation::new(latency, Outcome::NoData(why.clone())),
                 Observation::text(error, "timeout").with_note(why),
             ]
         }

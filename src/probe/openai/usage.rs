@@ -32,6 +32,7 @@ use super::{
 };
 use crate::clock::Timestamp;
 use crate::config::OpenaiConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation};
 use crate::probe::http::{keyed_client, read_capped, reqwest_failure};
 use crate::probe::{BuildError, Probe};
@@ -414,32 +415,37 @@ impl Usage {
             .map(|s| std::time::UNIX_EPOCH + Duration::from_secs(s))
             .map_or_else(String::new, |t| humantime::format_rfc3339(t).to_string());
         let forecast = match self.forecast {
-            Forecast::Spent => "the budget is spent".to_owned(),
-            Forecast::NoBurn => "nothing spent in the last 24 h".to_owned(),
-            Forecast::ThisMonth => format!(
-                "at {:.2} USD/h, {:.2} USD left",
-                self.burn_per_hour,
-                budget - self.spend
-            ),
-            Forecast::NextMonth { month_left } => format!(
-                "not this month (it ends in {month_left:.1} h); then a new budget at {:.2} USD/h",
-                self.burn_per_hour
-            ),
+            Forecast::Spent => Msg::new(MsgId::OpenaiSpent),
+            Forecast::NoBurn => Msg::new(MsgId::OpenaiNoBurn),
+            Forecast::ThisMonth => Msg::new(MsgId::OpenaiThisMonth)
+                .arg("rate", format_args!("{:.2}", self.burn_per_hour))
+                .arg("left", format_args!("{:.2}", budget - self.spend)),
+            Forecast::NextMonth { month_left } => Msg::new(MsgId::OpenaiNextMonth)
+                .arg("month_left", format_args!("{month_left:.1}"))
+                .arg("rate", format_args!("{:.2}", self.burn_per_hour)),
         };
         vec![
             Observation::number(Key::new("openai.usage.spend_usd"), self.spend).with_note(
-                format!("since {since}, {} daily buckets", self.month_buckets),
+                Msg::new(MsgId::OpenaiSince)
+                    .arg("since", since)
+                    .arg("n", self.month_buckets),
             ),
             Observation::number(Key::new("openai.usage.budget_usd"), budget),
             Observation::number(Key::new("openai.usage.budget_share"), self.spend / budget),
-            Observation::number(Key::new("openai.usage.burn_usd_per_hour"), self.burn_per_hour)
-                .with_note(format!(
-                    "last 24 h: today's bucket ({:.1} h) and {:.1}/24 of yesterday's; OpenAI reports costs late",
-                    self.hours_today,
-                    24.0 - self.hours_today
-                )),
-            Observation::number(Key::new("openai.usage.hours_to_budget"), self.hours_to_budget)
-                .with_note(forecast),
+            Observation::number(
+                Key::new("openai.usage.burn_usd_per_hour"),
+                self.burn_per_hour,
+            )
+            .with_note(
+                Msg::new(MsgId::OpenaiBurn)
+                    .arg("today", format_args!("{:.1}", self.hours_today))
+                    .arg("rest", format_args!("{:.1}", 24.0 - self.hours_today)),
+            ),
+            Observation::number(
+                Key::new("openai.usage.hours_to_budget"),
+                self.hours_to_budget,
+            )
+            .with_note(forecast),
         ]
     }
 }
