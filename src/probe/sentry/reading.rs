@@ -257,7 +257,7 @@ impl Readings {
                 p.issues.iter().filter(move |i| i.first_seen > since)
             })
             .collect();
-        fresh.sort_by(|a, b| b.count.cmp(&a.count));
+        fresh.sort_by_key(|i| std::cmp::Reverse(i.count));
         let top = fresh.iter().take(TOP).map(|i| line(i)).collect();
         Self {
             unresolved: issues().count(),
