@@ -44,12 +44,17 @@ const HOUR: i64 = 3600;
 /// One issue of a list, the fields read.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Issue {
+    /// `shortId` (`BACKEND-7F`): what people search Sentry for; cut when shown.
     pub short_id: String,
+    /// The exception and its message: a user's words (any text a request can put in an error).
     pub title: String,
+    /// Sentry's page of the issue; shown only when it is an http(s) URL of a sane length.
     pub permalink: Option<String>,
+    /// `fatal`, `error`, `warning`, …; shown as Sentry says it, cut.
     pub level: String,
     /// Events over the issue's life (`count`, a string in Sentry's answers).
     pub count: u64,
+    /// Users who met it (`userCount`).
     pub user_count: u64,
     /// Unix seconds.
     pub first_seen: i64,
@@ -62,6 +67,7 @@ pub(crate) struct Issue {
 pub(crate) struct Project {
     /// Its latest release: version and time (Unix seconds), if it has any.
     pub release: Option<(String, i64)>,
+    /// Its unresolved issues, every page read.
     pub issues: Vec<Issue>,
     /// More pages than were read: the counts are floors.
     pub capped: bool,
@@ -188,12 +194,19 @@ pub(crate) fn parse_releases(body: &[u8]) -> Result<Option<(String, i64)>, Failu
 /// The readings of one poll, before they are worded.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Readings {
+    /// Issues read over every project.
     unresolved: usize,
+    /// A project had more pages than were read: the counts are floors ("at least").
     capped: bool,
+    /// Events over the window and the current hour so far.
     events: u64,
+    /// `events` per hour of the window so far.
     per_hour: f64,
+    /// Events per hour over the rest of the 24 h.
     baseline_per_hour: f64,
+    /// `per_hour` / `baseline_per_hour`, the baseline floored at 1.
     ratio: f64,
+    /// Issues first seen within the window.
     new_issues: usize,
     /// `None` when no project has a release.
     new_since_release: Option<usize>,
@@ -201,6 +214,7 @@ pub(crate) struct Readings {
     latest_release: Option<(String, i64)>,
     /// The top new issues, already one line each.
     top: Vec<String>,
+    /// `[sentry] window`, for the notes.
     window_hours: i64,
 }
 
