@@ -23,8 +23,8 @@ pub use net::IpNet;
 pub use types::{
     Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
     LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
-    RedisConfig, RoleConfig, RunbookConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer,
-    StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    RedisConfig, RoleConfig, RunbookConfig, SentryConfig, ServerConfig, ServerLimits, SmtpConfig,
+    SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -475,6 +475,10 @@ mod tests {
                 "openai.monthly_budget",
                 "openai.organization",
                 "openai.project",
+                "sentry.token",
+                "sentry.token_file",
+                "sentry.organization",
+                "sentry.projects",
                 "redis.password",
                 "runbook.path",
                 "heartbeat.url",
@@ -508,10 +512,10 @@ mod tests {
         fn prop_no_secret_value_is_quoted(
             (key, value) in prop_oneof![
                 prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
-                    "redis.password", "openai.api_key", "openai.admin_key"])
+                    "redis.password", "openai.api_key", "openai.admin_key", "sentry.token"])
                     .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("{MARK}{g}")))),
                 prop::sample::select(vec!["smtp.password", "server.api_token", "supabase.api_key",
-                    "openai.api_key", "openai.admin_key"])
+                    "openai.api_key", "openai.admin_key", "sentry.token"])
                     .prop_flat_map(|k| (Just(k), crate::mutate::garbage().prop_map(|g| format!("\"{MARK}{g}")))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://:{MARK}@{g}"))),
                 crate::mutate::garbage().prop_map(|g| ("redis.url", format!("redis://u:{MARK}{g}@localhost"))),

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub supabase: RawSupabase,
     /// The OpenAI API and the organization's costs (off unless a key is set).
     pub openai: RawOpenai,
+    /// Sentry's web API (off unless a token is set).
+    pub sentry: RawSentry,
     pub redis: RawRedis,
     pub docker: RawDocker,
     pub smtp: RawSmtp,
@@ -147,6 +149,23 @@ pub struct RawOpenai {
     pub interval: String,
     pub usage_interval: String,
     pub timeout: String,
+}
+
+// ---- [sentry] (issue 16) ----------------------------------------------------------------------
+/// `[sentry]`: the organization's projects read through Sentry's web API, off while no token is set.
+/// `projects` takes a list or one comma-separated string (the environment's form).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSentry {
+    pub url: String,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub organization: Option<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub projects: Vec<String>,
+    pub interval: String,
+    pub timeout: String,
+    pub window: String,
 }
 
 /// `[redis]`: the server, the key patterns counted, the SCAN bounds and the counters' window.

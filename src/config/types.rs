@@ -23,6 +23,8 @@ pub struct Config {
     pub supabase: Option<SupabaseConfig>,
     /// `None` when neither `[openai] api_key` nor `admin_key` is set: both OpenAI probes are off.
     pub openai: Option<OpenaiConfig>,
+    /// `None` when `[sentry] token` is unset: the Sentry probe is off.
+    pub sentry: Option<SentryConfig>,
     pub redis: RedisConfig,
     pub docker: DockerConfig,
     pub smtp: SmtpConfig,
@@ -191,6 +193,29 @@ pub struct OpenaiUsageConfig {
     pub monthly_budget: f64,
     /// Between two reads of the costs (they move by the day; OpenAI need not be asked often).
     pub interval: Duration,
+}
+
+// ---- [sentry] (issue 16) ----------------------------------------------------------------------
+/// `[sentry]`: the unresolved issues, their events and the latest release of some projects of one
+/// organization, read through Sentry's web API with an auth token.
+#[derive(Debug, Clone)]
+pub struct SentryConfig {
+    /// Sentry's base (`https://sentry.io`, or a self-hosted one); `/api/0/...` is joined to it.
+    pub url: Url,
+    /// An auth token (`Authorization: Bearer`), with `project:read` and `event:read`.
+    pub token: Secret,
+    /// The organization's slug: it goes into the API's paths, so validation lets only a slug through.
+    pub organization: String,
+    /// The projects' slugs, at least one, no repeats (each is one path).
+    pub projects: Vec<String>,
+    /// Between two polls.
+    pub interval: Duration,
+    /// Bound on one poll, every request of every project within it; shorter than `interval`.
+    pub timeout: Duration,
+    /// The recent window: events over it are the rate compared with the rest of the last 24 h, and
+    /// an issue first seen within it is new. Whole hours from 1 h to 12 h (Sentry's issue stats
+    /// are hourly over 24 h), and at least `interval`.
+    pub window: Duration,
 }
 
 /// `Debug` shows the URL with its password replaced (see [`crate::redact_url`]).

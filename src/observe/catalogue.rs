@@ -317,6 +317,72 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "hours until a month's budget is spent at today's burn rate, counting the reset at the next month (0: spent; 8760 without spend)",
     ),
+    // ---- Sentry (`[sentry]`, issue 16; off unless configured, see [`OPTIONAL_PROBES`]) ----
+    // The configured projects' unresolved issues (`GET …/issues/?query=is:unresolved&statsPeriod=24h`)
+    // and latest release, summed over the projects; `probe::sentry` defines each reading.
+    spec(
+        "sentry.unresolved_issues",
+        "sentry",
+        Number,
+        &[],
+        "unresolved issues in the configured projects (the note says `at least` past the page cap)",
+    ),
+    spec(
+        "sentry.events",
+        "sentry",
+        Number,
+        &[],
+        "events of the unresolved issues over `[sentry] window` and the current hour so far (hourly stats)",
+    ),
+    spec(
+        "sentry.events_per_hour",
+        "sentry",
+        Number,
+        &[],
+        "`sentry.events` per hour of the window so far",
+    ),
+    spec(
+        "sentry.events_baseline_per_hour",
+        "sentry",
+        Number,
+        &[],
+        "events per hour over the rest of the last 24 h (the baseline)",
+    ),
+    spec(
+        "sentry.event_rate_ratio",
+        "sentry",
+        Number,
+        &[],
+        "events per hour now / baseline (a baseline under 1 an hour counts as 1): a spike reads well above 1",
+    ),
+    spec(
+        "sentry.new_issues",
+        "sentry",
+        Number,
+        &[],
+        "unresolved issues first seen within `[sentry] window`, whatever the deploy",
+    ),
+    spec(
+        "sentry.new_since_release",
+        "sentry",
+        Number,
+        &[],
+        "unresolved issues first seen after their project's latest release (no data without releases: the deploy is then `docker.recent_deploy`)",
+    ),
+    spec(
+        "sentry.release_age_seconds",
+        "sentry",
+        Number,
+        &[],
+        "time since the latest release of the projects was deployed (the note names it; no data without releases)",
+    ),
+    spec(
+        "sentry.top_new_issues",
+        "sentry",
+        Text,
+        &[],
+        "at most 5 issues first seen after the deploy (release, or window), most events first: short ID, title (a user's words, cut), events, users, level, link",
+    ),
     // Redis. Its two counters (evictions, rejected connections) are read as rates per minute over
     // `evidence_window`, never "since the previous poll", so a rule means the same at any interval.
     spec(
@@ -576,11 +642,16 @@ pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
 
-/// The probes that are off unless configured (`[openai]`): while no source of one has ever reported,
+/// The probes that are off unless configured (`[openai]`, `[sentry]`): while no source of one has ever reported,
 /// a cause's evidence line over it is left out of the cause (neither weighed nor unknown), so a
 /// runbook that reads them ranks causes as it did before the source existed. Once the source has
 /// reported, its lines count like any other, and its failure makes them unknown.
-pub const OPTIONAL_PROBES: &[&str] = &["openai.api", "openai.usage"];
+pub const OPTIONAL_PROBES: &[&str] = &[
+    "openai.api",
+    "openai.usage",
+    // [sentry] (issue 16)
+    "sentry",
+];
 
 /// True when `probe` (a [`Spec::probe`] or a source name) is one of the [`OPTIONAL_PROBES`].
 pub fn is_optional_probe(probe: &str) -> bool {

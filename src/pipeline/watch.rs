@@ -124,6 +124,25 @@ const OBSERVATIONS: &[(&str, &str, Option<Unit>, &str)] = &[
         None,
         "Hours until the OpenAI monthly budget is spent at today's burn rate, as the watchdog last read it",
     ),
+    // [sentry] (no series while it is off).
+    (
+        "sentry.unresolved_issues",
+        "observation_sentry_unresolved_issues",
+        None,
+        "Unresolved Sentry issues in the configured projects, as the watchdog last read them",
+    ),
+    (
+        "sentry.events_per_hour",
+        "observation_sentry_events_per_hour",
+        None,
+        "Sentry events per hour over the recent window, as the watchdog last read them",
+    ),
+    (
+        "sentry.event_rate_ratio",
+        "observation_sentry_event_rate_ratio",
+        None,
+        "Sentry events per hour now over the day's baseline, as the watchdog last read it",
+    ),
 ];
 
 /// The `severity` labels of `incidents_open`: every section has a series for each.

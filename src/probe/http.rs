@@ -91,6 +91,30 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
     false
 }
 
+/// Longest decode error quoted in a failure, in characters.
+const MAX_DECODE_ERROR: usize = 200;
+
+/// A body that is not the JSON expected (a SaaS API's answer): `what` it should have been, and the
+/// decoder's reason, cut; an HTML page (a login wall, a proxy's error) is said to be one.
+pub fn malformed(body: &[u8], what: &str, e: &dyn std::fmt::Display) -> Failure {
+    let html = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'<');
+    let head = if html {
+        format!("an HTML page, not {what}")
+    } else {
+        format!("not {what}")
+    };
+    Failure::new(
+        FailureKind::Malformed,
+        format!(
+            "{head}: {}",
+            super::truncate(&e.to_string(), MAX_DECODE_ERROR)
+        ),
+    )
+}
+
 /// Upper bound of the shared client's connect timeout.
 const MAX_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 

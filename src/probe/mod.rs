@@ -10,6 +10,7 @@ pub mod http;
 pub mod openai;
 pub mod prometheus;
 pub mod redis;
+pub mod sentry;
 pub mod status;
 pub mod supabase;
 pub mod window;
@@ -325,6 +326,8 @@ pub enum AnyProbe {
     OpenaiApi(openai::ApiProbe),
     /// The OpenAI organization's costs against the monthly budget (`openai.usage`).
     OpenaiUsage(openai::UsageProbe),
+    /// Sentry's issues, events and releases for the configured projects (`sentry`).
+    Sentry(sentry::SentryProbe),
 }
 
 /// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
@@ -370,6 +373,10 @@ pub fn build_all(
             probes.push(AnyProbe::OpenaiUsage(openai::UsageProbe::new(o)?));
         }
     }
+    // [sentry]: on with a token; its own client, which follows no redirect.
+    if let Some(s) = &config.sentry {
+        probes.push(AnyProbe::Sentry(sentry::SentryProbe::new(s)?));
+    }
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
@@ -390,6 +397,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.source(),
             Self::OpenaiApi(p) => p.source(),
             Self::OpenaiUsage(p) => p.source(),
+            Self::Sentry(p) => p.source(),
         }
     }
 
@@ -402,6 +410,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.interval(),
             Self::OpenaiApi(p) => p.interval(),
             Self::OpenaiUsage(p) => p.interval(),
+            Self::Sentry(p) => p.interval(),
         }
     }
 
@@ -414,6 +423,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.timeout(),
             Self::OpenaiApi(p) => p.timeout(),
             Self::OpenaiUsage(p) => p.timeout(),
+            Self::Sentry(p) => p.timeout(),
         }
     }
 
@@ -426,6 +436,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.wake(),
             Self::OpenaiApi(p) => p.wake(),
             Self::OpenaiUsage(p) => p.wake(),
+            Self::Sentry(p) => p.wake(),
         }
     }
 
@@ -438,6 +449,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.fast_interval(),
             Self::OpenaiApi(p) => p.fast_interval(),
             Self::OpenaiUsage(p) => p.fast_interval(),
+            Self::Sentry(p) => p.fast_interval(),
         }
     }
 
@@ -450,6 +462,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.poll(now).await,
             Self::OpenaiApi(p) => p.poll(now).await,
             Self::OpenaiUsage(p) => p.poll(now).await,
+            Self::Sentry(p) => p.poll(now).await,
         }
     }
 }

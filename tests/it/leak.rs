@@ -1,6 +1,6 @@
 //! Secrets never leave the daemon: the whole incident path, run by the real binary at trace log
-//! level with six distinctive secret values (the SMTP password, the Supabase key, the API token, a
-//! watched container's `JWT_SECRET`, and the OpenAI API and admin keys), and then every place the daemon writes or answers is searched
+//! level with seven distinctive secret values (the SMTP password, the Supabase key, the API token, a
+//! watched container's `JWT_SECRET`, the OpenAI API and admin keys, and the Sentry token), and then every place the daemon writes or answers is searched
 //! for them and their base64 forms: its logs, `/metrics`, every email (raw and decoded), the status
 //! pages, the JSON API, error pages, the `diagnose` command and the files of its data directory.
 //!
@@ -9,7 +9,7 @@
 //!
 //! The test first proves each secret was really in play, so it cannot pass vacuously: the SMTP server
 //! accepted a login over STARTTLS, the Supabase server received the key, the OpenAI server received
-//! both of its keys, the container had
+//! both of its keys, the Sentry server the token, the container had
 //! `JWT_SECRET` (and logged it) and the daemon saw it there, and the API token acknowledged and
 //! resolved the incident.
 
@@ -27,6 +27,7 @@ use crate::support::docker::{ContainerOptions, TestContainer};
 use crate::support::openai::FakeOpenai;
 use crate::support::prometheus::PrometheusServer;
 use crate::support::saas::{FakeStatusPage, FakeSupabase, PageScenario};
+use crate::support::sentry::FakeSentry;
 use crate::support::smtp::{ReceivedMail, SmtpServer, TestCa};
 use crate::support::{free_port, terminate_child, wait_for_some};
 
@@ -37,6 +38,7 @@ const API_TOKEN: &str = "api-tok-W2eR5tY7uIdF9kLm3Qx";
 const JWT_SECRET: &str = "jwt-secret-H6jK8lZ1xCgH";
 const OPENAI_API_KEY: &str = "sk-proj-openai-T3mB7wQ1zXc5";
 const OPENAI_ADMIN_KEY: &str = "sk-admin-openai-P8nV2rK6yHd4";
+const SENTRY_TOKEN: &str = "sntrys_sentry-leak-K5wE9pQ3mTz7";
 
 /// How long any one step of the path may take on a loaded machine.
 const STEP: Duration = Duration::from_secs(120);
@@ -57,6 +59,7 @@ fn needles() -> Vec<(String, String)> {
         ("JWT_SECRET", JWT_SECRET),
         ("OpenAI API key", OPENAI_API_KEY),
         ("OpenAI admin key", OPENAI_ADMIN_KEY),
+        ("Sentry token", SENTRY_TOKEN),
     ] {
         out.push((name.to_owned(), secret.to_owned()));
         for offset in 0..3 {
@@ -102,6 +105,7 @@ fn daemon_env(
     ca: &TestCa,
     supabase: &FakeSupabase,
     openai_api: &FakeOpenai,
+    sentry: &FakeSentry,
     pages: [&FakeStatusPage; 2],
     container: &TestContainer,
     data: &Path,
@@ -133,6 +137,12 @@ fn daemon_env(
             ("OPENAI__INTERVAL", "2s".into()),
             ("OPENAI__USAGE_INTERVAL", "3s".into()),
             ("OPENAI__TIMEOUT", "1s".into()),
+            ("SENTRY__URL", sentry.url().to_string()),
+            ("SENTRY__TOKEN", SENTRY_TOKEN.into()),
+            ("SENTRY__ORGANIZATION", "harven".into()),
+            ("SENTRY__PROJECTS", "harven-backend".into()),
+            ("SENTRY__INTERVAL", "2s".into()),
+            ("SENTRY__TIMEOUT", "1s".into()),
             ("STATUS__OPENAI__URL", pages[0].url().to_string()),
             ("STATUS__SUPABASE__URL", pages[1].url().to_string()),
             ("DOCKER__HOST", "unix:///var/run/docker.sock".into()),
@@ -219,6 +229,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     let supabase = FakeSupabase::start(SUPABASE_KEY).await;
     let openai_api = FakeOpenai::start(OPENAI_API_KEY, OPENAI_ADMIN_KEY).await;
     let openai = FakeStatusPage::start(PageScenario::indicator("minor")).await;
+    let sentry = FakeSentry::start(SENTRY_TOKEN, "harven", "harven-backend").await;
     let supabase_status = FakeStatusPage::start(PageScenario::indicator("none")).await;
     let container = TestContainer::start(
         ContainerOptions::new()
@@ -243,6 +254,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         &ca,
         &supabase,
         &openai_api,
+        &sentry,
         [&openai, &supabase_status],
         &container,
         data.path(),
@@ -409,6 +421,14 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
             openai_api.requests()
         );
     }
+    assert!(
+        sentry
+            .requests()
+            .iter()
+            .any(|r| r.authorization.as_deref() == Some(&*format!("Bearer {SENTRY_TOKEN}"))),
+        "the Sentry token was sent: {:?}",
+        sentry.requests()
+    );
     let inspected = container.inspect().await;
     let container_env = inspected.config.and_then(|c| c.env).unwrap_or_default();
     assert!(
@@ -444,10 +464,10 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         .expect("metrics")
         .1;
     assert!(metrics.contains("harven_watchdog_"), "{metrics}");
-    for probe in ["openai.api", "openai.usage"] {
+    for probe in ["openai.api", "openai.usage", "sentry"] {
         assert!(
             metrics.contains(&format!("harven_watchdog_probe_up{{probe=\"{probe}\"}} 1")),
-            "the OpenAI probes are in the probe families: {metrics}"
+            "the OpenAI and Sentry probes are in the probe families: {metrics}"
         );
     }
     assert!(

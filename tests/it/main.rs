@@ -33,6 +33,7 @@ mod probe_http;
 mod probe_openai;
 mod probe_prometheus;
 mod probe_redis;
+mod probe_sentry;
 mod reload;
 mod restart;
 mod scenarios;

@@ -1,5 +1,5 @@
 //! Checks the sections of the sources the probes read: `[prometheus]`, `[status.*]`, `[supabase]`,
-//! `[openai]`, `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
+//! `[openai]`, `[sentry]`, `[redis]` and `[docker]` with its `[docker.roles.*]`. Knows nothing of escalation or email.
 //!
 //! Each function checks every key of its section before it gives up (the `?`s come last), so one
 //! round of `check-config` names every problem. What a check cannot know is left to the probe at
@@ -10,7 +10,7 @@ use super::{Checker, HTTP};
 use crate::config::Origin;
 use crate::config::{
     DockerConfig, LogPattern, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
-    RedisConfig, RoleConfig, StatusPageConfig, SupabaseConfig,
+    RedisConfig, RoleConfig, SentryConfig, StatusPageConfig, SupabaseConfig,
 };
 
 /// `[prometheus]`: where it is, how often and how long to ask, the windows of its readings, and
@@ -290,6 +290,125 @@ fn is_openai_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+// ---- [sentry] (issue 16) ----------------------------------------------------------------------
+/// Most projects one Sentry probe reads: each costs a release list and up to a few pages of issues
+/// a poll, all within one timeout.
+const MAX_SENTRY_PROJECTS: usize = 10;
+
+/// `[sentry]`. `Some(None)`: valid, and the probe is off (no token). With a token, `organization`
+/// and at least one of `projects` are needed (they make the API's paths, so each must be a slug);
+/// `window` is whole hours within what Sentry's hourly issue stats over 24 h can compare with a
+/// baseline, and at least `interval`.
+pub(super) fn check_sentry(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawSentry,
+) -> Option<Option<SentryConfig>> {
+    // Checked even while the probe is off, so a bad value waits for no one to turn it on.
+    let url = c.url("sentry.url", &raw.url, HTTP);
+    let times = c.interval_timeout("sentry", &raw.interval, &raw.timeout);
+    let window = c.duration("sentry.window", &raw.window);
+    let window = window.and_then(|w| {
+        let hours = w.as_secs() / 3600;
+        if w.subsec_nanos() == 0 && w.as_secs() % 3600 == 0 && (1..=12).contains(&hours) {
+            Some(w)
+        } else {
+            c.problem(
+                "sentry.window",
+                format!(
+                    "({}) must be whole hours from 1h to 12h: Sentry's issue stats are hourly \
+                     over 24 h, and the rest of the 24 h is the baseline",
+                    humantime::format_duration(w)
+                ),
+            );
+            None
+        }
+    });
+    let window = match (window, times) {
+        (Some(w), Some((interval, _))) => c.window_of("sentry", "window", w, interval),
+        (w, _) => w,
+    };
+    let token = c.secret("sentry.token", raw.token, raw.token_file);
+    if let Some(Some(t)) = &token
+        && !t.expose().bytes().all(|b| (0x21..0x7f).contains(&b))
+    {
+        // It goes into `Authorization: Bearer …`; the message never quotes it.
+        c.problem(
+            "sentry.token",
+            "is not a valid HTTP header value (printable ASCII without spaces only)",
+        );
+    }
+    if let Some(org) = &raw.organization
+        && !is_sentry_slug(org)
+    {
+        c.problem("sentry.organization", not_a_slug(org));
+    }
+    for p in &raw.projects {
+        if !is_sentry_slug(p) {
+            c.problem("sentry.projects", not_a_slug(p));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = raw.projects.iter().find(|p| !seen.insert(p.as_str())) {
+        c.problem("sentry.projects", format!("names {dup:?} twice"));
+    }
+    if raw.projects.len() > MAX_SENTRY_PROJECTS {
+        c.problem(
+            "sentry.projects",
+            format!(
+                "names {} projects; at most {MAX_SENTRY_PROJECTS} are read",
+                raw.projects.len()
+            ),
+        );
+    }
+    let Some(token) = token? else {
+        return Some(None);
+    };
+    let organization = match raw.organization {
+        Some(o) => o,
+        None => {
+            c.problem_because(
+                "sentry.organization",
+                "sentry.token",
+                "is required when sentry.token is set (the organization's slug)",
+            );
+            return None;
+        }
+    };
+    if raw.projects.is_empty() {
+        c.problem_because(
+            "sentry.projects",
+            "sentry.token",
+            "needs at least one project slug when sentry.token is set",
+        );
+        return None;
+    }
+    let (interval, timeout) = times?;
+    Some(Some(SentryConfig {
+        url: url?,
+        token,
+        organization,
+        projects: raw.projects,
+        interval,
+        timeout,
+        window: window?,
+    }))
+}
+
+/// A Sentry slug (lowercase letters, digits, `-` and `_`, at most 50): it goes into a URL path.
+fn is_sentry_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 50
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn not_a_slug(s: &str) -> String {
+    format!(
+        "{:?} is not a Sentry slug (lowercase letters, digits, `-` and `_`, at most 50)",
+        s.chars().take(80).collect::<String>()
+    )
 }
 
 /// `[redis]`: the URL (TCP, TLS or a Unix socket), the password, the key patterns counted and the

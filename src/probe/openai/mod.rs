@@ -43,7 +43,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::BuildError;
-use super::http::read_capped;
+use super::http::{malformed, read_capped};
 use crate::config::OpenaiConfig;
 use crate::observe::{Failure, FailureKind};
 use crate::secret::Secret;
@@ -57,9 +57,6 @@ const MAX_ERROR_BODY: usize = 16 << 10;
 
 /// Longest `type` or `code` word kept from an error body.
 const MAX_WORD: usize = 40;
-
-/// Longest decode error quoted in a failure, in characters.
-const MAX_DECODE_ERROR: usize = 200;
 
 /// `Authorization: Bearer <key>` (sensitive), and `OpenAI-Organization` / `OpenAI-Project` when
 /// configured. `which` names the key in the error (`openai.api_key`), which never quotes it.
@@ -200,26 +197,6 @@ fn redirected(status: reqwest::StatusCode, from: &url::Url, headers: &HeaderMap)
         FailureKind::Status,
         format!(
             "HTTP {status}: redirected to {to}, not followed (the key stays here). Fix: [openai] url"
-        ),
-    )
-}
-
-/// A body that is not the JSON expected: `what` it should have been, and serde's reason, cut.
-fn malformed(body: &[u8], what: &str, e: &dyn std::fmt::Display) -> Failure {
-    let html = body
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'<');
-    let head = if html {
-        format!("an HTML page, not {what}")
-    } else {
-        format!("not {what}")
-    };
-    Failure::new(
-        FailureKind::Malformed,
-        format!(
-            "{head}: {}",
-            super::truncate(&e.to_string(), MAX_DECODE_ERROR)
         ),
     )
 }

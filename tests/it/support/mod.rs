@@ -24,6 +24,7 @@ pub mod procfs;
 pub mod prometheus;
 pub mod redis;
 pub mod saas;
+pub mod sentry;
 pub mod smtp;
 pub mod stack;
 
