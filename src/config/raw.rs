@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub supabase: RawSupabase,
     /// The OpenAI API and the organization's costs (off unless a key is set).
     pub openai: RawOpenai,
+    /// The team's Coolify: the application's deployments and env names (off unless `url` is set).
+    pub coolify: RawCoolify,
     pub redis: RawRedis,
     pub docker: RawDocker,
     pub smtp: RawSmtp,
@@ -146,6 +148,21 @@ pub struct RawOpenai {
     pub project: Option<String>,
     pub interval: String,
     pub usage_interval: String,
+    pub timeout: String,
+}
+
+// ---- [coolify] (issue 16) -------------------------------------------------------------------------
+/// `[coolify]`: the team's Coolify (no default `url`: off until set), its API token, the
+/// application's UUID and the env var names checked for presence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCoolify {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub application: Option<String>,
+    pub env_names: Vec<String>,
+    pub interval: String,
     pub timeout: String,
 }
 

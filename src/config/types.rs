@@ -23,6 +23,8 @@ pub struct Config {
     pub supabase: Option<SupabaseConfig>,
     /// `None` when neither `[openai] api_key` nor `admin_key` is set: both OpenAI probes are off.
     pub openai: Option<OpenaiConfig>,
+    /// `None` when `[coolify] url` is unset: the Coolify probe is off.
+    pub coolify: Option<CoolifyConfig>,
     pub redis: RedisConfig,
     pub docker: DockerConfig,
     pub smtp: SmtpConfig,
@@ -191,6 +193,25 @@ pub struct OpenaiUsageConfig {
     pub monthly_budget: f64,
     /// Between two reads of the costs (they move by the day; OpenAI need not be asked often).
     pub interval: Duration,
+}
+
+// ---- [coolify] (issue 16) -------------------------------------------------------------------------
+/// `[coolify]`: the team's Coolify and the one application the probe reads (its deployments and
+/// which env var names its configuration sets; never a value).
+#[derive(Debug, Clone)]
+pub struct CoolifyConfig {
+    /// Coolify's base (`https://coolify.example.com`); `/api/v1/...` paths are joined to it.
+    pub url: Url,
+    /// A Coolify API token (Keys & Tokens › API tokens), sent as `Authorization: Bearer`.
+    pub token: Secret,
+    /// The application's UUID in Coolify (letters and digits, as Coolify makes them).
+    pub application: String,
+    /// The env var names whose presence is checked (`JWT_SECRET`): names only, never values.
+    pub env_names: Vec<String>,
+    /// Between two polls.
+    pub interval: Duration,
+    /// Bound on each poll's requests together; shorter than `interval`.
+    pub timeout: Duration,
 }
 
 /// `Debug` shows the URL with its password replaced (see [`crate::redact_url`]).

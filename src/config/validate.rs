@@ -18,7 +18,8 @@ use url::Url;
 
 use self::escalation::{check_escalation, check_heartbeat, check_maintenance, check_smtp};
 use self::probes::{
-    check_docker, check_openai, check_prometheus, check_redis, check_status_pages, check_supabase,
+    check_coolify, check_docker, check_openai, check_prometheus, check_redis, check_status_pages,
+    check_supabase,
 };
 use super::raw::RawConfig;
 use super::types::{Config, Locale, RunbookConfig, ServerConfig, ServerLimits, StoreConfig};
@@ -270,6 +271,7 @@ pub(super) fn validate(
     let status_pages = check_status_pages(&mut c, &raw.status);
     let supabase = check_supabase(&mut c, raw.supabase);
     let openai = check_openai(&mut c, raw.openai);
+    let coolify = check_coolify(&mut c, raw.coolify);
     let redis = check_redis(&mut c, raw.redis);
     let docker = check_docker(&mut c, raw.docker);
     let smtp = check_smtp(&mut c, raw.smtp, store.as_ref());
@@ -299,6 +301,7 @@ pub(super) fn validate(
         Some(prometheus),
         Some(supabase),
         Some(openai),
+        Some(coolify),
         Some(redis),
         Some(docker),
         Some(smtp),
@@ -312,6 +315,7 @@ pub(super) fn validate(
         prometheus,
         supabase,
         openai,
+        coolify,
         redis,
         docker,
         smtp,
@@ -330,6 +334,7 @@ pub(super) fn validate(
         status_pages,
         supabase,
         openai,
+        coolify,
         redis,
         docker,
         smtp,
