@@ -5,6 +5,7 @@
 //! [`Failure`]; [`poll_once`] adds the overall timeout, so even a probe that forgot one cannot hang the
 //! daemon. [`run`] is the loop the daemon spawns per probe; `diagnose` calls [`poll_once`] directly.
 
+pub mod coolify;
 pub mod docker;
 pub mod http;
 pub mod openai;
@@ -324,6 +325,8 @@ pub enum AnyProbe {
     OpenaiApi(openai::ApiProbe),
     /// The OpenAI organization's costs against the monthly budget (`openai.usage`).
     OpenaiUsage(openai::UsageProbe),
+    /// The team's Coolify: the application's deployments and env names (`coolify`).
+    Coolify(coolify::CoolifyProbe),
 }
 
 /// Why the probes could not be built (a broken environment at start-up, such as no CA certificates).
@@ -369,6 +372,10 @@ pub fn build_all(
             probes.push(AnyProbe::OpenaiUsage(openai::UsageProbe::new(o)?));
         }
     }
+    // [coolify]: its own client, which follows no redirect (its requests carry the token).
+    if let Some(c) = &config.coolify {
+        probes.push(AnyProbe::Coolify(coolify::CoolifyProbe::new(c)?));
+    }
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
@@ -389,6 +396,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.source(),
             Self::OpenaiApi(p) => p.source(),
             Self::OpenaiUsage(p) => p.source(),
+            Self::Coolify(p) => p.source(),
         }
     }
 
@@ -401,6 +409,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.interval(),
             Self::OpenaiApi(p) => p.interval(),
             Self::OpenaiUsage(p) => p.interval(),
+            Self::Coolify(p) => p.interval(),
         }
     }
 
@@ -413,6 +422,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.timeout(),
             Self::OpenaiApi(p) => p.timeout(),
             Self::OpenaiUsage(p) => p.timeout(),
+            Self::Coolify(p) => p.timeout(),
         }
     }
 
@@ -425,6 +435,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.wake(),
             Self::OpenaiApi(p) => p.wake(),
             Self::OpenaiUsage(p) => p.wake(),
+            Self::Coolify(p) => p.wake(),
         }
     }
 
@@ -437,6 +448,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.fast_interval(),
             Self::OpenaiApi(p) => p.fast_interval(),
             Self::OpenaiUsage(p) => p.fast_interval(),
+            Self::Coolify(p) => p.fast_interval(),
         }
     }
 
@@ -449,6 +461,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.poll(now).await,
             Self::OpenaiApi(p) => p.poll(now).await,
             Self::OpenaiUsage(p) => p.poll(now).await,
+            Self::Coolify(p) => p.poll(now).await,
         }
     }
 }
