@@ -23,6 +23,7 @@ mod leak;
 mod monitoring;
 mod notify;
 mod peers;
+mod probe_coolify;
 mod probe_docker;
 mod probe_docker_evidence;
 mod probe_docker_roles;
