@@ -21,10 +21,11 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_TOKEN_CHARS};
 pub use net::IpNet;
 pub use types::{
-    Config, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig, LevelConfig, Locale,
-    LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
-    RedisConfig, RoleConfig, RunbookConfig, SentryConfig, ServerConfig, ServerLimits, SmtpConfig,
-    SmtpServer, StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
+    Config, CoolifyConfig, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig,
+    LevelConfig, Locale, LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig,
+    OpenaiUsageConfig, PrometheusConfig, RedisConfig, RoleConfig, RunbookConfig, SentryConfig,
+    ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig,
+    SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.
@@ -475,6 +476,10 @@ mod tests {
                 "openai.monthly_budget",
                 "openai.organization",
                 "openai.project",
+                "coolify.url",
+                "coolify.token",
+                "coolify.token_file",
+                "coolify.application",
                 "sentry.token",
                 "sentry.token_file",
                 "sentry.organization",

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub supabase: RawSupabase,
     /// The OpenAI API and the organization's costs (off unless a key is set).
     pub openai: RawOpenai,
+    /// The team's Coolify: the application's deployments and env names (off unless `url` is set).
+    pub coolify: RawCoolify,
     /// Sentry's web API (off unless a token is set).
     pub sentry: RawSentry,
     pub redis: RawRedis,
@@ -166,6 +168,21 @@ pub struct RawSentry {
     pub interval: String,
     pub timeout: String,
     pub window: String,
+}
+
+// ---- [coolify] (issue 16) -------------------------------------------------------------------------
+/// `[coolify]`: the team's Coolify (no default `url`: off until set), its API token, the
+/// application's UUID and the env var names checked for presence.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCoolify {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub application: Option<String>,
+    pub env_names: Vec<String>,
+    pub interval: String,
+    pub timeout: String,
 }
 
 /// `[redis]`: the server, the key patterns counted, the SCAN bounds and the counters' window.

@@ -23,6 +23,8 @@ pub struct Config {
     pub supabase: Option<SupabaseConfig>,
     /// `None` when neither `[openai] api_key` nor `admin_key` is set: both OpenAI probes are off.
     pub openai: Option<OpenaiConfig>,
+    /// `None` when `[coolify] url` is unset: the Coolify probe is off.
+    pub coolify: Option<CoolifyConfig>,
     /// `None` when `[sentry] token` is unset: the Sentry probe is off.
     pub sentry: Option<SentryConfig>,
     pub redis: RedisConfig,
@@ -216,6 +218,25 @@ pub struct SentryConfig {
     /// an issue first seen within it is new. Whole hours from 1 h to 12 h (Sentry's issue stats
     /// are hourly over 24 h), and at least `interval`.
     pub window: Duration,
+}
+
+// ---- [coolify] (issue 16) -------------------------------------------------------------------------
+/// `[coolify]`: the team's Coolify and the one application the probe reads (its deployments and
+/// which env var names its configuration sets; never a value).
+#[derive(Debug, Clone)]
+pub struct CoolifyConfig {
+    /// Coolify's base (`https://coolify.example.com`); `/api/v1/...` paths are joined to it.
+    pub url: Url,
+    /// A Coolify API token (Keys & Tokens › API tokens), sent as `Authorization: Bearer`.
+    pub token: Secret,
+    /// The application's UUID in Coolify (letters and digits, as Coolify makes them).
+    pub application: String,
+    /// The env var names whose presence is checked (`JWT_SECRET`): names only, never values.
+    pub env_names: Vec<String>,
+    /// Between two polls.
+    pub interval: Duration,
+    /// Bound on each poll's requests together; shorter than `interval`.
+    pub timeout: Duration,
 }
 
 /// `Debug` shows the URL with its password replaced (see [`crate::redact_url`]).

@@ -18,8 +18,8 @@ use url::Url;
 
 use self::escalation::{check_escalation, check_heartbeat, check_maintenance, check_smtp};
 use self::probes::{
-    check_docker, check_openai, check_prometheus, check_redis, check_sentry, check_status_pages,
-    check_supabase,
+    check_coolify, check_docker, check_openai, check_prometheus, check_redis, check_sentry,
+    check_status_pages, check_supabase,
 };
 use super::raw::RawConfig;
 use super::types::{Config, Locale, RunbookConfig, ServerConfig, ServerLimits, StoreConfig};
@@ -270,6 +270,7 @@ pub(super) fn validate(
     let prometheus = check_prometheus(&mut c, raw.prometheus);
     let status_pages = check_status_pages(&mut c, &raw.status);
     let supabase = check_supabase(&mut c, raw.supabase);
+    let coolify = check_coolify(&mut c, raw.coolify);
     let openai = check_openai(&mut c, raw.openai);
     let sentry = check_sentry(&mut c, raw.sentry);
     let redis = check_redis(&mut c, raw.redis);
@@ -302,6 +303,7 @@ pub(super) fn validate(
         Some(supabase),
         Some(openai),
         Some(sentry),
+        Some(coolify),
         Some(redis),
         Some(docker),
         Some(smtp),
@@ -316,6 +318,7 @@ pub(super) fn validate(
         supabase,
         openai,
         sentry,
+        coolify,
         redis,
         docker,
         smtp,
@@ -330,6 +333,7 @@ pub(super) fn validate(
         server,
         store,
         runbook,
+        coolify,
         prometheus,
         status_pages,
         supabase,

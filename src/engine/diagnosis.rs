@@ -284,9 +284,18 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
             }
         })
         .collect();
+    // A command that names a context line over an optional source that is off (a Coolify step
+    // while [coolify] is unset) is left out with that line, rather than shown with a raw `{{ }}`.
+    let off: Vec<&str> = cause
+        .context
+        .iter()
+        .filter(|c| condition::source_off(c, ev))
+        .filter_map(|c| c.name.as_deref())
+        .collect();
     let commands = cause
         .commands
         .iter()
+        .filter(|cmd| !off.iter().any(|name| names_placeholder(cmd, name)))
         .map(|cmd| fill(cmd, &context))
         .collect();
     let vendor = cause
@@ -338,6 +347,11 @@ fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)], ev: &Eviden
         })
         .collect();
     parts.join(", ")
+}
+
+/// True when `command` has a `{{ name }}` (or `{{name}}`) placeholder.
+fn names_placeholder(command: &str, name: &str) -> bool {
+    command.contains(&format!("{{{{ {name} }}}}")) || command.contains(&format!("{{{{{name}}}}}"))
 }
 
 /// Fills `{{ name }}` placeholders from the context; an unobserved one reads `?` (a command

@@ -504,3 +504,68 @@ fn an_optional_source_that_is_off_is_left_out_and_once_configured_it_counts() {
     let quota = cause(&e, "openai_quota", "openai_quota.quota_exceeded");
     assert_eq!(quota.status, CauseStatus::RuledOut);
 }
+
+/// `[coolify]` (issue 16): while it is off, §6's Coolify rollback commands of `errors.bad_deploy`
+/// are left out with the context lines they name (never shown with a raw `{{ }}`), and the Docker and
+/// git steps stay; once Coolify reports, they name the previous deployment and its commit.
+#[test]
+fn coolify_rollback_commands_are_left_out_while_off_and_filled_once_it_reports() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    let bad_deploy = |e: &Evaluation| {
+        section(e, "errors")
+            .diagnosis
+            .causes
+            .iter()
+            .find(|c| c.id == "errors.bad_deploy")
+            .expect("cause")
+            .clone()
+    };
+    ev.apply(report("docker", 0, Vec::new()));
+    let off = bad_deploy(&eng.evaluate(&ev, at(0)));
+    assert!(
+        off.commands
+            .iter()
+            .all(|c| !c.contains("{{") && !c.contains("oolify")),
+        "{:?}",
+        off.commands
+    );
+    assert!(off.commands.iter().any(|c| c == "git checkout HEAD~1"));
+    assert!(
+        !off.evidence
+            .iter()
+            .any(|l| l.condition.starts_with("coolify."))
+    );
+
+    let word = |name: &'static str, v: &str| Observation::text(Key::new(name), v);
+    ev.apply(report(
+        "coolify",
+        15,
+        vec![
+            Observation::number(Key::new("coolify.deploy_age_seconds"), 300.0),
+            Observation::boolean(Key::new("coolify.deploying"), false),
+            word("coolify.current_deployment", "m2kq9x"),
+            word("coolify.current_commit", "9f8e7d6c"),
+            word("coolify.previous_deployment", "h7pz3a"),
+            word("coolify.previous_commit", "1234abcd"),
+            word("coolify.application", "k8cw4s0k"),
+        ],
+    ));
+    let on = bad_deploy(&eng.evaluate(&ev, at(15)));
+    assert_eq!(on.status, CauseStatus::Likely);
+    assert!(
+        on.commands
+            .iter()
+            .any(|c| c.contains("h7pz3a") && c.contains("1234abcd") && !c.contains("{{")),
+        "{:?}",
+        on.commands
+    );
+    assert!(
+        on.commands
+            .iter()
+            .any(|c| c == "coolify app rollback run k8cw4s0k --commit 1234abcd"),
+        "{:?}",
+        on.commands
+    );
+    assert!(on.commands.len() > off.commands.len());
+}

@@ -202,6 +202,30 @@ msgs! {
     /// A rule over an optional source that is configured and fails: `{source}`, `{failure}`.
     BlindSourceFailing => msg_blind_source_failing,
     // The OpenAI probes and the alert inbox (issue 16).
+    /// No Sentry release: the deploy is Docker's.
+    SentryNoRelease => msg_sentry_no_release,
+    /// No Sentry release.
+    SentryNoReleaseShort => msg_sentry_no_release_short,
+    /// `{version}`: the latest release.
+    SentryRelease => msg_sentry_release,
+    /// `{n}` unresolved issues.
+    SentryUnresolved => msg_sentry_unresolved,
+    /// `{n}`: a floor (the page cap was reached).
+    SentryUnresolvedFloor => msg_sentry_unresolved_floor,
+    /// `{h}` hours.
+    SentryEvents => msg_sentry_events,
+    /// `{h}` hours; a floor.
+    SentryEventsFloor => msg_sentry_events_floor,
+    /// `{id}`: the deployment in progress.
+    CoolifyDeployment => msg_coolify_deployment,
+    /// Coolify lists no deployment.
+    CoolifyNoDeployment => msg_coolify_no_deployment,
+    /// No finished deployment.
+    CoolifyNoFinished => msg_coolify_no_finished,
+    /// No earlier finished deployment.
+    CoolifyNoEarlier => msg_coolify_no_earlier,
+    /// A value that is not a safe word.
+    CoolifyNotSafe => msg_coolify_not_safe,
     /// `{n}` models listed.
     OpenaiModels => msg_openai_models,
     /// `{timeout}`: no answer once connected.

@@ -124,6 +124,57 @@ pub(super) const EN: &[(&str, &str)] = &[
     ("docker.role_containers", "containers matching {of} role"),
     ("docker.replicas", "{of} replicas"),
     ("docker.worst_replica", "{of} replica to look at first"),
+    ("sentry.unresolved_issues", "Sentry's unresolved issues"),
+    ("sentry.events", "Sentry events over the window"),
+    ("sentry.events_per_hour", "Sentry events per hour now"),
+    (
+        "sentry.events_baseline_per_hour",
+        "usual Sentry events per hour (the rest of the day)",
+    ),
+    (
+        "sentry.event_rate_ratio",
+        "Sentry's event rate against its baseline",
+    ),
+    (
+        "sentry.new_issues",
+        "Sentry issues first seen within the window",
+    ),
+    (
+        "sentry.new_since_release",
+        "Sentry issues first seen since the latest release",
+    ),
+    (
+        "sentry.release_age_seconds",
+        "age of the latest Sentry release",
+    ),
+    ("sentry.top_new_issues", "the top new Sentry issues"),
+    ("coolify.application", "the Coolify application"),
+    ("coolify.deploying", "Coolify is deploying"),
+    (
+        "coolify.last_status",
+        "status of the latest Coolify deployment",
+    ),
+    (
+        "coolify.deploy_age_seconds",
+        "time since the current Coolify deployment finished",
+    ),
+    (
+        "coolify.current_deployment",
+        "the current Coolify deployment",
+    ),
+    ("coolify.current_commit", "the current deployment's commit"),
+    (
+        "coolify.previous_deployment",
+        "the previous Coolify deployment",
+    ),
+    (
+        "coolify.previous_commit",
+        "the previous deployment's commit",
+    ),
+    (
+        "coolify.env_set",
+        "{var} set in the app's Coolify configuration",
+    ),
     // [openai] and the alert webhook (issue 16).
     ("openai.api.ok", "OpenAI's API answers (GET /v1/models)"),
     ("openai.api.status", "HTTP status of OpenAI's API"),
@@ -306,6 +357,63 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
     ),
     ("docker.replicas", "réplicas {of}"),
     ("docker.worst_replica", "a réplica {of} a olhar primeiro"),
+    (
+        "sentry.unresolved_issues",
+        "issues não resolvidas no Sentry",
+    ),
+    ("sentry.events", "eventos do Sentry na janela"),
+    ("sentry.events_per_hour", "eventos do Sentry por hora agora"),
+    (
+        "sentry.events_baseline_per_hour",
+        "eventos do Sentry por hora habituais (o resto do dia)",
+    ),
+    (
+        "sentry.event_rate_ratio",
+        "taxa de eventos do Sentry frente à linha de base",
+    ),
+    (
+        "sentry.new_issues",
+        "issues do Sentry vistas pela primeira vez na janela",
+    ),
+    (
+        "sentry.new_since_release",
+        "issues do Sentry vistas pela primeira vez desde a última release",
+    ),
+    (
+        "sentry.release_age_seconds",
+        "idade da última release no Sentry",
+    ),
+    (
+        "sentry.top_new_issues",
+        "as principais issues novas do Sentry",
+    ),
+    ("coolify.application", "a aplicação no Coolify"),
+    ("coolify.deploying", "o Coolify está implantando"),
+    (
+        "coolify.last_status",
+        "status da última implantação no Coolify",
+    ),
+    (
+        "coolify.deploy_age_seconds",
+        "tempo desde que a implantação atual do Coolify terminou",
+    ),
+    (
+        "coolify.current_deployment",
+        "a implantação atual no Coolify",
+    ),
+    ("coolify.current_commit", "o commit da implantação atual"),
+    (
+        "coolify.previous_deployment",
+        "a implantação anterior no Coolify",
+    ),
+    (
+        "coolify.previous_commit",
+        "o commit da implantação anterior",
+    ),
+    (
+        "coolify.env_set",
+        "{var} definida na configuração do app no Coolify",
+    ),
     // [openai] e o webhook de alertas (issue 16).
     ("openai.api.ok", "a API da OpenAI responde (GET /v1/models)"),
     ("openai.api.status", "status HTTP da API da OpenAI"),

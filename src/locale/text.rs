@@ -320,6 +320,30 @@ pub struct Text {
     pub msg_source_unreachable: &'static str,
     /// `{source}`; `{failure}`: the source's failure. A blind spot's words (`doctor`).
     pub msg_blind_source_failing: &'static str,
+    /// No Sentry release: the deploy is Docker's.
+    pub msg_sentry_no_release: &'static str,
+    /// No Sentry release.
+    pub msg_sentry_no_release_short: &'static str,
+    /// `{version}`: the latest release.
+    pub msg_sentry_release: &'static str,
+    /// `{n}` unresolved issues.
+    pub msg_sentry_unresolved: &'static str,
+    /// `{n}`: a floor (the page cap was reached).
+    pub msg_sentry_unresolved_floor: &'static str,
+    /// `{h}` hours.
+    pub msg_sentry_events: &'static str,
+    /// `{h}` hours; a floor.
+    pub msg_sentry_events_floor: &'static str,
+    /// `{id}`: the deployment in progress.
+    pub msg_coolify_deployment: &'static str,
+    /// Coolify lists no deployment.
+    pub msg_coolify_no_deployment: &'static str,
+    /// No finished deployment.
+    pub msg_coolify_no_finished: &'static str,
+    /// No earlier finished deployment.
+    pub msg_coolify_no_earlier: &'static str,
+    /// A value that is not a safe word.
+    pub msg_coolify_not_safe: &'static str,
     /// `{n}` models listed.
     pub msg_openai_models: &'static str,
     /// `{timeout}`: no answer once connected.

@@ -383,6 +383,73 @@ pub const CATALOGUE: &[Spec] = &[
         &[],
         "at most 5 issues first seen after the deploy (release, or window), most events first: short ID, title (a user's words, cut), events, users, level, link",
     ),
+    // ---- Coolify (`[coolify]`, issue 16; off unless configured, see [`OPTIONAL_PROBES`]) ----
+    // The application's deployments (newest first; previews of pull requests left out) and which
+    // `[coolify] env_names` its configuration sets. Texts are peers' words cut to safe words (the
+    // runbook pastes them into commands); no env value is ever read into a reading.
+    spec(
+        "coolify.application",
+        "coolify",
+        Text,
+        &[],
+        "`[coolify] application`: the application's UUID, for the runbook's commands",
+    ),
+    spec(
+        "coolify.deploying",
+        "coolify",
+        Bool,
+        &[],
+        "a deployment of the application is queued or in progress",
+    ),
+    spec(
+        "coolify.last_status",
+        "coolify",
+        Text,
+        &[],
+        "the newest deployment's status: queued | in_progress | finished | failed | cancelled-by-user",
+    ),
+    spec(
+        "coolify.deploy_age_seconds",
+        "coolify",
+        Number,
+        &[],
+        "time since the current deployment (the newest finished one) finished (no data without one)",
+    ),
+    spec(
+        "coolify.current_deployment",
+        "coolify",
+        Text,
+        &[],
+        "the current deployment's UUID",
+    ),
+    spec(
+        "coolify.current_commit",
+        "coolify",
+        Text,
+        &[],
+        "the commit the current deployment built",
+    ),
+    spec(
+        "coolify.previous_deployment",
+        "coolify",
+        Text,
+        &[],
+        "the UUID of the finished deployment before the current one: what a rollback goes back to",
+    ),
+    spec(
+        "coolify.previous_commit",
+        "coolify",
+        Text,
+        &[],
+        "the commit the previous deployment built",
+    ),
+    spec(
+        "coolify.env_set",
+        "coolify",
+        Bool,
+        &["var"],
+        "the env var name is set (not empty) in the application's configuration in Coolify; never its value",
+    ),
     // Redis. Its two counters (evictions, rejected connections) are read as rates per minute over
     // `evidence_window`, never "since the previous poll", so a rule means the same at any interval.
     spec(
@@ -642,7 +709,7 @@ pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
 
-/// The probes that are off unless configured (`[openai]`, `[sentry]`): while no source of one has ever reported,
+/// The probes that are off unless configured (`[openai]`, `[sentry]`, `[coolify]`, `[sentry]`): while no source of one has ever reported,
 /// a cause's evidence line over it is left out of the cause (neither weighed nor unknown), so a
 /// runbook that reads them ranks causes as it did before the source existed. Once the source has
 /// reported, its lines count like any other, and its failure makes them unknown.
@@ -651,6 +718,8 @@ pub const OPTIONAL_PROBES: &[&str] = &[
     "openai.usage",
     // [sentry] (issue 16)
     "sentry",
+    // [coolify] (issue 16).
+    "coolify",
 ];
 
 /// True when `probe` (a [`Spec::probe`] or a source name) is one of the [`OPTIONAL_PROBES`].

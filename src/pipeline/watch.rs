@@ -143,6 +143,13 @@ const OBSERVATIONS: &[(&str, &str, Option<Unit>, &str)] = &[
         None,
         "Sentry events per hour now over the day's baseline, as the watchdog last read it",
     ),
+    // [coolify] (issue 16; no series while it is off).
+    (
+        "coolify.deploy_age_seconds",
+        "observation_coolify_deploy_age",
+        Some(Unit::Seconds),
+        "Time since the application's current Coolify deployment finished, as the watchdog last read it",
+    ),
 ];
 
 /// The `severity` labels of `incidents_open`: every section has a series for each.

@@ -5,6 +5,7 @@
 //! [`Failure`]; [`poll_once`] adds the overall timeout, so even a probe that forgot one cannot hang the
 //! daemon. [`run`] is the loop the daemon spawns per probe; `diagnose` calls [`poll_once`] directly.
 
+pub mod coolify;
 pub mod docker;
 pub mod http;
 pub mod openai;
@@ -324,6 +325,8 @@ pub enum AnyProbe {
     Docker(docker::DockerProbe),
     /// OpenAI's API, from our side (`openai.api`).
     OpenaiApi(openai::ApiProbe),
+    /// The team's Coolify: the application's deployments and env names (`coolify`).
+    Coolify(coolify::CoolifyProbe),
     /// The OpenAI organization's costs against the monthly budget (`openai.usage`).
     OpenaiUsage(openai::UsageProbe),
     /// Sentry's issues, events and releases for the configured projects (`sentry`).
@@ -377,6 +380,10 @@ pub fn build_all(
     if let Some(s) = &config.sentry {
         probes.push(AnyProbe::Sentry(sentry::SentryProbe::new(s)?));
     }
+    // [coolify]: its own client, which follows no redirect (its requests carry the token).
+    if let Some(c) = &config.coolify {
+        probes.push(AnyProbe::Coolify(coolify::CoolifyProbe::new(c)?));
+    }
     probes.push(AnyProbe::Redis(redis::RedisProbe::new(
         config.redis.clone(),
     )?));
@@ -397,6 +404,7 @@ impl Probe for AnyProbe {
             Self::Docker(p) => p.source(),
             Self::OpenaiApi(p) => p.source(),
             Self::OpenaiUsage(p) => p.source(),
+            Self::Coolify(p) => p.source(),
             Self::Sentry(p) => p.source(),
         }
     }
@@ -409,6 +417,7 @@ impl Probe for AnyProbe {
             Self::Supabase(p) => p.interval(),
             Self::Docker(p) => p.interval(),
             Self::OpenaiApi(p) => p.interval(),
+            Self::Coolify(p) => p.interval(),
             Self::OpenaiUsage(p) => p.interval(),
             Self::Sentry(p) => p.interval(),
         }
@@ -421,6 +430,7 @@ impl Probe for AnyProbe {
             Self::Status(p) => p.timeout(),
             Self::Supabase(p) => p.timeout(),
             Self::Docker(p) => p.timeout(),
+            Self::Coolify(p) => p.timeout(),
             Self::OpenaiApi(p) => p.timeout(),
             Self::OpenaiUsage(p) => p.timeout(),
             Self::Sentry(p) => p.timeout(),
@@ -433,6 +443,7 @@ impl Probe for AnyProbe {
             Self::Redis(p) => p.wake(),
             Self::Status(p) => p.wake(),
             Self::Supabase(p) => p.wake(),
+            Self::Coolify(p) => p.wake(),
             Self::Docker(p) => p.wake(),
             Self::OpenaiApi(p) => p.wake(),
             Self::OpenaiUsage(p) => p.wake(),
@@ -445,6 +456,7 @@ impl Probe for AnyProbe {
             Self::Prometheus(p) => p.fast_interval(),
             Self::Redis(p) => p.fast_interval(),
             Self::Status(p) => p.fast_interval(),
+            Self::Coolify(p) => p.fast_interval(),
             Self::Supabase(p) => p.fast_interval(),
             Self::Docker(p) => p.fast_interval(),
             Self::OpenaiApi(p) => p.fast_interval(),
@@ -457,6 +469,7 @@ impl Probe for AnyProbe {
         match self {
             Self::Prometheus(p) => p.poll(now).await,
             Self::Redis(p) => p.poll(now).await,
+            Self::Coolify(p) => p.poll(now).await,
             Self::Status(p) => p.poll(now).await,
             Self::Supabase(p) => p.poll(now).await,
             Self::Docker(p) => p.poll(now).await,

@@ -1,6 +1,7 @@
 //! Secrets never leave the daemon: the whole incident path, run by the real binary at trace log
-//! level with seven distinctive secret values (the SMTP password, the Supabase key, the API token, a
-//! watched container's `JWT_SECRET`, the OpenAI API and admin keys, and the Sentry token), and then every place the daemon writes or answers is searched
+//! level with eight distinctive secret values (the SMTP password, the Supabase key, the API token, a
+//! watched container's `JWT_SECRET`, the OpenAI API and admin keys, the Sentry token and the
+//! Coolify token), and then every place the daemon writes or answers is searched
 //! for them and their base64 forms: its logs, `/metrics`, every email (raw and decoded), the status
 //! pages, the JSON API, error pages, the `diagnose` command and the files of its data directory.
 //!
@@ -9,7 +10,8 @@
 //!
 //! The test first proves each secret was really in play, so it cannot pass vacuously: the SMTP server
 //! accepted a login over STARTTLS, the Supabase server received the key, the OpenAI server received
-//! both of its keys, the Sentry server the token, the container had
+//! both of its keys, the Sentry server the token, the Coolify server received its token (and served
+//! `JWT_SECRET`'s value in the app's envs and build logs), the container had
 //! `JWT_SECRET` (and logged it) and the daemon saw it there, and the API token acknowledged and
 //! resolved the incident.
 
@@ -22,6 +24,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::json;
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+use crate::support::coolify::{Dep as CoolifyDep, FakeCoolify};
 use crate::support::daemon::{prometheus_env, quick_runbook};
 use crate::support::docker::{ContainerOptions, TestContainer};
 use crate::support::openai::FakeOpenai;
@@ -37,6 +40,9 @@ const SUPABASE_KEY: &str = "supa-key-R4tY8uIo2PaS";
 const API_TOKEN: &str = "api-tok-W2eR5tY7uIdF9kLm3Qx";
 const JWT_SECRET: &str = "jwt-secret-H6jK8lZ1xCgH";
 const OPENAI_API_KEY: &str = "sk-proj-openai-T3mB7wQ1zXc5";
+const COOLIFY_TOKEN: &str = "9|coolify-tok-G5hJ2kL8mN4b";
+/// The application the fake Coolify knows.
+const COOLIFY_APP: &str = "k8cw4s0kgsw4gcw8o0ckc4os";
 const OPENAI_ADMIN_KEY: &str = "sk-admin-openai-P8nV2rK6yHd4";
 const SENTRY_TOKEN: &str = "sntrys_sentry-leak-K5wE9pQ3mTz7";
 
@@ -57,6 +63,7 @@ fn needles() -> Vec<(String, String)> {
         ("Supabase key", SUPABASE_KEY),
         ("API token", API_TOKEN),
         ("JWT_SECRET", JWT_SECRET),
+        ("Coolify token", COOLIFY_TOKEN),
         ("OpenAI API key", OPENAI_API_KEY),
         ("OpenAI admin key", OPENAI_ADMIN_KEY),
         ("Sentry token", SENTRY_TOKEN),
@@ -104,6 +111,7 @@ fn daemon_env(
     smtp: &SmtpServer,
     ca: &TestCa,
     supabase: &FakeSupabase,
+    coolify: &FakeCoolify,
     openai_api: &FakeOpenai,
     sentry: &FakeSentry,
     pages: [&FakeStatusPage; 2],
@@ -133,6 +141,11 @@ fn daemon_env(
             ("OPENAI__URL", openai_api.url().to_string()),
             ("OPENAI__API_KEY", OPENAI_API_KEY.into()),
             ("OPENAI__ADMIN_KEY", OPENAI_ADMIN_KEY.into()),
+            ("COOLIFY__URL", coolify.url().to_string()),
+            ("COOLIFY__TOKEN", COOLIFY_TOKEN.into()),
+            ("COOLIFY__APPLICATION", COOLIFY_APP.into()),
+            ("COOLIFY__INTERVAL", "2s".into()),
+            ("COOLIFY__TIMEOUT", "1s".into()),
             ("OPENAI__MONTHLY_BUDGET", "500".into()),
             ("OPENAI__INTERVAL", "2s".into()),
             ("OPENAI__USAGE_INTERVAL", "3s".into()),
@@ -228,6 +241,16 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     );
     let supabase = FakeSupabase::start(SUPABASE_KEY).await;
     let openai_api = FakeOpenai::start(OPENAI_API_KEY, OPENAI_ADMIN_KEY).await;
+    // Coolify serves JWT_SECRET's value in the envs and prints it in every deployment's logs.
+    let coolify = FakeCoolify::start(COOLIFY_TOKEN, COOLIFY_APP).await;
+    coolify.set_envs(&[("JWT_SECRET", JWT_SECRET)]);
+    coolify.set_deployments(vec![CoolifyDep {
+        uuid: "m2kq9xw8c0s4",
+        commit: "9f8e7d6c5b4a39281706f5e4d3c2b1a098f7e6d5",
+        status: "finished",
+        age_seconds: 600,
+        pull_request_id: 0,
+    }]);
     let openai = FakeStatusPage::start(PageScenario::indicator("minor")).await;
     let sentry = FakeSentry::start(SENTRY_TOKEN, "harven", "harven-backend").await;
     let supabase_status = FakeStatusPage::start(PageScenario::indicator("none")).await;
@@ -253,6 +276,7 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         &smtp,
         &ca,
         &supabase,
+        &coolify,
         &openai_api,
         &sentry,
         [&openai, &supabase_status],
@@ -360,6 +384,14 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         "the alert webhook".to_owned(),
         hook.text().await.expect("body"),
     ));
+    for path in ["/deployments/applications/", "/envs"] {
+        assert!(
+            coolify.requests().iter().any(|(p, a)| p.contains(path)
+                && a.as_deref() == Some(&*format!("Bearer {COOLIFY_TOKEN}"))),
+            "the Coolify token was sent for {path}: {:?}",
+            coolify.requests()
+        );
+    }
     let wrong_hook = post(
         "/api/webhooks/alertmanager".to_owned(),
         &format!("{API_TOKEN}x"),
@@ -464,10 +496,10 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
         .expect("metrics")
         .1;
     assert!(metrics.contains("harven_watchdog_"), "{metrics}");
-    for probe in ["openai.api", "openai.usage", "sentry"] {
+    for probe in ["openai.api", "openai.usage", "sentry", "coolify"] {
         assert!(
             metrics.contains(&format!("harven_watchdog_probe_up{{probe=\"{probe}\"}} 1")),
-            "the OpenAI and Sentry probes are in the probe families: {metrics}"
+            "the OpenAI, Sentry and Coolify probes are in the probe families: {metrics}"
         );
     }
     assert!(
@@ -529,6 +561,10 @@ async fn no_secret_reaches_logs_metrics_emails_pages_api_or_files() {
     assert!(
         report.contains("openai.api.latency_seconds") && report.contains("openai.usage.spend_usd"),
         "diagnose shows the OpenAI probes' observations: {report}"
+    );
+    assert!(
+        report.contains("coolify.env_set") && report.contains("coolify.current_commit"),
+        "diagnose shows the Coolify probe's observations: {report}"
     );
     assert_clean("diagnose --json", &report);
     assert_clean("the diagnose log", &String::from_utf8_lossy(&out.stderr));

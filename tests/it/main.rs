@@ -25,6 +25,7 @@ mod monitoring;
 mod notify;
 mod one_language;
 mod peers;
+mod probe_coolify;
 mod probe_docker;
 mod probe_docker_evidence;
 mod probe_docker_roles;

@@ -13,7 +13,7 @@ use harven_watchdog::probe::{self, Probe, ProbeMetrics, poll_once};
 use harven_watchdog::secret::Secret;
 
 use crate::support::saas::{FakeStatusPage, FakeSupabase, Health, PageScenario};
-use crate::support::{self, Captured, free_port};
+use crate::support::{self, Captured, free_port, outcome};
 
 /// Request timeout of the probes under test: short, so hangs are cut off quickly.
 const TIMEOUT: Duration = Duration::from_secs(1);
@@ -55,19 +55,6 @@ async fn poll<P: Probe>(probe: &mut P) -> ProbeReport {
     tokio::time::timeout(HANG_BOUND, poll_once(probe, &Clock::system()))
         .await
         .unwrap_or_else(|_| panic!("a poll of {} was not cut off", probe.source()))
-}
-
-/// The outcome of `key` in a successful report.
-fn outcome<'a>(report: &'a ProbeReport, key: &Key) -> &'a Outcome {
-    let observations = report
-        .result
-        .as_ref()
-        .unwrap_or_else(|f| panic!("{} failed: {f}", report.source));
-    &observations
-        .iter()
-        .find(|o| &o.key == key)
-        .unwrap_or_else(|| panic!("no {key} in {observations:?}"))
-        .outcome
 }
 
 fn text(report: &ProbeReport, key: &Key) -> String {

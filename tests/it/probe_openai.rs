@@ -4,7 +4,6 @@
 //! they feed as the top cause (with a real Prometheus scraping the simulated backend where the
 //! symptom is the backend's).
 
-use std::process::Command;
 use std::time::Duration;
 
 use harven_watchdog::clock::Clock;
@@ -14,11 +13,13 @@ use harven_watchdog::probe::openai::{ApiProbe, UsageProbe};
 use harven_watchdog::probe::{Probe, ProbeMetrics, poll_once};
 use harven_watchdog::secret::Secret;
 
-use crate::support::backend::{Scenario, SimBackend, StatusStyle};
+use crate::support::backend::Scenario;
 use crate::support::openai::{Answer, FakeOpenai, Spend};
-use crate::support::prometheus::PrometheusServer;
 use crate::support::saas::{FakeStatusPage, PageScenario};
-use crate::support::{self, Captured, free_port};
+use crate::support::{
+    self, BackendSymptom, Captured, assert_top_holding, diagnose_json as diagnose,
+    diagnosis_causes as causes, free_port, observed,
+};
 
 /// The keys the fake accepts: distinctive, so a leak is found by search.
 const API_KEY: &str = "sk-proj-CANARYapi7Qm2Zx9Lw4Rt";
@@ -67,15 +68,7 @@ async fn poll<P: Probe>(probe: &mut P) -> ProbeReport {
 }
 
 fn outcome<'a>(report: &'a ProbeReport, name: &'static str) -> &'a Outcome {
-    let observations = report
-        .result
-        .as_ref()
-        .unwrap_or_else(|f| panic!("{} failed: {f}", report.source));
-    &observations
-        .iter()
-        .find(|o| o.key == Key::new(name))
-        .unwrap_or_else(|| panic!("no {name} in {observations:?}"))
-        .outcome
+    support::outcome(report, &Key::new(name))
 }
 
 fn number(report: &ProbeReport, name: &'static str) -> f64 {
@@ -415,44 +408,6 @@ async fn neither_openai_key_leaks_anywhere() {
     }
 }
 
-/// `harven-watchdog diagnose --json` with the sources in `env` (and no Docker, no Redis), its report.
-fn diagnose(env: &[(&str, String)], data: &std::path::Path) -> serde_json::Value {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harven-watchdog"));
-    cmd.args(["diagnose", "--json"])
-        .env("HARVEN_WATCHDOG__STORE__PATH", data.join("watchdog.db"))
-        .env(
-            "HARVEN_WATCHDOG__REDIS__URL",
-            format!("redis://127.0.0.1:{}", free_port()),
-        )
-        .env(
-            "HARVEN_WATCHDOG__DOCKER__HOST",
-            "unix:///nonexistent/docker.sock",
-        )
-        .env("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en");
-    for (k, v) in env {
-        cmd.env(format!("HARVEN_WATCHDOG__{k}"), v);
-    }
-    let out = cmd.output().expect("run diagnose");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
-
-/// The ranked causes of `section` in a `diagnose` report.
-fn causes<'a>(report: &'a serde_json::Value, section: &str) -> &'a Vec<serde_json::Value> {
-    report["diagnoses"]
-        .as_array()
-        .expect("diagnoses")
-        .iter()
-        .find(|d| d["section"] == section)
-        .unwrap_or_else(|| panic!("no {section} diagnosis: {report:#}"))["diagnosis"]["causes"]
-        .as_array()
-        .expect("causes")
-}
-
 /// The OpenAI and status-page settings of a `diagnose` run against the fakes.
 fn openai_env(
     server: &FakeOpenai,
@@ -508,19 +463,12 @@ async fn diagnose_names_quota_exceeded_from_the_openai_probes_before_any_429_in_
             "{rule} holds: {symptoms:?}"
         );
     }
-    let observed = |name: &str| {
-        report["observations"]
-            .as_array()
-            .expect("observations")
-            .iter()
-            .any(|o| o["key"] == name && o["state"] == "value")
-    };
     for name in [
         "openai.api.error",
         "openai.usage.spend_usd",
         "openai.usage.hours_to_budget",
     ] {
-        assert!(observed(name), "diagnose shows {name}: {report:#}");
+        assert!(observed(&report, name), "diagnose shows {name}: {report:#}");
     }
 
     // The admin key refused: the usage source fails, and its rule is a blind spot with the fix.
@@ -561,22 +509,13 @@ async fn diagnose_backend_symptom(
     over: f64,
     models: Answer,
 ) -> serde_json::Value {
-    let backend = SimBackend::start(StatusStyle::Exact, scenario).await;
-    let prom = PrometheusServer::start(&[backend.target()]).await;
+    let symptom = BackendSymptom::start(scenario, query, over).await;
     let server = FakeOpenai::start(API_KEY, ADMIN_KEY).await;
     server.set_models(models);
-    let openai_page = FakeStatusPage::start(PageScenario::indicator("none")).await;
-    let supabase_page = FakeStatusPage::start(PageScenario::indicator("none")).await;
-    prom.wait_for(
-        query,
-        |s| s.iter().any(|x| x.value > over),
-        Duration::from_secs(60),
-    )
-    .await;
     let data = tempfile::tempdir().expect("tempdir");
-    let mut env = openai_env(&server, [&openai_page, &supabase_page], ADMIN_KEY);
-    env.push(("PROMETHEUS__URL", prom.url().to_string()));
-    env.push(("PROMETHEUS__WINDOW", "30s".to_owned()));
+    let [openai_page, supabase_page] = &symptom.pages;
+    let mut env = openai_env(&server, [openai_page, supabase_page], ADMIN_KEY);
+    env.extend(symptom.env());
     diagnose(&env, data.path())
 }
 
@@ -592,17 +531,10 @@ async fn diagnose_names_openai_slow_from_our_own_probe_while_the_status_page_is_
         Answer::Slow(Duration::from_millis(2500)),
     )
     .await;
-    let latency = causes(&report, "latency");
-    assert_eq!(latency[0]["id"], "latency.openai_slow", "{latency:#?}");
-    assert_eq!(latency[0]["status"], "likely");
-    let lines = latency[0]["evidence"].as_array().expect("evidence");
-    assert!(
-        lines.iter().any(|l| l["condition"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("openai.api.latency_seconds")
-            && l["truth"] == "holds"),
-        "{lines:#?}"
+    assert_top_holding(
+        causes(&report, "latency"),
+        "latency.openai_slow",
+        "openai.api.latency_seconds",
     );
 }
 

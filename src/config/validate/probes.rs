@@ -9,8 +9,8 @@
 use super::{Checker, HTTP};
 use crate::config::Origin;
 use crate::config::{
-    DockerConfig, LogPattern, NamePattern, OpenaiConfig, OpenaiUsageConfig, PrometheusConfig,
-    RedisConfig, RoleConfig, SentryConfig, StatusPageConfig, SupabaseConfig,
+    CoolifyConfig, DockerConfig, LogPattern, NamePattern, OpenaiConfig, OpenaiUsageConfig,
+    PrometheusConfig, RedisConfig, RoleConfig, SentryConfig, StatusPageConfig, SupabaseConfig,
 };
 
 /// `[prometheus]`: where it is, how often and how long to ask, the windows of its readings, and
@@ -409,6 +409,116 @@ fn not_a_slug(s: &str) -> String {
         "{:?} is not a Sentry slug (lowercase letters, digits, `-` and `_`, at most 50)",
         s.chars().take(80).collect::<String>()
     )
+}
+
+// ---- [coolify] (issue 16) -------------------------------------------------------------------------
+
+/// Most env var names `[coolify] env_names` may list: each is a reading and a metric-free label,
+/// and a runbook checks a handful.
+const MAX_ENV_NAMES: usize = 32;
+
+/// `[coolify]`. `Some(None)`: valid, and the probe is off (`url` unset). With `url`, `token` (a
+/// Coolify API token) and `application` (the app's UUID) are required. `env_names` are env var
+/// names (`JWT_SECRET`), the only thing ever checked about the app's variables.
+pub(super) fn check_coolify(
+    c: &mut Checker<'_>,
+    raw: crate::config::raw::RawCoolify,
+) -> Option<Option<CoolifyConfig>> {
+    // Checked even while the probe is off, so a bad value waits for no one to turn it on.
+    let times = c.interval_timeout("coolify", &raw.interval, &raw.timeout);
+    let token = c.secret("coolify.token", raw.token, raw.token_file);
+    if let Some(Some(t)) = &token
+        && !t.expose().bytes().all(|b| (0x21..0x7f).contains(&b))
+    {
+        // It goes into `Authorization: Bearer …`; the message never quotes it.
+        c.problem(
+            "coolify.token",
+            "is not a valid HTTP header value (printable ASCII without spaces only)",
+        );
+    }
+    let mut names_ok = true;
+    if raw.env_names.is_empty() || raw.env_names.len() > MAX_ENV_NAMES {
+        names_ok = false;
+        c.problem(
+            "coolify.env_names",
+            format!("must list 1 to {MAX_ENV_NAMES} env var names"),
+        );
+    }
+    for name in raw.env_names.iter().filter(|n| !is_env_name(n)) {
+        names_ok = false;
+        c.problem(
+            "coolify.env_names",
+            format!(
+                "{:?} is not an env var name (letters, digits and `_`, not starting with a digit, at most 128)",
+                name.chars().take(80).collect::<String>()
+            ),
+        );
+    }
+    if let Some(app) = &raw.application
+        && !is_coolify_uuid(app)
+    {
+        c.problem(
+            "coolify.application",
+            format!(
+                "{:?} is not a Coolify UUID (letters and digits, `-` or `_`, at most 64)",
+                app.chars().take(80).collect::<String>()
+            ),
+        );
+    }
+    let Some(text) = raw.url else {
+        return Some(None);
+    };
+    let url = c.url("coolify.url", &text, HTTP);
+    let token = match token? {
+        Some(t) => Some(t),
+        None => {
+            c.problem_because(
+                "coolify.token",
+                "coolify.url",
+                "is required when coolify.url is set (or coolify.token_file): a Coolify API token",
+            );
+            None
+        }
+    };
+    let application = match raw.application {
+        Some(a) if is_coolify_uuid(&a) => Some(a),
+        Some(_) => None,
+        None => {
+            c.problem_because(
+                "coolify.application",
+                "coolify.url",
+                "is required when coolify.url is set: the application's UUID in Coolify",
+            );
+            None
+        }
+    };
+    let (interval, timeout) = times?;
+    if !names_ok {
+        return None;
+    }
+    Some(Some(CoolifyConfig {
+        url: url?,
+        token: token?,
+        application: application?,
+        env_names: raw.env_names,
+        interval,
+        timeout,
+    }))
+}
+
+/// An env var name as shells and Coolify take it: `[A-Za-z_][A-Za-z0-9_]*`, at most 128 bytes.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A Coolify resource UUID (a cuid2, or a UUID on older instances): safe in a URL path as is.
+fn is_coolify_uuid(id: &str) -> bool {
+    is_openai_id(id)
 }
 
 /// `[redis]`: the URL (TCP, TLS or a Unix socket), the password, the key patterns counted and the

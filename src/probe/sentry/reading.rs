@@ -27,6 +27,7 @@
 
 use serde::Deserialize;
 
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, Key, Observation, Outcome};
 use crate::probe::http::malformed;
 
@@ -293,24 +294,21 @@ impl Readings {
     #[allow(clippy::cast_precision_loss)]
     pub(crate) fn observe(&self) -> Vec<Observation> {
         let h = self.window_hours;
-        let floor = if self.capped { "at least " } else { "" };
         let since_release = match self.new_since_release {
             Some(n) => Observation::number(Key::new("sentry.new_since_release"), n as f64),
             None => Observation::new(
                 Key::new("sentry.new_since_release"),
-                Outcome::NoData(
-                    "no release in the projects: the deploy is docker.recent_deploy".into(),
-                ),
+                Outcome::NoData(Msg::new(MsgId::SentryNoRelease)),
             ),
         };
         let release_age = match &self.latest_release {
             Some((version, age)) => {
                 Observation::number(Key::new("sentry.release_age_seconds"), *age as f64)
-                    .with_note(format!("release {}", clean(version, 60)))
+                    .with_note(Msg::new(MsgId::SentryRelease).arg("version", clean(version, 60)))
             }
             None => Observation::new(
                 Key::new("sentry.release_age_seconds"),
-                Outcome::NoData("no release in the projects".into()),
+                Outcome::NoData(Msg::new(MsgId::SentryNoReleaseShort)),
             ),
         };
         let top = if self.top.is_empty() {
@@ -320,10 +318,22 @@ impl Readings {
         };
         vec![
             Observation::number(Key::new("sentry.unresolved_issues"), self.unresolved as f64)
-                .with_note(format!("{floor}{} unresolved", self.unresolved)),
-            Observation::number(Key::new("sentry.events"), self.events as f64).with_note(format!(
-                "{floor}last {h} h and this hour so far, unresolved issues"
-            )),
+                .with_note(
+                    Msg::new(if self.capped {
+                        MsgId::SentryUnresolvedFloor
+                    } else {
+                        MsgId::SentryUnresolved
+                    })
+                    .arg("n", self.unresolved),
+                ),
+            Observation::number(Key::new("sentry.events"), self.events as f64).with_note(
+                Msg::new(if self.capped {
+                    MsgId::SentryEventsFloor
+                } else {
+                    MsgId::SentryEvents
+                })
+                .arg("h", h),
+            ),
             Observation::number(Key::new("sentry.events_per_hour"), self.per_hour),
             Observation::number(
                 Key::new("sentry.events_baseline_per_hour"),
@@ -535,7 +545,14 @@ mod tests {
             panic!("{obs:?}")
         };
         assert_eq!(top.matches(" · ").count(), TOP - 1);
-        assert!(obs[0].note.as_deref().unwrap().starts_with("at least"));
+        assert!(
+            obs[0]
+                .note
+                .as_ref()
+                .unwrap()
+                .to_string()
+                .starts_with("at least")
+        );
     }
 
     proptest! {

@@ -12,6 +12,7 @@
 pub mod alertmanager;
 pub mod backend;
 pub mod chromium;
+pub mod coolify;
 pub mod daemon;
 pub mod docker;
 pub mod fastapi;
@@ -330,4 +331,134 @@ pub fn report_surfaces(
     prometheus_client::encoding::text::encode(&mut exposition, registry).expect("encode");
     out.push(("metrics", exposition));
     out
+}
+
+/// The outcome of `key` in a report that should have succeeded (the probe tests' lookup).
+pub fn outcome<'a>(
+    report: &'a harven_watchdog::observe::ProbeReport,
+    key: &harven_watchdog::observe::Key,
+) -> &'a harven_watchdog::observe::Outcome {
+    let observations = report
+        .result
+        .as_ref()
+        .unwrap_or_else(|f| panic!("{} failed: {f}", report.source));
+    &observations
+        .iter()
+        .find(|o| &o.key == key)
+        .unwrap_or_else(|| panic!("no {key} in {observations:?}"))
+        .outcome
+}
+
+/// `harven-watchdog diagnose --json` with the settings in `env` (`SECTION__KEY`, value) over a store
+/// in `data`, no Docker, no Redis, in English: its report. The vendor probes' `diagnose` tests run it.
+pub fn diagnose_json(env: &[(&str, String)], data: &Path) -> serde_json::Value {
+    // `option_env!`: the benches and examples that include this module by `#[path]` have no binary.
+    let Some(bin) = option_env!("CARGO_BIN_EXE_harven-watchdog") else {
+        panic!("the watchdog binary is built only for the integration tests");
+    };
+    let mut cmd = std::process::Command::new(bin);
+    cmd.args(["diagnose", "--json"])
+        .env("HARVEN_WATCHDOG__STORE__PATH", data.join("watchdog.db"))
+        .env(
+            "HARVEN_WATCHDOG__REDIS__URL",
+            format!("redis://127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "HARVEN_WATCHDOG__DOCKER__HOST",
+            "unix:///nonexistent/docker.sock",
+        )
+        .env("HARVEN_WATCHDOG__RUNBOOK__LOCALE", "en");
+    for (k, v) in env {
+        cmd.env(format!("HARVEN_WATCHDOG__{k}"), v);
+    }
+    let out = cmd.output().expect("run diagnose");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// The ranked causes of `section` in a `diagnose --json` report.
+pub fn diagnosis_causes<'a>(
+    report: &'a serde_json::Value,
+    section: &str,
+) -> &'a Vec<serde_json::Value> {
+    report["diagnoses"]
+        .as_array()
+        .expect("diagnoses")
+        .iter()
+        .find(|d| d["section"] == section)
+        .unwrap_or_else(|| panic!("no {section} diagnosis: {report:#}"))["diagnosis"]["causes"]
+        .as_array()
+        .expect("causes")
+}
+
+/// True when a `diagnose --json` report shows observation `name` with a value.
+pub fn observed(report: &serde_json::Value, name: &str) -> bool {
+    report["observations"]
+        .as_array()
+        .expect("observations")
+        .iter()
+        .any(|o| o["key"] == name && o["state"] == "value")
+}
+
+/// A backend symptom a real Prometheus sees: the simulated backend in `scenario`, a Prometheus
+/// scraping it, and green status pages for OpenAI and Supabase. The vendor probes' `diagnose` tests
+/// add their own source to it.
+pub struct BackendSymptom {
+    pub backend: backend::SimBackend,
+    pub prometheus: prometheus::PrometheusServer,
+    /// `[status.openai]` and `[status.supabase]`, both saying `none`.
+    pub pages: [saas::FakeStatusPage; 2],
+}
+
+impl BackendSymptom {
+    /// Starts it and waits until `query` is over `over` (the symptom shows).
+    pub async fn start(scenario: backend::Scenario, query: &str, over: f64) -> Self {
+        let backend = backend::SimBackend::start(backend::StatusStyle::Exact, scenario).await;
+        let prometheus = prometheus::PrometheusServer::start(&[backend.target()]).await;
+        let none = || saas::FakeStatusPage::start(saas::PageScenario::indicator("none"));
+        let pages = [none().await, none().await];
+        prometheus
+            .wait_for(
+                query,
+                |s| s.iter().any(|x| x.value > over),
+                Duration::from_secs(60),
+            )
+            .await;
+        Self {
+            backend,
+            prometheus,
+            pages,
+        }
+    }
+
+    /// The settings (`SECTION__KEY`, value) that point the watchdog at Prometheus (over a 30 s
+    /// window) and the two status pages.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PROMETHEUS__URL", self.prometheus.url().to_string()),
+            ("PROMETHEUS__WINDOW", "30s".to_owned()),
+            ("STATUS__OPENAI__URL", self.pages[0].url().to_string()),
+            ("STATUS__SUPABASE__URL", self.pages[1].url().to_string()),
+        ]
+    }
+}
+
+/// The first of `causes` (a `diagnose --json` section's) is `id`, likely, with an evidence line
+/// starting with `line` that holds.
+pub fn assert_top_holding(causes: &[serde_json::Value], id: &str, line: &str) {
+    assert_eq!(causes[0]["id"], id, "{causes:#?}");
+    assert_eq!(causes[0]["status"], "likely");
+    let lines = causes[0]["evidence"].as_array().expect("evidence");
+    assert!(
+        lines.iter().any(|l| l["condition"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(line)
+            && l["truth"] == "holds"),
+        "{lines:#?}"
+    );
 }
