@@ -12,8 +12,9 @@
 //! - [`locale`]: the languages of emails, pages and act pages: [`Locale`](locale::Locale), every word
 //!   they show (one const [`Text`](locale::Text) per language) and how times and durations read.
 //! - [`observe`]: observations, the evidence table and the catalogue of observation names.
-//! - [`probe`]: one task per source (Prometheus, status pages, Supabase, Redis, Docker) turning
-//!   whatever the peer does into a report; never an error to the caller.
+//! - [`probe`]: one task per source (Prometheus, status pages, Supabase, Redis, Docker; OpenAI,
+//!   Sentry and Coolify when configured) turning whatever the peer does into a report; never an
+//!   error to the caller.
 //! - [`runbook`]: the runbook as data (`config/runbook.toml`), validated at load.
 //! - [`alerts`]: alerts pushed by Alertmanager or Grafana, kept in an inbox and read as the
 //!   `alerts` source (a probe whose poll reports what the inbox holds).
