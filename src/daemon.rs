@@ -14,6 +14,7 @@ use crate::alerts::{AlertMetrics, Feed, Inbox};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
+use crate::ha::{self, HaMetrics, Leadership, Leases, Solo};
 use crate::heartbeat::HeartbeatMetrics;
 use crate::http::auth::{AuthMetrics, AuthShared};
 use crate::http::pages::FormMetrics;
@@ -81,6 +82,35 @@ impl RunError {
     }
 }
 
+/// What [`run_with`] takes besides the configuration: the seams a test (or another store) fills in.
+/// The default is what [`run`] uses.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The lease the replicas share (issue 17). `None`: [`Solo`], a single node that is always the
+    /// leader (the SQLite store: `[ha]` is ignored). Tests give several in-process daemons one
+    /// [`ha::MemoryLeases`] arbiter, a replica each.
+    pub leases: Option<Arc<dyn Leases>>,
+}
+
+/// [`run_with`] with the default [`RunOptions`].
+pub async fn run(
+    config: Config,
+    reload: Reload,
+    listener: TcpListener,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_with(
+        config,
+        reload,
+        listener,
+        clock,
+        shutdown,
+        RunOptions::default(),
+    )
+    .await
+}
+
 /// Runs the watchdog until `shutdown` is cancelled: serves HTTP on `listener` with `config`, reading
 /// wall time from `clock`, and reloads its configuration from `reload`'s source when asked (see
 /// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
@@ -94,12 +124,18 @@ impl RunError {
 /// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
 /// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
 /// replaced whole by a reload.
-pub async fn run(
+///
+/// With a shared lease (`options.leases`), a task claims and renews it for `ha.node` for the whole
+/// process (see [`crate::ha`]): only while it leads do the pager and the sender work. At a clean
+/// stop the generation stops first, then the lease is released, so a standby takes over at its
+/// next round.
+pub async fn run_with(
     config: Config,
     reload: Reload,
     listener: TcpListener,
     clock: Clock,
     shutdown: CancellationToken,
+    options: RunOptions,
 ) -> Result<(), RunError> {
     let data_dir = config.store.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
@@ -116,13 +152,23 @@ pub async fn run(
     let prepared = prepare(config)?;
     let limits = prepared.config.server.limits;
     crate::http::server::check_fd_headroom(&limits);
-    let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
+    let (mut shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
+    // The lease outlives generations (a reload keeps the lead); its task stops after the last
+    // generation, on every way out of this function (the guard cancels it when dropped).
+    let ha_stop = CancellationToken::new();
+    let _ha_guard = ha_stop.clone().drop_guard();
+    let leases: Arc<dyn Leases> = options.leases.unwrap_or_else(|| Arc::new(Solo));
+    let mut ha_task = start_leadership(&prepared.config, leases, &mut shared, &ha_stop);
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
 
     let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
     let app = http::app(
-        AppState { metrics, data_dir },
+        AppState {
+            metrics,
+            data_dir,
+            leadership: shared.leadership.clone(),
+        },
         routes_rx,
         &limits,
         &shared.http_metrics,
@@ -180,8 +226,48 @@ pub async fn run(
         }
     }
     generation.stop().await;
+    // The pager and the sender have stopped: the lease can go.
+    ha_stop.cancel();
+    if let Some(task) = ha_task.as_mut()
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("the lease task did not stop in time");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts what decides this replica's role: on a shared store the lease task (returned), else
+/// [`Leadership::solo`] (and `[ha]`, if written, is said to be ignored, once).
+fn start_leadership(
+    config: &Config,
+    leases: Arc<dyn Leases>,
+    shared: &mut Shared,
+    stop: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let ha = &config.ha;
+    if !leases.is_shared() {
+        if ha.configured {
+            tracing::warn!(node = %ha.node, "[ha] is ignored: the store is not shared (SQLite), so this replica always pages");
+        }
+        shared.leadership = Leadership::solo(ha.node.clone());
+        shared.ha_metrics.set_role(&ha::Role::Leader {
+            epoch: ha::SOLO_EPOCH,
+        });
+        return None;
+    }
+    let timing = ha::Timing::of(ha);
+    tracing::info!(node = %ha.node, lease = ?timing.lease, renew_every = ?timing.renew_every, takeover_within = ?timing.takeover_bound(), "shared store: claiming the lead; until granted this replica is a standby");
+    let (publish, leadership) = ha::Publish::channel(&ha.node, shared.ha_metrics.clone());
+    shared.leadership = leadership;
+    Some(tokio::spawn(ha::run(
+        leases,
+        ha.node.clone(),
+        timing,
+        shared.clock.clone(),
+        publish,
+        stop.clone(),
+    )))
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -208,6 +294,10 @@ struct Shared {
     /// The alerts pushed to the webhook: a reload keeps them (Alertmanager re-sends a firing
     /// alert only every `repeat_interval`), and hands them the new runbook's routes.
     alerts: Arc<Inbox>,
+    /// This replica's role, for the pager, the sender, the routes and `/readyz`: it outlives
+    /// generations (a reload neither gives up nor takes the lead).
+    leadership: Leadership,
+    ha_metrics: HaMetrics,
 }
 
 impl Shared {
@@ -241,6 +331,8 @@ impl Shared {
             reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
             form_metrics: FormMetrics::register(metrics.registry_mut()),
             http_metrics: HttpMetrics::register(metrics.registry_mut()),
+            ha_metrics: HaMetrics::register(metrics.registry_mut()),
+            leadership: Leadership::solo(config.ha.node.clone()),
             auth: Arc::new(AuthShared::new(
                 Arc::clone(&store),
                 clock.clone(),
@@ -434,6 +526,7 @@ impl Generation {
                 clock.clone(),
                 Arc::clone(&shared.wake_sender),
                 shared.notify_metrics.clone(),
+                shared.leadership.clone(),
                 sender_stop.clone(),
             ),
         );
@@ -473,6 +566,7 @@ impl Generation {
             form_metrics: &shared.form_metrics,
             reloader: &shared.reloader,
             alerts: &shared.alerts,
+            leadership: &shared.leadership,
         });
         tasks.spawn(
             "watch loop",
@@ -488,6 +582,7 @@ impl Generation {
                     hurry: hurry_tx,
                     symptoms: symptoms_tx,
                 },
+                shared.leadership.clone(),
                 stop.clone(),
             ),
         );

@@ -375,6 +375,14 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
                 format!("{}\n", t.unavailable),
             )
         }
+        // A standby acts on nothing (issue 17): the reader is sent to the leader.
+        ActionError::Standby { leader } => plain_text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            fill(
+                t.standby_refused,
+                &[("leader", &leader.as_deref().unwrap_or(t.leader_unknown))],
+            ) + "\n",
+        ),
         // A link's form is cleaned into valid input and acts for the link's level on an incident;
         // what is left cannot come from it.
         ActionError::Invalid { .. }
