@@ -533,15 +533,24 @@ impl Generation {
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
         // The `.eml` directory is pruned whatever the transport: files written before a switch to
         // SMTP still hold live links.
+        // Pruning is a pager write: the leader's only (a new term prunes at once too).
+        let (retention_store, outbox_dir, retention, retention_clock) = (
+            Arc::clone(store),
+            config.store.outbox_dir(),
+            config.store.retention,
+            clock.clone(),
+        );
         tasks.spawn(
             "store retention",
-            crate::store::retention::run(
-                Arc::clone(store),
-                notify::FileTransport::new(config.store.outbox_dir()),
-                config.store.retention,
-                clock.clone(),
-                stop.clone(),
-            ),
+            lead_only(shared.leadership.clone(), stop.clone(), move |term| {
+                crate::store::retention::run(
+                    Arc::clone(&retention_store),
+                    notify::FileTransport::new(outbox_dir.clone()),
+                    retention,
+                    retention_clock.clone(),
+                    term,
+                )
+            }),
         );
 
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
@@ -620,6 +629,47 @@ impl Generation {
             Some(ended) = self.tasks.next_ended() => Some(ended),
             Some(ended) = self.sender.next_ended() => Some(ended),
             else => None,
+        }
+    }
+}
+
+/// Runs `task(term)` only while `leadership` leads: started at each term with a child of `stop`,
+/// which is cancelled when the lead is lost; returns once `stop` is cancelled (or the task ends on
+/// its own, which its [`Tasks`] then reports). Alone on its store, the task simply runs.
+async fn lead_only<F, Fut>(leadership: Leadership, stop: CancellationToken, mut task: F)
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut role = leadership.watch();
+    loop {
+        while !role.borrow_and_update().is_leader() {
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() {
+                    // No publisher left: the lead cannot come; wait for the stop.
+                    stop.cancelled().await;
+                    return;
+                },
+                () = stop.cancelled() => return,
+            }
+        }
+        let term = stop.child_token();
+        let run = task(term.clone());
+        tokio::pin!(run);
+        // A solo replica's role never changes (its publisher is gone at once): stop watching it.
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                changed = role.changed(), if watching => match changed {
+                    Ok(()) if !role.borrow_and_update().is_leader() => term.cancel(),
+                    Ok(()) => {}
+                    Err(_) => watching = false,
+                },
+            }
+        }
+        if stop.is_cancelled() || !term.is_cancelled() {
+            return;
         }
     }
 }
@@ -808,5 +858,61 @@ mod tests {
             ("heartbeat", "returned")
         );
         assert!(returned.next_ended().await.is_none(), "none left");
+    }
+
+    /// A leader-only task runs in each term and stops when the lead is lost; alone on its store it
+    /// runs until the stop.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_only_task_runs_in_each_term_and_stops_with_the_lead() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (publish, leadership) = ha::Publish::channel("node-a", HaMetrics::default());
+        let (started, running) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let stop = CancellationToken::new();
+        let task = {
+            let (started, running) = (Arc::clone(&started), Arc::clone(&running));
+            tokio::spawn(lead_only(leadership, stop.clone(), move |term| {
+                let (started, running) = (Arc::clone(&started), Arc::clone(&running));
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    running.fetch_add(1, Ordering::SeqCst);
+                    term.cancelled().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }
+            }))
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(10));
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 0, "a standby runs nothing");
+        for term in 1..=2 {
+            publish.role.send_replace(ha::Role::Leader { epoch: term });
+            settle().await;
+            assert_eq!(
+                (
+                    started.load(Ordering::SeqCst),
+                    running.load(Ordering::SeqCst)
+                ),
+                (term as usize, 1)
+            );
+            publish
+                .role
+                .send_replace(ha::Role::Standby { leader: None });
+            settle().await;
+            assert_eq!(running.load(Ordering::SeqCst), 0, "stopped with the lead");
+        }
+        stop.cancel();
+        task.await.expect("returns at the stop");
+
+        let stop = CancellationToken::new();
+        let solo = tokio::spawn(lead_only(
+            Leadership::solo("node-a"),
+            stop.clone(),
+            |term| async move {
+                term.cancelled().await;
+            },
+        ));
+        settle().await;
+        assert!(!solo.is_finished(), "a solo replica's task runs");
+        stop.cancel();
+        solo.await.expect("returns at the stop");
     }
 }

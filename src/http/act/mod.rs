@@ -376,13 +376,16 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
             )
         }
         // A standby acts on nothing (issue 17): the reader is sent to the leader.
-        ActionError::Standby { leader } => plain_text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            fill(
+        ActionError::Standby { leader } => {
+            let why = fill(
                 t.standby_refused,
                 &[("leader", &leader.as_deref().unwrap_or(t.leader_unknown))],
-            ) + "\n",
-        ),
+            );
+            plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{why} {}\n", t.nothing_changed),
+            )
+        }
         // A link's form is cleaned into valid input and acts for the link's level on an incident;
         // what is left cannot come from it.
         ActionError::Invalid { .. }
