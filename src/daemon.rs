@@ -14,6 +14,7 @@ use crate::alerts::{AlertMetrics, Feed, Inbox};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigSource, EmailTransport, HeartbeatConfig, TlsMode};
 use crate::engine::Engine;
+use crate::ha::{self, HaMetrics, Leadership, Leases, Solo};
 use crate::heartbeat::HeartbeatMetrics;
 use crate::http::auth::{AuthMetrics, AuthShared};
 use crate::http::pages::FormMetrics;
@@ -81,6 +82,35 @@ impl RunError {
     }
 }
 
+/// What [`run_with`] takes besides the configuration: the seams a test (or another store) fills in.
+/// The default is what [`run`] uses.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The lease the replicas share (issue 17). `None`: [`Solo`], a single node that is always the
+    /// leader (the SQLite store: `[ha]` is ignored). Tests give several in-process daemons one
+    /// [`ha::MemoryLeases`] arbiter, a replica each.
+    pub leases: Option<Arc<dyn Leases>>,
+}
+
+/// [`run_with`] with the default [`RunOptions`].
+pub async fn run(
+    config: Config,
+    reload: Reload,
+    listener: TcpListener,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    run_with(
+        config,
+        reload,
+        listener,
+        clock,
+        shutdown,
+        RunOptions::default(),
+    )
+    .await
+}
+
 /// Runs the watchdog until `shutdown` is cancelled: serves HTTP on `listener` with `config`, reading
 /// wall time from `clock`, and reloads its configuration from `reload`'s source when asked (see
 /// [`crate::reload`]). Returns once the server has stopped, at most [`SHUTDOWN_GRACE`] after the
@@ -94,12 +124,18 @@ impl RunError {
 /// The process-long parts (`Shared`: store, metrics, the HTTP server) are built once; the parts a
 /// configuration decides (`Generation`: probes, engine and pager, sender, heartbeat, routes) are
 /// replaced whole by a reload.
-pub async fn run(
+///
+/// With a shared lease (`options.leases`), a task claims and renews it for `ha.node` for the whole
+/// process (see [`crate::ha`]): only while it leads do the pager and the sender work. At a clean
+/// stop the generation stops first, then the lease is released, so a standby takes over at its
+/// next round.
+pub async fn run_with(
     config: Config,
     reload: Reload,
     listener: TcpListener,
     clock: Clock,
     shutdown: CancellationToken,
+    options: RunOptions,
 ) -> Result<(), RunError> {
     let data_dir = config.store.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
@@ -116,13 +152,23 @@ pub async fn run(
     let prepared = prepare(config)?;
     let limits = prepared.config.server.limits;
     crate::http::server::check_fd_headroom(&limits);
-    let (shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
+    let (mut shared, metrics) = Shared::open(&prepared.config, handle, &clock, &shutdown)?;
+    // The lease outlives generations (a reload keeps the lead); its task stops after the last
+    // generation, on every way out of this function (the guard cancels it when dropped).
+    let ha_stop = CancellationToken::new();
+    let _ha_guard = ha_stop.clone().drop_guard();
+    let leases: Arc<dyn Leases> = options.leases.unwrap_or_else(|| Arc::new(Solo));
+    let mut ha_task = start_leadership(&prepared.config, leases, &mut shared, &ha_stop);
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
 
     let (routes_tx, routes_rx) = tokio::sync::watch::channel(routes);
     let app = http::app(
-        AppState { metrics, data_dir },
+        AppState {
+            metrics,
+            data_dir,
+            leadership: shared.leadership.clone(),
+        },
         routes_rx,
         &limits,
         &shared.http_metrics,
@@ -180,8 +226,48 @@ pub async fn run(
         }
     }
     generation.stop().await;
+    // The pager and the sender have stopped: the lease can go.
+    ha_stop.cancel();
+    if let Some(task) = ha_task.as_mut()
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("the lease task did not stop in time");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts what decides this replica's role: on a shared store the lease task (returned), else
+/// [`Leadership::solo`] (and `[ha]`, if written, is said to be ignored, once).
+fn start_leadership(
+    config: &Config,
+    leases: Arc<dyn Leases>,
+    shared: &mut Shared,
+    stop: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let ha = &config.ha;
+    if !leases.is_shared() {
+        if ha.configured {
+            tracing::warn!(node = %ha.node, "[ha] is ignored: the store is not shared (SQLite), so this replica always pages");
+        }
+        shared.leadership = Leadership::solo(ha.node.clone());
+        shared.ha_metrics.set_role(&ha::Role::Leader {
+            epoch: ha::SOLO_EPOCH,
+        });
+        return None;
+    }
+    let timing = ha::Timing::of(ha);
+    tracing::info!(node = %ha.node, lease = ?timing.lease, renew_every = ?timing.renew_every, takeover_within = ?timing.takeover_bound(), "shared store: claiming the lead; until granted this replica is a standby");
+    let (publish, leadership) = ha::Publish::channel(&ha.node, shared.ha_metrics.clone());
+    shared.leadership = leadership;
+    Some(tokio::spawn(ha::run(
+        leases,
+        ha.node.clone(),
+        timing,
+        shared.clock.clone(),
+        publish,
+        stop.clone(),
+    )))
 }
 
 /// What outlives a reload: the store, the sender's wake-up, the clock and every metric family (a
@@ -208,6 +294,10 @@ struct Shared {
     /// The alerts pushed to the webhook: a reload keeps them (Alertmanager re-sends a firing
     /// alert only every `repeat_interval`), and hands them the new runbook's routes.
     alerts: Arc<Inbox>,
+    /// This replica's role, for the pager, the sender, the routes and `/readyz`: it outlives
+    /// generations (a reload neither gives up nor takes the lead).
+    leadership: Leadership,
+    ha_metrics: HaMetrics,
 }
 
 impl Shared {
@@ -241,6 +331,8 @@ impl Shared {
             reload_metrics: ReloadMetrics::register(metrics.registry_mut()),
             form_metrics: FormMetrics::register(metrics.registry_mut()),
             http_metrics: HttpMetrics::register(metrics.registry_mut()),
+            ha_metrics: HaMetrics::register(metrics.registry_mut()),
+            leadership: Leadership::solo(config.ha.node.clone()),
             auth: Arc::new(AuthShared::new(
                 Arc::clone(&store),
                 clock.clone(),
@@ -434,21 +526,31 @@ impl Generation {
                 clock.clone(),
                 Arc::clone(&shared.wake_sender),
                 shared.notify_metrics.clone(),
+                shared.leadership.clone(),
                 sender_stop.clone(),
             ),
         );
         // Retention follows the configuration (`store.retention`); a new generation prunes at once.
         // The `.eml` directory is pruned whatever the transport: files written before a switch to
         // SMTP still hold live links.
+        // Pruning is a pager write: the leader's only (a new term prunes at once too).
+        let (retention_store, outbox_dir, retention, retention_clock) = (
+            Arc::clone(store),
+            config.store.outbox_dir(),
+            config.store.retention,
+            clock.clone(),
+        );
         tasks.spawn(
             "store retention",
-            crate::store::retention::run(
-                Arc::clone(store),
-                notify::FileTransport::new(config.store.outbox_dir()),
-                config.store.retention,
-                clock.clone(),
-                stop.clone(),
-            ),
+            lead_only(shared.leadership.clone(), stop.clone(), move |term| {
+                crate::store::retention::run(
+                    Arc::clone(&retention_store),
+                    notify::FileTransport::new(outbox_dir.clone()),
+                    retention,
+                    retention_clock.clone(),
+                    term,
+                )
+            }),
         );
 
         let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(16);
@@ -473,6 +575,7 @@ impl Generation {
             form_metrics: &shared.form_metrics,
             reloader: &shared.reloader,
             alerts: &shared.alerts,
+            leadership: &shared.leadership,
         });
         tasks.spawn(
             "watch loop",
@@ -488,6 +591,7 @@ impl Generation {
                     hurry: hurry_tx,
                     symptoms: symptoms_tx,
                 },
+                shared.leadership.clone(),
                 stop.clone(),
             ),
         );
@@ -525,6 +629,47 @@ impl Generation {
             Some(ended) = self.tasks.next_ended() => Some(ended),
             Some(ended) = self.sender.next_ended() => Some(ended),
             else => None,
+        }
+    }
+}
+
+/// Runs `task(term)` only while `leadership` leads: started at each term with a child of `stop`,
+/// which is cancelled when the lead is lost; returns once `stop` is cancelled (or the task ends on
+/// its own, which its [`Tasks`] then reports). Alone on its store, the task simply runs.
+async fn lead_only<F, Fut>(leadership: Leadership, stop: CancellationToken, mut task: F)
+where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut role = leadership.watch();
+    loop {
+        while !role.borrow_and_update().is_leader() {
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() {
+                    // No publisher left: the lead cannot come; wait for the stop.
+                    stop.cancelled().await;
+                    return;
+                },
+                () = stop.cancelled() => return,
+            }
+        }
+        let term = stop.child_token();
+        let run = task(term.clone());
+        tokio::pin!(run);
+        // A solo replica's role never changes (its publisher is gone at once): stop watching it.
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                changed = role.changed(), if watching => match changed {
+                    Ok(()) if !role.borrow_and_update().is_leader() => term.cancel(),
+                    Ok(()) => {}
+                    Err(_) => watching = false,
+                },
+            }
+        }
+        if stop.is_cancelled() || !term.is_cancelled() {
+            return;
         }
     }
 }
@@ -713,5 +858,61 @@ mod tests {
             ("heartbeat", "returned")
         );
         assert!(returned.next_ended().await.is_none(), "none left");
+    }
+
+    /// A leader-only task runs in each term and stops when the lead is lost; alone on its store it
+    /// runs until the stop.
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_only_task_runs_in_each_term_and_stops_with_the_lead() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (publish, leadership) = ha::Publish::channel("node-a", HaMetrics::default());
+        let (started, running) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let stop = CancellationToken::new();
+        let task = {
+            let (started, running) = (Arc::clone(&started), Arc::clone(&running));
+            tokio::spawn(lead_only(leadership, stop.clone(), move |term| {
+                let (started, running) = (Arc::clone(&started), Arc::clone(&running));
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    running.fetch_add(1, Ordering::SeqCst);
+                    term.cancelled().await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }
+            }))
+        };
+        let settle = || tokio::time::sleep(Duration::from_millis(10));
+        settle().await;
+        assert_eq!(started.load(Ordering::SeqCst), 0, "a standby runs nothing");
+        for term in 1..=2 {
+            publish.role.send_replace(ha::Role::Leader { epoch: term });
+            settle().await;
+            assert_eq!(
+                (
+                    started.load(Ordering::SeqCst),
+                    running.load(Ordering::SeqCst)
+                ),
+                (term as usize, 1)
+            );
+            publish
+                .role
+                .send_replace(ha::Role::Standby { leader: None });
+            settle().await;
+            assert_eq!(running.load(Ordering::SeqCst), 0, "stopped with the lead");
+        }
+        stop.cancel();
+        task.await.expect("returns at the stop");
+
+        let stop = CancellationToken::new();
+        let solo = tokio::spawn(lead_only(
+            Leadership::solo("node-a"),
+            stop.clone(),
+            |term| async move {
+                term.cancelled().await;
+            },
+        ));
+        settle().await;
+        assert!(!solo.is_finished(), "a solo replica's task runs");
+        stop.cancel();
+        solo.await.expect("returns at the stop");
     }
 }

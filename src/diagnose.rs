@@ -37,6 +37,9 @@ pub struct Report {
     /// the unmatched ones with why; empty when it was not asked or did not answer (its source line
     /// says which).
     pub alerts: Vec<AlertLine>,
+    /// The running watchdog's role among replicas, as its `/readyz` says it (`solo`, `leader`,
+    /// `standby (leader: node-a)`); `None` when it was not asked or did not answer.
+    pub role: Option<String>,
 }
 
 /// One alert the running watchdog holds.
@@ -146,6 +149,7 @@ pub async fn run(
     let mut report = build(at, clock.now(), reports, runbook, locale);
     if let Some(remote) = remote {
         report.alerts = remote.listing().iter().map(alert_line).collect();
+        report.role = remote.role().await;
     }
     report
 }
@@ -252,6 +256,7 @@ pub fn build(
         diagnoses,
         blind_spots,
         alerts: Vec::new(),
+        role: None,
     }
 }
 
@@ -261,6 +266,11 @@ impl Report {
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "harven-watchdog diagnose at {}\n", self.at);
+        let role = self
+            .role
+            .as_deref()
+            .unwrap_or("unknown (no running watchdog answered)");
+        let _ = writeln!(out, "ROLE\n  {role}\n");
         let _ = writeln!(out, "SOURCES");
         for s in &self.sources {
             let took = format!("{:.0} ms", s.took_seconds * 1000.0);

@@ -39,6 +39,9 @@
 //!   `.eml` files), retried with backoff, at most once per key, over-budget ones as one digest.
 //! - [`email`]: one page of an incident as an email (text and HTML, pt-BR or English), the signed
 //!   ack/resolve links it carries (their tokens and URLs), and the budget digest.
+//! - [`ha`]: leadership between replicas of a shared store: the lease seam ([`ha::Leases`]), the
+//!   role ([`ha::Role`]) a replica has, and the task that claims and renews the lease; alone on
+//!   SQLite a replica is always the leader ([`ha::Solo`]).
 //! - [`heartbeat`]: the outbound dead man's switch.
 //! - [`metrics`]: the daemon's own `/metrics` registry (`harven_watchdog_*`).
 //! - [`http`]: everything that speaks HTTP, the only module that knows the web framework, cookies
@@ -69,6 +72,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod email;
 pub mod engine;
+pub mod ha;
 pub mod heartbeat;
 pub mod http;
 pub mod incident;
@@ -88,7 +92,7 @@ pub mod secret;
 pub mod store;
 pub mod words;
 
-pub use daemon::{RunError, run};
+pub use daemon::{RunError, RunOptions, run, run_with};
 pub use reload::{Reload, Reloader};
 
 /// `url` with any password replaced by `***`, for log lines and error messages.

@@ -98,6 +98,25 @@ impl Remote {
         &self.last
     }
 
+    /// The running watchdog's role, as its `/readyz` says it (`solo`, `leader`, `standby (leader:
+    /// node-a)`; issue 17); `None` when it does not answer, or says no role. Bounded like the
+    /// listing.
+    pub async fn role(&self) -> Option<String> {
+        let url = self.url.strip_suffix("/api/alerts")?.to_owned() + "/readyz";
+        let answer = self
+            .client
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let body = crate::probe::http::read_capped(answer, 4096).await.ok()?;
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix("role: "))
+            .map(str::to_owned)
+    }
+
     async fn read(&self) -> Result<Vec<Listed>, Failure> {
         let mut request = self.client.get(&self.url);
         if let Some(t) = &self.token {

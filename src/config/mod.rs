@@ -21,8 +21,8 @@ use ::config::{ConfigError as LayerError, FileFormat, Map, Source, Value, ValueK
 pub use limits::{Bound, MAX_DELAY, MAX_KEPT, MAX_WINDOW, MAX_WINDOW_AHEAD, MIN_TOKEN_CHARS};
 pub use net::IpNet;
 pub use types::{
-    Config, CoolifyConfig, DockerConfig, EmailTransport, EscalationConfig, HeartbeatConfig,
-    LevelConfig, Locale, LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig,
+    Config, CoolifyConfig, DockerConfig, EmailTransport, EscalationConfig, HaConfig,
+    HeartbeatConfig, LevelConfig, Locale, LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig,
     OpenaiUsageConfig, PrometheusConfig, RedisConfig, RoleConfig, RunbookConfig, SentryConfig,
     ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig, StoreConfig,
     SupabaseConfig, TlsMode,

@@ -44,6 +44,19 @@ pub struct RawConfig {
     /// Maintenance windows known at start-up (more can be created through the API).
     pub maintenance: Vec<RawWindow>,
     pub heartbeat: RawHeartbeat,
+    /// Leadership between replicas of a shared store (issue 17).
+    pub ha: RawHa,
+}
+
+/// `[ha]`: this replica's name and its lease. Every key may stay unset (the defaults are computed:
+/// the hostname, 20 s, a quarter of the lease), so that validation knows whether `[ha]` was written
+/// at all (it is ignored, and said so, on an unshared store).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHa {
+    pub node: Option<String>,
+    pub lease: Option<String>,
+    pub renew_every: Option<String>,
 }
 
 /// The outbound heartbeat (dead man's switch).

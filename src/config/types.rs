@@ -34,6 +34,22 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceWindow>,
     /// `None`: no heartbeat.
     pub heartbeat: Option<HeartbeatConfig>,
+    /// Leadership between replicas (`[ha]`); meaningful only on a shared store.
+    pub ha: HaConfig,
+}
+
+/// `[ha]`: who this replica is and how it holds the lead on a shared store (`crate::ha`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaConfig {
+    /// This replica's name, unique among the replicas (default: the hostname): the lease's holder,
+    /// named by the standbys' `/readyz` and refusals and by the takeover on the timeline.
+    pub node: String,
+    /// How long a granted lease is valid. A dead leader is replaced within `lease + renew_every`.
+    pub lease: Duration,
+    /// Time between two claims. At most half the lease, so one failed renewal never loses it.
+    pub renew_every: Duration,
+    /// Whether any `[ha]` key was set: on an unshared store that is said once, as ignored.
+    pub configured: bool,
 }
 
 /// A URL pinged every `interval` so that someone learns when the watchdog dies (healthchecks.io

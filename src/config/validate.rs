@@ -7,6 +7,7 @@
 //! typed configuration itself is `types.rs`.
 
 mod escalation;
+mod ha;
 mod probes;
 
 use std::net::SocketAddr;
@@ -279,6 +280,7 @@ pub(super) fn validate(
     let escalation = check_escalation(&mut c, &raw.escalation);
     let maintenance = check_maintenance(&mut c, &raw.maintenance);
     let heartbeat = check_heartbeat(&mut c, raw.heartbeat);
+    let ha = ha::check_ha(&mut c, raw.ha);
     if let (Some(store), Some(escalation)) = (&store, &escalation)
         && store.retention <= escalation.reopen_within
     {
@@ -309,6 +311,7 @@ pub(super) fn validate(
         Some(smtp),
         Some(escalation),
         Some(heartbeat),
+        Some(ha),
         true,
     ) = (
         server,
@@ -324,6 +327,7 @@ pub(super) fn validate(
         smtp,
         escalation,
         heartbeat,
+        ha,
         problems.is_empty(),
     )
     else {
@@ -345,6 +349,7 @@ pub(super) fn validate(
         escalation,
         maintenance,
         heartbeat,
+        ha,
     })
 }
 

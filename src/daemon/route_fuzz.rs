@@ -175,7 +175,11 @@ async fn start(dir: &std::path::Path) -> (App, Known, Shared, Generation) {
     // The sender half is dropped: the routes stay as they are, as between reloads.
     let data_dir = dir.to_path_buf();
     let app = crate::http::app(
-        AppState { metrics, data_dir },
+        AppState {
+            metrics,
+            data_dir,
+            leadership: shared.leadership.clone(),
+        },
         routes_rx,
         &limits,
         &shared.http_metrics,

@@ -28,6 +28,7 @@ use crate::clock::Timestamp;
 use crate::config::window::{WindowProblem, WindowTimes, check_times};
 use crate::config::{MaintenanceWindow, limits};
 use crate::email::token::Claims;
+use crate::ha::{Leadership, Role};
 use crate::incident::{ActionError, Incident, Level};
 use crate::pipeline::pager::{Command, PagerHandle};
 use crate::store::{EndWindow, StoreError, StoredWindow};
@@ -210,6 +211,9 @@ pub struct Actions {
     sections: Vec<String>,
     /// The configuration's windows (`[[maintenance]]`): listed, never ended here.
     configured: Vec<MaintenanceWindow>,
+    /// This replica's role: only the leader acts; a standby refuses every change with
+    /// [`ActionError::Standby`] before looking at it (issue 17).
+    leadership: Leadership,
 }
 
 impl Actions {
@@ -223,7 +227,28 @@ impl Actions {
             desk,
             sections,
             configured,
+            leadership: Leadership::solo("watchdog"),
         }
+    }
+
+    /// The same service acting only while `leadership` leads.
+    #[must_use]
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = leadership;
+        self
+    }
+
+    /// `Ok` while this replica leads; a standby's refusal names the leader when known.
+    pub fn check_leader(&self) -> Result<(), ActionError> {
+        match self.leadership.role() {
+            Role::Leader { .. } => Ok(()),
+            Role::Standby { leader } => Err(ActionError::Standby { leader }),
+        }
+    }
+
+    /// This replica's role (the pages show it).
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
     }
 
     /// The windows of the configuration, in its order (the API names them `config-1`…).
@@ -248,6 +273,7 @@ impl Actions {
         link: Option<&Claims>,
         via: Via,
     ) -> Result<Level, ActionError> {
+        self.check_leader()?;
         let by = check_by(by)?;
         let level = parse_level(level)?;
         let (level, episode) = match (link, level) {
@@ -277,6 +303,7 @@ impl Actions {
         link: Option<&Claims>,
         via: Via,
     ) -> Result<(), ActionError> {
+        self.check_leader()?;
         let by = check_by(by)?;
         let note = check_text("note", note)?;
         let episode = link.map(|c| c.episode);
@@ -314,6 +341,7 @@ impl Actions {
         now: Timestamp,
         via: Via,
     ) -> Result<StoredWindow, ActionError> {
+        self.check_leader()?;
         let (window, by) = check_window(request, now, &self.sections)?;
         let (desk, w, who) = (Arc::clone(&self.desk), window.clone(), by.clone());
         let id = blocking(move || desk.add_window(&w, &who, now)).await?;
@@ -345,6 +373,7 @@ impl Actions {
         now: Timestamp,
         via: Via,
     ) -> Result<StoredWindow, ActionError> {
+        self.check_leader()?;
         let by = check_by(by)?;
         let Ok(stored_id) = id.parse::<i64>() else {
             let configured = id

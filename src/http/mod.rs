@@ -59,6 +59,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Must stay writable for the daemon to be ready: the store and the `.eml` outbox live here.
     pub data_dir: PathBuf,
+    /// This replica's role, which `/readyz` says (a standby is ready: it can take over).
+    pub leadership: crate::ha::Leadership,
 }
 
 /// `/healthz`, which the server keeps in front of its request bounds (`server::harden`): it
@@ -105,6 +107,8 @@ pub struct RouteParts<'a> {
     pub reloader: &'a Reloader,
     /// The alerts pushed to the webhook (the process's: a reload keeps them).
     pub alerts: &'a Arc<crate::alerts::Inbox>,
+    /// This replica's role: a standby refuses every change (issue 17).
+    pub leadership: &'a crate::ha::Leadership,
 }
 
 /// The routes of one configuration: its credentials ([`Auth`]), one [`Actions`] service over the
@@ -123,6 +127,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         form_metrics,
         reloader,
         alerts,
+        leadership,
     } = parts;
     let auth = Arc::new(Auth::new(
         AuthConfig::of(&config.server),
@@ -130,11 +135,14 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         Arc::clone(auth),
     ));
     let store = Arc::clone(&pager.store);
-    let actions = Arc::new(Actions::new(
-        Arc::new(pager),
-        runbook.sections.iter().map(|s| s.id.clone()).collect(),
-        config.maintenance.clone(),
-    ));
+    let actions = Arc::new(
+        Actions::new(
+            Arc::new(pager),
+            runbook.sections.iter().map(|s| s.id.clone()).collect(),
+            config.maintenance.clone(),
+        )
+        .with_leadership(leadership.clone()),
+    );
     let pages = pages::routes(pages::PagesConfig {
         actions: Arc::clone(&actions),
         store: Arc::clone(&store),
@@ -224,7 +232,9 @@ async fn healthz() -> &'static str {
 
 /// Ready: the configuration is loaded (it is, or the server would not exist) and the data directory
 /// takes a write. Each check writes a file of its own (a random name, created new), so two checks at
-/// once never remove each other's file and read as not ready.
+/// once never remove each other's file and read as not ready. The answer names the replica's role
+/// (`role: solo`, `role: leader`, `role: standby (leader: node-a)`); a standby is ready (200): it
+/// serves the pages and can take over.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let dir = state.data_dir.clone();
     let probe = tokio::task::spawn_blocking(move || {
@@ -239,7 +249,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     })
     .await;
     match probe {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            format!("ready\nrole: {}\n", state.leadership.describe()),
+        )
+            .into_response(),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -282,7 +296,9 @@ pub(crate) fn action_status(e: &ActionError) -> StatusCode {
         | ActionError::Reopened { .. }
         | ActionError::ConfiguredWindow(_)
         | ActionError::WindowOver { .. } => StatusCode::CONFLICT,
-        ActionError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ActionError::Unavailable(_) | ActionError::Standby { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 
@@ -427,6 +443,7 @@ mod tests {
         let app = router(Arc::new(AppState {
             metrics: Metrics::new(),
             data_dir: dir.path().to_path_buf(),
+            leadership: crate::ha::Leadership::solo("node-a"),
         }));
         let checks = (0..64).map(|_| {
             let request = axum::http::Request::get("/readyz")

@@ -47,6 +47,9 @@ pub enum ActionError {
     /// The store or the pager's task could not be reached; worth trying again.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// This replica is a standby (issue 17): only the leader acts. `leader` names it when known.
+    #[error("this replica is a standby; the leader ({}) acts", leader.as_deref().unwrap_or("unknown"))]
+    Standby { leader: Option<String> },
 }
 
 impl ActionError {

@@ -383,4 +383,13 @@ Symptoms:
     msg_answer_too_large: "answer larger than {kib} KiB",
     msg_not_prometheus_json: "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)",
     observations: super::phrases::EN,
+    // Leadership (issue 17).
+    standby_refused: "This watchdog is a standby replica: only the leader ({leader}) acknowledges, resolves and changes maintenance windows; open the leader's page, or try again in a moment if it is taking over.",
+    leader_unknown: "none right now",
+    replica_role: "Replica",
+    role_solo: "{node}: the only replica (it pages)",
+    role_leader: "{node}: leader (it pages)",
+    role_standby: "{node}: standby (the leader is {leader})",
+    msg_tl_takeover: "{node} took over from {from}",
+    msg_tl_takeover_unknown: "{node} took over the paging",
 };

@@ -400,6 +400,11 @@ msgs! {
     Redirected => msg_redirected,
     /// `{failure}`.
     NoAnswer => msg_no_answer,
+    // Leadership (issue 17).
+    /// `{node}` took over the paging from `{from}` (a replica's name each).
+    TlTakeover => msg_tl_takeover,
+    /// `{node}` took over the paging; the previous leader is not known.
+    TlTakeoverUnknown => msg_tl_takeover_unknown,
 }
 
 #[cfg(test)]

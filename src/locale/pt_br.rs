@@ -383,4 +383,13 @@ Sintomas:
     msg_answer_too_large: "resposta maior que {kib} KiB",
     msg_not_prometheus_json: "HTTP {status} sem o JSON da API do Prometheus (um proxy ou outro serviço?)",
     observations: super::phrases::PT_BR,
+    // Leadership (issue 17).
+    standby_refused: "Este watchdog é uma réplica em espera: só a líder ({leader}) reconhece, resolve e altera janelas de manutenção; abra a página da líder, ou tente de novo em instantes se ela estiver assumindo.",
+    leader_unknown: "nenhuma no momento",
+    replica_role: "Réplica",
+    role_solo: "{node}: a única réplica (ela aciona)",
+    role_leader: "{node}: líder (ela aciona)",
+    role_standby: "{node}: em espera (a líder é {leader})",
+    msg_tl_takeover: "{node} assumiu no lugar de {from}",
+    msg_tl_takeover_unknown: "{node} assumiu o acionamento",
 };

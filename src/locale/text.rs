@@ -587,6 +587,25 @@ pub struct Text {
     /// (`{of}`: whose, for `container` and `role`): one entry per catalogue name (tested).
     #[serde(skip)]
     pub observations: &'static [(&'static str, &'static str)],
+    // Leadership (issue 17): a standby's refusals, the replica's role on the status page, and the
+    // takeover on the timeline.
+    /// A form or an email link refused on a standby: `{leader}`, the leader's name (or
+    /// `leader_unknown`).
+    pub standby_refused: &'static str,
+    /// Stands for the leader's name while no replica is known to hold the lead.
+    pub leader_unknown: &'static str,
+    /// The heading of the replica's role on the status page.
+    pub replica_role: &'static str,
+    /// `{node}`: the one replica of an unshared (SQLite) store.
+    pub role_solo: &'static str,
+    /// `{node}`: this replica leads.
+    pub role_leader: &'static str,
+    /// `{node}`, `{leader}`.
+    pub role_standby: &'static str,
+    /// `{node}`, `{from}`.
+    pub msg_tl_takeover: &'static str,
+    /// `{node}`.
+    pub msg_tl_takeover_unknown: &'static str,
 }
 
 impl Text {

@@ -36,6 +36,13 @@
 //! incident; the held rows become `digested`. Its wording is [`crate::email::digest`]'s: the sender
 //! only builds it at send time, from the stored messages.
 //!
+//! # Only the leader sends
+//!
+//! With replicas on a shared store, only the leader's sender runs rounds ([`crate::ha`]): a standby's
+//! waits for the lead, and the role is checked again right before each send, so a leader that lost
+//! its lease mid-round sends nothing more (the row stays pending for the new leader). Becoming
+//! leader reschedules the pending emails as a restart does. Alone on SQLite it is always leader.
+//!
 //! # Timing
 //!
 //! The sender is a deadline loop: it sends what is due, then sleeps until the earliest of the next
@@ -61,6 +68,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, Timestamp};
 use crate::config::{Config, EmailTransport, Locale, SmtpConfig};
+use crate::ha::{Leadership, Role};
 use crate::store::{OutboxEntry, Store, StoreError};
 
 pub use file::FileTransport;
@@ -394,7 +402,8 @@ impl NotifyMetrics {
 
 /// Sends due emails until `shutdown`: see the module documentation. `wake` is notified by whoever
 /// commits emails (the pager, after each commit that queued or held one); `clock` is the daemon's
-/// wall clock.
+/// wall clock; `leadership` says whether this replica may send now.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<T: Transport>(
     store: Arc<Store>,
     transport: T,
@@ -402,8 +411,10 @@ pub async fn run<T: Transport>(
     clock: Clock,
     wake: Arc<Notify>,
     metrics: NotifyMetrics,
+    leadership: Leadership,
     shutdown: CancellationToken,
 ) {
+    let mut role = leadership.watch();
     let mut sender = Sender {
         store,
         transport,
@@ -412,21 +423,31 @@ pub async fn run<T: Transport>(
         clock,
         metrics,
         unrecorded: Vec::new(),
+        leadership,
     };
     tracing::debug!("email sender started");
-    match sender.store.retry_pending_now(sender.clock.now()) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            emails = n,
-            "retrying the emails left pending by the previous run"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "could not reschedule the pending emails; they keep their backoff")
-        }
-    }
+    // The epoch whose pending emails were rescheduled: once per term, as at a restart.
+    let mut term: Option<u64> = None;
     loop {
         if shutdown.is_cancelled() {
             return;
+        }
+        let Role::Leader { epoch } = role.borrow_and_update().clone() else {
+            // A standby sends nothing: wait for the lead (or shutdown).
+            term = None;
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() {
+                    // The role's publisher is gone (the daemon is stopping): nothing more to send.
+                    shutdown.cancelled().await;
+                    return;
+                },
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        };
+        if term != Some(epoch) {
+            term = Some(epoch);
+            sender.reschedule_pending().await;
         }
         let next = match sender.round(&shutdown).await {
             Ok(Round::Again) => continue,
@@ -450,6 +471,7 @@ pub async fn run<T: Transport>(
         tokio::select! {
             () = sleep => {}
             () = wake.notified() => {}
+            Ok(()) = role.changed() => {}
             () = shutdown.cancelled() => return,
         }
     }
@@ -495,6 +517,8 @@ struct Sender<T> {
     /// Keys the server accepted but whose `mark_sent` failed (the store was failing): recorded
     /// before anything else is sent, so they are not sent twice. At most one batch long.
     unrecorded: Vec<(String, Timestamp)>,
+    /// Read right before each send: a replica that lost the lead sends nothing more.
+    leadership: Leadership,
 }
 
 /// Runs `f` on the blocking pool with the store.
@@ -513,6 +537,22 @@ where
 }
 
 impl<T: Transport> Sender<T> {
+    /// Makes the pending emails due now, as at a restart: those the previous run (or the previous
+    /// leader) left waiting on a backoff go out at once.
+    async fn reschedule_pending(&self) {
+        let now = self.clock.now();
+        match blocking(&self.store, move |s| s.retry_pending_now(now)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                emails = n,
+                "retrying the emails left pending by the previous run"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reschedule the pending emails; they keep their backoff")
+            }
+        }
+    }
+
     async fn round(&mut self, shutdown: &CancellationToken) -> Result<Round, RoundError> {
         self.record_unrecorded().await?;
         self.release_digests().await?;
@@ -523,6 +563,11 @@ impl<T: Transport> Sender<T> {
         for entry in due {
             if shutdown.is_cancelled() {
                 return Ok(Round::Stop);
+            }
+            // The role right before each send: a demoted leader stops here, the row stays pending.
+            if !self.leadership.is_leader() {
+                tracing::info!(key = %entry.key, "no longer the leader: this email is left to the new leader");
+                return Ok(Round::Idle(None));
             }
             let Some(result) = self.attempt(&entry, shutdown).await else {
                 return Ok(Round::Stop);

@@ -35,7 +35,10 @@ use crate::config::Config;
 use crate::email::Renderer;
 use crate::email::token::LinkKeys;
 use crate::engine::{EngineState, Evaluation};
-use crate::incident::{ActionError, Book, Incident, Level, Page, PageEvent, Policy, Window};
+use crate::incident::{
+    ActionError, Book, Incident, IncidentState, Level, Page, PageEvent, Policy, Window,
+};
+use crate::locale::{Msg, MsgId};
 use crate::pipeline::charts::{ChartSource, Wanted};
 use crate::runbook::{Locale, Runbook};
 use crate::store::{NewEmail, Store, StoreError};
@@ -392,6 +395,45 @@ impl Pager {
         }
     }
 
+    /// Takes the pager over on becoming leader (issue 17): the book is read again from the store,
+    /// exactly as a restart reads it (the same incident IDs; the L2 and L3 deadlines from the
+    /// persisted timestamps), each open incident gets a `takeover` entry on its timeline, saved
+    /// through the store's fence (set before this is called), and the sender is woken for the
+    /// outbox's unsent emails. `node` is this replica, `from` the previous leader when known.
+    /// Nothing changes when the store refuses: the takeover is tried again.
+    pub fn take_over(
+        &mut self,
+        node: &str,
+        from: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), PagerError> {
+        let mut incidents = self.store.latest_per_section()?;
+        let windows = self.windows()?;
+        let msg = match from {
+            Some(from) => Msg::new(MsgId::TlTakeover)
+                .arg("node", node)
+                .arg("from", from),
+            None => Msg::new(MsgId::TlTakeoverUnknown).arg("node", node),
+        };
+        let mut noted = Vec::new();
+        for incident in incidents
+            .iter_mut()
+            .filter(|i| i.state == IncidentState::Open)
+        {
+            incident.note(now, "takeover", msg.clone());
+            noted.push(incident.clone());
+        }
+        if !noted.is_empty() {
+            self.store.save_incidents(&noted)?;
+        }
+        let book = Book::new(incidents);
+        self.book = book;
+        self.windows = windows;
+        self.sender.notify_one();
+        tracing::info!(node, from = ?from, open = noted.len(), "took over the pager: incidents read from the store");
+        Ok(())
+    }
+
     /// Acknowledges, records on the timeline and saves. `episode`: see [`Command::Ack`].
     pub fn ack(
         &mut self,
@@ -461,6 +503,20 @@ impl Pager {
     pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
         self.book
             .next_deadline(now, &self.config.policy, &self.windows)
+    }
+}
+
+impl Command {
+    /// Answers the command with `error` without carrying it out (a standby's pager).
+    pub fn refuse(self, error: ActionError) {
+        match self {
+            Self::Ack { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Self::Resolve { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
     }
 }
 

@@ -4,6 +4,11 @@
 //!
 //! This is the shell of the pure [`Engine`]: the only place that reads the clock for it, and the
 //! place that turns its transitions into log lines and metrics.
+//!
+//! Only the leader pages (issue 17): a standby applies reports and evaluates (it stays warm), and
+//! its pager neither steps nor writes; acks and resolves sent to it are refused. On becoming leader
+//! the pager is taken over from the store ([`Pager::take_over`]); on losing the lead it stops at
+//! once. Alone on its store a replica is always leader, as before.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -19,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::doctor::BlindSpot;
 use crate::engine::{Engine, Evaluation, Event, Symptom, SymptomState};
-use crate::incident::{Book, IncidentState, Level};
+use crate::ha::{Leadership, Role};
+use crate::incident::{ActionError, Book, IncidentState, Level};
 use crate::observe::{Evidence, ProbeReport, Reading, Value};
 use crate::pipeline::pager::{Charts, Command, Pager};
 use crate::runbook::Runbook;
@@ -411,7 +417,9 @@ pub struct Published {
 }
 
 /// Applies reports and evaluates until every probe has stopped or `shutdown` is cancelled; each
-/// evaluation goes to the pager, which also gets the ack and resolve commands.
+/// evaluation goes to the pager while `leadership` says this replica leads, and so do the ack and
+/// resolve commands (a standby refuses them).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut engine: Engine,
     mut reports: mpsc::Receiver<ProbeReport>,
@@ -419,6 +427,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
     clock: Clock,
     published: Published,
+    leadership: Leadership,
     shutdown: CancellationToken,
 ) {
     let Published {
@@ -442,13 +451,47 @@ pub async fn run(
         engine.restore(saved);
     }
     let mut saved = engine.snapshot();
+    let mut role = leadership.watch();
+    // The term the pager works for: `Some(epoch)` while it leads and has taken over. A generation
+    // that starts as leader read the store as it opened (a start or a reload): no takeover then.
+    let mut leading: Option<u64> = match &*role.borrow_and_update() {
+        Role::Leader { epoch } => Some(*epoch),
+        Role::Standby { .. } => None,
+    };
     loop {
         let now = clock.now();
-        let deadline = [engine.next_deadline(), pager.next_deadline(now)]
+        let book_deadline = leading.and_then(|_| pager.next_deadline(now));
+        let deadline = [engine.next_deadline(), book_deadline]
             .into_iter()
             .flatten()
             .min();
         let mut evaluate = true;
+        // A takeover the store refused is tried again at each evaluation.
+        let wanted = match &*role.borrow() {
+            Role::Leader { epoch } if leading != Some(*epoch) => Some(*epoch),
+            _ => None,
+        };
+        if let Some(epoch) = wanted {
+            let (node, from, now) = (
+                leadership.node().to_owned(),
+                leadership.took_over_from(),
+                clock.now(),
+            );
+            let taken;
+            (pager, taken) =
+                off_thread(pager, move |p| p.take_over(&node, from.as_deref(), now)).await;
+            match taken {
+                Ok(()) => {
+                    leading = Some(epoch);
+                    // The new leader saves its own rule states at its next evaluation.
+                    saved = crate::engine::EngineState::default();
+                    metrics.record_book(&sections, pager.book());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not take the pager over; trying again at the next evaluation")
+                }
+            }
+        }
         tokio::select! {
             report = reports.recv() => match report {
                 Some(r) => evidence.apply(r),
@@ -461,9 +504,25 @@ pub async fn run(
                 }
             } => {}
             Some(cmd) = commands.recv() => {
-                let now = clock.now();
-                (pager, ()) = off_thread(pager, move |p| p.command(cmd, now)).await;
-                metrics.record_book(&sections, pager.book());
+                if leading.is_none() {
+                    let leader = match &*role.borrow() {
+                        Role::Standby { leader } => leader.clone(),
+                        Role::Leader { .. } => None,
+                    };
+                    cmd.refuse(ActionError::Standby { leader });
+                } else {
+                    let now = clock.now();
+                    (pager, ()) = off_thread(pager, move |p| p.command(cmd, now)).await;
+                    metrics.record_book(&sections, pager.book());
+                }
+                evaluate = false;
+            }
+            Ok(()) = role.changed() => {
+                // Losing the lead stops the pager at once; gaining it takes over at the top of
+                // the loop.
+                if !role.borrow_and_update().is_leader() && leading.take().is_some() {
+                    tracing::warn!("no longer the leader: the pager stops");
+                }
                 evaluate = false;
             }
             () = shutdown.cancelled() => return,
@@ -510,6 +569,10 @@ pub async fn run(
                 .cloned()
                 .collect(),
         );
+        if leading.is_none() {
+            // A standby evaluates (warm) and records nothing.
+            continue;
+        }
         let state = engine.snapshot();
         let changed = (state != saved).then(|| state.clone());
         let decided;

@@ -71,8 +71,8 @@ fn the_local_image_runs_and_answers_healthz() {
     assert_eq!(body, "ok\n");
     assert_eq!(
         get(port, "/readyz").as_deref(),
-        Some("ready\n"),
-        "/data is writable by the image's user"
+        Some("ready\nrole: solo\n"),
+        "/data is writable by the image's user; SQLite: the only replica"
     );
 
     // Docker's HEALTHCHECK runs `harven-watchdog healthcheck` inside the container.

@@ -20,6 +20,7 @@ mod fastapi;
 mod hardening;
 mod image;
 mod layout;
+mod leadership;
 mod leak;
 mod monitoring;
 mod notify;

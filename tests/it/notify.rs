@@ -146,6 +146,7 @@ impl Rig {
             self.clock.clone(),
             self.wake.clone(),
             self.metrics.clone(),
+            harven_watchdog::ha::Leadership::solo("node-a"),
             self.shutdown.clone(),
         )));
     }

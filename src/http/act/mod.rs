@@ -375,6 +375,17 @@ fn action_failed(st: &ActState, e: &ActionError) -> Response {
                 format!("{}\n", t.unavailable),
             )
         }
+        // A standby acts on nothing (issue 17): the reader is sent to the leader.
+        ActionError::Standby { leader } => {
+            let why = fill(
+                t.standby_refused,
+                &[("leader", &leader.as_deref().unwrap_or(t.leader_unknown))],
+            );
+            plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{why} {}\n", t.nothing_changed),
+            )
+        }
         // A link's form is cleaned into valid input and acts for the link's level on an incident;
         // what is left cannot come from it.
         ActionError::Invalid { .. }

@@ -382,6 +382,19 @@ async fn the_refusals_and_failures_answer_word_for_word_in_both_languages() {
                 StatusCode::BAD_REQUEST,
                 "bad form\n".to_owned(),
             ),
+            // Issue 17: a standby sends the reader to the leader.
+            (
+                ActionError::Standby {
+                    leader: Some("node-a".into()),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                pick(
+                    locale,
+                    "Este watchdog é uma réplica em espera: só a líder (node-a) reconhece, resolve e altera janelas de manutenção; abra a página da líder, ou tente de novo em instantes se ela estiver assumindo. Nada foi alterado.\n",
+                    "This watchdog is a standby replica: only the leader (node-a) acknowledges, resolves and changes maintenance windows; open the leader's page, or try again in a moment if it is taking over. Nothing was changed.\n",
+                )
+                .to_owned(),
+            ),
         ];
         for (e, status, want) in failures {
             let answer = body_of(action_failed(&st, &e)).await;

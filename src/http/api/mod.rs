@@ -145,6 +145,9 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// 429's `Retry-After`, in seconds.
     pub(crate) retry_after: Option<u64>,
+    /// A standby's refusal (issue 17): the body is `{"error": "standby", "leader": …}`, the
+    /// leader's name or `null` while none is known, so a client can go there.
+    pub(crate) standby: Option<Option<String>>,
 }
 
 impl ApiError {
@@ -153,6 +156,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            standby: None,
         }
     }
 
@@ -189,7 +193,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let body = match &self.standby {
+            Some(leader) => Json(serde_json::json!({ "error": "standby", "leader": leader })),
+            None => Json(serde_json::json!({ "error": self.message })),
+        };
         if self.status == StatusCode::UNAUTHORIZED {
             (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else if let Some(secs) = self.retry_after {
@@ -217,6 +224,13 @@ impl From<ActionError> for ApiError {
     fn from(e: ActionError) -> Self {
         match e {
             ActionError::Unavailable(why) => Self::unavailable(why),
+            ActionError::Standby { leader } => Self {
+                standby: Some(leader.clone()),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ActionError::Standby { leader }.to_string(),
+                )
+            },
             e => Self::new(action_status(&e), e.to_string()),
         }
     }

@@ -278,6 +278,10 @@ fn error_words(e: &ActionError, locale: crate::locale::Locale) -> String {
         | ActionError::AlreadyResolved(_)
         | ActionError::Reopened { .. } => t.not_open.to_owned(),
         ActionError::Unavailable(_) => t.unavailable.to_owned(),
+        ActionError::Standby { leader } => fill(
+            t.standby_refused,
+            &[("leader", &leader.as_deref().unwrap_or(t.leader_unknown))],
+        ),
     };
     // A sentence, as the page shows it: capitalized, with its period.
     let mut chars = sentence.chars();

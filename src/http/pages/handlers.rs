@@ -105,6 +105,7 @@ pub(super) async fn index(
             .collect(),
         resolved,
         windows,
+        role: super::views::role_words(st.actions.leadership(), st.locale),
     };
     html_page(&st.env, "web_index.html", &page, StatusCode::OK, kind)
 }

@@ -31,6 +31,8 @@ pub(super) fn labels(locale: Locale) -> Labels {
         ("paged", t.paged),
         ("no_pages", t.no_pages),
         ("symptoms", t.symptoms),
+        // Leadership (issue 17)
+        ("replica_role", t.replica_role),
         // Charts (issue 15)
         ("chart_heading", t.chart_heading),
         ("chart_legend", t.chart_legend),

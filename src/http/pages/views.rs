@@ -152,6 +152,32 @@ pub(super) struct IndexPage<'a> {
     pub(super) resolved: Vec<Row>,
     pub(super) windows: Vec<WindowRow>,
     pub(super) blind_spots: Vec<BlindView>,
+    /// This replica's role in the page's language (issue 17): solo, leader, or standby naming
+    /// the leader.
+    pub(super) role: String,
+}
+
+/// This replica's role in `locale`'s words: `node-b: standby (the leader is node-a)`.
+pub(super) fn role_words(
+    leadership: &crate::ha::Leadership,
+    locale: crate::locale::Locale,
+) -> String {
+    use crate::locale::fill;
+    let t = locale.text();
+    let node = leadership.node();
+    if !leadership.is_shared() {
+        return fill(t.role_solo, &[("node", &node)]);
+    }
+    match leadership.role() {
+        crate::ha::Role::Leader { .. } => fill(t.role_leader, &[("node", &node)]),
+        crate::ha::Role::Standby { leader } => fill(
+            t.role_standby,
+            &[
+                ("node", &node),
+                ("leader", &leader.as_deref().unwrap_or(t.leader_unknown)),
+            ],
+        ),
+    }
 }
 
 #[derive(Serialize)]

@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
-use harven_watchdog::Reload;
 use harven_watchdog::clock::{Clock, ManualClock, Timestamp};
 use harven_watchdog::config::ConfigSource;
+use harven_watchdog::ha::Leases;
 use harven_watchdog::incident::Incident;
 use harven_watchdog::incident::model::DIAGNOSIS_REFRESH;
 use harven_watchdog::store::Store;
+use harven_watchdog::{Reload, RunOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -246,8 +248,34 @@ impl TestDaemon {
     /// (`POST /-/reload`) reads them and `env` again.
     pub async fn start_with_files(
         files: &[std::path::PathBuf],
-        mut env: Vec<(String, String)>,
+        env: Vec<(String, String)>,
         at: Timestamp,
+    ) -> Self {
+        let (clock, hand) = Clock::manual(at);
+        Self::launch(files, env, clock, hand, RunOptions::default()).await
+    }
+
+    /// One replica of several (issue 17): configured by `env`, on a clock the test shares between
+    /// them (so the lease's time is theirs), with `leases` (a replica of one
+    /// [`MemoryLeases`](harven_watchdog::ha::MemoryLeases) arbiter) deciding who leads.
+    pub async fn start_replica(
+        env: Vec<(String, String)>,
+        clock: Clock,
+        hand: ManualClock,
+        leases: Arc<dyn Leases>,
+    ) -> Self {
+        let options = RunOptions {
+            leases: Some(leases),
+        };
+        Self::launch(&[], env, clock, hand, options).await
+    }
+
+    async fn launch(
+        files: &[std::path::PathBuf],
+        mut env: Vec<(String, String)>,
+        clock: Clock,
+        hand: ManualClock,
+        options: RunOptions,
     ) -> Self {
         super::init();
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -262,14 +290,14 @@ impl TestDaemon {
         }
         let source = ConfigSource::with_env(files.to_vec(), env);
         let config = source.load().expect("test config");
-        let (clock, hand) = Clock::manual(at);
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(harven_watchdog::run(
+        let task = tokio::spawn(harven_watchdog::run_with(
             config,
             Reload::new(source),
             listener,
             clock,
             shutdown.clone(),
+            options,
         ));
         Self {
             base,
