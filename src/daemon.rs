@@ -219,7 +219,7 @@ impl Shared {
         clock: &Clock,
         shutdown: &CancellationToken,
     ) -> Result<(Self, Metrics), RunError> {
-        let store = Arc::new(Store::open(&config.store.path)?);
+        let store = Arc::new(Store::open_config(&config.store)?);
         let mut metrics = Metrics::new();
         store.register_metrics(metrics.registry_mut());
         let auth_metrics = AuthMetrics::register(metrics.registry_mut());
