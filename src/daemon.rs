@@ -86,8 +86,9 @@ impl RunError {
 /// The default is what [`run`] uses.
 #[derive(Default)]
 pub struct RunOptions {
-    /// The lease the replicas share (issue 17). `None`: [`Solo`], a single node that is always the
-    /// leader (the SQLite store: `[ha]` is ignored). Tests give several in-process daemons one
+    /// The lease the replicas share (issue 17). `None`: the store's own lease row when the store
+    /// is shared (PostgreSQL), else [`Solo`], a single node that is always the leader (the SQLite
+    /// store: `[ha]` is ignored). Tests give several in-process daemons one
     /// [`ha::MemoryLeases`] arbiter, a replica each.
     pub leases: Option<Arc<dyn Leases>>,
 }
@@ -157,7 +158,12 @@ pub async fn run_with(
     // generation, on every way out of this function (the guard cancels it when dropped).
     let ha_stop = CancellationToken::new();
     let _ha_guard = ha_stop.clone().drop_guard();
-    let leases: Arc<dyn Leases> = options.leases.unwrap_or_else(|| Arc::new(Solo));
+    // A shared store is the lease itself; an unshared one (SQLite) is a single node.
+    let leases: Arc<dyn Leases> = match options.leases {
+        Some(leases) => leases,
+        None if shared.store.is_shared() => Arc::clone(&shared.store) as Arc<dyn Leases>,
+        None => Arc::new(Solo),
+    };
     let mut ha_task = start_leadership(&prepared.config, leases, &mut shared, &ha_stop);
     let (mut generation, routes) = Generation::start(prepared, &shared)?;
     shared.reload_metrics.started(clock.now());
@@ -309,7 +315,7 @@ impl Shared {
         clock: &Clock,
         shutdown: &CancellationToken,
     ) -> Result<(Self, Metrics), RunError> {
-        let store = Arc::new(Store::open(&config.store.path)?);
+        let store = Arc::new(Store::open_config(&config.store)?);
         let mut metrics = Metrics::new();
         store.register_metrics(metrics.registry_mut());
         let auth_metrics = AuthMetrics::register(metrics.registry_mut());

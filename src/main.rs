@@ -354,18 +354,18 @@ fn rotate_link_key(files: &[std::path::PathBuf], revoke: bool) -> anyhow::Result
     let config = Config::load(files)?;
     // Safe beside a running daemon: the store is WAL with a busy timeout, made for a second
     // process on the file; the daemon reads the new key at its next reload.
-    let store = harven_watchdog::store::Store::open(&config.store.path)?;
+    let store = harven_watchdog::store::Store::open_config(&config.store)?;
     let keep = (!revoke).then_some(config.escalation.link_ttl);
     let until =
         harven_watchdog::pipeline::pager::rotate_link_key(&store, Clock::system().now(), keep)?;
     match until {
         Some(until) => outln!(
             "link key rotated in {}; links signed with the previous key work until {until}",
-            config.store.path.display()
+            store.path().display()
         ),
         None => outln!(
             "link key rotated in {}; every link signed with the previous key is refused",
-            config.store.path.display()
+            store.path().display()
         ),
     }
     outln!(

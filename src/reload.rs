@@ -31,6 +31,7 @@ pub const RESTART_ONLY: &[&str] = &[
     "server.max_connections",
     "server.max_requests_in_flight",
     "store.path",
+    "store.url",
 ];
 
 /// Who asked for a reload, for the log lines.
@@ -187,6 +188,12 @@ pub(crate) fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'sta
             *dir = running.store.outbox_dir();
         }
         changed.push("store.path");
+    }
+    // The database and its connections' settings (`url`, the password, the timeouts, the readers)
+    // are the open store's: any change waits for a restart, named by its main key.
+    if new.store.postgres != running.store.postgres {
+        new.store.postgres.clone_from(&running.store.postgres);
+        changed.push("store.url");
     }
     changed
 }

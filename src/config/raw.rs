@@ -91,12 +91,20 @@ pub struct RawServer {
     pub max_requests_in_flight: i64,
 }
 
-/// `[store]`: the SQLite file, and how long a resolved incident and its emails are kept.
+/// `[store]`: the SQLite file (or a PostgreSQL server), and how long a resolved incident and its
+/// emails are kept.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawStore {
     pub path: String,
     pub retention: String,
+    /// `postgres://user@host:port/dbname`; unset: the SQLite file at `path`.
+    pub url: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub connect_timeout: String,
+    pub statement_timeout: String,
+    pub readers: i64,
 }
 
 /// `[runbook]`: a runbook file (unset: the embedded one) and the emails' and pages' language.

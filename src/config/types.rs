@@ -101,11 +101,42 @@ pub struct ServerLimits {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The SQLite file; with `postgres` set, only the data directory is taken from it (the `.eml`
+    /// outbox lives there).
     pub path: PathBuf,
+    /// `Some` when `[store] url` is set: the store is on that PostgreSQL server, shared by every
+    /// replica configured with it.
+    pub postgres: Option<PostgresConfig>,
     /// How long resolved incidents, their emails and ended run-time windows are kept, and how long an
     /// undelivered email is retried. Longer than `escalation.reopen_within`, so nothing pruned can
     /// reopen and ask for its page keys again (see `store::retention`).
     pub retention: Duration,
+}
+
+/// A PostgreSQL store (`[store] url`, `password_file`, the timeouts): what `store::Store` connects
+/// with. The password is a [`Secret`], never part of the URL (validation refuses one there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A host name or an address.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub dbname: String,
+    pub password: Option<Secret>,
+    /// The longest wait for a connection: a call fails `unavailable` past it.
+    pub connect_timeout: Duration,
+    /// The longest a statement runs (the server cancels it then), lock waits included; also the
+    /// longest a session may sit idle inside a transaction before the server ends it.
+    pub statement_timeout: Duration,
+    /// Read-only connections for the HTTP routes' reads (the writer's is one more).
+    pub readers: usize,
+}
+
+impl PostgresConfig {
+    /// `user@host:port/dbname`: how logs and errors name the database (never with the password).
+    pub fn target(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
 }
 
 impl StoreConfig {

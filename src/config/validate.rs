@@ -23,7 +23,9 @@ use self::probes::{
     check_status_pages, check_supabase,
 };
 use super::raw::RawConfig;
-use super::types::{Config, Locale, RunbookConfig, ServerConfig, ServerLimits, StoreConfig};
+use super::types::{
+    Config, Locale, PostgresConfig, RunbookConfig, ServerConfig, ServerLimits, StoreConfig,
+};
 use super::{Origin, Problem};
 use crate::secret::Secret;
 
@@ -483,9 +485,77 @@ fn check_store(c: &mut Checker<'_>, raw: &super::raw::RawStore) -> Option<StoreC
         );
         return None;
     }
+    let postgres = match &raw.url {
+        None => Some(None),
+        Some(url) => check_postgres(c, raw, url).map(Some),
+    };
     Some(StoreConfig {
         path: PathBuf::from(&raw.path),
+        postgres: postgres?,
         retention: retention?,
+    })
+}
+
+/// `[store] url` and the keys that go with it. The password comes from `password_file` (or
+/// `password`) only: one inside the URL would be printed wherever the URL is, so it is refused.
+fn check_postgres(
+    c: &mut Checker<'_>,
+    raw: &super::raw::RawStore,
+    url: &str,
+) -> Option<PostgresConfig> {
+    let connect_timeout = c.duration("store.connect_timeout", &raw.connect_timeout);
+    let statement_timeout = c.duration("store.statement_timeout", &raw.statement_timeout);
+    let readers = c.check(
+        "store.readers",
+        usize::try_from(raw.readers)
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| format!("{} must be a count from 1 to 64", raw.readers)),
+    );
+    let password = c.secret(
+        "store.password",
+        raw.password.clone(),
+        raw.password_file.clone(),
+    );
+    let url = c.url("store.url", url, &["postgres", "postgresql"])?;
+    if url.password().is_some() {
+        c.problem(
+            "store.url",
+            "holds a password; remove it from the URL and give it in store.password_file",
+        );
+        return None;
+    }
+    let dbname = url.path().trim_start_matches('/');
+    // Names as written: no `%` escapes (a Unix socket directory as host is not supported).
+    if dbname.is_empty() || dbname.contains(['/', '%']) || url.query().is_some() {
+        c.problem(
+            "store.url",
+            format!(
+                "{:?} must name one database and nothing more, like postgres://watchdog@db:5432/watchdog",
+                without_userinfo(url.as_str())
+            ),
+        );
+        return None;
+    }
+    let user = match url.username() {
+        "" => {
+            c.problem(
+                "store.url",
+                "names no user; write it like postgres://watchdog@db:5432/watchdog",
+            );
+            return None;
+        }
+        u => u.to_owned(),
+    };
+    Some(PostgresConfig {
+        host: url.host_str()?.to_owned(),
+        port: url.port().unwrap_or(5432),
+        user,
+        dbname: dbname.to_owned(),
+        password: password?,
+        connect_timeout: connect_timeout?,
+        statement_timeout: statement_timeout?,
+        readers: readers?,
     })
 }
 

@@ -21,6 +21,7 @@
 
 mod machine;
 mod memory;
+mod store;
 #[cfg(test)]
 mod tests;
 

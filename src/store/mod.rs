@@ -1,5 +1,17 @@
-//! The durable store: one embedded SQLite file holding incidents, the email outbox (which is also the
-//! sent ledger), maintenance windows created at run time, and a few long-lived secrets.
+//! The durable store: one embedded SQLite file (the default) or a shared PostgreSQL database
+//! (`[store] url`), holding incidents, the email outbox (which is also the sent ledger),
+//! maintenance windows created at run time, a few long-lived secrets and, on PostgreSQL, the lease
+//! that says which replica pages (`lease.rs`).
+//!
+//! # Two backends, one API
+//!
+//! Every method is written once, against [`sql::Db`] (SQLite's placeholders, SQL both databases
+//! accept, rows as values); `pg.rs` runs it on PostgreSQL, rusqlite on the file. What differs is
+//! only where it must: the schema's DDL (`schema.rs`), how a transaction begins, the lease. The
+//! sections below describe the file; on PostgreSQL the same guarantees hold through its own means
+//! (a committed transaction is durable; each `Store` has one writer session and a pool of read-only
+//! ones, so reads never queue behind the writer either), and every call is bounded by the
+//! configured timeouts (see `pg.rs`).
 //!
 //! # Durability
 //!
@@ -51,25 +63,31 @@
 //! The pool needs a file: `:memory:` cannot run in WAL mode and [`Store::open`] refuses it (it always
 //! has); tests use a file in a temporary directory.
 
+mod lease;
 mod outbox;
+mod pg;
 mod pool;
 pub mod retention;
 mod schema;
 mod secrets;
+mod sql;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::clock::Timestamp;
-use crate::config::MaintenanceWindow;
+use crate::config::{MaintenanceWindow, PostgresConfig, StoreConfig};
 use crate::incident::{Incident, IncidentState};
+use sql::{Db, Lite, Row, vals};
+
+pub use lease::{Claim, Fence, Holder};
 
 pub use outbox::{
     CommitOutcome, DigestSlot, EmailStatus, NewDigest, NewEmail, OutboxDepth, OutboxEntry,
@@ -124,6 +142,17 @@ pub enum StoreError {
     /// Any other SQLite error (disk full, I/O, a constraint).
     #[error("store query failed: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    /// PostgreSQL cannot serve now: refused or lost connection, a connect or statement past its
+    /// timeout, a server shutting down. The next call connects again (after a short backoff).
+    #[error("the store's database is unavailable: {0}")]
+    Unavailable(String),
+    /// PostgreSQL refused a statement (a constraint, a permission): its message and SQLSTATE.
+    #[error("store query failed: {0}")]
+    Postgres(String),
+    /// A pager or sender write on a shared store, refused because this replica does not hold the
+    /// lease it was fenced with (never set, taken over, or expired): nothing was written.
+    #[error("this replica does not hold the store's lease: the write was refused (fenced)")]
+    Fenced,
     /// An incident or a list stored as JSON did not decode (or encode).
     #[error("cannot encode or decode stored JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -155,6 +184,9 @@ impl StoreError {
             Self::SchemaTooNew { .. } => "schema_too_new",
             Self::Busy(_) => "busy",
             Self::Sqlite(_) => "sqlite",
+            Self::Unavailable(_) => "unavailable",
+            Self::Postgres(_) => "postgres",
+            Self::Fenced => "fenced",
             Self::Json(_) => "json",
             Self::Corrupt(_) => "corrupt",
             Self::Random => "random",
@@ -169,15 +201,29 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// in an `Arc`.
 #[derive(Debug)]
 pub struct Store {
-    /// Read-only connections for the HTTP routes' reads. Declared before `writer` so they close
-    /// first: the last connection to close checkpoints the log and removes it, which only the
-    /// writer can do.
-    readers: pool::ReaderPool,
-    /// Every write, and the write side's own reads. No read of the readers' path ever locks it.
-    writer: Mutex<Connection>,
-    /// The database file, as given to [`Store::open`].
+    backend: Backend,
+    /// The database file, as given to [`Store::open`]; for PostgreSQL, `user@host:port/dbname`.
     path: PathBuf,
     metrics: StoreMetrics,
+    /// What the pager's and the sender's writes check on a shared store ([`Store::set_fence`]);
+    /// `None` refuses them there. Read once per write, before its transaction begins.
+    fence: RwLock<Option<Fence>>,
+}
+
+/// Where the data is.
+#[derive(Debug)]
+enum Backend {
+    /// The embedded file.
+    Sqlite {
+        /// Read-only connections for the HTTP routes' reads. Declared before `writer` so they
+        /// close first: the last connection to close checkpoints the log and removes it, which
+        /// only the writer can do.
+        readers: pool::ReaderPool<Connection>,
+        /// Every write, and the write side's own reads. No read of the readers' path ever locks it.
+        writer: Mutex<Connection>,
+    },
+    /// A PostgreSQL database, shared between replicas.
+    Postgres(pg::Postgres),
 }
 
 /// The waits of [`Store`]'s two paths, registered by [`Store::register_metrics`]. They count from
@@ -281,12 +327,48 @@ impl Store {
         schema::migrate(&mut conn, &path)?;
         // After the migration: the readers see the file in WAL mode and with its tables.
         let readers = pool::ReaderPool::open(&path, READERS).map_err(open_err)?;
-        Ok(Self {
-            readers,
-            writer: Mutex::new(conn),
+        Ok(Self::with(
+            Backend::Sqlite {
+                readers,
+                writer: Mutex::new(conn),
+            },
+            path,
+        ))
+    }
+
+    /// Connects to the PostgreSQL database of `config` and brings its schema up to date (several
+    /// replicas may do so at once). Fails `Unavailable` when the server cannot be reached within
+    /// the connect timeout.
+    pub fn connect(config: &PostgresConfig) -> Result<Self> {
+        let pg = pg::Postgres::open(config)?;
+        schema::migrate_pg(&mut pg.lock_writer(), &config.target())?;
+        Ok(Self::with(
+            Backend::Postgres(pg),
+            PathBuf::from(config.target()),
+        ))
+    }
+
+    /// The store `config` names: its PostgreSQL database when `[store] url` is set, else its file.
+    pub fn open_config(config: &StoreConfig) -> Result<Self> {
+        match &config.postgres {
+            Some(pg) => Self::connect(pg),
+            None => Self::open(&config.path),
+        }
+    }
+
+    fn with(backend: Backend, path: PathBuf) -> Self {
+        Self {
+            backend,
             path,
             metrics: StoreMetrics::new(),
-        })
+            fence: RwLock::new(None),
+        }
+    }
+
+    /// True when the store is shared between replicas (PostgreSQL); false for SQLite, a single
+    /// node's file (always the leader).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Registers `harven_watchdog_store_write_wait_seconds` and
@@ -307,82 +389,160 @@ impl Store {
         );
     }
 
-    /// The database file.
+    /// The database file; for PostgreSQL, `user@host:port/dbname` (never a password).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// The schema version of the file (`PRAGMA user_version`), as the readers see it.
+    /// The schema version of the database (`PRAGMA user_version`, or PostgreSQL's `schema_version`
+    /// row), as the readers see it.
     pub fn schema_version(&self) -> Result<u32> {
-        self.read(|conn| Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+        self.read(schema::version)
     }
 
     /// Runs `f` on a connection of the readers' pool, waiting for one when all are in use. This is
     /// the only way to the readers, and it never touches the writer: `f` should copy its rows out
     /// and leave decoding to the caller, after the connection is back.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         let asked = Instant::now();
-        let conn = self.readers.get();
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => {
+                let conn = readers.get();
+                self.observe_read(asked);
+                f(&mut Lite(&conn))
+            }
+            Backend::Postgres(pg) => {
+                let mut conn = pg.readers.get();
+                self.observe_read(asked);
+                f(&mut conn.session())
+            }
+        }
+    }
+
+    fn observe_read(&self, asked: Instant) {
         self.metrics
             .read_wait
             .observe(asked.elapsed().as_secs_f64());
-        f(&conn)
     }
 
-    /// The writer's connection, for a read of the write side (no transaction: each statement reads
-    /// the latest commit).
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        let asked = Instant::now();
-        let conn = self.lock_writer();
+    fn observe_write(&self, asked: Instant) {
         self.metrics
             .write_wait
             .observe(asked.elapsed().as_secs_f64());
-        conn
     }
 
-    /// The writer's mutex. A panic while it was held leaves nothing half-done (an open transaction
-    /// rolls back when dropped), so a poisoned lock is simply taken over.
-    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Begins an `IMMEDIATE` transaction on `conn` (the writer's, locked since `asked`): the write
-    /// lock is taken at the start, so two writers never deadlock upgrading a read lock. Records the
-    /// wait until then.
-    fn begin<'c>(&self, conn: &'c mut Connection, asked: Instant) -> Result<Transaction<'c>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        self.metrics
-            .write_wait
-            .observe(asked.elapsed().as_secs_f64());
-        Ok(tx)
-    }
-
-    /// Runs `f` in one transaction on the writer's connection and commits when it returns `Ok`.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// Runs `f` on the writer's connection, for a read of the write side (no transaction: each
+    /// statement reads the latest commit).
+    fn on_writer<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         let asked = Instant::now();
-        let mut conn = self.lock_writer();
-        let tx = self.begin(&mut conn, asked)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let conn = lock(writer);
+                self.observe_write(asked);
+                f(&mut Lite(&conn))
+            }
+            Backend::Postgres(pg) => {
+                let mut conn = pg.lock_writer();
+                self.observe_write(asked);
+                f(&mut conn.session())
+            }
+        }
+    }
+
+    /// Runs `f` in one transaction on the writer's connection: committed when it returns
+    /// `Ok((_, true))`, rolled back on `Ok((_, false))` or an error. SQLite's is `IMMEDIATE` (the
+    /// write lock is taken at the start, so two writers never deadlock upgrading a read lock); the
+    /// wait until it began is recorded. With `fenced`, on a shared store, the transaction first
+    /// checks (and locks, `FOR SHARE`) the lease row against the fence, and fails `Fenced` when it
+    /// does not hold: a replica that lost the lease writes nothing, and a claim waits for this
+    /// commit.
+    fn transact<T>(
+        &self,
+        fenced: bool,
+        f: impl FnOnce(&mut dyn Db) -> Result<(T, bool)>,
+    ) -> Result<T> {
+        let asked = Instant::now();
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = lock(writer);
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                self.observe_write(asked);
+                let (value, commit) = f(&mut Lite(&tx))?;
+                if commit {
+                    tx.commit()?;
+                }
+                Ok(value)
+            }
+            Backend::Postgres(pg) => {
+                let fence = if fenced {
+                    Some(self.fence().ok_or(StoreError::Fenced)?)
+                } else {
+                    None
+                };
+                let mut conn = pg.lock_writer();
+                conn.transaction(|db| {
+                    self.observe_write(asked);
+                    if let Some(fence) = &fence {
+                        lease::check(db, fence)?;
+                    }
+                    f(db)
+                })
+            }
+        }
+    }
+
+    /// Runs `f` in one unfenced transaction and commits when it returns `Ok`.
+    fn write<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        self.transact(false, |db| f(db).map(|v| (v, true)))
+    }
+
+    /// Runs `f` in one transaction fenced by the lease (a pager's or sender's write) and commits
+    /// when it returns `Ok`.
+    fn fenced<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        self.transact(true, |db| f(db).map(|v| (v, true)))
+    }
+
+    /// Holds the writer's connection until the guard drops (tests: nothing of the readers' path
+    /// may wait for it).
+    #[cfg(test)]
+    fn hold_writer(
+        &self,
+    ) -> (
+        Option<MutexGuard<'_, Connection>>,
+        Option<MutexGuard<'_, pg::PgConn>>,
+    ) {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => (Some(lock(writer)), None),
+            Backend::Postgres(pg) => (None, Some(pg.lock_writer())),
+        }
+    }
+
+    /// How many readers are not lent out now (tests).
+    #[cfg(test)]
+    fn idle_readers(&self) -> usize {
+        match &self.backend {
+            Backend::Sqlite { readers, .. } => readers.idle(),
+            Backend::Postgres(pg) => pg.readers.idle(),
+        }
     }
 
     // ---------------------------------------------------------------------------------------------
     // Incidents
     // ---------------------------------------------------------------------------------------------
 
-    /// Inserts or replaces each incident (by ID), in one transaction.
+    /// Inserts or replaces each incident (by ID), in one transaction (fenced: the pager's).
     pub fn save_incidents(&self, incidents: &[Incident]) -> Result<()> {
-        self.write(|tx| upsert_incidents(tx, incidents))
+        self.fenced(|db| upsert_incidents(db, incidents))
     }
 
     /// The incident with this ID (a reader).
     pub fn incident(&self, id: &str) -> Result<Option<Incident>> {
-        let data: Option<String> = self.read(|conn| {
-            Ok(conn
-                .prepare_cached("SELECT data FROM incidents WHERE id = ?1")?
-                .query_row([id], |r| r.get(0))
-                .optional()?)
+        let data: Option<String> = self.read(|db| {
+            db.query_opt(
+                "SELECT data FROM incidents WHERE id = ?1",
+                vals![id],
+                |mut r| r.take(0),
+            )
         })?;
         data.map(|d| Ok(serde_json::from_str(&d)?)).transpose()
     }
@@ -396,7 +556,7 @@ impl Store {
                  SELECT j.id FROM incidents AS j WHERE j.section = i.section
                  ORDER BY j.opened_at DESC, j.id DESC LIMIT 1)
              ORDER BY i.section",
-            [],
+            &[],
         )
     }
 
@@ -404,18 +564,13 @@ impl Store {
     pub fn recent_incidents(&self, limit: usize) -> Result<Vec<Incident>> {
         self.incidents_query(
             "SELECT data FROM incidents ORDER BY opened_at DESC, id DESC LIMIT ?1",
-            [i64::try_from(limit).unwrap_or(i64::MAX)],
+            vals![i64::try_from(limit).unwrap_or(i64::MAX)],
         )
     }
 
     /// The incidents `sql` selects (one `data` column), read on a reader and decoded after it is back.
-    fn incidents_query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Incident>> {
-        let rows: Vec<String> = self.read(|conn| {
-            Ok(conn
-                .prepare_cached(sql)?
-                .query_map(params, |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?)
-        })?;
+    fn incidents_query(&self, sql: &str, params: &[sql::Value]) -> Result<Vec<Incident>> {
+        let rows: Vec<String> = self.read(|db| db.query_map(sql, params, |mut r| r.take(0)))?;
         rows.iter()
             .map(|data| Ok(serde_json::from_str(data)?))
             .collect()
@@ -433,20 +588,19 @@ impl Store {
         now: Timestamp,
     ) -> Result<i64> {
         let sections = serde_json::to_string(&window.sections)?;
-        self.write(|tx| {
-            tx.execute(
+        self.write(|db| {
+            db.query_value(
                 "INSERT INTO windows (sections, starts, ends, reason, created_by, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                vals![
                     sections,
                     window.starts.as_unix_millis(),
                     window.ends.as_unix_millis(),
-                    window.reason,
+                    &window.reason,
                     created_by,
                     now.as_unix_millis()
                 ],
-            )?;
-            Ok(tx.last_insert_rowid())
+            )
         })
     }
 
@@ -459,21 +613,19 @@ impl Store {
     /// [`windows`](Self::windows) read on the writer's connection: the pager reads them at each step,
     /// right before its commit, and must not queue for a reader behind a flood of HTTP reads.
     pub fn pager_windows(&self) -> Result<Vec<StoredWindow>> {
-        let rows = window_rows(&self.writer())?;
+        let rows = self.on_writer(window_rows)?;
         rows.into_iter().map(WindowRow::into_window).collect()
     }
 
     /// Ends window `id` at `now`, by `by`: from `now` on it mutes nothing and pauses no clock. The row
     /// stays, with who ended it and when. A window that has not started yet is thereby cancelled.
     pub fn end_window(&self, id: i64, by: &str, now: Timestamp) -> Result<EndWindow> {
-        self.write(|tx| {
-            let row = tx
-                .query_row(
-                    &format!("SELECT {WINDOW_COLUMNS} FROM windows WHERE id = ?1"),
-                    [id],
-                    WindowRow::read,
-                )
-                .optional()?;
+        self.write(|db| {
+            let row = db.query_opt(
+                &format!("SELECT {WINDOW_COLUMNS} FROM windows WHERE id = ?1"),
+                vals![id],
+                WindowRow::read,
+            )?;
             let Some(row) = row else {
                 return Ok(EndWindow::NotFound);
             };
@@ -481,9 +633,9 @@ impl Store {
             if stored.window.ends <= now {
                 return Ok(EndWindow::AlreadyOver(stored));
             }
-            tx.execute(
+            db.execute(
                 "UPDATE windows SET ended_at = ?2, ended_by = ?3 WHERE id = ?1",
-                params![id, now.as_unix_millis(), by],
+                vals![id, now.as_unix_millis(), by],
             )?;
             Ok(EndWindow::Ended(StoredWindow {
                 ended: Some(WindowEnd {
@@ -506,23 +658,13 @@ impl Store {
 
     /// Stores `value` under `name`, replacing what was there (the engine's rule states).
     pub fn put_value(&self, name: &str, value: &[u8]) -> Result<()> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, value],
-            )?;
-            Ok(())
-        })
+        self.write(|db| put_kv(db, name, value))
     }
 
     /// The value stored under `name`, if any (on the writer's connection: the pager reads its saved
     /// rule states; no HTTP route reads these).
     pub fn value(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .writer()
-            .prepare_cached("SELECT value FROM kv WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?)
+        self.on_writer(|db| kv_value(db, name))
     }
 
     /// The 32 random bytes stored under `name`, created on first use and kept from then on (e.g. the
@@ -537,14 +679,39 @@ impl Store {
         ring::rand::SystemRandom::new()
             .fill(&mut fresh)
             .map_err(|_| StoreError::Random)?;
-        self.write(|tx| {
-            tx.execute(
+        self.write(|db| {
+            db.execute(
                 "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                params![name, fresh.as_slice()],
+                vals![name, fresh.as_slice()],
             )?;
-            Ok(tx.query_row("SELECT value FROM kv WHERE name = ?1", [name], |r| r.get(0))?)
+            kv_value(db, name)?
+                .ok_or_else(|| StoreError::Corrupt(format!("the secret {name} was not stored")))
         })
     }
+}
+
+/// The writer's mutex. A panic while it was held leaves nothing half-done (an open transaction
+/// rolls back when dropped), so a poisoned lock is simply taken over.
+fn lock(writer: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    writer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sets `kv` row `name` to `value`.
+fn put_kv(db: &mut dyn Db, name: &str, value: &[u8]) -> Result<()> {
+    db.execute(
+        "INSERT INTO kv (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        vals![name, value],
+    )?;
+    Ok(())
+}
+
+/// The `kv` row `name`, if any.
+fn kv_value(db: &mut dyn Db, name: &str) -> Result<Option<Vec<u8>>> {
+    db.query_opt(
+        "SELECT value FROM kv WHERE name = ?1",
+        vals![name],
+        |mut r| r.take(0),
+    )
 }
 
 /// The `state` column's words, which its `CHECK` constraint lists: a stored format.
@@ -560,11 +727,12 @@ const WINDOW_COLUMNS: &str =
     "id, sections, starts, ends, reason, created_by, created_at, ended_at, ended_by";
 
 /// Every row of `windows`, oldest first, as stored.
-fn window_rows(conn: &Connection) -> Result<Vec<WindowRow>> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT {WINDOW_COLUMNS} FROM windows ORDER BY id"))?
-        .query_map([], WindowRow::read)?
-        .collect::<rusqlite::Result<_>>()?)
+fn window_rows(db: &mut dyn Db) -> Result<Vec<WindowRow>> {
+    db.query_map(
+        &format!("SELECT {WINDOW_COLUMNS} FROM windows ORDER BY id"),
+        &[],
+        WindowRow::read,
+    )
 }
 
 /// One row of `windows` as stored (times in Unix milliseconds; `sections` a JSON list). Copied out
@@ -582,17 +750,17 @@ struct WindowRow {
 }
 
 impl WindowRow {
-    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(mut r: Row) -> Result<Self> {
         Ok(Self {
-            id: r.get(0)?,
-            sections: r.get(1)?,
-            starts: r.get(2)?,
-            ends: r.get(3)?,
-            reason: r.get(4)?,
-            created_by: r.get(5)?,
-            created_at: r.get(6)?,
-            ended_at: r.get(7)?,
-            ended_by: r.get(8)?,
+            id: r.take(0)?,
+            sections: r.take(1)?,
+            starts: r.take(2)?,
+            ends: r.take(3)?,
+            reason: r.take(4)?,
+            created_by: r.take(5)?,
+            created_at: r.take(6)?,
+            ended_at: r.take(7)?,
+            ended_by: r.take(8)?,
         })
     }
 
@@ -623,27 +791,27 @@ impl WindowRow {
     }
 }
 
-/// Writes each incident in `tx`, inserting or replacing by ID. The JSON in `data` is the incident;
+/// Writes each incident through `db` (in a transaction), inserting or replacing by ID. The JSON in `data` is the incident;
 /// `section`, `state`, `opened_at` and `resolved_at` are copies of its fields for the indexes and
 /// the retention's `WHERE`, and are rewritten with it every time so they cannot drift apart.
 /// Shared by [`Store::save_incidents`] and the pager's commit (with its emails, in one
 /// transaction).
-pub(crate) fn upsert_incidents(tx: &Transaction<'_>, incidents: &[Incident]) -> Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO incidents (id, section, state, opened_at, resolved_at, data)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (id) DO UPDATE SET section = excluded.section, state = excluded.state,
-             opened_at = excluded.opened_at, resolved_at = excluded.resolved_at, data = excluded.data",
-    )?;
+pub(crate) fn upsert_incidents(db: &mut dyn Db, incidents: &[Incident]) -> Result<()> {
     for i in incidents {
-        stmt.execute(params![
-            i.id,
-            i.section,
-            state_text(i.state),
-            i.opened_at.as_unix_millis(),
-            i.resolved_at.map(Timestamp::as_unix_millis),
-            serde_json::to_string(i)?,
-        ])?;
+        db.execute(
+            "INSERT INTO incidents (id, section, state, opened_at, resolved_at, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET section = excluded.section, state = excluded.state,
+                 opened_at = excluded.opened_at, resolved_at = excluded.resolved_at, data = excluded.data",
+            vals![
+                &i.id,
+                &i.section,
+                state_text(i.state),
+                i.opened_at.as_unix_millis(),
+                i.resolved_at.map(Timestamp::as_unix_millis),
+                serde_json::to_string(i)?,
+            ],
+        )?;
     }
     Ok(())
 }

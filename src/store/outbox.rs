@@ -11,10 +11,7 @@
 
 use std::time::Duration;
 
-use std::time::Instant;
-
-use rusqlite::{OptionalExtension, Row, Transaction, params};
-
+use super::sql::{Db, Row, vals};
 use super::{Result, Store, StoreError, upsert_incidents};
 use crate::clock::Timestamp;
 use crate::incident::{Incident, Level, Page, PageEvent};
@@ -187,7 +184,7 @@ pub struct NewDigest {
 const COLUMNS: &str = "key, incident, level, event, recipients, message, created_at, status, \
                        attempts, next_attempt_at, last_error, sent_at, failed_at, digest";
 
-/// A row as SQLite returns it, before the JSON and the status are decoded.
+/// A row as the database returns it, before the JSON and the status are decoded.
 struct RawEntry {
     key: String,
     incident: String,
@@ -206,22 +203,22 @@ struct RawEntry {
 }
 
 /// One row, by [`COLUMNS`]' positions.
-fn raw_entry(r: &Row<'_>) -> rusqlite::Result<RawEntry> {
+fn raw_entry(mut r: Row) -> Result<RawEntry> {
     Ok(RawEntry {
-        key: r.get(0)?,
-        incident: r.get(1)?,
-        level: r.get(2)?,
-        event: r.get(3)?,
-        recipients: r.get(4)?,
-        message: r.get(5)?,
-        created_at: r.get(6)?,
-        status: r.get(7)?,
-        attempts: r.get(8)?,
-        next_attempt_at: r.get(9)?,
-        last_error: r.get(10)?,
-        sent_at: r.get(11)?,
-        failed_at: r.get(12)?,
-        digest: r.get(13)?,
+        key: r.take(0)?,
+        incident: r.take(1)?,
+        level: r.take(2)?,
+        event: r.take(3)?,
+        recipients: r.take(4)?,
+        message: r.take(5)?,
+        created_at: r.take(6)?,
+        status: r.take(7)?,
+        attempts: r.take(8)?,
+        next_attempt_at: r.take(9)?,
+        last_error: r.take(10)?,
+        sent_at: r.take(11)?,
+        failed_at: r.take(12)?,
+        digest: r.take(13)?,
     })
 }
 
@@ -258,26 +255,21 @@ fn truncate(error: &str) -> String {
 
 /// Emails of `incident` that count against its budget at `now`: pending or sent, created in the
 /// rolling hour before `now`. Held rows do not count (they have not gone out); a digest does, once.
-fn budget_used(tx: &Transaction<'_>, incident: &str, now: Timestamp) -> Result<u32> {
-    Ok(tx.query_row(
+fn budget_used(db: &mut dyn Db, incident: &str, now: Timestamp) -> Result<u32> {
+    db.query_value(
         "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND status IN ('pending', 'sent')
          AND created_at > ?2",
-        params![incident, (now - BUDGET_WINDOW).as_unix_millis()],
-        |r| r.get(0),
-    )?)
+        vals![incident, (now - BUDGET_WINDOW).as_unix_millis()],
+    )
 }
 
 /// Whether `incident` has emails waiting for a digest: a new one then waits too, even within
 /// the budget, so nothing overtakes what is already held.
-fn has_held(tx: &Transaction<'_>, incident: &str) -> Result<bool> {
-    Ok(tx
-        .query_row(
-            "SELECT 1 FROM outbox WHERE incident = ?1 AND status = 'held' LIMIT 1",
-            [incident],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
+fn has_held(db: &mut dyn Db, incident: &str) -> Result<bool> {
+    db.exists(
+        "SELECT 1 FROM outbox WHERE incident = ?1 AND status = 'held' LIMIT 1",
+        vals![incident],
+    )
 }
 
 impl Store {
@@ -289,6 +281,8 @@ impl Store {
     /// has `budget` emails created in the rolling hour before `now` (pending or sent), or that already
     /// has held emails (so the digest keeps their order), is stored `held` instead of `pending`;
     /// `resolved` emails are never held: the all-clear always goes out at once.
+    ///
+    /// Fenced: on a shared store, only the replica holding the lease commits (see `lease.rs`).
     pub fn commit(
         &self,
         incidents: &[Incident],
@@ -296,24 +290,18 @@ impl Store {
         budget: Option<u32>,
         now: Timestamp,
     ) -> Result<CommitOutcome> {
-        self.write(|tx| {
-            upsert_incidents(tx, incidents)?;
+        self.fenced(|db| {
+            upsert_incidents(db, incidents)?;
             let mut outcome = CommitOutcome::default();
             for email in emails {
-                let exists = tx
-                    .query_row("SELECT 1 FROM outbox WHERE key = ?1", [&email.key], |_| {
-                        Ok(())
-                    })
-                    .optional()?
-                    .is_some();
-                if exists {
+                if db.exists("SELECT 1 FROM outbox WHERE key = ?1", vals![&email.key])? {
                     outcome.duplicates.push(email.key.clone());
                     continue;
                 }
                 let held = match budget {
                     Some(budget) if email.event != PageEvent::Resolved => {
-                        has_held(tx, &email.incident)?
-                            || budget_used(tx, &email.incident, now)? >= budget
+                        has_held(db, &email.incident)?
+                            || budget_used(db, &email.incident, now)? >= budget
                     }
                     _ => false,
                 };
@@ -322,17 +310,17 @@ impl Store {
                 } else {
                     (EmailStatus::Pending, Some(now.as_unix_millis()))
                 };
-                tx.execute(
+                db.execute(
                     "INSERT INTO outbox (key, incident, level, event, recipients, message,
                          created_at, status, next_attempt_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![
-                        email.key,
-                        email.incident,
+                    vals![
+                        &email.key,
+                        &email.incident,
                         email.level.as_str(),
                         email.event.as_str(),
                         serde_json::to_string(&email.recipients)?,
-                        email.message,
+                        &email.message,
                         now.as_unix_millis(),
                         status.as_str(),
                         next,
@@ -357,7 +345,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
                  ORDER BY seq LIMIT ?2"
             ),
-            params![
+            vals![
                 now.as_unix_millis(),
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
@@ -370,7 +358,7 @@ impl Store {
             "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
                  next_attempt_at = NULL
              WHERE key = ?1 AND status = 'pending'",
-            params![key, now.as_unix_millis()],
+            vals![key, now.as_unix_millis()],
         )
     }
 
@@ -379,7 +367,7 @@ impl Store {
         self.update_pending(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
              WHERE key = ?1 AND status = 'pending'",
-            params![key, next_at.as_unix_millis(), truncate(error)],
+            vals![key, next_at.as_unix_millis(), truncate(error)],
         )
     }
 
@@ -390,59 +378,63 @@ impl Store {
             "UPDATE outbox SET status = 'failed', failed_at = ?2, attempts = attempts + 1,
                  next_attempt_at = NULL, last_error = ?3
              WHERE key = ?1 AND status = 'pending'",
-            params![key, now.as_unix_millis(), truncate(error)],
+            vals![key, now.as_unix_millis(), truncate(error)],
         )
     }
 
     /// Runs an `UPDATE … WHERE key = ?1 AND status = 'pending'`: only a pending row moves, so a
-    /// repeated or late mark changes nothing (a sent row never turns failed) and says so.
-    fn update_pending(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
-        self.write(|tx| Ok(tx.execute(sql, params)? == 1))
+    /// repeated or late mark changes nothing (a sent row never turns failed) and says so. Fenced:
+    /// the sender's bookkeeping.
+    fn update_pending(&self, sql: &str, params: &[super::sql::Value]) -> Result<bool> {
+        self.fenced(|db| Ok(db.execute(sql, params)? == 1))
     }
 
     /// Makes every pending email due at `now`: a new sender (after a restart, often one that fixed the
     /// SMTP settings) tries the backlog at once instead of waiting out the old backoff.
     pub fn retry_pending_now(&self, now: Timestamp) -> Result<usize> {
-        self.write(|tx| {
-            Ok(tx.execute(
+        self.fenced(|db| {
+            let changed = db.execute(
                 "UPDATE outbox SET next_attempt_at = ?1 WHERE status = 'pending' AND next_attempt_at > ?1",
-                [now.as_unix_millis()],
-            )?)
+                vals![now.as_unix_millis()],
+            )?;
+            Ok(usize::try_from(changed).unwrap_or(usize::MAX))
         })
     }
 
     /// The earliest `next_attempt_at` of the pending emails: when the sender next has work.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
-        let conn = self.writer();
-        let at: Option<i64> = conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
-            [],
-            |r| r.get(0),
-        )?;
+        let at: Option<i64> = self.on_writer(|db| {
+            db.query_value(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
+                &[],
+            )
+        })?;
         Ok(at.map(Timestamp::from_unix_millis))
     }
 
     /// How many emails are pending and held.
     pub fn outbox_depth(&self) -> Result<OutboxDepth> {
-        let conn = self.writer();
-        Ok(conn.query_row(
-            "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'held'), 0)
-             FROM outbox WHERE status IN ('pending', 'held')",
-            [],
-            |r| {
-                Ok(OutboxDepth {
-                    pending: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                    held: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-                })
-            },
-        )?)
+        let (pending, held): (i64, i64) = self.on_writer(|db| {
+            db.query_opt(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0),
+                        COALESCE(SUM(CASE WHEN status = 'held' THEN 1 ELSE 0 END), 0)
+                 FROM outbox WHERE status IN ('pending', 'held')",
+                &[],
+                |mut r| Ok((r.take(0)?, r.take(1)?)),
+            )
+            .map(Option::unwrap_or_default)
+        })?;
+        Ok(OutboxDepth {
+            pending: u64::try_from(pending).unwrap_or(0),
+            held: u64::try_from(held).unwrap_or(0),
+        })
     }
 
     /// The row of `key`.
     pub fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>> {
         let mut rows = self.entries(
             &format!("SELECT {COLUMNS} FROM outbox WHERE key = ?1"),
-            [key],
+            vals![key],
         )?;
         Ok(rows.pop())
     }
@@ -451,7 +443,7 @@ impl Store {
     pub fn outbox_for(&self, incident: &str) -> Result<Vec<OutboxEntry>> {
         self.entries(
             &format!("SELECT {COLUMNS} FROM outbox WHERE incident = ?1 ORDER BY seq"),
-            [incident],
+            vals![incident],
         )
     }
 
@@ -461,7 +453,7 @@ impl Store {
             &format!(
                 "SELECT {COLUMNS} FROM outbox WHERE incident = ?1 AND status = 'held' ORDER BY seq"
             ),
-            [incident],
+            vals![incident],
         )
     }
 
@@ -469,100 +461,90 @@ impl Store {
     /// `budget` of its emails were created in the hour before `now` (or there is no budget), else
     /// when the oldest of the newest `budget` ones leaves the window.
     pub fn digest_slots(&self, now: Timestamp, budget: Option<u32>) -> Result<Vec<DigestSlot>> {
-        let conn = self.writer();
-        let incidents: Vec<String> = conn
-            .prepare(
+        self.on_writer(|db| {
+            let incidents: Vec<String> = db.query_map(
                 "SELECT DISTINCT incident FROM outbox WHERE status = 'held' ORDER BY incident",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut slots = Vec::with_capacity(incidents.len());
-        for incident in incidents {
-            let at = match budget {
-                None => now,
-                Some(budget) => {
-                    // The `budget`-th newest email in the window: once it is an hour old, fewer
-                    // than `budget` count. `max(1)` only keeps the offset from underflowing; the
-                    // configuration refuses a budget of 0.
-                    let oldest_of_newest: Option<i64> = conn
-                        .query_row(
+                &[],
+                |mut r| r.take(0),
+            )?;
+            let mut slots = Vec::with_capacity(incidents.len());
+            for incident in incidents {
+                let at = match budget {
+                    None => now,
+                    Some(budget) => {
+                        // The `budget`-th newest email in the window: once it is an hour old, fewer
+                        // than `budget` count. `max(1)` only keeps the offset from underflowing; the
+                        // configuration refuses a budget of 0.
+                        let oldest_of_newest: Option<i64> = db.query_opt(
                             "SELECT created_at FROM outbox WHERE incident = ?1
                              AND status IN ('pending', 'sent') AND created_at > ?2
                              ORDER BY created_at DESC LIMIT 1 OFFSET ?3",
-                            params![
-                                incident,
+                            vals![
+                                &incident,
                                 (now - BUDGET_WINDOW).as_unix_millis(),
                                 i64::from(budget.max(1) - 1)
                             ],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    oldest_of_newest.map_or(now, |c| Timestamp::from_unix_millis(c) + BUDGET_WINDOW)
-                }
-            };
-            slots.push(DigestSlot { incident, at });
-        }
-        Ok(slots)
+                            |mut r| r.take(0),
+                        )?;
+                        oldest_of_newest
+                            .map_or(now, |c| Timestamp::from_unix_millis(c) + BUDGET_WINDOW)
+                    }
+                };
+                slots.push(DigestSlot { incident, at });
+            }
+            Ok(slots)
+        })
     }
 
     /// The key for the next digest of `incident`: `<incident>/digest/<n>`, `n` counting from 1.
     /// Read on the writer but outside [`Store::release_held`]'s transaction: a key taken in
     /// between makes that call return false, and the caller tries again.
     pub fn next_digest_key(&self, incident: &str) -> Result<String> {
-        let conn = self.writer();
-        let n: u32 = conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND event = 'digest'",
-            [incident],
-            |r| r.get(0),
-        )?;
+        let n: u32 = self.on_writer(|db| {
+            db.query_value(
+                "SELECT COUNT(*) FROM outbox WHERE incident = ?1 AND event = 'digest'",
+                vals![incident],
+            )
+        })?;
         Ok(format!("{incident}/digest/{}", n + 1))
     }
 
     /// In one transaction: queues `digest` (pending, due at `now`) and marks each row it replaces
     /// `digested`. Returns false, changing nothing, when one of those rows is no longer held or the
-    /// digest key is taken (the caller builds a fresh digest from [`Store::held_for`]).
+    /// digest key is taken (the caller builds a fresh digest from [`Store::held_for`]). Fenced.
     pub fn release_held(&self, digest: &NewDigest, now: Timestamp) -> Result<bool> {
-        let asked = Instant::now();
-        let mut conn = self.lock_writer();
-        let tx = self.begin(&mut conn, asked)?;
-        for key in &digest.replaces {
-            let changed = tx.execute(
-                "UPDATE outbox SET status = 'digested', digest = ?2
-                 WHERE key = ?1 AND status = 'held' AND incident = ?3",
-                params![key, digest.key, digest.incident],
-            )?;
-            if changed != 1 {
-                return Ok(false); // dropping `tx` rolls back
+        self.transact(true, |db| {
+            for key in &digest.replaces {
+                let changed = db.execute(
+                    "UPDATE outbox SET status = 'digested', digest = ?2
+                     WHERE key = ?1 AND status = 'held' AND incident = ?3",
+                    vals![key, &digest.key, &digest.incident],
+                )?;
+                if changed != 1 {
+                    return Ok((false, false)); // rolled back
+                }
             }
-        }
-        let inserted = tx.execute(
-            "INSERT INTO outbox (key, incident, level, event, recipients, message, created_at,
-                 status, next_attempt_at)
-             VALUES (?1, ?2, ?3, 'digest', ?4, ?5, ?6, 'pending', ?6)
-             ON CONFLICT (key) DO NOTHING",
-            params![
-                digest.key,
-                digest.incident,
-                digest.level.as_str(),
-                serde_json::to_string(&digest.recipients)?,
-                digest.message,
-                now.as_unix_millis(),
-            ],
-        )?;
-        if inserted != 1 {
-            return Ok(false);
-        }
-        tx.commit()?;
-        Ok(true)
+            let inserted = db.execute(
+                "INSERT INTO outbox (key, incident, level, event, recipients, message, created_at,
+                     status, next_attempt_at)
+                 VALUES (?1, ?2, ?3, 'digest', ?4, ?5, ?6, 'pending', ?6)
+                 ON CONFLICT (key) DO NOTHING",
+                vals![
+                    &digest.key,
+                    &digest.incident,
+                    digest.level.as_str(),
+                    serde_json::to_string(&digest.recipients)?,
+                    &digest.message,
+                    now.as_unix_millis(),
+                ],
+            )?;
+            Ok((inserted == 1, inserted == 1))
+        })
     }
 
     /// The rows `sql` selects ([`COLUMNS`]), copied out on the writer's connection and decoded after.
-    fn entries(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<OutboxEntry>> {
-        let rows: Vec<RawEntry> = self
-            .writer()
-            .prepare_cached(sql)?
-            .query_map(params, raw_entry)?
-            .collect::<rusqlite::Result<_>>()?;
+    fn entries(&self, sql: &str, params: &[super::sql::Value]) -> Result<Vec<OutboxEntry>> {
+        let rows: Vec<RawEntry> = self.on_writer(|db| db.query_map(sql, params, raw_entry))?;
         rows.into_iter().map(RawEntry::decode).collect()
     }
 }

@@ -21,9 +21,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rusqlite::params;
 use tokio_util::sync::CancellationToken;
 
+use super::sql::vals;
 use super::{Result, Store};
 use crate::clock::{Clock, Timestamp};
 
@@ -54,43 +54,46 @@ impl Pruned {
 
 impl Store {
     /// Forgets what is older than `retention` at `now`, in one transaction (see the module doc for what
-    /// may go and why a pruned key can never be queued again).
+    /// may go and why a pruned key can never be queued again). Fenced: on a shared store only the
+    /// leader prunes.
     pub fn prune(&self, now: Timestamp, retention: Duration) -> Result<Pruned> {
         let cutoff = (now - retention).as_unix_millis();
         let reason = format!(
             "not delivered within the store retention ({})",
             humantime::format_duration(retention)
         );
-        self.write(|tx| {
-            let expired = tx.execute(
+        self.fenced(|db| {
+            let expired = db.execute(
                 "UPDATE outbox SET status = 'failed', failed_at = ?1, next_attempt_at = NULL,
                      last_error = ?3
                  WHERE status IN ('pending', 'held') AND created_at < ?2",
-                params![now.as_unix_millis(), cutoff, reason],
+                vals![now.as_unix_millis(), cutoff, reason],
             )?;
-            let forgotten: Vec<String> = tx
-                .prepare(
-                    "DELETE FROM outbox WHERE status IN ('sent', 'failed', 'digested') AND incident IN (
-                         SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?1)
-                     RETURNING key",
-                )?
-                .query_map([cutoff], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let forgotten: Vec<String> = db.query_map(
+                "DELETE FROM outbox WHERE status IN ('sent', 'failed', 'digested') AND incident IN (
+                     SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < ?1)
+                 RETURNING key",
+                vals![cutoff],
+                |mut r| r.take(0),
+            )?;
             let emails = forgotten.len();
-            let incidents = tx.execute(
+            let incidents = db.execute(
                 "DELETE FROM incidents WHERE state = 'resolved' AND resolved_at < ?1
                      AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.incident = incidents.id)",
-                [cutoff],
+                vals![cutoff],
             )?;
-            let windows = tx.execute(
-                "DELETE FROM windows WHERE MIN(ends, COALESCE(ended_at, ends)) < ?1",
-                [cutoff],
+            // A window ended early goes by when it really ended (the earlier of the two ends).
+            let windows = db.execute(
+                "DELETE FROM windows WHERE
+                     CASE WHEN ended_at IS NOT NULL AND ended_at < ends THEN ended_at ELSE ends END < ?1",
+                vals![cutoff],
             )?;
+            let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
             Ok(Pruned {
-                expired,
+                expired: count(expired),
                 emails,
-                incidents,
-                windows,
+                incidents: count(incidents),
+                windows: count(windows),
                 forgotten,
             })
         })
@@ -98,12 +101,7 @@ impl Store {
 
     /// Every key in the outbox (the emails whose `.eml` files, if any, stay).
     pub fn outbox_keys(&self) -> Result<Vec<String>> {
-        let conn = self.writer();
-        let mut stmt = conn.prepare_cached("SELECT key FROM outbox")?;
-        let keys = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(keys)
+        self.on_writer(|db| db.query_map("SELECT key FROM outbox", &[], |mut r| r.take(0)))
     }
 }
 

@@ -4,9 +4,8 @@
 //! The previous value is stored as 8 bytes (the Unix milliseconds until which it is accepted,
 //! big-endian) followed by the secret.
 
-use rusqlite::{OptionalExtension, params};
-
-use super::{Result, Store, StoreError};
+use super::sql::vals;
+use super::{Result, Store, StoreError, kv_value, put_kv};
 use crate::clock::Timestamp;
 
 /// The kv name of `name`'s previous value.
@@ -29,30 +28,18 @@ impl Store {
             .fill(&mut fresh)
             .map_err(|_| StoreError::Random)?;
         let previous = previous_name(name);
-        self.write(|tx| {
-            let current: Option<Vec<u8>> = tx
-                .query_row("SELECT value FROM kv WHERE name = ?1", [name], |r| r.get(0))
-                .optional()?;
-            match (current, keep_until) {
+        self.write(|db| {
+            match (kv_value(db, name)?, keep_until) {
                 (Some(old), Some(until)) => {
                     let mut value = until.as_unix_millis().to_be_bytes().to_vec();
                     value.extend_from_slice(&old);
-                    tx.execute(
-                        "INSERT INTO kv (name, value) VALUES (?1, ?2)
-                         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                        params![previous, value],
-                    )?;
+                    put_kv(db, &previous, &value)?;
                 }
                 _ => {
-                    tx.execute("DELETE FROM kv WHERE name = ?1", [&previous])?;
+                    db.execute("DELETE FROM kv WHERE name = ?1", vals![&previous])?;
                 }
             }
-            tx.execute(
-                "INSERT INTO kv (name, value) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                params![name, fresh.as_slice()],
-            )?;
-            Ok(())
+            put_kv(db, name, &fresh)
         })
     }
 

@@ -1,6 +1,9 @@
 //! The store's two paths: reads on the readers never wait for the writer, and the writer never waits
 //! for reads. Each test pins one thread where a single shared connection would deadlock, so a
 //! regression fails (after [`STUCK`]) instead of merely being slower; nothing here times anything.
+//!
+//! Every test runs on both backends ([`on_both!`]): the SQLite file and a real PostgreSQL server
+//! (one per test binary, a fresh database per test). The lease and fencing tests are in `lease`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +14,104 @@ use std::time::Duration;
 use super::*;
 use crate::incident::{Level, Page, PageEvent};
 use crate::runbook::Severity;
+
+#[path = "../../tests/it/support/postgres.rs"]
+pub(super) mod pg_server;
+
+mod lease;
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs each named test function (taking a [`Kind`]) once per backend, as `sqlite::<name>` and
+/// `postgres::<name>`.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Sqlite)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Postgres)
+            })*
+        }
+    };
+}
+
+/// Where a test's data lives: the file's temporary directory, or its own database on the shared
+/// PostgreSQL server. [`Place::open`] opens (or reopens) a store on it.
+pub(super) struct Place {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    dbname: String,
+}
+
+impl Place {
+    pub(super) fn new(kind: Kind) -> Self {
+        let dbname = match kind {
+            Kind::Sqlite => String::new(),
+            Kind::Postgres => pg_server::shared().create_database(),
+        };
+        Self {
+            kind,
+            dir: tempfile::tempdir().expect("tempdir"),
+            dbname,
+        }
+    }
+
+    /// The connection settings of this test's database (tight timeouts: a test fails fast).
+    pub(super) fn pg_config(&self) -> PostgresConfig {
+        pg_config(pg_server::shared().port(), &self.dbname)
+    }
+
+    /// A store on it, unfenced.
+    pub(super) fn open_bare(&self) -> Store {
+        match self.kind {
+            Kind::Sqlite => Store::open(self.dir.path().join("watchdog.db")).expect("open"),
+            Kind::Postgres => Store::connect(&self.pg_config()).expect("connect"),
+        }
+    }
+
+    /// A store on it whose pager writes pass: on PostgreSQL the lease is claimed for an hour, by
+    /// another `Store` (so the test's own metrics count only its calls), and the fence set.
+    pub(super) fn open(&self) -> Store {
+        let store = self.open_bare();
+        if self.kind == Kind::Postgres {
+            let claim = self
+                .open_bare()
+                .claim_lease("test", Duration::from_secs(3600))
+                .expect("claim")
+                .expect("the lease is free");
+            store.set_fence(Some(Fence {
+                holder: "test".into(),
+                epoch: claim.epoch,
+            }));
+        }
+        store
+    }
+}
+
+/// Settings for database `dbname` on the test server at `port`, with [`READERS`] readers.
+pub(super) fn pg_config(port: u16, dbname: &str) -> PostgresConfig {
+    PostgresConfig {
+        host: "127.0.0.1".into(),
+        port,
+        user: pg_server::USER.into(),
+        dbname: dbname.into(),
+        password: Some(crate::secret::Secret::new(pg_server::PASSWORD)),
+        connect_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(5),
+        readers: READERS,
+    }
+}
 
 /// How long a test waits for another thread before calling it stuck. Not a latency bound: every wait
 /// here either ends in milliseconds or never (a read and a write waiting for each other).
@@ -43,15 +144,15 @@ fn escalation(inc: &Incident, size: usize) -> NewEmail {
     )
 }
 
-/// A store in a temporary directory holding `count` incidents, an hour apart before [`T0`].
-fn seeded(count: u64) -> (tempfile::TempDir, Arc<Store>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path().join("watchdog.db")).expect("open");
+/// A store holding `count` incidents, an hour apart before [`T0`].
+fn seeded(kind: Kind, count: u64) -> (Place, Arc<Store>) {
+    let place = Place::new(kind);
+    let store = place.open();
     let incidents: Vec<Incident> = (1..=count)
         .map(|n| incident("latency", T0 - Duration::from_secs(3600 * n)))
         .collect();
     store.save_incidents(&incidents).expect("seed");
-    (dir, Arc::new(store))
+    (place, Arc::new(store))
 }
 
 /// Runs `f` on a thread of its own and returns its result, or panics naming `what` when it has not
@@ -65,12 +166,12 @@ fn on_thread<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'stat
         .unwrap_or_else(|e| panic!("{what}: stuck ({e}): it waited for something that never ends"))
 }
 
-/// A read that stops mid-iteration: it steps the first row of every incident, oldest first, then
-/// waits for its release before stepping the rest.
+/// A read that stops midway: in one read transaction (SQLite's WAL snapshot, PostgreSQL's
+/// `REPEATABLE READ`), it counts the incidents, then waits for its release before counting again.
 struct HeldRead {
     release: mpsc::Sender<()>,
-    /// How many rows the read stepped in all, once released.
-    rows: mpsc::Receiver<Result<usize>>,
+    /// What the second count found, once released.
+    rows: mpsc::Receiver<Result<i64>>,
 }
 
 impl HeldRead {
@@ -81,19 +182,19 @@ impl HeldRead {
         let (rows_tx, rows) = mpsc::channel();
         let store = Arc::clone(store);
         thread::spawn(move || {
-            let counted = store.read(|conn| {
-                let mut stmt = conn.prepare("SELECT data FROM incidents ORDER BY opened_at")?;
-                let mut cursor = stmt.query([])?;
-                let mut n = 0;
-                while cursor.next()?.is_some() {
-                    n += 1;
-                    if n == 1 {
-                        holding_tx.send(()).expect("the test waits");
-                        // Dropped sender (the test failed): finish rather than hang.
-                        let _ = release_rx.recv_timeout(STUCK);
-                    }
-                }
-                Ok(n)
+            let counted = store.read(|db| {
+                db.batch(match db.dialect() {
+                    sql::Dialect::Sqlite => "BEGIN",
+                    sql::Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+                })?;
+                let count = "SELECT COUNT(*) FROM incidents";
+                db.query_value::<i64>(count, &[])?;
+                holding_tx.send(()).expect("the test waits");
+                // Dropped sender (the test failed): finish rather than hang.
+                let _ = release_rx.recv_timeout(STUCK);
+                let n = db.query_value(count, &[]);
+                db.batch("COMMIT")?;
+                n
             });
             let _ = rows_tx.send(counted);
         });
@@ -103,8 +204,8 @@ impl HeldRead {
         Self { release, rows }
     }
 
-    /// Lets it step the rest of its rows; returns how many it stepped.
-    fn finish(self) -> usize {
+    /// Lets it count again; returns what it counted.
+    fn finish(self) -> i64 {
         self.release.send(()).expect("the read waits");
         self.rows
             .recv_timeout(STUCK)
@@ -113,9 +214,17 @@ impl HeldRead {
     }
 }
 
-#[test]
-fn a_write_commits_while_a_read_is_held_mid_iteration() {
-    let (_dir, store) = seeded(50);
+on_both!(
+    a_write_commits_while_a_read_is_held_mid_iteration,
+    with_every_reader_held_the_writer_and_its_own_reads_go_on_and_a_new_read_waits_its_turn,
+    no_read_of_the_http_routes_takes_the_writers_lock,
+    the_readers_cannot_write,
+    reads_beside_commits_and_checkpoints_never_fail_busy,
+    each_wait_is_counted_on_its_own_path,
+);
+
+fn a_write_commits_while_a_read_is_held_mid_iteration(kind: Kind) {
+    let (_place, store) = seeded(kind, 50);
     let read = HeldRead::start(&store);
 
     // With one shared connection this commit would wait for the read, which waits for the test.
@@ -143,11 +252,12 @@ fn a_write_commits_while_a_read_is_held_mid_iteration() {
     assert_eq!(store.incident(&new.id).expect("read"), Some(new));
 }
 
-#[test]
-fn with_every_reader_held_the_writer_and_its_own_reads_go_on_and_a_new_read_waits_its_turn() {
-    let (_dir, store) = seeded(20);
+fn with_every_reader_held_the_writer_and_its_own_reads_go_on_and_a_new_read_waits_its_turn(
+    kind: Kind,
+) {
+    let (_place, store) = seeded(kind, 20);
     let held: Vec<HeldRead> = (0..READERS).map(|_| HeldRead::start(&store)).collect();
-    assert_eq!(store.readers.idle(), 0, "every reader is lent out");
+    assert_eq!(store.idle_readers(), 0, "every reader is lent out");
 
     // The pager's step (its windows, then its commit) and the sender's round all use the writer.
     let writer = Arc::clone(&store);
@@ -185,18 +295,17 @@ fn with_every_reader_held_the_writer_and_its_own_reads_go_on_and_a_new_read_wait
     for read in held {
         assert_eq!(read.finish(), 20);
     }
-    assert_eq!(store.readers.idle(), READERS, "every reader came back");
+    assert_eq!(store.idle_readers(), READERS, "every reader came back");
     assert_eq!(
         store.outbox_entry(&key).expect("read").map(|e| e.status),
         Some(EmailStatus::Sent)
     );
 }
 
-#[test]
-fn no_read_of_the_http_routes_takes_the_writers_lock() {
-    let (_dir, store) = seeded(5);
+fn no_read_of_the_http_routes_takes_the_writers_lock(kind: Kind) {
+    let (_place, store) = seeded(kind, 5);
     let id = Incident::make_id("latency", T0 - Duration::from_secs(3600));
-    let _writer = store.lock_writer();
+    let _writer = store.hold_writer();
     let reader = Arc::clone(&store);
     let (one, latest, recent, windows, version) =
         on_thread("the reads while the writer's lock is held", move || {
@@ -215,21 +324,25 @@ fn no_read_of_the_http_routes_takes_the_writers_lock() {
     assert_eq!(version.expect("schema_version"), schema::VERSION);
 }
 
-#[test]
-fn the_readers_cannot_write() {
-    let (_dir, store) = seeded(3);
-    let refused = store.read(|conn| Ok(conn.execute("DELETE FROM incidents", [])?));
+fn the_readers_cannot_write(kind: Kind) {
+    let (_place, store) = seeded(kind, 3);
+    let refused = store.read(|db| db.execute("DELETE FROM incidents", &[]));
     assert!(refused.is_err(), "{refused:?}");
-    let query_only: bool = store
-        .read(|conn| Ok(conn.query_row("PRAGMA query_only", [], |r| r.get(0))?))
-        .expect("pragma");
-    assert!(query_only);
+    // Belt and braces over the read-only open (SQLite) or session (PostgreSQL).
+    let read_only = store
+        .read(|db| match db.dialect() {
+            sql::Dialect::Sqlite => Ok(db.query_value::<i64>("PRAGMA query_only", &[])? == 1),
+            sql::Dialect::Postgres => {
+                Ok(db.query_value::<String>("SHOW default_transaction_read_only", &[])? == "on")
+            }
+        })
+        .expect("read-only setting");
+    assert!(read_only);
     assert_eq!(store.recent_incidents(10).expect("read").len(), 3);
 }
 
-#[test]
-fn reads_beside_commits_and_checkpoints_never_fail_busy() {
-    let (_dir, store) = seeded(30);
+fn reads_beside_commits_and_checkpoints_never_fail_busy(kind: Kind) {
+    let (_place, store) = seeded(kind, 30);
     let readers: Vec<_> = (0..2 * READERS)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -269,9 +382,8 @@ fn an_in_memory_store_is_refused() {
     assert!(!Path::new(":memory:").exists(), "no file was made");
 }
 
-#[test]
-fn each_wait_is_counted_on_its_own_path() {
-    let (_dir, store) = seeded(2);
+fn each_wait_is_counted_on_its_own_path(kind: Kind) {
+    let (_place, store) = seeded(kind, 2);
     let mut registry = Registry::with_prefix("harven_watchdog");
     store.register_metrics(&mut registry);
     let inc = incident("errors", T0);

@@ -17,6 +17,7 @@ mod email;
 mod escalation;
 mod fast_path;
 mod fastapi;
+mod ha;
 mod hardening;
 mod image;
 mod layout;
