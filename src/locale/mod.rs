@@ -38,7 +38,7 @@ use std::fmt::{self, Write as _};
 pub use msg::{Arg, Msg, MsgId, as_english, as_english_opt};
 pub use quote::{MAX_PEER, one_line, quoted, quoted_max};
 pub use text::Text;
-pub use time::{human_duration, human_time};
+pub use time::{human_duration, human_limit, human_time};
 
 /// The language of emails and pages (`runbook.locale`): one per watchdog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

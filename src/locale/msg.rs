@@ -39,6 +39,9 @@ pub enum Arg {
     Msg(Box<Msg>),
     /// Words of ours, joined by `; `.
     List(Vec<Msg>),
+    /// A duration in milliseconds, worded by the reader's locale ([`super::human_limit`]:
+    /// `30 min`, `1.5 s`, never humantime's `30m`).
+    Duration(u64),
 }
 
 impl Msg {
@@ -80,6 +83,14 @@ impl Msg {
     pub fn peer(mut self, name: &str, value: impl fmt::Display) -> Self {
         self.args
             .push((name.to_owned(), Arg::Peer(value.to_string())));
+        self
+    }
+
+    /// Adds `{name}`: a duration, worded in the reader's language when shown.
+    #[must_use]
+    pub fn duration(mut self, name: &str, value: std::time::Duration) -> Self {
+        let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+        self.args.push((name.to_owned(), Arg::Duration(ms)));
         self
     }
 
@@ -125,6 +136,7 @@ impl Arg {
                 .map(|m| m.words(locale))
                 .collect::<Vec<_>>()
                 .join("; "),
+            Self::Duration(ms) => super::human_limit(std::time::Duration::from_millis(*ms)),
         }
     }
 }
@@ -400,6 +412,99 @@ msgs! {
     Redirected => msg_redirected,
     /// `{failure}`.
     NoAnswer => msg_no_answer,
+    // One language, the rest (issue 15, session 7): maintenance-window input, probe failures, role descriptions.
+    /// `{field}` is missing: `{why}` (a message).
+    InputRequired => msg_input_required,
+    /// Why `by` is required.
+    InputWhoActs => msg_input_who_acts,
+    /// Why `reason` is required.
+    InputWhyMuted => msg_input_why_muted,
+    /// `{field}`, `{max}` characters.
+    InputTooLong => msg_input_too_long,
+    /// `{field}` holds control characters.
+    InputControl => msg_input_control,
+    /// `{level}` as written, `{levels}` the known ones.
+    InputUnknownLevel => msg_input_unknown_level,
+    /// `{section}` as written, `{known}` the runbook's.
+    InputUnknownSection => msg_input_unknown_section,
+    /// `{field}`, `{text}` as written, `{why}`.
+    WindowNotATime => msg_window_not_a_time,
+    /// Why a time is not one: none was given.
+    WindowTimeMissing => msg_window_time_missing,
+    /// Why a time is not one: before the dates a timestamp names.
+    WindowBefore1970 => msg_window_before_1970,
+    /// `{ahead}`: the furthest a window is planned.
+    WindowTooFarAhead => msg_window_too_far_ahead,
+    /// `{text}` as written, `{why}` the parser's.
+    WindowNotADuration => msg_window_not_a_duration,
+    /// `{text}`, `{longest}`.
+    WindowDurationTooLong => msg_window_duration_too_long,
+    /// `{text}`.
+    WindowDurationPastDates => msg_window_duration_past_dates,
+    /// Both were given.
+    WindowEndsAndDuration => msg_window_ends_and_duration,
+    /// Neither was given.
+    WindowNoEnd => msg_window_no_end,
+    /// The end is not after the start.
+    WindowEndsBeforeStarts => msg_window_ends_before_starts,
+    /// `{longest}`.
+    WindowTooLong => msg_window_too_long,
+    /// The end is not after now.
+    WindowOver => msg_window_over,
+    /// `{what}` (a command), `{error}` (the client's words).
+    CommandFailed => msg_command_failed,
+    /// `{answer}`: what PING got.
+    RedisNotPong => msg_redis_not_pong,
+    /// `{size}`, `{limit}`.
+    RedisInfoTooLarge => msg_redis_info_too_large,
+    /// `{pattern}`, `{size}`, `{limit}`.
+    RedisScanTooLarge => msg_redis_scan_too_large,
+    /// `{pattern}`, `{limit}`.
+    RedisScanTimeout => msg_redis_scan_timeout,
+    /// `{field}`.
+    RedisInfoMissing => msg_redis_info_missing,
+    /// `{status}`, `{content_type}` (the peer's header).
+    HttpContentType => msg_http_content_type,
+    /// `{status}`.
+    HttpNoContentType => msg_http_no_content_type,
+    /// `{what}` (a message), `{error}` (the decoder's words).
+    NotJson => msg_not_json,
+    /// `{what}`, `{error}`.
+    HtmlNotJson => msg_html_not_json,
+    /// What a status page answers.
+    StatuspageJson => msg_statuspage_json,
+    /// `{indicator}`, `{known}`.
+    UnknownIndicator => msg_unknown_indicator,
+    /// `{auth}`, `{auth_failure}`, `{rest}`, `{rest_failure}`.
+    SupabaseUnreachable => msg_supabase_unreachable,
+    /// `{status}`, `{said}` (the peer's words).
+    HttpSaid => msg_http_said,
+    /// `{column}`.
+    DockerBadJsonAt => msg_docker_bad_json_at,
+    /// Not the Engine's JSON.
+    DockerBadAnswer => msg_docker_bad_answer,
+    /// A stream ended in an error.
+    DockerStreamBroken => msg_docker_stream_broken,
+    /// The stats stream ended at once.
+    DockerStatsEmpty => msg_docker_stats_empty,
+    /// `{max}`.
+    DockerTooManyContainers => msg_docker_too_many_containers,
+    /// `{promql}`, `{said}` (Prometheus' words).
+    PromqlSaid => msg_promql_said,
+    /// `{status}`, `{error}`.
+    NotPrometheusAnswer => msg_not_prometheus_answer,
+    /// `{promql}`.
+    RangeInstant => msg_range_instant,
+    /// `{promql}`, `{n}`.
+    RangeSeveral => msg_range_several,
+    /// `{names}`: a role's container names.
+    RoleNames => msg_role_names,
+    /// `{patterns}`.
+    RolePatterns => msg_role_patterns,
+    /// `{service}`.
+    RoleCompose => msg_role_compose,
+    /// `{service}`, `{project}`.
+    RoleComposeOf => msg_role_compose_of,
 }
 
 #[cfg(test)]
