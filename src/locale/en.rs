@@ -371,7 +371,7 @@ Symptoms:
     msg_no_series: "Prometheus has no {name} series",
     msg_could_not_read: "{name} could not be read ({failure})",
     msg_bucket_fix: "Instrumentator().instrument(app, latency_lowr_buckets=({buckets})).expose(app) in the backend (prometheus-fastapi-instrumentator; buckets that include {threshold} and go above it)",
-    err_invalid: "the value of {field} was refused: {why}",
+    err_invalid: "the value of `{field}` was refused: {why}",
     err_other_level: "this email link acknowledges for {link} only",
     err_unknown_window: "there is no maintenance window {id}",
     err_configured_window: "maintenance window {id} comes from the configuration file ([[maintenance]]): remove it there and reload to end it",

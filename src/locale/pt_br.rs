@@ -371,7 +371,7 @@ Sintomas:
     msg_no_series: "o Prometheus não tem séries {name}",
     msg_could_not_read: "{name} não pôde ser lido ({failure})",
     msg_bucket_fix: "Instrumentator().instrument(app, latency_lowr_buckets=({buckets})).expose(app) no backend (prometheus-fastapi-instrumentator; buckets que incluam {threshold} e passem dele)",
-    err_invalid: "o valor de {field} foi recusado: {why}",
+    err_invalid: "o valor de `{field}` foi recusado: {why}",
     err_other_level: "este link de email só reconhece como {link}",
     err_unknown_window: "não há janela de manutenção {id}",
     err_configured_window: "a janela de manutenção {id} vem do arquivo de configuração ([[maintenance]]): remova-a lá e recarregue para encerrá-la",

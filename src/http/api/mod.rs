@@ -67,6 +67,7 @@ use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::http::auth::link::authorize_with;
 use crate::http::auth::{self, Auth, ClientKey, Denied};
 use crate::incident::ActionError;
+use crate::locale::MsgId;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::store::Store;
 use incidents::{ack, incident_detail, list_incidents, resolve};
@@ -138,13 +139,17 @@ pub fn routes(
         .with_state(state)
 }
 
-/// An error answer: `{"error": message}` with `status`.
+/// An error answer: `{"error": message}` with `status`; a refused input adds `"field"` (the one at
+/// fault) and `"code"` (which problem, a stable machine word: the message's ID), so a client need
+/// not parse the English `error`.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
     /// 429's `Retry-After`, in seconds.
     pub(crate) retry_after: Option<u64>,
+    /// A refused input's field and problem.
+    pub(crate) invalid: Option<(&'static str, MsgId)>,
 }
 
 impl ApiError {
@@ -153,6 +158,7 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            invalid: None,
         }
     }
 
@@ -189,7 +195,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some((field, code)) = self.invalid {
+            body["field"] = field.into();
+            body["code"] = serde_json::to_value(code).unwrap_or_default();
+        }
+        let body = Json(body);
         if self.status == StatusCode::UNAUTHORIZED {
             (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else if let Some(secs) = self.retry_after {
@@ -217,6 +228,10 @@ impl From<ActionError> for ApiError {
     fn from(e: ActionError) -> Self {
         match e {
             ActionError::Unavailable(why) => Self::unavailable(why),
+            ActionError::Invalid { field, words } => Self {
+                invalid: Some((field, words.id)),
+                ..Self::new(StatusCode::BAD_REQUEST, words.to_string())
+            },
             e => Self::new(action_status(&e), e.to_string()),
         }
     }
