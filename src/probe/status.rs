@@ -156,7 +156,8 @@ fn parse(body: &[u8]) -> Result<Parsed, Failure> {
                 FailureKind::Malformed,
                 Msg::new(MsgId::UnknownIndicator)
                     .peer("indicator", truncate(&answer.status.indicator, 40))
-                    .arg("known", INDICATORS.join(", ")),
+                    // statuspage.io's words, the same in every language: code, not prose.
+                    .arg("known", format_args!("`{}`", INDICATORS.join("`, `"))),
             )
         })?;
     Ok(Parsed {

@@ -215,7 +215,10 @@ fn oom_events_count_after_first_sight_even_when_inspect_says_no() {
         .iter()
         .find(|o| o.key.name == "docker.oom_killed")
         .and_then(|o| o.note.as_ref().map(ToString::to_string));
-    assert_eq!(note.as_deref(), Some("OOM-killed 15 s ago (held for 10 min)"));
+    assert_eq!(
+        note.as_deref(),
+        Some("OOM-killed 15 s ago (held for 10 min)")
+    );
     let out = poll(&mut probe, 714, found(snap("c1", 0, 90)), vec![]);
     assert!(boolean(&out, "docker.oom_killed"), "still within 10 min");
     let out = poll(&mut probe, 715, found(snap("c1", 0, 90)), vec![]);
