@@ -9,7 +9,8 @@
 //!   emails, the pages and the act pages all show (`incident`, `state_open`, `acked`, …) is one
 //!   field, whoever shows it;
 //! - `pt_br.rs`, `en.rs`: one `const` [`Text`] each;
-//! - `time.rs`: [`human_time`] and [`human_duration`], the same in both languages (UTC, SI units);
+//! - `time.rs`: [`human_time`], [`human_duration`] and [`human_limit`] (a duration inside a
+//!   message, to the millisecond under a minute), the same in both languages (UTC, SI units);
 //! - `msg.rs`: [`Msg`], words decided where the reader's language is not known (a probe's note, a
 //!   timeline entry), kept as an ID and arguments and worded when shown;
 //! - `phrases.rs`: what each catalogue observation is, in each language (the subject of an

@@ -5,7 +5,8 @@
 //! A message's words are a [`Text`] field each (so a language cannot lack one: [`msgs!`] makes the
 //! ID, its field and the list of every ID from one table); its arguments are values and IDs that
 //! read the same in every language ([`Arg::Plain`]), a peer's words, which are quoted «…» in every
-//! language ([`Arg::Peer`]), or more words of ours ([`Arg::Msg`], [`Arg::List`]).
+//! language ([`Arg::Peer`]), more words of ours ([`Arg::Msg`], [`Arg::List`]), or a duration
+//! ([`Arg::Duration`], worded when shown: never humantime's `30m` in a sentence).
 //!
 //! A message is stored (in an incident's timeline and diagnosis) as `{"id": "…", "args": […]}`, so
 //! renaming an ID is a stored-format change; [`MsgId::Untranslated`] carries English text from code
@@ -528,5 +529,16 @@ mod tests {
         assert_eq!(Msg::english("as is").words(Locale::PtBr), "as is");
         let list = Msg::list(vec![Msg::new(MsgId::NoReplica), Msg::new(MsgId::NoData)]);
         assert_eq!(list.to_string(), "no replica; no data");
+        // A duration is stored as milliseconds and worded when shown.
+        let window =
+            Msg::new(MsgId::TheLast).duration("window", std::time::Duration::from_secs(1800));
+        assert_eq!(window.words(Locale::En), "the last 30 min");
+        assert!(window.words(Locale::PtBr).contains("30 min"));
+        let json = serde_json::to_string(&window).expect("serializes");
+        assert!(json.contains(r#"{"duration":1800000}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<Msg>(&json).expect("reads back"),
+            window
+        );
     }
 }
