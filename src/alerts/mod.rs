@@ -474,7 +474,7 @@ mod notes {
         Msg::new(MsgId::AlertsStale)
             .arg("n", n)
             .arg("last", last)
-            .arg("within", humantime::format_duration(within))
+            .duration("within", within)
     }
 
     /// Why a section is unknown right after the start.

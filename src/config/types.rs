@@ -163,6 +163,7 @@ pub struct RunbookConfig {
 
 /// The language of emails and pages, defined with their words in [`crate::locale`].
 pub use crate::locale::Locale;
+use crate::locale::{Msg, MsgId};
 
 #[derive(Debug, Clone)]
 pub struct PrometheusConfig {
@@ -370,23 +371,33 @@ pub struct RoleConfig {
 }
 
 impl RoleConfig {
-    /// What the role looks for, as `check-config` and a role's no-data reason say it:
-    /// `names harven-backend; compose service backend`.
+    /// What the role looks for, as `check-config` says it (English, like every configuration
+    /// message): `names harven-backend; compose service backend`.
     pub fn describe(&self) -> String {
+        self.looks_for().to_string()
+    }
+
+    /// What the role looks for, in words of the reader's language (a role's no-data reason): its
+    /// names, patterns and Compose service, joined by `; `.
+    pub fn looks_for(&self) -> Msg {
         let mut parts = Vec::new();
         if !self.names.is_empty() {
-            parts.push(format!("names {}", self.names.join(", ")));
+            parts.push(Msg::new(MsgId::RoleNames).arg("names", self.names.join(", ")));
         }
         if !self.patterns.is_empty() {
             let texts: Vec<&str> = self.patterns.iter().map(|p| p.text.as_str()).collect();
-            parts.push(format!("patterns {}", texts.join(", ")));
+            parts.push(Msg::new(MsgId::RolePatterns).arg("patterns", texts.join(", ")));
         }
         match (&self.compose_service, &self.compose_project) {
-            (Some(s), Some(p)) => parts.push(format!("compose service {s} of project {p}")),
-            (Some(s), None) => parts.push(format!("compose service {s}")),
+            (Some(s), Some(p)) => parts.push(
+                Msg::new(MsgId::RoleComposeOf)
+                    .arg("service", s)
+                    .arg("project", p),
+            ),
+            (Some(s), None) => parts.push(Msg::new(MsgId::RoleCompose).arg("service", s)),
             (None, _) => {}
         }
-        parts.join("; ")
+        Msg::list(parts)
     }
 }
 

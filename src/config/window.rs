@@ -12,9 +12,14 @@
 //! ends at `ends`, or after a `duration` (never both); and it is not over already. The
 //! configuration's windows have no `now` (they are fixed, and may be over: they are simply not in
 //! force).
+//!
+//! The same problem has two wordings: the configuration's, English like every configuration error
+//! (the operator's command line and log), and [`WindowProblem::words`], the words of the API and
+//! the status pages, in the reader's language.
 
 use crate::clock::Timestamp;
 use crate::config::limits::{MAX_WINDOW, MAX_WINDOW_AHEAD};
+use crate::locale::{Msg, MsgId};
 
 /// A window's times as written: RFC 3339 texts, and a humane duration (`2h`) from `starts`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,14 +50,35 @@ impl WindowField {
     }
 }
 
+/// Why a text is not a window's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFault {
+    /// No time was given (only the configuration has no `now` to start at).
+    Missing,
+    /// A time before 1970, which no timestamp names.
+    Before1970,
+    /// The parser's reason, in its own (English) words.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for TimeFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("missing"),
+            Self::Before1970 => f.write_str("before 1970"),
+            Self::Unreadable(why) => f.write_str(why),
+        }
+    }
+}
+
 /// What is wrong with a window's times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WindowProblem {
-    /// `text` (as written) is not a UTC time between 1970 and 9999; `why` is the parser's reason.
+    /// `text` (as written) is not a UTC time between 1970 and 9999, for the reason `why`.
     NotATime {
         field: WindowField,
         text: String,
-        why: String,
+        why: TimeFault,
     },
     /// `starts` is more than [`MAX_WINDOW_AHEAD`] after now.
     TooFarAhead,
@@ -112,6 +138,41 @@ impl WindowProblem {
         };
         (self.field().as_str(), text)
     }
+
+    /// The API's and the pages' wording, in the reader's language: the field in backquotes, a
+    /// text as written quoted like Rust's `Debug` (the same in every language), a parser's reason
+    /// quoted «…» as a library's words. Its English is the API's `error` message.
+    pub fn words(&self) -> Msg {
+        match self {
+            Self::NotATime { field, text, why } => {
+                let m = Msg::new(MsgId::WindowNotATime)
+                    .arg("field", field.as_str())
+                    .arg("text", format_args!("{text:?}"));
+                match why {
+                    TimeFault::Missing => m.msg("why", Msg::new(MsgId::WindowTimeMissing)),
+                    TimeFault::Before1970 => m.msg("why", Msg::new(MsgId::WindowBefore1970)),
+                    TimeFault::Unreadable(why) => m.peer("why", why),
+                }
+            }
+            Self::TooFarAhead => {
+                Msg::new(MsgId::WindowTooFarAhead).duration("ahead", MAX_WINDOW_AHEAD.max)
+            }
+            Self::NotADuration { text, why } => Msg::new(MsgId::WindowNotADuration)
+                .arg("text", format_args!("{text:?}"))
+                .peer("why", why),
+            Self::DurationTooLong { text } => Msg::new(MsgId::WindowDurationTooLong)
+                .arg("text", format_args!("{text:?}"))
+                .duration("longest", MAX_WINDOW.max),
+            Self::DurationPastDates { text } => {
+                Msg::new(MsgId::WindowDurationPastDates).arg("text", format_args!("{text:?}"))
+            }
+            Self::EndsAndDuration => Msg::new(MsgId::WindowEndsAndDuration),
+            Self::NoEnd => Msg::new(MsgId::WindowNoEnd),
+            Self::EndsBeforeStarts => Msg::new(MsgId::WindowEndsBeforeStarts),
+            Self::TooLong => Msg::new(MsgId::WindowTooLong).duration("longest", MAX_WINDOW.max),
+            Self::Over => Msg::new(MsgId::WindowOver),
+        }
+    }
 }
 
 /// What [`check_times`] found wrong. A window's start and end are each read, and both can be
@@ -159,7 +220,7 @@ pub fn check_times(
         (None, None) => Err(WindowProblem::NotATime {
             field: WindowField::Starts,
             text: String::new(),
-            why: "missing".to_owned(),
+            why: TimeFault::Missing,
         }),
     };
     // Within a year of now and at most 30 days long, so `ends` is always a date the pages, the API
@@ -211,16 +272,16 @@ pub fn check_times(
 
 /// An RFC 3339 UTC time between 1970 and 9999 ([`Timestamp::is_date`]).
 fn parse_time(field: WindowField, text: &str) -> Result<Timestamp, WindowProblem> {
-    let bad = |why: String| WindowProblem::NotATime {
+    let bad = |why: TimeFault| WindowProblem::NotATime {
         field,
         text: text.to_owned(),
         why,
     };
     let t = humantime::parse_rfc3339_weak(text.trim())
         .map(Timestamp::from_system_time)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| bad(TimeFault::Unreadable(e.to_string())))?;
     if !t.is_date() {
-        return Err(bad("before 1970".to_owned()));
+        return Err(bad(TimeFault::Before1970));
     }
     Ok(t)
 }
@@ -325,6 +386,63 @@ mod tests {
         assert_eq!(
             check_times(times(None, None, None), Some(NOW)),
             Err(WindowProblems::one(WindowProblem::NoEnd))
+        );
+    }
+
+    /// Every problem has words in both languages, different, naming the same field; a parser's
+    /// reason is quoted as a library's words; the durations read in the locale's units.
+    #[test]
+    fn each_problem_is_worded_in_each_language() {
+        use crate::locale::Locale;
+        let not_a_time = |why| WindowProblem::NotATime {
+            field: WindowField::Ends,
+            text: "tomorrow".to_owned(),
+            why,
+        };
+        let all = [
+            not_a_time(TimeFault::Missing),
+            not_a_time(TimeFault::Before1970),
+            not_a_time(TimeFault::Unreadable("invalid digit".to_owned())),
+            WindowProblem::TooFarAhead,
+            WindowProblem::NotADuration {
+                text: "2 horas".to_owned(),
+                why: "unknown time unit".to_owned(),
+            },
+            WindowProblem::DurationTooLong {
+                text: "31d".to_owned(),
+            },
+            WindowProblem::DurationPastDates {
+                text: "1d".to_owned(),
+            },
+            WindowProblem::EndsAndDuration,
+            WindowProblem::NoEnd,
+            WindowProblem::EndsBeforeStarts,
+            WindowProblem::TooLong,
+            WindowProblem::Over,
+        ];
+        for p in &all {
+            let (en, pt) = (p.words().words(Locale::En), p.words().words(Locale::PtBr));
+            assert_ne!(en, pt, "{p:?}");
+            assert_eq!(p.words().to_string(), en, "English is the API's message");
+            if *p != WindowProblem::Over {
+                let field = format!("`{}`", p.field().as_str());
+                assert!(en.contains(&field) && pt.contains(&field), "{en} / {pt}");
+            }
+        }
+        let unreadable = not_a_time(TimeFault::Unreadable("invalid digit".to_owned()));
+        assert_eq!(
+            unreadable.words().words(Locale::PtBr),
+            "`ends`: \"tomorrow\" não é um horário UTC como 2026-11-24T22:00:00Z («invalid digit»)"
+        );
+        let long = WindowProblem::TooLong.words();
+        assert!(long.words(Locale::PtBr).contains("30 d"), "{long}");
+        // The configuration's wording stays English, from the same problem.
+        assert_eq!(
+            not_a_time(TimeFault::Before1970).configured(),
+            (
+                "ends",
+                "\"tomorrow\" is not a UTC time like 2026-11-24T22:00:00Z (before 1970)".to_owned()
+            )
         );
     }
 }

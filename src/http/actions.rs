@@ -25,11 +25,12 @@ use tokio::sync::oneshot;
 
 use super::blocking;
 use crate::clock::Timestamp;
-use crate::config::window::{WindowProblem, WindowTimes, check_times};
-use crate::config::{MaintenanceWindow, limits};
+use crate::config::MaintenanceWindow;
+use crate::config::window::{WindowTimes, check_times};
 use crate::email::token::Claims;
 use crate::ha::{Leadership, Role};
 use crate::incident::{ActionError, Incident, Level};
+use crate::locale::{Msg, MsgId};
 use crate::pipeline::pager::{Command, PagerHandle};
 use crate::store::{EndWindow, StoreError, StoredWindow};
 
@@ -405,19 +406,14 @@ impl Actions {
 pub(crate) fn check_by(by: &str) -> Result<String, ActionError> {
     let by = by.trim();
     if by.is_empty() {
-        return Err(ActionError::invalid(
-            "by",
-            "`by` is required: who is acting",
-        ));
+        return Err(required("by", MsgId::InputWhoActs));
     }
     if by.chars().count() > MAX_BY {
-        return Err(ActionError::invalid(
-            "by",
-            format!("`by` is longer than {MAX_BY} characters"),
-        ));
+        return Err(too_long("by", MAX_BY));
     }
     if by.chars().any(char::is_control) {
-        return Err(ActionError::invalid("by", "`by` holds control characters"));
+        let words = Msg::new(MsgId::InputControl).arg("field", "by");
+        return Err(ActionError::invalid("by", words));
     }
     Ok(by.to_owned())
 }
@@ -427,7 +423,10 @@ fn parse_level(level: Option<&str>) -> Result<Option<Level>, ActionError> {
     match level.map(str::trim) {
         None | Some("") => Ok(None),
         Some(l) => Level::parse(l).map(Some).ok_or_else(|| {
-            ActionError::invalid("level", format!("unknown level {l:?} (L1, L2, L3)"))
+            let words = Msg::new(MsgId::InputUnknownLevel)
+                .arg("level", format_args!("{l:?}"))
+                .arg("levels", "L1, L2, L3");
+            ActionError::invalid("level", words)
         }),
     }
 }
@@ -436,47 +435,25 @@ fn parse_level(level: Option<&str>) -> Result<Option<Level>, ActionError> {
 fn check_text(field: &'static str, text: &str) -> Result<String, ActionError> {
     let text = text.trim();
     if text.chars().count() > MAX_NOTE {
-        return Err(ActionError::invalid(
-            field,
-            format!("`{field}` is longer than {MAX_NOTE} characters"),
-        ));
+        return Err(too_long(field, MAX_NOTE));
     }
     Ok(text.to_owned())
 }
 
-/// A window's time problem in the API's words, which the pages show too (the configuration words
-/// the same problems its own way: [`WindowProblem::configured`]).
-fn window_problem(problem: WindowProblem) -> ActionError {
-    let (longest, ahead) = (limits::MAX_WINDOW, limits::MAX_WINDOW_AHEAD);
-    let field = problem.field().as_str();
-    let message = match problem {
-        WindowProblem::NotATime { text, why, .. } => {
-            format!("`{field}`: {text:?} is not a UTC time like 2026-11-24T22:00:00Z ({why})")
-        }
-        WindowProblem::TooFarAhead => format!(
-            "`starts`: more than {} from now; a window is planned at most that far ahead",
-            ahead.text
-        ),
-        WindowProblem::NotADuration { text, why } => {
-            format!("`duration`: {text:?} is not a duration like 2h ({why})")
-        }
-        WindowProblem::DurationTooLong { text } => format!(
-            "`duration`: {text:?} is longer than {}, the longest a maintenance window may be",
-            longest.text
-        ),
-        WindowProblem::DurationPastDates { text } => {
-            format!("`duration`: {text:?} from `starts` is not a date")
-        }
-        WindowProblem::EndsAndDuration => "give either `ends` or `duration`, not both".to_owned(),
-        WindowProblem::NoEnd => "`ends` or `duration` is required".to_owned(),
-        WindowProblem::EndsBeforeStarts => "`ends` must be after `starts`".to_owned(),
-        WindowProblem::TooLong => format!(
-            "`ends`: more than {} after `starts`, the longest a maintenance window may be",
-            longest.text
-        ),
-        WindowProblem::Over => "the window is already over".to_owned(),
-    };
-    ActionError::invalid(field, message)
+/// `field` is required: `why` it is.
+fn required(field: &'static str, why: MsgId) -> ActionError {
+    let words = Msg::new(MsgId::InputRequired)
+        .arg("field", field)
+        .msg("why", Msg::new(why));
+    ActionError::invalid(field, words)
+}
+
+/// `field` is longer than `max` characters.
+fn too_long(field: &'static str, max: usize) -> ActionError {
+    let words = Msg::new(MsgId::InputTooLong)
+        .arg("field", field)
+        .arg("max", max);
+    ActionError::invalid(field, words)
 }
 
 /// Checks a window request at `now` against the runbook's `sections`: the window, and who makes it.
@@ -488,27 +465,23 @@ pub(crate) fn check_window(
     let by = check_by(&request.by)?;
     let reason = check_text("reason", &request.reason)?;
     if reason.is_empty() {
-        return Err(ActionError::invalid(
-            "reason",
-            "`reason` is required: why the section is muted",
-        ));
+        return Err(required("reason", MsgId::InputWhyMuted));
     }
     if let Some(unknown) = request.sections.iter().find(|s| !sections.contains(s)) {
-        return Err(ActionError::invalid(
-            "sections",
-            format!(
-                "unknown section {unknown:?} (known: {})",
-                sections.join(", ")
-            ),
-        ));
+        let words = Msg::new(MsgId::InputUnknownSection)
+            .arg("section", format_args!("{unknown:?}"))
+            .arg("known", sections.join(", "));
+        return Err(ActionError::invalid("sections", words));
     }
     let times = WindowTimes {
         starts: request.starts.as_deref(),
         ends: request.ends.as_deref(),
         duration: request.duration.as_deref(),
     };
-    // The configuration's rules, at `now`; the first problem is the answer.
-    let (starts, ends) = check_times(times, Some(now)).map_err(|p| window_problem(p.first))?;
+    // The configuration's rules, at `now`; the first problem is the answer, in the problem's words
+    // (the configuration words the same problems its own way: [`WindowProblem::configured`]).
+    let (starts, ends) = check_times(times, Some(now))
+        .map_err(|p| ActionError::invalid(p.first.field().as_str(), p.first.words()))?;
     // Each section once, in the order given (`dedup` alone drops only adjacent repeats).
     let mut covered: Vec<String> = Vec::with_capacity(request.sections.len());
     for section in request.sections {
@@ -624,6 +597,15 @@ mod tests {
             let err = check_window(body(json), NOW, &sections()).expect_err("refused");
             assert_eq!(action_status(&err), StatusCode::BAD_REQUEST, "{bad}");
             assert!(err.to_string().starts_with(field), "{bad}: {err}");
+            // The pages word the same refusal in their language, naming the same field.
+            let ActionError::Invalid { words, .. } = &err else {
+                panic!("{err:?}")
+            };
+            let pt = words.words(crate::locale::Locale::PtBr);
+            assert!(
+                pt.starts_with(field) && pt != err.to_string(),
+                "{bad}: {pt}"
+            );
         }
         // The longest window, planned the furthest ahead, is a date.
         let (w, _) = check_window(
@@ -668,7 +650,7 @@ mod tests {
                 Ok((w, _)) => {
                     prop_assert!(w.starts < w.ends && now < w.ends, "{w:?}");
                     prop_assert!(w.starts.is_date() && w.ends.is_date(), "{w:?}");
-                    prop_assert!(w.ends.saturating_since(w.starts) <= limits::MAX_WINDOW.max, "{w:?}");
+                    prop_assert!(w.ends.saturating_since(w.starts) <= crate::config::limits::MAX_WINDOW.max, "{w:?}");
                 }
                 Err(e) => {
                     prop_assert_eq!(action_status(&e), StatusCode::BAD_REQUEST);

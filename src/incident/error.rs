@@ -6,6 +6,7 @@
 
 use super::model::Level;
 use crate::clock::Timestamp;
+use crate::locale::Msg;
 
 /// Why an action was not taken. Nothing changed when one is returned.
 ///
@@ -27,12 +28,10 @@ pub enum ActionError {
     /// An email link acknowledges for the level its email went to (`link`); `asked` named another.
     #[error("this email link token acknowledges for {link}")]
     OtherLevel { link: Level, asked: Level },
-    /// The input was refused: `field` is the one at fault, `message` says why, naming it.
-    #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    /// The input was refused: `field` is the one at fault, `words` say why, naming it, in the
+    /// reader's language (their English is the API's `error`; the ID is its `code`).
+    #[error("{words}")]
+    Invalid { field: &'static str, words: Msg },
     /// No maintenance window with this ID (as the API names windows: a number, or `config-N`).
     #[error("no maintenance window {0}")]
     UnknownWindow(String),
@@ -54,10 +53,10 @@ pub enum ActionError {
 
 impl ActionError {
     /// An [`ActionError::Invalid`] about `field`.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn invalid(field: &'static str, words: impl Into<Msg>) -> Self {
         Self::Invalid {
             field,
-            message: message.into(),
+            words: words.into(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //!   emails, the pages and the act pages all show (`incident`, `state_open`, `acked`, …) is one
 //!   field, whoever shows it;
 //! - `pt_br.rs`, `en.rs`: one `const` [`Text`] each;
-//! - `time.rs`: [`human_time`] and [`human_duration`], the same in both languages (UTC, SI units);
+//! - `time.rs`: [`human_time`], [`human_duration`] and [`human_limit`] (a duration inside a
+//!   message, to the millisecond under a minute), the same in both languages (UTC, SI units);
 //! - `msg.rs`: [`Msg`], words decided where the reader's language is not known (a probe's note, a
 //!   timeline entry), kept as an ID and arguments and worded when shown;
 //! - `phrases.rs`: what each catalogue observation is, in each language (the subject of an
@@ -38,7 +39,7 @@ use std::fmt::{self, Write as _};
 pub use msg::{Arg, Msg, MsgId, as_english, as_english_opt};
 pub use quote::{MAX_PEER, one_line, quoted, quoted_max};
 pub use text::Text;
-pub use time::{human_duration, human_time};
+pub use time::{human_duration, human_limit, human_time};
 
 /// The language of emails and pages (`runbook.locale`): one per watchdog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,8 @@
 //! A message's words are a [`Text`] field each (so a language cannot lack one: [`msgs!`] makes the
 //! ID, its field and the list of every ID from one table); its arguments are values and IDs that
 //! read the same in every language ([`Arg::Plain`]), a peer's words, which are quoted «…» in every
-//! language ([`Arg::Peer`]), or more words of ours ([`Arg::Msg`], [`Arg::List`]).
+//! language ([`Arg::Peer`]), more words of ours ([`Arg::Msg`], [`Arg::List`]), or a duration
+//! ([`Arg::Duration`], worded when shown: never humantime's `30m` in a sentence).
 //!
 //! A message is stored (in an incident's timeline and diagnosis) as `{"id": "…", "args": […]}`, so
 //! renaming an ID is a stored-format change; [`MsgId::Untranslated`] carries English text from code
@@ -39,6 +40,9 @@ pub enum Arg {
     Msg(Box<Msg>),
     /// Words of ours, joined by `; `.
     List(Vec<Msg>),
+    /// A duration in milliseconds, worded by the reader's locale ([`super::human_limit`]:
+    /// `30 min`, `1.5 s`, never humantime's `30m`).
+    Duration(u64),
 }
 
 impl Msg {
@@ -80,6 +84,14 @@ impl Msg {
     pub fn peer(mut self, name: &str, value: impl fmt::Display) -> Self {
         self.args
             .push((name.to_owned(), Arg::Peer(value.to_string())));
+        self
+    }
+
+    /// Adds `{name}`: a duration, worded in the reader's language when shown.
+    #[must_use]
+    pub fn duration(mut self, name: &str, value: std::time::Duration) -> Self {
+        let ms = u64::try_from(value.as_millis()).unwrap_or(u64::MAX);
+        self.args.push((name.to_owned(), Arg::Duration(ms)));
         self
     }
 
@@ -125,6 +137,7 @@ impl Arg {
                 .map(|m| m.words(locale))
                 .collect::<Vec<_>>()
                 .join("; "),
+            Self::Duration(ms) => super::human_limit(std::time::Duration::from_millis(*ms)),
         }
     }
 }
@@ -405,6 +418,99 @@ msgs! {
     TlTakeover => msg_tl_takeover,
     /// `{node}` took over the paging; the previous leader is not known.
     TlTakeoverUnknown => msg_tl_takeover_unknown,
+    // One language, the rest (issue 15, session 7): maintenance-window input, probe failures, role descriptions.
+    /// `{field}` is missing: `{why}` (a message).
+    InputRequired => msg_input_required,
+    /// Why `by` is required.
+    InputWhoActs => msg_input_who_acts,
+    /// Why `reason` is required.
+    InputWhyMuted => msg_input_why_muted,
+    /// `{field}`, `{max}` characters.
+    InputTooLong => msg_input_too_long,
+    /// `{field}` holds control characters.
+    InputControl => msg_input_control,
+    /// `{level}` as written, `{levels}` the known ones.
+    InputUnknownLevel => msg_input_unknown_level,
+    /// `{section}` as written, `{known}` the runbook's.
+    InputUnknownSection => msg_input_unknown_section,
+    /// `{field}`, `{text}` as written, `{why}`.
+    WindowNotATime => msg_window_not_a_time,
+    /// Why a time is not one: none was given.
+    WindowTimeMissing => msg_window_time_missing,
+    /// Why a time is not one: before the dates a timestamp names.
+    WindowBefore1970 => msg_window_before_1970,
+    /// `{ahead}`: the furthest a window is planned.
+    WindowTooFarAhead => msg_window_too_far_ahead,
+    /// `{text}` as written, `{why}` the parser's.
+    WindowNotADuration => msg_window_not_a_duration,
+    /// `{text}`, `{longest}`.
+    WindowDurationTooLong => msg_window_duration_too_long,
+    /// `{text}`.
+    WindowDurationPastDates => msg_window_duration_past_dates,
+    /// Both were given.
+    WindowEndsAndDuration => msg_window_ends_and_duration,
+    /// Neither was given.
+    WindowNoEnd => msg_window_no_end,
+    /// The end is not after the start.
+    WindowEndsBeforeStarts => msg_window_ends_before_starts,
+    /// `{longest}`.
+    WindowTooLong => msg_window_too_long,
+    /// The end is not after now.
+    WindowOver => msg_window_over,
+    /// `{what}` (a command), `{error}` (the client's words).
+    CommandFailed => msg_command_failed,
+    /// `{answer}`: what PING got.
+    RedisNotPong => msg_redis_not_pong,
+    /// `{size}`, `{limit}`.
+    RedisInfoTooLarge => msg_redis_info_too_large,
+    /// `{pattern}`, `{size}`, `{limit}`.
+    RedisScanTooLarge => msg_redis_scan_too_large,
+    /// `{pattern}`, `{limit}`.
+    RedisScanTimeout => msg_redis_scan_timeout,
+    /// `{field}`.
+    RedisInfoMissing => msg_redis_info_missing,
+    /// `{status}`, `{content_type}` (the peer's header).
+    HttpContentType => msg_http_content_type,
+    /// `{status}`.
+    HttpNoContentType => msg_http_no_content_type,
+    /// `{what}` (a message), `{error}` (the decoder's words).
+    NotJson => msg_not_json,
+    /// `{what}`, `{error}`.
+    HtmlNotJson => msg_html_not_json,
+    /// What a status page answers.
+    StatuspageJson => msg_statuspage_json,
+    /// `{indicator}`, `{known}`.
+    UnknownIndicator => msg_unknown_indicator,
+    /// `{auth}`, `{auth_failure}`, `{rest}`, `{rest_failure}`.
+    SupabaseUnreachable => msg_supabase_unreachable,
+    /// `{status}`, `{said}` (the peer's words).
+    HttpSaid => msg_http_said,
+    /// `{column}`.
+    DockerBadJsonAt => msg_docker_bad_json_at,
+    /// Not the Engine's JSON.
+    DockerBadAnswer => msg_docker_bad_answer,
+    /// A stream ended in an error.
+    DockerStreamBroken => msg_docker_stream_broken,
+    /// The stats stream ended at once.
+    DockerStatsEmpty => msg_docker_stats_empty,
+    /// `{max}`.
+    DockerTooManyContainers => msg_docker_too_many_containers,
+    /// `{promql}`, `{said}` (Prometheus' words).
+    PromqlSaid => msg_promql_said,
+    /// `{status}`, `{error}`.
+    NotPrometheusAnswer => msg_not_prometheus_answer,
+    /// `{promql}`.
+    RangeInstant => msg_range_instant,
+    /// `{promql}`, `{n}`.
+    RangeSeveral => msg_range_several,
+    /// `{names}`: a role's container names.
+    RoleNames => msg_role_names,
+    /// `{patterns}`.
+    RolePatterns => msg_role_patterns,
+    /// `{service}`.
+    RoleCompose => msg_role_compose,
+    /// `{service}`, `{project}`.
+    RoleComposeOf => msg_role_compose_of,
 }
 
 #[cfg(test)]
@@ -428,5 +534,16 @@ mod tests {
         assert_eq!(Msg::english("as is").words(Locale::PtBr), "as is");
         let list = Msg::list(vec![Msg::new(MsgId::NoReplica), Msg::new(MsgId::NoData)]);
         assert_eq!(list.to_string(), "no replica; no data");
+        // A duration is stored as milliseconds and worded when shown.
+        let window =
+            Msg::new(MsgId::TheLast).duration("window", std::time::Duration::from_secs(1800));
+        assert_eq!(window.words(Locale::En), "the last 30 min");
+        assert!(window.words(Locale::PtBr).contains("30 min"));
+        let json = serde_json::to_string(&window).expect("serializes");
+        assert!(json.contains(r#"{"duration":1800000}"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<Msg>(&json).expect("reads back"),
+            window
+        );
     }
 }

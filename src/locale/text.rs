@@ -606,6 +606,99 @@ pub struct Text {
     pub msg_tl_takeover: &'static str,
     /// `{node}`.
     pub msg_tl_takeover_unknown: &'static str,
+    // One language, the rest (issue 15, session 7).
+    /// `{field}` is missing: `{why}` (a message).
+    pub msg_input_required: &'static str,
+    /// Why `by` is required.
+    pub msg_input_who_acts: &'static str,
+    /// Why `reason` is required.
+    pub msg_input_why_muted: &'static str,
+    /// `{field}`, `{max}` characters.
+    pub msg_input_too_long: &'static str,
+    /// `{field}` holds control characters.
+    pub msg_input_control: &'static str,
+    /// `{level}` as written, `{levels}` the known ones.
+    pub msg_input_unknown_level: &'static str,
+    /// `{section}` as written, `{known}` the runbook's.
+    pub msg_input_unknown_section: &'static str,
+    /// `{field}`, `{text}` as written, `{why}`.
+    pub msg_window_not_a_time: &'static str,
+    /// Why a time is not one: none was given.
+    pub msg_window_time_missing: &'static str,
+    /// Why a time is not one: before the dates a timestamp names.
+    pub msg_window_before_1970: &'static str,
+    /// `{ahead}`: the furthest a window is planned.
+    pub msg_window_too_far_ahead: &'static str,
+    /// `{text}` as written, `{why}` the parser's.
+    pub msg_window_not_a_duration: &'static str,
+    /// `{text}`, `{longest}`.
+    pub msg_window_duration_too_long: &'static str,
+    /// `{text}`.
+    pub msg_window_duration_past_dates: &'static str,
+    /// Both were given.
+    pub msg_window_ends_and_duration: &'static str,
+    /// Neither was given.
+    pub msg_window_no_end: &'static str,
+    /// The end is not after the start.
+    pub msg_window_ends_before_starts: &'static str,
+    /// `{longest}`.
+    pub msg_window_too_long: &'static str,
+    /// The end is not after now.
+    pub msg_window_over: &'static str,
+    /// `{what}` (a command), `{error}` (the client's words).
+    pub msg_command_failed: &'static str,
+    /// `{answer}`: what PING got.
+    pub msg_redis_not_pong: &'static str,
+    /// `{size}`, `{limit}`.
+    pub msg_redis_info_too_large: &'static str,
+    /// `{pattern}`, `{size}`, `{limit}`.
+    pub msg_redis_scan_too_large: &'static str,
+    /// `{pattern}`, `{limit}`.
+    pub msg_redis_scan_timeout: &'static str,
+    /// `{field}`.
+    pub msg_redis_info_missing: &'static str,
+    /// `{status}`, `{content_type}` (the peer's header).
+    pub msg_http_content_type: &'static str,
+    /// `{status}`.
+    pub msg_http_no_content_type: &'static str,
+    /// `{what}` (a message), `{error}` (the decoder's words).
+    pub msg_not_json: &'static str,
+    /// `{what}`, `{error}`.
+    pub msg_html_not_json: &'static str,
+    /// What a status page answers.
+    pub msg_statuspage_json: &'static str,
+    /// `{indicator}`, `{known}`.
+    pub msg_unknown_indicator: &'static str,
+    /// `{auth}`, `{auth_failure}`, `{rest}`, `{rest_failure}`.
+    pub msg_supabase_unreachable: &'static str,
+    /// `{status}`, `{said}` (the peer's words).
+    pub msg_http_said: &'static str,
+    /// `{column}`.
+    pub msg_docker_bad_json_at: &'static str,
+    /// Not the Engine's JSON.
+    pub msg_docker_bad_answer: &'static str,
+    /// A stream ended in an error.
+    pub msg_docker_stream_broken: &'static str,
+    /// The stats stream ended at once.
+    pub msg_docker_stats_empty: &'static str,
+    /// `{max}`.
+    pub msg_docker_too_many_containers: &'static str,
+    /// `{promql}`, `{said}` (Prometheus' words).
+    pub msg_promql_said: &'static str,
+    /// `{status}`, `{error}`.
+    pub msg_not_prometheus_answer: &'static str,
+    /// `{promql}`.
+    pub msg_range_instant: &'static str,
+    /// `{promql}`, `{n}`.
+    pub msg_range_several: &'static str,
+    /// `{names}`: a role's container names.
+    pub msg_role_names: &'static str,
+    /// `{patterns}`.
+    pub msg_role_patterns: &'static str,
+    /// `{service}`.
+    pub msg_role_compose: &'static str,
+    /// `{service}`, `{project}`.
+    pub msg_role_compose_of: &'static str,
 }
 
 impl Text {

@@ -30,6 +30,20 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// A duration said inside a message (a timeout, a window, an age): [`human_duration`], except
+/// that under a minute it keeps the milliseconds (`250 ms`, `1.5 s`), where a configured timeout
+/// of 1.5 s must not read `1 s`. Nothing at all is `0 s`.
+pub fn human_limit(d: Duration) -> String {
+    if d >= Duration::from_secs(60) || d.subsec_millis() == 0 {
+        human_duration(d)
+    } else if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        let secs = format!("{:.3}", d.as_secs_f64());
+        format!("{} s", secs.trim_end_matches('0'))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +64,11 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(3600)), "1 h");
         assert_eq!(human_duration(Duration::from_secs(3900)), "1 h 5 min");
         assert_eq!(human_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(human_limit(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(human_limit(Duration::from_millis(250)), "250 ms");
+        assert_eq!(human_limit(Duration::ZERO), "0 s");
+        assert_eq!(human_limit(Duration::from_secs(1800)), "30 min");
+        assert_eq!(human_limit(Duration::from_millis(90_500)), "1 min");
         assert_eq!(
             human_duration(Duration::from_secs(2 * 86_400 + 7200)),
             "2 d 2 h"

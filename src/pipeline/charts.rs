@@ -18,7 +18,7 @@ use crate::chart::{Chart, Series, SymptomChart};
 use crate::clock::Timestamp;
 use crate::config::{Config, PrometheusConfig};
 use crate::engine::{Symptom, SymptomState};
-use crate::locale::{Locale, fill, human_duration};
+use crate::locale::{Locale, fill, human_duration, human_limit};
 use crate::observe::{FailureKind, Key};
 use crate::probe::BuildError;
 use crate::probe::prometheus::{RangeFailure, RangeQuery, Reading, step_for};
@@ -248,13 +248,13 @@ impl ChartSource {
             Ok(Ok(_)) | Ok(Err(RangeFailure::NoData(_))) => t.chart_blind_no_data.to_owned(),
             Ok(Err(RangeFailure::Unreachable(f))) if f.kind == FailureKind::Timeout => fill(
                 t.chart_blind_timeout,
-                &[("timeout", &short_duration(self.prometheus.timeout))],
+                &[("timeout", &human_limit(self.prometheus.timeout))],
             ),
             Ok(Err(RangeFailure::Unreachable(_))) => t.chart_blind_unreachable.to_owned(),
             Ok(Err(RangeFailure::BadAnswer(_))) => t.chart_blind_bad_answer.to_owned(),
             Err(()) => fill(
                 t.chart_blind_timeout,
-                &[("timeout", &short_duration(self.budget))],
+                &[("timeout", &human_limit(self.budget))],
             ),
         };
         SymptomChart {
@@ -312,16 +312,6 @@ impl ChartSource {
     #[cfg(test)]
     fn cache_len(&self) -> usize {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
-    }
-}
-
-/// A timeout as people read it: `900 ms` below a second (where [`human_duration`] would say `0 s`),
-/// else `3 s`, `1 min`.
-fn short_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else {
-        human_duration(d)
     }
 }
 

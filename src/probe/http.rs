@@ -94,24 +94,24 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
 /// Longest decode error quoted in a failure, in characters.
 const MAX_DECODE_ERROR: usize = 200;
 
-/// A body that is not the JSON expected (a SaaS API's answer): `what` it should have been, and the
-/// decoder's reason, cut; an HTML page (a login wall, a proxy's error) is said to be one.
-pub fn malformed(body: &[u8], what: &str, e: &dyn std::fmt::Display) -> Failure {
+/// A body that is not the JSON expected (a SaaS API's answer): `what` it should have been (words of
+/// ours: a [`MsgId`], or English text for now), and the decoder's reason, cut and quoted as a
+/// library's words; an HTML page (a login wall, a proxy's error) is said to be one.
+pub fn malformed(body: &[u8], what: impl Into<Msg>, e: &dyn std::fmt::Display) -> Failure {
     let html = body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'<');
-    let head = if html {
-        format!("an HTML page, not {what}")
+    let id = if html {
+        MsgId::HtmlNotJson
     } else {
-        format!("not {what}")
+        MsgId::NotJson
     };
-    Failure::new(
+    Failure::said(
         FailureKind::Malformed,
-        format!(
-            "{head}: {}",
-            super::truncate(&e.to_string(), MAX_DECODE_ERROR)
-        ),
+        Msg::new(id)
+            .msg("what", what.into())
+            .peer("error", super::truncate(&e.to_string(), MAX_DECODE_ERROR)),
     )
 }
 

@@ -71,7 +71,7 @@ pub async fn poll_once<P: Probe>(probe: &mut P, clock: &Clock) -> ProbeReport {
         Ok(result) => result,
         Err(_) => Err(Failure::said(
             FailureKind::Timeout,
-            Msg::new(MsgId::NoAnswerWithin).arg("limit", humantime::format_duration(timeout)),
+            Msg::new(MsgId::NoAnswerWithin).duration("limit", timeout),
         )),
     };
     ProbeReport {

@@ -210,9 +210,9 @@ impl RedisProbe {
             match ::redis::cmd("PING").query_async::<String>(con).await {
                 Ok(pong) if pong == "PONG" => return Ok(started.elapsed()),
                 Ok(other) => {
-                    return Err(Failure::new(
+                    return Err(Failure::said(
                         FailureKind::Malformed,
-                        format!("PING answered {:?} instead of PONG", truncate(&other, 40)),
+                        Msg::new(MsgId::RedisNotPong).peer("answer", truncate(&other, 40)),
                     ));
                 }
                 Err(e)
@@ -240,13 +240,11 @@ impl RedisProbe {
             .map_err(|e| self.failure("INFO", &e))?;
         let size: usize = texts.iter().map(String::len).sum();
         if size > self.limits.info_bytes {
-            return Err(Failure::new(
+            return Err(Failure::said(
                 FailureKind::TooLarge,
-                format!(
-                    "INFO answered {}, more than the {} the probe reads",
-                    bytes(size),
-                    bytes(self.limits.info_bytes)
-                ),
+                Msg::new(MsgId::RedisInfoTooLarge)
+                    .arg("size", bytes(size))
+                    .arg("limit", bytes(self.limits.info_bytes)),
             ));
         }
         Ok(texts.iter().flat_map(|t| parse_info(t)).collect())
@@ -421,13 +419,12 @@ impl Probe for RedisProbe {
                     out.push(Observation::boolean(capped, was_capped));
                 }
                 Ok(Ok(Scanned::TooLarge(size))) => {
-                    let f = Failure::new(
+                    let f = Failure::said(
                         FailureKind::TooLarge,
-                        format!(
-                            "SCAN MATCH {pattern}: a page of key names came to {}, more than the {} the probe reads",
-                            bytes(size),
-                            bytes(page_bytes)
-                        ),
+                        Msg::new(MsgId::RedisScanTooLarge)
+                            .arg("pattern", pattern)
+                            .arg("size", bytes(size))
+                            .arg("limit", bytes(page_bytes)),
                     );
                     out.push(Observation::new(keys, Outcome::Unknown(f.clone())));
                     out.push(Observation::new(capped, Outcome::Unknown(f)));
@@ -438,12 +435,11 @@ impl Probe for RedisProbe {
                     out.push(Observation::new(capped, Outcome::Unknown(f)));
                 }
                 Err(_) => {
-                    let f = Failure::new(
+                    let f = Failure::said(
                         FailureKind::Timeout,
-                        format!(
-                            "SCAN MATCH {pattern} did not finish within the poll's {}",
-                            humantime::format_duration(self.config.timeout)
-                        ),
+                        Msg::new(MsgId::RedisScanTimeout)
+                            .arg("pattern", pattern)
+                            .duration("limit", self.config.timeout),
                     );
                     out.push(Observation::new(keys, Outcome::Unknown(f.clone())));
                     out.push(Observation::new(capped, Outcome::Unknown(f)));
@@ -519,9 +515,9 @@ fn number(info: &HashMap<String, String>, field: &str) -> Option<u64> {
 }
 
 fn missing(field: &str) -> Outcome {
-    Outcome::Unknown(Failure::new(
+    Outcome::Unknown(Failure::said(
         FailureKind::Malformed,
-        format!("INFO has no numeric {field}"),
+        Msg::new(MsgId::RedisInfoMissing).arg("field", field),
     ))
 }
 
@@ -548,7 +544,13 @@ fn redis_failure(what: &str, e: &RedisError) -> Failure {
     } else {
         FailureKind::Other
     };
-    Failure::new(kind, format!("{what}: {}", super::http::error_chain(e)))
+    // The command is ours (`PING`, `SCAN MATCH x`), the error the client's words.
+    Failure::said(
+        kind,
+        Msg::new(MsgId::CommandFailed)
+            .arg("what", what)
+            .peer("error", super::http::error_chain(e)),
+    )
 }
 
 /// A short description of a client-side redis error, for build errors.
@@ -621,7 +623,7 @@ mod tests {
         for every in [6, 15, 30, 60] {
             let (rate, note) = eviction_rate(every, 900 / every);
             assert!((rate - 10.0).abs() < 0.5, "every {every}s: {rate}");
-            assert_eq!(note.as_deref(), Some("per minute over the last 5m"));
+            assert_eq!(note.as_deref(), Some("per minute over the last 5 min"));
         }
         // One poll after the first, 15 s in: a lower bound, and the note says so.
         let (rate, note) = eviction_rate(15, 1);

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::http::{read_capped, reqwest_failure};
+use super::http::{malformed, read_capped, reqwest_failure};
 use super::{Probe, truncate};
 use crate::clock::Timestamp;
 use crate::config::StatusPageConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation};
 
 /// Largest status answer read. `status.json` is well under 1 KiB; `summary.json` with every component
@@ -103,13 +104,14 @@ impl Probe for StatusPageProbe {
             let content_type = response
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("no content type")
-                .to_owned();
-            return Err(Failure::new(
-                FailureKind::Status,
-                format!("HTTP {status} ({})", truncate(&content_type, 60)),
-            ));
+                .and_then(|v| v.to_str().ok());
+            let words = match content_type {
+                Some(ct) => Msg::new(MsgId::HttpContentType)
+                    .arg("status", status)
+                    .peer("content_type", truncate(ct, 60)),
+                None => Msg::new(MsgId::HttpNoContentType).arg("status", status),
+            };
+            return Err(Failure::said(FailureKind::Status, words));
         }
         let body = read_capped(response, MAX_BODY).await?;
         let latency = started.elapsed();
@@ -140,39 +142,22 @@ struct Parsed {
     description: String,
 }
 
-/// Longest decode error quoted in a failure, in characters.
-const MAX_ERROR: usize = 200;
-
 /// Parses a statuspage.io answer, refusing anything that is not one.
 fn parse(body: &[u8]) -> Result<Parsed, Failure> {
-    let answer: StatusJson = serde_json::from_slice(body).map_err(|e| {
-        let looks_html = body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b'<');
-        let what = if looks_html {
-            "an HTML page, not statuspage.io JSON"
-        } else {
-            "not statuspage.io status JSON"
-        };
-        // serde quotes a wrong value whole; the detail goes to logs and pages, so it is cut short.
-        Failure::new(
-            FailureKind::Malformed,
-            format!("{what}: {}", truncate(&e.to_string(), MAX_ERROR)),
-        )
-    })?;
+    // serde quotes a wrong value whole; the detail goes to logs and pages, so it is cut short.
+    let answer: StatusJson = serde_json::from_slice(body)
+        .map_err(|e| malformed(body, Msg::new(MsgId::StatuspageJson), &e))?;
     let word = answer.status.indicator.trim().to_ascii_lowercase();
     let indicator = INDICATORS
         .iter()
         .find(|known| **known == word)
         .ok_or_else(|| {
-            Failure::new(
+            Failure::said(
                 FailureKind::Malformed,
-                format!(
-                    "unknown status indicator {:?} (expected one of {})",
-                    truncate(&answer.status.indicator, 40),
-                    INDICATORS.join(", ")
-                ),
+                Msg::new(MsgId::UnknownIndicator)
+                    .peer("indicator", truncate(&answer.status.indicator, 40))
+                    // statuspage.io's words, the same in every language: code, not prose.
+                    .arg("known", format_args!("`{}`", INDICATORS.join("`, `"))),
             )
         })?;
     Ok(Parsed {
@@ -214,7 +199,7 @@ mod tests {
 
         let word = parse(br#"{"status":{"indicator":"on fire","description":"x"}}"#).unwrap_err();
         assert_eq!(word.kind, FailureKind::Malformed);
-        assert!(word.detail.contains("\"on fire\""), "{}", word.detail);
+        assert!(word.detail.contains("«on fire»"), "{}", word.detail);
     }
 
     /// A real statuspage.io answer (OpenAI's page, abridged), the base of the near-valid inputs.

@@ -208,15 +208,13 @@ impl Probe for SupabaseProbe {
             && a.kind == FailureKind::Connect
             && r.kind == FailureKind::Connect
         {
-            return Err(Failure::new(
+            return Err(Failure::said(
                 FailureKind::Connect,
-                format!(
-                    "neither Supabase endpoint could be reached (our network or DNS?): {}: {}; {}: {}",
-                    Endpoint::Auth.path(),
-                    a.detail,
-                    Endpoint::Rest.path(),
-                    r.detail
-                ),
+                Msg::new(MsgId::SupabaseUnreachable)
+                    .arg("auth", Endpoint::Auth.path())
+                    .msg("auth_failure", a.reader_words())
+                    .arg("rest", Endpoint::Rest.path())
+                    .msg("rest_failure", r.reader_words()),
             ));
         }
         let mut out = Vec::with_capacity(6);

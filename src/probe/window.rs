@@ -145,14 +145,13 @@ impl WindowCounts {
 /// `the last 2m`, or `the last 2m (counted for 45s of it: a lower bound)` while counting has not
 /// covered the whole window: how a probe's note says which window a count or rate is over.
 pub fn describe(window: Duration, covered: Duration) -> Msg {
-    let w = humantime::format_duration(window);
     if covered < window {
-        let c = humantime::format_duration(Duration::from_secs(covered.as_secs()));
+        let c = Duration::from_secs(covered.as_secs());
         Msg::new(MsgId::TheLastPartly)
-            .arg("window", w)
-            .arg("counted", c)
+            .duration("window", window)
+            .duration("counted", c)
     } else {
-        Msg::new(MsgId::TheLast).arg("window", w)
+        Msg::new(MsgId::TheLast).duration("window", window)
     }
 }
 
@@ -219,8 +218,11 @@ mod tests {
         assert_eq!(w.covered(t(1000), TWO_MIN), TWO_MIN);
         assert_eq!(
             describe(TWO_MIN, Duration::from_secs(45)).to_string(),
-            "the last 2m (counted for 45s of it: a lower bound)"
+            "the last 2 min (counted for 45 s of it: a lower bound)"
         );
-        assert_eq!(describe(TWO_MIN, TWO_MIN).to_string(), "the last 2m");
+        assert_eq!(describe(TWO_MIN, TWO_MIN).to_string(), "the last 2 min");
+        // A duration is worded when shown, so pt-BR reads its own units too, never `2m`.
+        let pt = describe(TWO_MIN, Duration::from_secs(45)).words(crate::locale::Locale::PtBr);
+        assert!(pt.contains("2 min") && pt.contains("45 s"), "{pt}");
     }
 }

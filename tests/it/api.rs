@@ -406,17 +406,53 @@ async fn the_api_lists_acks_resolves_and_mutes_behind_its_token() {
     );
 
     // Maintenance: invalid input is 400 and stores nothing; a valid window is 201 and listed.
-    for bad in [
-        json!({"sections": ["nope"], "duration": "2h", "reason": "deploy", "by": "Ana"}),
-        json!({"sections": ["errors"], "starts": "2030-01-01T02:00:00Z", "ends": "2030-01-01T01:00:00Z", "reason": "deploy", "by": "Ana"}),
-        json!({"sections": ["errors"], "duration": "soon", "reason": "deploy", "by": "Ana"}),
-        json!({"sections": ["errors"], "reason": "deploy", "by": "Ana"}),
-        json!({"sections": ["errors"], "duration": "2h", "reason": "deploy"}),
+    // A refused input also says its field and a stable code, so a client need not read the English.
+    for (bad, field, code) in [
+        (
+            json!({"sections": ["nope"], "duration": "2h", "reason": "deploy", "by": "Ana"}),
+            "sections",
+            "input_unknown_section",
+        ),
+        (
+            json!({"sections": ["errors"], "starts": "2027-03-01T02:00:00Z", "ends": "2027-03-01T01:00:00Z", "reason": "deploy", "by": "Ana"}),
+            "ends",
+            "window_ends_before_starts",
+        ),
+        (
+            json!({"sections": ["errors"], "duration": "soon", "reason": "deploy", "by": "Ana"}),
+            "duration",
+            "window_not_a_duration",
+        ),
+        (
+            json!({"sections": ["errors"], "reason": "deploy", "by": "Ana"}),
+            "ends",
+            "window_no_end",
+        ),
+        (
+            json!({"sections": ["errors"], "duration": "2h", "by": "Ana", "reason": " "}),
+            "reason",
+            "input_required",
+        ),
     ] {
         let r = api.post("/api/maintenance", Some(&auth), &bad).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.json);
         assert!(r.json["error"].is_string());
+        assert_eq!(
+            (&r.json["field"], &r.json["code"]),
+            (&json!(field), &json!(code)),
+            "{}",
+            r.json
+        );
     }
+    // A body that is not a window request at all (no `by`) is refused by the JSON decoder: no code.
+    let no_by = json!({"sections": ["errors"], "duration": "2h", "reason": "deploy"});
+    let r = api.post("/api/maintenance", Some(&auth), &no_by).await;
+    assert_eq!(r.status, 400, "{}", r.json);
+    assert!(
+        r.json["error"].is_string() && r.json["code"].is_null(),
+        "{}",
+        r.json
+    );
     assert_eq!(
         api.get("/api/maintenance").await.json,
         json!({"windows": []})

@@ -38,7 +38,7 @@ use harven_watchdog::email::{self, RenderedEmail};
 use harven_watchdog::engine::Found;
 use harven_watchdog::incident::Page;
 use harven_watchdog::locale::{Msg, MsgId, Text};
-use harven_watchdog::observe::{CATALOGUE, Labels, Value};
+use harven_watchdog::observe::{CATALOGUE, Failure, Labels, Value, source_unreachable};
 use harven_watchdog::runbook::{Condition, Locale, Runbook};
 use harven_watchdog::store::{EmailStatus, OutboxEntry};
 use harven_watchdog::words;
@@ -565,7 +565,7 @@ async fn a_running_daemons_pages_and_email_speak_one_language() {
         env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), tag.into()));
         env.push((
             "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
-            "one-language-token-3f9a1c7e5b2d4f6a8c0e".into(),
+            ONE_LANGUAGE_TOKEN.into(),
         ));
         let d = TestDaemon::start(env, T0).await;
         let mail = advance_until(
@@ -636,5 +636,432 @@ async fn a_running_daemons_pages_and_email_speak_one_language() {
         // The incident's page again, its timeline now holding the acknowledgement.
         let page = get(format!("{}/incidents/{id}", d.base)).await;
         foreign.check("the incident page after the ack", &visible_html(&page));
+        bad_windows_speak_one_language(&d.base, locale, &foreign).await;
+    }
+}
+
+/// The API token of [`a_running_daemons_pages_and_email_speak_one_language`]'s daemon.
+const ONE_LANGUAGE_TOKEN: &str = "one-language-token-3f9a1c7e5b2d4f6a8c0e";
+
+/// A bad window's fields, the words its pt-BR refusal holds, and the API's field and code.
+type BadWindow = (
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// Bad maintenance-window forms, posted signed in to the pages at `base`: each refusal page says
+/// what is wrong in the page's language (in pt-BR, with the words of its own table), and the API
+/// answers the same request with its English `error`, the field and a stable `code`.
+async fn bad_windows_speak_one_language(base: &str, locale: Locale, foreign: &Foreign) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let form = |path: &str, cookie: Option<&str>, fields: &[(&str, &str)]| {
+        let mut req = http
+            .post(format!("{base}{path}"))
+            .header("origin", base)
+            .form(fields);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        req.send()
+    };
+    let signed = form("/signin", None, &[("token", ONE_LANGUAGE_TOKEN)])
+        .await
+        .expect("sign in");
+    assert_eq!(signed.status(), 303, "signed in");
+    let cookie = signed
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = http
+        .get(format!("{base}/maintenance"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET /maintenance")
+        .text()
+        .await
+        .expect("body");
+    foreign.check("/maintenance signed in", &visible_html(&page));
+    let (_, rest) = page
+        .split_once("name=\"csrf\" value=\"")
+        .expect("the window form's csrf field");
+    let csrf = rest.split('"').next().expect("its value").to_owned();
+    // Each form, with the words the pt-BR refusal must hold and the API's field and code.
+    let cases: [BadWindow; 6] = [
+        (
+            &[
+                ("starts", "2027-03-01T02:00:00Z"),
+                ("ends", "2027-03-01T01:00:00Z"),
+            ],
+            "deve ser depois de",
+            "ends",
+            "window_ends_before_starts",
+        ),
+        (
+            &[("duration", "soon")],
+            "não é uma duração",
+            "duration",
+            "window_not_a_duration",
+        ),
+        (
+            &[("duration", "31d")],
+            "o máximo que uma janela",
+            "duration",
+            "window_duration_too_long",
+        ),
+        (
+            &[("starts", "amanhã"), ("duration", "1h")],
+            "não é um horário UTC",
+            "starts",
+            "window_not_a_time",
+        ),
+        (&[], "é obrigatório", "ends", "window_no_end"),
+        (
+            &[("duration", "1h"), ("by", "")],
+            "quem está agindo",
+            "by",
+            "input_required",
+        ),
+    ];
+    for (fields, pt_words, field, code) in cases {
+        let mut all: Vec<(&str, &str)> = vec![
+            ("csrf", &csrf),
+            ("sections", "errors"),
+            ("reason", "deploy"),
+        ];
+        if !fields.iter().any(|(k, _)| *k == "by") {
+            all.push(("by", "Ana"));
+        }
+        all.extend_from_slice(fields);
+        let answer = form("/maintenance", Some(&cookie), &all)
+            .await
+            .expect("POST");
+        assert_eq!(answer.status(), 400, "{fields:?}");
+        let body = answer.text().await.expect("body");
+        let visible = visible_html(&body);
+        foreign.check(&format!("the refused window {fields:?}"), &visible);
+        if locale == Locale::PtBr {
+            assert!(visible.contains(pt_words), "{fields:?}: {visible}");
+        }
+        // The API: the same problem, its English message, the field and the code.
+        let mut json = serde_json::json!({"sections": ["errors"], "reason": "deploy", "by": "Ana"});
+        for (k, v) in fields.iter() {
+            json[*k] = (*v).into();
+        }
+        let api = http
+            .post(format!("{base}/api/maintenance"))
+            .bearer_auth(ONE_LANGUAGE_TOKEN)
+            .json(&json)
+            .send()
+            .await
+            .expect("POST /api/maintenance");
+        assert_eq!(api.status(), 400, "{json}");
+        let api: serde_json::Value = api.json().await.expect("JSON");
+        assert_eq!(
+            (&api["field"], &api["code"]),
+            (&field.into(), &code.into()),
+            "{api}"
+        );
+        assert!(
+            Foreign::of(Locale::En)
+                .find(api["error"].as_str().unwrap_or_default())
+                .is_empty(),
+            "{api}"
+        );
+    }
+}
+
+/// An HTTP server on `listener` (TCP or a Unix socket) answering every request with `status`,
+/// `content_type` and `body`, then closing: a peer that answers, but not what its API would.
+async fn fixed_http<L, S>(
+    listener: L,
+    status: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+) where
+    L: Accept<S> + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        while let Some(mut stream) = listener.next().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+}
+
+/// A listener [`fixed_http`] accepts from.
+trait Accept<S> {
+    fn next(&self) -> impl std::future::Future<Output = Option<S>> + Send;
+}
+
+impl Accept<tokio::net::TcpStream> for tokio::net::TcpListener {
+    async fn next(&self) -> Option<tokio::net::TcpStream> {
+        self.accept().await.ok().map(|(s, _)| s)
+    }
+}
+
+impl Accept<tokio::net::UnixStream> for tokio::net::UnixListener {
+    async fn next(&self) -> Option<tokio::net::UnixStream> {
+        self.accept().await.ok().map(|(s, _)| s)
+    }
+}
+
+/// One poll of `probe`, which must fail as a whole.
+async fn failed<P: harven_watchdog::probe::Probe>(probe: &mut P) -> Failure {
+    let clock = harven_watchdog::clock::Clock::system();
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        harven_watchdog::probe::poll_once(probe, &clock),
+    )
+    .await
+    .expect("the poll ends");
+    report
+        .result
+        .expect_err("the peer answers wrongly, so the poll fails")
+}
+
+/// Each probe failing against a peer that answers wrongly (a Redis reply over the limit or no
+/// protocol at all, a status page of HTML, bad JSON or an unknown word, a Prometheus and a Docker
+/// Engine answering something else, a Supabase that is not there), with the words of ours that a
+/// pt-BR reader must see around the peer's: the failure as an evidence line and as a blind source
+/// shows, in each language, no word of the other; our words are never quoted as the peer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_failure_speaks_one_language() {
+    use harven_watchdog::config::{Config, RedisConfig, StatusPageConfig};
+    use harven_watchdog::probe::redis::{RedisProbe, ReplyLimits};
+    use harven_watchdog::probe::status::StatusPageProbe;
+
+    use crate::support::fault::{Endpoint, Fault, FaultProxy};
+    use crate::support::redis::RedisServer;
+    use crate::support::saas::{FakeStatusPage, PageScenario};
+
+    crate::support::init();
+    let mut failures: Vec<(String, &str, Failure, Vec<&str>)> = Vec::new();
+
+    // Redis: an INFO over the probe's limit, then a port that answers no protocol at all.
+    let redis = RedisServer::start().await;
+    let redis_config = |url: String| RedisConfig {
+        url: url.parse().expect("a redis URL"),
+        password: None,
+        interval: Duration::from_secs(15),
+        timeout: Duration::from_secs(1),
+        key_patterns: vec!["ai:*".to_owned()],
+        scan_count: 1000,
+        scan_cap: 100_000,
+        evidence_window: Duration::from_secs(300),
+    };
+    let mut small = RedisProbe::new(redis_config(redis.url()))
+        .expect("probe")
+        .with_limits(ReplyLimits {
+            info_bytes: 512,
+            ..ReplyLimits::default()
+        });
+    let f = failed(&mut small).await;
+    failures.push((
+        "redis INFO over the limit".into(),
+        "redis",
+        f,
+        vec!["INFO respondeu"],
+    ));
+    let proxy = FaultProxy::tcp(Endpoint::Tcp(([127, 0, 0, 1], redis.port()).into())).await;
+    proxy.set(Fault::Garbage);
+    let mut garbled = RedisProbe::new(redis_config(format!("redis://127.0.0.1:{}", proxy.port())))
+        .expect("probe");
+    let f = failed(&mut garbled).await;
+    failures.push((
+        "redis garbage".into(),
+        "redis",
+        f,
+        vec!["falhou", "PING respondeu"],
+    ));
+
+    // A status page: HTML, not JSON, an unknown word, an error status.
+    let page = FakeStatusPage::start(PageScenario::Html200).await;
+    let client =
+        harven_watchdog::probe::http::shared_client([Duration::from_secs(1)]).expect("a client");
+    let mut status = StatusPageProbe::new(
+        StatusPageConfig {
+            name: "openai".into(),
+            url: page.url(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+        },
+        client,
+    );
+    for (scenario, glue) in [
+        (
+            PageScenario::Html200,
+            "uma página HTML, não o JSON de status",
+        ),
+        (
+            PageScenario::Malformed,
+            "não é o JSON de status do statuspage.io",
+        ),
+        (
+            PageScenario::Indicator {
+                indicator: "on fire".into(),
+                description: "x".into(),
+            },
+            "indicador de status desconhecido",
+        ),
+        (PageScenario::Html502, "HTTP 502"),
+    ] {
+        page.set(scenario.clone());
+        let f = failed(&mut status).await;
+        failures.push((
+            format!("status page {scenario:?}"),
+            "status:openai",
+            f,
+            vec![glue],
+        ));
+    }
+
+    // Prometheus answering an HTML page: the instant probe and the range query of the charts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let prom_url = format!("http://{}", listener.local_addr().expect("addr"));
+    fixed_http(
+        listener,
+        "200 OK",
+        "text/html",
+        "<html><body>Sign in</body></html>",
+    )
+    .await;
+    let config = Config::load_with_env(
+        &[],
+        vec![("HARVEN_WATCHDOG__PROMETHEUS__URL".into(), prom_url)],
+    )
+    .expect("config");
+    let mut prometheus =
+        harven_watchdog::probe::prometheus::PrometheusProbe::new(config.prometheus.clone())
+            .expect("probe");
+    let f = failed(&mut prometheus).await;
+    failures.push((
+        "prometheus HTML".into(),
+        "prometheus",
+        f,
+        vec![
+            "sem o JSON da API do Prometheus",
+            "não é uma resposta do Prometheus",
+        ],
+    ));
+    let range =
+        harven_watchdog::probe::prometheus::RangeQuery::new(&config.prometheus).expect("range");
+    let now = harven_watchdog::clock::Clock::system().now();
+    let answer = range
+        .points(
+            "up",
+            now - Duration::from_secs(600),
+            now,
+            Duration::from_secs(15),
+        )
+        .await;
+    let Err(harven_watchdog::probe::prometheus::RangeFailure::BadAnswer(f)) = answer else {
+        panic!("an HTML page is a bad answer: {answer:?}")
+    };
+    failures.push((
+        "prometheus range HTML".into(),
+        "prometheus",
+        f,
+        vec![
+            "sem o JSON da API do Prometheus",
+            "não é uma resposta do Prometheus",
+        ],
+    ));
+
+    // A Docker Engine whose answers are not its JSON.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("docker.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).expect("bind the socket");
+    fixed_http(listener, "200 OK", "application/json", "[{\"Id\": ").await;
+    let mut env: Vec<(String, String)> = ["BACKEND", "REDIS"]
+        .map(|r| {
+            (
+                format!("HARVEN_WATCHDOG__DOCKER__ROLES__{r}__COMPOSE_SERVICE"),
+                String::new(),
+            )
+        })
+        .to_vec();
+    env.push((
+        "HARVEN_WATCHDOG__DOCKER__HOST".into(),
+        format!("unix://{}", socket.display()),
+    ));
+    env.push((
+        "HARVEN_WATCHDOG__DOCKER__CONTAINERS".into(),
+        "harven-backend".into(),
+    ));
+    let config = Config::load_with_env(&[], env).expect("config");
+    let mut docker = harven_watchdog::probe::docker::DockerProbe::new(config.docker);
+    let f = failed(&mut docker).await;
+    failures.push((
+        "docker bad JSON".into(),
+        "docker",
+        f,
+        vec!["não é uma resposta do Docker Engine"],
+    ));
+
+    // Supabase: neither endpoint reachable.
+    let port = crate::support::free_port();
+    let mut supabase = harven_watchdog::probe::supabase::SupabaseProbe::new(
+        harven_watchdog::config::SupabaseConfig {
+            url: format!("http://127.0.0.1:{port}").parse().expect("url"),
+            api_key: harven_watchdog::secret::Secret::new("sb-key"),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+        },
+    )
+    .expect("probe");
+    let f = failed(&mut supabase).await;
+    failures.push((
+        "supabase unreachable".into(),
+        "supabase",
+        f,
+        vec!["nenhum endpoint do Supabase"],
+    ));
+
+    for locale in Locale::ALL {
+        let foreign = Foreign::of(locale);
+        for (what, source, f, glue) in &failures {
+            assert!(
+                f.words.is_some(),
+                "{what}: our words quoted as a peer's: {f}"
+            );
+            let blind = source_unreachable(source, f).words(locale);
+            let line = Msg::new(MsgId::Failed)
+                .msg("failure", f.reader_words())
+                .words(locale);
+            for shown in [&blind, &line] {
+                foreign.check(what, shown);
+                if locale == Locale::PtBr {
+                    assert!(glue.iter().any(|g| shown.contains(g)), "{what}: {shown}");
+                }
+            }
+        }
     }
 }

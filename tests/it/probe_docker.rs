@@ -482,7 +482,7 @@ async fn log_lines_are_counted_once_per_pattern() {
             .and_then(|o| o.note.as_ref().map(ToString::to_string))
             .unwrap_or_default();
         assert!(
-            note.starts_with("lines per minute over the last 2m"),
+            note.starts_with("lines per minute over the last 2 min"),
             "{note}"
         );
         tokio::time::sleep(POLL_EVERY).await;

@@ -185,7 +185,10 @@ async fn an_oom_kill_loop_on_the_same_image_is_a_memory_leak_not_a_deploy() {
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
-    assert!(note.starts_with("restarts within the last 10m"), "{note}");
+    assert!(
+        note.starts_with("restarts within the last 10 min"),
+        "{note}"
+    );
     let (top_cause, all) = top(&evaluate(&looping), "errors");
     assert_eq!(top_cause.as_deref(), Some("errors.memory_leak"), "{all}");
 
@@ -334,7 +337,7 @@ async fn one_429_line_a_second_reads_the_same_rate_at_a_1s_and_a_5s_poll() {
                 .as_ref()
                 .map(ToString::to_string)
                 .as_deref()
-                .is_some_and(|n| n.starts_with("lines per minute over the last 10s")),
+                .is_some_and(|n| n.starts_with("lines per minute over the last 10 s")),
             "{:?}",
             symptom.note
         );

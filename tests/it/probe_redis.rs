@@ -183,7 +183,7 @@ async fn evictions_and_rejected_connections_are_rates_over_the_evidence_window()
         "every eviction since the first poll, per minute of the window"
     );
     let note = note(&report, "redis.evicted_keys_per_minute");
-    assert!(note.starts_with("per minute over the last 5m"), "{note}");
+    assert!(note.starts_with("per minute over the last 5 min"), "{note}");
     let report = poll(&mut probe).await;
     assert_eq!(
         number(&report, "redis.evicted_keys_per_minute"),

@@ -67,6 +67,7 @@ use crate::email::token::{Action, Claims, LinkKeys, TokenError};
 use crate::http::auth::link::authorize_with;
 use crate::http::auth::{self, Auth, ClientKey, Denied};
 use crate::incident::ActionError;
+use crate::locale::MsgId;
 use crate::reload::{Outcome, Reloader, Trigger};
 use crate::store::Store;
 use incidents::{ack, incident_detail, list_incidents, resolve};
@@ -138,7 +139,9 @@ pub fn routes(
         .with_state(state)
 }
 
-/// An error answer: `{"error": message}` with `status`.
+/// An error answer: `{"error": message}` with `status`; a refused input adds `"field"` (the one at
+/// fault) and `"code"` (which problem, a stable machine word: the message's ID), so a client need
+/// not parse the English `error`.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
@@ -148,6 +151,8 @@ pub(crate) struct ApiError {
     /// A standby's refusal (issue 17): the body is `{"error": "standby", "leader": …}`, the
     /// leader's name or `null` while none is known, so a client can go there.
     pub(crate) standby: Option<Option<String>>,
+    /// A refused input's field and problem.
+    pub(crate) invalid: Option<(&'static str, MsgId)>,
 }
 
 impl ApiError {
@@ -157,6 +162,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             standby: None,
+            invalid: None,
         }
     }
 
@@ -193,10 +199,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match &self.standby {
-            Some(leader) => Json(serde_json::json!({ "error": "standby", "leader": leader })),
-            None => Json(serde_json::json!({ "error": self.message })),
+        let mut body = match &self.standby {
+            Some(leader) => serde_json::json!({ "error": "standby", "leader": leader }),
+            None => serde_json::json!({ "error": self.message }),
         };
+        if let Some((field, code)) = self.invalid {
+            body["field"] = field.into();
+            body["code"] = serde_json::to_value(code).unwrap_or_default();
+        }
+        let body = Json(body);
         if self.status == StatusCode::UNAUTHORIZED {
             (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
         } else if let Some(secs) = self.retry_after {
@@ -230,6 +241,10 @@ impl From<ActionError> for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     ActionError::Standby { leader }.to_string(),
                 )
+            },
+            ActionError::Invalid { field, words } => Self {
+                invalid: Some((field, words.id)),
+                ..Self::new(StatusCode::BAD_REQUEST, words.to_string())
             },
             e => Self::new(action_status(&e), e.to_string()),
         }

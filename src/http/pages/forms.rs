@@ -263,9 +263,9 @@ fn error_words(e: &ActionError, locale: crate::locale::Locale) -> String {
     use crate::locale::{fill, human_time};
     let t = locale.text();
     let sentence = match e {
-        ActionError::Invalid { field, message } => fill(
+        ActionError::Invalid { field, words } => fill(
             t.err_invalid,
-            &[("field", field), ("why", &crate::locale::quoted(message))],
+            &[("field", field), ("why", &words.words(locale))],
         ),
         ActionError::OtherLevel { link, .. } => fill(t.err_other_level, &[("link", link)]),
         ActionError::UnknownWindow(id) => fill(t.err_unknown_window, &[("id", id)]),

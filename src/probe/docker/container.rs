@@ -417,8 +417,7 @@ fn recent_deploy(
     let now_ns = nanos_of(now);
     let ago_ns =
         |at: Nanos| Duration::from_nanos(u64::try_from((now_ns - at).max(0)).unwrap_or(u64::MAX));
-    let ago =
-        |d: Duration| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string();
+    let ago = |d: Duration| Duration::from_secs(d.as_secs());
     let mut why = Vec::new();
     if let Some((before, at)) = &t.image_change {
         let d = now.saturating_since(*at);
@@ -426,25 +425,25 @@ fn recent_deploy(
             why.push(
                 Msg::new(MsgId::ImageChanged)
                     .arg("before", before)
-                    .arg("ago", ago(d)),
+                    .duration("ago", ago(d)),
             );
         }
     }
     if let Some(at) = t.recreated {
         let d = now.saturating_since(at);
         if d <= window {
-            why.push(Msg::new(MsgId::ContainerRecreated).arg("ago", ago(d)));
+            why.push(Msg::new(MsgId::ContainerRecreated).duration("ago", ago(d)));
         }
     }
     if let Some(created) = snap.created_at {
         let d = ago_ns(created);
         if d <= window && t.recreated.is_none() {
-            why.push(Msg::new(MsgId::ContainerCreated).arg("ago", ago(d)));
+            why.push(Msg::new(MsgId::ContainerCreated).duration("ago", ago(d)));
         }
     }
-    let w = humantime::format_duration(window);
     if why.is_empty() {
-        Observation::boolean(key, false).with_note(Msg::new(MsgId::SameContainer).arg("window", w))
+        Observation::boolean(key, false)
+            .with_note(Msg::new(MsgId::SameContainer).duration("window", window))
     } else {
         Observation::boolean(key, true).with_note(Msg::list(why))
     }
@@ -463,20 +462,20 @@ fn oom_observation(
     if now_killed {
         *seen = Some(now);
     }
-    let w = humantime::format_duration(window);
     match *seen {
         Some(at) if now.saturating_since(at) < window => {
             let d = Duration::from_secs(now.saturating_since(at).as_secs());
             let note = if now_killed {
-                Msg::new(MsgId::OomNow).arg("window", w)
+                Msg::new(MsgId::OomNow).duration("window", window)
             } else {
                 Msg::new(MsgId::OomAgo)
-                    .arg("ago", humantime::format_duration(d))
-                    .arg("window", w)
+                    .duration("ago", d)
+                    .duration("window", window)
             };
             Observation::boolean(key, true).with_note(note)
         }
-        _ => Observation::boolean(key, false).with_note(Msg::new(MsgId::NoOom).arg("window", w)),
+        _ => Observation::boolean(key, false)
+            .with_note(Msg::new(MsgId::NoOom).duration("window", window)),
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) fn timeout_failure(what: &str, limit: Duration) -> Failure {
         FailureKind::Timeout,
         Msg::new(MsgId::EngineNoAnswerWithin)
             .arg("what", what)
-            .arg("limit", humantime::format_duration(limit)),
+            .duration("limit", limit),
     )
 }
 
@@ -59,21 +59,25 @@ pub(super) fn engine_failure(e: &EngineError) -> Failure {
             message,
         } => {
             let message: String = message.chars().take(200).collect();
-            Failure::new(Status, format!("HTTP {status_code}: {message}"))
+            Failure::said(
+                Status,
+                Msg::new(MsgId::HttpSaid)
+                    .arg("status", status_code)
+                    .peer("said", message),
+            )
         }
-        EngineError::JsonDataError { column, .. } => Failure::new(
+        EngineError::JsonDataError { column, .. } => Failure::said(
             Malformed,
-            format!("not a Docker Engine answer (invalid JSON near column {column})"),
+            Msg::new(MsgId::DockerBadJsonAt).arg("column", column),
         ),
         EngineError::JsonSerdeError { .. }
         | EngineError::StrParseError { .. }
         | EngineError::APIVersionParseError {} => {
-            Failure::new(Malformed, "not a Docker Engine answer")
+            Failure::said(Malformed, Msg::new(MsgId::DockerBadAnswer))
         }
-        EngineError::DockerStreamError { .. } => Failure::new(
-            Status,
-            "the Docker Engine broke off the stream with an error",
-        ),
+        EngineError::DockerStreamError { .. } => {
+            Failure::said(Status, Msg::new(MsgId::DockerStreamBroken))
+        }
         other => Failure::new(Other, other.to_string()),
     }
 }

@@ -72,9 +72,7 @@ impl MemoryTrend {
                 let hours = now.saturating_since(*t).as_secs_f64() / 3600.0;
                 Outcome::number((bytes - b) / hours)
             }
-            _ => Outcome::NoData(
-                Msg::new(MsgId::NeedsSamples).arg("window", humantime::format_duration(window)),
-            ),
+            _ => Outcome::NoData(Msg::new(MsgId::NeedsSamples).duration("window", window)),
         };
         let step = window / MEMORY_SAMPLES;
         if self
@@ -110,7 +108,10 @@ pub(super) async fn memory_in_use(
     };
     let stats = match tokio::time::timeout(limit, read).await {
         Err(_) => return Err(timeout_failure("stats", limit)),
-        Ok(None) => return Err(Failure::new(FailureKind::Malformed, "stats: empty answer")),
+        Ok(None) => {
+            let words = Msg::new(MsgId::DockerStatsEmpty);
+            return Err(Failure::said(FailureKind::Malformed, words));
+        }
         Ok(Some(Err(e))) => return Err(engine_failure(&e)),
         Ok(Some(Ok(s))) => s,
     };

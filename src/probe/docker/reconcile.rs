@@ -13,6 +13,7 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use super::errors::engine_call;
 use super::{COMPOSE_PROJECT_LABEL, DockerProbe, roles};
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 
 /// Most containers the Engine may list (all of them, running or not) for the probe to read it: far
@@ -120,12 +121,9 @@ impl DockerProbe {
         )
         .await?;
         if listed.len() > self.max_containers {
-            return Err(Failure::new(
+            return Err(Failure::said(
                 FailureKind::TooLarge,
-                format!(
-                    "list: the Docker Engine has more than {} containers, more than the probe reads",
-                    self.max_containers
-                ),
+                Msg::new(MsgId::DockerTooManyContainers).arg("max", self.max_containers),
             ));
         }
         let configured: HashSet<&str> = self.config.containers.iter().map(String::as_str).collect();

@@ -195,7 +195,7 @@ pub(super) fn observe(
         count.with_note(
             Msg::new(MsgId::NoRoleMatchFix)
                 .arg("role", &role.name)
-                .arg("how", role.describe()),
+                .msg("how", role.looks_for()),
         )
     } else {
         count
@@ -204,7 +204,7 @@ pub(super) fn observe(
     if members.is_empty() {
         let why = Msg::new(MsgId::NoRoleMatch)
             .arg("role", &role.name)
-            .arg("how", role.describe());
+            .msg("how", role.looks_for());
         let texts = [
             "docker.image",
             "docker.previous_image",
@@ -430,7 +430,7 @@ fn deploys(
             Observation::boolean(key("docker.recent_deploy", None), true).with_note(
                 Msg::new(MsgId::RoleImageChanged)
                     .arg("before", before)
-                    .arg("ago", humantime::format_duration(ago)),
+                    .duration("ago", ago),
             )
         }
         _ => {

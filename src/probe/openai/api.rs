@@ -271,8 +271,7 @@ fn observe(answer: Answer) -> Vec<Observation> {
                 .with_note(format!("HTTP {code}{}", words.shown()).trim().to_owned()),
         ],
         Answer::Silent { timeout } => {
-            let why =
-                Msg::new(MsgId::OpenaiSilent).arg("timeout", humantime::format_duration(timeout));
+            let why = Msg::new(MsgId::OpenaiSilent).duration("timeout", timeout);
             vec![
                 Observation::boolean(ok, false),
                 Observation::number(status, 0.0),

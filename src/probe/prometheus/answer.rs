@@ -6,6 +6,7 @@ use prometheus_http_query::response::{Data, PromqlResult};
 use serde::Deserialize;
 
 use super::MAX_ERROR;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 use crate::probe::http::reqwest_failure;
 use crate::probe::truncate;
@@ -36,23 +37,37 @@ pub(super) enum Answer {
 pub(super) fn interpret(promql: &str, status: reqwest::StatusCode, body: &[u8]) -> Answer {
     match serde_json::from_slice::<ApiAnswer>(body) {
         Ok(ApiAnswer::Success { data }) => Answer::Samples(samples(&data)),
-        Ok(ApiAnswer::Error(e)) if e.is_bad_data() => Answer::Refused(Failure::new(
+        Ok(ApiAnswer::Error(e)) if e.is_bad_data() => Answer::Refused(Failure::said(
             FailureKind::Query,
-            format!("{promql}: {}", e.message()),
+            promql_said(promql, e.message()),
         )),
-        Ok(ApiAnswer::Error(e)) => Answer::Refused(Failure::new(
+        Ok(ApiAnswer::Error(e)) => Answer::Refused(Failure::said(
             FailureKind::Status,
-            format!("{promql}: {} ({:?})", e.message(), e.error_type()),
-        )),
-        // serde quotes a wrong value whole; the detail goes to logs and pages, so it is cut short.
-        Err(e) => Answer::SourceDown(Failure::new(
-            FailureKind::Malformed,
-            format!(
-                "HTTP {status}: not a Prometheus answer: {}",
-                truncate(&e.to_string(), MAX_ERROR)
+            promql_said(
+                promql,
+                format_args!("{} ({:?})", e.message(), e.error_type()),
             ),
         )),
+        Err(e) => Answer::SourceDown(not_prometheus(status, &e)),
     }
+}
+
+/// `promql` refused, in Prometheus' own words (quoted).
+pub(super) fn promql_said(promql: &str, said: impl std::fmt::Display) -> Msg {
+    Msg::new(MsgId::PromqlSaid)
+        .arg("promql", promql)
+        .peer("said", said)
+}
+
+/// A body that is not the query API's JSON, with the decoder's reason quoted in part: serde quotes
+/// a wrong value whole, and the detail goes to logs and pages.
+pub(super) fn not_prometheus(status: reqwest::StatusCode, e: &serde_json::Error) -> Failure {
+    Failure::said(
+        FailureKind::Malformed,
+        Msg::new(MsgId::NotPrometheusAnswer)
+            .arg("status", status)
+            .peer("error", truncate(&e.to_string(), MAX_ERROR)),
+    )
 }
 
 /// The samples of an instant query's result, labels sorted by name so that two answers' series

@@ -10,15 +10,14 @@ use std::time::Duration;
 
 use prometheus_http_query::response::Data;
 
-use super::MAX_ERROR;
-use super::answer::ApiAnswer;
+use super::answer::{ApiAnswer, not_prometheus, promql_said};
 use super::promql::{Reading, reading_promql};
 use crate::chart::{Series, Unit};
 use crate::clock::Timestamp;
 use crate::config::PrometheusConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 use crate::probe::BuildError;
-use crate::probe::truncate;
 
 /// Most points one series may hold: Prometheus' own limit per range query (it refuses more).
 pub const MAX_POINTS: u32 = 11_000;
@@ -143,31 +142,24 @@ pub(super) fn parse(
     let data = match serde_json::from_slice::<ApiAnswer>(body) {
         Ok(ApiAnswer::Success { data }) => data,
         Ok(ApiAnswer::Error(e)) => {
-            return Err(RangeFailure::BadAnswer(Failure::new(
-                if e.is_bad_data() {
-                    FailureKind::Query
-                } else {
-                    FailureKind::Status
-                },
-                format!("{promql}: {}", e.message()),
+            let kind = if e.is_bad_data() {
+                FailureKind::Query
+            } else {
+                FailureKind::Status
+            };
+            return Err(RangeFailure::BadAnswer(Failure::said(
+                kind,
+                promql_said(promql, e.message()),
             )));
         }
-        Err(e) => {
-            return Err(RangeFailure::BadAnswer(Failure::new(
-                FailureKind::Malformed,
-                format!(
-                    "HTTP {status}: not a Prometheus answer: {}",
-                    truncate(&e.to_string(), MAX_ERROR)
-                ),
-            )));
-        }
+        Err(e) => return Err(RangeFailure::BadAnswer(not_prometheus(status, &e))),
     };
     let series = match data.data() {
         Data::Matrix(m) => m,
         Data::Vector(_) | Data::Scalar(_) => {
-            return Err(RangeFailure::BadAnswer(Failure::new(
+            return Err(RangeFailure::BadAnswer(Failure::said(
                 FailureKind::Malformed,
-                format!("{promql}: an instant result where a range was asked for"),
+                Msg::new(MsgId::RangeInstant).arg("promql", promql),
             )));
         }
     };
@@ -188,9 +180,11 @@ pub(super) fn parse(
             points.sort_by_key(|p| p.0);
             Ok(points)
         }
-        many => Err(RangeFailure::BadAnswer(Failure::new(
+        many => Err(RangeFailure::BadAnswer(Failure::said(
             FailureKind::Malformed,
-            format!("{promql}: {} series where one was expected", many.len()),
+            Msg::new(MsgId::RangeSeveral)
+                .arg("promql", promql)
+                .arg("n", many.len()),
         ))),
     }
 }

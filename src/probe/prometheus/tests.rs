@@ -469,7 +469,7 @@ fn a_baseline_without_the_history_it_claims_is_no_data() {
     let Outcome::NoData(why) = &base.outcome else {
         panic!("{base:?}")
     };
-    assert!(why.to_string().contains("only 12m of the 1h"), "{why}");
+    assert!(why.to_string().contains("only 12 min of the 1 h"), "{why}");
     assert!(matches!(
         find(&out, "prometheus.request_rate_ratio", &[]).outcome,
         Outcome::NoData(_)

@@ -240,14 +240,14 @@ pub(super) fn rates(
         (_, Err(outcome)) => outcome,
         (_, Ok(points)) if points < needed => Outcome::NoData(
             Msg::new(MsgId::BaselineShort)
-                .arg(
+                .duration(
                     "held",
-                    humantime::format_duration(Duration::from_secs(
+                    Duration::from_secs(
                         (config.baseline_window.as_secs_f64() * points / f64::from(HISTORY_STEPS))
                             as u64,
-                    )),
+                    ),
                 )
-                .arg("needed", humantime::format_duration(config.baseline_window)),
+                .duration("needed", config.baseline_window),
         ),
         (Traffic::Rates(s), Ok(_)) if s.is_empty() => {
             Outcome::NoData(Msg::new(MsgId::NoBaselineYet))

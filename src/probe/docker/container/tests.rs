@@ -165,7 +165,7 @@ fn a_restart_of_the_same_container_and_image_is_never_a_deploy_but_a_new_contain
         .and_then(|o| o.note.as_ref().map(ToString::to_string));
     assert_eq!(
         note.as_deref(),
-        Some("same container and image for the last 15m (restarts are not deploys)")
+        Some("same container and image for the last 15 min (restarts are not deploys)")
     );
     // `docker-compose up -d` recreates it on the same image: another ID is a deploy.
     let out = run("c2", 0, 10_040, 10_045);
@@ -215,7 +215,10 @@ fn oom_events_count_after_first_sight_even_when_inspect_says_no() {
         .iter()
         .find(|o| o.key.name == "docker.oom_killed")
         .and_then(|o| o.note.as_ref().map(ToString::to_string));
-    assert_eq!(note.as_deref(), Some("OOM-killed 15s ago (held for 10m)"));
+    assert_eq!(
+        note.as_deref(),
+        Some("OOM-killed 15 s ago (held for 10 min)")
+    );
     let out = poll(&mut probe, 714, found(snap("c1", 0, 90)), vec![]);
     assert!(boolean(&out, "docker.oom_killed"), "still within 10 min");
     let out = poll(&mut probe, 715, found(snap("c1", 0, 90)), vec![]);
