@@ -20,6 +20,7 @@ pub mod fault;
 pub mod ledger;
 pub mod load;
 pub mod openai;
+pub mod postgres;
 pub mod process;
 pub mod procfs;
 pub mod prometheus;
