@@ -791,7 +791,12 @@ async fn a_cut_database_fails_calls_fast_and_the_store_reconnects_when_it_heals(
                     let started = std::time::Instant::now();
                     let result = match what {
                         "commit" => store
-                            .commit(std::slice::from_ref(&inc), &[mail.clone()], None, T0)
+                            .commit(
+                                std::slice::from_ref(&inc),
+                                std::slice::from_ref(&mail),
+                                None,
+                                T0,
+                            )
                             .map(|_| ()),
                         "incident" => store.incident(&inc.id).map(|_| ()),
                         _ => store.outbox_depth().map(|_| ()),

@@ -37,6 +37,7 @@ pub enum Kind {
 
 /// Runs each named test body (a function of a [`Kind`]) once per backend, as `sqlite::<name>` and
 /// `postgres::<name>`: the store's tests are written once and run on both.
+#[allow(unused_macros)] // the examples that include the support modules run no store test
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -53,6 +54,7 @@ macro_rules! on_both {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use on_both;
 
 /// How long a start may take before the test fails with the server's log.
