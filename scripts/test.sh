@@ -3,7 +3,7 @@
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus,
-#      prometheus-alertmanager, redis-server, python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
+#      prometheus-alertmanager, redis-server, postgresql, python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
 #      iptables, openssl, chromium, chromium-driver), and the real FastAPI test backend's Python
 #      virtual environment (<target dir>/backend-venv, from PyPI: tests/fixtures/backend/requirements.txt);
 #   2. starts dockerd when the Docker Engine does not answer;
@@ -11,7 +11,7 @@
 #   4. runs cargo fmt --check, clippy (warnings are errors) and every test
 #      (extra arguments go to `cargo test`, e.g. `bash scripts/test.sh -- --nocapture`).
 #
-# Prometheus, redis-server, the SMTP server, chromedriver and the FastAPI backend (uvicorn) are
+# Prometheus, redis-server, PostgreSQL, the SMTP server, chromedriver and the FastAPI backend (uvicorn) are
 # started by the tests themselves, each on an ephemeral port, and stopped when the test ends.
 set -euo pipefail
 
@@ -43,6 +43,10 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # not started: policy-rc.d or not, the tests run their own process per test).
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# The store's PostgreSQL backend is tested on a real server (tests/it/support/postgres.rs runs
+# initdb and postgres from /usr/lib/postgresql/*/bin itself; the package's own service is never
+# started: the policy-rc.d below keeps the install from starting it).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 # aiosmtpd must be importable by Debian's own interpreter (not a pyenv python3 on PATH).
 if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }; then
     missing+=(python3-aiosmtpd)
@@ -67,8 +71,17 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ((${#missing[@]} > 0)); then
     log "installing missing test peers: ${missing[*]}"
     as_root apt-get update
+    # No service of a peer is started by its install (PostgreSQL's would take port 5432 and run
+    # for ever): a policy-rc.d that refuses every start, for the install only, unless one exists.
+    policy=
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 755 "$policy"
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${missing[@]}"
+    if [[ -n $policy ]]; then as_root rm -f "$policy"; fi
 else
     log "test peers already installed"
 fi

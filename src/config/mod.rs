@@ -485,6 +485,9 @@ mod tests {
                 "sentry.organization",
                 "sentry.projects",
                 "redis.password",
+                "store.url",
+                "store.password",
+                "store.password_file",
                 "runbook.path",
                 "heartbeat.url",
             ]

@@ -222,8 +222,9 @@ enum Backend {
         /// Every write, and the write side's own reads. No read of the readers' path ever locks it.
         writer: Mutex<Connection>,
     },
-    /// A PostgreSQL database, shared between replicas.
-    Postgres(pg::Postgres),
+    /// A PostgreSQL database, shared between replicas (boxed: its connections are larger than
+    /// the file's, and only one store exists per process).
+    Postgres(Box<pg::Postgres>),
 }
 
 /// The waits of [`Store`]'s two paths, registered by [`Store::register_metrics`]. They count from
@@ -343,7 +344,7 @@ impl Store {
         let pg = pg::Postgres::open(config)?;
         schema::migrate_pg(&mut pg.lock_writer(), &config.target())?;
         Ok(Self::with(
-            Backend::Postgres(pg),
+            Backend::Postgres(Box::new(pg)),
             PathBuf::from(config.target()),
         ))
     }

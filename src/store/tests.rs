@@ -20,31 +20,7 @@ pub(super) mod pg_server;
 
 mod lease;
 
-/// Which backend a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs each named test function (taking a [`Kind`]) once per backend, as `sqlite::<name>` and
-/// `postgres::<name>`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Kind::Sqlite)
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                super::$name(super::Kind::Postgres)
-            })*
-        }
-    };
-}
+use pg_server::{Kind, on_both};
 
 /// Where a test's data lives: the file's temporary directory, or its own database on the shared
 /// PostgreSQL server. [`Place::open`] opens (or reopens) a store on it.

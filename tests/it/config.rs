@@ -587,3 +587,65 @@ fn access_is_open_by_default_and_proxies_are_trusted_only_when_listed() {
         .collect();
     assert_eq!(proxies, ["10.0.0.2/32", "fd00::/8"]);
 }
+
+/// `[store] url` puts the store on PostgreSQL; its password comes from `password_file` only: one
+/// in the URL is refused, naming `store.url`, without the message quoting it.
+#[test]
+fn a_postgres_store_takes_its_password_from_a_file_never_from_the_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("db_password");
+    std::fs::write(&secret, "0042-db-secret\n").expect("write");
+    let secret = secret.to_str().expect("utf-8");
+    let config = load(
+        &[],
+        &[
+            (
+                "HARVEN_WATCHDOG__STORE__URL",
+                "postgres://watchdog@db.internal:6543/harven",
+            ),
+            ("HARVEN_WATCHDOG__STORE__PASSWORD_FILE", secret),
+            ("HARVEN_WATCHDOG__STORE__STATEMENT_TIMEOUT", "2s"),
+        ],
+    )
+    .expect("valid");
+    let pg = config.store.postgres.as_ref().expect("PostgreSQL");
+    assert_eq!(
+        (
+            pg.host.as_str(),
+            pg.port,
+            pg.user.as_str(),
+            pg.dbname.as_str()
+        ),
+        ("db.internal", 6543, "watchdog", "harven")
+    );
+    assert_eq!(
+        pg.password.as_ref().map(|p| p.expose()),
+        Some("0042-db-secret")
+    );
+    assert_eq!(pg.connect_timeout, Duration::from_secs(5), "the default");
+    assert_eq!(pg.statement_timeout, Duration::from_secs(2));
+    assert_eq!(pg.readers, 2);
+    assert_eq!(pg.target(), "watchdog@db.internal:6543/harven");
+    assert!(!format!("{config:?}").contains("0042-db-secret"));
+    assert!(
+        load(&[], &[]).expect("defaults").store.postgres.is_none(),
+        "SQLite by default"
+    );
+
+    for (url, why) in [
+        ("postgres://watchdog:hunter2-pw@db/harven", "password_file"),
+        ("postgres://db.internal/harven", "no user"),
+        ("postgres://watchdog@db.internal/", "one database"),
+        ("mysql://watchdog@db.internal/harven", "scheme"),
+    ] {
+        let err = load(&[], &[("HARVEN_WATCHDOG__STORE__URL", url)])
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        let text = err.to_string();
+        assert!(
+            text.contains("store.url") && text.contains(why),
+            "{url}: {text}"
+        );
+        assert!(!text.contains("hunter2-pw"), "{text}");
+    }
+}

@@ -1,18 +1,24 @@
-//! The store on a real file: migrations, the one-transaction commit and its dedup, the budget,
-//! what survives a reopen and a crash, windows and secrets.
+//! The store on a real file and on a real PostgreSQL server: migrations, the one-transaction commit
+//! and its dedup, the budget, what survives a reopen and a crash, windows and secrets. Each test body
+//! runs on both backends ([`on_both!`]); what only a file has (its mode, WAL, a version-1 file) is
+//! checked on SQLite alone. The last tests cut the PostgreSQL connection through a fault proxy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use harven_watchdog::clock::Timestamp;
-use harven_watchdog::config::MaintenanceWindow;
+use harven_watchdog::config::{MaintenanceWindow, PostgresConfig};
 use harven_watchdog::incident::{Incident, IncidentState, Level, Page, PageEvent};
 use harven_watchdog::runbook::Severity;
+use harven_watchdog::secret::Secret;
 use harven_watchdog::store::{
-    CommitOutcome, DigestSlot, EmailStatus, EndWindow, NewDigest, NewEmail, OutboxDepth, Store,
-    StoreError, WindowEnd,
+    CommitOutcome, DigestSlot, EmailStatus, EndWindow, Fence, NewDigest, NewEmail, OutboxDepth,
+    Store, StoreError, WindowEnd,
 };
+
+use crate::support::fault::{Endpoint, Fault, FaultProxy};
+use crate::support::postgres::{self as pg_server, Kind, on_both};
 
 pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
 const MIN: Duration = Duration::from_secs(60);
@@ -44,6 +50,86 @@ fn open(path: &Path) -> Store {
     Store::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
+/// Where a test's data lives: a file in a temporary directory, or a fresh database of its own on
+/// the shared PostgreSQL server (a reopen reconnects to the same one).
+struct Place {
+    kind: Kind,
+    dir: tempfile::TempDir,
+    dbname: String,
+}
+
+impl Place {
+    fn new(kind: Kind) -> Self {
+        let dbname = match kind {
+            Kind::Sqlite => String::new(),
+            Kind::Postgres => pg_server::shared().create_database(),
+        };
+        Self {
+            kind,
+            dir: tempfile::tempdir().unwrap(),
+            dbname,
+        }
+    }
+
+    /// The file (SQLite).
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("watchdog.db")
+    }
+
+    /// A store on it (again): on PostgreSQL, fenced with a lease claimed for an hour, as the
+    /// leader's (the same holder after a reopen, as a restarted leader renews its own lease).
+    fn open(&self) -> Store {
+        match self.kind {
+            Kind::Sqlite => open(&self.path()),
+            Kind::Postgres => {
+                let store = Store::connect(&pg_config(pg_server::shared().port(), &self.dbname))
+                    .unwrap_or_else(|e| panic!("connect to {}: {e}", self.dbname));
+                let claim = store
+                    .claim_lease("it", Duration::from_secs(3600))
+                    .unwrap()
+                    .expect("the test's own lease");
+                store.set_fence(Some(Fence {
+                    holder: "it".into(),
+                    epoch: claim.epoch,
+                }));
+                store
+            }
+        }
+    }
+
+    /// Runs `sql` on the raw database (no watchdog code involved).
+    fn raw(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => rusqlite::Connection::open(self.path())
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+            Kind::Postgres => {
+                pg_server::shared().psql(&self.dbname, sql);
+            }
+        }
+    }
+}
+
+/// Settings for database `dbname` on 127.0.0.1:`port`, with the test server's password (as a
+/// deployment's `password_file` gives it) and `timeout` for connects and statements.
+fn pg_config_with(port: u16, dbname: &str, timeout: Duration) -> PostgresConfig {
+    PostgresConfig {
+        host: "127.0.0.1".into(),
+        port,
+        user: pg_server::USER.into(),
+        dbname: dbname.into(),
+        password: Some(Secret::new(pg_server::PASSWORD)),
+        connect_timeout: timeout,
+        statement_timeout: timeout,
+        readers: 2,
+    }
+}
+
+fn pg_config(port: u16, dbname: &str) -> PostgresConfig {
+    pg_config_with(port, dbname, Duration::from_secs(5))
+}
+
 fn status(store: &Store, key: &str) -> EmailStatus {
     store
         .outbox_entry(key)
@@ -52,31 +138,29 @@ fn status(store: &Store, key: &str) -> EmailStatus {
         .status
 }
 
-#[test]
-fn a_fresh_file_gets_the_schema_and_a_reopen_keeps_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/data/watchdog.db");
-    let store = open(&path);
+on_both!(
+    a_fresh_store_gets_the_schema_and_a_reopen_keeps_it,
+    a_store_from_a_newer_watchdog_is_refused,
+    commit_stores_incidents_and_emails_and_never_queues_a_key_twice,
+    over_budget_emails_are_held_and_resolved_never_is,
+    held_emails_are_replaced_by_one_digest_row,
+    the_sender_bookkeeping_counts_attempts_and_schedules_retries,
+    the_latest_incident_of_each_section_survives_a_reopen,
+    an_email_not_marked_sent_is_still_due_after_a_crash,
+    maintenance_windows_and_secrets_are_kept,
+    a_window_ended_early_keeps_its_row_with_who_ended_it,
+    the_store_is_shared_across_threads,
+    prune_forgets_only_what_can_never_be_paged_again,
+);
+
+fn a_fresh_store_gets_the_schema_and_a_reopen_keeps_it(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     assert_eq!(store.schema_version().unwrap(), 2);
-    assert!(path.is_file(), "the file and its directories are created");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600, "the store holds the ack-link key: owner only");
-    }
     let inc = incident("errors", T0);
     store.save_incidents(std::slice::from_ref(&inc)).unwrap();
     drop(store);
-
-    // The settings are on the file (WAL) or on the connection (checked through a second one).
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let mode: String = raw
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    drop(raw);
-
-    let store = open(&path);
+    let store = place.open();
     assert_eq!(
         store.schema_version().unwrap(),
         2,
@@ -85,15 +169,39 @@ fn a_fresh_file_gets_the_schema_and_a_reopen_keeps_it() {
     assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
 }
 
+/// What only the file has: its directories made, its mode, WAL.
 #[test]
-fn a_file_from_a_newer_watchdog_is_refused() {
+fn a_fresh_file_is_made_owner_only_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("watchdog.db");
+    let path = dir.path().join("nested/data/watchdog.db");
     drop(open(&path));
+    assert!(path.is_file(), "the file and its directories are created");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the store holds the ack-link key: owner only");
+    }
+    // The setting is on the file (checked through a second connection).
     let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.pragma_update(None, "user_version", 99).unwrap();
-    drop(raw);
-    let err = Store::open(&path).unwrap_err();
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+fn a_store_from_a_newer_watchdog_is_refused(kind: Kind) {
+    let place = &Place::new(kind);
+    drop(place.open());
+    place.raw(match place.kind {
+        Kind::Sqlite => "PRAGMA user_version = 99",
+        Kind::Postgres => "UPDATE schema_version SET version = 99",
+    });
+    let err = match place.kind {
+        Kind::Sqlite => Store::open(place.path()).unwrap_err(),
+        Kind::Postgres => {
+            Store::connect(&pg_config(pg_server::shared().port(), &place.dbname)).unwrap_err()
+        }
+    };
     assert!(
         matches!(
             err,
@@ -109,10 +217,9 @@ fn a_file_from_a_newer_watchdog_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
-#[test]
-fn commit_stores_incidents_and_emails_and_never_queues_a_key_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir.path().join("w.db"));
+fn commit_stores_incidents_and_emails_and_never_queues_a_key_twice(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let mut inc = incident("errors", T0);
     let opened = email(&inc, Level::L1, PageEvent::Opened, 0);
 
@@ -169,10 +276,9 @@ fn commit_stores_incidents_and_emails_and_never_queues_a_key_twice() {
     assert_eq!((row.level.as_str(), row.event.as_str()), ("L1", "opened"));
 }
 
-#[test]
-fn over_budget_emails_are_held_and_resolved_never_is() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir.path().join("w.db"));
+fn over_budget_emails_are_held_and_resolved_never_is(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let inc = incident("latency", T0);
     let other = incident("errors", T0);
     let budget = Some(2);
@@ -243,10 +349,9 @@ fn over_budget_emails_are_held_and_resolved_never_is() {
     );
 }
 
-#[test]
-fn held_emails_are_replaced_by_one_digest_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir.path().join("w.db"));
+fn held_emails_are_replaced_by_one_digest_row(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let inc = incident("latency", T0);
     let emails: Vec<NewEmail> = (0..3)
         .map(|n| email(&inc, Level::L1, PageEvent::Reminder, n))
@@ -291,10 +396,9 @@ fn held_emails_are_replaced_by_one_digest_row() {
     assert_eq!(again.duplicates.len(), 2);
 }
 
-#[test]
-fn the_sender_bookkeeping_counts_attempts_and_schedules_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir.path().join("w.db"));
+fn the_sender_bookkeeping_counts_attempts_and_schedules_retries(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let inc = incident("errors", T0);
     let a = email(&inc, Level::L1, PageEvent::Opened, 0);
     let b = email(&inc, Level::L2, PageEvent::Escalated, 0);
@@ -356,11 +460,9 @@ fn the_sender_bookkeeping_counts_attempts_and_schedules_retries() {
     assert!(kept.chars().count() <= 2001, "errors are bounded per row");
 }
 
-#[test]
-fn the_latest_incident_of_each_section_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let store = open(&path);
+fn the_latest_incident_of_each_section_survives_a_reopen(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let mut old = incident("latency", T0);
     old.state = IncidentState::Resolved;
     old.resolved_at = Some(T0 + 10 * MIN);
@@ -371,7 +473,7 @@ fn the_latest_incident_of_each_section_survives_a_reopen() {
         .unwrap();
     drop(store);
 
-    let store = open(&path);
+    let store = place.open();
     assert_eq!(
         store.latest_per_section().unwrap(),
         vec![errors.clone(), newer.clone()]
@@ -385,11 +487,9 @@ fn the_latest_incident_of_each_section_survives_a_reopen() {
     assert_eq!(store.incident("nope").unwrap(), None);
 }
 
-#[test]
-fn an_email_not_marked_sent_is_still_due_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let store = open(&path);
+fn an_email_not_marked_sent_is_still_due_after_a_crash(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let inc = incident("database", T0);
     let e = email(&inc, Level::L1, PageEvent::Opened, 0);
     store
@@ -400,10 +500,10 @@ fn an_email_not_marked_sent_is_still_due_after_a_crash() {
             T0,
         )
         .unwrap();
-    // A crash: the connection is never closed (no checkpoint, the WAL left as it is).
+    // A crash: the connection is never closed (SQLite: no checkpoint, the WAL left as it is).
     std::mem::forget(store);
 
-    let store = open(&path);
+    let store = place.open();
     let due = store.due(T0 + MIN, 10).unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].key, e.key);
@@ -411,11 +511,9 @@ fn an_email_not_marked_sent_is_still_due_after_a_crash() {
     assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
 }
 
-#[test]
-fn maintenance_windows_and_secrets_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let store = open(&path);
+fn maintenance_windows_and_secrets_are_kept(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let w = MaintenanceWindow {
         sections: vec!["database".to_owned()],
         starts: T0,
@@ -430,7 +528,7 @@ fn maintenance_windows_and_secrets_are_kept() {
     assert_ne!(store.get_or_create_secret("other").unwrap(), key);
     drop(store);
 
-    let store = open(&path);
+    let store = place.open();
     let windows = store.windows().unwrap();
     assert_eq!(windows.len(), 1);
     assert_eq!(windows[0].id, id);
@@ -444,11 +542,9 @@ fn maintenance_windows_and_secrets_are_kept() {
     );
 }
 
-#[test]
-fn a_window_ended_early_keeps_its_row_with_who_ended_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    let store = open(&path);
+fn a_window_ended_early_keeps_its_row_with_who_ended_it(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let planned = MaintenanceWindow {
         sections: vec!["latency".to_owned()],
         starts: T0,
@@ -478,10 +574,10 @@ fn a_window_ended_early_keeps_its_row_with_who_ended_it() {
         "ending it again changes nothing"
     );
     drop(store);
-    assert_eq!(open(&path).windows().unwrap(), vec![ended]);
+    assert_eq!(place.open().windows().unwrap(), vec![ended]);
 
     // A window already over as planned is not ended again; one not started yet is cancelled.
-    let store = open(&path);
+    let store = place.open();
     let past = store.add_window(&planned, "Ana", T0).unwrap();
     assert!(matches!(
         store.end_window(past, "Bob", T0 + 120 * MIN).unwrap(),
@@ -531,12 +627,11 @@ fn a_version_1_file_is_migrated_and_keeps_its_windows() {
     ));
 }
 
-#[test]
-fn the_store_is_shared_across_threads() {
+fn the_store_is_shared_across_threads(kind: Kind) {
+    let place = &Place::new(kind);
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Store>();
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(open(&dir.path().join("w.db")));
+    let store = std::sync::Arc::new(place.open());
     let inc = incident("auth", T0);
     let handles: Vec<_> = (0..4)
         .map(|n| {
@@ -561,10 +656,9 @@ fn resolved(mut inc: Incident, at: Timestamp) -> Incident {
 /// Retention forgets an incident resolved before the cutoff with all its (final) emails, keeps one
 /// resolved after it and an open one with its old sent email (it can still page), gives up an email
 /// pending since before the cutoff, drops ended windows, and does nothing the second time.
-#[test]
-fn prune_forgets_only_what_can_never_be_paged_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir.path().join("watchdog.db"));
+fn prune_forgets_only_what_can_never_be_paged_again(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
     let retention = Duration::from_secs(24 * 60 * 60);
     let old = incident("latency", T0);
     let recent = incident("errors", T0);
@@ -650,4 +744,129 @@ fn prune_forgets_only_what_can_never_be_paged_again() {
     assert_eq!(store.outbox_depth().unwrap(), OutboxDepth::default());
     assert!(store.windows().unwrap().is_empty());
     assert!(store.prune(now, retention).unwrap().is_empty());
+}
+
+/// The longest a call may take while the database is cut: a connect or a statement past its
+/// timeout (1 s here), the client's grace for a hung network, and slack for a loaded machine.
+const CUT_BOUND: Duration = Duration::from_secs(5);
+
+/// PostgreSQL unreachable (the proxy closed) or hung (it accepts and never answers): every call fails
+/// fast with `unavailable`, never hangs past its timeouts, never panics, never names the password;
+/// once the database is back the store reconnects by itself and nothing committed is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_database_fails_calls_fast_and_the_store_reconnects_when_it_heals() {
+    let server = tokio::task::spawn_blocking(pg_server::shared)
+        .await
+        .unwrap();
+    let dbname = tokio::task::spawn_blocking(|| pg_server::shared().create_database())
+        .await
+        .unwrap();
+    let proxy = FaultProxy::tcp(Endpoint::Tcp(([127, 0, 0, 1], server.port()).into())).await;
+    let config = pg_config_with(proxy.port(), &dbname, Duration::from_secs(1));
+    let store = std::sync::Arc::new(
+        tokio::task::spawn_blocking(move || {
+            let store = Store::connect(&config)?;
+            let claim = store.claim_lease("it", Duration::from_secs(3600))?;
+            store.set_fence(claim.map(|c| Fence {
+                holder: "it".into(),
+                epoch: c.epoch,
+            }));
+            Ok::<_, StoreError>(store)
+        })
+        .await
+        .unwrap()
+        .expect("connect through the proxy"),
+    );
+    let kept = incident("database", T0);
+    let first = email(&kept, Level::L1, PageEvent::Opened, 0);
+
+    // One call of each path (the pager's commit, a reader's read, the sender's read), timed.
+    let round = |n: u32| {
+        let store = std::sync::Arc::clone(&store);
+        let (inc, mail) = (kept.clone(), first.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut results = Vec::new();
+                for what in ["commit", "incident", "outbox_depth"] {
+                    let started = std::time::Instant::now();
+                    let result = match what {
+                        "commit" => store
+                            .commit(
+                                std::slice::from_ref(&inc),
+                                std::slice::from_ref(&mail),
+                                None,
+                                T0,
+                            )
+                            .map(|_| ()),
+                        "incident" => store.incident(&inc.id).map(|_| ()),
+                        _ => store.outbox_depth().map(|_| ()),
+                    };
+                    results.push((format!("{what} #{n}"), result, started.elapsed()));
+                }
+                results
+            })
+            .await
+            .expect("no store call panics")
+        }
+    };
+    for (what, result, _) in round(0).await {
+        result.unwrap_or_else(|e| panic!("{what} through a healthy proxy: {e}"));
+    }
+
+    for fault in [Fault::Down, Fault::Hang] {
+        proxy.set(fault);
+        for n in 1..=3 {
+            for (what, result, took) in round(n).await {
+                let err = result.expect_err(&format!("{what} under {fault:?} must fail"));
+                assert_eq!(
+                    err.metric_label(),
+                    "unavailable",
+                    "{what} under {fault:?}: {err}"
+                );
+                assert!(
+                    took < CUT_BOUND,
+                    "{what} under {fault:?} took {took:?}: {err}"
+                );
+                let shown = format!("{err} {err:?}");
+                assert!(!shown.contains(pg_server::PASSWORD), "{shown}");
+            }
+        }
+    }
+
+    // Healed: within the reconnect backoff, every path works again and the data is all there.
+    proxy.set(Fault::None);
+    let started = std::time::Instant::now();
+    loop {
+        let results = round(99).await;
+        if results.iter().all(|(_, r, _)| r.is_ok()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the store never reconnected: {:?}",
+            results
+                .iter()
+                .map(|(w, r, _)| (w, r.as_ref().err().map(ToString::to_string)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let check = std::sync::Arc::clone(&store);
+    let (row, again) = tokio::task::spawn_blocking(move || {
+        (
+            check.outbox_entry(&first.key).unwrap(),
+            check
+                .commit(&[], std::slice::from_ref(&first), None, T0)
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(row.map(|r| r.status), Some(EmailStatus::Pending));
+    assert_eq!(
+        again.duplicates.len(),
+        1,
+        "the key committed before the cut is in the ledger"
+    );
+    assert!(proxy.accepted() > 1, "the store went through the proxy");
 }

@@ -194,3 +194,19 @@ fn two_replicas_opening_one_empty_database_at_once_both_succeed() {
         assert_eq!(version, crate::store::schema::VERSION);
     }
 }
+
+/// The store is called from async code (the sign-in's sessions, the pages, the daemon's start),
+/// here on a current-thread runtime, where the sync `postgres` crate would panic and
+/// `block_in_place` is not allowed; dropping the store (and its runtime) there must not panic either.
+#[tokio::test]
+async fn a_postgres_store_is_called_and_dropped_inside_async_code() {
+    let place = Place::new(Kind::Postgres);
+    let store = place.open();
+    store.put_value("sessions", b"{}").unwrap();
+    assert_eq!(store.value("sessions").unwrap(), Some(b"{}".to_vec()));
+    let inc = incident("auth", T0);
+    store.save_incidents(std::slice::from_ref(&inc)).unwrap();
+    assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
+    tokio::task::yield_now().await;
+    drop(store);
+}

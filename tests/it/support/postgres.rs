@@ -26,6 +26,37 @@ pub const PASSWORD: &str = "hwtest-pg-Secret-8d1f7c";
 /// The superuser the tests connect as.
 pub const USER: &str = "postgres";
 
+/// Which backend a store test body runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The embedded file.
+    Sqlite,
+    /// A fresh database on the [`shared`] server.
+    Postgres,
+}
+
+/// Runs each named test body (a function of a [`Kind`]) once per backend, as `sqlite::<name>` and
+/// `postgres::<name>`: the store's tests are written once and run on both.
+#[allow(unused_macros)] // the examples that include the support modules run no store test
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Sqlite)
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Kind::Postgres)
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both;
+
 /// How long a start may take before the test fails with the server's log.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
