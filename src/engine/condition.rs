@@ -79,8 +79,7 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
         // Say why: the source that produces it is failing, or it has simply not been seen.
         let probe = crate::observe::spec_of(name).map_or("", |s| s.probe);
         let failing = ev.sources().iter().find(|(source, state)| {
-            state.failure.is_some()
-                && (source.as_str() == probe || source.starts_with(&format!("{probe}.")))
+            state.failure.is_some() && crate::observe::is_source_of(probe, source)
         });
         let why = match failing.and_then(|(s, state)| Some((s, state.failure.as_ref()?))) {
             Some((source, failure)) => crate::observe::source_unreachable(source, failure),
@@ -110,7 +109,7 @@ pub fn source_off(c: &Condition, ev: &Evidence) -> bool {
             && !ev
                 .sources()
                 .keys()
-                .any(|s| s == p || s.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+                .any(|s| crate::observe::is_source_of(p, s))
     })
 }
 

@@ -709,7 +709,7 @@ pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
 
-/// The probes that are off unless configured (`[openai]`, `[sentry]`, `[coolify]`, `[sentry]`): while no source of one has ever reported,
+/// The probes that are off unless configured (`[openai]`, `[sentry]`, `[coolify]`): while no source of one has ever reported,
 /// a cause's evidence line over it is left out of the cause (neither weighed nor unknown), so a
 /// runbook that reads them ranks causes as it did before the source existed. Once the source has
 /// reported, its lines count like any other, and its failure makes them unknown.
@@ -727,6 +727,15 @@ pub fn is_optional_probe(probe: &str) -> bool {
     OPTIONAL_PROBES.contains(&probe)
 }
 
+/// True when the source named `source` is one of `probe`'s (a [`Spec::probe`]): the same name
+/// (`openai.api`, `prometheus`), or one instance of it (`status.openai` of `status`). Whole
+/// segments only: `openai.usage` is not `openai.api`'s, `statuses` is not `status`'s.
+pub fn is_source_of(probe: &str, source: &str) -> bool {
+    source
+        .strip_prefix(probe)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// Labels that say what an observation is about: an instance carries at most one of them (a Docker
 /// observation is about one `container`, or about a `role` over its replicas).
 pub const SUBJECT_LABELS: &[&str] = &["container", "role"];
@@ -734,6 +743,16 @@ pub const SUBJECT_LABELS: &[&str] = &["container", "role"];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_belongs_to_its_probe_by_whole_segments() {
+        assert!(is_source_of("openai.api", "openai.api"));
+        assert!(is_source_of("status", "status.openai"));
+        assert!(is_source_of("prometheus", "prometheus"));
+        assert!(!is_source_of("openai.api", "openai.usage"));
+        assert!(!is_source_of("status", "statuses"));
+        assert!(!is_source_of("openai.api", "openai"));
+    }
 
     #[test]
     fn catalogue_names_are_unique_and_prefixed_by_their_probe() {

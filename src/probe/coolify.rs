@@ -35,7 +35,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer};
 
-use super::http::{keyed_client, read_capped, reqwest_failure};
+use super::http::{bearer, keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::CoolifyConfig;
@@ -92,11 +92,8 @@ impl CoolifyProbe {
     /// A probe of `config`'s application; fails when the token cannot be a header value (the error
     /// does not quote it) or the client cannot be built.
     pub fn new(config: &CoolifyConfig) -> Result<Self, BuildError> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
-            .map_err(|_| BuildError("coolify.token is not a valid HTTP header value".to_owned()))?;
-        bearer.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(AUTHORIZATION, bearer(&config.token, "coolify.token")?);
         headers.insert(
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json"),
