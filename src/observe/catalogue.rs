@@ -250,8 +250,9 @@ pub const CATALOGUE: &[Spec] = &[
     ),
     // ---- OpenAI (`[openai]`; both probes are off unless configured, see [`OPTIONAL_PROBES`]) ----
     // The API probe (`openai.api`): `GET /v1/models` with the team's key, OpenAI measured from our
-    // side. An answer that is OpenAI's trouble (429, 5xx, no answer in time) is the reading; a key
-    // OpenAI refuses, an unreachable host or a body that is no models list fails the source.
+    // side. An answer that is OpenAI's trouble (429, 5xx) is the reading; a key OpenAI refuses, an
+    // unreachable host, a hang once connected (`timeout`, which "OpenAI lento" reads as the source's
+    // failure) or a body that is no models list fails the source.
     spec(
         "openai.api.ok",
         "openai.api",
@@ -278,7 +279,7 @@ pub const CATALOGUE: &[Spec] = &[
         "openai.api",
         Text,
         &[],
-        "none | rate_limit | insufficient_quota | server_error | timeout: a 429 is told apart by OpenAI's error code",
+        "none | rate_limit | insufficient_quota | server_error: a 429 is told apart by OpenAI's error code (a hang fails the source as `timeout`)",
     ),
     // The usage probe (`openai.usage`): the organization's costs (`GET /v1/organization/costs`,
     // daily buckets, admin key) against `[openai] monthly_budget`.

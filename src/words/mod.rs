@@ -98,7 +98,11 @@ fn said(locale: Locale, obs: &str, v: &Value, note: Option<&Msg>) -> String {
 pub fn threshold(locale: Locale, c: &Condition) -> String {
     let t = locale.text();
     if c.source_failing.is_some() {
-        return t.op_failing.to_owned();
+        // A `reason` is a closed word (`timeout`), shown as the metric label shows it.
+        return match &c.reason {
+            Some(reason) => format!("{} ({reason})", t.op_failing),
+            None => t.op_failing.to_owned(),
+        };
     }
     let obs = c.obs.as_deref().unwrap_or("");
     let x = match &c.value {
