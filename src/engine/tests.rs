@@ -615,12 +615,23 @@ fn coolify_rollback_commands_are_left_out_while_off_and_filled_once_it_reports()
     ));
     let on = bad_deploy(&eng.evaluate(&ev, at(15)));
     assert_eq!(on.status, CauseStatus::Likely);
+    // The exact deployment is a localized action line, not a `# …` command comment.
+    assert!(
+        on.actions.iter().any(|a| a
+            == "In Coolify, the previous deployment is h7pz3a (commit 1234abcd); the current one is m2kq9x (commit 9f8e7d6c)"),
+        "{:?}",
+        on.actions
+    );
     assert!(
         on.commands
             .iter()
-            .any(|c| c.contains("h7pz3a") && c.contains("1234abcd") && !c.contains("{{")),
-        "{:?}",
-        on.commands
+            .all(|c| !c.starts_with('#') || !c.contains("oolify"))
+    );
+    assert!(
+        off.actions.iter().all(|a| !a.contains("{{")) && on.actions.len() == off.actions.len() + 1,
+        "{:?} / {:?}",
+        off.actions,
+        on.actions
     );
     assert!(
         on.commands

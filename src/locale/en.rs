@@ -383,4 +383,7 @@ Symptoms:
     msg_answer_too_large: "answer larger than {kib} KiB",
     msg_not_prometheus_json: "HTTP {status} without the Prometheus API's JSON (a proxy or another service?)",
     observations: super::phrases::EN,
+    // Issue 16 leftovers (session 7)
+    sentry_new_issues: "New issues in Sentry",
+    sentry_issue_counts: "{events} events, {users} users, {level}",
 };

@@ -383,4 +383,7 @@ Sintomas:
     msg_answer_too_large: "resposta maior que {kib} KiB",
     msg_not_prometheus_json: "HTTP {status} sem o JSON da API do Prometheus (um proxy ou outro serviço?)",
     observations: super::phrases::PT_BR,
+    // Issue 16 leftovers (session 7)
+    sentry_new_issues: "Novos issues no Sentry",
+    sentry_issue_counts: "{events} eventos, {users} usuários, {level}",
 };

@@ -587,6 +587,11 @@ pub struct Text {
     /// (`{of}`: whose, for `container` and `role`): one entry per catalogue name (tested).
     #[serde(skip)]
     pub observations: &'static [(&'static str, &'static str)],
+    // Issue 16 leftovers (session 7)
+    /// The heading of a cause's list of Sentry's top new issues.
+    pub sentry_new_issues: &'static str,
+    /// One issue's figures: `{events}`, `{users}`, `{level}` (Sentry's word, quoted).
+    pub sentry_issue_counts: &'static str,
 }
 
 impl Text {

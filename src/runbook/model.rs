@@ -158,7 +158,8 @@ pub struct Cause {
     /// or not they hold anything.
     #[serde(default)]
     pub context: Vec<Condition>,
-    /// The runbook's actions, in both languages.
+    /// The runbook's actions, in both languages; `{{ name }}` placeholders are filled from the
+    /// context as in `commands`.
     #[serde(default)]
     pub actions: Vec<Text>,
     /// The runbook's commands, quoted as the team wrote them. `{{ name }}` placeholders are filled

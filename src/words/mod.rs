@@ -266,5 +266,45 @@ pub fn blind_spot(locale: Locale, spot: &BlindSpot) -> (String, String) {
     (title, spot.msg.words(locale))
 }
 
+/// One of Sentry's top new issues as the email and the incident page list it: ID, title and level
+/// quoted as a peer's words (a title is an exception message, any user's text), the figures in
+/// the reader's words, the link only when http(s), its shown text quoted too (a peer's link must
+/// not pass for one of ours).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueWords {
+    /// `«BACKEND-7F»`.
+    pub id: String,
+    /// `«KeyError: 'user'»`.
+    pub title: String,
+    /// `42 events, 7 users, «error»`.
+    pub counts: String,
+    /// For an `href`.
+    pub link: Option<String>,
+    /// The link as shown, quoted.
+    pub link_text: Option<String>,
+}
+
+/// `i` in `locale`'s words.
+pub fn sentry_issue(locale: Locale, i: &crate::probe::sentry::TopIssue) -> IssueWords {
+    let link = i
+        .link
+        .clone()
+        .filter(|l| l.starts_with("https://") || l.starts_with("http://"));
+    IssueWords {
+        id: quoted(&i.short_id),
+        title: quoted(&i.title),
+        counts: fill(
+            locale.text().sentry_issue_counts,
+            &[
+                ("events", &i.events),
+                ("users", &i.users),
+                ("level", &quoted(&i.level)),
+            ],
+        ),
+        link_text: link.as_deref().map(quoted),
+        link,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -356,11 +356,19 @@ async fn diagnose_names_bad_deploy_from_coolify_with_the_rollback_target() {
         .iter()
         .filter_map(|c| c.as_str())
         .collect();
+    // The exact deployment to go back to is an action in the report's language (pt-BR here).
+    let actions: Vec<&str> = errors[0]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
     assert!(
-        commands.iter().any(|c| c.contains("h7pz3a0gk8ow")
-            && c.contains("1234abcd5678ef901234abcd5678ef901234abcd")
-            && c.contains("Rollback")),
-        "{commands:#?}"
+        actions
+            .iter()
+            .any(|a| a.contains("deployment anterior é h7pz3a0gk8ow")
+                && a.contains("1234abcd5678ef901234abcd5678ef901234abcd")),
+        "{actions:#?}"
     );
     assert!(
         commands.iter().any(|c| c

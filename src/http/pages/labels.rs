@@ -95,6 +95,8 @@ pub(super) fn labels(locale: Locale) -> Labels {
         ("create", t.create),
         ("end_now", t.end_now),
         ("window_signin", t.window_signin),
+        // Issue 16 leftovers (session 7)
+        ("sentry_new_issues", t.sentry_new_issues),
     ]);
     labels
 }

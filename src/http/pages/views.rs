@@ -81,6 +81,8 @@ struct CauseRow {
     /// The share of evidence weight that holds, as a percentage.
     score: String,
     evidence: Vec<EvidenceRow>,
+    /// Sentry's top new issues (issue 16): each its own item, the peer's words quoted.
+    sentry_issues: Vec<crate::words::IssueWords>,
 }
 
 /// One evidence line: in words, with the raw condition and what was observed beside it.
@@ -376,6 +378,11 @@ fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels, locale: Locale) -> Diagnosi
                             condition: e.condition.clone(),
                             observed: e.observed.clone(),
                         })
+                        .collect(),
+                    sentry_issues: c
+                        .sentry_issues
+                        .iter()
+                        .map(|i| crate::words::sentry_issue(locale, i))
                         .collect(),
                 }
             })

@@ -39,6 +39,8 @@
 
 mod reading;
 
+pub use reading::{TopIssue, top_issues, top_issues_in};
+
 use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, HeaderMap};
