@@ -158,6 +158,8 @@ fn refusal(status: reqwest::StatusCode, what: &str) -> Failure {
 }
 
 impl Probe for CoolifyProbe {
+    /// One source for both calls: the runbook's `source_failing = "coolify"` and the doctor's
+    /// blind spots name it, and either call failing fails it (half a reading is not reported).
     fn source(&self) -> &str {
         "coolify"
     }
@@ -166,10 +168,14 @@ impl Probe for CoolifyProbe {
         self.interval
     }
 
+    /// The requests' own timeout plus a margin, so the probe's own words about a hang (which call,
+    /// which fix) are the ones reported, not the poll's generic bound.
     fn timeout(&self) -> Duration {
         self.timeout + POLL_MARGIN
     }
 
+    /// Both calls at once (the poll takes one timeout, not two); the deployments' readings, the
+    /// application's UUID for the commands, and one `env_set` per configured name.
     async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         let (deployments, envs) = tokio::join!(
             self.get(
@@ -197,7 +203,9 @@ impl Probe for CoolifyProbe {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DeploymentsAnswer {
+    /// What Coolify answers (`Application::deployments`): the page and its total count.
     Paged { deployments: Vec<Deployment> },
+    /// What the API reference's schema shows.
     List(Vec<Deployment>),
 }
 
@@ -205,15 +213,21 @@ enum DeploymentsAnswer {
 /// skipped unread.
 #[derive(Debug, Clone, Deserialize)]
 struct Deployment {
+    /// What Coolify's UI and a rollback name the deployment by (cut to a safe word when read).
     #[serde(default)]
     deployment_uuid: Option<String>,
+    /// Non-zero for a pull request's preview, which is never the application's current one.
     #[serde(default)]
     pull_request_id: Option<i64>,
+    /// The git commit it built (cut to a safe word: the runbook pastes it into commands).
     #[serde(default)]
     commit: Option<String>,
+    /// `queued`, `in_progress`, `finished`, `failed` or `cancelled-by-user`.
     status: String,
+    /// When it was queued.
     #[serde(default)]
     created_at: Option<String>,
+    /// The row's last change: its finishing, in versions without `finished_at`.
     #[serde(default)]
     updated_at: Option<String>,
     /// Newer Coolify versions stamp the end of a deployment.
@@ -257,7 +271,9 @@ fn parse_deployments(body: &[u8]) -> Result<Vec<Deployment>, Failure> {
 /// One env of the list: its name, whether it is a preview's, and whether its value is empty.
 #[derive(Deserialize)]
 struct Env {
+    /// The variable's name: the only text kept.
     key: String,
+    /// A preview deployment's variable, which the application itself does not run with.
     #[serde(default)]
     is_preview: Option<bool>,
     /// `Some(false)`: set to the empty string; `None`: no value shown (a token without
