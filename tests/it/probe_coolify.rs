@@ -357,7 +357,7 @@ async fn diagnose_names_bad_deploy_from_coolify_with_the_rollback_target() {
         .iter()
         .filter_map(|c| c.as_str())
         .collect();
-    // The exact deployment to go back to is an action in the report's language (pt-BR here).
+    // The exact deployment to go back to is an action in the report's language.
     let actions: Vec<&str> = errors[0]["actions"]
         .as_array()
         .expect("actions")
@@ -367,7 +367,7 @@ async fn diagnose_names_bad_deploy_from_coolify_with_the_rollback_target() {
     assert!(
         actions
             .iter()
-            .any(|a| a.contains("deployment anterior é h7pz3a0gk8ow")
+            .any(|a| a.contains("the previous deployment is h7pz3a0gk8ow")
                 && a.contains("1234abcd5678ef901234abcd5678ef901234abcd")),
         "{actions:#?}"
     );

@@ -1015,9 +1015,9 @@ async fn the_incident_page_lists_sentrys_top_new_issues_quoted_with_their_links(
     assert_eq!(page.status, 200, "{}", page.body);
     for want in [
         "New issues in Sentry",
-        "<code>«BACKEND-7F»</code> «KeyError: &lt;script&gt;alert(1)&lt;&#x2f;script&gt;»",
+        "<code>«BACKEND-7F»</code> «KeyError: &lt;script&gt;alert(1)&lt;/script&gt;»",
         "(42 events, 7 users, «error»)",
-        r#"<a href="https:&#x2f;&#x2f;harven.sentry.io&#x2f;issues&#x2f;7&#x2f;" rel="noopener noreferrer">"#,
+        r#"<a href="https://harven.sentry.io/issues/7/" rel="noopener noreferrer">«https://harven.sentry.io/issues/7/»</a>"#,
         "<code>«BACKEND-80»</code> «TimeoutError» (5 events, 2 users, «fatal»)</li>",
     ] {
         assert!(page.body.contains(want), "{want}: {}", page.body);
