@@ -400,6 +400,11 @@ msgs! {
     Redirected => msg_redirected,
     /// `{failure}`.
     NoAnswer => msg_no_answer,
+    // Issue 16 leftovers (session 7)
+    /// `{name}` (an alert's name), `{text}` (its `summary`/`description` annotations, a peer's).
+    AlertSays => msg_alert_says,
+    /// `{name}`, `{url}` (its `runbook_url` annotation, http(s) only, a peer's).
+    AlertRunbook => msg_alert_runbook,
 }
 
 #[cfg(test)]

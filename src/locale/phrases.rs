@@ -208,6 +208,10 @@ pub(super) const EN: &[(&str, &str)] = &[
         "Grafana/Alertmanager alerts firing for {section}",
     ),
     (
+        "alerts.critical",
+        "critical Grafana/Alertmanager alerts firing for {section}",
+    ),
+    (
         "alerts.stale",
         "firing alerts their sender stopped re-sending",
     ),
@@ -448,6 +452,10 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
     (
         "alerts.firing",
         "alertas do Grafana/Alertmanager disparados para {section}",
+    ),
+    (
+        "alerts.critical",
+        "alertas críticos do Grafana/Alertmanager disparados para {section}",
     ),
     (
         "alerts.stale",

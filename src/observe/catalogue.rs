@@ -685,6 +685,13 @@ pub const CATALOGUE: &[Spec] = &[
         "alerts routed to the section that are firing now (the note names them)",
     ),
     spec(
+        "alerts.critical",
+        "alerts",
+        Number,
+        &["section"],
+        "of those, the ones graded critical ([alerts] critical_label = critical_value: severity=\"critical\")",
+    ),
+    spec(
         "alerts.stale",
         "alerts",
         Number,
