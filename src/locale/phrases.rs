@@ -155,6 +155,10 @@ pub(super) const EN: &[(&str, &str)] = &[
         "status of the latest Coolify deployment",
     ),
     (
+        "coolify.last_failed",
+        "the latest Coolify deployment failed",
+    ),
+    (
         "coolify.deploy_age_seconds",
         "time since the current Coolify deployment finished",
     ),
@@ -396,6 +400,10 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
     (
         "coolify.last_status",
         "status da última implantação no Coolify",
+    ),
+    (
+        "coolify.last_failed",
+        "a última implantação no Coolify falhou",
     ),
     (
         "coolify.deploy_age_seconds",

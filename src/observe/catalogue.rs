@@ -410,6 +410,13 @@ pub const CATALOGUE: &[Spec] = &[
         "the newest deployment's status: queued | in_progress | finished | failed | cancelled-by-user",
     ),
     spec(
+        "coolify.last_failed",
+        "coolify",
+        Bool,
+        &[],
+        "the newest deployment failed (`last_status` is `failed`): a yes/no a rule can read in any language",
+    ),
+    spec(
         "coolify.deploy_age_seconds",
         "coolify",
         Number,

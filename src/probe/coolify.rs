@@ -369,7 +369,7 @@ fn observe_deployments(all: &[Deployment], now: Timestamp) -> Vec<Observation> {
     let running = main
         .iter()
         .find(|d| matches!(d.status.as_str(), "queued" | "in_progress"));
-    let mut out = Vec::with_capacity(7);
+    let mut out = Vec::with_capacity(8);
     let deploying = Observation::boolean(Key::new("coolify.deploying"), running.is_some());
     out.push(
         match running.and_then(|d| d.deployment_uuid.as_deref().and_then(safe_word)) {
@@ -381,6 +381,12 @@ fn observe_deployments(all: &[Deployment], now: Timestamp) -> Vec<Observation> {
         "coolify.last_status",
         main.first().map(|d| d.status.as_str()),
         MsgId::CoolifyNoDeployment,
+    ));
+    // The same fact as a yes/no, which the runbook's failed-deploy rule reads (Coolify's status
+    // words are English in every email).
+    out.push(Observation::boolean(
+        Key::new("coolify.last_failed"),
+        main.first().is_some_and(|d| d.status == "failed"),
     ));
     let none = MsgId::CoolifyNoFinished;
     let age = current.and_then(|d| d.finished()).map(|t| {
@@ -469,6 +475,7 @@ mod tests {
         let obs = observe_deployments(&parse_deployments(DEPLOYMENTS.as_bytes()).unwrap(), now);
         assert_eq!(value(&obs, "coolify.deploying"), Some(Value::Bool(true)));
         assert_eq!(value(&obs, "coolify.last_status"), text("in_progress"));
+        assert_eq!(value(&obs, "coolify.last_failed"), Some(Value::Bool(false)));
         assert_eq!(value(&obs, "coolify.current_deployment"), text("m2kq9x"));
         assert_eq!(value(&obs, "coolify.current_commit"), text("9f8e7d6c"));
         assert_eq!(value(&obs, "coolify.previous_deployment"), text("h7pz3a"));
