@@ -3,7 +3,7 @@
 # .ci/run); on a machine that is already set up it only runs the checks.
 #
 #   1. installs the test peers that are missing (Debian packages: prometheus,
-#      prometheus-alertmanager, redis-server, postgresql, python3-aiosmtpd, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
+#      prometheus-alertmanager, redis-server, postgresql, python3-aiosmtpd, python3-yaml, python3-venv, docker.io, docker-compose, busybox-static, ca-certificates,
 #      iptables, openssl, chromium, chromium-driver), and the real FastAPI test backend's Python
 #      virtual environment (<target dir>/backend-venv, from PyPI: tests/fixtures/backend/requirements.txt);
 #   2. starts dockerd when the Docker Engine does not answer;
@@ -51,6 +51,8 @@ compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgres
 if ! { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; }; then
     missing+=(python3-aiosmtpd)
 fi
+# tests/it/alertmanager.rs parses the Grafana provisioning example with Debian's PyYAML.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     missing+=(docker.io)
 fi

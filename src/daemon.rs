@@ -327,6 +327,8 @@ impl Shared {
             clock.now(),
             AlertMetrics::register(metrics.registry_mut()),
         ));
+        // The alerts the previous process heard come back, and each notification is kept.
+        alerts.persist_in(Arc::clone(&store), clock.now());
         let shared = Self {
             alerts,
             probe_metrics,

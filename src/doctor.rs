@@ -349,19 +349,30 @@ mod tests {
         assert_eq!(blind, spots.len());
     }
 
-    #[test]
-    fn a_failing_optional_source_blinds_its_rules_with_the_probes_fix() {
-        let runbook = Runbook::embedded();
-        let at = Timestamp::from_unix_millis(1_790_000_000_000);
-        let failing = |source: &str, detail: &str| ProbeReport {
+    /// `source` failing with `detail` (a status), as its probe reports it.
+    fn failing(source: &str, detail: &str) -> ProbeReport {
+        ProbeReport {
             source: source.into(),
-            at,
+            at: Timestamp::from_unix_millis(1_790_000_000_000),
             took: Duration::from_millis(1),
             result: Err(crate::observe::Failure::new(
                 crate::observe::FailureKind::Status,
                 detail,
             )),
-        };
+        }
+    }
+
+    /// The rules of `spots` with their reasons.
+    fn rules(spots: &[BlindSpot]) -> Vec<(&str, &str)> {
+        spots
+            .iter()
+            .map(|s| (s.rule.as_str(), s.reason.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_failing_optional_source_blinds_its_rules_with_the_probes_fix() {
+        let runbook = Runbook::embedded();
         let mut ev = Evidence::new();
         // A core source failing has its own watchdog rule: no blind spot from here.
         ev.apply(failing("redis", "connection refused"));
@@ -371,11 +382,29 @@ mod tests {
             "HTTP 401 Unauthorized (invalid_api_key): OpenAI refused the key. Fix: check [openai] admin_key_file",
         ));
         let spots = blind_spots(&runbook, &ev);
-        let rules: Vec<(&str, &str)> = spots
-            .iter()
-            .map(|s| (s.rule.as_str(), s.reason.as_str()))
-            .collect();
-        assert_eq!(rules, [("openai_quota.budget_forecast", "source_failing")]);
+        assert_eq!(
+            rules(&spots),
+            [("openai_quota.budget_forecast", "source_failing")]
+        );
         assert!(spots[0].detail.contains("admin_key_file"), "{spots:?}");
+    }
+
+    /// `[coolify]` off: no rule over it is blind (never reported is not failing). Configured and
+    /// failing: the rule that reads it (`errors.coolify_deploy_failed`) is a blind spot with the fix.
+    #[test]
+    fn coolify_failing_blinds_the_failed_deploy_rule_and_coolify_off_blinds_nothing() {
+        let runbook = Runbook::embedded();
+        let mut ev = Evidence::new();
+        assert!(blind_spots(&runbook, &ev).is_empty());
+        ev.apply(failing(
+            "coolify",
+            "HTTP 401 Unauthorized. Fix: check [coolify] token_file",
+        ));
+        let spots = blind_spots(&runbook, &ev);
+        assert_eq!(
+            rules(&spots),
+            [("errors.coolify_deploy_failed", "source_failing")]
+        );
+        assert!(spots[0].detail.contains("token_file"), "{spots:?}");
     }
 }

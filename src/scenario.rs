@@ -15,6 +15,7 @@
 //! at = "5m"
 //! source = "redis"
 //! down = "connection refused"   # the source fails from here on (until a later step observes it)
+//! reason = "connect"            # the failure's kind, as `source_failing … reason` reads it (default)
 //!
 //! [[expect]]
 //! at = "2m"
@@ -95,6 +96,10 @@ pub struct Step {
     /// The source fails from this step on, with this reason.
     #[serde(default)]
     pub down: Option<String>,
+    /// The kind of that failure (a `FailureKind` label: `timeout`, `connect`, …; default
+    /// `connect`), which a `source_failing` condition with a `reason` tells apart.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// One observed value.
@@ -276,6 +281,14 @@ fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
                 "step[{i}]: a step either observes or takes the source down, not both"
             ));
         }
+        if let Some(reason) = &step.reason {
+            if step.down.is_none() {
+                return Err(format!("step[{i}].reason: only a step with `down` has one"));
+            }
+            if failure_kind(reason).is_none() {
+                return Err(format!("step[{i}].reason: unknown reason {reason:?}"));
+            }
+        }
     }
     for (i, e) in s.expect.iter().enumerate() {
         let known_rule = |what: &str, id: &String| {
@@ -351,17 +364,27 @@ fn check(s: &Scenario, rb: &Runbook) -> Result<(), String> {
 /// What each source reports at the current simulated time.
 #[derive(Default)]
 struct World {
-    /// By source: its current keys, or the reason it is down. Sorted, so reports come in one
-    /// order and a run is reproducible.
-    sources: BTreeMap<String, Result<BTreeMap<Key, Outcome>, String>>,
+    /// By source: its current keys, or how it is down. Sorted, so reports come in one order and
+    /// a run is reproducible.
+    sources: BTreeMap<String, Result<BTreeMap<Key, Outcome>, Failure>>,
+}
+
+/// The failure kind whose label is `label`.
+fn failure_kind(label: &str) -> Option<FailureKind> {
+    FailureKind::ALL.into_iter().find(|k| k.label() == label)
 }
 
 impl World {
     /// Applies one step to its source.
     fn apply(&mut self, step: &Step) {
-        if let Some(reason) = &step.down {
+        if let Some(detail) = &step.down {
+            let kind = step
+                .reason
+                .as_deref()
+                .and_then(failure_kind)
+                .unwrap_or(FailureKind::Connect);
             self.sources
-                .insert(step.source.clone(), Err(reason.clone()));
+                .insert(step.source.clone(), Err(Failure::new(kind, detail.clone())));
             return;
         }
         let entry = self
@@ -389,7 +412,8 @@ impl World {
     }
 
     /// Every source's report at `at`: each is reported again at every evaluation, as a polling
-    /// probe would, so readings stay as fresh as the daemon's. A down source fails as `connect`.
+    /// probe would, so readings stay as fresh as the daemon's. A down source fails as its step's
+    /// `reason` (default `connect`).
     fn reports(&self, at: Timestamp) -> Vec<ProbeReport> {
         self.sources
             .iter()
@@ -402,7 +426,7 @@ impl World {
                         .iter()
                         .map(|(k, o)| Observation::new(k.clone(), o.clone()))
                         .collect()),
-                    Err(reason) => Err(Failure::new(FailureKind::Connect, reason.clone())),
+                    Err(failure) => Err(failure.clone()),
                 },
             })
             .collect()

@@ -28,11 +28,20 @@
 //! [`forget_after`](crate::runbook::alerts::AlertRouting::forget_after) (a day) it is forgotten,
 //! and its section reads what the other alerts say: no symptom is held for ever.
 //!
-//! The inbox lives in memory and outlives a reload, not a restart. After a start, a section whose
-//! alert symptom the store restored (it was firing when the previous process stopped) reads unknown
+//! The inbox lives in memory, outlives a reload, and is kept in the store ([`Inbox::persist_in`]:
+//! one versioned, bounded JSON blob under [`STORE_NAME`], rewritten after each notification), so a
+//! restart reads back what the senders said: a firing alert stays firing (or goes stale on its own
+//! time), a resolution heard before the restart stays heard. Without a blob to read (the first start
+//! of this version, a damaged blob), a section whose alert symptom the store restored reads unknown
 //! without an alert for `resend_within` (an alert still firing is re-sent by then), so the empty
 //! inbox of a new process does not clear it ([`Inbox::hold_until_resent`]); every other section
 //! reads 0 at once.
+//!
+//! An alert graded critical by its sender (`[alerts] critical_label = critical_value`,
+//! `severity="critical"` by default) also counts in `alerts.critical{section}`, whose rule makes
+//! the incident critical. A firing section's note names its alerts and quotes their `summary`,
+//! `description` and http(s) `runbook_url` annotations: the alert's own evidence in emails and on
+//! the incident page.
 //!
 //! It knows nothing of HTTP (the route decodes the body and calls [`Inbox::ingest`]) and nothing of
 //! the engine: it turns what senders said into observations.
@@ -55,6 +64,7 @@ use crate::clock::Timestamp;
 use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
 use crate::probe::Probe;
 use crate::runbook::alerts::{AlertRouter, AlertRouting, Routed, Unmatched};
+use crate::store::Store;
 pub use payload::{AlertStatus, Webhook};
 
 /// The source name of the alerts' reports (`probe_up{probe="alerts"}`, `source_failing`).
@@ -73,8 +83,28 @@ const MAX_LOGGED_NAMES: usize = 1_000;
 /// How often the feed reports without a notification: a stale alert is seen this soon.
 const FEED_INTERVAL: Duration = Duration::from_secs(10);
 
-/// One alert as the inbox keeps it: the sender's latest word on it, bounded.
-#[derive(Debug, Clone)]
+/// The name of the inbox's blob in the store's key-value table ([`Store::put_value`]): every kept
+/// alert, rewritten after each notification, read back at the start ([`Inbox::persist_in`]).
+pub const STORE_NAME: &str = "alerts.inbox";
+
+/// The blob's format version: a blob of another version is ignored (logged), never misread.
+pub const BLOB_VERSION: u32 = 1;
+
+/// Largest blob written. [`MAX_ALERTS`] alerts with long annotations could pass it: then the
+/// resolved ones go first, then the firing ones least recently heard (see [`blob_of`]).
+pub const MAX_BLOB: usize = 4 << 20;
+
+/// The blob: its version and the alerts by identity.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved<A> {
+    version: u32,
+    alerts: Vec<A>,
+}
+
+/// One alert as the inbox keeps it: the sender's latest word on it, bounded. Also the form it is
+/// kept in the store ([`STORE_NAME`]), so its fields are the blob's format: add fields with a
+/// `serde(default)`, or raise [`BLOB_VERSION`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Kept {
     alertname: String,
     status: AlertStatus,
@@ -122,6 +152,8 @@ pub struct Listed {
     pub state: AlertState,
     /// The section it is routed to, or why none.
     pub routed: Routed,
+    /// Graded critical by its sender (`[alerts] critical_label = critical_value`).
+    pub critical: bool,
     /// Its labels, bounded ([`payload::bounded`]).
     pub labels: BTreeMap<String, String>,
     /// Its annotations (`summary`, `description`), bounded.
@@ -159,6 +191,8 @@ pub struct Inbox {
     /// Notified at each notification, so the feed reports it within a second.
     wake: Arc<Notify>,
     metrics: AlertMetrics,
+    /// Where every notification's result is kept ([`Inbox::persist_in`]); unset: memory only.
+    store: std::sync::OnceLock<Arc<Store>>,
 }
 
 #[derive(Debug)]
@@ -174,6 +208,9 @@ struct State {
     held: Option<BTreeSet<String>>,
     /// Alert names already logged as unmatched.
     logged: BTreeSet<String>,
+    /// The alerts were read back from the store at the start: they speak for their sections,
+    /// which are then never held ([`Inbox::hold_until_resent`]).
+    restored: bool,
 }
 
 impl Inbox {
@@ -187,9 +224,57 @@ impl Inbox {
                 alerts: BTreeMap::new(),
                 held: None,
                 logged: BTreeSet::new(),
+                restored: false,
             }),
             wake: Arc::new(Notify::new()),
             metrics,
+            store: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Keeps the inbox in `store` from now on (each notification rewrites its blob), after reading
+    /// back at `now` what the previous process kept there: a restart then neither forgets a firing
+    /// alert nor holds its section unknown for `resend_within`. A blob that cannot be read (another
+    /// version, damaged, the store failing) is logged and left: the inbox starts empty, and the
+    /// restored sections are held as without a store. Only the first call counts.
+    pub fn persist_in(&self, store: Arc<Store>, now: Timestamp) {
+        if self.store.get().is_some() {
+            return;
+        }
+        match store.value(STORE_NAME) {
+            Ok(Some(blob)) => match serde_json::from_slice::<Saved<(String, Kept)>>(&blob) {
+                Ok(saved) if saved.version == BLOB_VERSION => {
+                    let mut state = self.lock();
+                    let n = saved.alerts.len().min(MAX_ALERTS);
+                    state
+                        .alerts
+                        .extend(saved.alerts.into_iter().take(MAX_ALERTS));
+                    state.restored = true;
+                    Self::prune(&mut state, now);
+                    tracing::info!(alerts = n, "the alerts kept before the restart are back");
+                }
+                Ok(saved) => tracing::warn!(
+                    version = saved.version,
+                    "the kept alerts are of another version: ignored"
+                ),
+                Err(e) => tracing::warn!(error = %e, "the kept alerts cannot be read: ignored"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "the kept alerts cannot be read from the store"),
+        }
+        let _ = self.store.set(store);
+        self.wake.notify_one();
+    }
+
+    /// Writes the inbox to its store, when it has one; a failure is logged (the alerts stay in
+    /// memory, and the next notification writes them again).
+    fn save(&self) {
+        let Some(store) = self.store.get() else {
+            return;
+        };
+        let blob = blob_of(&self.lock().alerts);
+        if let Err(e) = store.put_value(STORE_NAME, &blob) {
+            tracing::warn!(error = %e, "the alerts cannot be kept in the store: a restart would forget them");
         }
     }
 
@@ -199,6 +284,10 @@ impl Inbox {
     /// process's own, and its inbox heard everything since the start.
     pub fn hold_until_resent(&self, sections: BTreeSet<String>) {
         let mut state = self.lock();
+        if state.held.is_none() && state.restored {
+            // The alerts themselves came back: each section reads what they say.
+            state.held = Some(BTreeSet::new());
+        }
         if state.held.is_none() {
             if !sections.is_empty() {
                 tracing::info!(
@@ -276,6 +365,7 @@ impl Inbox {
             );
         }
         drop(state);
+        self.save();
         self.metrics.webhook("accepted");
         self.wake.notify_one();
         out
@@ -315,6 +405,7 @@ impl Inbox {
                 alertname: a.alertname.clone(),
                 state: state_of(a, now),
                 routed: state.router.route(&a.labels),
+                critical: state.router.is_critical(&a.labels),
                 labels: a.labels.clone(),
                 annotations: a.annotations.clone(),
                 starts_at: a.starts_at.clone(),
@@ -359,6 +450,29 @@ impl Inbox {
     }
 }
 
+/// The blob of `alerts`, at most [`MAX_BLOB`] bytes: firing alerts first, most recently heard
+/// first, halved until it fits (a flood of long annotations cannot make the write unbounded).
+fn blob_of(alerts: &BTreeMap<String, Kept>) -> Vec<u8> {
+    let mut kept: Vec<(&String, &Kept)> = alerts.iter().collect();
+    kept.sort_by_key(|(_, a)| {
+        (
+            a.status == AlertStatus::Resolved,
+            std::cmp::Reverse(a.heard_at),
+        )
+    });
+    loop {
+        let blob = serde_json::to_vec(&Saved {
+            version: BLOB_VERSION,
+            alerts: kept.clone(),
+        })
+        .unwrap_or_default();
+        if blob.len() <= MAX_BLOB || kept.is_empty() {
+            return blob;
+        }
+        kept.truncate(kept.len() / 2);
+    }
+}
+
 /// The start of an inbox, the end of its warm-up and the sections it holds.
 #[derive(Debug, Clone)]
 pub struct Warm {
@@ -389,18 +503,28 @@ pub fn observe(
                 .collect()
         };
         let (firing, stale) = (of(AlertState::Firing), of(AlertState::Stale));
-        let key = Key::new("alerts.firing").with("section", section.clone());
-        let obs = if !firing.is_empty() {
-            Observation::number(key, count(firing.len())).with_note(names(&firing))
-        } else if let Some(last) = stale.iter().map(|a| a.heard_at).max() {
-            let detail = notes::stale(stale.len(), last, resend_within);
-            Observation::new(key, unknown(detail))
-        } else if let Some(w) = warm.filter(|w| now < w.until && w.sections.contains(section)) {
-            Observation::new(key, unknown(notes::warming(w.started, w.until)))
-        } else {
-            Observation::number(key, 0.0)
-        };
-        out.push(obs);
+        let critical: Vec<&Listed> = firing.iter().copied().filter(|a| a.critical).collect();
+        // Both readings of a section are known, unknown or 0 together: a stale or held section
+        // neither fires nor clears either rule.
+        for (name, these) in [("alerts.firing", &firing), ("alerts.critical", &critical)] {
+            let key = Key::new(name).with("section", section.clone());
+            let obs = if !firing.is_empty() {
+                let obs = Observation::number(key, count(these.len()));
+                if these.is_empty() {
+                    obs
+                } else {
+                    obs.with_note(said(these))
+                }
+            } else if let Some(last) = stale.iter().map(|a| a.heard_at).max() {
+                let detail = notes::stale(stale.len(), last, resend_within);
+                Observation::new(key, unknown(detail))
+            } else if let Some(w) = warm.filter(|w| now < w.until && w.sections.contains(section)) {
+                Observation::new(key, unknown(notes::warming(w.started, w.until)))
+            } else {
+                Observation::number(key, 0.0)
+            };
+            out.push(obs);
+        }
     }
     for (name, pick) in [
         ("alerts.stale", AlertState::Stale),
@@ -439,6 +563,24 @@ fn unknown(words: crate::locale::Msg) -> Outcome {
     Outcome::Unknown(Failure::said(FailureKind::Timeout, words))
 }
 
+/// What the firing `alerts` say, as their section's note: their names, then the annotations of the
+/// first [`MAX_SAID`] of them (`summary`, `description` and an http(s) `runbook_url`, each a peer's
+/// words, quoted wherever shown), so the email and the incident page show the alert's evidence.
+fn said(alerts: &[&Listed]) -> crate::locale::Msg {
+    let mut items = vec![names(alerts)];
+    for a in alerts.iter().take(MAX_SAID) {
+        items.extend(notes::annotations(&a.alertname, &a.annotations));
+    }
+    if items.len() == 1 {
+        items.remove(0)
+    } else {
+        crate::locale::Msg::list(items)
+    }
+}
+
+/// Most alerts whose annotations a section's note quotes.
+const MAX_SAID: usize = 3;
+
 /// The alert names of `alerts`, sorted, each once, with how many share it (`HighLatencyP95 ×2`).
 fn names(alerts: &[&Listed]) -> crate::locale::Msg {
     let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
@@ -475,6 +617,37 @@ mod notes {
             .arg("n", n)
             .arg("last", last)
             .duration("within", within)
+    }
+
+    /// An alert's `summary` and `description` (joined by ` — `) and its `runbook_url` when it is
+    /// an http(s) URL: peers' words, quoted wherever shown.
+    pub(super) fn annotations(name: &str, annotations: &BTreeMap<String, String>) -> Vec<Msg> {
+        let text: Vec<&str> = ["summary", "description"]
+            .iter()
+            .filter_map(|k| annotations.get(*k))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let mut out = Vec::new();
+        if !text.is_empty() {
+            out.push(
+                Msg::new(MsgId::AlertSays)
+                    .arg("name", name)
+                    .peer("text", text.join(" — ")),
+            );
+        }
+        let url = annotations
+            .get("runbook_url")
+            .and_then(|u| url::Url::parse(u.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        if let Some(url) = url {
+            out.push(
+                Msg::new(MsgId::AlertRunbook)
+                    .arg("name", name)
+                    .peer("url", url),
+            );
+        }
+        out
     }
 
     /// Why a section is unknown right after the start.

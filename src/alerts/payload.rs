@@ -82,7 +82,7 @@ pub struct WebhookAlert {
 }
 
 /// An alert's status in a notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     /// Firing when the sender sent it.

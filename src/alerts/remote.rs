@@ -43,6 +43,9 @@ struct Item {
     section: String,
     #[serde(default)]
     unmatched_reason: Option<String>,
+    /// Graded critical by its sender (a daemon older than the field: not).
+    #[serde(default)]
+    critical: bool,
     #[serde(default)]
     labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -164,6 +167,7 @@ fn listed(i: Item) -> Listed {
         alertname: i.alertname,
         state,
         routed,
+        critical: i.critical,
         labels: i.labels,
         annotations: i.annotations,
         starts_at: i.starts_at,

@@ -92,7 +92,7 @@ fn the_real_alertmanagers_payloads_fire_and_resolve_the_mapped_section() {
         .expect("latency");
     assert_eq!(
         latency.note.as_ref().map(ToString::to_string).as_deref(),
-        Some("HighLatencyP95 (from the alert sender)")
+        Some("HighLatencyP95 (from the alert sender); HighLatencyP95 says «p95 above 3 s»")
     );
 
     inbox.ingest(&hook(RESOLVED), warm + Duration::from_secs(60));
@@ -241,4 +241,181 @@ fn a_real_end_time_ahead_ends_the_belief_sooner_and_a_full_inbox_drops_new_alert
     assert_eq!((got.alerts, got.dropped), (MAX_ALERTS + 1, 1));
     assert_eq!(full.list(now).len(), MAX_ALERTS);
     assert_eq!(full.metrics.dropped.get(), 1);
+}
+
+/// The reading `name{section}` with its note's English words: `Some((n, note))`, `None` when
+/// unknown.
+fn reading(inbox: &Inbox, name: &str, section: &str, now: Timestamp) -> Option<(f64, String)> {
+    let obs = inbox.observations(now);
+    let o = obs
+        .iter()
+        .find(|o| o.key.name == name && o.key.labels["section"] == section)
+        .unwrap_or_else(|| panic!("no {name} for {section}"));
+    match &o.outcome {
+        Outcome::Value(Value::Number(n)) => Some((
+            *n,
+            o.note.as_ref().map(ToString::to_string).unwrap_or_default(),
+        )),
+        Outcome::Unknown(_) => None,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_critical_label_counts_the_alert_as_critical_for_its_section() {
+    let (inbox, within) = inbox();
+    let now = T0 + within;
+    let critical = |i: &Inbox| reading(i, "alerts.critical", "latency", now).map(|r| r.0);
+    assert_eq!(critical(&inbox), Some(0.0));
+    inbox.ingest(
+        &one(
+            &[("alertname", "HighLatencyP95"), ("severity", "page")],
+            "firing",
+        ),
+        now,
+    );
+    assert_eq!(firing(&inbox, "latency", now), Some(1.0));
+    assert_eq!(critical(&inbox), Some(0.0), "severity=page is not critical");
+    inbox.ingest(
+        &one(
+            &[("alertname", "HighLatencyChat"), ("severity", "critical")],
+            "firing",
+        ),
+        now,
+    );
+    assert_eq!(firing(&inbox, "latency", now), Some(2.0));
+    let (n, note) = reading(&inbox, "alerts.critical", "latency", now).expect("known");
+    assert_eq!(n, 1.0);
+    assert!(
+        note.contains("HighLatencyChat") && !note.contains("P95"),
+        "{note}"
+    );
+    // The label and value are the runbook's to choose.
+    let routing = AlertRouting {
+        critical_label: "priority".into(),
+        critical_value: "P1".into(),
+        ..Runbook::embedded().alerts.clone()
+    };
+    let router = AlertRouter::new(&routing, vec!["latency".into()]);
+    let labels = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert!(router.is_critical(&labels(&[("priority", "P1")])));
+    assert!(!router.is_critical(&labels(&[("severity", "critical")])));
+}
+
+#[test]
+fn a_firing_sections_note_quotes_the_alerts_summary_description_and_http_runbook_url() {
+    let (inbox, within) = inbox();
+    let now = T0 + within;
+    inbox.ingest(&hook(FIRING), now);
+    let (_, note) = reading(&inbox, "alerts.firing", "latency", now).expect("known");
+    assert!(
+        note.contains("HighLatencyP95 says «p95 above 3 s»"),
+        "{note}"
+    );
+    let with = |url: &str| {
+        serde_json::json!({
+            "version": "4", "status": "firing", "receiver": "watchdog",
+            "alerts": [{ "status": "firing",
+                         "labels": { "alertname": "HighErrorRate5xx" },
+                         "annotations": { "summary": "5xx above 5%", "description": "see «this»\nnow",
+                                          "runbook_url": url },
+                         "startsAt": "2026-12-07T00:25:52Z", "endsAt": "0001-01-01T00:00:00Z",
+                         "fingerprint": "e1" }]
+        })
+        .to_string()
+    };
+    inbox.ingest(&hook(&with("https://wiki.harven.ai/runbook#errors")), now);
+    let (_, note) = reading(&inbox, "alerts.firing", "errors", now).expect("known");
+    assert!(
+        note.contains("HighErrorRate5xx says «5xx above 5% — see ‹this› now»"),
+        "{note}"
+    );
+    assert!(
+        note.contains("HighErrorRate5xx's runbook: «https://wiki.harven.ai/runbook#errors»"),
+        "{note}"
+    );
+    inbox.ingest(&hook(&with("javascript:alert(1)")), now);
+    let (_, note) = reading(&inbox, "alerts.firing", "errors", now).expect("known");
+    assert!(
+        !note.contains("runbook:") && !note.contains("javascript"),
+        "{note}"
+    );
+}
+
+#[test]
+fn the_inbox_kept_in_the_store_comes_back_after_a_restart_and_is_not_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path().join("w.db")).expect("store"));
+    let (first, within) = inbox();
+    first.persist_in(Arc::clone(&store), T0);
+    first.ingest(&hook(FIRING), at(10));
+    drop(first);
+    // The next process, a minute later: the alert is back and its section fires on it at once,
+    // although its symptom was restored (nothing is held).
+    let (second, _) = inbox();
+    second.persist_in(Arc::clone(&store), at(70));
+    second.hold_until_resent(BTreeSet::from(["latency".to_owned()]));
+    assert_eq!(firing(&second, "latency", at(70)), Some(1.0));
+    // Its resolution, heard by this process, clears the section at once.
+    second.ingest(&hook(RESOLVED), at(80));
+    assert_eq!(firing(&second, "latency", at(80)), Some(0.0));
+    // The alert's belief runs from when it was heard, across the restart.
+    let (third, _) = inbox();
+    store
+        .put_value(STORE_NAME, &blob_of(&BTreeMap::new()))
+        .expect("write");
+    third.persist_in(Arc::clone(&store), at(90));
+    third.ingest(&hook(FIRING), at(100));
+    let (fourth, _) = inbox();
+    fourth.persist_in(Arc::clone(&store), at(100) + within);
+    assert_eq!(firing(&fourth, "latency", at(100) + within), None, "stale");
+    // A blob of another version, or damaged, is left: the inbox starts empty and holds.
+    store
+        .put_value(STORE_NAME, br#"{"version":99,"alerts":[]}"#)
+        .expect("write");
+    let (fifth, _) = inbox();
+    fifth.persist_in(Arc::clone(&store), T0);
+    fifth.hold_until_resent(BTreeSet::from(["latency".to_owned()]));
+    assert_eq!(firing(&fifth, "latency", at(1)), None, "held");
+}
+
+#[test]
+fn the_kept_blob_is_bounded_and_keeps_the_firing_alerts_most_recently_heard_first() {
+    let (inbox, within) = inbox();
+    let now = T0 + within;
+    let long = "x".repeat(payload::MAX_TEXT);
+    for n in 0..MAX_ALERTS {
+        let status = if n % 2 == 0 { "firing" } else { "resolved" };
+        let body = serde_json::json!({
+            "version": "4", "status": status, "receiver": "watchdog",
+            "alerts": [{ "status": status,
+                         "labels": { "alertname": format!("A{n}"), "note": long },
+                         "annotations": { "summary": long, "description": long },
+                         "startsAt": "2026-12-07T00:25:52Z", "endsAt": "0001-01-01T00:00:00Z",
+                         "fingerprint": format!("f{n}") }]
+        });
+        inbox.ingest(
+            &hook(&body.to_string()),
+            now + Duration::from_secs(n as u64),
+        );
+    }
+    let blob = blob_of(&inbox.lock().alerts);
+    assert!(blob.len() <= MAX_BLOB, "{}", blob.len());
+    let saved: Saved<(String, Kept)> = serde_json::from_slice(&blob).expect("reads back");
+    assert_eq!(saved.version, BLOB_VERSION);
+    assert!(!saved.alerts.is_empty());
+    assert!(
+        saved
+            .alerts
+            .iter()
+            .all(|(_, a)| a.status == AlertStatus::Firing),
+        "the resolved ones went first"
+    );
+    let newest = format!("A{}", MAX_ALERTS - 2);
+    assert!(saved.alerts.iter().any(|(_, a)| a.alertname == newest));
 }

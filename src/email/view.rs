@@ -16,11 +16,12 @@ use serde::Serialize;
 
 use super::EmailInput;
 use crate::engine::condition::describe;
-use crate::engine::diagnosis::EvidenceLine;
+use crate::engine::diagnosis::{EvidenceLine, actions_in};
 use crate::engine::{CauseResult, CauseStatus, Symptom, SymptomState};
 use crate::incident::{IncidentState, Level, PageEvent};
 use crate::locale::{Locale, Text, human_duration, human_time};
 use crate::observe::{Key, Value};
+use crate::probe::sentry::top_issues_in;
 use crate::runbook::{Rule, Section};
 use crate::words::{
     self,
@@ -132,6 +133,8 @@ pub(super) struct CauseView {
     pub score: String,
     pub evidence: Vec<EvidenceView>,
     pub context: Vec<ContextView>,
+    /// Sentry's top new issues from the context (`sentry.top_new_issues`), one each.
+    pub sentry_issues: Vec<words::IssueWords>,
     pub vendor: Option<String>,
     /// The runbook's actions for the cause, in the email's locale.
     pub actions: Vec<String>,
@@ -487,9 +490,15 @@ fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale, t: &Te
             .iter()
             .map(|e| evidence_view(e, locale, t))
             .collect(),
+        // Sentry's top new issues get their own list; every other line is a `name = value`.
+        sentry_issues: top_issues_in(&c.context)
+            .iter()
+            .map(|i| words::sentry_issue(locale, i))
+            .collect(),
         context: c
             .context
             .iter()
+            .filter(|x| key_name(&x.key) != SENTRY_TOP)
             .map(|x| ContextView {
                 name: x.name.clone(),
                 value: match &x.value {
@@ -500,14 +509,14 @@ fn cause_view(c: &CauseResult, section: Option<&Section>, locale: Locale, t: &Te
             })
             .collect(),
         vendor: c.vendor.clone(),
-        actions: rb.map_or_else(
-            || c.actions.clone(),
-            |x| x.actions.iter().map(|a| a.get(locale).to_owned()).collect(),
-        ),
+        actions: rb.map_or_else(|| c.actions.clone(), |x| actions_in(x, &c.context, locale)),
         // Runbook commands, as the team wrote them, with context values filled in: one line each.
         commands: c.commands.iter().map(|x| one_line(x, MAX_LINE)).collect(),
     }
 }
+
+/// The context line listed as Sentry's issues rather than as a value.
+const SENTRY_TOP: &str = "sentry.top_new_issues";
 
 /// The observation name of a described key: `docker.memory_bytes{container="x"}` → `docker.memory_bytes`.
 fn key_name(described: &str) -> &str {
@@ -574,9 +583,15 @@ fn postmortem(
                 .collect()
         })
         .unwrap_or_default();
-    let suggested = match section.and_then(|s| s.causes.iter().find(|c| c.id == cause_id)) {
-        Some(c) => c.actions.iter().map(|a| a.get(locale).to_owned()).collect(),
-        None => Vec::new(),
+    // The top cause's actions as the email shows them (placeholders filled); without it in the
+    // diagnosis, the runbook's that name no context.
+    let suggested = match (
+        top,
+        section.and_then(|s| s.causes.iter().find(|c| c.id == cause_id)),
+    ) {
+        (Some(c), _) => c.actions.clone(),
+        (None, Some(c)) => actions_in(c, &[], locale),
+        (None, None) => Vec::new(),
     };
     let acks = incident
         .acks

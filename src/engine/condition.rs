@@ -51,6 +51,13 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
                 why: Msg::new(MsgId::NotPolled).arg("source", source),
             },
             Some(s) => match &s.failure {
+                // With a `reason`, a failure of another kind hides whether this one would hold
+                // (a host we cannot connect to may or may not hang once connected).
+                Some(f) if c.reason.as_deref().is_some_and(|r| r != f.kind.label()) => {
+                    Truth::Unknown {
+                        why: crate::observe::source_unreachable(source, f),
+                    }
+                }
                 Some(f) => Truth::Holds {
                     value: Value::Text(f.to_string()),
                 },
@@ -79,8 +86,7 @@ pub fn instances(c: &Condition, ev: &Evidence) -> Vec<(Labels, Truth)> {
         // Say why: the source that produces it is failing, or it has simply not been seen.
         let probe = crate::observe::spec_of(name).map_or("", |s| s.probe);
         let failing = ev.sources().iter().find(|(source, state)| {
-            state.failure.is_some()
-                && (source.as_str() == probe || source.starts_with(&format!("{probe}.")))
+            state.failure.is_some() && crate::observe::is_source_of(probe, source)
         });
         let why = match failing.and_then(|(s, state)| Some((s, state.failure.as_ref()?))) {
             Some((source, failure)) => crate::observe::source_unreachable(source, failure),
@@ -110,7 +116,7 @@ pub fn source_off(c: &Condition, ev: &Evidence) -> bool {
             && !ev
                 .sources()
                 .keys()
-                .any(|s| s == p || s.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+                .any(|s| crate::observe::is_source_of(p, s))
     })
 }
 
@@ -174,7 +180,10 @@ pub fn compare(value: &Value, op: Option<Op>, operand: Option<&Operand>) -> bool
 pub fn describe(c: &Condition) -> String {
     if let Some(source) = &c.source_failing {
         // As the runbook writes it: the raw form beside the sentence, the same in every language.
-        return format!("source_failing = {source:?}");
+        return match &c.reason {
+            Some(reason) => format!("source_failing = {source:?}, reason = {reason:?}"),
+            None => format!("source_failing = {source:?}"),
+        };
     }
     let key = crate::observe::Key {
         name: c

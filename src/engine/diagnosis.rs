@@ -138,7 +138,8 @@ pub struct CauseResult {
     pub context: Vec<ContextLine>,
     /// `Supabase: support@supabase.com (SLA Enterprise)`, when the cause involves a supplier.
     pub vendor: Option<String>,
-    /// The runbook's actions in the engine's locale.
+    /// The runbook's actions in the engine's locale, context placeholders filled in as in
+    /// `commands` (the exact deployment to roll back to, in the reader's words).
     pub actions: Vec<String>,
     /// The runbook's commands with context placeholders filled in.
     pub commands: Vec<String>,
@@ -284,8 +285,9 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
             }
         })
         .collect();
-    // A command that names a context line over an optional source that is off (a Coolify step
-    // while [coolify] is unset) is left out with that line, rather than shown with a raw `{{ }}`.
+    // A command or an action that names a context line over an optional source that is off (a
+    // Coolify step while [coolify] is unset) is left out with that line, rather than shown with a
+    // raw `{{ }}`.
     let off: Vec<&str> = cause
         .context
         .iter()
@@ -298,6 +300,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
         .filter(|cmd| !off.iter().any(|name| names_placeholder(cmd, name)))
         .map(|cmd| fill(cmd, &context))
         .collect();
+    let actions = actions_in(cause, &context, locale);
     let vendor = cause
         .vendor
         .as_ref()
@@ -311,11 +314,7 @@ fn classify(runbook: &Runbook, cause: &Cause, ev: &Evidence, locale: Locale) -> 
         evidence,
         context,
         vendor,
-        actions: cause
-            .actions
-            .iter()
-            .map(|a| a.get(locale).to_owned())
-            .collect(),
+        actions,
         commands,
     }
 }
@@ -347,6 +346,31 @@ fn values(c: &crate::runbook::Condition, found: &[&(Labels, Truth)], ev: &Eviden
         })
         .collect();
     parts.join(", ")
+}
+
+/// `cause`'s actions in `locale`, their `{{ name }}` placeholders filled from `context` (a
+/// diagnosis's, in any locale: values are not words). An action naming a line that is not in the
+/// context (its optional source is off) is left out, as the commands naming it are. The email
+/// calls this in its own locale.
+pub fn actions_in(
+    cause: &crate::runbook::Cause,
+    context: &[ContextLine],
+    locale: Locale,
+) -> Vec<String> {
+    cause
+        .actions
+        .iter()
+        .map(|a| a.get(locale))
+        .filter(|a| placeholders(a).all(|name| context.iter().any(|c| c.name == name)))
+        .map(|a| fill(a, context))
+        .collect()
+}
+
+/// The names of `text`'s `{{ name }}` placeholders.
+fn placeholders(text: &str) -> impl Iterator<Item = &str> {
+    text.split("{{")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
 }
 
 /// True when `command` has a `{{ name }}` (or `{{name}}`) placeholder.

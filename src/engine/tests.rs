@@ -505,9 +505,71 @@ fn an_optional_source_that_is_off_is_left_out_and_once_configured_it_counts() {
     assert_eq!(quota.status, CauseStatus::RuledOut);
 }
 
+/// A `source_failing` line with a `reason` (issue 16's OpenAI hang): it holds while the source
+/// fails for that reason, is unknown while it fails for another (a refused connection says nothing
+/// about a hang) and fails while the source answers. The plain line over the same source holds
+/// for both failures: the hang is a failing source *and* evidence.
+#[test]
+fn a_source_failing_line_with_a_reason_holds_only_for_that_reason() {
+    let mut eng = engine();
+    let mut ev = Evidence::new();
+    // The truth of the line `cond` of cause `id` (in `section_id`).
+    let truth = |e: &Evaluation, section_id: &str, id: &str, cond: &str| {
+        section(e, section_id)
+            .diagnosis
+            .causes
+            .iter()
+            .find(|c| c.id == id)
+            .expect("cause")
+            .evidence
+            .iter()
+            .find(|l| l.condition == cond)
+            .map(|l| l.truth)
+    };
+    let lines = |e: &Evaluation| {
+        (
+            truth(
+                e,
+                "latency",
+                "latency.openai_slow",
+                "source_failing = \"openai.api\", reason = \"timeout\"",
+            ),
+            truth(
+                e,
+                "watchdog",
+                "watchdog.blind",
+                "source_failing = \"openai.api\"",
+            ),
+        )
+    };
+    let failing = |kind: FailureKind, secs| ProbeReport {
+        source: "openai.api".into(),
+        at: at(secs),
+        took: Duration::ZERO,
+        result: Err(Failure::new(kind, "…")),
+    };
+    ev.apply(failing(FailureKind::Timeout, 0));
+    let (hang, blind) = lines(&eng.evaluate(&ev, at(0)));
+    assert_eq!(hang, Some("holds"));
+    assert_eq!(blind, Some("holds"));
+    ev.apply(failing(FailureKind::Connect, 15));
+    let (hang, blind) = lines(&eng.evaluate(&ev, at(15)));
+    assert_eq!(hang, Some("unknown"));
+    assert_eq!(blind, Some("holds"));
+    ev.apply(report(
+        "openai.api",
+        30,
+        vec![Observation::text(Key::new("openai.api.error"), "none")],
+    ));
+    let (hang, blind) = lines(&eng.evaluate(&ev, at(30)));
+    assert_eq!(hang, Some("fails"));
+    assert_eq!(blind, Some("fails"));
+}
+
 /// `[coolify]` (issue 16): while it is off, §6's Coolify rollback commands of `errors.bad_deploy`
 /// are left out with the context lines they name (never shown with a raw `{{ }}`), and the Docker and
-/// git steps stay; once Coolify reports, they name the previous deployment and its commit.
+/// git steps stay; once Coolify reports, they name the previous deployment and its commit, and an
+/// action line (in the reader's language) names the exact deployment to go back to.
 #[test]
 fn coolify_rollback_commands_are_left_out_while_off_and_filled_once_it_reports() {
     let mut eng = engine();
@@ -553,12 +615,23 @@ fn coolify_rollback_commands_are_left_out_while_off_and_filled_once_it_reports()
     ));
     let on = bad_deploy(&eng.evaluate(&ev, at(15)));
     assert_eq!(on.status, CauseStatus::Likely);
+    // The exact deployment is a localized action line, not a `# …` command comment.
+    assert!(
+        on.actions.iter().any(|a| a
+            == "In Coolify, the previous deployment is h7pz3a (commit 1234abcd); the current one is m2kq9x (commit 9f8e7d6c)"),
+        "{:?}",
+        on.actions
+    );
     assert!(
         on.commands
             .iter()
-            .any(|c| c.contains("h7pz3a") && c.contains("1234abcd") && !c.contains("{{")),
-        "{:?}",
-        on.commands
+            .all(|c| !c.starts_with('#') || !c.contains("oolify"))
+    );
+    assert!(
+        off.actions.iter().all(|a| !a.contains("{{")) && on.actions.len() == off.actions.len() + 1,
+        "{:?} / {:?}",
+        off.actions,
+        on.actions
     );
     assert!(
         on.commands

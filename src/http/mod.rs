@@ -155,6 +155,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         blind_spots,
         symptoms,
         charts,
+        alerts: Arc::clone(alerts),
     });
     let api = api::routes(
         Arc::clone(&actions),

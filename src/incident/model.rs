@@ -13,6 +13,7 @@ use crate::clock::Timestamp;
 use crate::engine::{CauseStatus, Diagnosis, Found};
 use crate::locale::Msg;
 use crate::observe::Value;
+use crate::probe::sentry::{TopIssue, top_issues_in};
 use crate::runbook::{Condition, Role, Severity};
 
 /// An escalation level of the runbook's §7. Ordered: the highest paged level is the one reminded.
@@ -307,6 +308,11 @@ pub struct CauseSnapshot {
     pub score: f64,
     /// At most [`MAX_LINES`], in the runbook's order.
     pub evidence: Vec<EvidenceSnapshot>,
+    /// Sentry's top new issues from the cause's context (at most five, each field cut when read),
+    /// for the incident page's list; empty without Sentry, and in diagnoses stored before it was
+    /// kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sentry_issues: Vec<TopIssue>,
 }
 
 /// One evidence line of a [`CauseSnapshot`].
@@ -380,6 +386,7 @@ impl DiagnosisSnapshot {
                             more: e.more,
                         })
                         .collect(),
+                    sentry_issues: top_issues_in(&c.context),
                 })
                 .collect(),
         }
@@ -469,6 +476,7 @@ mod tests {
                     found: Vec::new(),
                     more: 0,
                 }],
+                sentry_issues: Vec::new(),
             }],
         }
     }

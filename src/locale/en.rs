@@ -439,4 +439,17 @@ Symptoms:
     msg_role_patterns: "patterns {patterns}",
     msg_role_compose: "compose service {service}",
     msg_role_compose_of: "compose service {service} of project {project}",
+    // Issue 16 leftovers (session 7)
+    sentry_new_issues: "New issues in Sentry",
+    sentry_issue_counts: "{events} events, {users} users, {level}",
+    msg_alert_says: "{name} says {text}",
+    msg_alert_runbook: "{name}'s runbook: {url}",
+    alerts_received: "Alerts received",
+    alert_name: "Alert",
+    alert_since: "Since",
+    alert_unmatched: "unmatched (no section)",
+    alert_state_firing: "firing",
+    alert_state_stale: "stale (not re-sent)",
+    alert_state_resolved: "resolved",
+    alerts_more: "more: GET /api/alerts lists them all",
 };

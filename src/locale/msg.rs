@@ -511,6 +511,11 @@ msgs! {
     RoleCompose => msg_role_compose,
     /// `{service}`, `{project}`.
     RoleComposeOf => msg_role_compose_of,
+    // Issue 16 leftovers (session 7)
+    /// `{name}` (an alert's name), `{text}` (its `summary`/`description` annotations, a peer's).
+    AlertSays => msg_alert_says,
+    /// `{name}`, `{url}` (its `runbook_url` annotation, http(s) only, a peer's).
+    AlertRunbook => msg_alert_runbook,
 }
 
 #[cfg(test)]

@@ -155,6 +155,10 @@ pub(super) const EN: &[(&str, &str)] = &[
         "status of the latest Coolify deployment",
     ),
     (
+        "coolify.last_failed",
+        "the latest Coolify deployment failed",
+    ),
+    (
         "coolify.deploy_age_seconds",
         "time since the current Coolify deployment finished",
     ),
@@ -206,6 +210,10 @@ pub(super) const EN: &[(&str, &str)] = &[
     (
         "alerts.firing",
         "Grafana/Alertmanager alerts firing for {section}",
+    ),
+    (
+        "alerts.critical",
+        "critical Grafana/Alertmanager alerts firing for {section}",
     ),
     (
         "alerts.stale",
@@ -394,6 +402,10 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
         "status da última implantação no Coolify",
     ),
     (
+        "coolify.last_failed",
+        "a última implantação no Coolify falhou",
+    ),
+    (
         "coolify.deploy_age_seconds",
         "tempo desde que a implantação atual do Coolify terminou",
     ),
@@ -448,6 +460,10 @@ pub(super) const PT_BR: &[(&str, &str)] = &[
     (
         "alerts.firing",
         "alertas do Grafana/Alertmanager disparados para {section}",
+    ),
+    (
+        "alerts.critical",
+        "alertas críticos do Grafana/Alertmanager disparados para {section}",
     ),
     (
         "alerts.stale",

@@ -439,4 +439,17 @@ Sintomas:
     msg_role_patterns: "padrões {patterns}",
     msg_role_compose: "serviço compose {service}",
     msg_role_compose_of: "serviço compose {service} do projeto {project}",
+    // Issue 16 leftovers (session 7)
+    sentry_new_issues: "Novos issues no Sentry",
+    sentry_issue_counts: "{events} eventos, {users} usuários, {level}",
+    msg_alert_says: "{name} diz {text}",
+    msg_alert_runbook: "runbook de {name}: {url}",
+    alerts_received: "Alertas recebidos",
+    alert_name: "Alerta",
+    alert_since: "Desde",
+    alert_unmatched: "sem seção (nenhuma rota)",
+    alert_state_firing: "disparado",
+    alert_state_stale: "obsoleto (não reenviado)",
+    alert_state_resolved: "resolvido",
+    alerts_more: "a mais: GET /api/alerts lista todos",
 };

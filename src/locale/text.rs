@@ -699,6 +699,23 @@ pub struct Text {
     pub msg_role_compose: &'static str,
     /// `{service}`, `{project}`.
     pub msg_role_compose_of: &'static str,
+    // Issue 16 leftovers (session 7)
+    /// The heading of a cause's list of Sentry's top new issues.
+    pub sentry_new_issues: &'static str,
+    /// One issue's figures: `{events}`, `{users}`, `{level}` (Sentry's word, quoted).
+    pub sentry_issue_counts: &'static str,
+    pub msg_alert_says: &'static str,
+    pub msg_alert_runbook: &'static str,
+    /// The status page's block of the alerts pushed by Alertmanager or Grafana.
+    pub alerts_received: &'static str,
+    pub alert_name: &'static str,
+    pub alert_since: &'static str,
+    /// An alert routed to no section.
+    pub alert_unmatched: &'static str,
+    pub alert_state_firing: &'static str,
+    pub alert_state_stale: &'static str,
+    pub alert_state_resolved: &'static str,
+    pub alerts_more: &'static str,
 }
 
 impl Text {

@@ -250,8 +250,9 @@ pub const CATALOGUE: &[Spec] = &[
     ),
     // ---- OpenAI (`[openai]`; both probes are off unless configured, see [`OPTIONAL_PROBES`]) ----
     // The API probe (`openai.api`): `GET /v1/models` with the team's key, OpenAI measured from our
-    // side. An answer that is OpenAI's trouble (429, 5xx, no answer in time) is the reading; a key
-    // OpenAI refuses, an unreachable host or a body that is no models list fails the source.
+    // side. An answer that is OpenAI's trouble (429, 5xx) is the reading; a key OpenAI refuses, an
+    // unreachable host, a hang once connected (`timeout`, which "OpenAI lento" reads as the source's
+    // failure) or a body that is no models list fails the source.
     spec(
         "openai.api.ok",
         "openai.api",
@@ -278,7 +279,7 @@ pub const CATALOGUE: &[Spec] = &[
         "openai.api",
         Text,
         &[],
-        "none | rate_limit | insufficient_quota | server_error | timeout: a 429 is told apart by OpenAI's error code",
+        "none | rate_limit | insufficient_quota | server_error: a 429 is told apart by OpenAI's error code (a hang fails the source as `timeout`)",
     ),
     // The usage probe (`openai.usage`): the organization's costs (`GET /v1/organization/costs`,
     // daily buckets, admin key) against `[openai] monthly_budget`.
@@ -407,6 +408,13 @@ pub const CATALOGUE: &[Spec] = &[
         Text,
         &[],
         "the newest deployment's status: queued | in_progress | finished | failed | cancelled-by-user",
+    ),
+    spec(
+        "coolify.last_failed",
+        "coolify",
+        Bool,
+        &[],
+        "the newest deployment failed (`last_status` is `failed`): a yes/no a rule can read in any language",
     ),
     spec(
         "coolify.deploy_age_seconds",
@@ -684,6 +692,13 @@ pub const CATALOGUE: &[Spec] = &[
         "alerts routed to the section that are firing now (the note names them)",
     ),
     spec(
+        "alerts.critical",
+        "alerts",
+        Number,
+        &["section"],
+        "of those, the ones graded critical ([alerts] critical_label = critical_value: severity=\"critical\")",
+    ),
+    spec(
         "alerts.stale",
         "alerts",
         Number,
@@ -709,7 +724,7 @@ pub fn intern(name: &str) -> Option<&'static str> {
     spec_of(name).map(|s| s.name)
 }
 
-/// The probes that are off unless configured (`[openai]`, `[sentry]`, `[coolify]`, `[sentry]`): while no source of one has ever reported,
+/// The probes that are off unless configured (`[openai]`, `[sentry]`, `[coolify]`): while no source of one has ever reported,
 /// a cause's evidence line over it is left out of the cause (neither weighed nor unknown), so a
 /// runbook that reads them ranks causes as it did before the source existed. Once the source has
 /// reported, its lines count like any other, and its failure makes them unknown.
@@ -727,6 +742,15 @@ pub fn is_optional_probe(probe: &str) -> bool {
     OPTIONAL_PROBES.contains(&probe)
 }
 
+/// True when the source named `source` is one of `probe`'s (a [`Spec::probe`]): the same name
+/// (`openai.api`, `prometheus`), or one instance of it (`status.openai` of `status`). Whole
+/// segments only: `openai.usage` is not `openai.api`'s, `statuses` is not `status`'s.
+pub fn is_source_of(probe: &str, source: &str) -> bool {
+    source
+        .strip_prefix(probe)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// Labels that say what an observation is about: an instance carries at most one of them (a Docker
 /// observation is about one `container`, or about a `role` over its replicas).
 pub const SUBJECT_LABELS: &[&str] = &["container", "role"];
@@ -734,6 +758,16 @@ pub const SUBJECT_LABELS: &[&str] = &["container", "role"];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_belongs_to_its_probe_by_whole_segments() {
+        assert!(is_source_of("openai.api", "openai.api"));
+        assert!(is_source_of("status", "status.openai"));
+        assert!(is_source_of("prometheus", "prometheus"));
+        assert!(!is_source_of("openai.api", "openai.usage"));
+        assert!(!is_source_of("status", "statuses"));
+        assert!(!is_source_of("openai.api", "openai"));
+    }
 
     #[test]
     fn catalogue_names_are_unique_and_prefixed_by_their_probe() {

@@ -39,7 +39,8 @@ mod evidence;
 mod wanted;
 
 pub use catalogue::{
-    CATALOGUE, Kind, OPTIONAL_PROBES, SUBJECT_LABELS, Spec, intern, is_optional_probe, spec_of,
+    CATALOGUE, Kind, OPTIONAL_PROBES, SUBJECT_LABELS, Spec, intern, is_optional_probe,
+    is_source_of, spec_of,
 };
 pub use evidence::{Evidence, Reading, SourceState, source_unreachable};
 pub use wanted::Wanted;

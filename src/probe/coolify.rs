@@ -35,7 +35,7 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Deserializer};
 
-use super::http::{keyed_client, read_capped, reqwest_failure};
+use super::http::{bearer, keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::CoolifyConfig;
@@ -92,11 +92,8 @@ impl CoolifyProbe {
     /// A probe of `config`'s application; fails when the token cannot be a header value (the error
     /// does not quote it) or the client cannot be built.
     pub fn new(config: &CoolifyConfig) -> Result<Self, BuildError> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
-            .map_err(|_| BuildError("coolify.token is not a valid HTTP header value".to_owned()))?;
-        bearer.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(AUTHORIZATION, bearer(&config.token, "coolify.token")?);
         headers.insert(
             reqwest::header::ACCEPT,
             HeaderValue::from_static("application/json"),
@@ -161,6 +158,8 @@ fn refusal(status: reqwest::StatusCode, what: &str) -> Failure {
 }
 
 impl Probe for CoolifyProbe {
+    /// One source for both calls: the runbook's `source_failing = "coolify"` and the doctor's
+    /// blind spots name it, and either call failing fails it (half a reading is not reported).
     fn source(&self) -> &str {
         "coolify"
     }
@@ -169,10 +168,14 @@ impl Probe for CoolifyProbe {
         self.interval
     }
 
+    /// The requests' own timeout plus a margin, so the probe's own words about a hang (which call,
+    /// which fix) are the ones reported, not the poll's generic bound.
     fn timeout(&self) -> Duration {
         self.timeout + POLL_MARGIN
     }
 
+    /// Both calls at once (the poll takes one timeout, not two); the deployments' readings, the
+    /// application's UUID for the commands, and one `env_set` per configured name.
     async fn poll(&mut self, now: Timestamp) -> Result<Vec<Observation>, Failure> {
         let (deployments, envs) = tokio::join!(
             self.get(
@@ -200,7 +203,9 @@ impl Probe for CoolifyProbe {
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum DeploymentsAnswer {
+    /// What Coolify answers (`Application::deployments`): the page and its total count.
     Paged { deployments: Vec<Deployment> },
+    /// What the API reference's schema shows.
     List(Vec<Deployment>),
 }
 
@@ -208,15 +213,21 @@ enum DeploymentsAnswer {
 /// skipped unread.
 #[derive(Debug, Clone, Deserialize)]
 struct Deployment {
+    /// What Coolify's UI and a rollback name the deployment by (cut to a safe word when read).
     #[serde(default)]
     deployment_uuid: Option<String>,
+    /// Non-zero for a pull request's preview, which is never the application's current one.
     #[serde(default)]
     pull_request_id: Option<i64>,
+    /// The git commit it built (cut to a safe word: the runbook pastes it into commands).
     #[serde(default)]
     commit: Option<String>,
+    /// `queued`, `in_progress`, `finished`, `failed` or `cancelled-by-user`.
     status: String,
+    /// When it was queued.
     #[serde(default)]
     created_at: Option<String>,
+    /// The row's last change: its finishing, in versions without `finished_at`.
     #[serde(default)]
     updated_at: Option<String>,
     /// Newer Coolify versions stamp the end of a deployment.
@@ -260,7 +271,9 @@ fn parse_deployments(body: &[u8]) -> Result<Vec<Deployment>, Failure> {
 /// One env of the list: its name, whether it is a preview's, and whether its value is empty.
 #[derive(Deserialize)]
 struct Env {
+    /// The variable's name: the only text kept.
     key: String,
+    /// A preview deployment's variable, which the application itself does not run with.
     #[serde(default)]
     is_preview: Option<bool>,
     /// `Some(false)`: set to the empty string; `None`: no value shown (a token without
@@ -356,7 +369,7 @@ fn observe_deployments(all: &[Deployment], now: Timestamp) -> Vec<Observation> {
     let running = main
         .iter()
         .find(|d| matches!(d.status.as_str(), "queued" | "in_progress"));
-    let mut out = Vec::with_capacity(7);
+    let mut out = Vec::with_capacity(8);
     let deploying = Observation::boolean(Key::new("coolify.deploying"), running.is_some());
     out.push(
         match running.and_then(|d| d.deployment_uuid.as_deref().and_then(safe_word)) {
@@ -368,6 +381,12 @@ fn observe_deployments(all: &[Deployment], now: Timestamp) -> Vec<Observation> {
         "coolify.last_status",
         main.first().map(|d| d.status.as_str()),
         MsgId::CoolifyNoDeployment,
+    ));
+    // The same fact as a yes/no, which the runbook's failed-deploy rule reads (Coolify's status
+    // words are English in every email).
+    out.push(Observation::boolean(
+        Key::new("coolify.last_failed"),
+        main.first().is_some_and(|d| d.status == "failed"),
     ));
     let none = MsgId::CoolifyNoFinished;
     let age = current.and_then(|d| d.finished()).map(|t| {
@@ -456,6 +475,7 @@ mod tests {
         let obs = observe_deployments(&parse_deployments(DEPLOYMENTS.as_bytes()).unwrap(), now);
         assert_eq!(value(&obs, "coolify.deploying"), Some(Value::Bool(true)));
         assert_eq!(value(&obs, "coolify.last_status"), text("in_progress"));
+        assert_eq!(value(&obs, "coolify.last_failed"), Some(Value::Bool(false)));
         assert_eq!(value(&obs, "coolify.current_deployment"), text("m2kq9x"));
         assert_eq!(value(&obs, "coolify.current_commit"), text("9f8e7d6c"));
         assert_eq!(value(&obs, "coolify.previous_deployment"), text("h7pz3a"));

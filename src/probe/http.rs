@@ -1,4 +1,5 @@
-//! Helpers the HTTP probes share: a size-capped body read, and reqwest errors as [`Failure`]s.
+//! Helpers the HTTP probes share: a size-capped body read, reqwest errors as [`Failure`]s, the two
+//! clients, and the bearer header of the keyed ones.
 
 use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
@@ -140,6 +141,23 @@ pub fn keyed_client(
     timeouts: impl IntoIterator<Item = std::time::Duration>,
 ) -> Result<reqwest::Client, super::BuildError> {
     build(builder(timeouts).redirect(reqwest::redirect::Policy::none()))
+}
+
+/// `Bearer <secret>` as a sensitive `Authorization` value (hyper leaves it out of its `Debug` and
+/// HTTP/2 never indexes it), for the clients of [`keyed_client`]. `key` names the setting in the
+/// error (`sentry.token`), which never quotes the secret.
+pub fn bearer(
+    secret: &crate::secret::Secret,
+    key: &str,
+) -> Result<reqwest::header::HeaderValue, super::BuildError> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
+        .map_err(|_| {
+            super::BuildError(format!(
+                "{key} is not a valid HTTP header value (printable ASCII only)"
+            ))
+        })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The settings both clients share: connect timeout and user agent.

@@ -112,13 +112,14 @@ pub async fn run<P: Probe>(
 ) {
     let mut failing = false;
     let wake = probe.wake();
-    // The catalogue's probe name: `status.openai` is a `status` probe.
-    let kind = probe
-        .source()
-        .split('.')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    // `hurry` holds the catalogue's probe names: `status` hurries `status.openai`, `openai.api`
+    // only itself (never `openai.usage`).
+    let source = probe.source().to_owned();
+    let hurried = |names: &std::collections::BTreeSet<String>| {
+        names
+            .iter()
+            .any(|p| crate::observe::is_source_of(p, &source))
+    };
     // Only a probe that can hurry listens to `hurry`; a closed channel turns it off for good.
     let mut listening = probe.fast_interval().is_some();
     loop {
@@ -152,7 +153,7 @@ pub async fn run<P: Probe>(
             // Hurried: the fast interval (never under MIN_POLL_GAP), but never later than the
             // normal deadline already set.
             let deadline = match probe.fast_interval() {
-                Some(fast) if hurry.borrow().contains(&kind) => {
+                Some(fast) if hurried(&hurry.borrow()) => {
                     normal.min(started + fast.max(MIN_POLL_GAP))
                 }
                 _ => normal,

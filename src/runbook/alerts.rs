@@ -42,6 +42,15 @@ pub struct AlertRouting {
     /// coming back with that alert. Longer than `resend_within`.
     #[serde(default = "default_forget_after", with = "humantime_serde")]
     pub forget_after: Duration,
+    /// The label that makes an alert critical (`severity`, the label Prometheus' and Grafana's
+    /// rules conventionally carry): a firing alert whose `critical_label` is `critical_value`
+    /// counts in `alerts.critical{section}`, whose rule makes the section's incident critical
+    /// (so L3 is paged after `critical_for`).
+    #[serde(default = "default_critical_label")]
+    pub critical_label: String,
+    /// The value of `critical_label` that makes an alert critical (`critical`).
+    #[serde(default = "default_critical_value")]
+    pub critical_value: String,
 }
 
 impl Default for AlertRouting {
@@ -51,8 +60,20 @@ impl Default for AlertRouting {
             routes: Vec::new(),
             resend_within: default_resend_within(),
             forget_after: default_forget_after(),
+            critical_label: default_critical_label(),
+            critical_value: default_critical_value(),
         }
     }
+}
+
+/// `severity`: the label alerting rules conventionally grade alerts by.
+fn default_critical_label() -> String {
+    "severity".to_owned()
+}
+
+/// `critical`: the grade that means downtime (Prometheus' and Grafana's examples use it).
+fn default_critical_value() -> String {
+    "critical".to_owned()
 }
 
 /// Alertmanager's default `repeat_interval` (4h) plus its `group_interval` (5m) and a margin.
@@ -219,6 +240,8 @@ pub struct AlertRouter {
     pub resend_within: Duration,
     /// `[alerts] forget_after`.
     pub forget_after: Duration,
+    /// `[alerts] critical_label` and `critical_value`.
+    critical: (String, String),
 }
 
 impl AlertRouter {
@@ -243,7 +266,17 @@ impl AlertRouter {
             routes,
             resend_within: routing.resend_within,
             forget_after: routing.forget_after,
+            critical: (
+                routing.critical_label.clone(),
+                routing.critical_value.clone(),
+            ),
         }
+    }
+
+    /// Whether an alert with these labels is critical (`severity="critical"` by default).
+    pub fn is_critical(&self, labels: &BTreeMap<String, String>) -> bool {
+        let (label, value) = &self.critical;
+        labels.get(label) == Some(value)
     }
 
     /// The runbook's sections, in order.
@@ -302,6 +335,12 @@ pub(super) fn check(routing: &AlertRouting, sections: &[&str]) -> Vec<(String, S
         problems.push((
             "alerts.section_label".into(),
             format!("{label:?} is not a label name"),
+        ));
+    }
+    if Matcher::parse(&format!("{}=\"\"", routing.critical_label)).is_err() {
+        problems.push((
+            "alerts.critical_label".into(),
+            format!("{:?} is not a label name", routing.critical_label),
         ));
     }
     if routing.resend_within.is_zero() {

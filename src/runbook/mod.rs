@@ -403,7 +403,18 @@ fn check_condition(c: &Condition, key: &str, problem: &mut impl FnMut(String, St
                     format!("unknown source {source:?}"),
                 );
             }
+            let kinds = observe::FailureKind::ALL.map(observe::FailureKind::label);
+            if let Some(reason) = c.reason.as_deref().filter(|r| !kinds.contains(r)) {
+                problem(
+                    format!("{key}.reason"),
+                    format!("unknown reason {reason:?} (one of {})", kinds.join(", ")),
+                );
+            }
         }
+        (Some(_), None) if c.reason.is_some() => problem(
+            format!("{key}.reason"),
+            "`reason` goes with `source_failing`, not with `obs`".into(),
+        ),
         (Some(name), None) => match observe::spec_of(name) {
             None => problem(
                 format!("{key}.obs"),
@@ -517,6 +528,25 @@ mod tests {
         assert_eq!(p.file, "rb.toml");
         assert_eq!(p.key, "sections[0] (latency).rules[0].when.obs", "{err}");
         assert!(p.message.contains("prometheus.p99_seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_source_failing_reason_must_be_a_failure_kind_and_only_goes_with_a_source() {
+        let text = DEFAULT_RUNBOOK.replacen("reason = \"timeout\"", "reason = \"hung\"", 1);
+        let err = Runbook::parse(&text, "rb.toml").expect_err("an unknown reason");
+        let p = &err.problems[0];
+        assert!(p.key.ends_with(".reason"), "{err}");
+        assert!(
+            p.message.contains("\"hung\"") && p.message.contains("timeout"),
+            "{err}"
+        );
+        let text = DEFAULT_RUNBOOK.replacen(
+            "value = \"server_error\", weight = 3 },",
+            "value = \"server_error\", reason = \"timeout\", weight = 3 },",
+            1,
+        );
+        let err = Runbook::parse(&text, "rb.toml").expect_err("a reason on an observation");
+        assert!(err.problems[0].key.ends_with(".reason"), "{err}");
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub struct Cause {
     /// or not they hold anything.
     #[serde(default)]
     pub context: Vec<Condition>,
-    /// The runbook's actions, in both languages.
+    /// The runbook's actions, in both languages; `{{ name }}` placeholders are filled from the
+    /// context as in `commands`.
     #[serde(default)]
     pub actions: Vec<Text>,
     /// The runbook's commands, quoted as the team wrote them. `{{ name }}` placeholders are filled
@@ -188,6 +189,13 @@ pub struct Condition {
     /// A source name (`prometheus`, `status.openai`): holds while its latest poll failed.
     #[serde(default)]
     pub source_failing: Option<String>,
+    /// With `source_failing` only: holds only while the source fails for this reason (a
+    /// `FailureKind` label, as in `harven_watchdog_probe_errors_total{reason}`: `timeout`,
+    /// `connect`, …), and is unknown while it fails for another. A peer's hang thus fails its
+    /// source (rules over its readings turn unknown) and is still evidence for a cause ("OpenAI
+    /// lento"); failing for another reason says nothing about a hang.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// How much this evidence counts when ranking causes (default 1).
     #[serde(default = "one")]
     pub weight: f64,

@@ -98,7 +98,11 @@ fn said(locale: Locale, obs: &str, v: &Value, note: Option<&Msg>) -> String {
 pub fn threshold(locale: Locale, c: &Condition) -> String {
     let t = locale.text();
     if c.source_failing.is_some() {
-        return t.op_failing.to_owned();
+        // A `reason` is a closed word (`timeout`), shown as the metric label shows it.
+        return match &c.reason {
+            Some(reason) => format!("{} ({reason})", t.op_failing),
+            None => t.op_failing.to_owned(),
+        };
     }
     let obs = c.obs.as_deref().unwrap_or("");
     let x = match &c.value {
@@ -260,6 +264,46 @@ pub fn blind_spot(locale: Locale, spot: &BlindSpot) -> (String, String) {
         &[("rule", &spot.rule), ("reason", &spot.reason)],
     );
     (title, spot.msg.words(locale))
+}
+
+/// One of Sentry's top new issues as the email and the incident page list it: ID, title and level
+/// quoted as a peer's words (a title is an exception message, any user's text), the figures in
+/// the reader's words, the link only when http(s), its shown text quoted too (a peer's link must
+/// not pass for one of ours).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IssueWords {
+    /// `«BACKEND-7F»`.
+    pub id: String,
+    /// `«KeyError: 'user'»`.
+    pub title: String,
+    /// `42 events, 7 users, «error»`.
+    pub counts: String,
+    /// For an `href`.
+    pub link: Option<String>,
+    /// The link as shown, quoted.
+    pub link_text: Option<String>,
+}
+
+/// `i` in `locale`'s words.
+pub fn sentry_issue(locale: Locale, i: &crate::probe::sentry::TopIssue) -> IssueWords {
+    let link = i
+        .link
+        .clone()
+        .filter(|l| l.starts_with("https://") || l.starts_with("http://"));
+    IssueWords {
+        id: quoted(&i.short_id),
+        title: quoted(&i.title),
+        counts: fill(
+            locale.text().sentry_issue_counts,
+            &[
+                ("events", &i.events),
+                ("users", &i.users),
+                ("level", &quoted(&i.level)),
+            ],
+        ),
+        link_text: link.as_deref().map(quoted),
+        link,
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use crate::runbook::{Condition, Operand};
 /// condition on a failing source reads `unreachable`.
 pub fn threshold(c: &Condition, t: &Text) -> String {
     if c.source_failing.is_some() {
-        return t.unreachable.to_owned();
+        return match &c.reason {
+            Some(reason) => format!("{} ({reason})", t.unreachable),
+            None => t.unreachable.to_owned(),
+        };
     }
     let obs = c.obs.as_deref().unwrap_or("");
     match (c.op, &c.value) {

@@ -4,18 +4,19 @@
 //! it (resolved email). Beside it, the webhook's refusals and listing over HTTP.
 //!
 //! The daemon runs in-process on a manual clock that only the test moves: the section's
-//! `resolve_after` and, after a restart, `[alerts] resend_within` pass when the test advances it,
-//! never by sleeping. Its own Prometheus probe points nowhere, so only the alert can open the
+//! `resolve_after` and `[alerts] resend_within` pass when the test advances it, never by sleeping;
+//! the test waits on the store (`evaluated_at`) or on the daemon's answers, never a fixed time. Its own Prometheus probe points nowhere, so only the alert can open the
 //! latency section.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use harven_watchdog::clock::Timestamp;
+use harven_watchdog::store::Store;
 use serde_json::Value;
 
 use crate::support::alertmanager::{Alertmanager, webhook_yaml};
-use crate::support::daemon::{T0, TestDaemon, paging_env};
+use crate::support::daemon::{T0, TestDaemon, evaluated_at, paging_env};
 use crate::support::fastapi::{FastApiBackend, Handler, Load, LoadSpec, Profile, Scenario};
 use crate::support::prometheus::{ExtraConfig, PrometheusServer};
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until, summary};
@@ -30,14 +31,14 @@ const RESOLVED: &str = include_str!("../fixtures/alertmanager/webhook-v4-resolve
 /// The webhook's path.
 const WEBHOOK: &str = "/api/webhooks/alertmanager";
 
-/// The shipped runbook with a one-minute `resend_within` (the warm-up the test's clock passes) and
+/// The shipped runbook with a two-minute `resend_within` (the belief the test's clock passes) and
 /// a ten-minute `forget_after`, written to `dir/runbook.toml`.
 fn runbook(dir: &Path) -> PathBuf {
     let text = harven_watchdog::runbook::DEFAULT_RUNBOOK
-        .replacen("resend_within = \"4h15m\"", "resend_within = \"1m\"", 1)
+        .replacen("resend_within = \"4h15m\"", "resend_within = \"2m\"", 1)
         .replacen("forget_after = \"24h\"", "forget_after = \"10m\"", 1);
     assert!(
-        text.contains("resend_within = \"1m\""),
+        text.contains("resend_within = \"2m\""),
         "the [alerts] block"
     );
     let path = dir.join("runbook.toml");
@@ -84,7 +85,7 @@ async fn a_real_alertmanager_opens_the_mapped_section_and_its_resolution_clears_
     let d = daemon(dir.path(), smtp.port()).await;
     let token_file = dir.path().join("webhook-token");
     std::fs::write(&token_file, TOKEN).expect("token file");
-    // A firing group is repeated every 20 s (the runbook's resend_within is 1 m of the test clock,
+    // A firing group is repeated every 20 s (the runbook's resend_within is 2 m of the test clock,
     // which does not move while the alert fires).
     let am = Alertmanager::start(&webhook_yaml(
         &format!("{}{WEBHOOK}", d.base),
@@ -146,6 +147,19 @@ async fn a_real_alertmanager_opens_the_mapped_section_and_its_resolution_clears_
     assert_eq!(ours[0]["state"], "firing");
     assert_eq!(ours[0]["section"], "latency");
     assert_eq!(ours[0]["labels"]["severity"], "page");
+    // The alert's own words (its summary) are its evidence in the email, quoted as the sender's,
+    // and `/` lists it under "Alerts received" with the section it routed to.
+    let text = opened[0].text().unwrap_or_default();
+    assert!(
+        text.contains("HighLatencyP95 says «p95 above 3 s»"),
+        "{text}"
+    );
+    let index = d.get("/").await;
+    assert!(
+        index.contains("id=\"alerts\"") && index.contains("«HighLatencyP95»"),
+        "{index}"
+    );
+    assert!(index.contains("<code>latency</code>"), "{index}");
     let incidents: Value =
         serde_json::from_str(&d.get("/api/incidents").await).expect("incidents JSON");
     let latency = incidents["incidents"]
@@ -196,56 +210,62 @@ async fn a_real_alertmanager_opens_the_mapped_section_and_its_resolution_clears_
     d.stop().await;
 }
 
-/// A restart while an alert holds a section open: the new process's inbox is empty, yet the section
-/// is not resolved (its restored symptom reads unknown without an alert for `resend_within`); a
-/// resolution heard meanwhile still waits for the others the sender may re-send; once
-/// `resend_within` has passed without a firing alert, the section clears and resolves.
+/// A restart while a critical alert holds a section open: the inbox is kept in the store, so the
+/// new process has the alert back (listed firing) and its section keeps firing on it, neither
+/// resolved falsely nor held unknown; the sender's resolution heard after the restart then clears
+/// it within the section's `resolve_after`, long before `resend_within` (the wait an inbox that
+/// forgot its alerts would need). The alert's `severity="critical"` label made the incident
+/// critical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_neither_resolves_an_alerts_section_falsely_nor_holds_it_for_ever() {
+async fn a_restart_keeps_the_alerts_so_their_section_neither_resolves_falsely_nor_waits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let smtp = SmtpServer::start().await;
     let first = daemon(dir.path(), smtp.port()).await;
-    let (status, _) = post(&first, Some(TOKEN), FIRING.into()).await;
+    let critical = FIRING.replace("\"severity\": \"page\"", "\"severity\": \"critical\"");
+    assert_ne!(critical, FIRING, "the fixture's severity label");
+    let (status, _) = post(&first, Some(TOKEN), critical.into_bytes()).await;
     assert_eq!(status, 200);
     smtp.wait_for_messages(1, Duration::from_secs(60)).await;
-    assert_eq!(of(&smtp.messages(), "latency", "opened").len(), 1);
+    let mail = smtp.messages();
+    let opened = of(&mail, "latency", "opened");
+    assert_eq!(opened.len(), 1, "{:?}", summary(&mail));
+    let subject = opened[0].subject().unwrap_or_default();
+    assert!(subject.contains("[critical]"), "{subject}");
+    let incident = opened[0]
+        .header("X-Harven-Incident")
+        .expect("incident")
+        .to_owned();
     let hand = first.stop().await;
 
-    // The next process, on the same store, a minute later; nothing re-sent yet. Past the section's
-    // resolve_after (30 s), the restored symptom still fires: it is held, not cleared.
-    let second = daemon_at(
-        dir.path(),
-        smtp.port(),
-        hand.now() + Duration::from_secs(60),
-    )
-    .await;
-    ticks(&second, 8).await;
+    // The next process, on the same store, 30 s later: the alert is back from the store.
+    let started = hand.now() + Duration::from_secs(30);
+    let second = daemon_at(dir.path(), smtp.port(), started).await;
+    assert_eq!(by_state(&alerts(&second).await, "HighLatencyP95"), "firing");
+    // Past the section's resolve_after (30 s), within resend_within (2 m) of the alert's last
+    // word: the section still fires, on the alert itself.
+    second.hand.advance(Duration::from_secs(40));
+    let store = Store::open(dir.path().join("watchdog.db")).expect("the store");
+    evaluated_at(&store, &incident, second.hand.now()).await;
     let gauge =
         "harven_watchdog_symptoms_firing{section=\"latency\",rule=\"latency.alert_firing\"}";
-    assert_eq!(sample(&second, gauge).await, 1.0, "held firing");
-    // The sender's resolution arrives during the hold: another alert of the section may still be
-    // re-sent, so nothing resolves yet.
+    assert_eq!(
+        sample(&second, gauge).await,
+        1.0,
+        "firing on the kept alert"
+    );
+    assert!(of(&smtp.messages(), "latency", "resolved").is_empty());
+    // The sender's resolution: the section clears after its resolve_after, not resend_within.
     let (status, _) = post(&second, Some(TOKEN), RESOLVED.into()).await;
     assert_eq!(status, 200);
-    ticks(&second, 2).await;
-    assert_eq!(sample(&second, gauge).await, 1.0, "still held");
-    assert!(
-        of(&smtp.messages(), "latency", "resolved").is_empty(),
-        "no false resolved within resend_within of the restart: {:?}",
-        summary(&smtp.messages())
-    );
-    // Past resend_within (1 m) after the start without a firing alert: it clears and resolves.
     let mail = until_resolved(&second, &smtp).await;
     assert_eq!(of(&mail, "latency", "opened").len(), 1, "one incident");
+    assert_eq!(of(&mail, "latency", "resolved").len(), 1);
+    assert!(
+        second.hand.now() < started + Duration::from_secs(120),
+        "resolved at {}, not held until resend_within after the start",
+        second.hand.now()
+    );
     second.stop().await;
-}
-
-/// Moves `d`'s clock 5 s `n` times, letting its sources report between the steps.
-async fn ticks(d: &TestDaemon, n: usize) {
-    for _ in 0..n {
-        d.hand.advance(Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// Moves `d`'s clock until the latency incident's resolved email arrives; all the mail then.
@@ -403,5 +423,55 @@ fn the_deploy_example_is_a_configuration_alertmanager_accepts() {
         "amtool refused the example:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `deploy/grafana/provisioning/alerting/harven-watchdog.yaml`, the Grafana contact point the
+/// deployment ships, is YAML (parsed by Debian's PyYAML, `python3-yaml`) and names what the daemon
+/// expects: a webhook POSTing to the webhook route on the compose service's default port, with the
+/// API token as a Bearer credential read from the file `deploy/watchdog.toml` gives the daemon.
+#[test]
+fn the_grafana_example_names_the_webhook_and_token_the_daemon_expects() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("deploy/grafana/provisioning/alerting/harven-watchdog.yaml");
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run /usr/bin/python3 (scripts/test.sh installs python3-yaml)");
+    assert!(
+        out.status.success(),
+        "not YAML PyYAML reads:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON from python");
+    assert_eq!(doc["apiVersion"], 1, "{doc:#}");
+    let receiver = &doc["contactPoints"][0]["receivers"][0];
+    assert_eq!(receiver["type"], "webhook", "{doc:#}");
+    let settings = &receiver["settings"];
+    let url = url::Url::parse(settings["url"].as_str().expect("a url")).expect("a URL");
+    assert_eq!(url.path(), WEBHOOK);
+    assert_eq!(url.host_str(), Some("harven-watchdog"), "compose's service");
+    let listen = harven_watchdog::config::Config::load_with_env(&[], Vec::new())
+        .expect("the defaults")
+        .server
+        .listen;
+    assert_eq!(url.port(), Some(listen.port()), "the daemon's default port");
+    assert_eq!(settings["httpMethod"], "POST");
+    assert_eq!(settings["authorization_scheme"], "Bearer");
+    let deployed: toml::Value = toml::from_str(
+        &std::fs::read_to_string(root.join("deploy/watchdog.toml")).expect("deploy/watchdog.toml"),
+    )
+    .expect("TOML");
+    let token_file = deployed["server"]["api_token_file"]
+        .as_str()
+        .expect("server.api_token_file");
+    assert_eq!(
+        settings["authorization_credentials"],
+        format!("$__file{{{token_file}}}"),
+        "the token file the daemon reads"
     );
 }

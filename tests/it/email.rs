@@ -964,12 +964,11 @@ fn no_secret_of_the_configuration_reaches_an_email() {
     );
 }
 
-#[tokio::test]
-async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
+/// `email` sent through a real SMTP server (aiosmtpd), as it arrived there.
+async fn through_smtp(email: &RenderedEmail) -> ReceivedMail {
     use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
     let server = SmtpServer::start().await;
-    let (email, inc) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
     let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host())
         .port(server.port())
         .timeout(Some(Duration::from_secs(10)))
@@ -978,10 +977,16 @@ async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
         .send_raw(email.message.envelope(), &email.formatted())
         .await
         .expect("the SMTP server accepts the email");
-    let got = server
+    server
         .wait_for_messages(1, Duration::from_secs(30))
         .await
-        .remove(0);
+        .remove(0)
+}
+
+#[tokio::test]
+async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
+    let (email, inc) = render_event(Locale::PtBr, Level::L2, PageEvent::Escalated);
+    let got = through_smtp(&email).await;
 
     assert_eq!(got.rcpt_to, vec!["techlead@harven.ai"]);
     assert_eq!(got.subject().as_deref(), Some(email.subject.as_str()));
@@ -1008,6 +1013,182 @@ async fn what_we_render_is_what_arrives_through_a_real_smtp_server() {
         "the HTML part arrives intact"
     );
     assert!(text_of(&got).contains("[ ] Identificar sintomas"));
+}
+
+// ------------------------------------------------------------------------------------------------
+// A bad deploy with Sentry and Coolify configured (issue 16)
+// ------------------------------------------------------------------------------------------------
+
+/// Sentry's top new issues as its probe words them: a hostile title (quotes, a guillemet, a line
+/// break) with Sentry's link, and an issue whose "link" is no http(s) URL.
+const SENTRY_TOP: &str = "BACKEND-7F \"KeyError: 'user_id' in /api/chat » fake\" (42 events, 7 users, error) https://harven.sentry.io/issues/7/ · BACKEND-80 \"TimeoutError: upstream\" (5 events, 2 users, fatal) javascript:alert(1)";
+
+/// The stack healthy but for a bad deploy at `secs`: 12.4% of requests fail, ERROR lines, a deploy
+/// 5 min ago in Coolify (previous deployment `h7pz3a`, commit `1234abcd`), and two issues Sentry
+/// first saw after the latest release.
+fn bad_deploy_at(ev: &mut Evidence, secs: u64) {
+    evidence_at(ev, secs, false, 0.124);
+    ev.apply(report(
+        "docker",
+        secs,
+        vec![
+            Observation::boolean(backend("docker.running"), true),
+            Observation::boolean(backend("docker.recent_deploy"), true),
+            Observation::number(backend("docker.restarts"), 0.0),
+            Observation::text(backend("docker.image"), "harven/backend:1.42"),
+            Observation::text(backend("docker.previous_image"), "harven/backend:1.41"),
+            Observation::number(log("error"), 40.0),
+            Observation::number(log("supabase"), 0.0),
+            Observation::number(log("openai"), 0.0),
+        ],
+    ));
+    let word = |name: &'static str, v: &str| Observation::text(Key::new(name), v);
+    ev.apply(report(
+        "coolify",
+        secs,
+        vec![
+            Observation::number(Key::new("coolify.deploy_age_seconds"), 300.0),
+            Observation::boolean(Key::new("coolify.deploying"), false),
+            word("coolify.current_deployment", "m2kq9x"),
+            word("coolify.current_commit", "9f8e7d6c"),
+            word("coolify.previous_deployment", "h7pz3a"),
+            word("coolify.previous_commit", "1234abcd"),
+            word("coolify.application", "k8cw4s0k"),
+        ],
+    ));
+    ev.apply(report(
+        "sentry",
+        secs,
+        vec![
+            Observation::number(Key::new("sentry.new_since_release"), 2.0),
+            Observation::number(Key::new("sentry.new_issues"), 2.0),
+            Observation::number(Key::new("sentry.event_rate_ratio"), 1.0),
+            Observation::number(Key::new("sentry.release_age_seconds"), 300.0),
+            word("sentry.top_new_issues", SENTRY_TOP),
+        ],
+    ));
+}
+
+/// The L1 `opened` email of that bad deploy in `locale`, through a real SMTP server (aiosmtpd):
+/// what arrived, and what was rendered.
+async fn bad_deploy_email(locale: Locale) -> (ReceivedMail, RenderedEmail) {
+    let runbook = Arc::new(Runbook::embedded());
+    let mut engine = Engine::new(Arc::clone(&runbook), locale);
+    let mut ev = Evidence::new();
+    let mut eval = None;
+    for secs in (0..=min(2)).step_by(60) {
+        bad_deploy_at(&mut ev, secs);
+        eval = Some(engine.evaluate(&ev, at(secs)));
+    }
+    let scene = Scene {
+        runbook,
+        eval: eval.expect("evaluated"),
+    };
+    let now = at(min(2));
+    let mut inc = incident(PageEvent::Opened, Level::L1);
+    inc.cause = "errors.bad_deploy".into();
+    let page = Page::new(&inc, Level::L1, PageEvent::Opened, 0, now);
+    let links = ActionLinks::sign(
+        &LinkKeys::new(KEY),
+        &public_url(),
+        &inc.id,
+        0,
+        Level::L1,
+        now,
+        Duration::from_secs(24 * 3600),
+    );
+    let section = scene.section().clone();
+    assert_eq!(
+        section.diagnosis.top().map(|c| c.id.as_str()),
+        Some("errors.bad_deploy"),
+        "{:#?}",
+        section.diagnosis
+    );
+    let symptoms = scene.symptoms();
+    let (from, to) = (
+        mailbox("Harven Watchdog <watchdog@harven.ai>"),
+        recipients(Level::L1),
+    );
+    let input = EmailInput {
+        incident: &inc,
+        page: &page,
+        section: &section,
+        symptoms: &symptoms,
+        runbook: &scene.runbook,
+        recipients: &to,
+        from: &from,
+        public_url: &public_url(),
+        locale,
+        links: Some(&links),
+        charts: &[],
+        now,
+    };
+    let email = Renderer::new().render(&input).expect("render");
+    (through_smtp(&email).await, email)
+}
+
+/// Sentry's top new issues are their own list under the bad deploy: each title quoted as a peer's
+/// words (the guillemet inside cannot close the quote), with its figures in the email's words and
+/// Sentry's link (quoted in the text part, a link in the HTML part); an issue whose link is no
+/// http(s) URL is listed without one. The raw reading is not a context value any more.
+#[tokio::test]
+async fn a_bad_deploy_email_lists_sentrys_top_new_issues_each_quoted_with_its_link() {
+    let (got, _) = bad_deploy_email(Locale::PtBr).await;
+    let text = text_of(&got);
+    assert!(text.contains("Novos issues no Sentry:"), "{text}");
+    assert!(
+        text.contains(
+            "- «BACKEND-7F» «KeyError: 'user_id' in /api/chat › fake» (42 eventos, 7 usuários, «error»)\n    «https://harven.sentry.io/issues/7/»"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("- «BACKEND-80» «TimeoutError: upstream» (5 eventos, 2 usuários, «fatal»)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("javascript:"), "{text}");
+    assert!(!text.contains("sentry_new_issues ="), "{text}");
+    let html = html_of(&got);
+    assert!(
+        html.contains(r#"<a href="https://harven.sentry.io/issues/7/">"#),
+        "{html}"
+    );
+    assert!(!html.contains("javascript:"), "{html}");
+
+    let (got, _) = bad_deploy_email(Locale::En).await;
+    let text = text_of(&got);
+    assert!(text.contains("New issues in Sentry:"), "{text}");
+    assert!(text.contains("(42 events, 7 users, «error»)"), "{text}");
+}
+
+/// The bad deploy's email names the exact Coolify deployment to go back to as an action in the
+/// email's language (not a `# …` command comment), beside §6's Docker and git steps, and the
+/// Coolify command with the previous commit.
+#[tokio::test]
+async fn a_bad_deploy_email_names_the_coolify_deployment_and_commit_to_roll_back_to() {
+    for (locale, action) in [
+        (
+            Locale::PtBr,
+            "No Coolify, o deployment anterior é h7pz3a (commit 1234abcd); o atual é m2kq9x (commit 9f8e7d6c)",
+        ),
+        (
+            Locale::En,
+            "In Coolify, the previous deployment is h7pz3a (commit 1234abcd); the current one is m2kq9x (commit 9f8e7d6c)",
+        ),
+    ] {
+        let (got, email) = bad_deploy_email(locale).await;
+        assert_eq!(got.header("X-Harven-Cause"), Some("errors.bad_deploy"));
+        let text = text_of(&got);
+        assert!(text.contains(&format!("  - {action}\n")), "{text}");
+        assert!(unescape(&html_of(&got)).contains(&format!("<li>{action}</li>")));
+        assert!(
+            text.contains("$ coolify app rollback run k8cw4s0k --commit 1234abcd"),
+            "{text}"
+        );
+        assert!(text.contains("$ git checkout HEAD~1"), "{text}");
+        assert!(!text.contains("$ # Coolify"), "{text}");
+        assert!(!email.text.contains("{{"), "{}", email.text);
+    }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -343,6 +343,27 @@ async fn the_pages_fit_a_phone_and_a_laptop() {
     )
     .await;
 
+    // An alert whose sender wrote long words, for `/`'s "Alerts received" block.
+    api_post(
+        &d.base,
+        "/api/webhooks/alertmanager",
+        &json!({
+            "version": "4", "status": "firing", "receiver": "watchdog",
+            "alerts": [{
+                "status": "firing",
+                "labels": {
+                    "alertname": "HighLatencyP95OnTheChatCompletionsEndpointOfTheProductionClusterEuWest1",
+                    "severity": "page-the-primary-oncall-rotation-of-the-platform-team-immediately"
+                },
+                "annotations": { "summary": "p95 above 3 s" },
+                "startsAt": "2026-12-07T00:25:52Z", "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": "layout-long-words"
+            }]
+        }),
+    )
+    .await;
+    assert!(d.get("/").await.contains("id=\"alerts\""));
+
     let mut fits = Vec::new();
     for width in [PHONE, DESKTOP] {
         let browser = window(&driver, width).await;

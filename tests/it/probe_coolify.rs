@@ -339,8 +339,9 @@ async fn diagnose(
 }
 
 /// The backend fails 30% of requests and Coolify finished a deploy 10 min ago: `errors.bad_deploy`
-/// is the top cause with no Docker to see the deploy, and its commands name the previous deployment and commit for §6's Coolify rollback;
-/// `diagnose` shows the Coolify observations.
+/// is the top cause with no Docker to see the deploy; an action names the previous deployment and
+/// commit for §6's Coolify rollback, and a command the Coolify CLI's; `diagnose` shows the Coolify
+/// observations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_names_bad_deploy_from_coolify_with_the_rollback_target() {
     let server = FakeCoolify::start(TOKEN, APP).await;
@@ -356,11 +357,19 @@ async fn diagnose_names_bad_deploy_from_coolify_with_the_rollback_target() {
         .iter()
         .filter_map(|c| c.as_str())
         .collect();
+    // The exact deployment to go back to is an action in the report's language.
+    let actions: Vec<&str> = errors[0]["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
     assert!(
-        commands.iter().any(|c| c.contains("h7pz3a0gk8ow")
-            && c.contains("1234abcd5678ef901234abcd5678ef901234abcd")
-            && c.contains("Rollback")),
-        "{commands:#?}"
+        actions
+            .iter()
+            .any(|a| a.contains("the previous deployment is h7pz3a0gk8ow")
+                && a.contains("1234abcd5678ef901234abcd5678ef901234abcd")),
+        "{actions:#?}"
     );
     assert!(
         commands.iter().any(|c| c
@@ -397,4 +406,34 @@ async fn diagnose_names_jwt_secret_when_coolify_does_not_set_it() {
         "auth.jwt_secret",
         "coolify.env_set",
     );
+}
+
+/// Coolify configured but refusing the token: `diagnose` lists the source as failing and the rule
+/// that reads it (`errors.coolify_deploy_failed`) as a blind spot whose detail names the fix, as for any
+/// failing source. (With `[coolify]` off no rule over it is blind: `doctor`'s unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_reports_a_failing_coolify_as_a_blind_spot_of_the_failed_deploy_rule() {
+    let server = FakeCoolify::start(TOKEN, APP).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = vec![
+        ("COOLIFY__URL", server.url().to_string()),
+        ("COOLIFY__TOKEN", "wrong-token-CANARY".to_owned()),
+        ("COOLIFY__APPLICATION", APP.to_owned()),
+        ("COOLIFY__TIMEOUT", "5s".to_owned()),
+        (
+            "PROMETHEUS__URL",
+            format!("http://127.0.0.1:{}", support::free_port()),
+        ),
+    ];
+    let report = diagnose_json(&env, data.path());
+    let coolify = support::diagnosis_item(&report, "sources", "source", "coolify");
+    assert_eq!(coolify["state"], "failing", "{coolify}");
+    let spot = support::diagnosis_item(
+        &report,
+        "blind_spots",
+        "rule",
+        "errors.coolify_deploy_failed",
+    );
+    assert_eq!(spot["reason"], "source_failing", "{spot}");
+    assert!(!report.to_string().contains("CANARY"), "{report:#}");
 }

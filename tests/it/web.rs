@@ -975,3 +975,53 @@ async fn stored_times_that_are_not_dates_are_shown_as_such_and_crash_nothing() {
     assert!(Timestamp::from_unix_millis(year_20000).to_string() == out_of_range);
     d.stop().await;
 }
+
+/// The incident page lists a cause's Sentry top new issues (issue 16) as their own block: the ID
+/// and title quoted as the peer's words (and escaped), the figures in the page's language, Sentry's
+/// link only when it is http(s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_incident_page_lists_sentrys_top_new_issues_quoted_with_their_links() {
+    use harven_watchdog::incident::Incident;
+
+    let data = tempfile::tempdir().expect("tempdir");
+    {
+        let store =
+            harven_watchdog::store::Store::open(data.path().join("watchdog.db")).expect("store");
+        let at = T0.as_unix_millis();
+        let incident: Incident = serde_json::from_value(json!({
+            "id": "errors-sentry", "section": "errors", "severity": "major", "state": "open",
+            "opened_at": at, "critical_since": null, "resolved_at": null, "reopened": 0,
+            "paged": {"L1": at}, "last_page": {"L1": at}, "reminders": 0, "acks": {},
+            "symptoms": {"errors.ratio_high": "Error rate 12.4% > 5%"},
+            "cause": "errors.bad_deploy", "timeline": [], "resolve_note": null,
+            "diagnosis": {"at": at, "causes": [{
+                "id": "errors.bad_deploy", "title": "Bug no código (deploy recente)",
+                "status": "likely", "score": 0.8, "evidence": [],
+                "sentry_issues": [
+                    {"short_id": "BACKEND-7F", "title": "KeyError: <script>alert(1)</script>",
+                     "events": 42, "users": 7, "level": "error",
+                     "link": "https://harven.sentry.io/issues/7/"},
+                    {"short_id": "BACKEND-80", "title": "TimeoutError", "events": 5, "users": 2,
+                     "level": "fatal", "link": "javascript:alert(1)"}
+                ]
+            }]}
+        }))
+        .expect("an incident");
+        store.save_incidents(&[incident]).expect("saved");
+    }
+    let d = Daemon::start(env("http://127.0.0.1:1", data.path(), Some("en")), T0).await;
+    let mut b = Browser::new(&d.base);
+    let page = b.page("/incidents/errors-sentry").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for want in [
+        "New issues in Sentry",
+        "<code>«BACKEND-7F»</code> «KeyError: &lt;script&gt;alert(1)&lt;/script&gt;»",
+        "(42 events, 7 users, «error»)",
+        r#"<a href="https://harven.sentry.io/issues/7/" rel="noopener noreferrer">«https://harven.sentry.io/issues/7/»</a>"#,
+        "<code>«BACKEND-80»</code> «TimeoutError» (5 events, 2 users, «fatal»)</li>",
+    ] {
+        assert!(page.body.contains(want), "{want}: {}", page.body);
+    }
+    assert!(!page.body.contains("javascript:"), "{}", page.body);
+    d.stop().await;
+}

@@ -113,6 +113,7 @@ fn view(a: &Listed) -> serde_json::Value {
         "state": a.state.label(),
         "section": section,
         "unmatched_reason": reason,
+        "critical": a.critical,
         "labels": a.labels,
         "annotations": a.annotations,
         "starts_at": a.starts_at,

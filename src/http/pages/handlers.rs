@@ -92,6 +92,8 @@ pub(super) async fn index(
     let kind = page_kind(session.as_ref());
     let blind_spots = super::views::blind_views(&st.blind_spots.borrow(), st.locale);
     let glances = st.glances(&open, now).await;
+    let listed = st.alerts.list(now);
+    let alerts = super::views::alert_rows(&listed, &st.runbook, st.locale);
     let page = IndexPage {
         blind_spots,
         t: &t,
@@ -106,6 +108,8 @@ pub(super) async fn index(
         resolved,
         windows,
         role: super::views::role_words(st.actions.leadership(), st.locale),
+        alerts_more: listed.len().saturating_sub(alerts.len()),
+        alerts,
     };
     html_page(&st.env, "web_index.html", &page, StatusCode::OK, kind)
 }

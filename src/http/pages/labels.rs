@@ -97,6 +97,12 @@ pub(super) fn labels(locale: Locale) -> Labels {
         ("create", t.create),
         ("end_now", t.end_now),
         ("window_signin", t.window_signin),
+        // Issue 16 leftovers (session 7)
+        ("sentry_new_issues", t.sentry_new_issues),
+        ("alerts_received", t.alerts_received),
+        ("alert_name", t.alert_name),
+        ("alert_since", t.alert_since),
+        ("alerts_more", t.alerts_more),
     ]);
     labels
 }

@@ -151,6 +151,8 @@ struct PagesState {
     symptoms: tokio::sync::watch::Receiver<Vec<Symptom>>,
     /// The symptom charts' source (bounded time, cached).
     charts: Arc<ChartSource>,
+    /// The alerts pushed to the webhook, listed on `/` ("Alerts received").
+    alerts: Arc<crate::alerts::Inbox>,
     env: Environment<'static>,
 }
 
@@ -174,6 +176,8 @@ pub struct PagesConfig {
     pub symptoms: tokio::sync::watch::Receiver<Vec<Symptom>>,
     /// Where the symptom charts come from.
     pub charts: Arc<ChartSource>,
+    /// The alerts pushed to the webhook (the process's: a reload keeps them).
+    pub alerts: Arc<crate::alerts::Inbox>,
 }
 
 /// The email module's template environment with these pages' templates.
@@ -196,6 +200,7 @@ pub fn routes(config: PagesConfig) -> Router {
         blind_spots: config.blind_spots,
         symptoms: config.symptoms,
         charts: config.charts,
+        alerts: config.alerts,
         env,
     });
     Router::new()

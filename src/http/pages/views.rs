@@ -14,7 +14,7 @@ use crate::engine::CauseStatus;
 use crate::http::PageKind;
 use crate::incident::{DiagnosisSnapshot, Incident, IncidentState};
 use crate::locale::{Locale, human_duration, human_time};
-use crate::runbook::Severity;
+use crate::runbook::{Runbook, Severity};
 use crate::store::StoredWindow;
 
 /// One incident as a row of `/` and the head of its page.
@@ -81,6 +81,8 @@ struct CauseRow {
     /// The share of evidence weight that holds, as a percentage.
     score: String,
     evidence: Vec<EvidenceRow>,
+    /// Sentry's top new issues (issue 16): each its own item, the peer's words quoted.
+    sentry_issues: Vec<crate::words::IssueWords>,
 }
 
 /// One evidence line: in words, with the raw condition and what was observed beside it.
@@ -155,6 +157,10 @@ pub(super) struct IndexPage<'a> {
     /// This replica's role in the page's language (issue 17): solo, leader, or standby naming
     /// the leader.
     pub(super) role: String,
+    /// The alerts received from Alertmanager or Grafana (issue 16), at most [`MAX_ALERT_ROWS`].
+    pub(super) alerts: Vec<AlertRow>,
+    /// How many more the inbox holds than are listed.
+    pub(super) alerts_more: usize,
 }
 
 /// This replica's role in `locale`'s words: `node-b: standby (the leader is node-a)`.
@@ -178,6 +184,76 @@ pub(super) fn role_words(
             ],
         ),
     }
+}
+
+/// Most alerts listed on `/` (the inbox may hold thousands: `GET /api/alerts` lists them all).
+pub(super) const MAX_ALERT_ROWS: usize = 20;
+
+/// One alert received, as `/` lists it: its name and its `severity` label quoted (the sender's
+/// words), the section it routed to (or "unmatched"), its state and since when it fires.
+#[derive(Debug, Serialize)]
+pub(super) struct AlertRow {
+    name: String,
+    /// `firing`, `stale` or `resolved`: the CSS class.
+    state: &'static str,
+    /// The state in the page's language.
+    state_label: &'static str,
+    /// The section's title, or the page's word for "unmatched".
+    section: String,
+    /// The section's ID; `None` when unmatched.
+    section_id: Option<String>,
+    /// `startsAt` as a UTC time (the sender's), or as the sender wrote it when it is not one.
+    since: String,
+    /// The `severity` label quoted, or empty.
+    severity: String,
+}
+
+/// The rows of `listed` (firing first, as the inbox lists them), in `locale`'s words.
+pub(super) fn alert_rows(
+    listed: &[crate::alerts::Listed],
+    runbook: &Runbook,
+    locale: Locale,
+) -> Vec<AlertRow> {
+    use crate::alerts::AlertState;
+    use crate::locale::quoted;
+    use crate::runbook::alerts::Routed;
+    let words = locale.text();
+    listed
+        .iter()
+        .take(MAX_ALERT_ROWS)
+        .map(|a| {
+            let (state, state_label) = match a.state {
+                AlertState::Firing => ("firing", words.alert_state_firing),
+                AlertState::Stale => ("stale", words.alert_state_stale),
+                AlertState::Resolved => ("resolved", words.alert_state_resolved),
+            };
+            let (section, section_id) = match &a.routed {
+                Routed::Section(id) => (
+                    runbook
+                        .sections
+                        .iter()
+                        .find(|s| &s.id == id)
+                        .map_or_else(|| id.clone(), |s| s.title.get(locale).to_owned()),
+                    Some(id.clone()),
+                ),
+                Routed::Unmatched(_) => (words.alert_unmatched.to_owned(), None),
+            };
+            AlertRow {
+                name: quoted(&a.alertname),
+                state,
+                state_label,
+                section,
+                section_id,
+                since: crate::alerts::payload::parse_time(&a.starts_at)
+                    .map_or_else(|| quoted(&a.starts_at), human_time),
+                severity: a
+                    .labels
+                    .get("severity")
+                    .map(|s| quoted(s))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -402,6 +478,11 @@ fn diagnosis_view(d: &DiagnosisSnapshot, t: &Labels, locale: Locale) -> Diagnosi
                             condition: e.condition.clone(),
                             observed: e.observed.clone(),
                         })
+                        .collect(),
+                    sentry_issues: c
+                        .sentry_issues
+                        .iter()
+                        .map(|i| crate::words::sentry_issue(locale, i))
                         .collect(),
                 }
             })

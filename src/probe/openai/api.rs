@@ -8,11 +8,14 @@
 //! | 429 `insufficient_quota` | false | 429 | the time | `insufficient_quota` |
 //! | 429, any other code | false | 429 | the time | `rate_limit` |
 //! | 5xx | false | the code | the time | `server_error` |
-//! | nothing within `timeout` once connected | false | 0 | no data | `timeout` |
 //!
-//! A hang is OpenAI's trouble (it accepted the connection and did not answer), so it is a reading
-//! that feeds "OpenAI lento", not a blind source; a host we cannot connect to at all is our network's
-//! trouble as likely as OpenAI's, so that fails the source.
+//! **A hang fails the source**, as the acceptance list of issue 16 asks: connected, and no answer
+//! (or no whole body) within `timeout`, is the failure `timeout` (`OpenaiSilent`), so the source is
+//! failing for the doctor, the blind spots, `watchdog.blind` and `/metrics` like any other, and the
+//! rules over its readings turn unknown. It is still OpenAI's trouble, not ours: the runbook's
+//! "OpenAI lento" reads it with `{ source_failing = "openai.api", reason = "timeout" }`. A host we
+//! cannot connect to at all (refused, or the connect timeout) is our network's trouble as likely as
+//! OpenAI's, so it fails as `connect`, which that line does not take as a hang.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,7 @@ use super::{
 use crate::clock::Timestamp;
 use crate::config::OpenaiConfig;
 use crate::locale::{Msg, MsgId};
-use crate::observe::{Failure, FailureKind, Key, Observation, Outcome};
+use crate::observe::{Failure, FailureKind, Key, Observation};
 use crate::probe::http::{keyed_client, read_capped, reqwest_failure};
 use crate::probe::{BuildError, Probe};
 
@@ -43,8 +46,9 @@ pub struct ApiProbe {
     url: url::Url,
     /// `[openai] interval`.
     interval: Duration,
-    /// Bound on the request, body included; a hang past it is the `timeout` reading, and the poll's
-    /// own bound is this plus a margin, so it never cuts the reading off.
+    /// Bound on the request, body included; a hang past it is the `timeout` failure, and the poll's
+    /// own bound is this plus a margin, so the probe's own words (connected, silent) are the ones
+    /// reported.
     timeout: Duration,
 }
 
@@ -79,11 +83,6 @@ enum Answer {
         /// OpenAI's `code`/`type`, for the note.
         words: ErrorWords,
     },
-    /// Connected, and no answer within the timeout.
-    Silent {
-        /// The timeout it did not answer within, for the note.
-        timeout: Duration,
-    },
 }
 
 impl ApiProbe {
@@ -115,16 +114,18 @@ impl ApiProbe {
             .await
         {
             Ok(r) => r,
-            // A connect timeout is a connect error too: not reaching OpenAI is not OpenAI hanging.
-            Err(e) if e.is_timeout() && !e.is_connect() => {
-                return Ok(Answer::Silent {
-                    timeout: self.timeout,
-                });
-            }
+            Err(e) if e.is_timeout() && !e.is_connect() => return Err(self.silent()),
             Err(e) => {
                 let f = reqwest_failure(&e);
+                // A connect timeout is a connect error too: not reaching OpenAI is not OpenAI
+                // hanging, and the runbook's hang line must not take it for one.
+                let kind = if e.is_connect() {
+                    FailureKind::Connect
+                } else {
+                    f.kind
+                };
                 return Err(Failure::new(
-                    f.kind,
+                    kind,
                     format!("OpenAI's API cannot be reached: {}", f.detail),
                 ));
             }
@@ -137,11 +138,7 @@ impl ApiProbe {
         if status.is_success() {
             let body = match read_capped(response, MAX_BODY).await {
                 Ok(b) => b,
-                Err(f) if f.kind == FailureKind::Timeout => {
-                    return Ok(Answer::Silent {
-                        timeout: self.timeout,
-                    });
-                }
+                Err(f) if f.kind == FailureKind::Timeout => return Err(self.silent()),
                 Err(f) => return Err(f),
             };
             let models = parse_models(&body)?;
@@ -186,6 +183,17 @@ impl ApiProbe {
                 ": OpenAI refused the request. Fix: check [openai] url (OpenAI's API, or a proxy speaking it)",
             )),
         }
+    }
+}
+
+impl ApiProbe {
+    /// Connected, and no whole answer within the timeout: OpenAI hangs. The `timeout` failure
+    /// the runbook's "OpenAI lento" reads (`reason = "timeout"`).
+    fn silent(&self) -> Failure {
+        Failure::said(
+            FailureKind::Timeout,
+            Msg::new(MsgId::OpenaiSilent).arg("timeout", humantime::format_duration(self.timeout)),
+        )
     }
 }
 
@@ -270,15 +278,6 @@ fn observe(answer: Answer) -> Vec<Observation> {
             Observation::text(error, class)
                 .with_note(format!("HTTP {code}{}", words.shown()).trim().to_owned()),
         ],
-        Answer::Silent { timeout } => {
-            let why = Msg::new(MsgId::OpenaiSilent).duration("timeout", timeout);
-            vec![
-                Observation::boolean(ok, false),
-                Observation::number(status, 0.0),
-                Observation::new(latency, Outcome::NoData(why.clone())),
-                Observation::text(error, "timeout").with_note(why),
-            ]
-        }
     }
 }
 
@@ -287,7 +286,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::observe::Value;
+    use crate::observe::{Outcome, Value};
 
     #[test]
     fn parses_the_models_list_of_the_api_reference() {
@@ -307,19 +306,6 @@ mod tests {
                 Outcome::Value(v) => Some(v.clone()),
                 _ => None,
             })
-    }
-
-    #[test]
-    fn a_hang_is_a_timeout_reading_without_a_latency() {
-        let obs = observe(Answer::Silent {
-            timeout: Duration::from_secs(10),
-        });
-        assert_eq!(
-            text(&obs, "openai.api.error"),
-            Some(Value::Text("timeout".into()))
-        );
-        assert_eq!(text(&obs, "openai.api.status"), Some(Value::Number(0.0)));
-        assert_eq!(text(&obs, "openai.api.latency_seconds"), None);
     }
 
     proptest! {

@@ -43,7 +43,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::BuildError;
-use super::http::{malformed, read_capped};
+use super::http::{bearer, malformed, read_capped};
 use crate::config::OpenaiConfig;
 use crate::observe::{Failure, FailureKind};
 use crate::secret::Secret;
@@ -66,14 +66,8 @@ fn headers(
     project_header: bool,
     which: &str,
 ) -> Result<HeaderMap, BuildError> {
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-        BuildError(format!(
-            "{which} is not a valid HTTP header value (printable ASCII only)"
-        ))
-    })?;
-    bearer.set_sensitive(true);
     let mut out = HeaderMap::new();
-    out.insert(AUTHORIZATION, bearer);
+    out.insert(AUTHORIZATION, bearer(key, which)?);
     // Validation let only OpenAI IDs through; a value that still is no header is left out.
     let ids = [
         ("openai-organization", config.organization.as_deref()),

@@ -39,12 +39,14 @@
 
 mod reading;
 
+pub use reading::{TopIssue, top_issues, top_issues_in};
+
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 
 use self::reading::{Project, Readings, parse_issues, parse_releases};
-use super::http::{keyed_client, read_capped, reqwest_failure};
+use super::http::{bearer, keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::SentryConfig;
@@ -96,15 +98,8 @@ impl SentryProbe {
     /// A probe of `config`'s projects; fails when the token cannot be a header value (the error
     /// does not quote it) or the client cannot be built.
     pub fn new(config: &SentryConfig) -> Result<Self, BuildError> {
-        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", config.token.expose()))
-            .map_err(|_| {
-                BuildError(
-                    "sentry.token is not a valid HTTP header value (printable ASCII only)".into(),
-                )
-            })?;
-        bearer.set_sensitive(true);
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, bearer);
+        headers.insert(AUTHORIZATION, bearer(&config.token, "sentry.token")?);
         let root = config.url.as_str().trim_end_matches('/');
         let base = url::Url::parse(&format!("{root}/api/0/projects/{}/", config.organization))
             .map_err(|e| BuildError(format!("sentry.url: {e}")))?;
@@ -309,7 +304,10 @@ mod tests {
 
     fn link(value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(reqwest::header::LINK, HeaderValue::from_str(value).unwrap());
+        h.insert(
+            reqwest::header::LINK,
+            reqwest::header::HeaderValue::from_str(value).unwrap(),
+        );
         h
     }
 

@@ -348,7 +348,71 @@ impl Readings {
     }
 }
 
+/// One issue of `sentry.top_new_issues`, read back from its line ([`top_issues`]) for the list the
+/// email and the incident page give it. `short_id`, `title` and `level` are Sentry's (a user's)
+/// words, already cut to one line; `link` is an http(s) URL or absent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopIssue {
+    /// `BACKEND-7F`.
+    pub short_id: String,
+    /// The exception and its message, a user's words.
+    pub title: String,
+    /// Events over the issue's life.
+    pub events: u64,
+    /// Users it touched.
+    pub users: u64,
+    /// `error`, `fatal`, …
+    pub level: String,
+    /// Sentry's page of the issue.
+    pub link: Option<String>,
+}
+
+/// The issues of a `sentry.top_new_issues` reading, in its order (the format is [`line`]'s,
+/// joined by ` · `); `-` (none) and anything not in that format read as no issue.
+pub fn top_issues(text: &str) -> Vec<TopIssue> {
+    text.split(" · ").filter_map(top_issue).collect()
+}
+
+/// The issues of the `sentry.top_new_issues` line among a cause's context lines (the runbook
+/// names it in `errors.bad_deploy`'s context), for the lists of the email and the incident page.
+pub fn top_issues_in(context: &[crate::engine::diagnosis::ContextLine]) -> Vec<TopIssue> {
+    context
+        .iter()
+        .filter(|x| x.key.split(['{', ' ']).next() == Some("sentry.top_new_issues"))
+        .filter_map(|x| match &x.value {
+            Some(crate::observe::Value::Text(text)) => Some(top_issues(text)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// One [`line`] read back.
+fn top_issue(line: &str) -> Option<TopIssue> {
+    let (short_id, rest) = line.split_once(" \"")?;
+    let (title, rest) = rest.split_once("\" (")?;
+    let (counts, link) = rest.split_once(')')?;
+    let mut parts = counts.splitn(3, ", ");
+    let events = parts.next()?.strip_suffix(" events")?.parse().ok()?;
+    let users = parts.next()?.strip_suffix(" users")?.parse().ok()?;
+    let level = parts.next()?.to_owned();
+    let link = link
+        .strip_prefix(' ')
+        .filter(|l| l.starts_with("https://") || l.starts_with("http://"))
+        .map(str::to_owned);
+    Some(TopIssue {
+        short_id: short_id.to_owned(),
+        title: title.to_owned(),
+        events,
+        users,
+        level,
+        link,
+    })
+}
+
 /// One issue of the top list, on one line: `SHORT-ID "title" (N events, M users, level) link`.
+/// The peer's words lose what [`top_issue`] splits on (a space or `"` in the ID, `"` and ` · ` in
+/// the title, parentheses in the level), so the list reads back whole.
 fn line(i: &Issue) -> String {
     let link = i
         .permalink
@@ -360,11 +424,13 @@ fn line(i: &Issue) -> String {
         .unwrap_or_default();
     format!(
         "{} \"{}\" ({} events, {} users, {}){link}",
-        clean(&i.short_id, 32),
-        clean(&i.title, MAX_TITLE).replace('"', "'"),
+        clean(&i.short_id, 32).replace([' ', '"'], "_"),
+        clean(&i.title, MAX_TITLE)
+            .replace('"', "'")
+            .replace(" · ", " - "),
         i.count,
         i.user_count,
-        clean(&i.level, 12),
+        clean(&i.level, 12).replace(['(', ')', ','], " "),
     )
 }
 
@@ -553,6 +619,40 @@ mod tests {
                 .to_string()
                 .starts_with("at least")
         );
+    }
+
+    #[test]
+    fn the_top_list_reads_back_issue_by_issue_whatever_the_titles_say() {
+        let issue = |id: &str, title: &str, link: Option<&str>| Issue {
+            short_id: id.into(),
+            title: title.into(),
+            permalink: link.map(Into::into),
+            level: "error".into(),
+            count: 42,
+            user_count: 7,
+            first_seen: NOW,
+            hourly: Vec::new(),
+        };
+        let a = issue(
+            "BACKEND-7F",
+            "KeyError: 'user' · \"quoted\" (x)",
+            Some("https://sentry.io/organizations/harven/issues/7/"),
+        );
+        let b = issue("BAD ID\"", "ok", Some("javascript:alert(1)"));
+        let text = [line(&a), line(&b)].join(" · ");
+        let top = top_issues(&text);
+        assert_eq!(top.len(), 2, "{text}");
+        assert_eq!(top[0].short_id, "BACKEND-7F");
+        assert_eq!(top[0].title, "KeyError: 'user' - 'quoted' (x)");
+        assert_eq!((top[0].events, top[0].users), (42, 7));
+        assert_eq!(top[0].level, "error");
+        assert_eq!(
+            top[0].link.as_deref(),
+            Some("https://sentry.io/organizations/harven/issues/7/")
+        );
+        assert_eq!(top[1].short_id, "BAD_ID_");
+        assert_eq!(top[1].link, None);
+        assert!(top_issues("-").is_empty());
     }
 
     proptest! {

@@ -11,7 +11,6 @@
 //! leak it. Every env's `value` and `real_value` carry the env's value, and every deployment's `logs`
 //! print them, so a test can prove that no value goes anywhere.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -20,9 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
-use super::saas::{serve, wait_unless_hang};
+use super::saas::{Served, wait_unless_hang};
 
 /// Size of the oversize bodies (the probe reads at most 4 MiB of deployments and 1 MiB of envs).
 pub const HUGE: usize = 5 << 20;
@@ -71,13 +69,12 @@ struct AppState {
 
 /// A running fake Coolify; stops on drop.
 pub struct FakeCoolify {
-    addr: SocketAddr,
     deployments: watch::Sender<Answer>,
     envs: watch::Sender<Answer>,
     deps: Arc<Mutex<Vec<Dep>>>,
     vars: Arc<Mutex<Vec<(String, String)>>>,
     seen: Seen,
-    task: AbortHandle,
+    served: Served,
 }
 
 impl FakeCoolify {
@@ -89,7 +86,6 @@ impl FakeCoolify {
 
     /// Starts on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
     pub async fn start_on(port: u16, token: &str, application: &str) -> Self {
-        super::init();
         let (deployments_tx, deployments_rx) = watch::channel(Answer::Ok);
         let (envs_tx, envs_rx) = watch::channel(Answer::Ok);
         let deps = Arc::new(Mutex::new(Vec::new()));
@@ -107,23 +103,20 @@ impl FakeCoolify {
                 vars: vars.clone(),
                 seen: seen.clone(),
             });
-        let (addr, task) = serve(port, app).await;
+        let served = Served::start(port, app).await;
         Self {
-            addr,
             deployments: deployments_tx,
             envs: envs_tx,
             deps,
             vars,
             seen,
-            task,
+            served,
         }
     }
 
     /// Coolify's base, `http://127.0.0.1:port` (the probe adds `/api/v1/…`).
     pub fn url(&self) -> url::Url {
-        format!("http://{}", self.addr)
-            .parse()
-            .expect("a valid URL")
+        self.served.url("")
     }
 
     /// The deployments, newest first, from now on.
@@ -152,12 +145,6 @@ impl FakeCoolify {
     /// Every request received so far: its path and query, and its `Authorization`.
     pub fn requests(&self) -> Vec<(String, Option<String>)> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeCoolify {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

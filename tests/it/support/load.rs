@@ -70,6 +70,7 @@ pub fn large_incident(section: &str, opened: Timestamp, n: usize) -> Incident {
                     more: 0,
                 })
                 .collect(),
+            sentry_issues: Vec::new(),
         })
         .collect();
     Incident {

@@ -396,6 +396,23 @@ pub fn diagnosis_causes<'a>(
         .expect("causes")
 }
 
+/// The item of `list` (`sources`, `blind_spots`) in a `diagnose --json` report whose `field` is
+/// `value` (the source `openai.api`, the rule `errors.coolify_deploy_failed`); panics, showing the report,
+/// without one.
+pub fn diagnosis_item<'a>(
+    report: &'a serde_json::Value,
+    list: &str,
+    field: &str,
+    value: &str,
+) -> &'a serde_json::Value {
+    report[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list}: {report:#}"))
+        .iter()
+        .find(|s| s[field] == value)
+        .unwrap_or_else(|| panic!("no {list} item with {field} {value:?}: {report:#}"))
+}
+
 /// True when a `diagnose --json` report shows observation `name` with a value.
 pub fn observed(report: &serde_json::Value, name: &str) -> bool {
     report["observations"]

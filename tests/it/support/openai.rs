@@ -13,7 +13,6 @@
 //! `per_day` USD but today's, which costs `today`, paged by `page_size` buckets with `next_page`
 //! cursors as OpenAI pages them.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,9 +22,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
-use super::saas::{serve, wait_unless_hang};
+use super::saas::{Served, wait_unless_hang};
 
 /// Size of the oversize bodies (the probes read at most 1 MiB).
 pub const HUGE: usize = 2 << 20;
@@ -89,12 +87,11 @@ struct AppState {
 
 /// A running fake OpenAI API; stops on drop.
 pub struct FakeOpenai {
-    addr: SocketAddr,
     models: watch::Sender<Answer>,
     costs: watch::Sender<Answer>,
     spend: Arc<Mutex<Spend>>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: AbortHandle,
+    served: Served,
 }
 
 impl FakeOpenai {
@@ -106,7 +103,6 @@ impl FakeOpenai {
 
     /// Starts on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
     pub async fn start_on(port: u16, api_key: &str, admin_key: &str) -> Self {
-        super::init();
         let (models_tx, models_rx) = watch::channel(Answer::Ok);
         let (costs_tx, costs_rx) = watch::channel(Answer::Ok);
         let spend = Arc::new(Mutex::new(Spend {
@@ -126,22 +122,19 @@ impl FakeOpenai {
                 spend: spend.clone(),
                 seen: seen.clone(),
             });
-        let (addr, task) = serve(port, app).await;
+        let served = Served::start(port, app).await;
         Self {
-            addr,
             models: models_tx,
             costs: costs_tx,
             spend,
             seen,
-            task,
+            served,
         }
     }
 
     /// The API's base, `http://127.0.0.1:port` (the probes add `/v1/…`).
     pub fn url(&self) -> url::Url {
-        format!("http://{}", self.addr)
-            .parse()
-            .expect("a valid URL")
+        self.served.url("")
     }
 
     /// What `/v1/models` does from now on (releasing hanging requests).
@@ -162,12 +155,6 @@ impl FakeOpenai {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeOpenai {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

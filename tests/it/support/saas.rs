@@ -100,10 +100,9 @@ struct PageState {
 
 /// A running fake status page; stops on drop.
 pub struct FakeStatusPage {
-    addr: SocketAddr,
     scenario: watch::Sender<PageScenario>,
     hits: Arc<AtomicU64>,
-    task: AbortHandle,
+    served: Served,
 }
 
 impl FakeStatusPage {
@@ -114,7 +113,6 @@ impl FakeStatusPage {
 
     /// Starts on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
     pub async fn start_on(port: u16, scenario: PageScenario) -> Self {
-        super::init();
         let (tx, rx) = watch::channel(scenario);
         let hits = Arc::new(AtomicU64::new(0));
         let app = Router::new()
@@ -123,25 +121,22 @@ impl FakeStatusPage {
                 scenario: rx,
                 hits: hits.clone(),
             });
-        let (addr, task) = serve(port, app).await;
+        let served = Served::start(port, app).await;
         Self {
-            addr,
             scenario: tx,
             hits,
-            task,
+            served,
         }
     }
 
     /// `http://127.0.0.1:port/api/v2/status.json`.
     pub fn url(&self) -> url::Url {
-        format!("http://{}/api/v2/status.json", self.addr)
-            .parse()
-            .expect("a valid URL")
+        self.served.url("/api/v2/status.json")
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.served.addr().port()
     }
 
     /// Switches the scenario, effective for the next request (and releasing hanging ones).
@@ -152,12 +147,6 @@ impl FakeStatusPage {
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FakeStatusPage {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -232,11 +221,10 @@ struct SupabaseState {
 
 /// A running fake Supabase project; stops on drop.
 pub struct FakeSupabase {
-    addr: SocketAddr,
     auth: watch::Sender<Health>,
     rest: watch::Sender<Health>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
-    task: AbortHandle,
+    served: Served,
 }
 
 impl FakeSupabase {
@@ -247,7 +235,6 @@ impl FakeSupabase {
 
     /// Starts on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
     pub async fn start_on(port: u16, key: &str) -> Self {
-        super::init();
         let (auth_tx, auth_rx) = watch::channel(Health::Ok);
         let (rest_tx, rest_rx) = watch::channel(Health::Ok);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -260,26 +247,23 @@ impl FakeSupabase {
                 rest: rest_rx,
                 seen: seen.clone(),
             });
-        let (addr, task) = serve(port, app).await;
+        let served = Served::start(port, app).await;
         Self {
-            addr,
             auth: auth_tx,
             rest: rest_tx,
             seen,
-            task,
+            served,
         }
     }
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// The project URL, `http://127.0.0.1:port`.
     pub fn url(&self) -> url::Url {
-        format!("http://{}", self.addr)
-            .parse()
-            .expect("a valid URL")
+        self.served.url("")
     }
 
     /// What `/auth/v1/health` does from now on.
@@ -295,12 +279,6 @@ impl FakeSupabase {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeSupabase {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -391,15 +369,46 @@ pub async fn wait_unless_hang<T: Clone>(
     }
 }
 
-/// Serves `app` on `127.0.0.1:port` in a task; the bound address and the task. Shared with the
-/// other fakes (`support::openai`).
-pub async fn serve(port: u16, app: Router) -> (SocketAddr, AbortHandle) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|e| panic!("bind a fake SaaS peer on 127.0.0.1:{port}: {e}"));
-    let addr = listener.local_addr().expect("local_addr");
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (addr, task.abort_handle())
+/// A fake SaaS peer's server: `app` served on `127.0.0.1` in a task, stopped when this is dropped
+/// (every fake holds one, so dropping the fake closes its port). Shared by the status-page,
+/// Supabase, OpenAI, Sentry and Coolify fakes.
+pub struct Served {
+    addr: SocketAddr,
+    task: AbortHandle,
+}
+
+impl Served {
+    /// Serves `app` on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
+    pub async fn start(port: u16, app: Router) -> Self {
+        super::init();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("bind a fake SaaS peer on 127.0.0.1:{port}: {e}"));
+        let addr = listener.local_addr().expect("local_addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            task: task.abort_handle(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> url::Url {
+        format!("http://{}{path}", self.addr)
+            .parse()
+            .expect("a valid URL")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -11,7 +11,6 @@
 //! scenario switched at any time makes both endpoints hang, send HTML, send 2 MiB, or answer a
 //! status. It records every request's path, query and `Authorization`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -20,9 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
-use super::saas::{serve, wait_unless_hang};
+use super::saas::{Served, wait_unless_hang};
 
 /// Size of the oversize bodies (the probe reads at most 1 MiB a page).
 pub const HUGE: usize = 2 << 20;
@@ -97,11 +95,10 @@ struct AppState {
 
 /// A running fake Sentry; stops on drop.
 pub struct FakeSentry {
-    addr: SocketAddr,
     answer: watch::Sender<Answer>,
     data: Arc<Mutex<Data>>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: AbortHandle,
+    served: Served,
 }
 
 impl FakeSentry {
@@ -113,7 +110,6 @@ impl FakeSentry {
 
     /// Starts on `127.0.0.1:port` (0: ephemeral). Panics when the port is taken.
     pub async fn start_on(port: u16, token: &str, organization: &str, project: &str) -> Self {
-        super::init();
         let (answer_tx, answer_rx) = watch::channel(Answer::Ok);
         let data = Arc::new(Mutex::new(Data {
             issues: Vec::new(),
@@ -132,21 +128,18 @@ impl FakeSentry {
                 data: data.clone(),
                 seen: seen.clone(),
             });
-        let (addr, task) = serve(port, app).await;
+        let served = Served::start(port, app).await;
         Self {
-            addr,
             answer: answer_tx,
             data,
             seen,
-            task,
+            served,
         }
     }
 
     /// Sentry's base, `http://127.0.0.1:port` (the probe adds `/api/0/…`).
     pub fn url(&self) -> url::Url {
-        format!("http://{}", self.addr)
-            .parse()
-            .expect("a valid URL")
+        self.served.url("")
     }
 
     /// What both endpoints do from now on (releasing hanging requests).
@@ -175,12 +168,6 @@ impl FakeSentry {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeSentry {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
