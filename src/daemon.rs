@@ -174,6 +174,7 @@ pub async fn run_with(
             metrics,
             data_dir,
             leadership: shared.leadership.clone(),
+            shared_store: shared.store.is_shared().then(|| Arc::clone(&shared.store)),
         },
         routes_rx,
         &limits,
@@ -606,7 +607,16 @@ impl Generation {
         if let Some((hb, client)) = heartbeat {
             tasks.spawn(
                 "heartbeat",
-                crate::heartbeat::run(hb, client, shared.heartbeat_metrics.clone(), stop.clone()),
+                crate::heartbeat::run(
+                    hb,
+                    client,
+                    shared.heartbeat_metrics.clone(),
+                    {
+                        let leadership = shared.leadership.clone();
+                        move || leadership.is_leader()
+                    },
+                    stop.clone(),
+                ),
             );
         }
         let generation = Self {

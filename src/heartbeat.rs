@@ -13,14 +13,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HeartbeatConfig;
 
-/// `result="ok"` or `"failed"`; never the URL or its host (the URL is a secret, and a label would
+/// `result="ok"`, `"failed"` or `"standby"` (not sent: this replica cannot page); never the URL or its host (the URL is a secret, and a label would
 /// outlive a reload that changed it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
 
-/// `harven_watchdog_heartbeats_total{result}` (result: ok | failed).
+/// `harven_watchdog_heartbeats_total{result}` (result: ok | failed | standby).
 #[derive(Debug, Clone, Default)]
 pub struct HeartbeatMetrics {
     sent: Family<ResultLabel, Counter>,
@@ -42,10 +42,17 @@ impl HeartbeatMetrics {
 
 /// Pings the heartbeat URL every interval until `shutdown`: one request at once, then one per
 /// interval. A failure is logged when the heartbeat starts and stops failing, and always counted.
+///
+/// A tick when `may_page()` is false sends nothing (counted as `result="standby"`): the switch
+/// must hear from a watchdog that can page. With replicas on a shared store only the leader pings,
+/// so when none can lead (the database is down for all of them, or both died) the pings stop and
+/// the dead man's switch alerts, instead of a standby keeping it quiet while nobody pages. A single
+/// node always leads.
 pub async fn run(
     config: HeartbeatConfig,
     client: reqwest::Client,
     metrics: HeartbeatMetrics,
+    may_page: impl Fn() -> bool + Send,
     shutdown: CancellationToken,
 ) {
     let host = url::Url::parse(config.url.expose())
@@ -53,7 +60,7 @@ pub async fn run(
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
     // Both results at 0 from the start, so an `increase()` alert sees the first failure.
-    for result in ["ok", "failed"] {
+    for result in ["ok", "failed", "standby"] {
         let _ = metrics.sent.get_or_create(&ResultLabel { result });
     }
     let mut failing = false;
@@ -66,6 +73,13 @@ pub async fn run(
         tokio::select! {
             _ = ticks.tick() => {}
             () = shutdown.cancelled() => return,
+        }
+        if !may_page() {
+            metrics
+                .sent
+                .get_or_create(&ResultLabel { result: "standby" })
+                .inc();
+            continue;
         }
         let outcome = client
             .get(config.url.expose())

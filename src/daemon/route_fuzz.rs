@@ -179,6 +179,10 @@ async fn start(dir: &std::path::Path) -> (App, Known, Shared, Generation) {
             metrics,
             data_dir,
             leadership: shared.leadership.clone(),
+            shared_store: shared
+                .store
+                .is_shared()
+                .then(|| std::sync::Arc::clone(&shared.store)),
         },
         routes_rx,
         &limits,

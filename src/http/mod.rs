@@ -61,6 +61,10 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// This replica's role, which `/readyz` says (a standby is ready: it can take over).
     pub leadership: crate::ha::Leadership,
+    /// A shared store (PostgreSQL), which must answer for the replica to be ready: without it no
+    /// replica can lead, page or take over. `None` for the SQLite file (the data directory check
+    /// covers it).
+    pub shared_store: Option<Arc<crate::store::Store>>,
 }
 
 /// `/healthz`, which the server keeps in front of its request bounds (`server::harden`): it
@@ -250,11 +254,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     })
     .await;
     match probe {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            format!("ready\nrole: {}\n", state.leadership.describe()),
-        )
-            .into_response(),
+        Ok(Ok(())) => match shared_store_answers(&state).await {
+            Ok(()) => (
+                StatusCode::OK,
+                format!("ready\nrole: {}\n", state.leadership.describe()),
+            )
+                .into_response(),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\nrole: {}\n", state.leadership.describe()),
+            )
+                .into_response(),
+        },
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -264,6 +275,22 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
+}
+
+/// `Ok` when the store is not shared or answers a read of the lease row (bounded by the store's
+/// own connect and statement timeouts); else why, naming the database but never its password.
+async fn shared_store_answers(state: &AppState) -> Result<(), String> {
+    let Some(store) = state.shared_store.clone() else {
+        return Ok(());
+    };
+    let target = store.path().display().to_string();
+    match tokio::task::spawn_blocking(move || store.lease_holder()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "the shared store {target} does not answer ({e}): no replica can page until it does"
+        )),
+        Err(e) => Err(format!("the shared store check did not finish: {e}")),
     }
 }
 
@@ -445,6 +472,7 @@ mod tests {
             metrics: Metrics::new(),
             data_dir: dir.path().to_path_buf(),
             leadership: crate::ha::Leadership::solo("node-a"),
+            shared_store: None,
         }));
         let checks = (0..64).map(|_| {
             let request = axum::http::Request::get("/readyz")

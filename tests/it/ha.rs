@@ -18,7 +18,9 @@
 //!   database through a fault proxy; the test cuts it mid-incident. Sampled every 50 ms, the two
 //!   replicas' `harven_watchdog_leader` are never both 1: the cut-off leader demotes itself while its
 //!   lease can still be valid, the standby claims it only once it expired. The incident goes on under
-//!   the new leader with nothing sent twice, and the old one rejoins as a standby when healed.
+//!   the new leader with nothing sent twice, and the old one rejoins as a standby when healed. Only
+//!   the leader pings the dead man's switch, before and after, and the cut-off one's `/readyz`
+//!   says the database does not answer.
 //!
 //! Takeover times are printed, not asserted (the README's figure is `scripts/bench.sh`'s): the only
 //! bound checked is the product's promise of 30 s, far above the 4 s these settings give.
@@ -89,6 +91,9 @@ struct Stack {
     db: String,
     /// The test's own connection to the shared database: the ledger it checks.
     store: Store,
+    /// A dead man's switch both replicas ping (any path answers 200).
+    heartbeat: String,
+    _heartbeat_server: tokio::task::JoinHandle<()>,
 }
 
 impl Stack {
@@ -102,7 +107,17 @@ impl Stack {
         let db = pg.create_database();
         let store =
             Store::connect(&pg_config(pg.port(), &db)).expect("connect to the test database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the heartbeat receiver");
+        let heartbeat = format!("http://{}/ping", listener.local_addr().expect("address"));
+        let app = axum::Router::new().fallback(|| async { "OK" });
+        let heartbeat_server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         Self {
+            heartbeat,
+            _heartbeat_server: heartbeat_server,
             prom_url: prom.url(),
             backend,
             _prom: prom,
@@ -144,6 +159,9 @@ impl Stack {
                 // A cut connection must fail calls well inside the lease.
                 ("STORE__CONNECT_TIMEOUT", "1s".into()),
                 ("STORE__STATEMENT_TIMEOUT", "1s".into()),
+                ("HEARTBEAT__URL", format!("{}/{node}", self.heartbeat)),
+                ("HEARTBEAT__INTERVAL", "1s".into()),
+                ("HEARTBEAT__TIMEOUT", "500ms".into()),
                 ("HA__NODE", node.into()),
                 ("HA__LEASE", lease),
                 ("HA__RENEW_EVERY", renew_every),
@@ -299,6 +317,19 @@ impl Replica {
         sample(&text, "harven_watchdog_leader").map(|v| v == 1.0)
     }
 
+    /// `harven_watchdog_heartbeats_total{result}` of this replica (0 while it does not answer).
+    async fn heartbeats(&self, http: &reqwest::Client, result: &str) -> f64 {
+        let text = match http.get(format!("{}/metrics", self.base)).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        sample(
+            &text,
+            &format!("harven_watchdog_heartbeats_total{{result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    }
+
     /// Waits until this replica leads; how long that took.
     async fn until_leader(&self, http: &reqwest::Client, why: &str) -> Duration {
         let start = Instant::now();
@@ -427,11 +458,23 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stack.drained_exactly_once("after the L1").await;
+    // Only the leader pings the dead man's switch: a standby's silence keeps it honest.
+    assert!(a.heartbeats(&http, "ok").await >= 1.0, "the leader pings");
+    assert!(
+        b.heartbeats(&http, "standby").await >= 1.0,
+        "the standby's ticks"
+    );
+    assert_eq!(
+        b.heartbeats(&http, "ok").await,
+        0.0,
+        "the standby never pinged"
+    );
 
     // The partition: a's every connection to the database is cut, and new ones are refused.
     proxy.set(Fault::Down);
     let cut = Instant::now();
     let mut a_stopped = None;
+    let mut a_pinged = 0.0;
     loop {
         let (la, lb) = tokio::join!(a.leader(&http), b.leader(&http));
         assert!(
@@ -441,6 +484,7 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
         );
         if la == Some(false) && a_stopped.is_none() {
             a_stopped = Some(cut.elapsed());
+            a_pinged = a.heartbeats(&http, "ok").await;
         }
         if lb == Some(true) {
             break;
@@ -456,6 +500,29 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
         "the takeover took {b_started:?}"
     );
 
+    // Cut off, a says so on /readyz (b answers ready, as the leader).
+    let readyz = |base: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("readyz");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let (status, body) = readyz(a.base.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("does not answer"), "{body}");
+    assert!(!body.contains(postgres::PASSWORD), "{body}");
+    let (status, body) = readyz(b.base.clone()).await;
+    assert_eq!(
+        (status, body.contains("role: leader")),
+        (200, true),
+        "{body}"
+    );
+
     // The incident goes on under b: L2 from the original open, then the resolution.
     stack.steer();
     // Healed, a comes back as a standby: b holds a valid lease.
@@ -463,6 +530,15 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
     stack.finish(1, "partition").await;
     a.until_standby(&http).await;
     assert_eq!(b.leader(&http).await, Some(true), "node-b still leads");
+    assert!(
+        b.heartbeats(&http, "ok").await >= 1.0,
+        "the new leader pings"
+    );
+    assert_eq!(
+        a.heartbeats(&http, "ok").await,
+        a_pinged,
+        "node-a stopped pinging when it stood down"
+    );
 }
 
 /// `deploy/ha/watchdog.toml`, as both hosts of the pair load it (their `ha.node` from the compose
