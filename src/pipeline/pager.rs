@@ -357,7 +357,15 @@ impl Pager {
             now,
             &self.metrics,
             &self.sender,
-        )?;
+        )
+        .inspect_err(|e| {
+            // What it would page, said where the on-call will look while the store is away (a
+            // shared database down, a fenced write): the book did not move, so the same pages are
+            // decided again at the next evaluation and recorded once the store takes them.
+            for p in &pages {
+                tracing::warn!(incident = %p.incident, level = %p.level, event = %p.event, key = %p.key, error = %e, "page not recorded: the store refused it");
+            }
+        })?;
         self.book = book;
         for p in &pages {
             // A page decided again after a restart finds its key in the ledger: not a new page.
