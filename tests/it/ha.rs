@@ -56,7 +56,8 @@ const PROMISED_TAKEOVER: Duration = Duration::from_secs(30);
 /// `HARVEN_TEST_HA_RENEW_EVERY` say otherwise (`scripts/bench.sh` measures the takeover on the
 /// shipped 20 s and 5 s).
 fn lease_settings() -> (String, String) {
-    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
     (
         var("HARVEN_TEST_HA_LEASE", "3s"),
         var("HARVEN_TEST_HA_RENEW_EVERY", "1s"),
@@ -99,7 +100,8 @@ impl Stack {
         quick_runbook(dir.path(), "5s");
         let pg = postgres::shared();
         let db = pg.create_database();
-        let store = Store::connect(&pg_config(pg.port(), &db)).expect("connect to the test database");
+        let store =
+            Store::connect(&pg_config(pg.port(), &db)).expect("connect to the test database");
         Self {
             prom_url: prom.url(),
             backend,
@@ -121,12 +123,19 @@ impl Stack {
         let (lease, renew_every) = lease_settings();
         env.extend(
             [
-                ("RUNBOOK__PATH", self.dir.path().join("runbook.toml").display().to_string()),
+                (
+                    "RUNBOOK__PATH",
+                    self.dir.path().join("runbook.toml").display().to_string(),
+                ),
                 ("SERVER__LISTEN", format!("127.0.0.1:{port}")),
                 ("ESCALATION__L2__AFTER", "20s".into()),
                 (
                     "STORE__URL",
-                    format!("postgres://{}@127.0.0.1:{db_port}/{}", postgres::USER, self.db),
+                    format!(
+                        "postgres://{}@127.0.0.1:{db_port}/{}",
+                        postgres::USER,
+                        self.db
+                    ),
                 ),
                 (
                     "STORE__PASSWORD_FILE",
@@ -170,7 +179,10 @@ impl Stack {
     async fn drained_exactly_once(&self, when: &str) {
         let deadline = Instant::now() + PATIENCE;
         while !drained(&self.store) {
-            assert!(Instant::now() < deadline, "{when}: the outbox never drained");
+            assert!(
+                Instant::now() < deadline,
+                "{when}: the outbox never drained"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_delivered_exactly_once(&self.store, &self.smtp.messages(), when);
@@ -207,7 +219,11 @@ impl Stack {
             .into_iter()
             .filter(|i| i.id.starts_with("latency-"))
             .collect();
-        assert_eq!(incidents.len(), 1, "one latency incident across the takeovers ({seed})");
+        assert_eq!(
+            incidents.len(),
+            1,
+            "one latency incident across the takeovers ({seed})"
+        );
         let incident = &incidents[0];
         let l2 = self
             .store
@@ -334,7 +350,9 @@ async fn kill_9_of_the_leader_hands_the_incident_to_the_standby_exactly_once() {
     ];
     // a first, so that it leads; b joins as the standby.
     replicas[0].start();
-    replicas[0].until_leader(&http, "the first replica up").await;
+    replicas[0]
+        .until_leader(&http, "the first replica up")
+        .await;
     replicas[1].start();
     replicas[1].until_standby(&http).await;
     let mut leader = 0;
@@ -460,7 +478,10 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
         path.display().to_string()
     };
     let files = [
-        ("SERVER__API_TOKEN_FILE", secret("token", "a-deploy-test-token-0123456789abcdef")),
+        (
+            "SERVER__API_TOKEN_FILE",
+            secret("token", "a-deploy-test-token-0123456789abcdef"),
+        ),
         ("STORE__PASSWORD_FILE", secret("store", "store-password")),
         ("SUPABASE__API_KEY_FILE", secret("supabase", "supabase-key")),
         ("SMTP__PASSWORD_FILE", secret("smtp", "smtp-password")),
@@ -475,7 +496,11 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
             .collect();
         let config = Config::load_with_env(&[root.join("deploy/ha/watchdog.toml")], env)
             .unwrap_or_else(|e| panic!("deploy/ha/watchdog.toml for {node}: {e}"));
-        let pg = config.store.postgres.clone().expect("the store is PostgreSQL");
+        let pg = config
+            .store
+            .postgres
+            .clone()
+            .expect("the store is PostgreSQL");
         assert_eq!(
             pg.password.as_ref().map(|p| p.expose().to_owned()),
             Some("store-password".to_owned()),
@@ -486,5 +511,8 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
         assert!(bound <= PROMISED_TAKEOVER, "takeover within {bound:?}");
         databases.push(pg.target());
     }
-    assert_eq!(databases[0], databases[1], "both replicas share one database");
+    assert_eq!(
+        databases[0], databases[1],
+        "both replicas share one database"
+    );
 }
