@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{AlertState, Listed, observe};
 use crate::clock::Timestamp;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Observation};
 use crate::probe::Probe;
 use crate::runbook::alerts::{Routed, Unmatched};
@@ -130,19 +131,16 @@ impl Remote {
             .await
             .map_err(|e| crate::probe::http::reqwest_failure(&e))?;
         if !answer.status().is_success() {
-            return Err(Failure::new(
+            return Err(Failure::said(
                 FailureKind::Status,
-                format!(
-                    "the running watchdog answered {} to GET /api/alerts",
-                    answer.status()
-                ),
+                Msg::new(MsgId::RemoteAnswered).arg("status", answer.status().as_u16()),
             ));
         }
         let body = crate::probe::http::read_capped(answer, MAX_LISTING).await?;
         let listing: Listing = serde_json::from_slice(&body).map_err(|e| {
-            Failure::new(
+            Failure::said(
                 FailureKind::Malformed,
-                format!("GET /api/alerts is not a listing: {e}"),
+                Msg::new(MsgId::RemoteNotListing).peer("error", e),
             )
         })?;
         Ok(listing.alerts.into_iter().map(listed).collect())

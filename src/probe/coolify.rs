@@ -119,7 +119,7 @@ impl CoolifyProbe {
     }
 
     /// One GET, its body read up to `cap`; every way it can go wrong is a [`Failure`] worded here.
-    async fn get(&self, url: &url::Url, cap: usize, what: &str) -> Result<Vec<u8>, Failure> {
+    async fn get(&self, url: &url::Url, cap: usize, what: MsgId) -> Result<Vec<u8>, Failure> {
         let response = self
             .http
             .get(url.clone())
@@ -129,7 +129,10 @@ impl CoolifyProbe {
             .await
             .map_err(|e| {
                 let f = reqwest_failure(&e);
-                Failure::new(f.kind, format!("Coolify cannot be reached: {}", f.detail))
+                Failure::said(
+                    f.kind,
+                    Msg::new(MsgId::CoolifyUnreachable).msg("failure", f.reader_words()),
+                )
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -141,19 +144,19 @@ impl CoolifyProbe {
 }
 
 /// A status Coolify answered instead of `what`, with the fix.
-fn refusal(status: reqwest::StatusCode, what: &str) -> Failure {
-    let fix = match status.as_u16() {
-        300..=399 => "redirected, not followed (the token stays here). Fix: [coolify] url",
+fn refusal(status: reqwest::StatusCode, what: MsgId) -> Failure {
+    let id = match status.as_u16() {
+        300..=399 => MsgId::CoolifyRedirected,
         // Coolify answers 400 "Invalid token." for a token of no team.
-        400 | 401 | 403 => {
-            "Coolify refused the token. Fix: check [coolify] token_file (an API token with read access to the application)"
-        }
-        404 => "Coolify does not know the application. Fix: check [coolify] application (its UUID)",
-        _ => "Coolify could not answer",
+        400 | 401 | 403 => MsgId::CoolifyRefusedToken,
+        404 => MsgId::CoolifyUnknownApp,
+        _ => MsgId::CoolifyNoAnswer,
     };
-    Failure::new(
+    Failure::said(
         FailureKind::Status,
-        format!("HTTP {status} for {what}: {fix}"),
+        Msg::new(id)
+            .arg("status", status.as_u16())
+            .msg("what", Msg::new(what)),
     )
 }
 
@@ -181,9 +184,9 @@ impl Probe for CoolifyProbe {
             self.get(
                 &self.deployments,
                 MAX_DEPLOYMENTS_BODY,
-                "the application's deployments"
+                MsgId::CoolifyDeploymentsOf
             ),
-            self.get(&self.envs, MAX_ENVS_BODY, "the application's envs"),
+            self.get(&self.envs, MAX_ENVS_BODY, MsgId::CoolifyEnvsOf),
         );
         let deployments = parse_deployments(&deployments?)?;
         let names = parse_env_names(&envs?)?;
@@ -264,7 +267,7 @@ fn parse_deployments(body: &[u8]) -> Result<Vec<Deployment>, Failure> {
         Ok(DeploymentsAnswer::Paged { deployments } | DeploymentsAnswer::List(deployments)) => {
             Ok(deployments)
         }
-        Err(_) => Err(malformed(body, "Coolify's deployments list")),
+        Err(_) => Err(malformed(body, MsgId::CoolifyDeploymentsList)),
     }
 }
 
@@ -321,7 +324,7 @@ fn filled<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
 /// not Coolify's envs list. The values are gone when this returns (see [`filled`]).
 fn parse_env_names(body: &[u8]) -> Result<Vec<String>, Failure> {
     let envs: Vec<Env> =
-        serde_json::from_slice(body).map_err(|_| malformed(body, "Coolify's envs list"))?;
+        serde_json::from_slice(body).map_err(|_| malformed(body, MsgId::CoolifyEnvsList))?;
     Ok(envs
         .into_iter()
         .filter(|e| e.is_preview != Some(true) && e.value != Some(false))
@@ -331,13 +334,20 @@ fn parse_env_names(body: &[u8]) -> Result<Vec<String>, Failure> {
 
 /// A body that is not `what`. serde's reason is left out: it can quote the text it stopped at,
 /// which in an envs list may be a value.
-fn malformed(body: &[u8], what: &str) -> Failure {
+fn malformed(body: &[u8], what: MsgId) -> Failure {
     let html = body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'<');
-    let head = if html { "an HTML page" } else { "an answer" };
-    Failure::new(FailureKind::Malformed, format!("{head} that is not {what}"))
+    let id = if html {
+        MsgId::HtmlNot
+    } else {
+        MsgId::AnswerNot
+    };
+    Failure::said(
+        FailureKind::Malformed,
+        Msg::new(id).msg("what", Msg::new(what)),
+    )
 }
 
 /// `text` when it is a safe word (letters, digits, `.`, `_`, `-`; at most [`MAX_WORD`]), else

@@ -1,7 +1,7 @@
 //! Helpers the HTTP probes share: a size-capped body read, reqwest errors as [`Failure`]s, the two
 //! clients, and the bearer header of the keyed ones.
 
-use crate::locale::{Msg, MsgId};
+use crate::locale::{Arg, Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 
 /// Reads at most `cap` bytes of the body; more is a failure, not a truncation.
@@ -96,9 +96,20 @@ fn dropped_connection(e: &reqwest::Error) -> bool {
 const MAX_DECODE_ERROR: usize = 200;
 
 /// A body that is not the JSON expected (a SaaS API's answer): `what` it should have been (words of
-/// ours: a [`MsgId`], or English text for now), and the decoder's reason, cut and quoted as a
-/// library's words; an HTML page (a login wall, a proxy's error) is said to be one.
-pub fn malformed(body: &[u8], what: impl Into<Msg>, e: &dyn std::fmt::Display) -> Failure {
+/// ours, a [`MsgId`]), and the decoder's reason, cut and quoted as a library's words; an HTML page
+/// (a login wall, a proxy's error) is said to be one.
+pub fn malformed(body: &[u8], what: Msg, e: &dyn std::fmt::Display) -> Failure {
+    let error = Arg::Peer(super::truncate(&e.to_string(), MAX_DECODE_ERROR));
+    not_json(body, what, error)
+}
+
+/// [`malformed`] for a body that decodes but says something we cannot use: `why` is words of ours
+/// (an amount that is not a number), shown in the reader's language rather than quoted.
+pub fn malformed_because(body: &[u8], what: Msg, why: Msg) -> Failure {
+    not_json(body, what, Arg::Msg(Box::new(why)))
+}
+
+fn not_json(body: &[u8], what: Msg, error: Arg) -> Failure {
     let html = body
         .iter()
         .find(|b| !b.is_ascii_whitespace())
@@ -108,12 +119,9 @@ pub fn malformed(body: &[u8], what: impl Into<Msg>, e: &dyn std::fmt::Display) -
     } else {
         MsgId::NotJson
     };
-    Failure::said(
-        FailureKind::Malformed,
-        Msg::new(id)
-            .msg("what", what.into())
-            .peer("error", super::truncate(&e.to_string(), MAX_DECODE_ERROR)),
-    )
+    let mut words = Msg::new(id).msg("what", what);
+    words.args.push(("error".to_owned(), error));
+    Failure::said(FailureKind::Malformed, words)
 }
 
 /// Upper bound of the shared client's connect timeout.

@@ -847,7 +847,8 @@ async fn failed<P: harven_watchdog::probe::Probe>(probe: &mut P) -> Failure {
 
 /// Each probe failing against a peer that answers wrongly (a Redis reply over the limit or no
 /// protocol at all, a status page of HTML, bad JSON or an unknown word, a Prometheus and a Docker
-/// Engine answering something else, a Supabase that is not there), with the words of ours that a
+/// Engine answering something else, a Supabase that is not there; OpenAI, Sentry and Coolify
+/// answering HTML, refusing the credentials, not knowing the project or not there), with the words of ours that a
 /// pt-BR reader must see around the peer's: the failure as an evidence line and as a blind source
 /// shows, in each language, no word of the other; our words are never quoted as the peer's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1045,6 +1046,8 @@ async fn every_probe_failure_speaks_one_language() {
         vec!["nenhum endpoint do Supabase"],
     ));
 
+    saas_failures(&mut failures).await;
+
     for locale in Locale::ALL {
         let foreign = Foreign::of(locale);
         for (what, source, f, glue) in &failures {
@@ -1064,4 +1067,241 @@ async fn every_probe_failure_speaks_one_language() {
             }
         }
     }
+}
+
+/// The SaaS probes (OpenAI's API and costs, Sentry, Coolify) failing against their fakes in each
+/// way that is ours to word: an HTML page, a refused key or token, an unknown project or
+/// application, a 502, a closed port; each with the pt-BR words expected around the peer's.
+async fn saas_failures(failures: &mut Vec<(String, &str, Failure, Vec<&str>)>) {
+    use harven_watchdog::config::{CoolifyConfig, OpenaiConfig, OpenaiUsageConfig, SentryConfig};
+    use harven_watchdog::probe::coolify::CoolifyProbe;
+    use harven_watchdog::probe::openai::{ApiProbe, UsageProbe};
+    use harven_watchdog::probe::sentry::SentryProbe;
+    use harven_watchdog::secret::Secret;
+
+    use crate::support::{coolify, openai, sentry};
+
+    let timeout = Duration::from_secs(1);
+    let closed = || -> url::Url {
+        format!("http://127.0.0.1:{}", crate::support::free_port())
+            .parse()
+            .expect("url")
+    };
+
+    // OpenAI: the models list and the costs pages.
+    let openai_config = |url: url::Url, api_key: &str, admin_key: &str| OpenaiConfig {
+        url,
+        api_key: Some(Secret::new(api_key)),
+        usage: Some(OpenaiUsageConfig {
+            admin_key: Secret::new(admin_key),
+            monthly_budget: 100.0,
+            interval: Duration::from_secs(600),
+        }),
+        organization: None,
+        project: None,
+        interval: Duration::from_secs(60),
+        timeout,
+    };
+    let server = openai::FakeOpenai::start("sk-proj-right", "sk-admin-right").await;
+    server.set_models(openai::Answer::Garbage);
+    server.set_costs(openai::Answer::Garbage);
+    let config = openai_config(server.url(), "sk-proj-right", "sk-admin-right");
+    let mut api = ApiProbe::new(&config).expect("probe");
+    let mut usage = UsageProbe::new(&config).expect("probe");
+    let f = failed(&mut api).await;
+    failures.push((
+        "openai models HTML".into(),
+        "openai.api",
+        f,
+        vec!["uma página HTML, não a lista de modelos da OpenAI"],
+    ));
+    let f = failed(&mut usage).await;
+    failures.push((
+        "openai costs HTML".into(),
+        "openai.usage",
+        f,
+        vec!["uma página HTML, não a página de custos da OpenAI"],
+    ));
+    server.set_costs(openai::Answer::Status(502));
+    let f = failed(&mut usage).await;
+    failures.push((
+        "openai costs 502".into(),
+        "openai.usage",
+        f,
+        vec!["a API de custos não respondeu"],
+    ));
+    let config = openai_config(server.url(), "sk-proj-wrong", "sk-admin-wrong");
+    let f = failed(&mut ApiProbe::new(&config).expect("probe")).await;
+    failures.push((
+        "openai wrong key".into(),
+        "openai.api",
+        f,
+        vec!["a OpenAI recusou a chave"],
+    ));
+    let f = failed(&mut UsageProbe::new(&config).expect("probe")).await;
+    failures.push((
+        "openai wrong admin key".into(),
+        "openai.usage",
+        f,
+        vec!["a OpenAI recusou a chave"],
+    ));
+    let config = openai_config(closed(), "sk-proj-right", "sk-admin-right");
+    let f = failed(&mut ApiProbe::new(&config).expect("probe")).await;
+    failures.push((
+        "openai closed port".into(),
+        "openai.api",
+        f,
+        vec!["a API da OpenAI não pôde ser alcançada"],
+    ));
+    let f = failed(&mut UsageProbe::new(&config).expect("probe")).await;
+    failures.push((
+        "openai costs closed port".into(),
+        "openai.usage",
+        f,
+        vec!["API de custos da OpenAI"],
+    ));
+
+    // Sentry: its releases and issues lists.
+    let sentry_config = |url: url::Url, token: &str, project: &str| SentryConfig {
+        url,
+        token: Secret::new(token),
+        organization: "harven".into(),
+        projects: vec![project.into()],
+        interval: Duration::from_secs(60),
+        timeout,
+        window: Duration::from_secs(3600),
+    };
+    let server = sentry::FakeSentry::start("sntrys_right", "harven", "harven-backend").await;
+    let mut right = SentryProbe::new(&sentry_config(
+        server.url(),
+        "sntrys_right",
+        "harven-backend",
+    ))
+    .expect("probe");
+    server.set(sentry::Answer::Garbage);
+    let f = failed(&mut right).await;
+    failures.push((
+        "sentry HTML".into(),
+        "sentry",
+        f,
+        vec!["uma página HTML, não a lista de"],
+    ));
+    server.set(sentry::Answer::Status(502));
+    let f = failed(&mut right).await;
+    failures.push((
+        "sentry 502".into(),
+        "sentry",
+        f,
+        vec!["o Sentry não respondeu"],
+    ));
+    server.set(sentry::Answer::Ok);
+    let f = failed(
+        &mut SentryProbe::new(&sentry_config(
+            server.url(),
+            "sntrys_wrong",
+            "harven-backend",
+        ))
+        .expect("probe"),
+    )
+    .await;
+    failures.push((
+        "sentry wrong token".into(),
+        "sentry",
+        f,
+        vec!["o Sentry recusou o token"],
+    ));
+    let f = failed(
+        &mut SentryProbe::new(&sentry_config(
+            server.url(),
+            "sntrys_right",
+            "harven-frontend",
+        ))
+        .expect("probe"),
+    )
+    .await;
+    failures.push((
+        "sentry unknown project".into(),
+        "sentry",
+        f,
+        vec!["o Sentry não conhece o projeto"],
+    ));
+    let f = failed(
+        &mut SentryProbe::new(&sentry_config(closed(), "sntrys_right", "harven-backend"))
+            .expect("probe"),
+    )
+    .await;
+    failures.push((
+        "sentry closed port".into(),
+        "sentry",
+        f,
+        vec!["o Sentry não pôde ser lido"],
+    ));
+
+    // Coolify: the application's deployments and envs.
+    let app = "k8cw4s0kgsw4gcw8o0ckc4os";
+    let coolify_config = |url: url::Url, token: &str, application: &str| CoolifyConfig {
+        url,
+        token: Secret::new(token),
+        application: application.to_owned(),
+        env_names: vec!["JWT_SECRET".into()],
+        interval: Duration::from_secs(60),
+        timeout,
+    };
+    let server = coolify::FakeCoolify::start("7|right", app).await;
+    let mut right =
+        CoolifyProbe::new(&coolify_config(server.url(), "7|right", app)).expect("probe");
+    server.set_deployments_answer(coolify::Answer::Garbage);
+    server.set_envs_answer(coolify::Answer::Garbage);
+    let f = failed(&mut right).await;
+    failures.push((
+        "coolify HTML".into(),
+        "coolify",
+        f,
+        vec!["uma página HTML que não é a lista de"],
+    ));
+    server.set_deployments_answer(coolify::Answer::Status(502));
+    server.set_envs_answer(coolify::Answer::Status(502));
+    let f = failed(&mut right).await;
+    failures.push((
+        "coolify 502".into(),
+        "coolify",
+        f,
+        vec!["o Coolify não conseguiu responder"],
+    ));
+    server.set_deployments_answer(coolify::Answer::Ok);
+    server.set_envs_answer(coolify::Answer::Ok);
+    let f = failed(
+        &mut CoolifyProbe::new(&coolify_config(server.url(), "7|wrong", app)).expect("probe"),
+    )
+    .await;
+    failures.push((
+        "coolify wrong token".into(),
+        "coolify",
+        f,
+        vec!["o Coolify recusou o token"],
+    ));
+    let f = failed(
+        &mut CoolifyProbe::new(&coolify_config(
+            server.url(),
+            "7|right",
+            "nosuchapp0000000000000000",
+        ))
+        .expect("probe"),
+    )
+    .await;
+    failures.push((
+        "coolify unknown application".into(),
+        "coolify",
+        f,
+        vec!["o Coolify não conhece a aplicação"],
+    ));
+    let f =
+        failed(&mut CoolifyProbe::new(&coolify_config(closed(), "7|right", app)).expect("probe"))
+            .await;
+    failures.push((
+        "coolify closed port".into(),
+        "coolify",
+        f,
+        vec!["o Coolify não pôde ser alcançado"],
+    ));
 }

@@ -29,7 +29,7 @@ use crate::clock::Timestamp;
 use crate::config::OpenaiConfig;
 use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation};
-use crate::probe::http::{keyed_client, read_capped, reqwest_failure};
+use crate::probe::http::{keyed_client, malformed_because, read_capped, reqwest_failure};
 use crate::probe::{BuildError, Probe};
 
 /// Largest models list read: about a hundred models is 10 KiB; a list a hundred times longer is
@@ -124,9 +124,9 @@ impl ApiProbe {
                 } else {
                     f.kind
                 };
-                return Err(Failure::new(
+                return Err(Failure::said(
                     kind,
-                    format!("OpenAI's API cannot be reached: {}", f.detail),
+                    Msg::new(MsgId::OpenaiUnreachable).msg("failure", f.reader_words()),
                 ));
             }
         };
@@ -170,18 +170,9 @@ impl ApiProbe {
                 words,
             }),
             // Our key, not OpenAI: the probe is blind until the key is fixed.
-            401 | 403 => Err(refused(
-                status,
-                &words,
-                "api_key",
-                "a project or user key with the models.read permission",
-            )),
+            401 | 403 => Err(refused(status, &words, "api_key", MsgId::OpenaiNeedModels)),
             // Another 4xx: our request or `url` is wrong (a path OpenAI does not serve, a proxy).
-            _ => Err(unexpected(
-                status,
-                &words,
-                ": OpenAI refused the request. Fix: check [openai] url (OpenAI's API, or a proxy speaking it)",
-            )),
+            _ => Err(unexpected(status, &words, MsgId::OpenaiRefusedRequest)),
         }
     }
 }
@@ -192,7 +183,7 @@ impl ApiProbe {
     fn silent(&self) -> Failure {
         Failure::said(
             FailureKind::Timeout,
-            Msg::new(MsgId::OpenaiSilent).arg("timeout", humantime::format_duration(self.timeout)),
+            Msg::new(MsgId::OpenaiSilent).duration("timeout", self.timeout),
         )
     }
 }
@@ -230,16 +221,14 @@ struct Model {
 
 /// The number of models in a models list, or why the body is not one.
 fn parse_models(body: &[u8]) -> Result<usize, Failure> {
-    let what = "OpenAI's models list";
-    let list: ModelList = serde_json::from_slice(body).map_err(|e| malformed(body, what, &e))?;
+    let what = || Msg::new(MsgId::OpenaiModelsList);
+    let list: ModelList = serde_json::from_slice(body).map_err(|e| malformed(body, what(), &e))?;
     if list.object != "list" {
-        return Err(malformed(
+        return Err(malformed_because(
             body,
-            what,
-            &format!(
-                "`object` is {:?}, not \"list\"",
-                crate::probe::truncate(&list.object, 40)
-            ),
+            what(),
+            Msg::new(MsgId::OpenaiObjectNotList)
+                .peer("object", crate::probe::truncate(&list.object, 40)),
         ));
     }
     Ok(list.data.len())
@@ -275,8 +264,11 @@ fn observe(answer: Answer) -> Vec<Observation> {
             Observation::boolean(ok, false),
             Observation::number(status, f64::from(code)),
             Observation::number(latency, took.as_secs_f64()),
-            Observation::text(error, class)
-                .with_note(format!("HTTP {code}{}", words.shown()).trim().to_owned()),
+            Observation::text(error, class).with_note(
+                Msg::new(MsgId::OpenaiHttp)
+                    .arg("status", code)
+                    .arg("code", words.shown()),
+            ),
         ],
     }
 }
@@ -296,7 +288,7 @@ mod tests {
         assert_eq!(html.kind, FailureKind::Malformed);
         assert!(html.detail.contains("HTML"), "{}", html.detail);
         let other = parse_models(br#"{"object":"page","data":[]}"#).unwrap_err();
-        assert!(other.detail.contains("\"page\""), "{}", other.detail);
+        assert!(other.detail.contains("«page»"), "{}", other.detail);
     }
 
     fn text(obs: &[Observation], name: &str) -> Option<Value> {

@@ -45,6 +45,7 @@ use serde::Deserialize;
 use super::BuildError;
 use super::http::{bearer, malformed, read_capped};
 use crate::config::OpenaiConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind};
 use crate::secret::Secret;
 
@@ -161,22 +162,26 @@ fn word(v: &serde_json::Value) -> Option<String> {
 }
 
 /// A key OpenAI refused (401, 403), as the source's failure: the probe is blind, not OpenAI down.
-/// Says which `*_file` to fix; never quotes OpenAI's message.
-fn refused(status: reqwest::StatusCode, words: &ErrorWords, key: &str, need: &str) -> Failure {
-    Failure::new(
+/// Says which `*_file` to fix (`need`: what key it takes); never quotes OpenAI's message.
+fn refused(status: reqwest::StatusCode, words: &ErrorWords, key: &str, need: MsgId) -> Failure {
+    Failure::said(
         FailureKind::Status,
-        format!(
-            "HTTP {status}{}: OpenAI refused the key. Fix: check [openai] {key}_file ({need})",
-            words.shown()
-        ),
+        Msg::new(MsgId::OpenaiRefusedKey)
+            .arg("status", status.as_u16())
+            .arg("code", words.shown())
+            .arg("key", key)
+            .msg("need", Msg::new(need)),
     )
 }
 
-/// A status the probe cannot read OpenAI through (another 4xx, or a 5xx of the costs API).
-fn unexpected(status: reqwest::StatusCode, words: &ErrorWords, hint: &str) -> Failure {
-    Failure::new(
+/// A status the probe cannot read OpenAI through (another 4xx, or a 5xx of the costs API): `hint`
+/// says which call and the fix, with `{status}` and `{code}` in it.
+fn unexpected(status: reqwest::StatusCode, words: &ErrorWords, hint: MsgId) -> Failure {
+    Failure::said(
         FailureKind::Status,
-        format!("HTTP {status}{}{hint}", words.shown()),
+        Msg::new(hint)
+            .arg("status", status.as_u16())
+            .arg("code", words.shown()),
     )
 }
 
@@ -186,12 +191,14 @@ fn redirected(status: reqwest::StatusCode, from: &url::Url, headers: &HeaderMap)
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|l| from.join(l).ok())
-        .map_or_else(|| "none".to_owned(), |u| u.origin().ascii_serialization());
-    Failure::new(
+        .map(|u| u.origin().ascii_serialization());
+    let words = Msg::new(MsgId::OpenaiRedirected).arg("status", status.as_u16());
+    Failure::said(
         FailureKind::Status,
-        format!(
-            "HTTP {status}: redirected to {to}, not followed (the key stays here). Fix: [openai] url"
-        ),
+        match to {
+            Some(origin) => words.arg("to", origin),
+            None => words.msg("to", Msg::new(MsgId::Elsewhere)),
+        },
     )
 }
 

@@ -34,7 +34,7 @@ use crate::clock::Timestamp;
 use crate::config::OpenaiConfig;
 use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Key, Observation};
-use crate::probe::http::{keyed_client, read_capped, reqwest_failure};
+use crate::probe::http::{keyed_client, malformed_because, read_capped, reqwest_failure};
 use crate::probe::{BuildError, Probe};
 
 /// Largest page of costs read: 32 daily buckets of a few line items are a few KiB.
@@ -140,13 +140,8 @@ impl UsageProbe {
             if !status.is_success() {
                 let words = ErrorWords::read(response).await;
                 return Err(match status.as_u16() {
-                    401 | 403 => refused(
-                        status,
-                        &words,
-                        "admin_key",
-                        "an Admin key, sk-admin-…, with read access to usage",
-                    ),
-                    _ => unexpected(status, &words, ": the costs API did not answer"),
+                    401 | 403 => refused(status, &words, "admin_key", MsgId::OpenaiNeedAdmin),
+                    _ => unexpected(status, &words, MsgId::OpenaiCostsNoAnswer),
                 });
             }
             let body = read_capped(response, MAX_BODY)
@@ -160,33 +155,33 @@ impl UsageProbe {
             match page.next_page {
                 Some(c) if !c.is_empty() && c.len() <= MAX_CURSOR => cursor = Some(c),
                 _ => {
-                    return Err(Failure::new(
+                    return Err(Failure::said(
                         FailureKind::Malformed,
-                        "`has_more` without a usable `next_page` cursor",
+                        Msg::new(MsgId::OpenaiNoCursor),
                     ));
                 }
             }
         }
-        Err(Failure::new(
+        Err(Failure::said(
             FailureKind::TooLarge,
-            format!("more than {MAX_PAGES} pages of costs for one month"),
+            Msg::new(MsgId::OpenaiTooManyPages).arg("pages", MAX_PAGES),
         ))
     }
 
     fn timed_out(&self) -> Failure {
-        Failure::new(
+        Failure::said(
             FailureKind::Timeout,
-            format!(
-                "the costs did not come within {}",
-                humantime::format_duration(self.timeout)
-            ),
+            Msg::new(MsgId::OpenaiCostsLate).duration("timeout", self.timeout),
         )
     }
 }
 
 /// A failure reading the costs, said as such.
 fn costs_failure(f: &Failure) -> Failure {
-    Failure::new(f.kind, format!("OpenAI's costs API: {}", f.detail))
+    Failure::said(
+        f.kind,
+        Msg::new(MsgId::OpenaiCostsSaid).msg("failure", f.reader_words()),
+    )
 }
 
 impl Probe for UsageProbe {
@@ -264,24 +259,25 @@ fn usd_value(v: &serde_json::Value) -> Option<f64> {
 
 /// A page, checked: every amount a finite number of USD.
 fn parse_page(body: &[u8]) -> Result<Page, Failure> {
-    let what = "OpenAI's costs page";
-    let page: Page = serde_json::from_slice(body).map_err(|e| malformed(body, what, &e))?;
+    let what = || Msg::new(MsgId::OpenaiCostsPage);
+    let page: Page = serde_json::from_slice(body).map_err(|e| malformed(body, what(), &e))?;
     for bucket in &page.data {
         for amount in bucket.results.iter().filter_map(|r| r.amount.as_ref()) {
             if usd_value(&amount.value).is_none() {
-                return Err(malformed(
+                return Err(malformed_because(
                     body,
-                    what,
-                    &"an amount that is not a finite number",
+                    what(),
+                    Msg::new(MsgId::OpenaiAmountNotFinite),
                 ));
             }
             if let Some(c) = &amount.currency
                 && !c.eq_ignore_ascii_case("usd")
             {
-                return Err(malformed(
+                return Err(malformed_because(
                     body,
-                    what,
-                    &format!("an amount in {:?}, not USD", crate::probe::truncate(c, 12)),
+                    what(),
+                    Msg::new(MsgId::OpenaiAmountNotUsd)
+                        .peer("currency", crate::probe::truncate(c, 12)),
                 ));
             }
         }
@@ -305,7 +301,7 @@ impl Frame {
     /// The frame of `now`; a clock outside what a calendar can say fails the poll.
     pub(crate) fn at(now: Timestamp) -> Result<Self, Failure> {
         let secs = now.as_unix_millis().div_euclid(1000);
-        let bad = || Failure::new(FailureKind::Other, "the clock is outside the calendar");
+        let bad = || Failure::said(FailureKind::Other, Msg::new(MsgId::OutsideCalendar));
         let t = time::OffsetDateTime::from_unix_timestamp(secs).map_err(|_| bad())?;
         let first = t.date().replace_day(1).map_err(|_| bad())?;
         let next = if t.month() == time::Month::December {

@@ -50,6 +50,7 @@ use super::http::{bearer, keyed_client, read_capped, reqwest_failure};
 use super::{BuildError, Probe};
 use crate::clock::Timestamp;
 use crate::config::SentryConfig;
+use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, FailureKind, Observation};
 
 /// Largest page read: 100 issues with their 24 hourly buckets are about 200 KiB.
@@ -170,10 +171,12 @@ impl SentryProbe {
         if left.is_zero() {
             return Err(self.timed_out());
         }
-        let mut url = self
-            .base
-            .join(&format!("{slug}/{path}"))
-            .map_err(|e| Failure::new(FailureKind::Other, format!("sentry.projects: {e}")))?;
+        let mut url = self.base.join(&format!("{slug}/{path}")).map_err(|e| {
+            Failure::said(
+                FailureKind::Other,
+                Msg::new(MsgId::SentryBadUrl).peer("error", e),
+            )
+        })?;
         url.query_pairs_mut()
             .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
         let response = self
@@ -185,7 +188,10 @@ impl SentryProbe {
             .await
             .map_err(|e| {
                 let f = reqwest_failure(&e);
-                Failure::new(f.kind, format!("Sentry cannot be read: {}", f.detail))
+                Failure::said(
+                    f.kind,
+                    Msg::new(MsgId::SentryUnreadable).msg("failure", f.reader_words()),
+                )
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -193,18 +199,21 @@ impl SentryProbe {
         }
         let next = next_cursor(response.headers());
         let body = read_capped(response, MAX_BODY).await.map_err(|f| {
-            Failure::new(f.kind, format!("Sentry's {path} of {slug}: {}", f.detail))
+            Failure::said(
+                f.kind,
+                Msg::new(MsgId::SentryPathOf)
+                    .arg("path", path)
+                    .arg("slug", slug)
+                    .msg("failure", f.reader_words()),
+            )
         })?;
         Ok((body, next))
     }
 
     fn timed_out(&self) -> Failure {
-        Failure::new(
+        Failure::said(
             FailureKind::Timeout,
-            format!(
-                "Sentry did not answer within {}",
-                humantime::format_duration(self.timeout)
-            ),
+            Msg::new(MsgId::SentryLate).duration("timeout", self.timeout),
         )
     }
 }
@@ -243,32 +252,27 @@ impl Probe for SentryProbe {
 /// A status other than 2xx as the source's failure, with the fix; Sentry's words are not quoted.
 fn refusal(status: reqwest::StatusCode, slug: &str, headers: &HeaderMap) -> Failure {
     let code = status.as_u16();
-    let detail = match code {
+    let words = match code {
         300..=399 => {
             let to = headers
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|l| url::Url::parse(l).ok())
-                .map_or_else(
-                    || "elsewhere".to_owned(),
-                    |u| u.origin().ascii_serialization(),
-                );
-            format!(
-                "HTTP {status}: redirected to {to}, not followed (the token stays here). Fix: [sentry] url"
-            )
+                .map(|u| u.origin().ascii_serialization());
+            let words = Msg::new(MsgId::SentryRedirected).arg("status", code);
+            match to {
+                Some(origin) => words.arg("to", origin),
+                None => words.msg("to", Msg::new(MsgId::Elsewhere)),
+            }
         }
-        401 | 403 => format!(
-            "HTTP {status}: Sentry refused the token. Fix: check [sentry] token_file (an auth token with project:read and event:read)"
-        ),
-        404 => format!(
-            "HTTP {status}: Sentry does not know project {slug:?} in the organization. Fix: [sentry] organization and projects (slugs)"
-        ),
-        429 => {
-            format!("HTTP {status}: Sentry rate-limits the token. Fix: a longer [sentry] interval")
-        }
-        _ => format!("HTTP {status}: Sentry did not answer"),
+        401 | 403 => Msg::new(MsgId::SentryRefusedToken).arg("status", code),
+        404 => Msg::new(MsgId::SentryUnknownProject)
+            .arg("status", code)
+            .arg("slug", format!("{slug:?}")),
+        429 => Msg::new(MsgId::SentryRateLimited).arg("status", code),
+        _ => Msg::new(MsgId::SentryNoAnswer).arg("status", code),
     };
-    Failure::new(FailureKind::Status, detail)
+    Failure::said(FailureKind::Status, words)
 }
 
 /// The cursor of the `Link` header's `rel="next"` part when it says `results="true"`; `None` on the

@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use crate::locale::{Msg, MsgId};
 use crate::observe::{Failure, Key, Observation, Outcome};
-use crate::probe::http::malformed;
+use crate::probe::http::{malformed, malformed_because};
 
 /// Most issues listed in `sentry.top_new_issues`.
 pub const TOP: usize = 5;
@@ -138,12 +138,14 @@ pub(crate) fn unix_seconds(s: &str) -> Option<i64> {
 
 /// A page of issues, or why the body is not one.
 pub(crate) fn parse_issues(body: &[u8]) -> Result<Vec<Issue>, Failure> {
-    let what = "Sentry's issues list";
-    let raw: Vec<RawIssue> = serde_json::from_slice(body).map_err(|e| malformed(body, what, &e))?;
+    let what = || Msg::new(MsgId::SentryIssuesList);
+    let raw: Vec<RawIssue> =
+        serde_json::from_slice(body).map_err(|e| malformed(body, what(), &e))?;
     raw.into_iter()
         .map(|r| {
-            let first_seen = unix_seconds(&r.first_seen)
-                .ok_or_else(|| malformed(body, what, &"a `firstSeen` that is not a UTC time"))?;
+            let first_seen = unix_seconds(&r.first_seen).ok_or_else(|| {
+                malformed_because(body, what(), Msg::new(MsgId::SentryFirstSeenNotUtc))
+            })?;
             let hourly = r
                 .stats
                 .as_ref()
@@ -171,9 +173,8 @@ pub(crate) fn parse_issues(body: &[u8]) -> Result<Vec<Issue>, Failure> {
 
 /// The latest release of a page of releases: its version and time, `None` without releases.
 pub(crate) fn parse_releases(body: &[u8]) -> Result<Option<(String, i64)>, Failure> {
-    let what = "Sentry's releases list";
-    let raw: Vec<RawRelease> =
-        serde_json::from_slice(body).map_err(|e| malformed(body, what, &e))?;
+    let raw: Vec<RawRelease> = serde_json::from_slice(body)
+        .map_err(|e| malformed(body, Msg::new(MsgId::SentryReleasesList), &e))?;
     Ok(raw
         .into_iter()
         .filter_map(|r| {
