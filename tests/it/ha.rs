@@ -22,6 +22,10 @@
 //!   the leader pings the dead man's switch, before and after, and the cut-off one's `/readyz`
 //!   says the database does not answer.
 //!
+//! - [`with_the_database_down_for_all_nobody_pages_and_nothing_repeats_after`]: both replicas reach the
+//!   database through one proxy, cut mid-incident past the L2 deadline: nobody leads or pings, both
+//!   `/readyz` answer 503, and once it returns the L2 is paged once and the script ends.
+//!
 //! Takeover times are printed, not asserted (the README's figure is `scripts/bench.sh`'s): the only
 //! bound checked is the product's promise of 30 s, far above the 4 s these settings give.
 
@@ -36,11 +40,11 @@ use harven_watchdog::store::{EmailStatus, Store};
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{paging_env, quick_runbook, sample, spawn_binary};
 use crate::support::fault::{Endpoint, Fault, FaultProxy};
-use crate::support::kill_child;
 use crate::support::ledger::{assert_delivered_exactly_once, drained, rows};
 use crate::support::postgres;
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::SmtpServer;
+use crate::support::{env_number, kill_child};
 
 /// Kills per run unless `HARVEN_TEST_KILLS` says otherwise.
 const DEFAULT_KILLS: u64 = 3;
@@ -66,17 +70,11 @@ fn lease_settings() -> (String, String) {
     )
 }
 
+/// Longer than the replicas' heartbeat timeout (500 ms): a ping under way has ended by then.
+const PING_SETTLES: Duration = Duration::from_secs(1);
+
 /// L2 after the open, as these tests configure it.
 const L2_AFTER: Duration = Duration::from_secs(20);
-
-fn env_number(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(
-        text.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={text:?}: {e}")),
-    )
-}
 
 /// The peers and the shared database of one test.
 struct Stack {
@@ -474,7 +472,6 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
     proxy.set(Fault::Down);
     let cut = Instant::now();
     let mut a_stopped = None;
-    let mut a_pinged = 0.0;
     loop {
         let (la, lb) = tokio::join!(a.leader(&http), b.leader(&http));
         assert!(
@@ -484,7 +481,6 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
         );
         if la == Some(false) && a_stopped.is_none() {
             a_stopped = Some(cut.elapsed());
-            a_pinged = a.heartbeats(&http, "ok").await;
         }
         if lb == Some(true) {
             break;
@@ -493,6 +489,9 @@ async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let a_stopped = a_stopped.expect("the cut-off leader was seen standing down first");
+    // A ping already under way when it stood down ends within its timeout; none starts after.
+    tokio::time::sleep(PING_SETTLES).await;
+    let a_pinged = a.heartbeats(&http, "ok").await;
     let b_started = cut.elapsed();
     eprintln!("after the cut: node-a stood down at {a_stopped:?}, node-b led at {b_started:?}");
     assert!(
@@ -591,4 +590,78 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
         databases[0], databases[1],
         "both replicas share one database"
     );
+}
+
+/// The shared database down for every replica: nobody can lead, so nobody pages; both say so on
+/// `/readyz`, the heartbeat stops (so the dead man's switch alerts), and when the database returns a
+/// replica leads again and pages what came due meanwhile (the L2) once, with nothing repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_for_all_nobody_pages_and_nothing_repeats_after() {
+    let http = crate::support::http_client();
+    let stack = Stack::start().await;
+    let proxy = FaultProxy::tcp(Endpoint::Tcp(
+        format!("127.0.0.1:{}", stack.pg_port)
+            .parse()
+            .expect("address"),
+    ))
+    .await;
+    let mut a = stack.replica("node-a", crate::support::free_port(), proxy.port());
+    let mut b = stack.replica("node-b", crate::support::free_port(), proxy.port());
+    a.start();
+    a.until_leader(&http, "the first replica up").await;
+    b.start();
+    b.until_standby(&http).await;
+
+    stack.backend.set_scenario(Scenario::Slow);
+    let deadline = Instant::now() + PATIENCE;
+    while !stack.latency_pages().iter().any(|p| p == "L1/opened") {
+        assert!(Instant::now() < deadline, "no L1 was queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.drained_exactly_once("after the L1").await;
+    let opened = Instant::now();
+
+    proxy.set(Fault::Down);
+    let mut stood_down = None;
+    let mut a_pinged = None;
+    // Through the L2's deadline (20 s after the open): nobody may lead, page or ping meanwhile.
+    while opened.elapsed() < L2_AFTER + Duration::from_secs(3) || a_pinged.is_none() {
+        let (la, lb) = tokio::join!(a.leader(&http), b.leader(&http));
+        assert_ne!(lb, Some(true), "node-b led without the database");
+        if la == Some(false) && stood_down.is_none() {
+            stood_down = Some(Instant::now());
+        }
+        // A ping already under way when it stood down ends within its timeout; none starts after.
+        if stood_down.is_some_and(|t| t.elapsed() >= PING_SETTLES) && a_pinged.is_none() {
+            a_pinged = Some(a.heartbeats(&http, "ok").await);
+        }
+        assert!(opened.elapsed() < PATIENCE, "node-a never stood down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for replica in [&a, &b] {
+        let r = http
+            .get(format!("{}/readyz", replica.base))
+            .send()
+            .await
+            .expect("readyz");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 503, "{}: {body}", replica.node);
+        assert!(body.contains("does not answer"), "{}: {body}", replica.node);
+    }
+    assert_eq!(
+        a.heartbeats(&http, "ok").await,
+        a_pinged.expect("seen standing down"),
+        "no ping while nobody can page"
+    );
+    assert_eq!(b.heartbeats(&http, "ok").await, 0.0, "node-b never pinged");
+    assert_eq!(
+        stack.latency_pages(),
+        ["L1/opened"],
+        "nothing paged meanwhile"
+    );
+
+    // The database returns: one replica leads and the script ends with every page once.
+    proxy.set(Fault::None);
+    stack.finish(0, "database down").await;
 }

@@ -20,10 +20,10 @@ use harven_watchdog::store::{EmailStatus, Store};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
 use crate::support::daemon::{paging_env, quick_runbook, spawn_binary};
-use crate::support::kill_child;
 use crate::support::ledger::{assert_delivered_exactly_once, drained, rows};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::smtp::SmtpServer;
+use crate::support::{env_number, kill_child};
 
 /// Kills per run unless `HARVEN_TEST_KILLS` says otherwise.
 const DEFAULT_KILLS: u32 = 5;
@@ -33,15 +33,6 @@ const SCRIPT: [&str; 4] = ["L1/opened", "L2/escalated", "L1/resolved", "L2/resol
 
 /// How long (real time) any one wait may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn env_number(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    Some(
-        text.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{name}={text:?}: {e}")),
-    )
-}
 
 /// The latency rows of the ledger, as `level/event`, with their status.
 fn latency_rows(store: &Store) -> Vec<(String, EmailStatus)> {

@@ -66,6 +66,17 @@ pub fn http_client() -> reqwest::Client {
         .expect("build a reqwest client")
 }
 
+/// The number in the environment variable `name` (`HARVEN_TEST_SEED`, `HARVEN_TEST_KILLS`): `None`
+/// when unset; a value that is not a number fails the test, naming it.
+pub fn env_number(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={text:?}: {e}")),
+    )
+}
+
 /// Returns a TCP port on 127.0.0.1 that was free a moment ago.
 ///
 /// It binds `127.0.0.1:0`, reads the port and drops the listener, so another process may
