@@ -175,6 +175,37 @@ impl Stack {
         }
     }
 
+    /// A fault proxy in front of the database, for the replicas the test cuts off.
+    async fn database_proxy(&self) -> FaultProxy {
+        FaultProxy::tcp(Endpoint::Tcp(
+            format!("127.0.0.1:{}", self.pg_port)
+                .parse()
+                .expect("address"),
+        ))
+        .await
+    }
+
+    /// Starts `leader` (it leads: the lease is free) and then `standby`, turns the backend slow and
+    /// waits until the one L1 reached the SMTP server exactly once.
+    async fn lead_then_page(
+        &self,
+        http: &reqwest::Client,
+        leader: &mut Replica,
+        standby: &mut Replica,
+    ) {
+        leader.start();
+        leader.until_leader(http, "the first replica up").await;
+        standby.start();
+        standby.until_standby(http).await;
+        self.backend.set_scenario(Scenario::Slow);
+        let deadline = Instant::now() + PATIENCE;
+        while !self.latency_pages().iter().any(|p| p == "L1/opened") {
+            assert!(Instant::now() < deadline, "no L1 was queued");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.drained_exactly_once("after the L1").await;
+    }
+
     /// The latency rows of the ledger, as `level/event`.
     fn latency_pages(&self) -> Vec<String> {
         rows(&self.store)
@@ -436,26 +467,10 @@ async fn kill_9_of_the_leader_hands_the_incident_to_the_standby_exactly_once() {
 async fn a_leader_cut_off_from_the_database_stops_before_the_standby_starts() {
     let http = crate::support::http_client();
     let stack = Stack::start().await;
-    let proxy = FaultProxy::tcp(Endpoint::Tcp(
-        format!("127.0.0.1:{}", stack.pg_port)
-            .parse()
-            .expect("address"),
-    ))
-    .await;
+    let proxy = stack.database_proxy().await;
     let mut a = stack.replica("node-a", crate::support::free_port(), proxy.port());
     let mut b = stack.replica("node-b", crate::support::free_port(), stack.pg_port);
-    a.start();
-    a.until_leader(&http, "the first replica up").await;
-    b.start();
-    b.until_standby(&http).await;
-
-    stack.backend.set_scenario(Scenario::Slow);
-    let deadline = Instant::now() + PATIENCE;
-    while !stack.latency_pages().iter().any(|p| p == "L1/opened") {
-        assert!(Instant::now() < deadline, "no L1 was queued");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stack.drained_exactly_once("after the L1").await;
+    stack.lead_then_page(&http, &mut a, &mut b).await;
     // Only the leader pings the dead man's switch: a standby's silence keeps it honest.
     assert!(a.heartbeats(&http, "ok").await >= 1.0, "the leader pings");
     assert!(
@@ -599,26 +614,10 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
 async fn with_the_database_down_for_all_nobody_pages_and_nothing_repeats_after() {
     let http = crate::support::http_client();
     let stack = Stack::start().await;
-    let proxy = FaultProxy::tcp(Endpoint::Tcp(
-        format!("127.0.0.1:{}", stack.pg_port)
-            .parse()
-            .expect("address"),
-    ))
-    .await;
+    let proxy = stack.database_proxy().await;
     let mut a = stack.replica("node-a", crate::support::free_port(), proxy.port());
     let mut b = stack.replica("node-b", crate::support::free_port(), proxy.port());
-    a.start();
-    a.until_leader(&http, "the first replica up").await;
-    b.start();
-    b.until_standby(&http).await;
-
-    stack.backend.set_scenario(Scenario::Slow);
-    let deadline = Instant::now() + PATIENCE;
-    while !stack.latency_pages().iter().any(|p| p == "L1/opened") {
-        assert!(Instant::now() < deadline, "no L1 was queued");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stack.drained_exactly_once("after the L1").await;
+    stack.lead_then_page(&http, &mut a, &mut b).await;
     let opened = Instant::now();
 
     proxy.set(Fault::Down);
