@@ -284,6 +284,7 @@ mod tests {
             sent_at: None,
             failed_at: None,
             digest: None,
+            epoch: 0,
         }
     }
 

@@ -43,6 +43,23 @@
 //! its lease mid-round sends nothing more (the row stays pending for the new leader). Becoming
 //! leader reschedules the pending emails as a restart does. Alone on SQLite it is always leader.
 //!
+//! # When the store stops answering
+//!
+//! Each round reads a *batch*: the pending emails, due or backing off ([`Store::batch`]), kept in
+//! memory. When the store fails (the shared database is down or out of reach, a full disk), the
+//! leader keeps sending the batch's due emails, each only while its lease is still valid (the role
+//! is checked before each send, and the lease task demotes the leader before the database can let
+//! the lease go). What the server accepts then cannot be marked: it is remembered (`unrecorded`)
+//! and recorded as soon as the store answers, **unfenced** ([`Store::record_sent`]): a delivery is
+//! a fact, recorded by the replica that knows it, leader or not. New pages are not sent meanwhile:
+//! they are decided by the pager, which records them when the store returns.
+//!
+//! A new leader must not resend what its predecessor sent from its batch and has not recorded yet.
+//! Every row carries the epoch of the lease it was queued under; for `hold` (`ha.lease`) after a
+//! term begins, the sender leaves the rows of earlier epochs alone, so a predecessor that reaches
+//! the database again records its deliveries first. A predecessor still cut off after that is the
+//! at-least-once case: its emails are sent again, with the same `Message-ID`.
+//!
 //! # Timing
 //!
 //! The sender is a deadline loop: it sends what is due, then sleeps until the earliest of the next
@@ -83,6 +100,11 @@ pub const SEND_GRACE: Duration = Duration::from_secs(5);
 
 /// Wait after a store failure (disk full, database locked) before the sender tries again.
 pub const STORE_RETRY: Duration = Duration::from_secs(5);
+
+/// How often a replica that is no longer the leader tries to record the deliveries it made from its
+/// batch while the store did not answer: soon after the store returns, well within a new leader's
+/// hold.
+pub const RECORD_RETRY: Duration = Duration::from_secs(1);
 
 /// Why a send failed, and whether trying again later can help.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -277,6 +299,9 @@ pub struct SenderConfig {
     pub backoff: Backoff,
     /// The language of digests.
     pub locale: Locale,
+    /// How long a new leader of a shared store leaves alone the pending emails queued under earlier
+    /// epochs (`ha.lease`): see "When the store stops answering". Unused on an unshared store.
+    pub takeover_hold: Duration,
 }
 
 impl SenderConfig {
@@ -286,6 +311,7 @@ impl SenderConfig {
             max_emails_per_hour: None,
             backoff: Backoff::default(),
             locale: Locale::PtBr,
+            takeover_hold: Duration::ZERO,
         }
     }
 
@@ -296,6 +322,7 @@ impl SenderConfig {
             max_emails_per_hour: Some(config.escalation.max_emails_per_hour),
             backoff: Backoff::default(),
             locale: config.runbook.locale,
+            takeover_hold: config.ha.lease,
         }
     }
 }
@@ -423,6 +450,8 @@ pub async fn run<T: Transport>(
         clock,
         metrics,
         unrecorded: Vec::new(),
+        batch: Vec::new(),
+        hold: None,
         leadership,
     };
     tracing::debug!("email sender started");
@@ -435,6 +464,17 @@ pub async fn run<T: Transport>(
         let Role::Leader { epoch } = role.borrow_and_update().clone() else {
             // A standby sends nothing: wait for the lead (or shutdown).
             term = None;
+            sender.batch.clear();
+            sender.hold = None;
+            // What it sent as the leader and could not record yet, it records as soon as it can.
+            if !sender.unrecorded.is_empty() && sender.record_unrecorded().await.is_err() {
+                tokio::select! {
+                    () = tokio::time::sleep(RECORD_RETRY) => {}
+                    Ok(()) = role.changed() => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
             tokio::select! {
                 changed = role.changed() => if changed.is_err() {
                     // The role's publisher is gone (the daemon is stopping): nothing more to send.
@@ -447,12 +487,20 @@ pub async fn run<T: Transport>(
         };
         if term != Some(epoch) {
             term = Some(epoch);
-            sender.reschedule_pending().await;
+            sender.begin_term(epoch).await;
         }
         let next = match sender.round(&shutdown).await {
             Ok(Round::Again) => continue,
             Ok(Round::Idle(next)) => next,
             Ok(Round::Stop) => return,
+            Err(RoundError::Store(e)) if !matches!(e, StoreError::Fenced) => {
+                tracing::error!(error = %e, reason = e.metric_label(), retry_in = ?STORE_RETRY, batch = sender.batch.len(), "the store does not answer: the sender sends what its batch holds while the lead lasts, and records it when the store returns");
+                let Some(next) = sender.send_from_batch(&shutdown).await else {
+                    return;
+                };
+                let retry = sender.clock.now() + STORE_RETRY;
+                Some(next.map_or(retry, |n| n.min(retry)))
+            }
             Err(e) => {
                 tracing::error!(error = %e, reason = e.metric_label(), retry_in = ?STORE_RETRY, "email sender round failed");
                 tokio::select! {
@@ -517,8 +565,20 @@ struct Sender<T> {
     /// Keys the server accepted but whose `mark_sent` failed (the store was failing): recorded
     /// before anything else is sent, so they are not sent twice. At most one batch long.
     unrecorded: Vec<(String, Timestamp)>,
+    /// The pending emails of the latest round, less those sent or refused since (at most [`BATCH`]):
+    /// what the leader may still send while the store does not answer. Empty while a standby.
+    batch: Vec<OutboxEntry>,
+    /// While this term's hold lasts: the rows of earlier epochs wait (see the module doc).
+    hold: Option<Hold>,
     /// Read right before each send: a replica that lost the lead sends nothing more.
     leadership: Leadership,
+}
+
+/// The start of a term's hold: rows queued under an epoch before `min_epoch` wait until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    min_epoch: i64,
+    until: Timestamp,
 }
 
 /// Runs `f` on the blocking pool with the store.
@@ -537,6 +597,32 @@ where
 }
 
 impl<T: Transport> Sender<T> {
+    /// A new term of this replica as the leader under `epoch`: the pending emails are rescheduled
+    /// as at a restart, and on a shared store (the one that stamps rows with epochs) those of
+    /// earlier epochs are held (module doc).
+    async fn begin_term(&mut self, epoch: u64) {
+        self.batch.clear();
+        self.hold =
+            (self.store.is_shared() && !self.config.takeover_hold.is_zero()).then(|| Hold {
+                min_epoch: i64::try_from(epoch).unwrap_or(i64::MAX),
+                until: self.clock.now() + self.config.takeover_hold,
+            });
+        self.reschedule_pending().await;
+    }
+
+    /// The lowest epoch whose rows may be sent at `now` (0: any).
+    fn min_epoch(&self, now: Timestamp) -> i64 {
+        match self.hold {
+            Some(hold) if now < hold.until => hold.min_epoch,
+            _ => 0,
+        }
+    }
+
+    /// The end of the hold, while it lasts: the sender wakes then for the rows it held.
+    fn hold_end(&self, now: Timestamp) -> Option<Timestamp> {
+        self.hold.map(|h| h.until).filter(|until| now < *until)
+    }
+
     /// Makes the pending emails due now, as at a restart: those the previous run (or the previous
     /// leader) left waiting on a backoff go out at once.
     async fn reschedule_pending(&self) {
@@ -558,7 +644,14 @@ impl<T: Transport> Sender<T> {
         self.release_digests().await?;
 
         let now = self.clock.now();
-        let due = blocking(&self.store, move |s| s.due(now, BATCH)).await?;
+        let min_epoch = self.min_epoch(now);
+        self.batch = blocking(&self.store, move |s| s.batch(now, min_epoch, BATCH)).await?;
+        let due: Vec<OutboxEntry> = self
+            .batch
+            .iter()
+            .filter(|e| e.is_due(now, min_epoch))
+            .cloned()
+            .collect();
         let full = due.len() == BATCH;
         for entry in due {
             if shutdown.is_cancelled() {
@@ -585,14 +678,16 @@ impl<T: Transport> Sender<T> {
         }
         let budget = self.config.max_emails_per_hour;
         let now = self.clock.now();
+        let min_epoch = self.min_epoch(now);
+        let hold_end = self.hold_end(now);
         let next = blocking(&self.store, move |s| {
-            let retry = s.next_due()?;
+            let retry = s.next_due_from(min_epoch)?;
             let digest = s
                 .digest_slots(now, budget)?
                 .into_iter()
                 .map(|slot| slot.at)
                 .min();
-            Ok::<_, StoreError>(retry.into_iter().chain(digest).min())
+            Ok::<_, StoreError>(retry.into_iter().chain(digest).chain(hold_end).min())
         })
         .await?;
         Ok(Round::Idle(next))
@@ -640,6 +735,7 @@ impl<T: Transport> Sender<T> {
         let key = entry.key.clone();
         match result {
             Ok(()) => {
+                self.forget(&key);
                 let k = key.clone();
                 if let Err(e) = blocking(&self.store, move |s| s.mark_sent(&k, now)).await {
                     self.unrecorded.push((key, now));
@@ -651,6 +747,7 @@ impl<T: Transport> Sender<T> {
             Err(e) if e.retryable => {
                 let wait = self.config.backoff.jittered(attempt);
                 let next = now + wait;
+                self.postpone(&key, next);
                 let detail = e.to_string();
                 blocking(&self.store, move |s| s.mark_retry(&key, next, &detail)).await?;
                 self.metrics.count(&entry.level, &entry.event, "retry");
@@ -661,6 +758,7 @@ impl<T: Transport> Sender<T> {
                 );
             }
             Err(e) => {
+                self.forget(&key);
                 let detail = e.to_string();
                 blocking(&self.store, move |s| s.mark_failed(&key, now, &detail)).await?;
                 self.metrics.count(&entry.level, &entry.event, "failed");
@@ -674,13 +772,85 @@ impl<T: Transport> Sender<T> {
         Ok(())
     }
 
-    /// Marks sent what the server accepted while the store was failing.
+    /// Marks sent what the server accepted while the store was failing (unfenced: a fact, whoever
+    /// leads now).
     async fn record_unrecorded(&mut self) -> Result<(), RoundError> {
         while let Some((key, at)) = self.unrecorded.last().cloned() {
-            blocking(&self.store, move |s| s.mark_sent(&key, at)).await?;
+            let k = key.clone();
+            blocking(&self.store, move |s| s.record_sent(&k, at)).await?;
+            tracing::info!(key = %key, "recorded an email sent while the store did not answer");
             self.unrecorded.pop();
         }
         Ok(())
+    }
+
+    /// The store does not answer: sends the batch's due emails while this replica still leads,
+    /// remembering each delivery for the store. `None`: shutdown came. Else when the batch next has
+    /// an email due (or the hold ends), if ever.
+    async fn send_from_batch(&mut self, shutdown: &CancellationToken) -> Option<Option<Timestamp>> {
+        let now = self.clock.now();
+        let min_epoch = self.min_epoch(now);
+        let due: Vec<OutboxEntry> = self
+            .batch
+            .iter()
+            .filter(|e| e.is_due(now, min_epoch))
+            .cloned()
+            .collect();
+        for entry in due {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            if !self.leadership.is_leader() {
+                tracing::info!(key = %entry.key, "no longer the leader: this email is left to the new leader");
+                return Some(None);
+            }
+            let result = self.attempt(&entry, shutdown).await?;
+            let now = self.clock.now();
+            let attempt = entry.attempts + 1;
+            match result {
+                Ok(()) => {
+                    self.forget(&entry.key);
+                    self.unrecorded.push((entry.key.clone(), now));
+                    self.metrics.count(&entry.level, &entry.event, "sent");
+                    tracing::info!(key = %entry.key, level = %entry.level, event = %entry.event, attempt, "email sent from the batch while the store does not answer; recorded when it does");
+                }
+                Err(e) if e.retryable => {
+                    let next = now + self.config.backoff.jittered(attempt);
+                    self.postpone(&entry.key, next);
+                    self.metrics.count(&entry.level, &entry.event, "retry");
+                    tracing::warn!(key = %entry.key, reason = e.metric_label(), error = %e.detail, next_attempt = %next, "email from the batch not sent; will retry");
+                }
+                Err(e) => {
+                    // Not recorded as failed: the row stays pending and is tried (and marked) again
+                    // once the store answers.
+                    self.forget(&entry.key);
+                    tracing::warn!(key = %entry.key, reason = e.metric_label(), error = %e.detail, "email from the batch refused; tried again once the store answers");
+                }
+            }
+        }
+        let now = self.clock.now();
+        let min_epoch = self.min_epoch(now);
+        let next = self
+            .batch
+            .iter()
+            .filter(|e| e.epoch >= min_epoch)
+            .filter_map(|e| e.next_attempt_at)
+            .chain(self.hold_end(now))
+            .min();
+        Some(next)
+    }
+
+    /// Takes `key` out of the batch: sent or refused, it is never sent from there again.
+    fn forget(&mut self, key: &str) {
+        self.batch.retain(|e| e.key != key);
+    }
+
+    /// A retry of `key` at `next`, in the batch (the store is told too, when it answers).
+    fn postpone(&mut self, key: &str, next: Timestamp) {
+        if let Some(e) = self.batch.iter_mut().find(|e| e.key == key) {
+            e.attempts += 1;
+            e.next_attempt_at = Some(next);
+        }
     }
 
     /// Replaces the held emails of every incident whose budget has room by one digest each.

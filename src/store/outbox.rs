@@ -125,6 +125,19 @@ pub struct OutboxEntry {
     pub failed_at: Option<Timestamp>,
     /// For a digested row: the key of the digest email that carried it.
     pub digest: Option<String>,
+    /// The lease epoch of the leader that queued it (0 on a single node): a new leader holds the
+    /// rows of earlier terms for a while, in case their leader sent them and could not record it.
+    pub epoch: i64,
+}
+
+impl OutboxEntry {
+    /// Whether the sender may try it at `now`: pending, its `next_attempt_at` come, and queued under
+    /// `min_epoch` or later (0: any).
+    pub fn is_due(&self, now: Timestamp, min_epoch: i64) -> bool {
+        self.status == EmailStatus::Pending
+            && self.next_attempt_at.is_some_and(|at| at <= now)
+            && self.epoch >= min_epoch
+    }
 }
 
 /// What [`Store::commit`] did with each email key.
@@ -182,7 +195,7 @@ pub struct NewDigest {
 
 /// The columns [`raw_entry`] reads, in its order.
 const COLUMNS: &str = "key, incident, level, event, recipients, message, created_at, status, \
-                       attempts, next_attempt_at, last_error, sent_at, failed_at, digest";
+                       attempts, next_attempt_at, last_error, sent_at, failed_at, digest, epoch";
 
 /// A row as the database returns it, before the JSON and the status are decoded.
 struct RawEntry {
@@ -200,6 +213,7 @@ struct RawEntry {
     sent_at: Option<i64>,
     failed_at: Option<i64>,
     digest: Option<String>,
+    epoch: i64,
 }
 
 /// One row, by [`COLUMNS`]' positions.
@@ -219,6 +233,7 @@ fn raw_entry(mut r: Row) -> Result<RawEntry> {
         sent_at: r.take(11)?,
         failed_at: r.take(12)?,
         digest: r.take(13)?,
+        epoch: r.take(14)?,
     })
 }
 
@@ -241,6 +256,7 @@ impl RawEntry {
             sent_at: self.sent_at.map(ts),
             failed_at: self.failed_at.map(ts),
             digest: self.digest,
+            epoch: self.epoch,
         })
     }
 }
@@ -290,6 +306,7 @@ impl Store {
         budget: Option<u32>,
         now: Timestamp,
     ) -> Result<CommitOutcome> {
+        let epoch = self.queued_epoch();
         self.fenced(|db| {
             upsert_incidents(db, incidents)?;
             let mut outcome = CommitOutcome::default();
@@ -312,8 +329,8 @@ impl Store {
                 };
                 db.execute(
                     "INSERT INTO outbox (key, incident, level, event, recipients, message,
-                         created_at, status, next_attempt_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         created_at, status, next_attempt_at, epoch)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     vals![
                         &email.key,
                         &email.incident,
@@ -324,6 +341,7 @@ impl Store {
                         now.as_unix_millis(),
                         status.as_str(),
                         next,
+                        epoch,
                     ],
                 )?;
                 if held {
@@ -340,13 +358,24 @@ impl Store {
     /// By `seq`, not `created_at`: one commit stamps its emails with one `now`, and `seq` keeps
     /// their order (an incident's `opened` before its `escalated`).
     pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxEntry>> {
+        let batch = self.batch(now, 0, limit)?;
+        Ok(batch.into_iter().take_while(|e| e.is_due(now, 0)).collect())
+    }
+
+    /// The sender's batch: up to `limit` pending emails, first those due at `now` from `min_epoch`
+    /// on ([`OutboxEntry::is_due`]), then the others, each part oldest first (by `seq`). The sender
+    /// sends the due ones and keeps the batch in memory: what it may still send, within its lease,
+    /// if the store stops answering.
+    pub fn batch(&self, now: Timestamp, min_epoch: i64, limit: usize) -> Result<Vec<OutboxEntry>> {
         self.entries(
             &format!(
-                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1
-                 ORDER BY seq LIMIT ?2"
+                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending'
+                 ORDER BY CASE WHEN next_attempt_at <= ?1 AND epoch >= ?2 THEN 0 ELSE 1 END, seq
+                 LIMIT ?3"
             ),
             vals![
                 now.as_unix_millis(),
+                min_epoch,
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
         )
@@ -382,6 +411,22 @@ impl Store {
         )
     }
 
+    /// Records that the server accepted `key` at `at`, **unfenced**: a delivery is a fact, not a
+    /// decision, so whichever replica knows it records it, leader or not (one that sent from its
+    /// batch while the store was down, and lost the lead meanwhile). A pending or failed row becomes
+    /// sent; false when it already was (or is no email of the outbox).
+    pub fn record_sent(&self, key: &str, at: Timestamp) -> Result<bool> {
+        self.write(|db| {
+            let changed = db.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1,
+                     next_attempt_at = NULL, failed_at = NULL
+                 WHERE key = ?1 AND status IN ('pending', 'failed')",
+                vals![key, at.as_unix_millis()],
+            )?;
+            Ok(changed == 1)
+        })
+    }
+
     /// Runs an `UPDATE … WHERE key = ?1 AND status = 'pending'`: only a pending row moves, so a
     /// repeated or late mark changes nothing (a sent row never turns failed) and says so. Fenced:
     /// the sender's bookkeeping.
@@ -403,10 +448,15 @@ impl Store {
 
     /// The earliest `next_attempt_at` of the pending emails: when the sender next has work.
     pub fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.next_due_from(0)
+    }
+
+    /// [`next_due`](Self::next_due) of the emails queued under `min_epoch` or later.
+    pub fn next_due_from(&self, min_epoch: i64) -> Result<Option<Timestamp>> {
         let at: Option<i64> = self.on_writer(|db| {
             db.query_value(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'",
-                &[],
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending' AND epoch >= ?1",
+                vals![min_epoch],
             )
         })?;
         Ok(at.map(Timestamp::from_unix_millis))
@@ -513,6 +563,7 @@ impl Store {
     /// `digested`. Returns false, changing nothing, when one of those rows is no longer held or the
     /// digest key is taken (the caller builds a fresh digest from [`Store::held_for`]). Fenced.
     pub fn release_held(&self, digest: &NewDigest, now: Timestamp) -> Result<bool> {
+        let epoch = self.queued_epoch();
         self.transact(true, |db| {
             for key in &digest.replaces {
                 let changed = db.execute(
@@ -526,8 +577,8 @@ impl Store {
             }
             let inserted = db.execute(
                 "INSERT INTO outbox (key, incident, level, event, recipients, message, created_at,
-                     status, next_attempt_at)
-                 VALUES (?1, ?2, ?3, 'digest', ?4, ?5, ?6, 'pending', ?6)
+                     status, next_attempt_at, epoch)
+                 VALUES (?1, ?2, ?3, 'digest', ?4, ?5, ?6, 'pending', ?6, ?7)
                  ON CONFLICT (key) DO NOTHING",
                 vals![
                     &digest.key,
@@ -536,10 +587,21 @@ impl Store {
                     serde_json::to_string(&digest.recipients)?,
                     &digest.message,
                     now.as_unix_millis(),
+                    epoch,
                 ],
             )?;
             Ok((inserted == 1, inserted == 1))
         })
+    }
+
+    /// The epoch a row queued now is stamped with: the fence's (the lease this replica pages
+    /// under), 0 without one (SQLite).
+    fn queued_epoch(&self) -> i64 {
+        if self.is_shared() {
+            self.fence().map_or(0, |f| f.epoch)
+        } else {
+            0
+        }
     }
 
     /// The rows `sql` selects ([`COLUMNS`]), copied out on the writer's connection and decoded after.

@@ -79,6 +79,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE windows ADD COLUMN ended_at INTEGER;
     ALTER TABLE windows ADD COLUMN ended_by TEXT;
     "#,
+    // 3: the lease epoch a row was queued under (0: a single node, or before replicas): a new
+    // leader holds an earlier term's pending rows for one lease (see notify's "Only the leader sends").
+    r#"
+    ALTER TABLE outbox ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The same migrations in PostgreSQL's dialect, one for one with [`MIGRATIONS`]: `BIGINT` times,
@@ -146,6 +151,9 @@ const PG_MIGRATIONS: &[&str] = &[
         epoch      BIGINT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL      -- the database's clock, never a replica's
     );
+    "#,
+    r#"
+    ALTER TABLE outbox ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
     "#,
 ];
 

@@ -18,6 +18,7 @@ mod escalation;
 mod fast_path;
 mod fastapi;
 mod ha;
+mod handover;
 mod hardening;
 mod image;
 mod layout;

@@ -420,6 +420,7 @@ fn every_email_speaks_one_language() {
                 sent_at: None,
                 failed_at: None,
                 digest: None,
+                epoch: 0,
             });
             last = Some(inc);
         }

@@ -145,6 +145,7 @@ on_both!(
     over_budget_emails_are_held_and_resolved_never_is,
     held_emails_are_replaced_by_one_digest_row,
     the_sender_bookkeeping_counts_attempts_and_schedules_retries,
+    the_batch_puts_due_rows_first_and_a_hold_leaves_earlier_epochs_alone,
     the_latest_incident_of_each_section_survives_a_reopen,
     an_email_not_marked_sent_is_still_due_after_a_crash,
     maintenance_windows_and_secrets_are_kept,
@@ -156,14 +157,14 @@ on_both!(
 fn a_fresh_store_gets_the_schema_and_a_reopen_keeps_it(kind: Kind) {
     let place = &Place::new(kind);
     let store = place.open();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let inc = incident("errors", T0);
     store.save_incidents(std::slice::from_ref(&inc)).unwrap();
     drop(store);
     let store = place.open();
     assert_eq!(
         store.schema_version().unwrap(),
-        2,
+        3,
         "reopening migrates nothing"
     );
     assert_eq!(store.incident(&inc.id).unwrap(), Some(inc));
@@ -207,7 +208,7 @@ fn a_store_from_a_newer_watchdog_is_refused(kind: Kind) {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -460,6 +461,76 @@ fn the_sender_bookkeeping_counts_attempts_and_schedules_retries(kind: Kind) {
     assert!(kept.chars().count() <= 2001, "errors are bounded per row");
 }
 
+/// The sender's batch (due rows first, then the rest), the epoch each row is queued under (the
+/// fence's on PostgreSQL, 0 on SQLite), a hold of earlier epochs, and a delivery recorded unfenced.
+fn the_batch_puts_due_rows_first_and_a_hold_leaves_earlier_epochs_alone(kind: Kind) {
+    let place = &Place::new(kind);
+    let store = place.open();
+    let inc = incident("errors", T0);
+    let a = email(&inc, Level::L1, PageEvent::Opened, 0);
+    let b = email(&inc, Level::L2, PageEvent::Escalated, 0);
+    let c = email(&inc, Level::L1, PageEvent::Reminder, 1);
+    store
+        .commit(&[], &[a.clone(), b.clone(), c.clone()], None, T0)
+        .unwrap();
+    assert!(
+        store
+            .mark_retry(&a.key, T0 + 2 * MIN, "421 try later")
+            .unwrap()
+    );
+    let keys = |rows: Vec<harven_watchdog::store::OutboxEntry>| -> Vec<String> {
+        rows.into_iter().map(|e| e.key).collect()
+    };
+    let batch = store.batch(T0, 0, 10).unwrap();
+    let epoch = batch[0].epoch;
+    match kind {
+        Kind::Sqlite => assert_eq!(epoch, 0, "a single node stamps no epoch"),
+        Kind::Postgres => assert!(epoch >= 1, "the fence's epoch, {epoch}"),
+    }
+    assert!(batch.iter().all(|e| e.epoch == epoch));
+    assert_eq!(
+        keys(batch),
+        [b.key.as_str(), &c.key, &a.key],
+        "the due rows first, oldest first, then the one backing off"
+    );
+    assert_eq!(
+        keys(store.batch(T0, 0, 2).unwrap()),
+        [b.key.as_str(), &c.key]
+    );
+    assert_eq!(keys(store.due(T0, 10).unwrap()), [b.key.as_str(), &c.key]);
+
+    // A hold of the rows queued before epoch + 1: nothing is due, and nothing comes due.
+    let held = store.batch(T0, epoch + 1, 10).unwrap();
+    assert_eq!(held.len(), 3, "the batch still holds them");
+    assert!(held.iter().all(|e| !e.is_due(T0 + 5 * MIN, epoch + 1)));
+    assert_eq!(store.next_due_from(epoch + 1).unwrap(), None);
+    assert_eq!(store.next_due_from(epoch).unwrap(), Some(T0));
+
+    // A delivery is recorded without the fence (a former leader's), once; a failed row the old
+    // leader had in fact delivered turns sent.
+    store.set_fence(None);
+    assert!(store.record_sent(&b.key, T0 + MIN).unwrap());
+    assert!(
+        !store.record_sent(&b.key, T0 + MIN).unwrap(),
+        "already sent"
+    );
+    let row = store.outbox_entry(&b.key).unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.sent_at),
+        (EmailStatus::Sent, Some(T0 + MIN))
+    );
+    if kind == Kind::Postgres {
+        assert!(
+            matches!(store.mark_sent(&c.key, T0), Err(StoreError::Fenced)),
+            "the sender's own marks stay fenced"
+        );
+    }
+    let store = place.open();
+    assert!(store.mark_failed(&c.key, T0, "550 no").unwrap());
+    assert!(store.record_sent(&c.key, T0 + MIN).unwrap());
+    assert_eq!(status(&store, &c.key), EmailStatus::Sent);
+}
+
 fn the_latest_incident_of_each_section_survives_a_reopen(kind: Kind) {
     let place = &Place::new(kind);
     let store = place.open();
@@ -598,11 +669,11 @@ fn a_window_ended_early_keeps_its_row_with_who_ended_it(kind: Kind) {
 }
 
 #[test]
-fn a_version_1_file_is_migrated_and_keeps_its_windows() {
+fn a_version_1_file_is_migrated_and_keeps_its_windows_and_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     {
-        // The `windows` table as version 1 made it, with a row.
+        // The `windows` and `outbox` tables as version 1 made them, with a row each.
         let raw = rusqlite::Connection::open(&path).unwrap();
         raw.execute_batch(
             "CREATE TABLE windows (
@@ -611,12 +682,27 @@ fn a_version_1_file_is_migrated_and_keeps_its_windows() {
                 created_by TEXT NOT NULL, created_at INTEGER NOT NULL);
              INSERT INTO windows (sections, starts, ends, reason, created_by, created_at)
                 VALUES ('[\"errors\"]', 1795000000000, 1795003600000, 'deploy', 'Ana', 1795000000000);
+             CREATE TABLE outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE,
+                incident TEXT NOT NULL, level TEXT NOT NULL, event TEXT NOT NULL,
+                recipients TEXT NOT NULL, message BLOB NOT NULL, created_at INTEGER NOT NULL,
+                status TEXT NOT NULL
+                    CHECK (status IN ('pending', 'sent', 'failed', 'held', 'digested')),
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER, last_error TEXT,
+                sent_at INTEGER, failed_at INTEGER, digest TEXT);
+             INSERT INTO outbox (key, incident, level, event, recipients, message, created_at,
+                    status, next_attempt_at)
+                VALUES ('errors-1/L1/opened/0', 'errors-1', 'L1', 'opened', '[\"devops@harven.ai\"]',
+                    X'00', 1795000000000, 'pending', 1795000000000);
              PRAGMA user_version = 1;",
         )
         .unwrap();
     }
     let store = open(&path);
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let due = store.due(T0, 10).unwrap();
+    assert_eq!(due.len(), 1, "a pending email of version 1 is still due");
+    assert_eq!(due[0].epoch, 0, "queued before epochs: 0");
     let windows = store.windows().unwrap();
     assert_eq!(windows.len(), 1);
     assert_eq!(windows[0].window.ends, T0 + 60 * MIN);
