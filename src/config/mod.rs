@@ -23,9 +23,9 @@ pub use net::IpNet;
 pub use types::{
     Config, CoolifyConfig, DockerConfig, EmailTransport, EscalationConfig, HaConfig,
     HeartbeatConfig, LevelConfig, Locale, LogPattern, MaintenanceWindow, NamePattern, OpenaiConfig,
-    OpenaiUsageConfig, PostgresConfig, PrometheusConfig, RedisConfig, RoleConfig, RunbookConfig,
-    SentryConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer, StatusPageConfig,
-    StoreConfig, SupabaseConfig, TlsMode,
+    OpenaiUsageConfig, PgTls, PostgresConfig, PrometheusConfig, RedisConfig, RoleConfig,
+    RunbookConfig, SentryConfig, ServerConfig, ServerLimits, SmtpConfig, SmtpServer,
+    StatusPageConfig, StoreConfig, SupabaseConfig, TlsMode,
 };
 
 /// The shipped defaults, compiled in from `config/default.toml`.

@@ -105,6 +105,9 @@ pub struct RawStore {
     pub connect_timeout: String,
     pub statement_timeout: String,
     pub readers: i64,
+    /// A PEM file of CA certificates the database's certificate may chain to, beside the system's
+    /// (with `sslmode=verify-full` in `url`).
+    pub ca_file: Option<String>,
 }
 
 /// `[runbook]`: a runbook file (unset: the embedded one) and the emails' and pages' language.

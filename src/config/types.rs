@@ -130,6 +130,19 @@ pub struct PostgresConfig {
     pub statement_timeout: Duration,
     /// Read-only connections for the HTTP routes' reads (the writer's is one more).
     pub readers: usize,
+    /// Plaintext or TLS: `sslmode` in `store.url`.
+    pub tls: PgTls,
+}
+
+/// How the store talks to PostgreSQL, from `sslmode` in `store.url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTls {
+    /// `sslmode=disable`, or no `sslmode`: plaintext, for a private network.
+    Off,
+    /// `sslmode=require`, `verify-ca` or `verify-full`: TLS, the server's certificate and name
+    /// checked against the system's roots plus `ca_file` (`store.ca_file`). Never plaintext: a
+    /// server without TLS, or with a certificate that does not check, is unreachable, said so.
+    Verify { ca_file: Option<PathBuf> },
 }
 
 impl PostgresConfig {

@@ -24,7 +24,7 @@ use self::probes::{
 };
 use super::raw::RawConfig;
 use super::types::{
-    Config, Locale, PostgresConfig, RunbookConfig, ServerConfig, ServerLimits, StoreConfig,
+    Config, Locale, PgTls, PostgresConfig, RunbookConfig, ServerConfig, ServerLimits, StoreConfig,
 };
 use super::{Origin, Problem};
 use crate::secret::Secret;
@@ -206,6 +206,38 @@ impl Checker<'_> {
                 )
             })
             .collect()
+    }
+}
+
+/// A file of PEM CA certificates at `key` (`text` relative to the file that set it), read now, not
+/// at the first connection: a missing or wrong CA file is a start-up problem. `used`: whether the
+/// TLS setting beside it uses it (else `unused` says how to, and it is refused rather than silently
+/// ignored).
+fn ca_file(
+    c: &mut Checker<'_>,
+    key: &str,
+    text: &str,
+    used: bool,
+    unused: &str,
+) -> Option<PathBuf> {
+    let path = resolve((c.origin_of)(key).base_dir(), text);
+    match std::fs::read_to_string(&path) {
+        Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
+            if used {
+                Some(path)
+            } else {
+                c.problem(key, unused);
+                None
+            }
+        }
+        Ok(_) => {
+            c.problem(key, format!("{} holds no PEM certificate", path.display()));
+            None
+        }
+        Err(e) => {
+            c.problem(key, format!("cannot read {}: {e}", path.display()));
+            None
+        }
     }
 }
 
@@ -526,8 +558,9 @@ fn check_postgres(
         return None;
     }
     let dbname = url.path().trim_start_matches('/');
+    let tls = pg_tls(c, raw, &url);
     // Names as written: no `%` escapes (a Unix socket directory as host is not supported).
-    if dbname.is_empty() || dbname.contains(['/', '%']) || url.query().is_some() {
+    if dbname.is_empty() || dbname.contains(['/', '%']) || url.fragment().is_some() {
         c.problem(
             "store.url",
             format!(
@@ -556,6 +589,53 @@ fn check_postgres(
         connect_timeout: connect_timeout?,
         statement_timeout: statement_timeout?,
         readers: readers?,
+        tls: tls?,
+    })
+}
+
+/// `sslmode` in `store.url` (its only query parameter) and `store.ca_file`. The watchdog never
+/// falls back to plaintext, and always checks the certificate and the host name when it uses TLS:
+/// `require` and `verify-ca` (what managed databases' consoles often print) mean `verify-full`
+/// here, and `prefer`/`allow`, which would fall back to plaintext without a word, are refused.
+fn pg_tls(c: &mut Checker<'_>, raw: &super::raw::RawStore, url: &Url) -> Option<PgTls> {
+    let mut mode = None;
+    for (name, value) in url.query_pairs() {
+        if name != "sslmode" || mode.is_some() {
+            c.problem(
+                "store.url",
+                format!("{name:?}: the only parameter the URL may carry is sslmode, once"),
+            );
+            return None;
+        }
+        mode = Some(value.into_owned());
+    }
+    let tls = match mode.as_deref() {
+        None | Some("disable") => false,
+        Some("require" | "verify-ca" | "verify-full") => true,
+        Some(other) => {
+            c.problem(
+                "store.url",
+                format!(
+                    "sslmode={other} is not supported: write sslmode=verify-full (TLS, certificate and host name checked) or sslmode=disable (a private network); the watchdog never falls back to plaintext"
+                ),
+            );
+            return None;
+        }
+    };
+    let ca = match &raw.ca_file {
+        None => None,
+        Some(text) => Some(ca_file(
+            c,
+            "store.ca_file",
+            text,
+            tls,
+            "is only used over TLS: add ?sslmode=verify-full to store.url",
+        )?),
+    };
+    Some(if tls {
+        PgTls::Verify { ca_file: ca }
+    } else {
+        PgTls::Off
     })
 }
 

@@ -29,14 +29,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Socket, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pool::ReaderPool;
 use super::sql::{Db, Dialect, Row, Value};
 use super::{Result, StoreError};
-use crate::config::PostgresConfig;
+use crate::config::{PgTls, PostgresConfig};
 
 /// The wait before the first reconnect after a failed connect; it doubles at each failure.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -86,9 +89,11 @@ impl Postgres {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the store's connection thread: {e}"))
             })?;
+        let tls = tls_connector(config)?;
         let config = Arc::new(config.clone());
         let conn = |read_only| PgConn {
             config: Arc::clone(&config),
+            tls: tls.clone(),
             handle: runtime.handle().clone(),
             read_only,
             live: None,
@@ -114,6 +119,9 @@ impl Postgres {
 /// One session to the server, made at first use and remade after it is lost.
 pub(super) struct PgConn {
     config: Arc<PostgresConfig>,
+    /// With `sslmode=verify-full`: the TLS client every connect uses (TLS required, never
+    /// plaintext). `None`: plaintext.
+    tls: Option<MakeRustlsConnect>,
     handle: tokio::runtime::Handle,
     /// A reader's session: `default_transaction_read_only`, so no statement can write through it.
     read_only: bool,
@@ -209,16 +217,44 @@ impl PgConn {
         let unavailable = |what: String| {
             StoreError::Unavailable(format!("cannot connect to {}: {what}", self.target()))
         };
-        // Plain TCP: TLS to the database is not supported yet (the README says to keep it on a
-        // private network or a Unix socket).
-        let (client, connection) = wait(&self.handle, c.connect_timeout, config.connect(NoTls))
+        let session = match &self.tls {
+            None => self.open_session(&config, NoTls),
+            Some(tls) => {
+                config.ssl_mode(SslMode::Require);
+                self.open_session(&config, tls.clone())
+            }
+        };
+        let (client, task) = session
             .ok_or_else(|| unavailable(format!("no answer within {:?}", c.connect_timeout)))?
             .map_err(|e| unavailable(describe(&e)))?;
         Ok(Live {
             client,
             statements: HashMap::new(),
-            task: self.handle.spawn(run_connection(connection)),
+            task,
         })
+    }
+
+    /// Connects with `tls` (within the connect timeout) and spawns the socket's task; `None`: no
+    /// answer in time.
+    fn open_session<T>(
+        &self,
+        config: &tokio_postgres::Config,
+        tls: T,
+    ) -> Option<Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>>
+    where
+        T: MakeTlsConnect<Socket>,
+        T::Stream: Send + 'static,
+    {
+        let connected = wait(
+            &self.handle,
+            self.config.connect_timeout,
+            config.connect(tls),
+        )?;
+        Some(
+            connected.map(|(client, connection)| {
+                (client, self.handle.spawn(run_connection(connection)))
+            }),
+        )
     }
 
     /// Runs `call` on the session (connecting first), at most the statement timeout and its grace;
@@ -316,6 +352,37 @@ fn live_closed(live: Option<&Live>) -> bool {
 }
 
 /// Drives one session's socket until it closes; its end is the calls' business, not a log line.
+/// The TLS client of `sslmode=verify-full`: the server's certificate and name checked against the
+/// platform's roots plus `store.ca_file` (read again here; validation read it at start), over the
+/// process's ring provider. `None` for plaintext.
+fn tls_connector(config: &PostgresConfig) -> Result<Option<MakeRustlsConnect>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let PgTls::Verify { ca_file } = &config.tls else {
+        return Ok(None);
+    };
+    let fail =
+        |what: String| StoreError::Unavailable(format!("TLS to {}: {what}", config.target()));
+    let extra = match ca_file {
+        None => Vec::new(),
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| fail(format!("store.ca_file {}: {e}", path.display())))?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, Arc::clone(&provider))
+            .map_err(|e| fail(format!("cannot load the certificate roots: {e}")))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Some(MakeRustlsConnect::new(client)))
+}
+
 async fn run_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

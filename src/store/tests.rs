@@ -86,6 +86,7 @@ pub(super) fn pg_config(port: u16, dbname: &str) -> PostgresConfig {
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         readers: READERS,
+        tls: crate::config::PgTls::Off,
     }
 }
 

@@ -649,3 +649,95 @@ fn a_postgres_store_takes_its_password_from_a_file_never_from_the_url() {
         assert!(!text.contains("hunter2-pw"), "{text}");
     }
 }
+
+/// TLS to PostgreSQL is `sslmode` in `store.url`: `require`, `verify-ca` and `verify-full` all check
+/// the certificate and the name (with `store.ca_file` beside the system's roots); modes that could
+/// fall back to plaintext, other parameters, and a CA file without TLS are refused, naming the key.
+#[test]
+fn store_tls_is_sslmode_in_the_url_and_never_falls_back_to_plaintext() {
+    use harven_watchdog::config::PgTls;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("db-ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let ca_text = ca.to_str().expect("utf-8");
+    let tls_of = |url: &str, ca_file: Option<&str>| {
+        let mut env = vec![("HARVEN_WATCHDOG__STORE__URL", url)];
+        if let Some(f) = ca_file {
+            env.push(("HARVEN_WATCHDOG__STORE__CA_FILE", f));
+        }
+        load(&[], &env).map(|c| c.store.postgres.expect("PostgreSQL").tls)
+    };
+    let base = "postgres://watchdog@db.internal/harven";
+    assert_eq!(
+        tls_of(base, None).expect("valid"),
+        PgTls::Off,
+        "plaintext by default"
+    );
+    assert_eq!(
+        tls_of(&format!("{base}?sslmode=disable"), None).expect("valid"),
+        PgTls::Off
+    );
+    for mode in ["require", "verify-ca", "verify-full"] {
+        assert_eq!(
+            tls_of(&format!("{base}?sslmode={mode}"), Some(ca_text)).expect("valid"),
+            PgTls::Verify {
+                ca_file: Some(ca.clone())
+            },
+            "{mode}"
+        );
+    }
+    assert_eq!(
+        tls_of(&format!("{base}?sslmode=verify-full"), None).expect("valid"),
+        PgTls::Verify { ca_file: None },
+        "the system's roots alone"
+    );
+    for (url, ca_file, key, why) in [
+        (
+            format!("{base}?sslmode=prefer"),
+            None,
+            "store.url",
+            "never falls back",
+        ),
+        (
+            format!("{base}?sslmode=allow"),
+            None,
+            "store.url",
+            "never falls back",
+        ),
+        (
+            format!("{base}?connect_timeout=3"),
+            None,
+            "store.url",
+            "only parameter",
+        ),
+        (
+            format!("{base}?sslmode=require&sslmode=disable"),
+            None,
+            "store.url",
+            "once",
+        ),
+        (
+            base.to_owned(),
+            Some(ca_text),
+            "store.ca_file",
+            "sslmode=verify-full",
+        ),
+        (
+            format!("{base}?sslmode=verify-full"),
+            Some("/nonexistent/ca.pem"),
+            "store.ca_file",
+            "cannot read",
+        ),
+    ] {
+        let err = tls_of(&url, ca_file)
+            .err()
+            .unwrap_or_else(|| panic!("{url} {ca_file:?} was accepted"));
+        let text = err.to_string();
+        assert!(text.contains(key) && text.contains(why), "{url}: {text}");
+    }
+}

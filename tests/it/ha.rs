@@ -310,6 +310,7 @@ fn pg_config(port: u16, db: &str) -> PostgresConfig {
         connect_timeout: Duration::from_secs(5),
         statement_timeout: Duration::from_secs(5),
         readers: 1,
+        tls: harven_watchdog::config::PgTls::Off,
     }
 }
 

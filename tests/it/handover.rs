@@ -49,6 +49,7 @@ fn pg(port: u16, db: &str) -> PostgresConfig {
         connect_timeout: Duration::from_secs(1),
         statement_timeout: Duration::from_secs(1),
         readers: 1,
+        tls: harven_watchdog::config::PgTls::Off,
     }
 }
 

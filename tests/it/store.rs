@@ -123,6 +123,7 @@ fn pg_config_with(port: u16, dbname: &str, timeout: Duration) -> PostgresConfig 
         connect_timeout: timeout,
         statement_timeout: timeout,
         readers: 2,
+        tls: harven_watchdog::config::PgTls::Off,
     }
 }
 
@@ -955,4 +956,60 @@ async fn a_cut_database_fails_calls_fast_and_the_store_reconnects_when_it_heals(
         "the key committed before the cut is in the ledger"
     );
     assert!(proxy.accepted() > 1, "the store went through the proxy");
+}
+
+/// `sslmode=verify-full`: the store speaks TLS to a real PostgreSQL that has it, checks its
+/// certificate against `store.ca_file` (and the name, 127.0.0.1), and never falls back to
+/// plaintext: without the CA, or against a server without TLS, it cannot connect, and says why.
+#[test]
+fn tls_to_postgresql_checks_the_certificate_and_never_falls_back_to_plaintext() {
+    use harven_watchdog::config::PgTls;
+
+    let ca = crate::support::smtp::TestCa::generate();
+    let server = pg_server::PgServer::start_tls(&ca.leaf_pem(), &ca.leaf_key());
+    let db = server.create_database();
+    let verify = |port: u16, dbname: &str, ca_file: Option<std::path::PathBuf>| PostgresConfig {
+        tls: PgTls::Verify { ca_file },
+        ..pg_config_with(port, dbname, Duration::from_secs(5))
+    };
+
+    let store = Store::connect(&verify(server.port(), &db, Some(ca.ca_pem())))
+        .unwrap_or_else(|e| panic!("TLS with the test CA: {e}"));
+    assert!(
+        store
+            .claim_lease("it", Duration::from_secs(60))
+            .unwrap()
+            .is_some(),
+        "the store works over TLS"
+    );
+    let encrypted = server.psql(
+        &db,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+         WHERE application_name = 'harven-watchdog' AND ssl",
+    );
+    assert_ne!(encrypted, "0", "the watchdog's session is encrypted");
+    let plain = server.psql(
+        &db,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+         WHERE application_name = 'harven-watchdog' AND NOT ssl",
+    );
+    assert_eq!(plain, "0", "no session of the watchdog in plaintext");
+    drop(store);
+
+    // The system's roots alone do not know the test CA: refused, saying why.
+    let err = Store::connect(&verify(server.port(), &db, None)).expect_err("an unknown issuer");
+    let text = err.to_string();
+    assert_eq!(err.metric_label(), "unavailable", "{text}");
+    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    eprintln!("without the CA: {text}");
+
+    // A server without TLS (the shared one): no silent plaintext.
+    let plain_server = pg_server::shared();
+    let plain_db = plain_server.create_database();
+    let err = Store::connect(&verify(plain_server.port(), &plain_db, Some(ca.ca_pem())))
+        .expect_err("a server without TLS");
+    let text = err.to_string();
+    assert!(text.contains("TLS"), "{text}");
+    eprintln!("a server without TLS: {text}");
+    assert!(!text.contains(pg_server::PASSWORD), "{text}");
 }

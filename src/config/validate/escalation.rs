@@ -6,7 +6,7 @@
 
 use lettre::message::Mailbox;
 
-use super::{Checker, HTTP, parse_url, resolve};
+use super::{Checker, HTTP, ca_file, parse_url};
 use crate::config::raw::RawLevel;
 use crate::config::window::{WindowTimes, check_times};
 use crate::config::{
@@ -229,38 +229,14 @@ pub(super) fn check_smtp(
     };
     let ca_file = match raw.ca_file {
         None => Some(None),
-        Some(text) => {
-            let path = resolve((c.origin_of)("smtp.ca_file").base_dir(), &text);
-            match std::fs::read_to_string(&path) {
-                // Read now, not at the first email: a missing or wrong CA file is a start-up
-                // problem. A CA with `tls = "none"` would be silently unused: refused.
-                Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => {
-                    if tls == Some(TlsMode::None) {
-                        c.problem(
-                            "smtp.ca_file",
-                            "is only used with smtp.tls = \"starttls\" or \"tls\"",
-                        );
-                        None
-                    } else {
-                        Some(Some(path))
-                    }
-                }
-                Ok(_) => {
-                    c.problem(
-                        "smtp.ca_file",
-                        format!("{} holds no PEM certificate", path.display()),
-                    );
-                    None
-                }
-                Err(e) => {
-                    c.problem(
-                        "smtp.ca_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            }
-        }
+        Some(text) => ca_file(
+            c,
+            "smtp.ca_file",
+            &text,
+            tls != Some(TlsMode::None),
+            "is only used with smtp.tls = \"starttls\" or \"tls\"",
+        )
+        .map(Some),
     };
     // Port, TLS, credentials and timeout are checked above even without a host, like every key;
     // only the SMTP transport uses them.

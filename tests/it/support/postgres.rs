@@ -80,7 +80,7 @@ pub fn shared() -> &'static PgServer {
         // that lives as long as the process spawns it.
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(PgServer::start_with(true));
+            let _ = tx.send(PgServer::start_with(true, None));
             loop {
                 std::thread::park();
             }
@@ -92,10 +92,17 @@ pub fn shared() -> &'static PgServer {
 impl PgServer {
     /// Starts a server of its own (stopped on drop).
     pub fn start() -> PgServer {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
-    fn start_with(die_with_parent: bool) -> PgServer {
+    /// Starts a server of its own that also speaks TLS (`ssl=on`) with the certificate `cert` and
+    /// its key `key` (PEM files); clients choose TLS or plaintext.
+    #[allow(dead_code)] // `it` only: the store's unit tests include this file too.
+    pub fn start_tls(cert: &Path, key: &Path) -> PgServer {
+        Self::start_with(false, Some((cert, key)))
+    }
+
+    fn start_with(die_with_parent: bool, tls: Option<(&Path, &Path)>) -> PgServer {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("hwtest-pg-")
@@ -106,6 +113,27 @@ impl PgServer {
         if let Some((uid, gid)) = owner {
             chown(dir.path(), uid, gid);
             chown(&dir.path().join("pw"), uid, gid);
+        }
+        let mut extra = Vec::new();
+        if let Some((leaf, leaf_key)) = tls {
+            // The server reads its key only if the server's user owns it, mode 0600.
+            let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::copy(leaf, &cert).expect("copy the certificate");
+            std::fs::copy(leaf_key, &key).expect("copy the key");
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod the key");
+            if let Some((uid, gid)) = owner {
+                chown(&cert, uid, gid);
+                chown(&key, uid, gid);
+            }
+            extra = vec![
+                "-c".to_owned(),
+                "ssl=on".to_owned(),
+                "-c".to_owned(),
+                format!("ssl_cert_file={}", cert.display()),
+                "-c".to_owned(),
+                format!("ssl_key_file={}", key.display()),
+            ];
         }
         let data = dir.path().join("data");
         let out = as_server(Command::new(bin.join("initdb")), owner)
@@ -124,7 +152,7 @@ impl PgServer {
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
-            match Self::spawn(&bin, dir.path(), port, owner, die_with_parent) {
+            match Self::spawn(&bin, dir.path(), port, owner, die_with_parent, &extra) {
                 Ok(child) => {
                     return PgServer {
                         port,
@@ -146,6 +174,7 @@ impl PgServer {
         port: u16,
         owner: Option<(u32, u32)>,
         die_with_parent: bool,
+        extra: &[String],
     ) -> Result<Child, String> {
         let log = std::fs::File::options()
             .create(true)
@@ -162,6 +191,7 @@ impl PgServer {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
