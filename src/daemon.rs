@@ -807,7 +807,7 @@ fn announce(config: &Config, clock: &Clock, listener: &TcpListener) {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %addr,
-        store = %config.store.path.display(),
+        store = %config.store.describe(),
         now = %clock.now(),
         "harven-watchdog started"
     );

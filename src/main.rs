@@ -53,7 +53,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("harven-watchdog: {e:#}");
+            // Each cause once: most of our errors already quote their source in their own words.
+            let text = harven_watchdog::probe::http::error_chain(e.as_ref());
+            eprintln!("harven-watchdog: {text}");
             ExitCode::FAILURE
         }
     }

@@ -165,6 +165,18 @@ impl StoreConfig {
     pub fn outbox_dir(&self) -> PathBuf {
         self.data_dir().join("outbox")
     }
+
+    /// Where the data is, for logs: the file, or `postgres user@host:port/db` (with `, TLS`),
+    /// never a password.
+    pub fn describe(&self) -> String {
+        match &self.postgres {
+            None => self.path.display().to_string(),
+            Some(pg) => match pg.tls {
+                PgTls::Off => format!("postgres {}", pg.target()),
+                PgTls::Verify { .. } => format!("postgres {}, TLS", pg.target()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -626,6 +626,11 @@ fn a_postgres_store_takes_its_password_from_a_file_never_from_the_url() {
     assert_eq!(pg.statement_timeout, Duration::from_secs(2));
     assert_eq!(pg.readers, 2);
     assert_eq!(pg.target(), "watchdog@db.internal:6543/harven");
+    assert_eq!(
+        config.store.describe(),
+        "postgres watchdog@db.internal:6543/harven",
+        "the start-up line names the database"
+    );
     assert!(!format!("{config:?}").contains("0042-db-secret"));
     assert!(
         load(&[], &[]).expect("defaults").store.postgres.is_none(),
