@@ -323,6 +323,13 @@ struct Replica {
 }
 
 impl Replica {
+    /// Sets `HARVEN_WATCHDOG__<key>` for the next start (over the stack's value).
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        let key = format!("HARVEN_WATCHDOG__{key}");
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
+    }
+
     fn start(&mut self) {
         assert!(self.child.is_none(), "{} is already running", self.node);
         self.child = Some(spawn_binary(&self.env));
@@ -606,6 +613,103 @@ fn the_pair_deploy_example_shares_one_database_and_takes_over_within_the_promise
         databases[0], databases[1],
         "both replicas share one database"
     );
+}
+
+/// The database goes down for both while the L1 waits for its retry (the SMTP server refused it):
+/// the leader sends it from its batch while its lease is still valid (no replica can write then),
+/// stands down when the lease can no longer be valid, and the delivery is recorded once the database
+/// returns. The L1 reaches the server once, and the script ends with every page once. A 10 s lease
+/// leaves room for the retry's backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_down_the_leader_sends_its_batch_within_its_lease_and_records_it_after() {
+    let http = crate::support::http_client();
+    let stack = Stack::start().await;
+    let db_gate = stack.database_proxy().await;
+    let smtp_gate = FaultProxy::tcp(Endpoint::Tcp(
+        format!("127.0.0.1:{}", stack.smtp.port())
+            .parse()
+            .expect("address"),
+    ))
+    .await;
+    let mut a = stack.replica("node-a", crate::support::free_port(), db_gate.port());
+    let mut b = stack.replica("node-b", crate::support::free_port(), db_gate.port());
+    for replica in [&mut a, &mut b] {
+        replica.set("SMTP__PORT", smtp_gate.port().to_string());
+        replica.set("HA__LEASE", "10s");
+        replica.set("HA__RENEW_EVERY", "1s");
+    }
+    a.start();
+    a.until_leader(&http, "the first replica up").await;
+    b.start();
+    b.until_standby(&http).await;
+
+    // The L1 meets a refusing SMTP server and waits for its retry.
+    smtp_gate.set(Fault::Down);
+    stack.backend.set_scenario(Scenario::Slow);
+    let deadline = Instant::now() + PATIENCE;
+    let l1 = loop {
+        let waiting = rows(&stack.store).into_iter().find(|r| {
+            r.incident.starts_with("latency-")
+                && r.level == "L1"
+                && r.event == "opened"
+                && r.status == EmailStatus::Pending
+                && r.attempts >= 1
+        });
+        if let Some(row) = waiting {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "no L1 waited for a retry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // Nobody can write any more; the SMTP server is back.
+    db_gate.set(Fault::Down);
+    smtp_gate.set(Fault::None);
+    let mail = stack.smtp.wait_for_messages(1, PATIENCE).await;
+    let stored = crate::support::smtp::ReceivedMail::parse(std::path::PathBuf::new(), &l1.message);
+    assert_eq!(
+        mail.iter()
+            .map(|m| m.header("Message-ID"))
+            .collect::<Vec<_>>(),
+        [stored.header("Message-ID")],
+        "the L1, sent from the leader's batch"
+    );
+    let row = stack
+        .store
+        .outbox_entry(&l1.key)
+        .expect("read")
+        .expect("row");
+    assert_eq!(
+        row.status,
+        EmailStatus::Pending,
+        "the database could not be told"
+    );
+
+    // The leader stands down when its lease can no longer be valid; nobody else leads meanwhile.
+    while a.leader(&http).await != Some(false) {
+        assert_ne!(
+            b.leader(&http).await,
+            Some(true),
+            "node-b led without the database"
+        );
+        assert!(Instant::now() < deadline, "node-a never stood down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The database returns: the delivery is recorded, nothing is sent again, the script ends.
+    db_gate.set(Fault::None);
+    while stack
+        .store
+        .outbox_entry(&l1.key)
+        .expect("read")
+        .expect("row")
+        .status
+        != EmailStatus::Sent
+    {
+        assert!(Instant::now() < deadline, "the delivery was never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.finish(0, "batch while the database is down").await;
 }
 
 /// The shared database down for every replica: nobody can lead, so nobody pages; both say so on
