@@ -646,12 +646,7 @@ impl<T: Transport> Sender<T> {
         let now = self.clock.now();
         let min_epoch = self.min_epoch(now);
         self.batch = blocking(&self.store, move |s| s.batch(now, min_epoch, BATCH)).await?;
-        let due: Vec<OutboxEntry> = self
-            .batch
-            .iter()
-            .filter(|e| e.is_due(now, min_epoch))
-            .cloned()
-            .collect();
+        let due = self.due_in_batch(now);
         let full = due.len() == BATCH;
         for entry in due {
             if shutdown.is_cancelled() {
@@ -789,13 +784,7 @@ impl<T: Transport> Sender<T> {
     /// an email due (or the hold ends), if ever.
     async fn send_from_batch(&mut self, shutdown: &CancellationToken) -> Option<Option<Timestamp>> {
         let now = self.clock.now();
-        let min_epoch = self.min_epoch(now);
-        let due: Vec<OutboxEntry> = self
-            .batch
-            .iter()
-            .filter(|e| e.is_due(now, min_epoch))
-            .cloned()
-            .collect();
+        let due = self.due_in_batch(now);
         for entry in due {
             if shutdown.is_cancelled() {
                 return None;
@@ -838,6 +827,16 @@ impl<T: Transport> Sender<T> {
             .chain(self.hold_end(now))
             .min();
         Some(next)
+    }
+
+    /// The batch's emails due at `now` (the hold's earlier epochs left out), oldest first.
+    fn due_in_batch(&self, now: Timestamp) -> Vec<OutboxEntry> {
+        let min_epoch = self.min_epoch(now);
+        self.batch
+            .iter()
+            .filter(|e| e.is_due(now, min_epoch))
+            .cloned()
+            .collect()
     }
 
     /// Takes `key` out of the batch: sent or refused, it is never sent from there again.

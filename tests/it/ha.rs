@@ -34,7 +34,6 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use harven_watchdog::config::{Config, PostgresConfig};
-use harven_watchdog::secret::Secret;
 use harven_watchdog::store::{EmailStatus, Store};
 
 use crate::support::backend::{Scenario, SimBackend, StatusStyle};
@@ -301,17 +300,7 @@ impl Stack {
 
 /// Settings of the test's own connection to database `db`.
 fn pg_config(port: u16, db: &str) -> PostgresConfig {
-    PostgresConfig {
-        host: "127.0.0.1".into(),
-        port,
-        user: postgres::USER.into(),
-        dbname: db.into(),
-        password: Some(Secret::new(postgres::PASSWORD)),
-        connect_timeout: Duration::from_secs(5),
-        statement_timeout: Duration::from_secs(5),
-        readers: 1,
-        tls: harven_watchdog::config::PgTls::Off,
-    }
+    crate::store::pg_config_with(port, db, Duration::from_secs(5))
 }
 
 /// One watchdog binary of the pair.

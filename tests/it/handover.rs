@@ -18,7 +18,6 @@ use harven_watchdog::config::{PostgresConfig, SmtpServer as SmtpServerConfig, Tl
 use harven_watchdog::ha::{HaMetrics, Leadership, Publish, Role};
 use harven_watchdog::incident::{Level, PageEvent};
 use harven_watchdog::notify::{self, NotifyMetrics, SenderConfig, SmtpTransport};
-use harven_watchdog::secret::Secret;
 use harven_watchdog::store::{EmailStatus, Fence, Store};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -40,17 +39,7 @@ const HOLD: Duration = Duration::from_secs(20);
 const LEASE_A: Duration = Duration::from_secs(5);
 
 fn pg(port: u16, db: &str) -> PostgresConfig {
-    PostgresConfig {
-        host: "127.0.0.1".into(),
-        port,
-        user: postgres::USER.into(),
-        dbname: db.into(),
-        password: Some(Secret::new(postgres::PASSWORD)),
-        connect_timeout: Duration::from_secs(1),
-        statement_timeout: Duration::from_secs(1),
-        readers: 1,
-        tls: harven_watchdog::config::PgTls::Off,
-    }
+    crate::store::pg_config_with(port, db, Duration::from_secs(1))
 }
 
 fn proxy_to(port: u16) -> Endpoint {

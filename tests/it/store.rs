@@ -113,7 +113,7 @@ impl Place {
 
 /// Settings for database `dbname` on 127.0.0.1:`port`, with the test server's password (as a
 /// deployment's `password_file` gives it) and `timeout` for connects and statements.
-fn pg_config_with(port: u16, dbname: &str, timeout: Duration) -> PostgresConfig {
+pub fn pg_config_with(port: u16, dbname: &str, timeout: Duration) -> PostgresConfig {
     PostgresConfig {
         host: "127.0.0.1".into(),
         port,
