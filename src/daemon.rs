@@ -317,6 +317,7 @@ impl Shared {
         shutdown: &CancellationToken,
     ) -> Result<(Self, Metrics), RunError> {
         let store = Arc::new(Store::open_config(&config.store)?);
+        store.set_replica(&config.ha.node);
         let mut metrics = Metrics::new();
         store.register_metrics(metrics.registry_mut());
         let auth_metrics = AuthMetrics::register(metrics.registry_mut());

@@ -29,7 +29,8 @@
 //! and its section reads what the other alerts say: no symptom is held for ever.
 //!
 //! The inbox lives in memory, outlives a reload, and is kept in the store ([`Inbox::persist_in`]:
-//! one versioned, bounded JSON blob under [`STORE_NAME`], rewritten after each notification), so a
+//! one versioned, bounded JSON blob under [`STORE_NAME`], each replica's its own on a shared store
+//! ([`Store::own_name`]), rewritten after each notification), so a
 //! restart reads back what the senders said: a firing alert stays firing (or goes stale on its own
 //! time), a resolution heard before the restart stays heard. Without a blob to read (the first start
 //! of this version, a damaged blob), a section whose alert symptom the store restored reads unknown
@@ -241,7 +242,7 @@ impl Inbox {
         if self.store.get().is_some() {
             return;
         }
-        match store.value(STORE_NAME) {
+        match store.value(&store.own_name(STORE_NAME)) {
             Ok(Some(blob)) => match serde_json::from_slice::<Saved<(String, Kept)>>(&blob) {
                 Ok(saved) if saved.version == BLOB_VERSION => {
                     let mut state = self.lock();
@@ -273,7 +274,7 @@ impl Inbox {
             return;
         };
         let blob = blob_of(&self.lock().alerts);
-        if let Err(e) = store.put_value(STORE_NAME, &blob) {
+        if let Err(e) = store.put_value(&store.own_name(STORE_NAME), &blob) {
             tracing::warn!(error = %e, "the alerts cannot be kept in the store: a restart would forget them");
         }
     }

@@ -208,6 +208,9 @@ pub struct Store {
     /// What the pager's and the sender's writes check on a shared store ([`Store::set_fence`]);
     /// `None` refuses them there. Read once per write, before its transaction begins.
     fence: RwLock<Option<Fence>>,
+    /// This replica's name (`ha.node`) on a shared store: what [`Store::own_name`] adds to the
+    /// key-value names each replica keeps for itself.
+    replica: std::sync::OnceLock<String>,
 }
 
 /// Where the data is.
@@ -363,6 +366,22 @@ impl Store {
             path,
             metrics: StoreMetrics::new(),
             fence: RwLock::new(None),
+            replica: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Names this replica (`ha.node`), once, before anything reads or writes its own values.
+    pub fn set_replica(&self, node: &str) {
+        let _ = self.replica.set(node.to_owned());
+    }
+
+    /// The key-value name of a value each replica keeps for itself (its alert inbox, its signed-in
+    /// sessions): `base` on a file of one node, `base@<node>` on a shared store, so replicas never
+    /// overwrite each other's and a restart reads back its own.
+    pub fn own_name(&self, base: &str) -> String {
+        match self.replica.get() {
+            Some(node) if self.is_shared() => format!("{base}@{node}"),
+            _ => base.to_owned(),
         }
     }
 

@@ -147,6 +147,7 @@ on_both!(
     held_emails_are_replaced_by_one_digest_row,
     the_sender_bookkeeping_counts_attempts_and_schedules_retries,
     the_batch_puts_due_rows_first_and_a_hold_leaves_earlier_epochs_alone,
+    each_replica_keeps_its_own_values_on_a_shared_store,
     the_latest_incident_of_each_section_survives_a_reopen,
     an_email_not_marked_sent_is_still_due_after_a_crash,
     maintenance_windows_and_secrets_are_kept,
@@ -460,6 +461,44 @@ fn the_sender_bookkeeping_counts_attempts_and_schedules_retries(kind: Kind) {
         .last_error
         .unwrap();
     assert!(kept.chars().count() <= 2001, "errors are bounded per row");
+}
+
+/// A value each replica keeps for itself (its alert inbox, its sessions) is named after the replica
+/// on a shared store, so two replicas never overwrite each other's; a single node's file keeps the
+/// plain name (what it always had).
+fn each_replica_keeps_its_own_values_on_a_shared_store(kind: Kind) {
+    let place = &Place::new(kind);
+    let (a, b) = (place.open(), place.open());
+    a.set_replica("node-a");
+    b.set_replica("node-b");
+    a.put_value(&a.own_name("web-sessions"), b"a's").unwrap();
+    b.put_value(&b.own_name("web-sessions"), b"b's").unwrap();
+    match kind {
+        Kind::Sqlite => {
+            assert_eq!(a.own_name("web-sessions"), "web-sessions");
+            assert_eq!(
+                a.value("web-sessions").unwrap().as_deref(),
+                Some(&b"b's"[..])
+            );
+        }
+        Kind::Postgres => {
+            assert_eq!(a.own_name("web-sessions"), "web-sessions@node-a");
+            let again = place.open();
+            again.set_replica("node-a");
+            assert_eq!(
+                again
+                    .value(&again.own_name("web-sessions"))
+                    .unwrap()
+                    .as_deref(),
+                Some(&b"a's"[..]),
+                "node-a reads back its own after a restart"
+            );
+            assert_eq!(
+                b.value(&b.own_name("web-sessions")).unwrap().as_deref(),
+                Some(&b"b's"[..])
+            );
+        }
+    }
 }
 
 /// The sender's batch (due rows first, then the rest), the epoch each row is queued under (the

@@ -36,7 +36,8 @@ pub const COOKIE: &str = "hw_session";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// The most sessions signed in at once (people on call, not visitors: sign-in takes the token).
 pub const MAX_SESSIONS: usize = 256;
-/// Where the list of live sessions is kept in the store's key/value table.
+/// Where the list of live sessions is kept in the store's key/value table (each replica's its own
+/// on a shared store: [`Store::own_name`]).
 pub const LIST_KEY: &str = "web-sessions";
 
 const KEY_CONTEXT: &[u8] = b"harven-watchdog/web-session-key/v1\n";
@@ -68,7 +69,7 @@ impl SessionList {
     /// The list kept in `store` (empty if none was kept, or it cannot be read: everyone signs in
     /// again, which is safe).
     pub fn load(store: Arc<Store>) -> Self {
-        let kept = match store.value(LIST_KEY) {
+        let kept = match store.value(&store.own_name(LIST_KEY)) {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes)
                 .inspect_err(|e| tracing::warn!(error = %e, "ignoring the unreadable list of signed-in sessions"))
                 .unwrap_or_default(),
@@ -108,7 +109,7 @@ impl SessionList {
             serde_json::to_vec(&*live)?
         };
         match &self.store {
-            Some(store) => store.put_value(LIST_KEY, &snapshot),
+            Some(store) => store.put_value(&store.own_name(LIST_KEY), &snapshot),
             None => Ok(()),
         }
     }
