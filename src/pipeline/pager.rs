@@ -442,6 +442,14 @@ impl Pager {
         Ok(())
     }
 
+    /// A standby's read of the book the leader keeps (the store's latest incident per section), so
+    /// that its incident gauges follow the leader's instead of showing the book as it last read it.
+    /// Writes nothing; a leader's book is never replaced this way.
+    pub fn follow(&mut self) -> Result<(), PagerError> {
+        self.book = Book::new(self.store.latest_per_section()?);
+        Ok(())
+    }
+
     /// Acknowledges, records on the timeline and saves. `episode`: see [`Command::Ack`].
     pub fn ack(
         &mut self,

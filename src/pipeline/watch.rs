@@ -5,7 +5,8 @@
 //! This is the shell of the pure [`Engine`]: the only place that reads the clock for it, and the
 //! place that turns its transitions into log lines and metrics.
 //!
-//! Only the leader pages (issue 17): a standby applies reports and evaluates (it stays warm), and
+//! Only the leader pages (issue 17): a standby applies reports and evaluates (it stays warm), its
+//! incident gauges follow the leader's book (read from the store every [`FOLLOW_EVERY`]), and
 //! its pager neither steps nor writes; acks and resolves sent to it are refused. On becoming leader
 //! the pager is taken over from the store ([`Pager::take_over`]); on losing the lead it stops at
 //! once. Alone on its store a replica is always leader, as before.
@@ -452,6 +453,8 @@ pub async fn run(
     }
     let mut saved = engine.snapshot();
     let mut role = leadership.watch();
+    // When a standby last read the leader's book (its incident gauges follow it).
+    let mut followed: Option<crate::clock::Timestamp> = None;
     // The term the pager works for: `Some(epoch)` while it leads and has taken over. A generation
     // that starts as leader read the store as it opened (a start or a reload): no takeover then.
     let mut leading: Option<u64> = match &*role.borrow_and_update() {
@@ -570,7 +573,20 @@ pub async fn run(
                 .collect(),
         );
         if leading.is_none() {
-            // A standby evaluates (warm) and records nothing.
+            // A standby evaluates (warm) and records nothing; its incident gauges follow the
+            // leader's book, read from the store at most every FOLLOW_EVERY.
+            if followed.is_none_or(|at| now.saturating_since(at) >= FOLLOW_EVERY) {
+                followed = Some(now);
+                let read;
+                (pager, read) = off_thread(pager, Pager::follow).await;
+                match read {
+                    Ok(()) => metrics.record_book(&sections, pager.book()),
+                    // The store finding says the store is failing; the gauges keep the last read.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a standby could not read the leader's incidents")
+                    }
+                }
+            }
             continue;
         }
         let state = engine.snapshot();
@@ -611,6 +627,10 @@ pub async fn run(
         metrics.record_book(&sections, pager.book());
     }
 }
+
+/// How often a standby reads the leader's incidents from the shared store, so that its
+/// `incidents_open` and `incident_level` gauges follow the leader's (one small read).
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The probes that produce what a pending or recovering rule reads: polled sooner, so its `for` or
 /// `resolve_after` is decided on fresh readings.

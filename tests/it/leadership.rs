@@ -61,6 +61,16 @@ async fn leader_gauge(d: &TestDaemon) -> Option<f64> {
     sample(&d.metrics().await, "harven_watchdog_leader")
 }
 
+/// `harven_watchdog_incidents_open` of `d`, summed over its series.
+async fn open_incidents(d: &TestDaemon) -> f64 {
+    d.metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("harven_watchdog_incidents_open{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Moves the shared clock in 15 s steps until `done`, giving the replicas real time between steps.
 async fn advance_while(d: &TestDaemon, what: &str, mut done: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + PATIENCE;
@@ -134,6 +144,16 @@ async fn one_replica_pages_and_the_standby_takes_over_mid_incident_without_repea
     let incident = l1_incident(&hand, &smtp).await;
     let store = Store::open(data.path().join("watchdog.db")).expect("store");
     let open = opened_at(&incident);
+
+    // The standby's incident gauges follow the leader's book (read from the store).
+    assert!(
+        open_incidents(&a).await >= 1.0,
+        "the leader counts its incident"
+    );
+    advance_while(&b, "node-b's gauges follow the leader's book", async || {
+        open_incidents(&b).await == open_incidents(&a).await
+    })
+    .await;
 
     // The standby refuses an ack with 503 naming the leader, and changes nothing.
     let refused = http
