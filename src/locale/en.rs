@@ -392,6 +392,13 @@ Symptoms:
     role_standby: "{node}: standby (the leader is {leader})",
     msg_tl_takeover: "{node} took over from {from}",
     msg_tl_takeover_unknown: "{node} took over the paging",
+    store_down: "The watchdog's own store does not answer since {since}",
+    store_down_pages: "{count} pages are decided and wait for it: they are recorded and sent when it returns, never twice.",
+    store_down_one_page: "One page is decided and waits for it: it is recorded and sent when it returns, never twice.",
+    store_down_no_page: "No page waits for it now; pages decided meanwhile are recorded and sent when it returns, never twice.",
+    store_down_fix_postgres: "Fix: check that the database named by store.url ({store}) is up and reachable from this host.",
+    store_down_fix_sqlite: "Fix: free disk space where the store's file is ({store}), and check that its data directory is writable.",
+    store_down_error: "The store says",
     // One language, the rest (issue 15, session 7).
     msg_input_required: "`{field}` is required: {why}",
     msg_input_who_acts: "who is acting",

@@ -392,6 +392,13 @@ Sintomas:
     role_standby: "{node}: em espera (a líder é {leader})",
     msg_tl_takeover: "{node} assumiu no lugar de {from}",
     msg_tl_takeover_unknown: "{node} assumiu o acionamento",
+    store_down: "O armazenamento do próprio watchdog não responde desde {since}",
+    store_down_pages: "{count} acionamentos estão decididos e esperam por ele: serão registrados e enviados quando ele voltar, nunca duas vezes.",
+    store_down_one_page: "Um acionamento está decidido e espera por ele: será registrado e enviado quando ele voltar, nunca duas vezes.",
+    store_down_no_page: "Nenhum acionamento espera por ele agora; os decididos enquanto isso serão registrados e enviados quando ele voltar, nunca duas vezes.",
+    store_down_fix_postgres: "Correção: verifique se o banco de dados indicado em store.url ({store}) está no ar e acessível a partir deste host.",
+    store_down_fix_sqlite: "Correção: libere espaço em disco onde fica o arquivo do armazenamento ({store}) e verifique se o diretório de dados aceita escrita.",
+    store_down_error: "O armazenamento diz",
     // One language, the rest (issue 15, session 7).
     msg_input_required: "`{field}` é obrigatório: {why}",
     msg_input_who_acts: "quem está agindo",

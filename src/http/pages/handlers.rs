@@ -94,8 +94,13 @@ pub(super) async fn index(
     let glances = st.glances(&open, now).await;
     let listed = st.alerts.list(now);
     let alerts = super::views::alert_rows(&listed, &st.runbook, st.locale);
+    let store_down = st
+        .store_health
+        .finding()
+        .map(|f| super::views::store_down_view(&f, st.locale));
     let page = IndexPage {
         blind_spots,
+        store_down,
         t: &t,
         now: human_time(now),
         refresh: refreshes(query.as_deref()).then_some(REFRESH_EVERY.as_secs()),
