@@ -544,6 +544,41 @@ mod tests {
         assert!(left.is_empty(), "every check removed its file: {left:?}");
     }
 
+    /// `/readyz`'s words for the store finding: the store, since when in UTC, the error on one
+    /// line, and the waiting pages' keys, ten at most and then how many more.
+    #[test]
+    fn the_store_finding_lists_ten_keys_then_counts_the_rest() {
+        let mut f = crate::store::StoreFinding {
+            store: "db:5432/watchdog".into(),
+            shared: true,
+            since: crate::clock::Timestamp::from_unix_millis(1_796_000_000_000),
+            error: "the store's database is unavailable:\nrefused".into(),
+            unrecorded: Vec::new(),
+        };
+        assert_eq!(
+            store_finding_words(&f),
+            "the store db:5432/watchdog does not answer since 2026-11-30 00:53:20 UTC: the \
+             store's database is unavailable: refused\nno page waits for it\n"
+        );
+        f.unrecorded = vec!["a/L1/opened/0".into()];
+        assert!(store_finding_words(&f).ends_with("\n1 page waits for it: a/L1/opened/0\n"));
+        f.unrecorded = (0..12).map(|i| format!("k{i:02}")).collect();
+        let words = store_finding_words(&f);
+        let shown: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
+        assert!(
+            words.ends_with(&format!(
+                "\n12 pages wait for it: {} and 2 more\n",
+                shown.join(", ")
+            )),
+            "{words}"
+        );
+        f.unrecorded.truncate(10);
+        assert!(
+            store_finding_words(&f)
+                .ends_with(&format!("\n10 pages wait for it: {}\n", shown.join(", ")))
+        );
+    }
+
     #[test]
     fn foreign_origins_are_named_and_ours_pass() {
         let ours = Url::parse("https://watch.example.com:8443/prefix/").expect("url");

@@ -399,6 +399,7 @@ Sintomas:
     store_down_fix_postgres: "Correção: verifique se o banco de dados indicado em store.url ({store}) está no ar e acessível a partir deste host.",
     store_down_fix_sqlite: "Correção: libere espaço em disco onde fica o arquivo do armazenamento ({store}) e verifique se o diretório de dados aceita escrita.",
     store_down_error: "O armazenamento diz",
+    store_down_unreadable: "Não é possível ler enquanto o armazenamento não responde.",
     // One language, the rest (issue 15, session 7).
     msg_input_required: "`{field}` é obrigatório: {why}",
     msg_input_who_acts: "quem está agindo",

@@ -621,6 +621,8 @@ pub struct Text {
     pub store_down_fix_sqlite: &'static str,
     /// Before the store's own words about its failure.
     pub store_down_error: &'static str,
+    /// In place of a list on the status page the store could not read.
+    pub store_down_unreadable: &'static str,
     // One language, the rest (issue 15, session 7).
     /// `{field}` is missing: `{why}` (a message).
     pub msg_input_required: &'static str,

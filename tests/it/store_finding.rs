@@ -5,8 +5,11 @@
 //! The store here is the SQLite file, locked by another connection (an operator's `sqlite3`, a
 //! backup) holding its write lock: every write of the daemon fails `busy` after the store's busy
 //! timeout, as a full disk fails it. The daemon is blind (every source is out of reach), which is
-//! an incident of its own: its L1 is the page that waits. The same finding on PostgreSQL, for both
-//! replicas, is `it::ha`'s database-down test; the lease task's part is `ha::tests`.
+//! an incident of its own: its L1 is the page that waits.
+//!
+//! On PostgreSQL the database is cut off through a fault proxy: the lease task's rounds find it
+//! down, `/readyz` names it `host:port/db`, and `/` still answers with the finding while its lists
+//! cannot be read. The same finding for two real replicas is `it::ha`'s database-down test.
 
 use std::time::{Duration, Instant};
 
@@ -15,11 +18,24 @@ use harven_watchdog::store::{EmailStatus, Store};
 
 use crate::one_language::{Foreign, visible_html};
 use crate::support::daemon::{T0, TestDaemon, blind_env, sample};
+use crate::support::fault::{Endpoint, Fault, FaultProxy};
 use crate::support::ledger::rows;
+use crate::support::postgres;
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
 
 /// How long (real time) the store may take to be found down or up again.
 const PATIENCE: Duration = Duration::from_secs(120);
+
+/// `GET {base}{path}` as anyone would: the status and the body, whatever the status.
+async fn answer(base: &str, path: &str) -> (u16, String) {
+    let url = format!("{base}{path}");
+    let r = crate::support::http_client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (r.status().as_u16(), r.text().await.expect("a body"))
+}
 
 /// The blind watchdog's L1 emails in `mail`.
 fn blind_l1(mail: &[ReceivedMail]) -> Vec<&ReceivedMail> {
@@ -37,7 +53,6 @@ fn blind_l1(mail: &[ReceivedMail]) -> Vec<&ReceivedMail> {
 /// email arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_store_is_a_finding_and_its_pages_are_recorded_once_when_it_answers() {
-    let http = crate::support::http_client();
     for (locale, tag) in [(Locale::En, "en"), (Locale::PtBr, "pt-BR")] {
         let smtp = SmtpServer::start().await;
         let data = tempfile::tempdir().expect("tempdir");
@@ -78,13 +93,8 @@ async fn a_locked_store_is_a_finding_and_its_pages_are_recorded_once_when_it_ans
             "nothing sent meanwhile"
         );
 
-        let r = http
-            .get(format!("{}/readyz", d.base))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(r.status().as_u16(), 503);
-        let body = r.text().await.expect("body");
+        let (status, body) = answer(&d.base, "/readyz").await;
+        assert_eq!(status, 503, "{tag}: {body}");
         let head = format!(
             "not ready: the store {} does not answer since ",
             file.display()
@@ -158,12 +168,7 @@ async fn a_locked_store_is_a_finding_and_its_pages_are_recorded_once_when_it_ans
             assert!(started.elapsed() < PATIENCE, "{tag}: never up:\n{metrics}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let r = http
-            .get(format!("{}/readyz", d.base))
-            .send()
-            .await
-            .expect("readyz");
-        assert_eq!(r.status().as_u16(), 200, "{tag}");
+        assert_eq!(answer(&d.base, "/readyz").await.0, 200, "{tag}");
         assert!(!d.get("/").await.contains("store-down"), "{tag}");
         // A few more steps: nothing is recorded or sent twice.
         for _ in 0..5 {
@@ -188,5 +193,115 @@ async fn a_locked_store_is_a_finding_and_its_pages_are_recorded_once_when_it_ans
             "{tag}: the L1 sent once ({} before)",
             blind_l1(&mail).len()
         );
+    }
+}
+
+/// The finding while `d` answers `/metrics`: waits (moving the clock `step` at a time, so the
+/// lease task's rounds run) until `harven_watchdog_store_up` is `want`.
+async fn until_store_up(d: &TestDaemon, step: Duration, want: f64, what: &str) {
+    let started = Instant::now();
+    loop {
+        let metrics = d.metrics().await;
+        if sample(&metrics, "harven_watchdog_store_up") == Some(want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{what}: never {want}:\n{metrics}"
+        );
+        d.hand.advance(step);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// PostgreSQL, in each language: the database cut off (its proxy down), the lease rounds find the
+/// store down; `/readyz` answers 503 naming it `127.0.0.1:port/db` (never the password); `/`
+/// answers 503 with the finding, the PostgreSQL fix naming `store.url`, and its lists saying they
+/// cannot be read. Healed, the store is up again and `/` is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_database_is_a_finding_on_readyz_and_the_status_page() {
+    let server = tokio::task::spawn_blocking(postgres::shared)
+        .await
+        .expect("the server");
+    let password = std::fs::read_to_string(server.password_file()).expect("the password");
+    for (locale, tag) in [(Locale::En, "en"), (Locale::PtBr, "pt-BR")] {
+        let db = tokio::task::spawn_blocking(|| postgres::shared().create_database())
+            .await
+            .expect("a database");
+        let proxy = FaultProxy::tcp(Endpoint::Tcp(([127, 0, 0, 1], server.port()).into())).await;
+        let smtp = SmtpServer::start().await;
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut env = blind_env(smtp.port(), data.path(), tag);
+        let url = format!(
+            "postgres://{}@127.0.0.1:{}/{db}",
+            postgres::USER,
+            proxy.port()
+        );
+        env.extend(
+            [
+                ("STORE__URL", url),
+                (
+                    "STORE__PASSWORD_FILE",
+                    server.password_file().display().to_string(),
+                ),
+                ("STORE__CONNECT_TIMEOUT", "1s".into()),
+                ("STORE__STATEMENT_TIMEOUT", "1s".into()),
+                ("HA__NODE", "node-a".into()),
+                ("HA__LEASE", "20s".into()),
+                ("HA__RENEW_EVERY", "5s".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (format!("HARVEN_WATCHDOG__{k}"), v)),
+        );
+        let d = TestDaemon::start(env, T0).await;
+        until_store_up(&d, Duration::from_secs(1), 1.0, tag).await;
+
+        proxy.set(Fault::Down);
+        until_store_up(&d, Duration::from_secs(5), 0.0, tag).await;
+        let name = format!("127.0.0.1:{}/{db}", proxy.port());
+
+        let (status, body) = answer(&d.base, "/readyz").await;
+        assert_eq!(status, 503, "{tag}: {body}");
+        let head = format!("not ready: the store {name} does not answer since ");
+        assert!(body.starts_with(&head), "{tag}: {body}");
+        // The pages line (a page the leader decided before standing down may wait too).
+        let pages = body.lines().nth(1).unwrap_or_default();
+        assert!(
+            pages == "no page waits for it" || pages.contains(" for it: "),
+            "{tag}: {body}"
+        );
+        assert!(body.contains("\nrole: "), "{tag}: {body}");
+        assert!(
+            !body.contains(password.trim()),
+            "{tag}: the password in {body}"
+        );
+
+        let (status, page) = answer(&d.base, "/").await;
+        assert_eq!(status, 503, "{tag}");
+        assert!(!page.contains(password.trim()), "{tag}: the password on /");
+        let visible = visible_html(&page);
+        let (title, fix, unreadable) = match locale {
+            Locale::En => (
+                "The watchdog's own store does not answer since",
+                "Fix: check that the database named by store.url",
+                "Cannot be read while the store does not answer.",
+            ),
+            Locale::PtBr => (
+                "O armazenamento do próprio watchdog não responde desde",
+                "Correção: verifique se o banco de dados indicado em store.url",
+                "Não é possível ler enquanto o armazenamento não responde.",
+            ),
+        };
+        for words in [title, fix, unreadable, &name] {
+            assert!(visible.contains(words), "{tag}: no {words:?} in {visible}");
+        }
+        Foreign::of(locale).check("/ while the database is cut off", &visible);
+
+        proxy.set(Fault::None);
+        until_store_up(&d, Duration::from_secs(5), 1.0, tag).await;
+        let (status, page) = answer(&d.base, "/").await;
+        assert_eq!(status, 200, "{tag}");
+        assert!(!page.contains("store-down"), "{tag}");
+        d.stop().await;
     }
 }

@@ -194,6 +194,9 @@ pub(super) struct IndexPage<'a> {
     pub(super) blind_spots: Vec<BlindView>,
     /// The store finding, above the blind spots, while the watchdog's own store is down.
     pub(super) store_down: Option<StoreDownView>,
+    /// The store did not answer this page's reads (while its finding says it is down): the lists
+    /// say so instead of reading empty.
+    pub(super) unreadable: bool,
     /// This replica's role in the page's language (issue 17): solo, leader, or standby naming
     /// the leader.
     pub(super) role: String,
