@@ -249,8 +249,8 @@ async fn healthz() -> &'static str {
 /// serves the pages and can take over.
 ///
 /// While the store finding says the store is down (its latest commit or lease round failed), the
-/// answer is 503 at once, with the finding ([`store_finding_words`]); else a shared store must
-/// still answer a read of the lease row.
+/// answer is 503 at once, with the finding ([`store_finding_words`]; after the data directory's
+/// reason when that fails too); else a shared store must still answer a read of the lease row.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let dir = state.data_dir.clone();
     let probe = tokio::task::spawn_blocking(move || {
@@ -289,11 +289,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             )
                 .into_response(),
         },
+        // A full disk: the directory's reason first, then the store finding it caused, if any.
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "not ready: data directory {} is not writable: {e}\n",
-                state.data_dir.display()
+                "not ready: data directory {} is not writable: {e}\n{}",
+                state.data_dir.display(),
+                state
+                    .store_health
+                    .finding()
+                    .map_or_else(String::new, |f| store_finding_words(&f)),
             ),
         )
             .into_response(),

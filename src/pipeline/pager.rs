@@ -216,11 +216,6 @@ impl Pager {
         self
     }
 
-    /// The store finding this pager reports to.
-    pub fn health(&self) -> &StoreHealth {
-        &self.health
-    }
-
     /// This replica stopped leading: the pages it could not record are no longer its to record (the
     /// new leader decides them from the store), so its word on the store lapses.
     pub fn stand_down(&self) {
