@@ -28,7 +28,7 @@ use crate::pipeline::watch::{self, EngineMetrics};
 use crate::probe::{self, Probe, ProbeMetrics};
 use crate::reload::{Outcome, Reload, ReloadMetrics, Reloader, Trigger};
 use crate::runbook::{Runbook, RunbookError};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreHealth};
 
 #[cfg(test)]
 mod route_fuzz;
@@ -175,6 +175,7 @@ pub async fn run_with(
             data_dir,
             leadership: shared.leadership.clone(),
             shared_store: shared.store.is_shared().then(|| Arc::clone(&shared.store)),
+            store_health: shared.store_health.clone(),
         },
         routes_rx,
         &limits,
@@ -266,6 +267,7 @@ fn start_leadership(
     let timing = ha::Timing::of(ha);
     tracing::info!(node = %ha.node, lease = ?timing.lease, renew_every = ?timing.renew_every, takeover_within = ?timing.takeover_bound(), "shared store: claiming the lead; until granted this replica is a standby");
     let (publish, leadership) = ha::Publish::channel(&ha.node, shared.ha_metrics.clone());
+    let publish = publish.reporting_to(shared.store_health.clone());
     shared.leadership = leadership;
     Some(tokio::spawn(ha::run(
         leases,
@@ -305,6 +307,9 @@ struct Shared {
     /// generations (a reload neither gives up nor takes the lead).
     leadership: Leadership,
     ha_metrics: HaMetrics,
+    /// The store finding (issue 17): the pager and the lease task report to it, `/metrics`,
+    /// `/readyz` and the status page read it. It outlives generations, as the store does.
+    store_health: StoreHealth,
 }
 
 impl Shared {
@@ -320,6 +325,8 @@ impl Shared {
         store.set_replica(&config.ha.node);
         let mut metrics = Metrics::new();
         store.register_metrics(metrics.registry_mut());
+        let store_health = StoreHealth::of(&config.store);
+        store_health.register_metrics(metrics.registry_mut());
         let auth_metrics = AuthMetrics::register(metrics.registry_mut());
         let probe_metrics = ProbeMetrics::register(metrics.registry_mut());
         let engine_metrics = EngineMetrics::register(metrics.registry_mut());
@@ -343,6 +350,7 @@ impl Shared {
             http_metrics: HttpMetrics::register(metrics.registry_mut()),
             ha_metrics: HaMetrics::register(metrics.registry_mut()),
             leadership: Leadership::solo(config.ha.node.clone()),
+            store_health,
             auth: Arc::new(AuthShared::new(
                 Arc::clone(&store),
                 clock.clone(),
@@ -481,7 +489,8 @@ impl Generation {
             Arc::clone(&shared.wake_sender),
             shared.pager_metrics.clone(),
             Arc::clone(&charts),
-        )?;
+        )?
+        .reporting_to(shared.store_health.clone());
 
         let mut sources: Vec<String> = probes.iter().map(|p| p.source().to_owned()).collect();
         sources.push(crate::alerts::SOURCE.to_owned());
@@ -586,6 +595,7 @@ impl Generation {
             reloader: &shared.reloader,
             alerts: &shared.alerts,
             leadership: &shared.leadership,
+            store_health: &shared.store_health,
         });
         tasks.spawn(
             "watch loop",

@@ -183,6 +183,7 @@ async fn start(dir: &std::path::Path) -> (App, Known, Shared, Generation) {
                 .store
                 .is_shared()
                 .then(|| std::sync::Arc::clone(&shared.store)),
+            store_health: shared.store_health.clone(),
         },
         routes_rx,
         &limits,

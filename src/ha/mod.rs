@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, Timestamp};
 use crate::config::HaConfig;
 use crate::store::StoreError;
+use crate::store::health::{LEASE, StoreHealth, Unrecorded};
 
 /// Who holds the lease now, as the store says (for a standby's `/readyz`, pages and refusals).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,12 +275,16 @@ impl Timing {
 }
 
 /// Where the task publishes: the role's watch channel, who the lead was taken over from (read by
-/// the pager's takeover through [`Leadership::took_over_from`]), and the metrics.
+/// the pager's takeover through [`Leadership::took_over_from`]), the metrics, and the store
+/// finding each round reports to.
 pub struct Publish {
     pub role: watch::Sender<Role>,
     /// Written before each change of role is sent.
     pub took_over_from: Arc<Mutex<Option<String>>>,
     pub metrics: HaMetrics,
+    /// Told after each round whether the database answered it (as [`LEASE`]): a standby's round
+    /// counts as much as the leader's, as both ask the same database.
+    pub health: StoreHealth,
 }
 
 impl Publish {
@@ -299,9 +304,17 @@ impl Publish {
                 role,
                 took_over_from,
                 metrics,
+                health: StoreHealth::new("the shared store", true),
             },
             leadership,
         )
+    }
+
+    /// Reports the rounds to `health` (the daemon's one finding) instead of a finding of its own.
+    #[must_use]
+    pub fn reporting_to(mut self, health: StoreHealth) -> Self {
+        self.health = health;
+        self
     }
 }
 
@@ -353,6 +366,8 @@ pub async fn run(
         };
         tokio::pin!(round);
         let timeout = started + timing.round_timeout();
+        // The store's words when the round fails, for the finding.
+        let mut failure: Option<StoreError> = None;
         // Wait for the answer, the round's timeout, the leader's validity's end, or shutdown.
         let claimed = loop {
             let expiry = machine.valid_until();
@@ -361,7 +376,9 @@ pub async fn run(
                     Ok(Ok(claimed)) => claimed,
                     Ok(Err(e)) => {
                         tracing::warn!(node = %node, error = %e, reason = e.metric_label(), "the lease could not be claimed or renewed");
-                        Claimed::Failed { reason: e.metric_label() }
+                        let reason = e.metric_label();
+                        failure = Some(e);
+                        Claimed::Failed { reason }
                     }
                     Err(e) => {
                         tracing::error!(node = %node, error = %e, "the lease claim task failed");
@@ -379,6 +396,7 @@ pub async fn run(
             }
         };
         publish.metrics.round(&claimed);
+        report_round(&publish.health, &claimed, failure, timing, clock.now());
         let change = machine.on_claim(started, &claimed);
         // A grant that came back after the validity it gives had passed (a slow round) is no lead.
         let change = match machine.on_time(clock.now()) {
@@ -402,6 +420,36 @@ pub async fn run(
     // Shutdown: release the lead (bounded), then say so.
     step_down(&leases, &node, &machine, timing).await;
     announce(machine.step_down(), &machine);
+}
+
+/// Tells the store finding how the database answered a round at `now`: granted or held elsewhere
+/// is an answer, and so is a fenced refusal; a failure or no answer in time is not.
+fn report_round(
+    health: &StoreHealth,
+    claimed: &Claimed,
+    failure: Option<StoreError>,
+    timing: Timing,
+    now: Timestamp,
+) {
+    match (claimed, failure) {
+        (Claimed::Granted { .. } | Claimed::Held { .. }, _) => health.answered(LEASE),
+        (Claimed::Failed { .. }, Some(e)) => health.failed(LEASE, now, &e, Unrecorded::Unknown),
+        (Claimed::Failed { reason }, None) => health.no_answer(
+            LEASE,
+            now,
+            format!("the lease round failed ({reason})"),
+            Unrecorded::Unknown,
+        ),
+        (Claimed::TimedOut, _) => health.no_answer(
+            LEASE,
+            now,
+            format!(
+                "the lease round got no answer within {}",
+                humantime::format_duration(timing.round_timeout())
+            ),
+            Unrecorded::Unknown,
+        ),
+    }
 }
 
 /// Who holds the lease, as the store says; `None` when it cannot say.

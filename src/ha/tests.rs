@@ -138,6 +138,8 @@ struct Running {
     leadership: Leadership,
     replica: Arc<Replica>,
     metrics: HaMetrics,
+    /// The store finding its rounds report to (registered in `registry`).
+    health: StoreHealth,
     registry: prometheus_client::registry::Registry,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -146,7 +148,10 @@ struct Running {
 fn start(arbiter: &Arc<MemoryLeases>, node: &str, clock: &Clock) -> Running {
     let mut registry = prometheus_client::registry::Registry::with_prefix("harven_watchdog");
     let metrics = HaMetrics::register(&mut registry);
+    let health = StoreHealth::new("db:5432/watchdog", true);
+    health.register_metrics(&mut registry);
     let (publish, leadership) = Publish::channel(node, metrics.clone());
+    let publish = publish.reporting_to(health.clone());
     let role = leadership.watch();
     let replica = arbiter.replica();
     let stop = CancellationToken::new();
@@ -166,6 +171,7 @@ fn start(arbiter: &Arc<MemoryLeases>, node: &str, clock: &Clock) -> Running {
         leadership,
         replica,
         metrics,
+        health,
         registry,
         stop,
         task,
@@ -379,4 +385,68 @@ fn solo_is_always_leader_and_says_so() {
     assert_eq!(shared.describe(), "standby (leader: unknown)");
     tx.send_replace(Role::Leader { epoch: 7 });
     assert_eq!(shared.describe(), "leader");
+}
+
+/// The store finding from the lease rounds (issue 17): the database cut off from both replicas is
+/// a failing store on each, the standby's rounds counting as much as the leader's, since the first
+/// failing round; a round that hangs is one too; answered again, both are up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_replicas_find_the_store_down_while_their_rounds_fail() {
+    let (clock, hand) = Clock::manual(T0);
+    let arbiter = MemoryLeases::new(clock.clone());
+    let mut a = start(&arbiter, "node-a", &clock);
+    assert_eq!(next_change(&mut a).await.role, Role::Leader { epoch: 1 });
+    let mut b = start(&arbiter, "node-b", &clock);
+    next_change(&mut b).await;
+    for r in [&a, &b] {
+        assert!(r.health.is_up());
+        assert!(exposition(&r.registry).contains("harven_watchdog_store_up 1\n"));
+    }
+
+    // The database is gone for both: each finds it down at its next round.
+    arbiter.cut("node-a", true);
+    arbiter.cut("node-b", true);
+    let cut_at = hand.now();
+    advance(&hand, EVERY).await;
+    for r in [&a, &b] {
+        until("the round failed", || !r.health.is_up()).await;
+        let f = r.health.finding().expect("down");
+        assert!(f.since >= cut_at && f.since <= cut_at + EVERY, "{f:?}");
+        assert!(f.shared);
+        assert!(f.unrecorded.is_empty(), "the lease records no page");
+        let text = exposition(&r.registry);
+        assert!(text.contains("harven_watchdog_store_up 0\n"), "{text}");
+        assert!(
+            text.contains("harven_watchdog_pages_unrecorded 0\n"),
+            "{text}"
+        );
+    }
+    let since = a.health.finding().expect("down").since;
+    // More failing rounds keep the first failure's time.
+    advance(&hand, EVERY * 2).await;
+    assert_eq!(a.health.finding().expect("down").since, since);
+
+    // Back: the next round of each answers.
+    arbiter.cut("node-a", false);
+    arbiter.cut("node-b", false);
+    advance(&hand, EVERY).await;
+    for r in [&a, &b] {
+        until("the round answered", || r.health.is_up()).await;
+        assert!(exposition(&r.registry).contains("harven_watchdog_store_up 1\n"));
+    }
+
+    // A round that hangs past its timeout is no answer either.
+    arbiter.stall("node-b", true);
+    advance(&hand, EVERY * 2).await;
+    until("the round timed out", || !b.health.is_up()).await;
+    let f = b.health.finding().expect("down");
+    assert!(f.error.contains("no answer within"), "{}", f.error);
+    arbiter.stall("node-b", false);
+    advance(&hand, EVERY * 2).await;
+    until("answered again", || b.health.is_up()).await;
+
+    for r in [a, b] {
+        r.stop.cancel();
+        r.task.await.expect("stops");
+    }
 }

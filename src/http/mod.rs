@@ -65,6 +65,9 @@ pub struct AppState {
     /// replica can lead, page or take over. `None` for the SQLite file (the data directory check
     /// covers it).
     pub shared_store: Option<Arc<crate::store::Store>>,
+    /// The store finding (issue 17): while it says the store is down, `/readyz` is 503 and says
+    /// since when, why and which pages wait for it.
+    pub store_health: crate::store::StoreHealth,
 }
 
 /// `/healthz`, which the server keeps in front of its request bounds (`server::harden`): it
@@ -113,6 +116,8 @@ pub struct RouteParts<'a> {
     pub alerts: &'a Arc<crate::alerts::Inbox>,
     /// This replica's role: a standby refuses every change (issue 17).
     pub leadership: &'a crate::ha::Leadership,
+    /// The store finding, shown at the top of the status page's blind spots.
+    pub store_health: &'a crate::store::StoreHealth,
 }
 
 /// The routes of one configuration: its credentials ([`Auth`]), one [`Actions`] service over the
@@ -132,6 +137,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         reloader,
         alerts,
         leadership,
+        store_health,
     } = parts;
     let auth = Arc::new(Auth::new(
         AuthConfig::of(&config.server),
@@ -160,6 +166,7 @@ pub fn routes(parts: RouteParts<'_>) -> Routes {
         symptoms,
         charts,
         alerts: Arc::clone(alerts),
+        store_health: store_health.clone(),
     });
     let api = api::routes(
         Arc::clone(&actions),
@@ -240,6 +247,10 @@ async fn healthz() -> &'static str {
 /// once never remove each other's file and read as not ready. The answer names the replica's role
 /// (`role: solo`, `role: leader`, `role: standby (leader: node-a)`); a standby is ready (200): it
 /// serves the pages and can take over.
+///
+/// While the store finding says the store is down (its latest commit or lease round failed), the
+/// answer is 503 at once, with the finding ([`store_finding_words`]; after the data directory's
+/// reason when that fails too); else a shared store must still answer a read of the lease row.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let dir = state.data_dir.clone();
     let probe = tokio::task::spawn_blocking(move || {
@@ -254,6 +265,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     })
     .await;
     match probe {
+        Ok(Ok(())) if !state.store_health.is_up() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {}role: {}\n",
+                state
+                    .store_health
+                    .finding()
+                    .map_or_else(String::new, |f| store_finding_words(&f)),
+                state.leadership.describe()
+            ),
+        )
+            .into_response(),
         Ok(Ok(())) => match shared_store_answers(&state).await {
             Ok(()) => (
                 StatusCode::OK,
@@ -266,16 +289,54 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             )
                 .into_response(),
         },
+        // A full disk: the directory's reason first, then the store finding it caused, if any.
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "not ready: data directory {} is not writable: {e}\n",
-                state.data_dir.display()
+                "not ready: data directory {} is not writable: {e}\n{}",
+                state.data_dir.display(),
+                state
+                    .store_health
+                    .finding()
+                    .map_or_else(String::new, |f| store_finding_words(&f)),
             ),
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
+}
+
+/// Most page keys `/readyz` lists; the rest are counted.
+const MAX_KEYS_SHOWN: usize = 10;
+
+/// The store finding as `/readyz` says it, one line each:
+///
+/// ```text
+/// the store db:5432/watchdog does not answer since 2026-12-07 07:00:00 UTC: <error>
+/// 12 pages wait for it: k1, …, k10 and 2 more
+/// ```
+///
+/// (`no page waits for it` when none does). The store is named without credentials, and the error
+/// is the store's own words, which never hold a password.
+pub fn store_finding_words(f: &crate::store::StoreFinding) -> String {
+    let n = f.unrecorded.len();
+    let pages = match n {
+        0 => "no page waits for it".to_owned(),
+        _ => {
+            let shown = f.unrecorded[..n.min(MAX_KEYS_SHOWN)].join(", ");
+            let noun = if n == 1 { "page waits" } else { "pages wait" };
+            match n.checked_sub(MAX_KEYS_SHOWN).filter(|more| *more > 0) {
+                Some(more) => format!("{n} {noun} for it: {shown} and {more} more"),
+                None => format!("{n} {noun} for it: {shown}"),
+            }
+        }
+    };
+    format!(
+        "the store {} does not answer since {}: {}\n{pages}\n",
+        f.store,
+        crate::locale::human_time(f.since),
+        crate::locale::one_line(&f.error, crate::locale::MAX_PEER),
+    )
 }
 
 /// `Ok` when the store is not shared or answers a read of the lease row (bounded by the store's
@@ -473,6 +534,7 @@ mod tests {
             data_dir: dir.path().to_path_buf(),
             leadership: crate::ha::Leadership::solo("node-a"),
             shared_store: None,
+            store_health: crate::store::StoreHealth::new("data/watchdog.db", false),
         }));
         let checks = (0..64).map(|_| {
             let request = axum::http::Request::get("/readyz")
@@ -485,6 +547,41 @@ mod tests {
         }
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
         assert!(left.is_empty(), "every check removed its file: {left:?}");
+    }
+
+    /// `/readyz`'s words for the store finding: the store, since when in UTC, the error on one
+    /// line, and the waiting pages' keys, ten at most and then how many more.
+    #[test]
+    fn the_store_finding_lists_ten_keys_then_counts_the_rest() {
+        let mut f = crate::store::StoreFinding {
+            store: "db:5432/watchdog".into(),
+            shared: true,
+            since: crate::clock::Timestamp::from_unix_millis(1_796_000_000_000),
+            error: "the store's database is unavailable:\nrefused".into(),
+            unrecorded: Vec::new(),
+        };
+        assert_eq!(
+            store_finding_words(&f),
+            "the store db:5432/watchdog does not answer since 2026-11-30 00:53:20 UTC: the \
+             store's database is unavailable: refused\nno page waits for it\n"
+        );
+        f.unrecorded = vec!["a/L1/opened/0".into()];
+        assert!(store_finding_words(&f).ends_with("\n1 page waits for it: a/L1/opened/0\n"));
+        f.unrecorded = (0..12).map(|i| format!("k{i:02}")).collect();
+        let words = store_finding_words(&f);
+        let shown: Vec<String> = (0..10).map(|i| format!("k{i:02}")).collect();
+        assert!(
+            words.ends_with(&format!(
+                "\n12 pages wait for it: {} and 2 more\n",
+                shown.join(", ")
+            )),
+            "{words}"
+        );
+        f.unrecorded.truncate(10);
+        assert!(
+            store_finding_words(&f)
+                .ends_with(&format!("\n10 pages wait for it: {}\n", shown.join(", ")))
+        );
     }
 
     #[test]

@@ -606,6 +606,23 @@ pub struct Text {
     pub msg_tl_takeover: &'static str,
     /// `{node}`.
     pub msg_tl_takeover_unknown: &'static str,
+    // The store finding (issue 17): the watchdog's own store does not answer.
+    /// The finding's title on the status page: `{since}`, a UTC time.
+    pub store_down: &'static str,
+    /// `{count}` pages (two or more) decided and waiting for the store.
+    pub store_down_pages: &'static str,
+    /// One page decided and waiting for the store.
+    pub store_down_one_page: &'static str,
+    /// No page waits for the store (it failed outside a commit, or on a standby).
+    pub store_down_no_page: &'static str,
+    /// The fix on PostgreSQL: `{store}`, the database as `host:port/dbname`.
+    pub store_down_fix_postgres: &'static str,
+    /// The fix on SQLite: `{store}`, the file's path.
+    pub store_down_fix_sqlite: &'static str,
+    /// Before the store's own words about its failure.
+    pub store_down_error: &'static str,
+    /// In place of a list on the status page the store could not read.
+    pub store_down_unreadable: &'static str,
     // One language, the rest (issue 15, session 7).
     /// `{field}` is missing: `{why}` (a message).
     pub msg_input_required: &'static str,

@@ -41,6 +41,7 @@ use crate::incident::{
 use crate::locale::{Msg, MsgId};
 use crate::pipeline::charts::{ChartSource, Wanted};
 use crate::runbook::{Locale, Runbook};
+use crate::store::health::{PAGER, StoreHealth, Unrecorded};
 use crate::store::{NewEmail, Store, StoreError};
 
 /// The name of the ack-link signing key in the store (its previous value, after a rotation, is
@@ -142,6 +143,9 @@ pub struct Pager {
     windows: Vec<Window>,
     /// Where the emails' symptom charts come from (shared with the status pages).
     charts: Arc<ChartSource>,
+    /// The store finding this pager reports each step's store calls to (as [`PAGER`]): a commit
+    /// that fails leaves its pages unrecorded, and says so there.
+    health: StoreHealth,
 }
 
 /// A step decided and not recorded: the stepped copy of the book, its pages and the incidents it
@@ -185,6 +189,7 @@ impl Pager {
     ) -> Result<Self, PagerError> {
         let book = Book::new(store.latest_per_section()?);
         let keys = Arc::new(load_link_keys(&store)?);
+        let health = StoreHealth::new(store.path().display().to_string(), store.is_shared());
         let mut pager = Self {
             book,
             store,
@@ -197,9 +202,33 @@ impl Pager {
             last: None,
             windows: Vec::new(),
             charts,
+            health,
         };
         pager.windows = pager.windows()?;
         Ok(pager)
+    }
+
+    /// Reports to `health` from now on (the daemon's one finding; a pager opened alone keeps a
+    /// finding of its own that nothing reads).
+    #[must_use]
+    pub fn reporting_to(mut self, health: StoreHealth) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// This replica stopped leading: the pages it could not record are no longer its to record (the
+    /// new leader decides them from the store), so its word on the store lapses.
+    pub fn stand_down(&self) {
+        self.health.answered(PAGER);
+    }
+
+    /// Tells the finding how the store answered a call of this pager at `now`: `pages` are the
+    /// keys a failed commit leaves unrecorded.
+    fn report<T>(&self, now: Timestamp, result: &Result<T, StoreError>, pages: Unrecorded) {
+        match result {
+            Ok(_) => self.health.answered(PAGER),
+            Err(e) => self.health.failed(PAGER, now, e, pages),
+        }
     }
 
     /// The keys the ack/resolve links are signed and verified with.
@@ -229,17 +258,27 @@ impl Pager {
     /// [`Pager::decide`]); [`Pager::record`] records it. `engine` is the engine's rule states when
     /// they changed: saved first, so a restart resumes the symptoms that opened incidents instead of
     /// seeing them inactive and resolving everything.
+    ///
+    /// When the store refuses the rule states, nothing is recorded, but the step is still decided
+    /// (on a copy, writing nothing) so that the store finding can say which pages wait for it.
     pub fn decide_on(
         &mut self,
         eval: Evaluation,
         engine: Option<&EngineState>,
         now: Timestamp,
     ) -> Result<Option<Decision>, PagerError> {
+        self.last = Some(eval);
         if let Some(state) = engine {
             let json = serde_json::to_vec(state).expect("engine state serializes");
-            self.store.put_value(ENGINE_STATE, &json)?;
+            if let Err(e) = self.store.put_value(ENGINE_STATE, &json) {
+                let keys = match self.decide_unreported(now) {
+                    Ok(Some(d)) => d.pages.iter().map(|p| p.key.clone()).collect(),
+                    _ => Vec::new(),
+                };
+                self.health.failed(PAGER, now, &e, Unrecorded::Pages(keys));
+                return Err(e.into());
+            }
         }
-        self.last = Some(eval);
         self.decide(now)
     }
 
@@ -264,6 +303,19 @@ impl Pager {
     /// Steps a copy of the book over the latest evaluation at `now`: the pages due and the
     /// incidents changed, or `None` when nothing is. Writes nothing.
     pub fn decide(&mut self, now: Timestamp) -> Result<Option<Decision>, PagerError> {
+        let decided = self.decide_unreported(now);
+        match &decided {
+            // Every call of the step was answered and nothing waits to be recorded.
+            Ok(None) => self.health.answered(PAGER),
+            // Recorded or not by `record`, which reports.
+            Ok(Some(_)) => {}
+            Err(PagerError::Store(e)) => self.health.failed(PAGER, now, e, Unrecorded::Unknown),
+        }
+        decided
+    }
+
+    /// [`Pager::decide`] without a word to the store finding.
+    fn decide_unreported(&mut self, now: Timestamp) -> Result<Option<Decision>, PagerError> {
         let Some(eval) = self.last.as_ref() else {
             return Ok(None);
         };
@@ -357,8 +409,10 @@ impl Pager {
             now,
             &self.metrics,
             &self.sender,
-        )
-        .inspect_err(|e| {
+        );
+        let keys = pages.iter().map(|p| p.key.clone()).collect();
+        self.report(now, &outcome, Unrecorded::Pages(keys));
+        let outcome = outcome.inspect_err(|e| {
             // What it would page, said where the on-call will look while the store is away (a
             // shared database down, a fenced write): the book did not move, so the same pages are
             // decided again at the next evaluation and recorded once the store takes them.
@@ -410,6 +464,21 @@ impl Pager {
     /// outbox's unsent emails. `node` is this replica, `from` the previous leader when known.
     /// Nothing changes when the store refuses: the takeover is tried again.
     pub fn take_over(
+        &mut self,
+        node: &str,
+        from: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(), PagerError> {
+        let taken = self.take_over_store(node, from, now);
+        match &taken {
+            Ok(()) => self.health.answered(PAGER),
+            Err(PagerError::Store(e)) => self.health.failed(PAGER, now, e, Unrecorded::Unknown),
+        }
+        taken
+    }
+
+    /// [`Pager::take_over`]'s reads and writes.
+    fn take_over_store(
         &mut self,
         node: &str,
         from: Option<&str>,

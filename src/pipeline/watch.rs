@@ -523,8 +523,12 @@ pub async fn run(
             Ok(()) = role.changed() => {
                 // Losing the lead stops the pager at once; gaining it takes over at the top of
                 // the loop.
-                if !role.borrow_and_update().is_leader() && leading.take().is_some() {
-                    tracing::warn!("no longer the leader: the pager stops");
+                if !role.borrow_and_update().is_leader() {
+                    if leading.take().is_some() {
+                        tracing::warn!("no longer the leader: the pager stops");
+                    }
+                    // A takeover that failed was the pager's word on the store too.
+                    pager.stand_down();
                 }
                 evaluate = false;
             }

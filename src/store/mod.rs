@@ -1,7 +1,8 @@
 //! The durable store: one embedded SQLite file (the default) or a shared PostgreSQL database
 //! (`[store] url`), holding incidents, the email outbox (which is also the sent ledger),
 //! maintenance windows created at run time, a few long-lived secrets and, on PostgreSQL, the lease
-//! that says which replica pages (`lease.rs`).
+//! that says which replica pages (`lease.rs`). `health.rs` is the store finding: whether the store
+//! answers its users, as they report it.
 //!
 //! # Two backends, one API
 //!
@@ -63,6 +64,7 @@
 //! The pool needs a file: `:memory:` cannot run in WAL mode and [`Store::open`] refuses it (it always
 //! has); tests use a file in a temporary directory.
 
+pub mod health;
 mod lease;
 mod outbox;
 mod pg;
@@ -87,6 +89,7 @@ use crate::config::{MaintenanceWindow, PostgresConfig, StoreConfig};
 use crate::incident::{Incident, IncidentState};
 use sql::{Db, Lite, Row, vals};
 
+pub use health::{StoreFinding, StoreHealth, Unrecorded};
 pub use lease::{Claim, Fence, Holder};
 
 pub use outbox::{

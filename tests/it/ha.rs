@@ -753,8 +753,33 @@ async fn with_the_database_down_for_all_nobody_pages_and_nothing_repeats_after()
         ["L1/opened"],
         "nothing paged meanwhile"
     );
+    // The store finding: both replicas say on /metrics that their store is down.
+    let store_up = |replica: &Replica| {
+        let (http, url) = (http.clone(), format!("{}/metrics", replica.base));
+        async move {
+            let text = match http.get(url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            sample(&text, "harven_watchdog_store_up")
+        }
+    };
+    for replica in [&a, &b] {
+        assert_eq!(store_up(replica).await, Some(0.0), "{}", replica.node);
+    }
 
     // The database returns: one replica leads and the script ends with every page once.
     proxy.set(Fault::None);
+    let back = Instant::now();
+    for replica in [&a, &b] {
+        while store_up(replica).await != Some(1.0) {
+            assert!(
+                back.elapsed() < PATIENCE,
+                "{}: store never up",
+                replica.node
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     stack.finish(0, "database down").await;
 }

@@ -42,4 +42,5 @@ mod reload;
 mod restart;
 mod scenarios;
 mod store;
+mod store_finding;
 mod web;

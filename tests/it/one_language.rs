@@ -45,7 +45,7 @@ use harven_watchdog::words;
 use lettre::message::Mailbox;
 
 use crate::email::EVENTS;
-use crate::support::daemon::{T0, TestDaemon, paging_env};
+use crate::support::daemon::{T0, TestDaemon, blind_env};
 use crate::support::smtp::{ReceivedMail, SmtpServer, advance_until};
 
 /// Words of a language too common to be caught by the derived list alone (they may appear in no
@@ -200,7 +200,7 @@ fn runbook_texts(locale: Locale) -> Vec<String> {
 }
 
 /// The words that must not appear in `locale`'s texts.
-struct Foreign {
+pub(crate) struct Foreign {
     locale: Locale,
     words: BTreeSet<String>,
     /// The runbook's texts in `locale`, taken out before the check.
@@ -208,7 +208,7 @@ struct Foreign {
 }
 
 impl Foreign {
-    fn of(locale: Locale) -> Self {
+    pub(crate) fn of(locale: Locale) -> Self {
         let other = match locale {
             Locale::PtBr => Locale::En,
             Locale::En => Locale::PtBr,
@@ -263,7 +263,7 @@ impl Foreign {
     }
 
     /// Fails with every foreign word of `visible`, with its context, naming `what`.
-    fn check(&self, what: &str, visible: &str) {
+    pub(crate) fn check(&self, what: &str, visible: &str) {
         let found = self.find(visible);
         assert!(
             found.is_empty(),
@@ -331,7 +331,7 @@ fn strip_spans(line: &str) -> String {
 
 /// The text a reader sees of an HTML document: without `<style>`, `<code>` and `<pre>`, tags out,
 /// entities decoded.
-fn visible_html(html: &str) -> String {
+pub(crate) fn visible_html(html: &str) -> String {
     let mut s = html.to_owned();
     for (open, close) in [
         ("<style", "</style>"),
@@ -558,12 +558,7 @@ async fn a_running_daemons_pages_and_email_speak_one_language() {
         let foreign = Foreign::of(locale);
         let smtp = SmtpServer::start().await;
         let data = tempfile::tempdir().expect("tempdir");
-        let mut env: Vec<(String, String)> =
-            paging_env("http://127.0.0.1:1", smtp.port(), data.path())
-                .into_iter()
-                .filter(|(k, _)| k != "HARVEN_WATCHDOG__RUNBOOK__LOCALE")
-                .collect();
-        env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), tag.into()));
+        let mut env = blind_env(smtp.port(), data.path(), tag);
         env.push((
             "HARVEN_WATCHDOG__SERVER__API_TOKEN".into(),
             ONE_LANGUAGE_TOKEN.into(),

@@ -62,12 +62,27 @@ pub(super) async fn index(
         Ok((latest, recent))
     })
     .await;
+    let store_down = st
+        .store_health
+        .finding()
+        .map(|f| super::views::store_down_view(&f, st.locale));
+    // While the store finding says the store is down, a read it fails still shows the page (503):
+    // the finding on top, and in place of each list a line saying it cannot be read now.
+    let mut unreadable = false;
     let (latest, recent) = match loaded {
         Ok(v) => v,
+        Err(_) if store_down.is_some() => {
+            unreadable = true;
+            (Vec::new(), Vec::new())
+        }
         Err(resp) => return resp,
     };
     let stored = match st.actions.windows().await {
         Ok(v) => v,
+        Err(_) if store_down.is_some() => {
+            unreadable = true;
+            Vec::new()
+        }
         Err(e) => return unavailable(&e),
     };
     let t = labels(st.locale);
@@ -96,6 +111,8 @@ pub(super) async fn index(
     let alerts = super::views::alert_rows(&listed, &st.runbook, st.locale);
     let page = IndexPage {
         blind_spots,
+        store_down,
+        unreadable,
         t: &t,
         now: human_time(now),
         refresh: refreshes(query.as_deref()).then_some(REFRESH_EVERY.as_secs()),
@@ -111,7 +128,12 @@ pub(super) async fn index(
         alerts_more: listed.len().saturating_sub(alerts.len()),
         alerts,
     };
-    html_page(&st.env, "web_index.html", &page, StatusCode::OK, kind)
+    let status = if unreadable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    html_page(&st.env, "web_index.html", &page, status, kind)
 }
 
 /// How often the status page reloads itself: a little over the default Prometheus interval, so an

@@ -33,6 +33,7 @@ pub(super) fn labels(locale: Locale) -> Labels {
         ("symptoms", t.symptoms),
         // Leadership (issue 17)
         ("replica_role", t.replica_role),
+        ("store_unreadable", t.store_down_unreadable),
         // Charts (issue 15)
         ("chart_heading", t.chart_heading),
         ("chart_legend", t.chart_legend),

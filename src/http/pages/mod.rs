@@ -153,6 +153,8 @@ struct PagesState {
     charts: Arc<ChartSource>,
     /// The alerts pushed to the webhook, listed on `/` ("Alerts received").
     alerts: Arc<crate::alerts::Inbox>,
+    /// The store finding, first of the blind spots on `/` while the store is down.
+    store_health: crate::store::StoreHealth,
     env: Environment<'static>,
 }
 
@@ -178,6 +180,8 @@ pub struct PagesConfig {
     pub charts: Arc<ChartSource>,
     /// The alerts pushed to the webhook (the process's: a reload keeps them).
     pub alerts: Arc<crate::alerts::Inbox>,
+    /// The store finding (the process's: the pager and the lease task report to it).
+    pub store_health: crate::store::StoreHealth,
 }
 
 /// The email module's template environment with these pages' templates.
@@ -201,6 +205,7 @@ pub fn routes(config: PagesConfig) -> Router {
         symptoms: config.symptoms,
         charts: config.charts,
         alerts: config.alerts,
+        store_health: config.store_health,
         env,
     });
     Router::new()

@@ -108,6 +108,44 @@ pub(super) struct BlindView {
     detail: String,
 }
 
+/// The store finding in the page's language: since when, the pages waiting, the fix, and the
+/// store's own words (shown as code: they are the store's, in English).
+#[derive(Debug, Serialize)]
+pub(super) struct StoreDownView {
+    title: String,
+    pages: String,
+    fix: String,
+    error_label: &'static str,
+    error: String,
+}
+
+/// The store finding in `locale`'s words.
+pub(super) fn store_down_view(f: &crate::store::StoreFinding, locale: Locale) -> StoreDownView {
+    use crate::locale::fill;
+    let t = locale.text();
+    let count = f.unrecorded.len().to_string();
+    let pages = match f.unrecorded.len() {
+        0 => t.store_down_no_page.to_owned(),
+        1 => t.store_down_one_page.to_owned(),
+        _ => fill(t.store_down_pages, &[("count", &count)]),
+    };
+    let fix = if f.shared {
+        t.store_down_fix_postgres
+    } else {
+        t.store_down_fix_sqlite
+    };
+    StoreDownView {
+        title: fill(
+            t.store_down,
+            &[("since", &crate::locale::human_time(f.since))],
+        ),
+        pages,
+        fix: fill(fix, &[("store", &f.store)]),
+        error_label: t.store_down_error,
+        error: crate::locale::one_line(&f.error, crate::locale::MAX_PEER),
+    }
+}
+
 /// The blind spots in `locale`'s words.
 pub(super) fn blind_views(spots: &[BlindSpot], locale: Locale) -> Vec<BlindView> {
     spots
@@ -154,6 +192,11 @@ pub(super) struct IndexPage<'a> {
     pub(super) resolved: Vec<Row>,
     pub(super) windows: Vec<WindowRow>,
     pub(super) blind_spots: Vec<BlindView>,
+    /// The store finding, above the blind spots, while the watchdog's own store is down.
+    pub(super) store_down: Option<StoreDownView>,
+    /// The store did not answer this page's reads (while its finding says it is down): the lists
+    /// say so instead of reading empty.
+    pub(super) unreadable: bool,
     /// This replica's role in the page's language (issue 17): solo, leader, or standby naming
     /// the leader.
     pub(super) role: String,

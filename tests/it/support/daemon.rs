@@ -58,6 +58,17 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// [`paging_env`] for a daemon blind to every source (its Prometheus out of reach too: an incident
+/// of its own, `watchdog.blind`), its emails and pages in `locale` (`pt-BR`, `en`).
+pub fn blind_env(smtp_port: u16, data: &Path, locale: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = paging_env("http://127.0.0.1:1", smtp_port, data)
+        .into_iter()
+        .filter(|(k, _)| k != "HARVEN_WATCHDOG__RUNBOOK__LOCALE")
+        .collect();
+    env.push(("HARVEN_WATCHDOG__RUNBOOK__LOCALE".into(), locale.into()));
+    env
+}
+
 /// [`prometheus_env`] plus the test SMTP server on `smtp_port` (plaintext), distinct recipients per
 /// level (`oncall@`, `lead@`, `cto@test.harven`), English emails, and no reminders (every email in
 /// these scripts is one the test expects).
