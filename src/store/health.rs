@@ -378,6 +378,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             readers: 2,
+            tls: crate::config::PgTls::Off,
         });
         assert_eq!(StoreHealth::name_of(&config), "db.internal:5433/harven");
     }
