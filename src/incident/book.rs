@@ -191,11 +191,20 @@ impl Book {
                 i
             }
             _ => {
-                let incident = Incident::open(section, severity, &cause, now);
+                // Opened when its first symptom fired, not when this step runs. They are the same
+                // moment unless the store refused the steps in between (the book does not move
+                // then, and the opening is decided again at each step): the incident keeps one ID,
+                // one set of page keys and its L2/L3 clocks from the start of the problem.
+                let opened = firing
+                    .iter()
+                    .filter_map(|s| s.fired_at)
+                    .min()
+                    .map_or(now, |fired| fired.min(now));
+                let incident = Incident::open(section, severity, &cause, opened);
                 self.by_section.insert(section.to_owned(), incident);
                 let i = self.by_section.get_mut(section).expect("just inserted");
                 i.note(
-                    now,
+                    opened,
                     "opened",
                     Msg::new(MsgId::TlOpened)
                         .arg("section", section)

@@ -417,3 +417,71 @@ fn an_incident_flapping_for_days_keeps_a_bounded_timeline_and_its_opening() {
         "the newest are kept: {last:?}"
     );
 }
+
+/// A symptom of `errors` firing since `fired` (seconds after `at(0)`).
+fn firing_since(fired: u64) -> crate::engine::Symptom {
+    crate::engine::Symptom {
+        rule: "errors.rate_high".into(),
+        section: "errors".into(),
+        labels: Default::default(),
+        summary: "5xx above 5%".into(),
+        severity: Severity::Major,
+        state: crate::engine::SymptomState::Firing,
+        observable: true,
+        value: None,
+        note: None,
+        fired_at: Some(at(fired)),
+    }
+}
+
+/// The store refused the steps of the first three minutes (the book did not move, as the pager
+/// leaves it then): the step that is finally recorded opens the incident when its symptom fired,
+/// with the ID, page key and L2 clock it would have had at once; a symptom's time never sets an
+/// opening in the future.
+#[test]
+fn an_incident_opens_when_its_symptom_fired_even_if_recorded_later() {
+    let on_time = {
+        let mut b = Book::default();
+        let out = b.step(
+            &[section("errors", MAJOR)],
+            &[firing_since(0)],
+            at(0),
+            &policy(),
+            &[],
+        );
+        out.pages[0].key.clone()
+    };
+    let mut b = Book::default();
+    let late = b.step(
+        &[section("errors", MAJOR)],
+        &[firing_since(0)],
+        at(3 * MIN),
+        &policy(),
+        &[],
+    );
+    assert_eq!(late.pages.len(), 1, "the L1, now");
+    assert_eq!(late.pages[0].key, on_time, "the same page key");
+    let incident = b.get(&late.pages[0].incident).expect("opened");
+    assert_eq!(incident.opened_at, at(0), "opened when the symptom fired");
+    assert_eq!(
+        step(&mut b, 30 * MIN - 1, MAJOR),
+        [],
+        "no L2 at 29:59 from the firing"
+    );
+    assert_eq!(
+        step(&mut b, 30 * MIN, MAJOR),
+        [(L2, Escalated)],
+        "L2 at 30:00 from the firing"
+    );
+
+    let mut b = Book::default();
+    let out = b.step(
+        &[section("errors", MAJOR)],
+        &[firing_since(10 * MIN)],
+        at(0),
+        &policy(),
+        &[],
+    );
+    let incident = b.get(&out.pages[0].incident).expect("opened");
+    assert_eq!(incident.opened_at, at(0), "never after the step");
+}

@@ -400,6 +400,7 @@ Symptoms:
     store_down_fix_sqlite: "Fix: free disk space where the store's file is ({store}), and check that its data directory is writable.",
     store_down_error: "The store says",
     store_down_unreadable: "Cannot be read while the store does not answer.",
+    store_read_failed: "The incident store could not be read now; try again in a moment.",
     // One language, the rest (issue 15, session 7).
     msg_input_required: "`{field}` is required: {why}",
     msg_input_who_acts: "who is acting",

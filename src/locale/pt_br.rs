@@ -400,6 +400,7 @@ Sintomas:
     store_down_fix_sqlite: "Correção: libere espaço em disco onde fica o arquivo do armazenamento ({store}) e verifique se o diretório de dados aceita escrita.",
     store_down_error: "O armazenamento diz",
     store_down_unreadable: "Não é possível ler enquanto o armazenamento não responde.",
+    store_read_failed: "O armazenamento de incidentes não pôde ser lido agora; tente de novo em instantes.",
     // One language, the rest (issue 15, session 7).
     msg_input_required: "`{field}` é obrigatório: {why}",
     msg_input_who_acts: "quem está agindo",

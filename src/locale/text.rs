@@ -623,6 +623,8 @@ pub struct Text {
     pub store_down_error: &'static str,
     /// In place of a list on the status page the store could not read.
     pub store_down_unreadable: &'static str,
+    /// The whole 503 page when a status page's store read or write failed.
+    pub store_read_failed: &'static str,
     // One language, the rest (issue 15, session 7).
     /// `{field}` is missing: `{why}` (a message).
     pub msg_input_required: &'static str,

@@ -16,24 +16,25 @@ use crate::http::actions::{Via, WindowRequest, store_unavailable};
 use crate::http::auth::{self, Peer};
 use crate::http::{PageKind, blocking, cross_site, html_page, text_page};
 use crate::incident::{ActionError, Incident, IncidentState};
-use crate::locale::human_time;
+use crate::locale::{Locale, human_time};
 use crate::store::{Store, StoreError};
 
-/// Runs a store read or write on the blocking pool; `Err` is the 503 page.
+/// Runs a store read or write on the blocking pool; `Err` is the 503 page, in `locale`.
 async fn store_task<T: Send + 'static>(
+    locale: Locale,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Response> {
     blocking(move || f().map_err(store_unavailable))
         .await
-        .map_err(|e| unavailable(&e))
+        .map_err(|e| unavailable(&e, locale))
 }
 
-/// The 503 page of a read or write the store could not do.
-pub(super) fn unavailable(e: &ActionError) -> Response {
+/// The 503 page of a read or write the store could not do, in the page's language.
+pub(super) fn unavailable(e: &ActionError, locale: Locale) -> Response {
     tracing::warn!(error = %e, "status page: the store could not be read or written");
     text_page(
         StatusCode::SERVICE_UNAVAILABLE,
-        "The incident store could not be read now; try again in a moment.\n".to_owned(),
+        format!("{}\n", locale.text().store_read_failed),
         PageKind::Status,
     )
 }
@@ -56,7 +57,7 @@ pub(super) async fn index(
         return sign_in;
     }
     let store = st.store();
-    let loaded = store_task(move || {
+    let loaded = store_task(st.locale, move || {
         let latest = store.latest_per_section()?;
         let recent = store.recent_incidents(SCAN)?;
         Ok((latest, recent))
@@ -83,7 +84,7 @@ pub(super) async fn index(
             unreadable = true;
             Vec::new()
         }
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(&e, st.locale),
     };
     let t = labels(st.locale);
     let mut open: Vec<&Incident> = latest
@@ -165,7 +166,7 @@ pub(super) async fn incident_page(
     }
     let store = st.store();
     let key = id.clone();
-    let incident = match store_task(move || store.incident(&key)).await {
+    let incident = match store_task(st.locale, move || store.incident(&key)).await {
         Ok(i) => i,
         Err(resp) => return resp,
     };
@@ -228,7 +229,7 @@ pub(super) async fn maintenance_page(
     }
     let stored = match st.actions.windows().await {
         Ok(v) => v,
-        Err(e) => return unavailable(&e),
+        Err(e) => return unavailable(&e, st.locale),
     };
     let t = labels(st.locale);
     let kind = page_kind(session.as_ref());
@@ -345,7 +346,7 @@ pub(super) async fn signin(
         Err(auth::Denied::Wrong) => return refuse("refused_wrong_token", String::new()),
     }
     let now = st.clock.now();
-    let cookie = match store_task(move || sessions.issue(now)).await {
+    let cookie = match store_task(st.locale, move || sessions.issue(now)).await {
         Ok((_, cookie)) => cookie,
         Err(resp) => return resp,
     };
@@ -363,7 +364,7 @@ pub(super) async fn signout(
     };
     // Ended on the server: the same cookie, replayed, is refused from now on.
     let cookie = sessions.clear_cookie();
-    if let Err(resp) = store_task(move || sessions.revoke(&session)).await {
+    if let Err(resp) = store_task(st.locale, move || sessions.revoke(&session)).await {
         return resp;
     }
     tracing::info!("signed out of the status pages");
@@ -372,7 +373,28 @@ pub(super) async fn signout(
 
 #[cfg(test)]
 mod tests {
-    use super::refreshes;
+    use super::{Locale, refreshes, unavailable};
+    use crate::incident::ActionError;
+
+    /// The 503 page of a failed store read speaks the page's language, and never the store's
+    /// own words (they are logged).
+    #[tokio::test]
+    async fn the_store_failure_page_speaks_the_page_language() {
+        for (locale, words) in [
+            (Locale::PtBr, "não pôde ser lido agora"),
+            (Locale::En, "could not be read now"),
+        ] {
+            let e = ActionError::Unavailable("store: disk I/O error".into());
+            let resp = unavailable(&e, locale);
+            assert_eq!(resp.status(), 503);
+            let body = axum::body::to_bytes(resp.into_body(), 4096)
+                .await
+                .expect("body");
+            let body = String::from_utf8(body.to_vec()).expect("utf-8");
+            assert!(body.contains(words), "{locale:?}: {body}");
+            assert!(!body.contains("disk I/O"), "{body}");
+        }
+    }
 
     #[test]
     fn the_index_refreshes_unless_the_query_turns_it_off() {
