@@ -148,7 +148,12 @@ pub enum PgTls {
 impl PostgresConfig {
     /// `user@host:port/dbname`: how logs and errors name the database (never with the password).
     pub fn target(&self) -> String {
-        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+        format!("{}@{}", self.user, self.address())
+    }
+
+    /// `host:port/dbname`: the database without its user (the store finding's name).
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.dbname)
     }
 }
 

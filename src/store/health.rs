@@ -103,7 +103,7 @@ impl StoreHealth {
     /// password), else the SQLite file's path.
     pub fn name_of(config: &StoreConfig) -> String {
         match &config.postgres {
-            Some(pg) => format!("{}:{}/{}", pg.host, pg.port, pg.dbname),
+            Some(pg) => pg.address(),
             None => config.path.display().to_string(),
         }
     }

@@ -405,23 +405,12 @@ async fn kill_9_of_the_leader_hands_the_incident_to_the_standby_exactly_once() {
         stack.replica("node-a", crate::support::free_port(), pg_port),
         stack.replica("node-b", crate::support::free_port(), pg_port),
     ];
-    // a first, so that it leads; b joins as the standby.
-    replicas[0].start();
-    replicas[0]
-        .until_leader(&http, "the first replica up")
-        .await;
-    replicas[1].start();
-    replicas[1].until_standby(&http).await;
-    let mut leader = 0;
-
-    stack.backend.set_scenario(Scenario::Slow);
-    // Two replicas evaluating one slow backend: one L1, from the leader.
-    let deadline = Instant::now() + PATIENCE;
-    while !stack.latency_pages().iter().any(|p| p == "L1/opened") {
-        assert!(Instant::now() < deadline, "no L1 was queued ({seed_note})");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    // a first, so that it leads; b joins as the standby; one slow backend: one L1, from a.
+    {
+        let [a, b] = &mut replicas;
+        stack.lead_then_page(&http, a, b).await;
     }
-    stack.drained_exactly_once("after the L1").await;
+    let mut leader = 0;
 
     for round in 1..=kills {
         let after = Duration::from_millis(rng.u64(300..8_000));
